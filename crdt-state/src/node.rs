@@ -1,0 +1,37 @@
+//! Who a node is and what it offers: the inputs placement reads.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Labels, Resources};
+
+/// A node's permanent identity: chosen at first start, kept in its data dir.
+/// Orders peers wherever ties must break the same way everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// What a node publishes about itself in its observed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Human name (`--name`), shown by `get nodes`.
+    pub name: String,
+    /// Address peers reach it on (QUIC, one UDP port).
+    pub peer_addr: String,
+    /// Address of its HTTP API (for `logs`, forwarded requests).
+    pub api_addr: String,
+    pub capacity: Resources,
+    /// Capacity less what the node keeps for itself.
+    pub allocatable: Resources,
+    pub labels: Labels,
+    /// False while the container engine is unreachable: placement skips the node.
+    pub runtime_healthy: bool,
+    /// Engine's message when unhealthy.
+    pub runtime_error: Option<String>,
+    /// Shoal version the node runs.
+    pub version: String,
+}

@@ -1,0 +1,67 @@
+//! Pod identity and the status a node reports for each pod it runs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Protocol, TemplateHash};
+
+/// Replica `index` of RC `rc`: the unit placement assigns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodId {
+    pub rc: String,
+    pub index: u32,
+}
+
+impl std::fmt::Display for PodId {
+    /// `hello-3`: the name `get pods` shows and `logs` takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.rc, self.index)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PodPhase {
+    /// Accepted, image or containers being prepared.
+    Pending,
+    Running,
+    /// Exited and waiting for its back-off before a restart.
+    BackOff,
+    /// Exited, and the restart policy says not to restart.
+    Succeeded,
+    Failed,
+    /// Being stopped (grace period running).
+    Terminating,
+}
+
+impl PodPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodPhase::Pending => "Pending",
+            PodPhase::Running => "Running",
+            PodPhase::BackOff => "CrashLoopBackOff",
+            PodPhase::Succeeded => "Succeeded",
+            PodPhase::Failed => "Failed",
+            PodPhase::Terminating => "Terminating",
+        }
+    }
+}
+
+/// One published port: what a client connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: Protocol,
+}
+
+/// What a node says about one pod it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub id: PodId,
+    pub template_hash: TemplateHash,
+    pub image: String,
+    pub phase: PodPhase,
+    pub ready: bool,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+    pub ports: Vec<PublishedPort>,
+}

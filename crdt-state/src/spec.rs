@@ -1,0 +1,198 @@
+//! The ReplicationController spec: one internal type, whatever the input format.
+//!
+//! `manifest` turns YAML/JSON (2014 `v1beta1` or Kubernetes `v1`) into these
+//! types; everything else in Shoal (state, placement, runtime) speaks only
+//! these. Maps are `BTreeMap` so encoding and hashing are deterministic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Labels and selectors: ordered so two peers hash and encode them alike.
+pub type Labels = BTreeMap<String, String>;
+
+/// "Keep `replicas` copies of `template` running, in pods matched by `selector`."
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RcSpec {
+    /// DNS-1123 label, unique in the cluster.
+    pub name: String,
+    pub replicas: u32,
+    /// Must match `template.labels` (the Kubernetes API server's rule).
+    pub selector: Labels,
+    pub template: PodTemplate,
+    pub update_strategy: UpdateStrategy,
+    pub partition_policy: PartitionPolicy,
+}
+
+/// What one replica runs: a pod of one or more containers sharing a network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodTemplate {
+    pub labels: Labels,
+    pub containers: Vec<ContainerSpec>,
+    /// Only nodes carrying all these labels are eligible.
+    pub node_selector: Labels,
+    pub restart_policy: RestartPolicy,
+    /// SIGTERM, then this long, then SIGKILL.
+    pub termination_grace_period_secs: u32,
+}
+
+impl PodTemplate {
+    /// A fixed, explicit hash of the template: the same on every peer and
+    /// every build, so pods can be told apart by template version.
+    pub fn hash(&self) -> TemplateHash {
+        let bytes = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding a template into memory cannot fail");
+        TemplateHash(xxhash_rust::xxh3::xxh3_64(&bytes))
+    }
+
+    /// Sum of the containers' requests: what placement must find room for.
+    pub fn requests(&self) -> Resources {
+        self.containers.iter().fold(Resources::default(), |acc, c| Resources {
+            cpu_millis: acc.cpu_millis + c.resources.cpu_millis,
+            memory_bytes: acc.memory_bytes + c.resources.memory_bytes,
+        })
+    }
+
+    /// Host ports the pod binds: two pods with a common one cannot share a node.
+    pub fn host_ports(&self) -> impl Iterator<Item = (u16, Protocol)> + '_ {
+        self.containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .filter_map(|p| p.host_port.map(|h| (h, p.protocol)))
+    }
+
+    /// The first container's image: what `get rc` shows.
+    pub fn primary_image(&self) -> &str {
+        self.containers.first().map_or("", |c| c.image.as_str())
+    }
+}
+
+/// Version of a pod template, carried on every pod so rollouts can tell old from new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TemplateHash(pub u64);
+
+impl std::fmt::Display for TemplateHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:010x}", self.0 >> 24)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's entrypoint when non-empty.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when non-empty.
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<PortSpec>,
+    pub resources: Resources,
+    pub readiness_probe: Option<Probe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub container_port: u16,
+    /// Fixed host port; `None` lets the engine pick one (reported in pod status).
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// Requests (or, for a node, capacity): millicores and bytes.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    /// True when `request` fits in `self`.
+    pub fn fits(&self, request: &Resources) -> bool {
+        request.cpu_millis <= self.cpu_millis && request.memory_bytes <= self.memory_bytes
+    }
+
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+        }
+    }
+}
+
+/// When a container counts as ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Probe {
+    pub action: ProbeAction,
+    pub initial_delay_secs: u32,
+    pub period_secs: u32,
+    pub timeout_secs: u32,
+    pub failure_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProbeAction {
+    HttpGet { path: String, port: u16 },
+    TcpSocket { port: u16 },
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Rolling-update budget, in replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpdateStrategy {
+    /// Extra pods allowed above `replicas` during a rollout.
+    pub max_surge: u32,
+    /// Pods allowed below `replicas` (not ready) during a rollout.
+    pub max_unavailable: u32,
+}
+
+impl Default for UpdateStrategy {
+    /// One new pod at a time, never below the declared count: `kubectl rolling-update`'s pace.
+    fn default() -> Self {
+        UpdateStrategy {
+            max_surge: 1,
+            max_unavailable: 0,
+        }
+    }
+}
+
+/// What a side of a partition does about replicas it can no longer see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PartitionPolicy {
+    /// Every side keeps the declared count running (may exceed it while split).
+    #[default]
+    Available,
+    /// A side that cannot see a majority of the last known members starts no replacements.
+    AtMostDeclared,
+}

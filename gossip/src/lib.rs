@@ -1,0 +1,2 @@
+//! Shoal membership: SWIM gossip on foca.
+#![forbid(unsafe_code)]

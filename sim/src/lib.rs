@@ -1,0 +1,2 @@
+//! Discrete-event simulator for Shoal peers.
+#![forbid(unsafe_code)]

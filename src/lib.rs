@@ -1,0 +1,2 @@
+//! Shoal: a container orchestrator with no master.
+#![forbid(unsafe_code)]
