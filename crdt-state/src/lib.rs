@@ -2,8 +2,57 @@
 //!
 //! - [`spec`]: the ReplicationController spec, one type for every input format.
 //! - [`node`], [`pod`]: node identity and info, pod identity and status.
+//! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
+//! - [`desired`]: desired state, RC name → record of LWW registers + history.
+//! - [`observed`]: observed state, node → single-writer versioned record.
+//! - [`sync`]: digests, `missing_for`, and [`sync::ClusterState`] (both halves).
+//! - [`wire`]: the versioned bincode envelope every message travels in.
+//! - [`register`]: the HLC-stamped LWW register and its tie-break; [`error`]: refusals.
+//!
+//! # Why these structures
+//!
+//! - **Per-field LWW registers, not one register per RC.** The spec body
+//!   (selector, template, strategy, partition policy), the replica count and
+//!   the deleted flag are separate registers, so a `scale` and an image change
+//!   made concurrently on two peers both survive; one register per RC would
+//!   drop one of them. Registers are `crdts::LWWReg<V, Hlc>`, joined through
+//!   [`register::join`], which adds a deterministic tie-break for equal stamps
+//!   (LWWReg alone keeps "whatever was there", which is not commutative then).
+//! - **A `BTreeMap<String, RcRecord>` merged by hand, not `crdts::Map`.**
+//!   `crdts::Map` needs values implementing its `Val` trait (LWWReg does not)
+//!   and carries a causal context (dots, vector clocks) per key, which costs
+//!   wire bytes and buys add/remove semantics we do not want: our removal is a
+//!   register (the tombstone) with a documented rule, and deltas stay a plain
+//!   partial record that can be inspected and digested per register.
+//! - **Hybrid logical clocks, not wall time or vector clocks.** Stamps stay
+//!   near wall time (last writer wins means what users expect), never go
+//!   backwards, order after everything seen, and stay 3 small integers.
+//!   Absurd remote times are clamped (see [`hlc::Observation::Clamped`]).
+//! - **Rollout history as top-10 of a union.** Keeping the newest N entries
+//!   of a set union is still a join (commutative, associative, idempotent),
+//!   so history replicates with the record and stays bounded.
+//! - **Observed state: a version counter per node record.** Each record has
+//!   one writer, its node; the highest version wins. Whole records are
+//!   shipped: they are small, and no per-field metadata is needed.
+//! - **Digests with per-register stamps.** Exact `missing_for` in one round
+//!   trip, at about 60 bytes per RC (measured by `examples/bench_state.rs`).
 #![forbid(unsafe_code)]
 
 pub mod node;
 pub mod pod;
 pub mod spec;
+
+pub mod desired;
+pub mod error;
+pub mod hlc;
+pub mod observed;
+pub mod register;
+pub mod sync;
+pub mod wire;
+
+pub use desired::{DesiredDelta, DesiredState, RcBody, RcRecord, RcView, Revision};
+pub use error::StateError;
+pub use hlc::{Clock, Hlc};
+pub use observed::{NodeRecord, ObservedDelta, ObservedState};
+pub use sync::{ClusterState, Delta, Digest, RcStamps};
+pub use wire::WireError;

@@ -1,0 +1,439 @@
+//! Desired state: what the users asked for, one record per ReplicationController.
+//!
+//! Each [`RcRecord`] holds three independent last-writer-wins registers —
+//! the spec without its replica count ([`RcBody`]), the replica count, and
+//! the deleted flag — plus the rollout history. Because the registers merge
+//! independently, a `scale` at one peer and an image change at another, made
+//! during a partition, both survive the heal.
+//!
+//! **Delete vs. update.** A delete writes `deleted = true`; `scale` and
+//! `set_template` never touch the flag, so they never undelete: after a merge
+//! the RC is deleted whatever the stamps of concurrent updates. Only `apply`
+//! writes `deleted = false` (when it finds the RC deleted or absent), with its
+//! own stamp, so an apply made after the delete was seen recreates the RC,
+//! and of a concurrent apply and delete the later stamp wins, on every peer.
+//!
+//! **Stamps.** Local commands take a stamp from the node's
+//! [`Clock`](crate::hlc::Clock), which must have observed every stamp merged
+//! here ([`DesiredDelta::max_stamp`]); a stale stamp would silently lose.
+//!
+//! **Tombstones** stay until [`DesiredState::collect_tombstones`] removes
+//! them. Collecting is safe once no peer can still send a write older than
+//! the tombstone: after every member currently known has acknowledged a
+//! digest containing it, or after a TTL longer than any partition the
+//! cluster is expected to survive. A peer that comes back with an older
+//! `apply` after collection would otherwise resurrect the RC.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::hlc::Hlc;
+use crate::register::{self, Reg};
+use crate::spec::{Labels, PartitionPolicy, PodTemplate, RcSpec, UpdateStrategy};
+
+/// How many previous templates a record keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// An RC's spec without its name and replica count: what `apply` and
+/// `rolling-update` change together, as one register.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RcBody {
+    pub selector: Labels,
+    pub template: PodTemplate,
+    pub update_strategy: UpdateStrategy,
+    pub partition_policy: PartitionPolicy,
+}
+
+impl RcBody {
+    pub fn of(spec: &RcSpec) -> RcBody {
+        RcBody {
+            selector: spec.selector.clone(),
+            template: spec.template.clone(),
+            update_strategy: spec.update_strategy,
+            partition_policy: spec.partition_policy,
+        }
+    }
+
+    pub fn to_spec(&self, name: &str, replicas: u32) -> RcSpec {
+        RcSpec {
+            name: name.to_owned(),
+            replicas,
+            selector: self.selector.clone(),
+            template: self.template.clone(),
+            update_strategy: self.update_strategy,
+            partition_policy: self.partition_policy,
+        }
+    }
+}
+
+/// A template the RC ran before, stamped with the write that installed it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Revision {
+    pub stamp: Hlc,
+    pub template: PodTemplate,
+}
+
+/// One RC's replicated record. A register that was never written here is
+/// `None` (a delta carries only the registers it changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcRecord {
+    /// Selector, template, update strategy, partition policy.
+    pub body: Option<Reg<RcBody>>,
+    /// Replica count: its own register so a scale never fights an image change.
+    pub replicas: Option<Reg<u32>>,
+    /// Tombstone. `None` counts as not deleted.
+    pub deleted: Option<Reg<bool>>,
+    /// Templates of overwritten bodies, newest first, distinct stamps, at most
+    /// [`HISTORY_LIMIT`]. It is the top-N (by stamp) of the union of all
+    /// overwritten body writes: the top-N of a union is still a join
+    /// (commutative, associative, idempotent), so history merges like the rest.
+    /// A write that changed only the strategy repeats the previous template.
+    pub history: Vec<Revision>,
+}
+
+impl RcRecord {
+    /// Join `other` into this record.
+    pub fn merge(&mut self, other: RcRecord) {
+        if let Some(lost) = register::join(&mut self.body, other.body) {
+            merge_history(
+                &mut self.history,
+                vec![Revision {
+                    stamp: lost.marker,
+                    template: lost.val.template,
+                }],
+            );
+        }
+        register::join(&mut self.replicas, other.replicas);
+        register::join(&mut self.deleted, other.deleted);
+        merge_history(&mut self.history, other.history);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.as_ref().is_some_and(|r| r.val)
+    }
+
+    /// Live: has a body and a replica count and is not deleted.
+    pub fn is_live(&self) -> bool {
+        self.body.is_some() && self.replicas.is_some() && !self.is_deleted()
+    }
+
+    /// The newest stamp in the record (registers and history).
+    pub fn max_stamp(&self) -> Option<Hlc> {
+        [
+            register::stamp(&self.body),
+            register::stamp(&self.replicas),
+            register::stamp(&self.deleted),
+            self.history.first().map(|r| r.stamp),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_none()
+            && self.replicas.is_none()
+            && self.deleted.is_none()
+            && self.history.is_empty()
+    }
+}
+
+/// Union `incoming` into `history`: newest first, one entry per stamp (the
+/// larger encoding on a clash, which correct clocks never produce), capped.
+fn merge_history(history: &mut Vec<Revision>, incoming: Vec<Revision>) {
+    if incoming.is_empty() {
+        return;
+    }
+    history.extend(incoming);
+    history.sort_by(|a, b| b.stamp.cmp(&a.stamp));
+    history.dedup_by(|later, kept| {
+        if later.stamp != kept.stamp {
+            return false;
+        }
+        if later.template != kept.template
+            && register::encoding(&later.template) > register::encoding(&kept.template)
+        {
+            std::mem::swap(later, kept);
+        }
+        true
+    });
+    history.truncate(HISTORY_LIMIT);
+}
+
+/// A live RC as the rest of Shoal reads it: borrowed, no copy.
+#[derive(Debug, Clone, Copy)]
+pub struct RcView<'a> {
+    pub name: &'a str,
+    pub replicas: u32,
+    pub body: &'a RcBody,
+    pub record: &'a RcRecord,
+}
+
+impl RcView<'_> {
+    pub fn template(&self) -> &PodTemplate {
+        &self.body.template
+    }
+
+    /// Previous templates, newest first.
+    pub fn history(&self) -> &[Revision] {
+        &self.record.history
+    }
+
+    pub fn to_spec(&self) -> RcSpec {
+        self.body.to_spec(self.name, self.replicas)
+    }
+}
+
+/// Changes to gossip: the registers a command wrote, or what a peer lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredDelta {
+    pub rcs: BTreeMap<String, RcRecord>,
+}
+
+impl DesiredDelta {
+    pub fn is_empty(&self) -> bool {
+        self.rcs.values().all(RcRecord::is_empty)
+    }
+
+    /// The newest stamp carried: feed it to [`Clock::observe`](crate::hlc::Clock::observe).
+    pub fn max_stamp(&self) -> Option<Hlc> {
+        self.rcs.values().filter_map(RcRecord::max_stamp).max()
+    }
+
+    /// Join another delta into this one (to batch deltas before sending).
+    pub fn merge(&mut self, other: DesiredDelta) {
+        for (name, record) in other.rcs {
+            self.rcs.entry(name).or_default().merge(record);
+        }
+    }
+
+    fn single(name: &str, record: RcRecord) -> DesiredDelta {
+        DesiredDelta {
+            rcs: BTreeMap::from([(name.to_owned(), record)]),
+        }
+    }
+}
+
+/// The replicated map from RC name to record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    rcs: BTreeMap<String, RcRecord>,
+}
+
+impl DesiredState {
+    pub fn new() -> DesiredState {
+        DesiredState::default()
+    }
+
+    // ---- getters ----
+
+    /// The live RC called `name`.
+    pub fn get(&self, name: &str) -> Option<RcView<'_>> {
+        self.rcs
+            .get_key_value(name)
+            .and_then(|(name, record)| view(name, record))
+    }
+
+    /// Live RCs, sorted by name.
+    pub fn live_rcs(&self) -> impl Iterator<Item = RcView<'_>> {
+        self.rcs
+            .iter()
+            .filter_map(|(name, record)| view(name, record))
+    }
+
+    /// Every record, tombstones and partial records included, sorted by name.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &RcRecord)> {
+        self.rcs
+            .iter()
+            .map(|(name, record)| (name.as_str(), record))
+    }
+
+    pub fn record(&self, name: &str) -> Option<&RcRecord> {
+        self.rcs.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rcs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rcs.is_empty()
+    }
+
+    // ---- commands (local writes) ----
+
+    /// Create or update an RC like `kubectl apply`: only the registers whose
+    /// value differs are written, so re-applying an unchanged manifest does
+    /// not clobber a concurrent `scale`. Recreates a deleted RC.
+    pub fn apply(&mut self, spec: &RcSpec, stamp: Hlc) -> DesiredDelta {
+        let current = self.rcs.get(&spec.name);
+        let body = RcBody::of(spec);
+        let mut write = RcRecord::default();
+        if current
+            .and_then(|r| r.body.as_ref())
+            .is_none_or(|reg| reg.val != body)
+        {
+            write.body = Some(register::write(body, stamp));
+        }
+        if current
+            .and_then(|r| r.replicas.as_ref())
+            .is_none_or(|reg| reg.val != spec.replicas)
+        {
+            write.replicas = Some(register::write(spec.replicas, stamp));
+        }
+        if current.is_none_or(|r| r.is_deleted() || r.deleted.is_none()) {
+            write.deleted = Some(register::write(false, stamp));
+        }
+        self.commit(&spec.name, write)
+    }
+
+    /// Set the replica count of a live RC (always written: it is an explicit command).
+    pub fn scale(
+        &mut self,
+        name: &str,
+        replicas: u32,
+        stamp: Hlc,
+    ) -> Result<DesiredDelta, StateError> {
+        self.live_record(name)?;
+        let write = RcRecord {
+            replicas: Some(register::write(replicas, stamp)),
+            ..RcRecord::default()
+        };
+        Ok(self.commit(name, write))
+    }
+
+    /// Replace the pod template of a live RC (rolling update, image change).
+    /// The old template goes into the history. Same template: nothing written.
+    pub fn set_template(
+        &mut self,
+        name: &str,
+        template: PodTemplate,
+        stamp: Hlc,
+    ) -> Result<DesiredDelta, StateError> {
+        let record = self.live_record(name)?;
+        let Some(current) = record.body.as_ref() else {
+            return Err(StateError::UnknownRc {
+                name: name.to_owned(),
+            });
+        };
+        if current.val.template == template {
+            return Ok(DesiredDelta::default());
+        }
+        let selector = &current.val.selector;
+        if selector.is_empty()
+            || selector
+                .iter()
+                .any(|(k, v)| template.labels.get(k) != Some(v))
+        {
+            return Err(StateError::SelectorMismatch {
+                name: name.to_owned(),
+                selector: selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        }
+        let old = Revision {
+            stamp: current.marker,
+            template: current.val.template.clone(),
+        };
+        let body = RcBody {
+            template,
+            ..current.val.clone()
+        };
+        let write = RcRecord {
+            body: Some(register::write(body, stamp)),
+            history: vec![old],
+            ..RcRecord::default()
+        };
+        Ok(self.commit(name, write))
+    }
+
+    /// Delete a live RC: writes the tombstone.
+    pub fn delete(&mut self, name: &str, stamp: Hlc) -> Result<DesiredDelta, StateError> {
+        self.live_record(name)?;
+        let write = RcRecord {
+            deleted: Some(register::write(true, stamp)),
+            ..RcRecord::default()
+        };
+        Ok(self.commit(name, write))
+    }
+
+    // ---- merging ----
+
+    /// Join a delta (from gossip or anti-entropy) into the state.
+    pub fn merge_delta(&mut self, delta: DesiredDelta) {
+        for (name, record) in delta.rcs {
+            if record.is_empty() {
+                continue;
+            }
+            self.rcs.entry(name).or_default().merge(record);
+        }
+    }
+
+    /// Join a whole state (a peer's full copy) into this one.
+    pub fn merge(&mut self, other: &DesiredState) {
+        self.merge_delta(other.to_delta());
+    }
+
+    /// Everything, as a delta: what a joining peer pulls.
+    pub fn to_delta(&self) -> DesiredDelta {
+        DesiredDelta {
+            rcs: self.rcs.clone(),
+        }
+    }
+
+    /// Remove tombstoned records whose newest stamp is older than `older_than`
+    /// (see the module doc for when that is safe). Returns the removed names.
+    pub fn collect_tombstones(&mut self, older_than: Hlc) -> Vec<String> {
+        let doomed: Vec<String> = self
+            .rcs
+            .iter()
+            .filter(|(_, r)| r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &doomed {
+            self.rcs.remove(name);
+        }
+        doomed
+    }
+
+    fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {
+        match self.rcs.get(name) {
+            Some(r) if r.is_live() => Ok(r),
+            Some(r) if r.is_deleted() => Err(StateError::DeletedRc {
+                name: name.to_owned(),
+            }),
+            _ => Err(StateError::UnknownRc {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Merge a local write and hand it back as the delta to gossip.
+    fn commit(&mut self, name: &str, write: RcRecord) -> DesiredDelta {
+        if write.is_empty() {
+            return DesiredDelta::default();
+        }
+        self.rcs
+            .entry(name.to_owned())
+            .or_default()
+            .merge(write.clone());
+        DesiredDelta::single(name, write)
+    }
+}
+
+fn view<'a>(name: &'a str, record: &'a RcRecord) -> Option<RcView<'a>> {
+    if record.is_deleted() {
+        return None;
+    }
+    Some(RcView {
+        name,
+        replicas: record.replicas.as_ref()?.val,
+        body: &record.body.as_ref()?.val,
+        record,
+    })
+}

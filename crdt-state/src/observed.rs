@@ -1,0 +1,209 @@
+//! Observed state: what each node reports about itself and the pods it runs.
+//!
+//! Every [`NodeRecord`] has a single writer, the node it describes. That
+//! node bumps the record's `version` on each local change and ships the whole
+//! record (small: node info plus a few pod statuses) as the delta; a merge
+//! keeps the higher version. No clocks, no per-field stamps are needed.
+//!
+//! **Same version, different content** cannot come from a correct single
+//! writer. It can come from a node that lost its data dir and restarted its
+//! counter, or from a bug; peers must still converge, so the record with the
+//! larger bincode encoding wins. A restarted node catches up by itself: its
+//! writes use `version = (its record here) + 1`, and once it has merged its
+//! old record from any peer, its next write is newer than that.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::node::{NodeId, NodeInfo};
+use crate::pod::{PodId, PodStatus};
+use crate::register::encoding;
+
+/// One node's self-report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Bumped by the node on every change: the only thing merge compares.
+    pub version: u64,
+    pub info: NodeInfo,
+    /// Status of each pod the node runs, sorted by pod id, one per id.
+    pub pods: Vec<PodStatus>,
+}
+
+impl NodeRecord {
+    pub fn pod(&self, id: &PodId) -> Option<&PodStatus> {
+        self.pods
+            .binary_search_by(|p| p.id.cmp(id))
+            .ok()
+            .map(|i| &self.pods[i])
+    }
+
+    /// True when `other` should replace `self` in a merge.
+    fn is_superseded_by(&self, other: &NodeRecord) -> bool {
+        match other.version.cmp(&self.version) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => other != self && encoding(other) > encoding(self),
+        }
+    }
+}
+
+/// Records to ship: after a local change, the changed node's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedDelta {
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl ObservedDelta {
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Join another delta into this one (to batch before sending).
+    pub fn merge(&mut self, other: ObservedDelta) {
+        for (node, record) in other.nodes {
+            merge_into(&mut self.nodes, node, record);
+        }
+    }
+}
+
+/// Every node's latest self-report, by node id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedState {
+    nodes: BTreeMap<NodeId, NodeRecord>,
+}
+
+impl ObservedState {
+    pub fn new() -> ObservedState {
+        ObservedState::default()
+    }
+
+    pub fn get(&self, node: NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(&node)
+    }
+
+    /// All records, sorted by node id.
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &NodeRecord)> {
+        self.nodes.iter().map(|(id, r)| (*id, r))
+    }
+
+    /// Every reported pod with the node that runs it, sorted by node then pod.
+    pub fn pods(&self) -> impl Iterator<Item = (NodeId, &PodStatus)> {
+        self.nodes
+            .iter()
+            .flat_map(|(id, r)| r.pods.iter().map(move |p| (*id, p)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    // ---- local writes: call only for this node's own id ----
+
+    /// Publish (or update) this node's info. Unchanged info: empty delta.
+    pub fn set_node_info(&mut self, node: NodeId, info: NodeInfo) -> ObservedDelta {
+        match self.nodes.get_mut(&node) {
+            Some(record) if record.info == info => ObservedDelta::default(),
+            Some(record) => {
+                record.info = info;
+                record.version += 1;
+                single(node, record)
+            }
+            None => {
+                let record = NodeRecord {
+                    version: 1,
+                    info,
+                    pods: Vec::new(),
+                };
+                let delta = single(node, &record);
+                self.nodes.insert(node, record);
+                delta
+            }
+        }
+    }
+
+    /// Report the status of a pod this node runs. Unchanged status: empty delta.
+    pub fn set_pod_status(
+        &mut self,
+        node: NodeId,
+        status: PodStatus,
+    ) -> Result<ObservedDelta, StateError> {
+        let record = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(StateError::UnknownNode { node })?;
+        match record.pods.binary_search_by(|p| p.id.cmp(&status.id)) {
+            Ok(i) if record.pods[i] == status => return Ok(ObservedDelta::default()),
+            Ok(i) => record.pods[i] = status,
+            Err(i) => record.pods.insert(i, status),
+        }
+        record.version += 1;
+        Ok(single(node, record))
+    }
+
+    /// Stop reporting a pod (it was removed). Unknown pod: empty delta.
+    pub fn remove_pod(&mut self, node: NodeId, pod: &PodId) -> Result<ObservedDelta, StateError> {
+        let record = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(StateError::UnknownNode { node })?;
+        let Ok(i) = record.pods.binary_search_by(|p| p.id.cmp(pod)) else {
+            return Ok(ObservedDelta::default());
+        };
+        record.pods.remove(i);
+        record.version += 1;
+        Ok(single(node, record))
+    }
+
+    /// Drop a node's record (a node removed for good). Peers that still hold
+    /// it will send it back through anti-entropy unless they forget it too:
+    /// forget only nodes every member agrees are gone.
+    pub fn forget(&mut self, node: NodeId) -> Option<NodeRecord> {
+        self.nodes.remove(&node)
+    }
+
+    // ---- merging ----
+
+    pub fn merge_delta(&mut self, delta: ObservedDelta) {
+        for (node, record) in delta.nodes {
+            merge_into(&mut self.nodes, node, record);
+        }
+    }
+
+    pub fn merge(&mut self, other: &ObservedState) {
+        self.merge_delta(other.to_delta());
+    }
+
+    pub fn to_delta(&self) -> ObservedDelta {
+        ObservedDelta {
+            nodes: self.nodes.clone(),
+        }
+    }
+}
+
+fn single(node: NodeId, record: &NodeRecord) -> ObservedDelta {
+    ObservedDelta {
+        nodes: BTreeMap::from([(node, record.clone())]),
+    }
+}
+
+/// Join one incoming record. Records come from the network, so the pod list
+/// is put back in order (sorted, one status per pod id) before comparing.
+fn merge_into(nodes: &mut BTreeMap<NodeId, NodeRecord>, node: NodeId, mut record: NodeRecord) {
+    if !record.pods.is_sorted_by(|a, b| a.id < b.id) {
+        record.pods.sort_by(|a, b| a.id.cmp(&b.id));
+        record.pods.dedup_by(|later, kept| later.id == kept.id);
+    }
+    match nodes.get_mut(&node) {
+        Some(current) if current.is_superseded_by(&record) => *current = record,
+        Some(_) => {}
+        None => {
+            nodes.insert(node, record);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The wire envelope every Shoal message travels in: one version byte, then
+//! the value encoded with bincode 2 (serde, standard config).
+//!
+//! Generic on purpose: state deltas, digests, gossip payloads and sync
+//! messages all use it. Decoding treats its input as hostile:
+//!
+//! - the input may be at most `limit` bytes (checked before any decoding);
+//! - bincode itself runs with a hard limit of [`MAX_MESSAGE_BYTES`], and it
+//!   reads from the slice, so a declared length larger than what is left
+//!   fails instead of allocating;
+//! - an unknown version byte, bytes after the value, truncation or garbage
+//!   all come back as a [`WireError`] saying which — never a panic.
+//!
+//! Bump [`WIRE_VERSION`] whenever an encoded type changes shape; a peer that
+//! receives a version it does not know rejects the message with a message
+//! telling the operator to upgrade.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The envelope version this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+
+/// No message may exceed this, whatever limit a caller passes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("empty message: expected a version byte and a payload")]
+    Empty,
+    #[error(
+        "message has wire version {found}, this build speaks version {supported}: \
+         run the same Shoal version on every peer"
+    )]
+    UnsupportedVersion { found: u8, supported: u8 },
+    #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("malformed message: {extra} unexpected bytes after the payload")]
+    TrailingBytes { extra: usize },
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
+}
+
+/// Encode `value` in the current envelope.
+///
+/// Fails only for a value whose `Serialize` impl errors (or a value larger
+/// than [`MAX_MESSAGE_BYTES`]), never for Shoal's state types of sane size.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![WIRE_VERSION];
+    let payload = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    if payload.len() + 1 > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge {
+            len: payload.len() + 1,
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decode one value from a whole message of at most `limit` bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
+    let limit = limit.min(MAX_MESSAGE_BYTES);
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let (&version, payload) = bytes.split_first().ok_or(WireError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(WireError::UnsupportedVersion {
+            found: version,
+            supported: WIRE_VERSION,
+        });
+    }
+    let (value, used) = bincode::serde::decode_from_slice::<T, _>(payload, config())
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(WireError::TrailingBytes {
+            extra: payload.len() - used,
+        });
+    }
+    Ok(value)
+}
