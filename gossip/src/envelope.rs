@@ -1,0 +1,92 @@
+//! The first byte of every membership datagram: what follows and in which
+//! version. Lets SWIM packets and roster transfers share one transport.
+
+use bytes::Buf;
+
+use crate::codec::{CodecError, MAX_PACKET_SIZE, WireMember};
+
+/// A foca SWIM packet (format of `codec.rs`, version 1).
+pub(crate) const KIND_SWIM: u8 = 0x01;
+/// "Send me your member list": sent by a joiner to its seed.
+pub(crate) const KIND_ROSTER_REQUEST: u8 = 0x02;
+/// One chunk of a member list, answering a roster request.
+pub(crate) const KIND_ROSTER: u8 = 0x03;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_PACKET_SIZE>()
+}
+
+/// Packs members into datagrams of at most [`MAX_PACKET_SIZE`] bytes.
+/// Why: foca's `Feed` answers a join with one packet (about 40 members), and
+/// the rest of a 1,000-peer roster would otherwise trickle in over minutes.
+pub(crate) fn roster_chunks(members: &[WireMember]) -> Result<Vec<Vec<u8>>, CodecError> {
+    let mut chunks = Vec::new();
+    let mut current: Vec<u8> = vec![KIND_ROSTER];
+    for member in members {
+        let item = bincode::serde::encode_to_vec(member, config())?;
+        if current.len() + item.len() > MAX_PACKET_SIZE {
+            chunks.push(std::mem::replace(&mut current, vec![KIND_ROSTER]));
+        }
+        current.extend_from_slice(&item);
+    }
+    if current.len() > 1 {
+        chunks.push(current);
+    }
+    Ok(chunks)
+}
+
+/// Decodes the members of one roster chunk (envelope byte already removed).
+pub(crate) fn decode_roster(mut body: &[u8]) -> Result<Vec<WireMember>, CodecError> {
+    let mut members = Vec::new();
+    while body.has_remaining() {
+        let (member, used) = bincode::serde::decode_from_slice(body, config())?;
+        body.advance(used);
+        members.push(member);
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::PeerIdentity;
+    use shoal_crdt_state::node::NodeId;
+
+    #[test]
+    fn a_large_roster_splits_into_datagrams_that_fit_and_decode_back() {
+        let members: Vec<WireMember> = (0..500u64)
+            .map(|i| WireMember {
+                id: PeerIdentity::new(
+                    NodeId(u64::MAX - i),
+                    format!("10.0.{}.{}:7946", i / 256, i % 256)
+                        .parse()
+                        .unwrap(),
+                    i,
+                ),
+                incarnation: 3,
+                state: (i % 3) as u8,
+            })
+            .collect();
+        let chunks = roster_chunks(&members).unwrap();
+        assert!(chunks.len() > 1);
+        let mut back = Vec::new();
+        for chunk in &chunks {
+            assert!(chunk.len() <= MAX_PACKET_SIZE);
+            assert_eq!(chunk[0], KIND_ROSTER);
+            back.extend(decode_roster(&chunk[1..]).unwrap());
+        }
+        assert_eq!(back.len(), members.len());
+        assert_eq!(back[499].id, members[499].id);
+    }
+
+    #[test]
+    fn truncated_roster_is_an_error() {
+        let members = vec![WireMember {
+            id: PeerIdentity::seed("10.0.0.1:1".parse().unwrap()),
+            incarnation: 0,
+            state: 0,
+        }];
+        let chunk = &roster_chunks(&members).unwrap()[0];
+        assert!(decode_roster(&chunk[1..chunk.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,465 @@
+//! `Membership`: one owner for foca, fed inputs, drained of outputs.
+//!
+//! Calling order, after every input (`handle_datagram`, `handle_timer`,
+//! `join`, `broadcast`, `leave`): drain [`Membership::poll_output`] until it
+//! returns `None`. Outputs are datagrams to send, timers to schedule, and
+//! membership events. Timers are returned as [`TimerToken`]s with a
+//! deadline; hand any of them back at or after its deadline and every foca
+//! timer due by then fires in deadline order (a token already fired is
+//! ignored). Time is a `Duration` since any fixed epoch the driver picks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foca::{Foca, Notification, Runtime, Timer};
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use shoal_crdt_state::node::NodeId;
+
+use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
+use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE, WireMember};
+use crate::config::Preset;
+use crate::envelope::{KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SWIM, decode_roster, roster_chunks};
+use crate::identity::PeerIdentity;
+use crate::timers::{TimerQueue, TimerToken};
+use crate::view::{MemberEntry, MemberState, MemberView};
+
+/// A roster is accepted from a seed for this long after `join`.
+const ROSTER_WINDOW: Duration = Duration::from_secs(10);
+/// A requester gets at most one roster per this interval (each request
+/// costs up to n/40 datagrams).
+const ROSTER_REPLY_INTERVAL: Duration = Duration::from_secs(1);
+/// Bound on remembered roster requesters.
+const ROSTER_REPLY_MEMORY: usize = 1024;
+
+/// Why an input was rejected. Network input never panics: the datagram is
+/// dropped, membership state is unaffected unless the variant says so.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("empty datagram (dropped)")]
+    Empty,
+    #[error("datagram of {len} bytes exceeds the {max}-byte limit (dropped)")]
+    TooBig { len: usize, max: usize },
+    #[error("unknown datagram kind {0:#04x}: peer runs an incompatible Shoal version (dropped)")]
+    UnknownKind(u8),
+    #[error("roster from {0} arrived without a join in progress towards it (dropped)")]
+    UnsolicitedRoster(SocketAddr),
+    #[error("malformed roster datagram (dropped): {0}")]
+    Roster(#[from] CodecError),
+    #[error(
+        "broadcast payload of {len} bytes exceeds {max} bytes; split it or send it over a stream"
+    )]
+    BroadcastTooBig { len: usize, max: usize },
+    #[error("could not encode broadcast: {0}")]
+    BroadcastEncode(#[from] bincode::error::EncodeError),
+    #[error("SWIM rejected the input (state unaffected unless foca says so): {0}")]
+    Swim(#[from] foca::Error),
+}
+
+/// A membership change or delivery, in the order foca decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A member became active (joined, or came back with a new identity).
+    Up(PeerIdentity),
+    /// A member was declared down (or left).
+    Down(PeerIdentity),
+    /// `old` was replaced by `new`, same address, newer incarnation.
+    Renamed {
+        old: PeerIdentity,
+        new: PeerIdentity,
+    },
+    /// Our probe of this member failed: it is suspect and will be declared
+    /// down unless it refutes. Raised only by the peer whose probe failed.
+    Suspected(PeerIdentity),
+    /// We were declared down and renewed our identity to rejoin.
+    Rejoined(PeerIdentity),
+    /// We see at least one other member.
+    Connected,
+    /// We see no other member.
+    Idle,
+    /// Declared down and unable to renew: only a restart brings us back.
+    Defunct,
+    /// A peer's broadcast payload, once per version.
+    Received(Received),
+}
+
+/// What the driver must do after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `bytes` as one datagram to `to`.
+    Send {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// Call `handle_timer(at_or_later, timer)`.
+    Timer {
+        at: Duration,
+        timer: TimerToken,
+    },
+    Event(MembershipEvent),
+}
+
+/// foca's `Runtime`: a buffer emptied after every foca call.
+#[derive(Debug, Default)]
+struct Outbox {
+    sends: Vec<(PeerIdentity, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<PeerIdentity>)>,
+    events: Vec<MembershipEvent>,
+}
+
+impl Runtime<PeerIdentity> for Outbox {
+    fn notify(&mut self, notification: Notification<'_, PeerIdentity>) {
+        let event = match notification {
+            Notification::MemberUp(id) => MembershipEvent::Up(*id),
+            Notification::MemberDown(id) => MembershipEvent::Down(*id),
+            Notification::Rename(old, new) => MembershipEvent::Renamed {
+                old: *old,
+                new: *new,
+            },
+            Notification::Active => MembershipEvent::Connected,
+            Notification::Idle => MembershipEvent::Idle,
+            Notification::Defunct => MembershipEvent::Defunct,
+            Notification::Rejoin(id) => MembershipEvent::Rejoined(*id),
+        };
+        self.events.push(event);
+    }
+
+    fn send_to(&mut self, to: PeerIdentity, data: &[u8]) {
+        let mut bytes = Vec::with_capacity(data.len() + 1);
+        bytes.push(KIND_SWIM);
+        bytes.extend_from_slice(data);
+        self.sends.push((to, bytes));
+    }
+
+    fn submit_after(&mut self, timer: Timer<PeerIdentity>, after: Duration) {
+        // foca schedules this only when its own probe failed.
+        if let Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+            self.events.push(MembershipEvent::Suspected(*member_id));
+        }
+        self.timers.push((after, timer));
+    }
+}
+
+type Swim = Foca<PeerIdentity, BincodeCodec, Xoshiro256PlusPlus, Handler>;
+
+/// SWIM membership of one peer. See the module docs for the calling order.
+#[derive(Debug)]
+pub struct Membership {
+    foca: Swim,
+    outbox: Outbox,
+    outputs: VecDeque<Output>,
+    timers: TimerQueue,
+    broadcasts: Handler,
+    preset: Preset,
+    /// Cluster-size bucket (power of two) the current config was built for.
+    config_bucket: usize,
+    /// See [`MemberView::version`].
+    version: u64,
+    /// Our own broadcast sequence number.
+    broadcast_seq: u64,
+    /// Seeds we asked for a roster, until when we accept it.
+    roster_expected: BTreeMap<SocketAddr, Duration>,
+    /// When we last sent a roster to each requester.
+    roster_sent: BTreeMap<SocketAddr, Duration>,
+}
+
+impl Membership {
+    /// A peer that knows nobody yet. `rng_seed` seeds foca's member
+    /// selection; give each peer a different one.
+    pub fn new(identity: PeerIdentity, preset: Preset, rng_seed: u64) -> Self {
+        let broadcasts = Handler::default();
+        let foca = Foca::with_custom_broadcast(
+            identity,
+            preset.config(1),
+            Xoshiro256PlusPlus::seed_from_u64(rng_seed),
+            BincodeCodec,
+            broadcasts.clone(),
+        );
+        Self {
+            foca,
+            outbox: Outbox::default(),
+            outputs: VecDeque::new(),
+            timers: TimerQueue::default(),
+            broadcasts,
+            preset,
+            config_bucket: 1,
+            version: 0,
+            broadcast_seq: 0,
+            roster_expected: BTreeMap::new(),
+            roster_sent: BTreeMap::new(),
+        }
+    }
+
+    /// Our current identity (changes when we renew after a false down).
+    pub fn identity(&self) -> PeerIdentity {
+        *self.foca.identity()
+    }
+
+    /// Members SWIM counts in, ourselves excluded.
+    pub fn active_count(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Pending outputs; drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Timers foca is waiting for (for tests and metrics).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Joins the cluster `seed` belongs to: a SWIM announce plus a roster
+    /// request, so we learn every member at once rather than over minutes.
+    pub fn join(&mut self, now: Duration, seed: SocketAddr) -> Result<(), MembershipError> {
+        self.roster_expected.insert(seed, now + ROSTER_WINDOW);
+        self.outputs.push_back(Output::Send {
+            to: seed,
+            bytes: vec![KIND_ROSTER_REQUEST],
+        });
+        let result = self
+            .foca
+            .announce(PeerIdentity::seed(seed), &mut self.outbox);
+        self.flush(now);
+        Ok(result?)
+    }
+
+    /// Learns `members` as alive without telling anyone: to start from a
+    /// persisted member list, or to build a formed cluster in a simulation.
+    pub fn restore_members(
+        &mut self,
+        now: Duration,
+        members: impl IntoIterator<Item = PeerIdentity>,
+    ) -> Result<(), MembershipError> {
+        let me = self.identity().addr;
+        let updates = members
+            .into_iter()
+            .filter(|m| m.addr != me)
+            .map(foca::Member::alive);
+        let result = self.foca.apply_many(updates, false, &mut self.outbox);
+        self.flush(now);
+        Ok(result?)
+    }
+
+    /// Feeds one datagram received from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), MembershipError> {
+        if bytes.len() > MAX_PACKET_SIZE {
+            return Err(MembershipError::TooBig {
+                len: bytes.len(),
+                max: MAX_PACKET_SIZE,
+            });
+        }
+        let (&kind, body) = bytes.split_first().ok_or(MembershipError::Empty)?;
+        let result = match kind {
+            KIND_SWIM => self
+                .foca
+                .handle_data(body, &mut self.outbox)
+                .map_err(MembershipError::from),
+            KIND_ROSTER_REQUEST => self.answer_roster_request(now, from),
+            KIND_ROSTER => self.apply_roster(now, from, body),
+            other => Err(MembershipError::UnknownKind(other)),
+        };
+        self.flush(now);
+        result
+    }
+
+    /// Fires every timer due at `now`, in deadline order. `timer` is the
+    /// token that woke the driver; if it already fired, this is a no-op.
+    pub fn handle_timer(
+        &mut self,
+        now: Duration,
+        timer: TimerToken,
+    ) -> Result<(), MembershipError> {
+        let _ = timer;
+        let mut first_error = None;
+        while let Some(due) = self.timers.pop_due(now) {
+            if let Err(e) = self.foca.handle_timer(due, &mut self.outbox) {
+                first_error.get_or_insert(e);
+            }
+            self.flush(now);
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Spreads `payload` to every peer, piggybacked on SWIM traffic. A later
+    /// call with the same `key` supersedes this one (peers that have not
+    /// seen this version yet will only get the newer one).
+    pub fn broadcast(
+        &mut self,
+        now: Duration,
+        key: u64,
+        payload: Vec<u8>,
+    ) -> Result<(), MembershipError> {
+        if payload.len() > MAX_BROADCAST_PAYLOAD {
+            return Err(MembershipError::BroadcastTooBig {
+                len: payload.len(),
+                max: MAX_BROADCAST_PAYLOAD,
+            });
+        }
+        self.broadcast_seq += 1;
+        let me = self.identity();
+        let item = WireBroadcast {
+            origin: me.node,
+            key,
+            version: (me.incarnation, self.broadcast_seq),
+            payload,
+        };
+        let data = item.encode()?;
+        self.foca.add_broadcast(&data)?;
+        let result = self.foca.broadcast(&mut self.outbox);
+        self.flush(now);
+        Ok(result?)
+    }
+
+    /// Leaves gracefully: tells a few members we are down, then goes quiet.
+    pub fn leave(&mut self, now: Duration) -> Result<(), MembershipError> {
+        let result = self.foca.leave_cluster(&mut self.outbox);
+        self.flush(now);
+        Ok(result?)
+    }
+
+    /// The sorted member view, ourselves included as alive.
+    pub fn view(&self) -> MemberView {
+        let mut members: Vec<MemberEntry> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| MemberEntry {
+                identity: *m.id(),
+                state: MemberState::from_foca(m.state()),
+                swim_incarnation: m.incarnation(),
+            })
+            .collect();
+        members.push(MemberEntry {
+            identity: self.identity(),
+            state: MemberState::Alive,
+            swim_incarnation: 0,
+        });
+        members.sort_by(|a, b| a.identity.cmp(&b.identity));
+        MemberView {
+            version: self.version,
+            members,
+        }
+    }
+
+    /// Identities SWIM counts in (alive or suspect), ourselves included.
+    /// Cheaper than [`Self::view`] when only the active set matters.
+    pub fn active_identities(&self) -> Vec<PeerIdentity> {
+        let mut ids: Vec<PeerIdentity> = self.foca.iter_members().map(|m| *m.id()).collect();
+        ids.push(self.identity());
+        ids.sort();
+        ids
+    }
+
+    /// See [`MemberView::version`].
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn answer_roster_request(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+    ) -> Result<(), MembershipError> {
+        if self
+            .roster_sent
+            .get(&from)
+            .is_some_and(|at| now < *at + ROSTER_REPLY_INTERVAL)
+        {
+            return Ok(());
+        }
+        if self.roster_sent.len() >= ROSTER_REPLY_MEMORY {
+            self.roster_sent
+                .retain(|_, at| now < *at + ROSTER_REPLY_INTERVAL);
+        }
+        if self.roster_sent.len() < ROSTER_REPLY_MEMORY {
+            self.roster_sent.insert(from, now);
+        }
+        let members: Vec<WireMember> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().addr != from)
+            .map(WireMember::from_member)
+            .collect();
+        for bytes in roster_chunks(&members)? {
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        Ok(())
+    }
+
+    fn apply_roster(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        body: &[u8],
+    ) -> Result<(), MembershipError> {
+        match self.roster_expected.get(&from) {
+            Some(until) if now <= *until => {}
+            _ => {
+                self.roster_expected.retain(|_, until| now <= *until);
+                return Err(MembershipError::UnsolicitedRoster(from));
+            }
+        }
+        let me = self.identity().addr;
+        let members = decode_roster(body)?
+            .into_iter()
+            .filter(|m| m.id.addr != me)
+            .map(WireMember::into_member)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .foca
+            .apply_many(members.into_iter(), false, &mut self.outbox)?)
+    }
+
+    /// Moves foca's buffered outputs into the output queue, and rescales
+    /// the config when the cluster crossed a power-of-two size.
+    fn flush(&mut self, now: Duration) {
+        for (to, bytes) in self.outbox.sends.drain(..) {
+            self.outputs.push_back(Output::Send { to: to.addr, bytes });
+        }
+        for (after, timer) in self.outbox.timers.drain(..) {
+            let at = now + after;
+            let token = self.timers.schedule(at, timer);
+            self.outputs.push_back(Output::Timer { at, timer: token });
+        }
+        for event in self.outbox.events.drain(..) {
+            if matches!(
+                event,
+                MembershipEvent::Up(_)
+                    | MembershipEvent::Down(_)
+                    | MembershipEvent::Renamed { .. }
+                    | MembershipEvent::Suspected(_)
+                    | MembershipEvent::Rejoined(_)
+            ) {
+                self.version += 1;
+            }
+            self.outputs.push_back(Output::Event(event));
+        }
+        let received: Vec<Received> = self.broadcasts.book().received.drain(..).collect();
+        for r in received {
+            self.outputs
+                .push_back(Output::Event(MembershipEvent::Received(r)));
+        }
+        let bucket = (self.foca.num_members() + 1).next_power_of_two();
+        if bucket != self.config_bucket {
+            // Only size-derived fields change, which foca always accepts.
+            if self.foca.set_config(self.preset.config(bucket)).is_ok() {
+                self.config_bucket = bucket;
+            }
+        }
+    }
+}
+
+/// Convenience for tests and the simulator: the node ids of a view.
+pub fn node_ids(ids: &[PeerIdentity]) -> Vec<NodeId> {
+    ids.iter().map(|i| i.node).collect()
+}
