@@ -21,6 +21,10 @@ pub mod labels {
     pub const TEMPLATE: &str = "io.shoal.template";
     /// Name of the container inside its pod.
     pub const CONTAINER: &str = "io.shoal.container";
+    /// Position of the container in the pod's template (0 holds the network namespace).
+    pub const CONTAINER_INDEX: &str = "io.shoal.container-index";
+    /// Number of containers in the pod, so a listing can tell a complete pod from a partial one.
+    pub const POD_SIZE: &str = "io.shoal.pod-size";
 }
 
 /// A command to the runtime. Each names one pod; the runtime acts on all its containers.
@@ -78,4 +82,27 @@ pub struct ExistingPod {
     /// All of its containers are running.
     pub running: bool,
     pub ports: Vec<PublishedPort>,
+}
+
+/// Whether the container engine can be used: what a node publishes in its
+/// `NodeInfo` (`runtime_healthy`, `runtime_error`) so placement skips it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuntimeHealth {
+    Healthy,
+    /// The engine is unreachable or refuses us; the message says where and what to do.
+    Unhealthy(String),
+}
+
+impl RuntimeHealth {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, RuntimeHealth::Healthy)
+    }
+
+    /// The message to publish as `runtime_error`, if any.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            RuntimeHealth::Healthy => None,
+            RuntimeHealth::Unhealthy(message) => Some(message),
+        }
+    }
 }

@@ -1,0 +1,337 @@
+//! The Docker executor: runs the core's [`PodAction`]s on a real engine
+//! through bollard and reports what happens as [`PodObservation`]s.
+//!
+//! - this file: configuration, errors, the public handle [`DockerRuntime`];
+//! - [`naming`]: container names, ownership labels, image references;
+//! - [`create`]: pod template → engine container definitions, bound ports;
+//! - [`pod_ops`]: start (create/adopt/restart) and stop of one pod;
+//! - [`events`]: the engine's event stream and the re-list after a reconnect;
+//! - [`probe`]: readiness probes (httpGet, tcpSocket, exec);
+//! - [`health`]: engine reachability, published by the node.
+//!
+//! Promises: [`DockerRuntime::execute`] returns at once and never blocks on
+//! another pod (one task per action, a bounded number at a time, actions on
+//! the same pod version run in order). Every outcome, including failures of
+//! the engine, arrives as an observation, never as a panic. The executor only
+//! lists and touches containers labelled with its cluster id and node id, so
+//! peers can share an engine. It reports; restart decisions belong to the core.
+
+mod create;
+mod events;
+mod health;
+mod naming;
+mod pod_ops;
+mod probe;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{ListContainersOptions, LogsOptions};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::pod::PodId;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::vocabulary::{ExistingPod, PodAction, PodObservation, RuntimeHealth};
+use naming::{Owner, PodKey};
+use pod_ops::Tracked;
+
+/// What the executor needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Cluster id: containers of other clusters on the same engine are invisible.
+    pub cluster: String,
+    /// This node: containers of other nodes on the same engine are invisible.
+    pub node: NodeId,
+    /// Address ports are published on (127.0.0.1 keeps pods local, 0.0.0.0 exposes them).
+    pub publish_ip: IpAddr,
+    /// Engine address; `None` means `DOCKER_HOST`, or the platform's default socket.
+    pub docker_host: Option<String>,
+    /// Pod actions running against the engine at once (pulls and grace periods included).
+    pub max_concurrent_actions: usize,
+    /// How often the engine is pinged to keep [`DockerRuntime::health`] current.
+    pub health_interval: Duration,
+    /// Capacity of the observation channel; a slow consumer slows the executor down.
+    pub observation_capacity: usize,
+}
+
+impl RuntimeConfig {
+    /// Defaults for a node: publish on loopback, engine from `DOCKER_HOST`.
+    pub fn new(cluster: impl Into<String>, node: NodeId) -> Self {
+        RuntimeConfig {
+            cluster: cluster.into(),
+            node,
+            publish_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            docker_host: None,
+            max_concurrent_actions: 16,
+            health_interval: Duration::from_secs(2),
+            observation_capacity: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "cannot use engine address {host:?}: {source}; set DOCKER_HOST to unix:///path/to/docker.sock or tcp://host:port"
+    )]
+    InvalidHost { host: String, source: BollardError },
+    #[error(
+        "cannot reach the Docker engine at {host}: {message}; start dockerd or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable { host: String, message: String },
+    #[error("the Docker engine at {host} refused to {what}: {message}")]
+    Engine {
+        host: String,
+        what: String,
+        message: String,
+    },
+    #[error("pod {pod} has no container {container:?} on this node")]
+    NoSuchPod { pod: String, container: String },
+}
+
+/// A byte stream of a container's output (stdout and stderr interleaved as the engine saw them).
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
+
+/// Handle on the executor. Dropping it stops its background tasks (event
+/// watch, health checks, probes); containers keep running, to be adopted.
+#[derive(Debug)]
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// State shared by the handle and its tasks.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    docker: Docker,
+    owner: Owner,
+    /// The engine address as resolved, for error messages.
+    host: String,
+    publish_ip: IpAddr,
+    observations: mpsc::Sender<PodObservation>,
+    health: watch::Sender<RuntimeHealth>,
+    /// Bounds concurrent actions against the engine.
+    actions: Semaphore,
+    /// What we believe about each pod version we started or adopted; decides
+    /// which engine events become observations (no duplicates, none for our own stops).
+    pods: Mutex<BTreeMap<PodKey, Tracked>>,
+    /// Serializes actions on one pod version.
+    locks: Mutex<BTreeMap<PodKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Consecutive failed pulls per image, for the pull back-off.
+    pulls: Mutex<BTreeMap<String, pod_ops::PullFailures>>,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine (`config.docker_host`, else `DOCKER_HOST`, else
+    /// the default socket), negotiates the API version and starts watching.
+    ///
+    /// An unreachable engine is not an error here: the node must come up and
+    /// report itself unhealthy ([`DockerRuntime::health`]) until the engine
+    /// returns. Only an unusable address is.
+    pub async fn connect(
+        config: RuntimeConfig,
+    ) -> Result<(DockerRuntime, mpsc::Receiver<PodObservation>), RuntimeError> {
+        let host = config
+            .docker_host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let docker =
+            Docker::connect_with_host(&host).map_err(|source| RuntimeError::InvalidHost {
+                host: host.clone(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel(config.observation_capacity.max(1));
+        let (health_tx, _) = watch::channel(RuntimeHealth::Unhealthy("not checked yet".into()));
+        let inner = Arc::new(Inner {
+            docker,
+            owner: Owner {
+                cluster: config.cluster,
+                node: config.node,
+            },
+            host,
+            publish_ip: config.publish_ip,
+            observations: tx,
+            health: health_tx,
+            actions: Semaphore::new(config.max_concurrent_actions.max(1)),
+            pods: Mutex::new(BTreeMap::new()),
+            locks: Mutex::new(BTreeMap::new()),
+            pulls: Mutex::new(BTreeMap::new()),
+        });
+        inner.check_health().await;
+        let background = vec![
+            tokio::spawn(health::health_loop(inner.clone(), config.health_interval)),
+            tokio::spawn(events::events_loop(inner.clone())),
+        ];
+        Ok((DockerRuntime { inner, background }, rx))
+    }
+
+    /// Carries out `action` in the background; its outcome arrives as
+    /// observations. Idempotent: starting a pod that runs adopts it, stopping
+    /// one that is gone reports `Removed`.
+    pub fn execute(&self, action: PodAction) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.run_action(action).await });
+    }
+
+    /// The engine's reachability as of the last check (every `health_interval`).
+    pub fn health(&self) -> RuntimeHealth {
+        self.inner.health.borrow().clone()
+    }
+
+    /// Changes of [`DockerRuntime::health`], for a node that publishes them.
+    pub fn health_watch(&self) -> watch::Receiver<RuntimeHealth> {
+        self.inner.health.subscribe()
+    }
+
+    /// Pings the engine now (re-negotiating the API version after an outage).
+    pub async fn check_health(&self) -> RuntimeHealth {
+        self.inner.check_health().await
+    }
+
+    /// The pods this node already runs on the engine (after a restart of the
+    /// peer): one entry per pod version, sorted. Starting one of them with the
+    /// same template adopts it.
+    pub async fn list_existing(&self) -> Result<Vec<ExistingPod>, RuntimeError> {
+        let containers = self.inner.list(self.inner.owner.filters()).await?;
+        Ok(pod_ops::group_existing(&containers))
+    }
+
+    /// Output of a pod's container (`container` by name, or the first), of the
+    /// newest version of the pod on this node; `follow` keeps streaming.
+    pub async fn logs(
+        &self,
+        pod: &PodId,
+        container: Option<&str>,
+        follow: bool,
+    ) -> Result<LogStream, RuntimeError> {
+        let inner = &self.inner;
+        let mut candidates: Vec<ContainerSummary> = inner
+            .list(inner.owner.pod_filters(pod))
+            .await?
+            .into_iter()
+            .filter(|c| {
+                let labels_of = c.labels.clone().unwrap_or_default();
+                match container {
+                    Some(name) => {
+                        labels_of
+                            .get(crate::vocabulary::labels::CONTAINER)
+                            .map(String::as_str)
+                            == Some(name)
+                    }
+                    None => create::is_first(&labels_of),
+                }
+            })
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.created.unwrap_or(0)));
+        let id = candidates
+            .first()
+            .and_then(|c| c.id.clone())
+            .ok_or_else(|| RuntimeError::NoSuchPod {
+                pod: pod.to_string(),
+                container: container.unwrap_or("(first)").to_string(),
+            })?;
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: "all".to_string(),
+            ..Default::default()
+        };
+        let host = inner.host.clone();
+        let stream = inner
+            .docker
+            .logs(&id, Some(options))
+            .map(move |item| match item {
+                Ok(output) => Ok(output.into_bytes()),
+                Err(e) => Err(error_for(&host, "stream logs", e)),
+            });
+        Ok(Box::pin(stream))
+    }
+}
+
+impl Drop for DockerRuntime {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+        self.inner.abort_probes();
+    }
+}
+
+impl Inner {
+    /// Lists our containers matching `filters`, running or not.
+    async fn list(
+        &self,
+        filters: std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| error_for(&self.host, "list containers", e))
+    }
+
+    /// Sends an observation; a consumer that went away is not our failure.
+    async fn observe(&self, key: &PodKey, event: crate::vocabulary::PodEvent) {
+        tracing::debug!(pod = %key.0, template = %key.1, ?event, "observation");
+        let _ = self
+            .observations
+            .send(PodObservation {
+                pod: key.0.clone(),
+                template_hash: key.1,
+                event,
+            })
+            .await;
+    }
+}
+
+/// Sorts an engine failure into "engine said no" (with its message) and
+/// "could not talk to the engine".
+pub(crate) fn error_for(host: &str, what: &str, e: BollardError) -> RuntimeError {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => RuntimeError::Engine {
+            host: host.to_string(),
+            what: what.to_string(),
+            message,
+        },
+        other => RuntimeError::Unreachable {
+            host: host.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The engine's own words for a failure, for pod statuses.
+pub(crate) fn engine_message(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        BollardError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// True for "no such container/image": the thing is already gone.
+pub(crate) fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

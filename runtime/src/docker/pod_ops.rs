@@ -1,0 +1,472 @@
+//! Start and stop of one pod version, as a unit of containers.
+//!
+//! Start is idempotent: a complete, running set of containers is adopted; a
+//! complete set with a dead member is restarted as a whole (the first
+//! container holds the network namespace, so the others must rejoin it); a
+//! partial set is removed and created afresh. Stop sends SIGTERM to every
+//! container, SIGKILL after the grace period, then removes them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use shoal_crdt_state::pod::PublishedPort;
+use shoal_crdt_state::spec::PodTemplate;
+
+use super::naming::{PodKey, image_pull_ref, placement};
+use super::{Inner, create, engine_message, is_not_found};
+use crate::backoff::RestartBackoff;
+use crate::vocabulary::{ExistingPod, PodAction, PodEvent};
+
+/// Where a pod version stands, as far as event handling is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// An action is (re)creating it: its containers' deaths are our own doing.
+    Starting,
+    /// Running as far as we know: a death is reported as `Exited`.
+    Up,
+    /// Reported `Exited`; waits for the core to start it again.
+    Down,
+    /// Being stopped by us: deaths and removal are expected.
+    Stopping,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    pub phase: Phase,
+    /// A container died while we were busy: re-check once the action is done.
+    pub died_while_busy: bool,
+    /// The readiness task of a running pod.
+    pub probe: Option<tokio::task::AbortHandle>,
+}
+
+/// Failed pulls of one image: later starts wait out a back-off instead of
+/// hammering the registry (ImagePullBackOff).
+#[derive(Debug, Clone)]
+pub(crate) struct PullFailures {
+    count: u32,
+    next_attempt: Instant,
+    last_error: String,
+}
+
+/// How a start failed, as the core will see it.
+enum StartFailure {
+    Image(String),
+    Start(String),
+}
+
+impl Inner {
+    pub(crate) async fn run_action(self: Arc<Self>, action: PodAction) {
+        let key: PodKey = match &action {
+            PodAction::Start { pod, template } => (pod.clone(), template.hash()),
+            PodAction::Stop {
+                pod, template_hash, ..
+            } => (pod.clone(), *template_hash),
+        };
+        let lock = self.pod_lock(&key);
+        let guard = lock.lock().await;
+        let permit = self.actions.acquire().await;
+        match action {
+            PodAction::Start { template, .. } => self.start_pod(&key, &template).await,
+            PodAction::Stop { grace, .. } => self.stop_pod(&key, grace).await,
+        }
+        drop(permit);
+        drop(guard);
+        self.release_lock(&key, lock);
+    }
+
+    fn pod_lock(&self, key: &PodKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("locks mutex poisoned");
+        locks.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets a pod's lock once nobody else waits on it, so the map stays bounded.
+    fn release_lock(&self, key: &PodKey, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock().expect("locks mutex poisoned");
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(key);
+        }
+    }
+
+    /// Enters `phase`, stopping any readiness probe of the previous one.
+    pub(crate) fn set_phase(&self, key: &PodKey, phase: Phase) -> bool {
+        let mut pods = self.pods.lock().expect("pods mutex poisoned");
+        let tracked = pods.entry(key.clone()).or_insert(Tracked {
+            phase,
+            died_while_busy: false,
+            probe: None,
+        });
+        if let Some(probe) = tracked.probe.take() {
+            probe.abort();
+        }
+        let died = std::mem::take(&mut tracked.died_while_busy);
+        tracked.phase = phase;
+        died
+    }
+
+    pub(crate) fn forget(&self, key: &PodKey) {
+        let mut pods = self.pods.lock().expect("pods mutex poisoned");
+        if let Some(probe) = pods.remove(key).and_then(|t| t.probe) {
+            probe.abort();
+        }
+    }
+
+    pub(crate) fn abort_probes(&self) {
+        let pods = self.pods.lock().expect("pods mutex poisoned");
+        for probe in pods.values().filter_map(|t| t.probe.as_ref()) {
+            probe.abort();
+        }
+    }
+
+    async fn start_pod(self: &Arc<Self>, key: &PodKey, template: &PodTemplate) {
+        if template.containers.is_empty() {
+            self.observe(
+                key,
+                PodEvent::StartError("the pod template has no containers".into()),
+            )
+            .await;
+            return;
+        }
+        self.set_phase(key, Phase::Starting);
+        match self.bring_up(key, template).await {
+            Ok((ids, ports)) => {
+                let died = self.set_phase(key, Phase::Up);
+                self.observe(
+                    key,
+                    PodEvent::Running {
+                        ports: ports.clone(),
+                    },
+                )
+                .await;
+                let probe = tokio::spawn(self.clone().probe_loop(
+                    key.clone(),
+                    template.clone(),
+                    ids,
+                    ports,
+                ));
+                self.attach_probe(key, probe.abort_handle());
+                if died {
+                    self.recheck(key).await;
+                }
+            }
+            Err(failure) => {
+                self.forget(key);
+                let event = match failure {
+                    StartFailure::Image(msg) => PodEvent::ImageError(msg),
+                    StartFailure::Start(msg) => PodEvent::StartError(msg),
+                };
+                self.observe(key, event).await;
+            }
+        }
+    }
+
+    fn attach_probe(&self, key: &PodKey, probe: tokio::task::AbortHandle) {
+        let mut pods = self.pods.lock().expect("pods mutex poisoned");
+        match pods.get_mut(key) {
+            Some(t) if t.phase == Phase::Up => t.probe = Some(probe),
+            _ => probe.abort(),
+        }
+    }
+
+    /// Makes the pod's containers exist and run; returns their ids (template
+    /// order) and the bound host ports.
+    async fn bring_up(
+        &self,
+        key: &PodKey,
+        template: &PodTemplate,
+    ) -> Result<(Vec<String>, Vec<PublishedPort>), StartFailure> {
+        let fail = |what: &str, e: bollard::errors::Error| {
+            StartFailure::Start(format!("{what}: {}", engine_message(&e)))
+        };
+        let existing = self
+            .list(self.owner.key_filters(key))
+            .await
+            .map_err(|e| StartFailure::Start(e.to_string()))?;
+        let size = template.containers.len();
+        let mut by_index: BTreeMap<usize, (String, bool)> = BTreeMap::new();
+        for c in &existing {
+            let Some(p) = c.labels.as_ref().and_then(placement) else {
+                continue;
+            };
+            if p.size == size
+                && let Some(id) = &c.id
+            {
+                let running = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+                by_index.insert(p.index, (id.clone(), running));
+            }
+        }
+        let complete = existing.len() == size && by_index.keys().copied().eq(0..size);
+
+        let ids: Vec<String> = if complete {
+            let ids: Vec<String> = by_index.values().map(|(id, _)| id.clone()).collect();
+            if !by_index.values().all(|(_, running)| *running) {
+                // One member died: the pod restarts as a unit.
+                for (id, _) in by_index.values().filter(|(_, running)| *running) {
+                    let kill = KillContainerOptions {
+                        signal: "SIGKILL".into(),
+                    };
+                    if let Err(e) = self.docker.kill_container(id, Some(kill)).await
+                        && !matches!(
+                            &e,
+                            bollard::errors::Error::DockerResponseServerError {
+                                status_code: 404 | 409,
+                                ..
+                            }
+                        )
+                    {
+                        return Err(fail("kill the rest of the pod before its restart", e));
+                    }
+                }
+                self.start_in_order(&ids).await?;
+            }
+            ids
+        } else {
+            self.remove_all(existing.iter().filter_map(|c| c.id.clone()).collect())
+                .await;
+            let mut images: Vec<&str> = template
+                .containers
+                .iter()
+                .map(|c| c.image.as_str())
+                .collect();
+            images.sort_unstable();
+            images.dedup();
+            for image in images {
+                self.ensure_image(image)
+                    .await
+                    .map_err(StartFailure::Image)?;
+            }
+            let mut ids: Vec<String> = Vec::with_capacity(size);
+            for (index, spec) in template.containers.iter().enumerate() {
+                let body = create::container_body(
+                    &self.owner,
+                    key,
+                    template,
+                    index,
+                    ids.first().map(String::as_str),
+                    self.publish_ip,
+                );
+                let options = CreateContainerOptions {
+                    name: Some(self.owner.container_name(key, &spec.name)),
+                    ..Default::default()
+                };
+                match self.docker.create_container(Some(options), body).await {
+                    Ok(created) => ids.push(created.id),
+                    Err(e) => {
+                        self.remove_all(ids).await;
+                        return Err(fail(&format!("create container {}", spec.name), e));
+                    }
+                }
+            }
+            self.observe(key, PodEvent::Created).await;
+            if let Err(failure) = self.start_in_order(&ids).await {
+                self.remove_all(ids).await;
+                return Err(failure);
+            }
+            ids
+        };
+        let first = self
+            .docker
+            .inspect_container(&ids[0], None)
+            .await
+            .map_err(|e| fail("inspect the started pod", e))?;
+        let ports = create::published_ports(
+            first
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.ports.as_ref()),
+        );
+        Ok((ids, ports))
+    }
+
+    async fn start_in_order(&self, ids: &[String]) -> Result<(), StartFailure> {
+        for id in ids {
+            self.docker.start_container(id, None).await.map_err(|e| {
+                StartFailure::Start(format!("start container: {}", engine_message(&e)))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Force-removes containers (and their anonymous volumes), tolerating ones already gone.
+    async fn remove_all(&self, ids: Vec<String>) {
+        let removals = ids.iter().map(|id| async move {
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            if let Err(e) = self.docker.remove_container(id, Some(options)).await
+                && !is_not_found(&e)
+            {
+                tracing::warn!(container = %id, error = %engine_message(&e), "remove failed");
+            }
+        });
+        join_all(removals).await;
+    }
+
+    /// Uses the local image, else pulls exactly its tag; failures back off.
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(format!("inspect image {image}: {}", engine_message(&e))),
+        }
+        let now = Instant::now();
+        if let Some(f) = self.pulls.lock().expect("pulls mutex poisoned").get(image)
+            && now < f.next_attempt
+        {
+            return Err(format!(
+                "{} (back-off: next pull of {image} in {:.1}s)",
+                f.last_error,
+                (f.next_attempt - now).as_secs_f64()
+            ));
+        }
+        let (repo, tag) = image_pull_ref(image);
+        let options = CreateImageOptions {
+            from_image: Some(repo),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        let mut error = None;
+        while let Some(item) = pull.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail {
+                        error = Some(detail.message.unwrap_or_else(|| "pull failed".into()));
+                    }
+                }
+                Err(e) => {
+                    error = Some(engine_message(&e));
+                    break;
+                }
+            }
+        }
+        let mut pulls = self.pulls.lock().expect("pulls mutex poisoned");
+        match error {
+            None => {
+                pulls.remove(image);
+                Ok(())
+            }
+            Some(message) => {
+                let message = format!("pull {image}: {message}");
+                let count = pulls.get(image).map_or(0, |f| f.count) + 1;
+                let wait = RestartBackoff::default().delay(count + 1);
+                pulls.insert(
+                    image.to_string(),
+                    PullFailures {
+                        count,
+                        next_attempt: Instant::now() + wait,
+                        last_error: message.clone(),
+                    },
+                );
+                Err(message)
+            }
+        }
+    }
+
+    async fn stop_pod(&self, key: &PodKey, grace: Duration) {
+        self.set_phase(key, Phase::Stopping);
+        let containers = match self.list(self.owner.key_filters(key)).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Keep tracking it: a later Stop, or the re-list, finishes the job.
+                tracing::warn!(pod = %key.0, error = %e, "stop failed: cannot list the pod");
+                self.set_phase(key, Phase::Down);
+                return;
+            }
+        };
+        // The engine takes whole seconds; round up so the pod gets at least its grace.
+        let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
+        let stops = containers
+            .iter()
+            .filter_map(|c| c.id.as_deref())
+            .map(|id| async move {
+                let options = StopContainerOptions {
+                    t: Some(t),
+                    ..Default::default()
+                };
+                // 304 (already stopped) and 404 (gone) are fine; the removal below settles the rest.
+                if let Err(e) = self.docker.stop_container(id, Some(options)).await
+                    && !is_not_found(&e)
+                {
+                    tracing::debug!(container = %id, error = %engine_message(&e), "stop");
+                }
+            });
+        join_all(stops).await;
+        self.remove_all(containers.into_iter().filter_map(|c| c.id).collect())
+            .await;
+        self.forget(key);
+        self.observe(key, PodEvent::Removed).await;
+    }
+}
+
+/// Groups listed containers into pod versions; a pod runs when all of its
+/// containers are present and running.
+pub(crate) fn group_existing(containers: &[ContainerSummary]) -> Vec<ExistingPod> {
+    struct Group {
+        size: usize,
+        running: usize,
+        present: usize,
+        ports: Vec<PublishedPort>,
+    }
+    let mut groups: BTreeMap<PodKey, Group> = BTreeMap::new();
+    for c in containers {
+        let Some(labels_of) = c.labels.as_ref() else {
+            continue;
+        };
+        let Some(p) = placement(labels_of) else {
+            continue;
+        };
+        let g = groups.entry(p.key).or_insert(Group {
+            size: p.size,
+            running: 0,
+            present: 0,
+            ports: Vec::new(),
+        });
+        g.present += 1;
+        if c.state == Some(ContainerSummaryStateEnum::RUNNING) {
+            g.running += 1;
+        }
+        if p.index == 0 {
+            g.ports = summary_ports(c);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, g)| ExistingPod {
+            pod: key.0,
+            template_hash: key.1,
+            running: g.present == g.size && g.running == g.size,
+            ports: g.ports,
+        })
+        .collect()
+}
+
+fn summary_ports(c: &ContainerSummary) -> Vec<PublishedPort> {
+    use bollard::models::{PortBinding, PortSummaryTypeEnum};
+    let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in c.ports.iter().flatten() {
+        let proto = match p.typ {
+            Some(PortSummaryTypeEnum::UDP) => "udp",
+            _ => "tcp",
+        };
+        if let Some(public) = p.public_port {
+            map.entry(format!("{}/{proto}", p.private_port))
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.ip.clone(),
+                    host_port: Some(public.to_string()),
+                });
+        }
+    }
+    create::published_ports(Some(&map))
+}
