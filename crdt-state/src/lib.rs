@@ -38,6 +38,7 @@
 //!   trip, at about 60 bytes per RC (measured by `examples/bench_state.rs`).
 #![forbid(unsafe_code)]
 
+pub mod manifest;
 pub mod node;
 pub mod pod;
 pub mod spec;

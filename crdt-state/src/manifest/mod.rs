@@ -1,0 +1,211 @@
+//! Manifests: YAML or JSON text in, validated [`RcSpec`]s out.
+//!
+//! Accepted: the 2014 `v1beta1` ReplicationController (the Kubernetes "hello"
+//! example) and the Kubernetes `v1` ReplicationController, as multi-document
+//! YAML or JSON, a single object or a `kind: List` with `items`.
+//!
+//! Every problem of every document is reported at once, each with its
+//! document, field path, line and what to do; harmless unknown fields are
+//! warnings. Fields that would change how a pod runs and that Shoal cannot
+//! honour (volumes, privileged, affinity, ...) are errors, never silently dropped.
+//!
+//! - [`tree`]: YAML/JSON → an untyped tree with lines (serde-saphyr `Spanned`).
+//! - `fields`: typed access to the tree, recording problems by path.
+//! - `v1`, `v1beta1`, `container`, `annotations`: the two forms.
+//! - [`validate`]: names, labels, selector vs. labels, container conflicts.
+//! - [`quantity`]: `500m`, `128Mi`, ...
+//! - [`render`]: an `RcSpec` back to a v1 manifest (what `validate` prints).
+
+mod annotations;
+mod container;
+pub mod error;
+mod fields;
+pub mod quantity;
+pub mod render;
+pub mod tree;
+mod v1;
+mod v1beta1;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+pub use annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
+pub use error::{Diagnostic, ManifestError, ManifestProblem, ManifestWarning};
+
+use crate::spec::RcSpec;
+use fields::{Ctx, index, join};
+use tree::{Node, Value};
+
+/// The specs an input declared, in input order, and what was noticed on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedManifests {
+    pub specs: Vec<RcSpec>,
+    pub warnings: Vec<ManifestWarning>,
+}
+
+/// Parses and validates every ReplicationController in `text`.
+///
+/// Fails if anything is wrong anywhere: a document with a problem never
+/// yields a partial spec, and the error lists all problems of all documents.
+pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
+    let documents = tree::parse_documents(text).map_err(|e| {
+        let message = match e.column {
+            Some(col) => format!("{} (column {col})", e.message),
+            None => e.message,
+        };
+        ManifestError {
+            problems: vec![ManifestProblem(Diagnostic {
+                document: 0,
+                path: String::new(),
+                line: e.line,
+                message,
+            })],
+            warnings: Vec::new(),
+        }
+    })?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut specs: Vec<(RcSpec, usize, String, Option<usize>)> = Vec::new();
+    if documents.is_empty() {
+        problems.push(ManifestProblem(Diagnostic {
+            document: 0,
+            path: String::new(),
+            line: None,
+            message: "no manifest found: the input is empty; give a ReplicationController".into(),
+        }));
+    }
+    for (i, doc) in documents.iter().enumerate() {
+        let mut ctx = Ctx::new(i + 1);
+        for (base, object) in objects(&mut ctx, doc) {
+            if let Some(spec) = parse_object(&mut ctx, object, &base) {
+                specs.push((spec, i + 1, base, object.line));
+            }
+        }
+        problems.append(&mut ctx.problems);
+        warnings.append(&mut ctx.warnings);
+    }
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (spec, document, base, line) in &specs {
+        if let Some(first) = first_seen.insert(&spec.name, *document) {
+            problems.push(ManifestProblem(Diagnostic {
+                document: *document,
+                path: name_path(base, doc_at(&documents, *document, base)),
+                line: *line,
+                message: format!(
+                    "ReplicationController {:?} is declared twice (also in doc {first}); names must be unique",
+                    spec.name
+                ),
+            }));
+        }
+    }
+    if problems.is_empty() {
+        Ok(ParsedManifests {
+            specs: specs.into_iter().map(|(s, ..)| s).collect(),
+            warnings,
+        })
+    } else {
+        Err(ManifestError { problems, warnings })
+    }
+}
+
+/// The objects of a document: itself, or the `items` of a `kind: List`.
+fn objects<'a>(ctx: &mut Ctx, doc: &'a Node) -> Vec<(String, &'a Node)> {
+    if doc.get("kind").and_then(Node::as_str) != Some("List") {
+        return vec![(String::new(), doc)];
+    }
+    match doc.get("items").map(|n| &n.value) {
+        Some(Value::Seq(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (index("items", i), item))
+            .collect(),
+        _ => {
+            ctx.error(
+                "items",
+                doc.line,
+                "a List needs `items`: a list of ReplicationControllers",
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Dispatches on `kind` and `apiVersion`.
+fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<RcSpec> {
+    if !matches!(object.value, Value::Map(_)) {
+        let msg = format!(
+            "a manifest must be a mapping (a ReplicationController), got {}",
+            object.value.kind_name()
+        );
+        ctx.error(base, object.line, msg);
+        return None;
+    }
+    let kind_path = join(base, "kind");
+    match object.get("kind") {
+        Some(Node {
+            value: Value::Str(kind),
+            ..
+        }) if kind == "ReplicationController" => {}
+        Some(node) => {
+            let kind = node
+                .as_str()
+                .map_or_else(|| node.to_string(), str::to_owned);
+            let msg = format!(
+                "kind {kind:?} is not supported; Shoal runs ReplicationControllers (kind: ReplicationController)"
+            );
+            ctx.error(&kind_path, node.line, msg);
+            return None;
+        }
+        None => {
+            let msg = "kind is missing; add `kind: ReplicationController`";
+            ctx.error(&kind_path, object.line, msg);
+            return None;
+        }
+    }
+    let version_path = join(base, "apiVersion");
+    match object.get("apiVersion") {
+        Some(node) => match node.as_str() {
+            Some("v1") => v1::parse(ctx, object, base),
+            Some("v1beta1") => v1beta1::parse(ctx, object, base),
+            _ => {
+                let msg = format!(
+                    "apiVersion {node} is not supported for a ReplicationController; use v1 (or the 2014 v1beta1)"
+                );
+                ctx.error(&version_path, node.line, msg);
+                None
+            }
+        },
+        // The 2014 form is recognisable by its shape even without a version.
+        None if object.get("desiredState").is_some() => v1beta1::parse(ctx, object, base),
+        None => {
+            let msg = "apiVersion is missing; add `apiVersion: v1`";
+            ctx.error(&version_path, object.line, msg);
+            None
+        }
+    }
+}
+
+fn doc_at<'a>(documents: &'a [Node], document: usize, base: &str) -> Option<&'a Node> {
+    let doc = documents.get(document.checked_sub(1)?)?;
+    if base.is_empty() {
+        return Some(doc);
+    }
+    let i: usize = base
+        .strip_prefix("items[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    match &doc.get("items")?.value {
+        Value::Seq(items) => items.get(i),
+        _ => None,
+    }
+}
+
+/// `metadata.name` or `id`, whichever the object used.
+fn name_path(base: &str, object: Option<&Node>) -> String {
+    if object.is_some_and(|o| o.get("id").is_some()) {
+        join(base, "id")
+    } else {
+        join(&join(base, "metadata"), "name")
+    }
+}
