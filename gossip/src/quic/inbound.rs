@@ -1,0 +1,210 @@
+//! Accepting peers and delivering what they send.
+//!
+//! One task accepts connections; one task per connection (dialled or
+//! accepted) reads its datagrams and accepts its streams; one short task per
+//! stream reads it (size-limited, time-limited) and hands it to the inbound
+//! channels. Nothing here waits on the channels: a full channel means the
+//! arrival is dropped and counted, so a slow core never stalls the network.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+
+use super::Shared;
+use super::error::TransportError;
+use super::stats::{Counters, add};
+
+/// Stream reset code: the request was refused or left unanswered.
+pub(crate) const DECLINED: VarInt = VarInt::from_u32(1);
+
+/// A request from a peer. Answer it with [`Responder::respond`]; dropping it
+/// unanswered resets the stream, and the requester sees
+/// [`TransportError::Declined`].
+#[derive(Debug)]
+pub struct InboundRequest {
+    /// The requester's UDP address.
+    pub remote: SocketAddr,
+    /// The request bytes (at most `QuicConfig::max_request_size`).
+    pub body: Bytes,
+    /// Sends the reply.
+    pub responder: Responder,
+}
+
+/// The reply half of an [`InboundRequest`].
+pub struct Responder {
+    remote: SocketAddr,
+    /// `None` once answered.
+    send: Option<SendStream>,
+    counters: Arc<Counters>,
+}
+
+impl Responder {
+    /// Sends `reply` and ends the stream. The requester enforces its own size
+    /// limit: a reply above it fails there with `ResponseTooLarge`.
+    pub async fn respond(mut self, reply: Bytes) -> Result<(), TransportError> {
+        let to = self.remote;
+        let Some(mut send) = self.send.take() else {
+            return Ok(());
+        };
+        let size = reply.len();
+        send.write_chunk(reply)
+            .await
+            .map_err(|e| super::streams::write_error(to, e))?;
+        send.finish().map_err(|e| TransportError::Stream {
+            to,
+            reason: e.to_string(),
+        })?;
+        add(&self.counters.stream_bytes_sent, size);
+        Ok(())
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(mut send) = self.send.take() {
+            // Tell the requester now rather than let it wait for its timeout.
+            let _ = send.reset(DECLINED);
+        }
+    }
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("remote", &self.remote)
+            .field("answered", &self.send.is_none())
+            .finish()
+    }
+}
+
+/// Accepts connections until the endpoint closes.
+pub(crate) async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        if shared.is_closing() {
+            incoming.refuse();
+            continue;
+        }
+        let shared = shared.clone();
+        shared.runtime.clone().spawn(async move {
+            let remote = incoming.remote_address();
+            let handshake = async { incoming.accept()?.await };
+            match tokio::time::timeout(shared.config.connect_timeout, handshake).await {
+                Ok(Ok(conn)) => {
+                    add(&shared.counters.connections_accepted, 1);
+                    tracing::debug!(%remote, "accepted");
+                    shared.install(remote, conn);
+                }
+                Ok(Err(e)) => {
+                    add(&shared.counters.handshake_failures, 1);
+                    tracing::debug!(%remote, error = %e, "inbound handshake failed");
+                }
+                Err(_) => {
+                    add(&shared.counters.handshake_failures, 1);
+                    tracing::debug!(%remote, "inbound handshake timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Serves one connection until it closes, then forgets it from the cache.
+pub(crate) async fn drive_connection(shared: Arc<Shared>, key: SocketAddr, conn: Connection) {
+    let remote = conn.remote_address();
+    // quinn's read/accept futures are cancel-safe: losing a select race
+    // leaves the datagram or stream queued for the next iteration.
+    let reason = loop {
+        tokio::select! {
+            datagram = conn.read_datagram() => match datagram {
+                Ok(bytes) => deliver_datagram(&shared, remote, bytes),
+                Err(e) => break e,
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    shared.runtime.spawn(serve_request(shared.clone(), remote, send, recv));
+                }
+                Err(e) => break e,
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => {
+                    shared.runtime.spawn(serve_push(shared.clone(), remote, recv));
+                }
+                Err(e) => break e,
+            },
+        }
+    };
+    tracing::debug!(%remote, %reason, "connection closed");
+    shared.forget(key, conn.stable_id());
+}
+
+fn deliver_datagram(shared: &Shared, remote: SocketAddr, bytes: Bytes) {
+    let size = bytes.len();
+    match shared.inbound.datagrams.try_send((remote, bytes)) {
+        Ok(()) => {
+            add(&shared.counters.datagrams_received, 1);
+            add(&shared.counters.datagram_bytes_received, size);
+        }
+        Err(_) => add(&shared.counters.datagrams_dropped_recv, 1),
+    }
+}
+
+/// Reads a whole incoming stream within the size and time limits.
+async fn read_body(shared: &Shared, remote: SocketAddr, recv: &mut RecvStream) -> Option<Bytes> {
+    let limit = shared.config.max_request_size;
+    match tokio::time::timeout(shared.config.request_timeout, recv.read_to_end(limit)).await {
+        Ok(Ok(body)) => {
+            add(&shared.counters.stream_bytes_received, body.len());
+            Some(Bytes::from(body))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, limit, "incoming stream dropped");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "incoming stream dropped: too slow");
+            None
+        }
+    }
+}
+
+async fn serve_request(
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let Some(body) = read_body(&shared, remote, &mut recv).await else {
+        add(&shared.counters.streams_dropped_recv, 1);
+        let _ = recv.stop(DECLINED);
+        let _ = send.reset(DECLINED);
+        return;
+    };
+    let request = InboundRequest {
+        remote,
+        body,
+        responder: Responder {
+            remote,
+            send: Some(send),
+            counters: shared.counters.clone(),
+        },
+    };
+    // On failure the request is dropped here, and its responder resets.
+    match shared.inbound.requests.try_send(request) {
+        Ok(()) => add(&shared.counters.requests_received, 1),
+        Err(_) => add(&shared.counters.streams_dropped_recv, 1),
+    }
+}
+
+async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStream) {
+    let Some(body) = read_body(&shared, remote, &mut recv).await else {
+        add(&shared.counters.streams_dropped_recv, 1);
+        let _ = recv.stop(DECLINED);
+        return;
+    };
+    match shared.inbound.pushes.try_send((remote, body)) {
+        Ok(()) => add(&shared.counters.pushes_received, 1),
+        Err(_) => add(&shared.counters.streams_dropped_recv, 1),
+    }
+}

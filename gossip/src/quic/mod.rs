@@ -1,0 +1,343 @@
+//! The QUIC transport of the shell: one UDP port, mutual TLS, datagrams for
+//! SWIM and streams for state sync.
+//!
+//! Module map:
+//! - [`token`]: the join token, its string form and the keys derived from it.
+//! - `tls`: the cluster CA, node certificates and rustls configurations.
+//! - `peers`: the per-peer connection cache (connect on demand, queue while
+//!   connecting, forget on loss) and datagram sending.
+//! - `inbound`: accepting connections and delivering what peers send.
+//! - `streams`: outgoing request/response and one-way pushes.
+//! - `stats`, `error`: counters and failures.
+//!
+//! How the shell uses it: [`QuicTransport::bind`] once, keep the
+//! [`QuicTransport`] handle (cheap to clone) for sending, and drain the three
+//! channels of [`Inbound`] in the task that owns the peer core. Call
+//! [`QuicTransport::shutdown`] before exit; dropping the handle alone leaves
+//! the background tasks (and the port) alive until the runtime stops.
+//!
+//! The transport decides nothing about membership: it moves bytes, bounds
+//! every queue, and counts what it drops.
+
+mod error;
+mod inbound;
+mod peers;
+mod stats;
+mod streams;
+mod tls;
+pub mod token;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Endpoint, EndpointConfig, IdleTimeout, TokioRuntime, VarInt};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+pub use error::TransportError;
+pub use inbound::{InboundRequest, Responder};
+pub use stats::TransportStats;
+pub use tls::{ALPN, cluster_ca_certificate};
+pub use token::{JoinToken, TokenError};
+
+use peers::Slot;
+use stats::Counters;
+
+/// Longest wait in `shutdown` for connections to finish closing. The close
+/// frames go out at once; the wait only covers their retransmission.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings of one transport. [`QuicConfig::new`] gives working defaults.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// The UDP address to bind (`--listen`); port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The IP other peers know this node by, written into its certificate.
+    /// `None`: the bound IP.
+    pub advertise: Option<IpAddr>,
+    /// The cluster secret: both sides of every connection must hold it.
+    pub token: JoinToken,
+    /// Longest wait for a handshake before queued datagrams are dropped.
+    pub connect_timeout: Duration,
+    /// Longest wait for a whole request (connect, send, reply) or push.
+    pub request_timeout: Duration,
+    /// A connection with no traffic for this long closes, which keeps the
+    /// cache to the peers this node actually talks to.
+    pub idle_timeout: Duration,
+    /// Largest incoming request or push accepted; larger ones are refused.
+    pub max_request_size: usize,
+    /// Datagrams kept per peer while its connection is being set up; beyond
+    /// that the oldest are dropped (SWIM tolerates loss, fresh data matters).
+    pub connect_queue: usize,
+    /// Capacity of each inbound channel; when full, new arrivals are dropped
+    /// and counted rather than stalling connections.
+    pub inbound_capacity: usize,
+}
+
+impl QuicConfig {
+    /// Defaults sized for SWIM plus state sync on a LAN.
+    pub fn new(listen: SocketAddr, token: JoinToken) -> Self {
+        QuicConfig {
+            listen,
+            advertise: None,
+            token,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_request_size: 16 << 20,
+            connect_queue: 64,
+            inbound_capacity: 1024,
+        }
+    }
+}
+
+/// What peers send to this node: drain all three, or arrivals are dropped.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Datagrams (SWIM packets), with the sender's UDP address.
+    pub datagrams: mpsc::Receiver<(SocketAddr, Bytes)>,
+    /// Requests awaiting an answer through their [`Responder`].
+    pub requests: mpsc::Receiver<InboundRequest>,
+    /// One-way pushes, with the sender's UDP address.
+    pub pushes: mpsc::Receiver<(SocketAddr, Bytes)>,
+}
+
+/// The sending side of [`Inbound`], held by the connection tasks.
+#[derive(Debug)]
+struct InboundSenders {
+    datagrams: mpsc::Sender<(SocketAddr, Bytes)>,
+    requests: mpsc::Sender<InboundRequest>,
+    pushes: mpsc::Sender<(SocketAddr, Bytes)>,
+}
+
+/// Handle to a running transport. Clones share the same endpoint.
+#[derive(Clone)]
+pub struct QuicTransport {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the handle and the background tasks.
+struct Shared {
+    /// The one endpoint: server for inbound, client for outbound dials.
+    endpoint: Endpoint,
+    /// Client side of mutual TLS, used for every dial.
+    client: quinn::ClientConfig,
+    /// The cluster DNS name every dial verifies.
+    server_name: String,
+    /// Bound address, for logs and for callers that bound port 0.
+    local_addr: SocketAddr,
+    config: QuicConfig,
+    /// One slot per peer address; see [`peers`].
+    peers: Mutex<HashMap<SocketAddr, Slot>>,
+    inbound: InboundSenders,
+    counters: Arc<Counters>,
+    /// Where background tasks are spawned (captured at bind).
+    runtime: Handle,
+    /// Set by `shutdown`: new sends fail and new connections are refused.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    /// The cache lock, recovering from a panic elsewhere: the cache holds
+    /// only handles, so a poisoned map is still consistent enough to use.
+    fn lock_peers(&self) -> MutexGuard<'_, HashMap<SocketAddr, Slot>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+impl QuicTransport {
+    /// Binds the UDP port, builds this node's certificate and starts
+    /// accepting peers. Must be called inside a tokio runtime.
+    pub fn bind(config: QuicConfig) -> Result<(QuicTransport, Inbound), TransportError> {
+        let runtime = Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
+        let addr = config.listen;
+        let socket = std::net::UdpSocket::bind(addr)
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let local_addr = socket
+            .local_addr()
+            .map_err(|source| TransportError::Bind { addr, source })?;
+
+        let tls = tls::cluster_tls(&config.token, config.advertise.unwrap_or(local_addr.ip()))?;
+        let transport = Arc::new(transport_config(&config)?);
+        let server_crypto = QuicServerConfig::try_from(tls.server)
+            .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+        let client_crypto = QuicClientConfig::try_from(tls.client)
+            .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport);
+
+        // The stateless-reset key is derived from the token and the bound
+        // address, so a peer restarted on the same port can reset the stale
+        // connections others still hold to its previous run: they notice at
+        // their next packet instead of after the idle timeout.
+        let mut reset_key = [0u8; 32];
+        config.token.derive_key(
+            format!("stateless-reset/{local_addr}").as_bytes(),
+            &mut reset_key,
+        );
+        let endpoint_config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &reset_key,
+        )));
+        let endpoint = {
+            let _guard = runtime.enter();
+            Endpoint::new(
+                endpoint_config,
+                Some(server),
+                socket,
+                Arc::new(TokioRuntime),
+            )
+            .map_err(|source| TransportError::Bind { addr, source })?
+        };
+
+        let capacity = config.inbound_capacity.max(1);
+        let (datagrams_tx, datagrams) = mpsc::channel(capacity);
+        let (requests_tx, requests) = mpsc::channel(capacity);
+        let (pushes_tx, pushes) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            endpoint,
+            client,
+            server_name: config.token.server_name(),
+            local_addr,
+            config,
+            peers: Mutex::new(HashMap::new()),
+            inbound: InboundSenders {
+                datagrams: datagrams_tx,
+                requests: requests_tx,
+                pushes: pushes_tx,
+            },
+            counters: Arc::default(),
+            runtime: runtime.clone(),
+            closing: AtomicBool::new(false),
+        });
+        runtime.spawn(inbound::accept_loop(shared.clone()));
+        tracing::info!(%local_addr, cluster = %shared.config.token.cluster_id(), "QUIC transport bound");
+        Ok((
+            QuicTransport { shared },
+            Inbound {
+                datagrams,
+                requests,
+                pushes,
+            },
+        ))
+    }
+
+    /// The bound UDP address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The public cluster id of the token this transport runs with.
+    pub fn cluster_id(&self) -> String {
+        self.shared.config.token.cluster_id()
+    }
+
+    /// Sends one datagram to `to`, connecting first if needed. Never waits:
+    /// while the connection is being set up the datagram is queued (bounded,
+    /// oldest dropped). `Ok` means accepted for sending, not delivered.
+    ///
+    /// Fails at once only for a datagram larger than the live connection's
+    /// [`max_datagram_size`](Self::max_datagram_size) or after shutdown.
+    pub fn send_datagram(&self, to: SocketAddr, bytes: Bytes) -> Result<(), TransportError> {
+        self.shared.send_datagram(to, bytes)
+    }
+
+    /// The largest datagram the live connection to `to` carries now, or
+    /// `None` if there is none yet. At least about 1,150 bytes once
+    /// connected (QUIC's 1,200-byte minimum path MTU, minus overhead).
+    pub fn max_datagram_size(&self, to: SocketAddr) -> Option<usize> {
+        self.shared.live_connection(to)?.max_datagram_size()
+    }
+
+    /// Sends `body` on a new bi-directional stream and returns the reply,
+    /// refusing replies longer than `limit` bytes. The whole exchange,
+    /// connecting included, is bounded by the configured request timeout.
+    pub async fn request(
+        &self,
+        to: SocketAddr,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<Bytes, TransportError> {
+        self.shared.request(to, body, limit).await
+    }
+
+    /// Sends `body` one way on a new uni-directional stream. `Ok` means
+    /// written and finished locally, not processed by the peer.
+    pub async fn push(&self, to: SocketAddr, body: Bytes) -> Result<(), TransportError> {
+        self.shared.push(to, body).await
+    }
+
+    /// Peers with a live cached connection, sorted.
+    pub fn connected_peers(&self) -> Vec<SocketAddr> {
+        let mut peers: Vec<SocketAddr> = self
+            .shared
+            .lock_peers()
+            .iter()
+            .filter(|(_, slot)| slot.is_live())
+            .map(|(addr, _)| *addr)
+            .collect();
+        peers.sort();
+        peers
+    }
+
+    /// The counters since bind.
+    pub fn stats(&self) -> TransportStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Closes every connection (peers see an application close, not a
+    /// timeout), refuses new ones, and waits (at most 1 s) until the
+    /// connections have finished closing. The UDP port is released once the
+    /// handle and its clones are dropped too.
+    /// Later sends fail with [`TransportError::ShutDown`].
+    pub async fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        // Dropping the slots fails pending waiters with `ShutDown`.
+        let slots: Vec<Slot> = self.shared.lock_peers().drain().map(|(_, s)| s).collect();
+        drop(slots);
+        self.shared.endpoint.close(VarInt::from_u32(0), b"shutdown");
+        // Usually a few milliseconds; a handshake still in flight to a silent
+        // address would hold its draining state for about 3 s, so bound it.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.shared.endpoint.wait_idle()).await;
+        tracing::info!(local_addr = %self.shared.local_addr, "QUIC transport shut down");
+    }
+}
+
+impl fmt::Debug for QuicTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicTransport")
+            .field("local_addr", &self.shared.local_addr)
+            .field("cluster_id", &self.shared.config.token.cluster_id())
+            .field("closing", &self.shared.is_closing())
+            .finish()
+    }
+}
+
+/// QUIC transport parameters shared by both sides.
+fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, TransportError> {
+    let mut t = quinn::TransportConfig::default();
+    let idle = IdleTimeout::try_from(config.idle_timeout).map_err(|_| {
+        TransportError::Config(format!(
+            "idle timeout {:?} is too large",
+            config.idle_timeout
+        ))
+    })?;
+    t.max_idle_timeout(Some(idle));
+    // Bounds the stream handlers a single peer can keep busy at once.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(32));
+    t.max_concurrent_uni_streams(VarInt::from_u32(32));
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    Ok(t)
+}

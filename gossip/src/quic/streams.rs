@@ -1,0 +1,138 @@
+//! Outgoing streams: request/response for state sync, one-way pushes.
+//!
+//! Each call opens a fresh stream on the cached connection (streams are
+//! cheap in QUIC and independent, so a slow reply never blocks gossip
+//! datagrams or another request). The whole call is bounded by the request
+//! timeout, and replies are read with the caller's size limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn::{ReadError, ReadToEndError, WriteError};
+
+use super::Shared;
+use super::error::TransportError;
+use super::stats::add;
+
+impl Shared {
+    /// See [`super::QuicTransport::request`].
+    pub(crate) async fn request(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<Bytes, TransportError> {
+        let after = self.config.request_timeout;
+        let result = tokio::time::timeout(after, self.exchange(to, body, limit))
+            .await
+            .unwrap_or(Err(TransportError::Timeout { to, after }));
+        match &result {
+            Ok(_) => add(&self.counters.requests_completed, 1),
+            Err(e) => {
+                add(&self.counters.requests_failed, 1);
+                tracing::debug!(%to, error = %e, "request failed");
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<Bytes, TransportError> {
+        let conn = self.connection(to).await?;
+        let (mut send, mut recv) =
+            conn.open_bi()
+                .await
+                .map_err(|e| TransportError::ConnectionLost {
+                    to,
+                    reason: e.to_string(),
+                })?;
+        let size = body.len();
+        send.write_chunk(body)
+            .await
+            .map_err(|e| write_error(to, e))?;
+        send.finish().map_err(|e| TransportError::Stream {
+            to,
+            reason: e.to_string(),
+        })?;
+        add(&self.counters.stream_bytes_sent, size);
+        // Dropping `recv` on error tells the peer to stop sending.
+        let reply = recv
+            .read_to_end(limit)
+            .await
+            .map_err(|e| read_error(to, limit, e))?;
+        add(&self.counters.stream_bytes_received, reply.len());
+        Ok(Bytes::from(reply))
+    }
+
+    /// See [`super::QuicTransport::push`].
+    pub(crate) async fn push(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        body: Bytes,
+    ) -> Result<(), TransportError> {
+        let after = self.config.request_timeout;
+        let send_it = async {
+            let conn = self.connection(to).await?;
+            let mut send = conn
+                .open_uni()
+                .await
+                .map_err(|e| TransportError::ConnectionLost {
+                    to,
+                    reason: e.to_string(),
+                })?;
+            let size = body.len();
+            send.write_chunk(body)
+                .await
+                .map_err(|e| write_error(to, e))?;
+            send.finish().map_err(|e| TransportError::Stream {
+                to,
+                reason: e.to_string(),
+            })?;
+            add(&self.counters.stream_bytes_sent, size);
+            Ok(())
+        };
+        let result = tokio::time::timeout(after, send_it)
+            .await
+            .unwrap_or(Err(TransportError::Timeout { to, after }));
+        if result.is_ok() {
+            add(&self.counters.pushes_sent, 1);
+        }
+        result
+    }
+}
+
+/// Maps a stream write failure to what it means for the caller.
+pub(crate) fn write_error(to: SocketAddr, e: WriteError) -> TransportError {
+    match e {
+        WriteError::Stopped(_) => TransportError::Declined { to },
+        WriteError::ConnectionLost(e) => TransportError::ConnectionLost {
+            to,
+            reason: e.to_string(),
+        },
+        other => TransportError::Stream {
+            to,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Maps a reply read failure to what it means for the caller.
+fn read_error(to: SocketAddr, limit: usize, e: ReadToEndError) -> TransportError {
+    match e {
+        ReadToEndError::TooLong => TransportError::ResponseTooLarge { to, limit },
+        ReadToEndError::Read(ReadError::Reset(_)) => TransportError::Declined { to },
+        ReadToEndError::Read(ReadError::ConnectionLost(e)) => TransportError::ConnectionLost {
+            to,
+            reason: e.to_string(),
+        },
+        other => TransportError::Stream {
+            to,
+            reason: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,172 @@
+//! Cluster TLS: a CA derived from the join token, node certificates it signs,
+//! and the mutual-TLS rustls configurations quinn runs on.
+//!
+//! The CA's Ed25519 key comes from HKDF(token secret, "cluster-ca-key"), and
+//! its certificate has fixed content (fixed names, validity and a serial
+//! derived from the key), and Ed25519 signatures are deterministic, so every
+//! token holder builds byte-for-byte the same CA without ever sending it. Each
+//! node makes a fresh key per process and signs its own certificate with the
+//! CA. Both TLS sides require a chain to that CA: without the token a machine
+//! can neither accept nor open a connection, so it can neither read nor inject.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519, SanType,
+};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use super::error::TransportError;
+use super::token::JoinToken;
+
+/// ALPN protocol id: a peer speaking another protocol (or version) fails the
+/// handshake instead of misparsing our streams.
+pub const ALPN: &[u8] = b"shoal/1";
+
+/// PKCS#8 v1 header for an Ed25519 private key (RFC 8410): the 32-byte seed
+/// follows. ring and rustls accept this form.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The rustls configurations of one node, both sides of mutual TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterTls {
+    pub(crate) server: Arc<rustls::ServerConfig>,
+    pub(crate) client: Arc<rustls::ClientConfig>,
+}
+
+/// The explicit crypto provider. rustls's process default would be aws-lc
+/// (or absent), so every builder gets this one.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The cluster CA's certificate (DER), identical for every holder of `token`.
+pub fn cluster_ca_certificate(
+    token: &JoinToken,
+) -> Result<CertificateDer<'static>, TransportError> {
+    let (params, key) = ca_params_and_key(token)?;
+    Ok(params.self_signed(&key)?.der().clone())
+}
+
+fn ca_params_and_key(token: &JoinToken) -> Result<(CertificateParams, KeyPair), TransportError> {
+    let mut seed = [0u8; 32];
+    token.derive_key(b"cluster-ca-key", &mut seed);
+    let mut pkcs8 = Vec::with_capacity(48);
+    pkcs8.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
+    pkcs8.extend_from_slice(&seed);
+    let key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &PKCS_ED25519)?;
+
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Shoal");
+    name.push(
+        DnType::CommonName,
+        format!("shoal cluster {} CA", token.cluster_id()),
+    );
+    params.distinguished_name = name;
+    // Leaves only: the CA never signs another CA.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // Validity stays rcgen's fixed default (1975..4096): it must not depend on
+    // the clock, or two peers would build different CAs.
+    Ok((params, key))
+}
+
+/// Builds this node's key and CA-signed certificate and the rustls configs.
+///
+/// `advertise` goes into the certificate as an IP SAN (informational; dials
+/// verify the cluster name). An unspecified address (0.0.0.0) is left out.
+pub(crate) fn cluster_tls(
+    token: &JoinToken,
+    advertise: IpAddr,
+) -> Result<ClusterTls, TransportError> {
+    let (ca_params, ca_key) = ca_params_and_key(token)?;
+    let ca_der = ca_params.self_signed(&ca_key)?.der().clone();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let node_key = KeyPair::generate_for(&PKCS_ED25519)?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Shoal");
+    name.push(DnType::CommonName, format!("shoal node {advertise}"));
+    params.distinguished_name = name;
+    params.subject_alt_names = vec![SanType::DnsName(token.server_name().try_into()?)];
+    if !advertise.is_unspecified() {
+        params.subject_alt_names.push(SanType::IpAddress(advertise));
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // Every node is both a client and a server of its peers.
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let node_cert = params.signed_by(&node_key, &issuer)?.der().clone();
+    let node_key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der()));
+
+    let mut roots = RootCertStore::empty();
+    roots.add(ca_der)?;
+    let roots = Arc::new(roots);
+    let provider = provider();
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![node_cert.clone()], node_key_der.clone_key())?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![node_cert], node_key_der)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+
+    Ok(ClusterTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_holder_derives_the_same_ca() {
+        let token = JoinToken::from_seed([3; 32]);
+        let again: JoinToken = token.to_string().parse().unwrap();
+        assert_eq!(
+            cluster_ca_certificate(&token).unwrap(),
+            cluster_ca_certificate(&again).unwrap()
+        );
+    }
+
+    #[test]
+    fn another_token_derives_another_ca() {
+        let a = cluster_ca_certificate(&JoinToken::from_seed([3; 32])).unwrap();
+        let b = cluster_ca_certificate(&JoinToken::from_seed([4; 32])).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn node_configs_build_for_specified_and_unspecified_addresses() {
+        let token = JoinToken::from_seed([5; 32]);
+        for ip in ["127.0.0.1", "0.0.0.0", "::1"] {
+            let tls = cluster_tls(&token, ip.parse().unwrap()).unwrap();
+            assert_eq!(tls.server.alpn_protocols, vec![ALPN.to_vec()]);
+            assert_eq!(tls.client.alpn_protocols, vec![ALPN.to_vec()]);
+        }
+    }
+}
