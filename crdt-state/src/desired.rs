@@ -147,7 +147,7 @@ fn merge_history(history: &mut Vec<Revision>, incoming: Vec<Revision>) {
         return;
     }
     history.extend(incoming);
-    history.sort_by(|a, b| b.stamp.cmp(&a.stamp));
+    history.sort_by_key(|r| std::cmp::Reverse(r.stamp));
     history.dedup_by(|later, kept| {
         if later.stamp != kept.stamp {
             return false;

@@ -22,24 +22,28 @@ pub fn write<V>(val: V, stamp: Hlc) -> Reg<V> {
     LWWReg { val, marker: stamp }
 }
 
-/// Join `theirs` into `mine`. Returns the write that lost, when the two had
-/// different stamps (the desired state keeps overwritten templates as history).
+/// Join `theirs` into `mine`. Returns the write that lost, if the two were
+/// different writes (the desired state keeps overwritten templates as history).
+/// A clash (same stamp, different values) also returns its loser: then every
+/// merge order sees the same set of losers, which keeps history a join.
 pub fn join<V: PartialEq + Serialize>(
     mine: &mut Option<Reg<V>>,
     theirs: Option<Reg<V>>,
 ) -> Option<Reg<V>> {
-    let Some(theirs) = theirs else { return None };
+    let theirs = theirs?;
     let Some(current) = mine.as_mut() else {
         *mine = Some(theirs);
         return None;
     };
     if current.marker == theirs.marker {
-        if current.validate_merge(&theirs).is_err()
-            && encoding(&theirs.val) > encoding(&current.val)
-        {
-            *current = theirs;
+        if current.validate_merge(&theirs).is_ok() {
+            return None; // the same write, seen twice
         }
-        return None;
+        return if encoding(&theirs.val) > encoding(&current.val) {
+            Some(std::mem::replace(current, theirs))
+        } else {
+            Some(theirs)
+        };
     }
     if theirs.marker > current.marker {
         // What `CvRDT::merge` would do, keeping the overwritten write.

@@ -11,7 +11,10 @@
 //! while B has the newer replica count. Observed state: node → version.
 //!
 //! **Exactness.** `missing_for` returns exactly the registers and records the
-//! digest's owner lacks or holds with an older stamp/version. Two cases are
+//! digest's owner lacks or holds with an older stamp/version — plus our body
+//! register when it is *older* than theirs: merging an older body adds it to
+//! the rollout history (every overwritten body write is history), and without
+//! it one round would leave the two histories different. Two cases are
 //! invisible to stamps and are handled by merge's tie-breaks when the values
 //! meet some other way: equal stamps with different values (impossible for a
 //! correct clock) and same version with different content (impossible for a
@@ -78,7 +81,9 @@ impl DesiredState {
             let theirs = digest.get(name);
             let newer = |own: Option<Hlc>, other: Option<Option<Hlc>>| own > other.flatten();
             let mut out = RcRecord::default();
-            if newer(stamp(&mine.body), theirs.map(|t| t.body)) {
+            // The body goes out whenever the stamps differ, even when ours is
+            // older: the other side keeps the write it overwrites as history.
+            if mine.body.is_some() && stamp(&mine.body) != theirs.and_then(|t| t.body) {
                 out.body = mine.body.clone();
             }
             if newer(stamp(&mine.replicas), theirs.map(|t| t.replicas)) {

@@ -144,6 +144,7 @@ pub enum Step {
     Pull { from: usize, to: usize },
 }
 
+#[derive(Debug)]
 pub struct Peer {
     pub node: NodeId,
     pub clock: Clock,
@@ -151,6 +152,7 @@ pub struct Peer {
 }
 
 /// N peers with distinct node ids and clocks, and every delta their commands produced.
+#[derive(Debug)]
 pub struct World {
     pub peers: Vec<Peer>,
     pub deltas: Vec<Delta>,

@@ -1,0 +1,305 @@
+//! CRDT laws, checked with proptest on states built two ways:
+//! - realistic: peers with their own clocks issue random commands and pull
+//!   from each other at random;
+//! - adversarial: records with hand-picked clashing stamps and versions
+//!   (what a buggy or hostile peer could send), which must still converge.
+
+mod state_support;
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use shoal_crdt_state::desired::{DesiredDelta, DesiredState, RcBody, RcRecord, Revision};
+use shoal_crdt_state::hlc::Hlc;
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::{NodeRecord, ObservedDelta, ObservedState};
+use shoal_crdt_state::pod::PodPhase;
+use shoal_crdt_state::register;
+use shoal_crdt_state::sync::{ClusterState, Delta};
+use state_support::{IMAGES, NAMES, World, arb_steps, node_info, pod_status, spec, template};
+
+fn join<T: Clone>(a: &T, b: &T, merge: impl Fn(&mut T, &T)) -> T {
+    let mut out = a.clone();
+    merge(&mut out, b);
+    out
+}
+
+fn check_laws<T: Clone + PartialEq + std::fmt::Debug>(
+    a: &T,
+    b: &T,
+    c: &T,
+    merge: impl Fn(&mut T, &T) + Copy,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(join(a, b, merge), join(b, a, merge), "commutative");
+    prop_assert_eq!(
+        join(&join(a, b, merge), c, merge),
+        join(a, &join(b, c, merge), merge),
+        "associative"
+    );
+    prop_assert_eq!(&join(a, a, merge), a, "idempotent");
+    let abc = join(&join(a, b, merge), c, merge);
+    prop_assert_eq!(join(&abc, b, merge), abc, "absorbs a part already merged");
+    Ok(())
+}
+
+// ---- adversarial records ----
+
+fn arb_stamp() -> impl Strategy<Value = Hlc> {
+    // Few values on purpose: equal stamps with different values happen often.
+    (0u64..3, 0u64..2).prop_map(|(ms, n)| Hlc::new(ms, 0, NodeId(n)))
+}
+
+fn arb_body() -> impl Strategy<Value = RcBody> {
+    // Selector and template vary independently, so the body's order and its
+    // template's order disagree (the case where a careless tie-break diverges).
+    (0..2usize, 0..IMAGES.len(), 0u32..2).prop_map(|(sel, image, surge)| {
+        let mut body = RcBody::of(&spec("web", IMAGES[image], 1));
+        body.selector = BTreeMap::from([("tier".to_owned(), NAMES[sel].to_owned())]);
+        body.update_strategy.max_surge = surge;
+        body
+    })
+}
+
+fn arb_record() -> impl Strategy<Value = RcRecord> {
+    (
+        proptest::option::of((arb_body(), arb_stamp())),
+        proptest::option::of((0u32..3, arb_stamp())),
+        proptest::option::of((any::<bool>(), arb_stamp())),
+        prop::collection::vec((arb_stamp(), 0..IMAGES.len()), 0..14),
+    )
+        .prop_map(|(body, replicas, deleted, history)| RcRecord {
+            body: body.map(|(v, s)| register::write(v, s)),
+            replicas: replicas.map(|(v, s)| register::write(v, s)),
+            deleted: deleted.map(|(v, s)| register::write(v, s)),
+            history: history
+                .into_iter()
+                .map(|(stamp, i)| Revision {
+                    stamp,
+                    template: template("web", IMAGES[i]),
+                })
+                .collect(),
+        })
+}
+
+fn arb_desired() -> impl Strategy<Value = DesiredState> {
+    prop::collection::btree_map(prop::sample::select(&NAMES[..2]), arb_record(), 0..3).prop_map(
+        |rcs| {
+            let mut state = DesiredState::new();
+            state.merge_delta(DesiredDelta {
+                rcs: rcs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            });
+            state
+        },
+    )
+}
+
+fn arb_node_record() -> impl Strategy<Value = NodeRecord> {
+    (
+        0u64..3,
+        0u8..3,
+        prop::collection::vec((0u32..3, 0u32..2), 0..4),
+    )
+        .prop_map(|(version, name, pods)| NodeRecord {
+            version,
+            info: node_info(&format!("n{name}")),
+            pods: pods
+                .into_iter()
+                .map(|(i, r)| pod_status("web", i, PodPhase::Running, r))
+                .collect(),
+        })
+}
+
+fn arb_observed() -> impl Strategy<Value = ObservedState> {
+    prop::collection::btree_map((0u64..3).prop_map(NodeId), arb_node_record(), 0..3).prop_map(
+        |nodes| {
+            let mut state = ObservedState::new();
+            state.merge_delta(ObservedDelta { nodes });
+            state
+        },
+    )
+}
+
+proptest! {
+    // Cheap cases, and the bad interleavings are rare: run many.
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn desired_merge_is_a_join_even_with_clashing_stamps(
+        a in arb_desired(), b in arb_desired(), c in arb_desired()
+    ) {
+        check_laws(&a, &b, &c, DesiredState::merge)?;
+    }
+
+    #[test]
+    fn observed_merge_is_a_join_even_with_clashing_versions(
+        a in arb_observed(), b in arb_observed(), c in arb_observed()
+    ) {
+        check_laws(&a, &b, &c, ObservedState::merge)?;
+    }
+}
+
+/// Bring `a` and `b` together with one digest exchange each way.
+fn exchange(a: &mut ClusterState, b: &mut ClusterState) {
+    let for_a = b.missing_for(&a.digest());
+    a.merge_delta(for_a);
+    let for_b = a.missing_for(&b.digest());
+    b.merge_delta(for_b);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn desired_merge_is_a_join_for_real_peers(steps in arb_steps(3, 60)) {
+        let world = World::run(3, &steps);
+        let [a, b, c] = [0, 1, 2].map(|i| world.peers[i].state.desired.clone());
+        check_laws(&a, &b, &c, DesiredState::merge)?;
+    }
+
+    #[test]
+    fn observed_merge_is_a_join_for_real_peers(steps in arb_steps(3, 60)) {
+        let world = World::run(3, &steps);
+        let [a, b, c] = [0, 1, 2].map(|i| world.peers[i].state.observed.clone());
+        check_laws(&a, &b, &c, ObservedState::merge)?;
+    }
+
+    #[test]
+    fn deltas_in_any_order_with_duplicates_converge(
+        steps in arb_steps(3, 60),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+        seed in any::<u64>(),
+    ) {
+        let world = World::run(3, &steps);
+        let deltas = &world.deltas;
+        // Every delta at least once, in a seed-shuffled order, plus duplicates.
+        let mut sequence: Vec<usize> = (0..deltas.len()).collect();
+        let mut x = seed | 1;
+        for i in (1..sequence.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            sequence.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        if !deltas.is_empty() {
+            for idx in &order {
+                let at = idx.index(sequence.len() + 1);
+                sequence.insert(at, idx.index(deltas.len()));
+            }
+        }
+        let mut in_order = ClusterState::new();
+        for d in deltas {
+            in_order.merge_delta(d.clone());
+        }
+        let mut shuffled = ClusterState::new();
+        for &i in &sequence {
+            shuffled.merge_delta(deltas[i].clone());
+        }
+        prop_assert_eq!(&shuffled, &in_order);
+        // The deltas carry everything the peers wrote: merging all peers agrees.
+        let mut everything = ClusterState::new();
+        for peer in &world.peers {
+            everything.merge(&peer.state);
+        }
+        prop_assert_eq!(&everything, &in_order);
+        // Batched into one delta first, they still give the same state.
+        let mut batch = Delta::default();
+        for &i in sequence.iter().rev() {
+            batch.merge(deltas[i].clone());
+        }
+        let mut batched = ClusterState::new();
+        batched.merge_delta(batch);
+        prop_assert_eq!(&batched, &in_order);
+    }
+
+    #[test]
+    fn one_digest_exchange_makes_two_peers_equal(steps in arb_steps(3, 60)) {
+        let world = World::run(3, &steps);
+        let mut a = world.peers[0].state.clone();
+        let mut b = world.peers[1].state.clone();
+        let expected = join(&a, &b, |x, y| { x.merge(y); });
+        exchange(&mut a, &mut b);
+        prop_assert_eq!(&a, &expected);
+        prop_assert_eq!(&b, &expected);
+        // Once equal, nothing is missing either way.
+        prop_assert!(a.missing_for(&b.digest()).is_empty());
+        prop_assert!(b.missing_for(&a.digest()).is_empty());
+    }
+
+    #[test]
+    fn missing_for_sends_only_what_is_lacking_or_older(steps in arb_steps(3, 60)) {
+        let world = World::run(3, &steps);
+        let a = &world.peers[0].state;
+        let b = &world.peers[1].state;
+        let delta = a.missing_for(&b.digest());
+        let b_digest = b.digest();
+        for (name, rec) in &delta.desired.rcs {
+            let theirs = b_digest.desired.get(name);
+            let older = |mine: Option<Hlc>, other: Option<Hlc>| mine > other;
+            if let Some(reg) = &rec.body {
+                // Sent when different: an older body becomes history on their side.
+                prop_assert_ne!(Some(reg.marker), theirs.and_then(|t| t.body));
+            }
+            if let Some(reg) = &rec.replicas {
+                prop_assert!(older(Some(reg.marker), theirs.and_then(|t| t.replicas)));
+            }
+            if let Some(reg) = &rec.deleted {
+                prop_assert!(older(Some(reg.marker), theirs.and_then(|t| t.deleted)));
+            }
+        }
+        for (node, rec) in &delta.observed.nodes {
+            prop_assert!(b_digest.observed.get(node).is_none_or(|v| *v < rec.version));
+        }
+    }
+}
+
+#[test]
+fn adversarial_clash_keeps_every_loser_in_history_in_any_order() {
+    let at = |ms, node| Hlc::new(ms, 0, NodeId(node));
+    let body = |image: &str, sel: &str| {
+        let mut b = RcBody::of(&spec("web", image, 1));
+        b.selector = BTreeMap::from([("app".to_owned(), sel.to_owned())]);
+        b
+    };
+    let rec = |b: RcBody, s: Hlc| RcRecord {
+        body: Some(register::write(b, s)),
+        ..RcRecord::default()
+    };
+    // Two different bodies share a stamp; a third is later.
+    let x = rec(body("a:1", "zzz"), at(5, 1));
+    let y = rec(body("z:9", "aaa"), at(5, 1));
+    let z = rec(body("m:5", "web"), at(7, 2));
+    let states: Vec<DesiredState> = [x, y, z]
+        .into_iter()
+        .map(|r| {
+            let mut s = DesiredState::new();
+            s.merge_delta(DesiredDelta {
+                rcs: BTreeMap::from([("web".to_owned(), r)]),
+            });
+            s
+        })
+        .collect();
+    let left = join(
+        &join(&states[0], &states[1], DesiredState::merge),
+        &states[2],
+        DesiredState::merge,
+    );
+    let right = join(
+        &states[0],
+        &join(&states[1], &states[2], DesiredState::merge),
+        DesiredState::merge,
+    );
+    assert_eq!(left, right);
+    let web = left.record("web").unwrap();
+    assert_eq!(
+        web.body.as_ref().unwrap().val.template.primary_image(),
+        "m:5"
+    );
+    let history: Vec<&str> = web
+        .history
+        .iter()
+        .map(|r| r.template.primary_image())
+        .collect();
+    assert_eq!(
+        history,
+        ["z:9"],
+        "one entry per stamp, the larger template wins the clash"
+    );
+}

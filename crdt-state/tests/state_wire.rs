@@ -1,0 +1,145 @@
+//! The wire envelope: round trips, and hostile input always rejected with a reason.
+
+mod state_support;
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use shoal_crdt_state::sync::{ClusterState, Delta, Digest};
+use shoal_crdt_state::wire::{self, MAX_MESSAGE_BYTES, WIRE_VERSION, WireError};
+use state_support::{World, arb_steps, spec, stamp};
+
+const LIMIT: usize = 1 << 20;
+
+fn sample_state() -> ClusterState {
+    let mut steps = Vec::new();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..4 {
+        steps.extend(arb_steps(3, 40).new_tree(&mut runner).unwrap().current());
+    }
+    let world = World::run(3, &steps);
+    let mut state = world.peers[0].state.clone();
+    for p in &world.peers[1..] {
+        state.merge(&p.state);
+    }
+    state
+        .desired
+        .apply(&spec("extra", "nginx:1.27", 3), stamp(u64::MAX / 4, 9));
+    state
+}
+
+#[test]
+fn state_digest_and_delta_round_trip() {
+    let state = sample_state();
+    let bytes = wire::encode(&state).unwrap();
+    assert_eq!(bytes[0], WIRE_VERSION);
+    assert_eq!(wire::decode::<ClusterState>(&bytes, LIMIT).unwrap(), state);
+    let digest = state.digest();
+    let bytes = wire::encode(&digest).unwrap();
+    assert_eq!(wire::decode::<Digest>(&bytes, LIMIT).unwrap(), digest);
+    let delta = state.to_delta();
+    let bytes = wire::encode(&delta).unwrap();
+    assert_eq!(wire::decode::<Delta>(&bytes, LIMIT).unwrap(), delta);
+}
+
+#[test]
+fn unknown_version_is_rejected_with_an_upgrade_hint() {
+    let mut bytes = wire::encode(&sample_state()).unwrap();
+    bytes[0] = WIRE_VERSION + 1;
+    let err = wire::decode::<ClusterState>(&bytes, LIMIT).unwrap_err();
+    assert_eq!(
+        err,
+        WireError::UnsupportedVersion {
+            found: WIRE_VERSION + 1,
+            supported: WIRE_VERSION
+        }
+    );
+    assert!(err.to_string().contains("same Shoal version"), "{err}");
+}
+
+#[test]
+fn empty_oversized_and_trailing_input_is_rejected() {
+    assert_eq!(wire::decode::<u32>(&[], LIMIT), Err(WireError::Empty));
+    let bytes = wire::encode(&sample_state()).unwrap();
+    assert_eq!(
+        wire::decode::<ClusterState>(&bytes, 100),
+        Err(WireError::TooLarge {
+            len: bytes.len(),
+            limit: 100
+        })
+    );
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0, 0, 7]);
+    assert_eq!(
+        wire::decode::<ClusterState>(&padded, LIMIT),
+        Err(WireError::TrailingBytes { extra: 3 })
+    );
+    // A caller's limit above the hard ceiling is lowered to it.
+    let huge = vec![WIRE_VERSION; MAX_MESSAGE_BYTES + 1];
+    assert!(matches!(
+        wire::decode::<Vec<u8>>(&huge, usize::MAX),
+        Err(WireError::TooLarge {
+            limit: MAX_MESSAGE_BYTES,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn every_truncation_of_a_valid_message_is_an_error() {
+    let bytes = wire::encode(&sample_state()).unwrap();
+    assert!(bytes.len() > 1000, "sample too small to be a good test");
+    for len in 0..bytes.len() {
+        let result = wire::decode::<ClusterState>(&bytes[..len], LIMIT);
+        assert!(result.is_err(), "truncation to {len} bytes decoded");
+    }
+}
+
+#[test]
+fn huge_declared_lengths_fail_without_allocating_them() {
+    // Version, then a varint claiming u64::MAX elements / bytes, then nothing.
+    let mut claim = vec![WIRE_VERSION, 0xFF];
+    claim.extend_from_slice(&u64::MAX.to_le_bytes());
+    for bytes in [claim.clone(), [claim.clone(), vec![1, 2, 3]].concat()] {
+        let err = wire::decode::<Vec<String>>(&bytes, LIMIT).unwrap_err();
+        assert!(matches!(err, WireError::Malformed(_)), "{err}");
+        let err = wire::decode::<String>(&bytes, LIMIT).unwrap_err();
+        assert!(matches!(err, WireError::Malformed(_)), "{err}");
+        assert!(wire::decode::<ClusterState>(&bytes, LIMIT).is_err());
+        assert!(wire::decode::<Digest>(&bytes, LIMIT).is_err());
+    }
+    // 2^32 - 1 elements declared with a 4-byte varint.
+    let bytes = [WIRE_VERSION, 0xFC, 0xFF, 0xFF, 0xFF, 0xFF];
+    assert!(wire::decode::<Vec<u64>>(&bytes, LIMIT).is_err());
+    assert!(wire::decode::<Delta>(&bytes, LIMIT).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![WIRE_VERSION];
+        bytes.extend_from_slice(&body);
+        // Errors are expected; a panic fails the test. Anything that does
+        // decode must survive its own round trip.
+        if let Ok(state) = wire::decode::<ClusterState>(&bytes, LIMIT) {
+            let again = wire::encode(&state).unwrap();
+            prop_assert_eq!(wire::decode::<ClusterState>(&again, LIMIT).unwrap(), state);
+        }
+        let _ = wire::decode::<Digest>(&bytes, LIMIT);
+        let _ = wire::decode::<Delta>(&bytes, LIMIT);
+        let _ = wire::decode::<ClusterState>(&body, LIMIT);
+    }
+
+    #[test]
+    fn flipped_bytes_in_a_valid_message_never_panic(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)
+    ) {
+        let mut bytes = wire::encode(&sample_state()).unwrap();
+        for (at, value) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        let _ = wire::decode::<ClusterState>(&bytes, LIMIT);
+    }
+}
