@@ -1,2 +1,4 @@
 //! Shoal: a container orchestrator with no master.
 #![forbid(unsafe_code)]
+
+pub mod cli;

@@ -14,6 +14,7 @@ use super::fields::{
 };
 use super::quantity;
 use super::tree::{Node, Value};
+use super::validate::ReadContainer;
 use crate::spec::{ContainerSpec, EnvVar, PortSpec, Probe, ProbeAction, Protocol, Resources};
 
 /// Which manifest form the container comes from.
@@ -124,7 +125,7 @@ const MAX_PROBE_SECS: u32 = 86_400;
 
 /// Reads one container. Always returns a value (with placeholders where a
 /// field was bad) so that pod-level checks still run; the problems are in `ctx`.
-pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> ContainerSpec {
+pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> ReadContainer {
     let schema = match form {
         Form::V1 => &V1_CONTAINER,
         Form::V1beta1 => &V1BETA1_CONTAINER,
@@ -139,8 +140,13 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> Conta
         resources: Resources::default(),
         readiness_probe: None,
     };
+    let mut read = ReadContainer {
+        spec: c.clone(),
+        line: node.line,
+        port_sources: Vec::new(),
+    };
     if map_fields(ctx, node, path, schema).is_none() {
-        return c;
+        return read;
     }
     if let Some(n) = required(ctx, node, path, "name", "name the container, e.g. \"web\"") {
         let name_path = join(path, "name");
@@ -154,7 +160,7 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> Conta
     c.image = image(ctx, node, path);
     let mut port_names = BTreeMap::new();
     if let Some(n) = optional(node, "ports") {
-        c.ports = ports(ctx, n, &join(path, "ports"), &mut port_names);
+        (c.ports, read.port_sources) = ports(ctx, n, &join(path, "ports"), &mut port_names);
     }
     if let Some(n) = optional(node, "env") {
         c.env = env(ctx, n, &join(path, "env"));
@@ -178,17 +184,25 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> Conta
             if let Some(n) = optional(node, "command") {
                 c.args = string_list(ctx, n, &join(path, "command"));
             }
-            let cpu = u32_field(ctx, node, path, "cpu", 0, u32::MAX, "millicores");
+            let cpu = u32_field(ctx, node, path, "cpu", 0, u32::MAX, "cpu is in millicores");
             c.resources.cpu_millis = u64::from(cpu);
             if let Some(n) = optional(node, "memory") {
                 let limit = i128::from(u64::MAX);
-                if let Some(bytes) = integer(ctx, n, &join(path, "memory"), 0, limit, "bytes") {
+                if let Some(bytes) = integer(
+                    ctx,
+                    n,
+                    &join(path, "memory"),
+                    0,
+                    limit,
+                    "memory is in bytes",
+                ) {
                     c.resources.memory_bytes = u64::try_from(bytes).unwrap_or_default();
                 }
             }
         }
     }
-    c
+    read.spec = c;
+    read
 }
 
 fn image(ctx: &mut Ctx, node: &Node, path: &str) -> String {
@@ -220,8 +234,9 @@ fn ports(
     node: &Node,
     path: &str,
     names: &mut BTreeMap<String, u16>,
-) -> Vec<PortSpec> {
+) -> (Vec<PortSpec>, Vec<(usize, Option<usize>)>) {
     let mut out = Vec::new();
+    let mut sources = Vec::new();
     for (i, item) in sequence(ctx, node, path)
         .unwrap_or_default()
         .iter()
@@ -286,9 +301,10 @@ fn ports(
                 host_port,
                 protocol,
             });
+            sources.push((i, item.line));
         }
     }
-    out
+    (out, sources)
 }
 
 fn env(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<EnvVar> {
@@ -472,8 +488,8 @@ fn probe(
         }
     };
     let secs = |ctx: &mut Ctx, key: &str, default: u32, min: u32| {
-        let hint = "seconds";
-        let v = u32_field(ctx, node, path, key, default, MAX_PROBE_SECS, hint);
+        let hint = format!("must be between {min} and {MAX_PROBE_SECS} seconds");
+        let v = u32_field(ctx, node, path, key, default, MAX_PROBE_SECS, &hint);
         if v < min {
             let line = node.get(key).and_then(|n| n.line);
             ctx.error(&join(path, key), line, format!("must be at least {min}"));

@@ -207,7 +207,7 @@ pub(crate) fn string(ctx: &mut Ctx, node: &Node, path: &str) -> Option<String> {
     }
 }
 
-/// An integer in `min..=max`; `hint` says what the range means.
+/// An integer in `min..=max`; `hint` states the range for the user.
 pub(crate) fn integer(
     ctx: &mut Ctx,
     node: &Node,
@@ -228,11 +228,7 @@ pub(crate) fn integer(
         return None;
     };
     if i < min || i > max {
-        ctx.error(
-            path,
-            node.line,
-            format!("{i} is out of range: {hint} ({min}..={max})"),
-        );
+        ctx.error(path, node.line, format!("{i} is out of range: {hint}"));
         return None;
     }
     Some(i)

@@ -81,6 +81,9 @@ pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
                 specs.push((spec, i + 1, base, object.line));
             }
         }
+        // Read top to bottom, whatever order the walk found them in.
+        ctx.problems.sort_by_key(|p| p.0.line.unwrap_or(usize::MAX));
+        ctx.warnings.sort_by_key(|w| w.0.line.unwrap_or(usize::MAX));
         problems.append(&mut ctx.problems);
         warnings.append(&mut ctx.warnings);
     }

@@ -219,7 +219,6 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
     map_fields(ctx, spec, &spec_path, &POD_SPEC)?;
     let containers_path = join(&spec_path, "containers");
     let mut containers = Vec::new();
-    let mut lines = Vec::new();
     if let Some(list) = optional(spec, "containers") {
         for (i, item) in sequence(ctx, list, &containers_path)
             .unwrap_or_default()
@@ -232,10 +231,10 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
                 &index(&containers_path, i),
                 Form::V1,
             ));
-            lines.push(item.line);
         }
     }
-    validate::pod_containers(ctx, &containers, &containers_path, spec.line, &lines);
+    validate::pod_containers(ctx, &containers, &containers_path, spec.line);
+    let containers = containers.into_iter().map(|c| c.spec).collect();
     let node_selector = optional(spec, "nodeSelector")
         .map(|n| string_map(ctx, n, &join(&spec_path, "nodeSelector"), true))
         .unwrap_or_default();
@@ -249,7 +248,7 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
         "terminationGracePeriodSeconds",
         30,
         MAX_GRACE_SECS,
-        "seconds between SIGTERM and SIGKILL",
+        "the grace period must be between 0 and 86400 seconds",
     );
     Some(PodTemplate {
         labels,

@@ -173,7 +173,6 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
     }
     let containers_path = join(&manifest_path, "containers");
     let mut containers = Vec::new();
-    let mut lines = Vec::new();
     if let Some(list) = optional(manifest, "containers") {
         for (i, item) in sequence(ctx, list, &containers_path)
             .unwrap_or_default()
@@ -182,10 +181,10 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
         {
             let c = container::parse(ctx, item, &index(&containers_path, i), Form::V1beta1);
             containers.push(c);
-            lines.push(item.line);
         }
     }
-    validate::pod_containers(ctx, &containers, &containers_path, manifest.line, &lines);
+    validate::pod_containers(ctx, &containers, &containers_path, manifest.line);
+    let containers = containers.into_iter().map(|c| c.spec).collect();
     let restart_policy = optional(manifest, "restartPolicy")
         .and_then(|n| restart_policy(ctx, n, &join(&manifest_path, "restartPolicy")))
         .unwrap_or_default();

@@ -123,27 +123,40 @@ pub(crate) fn selector_matches(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !missing.is_empty() {
+        let partly = if missing.len() < selector.len() {
+            format!(" (missing {})", show_labels(&missing))
+        } else {
+            String::new()
+        };
         ctx.error(
             selector_path,
             line,
             format!(
-                "selector {} does not match template labels {} ({} not found); make every selector label appear in {labels_path}",
+                "selector {} does not match template labels {}{partly}; make every selector label appear in {labels_path}",
                 show_labels(selector),
                 show_labels(labels),
-                show_labels(&missing),
             ),
         );
     }
+}
+
+/// A container as read, with where it and each port it kept came from, so
+/// that pod-level errors name source indices even when a bad port was dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadContainer {
+    pub spec: ContainerSpec,
+    pub line: Option<usize>,
+    /// `(index in the source list, line)` of each entry of `spec.ports`.
+    pub port_sources: Vec<(usize, Option<usize>)>,
 }
 
 /// Conflicts between the containers of one pod, which share a network
 /// namespace: duplicate names, and the same port (or host port) twice.
 pub(crate) fn pod_containers(
     ctx: &mut Ctx,
-    containers: &[ContainerSpec],
+    containers: &[ReadContainer],
     containers_path: &str,
     line: Option<usize>,
-    container_lines: &[Option<usize>],
 ) {
     if containers.is_empty() {
         ctx.error(
@@ -155,9 +168,10 @@ pub(crate) fn pod_containers(
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut ports: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
     let mut host_ports: BTreeMap<(u16, Protocol), String> = BTreeMap::new();
-    for (i, c) in containers.iter().enumerate() {
+    for (i, read) in containers.iter().enumerate() {
+        let c = &read.spec;
         let path = index(containers_path, i);
-        let line = container_lines.get(i).copied().flatten().or(line);
+        let line = read.line.or(line);
         if let Some(first) = names.insert(&c.name, i) {
             ctx.error(
                 &join(&path, "name"),
@@ -170,7 +184,9 @@ pub(crate) fn pod_containers(
             );
         }
         for (j, p) in c.ports.iter().enumerate() {
-            let port_path = index(&join(&path, "ports"), j);
+            let (source, port_line) = read.port_sources.get(j).copied().unwrap_or((j, None));
+            let port_path = index(&join(&path, "ports"), source);
+            let line = port_line.or(line);
             let key = (p.container_port, p.protocol);
             if let Some(other) = ports.insert(key, port_path.clone()) {
                 ctx.error(
@@ -294,8 +310,8 @@ mod tests {
         assert!(ctx.problems[1].0.message.contains("empty"));
     }
 
-    fn container(name: &str, ports: &[(u16, Option<u16>)]) -> ContainerSpec {
-        ContainerSpec {
+    fn container(name: &str, ports: &[(u16, Option<u16>)]) -> ReadContainer {
+        let spec = ContainerSpec {
             name: name.into(),
             image: "img".into(),
             command: vec![],
@@ -311,6 +327,11 @@ mod tests {
                 .collect(),
             resources: Resources::default(),
             readiness_probe: None,
+        };
+        ReadContainer {
+            port_sources: (0..ports.len()).map(|j| (j, None)).collect(),
+            spec,
+            line: None,
         }
     }
 
@@ -321,7 +342,7 @@ mod tests {
             container("web", &[(80, Some(8080))]),
             container("web", &[(80, None), (81, Some(8080))]),
         ];
-        pod_containers(&mut ctx, &cs, "c", None, &[]);
+        pod_containers(&mut ctx, &cs, "c", None);
         let paths: Vec<&str> = ctx.problems.iter().map(|p| p.0.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -336,7 +357,7 @@ mod tests {
     #[test]
     fn a_pod_needs_a_container() {
         let mut ctx = Ctx::new(1);
-        pod_containers(&mut ctx, &[], "spec.template.spec.containers", Some(9), &[]);
+        pod_containers(&mut ctx, &[], "spec.template.spec.containers", Some(9));
         assert_eq!(ctx.problems[0].0.path, "spec.template.spec.containers");
     }
 }
