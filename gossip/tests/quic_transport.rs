@@ -328,3 +328,48 @@ async fn calls_after_shutdown_fail_cleanly() {
     assert!(matches!(err, TransportError::ShutDown), "{err}");
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn peer_that_crashed_and_restarted_is_reachable_before_the_idle_timeout() {
+    let (a, _a_in) = peer();
+    // B runs on its own runtime so that it can die without a goodbye: no
+    // CONNECTION_CLOSE is sent, and A's cached connection looks alive.
+    let b_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (b, mut b_in) = {
+        let _guard = b_runtime.enter();
+        peer()
+    };
+    let b_addr = b.local_addr();
+    send_until_received(&a, b_addr, &mut b_in, b"before the crash").await;
+    b_runtime.shutdown_background();
+    drop((b, b_in));
+    assert_eq!(a.connected_peers(), vec![b_addr], "A has not noticed");
+
+    let (b2, mut b2_in) = timeout(WAIT, async {
+        loop {
+            match QuicTransport::bind(config_at(b_addr, token())) {
+                Ok(bound) => return bound,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the crashed peer's port is free");
+    // The idle timeout is 30 s; the stateless reset from the new B (same
+    // token, same port, same reset key) ends A's stale connection at once.
+    send_until_received(
+        &a,
+        b_addr,
+        &mut b2_in,
+        b"after the restart, padded to look like real gossip",
+    )
+    .await;
+    assert_eq!(a.stats().connections_opened, 2);
+
+    a.shutdown().await;
+    b2.shutdown().await;
+}

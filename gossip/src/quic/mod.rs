@@ -187,10 +187,22 @@ impl QuicTransport {
             format!("stateless-reset/{local_addr}").as_bytes(),
             &mut reset_key,
         );
-        let endpoint_config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        // Connection ids are validated with a key derived the same way, so the
+        // restarted peer recognises ids its previous run issued and answers
+        // them with that reset (others are dropped without an answer).
+        let mut cid_key = [0u8; 8];
+        config.token.derive_key(
+            format!("connection-id/{local_addr}").as_bytes(),
+            &mut cid_key,
+        );
+        let cid_key = u64::from_le_bytes(cid_key);
+        let mut endpoint_config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
             &reset_key,
         )));
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let endpoint = {
             let _guard = runtime.enter();
             Endpoint::new(
