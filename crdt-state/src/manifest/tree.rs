@@ -267,7 +267,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
 }
 
 fn parse_yaml(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    // YAML 1.2 booleans only: `y`, `yes`, `on` stay strings (no "Norway problem").
+    let options = serde_saphyr::options! { with_snippet: false, strict_booleans: true };
     serde_saphyr::from_multiple_with_options::<Node>(text, options).map_err(|e| {
         let location = e.location();
         let rendered = e.render_with_options(serde_saphyr::render_options! {
@@ -329,6 +330,14 @@ mod tests {
     fn duplicate_keys_are_a_syntax_error() {
         let err = parse_documents("a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.line, Some(2), "{err:?}");
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings() {
+        let docs = parse_documents("a: y\nb: on\nc: true\n").unwrap();
+        assert_eq!(docs[0].get("a").unwrap().value, Value::Str("y".into()));
+        assert_eq!(docs[0].get("b").unwrap().value, Value::Str("on".into()));
+        assert_eq!(docs[0].get("c").unwrap().value, Value::Bool(true));
     }
 
     #[test]
