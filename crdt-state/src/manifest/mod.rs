@@ -50,8 +50,8 @@ pub struct ParsedManifests {
 pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
     let documents = tree::parse_documents(text).map_err(|e| {
         let message = match e.column {
-            Some(col) => format!("{} (column {col})", e.message),
-            None => e.message,
+            Some(col) if !e.message.contains("column") => format!("{} (column {col})", e.message),
+            _ => e.message,
         };
         ManifestError {
             problems: vec![ManifestProblem(Diagnostic {
