@@ -373,3 +373,91 @@ async fn peer_that_crashed_and_restarted_is_reachable_before_the_idle_timeout() 
     a.shutdown().await;
     b2.shutdown().await;
 }
+
+#[tokio::test]
+async fn full_inbound_channel_drops_and_counts_instead_of_stalling() {
+    let (a, _a_in) = peer();
+    let mut config = config_at("127.0.0.1:0".parse().unwrap(), token());
+    config.inbound_capacity = 2;
+    let (b, mut b_in) = QuicTransport::bind(config).unwrap();
+
+    // B's core is "busy": nobody drains its channel while A sends 10.
+    for i in 0..10u8 {
+        a.send_datagram(b.local_addr(), Bytes::from(vec![i; 100]))
+            .unwrap();
+    }
+    timeout(WAIT, async {
+        loop {
+            let s = b.stats();
+            if s.datagrams_received + s.datagrams_dropped_recv == 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("all 10 datagrams arrive at B");
+    assert_eq!(b.stats().datagrams_received, 2);
+    assert_eq!(b.stats().datagrams_dropped_recv, 8);
+    // The two kept are intact datagrams from A's ten.
+    let first = b_in.datagrams.recv().await.unwrap().1;
+    let second = b_in.datagrams.recv().await.unwrap().1;
+    assert_ne!(first, second);
+    for kept in [first, second] {
+        assert_eq!(kept.len(), 100);
+        assert!(kept[0] < 10 && kept.iter().all(|&x| x == kept[0]));
+    }
+
+    // Once drained, delivery resumes.
+    a.send_datagram(b.local_addr(), Bytes::from_static(b"later"))
+        .unwrap();
+    let (_, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    assert_eq!(bytes, Bytes::from_static(b"later"));
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_reply() {
+    let (a, _a_in) = peer();
+    let (b, mut b_in) = peer();
+    let server = tokio::spawn(async move {
+        while let Some(req) = b_in.requests.recv().await {
+            // Answer out of order, from separate tasks.
+            tokio::spawn(async move {
+                let mut reply = req.body.to_vec();
+                reply.reverse();
+                req.responder.respond(Bytes::from(reply)).await.unwrap();
+            });
+        }
+    });
+
+    // All 20 start before any connection exists: they share one dial.
+    let calls: Vec<_> = (0..20u32)
+        .map(|i| {
+            let a = a.clone();
+            let to = b.local_addr();
+            tokio::spawn(async move {
+                let body = format!("request-{i:02}");
+                let reply = a.request(to, Bytes::from(body.clone()), 64).await.unwrap();
+                let mut expected = body.into_bytes();
+                expected.reverse();
+                assert_eq!(reply, Bytes::from(expected));
+            })
+        })
+        .collect();
+    for call in calls {
+        timeout(WAIT, call).await.unwrap().unwrap();
+    }
+    assert_eq!(a.stats().requests_completed, 20);
+    assert_eq!(
+        a.stats().connections_opened,
+        1,
+        "one connection carries all"
+    );
+
+    a.shutdown().await;
+    b.shutdown().await;
+    server.abort();
+}
