@@ -2,3 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod peer;
+pub mod placement;
+pub mod reconcile;

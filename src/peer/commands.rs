@@ -1,0 +1,98 @@
+//! User commands: each is a local write stamped by our clock, spread at once.
+
+use std::time::Duration;
+
+use shoal_crdt_state::StateError;
+
+use super::io::{Command, CommandError, CommandOutcome};
+use super::{Peer, ms};
+
+impl Peer {
+    /// Applies a user's command to the desired state. On error nothing changed.
+    pub fn handle_command(
+        &mut self,
+        now: Duration,
+        command: Command,
+    ) -> Result<CommandOutcome, CommandError> {
+        let stamp = self.clock.tick(ms(now));
+        let (delta, outcome) = match command {
+            Command::Apply(spec) => {
+                let existed = self.state.desired.get(&spec.name).is_some();
+                let delta = self.state.desired.apply(&spec, stamp);
+                let outcome = match (existed, delta.is_empty()) {
+                    (_, true) => CommandOutcome::Unchanged,
+                    (false, false) => CommandOutcome::Created,
+                    (true, false) => CommandOutcome::Configured,
+                };
+                (delta, outcome)
+            }
+            Command::Scale { name, replicas } => {
+                let delta = self
+                    .state
+                    .desired
+                    .scale(&name, replicas, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                (delta, CommandOutcome::Scaled)
+            }
+            Command::RollingUpdate {
+                name,
+                image,
+                container,
+            } => {
+                let view = self
+                    .state
+                    .desired
+                    .get(&name)
+                    .ok_or_else(|| CommandError::NotFound(name.clone()))?;
+                let mut template = view.template().clone();
+                let target = match &container {
+                    Some(c) => template.containers.iter_mut().find(|x| &x.name == c),
+                    None => template.containers.first_mut(),
+                };
+                let Some(target) = target else {
+                    return Err(CommandError::NoSuchContainer {
+                        rc: name,
+                        container: container.unwrap_or_default(),
+                    });
+                };
+                if image.trim().is_empty() {
+                    return Err(CommandError::Invalid("image must not be empty".into()));
+                }
+                if target.image == image {
+                    return Ok(CommandOutcome::Unchanged);
+                }
+                target.image = image;
+                let delta = self
+                    .state
+                    .desired
+                    .set_template(&name, template, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                (delta, CommandOutcome::RollingUpdate)
+            }
+            Command::Delete { name } => {
+                let delta = self
+                    .state
+                    .desired
+                    .delete(&name, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                (delta, CommandOutcome::Deleted)
+            }
+        };
+        if !delta.is_empty() {
+            self.rcs_dirty = true;
+            self.placement_dirty = true;
+            self.spread(now, delta.into());
+            self.request_reconcile(now);
+        }
+        Ok(outcome)
+    }
+}
+
+fn not_found(error: StateError, name: &str) -> CommandError {
+    match error {
+        StateError::UnknownRc { .. } | StateError::DeletedRc { .. } => {
+            CommandError::NotFound(name.to_owned())
+        }
+        other => CommandError::Invalid(other.to_string()),
+    }
+}

@@ -1,0 +1,139 @@
+//! The peer core's vocabulary with its driver: timers, outputs, commands, events.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::spec::RcSpec;
+use shoal_gossip::TimerToken;
+use shoal_runtime::vocabulary::PodAction;
+
+/// A timer the driver must deliver back with `handle_timer` at `at` or later.
+/// Timers are data: a stale one (its work already done) is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerTimer {
+    /// One of foca's SWIM timers.
+    Membership(TimerToken),
+    /// Exchange digests with one random member.
+    AntiEntropy,
+    /// Recompute placement if needed and plan container actions.
+    Reconcile,
+    /// Publish this node's pod statuses (coalesces bursts of observations).
+    Publish,
+}
+
+/// What the driver must do. Drain with `Peer::poll_output` after every input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// One unreliable datagram (SWIM), at most `shoal_gossip::MAX_PACKET_SIZE` bytes.
+    Datagram {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// One reliable sync message (a QUIC stream in the shell); deliver it
+    /// with `handle_sync` at the receiver.
+    Sync {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        at: Duration,
+        timer: PeerTimer,
+    },
+    /// Run this against the container runtime; results come back as observations.
+    Pod(PodAction),
+    Event(PeerEvent),
+}
+
+/// Things worth logging or showing to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    MemberUp(NodeId),
+    MemberDown(NodeId),
+    /// We were declared down and rejoined under a new incarnation.
+    Rejoined,
+    /// Declared down and unable to rejoin: restart the process.
+    Defunct,
+    /// A replica fits on no node; the reason says why (placement wording).
+    Unplaced {
+        pod: String,
+        reason: String,
+    },
+    /// A message from the network was rejected (and counted).
+    BadMessage {
+        from: SocketAddr,
+        error: String,
+    },
+}
+
+/// A user's request, from the HTTP API of any peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create or update (like `kubectl apply`).
+    Apply(RcSpec),
+    Scale {
+        name: String,
+        replicas: u32,
+    },
+    /// Change one container's image (the first when `container` is None);
+    /// replicas then move to it one at a time within the RC's budget.
+    RollingUpdate {
+        name: String,
+        image: String,
+        container: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// What a command did, for the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    Created,
+    Configured,
+    Unchanged,
+    Scaled,
+    RollingUpdate,
+    Deleted,
+}
+
+impl CommandOutcome {
+    /// kubectl's past-tense word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandOutcome::Created => "created",
+            CommandOutcome::Configured => "configured",
+            CommandOutcome::Unchanged => "unchanged",
+            CommandOutcome::Scaled => "scaled",
+            CommandOutcome::RollingUpdate => "rolling update started",
+            CommandOutcome::Deleted => "deleted",
+        }
+    }
+}
+
+/// Why a command was refused. The state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("replicationcontroller \"{0}\" not found")]
+    NotFound(String),
+    #[error("replicationcontroller \"{rc}\" has no container named \"{container}\"")]
+    NoSuchContainer { rc: String, container: String },
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// Counters for observability; monotonic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub sync_in: u64,
+    pub sync_out: u64,
+    pub sync_bytes_out: u64,
+    pub bad_messages: u64,
+    pub merges: u64,
+    pub placements: u64,
+    pub pod_starts: u64,
+    pub pod_stops: u64,
+}

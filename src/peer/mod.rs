@@ -1,0 +1,389 @@
+//! The peer core: one sans-IO state machine per node.
+//!
+//! It owns the node's [`Membership`] (SWIM), its replica of the
+//! [`ClusterState`], the current placement [`Assignment`] and the
+//! [`LocalPods`] bookkeeping of the reconciler. It reads no clock, socket or
+//! OS randomness: `now` (wall time since the UNIX epoch, which stamps writes)
+//! and an RNG seed come in as arguments, and everything it wants done comes
+//! out of [`Peer::poll_output`].
+//!
+//! Calling order, like foca and quinn-proto: build with [`Peer::new`], call
+//! [`Peer::start`] once, then after *every* `handle_*` call drain
+//! `poll_output` until it returns `None`. Deliver timers at or after their
+//! deadline, in deadline order.
+//!
+//! - [`io`]: timers, outputs, commands, events and counters.
+//! - [`sync_message`]: the anti-entropy / push protocol's messages.
+//! - `spread`: how local changes leave the node and remote ones are merged.
+//! - `commands`: user commands (apply, scale, rolling-update, delete).
+//! - `reconcile_step`: placement and the reconcile plan for this node.
+
+pub mod io;
+pub mod sync_message;
+
+mod commands;
+mod reconcile_step;
+mod spread;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::spec::RcSpec;
+use shoal_crdt_state::{Clock, ClusterState};
+use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
+use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
+
+use crate::placement::Assignment;
+use crate::reconcile::{LocalPods, ReconcilePolicy};
+pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats, PeerTimer};
+
+/// Everything a peer is told at start-up.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub node: NodeId,
+    /// Advertised peer address (QUIC, one UDP port).
+    pub addr: SocketAddr,
+    /// Bumped at every restart so SWIM tells the new process from the old.
+    pub incarnation: u64,
+    /// What this node publishes about itself (capacity, labels, runtime health).
+    pub info: NodeInfo,
+    pub preset: Preset,
+    pub rng_seed: u64,
+    pub anti_entropy_every: Duration,
+    /// Delay before pod status changes are published (coalesces bursts).
+    pub publish_delay: Duration,
+    /// Delay before a reconcile after a change (coalesces bursts).
+    pub reconcile_delay: Duration,
+    /// Peers a large delta is pushed to at each hop.
+    pub push_fanout: usize,
+    pub reconcile: ReconcilePolicy,
+    /// Remote stamps further ahead than this do not drag our clock.
+    pub max_clock_drift_ms: u64,
+}
+
+impl PeerConfig {
+    /// LAN defaults for a node.
+    pub fn new(node: NodeId, addr: SocketAddr, info: NodeInfo) -> PeerConfig {
+        PeerConfig {
+            node,
+            addr,
+            incarnation: 0,
+            info,
+            preset: Preset::Lan,
+            rng_seed: node.0,
+            anti_entropy_every: Duration::from_secs(1),
+            publish_delay: Duration::from_millis(50),
+            reconcile_delay: Duration::from_millis(20),
+            push_fanout: 3,
+            reconcile: ReconcilePolicy::default(),
+            max_clock_drift_ms: 60_000,
+        }
+    }
+}
+
+/// One node's state machine. See the module docs for the calling order.
+#[derive(Debug)]
+pub struct Peer {
+    config: PeerConfig,
+    membership: Membership,
+    clock: Clock,
+    state: ClusterState,
+    local: LocalPods,
+    assignment: Assignment,
+    /// Live RC specs, rebuilt when the desired state changes.
+    rcs: BTreeMap<String, RcSpec>,
+    /// Members SWIM counts in (alive or suspect), ourselves excluded.
+    members: BTreeMap<NodeId, SocketAddr>,
+    /// Inputs of placement changed since the last assignment.
+    placement_dirty: bool,
+    rcs_dirty: bool,
+    /// A reconcile timer is pending for this time.
+    reconcile_at: Option<Duration>,
+    publish_pending: bool,
+    rng: Xoshiro256PlusPlus,
+    outputs: VecDeque<Output>,
+    stats: PeerStats,
+}
+
+impl Peer {
+    pub fn new(config: PeerConfig) -> Peer {
+        let identity = PeerIdentity::new(config.node, config.addr, config.incarnation);
+        let membership = Membership::new(identity, config.preset, config.rng_seed);
+        let clock = Clock::new(config.node, config.max_clock_drift_ms);
+        let rng = Xoshiro256PlusPlus::seed_from_u64(config.rng_seed ^ 0x5eed_5eed);
+        Peer {
+            membership,
+            clock,
+            state: ClusterState::new(),
+            local: LocalPods::new(),
+            assignment: Assignment::default(),
+            rcs: BTreeMap::new(),
+            members: BTreeMap::new(),
+            placement_dirty: true,
+            rcs_dirty: true,
+            reconcile_at: None,
+            publish_pending: false,
+            rng,
+            outputs: VecDeque::new(),
+            stats: PeerStats::default(),
+            config,
+        }
+    }
+
+    /// A peer that resumes from persisted state (desired and observed);
+    /// our own observed record is kept so its version keeps growing.
+    pub fn with_state(config: PeerConfig, state: ClusterState) -> Peer {
+        let mut peer = Peer::new(config);
+        if let Some(stamp) = state
+            .desired
+            .records()
+            .filter_map(|(_, r)| r.max_stamp())
+            .max()
+        {
+            peer.clock.observe(&stamp, stamp.physical_ms);
+        }
+        peer.state = state;
+        peer
+    }
+
+    // ---- getters ----
+
+    pub fn node(&self) -> NodeId {
+        self.config.node
+    }
+
+    pub fn identity(&self) -> PeerIdentity {
+        self.membership.identity()
+    }
+
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    pub fn view(&self) -> MemberView {
+        self.membership.view()
+    }
+
+    /// Active members' addresses, ourselves excluded.
+    pub fn members(&self) -> &BTreeMap<NodeId, SocketAddr> {
+        &self.members
+    }
+
+    pub fn assignment(&self) -> &Assignment {
+        &self.assignment
+    }
+
+    pub fn rcs(&self) -> &BTreeMap<String, RcSpec> {
+        &self.rcs
+    }
+
+    pub fn local_pods(&self) -> &LocalPods {
+        &self.local
+    }
+
+    pub fn stats(&self) -> PeerStats {
+        self.stats
+    }
+
+    /// Next output for the driver; drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ---- inputs ----
+
+    /// Publishes our node info and joins through `seeds` (none: a new cluster).
+    /// `existing` are the pods the runtime already runs for this node (adoption).
+    pub fn start(&mut self, now: Duration, seeds: &[SocketAddr], existing: &[ExistingPod]) {
+        self.local.adopt(existing);
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
+        let me = self.config.addr;
+        for &seed in seeds.iter().filter(|&&s| s != me) {
+            if let Err(e) = self.membership.join(now, seed) {
+                self.bad_message(seed, e.to_string());
+            }
+            let digest = self.state.digest();
+            self.send_sync(seed, sync_message::SyncMessage::Pull { digest });
+        }
+        self.drain_membership(now);
+        self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
+        self.publish_pending = true;
+        self.schedule(now + self.config.publish_delay, PeerTimer::Publish);
+        self.request_reconcile(now);
+    }
+
+    /// One SWIM datagram from the network.
+    pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        if let Err(e) = self.membership.handle_datagram(now, from, bytes) {
+            self.bad_message(from, e.to_string());
+        }
+        self.drain_membership(now);
+    }
+
+    pub fn handle_timer(&mut self, now: Duration, timer: PeerTimer) {
+        match timer {
+            PeerTimer::Membership(token) => {
+                if let Err(e) = self.membership.handle_timer(now, token) {
+                    tracing::debug!(error = %e, "swim timer");
+                }
+                self.drain_membership(now);
+            }
+            PeerTimer::AntiEntropy => {
+                self.start_anti_entropy();
+                self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
+            }
+            PeerTimer::Reconcile => {
+                if self.reconcile_at.is_some_and(|at| at <= now) {
+                    self.reconcile_at = None;
+                    self.reconcile(now);
+                }
+            }
+            PeerTimer::Publish => {
+                if self.publish_pending {
+                    self.publish_pods(now);
+                }
+            }
+        }
+    }
+
+    /// Something the container runtime saw happen to one of our pods.
+    pub fn handle_observation(&mut self, now: Duration, observation: &PodObservation) {
+        self.local.handle_observation(ms(now), observation);
+        self.request_publish(now);
+        self.request_reconcile(now);
+    }
+
+    /// The container engine became (un)reachable: placement must skip us
+    /// while it is down.
+    pub fn handle_runtime_health(&mut self, now: Duration, healthy: bool, error: Option<String>) {
+        if self.config.info.runtime_healthy == healthy && self.config.info.runtime_error == error {
+            return;
+        }
+        self.config.info.runtime_healthy = healthy;
+        self.config.info.runtime_error = error;
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.placement_dirty = true;
+        self.spread(now, delta.into());
+        self.request_reconcile(now);
+    }
+
+    /// Leave the cluster gracefully (tells a few members we are going).
+    pub fn leave(&mut self, now: Duration) {
+        if let Err(e) = self.membership.leave(now) {
+            tracing::debug!(error = %e, "leave");
+        }
+        self.drain_membership(now);
+    }
+
+    // ---- internals shared by the submodules ----
+
+    fn schedule(&mut self, at: Duration, timer: PeerTimer) {
+        self.outputs.push_back(Output::Timer { at, timer });
+    }
+
+    fn request_reconcile(&mut self, now: Duration) {
+        let at = now + self.config.reconcile_delay;
+        self.schedule_reconcile_at(at);
+    }
+
+    fn schedule_reconcile_at(&mut self, at: Duration) {
+        if self.reconcile_at.is_none_or(|pending| at < pending) {
+            self.reconcile_at = Some(at);
+            self.schedule(at, PeerTimer::Reconcile);
+        }
+    }
+
+    fn request_publish(&mut self, now: Duration) {
+        if !self.publish_pending {
+            self.publish_pending = true;
+            self.schedule(now + self.config.publish_delay, PeerTimer::Publish);
+        }
+    }
+
+    fn bad_message(&mut self, from: SocketAddr, error: String) {
+        self.stats.bad_messages += 1;
+        tracing::debug!(%from, %error, "rejected message");
+        self.outputs
+            .push_back(Output::Event(PeerEvent::BadMessage { from, error }));
+    }
+
+    /// Moves membership outputs into ours and reacts to its events.
+    fn drain_membership(&mut self, now: Duration) {
+        let mut view_changed = false;
+        while let Some(out) = self.membership.poll_output() {
+            match out {
+                shoal_gossip::Output::Send { to, bytes } => {
+                    self.stats.datagrams_out += 1;
+                    self.outputs.push_back(Output::Datagram { to, bytes });
+                }
+                shoal_gossip::Output::Timer { at, timer } => {
+                    self.schedule(at, PeerTimer::Membership(timer));
+                }
+                shoal_gossip::Output::Event(event) => match event {
+                    MembershipEvent::Up(id) => {
+                        view_changed = true;
+                        self.outputs
+                            .push_back(Output::Event(PeerEvent::MemberUp(id.node)));
+                    }
+                    MembershipEvent::Down(id) => {
+                        view_changed = true;
+                        self.outputs
+                            .push_back(Output::Event(PeerEvent::MemberDown(id.node)));
+                    }
+                    MembershipEvent::Renamed { .. } => view_changed = true,
+                    MembershipEvent::Rejoined(_) => {
+                        view_changed = true;
+                        self.outputs.push_back(Output::Event(PeerEvent::Rejoined));
+                    }
+                    MembershipEvent::Defunct => {
+                        self.outputs.push_back(Output::Event(PeerEvent::Defunct));
+                    }
+                    MembershipEvent::Received(received) => {
+                        self.handle_broadcast(now, received);
+                    }
+                    MembershipEvent::Suspected(_)
+                    | MembershipEvent::Connected
+                    | MembershipEvent::Idle => {}
+                },
+            }
+        }
+        if view_changed {
+            self.refresh_members();
+            self.placement_dirty = true;
+            self.request_reconcile(now);
+        }
+    }
+
+    fn refresh_members(&mut self) {
+        let me = self.config.node;
+        self.members = self
+            .membership
+            .view()
+            .members
+            .into_iter()
+            .filter(|m| m.state.is_active() && m.identity.node != me)
+            .map(|m| (m.identity.node, m.identity.addr))
+            .collect();
+    }
+}
+
+/// Wall time in ms, the unit of HLC stamps and the reconciler's clock.
+fn ms(now: Duration) -> u64 {
+    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,156 @@
+//! Placement and the reconcile plan for this node, and publishing what runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shoal_crdt_state::Delta;
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::pod::{PodId, PodStatus};
+use shoal_crdt_state::spec::TemplateHash;
+use shoal_runtime::vocabulary::PodAction;
+
+use super::io::{Output, PeerEvent};
+use super::{Peer, ms};
+use crate::placement::{NodeCandidate, assign};
+use crate::reconcile::plan;
+
+impl Peer {
+    /// Brings placement up to date, then issues this node's container actions.
+    pub(super) fn reconcile(&mut self, now: Duration) {
+        if self.rcs_dirty {
+            self.rcs = self
+                .state
+                .desired
+                .live_rcs()
+                .map(|rc| {
+                    let spec = rc.to_spec();
+                    (spec.name.clone(), spec)
+                })
+                .collect();
+            self.rcs_dirty = false;
+        }
+        if self.placement_dirty {
+            self.recompute_assignment();
+            self.placement_dirty = false;
+        }
+        let cluster_pods: BTreeMap<NodeId, Vec<PodStatus>> = self
+            .state
+            .observed
+            .nodes()
+            .map(|(node, record)| (node, record.pods.clone()))
+            .collect();
+        let mut policy = self.config.reconcile;
+        policy.sees_majority = self.sees_majority();
+        let planned = plan(
+            self.config.node,
+            ms(now),
+            &self.assignment,
+            &self.rcs,
+            &cluster_pods,
+            &mut self.local,
+            &policy,
+        );
+        for action in planned.actions {
+            match &action {
+                PodAction::Start { .. } => self.stats.pod_starts += 1,
+                PodAction::Stop { .. } => self.stats.pod_stops += 1,
+            }
+            self.outputs.push_back(Output::Pod(action));
+        }
+        if let Some(wake_ms) = planned.wake_at {
+            self.schedule_reconcile_at(Duration::from_millis(wake_ms));
+        }
+        self.request_publish(now);
+    }
+
+    fn recompute_assignment(&mut self) {
+        let me = self.config.node;
+        let candidates: BTreeMap<NodeId, NodeCandidate> = self
+            .state
+            .observed
+            .nodes()
+            .map(|(node, record)| {
+                let alive = node == me || self.members.contains_key(&node);
+                let candidate = NodeCandidate {
+                    info: record.info.clone(),
+                    alive,
+                };
+                (node, candidate)
+            })
+            .collect();
+        let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
+        self.assignment = assign(&self.rcs, &candidates);
+        self.stats.placements += 1;
+        for (pod, why) in &self.assignment.unplaced {
+            if before_unplaced.binary_search(pod).is_err() {
+                self.outputs.push_back(Output::Event(PeerEvent::Unplaced {
+                    pod: pod.to_string(),
+                    reason: why.to_string(),
+                }));
+            }
+        }
+    }
+
+    /// True when we see a majority of the nodes the cluster state knows of:
+    /// what `AtMostDeclared` RCs require before starting replacements.
+    fn sees_majority(&self) -> bool {
+        let known = self.state.observed.len().max(1);
+        let seen = self.members.len() + 1;
+        seen * 2 > known
+    }
+
+    /// Publishes our pod statuses as one record update.
+    pub(super) fn publish_pods(&mut self, now: Duration) {
+        self.publish_pending = false;
+        let me = self.config.node;
+        let statuses: Vec<PodStatus> = self
+            .local
+            .iter()
+            .map(|(id, local)| {
+                let image = self.image_of(&id.rc, local.template_hash);
+                local.status(id, &image)
+            })
+            .collect();
+        let mut delta = Delta::default();
+        let reported: Vec<PodId> = self
+            .state
+            .observed
+            .get(me)
+            .map(|r| r.pods.iter().map(|p| p.id.clone()).collect())
+            .unwrap_or_default();
+        for id in reported {
+            if self.local.get(&id).is_none() {
+                if let Ok(d) = self.state.observed.remove_pod(me, &id) {
+                    delta.observed.merge(d);
+                }
+            }
+        }
+        for status in statuses {
+            if let Ok(d) = self.state.observed.set_pod_status(me, status) {
+                delta.observed.merge(d);
+            }
+        }
+        if !delta.is_empty() {
+            self.spread(now, delta);
+        }
+    }
+
+    /// The first container's image of the template a pod runs, current or
+    /// from the rollout history; empty when unknown (adopted, RC deleted).
+    fn image_of(&self, rc: &str, hash: TemplateHash) -> String {
+        let Some(record) = self.state.desired.record(rc) else {
+            return String::new();
+        };
+        if let Some(body) = record.body.as_ref().map(|r| &r.val) {
+            if body.template.hash() == hash {
+                return body.template.primary_image().to_owned();
+            }
+        }
+        record
+            .history
+            .iter()
+            .find(|rev| rev.template.hash() == hash)
+            .map(|rev| rev.template.primary_image().to_owned())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,263 @@
+//! How changes leave this node and how remote ones are merged.
+//!
+//! A local change is spread record by record: a record small enough rides
+//! on SWIM as a custom broadcast keyed by the record (a newer version of the
+//! same record supersedes the queued one), a larger one is pushed over the
+//! reliable channel to a few members, who forward what was new to them.
+//! Anti-entropy with one random member per period repairs anything lost.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngExt;
+use shoal_crdt_state::observed::ObservedDelta;
+use shoal_crdt_state::{Delta, DesiredDelta, wire};
+use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
+
+use super::sync_message::{MAX_PUSH_HOPS, MAX_SYNC_BYTES, SyncEnvelope, SyncMessage};
+use super::{Output, Peer, ms};
+
+impl Peer {
+    /// Sends a local change to the cluster.
+    pub(super) fn spread(&mut self, now: Duration, delta: Delta) {
+        for (name, record) in delta.desired.rcs {
+            let key = record_key(b"rc", name.as_bytes());
+            let mut one = DesiredDelta::default();
+            one.rcs.insert(name, record);
+            self.spread_record(now, key, one.into());
+        }
+        for (node, record) in delta.observed.nodes {
+            let key = record_key(b"node", &node.0.to_be_bytes());
+            let mut one = ObservedDelta::default();
+            one.nodes.insert(node, record);
+            self.spread_record(now, key, one.into());
+        }
+    }
+
+    fn spread_record(&mut self, now: Duration, key: u64, delta: Delta) {
+        let bytes = match wire::encode(&delta) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a local delta");
+                return;
+            }
+        };
+        if bytes.len() <= MAX_BROADCAST_PAYLOAD {
+            if let Err(e) = self.membership.broadcast(now, key, bytes) {
+                tracing::warn!(error = %e, "broadcast refused");
+            }
+            self.drain_membership(now);
+        }
+        // Pushed as well when large; when small, a push to a few peers still
+        // shortens the time to reach everyone at negligible cost.
+        self.push(delta, 0);
+    }
+
+    fn push(&mut self, delta: Delta, hops: u8) {
+        for to in self.random_members(self.config.push_fanout) {
+            self.send_sync(
+                to,
+                SyncMessage::Push {
+                    delta: delta.clone(),
+                    digest: None,
+                    hops,
+                },
+            );
+        }
+    }
+
+    pub(super) fn send_sync(&mut self, to: SocketAddr, message: SyncMessage) {
+        let envelope = SyncEnvelope {
+            from: self.config.node,
+            reply_to: self.config.addr,
+            message,
+        };
+        match wire::encode(&envelope) {
+            Ok(bytes) => {
+                self.stats.sync_out += 1;
+                self.stats.sync_bytes_out += bytes.len() as u64;
+                self.outputs.push_back(Output::Sync { to, bytes });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a sync message"),
+        }
+    }
+
+    /// `n` distinct active members, chosen at random.
+    fn random_members(&mut self, n: usize) -> Vec<SocketAddr> {
+        let mut pool: Vec<SocketAddr> = self.members.values().copied().collect();
+        let mut chosen = Vec::with_capacity(n.min(pool.len()));
+        while chosen.len() < n && !pool.is_empty() {
+            let i = self.rng.random_range(0..pool.len());
+            chosen.push(pool.swap_remove(i));
+        }
+        chosen
+    }
+
+    pub(super) fn start_anti_entropy(&mut self) {
+        if let Some(&to) = self.random_members(1).first() {
+            let digest_hash = self.digest_hash();
+            self.send_sync(to, SyncMessage::Hello { digest_hash });
+        }
+    }
+
+    fn digest_hash(&self) -> u64 {
+        let bytes = wire::encode(&self.state.digest()).unwrap_or_default();
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
+
+    /// A broadcast payload from a peer (relayed by SWIM).
+    pub(super) fn handle_broadcast(&mut self, now: Duration, received: Received) {
+        match wire::decode::<Delta>(&received.payload, MAX_BROADCAST_PAYLOAD) {
+            Ok(delta) => {
+                self.merge_remote(now, delta);
+            }
+            Err(e) => {
+                self.stats.bad_messages += 1;
+                tracing::debug!(from = %received.from, error = %e, "bad broadcast");
+            }
+        }
+    }
+
+    /// One reliable sync message from `from` (the transport's remote address).
+    pub fn handle_sync(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        self.stats.sync_in += 1;
+        let envelope = match wire::decode::<SyncEnvelope>(bytes, MAX_SYNC_BYTES) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                self.bad_message(from, e.to_string());
+                return;
+            }
+        };
+        let reply_to = envelope.reply_to;
+        match envelope.message {
+            SyncMessage::Hello { digest_hash } => {
+                if digest_hash != self.digest_hash() {
+                    let digest = self.state.digest();
+                    self.send_sync(reply_to, SyncMessage::Pull { digest });
+                }
+            }
+            SyncMessage::Pull { digest } => {
+                let delta = self.state.missing_for(&digest);
+                let mine = self.state.digest();
+                self.send_sync(
+                    reply_to,
+                    SyncMessage::Push {
+                        delta,
+                        digest: Some(mine),
+                        hops: MAX_PUSH_HOPS,
+                    },
+                );
+            }
+            SyncMessage::Push {
+                delta,
+                digest,
+                hops,
+            } => {
+                let changed = self.merge_remote(now, delta);
+                if !changed.is_empty() && hops < MAX_PUSH_HOPS {
+                    self.push(changed, hops + 1);
+                }
+                if let Some(digest) = digest {
+                    let delta = self.state.missing_for(&digest);
+                    if !delta.is_empty() {
+                        self.send_sync(
+                            reply_to,
+                            SyncMessage::Push {
+                                delta,
+                                digest: None,
+                                hops: MAX_PUSH_HOPS,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Joins a remote delta; returns the part of it that was new here.
+    pub(super) fn merge_remote(&mut self, now: Duration, delta: Delta) -> Delta {
+        let mut changed = Delta::default();
+        for (name, record) in delta.desired.rcs {
+            let before = self.state.desired.record(&name).cloned();
+            let mut one = DesiredDelta::default();
+            one.rcs.insert(name.clone(), record.clone());
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.record(&name) != before.as_ref() {
+                changed.desired.rcs.insert(name, record);
+            }
+        }
+        for (node, record) in delta.observed.nodes {
+            if node == self.config.node {
+                self.merge_own_record(now, record);
+                continue;
+            }
+            let before = self
+                .state
+                .observed
+                .get(node)
+                .map(|r| (r.version, r.info.clone()));
+            let mut one = ObservedDelta::default();
+            one.nodes.insert(node, record.clone());
+            self.state.merge_delta(one.into());
+            let after = self
+                .state
+                .observed
+                .get(node)
+                .map(|r| (r.version, r.info.clone()));
+            if after != before {
+                if after.as_ref().map(|a| &a.1) != before.as_ref().map(|b| &b.1) {
+                    self.placement_dirty = true;
+                }
+                changed.observed.nodes.insert(node, record);
+            }
+        }
+        if !changed.is_empty() {
+            self.stats.merges += 1;
+            if !changed.desired.is_empty() {
+                self.rcs_dirty = true;
+                self.placement_dirty = true;
+            }
+            // Observed changes matter too: a handover waits for the
+            // successor's report.
+            self.request_reconcile(now);
+        }
+        changed
+    }
+}
+
+impl Peer {
+    /// Only we write our record, so a copy of it normally just echoes back.
+    /// A newer one means we lost our state (a restart with an empty data
+    /// dir): take its version and rewrite our content over it.
+    fn merge_own_record(&mut self, now: Duration, record: shoal_crdt_state::NodeRecord) {
+        let mine = self
+            .state
+            .observed
+            .get(self.config.node)
+            .map_or(0, |r| r.version);
+        if record.version <= mine {
+            return;
+        }
+        let mut one = ObservedDelta::default();
+        one.nodes.insert(self.config.node, record);
+        self.state.merge_delta(one.into());
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
+        self.request_publish(now);
+    }
+}
+
+/// Broadcast key of one record: a newer broadcast of the same record
+/// supersedes the queued older one.
+fn record_key(kind: &[u8], id: &[u8]) -> u64 {
+    let mut bytes = Vec::with_capacity(kind.len() + 1 + id.len());
+    bytes.extend_from_slice(kind);
+    bytes.push(0);
+    bytes.extend_from_slice(id);
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
