@@ -31,7 +31,13 @@ pub(crate) async fn events_loop(inner: Arc<Inner>) {
             filters: Some(filters),
             ..Default::default()
         };
-        let mut stream = inner.docker.events(Some(options));
+        let Ok(docker) = inner.docker() else {
+            inner.check_health().await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECONNECT_MAX);
+            continue;
+        };
+        let mut stream = docker.events(Some(options));
         let relist = {
             let inner = inner.clone();
             tokio::spawn(async move {
@@ -114,9 +120,12 @@ impl Inner {
                 Err(_) => return,
             },
         };
+        let Ok(docker) = self.docker() else {
+            return;
+        };
         let mut exit = None;
         for id in &ids {
-            match self.docker.inspect_container(id, None).await {
+            match docker.inspect_container(id, None).await {
                 Ok(inspect) => {
                     let state = inspect.state.unwrap_or_default();
                     if state.running != Some(true) {

@@ -28,15 +28,18 @@ impl Inner {
     pub(crate) async fn check_health(&self) -> RuntimeHealth {
         let was_healthy = self.health.borrow().is_healthy();
         let result = tokio::time::timeout(PING_TIMEOUT, async {
+            let docker = self
+                .docker()
+                .map_err(|e| super::error_for(&self.host, "accept a connection", e))?;
             if !was_healthy {
-                self.docker
+                docker
                     .clone()
                     .negotiate_version()
                     .await
                     .map(|_| ())
                     .map_err(|e| super::error_for(&self.host, "negotiate the API version", e))?;
             }
-            self.docker
+            docker
                 .ping()
                 .await
                 .map(|_| ())

@@ -112,7 +112,9 @@ pub struct DockerRuntime {
 /// State shared by the handle and its tasks.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    docker: Docker,
+    /// The engine client; `None` while a unix socket does not exist yet
+    /// (bollard refuses to build a client for it), retried on every use.
+    client: Mutex<Option<Docker>>,
     owner: Owner,
     /// The engine address as resolved, for error messages.
     host: String,
@@ -146,15 +148,21 @@ impl DockerRuntime {
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let docker =
-            Docker::connect_with_host(&host).map_err(|source| RuntimeError::InvalidHost {
-                host: host.clone(),
-                source,
-            })?;
+        let docker = match Docker::connect_with_host(&host) {
+            Ok(docker) => Some(docker),
+            // The engine may come later: report unhealthy until it does.
+            Err(BollardError::SocketNotFoundError(_)) => None,
+            Err(source) => {
+                return Err(RuntimeError::InvalidHost {
+                    host: host.clone(),
+                    source,
+                });
+            }
+        };
         let (tx, rx) = mpsc::channel(config.observation_capacity.max(1));
         let (health_tx, _) = watch::channel(RuntimeHealth::Unhealthy("not checked yet".into()));
         let inner = Arc::new(Inner {
-            docker,
+            client: Mutex::new(docker),
             owner: Owner {
                 cluster: config.cluster,
                 node: config.node,
@@ -249,13 +257,13 @@ impl DockerRuntime {
             ..Default::default()
         };
         let host = inner.host.clone();
-        let stream = inner
-            .docker
-            .logs(&id, Some(options))
-            .map(move |item| match item {
-                Ok(output) => Ok(output.into_bytes()),
-                Err(e) => Err(error_for(&host, "stream logs", e)),
-            });
+        let docker = inner
+            .docker()
+            .map_err(|e| error_for(&inner.host, "stream logs", e))?;
+        let stream = docker.logs(&id, Some(options)).map(move |item| match item {
+            Ok(output) => Ok(output.into_bytes()),
+            Err(e) => Err(error_for(&host, "stream logs", e)),
+        });
         Ok(Box::pin(stream))
     }
 }
@@ -270,6 +278,17 @@ impl Drop for DockerRuntime {
 }
 
 impl Inner {
+    /// The engine client, created on first use when the socket appeared late.
+    fn docker(&self) -> Result<Docker, BollardError> {
+        let mut client = self.client.lock().expect("client mutex poisoned");
+        if let Some(docker) = client.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = Docker::connect_with_host(&self.host)?;
+        *client = Some(docker.clone());
+        Ok(docker)
+    }
+
     /// Lists our containers matching `filters`, running or not.
     async fn list(
         &self,
@@ -280,7 +299,8 @@ impl Inner {
             filters: Some(filters),
             ..Default::default()
         };
-        self.docker
+        self.docker()
+            .map_err(|e| error_for(&self.host, "list containers", e))?
             .list_containers(Some(options))
             .await
             .map_err(|e| error_for(&self.host, "list containers", e))

@@ -189,6 +189,9 @@ impl Inner {
             .list(self.owner.key_filters(key))
             .await
             .map_err(|e| StartFailure::Start(e.to_string()))?;
+        let docker = self.docker().map_err(|e| {
+            StartFailure::Start(super::error_for(&self.host, "start", e).to_string())
+        })?;
         let size = template.containers.len();
         let mut by_index: BTreeMap<usize, (String, bool)> = BTreeMap::new();
         for c in &existing {
@@ -212,7 +215,7 @@ impl Inner {
                     let kill = KillContainerOptions {
                         signal: "SIGKILL".into(),
                     };
-                    if let Err(e) = self.docker.kill_container(id, Some(kill)).await
+                    if let Err(e) = docker.kill_container(id, Some(kill)).await
                         && !matches!(
                             &e,
                             bollard::errors::Error::DockerResponseServerError {
@@ -256,7 +259,7 @@ impl Inner {
                     name: Some(self.owner.container_name(key, &spec.name)),
                     ..Default::default()
                 };
-                match self.docker.create_container(Some(options), body).await {
+                match docker.create_container(Some(options), body).await {
                     Ok(created) => ids.push(created.id),
                     Err(e) => {
                         self.remove_all(ids).await;
@@ -271,8 +274,7 @@ impl Inner {
             }
             ids
         };
-        let first = self
-            .docker
+        let first = docker
             .inspect_container(&ids[0], None)
             .await
             .map_err(|e| fail("inspect the started pod", e))?;
@@ -286,8 +288,11 @@ impl Inner {
     }
 
     async fn start_in_order(&self, ids: &[String]) -> Result<(), StartFailure> {
+        let docker = self.docker().map_err(|e| {
+            StartFailure::Start(super::error_for(&self.host, "start", e).to_string())
+        })?;
         for id in ids {
-            self.docker.start_container(id, None).await.map_err(|e| {
+            docker.start_container(id, None).await.map_err(|e| {
                 StartFailure::Start(format!("start container: {}", engine_message(&e)))
             })?;
         }
@@ -296,13 +301,17 @@ impl Inner {
 
     /// Force-removes containers (and their anonymous volumes), tolerating ones already gone.
     async fn remove_all(&self, ids: Vec<String>) {
+        let Ok(docker) = self.docker() else {
+            return;
+        };
+        let docker = &docker;
         let removals = ids.iter().map(|id| async move {
             let options = RemoveContainerOptions {
                 force: true,
                 v: true,
                 ..Default::default()
             };
-            if let Err(e) = self.docker.remove_container(id, Some(options)).await
+            if let Err(e) = docker.remove_container(id, Some(options)).await
                 && !is_not_found(&e)
             {
                 tracing::warn!(container = %id, error = %engine_message(&e), "remove failed");
@@ -313,7 +322,10 @@ impl Inner {
 
     /// Uses the local image, else pulls exactly its tag; failures back off.
     async fn ensure_image(&self, image: &str) -> Result<(), String> {
-        match self.docker.inspect_image(image).await {
+        let docker = self
+            .docker()
+            .map_err(|e| super::error_for(&self.host, "inspect images", e).to_string())?;
+        match docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(format!("inspect image {image}: {}", engine_message(&e))),
@@ -334,7 +346,7 @@ impl Inner {
             tag: Some(tag),
             ..Default::default()
         };
-        let mut pull = self.docker.create_image(Some(options), None, None);
+        let mut pull = docker.create_image(Some(options), None, None);
         let mut error = None;
         while let Some(item) = pull.next().await {
             match item {
@@ -383,6 +395,11 @@ impl Inner {
                 return;
             }
         };
+        let Ok(docker) = self.docker() else {
+            self.set_phase(key, Phase::Down);
+            return;
+        };
+        let docker = &docker;
         // The engine takes whole seconds; round up so the pod gets at least its grace.
         let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
         let stops = containers
@@ -394,7 +411,7 @@ impl Inner {
                     ..Default::default()
                 };
                 // 304 (already stopped) and 404 (gone) are fine; the removal below settles the rest.
-                if let Err(e) = self.docker.stop_container(id, Some(options)).await
+                if let Err(e) = docker.stop_container(id, Some(options)).await
                     && !is_not_found(&e)
                 {
                     tracing::debug!(container = %id, error = %engine_message(&e), "stop");

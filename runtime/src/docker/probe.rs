@@ -148,7 +148,7 @@ impl Inner {
     }
 
     async fn container_ip(&self, id: &str) -> Option<IpAddr> {
-        let inspect = self.docker.inspect_container(id, None).await.ok()?;
+        let inspect = self.docker().ok()?.inspect_container(id, None).await.ok()?;
         let networks = inspect.network_settings?.networks?;
         networks
             .values()
@@ -163,16 +163,19 @@ impl Inner {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let Ok(exec) = self.docker.create_exec(container_id, config).await else {
+        let Ok(docker) = self.docker() else {
+            return false;
+        };
+        let Ok(exec) = docker.create_exec(container_id, config).await else {
             return false;
         };
         if let Ok(StartExecResults::Attached { mut output, .. }) =
-            self.docker.start_exec(&exec.id, None).await
+            docker.start_exec(&exec.id, None).await
         {
             while output.next().await.is_some() {}
         }
         matches!(
-            self.docker.inspect_exec(&exec.id).await,
+            docker.inspect_exec(&exec.id).await,
             Ok(inspect) if inspect.exit_code == Some(0)
         )
     }
