@@ -1,2 +1,22 @@
 //! Discrete-event simulator for Shoal peers.
+//!
+//! Map of the crate:
+//! - [`queue`]: the event queue, ordered by (time, sequence).
+//! - [`net`]: the network model (latency, loss, duplication, reordering,
+//!   size limit, partitions, one-way cuts).
+//! - [`node`]: the `SimNode` trait any simulated node implements.
+//! - [`world`]: nodes + network + queue + one seeded RNG + trace hash.
+//! - [`membership_node`]: a node that is a real `shoal_gossip::Membership`.
+//! - [`invariants`]: checks run at quiescence.
+//! - [`report`]: figures and the JSON line.
+//! - [`scenarios`]: join, crash, partition-heal, loss, churn.
 #![forbid(unsafe_code)]
+
+pub mod invariants;
+pub mod membership_node;
+pub mod net;
+pub mod node;
+pub mod queue;
+pub mod report;
+pub mod scenarios;
+pub mod world;

@@ -1,1 +1,77 @@
-fn main() {}
+//! `shoal-sim`: run one scenario and print its report.
+//!
+//! `cargo run --release -p shoal-sim -- --peers 1000 --scenario crash --seed 1 [--json]`
+
+use clap::Parser;
+use shoal_gossip::Preset;
+use shoal_sim::scenarios::{self, NAMES, Options};
+
+#[derive(Debug, Parser)]
+#[command(about = "Simulate Shoal membership at scale with a seeded, deterministic run")]
+struct Args {
+    /// Number of peers.
+    #[arg(long, default_value_t = 50)]
+    peers: usize,
+    /// One of: join, crash, partition-heal, loss, churn.
+    #[arg(long, default_value = "join")]
+    scenario: String,
+    /// RNG seed: same seed, same trace hash.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    json: bool,
+    /// SWIM timings: lan or wan.
+    #[arg(long, default_value = "lan")]
+    preset: String,
+    /// Baseline datagram loss probability (0..1).
+    #[arg(long)]
+    loss: Option<f64>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut options = Options::new(args.peers, args.seed);
+    options.preset = match args.preset.as_str() {
+        "lan" => Preset::Lan,
+        "wan" => Preset::Wan,
+        other => {
+            eprintln!("unknown preset {other:?}: use lan or wan");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(loss) = args.loss {
+        if !(0.0..=1.0).contains(&loss) {
+            eprintln!("--loss must be between 0 and 1");
+            return std::process::ExitCode::from(2);
+        }
+        options.net.loss = loss;
+    }
+    if args.peers < 2 {
+        eprintln!("--peers must be at least 2");
+        return std::process::ExitCode::from(2);
+    }
+    let report = match scenarios::run(&args.scenario, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e} (known: {})", NAMES.join(", "));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("could not encode the report: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{report}");
+    }
+    if report.converged {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

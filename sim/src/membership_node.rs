@@ -1,0 +1,68 @@
+//! A simulated node that is only a `Membership` (real foca, real codec).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_gossip::{Membership, MembershipEvent, Output, TimerToken};
+
+use crate::node::{NodeOutput, SimNode};
+use crate::queue::Micros;
+
+/// `Membership` as a [`SimNode`]; counts the inputs it rejected.
+#[derive(Debug)]
+pub struct MembershipNode {
+    pub membership: Membership,
+    /// Inputs foca or the codec rejected (normal in small numbers: stale
+    /// probes, packets from a peer that changed identity).
+    pub errors: u64,
+}
+
+impl MembershipNode {
+    pub fn new(membership: Membership) -> Self {
+        Self {
+            membership,
+            errors: 0,
+        }
+    }
+}
+
+pub(crate) fn duration(now: Micros) -> Duration {
+    Duration::from_micros(now)
+}
+
+impl SimNode for MembershipNode {
+    type Event = MembershipEvent;
+
+    fn handle_datagram(&mut self, now: Micros, from: SocketAddr, bytes: &[u8]) {
+        if self
+            .membership
+            .handle_datagram(duration(now), from, bytes)
+            .is_err()
+        {
+            self.errors += 1;
+        }
+    }
+
+    fn handle_timer(&mut self, now: Micros, token: u64) {
+        if self
+            .membership
+            .handle_timer(duration(now), TimerToken(token))
+            .is_err()
+        {
+            self.errors += 1;
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<NodeOutput<MembershipEvent>>) {
+        while let Some(o) = self.membership.poll_output() {
+            out.push(match o {
+                Output::Send { to, bytes } => NodeOutput::Send { to, bytes },
+                Output::Timer { at, timer } => NodeOutput::Timer {
+                    at: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
+                    token: timer.0,
+                },
+                Output::Event(e) => NodeOutput::Event(e),
+            });
+        }
+    }
+}

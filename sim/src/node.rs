@@ -1,0 +1,32 @@
+//! What the world needs from a simulated node. Membership-only nodes
+//! implement it today; whole peer cores will tomorrow.
+
+use std::net::SocketAddr;
+
+use crate::queue::Micros;
+
+/// An output of a node, in the order it was produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOutput<E> {
+    Send {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// Wake the node with `token` at `at`.
+    Timer {
+        at: Micros,
+        token: u64,
+    },
+    /// Something for the scenario to observe (not sent anywhere).
+    Event(E),
+}
+
+/// A sans-IO state machine the world can drive. The world calls one
+/// `handle_*`, then `drain` once, after every input.
+pub trait SimNode {
+    type Event;
+    fn handle_datagram(&mut self, now: Micros, from: SocketAddr, bytes: &[u8]);
+    fn handle_timer(&mut self, now: Micros, token: u64);
+    /// Moves every pending output into `out`.
+    fn drain(&mut self, out: &mut Vec<NodeOutput<Self::Event>>);
+}

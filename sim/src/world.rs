@@ -1,0 +1,261 @@
+//! The world: nodes at addresses, the network between them, one event
+//! queue, one seeded RNG, and a running hash of everything that happened.
+//! Virtual time jumps from one event to the next; no thread, no tokio.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use crate::net::{Fate, Network};
+use crate::node::{NodeOutput, SimNode};
+use crate::queue::{EventQueue, Micros};
+
+/// Index of a node slot; a slot keeps its address across restarts.
+pub type Slot = usize;
+
+enum Ev {
+    /// A datagram arrives at whatever process holds `to` by then.
+    Deliver {
+        to: Slot,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A timer of one process lifetime (`life`): dropped after a restart.
+    Timer { slot: Slot, life: u32, token: u64 },
+}
+
+/// Traffic counters, for the report.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub partitioned: u64,
+    pub too_big: u64,
+    pub duplicated: u64,
+    /// Arrived at an address with no running process.
+    pub undeliverable: u64,
+}
+
+struct SlotState<N> {
+    addr: SocketAddr,
+    node: Option<N>,
+    life: u32,
+}
+
+/// The simulated world of nodes of type `N`.
+pub struct World<N: SimNode> {
+    now: Micros,
+    queue: EventQueue<Ev>,
+    pub net: Network,
+    pub rng: Xoshiro256PlusPlus,
+    slots: Vec<SlotState<N>>,
+    by_addr: BTreeMap<SocketAddr, Slot>,
+    pub traffic: Traffic,
+    trace: Xxh3,
+    events_processed: u64,
+    outputs: Vec<NodeOutput<N::Event>>,
+}
+
+impl<N: SimNode> std::fmt::Debug for World<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("slots", &self.slots.len())
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl<N: SimNode> World<N> {
+    pub fn new(net: Network, seed: u64) -> Self {
+        Self {
+            now: 0,
+            queue: EventQueue::default(),
+            net,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            slots: Vec::new(),
+            by_addr: BTreeMap::new(),
+            traffic: Traffic::default(),
+            trace: Xxh3::new(),
+            events_processed: 0,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    /// Registers an (empty) slot at `addr`.
+    pub fn add_slot(&mut self, addr: SocketAddr) -> Slot {
+        let slot = self.slots.len();
+        self.slots.push(SlotState {
+            addr,
+            node: None,
+            life: 0,
+        });
+        self.by_addr.insert(addr, slot);
+        slot
+    }
+
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn addr(&self, slot: Slot) -> SocketAddr {
+        self.slots[slot].addr
+    }
+
+    pub fn slot_of(&self, addr: &SocketAddr) -> Option<Slot> {
+        self.by_addr.get(addr).copied()
+    }
+
+    /// Starts a process in `slot` (a new lifetime: older timers are void).
+    pub fn start(&mut self, slot: Slot, node: N) {
+        let s = &mut self.slots[slot];
+        s.life += 1;
+        s.node = Some(node);
+        self.trace.update(&[b'S']);
+        self.trace.update(&(slot as u64).to_le_bytes());
+    }
+
+    /// Kills the process in `slot`; its in-flight datagrams are dropped on
+    /// arrival, its timers never fire.
+    pub fn crash(&mut self, slot: Slot) -> Option<N> {
+        self.trace.update(&[b'C']);
+        self.trace.update(&(slot as u64).to_le_bytes());
+        self.slots[slot].node.take()
+    }
+
+    pub fn node(&self, slot: Slot) -> Option<&N> {
+        self.slots[slot].node.as_ref()
+    }
+
+    /// Gives a node an input from outside (a scenario step), then drains it.
+    pub fn with_node<R>(
+        &mut self,
+        slot: Slot,
+        on_event: &mut impl FnMut(Micros, Slot, N::Event),
+        f: impl FnOnce(&mut N, Micros) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let node = self.slots[slot].node.as_mut()?;
+        let r = f(node, now);
+        self.drain(slot, on_event);
+        Some(r)
+    }
+
+    /// A hash of every event processed so far: same seed, same hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.digest()
+    }
+
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
+    }
+
+    /// Processes events up to and including time `until`, then sets the
+    /// clock to `until`.
+    pub fn run_until(&mut self, until: Micros, on_event: &mut impl FnMut(Micros, Slot, N::Event)) {
+        while let Some(at) = self.queue.peek_time() {
+            if at > until {
+                break;
+            }
+            let Some((at, ev)) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            self.events_processed += 1;
+            match ev {
+                Ev::Deliver { to, from, bytes } => {
+                    self.trace.update(&at.to_le_bytes());
+                    self.trace.update(&(to as u64).to_le_bytes());
+                    self.trace.update(&xxh3_64(&bytes).to_le_bytes());
+                    let Some(node) = self.slots[to].node.as_mut() else {
+                        self.traffic.undeliverable += 1;
+                        continue;
+                    };
+                    self.traffic.delivered += 1;
+                    node.handle_datagram(at, from, &bytes);
+                    self.drain(to, on_event);
+                }
+                Ev::Timer { slot, life, token } => {
+                    let s = &mut self.slots[slot];
+                    if s.life != life {
+                        continue;
+                    }
+                    let Some(node) = s.node.as_mut() else {
+                        continue;
+                    };
+                    self.trace.update(&at.to_le_bytes());
+                    self.trace.update(&(slot as u64).to_le_bytes());
+                    self.trace.update(&token.to_le_bytes());
+                    node.handle_timer(at, token);
+                    self.drain(slot, on_event);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn drain(&mut self, slot: Slot, on_event: &mut impl FnMut(Micros, Slot, N::Event)) {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        if let Some(node) = self.slots[slot].node.as_mut() {
+            node.drain(&mut outputs);
+        }
+        let from = self.slots[slot].addr;
+        let life = self.slots[slot].life;
+        for out in outputs.drain(..) {
+            match out {
+                NodeOutput::Send { to, bytes } => self.send(from, to, bytes),
+                NodeOutput::Timer { at, token } => {
+                    self.queue
+                        .push(at.max(self.now), Ev::Timer { slot, life, token });
+                }
+                NodeOutput::Event(e) => on_event(self.now, slot, e),
+            }
+        }
+        self.outputs = outputs;
+    }
+
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
+        self.traffic.datagrams_sent += 1;
+        self.traffic.bytes_sent += bytes.len() as u64;
+        let Some(to_slot) = self.slot_of(&to) else {
+            self.traffic.undeliverable += 1;
+            return;
+        };
+        match self.net.route(&mut self.rng, from, to, bytes.len()) {
+            Fate::Delivered(delays) => {
+                if delays.len() > 1 {
+                    self.traffic.duplicated += 1;
+                }
+                let last = delays.len() - 1;
+                let mut bytes = Some(bytes);
+                for (i, d) in delays.into_iter().enumerate() {
+                    let payload = if i == last {
+                        bytes.take().unwrap_or_default()
+                    } else {
+                        bytes.clone().unwrap_or_default()
+                    };
+                    self.queue.push(
+                        self.now + d,
+                        Ev::Deliver {
+                            to: to_slot,
+                            from,
+                            bytes: payload,
+                        },
+                    );
+                }
+            }
+            Fate::Lost => self.traffic.lost += 1,
+            Fate::Partitioned => self.traffic.partitioned += 1,
+            Fate::TooBig => self.traffic.too_big += 1,
+        }
+    }
+}
