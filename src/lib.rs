@@ -5,3 +5,5 @@ pub mod cli;
 pub mod peer;
 pub mod placement;
 pub mod reconcile;
+#[cfg(feature = "shell")]
+pub mod shell;
