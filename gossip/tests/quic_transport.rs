@@ -6,8 +6,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_gossip::quic::{Inbound, JoinToken, QuicConfig, QuicTransport, TransportError};
+use shoal_gossip::MAX_PACKET_SIZE;
+use shoal_gossip::quic::{
+    GUARANTEED_DATAGRAM_SIZE, Inbound, JoinToken, QuicConfig, QuicTransport, TransportError,
+};
 use tokio::time::timeout;
+
+// Every SWIM packet fits a QUIC datagram on any path (checked at compile time).
+const _: () = assert!(MAX_PACKET_SIZE <= GUARANTEED_DATAGRAM_SIZE);
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -70,8 +76,8 @@ async fn two_peers_exchange_datagrams_both_ways() {
     // A SWIM-sized packet fits the datagram limit.
     let max = a.max_datagram_size(b.local_addr()).expect("connected");
     println!("max datagram size on loopback: {max} bytes");
-    assert!(max >= 1150, "max datagram size {max}");
-    let big = Bytes::from(vec![7u8; 1150]);
+    assert!(max >= GUARANTEED_DATAGRAM_SIZE, "max datagram size {max}");
+    let big = Bytes::from(vec![7u8; MAX_PACKET_SIZE]);
     a.send_datagram(b.local_addr(), big.clone()).unwrap();
     let (_, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, big);
@@ -90,7 +96,7 @@ async fn two_peers_exchange_datagrams_both_ways() {
     assert_eq!(sa.datagrams_sent, 2);
     assert_eq!(sa.datagrams_received, 1);
     assert_eq!(sb.datagrams_received, 2);
-    assert_eq!(sb.datagram_bytes_received, 4 + 1150);
+    assert_eq!(sb.datagram_bytes_received, (4 + MAX_PACKET_SIZE) as u64);
     assert_eq!(sa.connections_opened, 1);
     assert_eq!(sb.connections_accepted, 1);
     assert_eq!(sb.connections_opened, 0, "B reused A's connection");
@@ -460,4 +466,30 @@ async fn concurrent_requests_each_get_their_own_reply() {
     a.shutdown().await;
     b.shutdown().await;
     server.abort();
+}
+
+#[tokio::test]
+async fn dual_stack_peer_sees_ipv4_peers_by_their_ipv4_address() {
+    let (a, mut a_in) = peer();
+    // B listens on every address, IPv6 and (mapped) IPv4 alike.
+    let (b, mut b_in) = QuicTransport::bind(config_at("[::]:0".parse().unwrap(), token())).unwrap();
+    let b_v4: SocketAddr = format!("127.0.0.1:{}", b.local_addr().port())
+        .parse()
+        .unwrap();
+
+    a.send_datagram(b_v4, Bytes::from_static(b"hello v6 socket"))
+        .unwrap();
+    let (from, _) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    assert_eq!(from, a.local_addr(), "not ::ffff:127.0.0.1");
+    assert_eq!(b.connected_peers(), vec![a.local_addr()]);
+
+    // B answers to the address it was given, on A's connection.
+    b.send_datagram(from, Bytes::from_static(b"hello v4 socket"))
+        .unwrap();
+    let (from, _) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
+    assert_eq!(from, b_v4);
+    assert_eq!(b.stats().connections_opened, 0);
+
+    a.shutdown().await;
+    b.shutdown().await;
 }

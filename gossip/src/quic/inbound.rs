@@ -15,6 +15,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 
 use super::Shared;
 use super::error::TransportError;
+use super::peers::canonical;
 use super::stats::{Counters, add};
 
 /// Stream reset code: the request was refused or left unanswered.
@@ -89,7 +90,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
         }
         let shared = shared.clone();
         shared.runtime.clone().spawn(async move {
-            let remote = incoming.remote_address();
+            let remote = canonical(incoming.remote_address());
             let handshake = async { incoming.accept()?.await };
             match tokio::time::timeout(shared.config.connect_timeout, handshake).await {
                 Ok(Ok(conn)) => {
@@ -112,7 +113,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
 
 /// Serves one connection until it closes, then forgets it from the cache.
 pub(crate) async fn drive_connection(shared: Arc<Shared>, key: SocketAddr, conn: Connection) {
-    let remote = conn.remote_address();
+    let remote = canonical(conn.remote_address());
     // quinn's read/accept futures are cancel-safe: losing a select race
     // leaves the datagram or stream queued for the next iteration.
     let reason = loop {

@@ -46,8 +46,17 @@ pub use stats::TransportStats;
 pub use tls::{ALPN, cluster_ca_certificate};
 pub use token::{JoinToken, TokenError};
 
-use peers::Slot;
+use peers::{Slot, canonical};
 use stats::Counters;
+
+/// A datagram payload that fits every connection between Shoal peers from
+/// its first packet on: QUIC's minimum path MTU of 1,200 bytes, minus the
+/// short header (1 byte, an 8-byte connection id, a 4-byte packet number),
+/// the 16-byte AEAD tag and the datagram frame header (at most 9 bytes),
+/// leaves 1,162. Path MTU discovery usually raises the live limit (see
+/// [`QuicTransport::max_datagram_size`]), never below this. SWIM packets
+/// (`codec::MAX_PACKET_SIZE`) must stay at or under it.
+pub const GUARANTEED_DATAGRAM_SIZE: usize = 1162;
 
 /// Longest wait in `shutdown` for connections to finish closing. The close
 /// frames go out at once; the wait only covers their retransmission.
@@ -263,14 +272,15 @@ impl QuicTransport {
     /// Fails at once only for a datagram larger than the live connection's
     /// [`max_datagram_size`](Self::max_datagram_size) or after shutdown.
     pub fn send_datagram(&self, to: SocketAddr, bytes: Bytes) -> Result<(), TransportError> {
-        self.shared.send_datagram(to, bytes)
+        self.shared.send_datagram(canonical(to), bytes)
     }
 
     /// The largest datagram the live connection to `to` carries now, or
-    /// `None` if there is none yet. At least about 1,150 bytes once
-    /// connected (QUIC's 1,200-byte minimum path MTU, minus overhead).
+    /// `None` if there is none yet. Never below [`GUARANTEED_DATAGRAM_SIZE`].
     pub fn max_datagram_size(&self, to: SocketAddr) -> Option<usize> {
-        self.shared.live_connection(to)?.max_datagram_size()
+        self.shared
+            .live_connection(canonical(to))?
+            .max_datagram_size()
     }
 
     /// Sends `body` on a new bi-directional stream and returns the reply,
@@ -282,13 +292,13 @@ impl QuicTransport {
         body: Bytes,
         limit: usize,
     ) -> Result<Bytes, TransportError> {
-        self.shared.request(to, body, limit).await
+        self.shared.request(canonical(to), body, limit).await
     }
 
     /// Sends `body` one way on a new uni-directional stream. `Ok` means
     /// written and finished locally, not processed by the peer.
     pub async fn push(&self, to: SocketAddr, body: Bytes) -> Result<(), TransportError> {
-        self.shared.push(to, body).await
+        self.shared.push(canonical(to), body).await
     }
 
     /// Peers with a live cached connection, sorted.
@@ -352,4 +362,49 @@ fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, Trans
     t.max_concurrent_uni_streams(VarInt::from_u32(32));
     t.datagram_receive_buffer_size(Some(1 << 20));
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The floor is a computation; check it against quinn on the smallest
+    /// path QUIC allows (1,200 bytes, no MTU discovery).
+    #[tokio::test]
+    async fn guaranteed_datagram_size_holds_on_a_minimum_mtu_path() {
+        let token = JoinToken::from_seed([8; 32]);
+        let config = QuicConfig::new("127.0.0.1:0".parse().unwrap(), token.clone());
+        let mut transport = transport_config(&config).unwrap();
+        transport.initial_mtu(1200).mtu_discovery_config(None);
+        let transport = Arc::new(transport);
+        let endpoint = |tls: tls::ClusterTls| {
+            let server_crypto = QuicServerConfig::try_from(tls.server).unwrap();
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+            server.transport_config(transport.clone());
+            let mut client =
+                quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls.client).unwrap()));
+            client.transport_config(transport.clone());
+            let mut endpoint = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+            endpoint.set_default_client_config(client);
+            endpoint
+        };
+        let ip = "127.0.0.1".parse().unwrap();
+        let a = endpoint(tls::cluster_tls(&token, ip).unwrap());
+        let b = endpoint(tls::cluster_tls(&token, ip).unwrap());
+        let b_addr = b.local_addr().unwrap();
+        let accept = tokio::spawn(async move { b.accept().await.unwrap().await.unwrap() });
+        let conn = a
+            .connect(b_addr, &token.server_name())
+            .unwrap()
+            .await
+            .unwrap();
+        let _server_side = accept.await.unwrap();
+        let max = conn.max_datagram_size().unwrap();
+        assert_eq!(
+            max, GUARANTEED_DATAGRAM_SIZE,
+            "update the constant's doc too"
+        );
+        conn.send_datagram(Bytes::from(vec![0u8; max])).unwrap();
+        a.close(VarInt::from_u32(0), b"done");
+    }
 }

@@ -42,6 +42,13 @@ pub(crate) struct Pending {
     waiters: Vec<Waiter>,
 }
 
+/// One spelling per peer: an IPv4 peer seen through a dual-stack socket
+/// (`::ffff:a.b.c.d`) is keyed and reported as plain IPv4, so the address a
+/// datagram came from matches the address the core sends to.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 impl Slot {
     /// A connection that has not closed.
     pub(crate) fn is_live(&self) -> bool {
@@ -258,5 +265,18 @@ impl Shared {
         if matches!(peers.get(&key), Some(Slot::Connected(c)) if c.stable_id() == stable_id) {
             peers.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+
+    #[test]
+    fn ipv4_mapped_addresses_are_keyed_as_ipv4() {
+        let mapped = "[::ffff:10.0.0.5]:7000".parse().unwrap();
+        assert_eq!(canonical(mapped), "10.0.0.5:7000".parse().unwrap());
+        let v6 = "[2001:db8::1]:7000".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
     }
 }
