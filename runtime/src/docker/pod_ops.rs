@@ -45,6 +45,9 @@ pub(crate) struct Tracked {
     pub died_while_busy: bool,
     /// The readiness task of a running pod.
     pub probe: Option<tokio::task::AbortHandle>,
+    /// Container ids in template order, once started: restarts and stops
+    /// skip the listing (the engine's slowest call under load).
+    pub ids: Vec<String>,
 }
 
 /// Failed pulls of one image: later starts wait out a back-off instead of
@@ -72,7 +75,12 @@ impl Inner {
         };
         let lock = self.pod_lock(&key);
         let guard = lock.lock().await;
-        let permit = self.actions.acquire().await;
+        // Starts (pulls, creates) take a slot; stops don't, so a long grace
+        // period never holds up other pods. Stops are bounded by the pods we run.
+        let permit = match &action {
+            PodAction::Start { .. } => Some(self.actions.acquire().await),
+            PodAction::Stop { .. } => None,
+        };
         match action {
             PodAction::Start { template, .. } => self.start_pod(&key, &template).await,
             PodAction::Stop { grace, .. } => self.stop_pod(&key, grace).await,
@@ -102,6 +110,7 @@ impl Inner {
             phase,
             died_while_busy: false,
             probe: None,
+            ids: Vec::new(),
         });
         if let Some(probe) = tracked.probe.take() {
             probe.abort();
@@ -109,6 +118,21 @@ impl Inner {
         let died = std::mem::take(&mut tracked.died_while_busy);
         tracked.phase = phase;
         died
+    }
+
+    /// The pod's container ids, if we started it and it is in `phase`.
+    fn known_ids(&self, key: &PodKey, phases: &[Phase]) -> Option<Vec<String>> {
+        let pods = self.pods.lock().expect("pods mutex poisoned");
+        pods.get(key)
+            .filter(|t| phases.contains(&t.phase) && !t.ids.is_empty())
+            .map(|t| t.ids.clone())
+    }
+
+    fn remember_ids(&self, key: &PodKey, ids: &[String]) {
+        let mut pods = self.pods.lock().expect("pods mutex poisoned");
+        if let Some(t) = pods.get_mut(key) {
+            t.ids = ids.to_vec();
+        }
     }
 
     pub(crate) fn forget(&self, key: &PodKey) {
@@ -134,9 +158,11 @@ impl Inner {
             .await;
             return;
         }
+        let dead = self.known_ids(key, &[Phase::Down]);
         self.set_phase(key, Phase::Starting);
-        match self.bring_up(key, template).await {
+        match self.bring_up(key, template, dead).await {
             Ok((ids, ports)) => {
+                self.remember_ids(key, &ids);
                 let died = self.set_phase(key, Phase::Up);
                 self.observe(
                     key,
@@ -181,10 +207,20 @@ impl Inner {
         &self,
         key: &PodKey,
         template: &PodTemplate,
+        dead: Option<Vec<String>>,
     ) -> Result<(Vec<String>, Vec<PublishedPort>), StartFailure> {
         let fail = |what: &str, e: bollard::errors::Error| {
             StartFailure::Start(format!("{what}: {}", engine_message(&e)))
         };
+        let size = template.containers.len();
+        // Fast path: a pod we saw die restarts in place, as a unit.
+        if let Some(ids) = dead.filter(|ids| ids.len() == size) {
+            match self.restart_known(&ids).await {
+                Ok(()) => return self.read_ports(ids).await,
+                Err(e) if is_not_found(&e) => {} // removed meanwhile: rebuild below
+                Err(e) => return Err(fail("restart the pod", e)),
+            }
+        }
         let existing = self
             .list(self.owner.key_filters(key))
             .await
@@ -192,7 +228,6 @@ impl Inner {
         let docker = self.docker().map_err(|e| {
             StartFailure::Start(super::error_for(&self.host, "start", e).to_string())
         })?;
-        let size = template.containers.len();
         let mut by_index: BTreeMap<usize, (String, bool)> = BTreeMap::new();
         for c in &existing {
             let Some(p) = c.labels.as_ref().and_then(placement) else {
@@ -274,10 +309,43 @@ impl Inner {
             }
             ids
         };
-        let first = docker
-            .inspect_container(&ids[0], None)
-            .await
-            .map_err(|e| fail("inspect the started pod", e))?;
+        self.read_ports(ids).await
+    }
+
+    /// Kills what still runs of a pod, then starts all its containers in order.
+    async fn restart_known(&self, ids: &[String]) -> Result<(), bollard::errors::Error> {
+        let docker = self.docker()?;
+        for id in ids {
+            let kill = KillContainerOptions {
+                signal: "SIGKILL".into(),
+            };
+            match docker.kill_container(id, Some(kill)).await {
+                Ok(()) => {}
+                // 409: not running, which is what we want.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for id in ids {
+            docker.start_container(id, None).await?;
+        }
+        Ok(())
+    }
+
+    /// The host ports bound for a started pod (all published on its first container).
+    async fn read_ports(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<PublishedPort>), StartFailure> {
+        let inspected = match self.docker() {
+            Ok(docker) => docker.inspect_container(&ids[0], None).await,
+            Err(e) => Err(e),
+        };
+        let first = inspected.map_err(|e| {
+            StartFailure::Start(format!("inspect the started pod: {}", engine_message(&e)))
+        })?;
         let ports = create::published_ports(
             first
                 .network_settings
@@ -385,9 +453,17 @@ impl Inner {
     }
 
     async fn stop_pod(&self, key: &PodKey, grace: Duration) {
+        let known = self.known_ids(key, &[Phase::Up, Phase::Down]);
         self.set_phase(key, Phase::Stopping);
-        let containers = match self.list(self.owner.key_filters(key)).await {
-            Ok(c) => c,
+        let listed = match known {
+            Some(ids) => Ok(ids),
+            None => self
+                .list(self.owner.key_filters(key))
+                .await
+                .map(|list| list.into_iter().filter_map(|c| c.id).collect()),
+        };
+        let ids: Vec<String> = match listed {
+            Ok(ids) => ids,
             Err(e) => {
                 // Keep tracking it: a later Stop, or the re-list, finishes the job.
                 tracing::warn!(pod = %key.0, error = %e, "stop failed: cannot list the pod");
@@ -402,24 +478,20 @@ impl Inner {
         let docker = &docker;
         // The engine takes whole seconds; round up so the pod gets at least its grace.
         let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
-        let stops = containers
-            .iter()
-            .filter_map(|c| c.id.as_deref())
-            .map(|id| async move {
-                let options = StopContainerOptions {
-                    t: Some(t),
-                    ..Default::default()
-                };
-                // 304 (already stopped) and 404 (gone) are fine; the removal below settles the rest.
-                if let Err(e) = docker.stop_container(id, Some(options)).await
-                    && !is_not_found(&e)
-                {
-                    tracing::debug!(container = %id, error = %engine_message(&e), "stop");
-                }
-            });
+        let stops = ids.iter().map(|id| async move {
+            let options = StopContainerOptions {
+                t: Some(t),
+                ..Default::default()
+            };
+            // 304 (already stopped) and 404 (gone) are fine; the removal below settles the rest.
+            if let Err(e) = docker.stop_container(id, Some(options)).await
+                && !is_not_found(&e)
+            {
+                tracing::debug!(container = %id, error = %engine_message(&e), "stop");
+            }
+        });
         join_all(stops).await;
-        self.remove_all(containers.into_iter().filter_map(|c| c.id).collect())
-            .await;
+        self.remove_all(ids).await;
         self.forget(key);
         self.observe(key, PodEvent::Removed).await;
     }
