@@ -18,6 +18,38 @@
 //!
 //! The transport decides nothing about membership: it moves bytes, bounds
 //! every queue, and counts what it drops.
+//!
+//! ```no_run
+//! # async fn shell() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+//!
+//! // The first peer: a token from 32 bytes of OS randomness, printed once.
+//! let token = JoinToken::from_seed([0u8; 32]); // use real randomness
+//! println!("join token: {token}");
+//! // Any other peer: `let token: JoinToken = text.parse()?;`
+//!
+//! let config = QuicConfig::new("0.0.0.0:7946".parse()?, token);
+//! let (transport, mut inbound) = QuicTransport::bind(config)?;
+//! let seed = "10.0.0.2:7946".parse()?;
+//! transport.send_datagram(seed, Bytes::from_static(b"swim packet"))?;
+//! let state = transport.request(seed, Bytes::from_static(b"digest"), 8 << 20).await?;
+//! # let _ = state;
+//! loop {
+//!     tokio::select! {
+//!         Some((_from, _packet)) = inbound.datagrams.recv() => { /* core.handle_datagram */ }
+//!         Some(request) = inbound.requests.recv() => {
+//!             // Answer from another task if building the reply takes time.
+//!             request.responder.respond(Bytes::from_static(b"missing records")).await?;
+//!         }
+//!         Some((_from, _delta)) = inbound.pushes.recv() => { /* core.handle_push */ }
+//!         else => break,
+//!     }
+//! }
+//! transport.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
 mod inbound;
@@ -190,7 +222,9 @@ impl QuicTransport {
         // The stateless-reset key is derived from the token and the bound
         // address, so a peer restarted on the same port can reset the stale
         // connections others still hold to its previous run: they notice at
-        // their next packet instead of after the idle timeout.
+        // their next packet instead of after the idle timeout. (Any token
+        // holder could compute it and reset our connections; token holders
+        // are trusted members anyway, and resets only cost a reconnect.)
         let mut reset_key = [0u8; 32];
         config.token.derive_key(
             format!("stateless-reset/{local_addr}").as_bytes(),
