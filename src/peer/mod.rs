@@ -107,6 +107,9 @@ pub struct Peer {
     rng: Xoshiro256PlusPlus,
     outputs: VecDeque<Output>,
     stats: PeerStats,
+    /// Bumped on every change of the cluster state (local or merged): the
+    /// shell persists the state when it moved.
+    state_changes: u64,
 }
 
 impl Peer {
@@ -130,6 +133,7 @@ impl Peer {
             rng,
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
+            state_changes: 0,
             config,
         }
     }
@@ -191,6 +195,11 @@ impl Peer {
 
     pub fn stats(&self) -> PeerStats {
         self.stats
+    }
+
+    /// Grows whenever the cluster state changed; compare to skip persisting.
+    pub fn state_changes(&self) -> u64 {
+        self.state_changes
     }
 
     /// Next output for the driver; drain after every input.

@@ -20,6 +20,7 @@ use super::{Output, Peer, ms};
 impl Peer {
     /// Sends a local change to the cluster.
     pub(super) fn spread(&mut self, now: Duration, delta: Delta) {
+        self.state_changes += 1;
         for (name, record) in delta.desired.rcs {
             let key = record_key(b"rc", name.as_bytes());
             let mut one = DesiredDelta::default();
@@ -214,6 +215,7 @@ impl Peer {
             }
         }
         if !changed.is_empty() {
+            self.state_changes += 1;
             self.stats.merges += 1;
             if !changed.desired.is_empty() {
                 self.rcs_dirty = true;

@@ -1,0 +1,224 @@
+//! `shoal up`: assemble a peer from its flags and data dir, then run it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::spec::Resources;
+use shoal_gossip::Preset;
+use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
+use tokio::sync::{mpsc, watch};
+
+use super::driver::{Driver, wall_now};
+use super::handle::{PeerHandle, REQUEST_QUEUE};
+use super::persist::{DataDir, NodeIdentity};
+use crate::peer::{Peer, PeerConfig};
+
+/// Everything `shoal up` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    pub listen: SocketAddr,
+    /// Address other peers reach us on; defaults to `listen`.
+    pub advertise: Option<SocketAddr>,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+    pub join: Vec<SocketAddr>,
+    /// The cluster's join token; required to join, generated for a new cluster.
+    pub token: Option<String>,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// Where pods publish their ports.
+    pub publish_ip: IpAddr,
+    /// Bearer token the HTTP API requires (mandatory off loopback).
+    pub api_token: Option<String>,
+    pub preset: Preset,
+}
+
+/// A running peer: its API handle and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub handle: PeerHandle,
+    pub runtime: Arc<DockerRuntime>,
+    pub identity: NodeIdentity,
+    pub advertise: SocketAddr,
+    pub shutdown: watch::Sender<bool>,
+    pub driver: tokio::task::JoinHandle<()>,
+}
+
+/// Loads or creates the node identity, binds the transport, connects to the
+/// engine, adopts running pods and starts the driver task.
+pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
+    let data = DataDir::open(&config.data_dir)?;
+    let identity = load_identity(&data, config)?;
+    let token: JoinToken = identity
+        .token
+        .parse()
+        .context("the join token in the data dir is malformed")?;
+    let advertise = advertise_addr(config)?;
+
+    let mut quic = QuicConfig::new(config.listen, token.clone());
+    quic.advertise = Some(advertise.ip());
+    let (transport, inbound) = QuicTransport::bind(quic)
+        .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
+
+    let node = NodeId(identity.node_id);
+    let mut runtime_config = RuntimeConfig::new(token.cluster_id(), node);
+    runtime_config.publish_ip = config.publish_ip;
+    let (runtime, observations) = DockerRuntime::connect(runtime_config).await?;
+    let runtime = Arc::new(runtime);
+    let existing = match runtime.list_existing().await {
+        Ok(pods) => pods,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list existing pods; none adopted");
+            Vec::new()
+        }
+    };
+
+    let info = node_info(config, &identity, advertise);
+    let mut peer_config = PeerConfig::new(node, advertise, info);
+    peer_config.incarnation = identity.incarnation;
+    peer_config.preset = config.preset;
+    peer_config.rng_seed = rand::random();
+    let mut peer = match data.load_state()? {
+        Some(state) => Peer::with_state(peer_config, state),
+        None => Peer::new(peer_config),
+    };
+    peer.start(wall_now(), &config.join, &existing);
+
+    let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let driver = Driver {
+        peer,
+        cluster: token.cluster_id(),
+        transport,
+        inbound,
+        runtime: runtime.clone(),
+        observations,
+        requests,
+        data,
+    };
+    let driver = tokio::spawn(driver.run(shutdown_rx));
+    if !existing.is_empty() {
+        tracing::info!(pods = existing.len(), "adopted running pods");
+    }
+    Ok(Running {
+        handle: PeerHandle::new(requests_tx),
+        runtime,
+        identity,
+        advertise,
+        shutdown,
+        driver,
+    })
+}
+
+fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdentity> {
+    let identity = match data.load_identity()? {
+        Some(mut known) => {
+            if let Some(token) = &config.token {
+                if token != &known.token {
+                    bail!(
+                        "{} belongs to another cluster (its token differs from --token); \
+                         use another --data-dir to join a different cluster",
+                        data.path().display()
+                    );
+                }
+            }
+            known.incarnation += 1;
+            if let Some(name) = &config.name {
+                known.name = name.clone();
+            }
+            known
+        }
+        None => {
+            let token = match (&config.token, config.join.is_empty()) {
+                (Some(token), _) => token.clone(),
+                (None, true) => JoinToken::from_seed(rand::random()).to_string(),
+                (None, false) => bail!(
+                    "joining a cluster needs its token: pass --token (or SHOAL_TOKEN) \
+                     with the token the first peer printed"
+                ),
+            };
+            token
+                .parse::<JoinToken>()
+                .context("--token is not a Shoal join token")?;
+            let node_id: u64 = rand::random();
+            NodeIdentity {
+                node_id,
+                incarnation: 0,
+                name: config.name.clone().unwrap_or_else(|| default_name(node_id)),
+                token,
+            }
+        }
+    };
+    data.save_identity(&identity)?;
+    Ok(identity)
+}
+
+fn default_name(node_id: u64) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        format!("node-{:08x}", node_id >> 32)
+    } else {
+        format!("{host}-{:04x}", node_id >> 48)
+    }
+}
+
+fn advertise_addr(config: &UpConfig) -> anyhow::Result<SocketAddr> {
+    match config.advertise {
+        Some(addr) if addr.ip().is_unspecified() => {
+            bail!("--advertise {addr} is not an address peers can reach")
+        }
+        Some(addr) => Ok(addr),
+        None if config.listen.ip().is_unspecified() => bail!(
+            "listening on {} needs --advertise ADDR:PORT: the address other peers reach this one on",
+            config.listen
+        ),
+        None if config.listen.port() == 0 => {
+            bail!("--listen needs a fixed port (peers must know it)")
+        }
+        None => Ok(config.listen),
+    }
+}
+
+fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) -> NodeInfo {
+    let capacity = Resources {
+        cpu_millis: config.cpu_millis.unwrap_or_else(detect_cpu_millis),
+        memory_bytes: config.memory_bytes.unwrap_or_else(detect_memory_bytes),
+    };
+    NodeInfo {
+        name: identity.name.clone(),
+        peer_addr: advertise.to_string(),
+        api_addr: config.api.to_string(),
+        capacity,
+        allocatable: capacity,
+        labels: config.labels.clone(),
+        runtime_healthy: false,
+        runtime_error: Some("not checked yet".into()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+fn detect_cpu_millis() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
+}
+
+/// `MemTotal` of /proc/meminfo; 1 GiB where it cannot be read.
+fn detect_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(1 << 30, |kb| kb * 1024)
+}
