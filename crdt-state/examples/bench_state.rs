@@ -19,9 +19,10 @@ use shoal_crdt_state::spec::{
     ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Probe, ProbeAction, Protocol,
     RcSpec, Resources, RestartPolicy, UpdateStrategy,
 };
+use shoal_crdt_state::sync::ClusterState;
 use shoal_crdt_state::wire::{self, MAX_MESSAGE_BYTES};
 
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 const SIZES: [usize; 2] = [1_000, 10_000];
 
 /// Small deterministic generator (xorshift64*): same specs on every run.
@@ -163,6 +164,12 @@ fn main() {
     for count in SIZES {
         let state = build(count);
         let bytes = wire::encode(&state).expect("state encodes");
+        // Same-run baseline, to read the other timings as ratios on a noisy machine.
+        let clone = median(|| {
+            let t = Instant::now();
+            black_box(black_box(&state).clone());
+            t.elapsed()
+        });
         let merge_empty = median(|| {
             let mut fresh = DesiredState::new();
             let t = Instant::now();
@@ -190,20 +197,26 @@ fn main() {
             assert_eq!(back, state);
             d
         });
-        let digest = state.digest();
+        // Peers exchange the digest of their whole state (desired + observed).
+        let cluster = ClusterState {
+            desired: state.clone(),
+            ..ClusterState::default()
+        };
+        let digest = cluster.digest();
         let digest_bytes = wire::encode(&digest).expect("digest encodes");
         let digest_time = median(|| {
             let t = Instant::now();
-            black_box(state.digest());
+            black_box(wire::encode(&cluster.digest()).expect("digest encodes"));
             t.elapsed()
         });
         let missing_none = median(|| {
             let t = Instant::now();
-            let delta = state.missing_for(black_box(&digest));
+            let delta = cluster.missing_for(black_box(&digest));
             let d = t.elapsed();
             assert!(delta.is_empty());
             d
         });
+        push("baseline: clone the state in memory (ms)", ms(clone));
         push("full-state merge into an empty peer (ms)", ms(merge_empty));
         push("full-state merge into an equal peer (ms)", ms(merge_equal));
         push("encode full state (ms)", ms(encode));
@@ -218,7 +231,7 @@ fn main() {
             "digest bytes per RC",
             format!("{:.1}", digest_bytes.len() as f64 / count as f64),
         );
-        push("compute digest (ms)", ms(digest_time));
+        push("compute and encode digest (ms)", ms(digest_time));
         push("missing_for against an equal digest (ms)", ms(missing_none));
     }
 

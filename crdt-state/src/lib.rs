@@ -5,7 +5,8 @@
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history.
 //! - [`observed`]: observed state, node → single-writer versioned record.
-//! - [`sync`]: digests, `missing_for`, and [`sync::ClusterState`] (both halves).
+//! - [`digest`]: per-record stamps/versions a peer holds, and their compact wire form.
+//! - [`sync`]: `missing_for`, deltas, and [`sync::ClusterState`] (both halves).
 //! - [`wire`]: the versioned bincode envelope every message travels in.
 //! - [`register`]: the HLC-stamped LWW register and its tie-break; [`error`]: refusals.
 //!
@@ -35,7 +36,9 @@
 //!   one writer, its node; the highest version wins. Whole records are
 //!   shipped: they are small, and no per-field metadata is needed.
 //! - **Digests with per-register stamps.** Exact `missing_for` in one round
-//!   trip, at about 60 bytes per RC (measured by `examples/bench_state.rs`).
+//!   trip; on the wire, stamps are offsets from the oldest one and writer ids
+//!   an index into a list, so a digest costs a few dozen bytes per RC
+//!   (measured by `examples/bench_state.rs`).
 #![forbid(unsafe_code)]
 
 pub mod manifest;
@@ -44,6 +47,7 @@ pub mod pod;
 pub mod spec;
 
 pub mod desired;
+pub mod digest;
 pub mod error;
 pub mod hlc;
 pub mod observed;

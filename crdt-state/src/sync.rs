@@ -26,46 +26,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{DesiredDelta, DesiredState, RcRecord};
+use crate::digest::history_hash;
+pub use crate::digest::{Digest, RcStamps};
 use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::observed::{ObservedDelta, ObservedState};
-use crate::register::{encoding, stamp};
-
-/// Per-register stamps of one RC, as a peer holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RcStamps {
-    pub body: Option<Hlc>,
-    pub replicas: Option<Hlc>,
-    pub deleted: Option<Hlc>,
-    /// xxh3 of the encoded history; 0 for an empty history.
-    pub history: u64,
-}
-
-impl RcStamps {
-    pub fn of(record: &RcRecord) -> RcStamps {
-        RcStamps {
-            body: stamp(&record.body),
-            replicas: stamp(&record.replicas),
-            deleted: stamp(&record.deleted),
-            history: history_hash(record),
-        }
-    }
-}
-
-fn history_hash(record: &RcRecord) -> u64 {
-    if record.history.is_empty() {
-        0
-    } else {
-        xxhash_rust::xxh3::xxh3_64(&encoding(&record.history))
-    }
-}
-
-/// What a peer holds, compactly: enough to compute what it lacks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest {
-    pub desired: BTreeMap<String, RcStamps>,
-    pub observed: BTreeMap<NodeId, u64>,
-}
+use crate::register::stamp;
 
 impl DesiredState {
     pub fn digest(&self) -> BTreeMap<String, RcStamps> {

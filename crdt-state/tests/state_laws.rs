@@ -16,6 +16,7 @@ use shoal_crdt_state::observed::{NodeRecord, ObservedDelta, ObservedState};
 use shoal_crdt_state::pod::PodPhase;
 use shoal_crdt_state::register;
 use shoal_crdt_state::sync::{ClusterState, Delta};
+use shoal_crdt_state::wire;
 use state_support::{IMAGES, NAMES, World, arb_steps, node_info, pod_status, spec, template};
 
 fn join<T: Clone>(a: &T, b: &T, merge: impl Fn(&mut T, &T)) -> T {
@@ -138,12 +139,16 @@ proptest! {
     }
 }
 
-/// Bring `a` and `b` together with one digest exchange each way.
+/// Bring `a` and `b` together with one digest exchange each way, every
+/// message going through the wire envelope as it would between peers.
 fn exchange(a: &mut ClusterState, b: &mut ClusterState) {
-    let for_a = b.missing_for(&a.digest());
-    a.merge_delta(for_a);
-    let for_b = a.missing_for(&b.digest());
-    b.merge_delta(for_b);
+    fn ship<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+        wire::decode(&wire::encode(value).unwrap(), wire::MAX_MESSAGE_BYTES).unwrap()
+    }
+    let for_a = b.missing_for(&ship(&a.digest()));
+    a.merge_delta(ship(&for_a));
+    let for_b = a.missing_for(&ship(&b.digest()));
+    b.merge_delta(ship(&for_b));
 }
 
 proptest! {

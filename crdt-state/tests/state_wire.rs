@@ -4,6 +4,8 @@ mod state_support;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use shoal_crdt_state::hlc::Hlc;
+use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::sync::{ClusterState, Delta, Digest};
 use shoal_crdt_state::wire::{self, MAX_MESSAGE_BYTES, WIRE_VERSION, WireError};
 use state_support::{World, arb_steps, spec, stamp};
@@ -142,4 +144,56 @@ proptest! {
         }
         let _ = wire::decode::<ClusterState>(&bytes, LIMIT);
     }
+}
+
+type RawDigest = (
+    Vec<NodeId>,
+    u64,
+    Vec<(String, [Option<(u64, u32, u32)>; 3], u64)>,
+    Vec<(NodeId, u64)>,
+);
+
+#[test]
+fn digest_travels_compactly_and_hostile_digests_are_rejected() {
+    let state = sample_state();
+    let digest = state.digest();
+    let compact = wire::encode(&digest).unwrap();
+    // The same maps with full stamps, as a plain encoding would send them.
+    let plain = wire::encode(&(&digest.desired, &digest.observed)).unwrap();
+    assert!(
+        compact.len() * 3 < plain.len() * 2,
+        "compact {} vs plain {}",
+        compact.len(),
+        plain.len()
+    );
+    // A digest whose stamp names a writer that is not listed.
+    let bad_writer: RawDigest = (
+        vec![NodeId(7)],
+        1_000,
+        vec![("web".to_owned(), [Some((0, 0, 3)), None, None], 0)],
+        vec![],
+    );
+    let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
+    assert!(err.to_string().contains("writer #3"), "{err}");
+    // A digest whose offset runs past the millisecond range.
+    let overflow: RawDigest = (
+        vec![NodeId(7)],
+        u64::MAX,
+        vec![("web".to_owned(), [None, Some((1, 0, 0)), None], 0)],
+        vec![],
+    );
+    let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+    // A well-formed hand-made digest reads back as the stamps it names.
+    let good: RawDigest = (
+        vec![NodeId(7), NodeId(9)],
+        1_000,
+        vec![("web".to_owned(), [Some((5, 2, 1)), None, None], 42)],
+        vec![(NodeId(9), 3)],
+    );
+    let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
+    let web = read.desired["web"];
+    assert_eq!(web.body, Some(Hlc::new(1_005, 2, NodeId(9))));
+    assert_eq!((web.replicas, web.history), (None, 42));
+    assert_eq!(read.observed[&NodeId(9)], 3);
 }
