@@ -4,6 +4,7 @@
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 
+pub mod api;
 pub mod driver;
 pub mod handle;
 pub mod persist;

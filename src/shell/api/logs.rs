@@ -1,0 +1,161 @@
+//! `GET /pods/{name}/logs`: a pod's output, streamed.
+//!
+//! The pod's containers live on one node's engine. If that node is this
+//! one, the bytes come from the local [`DockerRuntime`]; otherwise the
+//! request is forwarded to the owning node's API (`info.api_addr`) and its
+//! body is streamed through unchanged, so `shoal logs` works against any peer.
+//! A forwarded request is never forwarded again (see [`FORWARDED_HEADER`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use shoal_crdt_state::node::NodeInfo;
+use shoal_crdt_state::pod::PodId;
+use shoal_runtime::docker::RuntimeError;
+
+use super::error::{ApiError, ErrorBody};
+use super::reads::locate_pod;
+use super::{ApiState, FORWARDED_HEADER};
+
+/// How long connecting to the owning node may take before we give up.
+const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    container: Option<String>,
+}
+
+pub(super) async fn logs(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; use ?follow=true|false&container=NAME",
+            e.body_text()
+        ))
+    })?;
+    let snapshot = state.handle.snapshot().await?;
+    let (pod, node) = locate_pod(&snapshot, &name)?;
+    if node == snapshot.me {
+        return local_logs(&state, &pod, &query).await;
+    }
+    let info = snapshot
+        .state
+        .observed
+        .get(node)
+        .map(|r| r.info.clone())
+        .ok_or_else(|| ApiError::not_found(format!("pod \"{name}\" not found")))?;
+    if headers.contains_key(FORWARDED_HEADER) {
+        return Err(ApiError::not_found(format!(
+            "pod \"{name}\" does not run on this node; as this node sees it, it runs on {}",
+            info.name
+        )));
+    }
+    proxy_logs(&info, &name, &query, &headers).await
+}
+
+async fn local_logs(
+    state: &ApiState,
+    pod: &PodId,
+    query: &LogsQuery,
+) -> Result<Response, ApiError> {
+    let runtime = state.runtime.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "this peer runs without a container runtime, so it has no logs to show",
+        )
+    })?;
+    let stream = runtime
+        .logs(pod, query.container.as_deref(), query.follow)
+        .await
+        .map_err(|e| match e {
+            RuntimeError::NoSuchPod { .. } => ApiError::not_found(format!(
+                "{e}; `shoal describe pod {pod}` shows its containers"
+            )),
+            other => ApiError::unavailable(other.to_string()),
+        })?;
+    Ok(text_stream(Body::from_stream(stream)))
+}
+
+async fn proxy_logs(
+    info: &NodeInfo,
+    name: &str,
+    query: &LogsQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let api = reachable_api_addr(info).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "pod \"{name}\" runs on node {} whose API address {:?} is unusable; ask that node directly",
+            info.name, info.api_addr
+        ))
+    })?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(PROXY_CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| ApiError::unavailable(format!("cannot build an HTTP client: {e}")))?;
+    let mut params = vec![("follow", query.follow.to_string())];
+    if let Some(container) = &query.container {
+        params.push(("container", container.clone()));
+    }
+    let mut request = client
+        .get(format!("http://{api}/api/v1/pods/{name}/logs"))
+        .query(&params)
+        .header(FORWARDED_HEADER, "1");
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request = request.header(header::AUTHORIZATION, auth);
+    }
+    let unreachable = |e: reqwest::Error| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "pod \"{name}\" runs on node {} but its API at {api} did not answer: {e}",
+                info.name
+            ),
+        )
+    };
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    if !status.is_success() {
+        // Pass the owner's own error through, so the user reads its reason.
+        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let message = match response.json::<ErrorBody>().await {
+            Ok(body) => format!("node {}: {}", info.name, body.error),
+            Err(_) => format!("node {} answered {status}", info.name),
+        };
+        return Err(ApiError::new(code, message));
+    }
+    let stream = response.bytes_stream().map_err(std::io::Error::other);
+    Ok(text_stream(Body::from_stream(stream)))
+}
+
+/// The address to reach a node's API at. A node bound to `0.0.0.0` or `::`
+/// is reached on the host of its peer address.
+fn reachable_api_addr(info: &NodeInfo) -> Option<SocketAddr> {
+    let mut api: SocketAddr = info.api_addr.parse().ok()?;
+    if api.ip().is_unspecified() {
+        let peer: SocketAddr = info.peer_addr.parse().ok()?;
+        api.set_ip(peer.ip());
+    }
+    Some(api)
+}
+
+fn text_stream(body: Body) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,143 @@
+//! The HTTP API (axum) a peer serves on `--api`: what the CLI verbs talk to.
+//!
+//! Everything is under `/api/v1` and speaks JSON (manifests may be posted as
+//! YAML or JSON text); every error is `{"error": "...", "status": N}` with a
+//! message a person can act on (see [`error`]). Writes go through the
+//! [`PeerHandle`] to the task owning the peer core and then spread to the
+//! whole cluster; reads are computed from one [`Snapshot`](crate::shell::handle::Snapshot),
+//! so any peer answers for the whole cluster as it currently sees it.
+//!
+//! - [`error`]: the error type and its JSON body.
+//! - [`models`]: the JSON shapes (shared with the CLI).
+//! - `views`: snapshot → models, and the counting rules `get` shows.
+//! - `rcs`: apply, list, describe, scale, rolling-update, delete.
+//! - `reads`: nodes, pods, health.
+//! - `logs`: a pod's output, from the local engine or proxied to its node.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/v1/rcs` | apply manifest text (YAML multi-doc or JSON) |
+//! | `GET /api/v1/rcs`, `GET /api/v1/rcs/{name}` | list, describe |
+//! | `PUT /api/v1/rcs/{name}/scale` | `{"replicas": N}` |
+//! | `POST /api/v1/rcs/{name}/rolling-update` | `{"image": I, "container": C?}` |
+//! | `DELETE /api/v1/rcs/{name}` | delete |
+//! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
+//! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
+//! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
+//! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
+//!
+//! With a token set, every request needs `Authorization: Bearer <token>`.
+
+pub mod error;
+pub mod models;
+pub mod views;
+
+mod logs;
+mod rcs;
+mod reads;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use shoal_runtime::docker::DockerRuntime;
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::shell::handle::PeerHandle;
+
+/// Largest request body accepted (a manifest): bigger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Header set on a request one peer forwards to another (logs), so the
+/// receiver answers itself instead of forwarding again.
+pub const FORWARDED_HEADER: &str = "x-shoal-forwarded";
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The task that owns the peer core.
+    pub handle: PeerHandle,
+    /// This node's container engine, for the logs of pods it runs; `None`
+    /// on a peer without one (its pods' logs then answer 503).
+    pub runtime: Option<Arc<DockerRuntime>>,
+    /// Required bearer token; `None` accepts every request (loopback binds).
+    pub token: Option<String>,
+}
+
+/// The whole API, ready for `axum::serve`.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/rcs", post(rcs::apply).get(rcs::list))
+        .route("/rcs/{name}", get(rcs::describe).delete(rcs::delete))
+        .route("/rcs/{name}/scale", put(rcs::scale))
+        .route("/rcs/{name}/rolling-update", post(rcs::rolling_update))
+        .route("/nodes", get(reads::nodes))
+        .route("/nodes/{name}", get(reads::node))
+        .route("/pods", get(reads::pods))
+        .route("/pods/{name}", get(reads::pod))
+        .route("/pods/{name}/logs", get(logs::logs))
+        .route("/healthz", get(reads::healthz));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(reads::healthz))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn unknown_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no API route {}; routes live under /api/v1 (rcs, nodes, pods, healthz)",
+        uri.path()
+    ))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// Refuses any request without the right `Authorization: Bearer` token.
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Some(expected) = state.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same_secret(token.trim(), expected) => next.run(request).await,
+        Some(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong API token; use the token `shoal up` printed (--token or SHOAL_TOKEN)",
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this API needs a token: send `Authorization: Bearer <token>` (CLI: --token or SHOAL_TOKEN)",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// tell an attacker how much of a guess was right.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+    diff == 0
+}

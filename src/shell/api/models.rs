@@ -1,0 +1,186 @@
+//! The JSON the API speaks. These shapes are a promise to scripts and to the
+//! CLI (which deserializes them): add fields, never rename or remove one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of one RC in a `POST /rcs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedJson {
+    pub name: String,
+    /// kubectl's word: created, configured, unchanged.
+    pub outcome: String,
+}
+
+/// Response of `POST /rcs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    pub applied: Vec<AppliedJson>,
+    /// Harmless findings (ignored fields, renamed ids), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Response of scale, rolling-update and delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    pub name: String,
+    pub outcome: String,
+}
+
+/// Body of `PUT /rcs/{name}/scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+/// Body of `POST /rcs/{name}/rolling-update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingUpdateRequest {
+    pub image: String,
+    /// Container to change; the first one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// One row of `GET /nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeJson {
+    pub name: String,
+    /// Node id, 16 hex digits.
+    pub id: String,
+    /// Peer (QUIC) address.
+    pub address: String,
+    /// Address of the node's HTTP API.
+    pub api_address: String,
+    /// In this peer's SWIM view: Alive, Suspect, Down, or Unknown (never seen by SWIM).
+    pub state: String,
+    /// The node's container engine is reachable (placement skips it otherwise).
+    pub ready: bool,
+    /// Pods the node reports.
+    pub pods: usize,
+    pub labels: BTreeMap<String, String>,
+    /// Allocatable CPU, Kubernetes quantity (`2`, `500m`).
+    pub cpu: String,
+    /// Allocatable memory, Kubernetes quantity (`4Gi`).
+    pub memory: String,
+}
+
+/// `GET /nodes/{name}`: the row plus everything `describe node` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub node: NodeJson,
+    pub capacity_cpu: String,
+    pub capacity_memory: String,
+    pub runtime_error: Option<String>,
+    pub version: String,
+    /// Pods the node reports, in name order.
+    pub pod_list: Vec<PodJson>,
+}
+
+/// One row of `GET /rcs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcJson {
+    pub name: String,
+    /// Declared count.
+    pub replicas: u32,
+    /// Pods of the RC in phase Running, reported by nodes alive in this peer's view.
+    pub running: u32,
+    /// Of those, the ones passing their readiness probe.
+    pub ready: u32,
+    /// The first container's image.
+    pub image: String,
+    pub selector: BTreeMap<String, String>,
+}
+
+/// A template the RC ran before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionJson {
+    /// When it was replaced, ms since the UNIX epoch (writer's clock).
+    pub replaced_at_ms: u64,
+    pub template_hash: String,
+    pub images: Vec<String>,
+}
+
+/// A replica placement could not put anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnplacedJson {
+    pub pod: String,
+    pub reason: String,
+}
+
+/// `GET /rcs/{name}`: spec and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcDetail {
+    #[serde(flatten)]
+    pub rc: RcJson,
+    /// Hash of the current template: pods carrying it run the latest version.
+    pub template_hash: String,
+    /// Running and ready pods on the current template (alive nodes only):
+    /// a rolling update is done when this equals `replicas` and `pods` holds
+    /// no other pod.
+    pub updated_ready: u32,
+    /// Pods of the RC on any template, from nodes alive in this view.
+    pub total_pods: u32,
+    /// `container=image`, in template order.
+    pub images: Vec<String>,
+    /// Rollout history, newest first.
+    pub history: Vec<RevisionJson>,
+    pub unplaced: Vec<UnplacedJson>,
+    pub pods: Vec<PodJson>,
+    /// The normalized spec as a v1 ReplicationController.
+    pub spec: serde_json::Value,
+}
+
+/// One published port of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortJson {
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: String,
+}
+
+impl std::fmt::Display for PortJson {
+    /// `8080->80/tcp`, as `docker ps` shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}->{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+/// One row of `GET /pods`: a pod as the node running it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodJson {
+    /// `rc-index`, what `logs` takes.
+    pub name: String,
+    pub rc: String,
+    /// Name of the reporting node.
+    pub node: String,
+    /// Host part of the reporting node's peer address: where `ports` are published.
+    pub ip: String,
+    pub image: String,
+    /// Running, Pending, CrashLoopBackOff, ...; `Unknown` when the reporting
+    /// node is not alive in this peer's view (its report may be stale).
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: u32,
+    pub ports: Vec<PortJson>,
+    pub last_error: Option<String>,
+    pub template_hash: String,
+    /// Runs the RC's current template (false during a rollout, or for pods of a deleted RC).
+    pub current: bool,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub node: String,
+    pub id: String,
+    pub cluster: String,
+    pub members: usize,
+}

@@ -1,0 +1,286 @@
+//! Snapshot → JSON models: what `get` and `describe` show, computed from one
+//! consistent [`Snapshot`] of this peer.
+//!
+//! Counting rule (documented for users): an RC's `running` is the number of
+//! its pods in phase Running reported by nodes that SWIM counts in (alive or
+//! suspect) in this peer's view; `ready` is those of them passing readiness.
+//! A node that is down, or unknown to SWIM, keeps its last report in the
+//! observed state, but its pods are shown with phase `Unknown` and not counted.
+
+use shoal_crdt_state::manifest::render::{self, format_cpu, format_memory};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::NodeRecord;
+use shoal_crdt_state::pod::{PodPhase, PodStatus};
+use shoal_crdt_state::spec::RcSpec;
+use shoal_gossip::MemberState;
+
+use super::models::{
+    NodeDetail, NodeJson, PodJson, PortJson, RcDetail, RcJson, RevisionJson, UnplacedJson,
+};
+use crate::shell::handle::Snapshot;
+
+/// SWIM's word for `node` in this view: Alive, Suspect, Down or Unknown.
+/// A node with several identities (restarts) takes its most alive one.
+pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
+    let mut best: Option<MemberState> = None;
+    for entry in snapshot.members.get(node) {
+        best = Some(match (best, entry.state) {
+            (_, MemberState::Alive) | (Some(MemberState::Alive), _) => MemberState::Alive,
+            (_, MemberState::Suspect) | (Some(MemberState::Suspect), _) => MemberState::Suspect,
+            _ => MemberState::Down,
+        });
+    }
+    match best {
+        Some(MemberState::Alive) => "Alive",
+        Some(MemberState::Suspect) => "Suspect",
+        Some(MemberState::Down) => "Down",
+        None => "Unknown",
+    }
+}
+
+/// True when the node's reports count (alive or suspect in SWIM's view).
+pub fn node_active(snapshot: &Snapshot, node: NodeId) -> bool {
+    matches!(node_state(snapshot, node), "Alive" | "Suspect")
+}
+
+pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJson {
+    let info = &record.info;
+    NodeJson {
+        name: info.name.clone(),
+        id: id.to_string(),
+        address: info.peer_addr.clone(),
+        api_address: info.api_addr.clone(),
+        state: node_state(snapshot, id).to_owned(),
+        ready: info.runtime_healthy,
+        pods: record.pods.len(),
+        labels: info.labels.clone(),
+        cpu: format_cpu(info.allocatable.cpu_millis),
+        memory: format_memory(info.allocatable.memory_bytes),
+    }
+}
+
+/// Every node that has published a record, in name order.
+pub fn nodes(snapshot: &Snapshot) -> Vec<NodeJson> {
+    let mut rows: Vec<NodeJson> = snapshot
+        .state
+        .observed
+        .nodes()
+        .map(|(id, record)| node_json(snapshot, id, record))
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    rows
+}
+
+/// The node called `name` (its `--name`, or its 16-digit id).
+pub fn find_node<'a>(snapshot: &'a Snapshot, name: &str) -> Option<(NodeId, &'a NodeRecord)> {
+    let observed = &snapshot.state.observed;
+    observed
+        .nodes()
+        .find(|(_, r)| r.info.name == name)
+        .or_else(|| observed.nodes().find(|(id, _)| id.to_string() == name))
+}
+
+pub fn node_detail(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeDetail {
+    let info = &record.info;
+    NodeDetail {
+        node: node_json(snapshot, id, record),
+        capacity_cpu: format_cpu(info.capacity.cpu_millis),
+        capacity_memory: format_memory(info.capacity.memory_bytes),
+        runtime_error: info.runtime_error.clone(),
+        version: info.version.clone(),
+        pod_list: record
+            .pods
+            .iter()
+            .map(|p| pod_json(snapshot, id, record, p))
+            .collect(),
+    }
+}
+
+pub fn pod_json(
+    snapshot: &Snapshot,
+    node: NodeId,
+    record: &NodeRecord,
+    pod: &PodStatus,
+) -> PodJson {
+    let current = snapshot
+        .state
+        .desired
+        .get(&pod.id.rc)
+        .is_some_and(|rc| rc.template().hash() == pod.template_hash);
+    let phase = if node_active(snapshot, node) {
+        pod.phase.as_str()
+    } else {
+        "Unknown"
+    };
+    PodJson {
+        name: pod.id.to_string(),
+        rc: pod.id.rc.clone(),
+        node: record.info.name.clone(),
+        ip: host_of(&record.info.peer_addr),
+        image: pod.image.clone(),
+        phase: phase.to_owned(),
+        ready: pod.ready,
+        restarts: pod.restarts,
+        ports: pod
+            .ports
+            .iter()
+            .map(|p| PortJson {
+                container_port: p.container_port,
+                host_port: p.host_port,
+                protocol: p.protocol.as_str().to_owned(),
+            })
+            .collect(),
+        last_error: pod.last_error.clone(),
+        template_hash: pod.template_hash.to_string(),
+        current,
+    }
+}
+
+/// `127.0.0.1:7946` → `127.0.0.1`, `[::1]:7946` → `::1`.
+fn host_of(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(sock) => sock.ip().to_string(),
+        Err(_) => addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_owned(),
+    }
+}
+
+/// Every reported pod (optionally of one RC), by name then node.
+pub fn pods(snapshot: &Snapshot, rc: Option<&str>) -> Vec<PodJson> {
+    let mut rows: Vec<PodJson> = snapshot
+        .state
+        .observed
+        .nodes()
+        .flat_map(|(id, record)| {
+            record
+                .pods
+                .iter()
+                .filter(|p| rc.is_none_or(|rc| p.id.rc == rc))
+                .map(move |p| pod_json(snapshot, id, record, p))
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        pod_order(&a.name)
+            .cmp(&pod_order(&b.name))
+            .then(a.node.cmp(&b.node))
+    });
+    rows
+}
+
+/// Sorts `hello-2` before `hello-10`.
+fn pod_order(name: &str) -> (&str, u32) {
+    match name.rsplit_once('-') {
+        Some((rc, i)) => (rc, i.parse().unwrap_or(u32::MAX)),
+        None => (name, 0),
+    }
+}
+
+/// Pods of `rc` reported by active nodes.
+fn active_pods<'a>(
+    snapshot: &'a Snapshot,
+    rc: &'a str,
+) -> impl Iterator<Item = &'a PodStatus> + 'a {
+    snapshot
+        .state
+        .observed
+        .pods()
+        .filter(move |(node, p)| p.id.rc == rc && node_active(snapshot, *node))
+        .map(|(_, p)| p)
+}
+
+pub fn rc_json(snapshot: &Snapshot, spec: &RcSpec) -> RcJson {
+    let (mut running, mut ready) = (0, 0);
+    for pod in active_pods(snapshot, &spec.name) {
+        if pod.phase == PodPhase::Running {
+            running += 1;
+            if pod.ready {
+                ready += 1;
+            }
+        }
+    }
+    RcJson {
+        name: spec.name.clone(),
+        replicas: spec.replicas,
+        running,
+        ready,
+        image: spec.template.primary_image().to_owned(),
+        selector: spec.selector.clone(),
+    }
+}
+
+/// The live RC called `name`, read from the desired state itself (not
+/// `Snapshot::rcs`, which the core refreshes only at its next reconcile), so
+/// a read right after a write sees it.
+pub fn rc_spec(snapshot: &Snapshot, name: &str) -> Option<RcSpec> {
+    snapshot.state.desired.get(name).map(|rc| rc.to_spec())
+}
+
+/// Every live RC, in name order.
+pub fn rcs(snapshot: &Snapshot) -> Vec<RcJson> {
+    snapshot
+        .state
+        .desired
+        .live_rcs()
+        .map(|rc| rc_json(snapshot, &rc.to_spec()))
+        .collect()
+}
+
+pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
+    let hash = spec.template.hash();
+    let mut updated_ready = 0;
+    let mut total_pods = 0;
+    for pod in active_pods(snapshot, &spec.name) {
+        total_pods += 1;
+        if pod.template_hash == hash && pod.phase == PodPhase::Running && pod.ready {
+            updated_ready += 1;
+        }
+    }
+    let history = snapshot
+        .state
+        .desired
+        .get(&spec.name)
+        .map(|view| {
+            view.history()
+                .iter()
+                .map(|rev| RevisionJson {
+                    replaced_at_ms: rev.stamp.physical_ms,
+                    template_hash: rev.template.hash().to_string(),
+                    images: rev
+                        .template
+                        .containers
+                        .iter()
+                        .map(|c| format!("{}={}", c.name, c.image))
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let prefix = format!("{}-", spec.name);
+    let unplaced = snapshot
+        .unplaced
+        .iter()
+        .filter(|(pod, _)| {
+            pod.strip_prefix(&prefix)
+                .is_some_and(|i| i.parse::<u32>().is_ok())
+        })
+        .map(|(pod, reason)| UnplacedJson {
+            pod: pod.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    RcDetail {
+        rc: rc_json(snapshot, spec),
+        template_hash: hash.to_string(),
+        updated_ready,
+        total_pods,
+        images: spec
+            .template
+            .containers
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.image))
+            .collect(),
+        history,
+        unplaced,
+        pods: pods(snapshot, Some(&spec.name)),
+        spec: serde_json::to_value(render::to_v1(spec)).unwrap_or(serde_json::Value::Null),
+    }
+}
