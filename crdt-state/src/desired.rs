@@ -271,10 +271,17 @@ impl DesiredState {
         let current = self.rcs.get(&spec.name);
         let body = RcBody::of(spec);
         let mut write = RcRecord::default();
-        if current
-            .and_then(|r| r.body.as_ref())
-            .is_none_or(|reg| reg.val != body)
-        {
+        let current_body = current.and_then(|r| r.body.as_ref());
+        if current_body.is_none_or(|reg| reg.val != body) {
+            // The overwritten body becomes history here and at every receiver;
+            // shipping it lets a receiver that never saw it record it too.
+            write.history = current_body
+                .map(|reg| Revision {
+                    stamp: reg.marker,
+                    template: reg.val.template.clone(),
+                })
+                .into_iter()
+                .collect();
             write.body = Some(register::write(body, stamp));
         }
         if current

@@ -255,3 +255,27 @@ fn tombstones_older_than_the_horizon_are_collected() {
     let names: Vec<&str> = s.records().map(|(n, _)| n).collect();
     assert_eq!(names, ["kept", "new"]);
 }
+
+#[test]
+fn reapplying_a_changed_image_records_the_old_template_even_at_late_joiners() {
+    let mut a = DesiredState::new();
+    a.apply(&spec("web", "nginx:1.25", 2), stamp(100, 1));
+    let update = a.apply(&spec("web", "nginx:1.27", 2), stamp(200, 1));
+    // A peer that missed the creation and only got the update's delta.
+    let mut late = DesiredState::new();
+    late.merge_delta(update);
+    for peer in [&a, &late] {
+        let history: Vec<&str> = peer
+            .record("web")
+            .unwrap()
+            .history
+            .iter()
+            .map(|r| r.template.primary_image())
+            .collect();
+        assert_eq!(history, ["nginx:1.25"]);
+    }
+    assert_eq!(
+        a.record("web").unwrap().history,
+        late.record("web").unwrap().history
+    );
+}
