@@ -1,0 +1,190 @@
+//! Placement benchmark: time of one full assignment, and disruption when one
+//! node joins or leaves. Prints a Markdown section for BENCHMARKS.md.
+//!
+//! `cargo run --release -p shoal --example bench_placement`
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use shoal::placement::{NodeCandidate, assign, ideal_moves, moved};
+use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::spec::{
+    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, UpdateStrategy,
+};
+
+const RCS: usize = 1_000;
+const REPLICAS: u32 = 10;
+const TIMING_RUNS: usize = 7;
+
+/// splitmix64: node ids drawn from a seed, so every run measures the same clusters.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn node(id: u64) -> NodeCandidate {
+    let big = Resources {
+        cpu_millis: 64_000,
+        memory_bytes: 256 << 30,
+    };
+    NodeCandidate {
+        info: NodeInfo {
+            name: format!("n{id:x}"),
+            peer_addr: String::new(),
+            api_addr: String::new(),
+            capacity: big,
+            allocatable: big,
+            labels: BTreeMap::new(),
+            runtime_healthy: true,
+            runtime_error: None,
+            version: String::new(),
+        },
+        alive: true,
+    }
+}
+
+fn nodes(count: usize, seed: u64) -> BTreeMap<NodeId, NodeCandidate> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            let id = splitmix(&mut state);
+            (NodeId(id), node(id))
+        })
+        .collect()
+}
+
+fn rcs() -> BTreeMap<String, RcSpec> {
+    (0..RCS)
+        .map(|i| {
+            let name = format!("app-{i:04}");
+            let spec = RcSpec {
+                name: name.clone(),
+                replicas: REPLICAS,
+                selector: BTreeMap::from([("app".into(), name.clone())]),
+                template: PodTemplate {
+                    labels: BTreeMap::from([("app".into(), name.clone())]),
+                    containers: vec![ContainerSpec {
+                        name: "main".into(),
+                        image: "busybox:local".into(),
+                        command: vec![],
+                        args: vec![],
+                        env: vec![],
+                        ports: vec![],
+                        resources: Resources {
+                            cpu_millis: 100,
+                            memory_bytes: 64 << 20,
+                        },
+                        readiness_probe: None,
+                    }],
+                    node_selector: BTreeMap::new(),
+                    restart_policy: RestartPolicy::Always,
+                    termination_grace_period_secs: 10,
+                },
+                update_strategy: UpdateStrategy::default(),
+                partition_policy: PartitionPolicy::default(),
+            };
+            (name, spec)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Disruption {
+    join: f64,
+    leave: f64,
+    join_moved: f64,
+    join_ideal: f64,
+}
+
+/// Average over seeds of moved / ideal when one node joins and when one leaves.
+fn disruption(node_count: usize, seeds: u64, rcs: &BTreeMap<String, RcSpec>) -> Disruption {
+    let (mut join, mut leave, mut jm, mut ji) = (0.0, 0.0, 0.0, 0.0);
+    for seed in 0..seeds {
+        let base = nodes(node_count, seed);
+        let before = assign(rcs, &base);
+        let mut grown = base.clone();
+        let mut state = seed ^ 0xA5A5_A5A5;
+        let extra = splitmix(&mut state);
+        grown.insert(NodeId(extra), node(extra));
+        let after_join = assign(rcs, &grown);
+        let (m, i) = (
+            moved(&before, &after_join),
+            ideal_moves(&before, &after_join),
+        );
+        join += m as f64 / i.max(1) as f64;
+        jm += m as f64;
+        ji += i as f64;
+        let mut shrunk = base.clone();
+        let victim = *shrunk
+            .keys()
+            .nth((splitmix(&mut state) as usize) % node_count)
+            .unwrap();
+        shrunk.remove(&victim);
+        let after_leave = assign(rcs, &shrunk);
+        let (m, i) = (
+            moved(&before, &after_leave),
+            ideal_moves(&before, &after_leave),
+        );
+        leave += m as f64 / i.max(1) as f64;
+    }
+    let n = seeds as f64;
+    Disruption {
+        join: join / n,
+        leave: leave / n,
+        join_moved: jm / n,
+        join_ideal: ji / n,
+    }
+}
+
+fn main() {
+    let rcs = rcs();
+    let mut rows = Vec::new();
+    for (node_count, seeds) in [(100usize, 10u64), (1_000, 4)] {
+        let cluster = nodes(node_count, 42);
+        let mut times = Vec::new();
+        let mut max_load = 0;
+        for _ in 0..TIMING_RUNS {
+            let start = Instant::now();
+            let a = assign(&rcs, &cluster);
+            times.push(start.elapsed());
+            max_load = a.max_load();
+            assert_eq!(
+                a.placed(),
+                RCS * REPLICAS as usize,
+                "bench cluster must fit everything"
+            );
+        }
+        let d = disruption(node_count, seeds, &rcs);
+        rows.push((node_count, median(times), max_load, d, seeds));
+    }
+
+    println!("### Placement\n");
+    println!(
+        "One full assignment of {RCS} RCs × {REPLICAS} replicas (median of {TIMING_RUNS} runs), \
+         and disruption when one node joins or leaves (moved / ideal, mean over seeds).\n"
+    );
+    println!(
+        "| nodes | replicas | assign (median) | max load (mean) | join moved / ideal | join moved_ratio | leave moved_ratio | seeds |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (n, t, max_load, d, seeds) in rows {
+        let total = RCS * REPLICAS as usize;
+        println!(
+            "| {n} | {total} | {:.1} ms | {max_load} ({:.1}) | {:.1} / {:.1} | {:.3} | {:.3} | {seeds} |",
+            t.as_secs_f64() * 1e3,
+            total as f64 / n as f64,
+            d.join_moved,
+            d.join_ideal,
+            d.join,
+            d.leave
+        );
+    }
+    println!("\nCommand: `cargo run --release -p shoal --example bench_placement`");
+}

@@ -1,0 +1,252 @@
+//! What this node runs or is starting: the reconciler's own bookkeeping.
+//!
+//! Fed by the runtime's observations ([`LocalPods::handle_observation`]) and,
+//! once at start-up, by the pods found on the engine ([`LocalPods::adopt`]).
+//! [`super::plan`] reads it and records the actions it issues, so calling
+//! `plan` again before the runtime answers never issues an action twice.
+
+use std::collections::BTreeMap;
+
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus, PublishedPort};
+use shoal_crdt_state::spec::TemplateHash;
+use shoal_runtime::vocabulary::{ExistingPod, PodEvent, PodObservation};
+
+/// Where a local pod is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalState {
+    /// Start issued (or containers created), not yet running.
+    Starting,
+    Running,
+    /// Down: exited, or failed to start. Restarted per policy and back-off.
+    Exited,
+    /// Stop issued; the entry goes away when the runtime reports `Removed`.
+    Stopping,
+}
+
+/// Why the last run ended: decides `OnFailure` restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Exit code 0.
+    Succeeded,
+    /// Non-zero exit or OOM kill.
+    Failed,
+    /// Image missing or the engine refused to create/start: always retried.
+    StartFailed,
+}
+
+/// One pod this node runs, started, or is stopping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPod {
+    /// Template version the pod runs (or is starting with).
+    pub template_hash: TemplateHash,
+    pub state: LocalState,
+    /// Last readiness the runtime reported; false whenever not running.
+    pub ready: bool,
+    /// Restarts issued for this replica on this node (shown by `get pods`).
+    pub restarts: u32,
+    /// Exits since the pod last stayed up for the back-off's `reset_after`.
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    /// How the last run ended, while `state` is `Exited`.
+    pub last_exit: Option<ExitKind>,
+    /// When it last reached running (to forgive a pod that stayed up).
+    pub running_since: Option<u64>,
+    pub exited_at: Option<u64>,
+    /// Back-off expiry, set by `plan` when it decides to restart.
+    pub next_restart_at: Option<u64>,
+    /// When placement first gave this replica to another node (handover clock).
+    pub moved_away_at: Option<u64>,
+    /// Grace period of the template it was started with, if known.
+    pub grace_secs: Option<u32>,
+    /// Host ports the runtime bound.
+    pub ports: Vec<PublishedPort>,
+}
+
+impl LocalPod {
+    pub(super) fn starting(template_hash: TemplateHash, grace_secs: u32) -> Self {
+        LocalPod {
+            template_hash,
+            state: LocalState::Starting,
+            ready: false,
+            restarts: 0,
+            consecutive_failures: 0,
+            last_error: None,
+            last_exit: None,
+            running_since: None,
+            exited_at: None,
+            next_restart_at: None,
+            moved_away_at: None,
+            grace_secs: Some(grace_secs),
+            ports: Vec::new(),
+        }
+    }
+
+    /// Running and ready: counts as available.
+    pub fn available(&self) -> bool {
+        self.state == LocalState::Running && self.ready
+    }
+
+    /// The status this node reports for the pod.
+    pub fn status(&self, id: &PodId, image: &str) -> PodStatus {
+        let phase = match (self.state, self.last_exit) {
+            (LocalState::Starting, _) => PodPhase::Pending,
+            (LocalState::Running, _) => PodPhase::Running,
+            (LocalState::Stopping, _) => PodPhase::Terminating,
+            (LocalState::Exited, _) if self.next_restart_at.is_some() => PodPhase::BackOff,
+            (LocalState::Exited, Some(ExitKind::Succeeded)) => PodPhase::Succeeded,
+            (LocalState::Exited, _) => PodPhase::Failed,
+        };
+        PodStatus {
+            id: id.clone(),
+            template_hash: self.template_hash,
+            image: image.to_owned(),
+            phase,
+            ready: self.available(),
+            restarts: self.restarts,
+            last_error: self.last_error.clone(),
+            ports: self.ports.clone(),
+        }
+    }
+}
+
+/// Every pod of this node, by replica, plus strays to stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalPods {
+    pods: BTreeMap<PodId, LocalPod>,
+    /// Pods found on the engine that duplicate a tracked replica (a second
+    /// template of the same replica): `plan` stops them.
+    pub(super) strays: Vec<(PodId, TemplateHash)>,
+}
+
+impl LocalPods {
+    pub fn new() -> Self {
+        LocalPods::default()
+    }
+
+    pub fn get(&self, pod: &PodId) -> Option<&LocalPod> {
+        self.pods.get(pod)
+    }
+
+    pub(super) fn get_mut(&mut self, pod: &PodId) -> Option<&mut LocalPod> {
+        self.pods.get_mut(pod)
+    }
+
+    pub(super) fn insert(&mut self, pod: PodId, local: LocalPod) {
+        self.pods.insert(pod, local);
+    }
+
+    /// Every local pod in `PodId` order.
+    pub fn iter(&self) -> impl Iterator<Item = (&PodId, &LocalPod)> + '_ {
+        self.pods.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    /// Take over the pods found on the engine at start-up (listed by Shoal's
+    /// labels). A replica already tracked, or listed twice, is never started
+    /// again: the first copy is kept and any other template of it is queued
+    /// for a stop. Readiness starts false until the runtime re-probes.
+    pub fn adopt(&mut self, existing: &[ExistingPod]) {
+        for e in existing {
+            match self.pods.get(&e.pod) {
+                Some(known) if known.template_hash == e.template_hash => {}
+                Some(_) => self.strays.push((e.pod.clone(), e.template_hash)),
+                None => {
+                    let mut local = LocalPod::starting(e.template_hash, 0);
+                    local.grace_secs = None;
+                    local.ports = e.ports.clone();
+                    local.state = if e.running {
+                        LocalState::Running
+                    } else {
+                        local.last_exit = Some(ExitKind::Failed);
+                        LocalState::Exited
+                    };
+                    self.pods.insert(e.pod.clone(), local);
+                }
+            }
+        }
+    }
+
+    /// Record what the runtime saw. Observations about another template of
+    /// a tracked replica are stale (that pod was stopped) and ignored; a pod
+    /// the node did not know about is taken over, as in [`Self::adopt`].
+    pub fn handle_observation(&mut self, now: u64, obs: &PodObservation) {
+        let Some(local) = self.pods.get_mut(&obs.pod) else {
+            self.observe_unknown(now, obs);
+            return;
+        };
+        if local.template_hash != obs.template_hash {
+            return;
+        }
+        match &obs.event {
+            PodEvent::Removed => {
+                self.pods.remove(&obs.pod);
+            }
+            _ if local.state == LocalState::Stopping => {}
+            PodEvent::Created => local.state = LocalState::Starting,
+            PodEvent::Running { ports } => {
+                local.state = LocalState::Running;
+                local.ports = ports.clone();
+                local.running_since = Some(now);
+                local.exited_at = None;
+                local.next_restart_at = None;
+                local.last_exit = None;
+            }
+            PodEvent::Ready(ready) => {
+                local.ready = *ready && local.state == LocalState::Running;
+            }
+            PodEvent::Exited { code, oom_killed } => {
+                let (kind, error) = match (*code, *oom_killed) {
+                    (_, true) => (ExitKind::Failed, format!("OOMKilled (exit code {code})")),
+                    (0, false) => (ExitKind::Succeeded, "exited with code 0".to_owned()),
+                    (c, false) => (ExitKind::Failed, format!("exited with code {c}")),
+                };
+                record_down(local, now, kind, error);
+            }
+            PodEvent::ImageError(msg) => {
+                record_down(local, now, ExitKind::StartFailed, format!("image: {msg}"));
+            }
+            PodEvent::StartError(msg) => {
+                record_down(local, now, ExitKind::StartFailed, format!("start: {msg}"));
+            }
+        }
+    }
+
+    fn observe_unknown(&mut self, now: u64, obs: &PodObservation) {
+        let state = match &obs.event {
+            PodEvent::Removed | PodEvent::Ready(_) => return,
+            PodEvent::Created => LocalState::Starting,
+            PodEvent::Running { .. } => LocalState::Running,
+            PodEvent::Exited { .. } | PodEvent::ImageError(_) | PodEvent::StartError(_) => {
+                LocalState::Exited
+            }
+        };
+        let mut local = LocalPod::starting(obs.template_hash, 0);
+        local.grace_secs = None;
+        self.pods.insert(obs.pod.clone(), local);
+        if state != LocalState::Starting {
+            // Replays the event on the fresh entry so exits are counted alike.
+            self.handle_observation(now, obs);
+        }
+    }
+}
+
+/// The pod went down: count the failure (forgiving a long run first).
+fn record_down(local: &mut LocalPod, now: u64, kind: ExitKind, error: String) {
+    if local.state == LocalState::Exited {
+        return;
+    }
+    local.state = LocalState::Exited;
+    local.ready = false;
+    local.exited_at = Some(now);
+    local.last_exit = Some(kind);
+    local.last_error = Some(error);
+    local.consecutive_failures = local.consecutive_failures.saturating_add(1);
+    local.next_restart_at = None;
+}

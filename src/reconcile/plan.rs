@@ -1,0 +1,282 @@
+//! `plan`: from the assignment and what runs, the container actions of this node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
+use shoal_crdt_state::spec::{PartitionPolicy, RcSpec, RestartPolicy, TemplateHash};
+use shoal_runtime::backoff::RestartBackoff;
+use shoal_runtime::vocabulary::PodAction;
+
+use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
+use super::rollout::{PodView, RcView, may_replace};
+use crate::placement::Assignment;
+
+/// Knobs of the reconciler, plus the one membership fact it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcilePolicy {
+    pub backoff: RestartBackoff,
+    /// A replica that moved to another node is stopped here after this long
+    /// even if its new owner never reports it running (owner gone, or stuck).
+    pub handover_bound_ms: u64,
+    /// Grace for stopping a pod whose template is unknown (adopted, RC deleted).
+    pub default_grace_secs: u32,
+    /// This peer sees a majority of the last known members. Set on every
+    /// call from the member view; `AtMostDeclared` RCs start nothing without it.
+    pub sees_majority: bool,
+}
+
+impl Default for ReconcilePolicy {
+    fn default() -> Self {
+        ReconcilePolicy {
+            backoff: RestartBackoff::default(),
+            handover_bound_ms: 30_000,
+            default_grace_secs: 10,
+            sees_majority: true,
+        }
+    }
+}
+
+/// What to do now, and when to ask again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// In order: stops of strays, stops of replicas no longer declared
+    /// (highest index first), then the rest in `PodId` order.
+    pub actions: Vec<PodAction>,
+    /// Call `plan` again at this time (ms) even if nothing is observed: the
+    /// earliest back-off expiry or handover bound.
+    pub wake_at: Option<u64>,
+}
+
+/// This node's actions, given the assignment every peer computed and what
+/// every node reports. Pure: `now` is in milliseconds on the caller's clock.
+/// `local` is updated with the actions issued (starts become `Starting`,
+/// stops `Stopping`), so repeated calls do not repeat actions.
+///
+/// `cluster_pods` is what each node reports; this node's own entry is
+/// ignored in favour of `local`, which is never older.
+pub fn plan(
+    me: NodeId,
+    now: u64,
+    assignment: &Assignment,
+    rcs: &BTreeMap<String, RcSpec>,
+    cluster_pods: &BTreeMap<NodeId, Vec<PodStatus>>,
+    local: &mut LocalPods,
+    policy: &ReconcilePolicy,
+) -> Plan {
+    let mut out = Plan::default();
+    for (pod, template_hash) in std::mem::take(&mut local.strays) {
+        let grace = secs(policy.default_grace_secs);
+        out.actions.push(PodAction::Stop {
+            pod,
+            template_hash,
+            grace,
+        });
+    }
+
+    let mut pods: BTreeSet<PodId> = local.iter().map(|(p, _)| p.clone()).collect();
+    pods.extend(assignment.pods_for(me).cloned());
+
+    let mut undeclared: Vec<PodAction> = Vec::new();
+    let mut rest: Vec<PodAction> = Vec::new();
+    let mut views: BTreeMap<String, RcView> = BTreeMap::new();
+    let mut wake = |at: u64| out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+
+    for id in pods {
+        let rc = rcs.get(&id.rc).filter(|rc| id.index < rc.replicas);
+        let owner = assignment.owner(&id);
+        let Some(rc) = rc else {
+            // RC deleted or scaled below this index.
+            if let Some(stop) = stop(&id, local, None, policy) {
+                undeclared.push(stop);
+            }
+            continue;
+        };
+        let may_start =
+            policy.sees_majority || rc.partition_policy != PartitionPolicy::AtMostDeclared;
+        let current = rc.template.hash();
+        let Some(l) = local.get_mut(&id) else {
+            if owner == Some(me) && may_start {
+                rest.push(start(&id, rc, local, None));
+            }
+            continue;
+        };
+        if l.state == LocalState::Stopping {
+            continue;
+        }
+        match owner {
+            Some(other) if other != me => {
+                let since = *l.moved_away_at.get_or_insert(now);
+                let deadline = since.saturating_add(policy.handover_bound_ms);
+                if l.state == LocalState::Exited
+                    || successor_serves(cluster_pods.get(&other), &id, rc, current)
+                    || now >= deadline
+                {
+                    rest.extend(stop(&id, local, Some(rc), policy));
+                } else {
+                    wake(deadline);
+                }
+            }
+            _ => {
+                l.moved_away_at = None;
+                if l.state == LocalState::Exited {
+                    // Unplaced replicas that crashed stay down: no node fits them.
+                    if owner == Some(me) && may_start {
+                        match restart_due(l, now, rc.template.restart_policy, &policy.backoff) {
+                            Some(at) if at <= now => {
+                                let restarts = l.restarts.saturating_add(1);
+                                rest.push(start(&id, rc, local, Some(restarts)));
+                            }
+                            Some(at) => wake(at),
+                            None => {}
+                        }
+                    }
+                } else if l.template_hash != current && owner == Some(me) && may_start {
+                    let view = views
+                        .entry(id.rc.clone())
+                        .or_insert_with(|| rc_view(me, &id.rc, cluster_pods, local));
+                    if may_replace(rc, current, view, id.index) {
+                        rest.extend(stop(&id, local, Some(rc), policy));
+                        // Later replicas of this RC must see this one as down.
+                        views.remove(&id.rc);
+                    }
+                }
+            }
+        }
+    }
+
+    undeclared.sort_by(|a, b| {
+        let (a, b) = (a.pod(), b.pod());
+        a.rc.cmp(&b.rc).then(b.index.cmp(&a.index))
+    });
+    out.actions.extend(undeclared);
+    out.actions.extend(rest);
+    out
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+/// Issue a start of `rc`'s current template and record it. `restarts` is the
+/// new restart count when this replaces an exited pod of the same replica.
+fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) -> PodAction {
+    let template = rc.template.clone();
+    let mut fresh = LocalPod::starting(template.hash(), template.termination_grace_period_secs);
+    if let (Some(restarts), Some(old)) = (restarts, local.get(id)) {
+        fresh.restarts = restarts;
+        fresh.consecutive_failures = old.consecutive_failures;
+        fresh.last_error = old.last_error.clone();
+    }
+    local.insert(id.clone(), fresh);
+    PodAction::Start {
+        pod: id.clone(),
+        template,
+    }
+}
+
+/// Issue a stop of the local pod, unless it is already stopping.
+fn stop(
+    id: &PodId,
+    local: &mut LocalPods,
+    rc: Option<&RcSpec>,
+    policy: &ReconcilePolicy,
+) -> Option<PodAction> {
+    let l = local.get_mut(id)?;
+    if l.state == LocalState::Stopping {
+        return None;
+    }
+    l.state = LocalState::Stopping;
+    l.ready = false;
+    let grace = l
+        .grace_secs
+        .or(rc.map(|rc| rc.template.termination_grace_period_secs))
+        .unwrap_or(policy.default_grace_secs);
+    Some(PodAction::Stop {
+        pod: id.clone(),
+        template_hash: l.template_hash,
+        grace: secs(grace),
+    })
+}
+
+/// When the exited pod may start again, or `None` if its policy says never.
+/// Sets the back-off expiry once per exit, forgiving a pod that had stayed up.
+fn restart_due(
+    l: &mut LocalPod,
+    now: u64,
+    policy: RestartPolicy,
+    backoff: &RestartBackoff,
+) -> Option<u64> {
+    let allowed = match (policy, l.last_exit) {
+        (_, Some(ExitKind::StartFailed)) | (RestartPolicy::Always, _) => true,
+        (RestartPolicy::OnFailure, kind) => kind != Some(ExitKind::Succeeded),
+        (RestartPolicy::Never, _) => false,
+    };
+    if !allowed {
+        return None;
+    }
+    if let Some(at) = l.next_restart_at {
+        return Some(at);
+    }
+    let exited_at = l.exited_at.unwrap_or(now);
+    let reset_after = backoff.reset_after.as_millis() as u64;
+    if l.running_since
+        .is_some_and(|since| exited_at.saturating_sub(since) >= reset_after)
+    {
+        l.consecutive_failures = 1;
+    }
+    let delay = backoff.delay(l.consecutive_failures).as_millis() as u64;
+    let at = exited_at.saturating_add(delay);
+    l.next_restart_at = Some(at);
+    Some(at)
+}
+
+/// The new owner reports the replica running, and ready when readiness is
+/// known to matter (it runs a template with a probe, or one we cannot see).
+fn successor_serves(
+    reported: Option<&Vec<PodStatus>>,
+    id: &PodId,
+    rc: &RcSpec,
+    current: TemplateHash,
+) -> bool {
+    let probe_free = rc
+        .template
+        .containers
+        .iter()
+        .all(|c| c.readiness_probe.is_none());
+    reported.into_iter().flatten().any(|s| {
+        s.id == *id
+            && s.phase == PodPhase::Running
+            && (s.ready || (probe_free && s.template_hash == current))
+    })
+}
+
+/// Every pod of RC `name` in the cluster by replica: other nodes as they
+/// report, this node from its own bookkeeping.
+fn rc_view(
+    me: NodeId,
+    name: &str,
+    cluster_pods: &BTreeMap<NodeId, Vec<PodStatus>>,
+    local: &LocalPods,
+) -> RcView {
+    let mut view = RcView::new();
+    for (node, statuses) in cluster_pods {
+        if *node == me {
+            continue;
+        }
+        for s in statuses.iter().filter(|s| s.id.rc == name) {
+            view.entry(s.id.index).or_default().push(PodView {
+                template_hash: s.template_hash,
+                available: s.phase == PodPhase::Running && s.ready,
+            });
+        }
+    }
+    for (id, l) in local.iter().filter(|(id, _)| id.rc == name) {
+        view.entry(id.index).or_default().push(PodView {
+            template_hash: l.template_hash,
+            available: l.available(),
+        });
+    }
+    view
+}

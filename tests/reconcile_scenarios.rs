@@ -1,0 +1,592 @@
+//! Reconcile scenarios: one named situation per rule of `plan`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shoal::placement::Assignment;
+use shoal::reconcile::{LocalPods, LocalState, ReconcilePolicy, plan};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::pod::{PodId, PodStatus};
+use shoal_crdt_state::spec::{
+    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, UpdateStrategy,
+};
+use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
+
+const ME: NodeId = NodeId(1);
+const OTHER: NodeId = NodeId(2);
+
+fn rc(name: &str, replicas: u32, image: &str) -> RcSpec {
+    RcSpec {
+        name: name.into(),
+        replicas,
+        selector: BTreeMap::new(),
+        template: PodTemplate {
+            labels: BTreeMap::new(),
+            containers: vec![ContainerSpec {
+                name: "main".into(),
+                image: image.into(),
+                command: vec![],
+                args: vec![],
+                env: vec![],
+                ports: vec![],
+                resources: Resources::default(),
+                readiness_probe: None,
+            }],
+            node_selector: BTreeMap::new(),
+            restart_policy: RestartPolicy::Always,
+            termination_grace_period_secs: 5,
+        },
+        update_strategy: UpdateStrategy::default(),
+        partition_policy: PartitionPolicy::default(),
+    }
+}
+
+fn rcs(list: &[&RcSpec]) -> BTreeMap<String, RcSpec> {
+    list.iter()
+        .map(|r| (r.name.clone(), (*r).clone()))
+        .collect()
+}
+
+fn pod(rc: &str, index: u32) -> PodId {
+    PodId {
+        rc: rc.into(),
+        index,
+    }
+}
+
+fn owners(list: &[(&str, u32, NodeId)]) -> Assignment {
+    Assignment::from_owners(list.iter().map(|(r, i, n)| (pod(r, *i), *n)))
+}
+
+fn observe(local: &mut LocalPods, now: u64, spec: &RcSpec, index: u32, event: PodEvent) {
+    let obs = PodObservation {
+        pod: pod(&spec.name, index),
+        template_hash: spec.template.hash(),
+        event,
+    };
+    local.handle_observation(now, &obs);
+}
+
+/// Local pod `index` of `spec`, started and reported running and ready.
+fn running(local: &mut LocalPods, spec: &RcSpec, index: u32) {
+    local.adopt(&[ExistingPod {
+        pod: pod(&spec.name, index),
+        template_hash: spec.template.hash(),
+        running: true,
+        ports: vec![],
+    }]);
+    observe(local, 0, spec, index, PodEvent::Ready(true));
+}
+
+fn starts(actions: &[PodAction]) -> Vec<PodId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Start { pod, .. } => Some(pod.clone()),
+            PodAction::Stop { .. } => None,
+        })
+        .collect()
+}
+
+fn stops(actions: &[PodAction]) -> Vec<PodId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            PodAction::Stop { pod, .. } => Some(pod.clone()),
+            PodAction::Start { .. } => None,
+        })
+        .collect()
+}
+
+fn status(
+    spec: &RcSpec,
+    index: u32,
+    phase: shoal_crdt_state::pod::PodPhase,
+    ready: bool,
+) -> PodStatus {
+    PodStatus {
+        id: pod(&spec.name, index),
+        template_hash: spec.template.hash(),
+        image: spec.template.primary_image().into(),
+        phase,
+        ready,
+        restarts: 0,
+        last_error: None,
+        ports: vec![],
+    }
+}
+
+fn none() -> BTreeMap<NodeId, Vec<PodStatus>> {
+    BTreeMap::new()
+}
+
+#[test]
+fn replicas_assigned_here_are_started_once() {
+    let web = rc("web", 2, "web:1");
+    let a = owners(&[("web", 0, ME), ("web", 1, ME)]);
+    let mut local = LocalPods::new();
+    let p = plan(
+        ME,
+        0,
+        &a,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(starts(&p.actions), vec![pod("web", 0), pod("web", 1)]);
+    match &p.actions[0] {
+        PodAction::Start { template, .. } => assert_eq!(template, &web.template),
+        other => panic!("expected a start, got {other:?}"),
+    }
+    let again = plan(
+        ME,
+        10,
+        &a,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert!(
+        again.actions.is_empty(),
+        "a start in flight is not repeated"
+    );
+}
+
+#[test]
+fn handover_waits_for_the_successor_to_run_then_stops() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let a = owners(&[("web", 0, OTHER)]);
+    let policy = ReconcilePolicy::default();
+    let p = plan(ME, 1_000, &a, &rcs(&[&web]), &none(), &mut local, &policy);
+    assert!(p.actions.is_empty(), "no stop before the successor runs");
+    assert_eq!(p.wake_at, Some(31_000));
+
+    use shoal_crdt_state::pod::PodPhase;
+    let pending = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Pending, false)])]);
+    let p = plan(ME, 2_000, &a, &rcs(&[&web]), &pending, &mut local, &policy);
+    assert!(p.actions.is_empty());
+
+    let up = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, true)])]);
+    let p = plan(ME, 3_000, &a, &rcs(&[&web]), &up, &mut local, &policy);
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(
+        p.actions[0],
+        PodAction::Stop {
+            pod: pod("web", 0),
+            template_hash: web.template.hash(),
+            grace: Duration::from_secs(5),
+        }
+    );
+}
+
+#[test]
+fn handover_to_a_probed_pod_waits_for_readiness() {
+    use shoal_crdt_state::pod::PodPhase;
+    use shoal_crdt_state::spec::{Probe, ProbeAction};
+    let mut web = rc("web", 1, "web:1");
+    web.template.containers[0].readiness_probe = Some(Probe {
+        action: ProbeAction::TcpSocket { port: 80 },
+        initial_delay_secs: 0,
+        period_secs: 1,
+        timeout_secs: 1,
+        failure_threshold: 3,
+    });
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let a = owners(&[("web", 0, OTHER)]);
+    let policy = ReconcilePolicy::default();
+    let unready = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, false)])]);
+    assert!(
+        plan(ME, 0, &a, &rcs(&[&web]), &unready, &mut local, &policy)
+            .actions
+            .is_empty()
+    );
+    let ready = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, true)])]);
+    let p = plan(ME, 1, &a, &rcs(&[&web]), &ready, &mut local, &policy);
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+}
+
+#[test]
+fn handover_gives_up_waiting_after_the_bound() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let a = owners(&[("web", 0, OTHER)]);
+    let policy = ReconcilePolicy::default();
+    assert!(
+        plan(ME, 5_000, &a, &rcs(&[&web]), &none(), &mut local, &policy)
+            .actions
+            .is_empty()
+    );
+    let p = plan(ME, 34_999, &a, &rcs(&[&web]), &none(), &mut local, &policy);
+    assert!(p.actions.is_empty());
+    assert_eq!(p.wake_at, Some(35_000));
+    let p = plan(ME, 35_000, &a, &rcs(&[&web]), &none(), &mut local, &policy);
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+}
+
+#[test]
+fn replica_coming_back_resets_the_handover_clock() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let policy = ReconcilePolicy::default();
+    let away = owners(&[("web", 0, OTHER)]);
+    let home = owners(&[("web", 0, ME)]);
+    plan(ME, 0, &away, &rcs(&[&web]), &none(), &mut local, &policy);
+    plan(
+        ME,
+        10_000,
+        &home,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &policy,
+    );
+    let p = plan(
+        ME,
+        31_000,
+        &away,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert!(
+        p.actions.is_empty(),
+        "the bound counts from the latest move away"
+    );
+    assert_eq!(p.wake_at, Some(61_000));
+}
+
+#[test]
+fn scale_down_stops_the_highest_indices_first() {
+    let web5 = rc("web", 5, "web:1");
+    let mut local = LocalPods::new();
+    for i in 0..5 {
+        running(&mut local, &web5, i);
+    }
+    let web2 = rc("web", 2, "web:1");
+    let a = owners(&[("web", 0, ME), ("web", 1, ME)]);
+    let p = plan(
+        ME,
+        0,
+        &a,
+        &rcs(&[&web2]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(
+        stops(&p.actions),
+        vec![pod("web", 4), pod("web", 3), pod("web", 2)]
+    );
+    assert!(starts(&p.actions).is_empty());
+}
+
+#[test]
+fn deleted_rc_stops_every_pod_and_forgets_them_when_removed() {
+    let web = rc("web", 2, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    running(&mut local, &web, 1);
+    let p = plan(
+        ME,
+        0,
+        &Assignment::default(),
+        &BTreeMap::new(),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(stops(&p.actions), vec![pod("web", 1), pod("web", 0)]);
+    observe(&mut local, 1, &web, 0, PodEvent::Removed);
+    observe(&mut local, 1, &web, 1, PodEvent::Removed);
+    assert!(local.is_empty());
+}
+
+#[test]
+fn crash_restarts_at_once_then_backs_off_exponentially() {
+    let web = rc("web", 1, "web:1");
+    let a = owners(&[("web", 0, ME)]);
+    let set = rcs(&[&web]);
+    let policy = ReconcilePolicy::default();
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+
+    let crash = PodEvent::Exited {
+        code: 1,
+        oom_killed: false,
+    };
+    observe(&mut local, 1_000, &web, 0, crash.clone());
+    let p = plan(ME, 1_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(
+        starts(&p.actions),
+        vec![pod("web", 0)],
+        "first restart is immediate"
+    );
+    let l = local.get(&pod("web", 0)).unwrap();
+    assert_eq!(
+        (l.restarts, l.last_error.as_deref()),
+        (1, Some("exited with code 1"))
+    );
+
+    // Second crash: 1 s back-off, then 2 s for the third.
+    for (crash_at, delay) in [(2_000u64, 1_000u64), (10_000, 2_000), (20_000, 4_000)] {
+        observe(
+            &mut local,
+            crash_at - 500,
+            &web,
+            0,
+            PodEvent::Running { ports: vec![] },
+        );
+        observe(&mut local, crash_at, &web, 0, crash.clone());
+        let p = plan(ME, crash_at, &a, &set, &none(), &mut local, &policy);
+        assert!(
+            p.actions.is_empty(),
+            "backing off after crash at {crash_at}"
+        );
+        assert_eq!(p.wake_at, Some(crash_at + delay));
+        let p = plan(ME, crash_at + delay, &a, &set, &none(), &mut local, &policy);
+        assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
+    }
+    assert_eq!(local.get(&pod("web", 0)).unwrap().restarts, 4);
+    let status = local
+        .get(&pod("web", 0))
+        .unwrap()
+        .status(&pod("web", 0), "web:1");
+    assert_eq!(status.restarts, 4);
+    assert_eq!(status.last_error.as_deref(), Some("exited with code 1"));
+}
+
+#[test]
+fn a_pod_that_stayed_up_long_is_forgiven() {
+    let web = rc("web", 1, "web:1");
+    let a = owners(&[("web", 0, ME)]);
+    let set = rcs(&[&web]);
+    let policy = ReconcilePolicy::default();
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let crash = PodEvent::Exited {
+        code: 137,
+        oom_killed: true,
+    };
+    for at in [1_000u64, 2_000, 3_000] {
+        observe(
+            &mut local,
+            at - 100,
+            &web,
+            0,
+            PodEvent::Running { ports: vec![] },
+        );
+        observe(&mut local, at, &web, 0, crash.clone());
+        plan(ME, at + 10_000, &a, &set, &none(), &mut local, &policy);
+    }
+    observe(
+        &mut local,
+        20_000,
+        &web,
+        0,
+        PodEvent::Running { ports: vec![] },
+    );
+    observe(&mut local, 200_000, &web, 0, crash);
+    let p = plan(ME, 200_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
+    let l = local.get(&pod("web", 0)).unwrap();
+    assert_eq!(l.last_error.as_deref(), Some("OOMKilled (exit code 137)"));
+}
+
+#[test]
+fn restart_policy_decides_which_exits_restart() {
+    let cases = [
+        (RestartPolicy::Always, 0, true),
+        (RestartPolicy::OnFailure, 0, false),
+        (RestartPolicy::OnFailure, 2, true),
+        (RestartPolicy::Never, 2, false),
+        (RestartPolicy::Never, 0, false),
+    ];
+    for (restart_policy, code, restarts) in cases {
+        let mut job = rc("job", 1, "job:1");
+        job.template.restart_policy = restart_policy;
+        let mut local = LocalPods::new();
+        running(&mut local, &job, 0);
+        observe(
+            &mut local,
+            5,
+            &job,
+            0,
+            PodEvent::Exited {
+                code,
+                oom_killed: false,
+            },
+        );
+        let p = plan(
+            ME,
+            5,
+            &owners(&[("job", 0, ME)]),
+            &rcs(&[&job]),
+            &none(),
+            &mut local,
+            &ReconcilePolicy::default(),
+        );
+        assert_eq!(
+            !starts(&p.actions).is_empty(),
+            restarts,
+            "{restart_policy:?} after exit code {code}"
+        );
+        if !restarts {
+            assert_eq!(local.get(&pod("job", 0)).unwrap().state, LocalState::Exited);
+        }
+    }
+}
+
+#[test]
+fn image_errors_are_retried_even_under_never() {
+    let mut job = rc("job", 1, "job:1");
+    job.template.restart_policy = RestartPolicy::Never;
+    let a = owners(&[("job", 0, ME)]);
+    let mut local = LocalPods::new();
+    let p = plan(
+        ME,
+        0,
+        &a,
+        &rcs(&[&job]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(starts(&p.actions), vec![pod("job", 0)]);
+    observe(
+        &mut local,
+        10,
+        &job,
+        0,
+        PodEvent::ImageError("no such image job:1".into()),
+    );
+    let p = plan(
+        ME,
+        10,
+        &a,
+        &rcs(&[&job]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(starts(&p.actions), vec![pod("job", 0)]);
+    let l = local.get(&pod("job", 0)).unwrap();
+    assert_eq!(l.last_error.as_deref(), Some("image: no such image job:1"));
+}
+
+#[test]
+fn adopted_pods_are_not_started_again() {
+    let web = rc("web", 2, "web:1");
+    let a = owners(&[("web", 0, ME), ("web", 1, ME)]);
+    let mut local = LocalPods::new();
+    local.adopt(&[ExistingPod {
+        pod: pod("web", 0),
+        template_hash: web.template.hash(),
+        running: true,
+        ports: vec![],
+    }]);
+    let p = plan(
+        ME,
+        0,
+        &a,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(starts(&p.actions), vec![pod("web", 1)]);
+    assert!(stops(&p.actions).is_empty());
+}
+
+#[test]
+fn adopting_two_templates_of_one_replica_keeps_one_and_stops_the_other() {
+    let old = rc("web", 1, "web:1");
+    let new = rc("web", 1, "web:2");
+    let mut local = LocalPods::new();
+    let found = |spec: &RcSpec| ExistingPod {
+        pod: pod("web", 0),
+        template_hash: spec.template.hash(),
+        running: true,
+        ports: vec![],
+    };
+    local.adopt(&[found(&new), found(&old)]);
+    local.adopt(&[found(&new)]);
+    let p = plan(
+        ME,
+        0,
+        &owners(&[("web", 0, ME)]),
+        &rcs(&[&new]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(
+        p.actions,
+        vec![PodAction::Stop {
+            pod: pod("web", 0),
+            template_hash: old.template.hash(),
+            grace: Duration::from_secs(10),
+        }]
+    );
+    assert_eq!(
+        local.get(&pod("web", 0)).unwrap().template_hash,
+        new.template.hash()
+    );
+}
+
+#[test]
+fn at_most_declared_without_majority_starts_nothing_new() {
+    let mut web = rc("web", 2, "web:1");
+    web.partition_policy = PartitionPolicy::AtMostDeclared;
+    let a = owners(&[("web", 0, ME), ("web", 1, ME)]);
+    let minority = ReconcilePolicy {
+        sees_majority: false,
+        ..ReconcilePolicy::default()
+    };
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let p = plan(ME, 0, &a, &rcs(&[&web]), &none(), &mut local, &minority);
+    assert!(
+        p.actions.is_empty(),
+        "web-1 is not started without a majority"
+    );
+    observe(
+        &mut local,
+        1,
+        &web,
+        0,
+        PodEvent::Exited {
+            code: 1,
+            oom_killed: false,
+        },
+    );
+    assert!(
+        plan(ME, 1, &a, &rcs(&[&web]), &none(), &mut local, &minority)
+            .actions
+            .is_empty()
+    );
+
+    // Same view with a majority, or under the default policy: both start.
+    let p = plan(
+        ME,
+        2,
+        &a,
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert_eq!(starts(&p.actions), vec![pod("web", 0), pod("web", 1)]);
+    let mut avail = rc("web", 2, "web:1");
+    avail.partition_policy = PartitionPolicy::Available;
+    let mut fresh = LocalPods::new();
+    let p = plan(ME, 0, &a, &rcs(&[&avail]), &none(), &mut fresh, &minority);
+    assert_eq!(starts(&p.actions).len(), 2);
+}
