@@ -33,7 +33,31 @@ pub const LAN_PROBE_PERIOD: Duration = Duration::from_millis(300);
 /// LAN direct-ack wait before asking others to probe indirectly.
 pub const LAN_PROBE_RTT: Duration = Duration::from_millis(100);
 
+/// LAN anti-entropy period: each peer compares member digests with one
+/// random member this often (a converged cluster pays ~260 bytes a round).
+pub const LAN_SYNC_PERIOD: Duration = Duration::from_secs(1);
+/// Longest wait between two join attempts (the first waits
+/// [`Preset::join_retry`], then it doubles).
+pub const MAX_JOIN_RETRY: Duration = Duration::from_secs(8);
+
 impl Preset {
+    /// Period of the member-list anti-entropy round (see `sync.rs`).
+    pub fn sync_period(self) -> Duration {
+        match self {
+            Preset::Lan => LAN_SYNC_PERIOD,
+            Preset::Wan => Duration::from_secs(5),
+        }
+    }
+
+    /// Wait before repeating a join whose announce or roster went
+    /// unanswered (a lost datagram, or a seed not up yet).
+    pub fn join_retry(self) -> Duration {
+        match self {
+            Preset::Lan => Duration::from_secs(1),
+            Preset::Wan => Duration::from_secs(3),
+        }
+    }
+
     /// The foca configuration for an expected cluster of `cluster_size`
     /// peers. Probe period and rtt do not depend on the size, so the result
     /// is always accepted by `Foca::set_config`.

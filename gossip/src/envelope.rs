@@ -11,6 +11,9 @@ pub(crate) const KIND_SWIM: u8 = 0x01;
 pub(crate) const KIND_ROSTER_REQUEST: u8 = 0x02;
 /// One chunk of a member list, answering a roster request.
 pub(crate) const KIND_ROSTER: u8 = 0x03;
+/// A member digest for anti-entropy (`sync.rs`); answered with roster
+/// chunks of the buckets that differ.
+pub(crate) const KIND_DIGEST: u8 = 0x04;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_PACKET_SIZE>()

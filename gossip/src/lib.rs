@@ -9,6 +9,7 @@
 //! - [`timers`]: foca timers as data, fired in deadline order.
 //! - [`broadcast`]: application payloads piggybacked on SWIM.
 //! - [`view`]: the sorted, versioned `MemberView`.
+//! - `sync` (private): member digests for anti-entropy between peers.
 //! - [`membership`]: `Membership`, the one owner of foca: feed it, drain it.
 //!
 //! The QUIC transport lives behind the `quic` feature.
@@ -22,6 +23,7 @@ pub mod identity;
 pub mod membership;
 #[cfg(feature = "quic")]
 pub mod quic;
+mod sync;
 pub mod timers;
 pub mod view;
 

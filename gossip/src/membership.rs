@@ -7,22 +7,30 @@
 //! deadline; hand any of them back at or after its deadline and every foca
 //! timer due by then fires in deadline order (a token already fired is
 //! ignored). Time is a `Duration` since any fixed epoch the driver picks.
+//!
+//! Beyond foca: a join is repeated until we are connected and hold a
+//! roster, and every peer runs a periodic anti-entropy round (`sync.rs`)
+//! so that views converge even when a piggybacked update was missed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use foca::{Foca, Notification, Runtime, Timer};
-use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use shoal_crdt_state::node::NodeId;
 
 use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
 use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE, WireMember};
-use crate::config::Preset;
-use crate::envelope::{KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SWIM, decode_roster, roster_chunks};
+use crate::config::{MAX_JOIN_RETRY, Preset};
+use crate::envelope::{
+    KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SWIM, decode_roster, roster_chunks,
+};
 use crate::identity::PeerIdentity;
-use crate::timers::{TimerQueue, TimerToken};
+use crate::sync::{Digest, bucket_of};
+use crate::timers::{Scheduled, TimerQueue, TimerToken};
 use crate::view::{MemberEntry, MemberState, MemberView};
 
 /// A roster is accepted from a seed for this long after `join`.
@@ -32,6 +40,12 @@ const ROSTER_WINDOW: Duration = Duration::from_secs(10);
 const ROSTER_REPLY_INTERVAL: Duration = Duration::from_secs(1);
 /// Bound on remembered roster requesters.
 const ROSTER_REPLY_MEMORY: usize = 1024;
+/// Most roster datagrams one anti-entropy answer sends (about 9 KB): after
+/// a partition heals every bucket differs, and a few rounds are cheaper
+/// than one burst of the whole roster.
+const SYNC_MAX_CHUNKS: usize = 8;
+/// How long the answer to our digest is accepted.
+const SYNC_WINDOW: Duration = Duration::from_secs(5);
 
 /// Why an input was rejected. Network input never panics: the datagram is
 /// dropped, membership state is unaffected unless the variant says so.
@@ -47,6 +61,10 @@ pub enum MembershipError {
     UnsolicitedRoster(SocketAddr),
     #[error("malformed roster datagram (dropped): {0}")]
     Roster(#[from] CodecError),
+    #[error("malformed member digest of {0} bytes (dropped)")]
+    Digest(usize),
+    #[error("member digest answer from {0} arrived without our digest towards it (dropped)")]
+    UnsolicitedDigest(SocketAddr),
     #[error(
         "broadcast payload of {len} bytes exceeds {max} bytes; split it or send it over a stream"
     )]
@@ -162,6 +180,21 @@ pub struct Membership {
     roster_expected: BTreeMap<SocketAddr, Duration>,
     /// When we last sent a roster to each requester.
     roster_sent: BTreeMap<SocketAddr, Duration>,
+    /// The join in progress, until connected with a roster received.
+    joining: Option<Joining>,
+    /// Whether the anti-entropy timer is pending.
+    sync_scheduled: bool,
+    /// Our own choices (sync partner, jitter), separate from foca's RNG.
+    rng: Xoshiro256PlusPlus,
+}
+
+/// A join that has not completed yet.
+#[derive(Debug, Clone, Copy)]
+struct Joining {
+    seed: SocketAddr,
+    /// Wait before the next attempt (doubles up to [`MAX_JOIN_RETRY`]).
+    retry: Duration,
+    roster_received: bool,
 }
 
 impl Membership {
@@ -188,6 +221,9 @@ impl Membership {
             broadcast_seq: 0,
             roster_expected: BTreeMap::new(),
             roster_sent: BTreeMap::new(),
+            joining: None,
+            sync_scheduled: false,
+            rng: Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ 0x5eed_5eed_a11c_e5e5),
         }
     }
 
@@ -213,17 +249,52 @@ impl Membership {
 
     /// Joins the cluster `seed` belongs to: a SWIM announce plus a roster
     /// request, so we learn every member at once rather than over minutes.
+    /// Repeated (1 s, 2 s, 4 s, then every 8 s on LAN) until we are
+    /// connected and a roster arrived, so a lost datagram or a seed that
+    /// is not up yet only delays the join.
     pub fn join(&mut self, now: Duration, seed: SocketAddr) -> Result<(), MembershipError> {
+        let retry = self.preset.join_retry();
+        self.joining = Some(Joining {
+            seed,
+            retry,
+            roster_received: false,
+        });
+        self.schedule(now + retry, Scheduled::JoinRetry);
+        let result = self.send_join(now, seed);
+        self.flush(now);
+        result
+    }
+
+    fn send_join(&mut self, now: Duration, seed: SocketAddr) -> Result<(), MembershipError> {
         self.roster_expected.insert(seed, now + ROSTER_WINDOW);
         self.outputs.push_back(Output::Send {
             to: seed,
             bytes: vec![KIND_ROSTER_REQUEST],
         });
-        let result = self
+        Ok(self
             .foca
-            .announce(PeerIdentity::seed(seed), &mut self.outbox);
-        self.flush(now);
-        Ok(result?)
+            .announce(PeerIdentity::seed(seed), &mut self.outbox)?)
+    }
+
+    fn retry_join(&mut self, now: Duration) -> Result<(), MembershipError> {
+        let Some(mut joining) = self.joining else {
+            return Ok(());
+        };
+        if joining.roster_received && self.foca.num_members() > 0 {
+            self.joining = None;
+            return Ok(());
+        }
+        // Once connected, any member can send the roster; the seed may be
+        // the one that died.
+        let target = if self.foca.num_members() > 0 && self.rng.random_bool(0.5) {
+            self.random_member_addr().unwrap_or(joining.seed)
+        } else {
+            joining.seed
+        };
+        joining.retry = (joining.retry * 2).min(MAX_JOIN_RETRY);
+        self.joining = Some(joining);
+        self.schedule(now + joining.retry, Scheduled::JoinRetry);
+        self.send_join(now, target)
     }
 
     /// Learns `members` as alive without telling anyone: to start from a
@@ -264,6 +335,7 @@ impl Membership {
                 .map_err(MembershipError::from),
             KIND_ROSTER_REQUEST => self.answer_roster_request(now, from),
             KIND_ROSTER => self.apply_roster(now, from, body),
+            KIND_DIGEST => self.answer_digest(now, from, body),
             other => Err(MembershipError::UnknownKind(other)),
         };
         self.flush(now);
@@ -280,13 +352,21 @@ impl Membership {
         let _ = timer;
         let mut first_error = None;
         while let Some(due) = self.timers.pop_due(now) {
-            if let Err(e) = self.foca.handle_timer(due, &mut self.outbox) {
+            let result = match due {
+                Scheduled::Foca(t) => self
+                    .foca
+                    .handle_timer(t, &mut self.outbox)
+                    .map_err(MembershipError::from),
+                Scheduled::JoinRetry => self.retry_join(now),
+                Scheduled::Sync => self.sync_round(now),
+            };
+            if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
             self.flush(now);
         }
         match first_error {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -344,7 +424,7 @@ impl Membership {
             state: MemberState::Alive,
             swim_incarnation: 0,
         });
-        members.sort_by(|a, b| a.identity.cmp(&b.identity));
+        members.sort_by_key(|m| m.identity);
         MemberView {
             version: self.version,
             members,
@@ -365,17 +445,15 @@ impl Membership {
         self.version
     }
 
-    fn answer_roster_request(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-    ) -> Result<(), MembershipError> {
+    /// Rate limit shared by roster requests and digests: one answer per
+    /// requester per [`ROSTER_REPLY_INTERVAL`].
+    fn may_answer(&mut self, now: Duration, from: SocketAddr) -> bool {
         if self
             .roster_sent
             .get(&from)
             .is_some_and(|at| now < *at + ROSTER_REPLY_INTERVAL)
         {
-            return Ok(());
+            return false;
         }
         if self.roster_sent.len() >= ROSTER_REPLY_MEMORY {
             self.roster_sent
@@ -383,6 +461,17 @@ impl Membership {
         }
         if self.roster_sent.len() < ROSTER_REPLY_MEMORY {
             self.roster_sent.insert(from, now);
+        }
+        true
+    }
+
+    fn answer_roster_request(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+    ) -> Result<(), MembershipError> {
+        if !self.may_answer(now, from) {
+            return Ok(());
         }
         let members: Vec<WireMember> = self
             .foca
@@ -409,15 +498,140 @@ impl Membership {
                 return Err(MembershipError::UnsolicitedRoster(from));
             }
         }
-        let me = self.identity().addr;
         let members = decode_roster(body)?
             .into_iter()
-            .filter(|m| m.id.addr != me)
             .map(WireMember::into_member)
             .collect::<Result<Vec<_>, _>>()?;
+        // A join roster is what the cluster already knows: no need to
+        // gossip it. Anti-entropy finds what someone missed: spread it.
+        let spread = self.joining.is_none();
+        if let Some(joining) = &mut self.joining {
+            joining.roster_received = true;
+        }
+        // Entries about us are applied too: a roster listing us as down is
+        // how a peer learns it must renew its identity.
         Ok(self
             .foca
-            .apply_many(members.into_iter(), false, &mut self.outbox)?)
+            .apply_many(members.into_iter(), spread, &mut self.outbox)?)
+    }
+
+    fn schedule(&mut self, at: Duration, what: Scheduled) {
+        let token = self.timers.schedule(at, what);
+        self.outputs.push_back(Output::Timer { at, timer: token });
+    }
+
+    /// Next anti-entropy round in 0.75–1.25 periods (jitter keeps peers
+    /// from syncing in lockstep).
+    fn schedule_sync(&mut self, now: Duration) {
+        let at = now
+            + self
+                .preset
+                .sync_period()
+                .mul_f64(self.rng.random_range(0.75..1.25));
+        self.schedule(at, Scheduled::Sync);
+        self.sync_scheduled = true;
+    }
+
+    /// The address of a random member we know of, down ones included: a
+    /// down member's address may run a renewed identity by now, or sit on
+    /// the other side of a partition that healed.
+    fn random_member_addr(&mut self) -> Option<SocketAddr> {
+        let len = self.foca.iter_membership_state().len();
+        if len == 0 {
+            return None;
+        }
+        let pick = self.rng.random_range(0..len);
+        let addr = self.foca.iter_membership_state().nth(pick)?.id().addr;
+        (addr != self.identity().addr).then_some(addr)
+    }
+
+    /// Our digest: the active identities, ourselves included.
+    fn digest(&self, reply: bool) -> Digest {
+        let me = self.identity();
+        Digest::of(
+            self.foca
+                .iter_members()
+                .map(|m| m.id())
+                .chain(std::iter::once(&me)),
+            reply,
+        )
+    }
+
+    fn sync_round(&mut self, now: Duration) -> Result<(), MembershipError> {
+        self.sync_scheduled = false;
+        if self.foca.iter_membership_state().len() == 0 {
+            // `flush` restarts the rounds once we know someone.
+            return Ok(());
+        }
+        self.schedule_sync(now);
+        self.roster_expected.retain(|_, until| now <= *until);
+        let Some(to) = self.random_member_addr() else {
+            return Ok(());
+        };
+        self.roster_expected.insert(to, now + SYNC_WINDOW);
+        let bytes = self.digest(false).encode(KIND_DIGEST);
+        self.outputs.push_back(Output::Send { to, bytes });
+        Ok(())
+    }
+
+    /// Answers a digest with our members of the buckets that differ and,
+    /// unless it was itself an answer, with our digest.
+    fn answer_digest(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        body: &[u8],
+    ) -> Result<(), MembershipError> {
+        let theirs = Digest::decode(body).ok_or(MembershipError::Digest(body.len() + 1))?;
+        if theirs.reply {
+            if !self
+                .roster_expected
+                .get(&from)
+                .is_some_and(|until| now <= *until)
+            {
+                return Err(MembershipError::UnsolicitedDigest(from));
+            }
+        } else if !self.may_answer(now, from) {
+            return Ok(());
+        }
+        let mine = self.digest(true);
+        let mut differing = mine.differing(&theirs);
+        if differing.is_empty() {
+            return Ok(());
+        }
+        differing.shuffle(&mut self.rng);
+        let mut by_bucket: BTreeMap<usize, Vec<WireMember>> =
+            differing.iter().map(|b| (*b, Vec::new())).collect();
+        let me = self.identity();
+        let own = WireMember {
+            id: me,
+            incarnation: 0,
+            state: 0,
+        };
+        for member in self
+            .foca
+            .iter_membership_state()
+            .map(WireMember::from_member)
+            .chain(std::iter::once(own))
+        {
+            if let Some(list) = by_bucket.get_mut(&bucket_of(&member.id.addr)) {
+                list.push(member);
+            }
+        }
+        let members: Vec<WireMember> = differing
+            .iter()
+            .filter_map(|b| by_bucket.remove(b))
+            .flatten()
+            .collect();
+        for bytes in roster_chunks(&members)?.into_iter().take(SYNC_MAX_CHUNKS) {
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        if !theirs.reply {
+            self.roster_expected.insert(from, now + SYNC_WINDOW);
+            let bytes = mine.encode(KIND_DIGEST);
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        Ok(())
     }
 
     /// Moves foca's buffered outputs into the output queue, and rescales
@@ -426,10 +640,12 @@ impl Membership {
         for (to, bytes) in self.outbox.sends.drain(..) {
             self.outputs.push_back(Output::Send { to: to.addr, bytes });
         }
-        for (after, timer) in self.outbox.timers.drain(..) {
-            let at = now + after;
-            let token = self.timers.schedule(at, timer);
-            self.outputs.push_back(Output::Timer { at, timer: token });
+        let timers: Vec<_> = self.outbox.timers.drain(..).collect();
+        for (after, timer) in timers {
+            self.schedule(now + after, Scheduled::Foca(timer));
+        }
+        if !self.sync_scheduled && self.foca.iter_membership_state().len() > 0 {
+            self.schedule_sync(now);
         }
         for event in self.outbox.events.drain(..) {
             if matches!(

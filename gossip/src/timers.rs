@@ -1,5 +1,6 @@
-//! foca's timers as data: kept here in deadline order, handed to the
-//! driver as opaque tokens, fired in order, stale tokens ignored.
+//! foca's timers, and Membership's own (join retries, anti-entropy), as
+//! data: kept here in deadline order, handed to the driver as opaque
+//! tokens, fired in order, stale tokens ignored.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,26 +16,39 @@ pub struct TimerToken(pub u64);
 
 /// foca asks that, at equal deadlines, an indirect probe fires before the
 /// next probe round; the rest of its order is free.
-fn rank(timer: &Timer<PeerIdentity>) -> u8 {
+fn rank(timer: &Scheduled) -> u8 {
     match timer {
-        Timer::SendIndirectProbe { .. } => 0,
-        Timer::ProbeRandomMember(_) => 1,
-        Timer::ChangeSuspectToDown { .. } => 2,
-        Timer::PeriodicAnnounce(_) => 3,
-        Timer::PeriodicGossip(_) => 4,
-        Timer::RemoveDown(_) => 5,
-        Timer::PeriodicAnnounceDown(_) => 6,
+        Scheduled::Foca(Timer::SendIndirectProbe { .. }) => 0,
+        Scheduled::Foca(Timer::ProbeRandomMember(_)) => 1,
+        Scheduled::Foca(Timer::ChangeSuspectToDown { .. }) => 2,
+        Scheduled::Foca(Timer::PeriodicAnnounce(_)) => 3,
+        Scheduled::Foca(Timer::PeriodicGossip(_)) => 4,
+        Scheduled::Foca(Timer::RemoveDown(_)) => 5,
+        Scheduled::Foca(Timer::PeriodicAnnounceDown(_)) => 6,
+        Scheduled::JoinRetry => 7,
+        Scheduled::Sync => 8,
     }
+}
+
+/// What a pending timer does when it fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scheduled {
+    /// Handed back to foca.
+    Foca(Timer<PeerIdentity>),
+    /// Repeat the announce and roster request until joined.
+    JoinRetry,
+    /// One anti-entropy round (member digest to a random member).
+    Sync,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct TimerQueue {
-    pending: BTreeMap<(Duration, u8, u64), Timer<PeerIdentity>>,
+    pending: BTreeMap<(Duration, u8, u64), Scheduled>,
     next_seq: u64,
 }
 
 impl TimerQueue {
-    pub(crate) fn schedule(&mut self, at: Duration, timer: Timer<PeerIdentity>) -> TimerToken {
+    pub(crate) fn schedule(&mut self, at: Duration, timer: Scheduled) -> TimerToken {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending.insert((at, rank(&timer), seq), timer);
@@ -42,7 +56,7 @@ impl TimerQueue {
     }
 
     /// The earliest timer due at `now`, if any.
-    pub(crate) fn pop_due(&mut self, now: Duration) -> Option<Timer<PeerIdentity>> {
+    pub(crate) fn pop_due(&mut self, now: Duration) -> Option<Scheduled> {
         let entry = self.pending.first_entry()?;
         if entry.key().0 > now {
             return None;
@@ -63,23 +77,31 @@ mod tests {
     fn timers_fire_in_deadline_order_with_indirect_probe_first_on_ties() {
         let mut q = TimerQueue::default();
         let ms = Duration::from_millis;
-        q.schedule(ms(30), Timer::PeriodicGossip(0));
-        q.schedule(ms(10), Timer::ProbeRandomMember(0));
+        q.schedule(ms(30), Scheduled::Foca(Timer::PeriodicGossip(0)));
+        q.schedule(ms(10), Scheduled::Foca(Timer::ProbeRandomMember(0)));
+        q.schedule(ms(10), Scheduled::Sync);
         let probed = PeerIdentity::seed("127.0.0.1:1".parse().unwrap());
         q.schedule(
             ms(10),
-            Timer::SendIndirectProbe {
+            Scheduled::Foca(Timer::SendIndirectProbe {
                 probed_id: probed,
                 token: 0,
-            },
+            }),
         );
         assert_eq!(q.pop_due(ms(5)), None);
         assert!(matches!(
             q.pop_due(ms(40)),
-            Some(Timer::SendIndirectProbe { .. })
+            Some(Scheduled::Foca(Timer::SendIndirectProbe { .. }))
         ));
-        assert_eq!(q.pop_due(ms(40)), Some(Timer::ProbeRandomMember(0)));
-        assert_eq!(q.pop_due(ms(40)), Some(Timer::PeriodicGossip(0)));
+        assert_eq!(
+            q.pop_due(ms(40)),
+            Some(Scheduled::Foca(Timer::ProbeRandomMember(0)))
+        );
+        assert_eq!(q.pop_due(ms(40)), Some(Scheduled::Sync));
+        assert_eq!(
+            q.pop_due(ms(40)),
+            Some(Scheduled::Foca(Timer::PeriodicGossip(0)))
+        );
         assert_eq!(q.pop_due(ms(40)), None);
     }
 }
