@@ -7,6 +7,26 @@
 
 pub mod validate;
 
+// Client verbs: they talk to a peer's HTTP API, so they need the shell.
+#[cfg(feature = "shell")]
+pub mod apply;
+#[cfg(feature = "shell")]
+pub mod client;
+#[cfg(feature = "shell")]
+pub mod delete;
+#[cfg(feature = "shell")]
+pub mod describe;
+#[cfg(feature = "shell")]
+pub mod get;
+#[cfg(feature = "shell")]
+pub mod logs;
+#[cfg(feature = "shell")]
+pub mod rolling_update;
+#[cfg(feature = "shell")]
+pub mod scale;
+#[cfg(feature = "shell")]
+pub mod table;
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -24,6 +44,27 @@ pub struct Cli {
 pub enum Command {
     /// Parse and check manifests without a running peer; print them normalized.
     Validate(validate::ValidateArgs),
+    /// Create or update the ReplicationControllers of a manifest.
+    #[cfg(feature = "shell")]
+    Apply(apply::ApplyArgs),
+    /// List nodes, rc or pods (`get KIND [NAME] [-o json|yaml|wide]`).
+    #[cfg(feature = "shell")]
+    Get(get::GetArgs),
+    /// Show everything about one rc, pod or node.
+    #[cfg(feature = "shell")]
+    Describe(describe::DescribeArgs),
+    /// Change an RC's replica count (`scale [rc] NAME --replicas N`).
+    #[cfg(feature = "shell")]
+    Scale(scale::ScaleArgs),
+    /// Move an RC to a new image, one replica at a time.
+    #[cfg(feature = "shell")]
+    RollingUpdate(rolling_update::RollingUpdateArgs),
+    /// Delete an RC (`delete rc NAME`) or the RCs of a manifest (`delete -f FILE`).
+    #[cfg(feature = "shell")]
+    Delete(delete::DeleteArgs),
+    /// Print a pod's output, from whichever node runs it.
+    #[cfg(feature = "shell")]
+    Logs(logs::LogsArgs),
 }
 
 /// How a command prints objects (`-o`), as kubectl does.
@@ -56,6 +97,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let ok = match cli.command {
         Command::Validate(args) => validate::run(&args, &mut io)?,
+        #[cfg(feature = "shell")]
+        Command::Apply(args) => apply::run(&args, &mut io)?,
+        #[cfg(feature = "shell")]
+        Command::Get(args) => get::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Describe(args) => describe::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Scale(args) => scale::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::RollingUpdate(args) => rolling_update::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Delete(args) => delete::run(&args, &mut io)?,
+        #[cfg(feature = "shell")]
+        Command::Logs(args) => logs::run(&args, io.stdout)?,
     };
     Ok(if ok {
         ExitCode::SUCCESS

@@ -1,0 +1,189 @@
+//! The CLI's side of the HTTP API: where the peer is, the token, and turning
+//! every failure into a sentence (unreachable peer, the API's own message).
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::shell::api::ErrorBody;
+
+/// Where the peer's API is; flattened into every client verb.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// URL of a peer's HTTP API (any peer answers for the whole cluster).
+    #[arg(
+        long,
+        env = "SHOAL_SERVER",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// API token, when the peer requires one (non-loopback API binds).
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// Runs one verb's async body on a small runtime: only client verbs pay for it.
+pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// A refusal by the API: its status and its message, kept apart so a verb
+/// can print manifest problems line by line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", body.error)]
+pub struct ApiRefusal {
+    pub body: ErrorBody,
+}
+
+/// An HTTP client bound to one peer.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let base = args.server.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            anyhow::bail!(
+                "--server {base:?} is not a URL; give it as http://HOST:PORT (e.g. http://127.0.0.1:7070)"
+            );
+        }
+        // A peer is addressed directly: proxies from the environment would
+        // only get in the way of loopback and LAN addresses.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base,
+            token: args.token.clone(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends, and turns a refused connection or an error status into a message.
+    pub async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ApiRefusal { body }.into()),
+            Err(_) => Err(anyhow!(
+                "the server at {} answered {status} without a shoal error body; is --server a shoal peer?",
+                self.base
+            )),
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!(
+                "cannot reach the shoal peer at {}: is `shoal up` running? (set --server or SHOAL_SERVER)",
+                self.base
+            )
+        } else if e.is_timeout() {
+            anyhow!("the shoal peer at {} did not answer in time", self.base)
+        } else {
+            anyhow!("talking to the shoal peer at {}: {e}", self.base)
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.request(Method::GET, path)).await?;
+        self.decode(response).await
+    }
+
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let response = self.send(self.request(method, path).json(body)).await?;
+        self.decode(response).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.request(Method::DELETE, path)).await?;
+        self.decode(response).await
+    }
+
+    /// Posts manifest text as it is (YAML or JSON).
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        text: String,
+    ) -> anyhow::Result<T> {
+        let request = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(text);
+        let response = self.send(request).await?;
+        self.decode(response).await
+    }
+
+    /// A streaming GET (logs); the caller reads the body as it comes.
+    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
+        self.send(self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, response: Response) -> anyhow::Result<T> {
+        response.json().await.with_context(|| {
+            format!(
+                "the answer of {} is not what this shoal version expects; are the CLI and the peer the same version?",
+                self.base
+            )
+        })
+    }
+}
+
+/// `name` as one URL path segment: anything but unreserved characters is
+/// percent-encoded, so a name can never change the route.
+pub fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,77 @@
+//! `shoal delete rc NAME` or `shoal delete -f FILE`: remove RCs; their pods
+//! are stopped by the nodes that run them.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use shoal_crdt_state::manifest;
+
+use super::Io;
+use super::apply::read_manifest;
+use super::client::{self, ApiRefusal, Client, ClientArgs, segment};
+use super::scale::rc_name;
+use crate::shell::api::models::CommandResponse;
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// `rc NAME` (or `NAME`); or none with `-f`.
+    #[arg(value_name = "[rc] NAME", num_args = 0..=2)]
+    pub target: Vec<String>,
+    /// Delete every RC this manifest declares; `-` reads standard input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE",
+        conflicts_with = "target"
+    )]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn run<R: Read, O: Write, E: Write>(
+    args: &DeleteArgs,
+    io: &mut Io<'_, R, O, E>,
+) -> anyhow::Result<bool> {
+    let names: Vec<String> = match &args.file {
+        Some(file) => {
+            let text = read_manifest(file, io.stdin)?;
+            match manifest::parse_manifests(&text) {
+                Ok(parsed) => parsed.specs.into_iter().map(|s| s.name).collect(),
+                Err(err) => {
+                    writeln!(io.stderr, "{err}")?;
+                    writeln!(
+                        io.stderr,
+                        "{}: cannot tell which RCs to delete; nothing was deleted",
+                        file.display()
+                    )?;
+                    return Ok(false);
+                }
+            }
+        }
+        None if args.target.is_empty() => {
+            anyhow::bail!("say what to delete: `shoal delete rc NAME` or `shoal delete -f FILE`")
+        }
+        None => vec![rc_name(&args.target)?.to_owned()],
+    };
+    let client = Client::new(&args.client)?;
+    let mut ok = true;
+    for name in names {
+        let path = format!("/rcs/{}", segment(&name));
+        match client::block_on(client.delete::<CommandResponse>(&path))? {
+            Ok(response) => writeln!(
+                io.stdout,
+                "replicationcontroller/{} {}",
+                response.name, response.outcome
+            )?,
+            Err(err) if args.file.is_some() && err.is::<ApiRefusal>() => {
+                // Keep going through the file, as kubectl does; report each miss.
+                writeln!(io.stderr, "error: {err:#}")?;
+                ok = false;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(ok)
+}

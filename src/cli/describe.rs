@@ -1,0 +1,148 @@
+//! `shoal describe rc|pod|node NAME`: everything known about one object, as
+//! `Key: value` lines, with its pods and problems.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::client::{self, Client, ClientArgs, segment};
+use super::get::{Kind, pod_table};
+use super::table;
+use crate::shell::api::models::{NodeDetail, PodJson, RcDetail};
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// rc, pod or node.
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn run(args: &DescribeArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+    let kind = Kind::parse(&args.kind)?;
+    let client = Client::new(&args.client)?;
+    let path = format!("{}/{}", kind.path(), segment(&args.name));
+    match kind {
+        Kind::Rc => rc(&client::block_on(client.get::<RcDetail>(&path))??, out)?,
+        Kind::Pod => pod(&client::block_on(client.get::<PodJson>(&path))??, out)?,
+        Kind::Node => node(&client::block_on(client.get::<NodeDetail>(&path))??, out)?,
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+fn rc(d: &RcDetail, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "Name:           {}", d.rc.name)?;
+    writeln!(out, "Selector:       {}", table::labels(&d.rc.selector))?;
+    writeln!(out, "Images:         {}", d.images.join(", "))?;
+    writeln!(out, "Template:       {}", d.template_hash)?;
+    writeln!(
+        out,
+        "Replicas:       {} desired | {} running | {} ready | {} updated and ready",
+        d.rc.replicas, d.rc.running, d.rc.ready, d.updated_ready
+    )?;
+    if d.unplaced.is_empty() {
+        writeln!(out, "Unplaced:       <none>")?;
+    } else {
+        writeln!(out, "Unplaced:")?;
+        for u in &d.unplaced {
+            writeln!(out, "  {}: {}", u.pod, u.reason)?;
+        }
+    }
+    if d.history.is_empty() {
+        writeln!(out, "History:        <none>")?;
+    } else {
+        writeln!(out, "History (newest first):")?;
+        for rev in &d.history {
+            writeln!(
+                out,
+                "  {}  replaced at {} ms  {}",
+                rev.template_hash,
+                rev.replaced_at_ms,
+                rev.images.join(", ")
+            )?;
+        }
+    }
+    writeln!(out, "Pods:")?;
+    if d.pods.is_empty() {
+        writeln!(out, "  <none>")
+    } else {
+        let mut table = Vec::new();
+        pod_table(&d.pods, false, &mut table)?;
+        for line in String::from_utf8_lossy(&table).lines() {
+            writeln!(out, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+fn pod(p: &PodJson, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "Name:           {}", p.name)?;
+    writeln!(out, "RC:             {}", p.rc)?;
+    writeln!(out, "Node:           {} ({})", p.node, p.ip)?;
+    writeln!(out, "Image:          {}", p.image)?;
+    writeln!(out, "Status:         {}", p.phase)?;
+    writeln!(out, "Ready:          {}", p.ready)?;
+    writeln!(out, "Restarts:       {}", p.restarts)?;
+    writeln!(
+        out,
+        "Template:       {}{}",
+        p.template_hash,
+        if p.current {
+            ""
+        } else {
+            " (not the RC's current template)"
+        }
+    )?;
+    let ports: Vec<String> = p.ports.iter().map(ToString::to_string).collect();
+    writeln!(
+        out,
+        "Ports:          {}",
+        if ports.is_empty() {
+            "<none>".to_owned()
+        } else {
+            ports.join(", ")
+        }
+    )?;
+    writeln!(
+        out,
+        "Last error:     {}",
+        p.last_error.as_deref().unwrap_or("<none>")
+    )
+}
+
+fn node(d: &NodeDetail, out: &mut impl Write) -> std::io::Result<()> {
+    let n = &d.node;
+    writeln!(out, "Name:           {}", n.name)?;
+    writeln!(out, "ID:             {}", n.id)?;
+    writeln!(out, "Address:        {} (API {})", n.address, n.api_address)?;
+    writeln!(out, "Status:         {}", n.state)?;
+    writeln!(
+        out,
+        "Runtime:        {}",
+        match (&d.runtime_error, n.ready) {
+            (_, true) => "Ready".to_owned(),
+            (Some(e), false) => format!("NotReady: {e}"),
+            (None, false) => "NotReady".to_owned(),
+        }
+    )?;
+    writeln!(out, "Labels:         {}", table::labels(&n.labels))?;
+    writeln!(
+        out,
+        "Capacity:       cpu {}, memory {}",
+        d.capacity_cpu, d.capacity_memory
+    )?;
+    writeln!(out, "Allocatable:    cpu {}, memory {}", n.cpu, n.memory)?;
+    writeln!(out, "Version:        {}", d.version)?;
+    writeln!(out, "Pods:           {}", n.pods)?;
+    if !d.pod_list.is_empty() {
+        let mut table = Vec::new();
+        pod_table(&d.pod_list, false, &mut table)?;
+        for line in String::from_utf8_lossy(&table).lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}

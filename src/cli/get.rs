@@ -1,0 +1,222 @@
+//! `shoal get nodes|rc|pods [NAME] [-o json|yaml|wide]`: tables like kubectl's.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::client::{self, Client, ClientArgs, segment};
+use super::table::{self, Table};
+use crate::shell::api::models::{NodeDetail, NodeJson, PodJson, RcDetail, RcJson};
+
+/// The kinds of objects, with kubectl's spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Node,
+    Rc,
+    Pod,
+}
+
+impl Kind {
+    pub fn parse(word: &str) -> anyhow::Result<Kind> {
+        match word.to_ascii_lowercase().as_str() {
+            "node" | "nodes" | "no" => Ok(Kind::Node),
+            "rc" | "rcs" | "replicationcontroller" | "replicationcontrollers" => Ok(Kind::Rc),
+            "pod" | "pods" | "po" => Ok(Kind::Pod),
+            _ => anyhow::bail!("unknown resource type {word:?}; use nodes, rc or pods"),
+        }
+    }
+
+    /// The API collection: `/nodes`, `/rcs`, `/pods`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Node => "/nodes",
+            Kind::Rc => "/rcs",
+            Kind::Pod => "/pods",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetFormat {
+    Json,
+    Yaml,
+    /// The table with more columns.
+    Wide,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// nodes, rc or pods.
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Show only this one.
+    pub name: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<GetFormat>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn run(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+    let kind = Kind::parse(&args.kind)?;
+    let client = Client::new(&args.client)?;
+    client::block_on(get(&client, kind, args, out))??;
+    Ok(true)
+}
+
+async fn get(
+    client: &Client,
+    kind: Kind,
+    args: &GetArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let wide = args.output == Some(GetFormat::Wide);
+    let one = args
+        .name
+        .as_deref()
+        .map(|n| format!("{}/{}", kind.path(), segment(n)));
+    match (kind, &one) {
+        (Kind::Rc, None) => {
+            let rows: Vec<RcJson> = client.get(kind.path()).await?;
+            emit(args.output, &rows, out, |out| rc_table(&rows, wide, out))
+        }
+        (Kind::Rc, Some(path)) => {
+            let rc: RcDetail = client.get(path).await?;
+            emit(args.output, &rc, out, |out| {
+                rc_table(std::slice::from_ref(&rc.rc), wide, out)
+            })
+        }
+        (Kind::Node, None) => {
+            let rows: Vec<NodeJson> = client.get(kind.path()).await?;
+            emit(args.output, &rows, out, |out| node_table(&rows, wide, out))
+        }
+        (Kind::Node, Some(path)) => {
+            let node: NodeDetail = client.get(path).await?;
+            emit(args.output, &node, out, |out| {
+                node_table(std::slice::from_ref(&node.node), wide, out)
+            })
+        }
+        (Kind::Pod, None) => {
+            let rows: Vec<PodJson> = client.get(kind.path()).await?;
+            emit(args.output, &rows, out, |out| pod_table(&rows, wide, out))
+        }
+        (Kind::Pod, Some(path)) => {
+            let pod: PodJson = client.get(path).await?;
+            emit(args.output, &pod, out, |out| {
+                pod_table(std::slice::from_ref(&pod), wide, out)
+            })
+        }
+    }
+}
+
+/// JSON or YAML of the API's own answer, or the table.
+fn emit<T: Serialize, W: Write>(
+    format: Option<GetFormat>,
+    value: &T,
+    out: &mut W,
+    table: impl FnOnce(&mut W) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    match format {
+        Some(GetFormat::Json) => {
+            let text = serde_json::to_string_pretty(value).context("writing JSON")?;
+            writeln!(out, "{text}")?;
+        }
+        Some(GetFormat::Yaml) => {
+            let text = serde_saphyr::to_string(value).context("writing YAML")?;
+            write!(out, "{text}")?;
+        }
+        None | Some(GetFormat::Wide) => table(out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn rc_table(rows: &[RcJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
+    let mut headers = vec!["NAME", "DESIRED", "CURRENT", "READY", "IMAGE"];
+    if wide {
+        headers.push("SELECTOR");
+    }
+    let mut t = Table::new(&headers);
+    for rc in rows {
+        let mut row = vec![
+            rc.name.clone(),
+            rc.replicas.to_string(),
+            rc.running.to_string(),
+            rc.ready.to_string(),
+            rc.image.clone(),
+        ];
+        if wide {
+            row.push(table::labels(&rc.selector));
+        }
+        t.row(row);
+    }
+    t.write(out)
+}
+
+pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
+    let mut headers = vec!["NAME", "STATUS", "RUNTIME", "PODS", "CPU", "MEMORY"];
+    if wide {
+        headers.extend(["ADDRESS", "API", "ID", "LABELS"]);
+    }
+    let mut t = Table::new(&headers);
+    for node in rows {
+        let mut row = vec![
+            node.name.clone(),
+            node.state.clone(),
+            if node.ready { "Ready" } else { "NotReady" }.to_owned(),
+            node.pods.to_string(),
+            node.cpu.clone(),
+            node.memory.clone(),
+        ];
+        if wide {
+            row.extend([
+                node.address.clone(),
+                node.api_address.clone(),
+                node.id.clone(),
+                table::labels(&node.labels),
+            ]);
+        }
+        t.row(row);
+    }
+    t.write(out)
+}
+
+pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
+    let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "PORTS"];
+    if wide {
+        headers.extend(["IP", "IMAGE", "LAST ERROR"]);
+    }
+    let mut t = Table::new(&headers);
+    for pod in rows {
+        let ports = if pod.ports.is_empty() {
+            "<none>".to_owned()
+        } else {
+            pod.ports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut row = vec![
+            pod.name.clone(),
+            pod.ready.to_string(),
+            pod.phase.clone(),
+            pod.restarts.to_string(),
+            pod.node.clone(),
+            ports,
+        ];
+        if wide {
+            row.extend([
+                pod.ip.clone(),
+                pod.image.clone(),
+                pod.last_error
+                    .clone()
+                    .unwrap_or_else(|| "<none>".to_owned()),
+            ]);
+        }
+        t.row(row);
+    }
+    t.write(out)
+}
