@@ -10,12 +10,20 @@
 //! - [`invariants`]: checks run at quiescence.
 //! - [`report`]: figures and the JSON line.
 //! - [`scenarios`]: join, crash, partition-heal, loss, churn.
+//! - [`fake_runtime`]: a container engine per node (start latency, crash
+//!   injection): the ground truth of what runs.
+//! - [`peer_node`]: a node that is a whole `shoal::peer::Peer` plus its engine.
+//! - [`peer_invariants`]: replica counts and agreement checked at quiescence.
+//! - [`scenarios::peer`]: apply, failover, scale, rc-partition-heal, rc-join.
 #![forbid(unsafe_code)]
 
+pub mod fake_runtime;
 pub mod invariants;
 pub mod membership_node;
 pub mod net;
 pub mod node;
+pub mod peer_invariants;
+pub mod peer_node;
 pub mod queue;
 pub mod report;
 pub mod scenarios;

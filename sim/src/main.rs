@@ -12,7 +12,8 @@ struct Args {
     /// Number of peers.
     #[arg(long, default_value_t = 50)]
     peers: usize,
-    /// One of: join, crash, partition-heal, loss, churn.
+    /// One of: join, crash, partition-heal, loss, churn (membership only),
+    /// or apply, failover, scale, rc-partition-heal, rc-join (peer cores).
     #[arg(long, default_value = "join")]
     scenario: String,
     /// RNG seed: same seed, same trace hash.
@@ -27,6 +28,16 @@ struct Args {
     /// Baseline datagram loss probability (0..1).
     #[arg(long)]
     loss: Option<f64>,
+    /// Peer scenarios (apply, failover, scale, rc-partition-heal, rc-join):
+    /// number of RCs in the workload.
+    #[arg(long, default_value_t = 10)]
+    rcs: usize,
+    /// Peer scenarios: replicas per RC (the target of `scale`).
+    #[arg(long, default_value_t = 3)]
+    replicas: u32,
+    /// Peer scenarios: fake container start latency, ms.
+    #[arg(long, default_value_t = 200)]
+    start_latency_ms: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,15 +62,45 @@ fn main() -> std::process::ExitCode {
         eprintln!("--peers must be at least 2");
         return std::process::ExitCode::from(2);
     }
+    if scenarios::peer::NAMES.contains(&args.scenario.as_str()) {
+        let mut peer = scenarios::peer::PeerOptions::new(args.peers, args.seed);
+        peer.preset = options.preset;
+        peer.net = options.net.clone();
+        peer.rcs = args.rcs;
+        peer.replicas = args.replicas;
+        peer.start_latency_ms = args.start_latency_ms;
+        let report = match scenarios::peer::run(&args.scenario, &peer) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return print_report(&report, args.json, report.base.converged);
+    }
     let report = match scenarios::run(&args.scenario, &options) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{e} (known: {})", NAMES.join(", "));
+            eprintln!(
+                "{e} (known: {}, {})",
+                NAMES.join(", "),
+                scenarios::peer::NAMES.join(", ")
+            );
             return std::process::ExitCode::from(2);
         }
     };
-    if args.json {
-        match serde_json::to_string(&report) {
+    print_report(&report, args.json, report.converged)
+}
+
+/// Prints the text report or one JSON line; the exit code says whether the
+/// invariants held.
+fn print_report(
+    report: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+    converged: bool,
+) -> std::process::ExitCode {
+    if json {
+        match serde_json::to_string(report) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("could not encode the report: {e}");
@@ -69,7 +110,7 @@ fn main() -> std::process::ExitCode {
     } else {
         print!("{report}");
     }
-    if report.converged {
+    if converged {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE

@@ -90,6 +90,17 @@ impl Network {
         !self.groups.is_empty() || !self.cuts.is_empty()
     }
 
+    /// True when nothing (partition or cut) separates `from` from `to`:
+    /// what a reliable message needs, at the moment it is sent.
+    pub fn connected(&self, from: SocketAddr, to: SocketAddr) -> bool {
+        self.group(&from) == self.group(&to) && !self.cuts.contains(&(from, to))
+    }
+
+    /// One-way latency of one reliable message (no loss, no duplication).
+    pub fn latency(&self, rng: &mut impl RngExt) -> Micros {
+        rng.random_range(self.config.latency_min..=self.config.latency_max)
+    }
+
     fn group(&self, addr: &SocketAddr) -> u32 {
         self.groups.get(addr).copied().unwrap_or(0)
     }

@@ -17,6 +17,13 @@ pub enum NodeOutput<E> {
         at: Micros,
         token: u64,
     },
+    /// A reliable message (a QUIC stream in the real shell): delivered in
+    /// order per pair of nodes, with latency, never lost, duplicated or too
+    /// big, but dropped by a partition or when either end restarts.
+    Message {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
     /// Something for the scenario to observe (not sent anywhere).
     Event(E),
 }
@@ -27,6 +34,9 @@ pub trait SimNode {
     type Event;
     fn handle_datagram(&mut self, now: Micros, from: SocketAddr, bytes: &[u8]);
     fn handle_timer(&mut self, now: Micros, token: u64);
+    /// One reliable message (see [`NodeOutput::Message`]). Nodes that send
+    /// none keep the default, which ignores it.
+    fn handle_message(&mut self, _now: Micros, _from: SocketAddr, _bytes: &[u8]) {}
     /// Moves every pending output into `out`.
     fn drain(&mut self, out: &mut Vec<NodeOutput<Self::Event>>);
 }

@@ -108,6 +108,98 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// Figures of a run with whole peer cores and workloads (the `apply`,
+/// `failover`, `scale`, `rc-partition-heal` and `rc-join` scenarios).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RcFigures {
+    /// Every RC has exactly its declared replicas running at quiescence,
+    /// all peers agree on desired state and assignment, no handover broke.
+    pub rc_converged: bool,
+    pub rcs: usize,
+    pub replicas_declared: usize,
+    /// Command (apply or scale) to all its replicas running, simulated ms.
+    pub apply_to_running_p50_ms: Option<f64>,
+    pub apply_to_running_p99_ms: Option<f64>,
+    pub applies_incomplete: usize,
+    /// Node crash to a replacement running, per lost replica, simulated ms.
+    pub failover_p50_ms: Option<f64>,
+    pub failover_p99_ms: Option<f64>,
+    pub failover_max_ms: Option<f64>,
+    pub failovers: usize,
+    pub failovers_incomplete: usize,
+    /// Replica indices running more than once at quiescence (must be 0).
+    pub max_duplicates_at_quiescence: usize,
+    /// Declared replicas running nowhere at quiescence (must be 0).
+    pub missing_at_quiescence: usize,
+    /// Replicas moved / ideal minimum, on a join or a loss.
+    pub moved_ratio: Option<f64>,
+    /// Wall time of one full assignment on this machine, ms.
+    pub placement_ms: Option<f64>,
+    /// Stops during a handover, and those made before the successor ran.
+    pub handover_stops: u64,
+    pub handover_breaks: u64,
+    /// Sync (reliable) messages per node per simulated second, and bytes.
+    pub sync_msgs_per_node_per_s: f64,
+    pub sync_bytes_per_node_per_s: f64,
+}
+
+/// A peer-core run: the membership report plus the workload figures, as
+/// one flat JSON object.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerReport {
+    #[serde(flatten)]
+    pub base: Report,
+    #[serde(flatten)]
+    pub rc: RcFigures,
+}
+
+impl std::fmt::Display for PeerReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.base)?;
+        let r = &self.rc;
+        writeln!(
+            f,
+            "rc       converged {} | {} rcs, {} replicas | duplicates {} missing {}",
+            r.rc_converged,
+            r.rcs,
+            r.replicas_declared,
+            r.max_duplicates_at_quiescence,
+            r.missing_at_quiescence
+        )?;
+        writeln!(
+            f,
+            "apply    p50 {} p99 {} ({} incomplete)",
+            ms(r.apply_to_running_p50_ms),
+            ms(r.apply_to_running_p99_ms),
+            r.applies_incomplete
+        )?;
+        writeln!(
+            f,
+            "failover p50 {} p99 {} max {} ({} replicas, {} incomplete)",
+            ms(r.failover_p50_ms),
+            ms(r.failover_p99_ms),
+            ms(r.failover_max_ms),
+            r.failovers,
+            r.failovers_incomplete
+        )?;
+        writeln!(
+            f,
+            "placement {} per full assignment | moved/ideal {} | handovers {} ({} broken)",
+            r.placement_ms
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms")),
+            r.moved_ratio
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.3}")),
+            r.handover_stops,
+            r.handover_breaks
+        )?;
+        writeln!(
+            f,
+            "sync     {:.1} msgs/node/s {:.0} bytes/node/s",
+            r.sync_msgs_per_node_per_s, r.sync_bytes_per_node_per_s
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,6 +292,22 @@ impl Peer {
         self.request_reconcile(now);
     }
 
+    /// Learns `members` as alive without telling anyone: to resume from a
+    /// persisted member list, or to build a formed cluster in a simulation.
+    /// Call before or after [`Peer::start`]; placement follows the new view.
+    pub fn restore_members(&mut self, now: Duration, members: &[PeerIdentity]) {
+        if let Err(e) = self
+            .membership
+            .restore_members(now, members.iter().copied())
+        {
+            tracing::debug!(error = %e, "restore members");
+        }
+        self.drain_membership(now);
+        self.refresh_members();
+        self.placement_dirty = true;
+        self.request_reconcile(now);
+    }
+
     /// Leave the cluster gracefully (tells a few members we are going).
     pub fn leave(&mut self, now: Duration) {
         if let Err(e) = self.membership.leave(now) {

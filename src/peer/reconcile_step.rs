@@ -119,10 +119,10 @@ impl Peer {
             .map(|r| r.pods.iter().map(|p| p.id.clone()).collect())
             .unwrap_or_default();
         for id in reported {
-            if self.local.get(&id).is_none() {
-                if let Ok(d) = self.state.observed.remove_pod(me, &id) {
-                    delta.observed.merge(d);
-                }
+            if self.local.get(&id).is_none()
+                && let Ok(d) = self.state.observed.remove_pod(me, &id)
+            {
+                delta.observed.merge(d);
             }
         }
         for status in statuses {
@@ -141,10 +141,10 @@ impl Peer {
         let Some(record) = self.state.desired.record(rc) else {
             return String::new();
         };
-        if let Some(body) = record.body.as_ref().map(|r| &r.val) {
-            if body.template.hash() == hash {
-                return body.template.primary_image().to_owned();
-            }
+        if let Some(body) = record.body.as_ref().map(|r| &r.val)
+            && body.template.hash() == hash
+        {
+            return body.template.primary_image().to_owned();
         }
         record
             .history

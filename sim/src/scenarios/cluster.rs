@@ -128,10 +128,8 @@ fn on_event(
                 tracker.false_downs += 1;
             }
         }
-        MembershipEvent::Suspected(id) => {
-            if tracker.counting && alive_now(&id) {
-                tracker.false_suspicions += 1;
-            }
+        MembershipEvent::Suspected(id) if tracker.counting && alive_now(&id) => {
+            tracker.false_suspicions += 1;
         }
         _ => {}
     }

@@ -7,6 +7,8 @@ pub mod crash;
 pub mod join;
 pub mod loss;
 pub mod partition;
+/// Whole peer cores with a workload (apply, failover, scale, ...).
+pub mod peer;
 
 use shoal_gossip::Preset;
 
