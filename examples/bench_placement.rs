@@ -146,7 +146,7 @@ fn disruption(node_count: usize, seeds: u64, rcs: &BTreeMap<String, RcSpec>) -> 
 fn main() {
     let rcs = rcs();
     let mut rows = Vec::new();
-    for (node_count, seeds) in [(100usize, 10u64), (1_000, 4)] {
+    for (node_count, seeds) in [(100usize, 20u64), (1_000, 16)] {
         let cluster = nodes(node_count, 42);
         let mut times = Vec::new();
         let mut max_load = 0;

@@ -156,7 +156,7 @@ proptest! {
             prop_assert_eq!(owners.len(), count, "replicas of {} share a node", name);
         }
         let total: usize = a.placed();
-        let cap = (total * 3).div_ceil(2 * node_count).max(1);
+        let cap = (total * 7).div_ceil(4 * node_count).max(1);
         prop_assert!(a.max_load() <= cap, "max load {} > cap {}", a.max_load(), cap);
     }
 }
@@ -184,12 +184,11 @@ fn disruption(nodes: usize, rcs: usize, replicas: u32, seeds: u64) -> (f64, f64)
 
 #[test]
 fn one_node_joining_or_leaving_moves_about_its_share() {
-    // The bound on the tiny cluster is looser: with 4 replicas per RC over
-    // 20 nodes a third of the RCs have two replicas whose first choice is
-    // the same node, and when a join or leave dissolves such a collision the
-    // diverted replica returns to its first choice — one more move.
+    // Small clusters are the hardest case: with 4 replicas per RC over 20
+    // nodes a third of the RCs have two replicas preferring the same node,
+    // and a join or leave that separates them costs one extra move.
     let rows: Vec<(usize, f64, f64, f64)> =
-        [(20, 100, 4, 1.2), (50, 200, 5, 1.1), (100, 300, 10, 1.1)]
+        [(20, 100, 4, 1.1), (50, 200, 5, 1.1), (100, 300, 10, 1.1)]
             .into_iter()
             .map(|(nodes, rcs, replicas, bound)| {
                 let (join, leave) = disruption(nodes, rcs, replicas, 12);
@@ -199,7 +198,10 @@ fn one_node_joining_or_leaving_moves_about_its_share() {
             .collect();
     for (nodes, join, leave, bound) in rows {
         assert!(join <= bound, "join moved_ratio {join:.3} at {nodes} nodes");
-        assert!(leave <= bound, "leave moved_ratio {leave:.3} at {nodes} nodes");
+        assert!(
+            leave <= bound,
+            "leave moved_ratio {leave:.3} at {nodes} nodes"
+        );
     }
 }
 

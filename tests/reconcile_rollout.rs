@@ -8,8 +8,8 @@ use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy,
-    TemplateHash, UpdateStrategy,
+    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, TemplateHash,
+    UpdateStrategy,
 };
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
@@ -111,7 +111,10 @@ impl Cluster {
     fn round(&mut self, spec: &RcSpec) -> Vec<(NodeId, PodAction)> {
         self.now += 1_000;
         for (node, obs) in std::mem::take(&mut self.pending) {
-            self.peers.get_mut(&node).unwrap().handle_observation(self.now, &obs);
+            self.peers
+                .get_mut(&node)
+                .unwrap()
+                .handle_observation(self.now, &obs);
         }
         let reported = self.reported();
         let rcs = BTreeMap::from([("web".to_owned(), spec.clone())]);
@@ -119,19 +122,37 @@ impl Cluster {
         let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
         for node in nodes {
             let local = self.peers.get_mut(&node).unwrap();
-            let p = plan(node, self.now, &self.assignment, &rcs, &reported, local, &ReconcilePolicy::default());
+            let p = plan(
+                node,
+                self.now,
+                &self.assignment,
+                &rcs,
+                &reported,
+                local,
+                &ReconcilePolicy::default(),
+            );
             for action in p.actions {
                 match &action {
-                    PodAction::Stop { pod, template_hash, .. } => self.pending.push((
+                    PodAction::Stop {
+                        pod, template_hash, ..
+                    } => self.pending.push((
                         node,
-                        PodObservation { pod: pod.clone(), template_hash: *template_hash, event: PodEvent::Removed },
+                        PodObservation {
+                            pod: pod.clone(),
+                            template_hash: *template_hash,
+                            event: PodEvent::Removed,
+                        },
                     )),
                     PodAction::Start { pod, template } => {
                         let hash = template.hash();
                         for event in [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)] {
                             self.pending.push((
                                 node,
-                                PodObservation { pod: pod.clone(), template_hash: hash, event },
+                                PodObservation {
+                                    pod: pod.clone(),
+                                    template_hash: hash,
+                                    event,
+                                },
                             ));
                         }
                     }
@@ -159,9 +180,11 @@ fn run_rollout(replicas: u32, max_surge: u32, max_unavailable: u32) -> (Vec<Vec<
         if !stopped.is_empty() {
             stop_rounds.push(stopped);
         }
-        let available = cluster.available(old.template.hash()) + cluster.available(new.template.hash());
+        let available =
+            cluster.available(old.template.hash()) + cluster.available(new.template.hash());
         min_available = min_available.min(available);
-        if cluster.available(new.template.hash()) == replicas as usize && cluster.pending.is_empty() {
+        if cluster.available(new.template.hash()) == replicas as usize && cluster.pending.is_empty()
+        {
             return (stop_rounds, min_available);
         }
     }
@@ -185,12 +208,18 @@ fn rolling_update_waits_for_the_replaced_replica_to_be_ready() {
     assert_eq!((first[0].0, first[0].1.pod().index), (NodeId(0), 0));
     // The old pod is removed; the owner starts the new template.
     let second = cluster.round(&new);
-    assert!(matches!(&second[..], [(NodeId(0), PodAction::Start { .. })]));
+    assert!(matches!(
+        &second[..],
+        [(NodeId(0), PodAction::Start { .. })]
+    ));
     // Running but not yet ready: nobody else moves.
     let ready_event = cluster.pending.pop().unwrap();
     assert_eq!(ready_event.1.event, PodEvent::Ready(true));
     let third = cluster.round(&new);
-    assert!(third.is_empty(), "replica 1 waits for replica 0 to be ready: {third:?}");
+    assert!(
+        third.is_empty(),
+        "replica 1 waits for replica 0 to be ready: {third:?}"
+    );
     cluster.pending.push(ready_event);
     let fourth = cluster.round(&new);
     assert_eq!(fourth.len(), 1);

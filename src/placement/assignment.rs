@@ -93,7 +93,7 @@ pub fn moved(before: &Assignment, after: &Assignment) -> usize {
 /// The fewest moves any balanced placement could make between the two
 /// membership views: every replica of a node that left must move, and every
 /// node that joined should receive its fair share (`placed / usable nodes`,
-/// rounded down) of the replicas placed in both. `moved / ideal_moves` is the
+/// rounded to nearest) of the replicas placed in both. `moved / ideal_moves` is the
 /// disruption ratio; 1.0 is perfect.
 pub fn ideal_moves(before: &Assignment, after: &Assignment) -> usize {
     let left: usize = before
@@ -115,7 +115,8 @@ pub fn ideal_moves(before: &Assignment, after: &Assignment) -> usize {
     let fair_share = if after.usable_nodes.is_empty() {
         0
     } else {
-        common / after.usable_nodes.len()
+        let n = after.usable_nodes.len();
+        (common + n / 2) / n
     };
     left + joined * fair_share
 }
