@@ -10,7 +10,7 @@ cargo build --release -q -p shoal-sim >&2
 BIN=target/release/shoal-sim
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); v=d
 for k in sys.argv[2].split("."): v=v.get(k) if isinstance(v,dict) else None
-print("-" if v is None else (round(v) if isinstance(v,float) else v))' "$1" "$2"; }
+print("-" if v is None else str(v).lower() if isinstance(v,bool) else (round(v) if isinstance(v,float) else v))' "$1" "$2"; }
 echo "### Membership (simulated)"
 echo
 echo "LAN preset, ${PEERS} peers, 1–5 ms latency, 1% loss (the loss scenario sets its own), seed ${SEED}; one core; \`converged\` = every live peer's view equals the true alive set at the end."

@@ -14,6 +14,31 @@ pub(crate) const KIND_ROSTER: u8 = 0x03;
 /// A member digest for anti-entropy (`sync.rs`); answered with roster
 /// chunks of the buckets that differ.
 pub(crate) const KIND_DIGEST: u8 = 0x04;
+/// "You are suspected" (one encoded `WireMember`), sent by the prober
+/// whose probe failed straight to the suspect, so that a live suspect
+/// refutes at once instead of waiting for the rumour to reach it.
+pub(crate) const KIND_SUSPECT: u8 = 0x05;
+
+/// Encodes a suspect notice.
+pub(crate) fn suspect_notice(member: &WireMember) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![KIND_SUSPECT];
+    out.extend(bincode::serde::encode_to_vec(member, config())?);
+    Ok(out)
+}
+
+/// Decodes a suspect notice body (envelope byte removed).
+pub(crate) fn decode_suspect_notice(body: &[u8]) -> Result<WireMember, CodecError> {
+    let (member, used) = bincode::serde::decode_from_slice(body, config())?;
+    if used != body.len() {
+        return Err(CodecError::Decode(
+            bincode::error::DecodeError::OtherString(format!(
+                "{} trailing bytes after a suspect notice",
+                body.len() - used
+            )),
+        ));
+    }
+    Ok(member)
+}
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_PACKET_SIZE>()

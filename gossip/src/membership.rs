@@ -18,20 +18,18 @@ use std::time::Duration;
 
 use foca::{Foca, Notification, Runtime, Timer};
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use shoal_crdt_state::node::NodeId;
 
 use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
-use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE, WireMember};
+use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE};
 use crate::config::{MAX_JOIN_RETRY, Preset};
-use crate::envelope::{
-    KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SWIM, decode_roster, roster_chunks,
-};
+use crate::envelope::{KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SUSPECT, KIND_SWIM};
 use crate::identity::PeerIdentity;
-use crate::sync::{Digest, bucket_of};
 use crate::timers::{Scheduled, TimerQueue, TimerToken};
 use crate::view::{MemberEntry, MemberState, MemberView};
+
+mod exchange;
 
 /// A roster is accepted from a seed for this long after `join`.
 const ROSTER_WINDOW: Duration = Duration::from_secs(10);
@@ -124,6 +122,8 @@ struct Outbox {
     sends: Vec<(PeerIdentity, Vec<u8>)>,
     timers: Vec<(Duration, Timer<PeerIdentity>)>,
     events: Vec<MembershipEvent>,
+    /// Members our own probe just failed, with the suspected incarnation.
+    suspected: Vec<(PeerIdentity, u16)>,
 }
 
 impl Runtime<PeerIdentity> for Outbox {
@@ -152,8 +152,14 @@ impl Runtime<PeerIdentity> for Outbox {
 
     fn submit_after(&mut self, timer: Timer<PeerIdentity>, after: Duration) {
         // foca schedules this only when its own probe failed.
-        if let Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
+        {
             self.events.push(MembershipEvent::Suspected(*member_id));
+            self.suspected.push((*member_id, *incarnation));
         }
         self.timers.push((after, timer));
     }
@@ -336,6 +342,7 @@ impl Membership {
             KIND_ROSTER_REQUEST => self.answer_roster_request(now, from),
             KIND_ROSTER => self.apply_roster(now, from, body),
             KIND_DIGEST => self.answer_digest(now, from, body),
+            KIND_SUSPECT => self.refute(from, body),
             other => Err(MembershipError::UnknownKind(other)),
         };
         self.flush(now);
@@ -359,6 +366,10 @@ impl Membership {
                     .map_err(MembershipError::from),
                 Scheduled::JoinRetry => self.retry_join(now),
                 Scheduled::Sync => self.sync_round(now),
+                Scheduled::SuspectNotice {
+                    suspect,
+                    incarnation,
+                } => self.notify_suspect(now, suspect, incarnation, false),
             };
             if let Err(e) = result {
                 first_error.get_or_insert(e);
@@ -445,193 +456,9 @@ impl Membership {
         self.version
     }
 
-    /// Rate limit shared by roster requests and digests: one answer per
-    /// requester per [`ROSTER_REPLY_INTERVAL`].
-    fn may_answer(&mut self, now: Duration, from: SocketAddr) -> bool {
-        if self
-            .roster_sent
-            .get(&from)
-            .is_some_and(|at| now < *at + ROSTER_REPLY_INTERVAL)
-        {
-            return false;
-        }
-        if self.roster_sent.len() >= ROSTER_REPLY_MEMORY {
-            self.roster_sent
-                .retain(|_, at| now < *at + ROSTER_REPLY_INTERVAL);
-        }
-        if self.roster_sent.len() < ROSTER_REPLY_MEMORY {
-            self.roster_sent.insert(from, now);
-        }
-        true
-    }
-
-    fn answer_roster_request(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-    ) -> Result<(), MembershipError> {
-        if !self.may_answer(now, from) {
-            return Ok(());
-        }
-        let members: Vec<WireMember> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.id().addr != from)
-            .map(WireMember::from_member)
-            .collect();
-        for bytes in roster_chunks(&members)? {
-            self.outputs.push_back(Output::Send { to: from, bytes });
-        }
-        Ok(())
-    }
-
-    fn apply_roster(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-        body: &[u8],
-    ) -> Result<(), MembershipError> {
-        match self.roster_expected.get(&from) {
-            Some(until) if now <= *until => {}
-            _ => {
-                self.roster_expected.retain(|_, until| now <= *until);
-                return Err(MembershipError::UnsolicitedRoster(from));
-            }
-        }
-        let members = decode_roster(body)?
-            .into_iter()
-            .map(WireMember::into_member)
-            .collect::<Result<Vec<_>, _>>()?;
-        // A join roster is what the cluster already knows: no need to
-        // gossip it. Anti-entropy finds what someone missed: spread it.
-        let spread = self.joining.is_none();
-        if let Some(joining) = &mut self.joining {
-            joining.roster_received = true;
-        }
-        // Entries about us are applied too: a roster listing us as down is
-        // how a peer learns it must renew its identity.
-        Ok(self
-            .foca
-            .apply_many(members.into_iter(), spread, &mut self.outbox)?)
-    }
-
-    fn schedule(&mut self, at: Duration, what: Scheduled) {
+    pub(crate) fn schedule(&mut self, at: Duration, what: Scheduled) {
         let token = self.timers.schedule(at, what);
         self.outputs.push_back(Output::Timer { at, timer: token });
-    }
-
-    /// Next anti-entropy round in 0.75–1.25 periods (jitter keeps peers
-    /// from syncing in lockstep).
-    fn schedule_sync(&mut self, now: Duration) {
-        let at = now
-            + self
-                .preset
-                .sync_period()
-                .mul_f64(self.rng.random_range(0.75..1.25));
-        self.schedule(at, Scheduled::Sync);
-        self.sync_scheduled = true;
-    }
-
-    /// The address of a random member we know of, down ones included: a
-    /// down member's address may run a renewed identity by now, or sit on
-    /// the other side of a partition that healed.
-    fn random_member_addr(&mut self) -> Option<SocketAddr> {
-        let len = self.foca.iter_membership_state().len();
-        if len == 0 {
-            return None;
-        }
-        let pick = self.rng.random_range(0..len);
-        let addr = self.foca.iter_membership_state().nth(pick)?.id().addr;
-        (addr != self.identity().addr).then_some(addr)
-    }
-
-    /// Our digest: the active identities, ourselves included.
-    fn digest(&self, reply: bool) -> Digest {
-        let me = self.identity();
-        Digest::of(
-            self.foca
-                .iter_members()
-                .map(|m| m.id())
-                .chain(std::iter::once(&me)),
-            reply,
-        )
-    }
-
-    fn sync_round(&mut self, now: Duration) -> Result<(), MembershipError> {
-        self.sync_scheduled = false;
-        if self.foca.iter_membership_state().len() == 0 {
-            // `flush` restarts the rounds once we know someone.
-            return Ok(());
-        }
-        self.schedule_sync(now);
-        self.roster_expected.retain(|_, until| now <= *until);
-        let Some(to) = self.random_member_addr() else {
-            return Ok(());
-        };
-        self.roster_expected.insert(to, now + SYNC_WINDOW);
-        let bytes = self.digest(false).encode(KIND_DIGEST);
-        self.outputs.push_back(Output::Send { to, bytes });
-        Ok(())
-    }
-
-    /// Answers a digest with our members of the buckets that differ and,
-    /// unless it was itself an answer, with our digest.
-    fn answer_digest(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-        body: &[u8],
-    ) -> Result<(), MembershipError> {
-        let theirs = Digest::decode(body).ok_or(MembershipError::Digest(body.len() + 1))?;
-        if theirs.reply {
-            if !self
-                .roster_expected
-                .get(&from)
-                .is_some_and(|until| now <= *until)
-            {
-                return Err(MembershipError::UnsolicitedDigest(from));
-            }
-        } else if !self.may_answer(now, from) {
-            return Ok(());
-        }
-        let mine = self.digest(true);
-        let mut differing = mine.differing(&theirs);
-        if differing.is_empty() {
-            return Ok(());
-        }
-        differing.shuffle(&mut self.rng);
-        let mut by_bucket: BTreeMap<usize, Vec<WireMember>> =
-            differing.iter().map(|b| (*b, Vec::new())).collect();
-        let me = self.identity();
-        let own = WireMember {
-            id: me,
-            incarnation: 0,
-            state: 0,
-        };
-        for member in self
-            .foca
-            .iter_membership_state()
-            .map(WireMember::from_member)
-            .chain(std::iter::once(own))
-        {
-            if let Some(list) = by_bucket.get_mut(&bucket_of(&member.id.addr)) {
-                list.push(member);
-            }
-        }
-        let members: Vec<WireMember> = differing
-            .iter()
-            .filter_map(|b| by_bucket.remove(b))
-            .flatten()
-            .collect();
-        for bytes in roster_chunks(&members)?.into_iter().take(SYNC_MAX_CHUNKS) {
-            self.outputs.push_back(Output::Send { to: from, bytes });
-        }
-        if !theirs.reply {
-            self.roster_expected.insert(from, now + SYNC_WINDOW);
-            let bytes = mine.encode(KIND_DIGEST);
-            self.outputs.push_back(Output::Send { to: from, bytes });
-        }
-        Ok(())
     }
 
     /// Moves foca's buffered outputs into the output queue, and rescales
@@ -639,6 +466,11 @@ impl Membership {
     fn flush(&mut self, now: Duration) {
         for (to, bytes) in self.outbox.sends.drain(..) {
             self.outputs.push_back(Output::Send { to: to.addr, bytes });
+        }
+        let suspected: Vec<_> = self.outbox.suspected.drain(..).collect();
+        for (suspect, incarnation) in suspected {
+            // A notice that cannot be encoded only loses the shortcut.
+            let _ = self.notify_suspect(now, suspect, incarnation, true);
         }
         let timers: Vec<_> = self.outbox.timers.drain(..).collect();
         for (after, timer) in timers {

@@ -27,6 +27,7 @@ fn rank(timer: &Scheduled) -> u8 {
         Scheduled::Foca(Timer::PeriodicAnnounceDown(_)) => 6,
         Scheduled::JoinRetry => 7,
         Scheduled::Sync => 8,
+        Scheduled::SuspectNotice { .. } => 9,
     }
 }
 
@@ -39,6 +40,11 @@ pub(crate) enum Scheduled {
     JoinRetry,
     /// One anti-entropy round (member digest to a random member).
     Sync,
+    /// Tell `suspect` again, if it is still suspected at `incarnation`.
+    SuspectNotice {
+        suspect: PeerIdentity,
+        incarnation: u16,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -236,3 +236,33 @@ fn garbage_datagrams_are_rejected_without_panicking() {
     );
     assert_eq!(peer.view().members.len(), 1);
 }
+
+#[test]
+fn a_join_sent_while_the_seed_is_unreachable_completes_once_it_is_back() {
+    let mut net = Net::new(3);
+    net.muted.push(addr(1));
+    net.join_all_through_first();
+    // Announces and roster requests of the first attempts are lost.
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.active_nodes(addr(2)), vec![2]);
+    net.muted.clear();
+    net.run_for(Duration::from_secs(10));
+    for i in 1..=3 {
+        assert_eq!(net.active_nodes(addr(i)), vec![1, 2, 3], "view of peer {i}");
+    }
+}
+
+#[test]
+fn malformed_digests_and_suspect_notices_are_rejected() {
+    let mut net = Net::new(2);
+    let peer = net.peers.get_mut(&addr(1)).unwrap();
+    let now = Duration::ZERO;
+    // A digest of the wrong length, and a digest answer nobody asked for.
+    assert!(peer.handle_datagram(now, addr(2), &[0x04, 0, 1]).is_err());
+    let mut answer = vec![0x04, 1];
+    answer.extend(std::iter::repeat_n(0u8, 256));
+    assert!(peer.handle_datagram(now, addr(2), &answer).is_err());
+    // A truncated suspect notice.
+    assert!(peer.handle_datagram(now, addr(2), &[0x05, 0x80]).is_err());
+    assert_eq!(peer.view().members.len(), 1);
+}

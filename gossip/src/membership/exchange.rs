@@ -1,0 +1,266 @@
+//! Membership's exchanges beyond foca: roster transfer on join, the
+//! anti-entropy rounds (`sync.rs`) and suspect notices. Split from
+//! `membership.rs` to keep each file concept-sized.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+use super::{
+    Membership, MembershipError, Output, ROSTER_REPLY_INTERVAL, ROSTER_REPLY_MEMORY,
+    SYNC_MAX_CHUNKS, SYNC_WINDOW,
+};
+use crate::codec::WireMember;
+use crate::envelope::{
+    KIND_DIGEST, decode_roster, decode_suspect_notice, roster_chunks, suspect_notice,
+};
+use crate::identity::PeerIdentity;
+use crate::sync::{Digest, bucket_of};
+use crate::timers::Scheduled;
+
+impl Membership {
+    /// Rate limit shared by roster requests and digests: one answer per
+    /// requester per [`ROSTER_REPLY_INTERVAL`].
+    pub(super) fn may_answer(&mut self, now: Duration, from: SocketAddr) -> bool {
+        if self
+            .roster_sent
+            .get(&from)
+            .is_some_and(|at| now < *at + ROSTER_REPLY_INTERVAL)
+        {
+            return false;
+        }
+        if self.roster_sent.len() >= ROSTER_REPLY_MEMORY {
+            self.roster_sent
+                .retain(|_, at| now < *at + ROSTER_REPLY_INTERVAL);
+        }
+        if self.roster_sent.len() < ROSTER_REPLY_MEMORY {
+            self.roster_sent.insert(from, now);
+        }
+        true
+    }
+
+    pub(super) fn answer_roster_request(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+    ) -> Result<(), MembershipError> {
+        if !self.may_answer(now, from) {
+            return Ok(());
+        }
+        let members: Vec<WireMember> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.id().addr != from)
+            .map(WireMember::from_member)
+            .collect();
+        for bytes in roster_chunks(&members)? {
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_roster(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        body: &[u8],
+    ) -> Result<(), MembershipError> {
+        match self.roster_expected.get(&from) {
+            Some(until) if now <= *until => {}
+            _ => {
+                self.roster_expected.retain(|_, until| now <= *until);
+                return Err(MembershipError::UnsolicitedRoster(from));
+            }
+        }
+        let members = decode_roster(body)?
+            .into_iter()
+            .map(WireMember::into_member)
+            .collect::<Result<Vec<_>, _>>()?;
+        // A join roster is what the cluster already knows: no need to
+        // gossip it. Anti-entropy finds what someone missed: spread it.
+        let spread = self.joining.is_none();
+        if let Some(joining) = &mut self.joining {
+            joining.roster_received = true;
+        }
+        // Entries about us are applied too: a roster listing us as down is
+        // how a peer learns it must renew its identity.
+        Ok(self
+            .foca
+            .apply_many(members.into_iter(), spread, &mut self.outbox)?)
+    }
+
+    /// Tells `suspect` that our probe failed, so a live one refutes at
+    /// once; repeated once half-way through the suspicion window if it is
+    /// still suspected (the first notice may be lost too).
+    pub(super) fn notify_suspect(
+        &mut self,
+        now: Duration,
+        suspect: PeerIdentity,
+        incarnation: u16,
+        first: bool,
+    ) -> Result<(), MembershipError> {
+        let still_suspect = self.foca.iter_membership_state().any(|m| {
+            *m.id() == suspect
+                && m.state() == foca::State::Suspect
+                && m.incarnation() == incarnation
+        });
+        if !still_suspect {
+            return Ok(());
+        }
+        if first {
+            let half = self.preset.config(self.config_bucket).suspect_to_down_after / 2;
+            self.schedule(
+                now + half,
+                Scheduled::SuspectNotice {
+                    suspect,
+                    incarnation,
+                },
+            );
+        }
+        let bytes = suspect_notice(&WireMember {
+            id: suspect,
+            incarnation,
+            state: 1,
+        })?;
+        self.outputs.push_back(Output::Send {
+            to: suspect.addr,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// A prober tells us we are suspected: refute (foca bumps our SWIM
+    /// incarnation) and answer the prober directly with an announce, whose
+    /// header carries the new incarnation and clears the suspicion there.
+    pub(super) fn refute(&mut self, from: SocketAddr, body: &[u8]) -> Result<(), MembershipError> {
+        let notice = decode_suspect_notice(body)?;
+        if notice.id != self.identity() || notice.state != 1 {
+            // About an identity we no longer have: the cluster will learn
+            // the renewed one by itself.
+            return Ok(());
+        }
+        let member = notice.into_member()?;
+        self.foca
+            .apply_many(std::iter::once(member), true, &mut self.outbox)?;
+        Ok(self
+            .foca
+            .announce(PeerIdentity::seed(from), &mut self.outbox)?)
+    }
+
+    /// Next anti-entropy round in 0.75–1.25 periods (jitter keeps peers
+    /// from syncing in lockstep).
+    pub(super) fn schedule_sync(&mut self, now: Duration) {
+        let at = now
+            + self
+                .preset
+                .sync_period()
+                .mul_f64(self.rng.random_range(0.75..1.25));
+        self.schedule(at, Scheduled::Sync);
+        self.sync_scheduled = true;
+    }
+
+    /// The address of a random member we know of, down ones included: a
+    /// down member's address may run a renewed identity by now, or sit on
+    /// the other side of a partition that healed.
+    pub(super) fn random_member_addr(&mut self) -> Option<SocketAddr> {
+        let len = self.foca.iter_membership_state().len();
+        if len == 0 {
+            return None;
+        }
+        let pick = self.rng.random_range(0..len);
+        let addr = self.foca.iter_membership_state().nth(pick)?.id().addr;
+        (addr != self.identity().addr).then_some(addr)
+    }
+
+    /// Our digest: the active identities, ourselves included.
+    pub(super) fn digest(&self, reply: bool) -> Digest {
+        let me = self.identity();
+        Digest::of(
+            self.foca
+                .iter_members()
+                .map(|m| m.id())
+                .chain(std::iter::once(&me)),
+            reply,
+        )
+    }
+
+    pub(super) fn sync_round(&mut self, now: Duration) -> Result<(), MembershipError> {
+        self.sync_scheduled = false;
+        if self.foca.iter_membership_state().len() == 0 {
+            // `flush` restarts the rounds once we know someone.
+            return Ok(());
+        }
+        self.schedule_sync(now);
+        self.roster_expected.retain(|_, until| now <= *until);
+        let Some(to) = self.random_member_addr() else {
+            return Ok(());
+        };
+        self.roster_expected.insert(to, now + SYNC_WINDOW);
+        let bytes = self.digest(false).encode(KIND_DIGEST);
+        self.outputs.push_back(Output::Send { to, bytes });
+        Ok(())
+    }
+
+    /// Answers a digest with our members of the buckets that differ and,
+    /// unless it was itself an answer, with our digest.
+    pub(super) fn answer_digest(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        body: &[u8],
+    ) -> Result<(), MembershipError> {
+        let theirs = Digest::decode(body).ok_or(MembershipError::Digest(body.len() + 1))?;
+        if theirs.reply {
+            if self
+                .roster_expected
+                .get(&from)
+                .is_none_or(|until| now > *until)
+            {
+                return Err(MembershipError::UnsolicitedDigest(from));
+            }
+        } else if !self.may_answer(now, from) {
+            return Ok(());
+        }
+        let mine = self.digest(true);
+        let mut differing = mine.differing(&theirs);
+        if differing.is_empty() {
+            return Ok(());
+        }
+        differing.shuffle(&mut self.rng);
+        let mut by_bucket: BTreeMap<usize, Vec<WireMember>> =
+            differing.iter().map(|b| (*b, Vec::new())).collect();
+        let me = self.identity();
+        let own = WireMember {
+            id: me,
+            incarnation: 0,
+            state: 0,
+        };
+        for member in self
+            .foca
+            .iter_membership_state()
+            .map(WireMember::from_member)
+            .chain(std::iter::once(own))
+        {
+            if let Some(list) = by_bucket.get_mut(&bucket_of(&member.id.addr)) {
+                list.push(member);
+            }
+        }
+        let members: Vec<WireMember> = differing
+            .iter()
+            .filter_map(|b| by_bucket.remove(b))
+            .flatten()
+            .collect();
+        for bytes in roster_chunks(&members)?.into_iter().take(SYNC_MAX_CHUNKS) {
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        if !theirs.reply {
+            self.roster_expected.insert(from, now + SYNC_WINDOW);
+            let bytes = mine.encode(KIND_DIGEST);
+            self.outputs.push_back(Output::Send { to: from, bytes });
+        }
+        Ok(())
+    }
+}
