@@ -175,7 +175,8 @@ fn run_rollout(replicas: u32, max_surge: u32, max_unavailable: u32) -> (Vec<Vec<
         let actions = cluster.round(&new);
         let stopped: Vec<u32> = actions
             .iter()
-            .filter_map(|(_, a)| matches!(a, PodAction::Stop { .. }).then(|| a.pod().index))
+            .filter(|(_, a)| matches!(a, PodAction::Stop { .. }))
+            .map(|(_, a)| a.pod().index)
             .collect();
         if !stopped.is_empty() {
             stop_rounds.push(stopped);
