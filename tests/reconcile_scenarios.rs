@@ -590,3 +590,75 @@ fn at_most_declared_without_majority_starts_nothing_new() {
     let p = plan(ME, 0, &a, &rcs(&[&avail]), &none(), &mut fresh, &minority);
     assert_eq!(starts(&p.actions).len(), 2);
 }
+
+#[test]
+fn a_replica_placement_cannot_place_keeps_running_where_it_is() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let p = plan(
+        ME,
+        0,
+        &Assignment::default(),
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert!(p.actions.is_empty());
+    assert_eq!(p.wake_at, None);
+}
+
+#[test]
+fn a_running_pod_reported_without_a_start_is_taken_over_not_duplicated() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    observe(&mut local, 0, &web, 0, PodEvent::Running { ports: vec![] });
+    let p = plan(
+        ME,
+        0,
+        &owners(&[("web", 0, ME)]),
+        &rcs(&[&web]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    assert!(p.actions.is_empty());
+    assert_eq!(
+        local.get(&pod("web", 0)).unwrap().state,
+        LocalState::Running
+    );
+}
+
+#[test]
+fn stale_events_of_a_replaced_template_are_ignored() {
+    let old = rc("web", 1, "web:1");
+    let new = rc("web", 1, "web:2");
+    let mut local = LocalPods::new();
+    let a = owners(&[("web", 0, ME)]);
+    plan(
+        ME,
+        0,
+        &a,
+        &rcs(&[&new]),
+        &none(),
+        &mut local,
+        &ReconcilePolicy::default(),
+    );
+    observe(
+        &mut local,
+        1,
+        &old,
+        0,
+        PodEvent::Exited {
+            code: 1,
+            oom_killed: false,
+        },
+    );
+    observe(&mut local, 1, &old, 0, PodEvent::Removed);
+    let l = local.get(&pod("web", 0)).unwrap();
+    assert_eq!(
+        (l.state, l.template_hash),
+        (LocalState::Starting, new.template.hash())
+    );
+}
