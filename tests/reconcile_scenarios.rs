@@ -662,3 +662,47 @@ fn stale_events_of_a_replaced_template_are_ignored() {
         (LocalState::Starting, new.template.hash())
     );
 }
+
+#[test]
+fn a_stop_never_confirmed_is_issued_again() {
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let policy = ReconcilePolicy::default();
+    let gone = BTreeMap::new();
+    let p = plan(
+        ME,
+        0,
+        &Assignment::default(),
+        &gone,
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    // Adopted pod of a deleted RC: default grace 10 s + 30 s retry bound.
+    assert_eq!(p.wake_at, Some(40_000));
+    let p = plan(
+        ME,
+        39_999,
+        &Assignment::default(),
+        &gone,
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert!(p.actions.is_empty());
+    let p = plan(
+        ME,
+        40_000,
+        &Assignment::default(),
+        &gone,
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(p.wake_at, Some(80_000));
+    observe(&mut local, 40_001, &web, 0, PodEvent::Removed);
+    assert!(local.is_empty());
+}

@@ -56,6 +56,8 @@ pub struct LocalPod {
     pub next_restart_at: Option<u64>,
     /// When placement first gave this replica to another node (handover clock).
     pub moved_away_at: Option<u64>,
+    /// When the last stop was issued, while `Stopping` (retry clock).
+    pub stop_issued_at: Option<u64>,
     /// Grace period of the template it was started with, if known.
     pub grace_secs: Option<u32>,
     /// Host ports the runtime bound.
@@ -76,6 +78,7 @@ impl LocalPod {
             exited_at: None,
             next_restart_at: None,
             moved_away_at: None,
+            stop_issued_at: None,
             grace_secs: Some(grace_secs),
             ports: Vec::new(),
         }

@@ -22,6 +22,10 @@ pub struct ReconcilePolicy {
     pub handover_bound_ms: u64,
     /// Grace for stopping a pod whose template is unknown (adopted, RC deleted).
     pub default_grace_secs: u32,
+    /// A stop the runtime has not confirmed (`Removed`) within the grace
+    /// period plus this long is issued again: the engine may have failed it,
+    /// and a pod stuck in `Stopping` would never be started again here.
+    pub stop_retry_ms: u64,
     /// This peer sees a majority of the last known members. Set on every
     /// call from the member view; `AtMostDeclared` RCs start nothing without it.
     pub sees_majority: bool,
@@ -33,6 +37,7 @@ impl Default for ReconcilePolicy {
             backoff: RestartBackoff::default(),
             handover_bound_ms: 30_000,
             default_grace_secs: 10,
+            stop_retry_ms: 30_000,
             sees_majority: true,
         }
     }
@@ -45,7 +50,7 @@ pub struct Plan {
     /// (highest index first), then the rest in `PodId` order.
     pub actions: Vec<PodAction>,
     /// Call `plan` again at this time (ms) even if nothing is observed: the
-    /// earliest back-off expiry or handover bound.
+    /// earliest back-off expiry, handover bound or unconfirmed-stop retry.
     pub wake_at: Option<u64>,
 }
 
@@ -84,11 +89,26 @@ pub fn plan(
     let mut wake = |at: u64| out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
 
     for id in pods {
+        if let Some(l) = local
+            .get_mut(&id)
+            .filter(|l| l.state == LocalState::Stopping)
+        {
+            let issued = *l.stop_issued_at.get_or_insert(now);
+            if now >= issued.saturating_add(stop_wait(l, policy)) {
+                l.stop_issued_at = Some(now);
+                rest.push(PodAction::Stop {
+                    pod: id.clone(),
+                    template_hash: l.template_hash,
+                    grace: secs(l.grace_secs.unwrap_or(policy.default_grace_secs)),
+                });
+            }
+            continue;
+        }
         let rc = rcs.get(&id.rc).filter(|rc| id.index < rc.replicas);
         let owner = assignment.owner(&id);
         let Some(rc) = rc else {
             // RC deleted or scaled below this index.
-            if let Some(stop) = stop(&id, local, None, policy) {
+            if let Some(stop) = stop(&id, local, None, policy, now) {
                 undeclared.push(stop);
             }
             continue;
@@ -102,9 +122,6 @@ pub fn plan(
             }
             continue;
         };
-        if l.state == LocalState::Stopping {
-            continue;
-        }
         match owner {
             Some(other) if other != me => {
                 let since = *l.moved_away_at.get_or_insert(now);
@@ -113,7 +130,7 @@ pub fn plan(
                     || successor_serves(cluster_pods.get(&other), &id, rc, current)
                     || now >= deadline
                 {
-                    rest.extend(stop(&id, local, Some(rc), policy));
+                    rest.extend(stop(&id, local, Some(rc), policy, now));
                 } else {
                     wake(deadline);
                 }
@@ -137,12 +154,21 @@ pub fn plan(
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, cluster_pods, local));
                     if may_replace(rc, current, view, id.index) {
-                        rest.extend(stop(&id, local, Some(rc), policy));
+                        rest.extend(stop(&id, local, Some(rc), policy, now));
                         // Later replicas of this RC must see this one as down.
                         views.remove(&id.rc);
                     }
                 }
             }
+        }
+    }
+
+    for (_, l) in local
+        .iter()
+        .filter(|(_, l)| l.state == LocalState::Stopping)
+    {
+        if let Some(issued) = l.stop_issued_at {
+            wake(issued.saturating_add(stop_wait(l, policy)));
         }
     }
 
@@ -153,6 +179,12 @@ pub fn plan(
     out.actions.extend(undeclared);
     out.actions.extend(rest);
     out
+}
+
+/// How long a stop may go unconfirmed before it is issued again.
+fn stop_wait(l: &LocalPod, policy: &ReconcilePolicy) -> u64 {
+    let grace = l.grace_secs.unwrap_or(policy.default_grace_secs);
+    (u64::from(grace) * 1_000).saturating_add(policy.stop_retry_ms)
 }
 
 fn secs(s: u32) -> Duration {
@@ -182,6 +214,7 @@ fn stop(
     local: &mut LocalPods,
     rc: Option<&RcSpec>,
     policy: &ReconcilePolicy,
+    now: u64,
 ) -> Option<PodAction> {
     let l = local.get_mut(id)?;
     if l.state == LocalState::Stopping {
@@ -189,10 +222,12 @@ fn stop(
     }
     l.state = LocalState::Stopping;
     l.ready = false;
+    l.stop_issued_at = Some(now);
     let grace = l
         .grace_secs
         .or(rc.map(|rc| rc.template.termination_grace_period_secs))
         .unwrap_or(policy.default_grace_secs);
+    l.grace_secs = Some(grace);
     Some(PodAction::Stop {
         pod: id.clone(),
         template_hash: l.template_hash,
