@@ -360,6 +360,7 @@ impl Membership {
         let mut first_error = None;
         while let Some(due) = self.timers.pop_due(now) {
             let result = match due {
+                Scheduled::Foca(t) if self.is_stale_suspicion(&t) => Ok(()),
                 Scheduled::Foca(t) => self
                     .foca
                     .handle_timer(t, &mut self.outbox)
@@ -380,6 +381,27 @@ impl Membership {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// A suspicion timer for a member that refuted (or was renamed, or is
+    /// already down) since. Dropped before foca sees it: foca 2.0.0 leaves
+    /// the member alone in that case but still sends it `TurnUndead`, which
+    /// makes a live, refuted peer renew its identity and the whole cluster
+    /// see it go down and come back (the false downs seen under loss).
+    fn is_stale_suspicion(&self, timer: &Timer<PeerIdentity>) -> bool {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return false;
+        };
+        !self.foca.iter_membership_state().any(|m| {
+            m.id() == member_id
+                && m.state() == foca::State::Suspect
+                && m.incarnation() == *incarnation
+        })
     }
 
     /// Spreads `payload` to every peer, piggybacked on SWIM traffic. A later
