@@ -5,6 +5,8 @@
 //! here returns `anyhow::Result`: this is the binary's edge, where library
 //! errors become messages for a person.
 
+#[cfg(feature = "shell")]
+pub mod up;
 pub mod validate;
 
 // Client verbs: they talk to a peer's HTTP API, so they need the shell.
@@ -44,6 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Parse and check manifests without a running peer; print them normalized.
     Validate(validate::ValidateArgs),
+    /// Run a peer in the foreground: create a cluster, or --join one.
+    #[cfg(feature = "shell")]
+    Up(up::UpArgs),
     /// Create or update the ReplicationControllers of a manifest.
     #[cfg(feature = "shell")]
     Apply(apply::ApplyArgs),
@@ -85,6 +90,12 @@ pub struct Io<'a, R: Read, O: Write, E: Write> {
 
 /// Runs `cli` with the process's own streams; the exit code tells success.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A peer logs to stderr from many threads: never hold the stream locks for it.
+    #[cfg(feature = "shell")]
+    if let Command::Up(args) = &cli.command {
+        up::run(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut stdin, mut stdout, mut stderr) = (
         std::io::stdin().lock(),
         std::io::stdout().lock(),
@@ -97,6 +108,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let ok = match cli.command {
         Command::Validate(args) => validate::run(&args, &mut io)?,
+        #[cfg(feature = "shell")]
+        Command::Up(_) => unreachable!("handled before the streams are locked"),
         #[cfg(feature = "shell")]
         Command::Apply(args) => apply::run(&args, &mut io)?,
         #[cfg(feature = "shell")]

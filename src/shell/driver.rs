@@ -167,30 +167,8 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Request::Snapshot { reply } => {
-                let _ = reply.send(self.snapshot());
+                let _ = reply.send(Snapshot::of(&self.peer, &self.cluster));
             }
-        }
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let assignment = self.peer.assignment();
-        Snapshot {
-            me: self.peer.node(),
-            addr: self.peer.config().addr,
-            cluster: self.cluster.clone(),
-            members: self.peer.view(),
-            state: self.peer.state().clone(),
-            rcs: self.peer.rcs().clone(),
-            owners: assignment
-                .iter()
-                .map(|(pod, node)| (pod.to_string(), node))
-                .collect(),
-            unplaced: assignment
-                .unplaced
-                .iter()
-                .map(|(pod, why)| (pod.to_string(), why.to_string()))
-                .collect(),
-            stats: self.peer.stats(),
         }
     }
 

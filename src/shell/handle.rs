@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 
 use shoal_crdt_state::ClusterState;
 use shoal_crdt_state::node::NodeId;
-use shoal_crdt_state::spec::RcSpec;
 use shoal_gossip::MemberView;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::peer::{Command, CommandError, CommandOutcome, PeerStats};
+use crate::peer::{Command, CommandError, CommandOutcome, Peer, PeerStats};
 
 /// Capacity of the request channel: API calls beyond it wait.
 pub const REQUEST_QUEUE: usize = 256;
@@ -41,13 +40,35 @@ pub struct Snapshot {
     /// SWIM's view, ourselves included.
     pub members: MemberView,
     pub state: ClusterState,
-    /// Live RCs, by name.
-    pub rcs: BTreeMap<String, RcSpec>,
     /// Who should run each replica, by `PodId` display name (`hello-0`).
     pub owners: BTreeMap<String, NodeId>,
     /// Replicas that fit nowhere, with the reason.
     pub unplaced: BTreeMap<String, String>,
     pub stats: PeerStats,
+}
+
+impl Snapshot {
+    /// A copy of what `peer` knows now, between two inputs.
+    pub fn of(peer: &Peer, cluster: &str) -> Snapshot {
+        let assignment = peer.assignment();
+        Snapshot {
+            me: peer.node(),
+            addr: peer.config().addr,
+            cluster: cluster.to_owned(),
+            members: peer.view(),
+            state: peer.state().clone(),
+            owners: assignment
+                .iter()
+                .map(|(pod, node)| (pod.to_string(), node))
+                .collect(),
+            unplaced: assignment
+                .unplaced
+                .iter()
+                .map(|(pod, why)| (pod.to_string(), why.to_string()))
+                .collect(),
+            stats: peer.stats(),
+        }
+    }
 }
 
 /// Why the driver could not answer.

@@ -33,8 +33,8 @@ pub struct UpConfig {
     pub labels: BTreeMap<String, String>,
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
-    /// Where pods publish their ports.
-    pub publish_ip: IpAddr,
+    /// Where pods publish their ports; default: the advertised IP.
+    pub publish_ip: Option<IpAddr>,
     /// Bearer token the HTTP API requires (mandatory off loopback).
     pub api_token: Option<String>,
     pub preset: Preset,
@@ -69,7 +69,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 
     let node = NodeId(identity.node_id);
     let mut runtime_config = RuntimeConfig::new(token.cluster_id(), node);
-    runtime_config.publish_ip = config.publish_ip;
+    runtime_config.publish_ip = config.publish_ip.unwrap_or(advertise.ip());
     let (runtime, observations) = DockerRuntime::connect(runtime_config).await?;
     let runtime = Arc::new(runtime);
     let existing = match runtime.list_existing().await {

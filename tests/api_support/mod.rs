@@ -170,31 +170,8 @@ fn answer(peer: &mut Peer, request: Request) {
             let _ = reply.send(peer.handle_command(wall_now(), command));
         }
         Request::Snapshot { reply } => {
-            let _ = reply.send(snapshot(peer));
+            let _ = reply.send(Snapshot::of(peer, "test"));
         }
-    }
-}
-
-/// The same snapshot the driver builds.
-fn snapshot(peer: &Peer) -> Snapshot {
-    let assignment = peer.assignment();
-    Snapshot {
-        me: peer.node(),
-        addr: peer.config().addr,
-        cluster: "test".to_owned(),
-        members: peer.view(),
-        state: peer.state().clone(),
-        rcs: peer.rcs().clone(),
-        owners: assignment
-            .iter()
-            .map(|(pod, node)| (pod.to_string(), node))
-            .collect(),
-        unplaced: assignment
-            .unplaced
-            .iter()
-            .map(|(pod, why)| (pod.to_string(), why.to_string()))
-            .collect(),
-        stats: peer.stats(),
     }
 }
 

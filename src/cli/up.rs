@@ -1,0 +1,173 @@
+//! `shoal up`: run a peer in the foreground until Ctrl-C or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use shoal_crdt_state::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
+use shoal_gossip::Preset;
+
+use crate::shell::up::{UpConfig, start};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkPreset {
+    Lan,
+    Wan,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// UDP address for peer traffic (QUIC: gossip and sync on one port).
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    pub listen: SocketAddr,
+    /// Address other peers reach this one on (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
+    /// HTTP API address (the CLI's --server). Off loopback it needs --api-token.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub api: SocketAddr,
+    /// Where this node keeps its identity and the cluster state.
+    #[arg(long, default_value = "./shoal-data")]
+    pub data_dir: PathBuf,
+    /// Join the cluster of this peer (any member works); repeatable.
+    #[arg(long)]
+    pub join: Vec<SocketAddr>,
+    /// The cluster's join token (printed by the first peer).
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Node name shown by `get nodes` (default: hostname plus a suffix).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Node label KEY=VALUE, matched by nodeSelector; repeatable.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// CPU this node offers (e.g. 2, 1500m); default: all cores.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory this node offers (e.g. 4Gi); default: all of it.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// IP that pod ports are published on (default: the advertised IP).
+    #[arg(long)]
+    pub publish_ip: Option<IpAddr>,
+    /// Bearer token required by the HTTP API.
+    #[arg(long, env = "SHOAL_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Failure-detection timing: lan (fast) or wan (tolerant).
+    #[arg(long, value_enum, default_value = "lan")]
+    pub network: NetworkPreset,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label {text:?} must be KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("label {text:?} has an empty key"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+impl UpArgs {
+    fn to_config(&self) -> anyhow::Result<UpConfig> {
+        if !self.api.ip().is_loopback() && self.api_token.is_none() {
+            bail!(
+                "the API on {} would be reachable from other machines: pass --api-token \
+                 (or SHOAL_API_TOKEN), or bind it to 127.0.0.1",
+                self.api
+            );
+        }
+        let cpu_millis = self
+            .cpu
+            .as_deref()
+            .map(parse_cpu_millis)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--cpu: {e}"))?;
+        let memory_bytes = self
+            .memory
+            .as_deref()
+            .map(parse_memory_bytes)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--memory: {e}"))?;
+        Ok(UpConfig {
+            listen: self.listen,
+            advertise: self.advertise,
+            api: self.api,
+            data_dir: self.data_dir.clone(),
+            join: self.join.clone(),
+            token: self.token.clone(),
+            name: self.name.clone(),
+            labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+            cpu_millis,
+            memory_bytes,
+            publish_ip: self.publish_ip,
+            api_token: self.api_token.clone(),
+            preset: match self.network {
+                NetworkPreset::Lan => Preset::Lan,
+                NetworkPreset::Wan => Preset::Wan,
+            },
+        })
+    }
+}
+
+/// Runs the peer until a signal; returns once it has left the cluster.
+pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    init_logging();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = start(&config).await?;
+        let api = tokio::net::TcpListener::bind(config.api)
+            .await
+            .with_context(|| format!("cannot serve the API on {}", config.api))?;
+        let app = crate::shell::api::router(crate::shell::api::ApiState {
+            handle: running.handle.clone(),
+            runtime: Some(running.runtime.clone()),
+            token: config.api_token.clone(),
+        });
+        let mut api_shutdown = running.shutdown.subscribe();
+        let api_task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = api_shutdown.changed().await;
+            };
+            axum::serve(api, app).with_graceful_shutdown(stop).await
+        });
+
+        let id = &running.identity;
+        println!("shoal peer {} ({:016x}) is up", id.name, id.node_id);
+        println!("  peers reach it on  {} (QUIC/UDP)", running.advertise);
+        println!("  API                http://{}", config.api);
+        println!("  data dir           {}", config.data_dir.display());
+        println!("  cluster token      {}", id.token);
+        println!(
+            "join another machine with:\n  shoal up --listen <ITS-IP>:7946 --join {} --token {}",
+            running.advertise, id.token
+        );
+
+        wait_for_signal().await;
+        let _ = running.shutdown.send(true);
+        let _ = running.driver.await;
+        let _ = api_task.await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail at start-up");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,199 @@
+//! End to end: real `shoal up` processes on loopback addresses, real QUIC,
+//! the real Docker engine, and partitions cut with iptables.
+
+mod cluster_support;
+
+use std::time::Duration;
+
+use cluster_support::{Cluster, hello_rc, wait_until};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rc_field(cluster: &Cluster, i: usize, rc: &str, field: &str) -> Option<serde_json::Value> {
+    let rcs = cluster.try_get_json(i, "rc")?;
+    rcs.as_array()?
+        .iter()
+        .find(|r| r["name"] == rc)
+        .map(|r| r[field].clone())
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn five_peers_apply_at_one_is_visible_at_all_and_pods_serve() {
+    let cluster = Cluster::start(21, 5);
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, "shoal-test/hello:1.0"));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+
+    for i in 0..5 {
+        let seen = wait_until(Duration::from_secs(10), || {
+            rc_field(&cluster, i, "web", "replicas") == Some(3.into())
+        });
+        assert!(seen, "peer {i} does not show rc web");
+    }
+    let running = wait_until(Duration::from_secs(60), || {
+        cluster.running_pods(4, "web").len() == 3 && cluster.engine_pods("web").len() == 3
+    });
+    assert!(
+        running,
+        "3 pods not running: {:?} engine {:?}\n{}",
+        cluster.try_get_json(4, "pods"),
+        cluster.engine_pods("web"),
+        cluster.log_tail(0)
+    );
+    assert_eq!(cluster.engine_pods("web"), vec!["0", "1", "2"]);
+    let nodes: std::collections::BTreeSet<String> = cluster
+        .running_pods(4, "web")
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect();
+    assert_eq!(nodes.len(), 3, "replicas should spread over 3 nodes");
+
+    // Each pod answers through its published port.
+    let pods = cluster.get_json(2, "pods");
+    for pod in pods.as_array().unwrap() {
+        let addr = format!(
+            "{}:{}",
+            pod["ip"].as_str().unwrap(),
+            pod["ports"][0]["host_port"]
+        );
+        let body = http_get(&addr).unwrap_or_default();
+        assert!(
+            body.contains("hello from 1.0"),
+            "pod {} at {addr}: {body:?}",
+            pod["name"]
+        );
+    }
+
+    // Bad input is refused with a reason and the peer keeps serving.
+    let bad = cluster.manifest("bad.yaml", "kind: ReplicationController\nspec: [unclosed\n");
+    let out = cluster.cli(1, &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line"),
+        "{out:?}"
+    );
+    let out = cluster.cli(1, &["scale", "nosuch", "--replicas", "2"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+    assert_eq!(rc_field(&cluster, 1, "web", "replicas"), Some(3.into()));
+}
+
+#[test]
+fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
+    let mut cluster = Cluster::start(22, 4);
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 2, "shoal-test/hello:1.0"));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    assert!(wait_until(Duration::from_secs(60), || cluster
+        .running_pods(0, "web")
+        .len()
+        == 2));
+
+    // Kill -9 a peer that runs a replica (not peer 0, whose API we watch).
+    let pods = cluster.running_pods(0, "web");
+    let victim_name = pods
+        .iter()
+        .map(|(_, node)| node.clone())
+        .find(|n| n != "node0")
+        .expect("a replica runs off node0");
+    let victim: usize = victim_name.trim_start_matches("node").parse().unwrap();
+    cluster.kill9(victim);
+
+    let replaced = wait_until(Duration::from_secs(30), || {
+        let pods = cluster.running_pods(0, "web");
+        cluster.count_nodes(0, "Down") == 1
+            && pods.len() >= 2
+            && pods.iter().filter(|(_, n)| *n != victim_name).count() == 2
+    });
+    assert!(
+        replaced,
+        "replica of {victim_name} not replaced: {:?}\n{}",
+        cluster.try_get_json(0, "pods"),
+        cluster.log_tail(0)
+    );
+
+    // Restart with the same data dir: it rejoins, adopts its container, and
+    // the cluster settles on exactly 2 copies.
+    cluster.spawn(victim);
+    cluster.wait_for_all_alive(4, Duration::from_secs(30));
+    let settled = wait_until(Duration::from_secs(60), || {
+        cluster.engine_pods("web") == vec!["0", "1"] && cluster.running_pods(0, "web").len() == 2
+    });
+    assert!(
+        settled,
+        "not exactly 2 copies: engine {:?}, reported {:?}\n{}",
+        cluster.engine_pods("web"),
+        cluster.running_pods(0, "web"),
+        cluster.log_tail(victim)
+    );
+}
+
+#[test]
+fn partitioned_sides_accept_writes_and_agree_after_heal() {
+    let mut cluster = Cluster::start(23, 4);
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 2, "shoal-test/hello:1.0"));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    assert!(wait_until(Duration::from_secs(60), || cluster
+        .running_pods(3, "web")
+        .len()
+        == 2));
+
+    cluster.partition(&[0, 1], &[2, 3]);
+    let split = wait_until(Duration::from_secs(30), || {
+        cluster.count_nodes(0, "Alive") == 2 && cluster.count_nodes(3, "Alive") == 2
+    });
+    assert!(
+        split,
+        "sides do not see each other down: {:?}",
+        cluster.try_get_json(0, "nodes")
+    );
+
+    // A scale on one side, an image change on the other.
+    ok(&cluster.cli(0, &["scale", "web", "--replicas", "3"]));
+    ok(&cluster.cli(
+        3,
+        &["rolling-update", "web", "--image", "shoal-test/hello:1.1"],
+    ));
+
+    cluster.heal();
+    cluster.wait_for_all_alive(4, Duration::from_secs(60));
+    for i in 0..4 {
+        let agreed = wait_until(Duration::from_secs(30), || {
+            rc_field(&cluster, i, "web", "replicas") == Some(3.into())
+                && rc_field(&cluster, i, "web", "image") == Some("shoal-test/hello:1.1".into())
+        });
+        assert!(
+            agreed,
+            "peer {i} did not merge both writes: {:?}",
+            cluster.try_get_json(i, "rc")
+        );
+    }
+    let converged = wait_until(Duration::from_secs(90), || {
+        cluster.engine_pods("web") == vec!["0", "1", "2"]
+    });
+    assert!(
+        converged,
+        "not exactly 3 copies after heal: {:?}\n{}",
+        cluster.engine_pods("web"),
+        cluster.log_tail(0)
+    );
+}

@@ -1,0 +1,396 @@
+//! Real clusters for end-to-end tests: `shoal up` processes on 127.0.X.Y,
+//! the real Docker engine, partitions made with iptables.
+//!
+//! Each test file takes its own 127.0.X.0/24 subnet so files can run in
+//! parallel. Everything a cluster creates (processes, containers labelled
+//! with its cluster id, its iptables chain, its temp dir) is removed on drop.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PEER_PORT: u16 = 7946;
+pub const API_PORT: u16 = 7070;
+
+/// Builds the local test images once (no registry involved).
+pub fn ensure_test_images() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("bash")
+        .arg(root.join("scripts/test-images.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/test-images.sh");
+    assert!(status.success(), "scripts/test-images.sh failed");
+}
+
+pub fn shoal_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shoal")
+}
+
+/// One `shoal up` process.
+#[derive(Debug)]
+pub struct PeerProc {
+    pub ip: Ipv4Addr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PeerProc {
+    pub fn server(&self) -> String {
+        format!("http://{}:{}", self.ip, API_PORT)
+    }
+
+    pub fn peer_addr(&self) -> String {
+        format!("{}:{}", self.ip, PEER_PORT)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub subnet: u8,
+    pub dir: PathBuf,
+    pub peers: Vec<PeerProc>,
+    pub token: String,
+    pub cluster_id: String,
+    chain: Option<String>,
+}
+
+impl Cluster {
+    /// Starts `n` peers on 127.0.`subnet`.11.. : the first creates the
+    /// cluster, the others join through it. Waits until every peer sees all.
+    pub fn start(subnet: u8, n: usize) -> Cluster {
+        ensure_test_images();
+        let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = Cluster {
+            subnet,
+            dir,
+            peers: Vec::new(),
+            token: String::new(),
+            cluster_id: String::new(),
+            chain: None,
+        };
+        for i in 0..n {
+            let ip = Ipv4Addr::new(127, 0, subnet, 11 + i as u8);
+            let data_dir = cluster.dir.join(format!("peer{i}"));
+            let log = cluster.dir.join(format!("peer{i}.log"));
+            cluster.peers.push(PeerProc {
+                ip,
+                data_dir,
+                log,
+                child: None,
+            });
+            cluster.spawn(i);
+            if i == 0 {
+                cluster.read_token();
+            }
+        }
+        cluster.wait_for_all_alive(n, Duration::from_secs(60));
+        cluster
+    }
+
+    fn read_token(&mut self) {
+        let path = self.peers[0].data_dir.join("node.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    self.token = v["token"].as_str().unwrap().to_owned();
+                    self.cluster_id = self.token.split('.').nth(1).unwrap().to_owned();
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "peer 0 wrote no node.json");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// (Re)starts peer `i` with its data dir; joins through peer 0 (or 1 for peer 0).
+    pub fn spawn(&mut self, i: usize) {
+        let peer = &self.peers[i];
+        let mut cmd = Command::new(shoal_bin());
+        cmd.arg("up")
+            .arg("--listen")
+            .arg(peer.peer_addr())
+            .arg("--api")
+            .arg(format!("{}:{}", peer.ip, API_PORT))
+            .arg("--data-dir")
+            .arg(&peer.data_dir)
+            .arg("--name")
+            .arg(format!("node{i}"))
+            .arg("--memory")
+            .arg("4Gi")
+            .env("SHOAL_LOG", "info,shoal=debug");
+        if !self.token.is_empty() {
+            let seed = if i == 0 { 1 } else { 0 };
+            if self.peers.len() > 1 || i != 0 {
+                cmd.arg("--join").arg(self.peers[seed].peer_addr());
+            }
+            cmd.arg("--token").arg(&self.token);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&peer.log)
+            .unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        let child = cmd.spawn().expect("spawn shoal up");
+        self.peers[i].child = Some(child);
+        self.wait_for_api(i, Duration::from_secs(30));
+    }
+
+    fn wait_for_api(&self, i: usize, timeout: Duration) {
+        let ok = wait_until(timeout, || {
+            self.cli(i, &["get", "nodes", "-o", "json"])
+                .status
+                .success()
+        });
+        assert!(
+            ok,
+            "peer {i} API did not come up; log:\n{}",
+            self.log_tail(i)
+        );
+    }
+
+    /// Runs the CLI against peer `i`'s API.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(shoal_bin())
+            .args(args)
+            .env("SHOAL_SERVER", self.peers[i].server())
+            .output()
+            .expect("run shoal CLI")
+    }
+
+    /// `get WHAT -o json` at peer `i`, parsed.
+    pub fn get_json(&self, i: usize, what: &str) -> Value {
+        let out = self.cli(i, &["get", what, "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "get {what} at peer {i} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("get -o json prints JSON")
+    }
+
+    /// Like `get_json` but `None` when the peer does not answer.
+    pub fn try_get_json(&self, i: usize, what: &str) -> Option<Value> {
+        let out = self.cli(i, &["get", what, "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Number of nodes peer `i` sees in state `state`.
+    pub fn count_nodes(&self, i: usize, state: &str) -> usize {
+        self.try_get_json(i, "nodes").map_or(0, |v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["state"] == state)
+                .count()
+        })
+    }
+
+    pub fn wait_for_all_alive(&self, n: usize, timeout: Duration) {
+        for i in 0..self.peers.len() {
+            let ok = wait_until(timeout, || self.count_nodes(i, "Alive") == n);
+            assert!(
+                ok,
+                "peer {i} does not see {n} alive nodes: {:?}\nlog:\n{}",
+                self.try_get_json(i, "nodes"),
+                self.log_tail(i)
+            );
+        }
+    }
+
+    /// Running pods of `rc` as the peer `i` reports: (pod name, node name).
+    pub fn running_pods(&self, i: usize, rc: &str) -> Vec<(String, String)> {
+        let Some(pods) = self.try_get_json(i, "pods") else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = pods
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["rc"] == rc && p["phase"] == "Running")
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["node"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Containers of this cluster on the engine, by replica label: ground truth.
+    pub fn engine_pods(&self, rc: &str) -> Vec<String> {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "--filter",
+                &format!("label=io.shoal.cluster={}", self.cluster_id),
+                "--filter",
+                &format!("label=io.shoal.rc={rc}"),
+                "--filter",
+                "label=io.shoal.container-index=0",
+                "--format",
+                "{{.Label \"io.shoal.replica\"}}",
+            ])
+            .output()
+            .expect("docker ps");
+        let mut replicas: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        replicas.sort();
+        replicas
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.peers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Cuts every packet between the two groups of peers (both directions).
+    pub fn partition(&mut self, a: &[usize], b: &[usize]) {
+        let chain = format!("SHOAL{}", self.subnet);
+        let _ = iptables(&["-N", &chain]);
+        assert!(
+            iptables(&["-I", "INPUT", "-j", &chain]),
+            "iptables -I INPUT failed"
+        );
+        for &x in a {
+            for &y in b {
+                let (ix, iy) = (self.peers[x].ip.to_string(), self.peers[y].ip.to_string());
+                assert!(iptables(&[
+                    "-A", &chain, "-s", &ix, "-d", &iy, "-j", "DROP"
+                ]));
+                assert!(iptables(&[
+                    "-A", &chain, "-s", &iy, "-d", &ix, "-j", "DROP"
+                ]));
+            }
+        }
+        self.chain = Some(chain);
+    }
+
+    pub fn heal(&mut self) {
+        if let Some(chain) = self.chain.take() {
+            while iptables(&["-D", "INPUT", "-j", &chain]) {}
+            let _ = iptables(&["-F", &chain]);
+            let _ = iptables(&["-X", &chain]);
+        }
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.peers[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Writes `text` to a manifest file in the cluster's dir.
+    pub fn manifest(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.heal();
+        for i in 0..self.peers.len() {
+            self.kill9(i);
+        }
+        if !self.cluster_id.is_empty() {
+            let ids = Command::new("docker")
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=io.shoal.cluster={}", self.cluster_id),
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn iptables(args: &[&str]) -> bool {
+    Command::new("iptables")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Polls `check` every 200 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An RC manifest for the local test image.
+pub fn hello_rc(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: {image}
+        ports:
+        - containerPort: 80
+        resources:
+          requests:
+            cpu: 50m
+            memory: 16Mi
+"
+    )
+}
