@@ -116,6 +116,7 @@ fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
         .find(|n| n != "node0")
         .expect("a replica runs off node0");
     let victim: usize = victim_name.trim_start_matches("node").parse().unwrap();
+    let killed_at = std::time::Instant::now();
     cluster.kill9(victim);
 
     let replaced = wait_until(Duration::from_secs(30), || {
@@ -130,6 +131,8 @@ fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
         cluster.try_get_json(0, "pods"),
         cluster.log_tail(0)
     );
+
+    eprintln!("{victim_name} down and replaced after {:?}", killed_at.elapsed());
 
     // Restart with the same data dir: it rejoins, adopts its container, and
     // the cluster settles on exactly 2 copies.
@@ -157,6 +160,7 @@ fn partitioned_sides_accept_writes_and_agree_after_heal() {
         .len()
         == 2));
 
+    let started = std::time::Instant::now();
     cluster.partition(&[0, 1], &[2, 3]);
     let split = wait_until(Duration::from_secs(30), || {
         cluster.count_nodes(0, "Alive") == 2 && cluster.count_nodes(3, "Alive") == 2
@@ -166,6 +170,7 @@ fn partitioned_sides_accept_writes_and_agree_after_heal() {
         "sides do not see each other down: {:?}",
         cluster.try_get_json(0, "nodes")
     );
+    eprintln!("sides split after {:?}", started.elapsed());
 
     // A scale on one side, an image change on the other.
     ok(&cluster.cli(0, &["scale", "web", "--replicas", "3"]));
@@ -175,7 +180,9 @@ fn partitioned_sides_accept_writes_and_agree_after_heal() {
     ));
 
     cluster.heal();
+    let healed_at = std::time::Instant::now();
     cluster.wait_for_all_alive(4, Duration::from_secs(60));
+    eprintln!("all alive again after {:?}", healed_at.elapsed());
     for i in 0..4 {
         let agreed = wait_until(Duration::from_secs(30), || {
             rc_field(&cluster, i, "web", "replicas") == Some(3.into())

@@ -333,6 +333,7 @@ impl Drop for Cluster {
                     .args(["rm", "-f"])
                     .args(&ids)
                     .stdout(Stdio::null())
+                    .stderr(Stdio::null())
                     .status();
             }
         }
