@@ -120,14 +120,12 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdentity> {
     let identity = match data.load_identity()? {
         Some(mut known) => {
-            if let Some(token) = &config.token {
-                if token != &known.token {
-                    bail!(
-                        "{} belongs to another cluster (its token differs from --token); \
-                         use another --data-dir to join a different cluster",
-                        data.path().display()
-                    );
-                }
+            if config.token.as_ref().is_some_and(|t| t != &known.token) {
+                bail!(
+                    "{} belongs to another cluster (its token differs from --token); \
+                     use another --data-dir to join a different cluster",
+                    data.path().display()
+                );
             }
             known.incarnation += 1;
             if let Some(name) = &config.name {

@@ -103,12 +103,13 @@ impl Cluster {
         let path = self.peers[0].data_dir.join("node.json");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    self.token = v["token"].as_str().unwrap().to_owned();
-                    self.cluster_id = self.token.split('.').nth(1).unwrap().to_owned();
-                    return;
-                }
+            let parsed = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            if let Some(v) = parsed {
+                self.token = v["token"].as_str().unwrap().to_owned();
+                self.cluster_id = self.token.split('.').nth(1).unwrap().to_owned();
+                return;
             }
             assert!(Instant::now() < deadline, "peer 0 wrote no node.json");
             std::thread::sleep(Duration::from_millis(50));
