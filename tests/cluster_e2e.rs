@@ -132,7 +132,10 @@ fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
         cluster.log_tail(0)
     );
 
-    eprintln!("{victim_name} down and replaced after {:?}", killed_at.elapsed());
+    eprintln!(
+        "{victim_name} down and replaced after {:?}",
+        killed_at.elapsed()
+    );
 
     // Restart with the same data dir: it rejoins, adopts its container, and
     // the cluster settles on exactly 2 copies.

@@ -47,10 +47,12 @@ impl PodTemplate {
 
     /// Sum of the containers' requests: what placement must find room for.
     pub fn requests(&self) -> Resources {
-        self.containers.iter().fold(Resources::default(), |acc, c| Resources {
-            cpu_millis: acc.cpu_millis + c.resources.cpu_millis,
-            memory_bytes: acc.memory_bytes + c.resources.memory_bytes,
-        })
+        self.containers
+            .iter()
+            .fold(Resources::default(), |acc, c| Resources {
+                cpu_millis: acc.cpu_millis + c.resources.cpu_millis,
+                memory_bytes: acc.memory_bytes + c.resources.memory_bytes,
+            })
     }
 
     /// Host ports the pod binds: two pods with a common one cannot share a node.
