@@ -76,6 +76,28 @@ fn handover_waits_for_the_successor_to_run_then_stops() {
 }
 
 #[test]
+fn handover_waits_while_the_successor_does_not_claim_the_replica() {
+    // Views disagree: we think OTHER owns web-0, OTHER thinks we do. Both
+    // run it; neither may stop until the one that runs it also claims it.
+    use shoal_crdt_state::pod::PodPhase;
+    let web = rc("web", 1, "web:1");
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let a = owners(&[("web", 0, OTHER)]);
+    let policy = ReconcilePolicy::default();
+    let mut unclaimed = status(&web, 0, PodPhase::Running, true);
+    unclaimed.assigned = false;
+    let reports = BTreeMap::from([(OTHER, vec![unclaimed.clone()])]);
+    let p = plan(ME, 1_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
+    assert!(p.actions.is_empty(), "stopped for a successor that does not claim it");
+
+    unclaimed.assigned = true;
+    let reports = BTreeMap::from([(OTHER, vec![unclaimed])]);
+    let p = plan(ME, 2_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+}
+
+#[test]
 fn handover_to_a_probed_pod_waits_for_readiness() {
     use shoal_crdt_state::pod::PodPhase;
     use shoal_crdt_state::spec::{Probe, ProbeAction};

@@ -64,4 +64,8 @@ pub struct PodStatus {
     pub restarts: u32,
     pub last_error: Option<String>,
     pub ports: Vec<PublishedPort>,
+    /// The reporting node's placement gives it this replica. A node hands a
+    /// replica over only to a successor that runs it *and* claims it, so two
+    /// nodes whose views briefly disagree never both stop their copies.
+    pub assigned: bool,
 }

@@ -33,12 +33,6 @@ impl Peer {
             self.recompute_assignment();
             self.placement_dirty = false;
         }
-        let cluster_pods: BTreeMap<NodeId, Vec<PodStatus>> = self
-            .state
-            .observed
-            .nodes()
-            .map(|(node, record)| (node, record.pods.clone()))
-            .collect();
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
         let planned = plan(
@@ -46,7 +40,7 @@ impl Peer {
             ms(now),
             &self.assignment,
             &self.rcs,
-            &cluster_pods,
+            &self.state.observed,
             &mut self.local,
             &policy,
         );
@@ -108,7 +102,7 @@ impl Peer {
             .iter()
             .map(|(id, local)| {
                 let image = self.image_of(&id.rc, local.template_hash);
-                local.status(id, &image)
+                local.status(id, &image, self.assignment.owner(id) == Some(me))
             })
             .collect();
         let mut delta = Delta::default();

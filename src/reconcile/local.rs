@@ -89,8 +89,9 @@ impl LocalPod {
         self.state == LocalState::Running && self.ready
     }
 
-    /// The status this node reports for the pod.
-    pub fn status(&self, id: &PodId, image: &str) -> PodStatus {
+    /// The status this node reports for the pod; `assigned` says whether
+    /// this node's placement currently gives it the replica.
+    pub fn status(&self, id: &PodId, image: &str, assigned: bool) -> PodStatus {
         let phase = match (self.state, self.last_exit) {
             (LocalState::Starting, _) => PodPhase::Pending,
             (LocalState::Running, _) => PodPhase::Running,
@@ -108,6 +109,7 @@ impl LocalPod {
             restarts: self.restarts,
             last_error: self.last_error.clone(),
             ports: self.ports.clone(),
+            assigned,
         }
     }
 }

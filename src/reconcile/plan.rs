@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
 use shoal_crdt_state::spec::{PartitionPolicy, RcSpec, RestartPolicy, TemplateHash};
 use shoal_runtime::backoff::RestartBackoff;
@@ -12,6 +13,36 @@ use shoal_runtime::vocabulary::PodAction;
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
 use super::rollout::{PodView, RcView, may_replace};
 use crate::placement::Assignment;
+
+/// What every node reports about its pods, as `plan` reads it. Implemented
+/// for the replicated [`ObservedState`] (no copy per reconcile) and for a
+/// plain map (tests, tools).
+pub trait ClusterPods {
+    /// The pods `node` reports; empty for a node without a report.
+    fn reported_by(&self, node: NodeId) -> &[PodStatus];
+    /// Every node's report, in node order.
+    fn each_node(&self) -> Box<dyn Iterator<Item = (NodeId, &[PodStatus])> + '_>;
+}
+
+impl ClusterPods for BTreeMap<NodeId, Vec<PodStatus>> {
+    fn reported_by(&self, node: NodeId) -> &[PodStatus] {
+        self.get(&node).map_or(&[], Vec::as_slice)
+    }
+
+    fn each_node(&self) -> Box<dyn Iterator<Item = (NodeId, &[PodStatus])> + '_> {
+        Box::new(self.iter().map(|(n, pods)| (*n, pods.as_slice())))
+    }
+}
+
+impl ClusterPods for ObservedState {
+    fn reported_by(&self, node: NodeId) -> &[PodStatus] {
+        self.get(node).map_or(&[], |r| r.pods.as_slice())
+    }
+
+    fn each_node(&self) -> Box<dyn Iterator<Item = (NodeId, &[PodStatus])> + '_> {
+        Box::new(self.nodes().map(|(n, r)| (n, r.pods.as_slice())))
+    }
+}
 
 /// Knobs of the reconciler, plus the one membership fact it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +97,7 @@ pub fn plan(
     now: u64,
     assignment: &Assignment,
     rcs: &BTreeMap<String, RcSpec>,
-    cluster_pods: &BTreeMap<NodeId, Vec<PodStatus>>,
+    cluster_pods: &impl ClusterPods,
     local: &mut LocalPods,
     policy: &ReconcilePolicy,
 ) -> Plan {
@@ -127,7 +158,7 @@ pub fn plan(
                 let since = *l.moved_away_at.get_or_insert(now);
                 let deadline = since.saturating_add(policy.handover_bound_ms);
                 if l.state == LocalState::Exited
-                    || successor_serves(cluster_pods.get(&other), &id, rc, current)
+                    || successor_serves(cluster_pods.reported_by(other), &id, rc, current)
                     || now >= deadline
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
@@ -270,7 +301,7 @@ fn restart_due(
 /// The new owner reports the replica running, and ready when readiness is
 /// known to matter (it runs a template with a probe, or one we cannot see).
 fn successor_serves(
-    reported: Option<&Vec<PodStatus>>,
+    reported: &[PodStatus],
     id: &PodId,
     rc: &RcSpec,
     current: TemplateHash,
@@ -280,8 +311,9 @@ fn successor_serves(
         .containers
         .iter()
         .all(|c| c.readiness_probe.is_none());
-    reported.into_iter().flatten().any(|s| {
+    reported.iter().any(|s| {
         s.id == *id
+            && s.assigned
             && s.phase == PodPhase::Running
             && (s.ready || (probe_free && s.template_hash == current))
     })
@@ -292,12 +324,12 @@ fn successor_serves(
 fn rc_view(
     me: NodeId,
     name: &str,
-    cluster_pods: &BTreeMap<NodeId, Vec<PodStatus>>,
+    cluster_pods: &impl ClusterPods,
     local: &LocalPods,
 ) -> RcView {
     let mut view = RcView::new();
-    for (node, statuses) in cluster_pods {
-        if *node == me {
+    for (node, statuses) in cluster_pods.each_node() {
+        if node == me {
             continue;
         }
         for s in statuses.iter().filter(|s| s.id.rc == name) {

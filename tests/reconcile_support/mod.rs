@@ -113,6 +113,7 @@ pub fn status(
         restarts: 0,
         last_error: None,
         ports: vec![],
+        assigned: true,
     }
 }
 
