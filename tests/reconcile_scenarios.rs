@@ -89,11 +89,37 @@ fn handover_waits_while_the_successor_does_not_claim_the_replica() {
     unclaimed.assigned = false;
     let reports = BTreeMap::from([(OTHER, vec![unclaimed.clone()])]);
     let p = plan(ME, 1_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
-    assert!(p.actions.is_empty(), "stopped for a successor that does not claim it");
+    assert!(
+        p.actions.is_empty(),
+        "stopped for a successor that does not claim it"
+    );
 
     unclaimed.assigned = true;
     let reports = BTreeMap::from([(OTHER, vec![unclaimed])]);
     let p = plan(ME, 2_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+}
+
+#[test]
+fn handover_keeps_a_current_copy_while_the_successor_runs_an_outdated_one() {
+    // After a heal: we run the new template, the owner still runs the old
+    // one and is about to replace it in place. Stopping ours would leave none.
+    use shoal_crdt_state::pod::PodPhase;
+    let old = rc("web", 1, "web:1");
+    let new = rc("web", 1, "web:2");
+    let mut local = LocalPods::new();
+    running(&mut local, &new, 0);
+    let a = owners(&[("web", 0, OTHER)]);
+    let policy = ReconcilePolicy::default();
+    let outdated = BTreeMap::from([(OTHER, vec![status(&old, 0, PodPhase::Running, true)])]);
+    let p = plan(ME, 1_000, &a, &rcs(&[&new]), &outdated, &mut local, &policy);
+    assert!(
+        p.actions.is_empty(),
+        "traded a current copy for an outdated one"
+    );
+
+    let updated = BTreeMap::from([(OTHER, vec![status(&new, 0, PodPhase::Running, true)])]);
+    let p = plan(ME, 2_000, &a, &rcs(&[&new]), &updated, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
 }
 

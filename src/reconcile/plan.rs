@@ -158,7 +158,7 @@ pub fn plan(
                 let since = *l.moved_away_at.get_or_insert(now);
                 let deadline = since.saturating_add(policy.handover_bound_ms);
                 if l.state == LocalState::Exited
-                    || successor_serves(cluster_pods.reported_by(other), &id, rc, current)
+                    || successor_serves(cluster_pods.reported_by(other), &id, rc, l.template_hash)
                     || now >= deadline
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
@@ -300,12 +300,8 @@ fn restart_due(
 
 /// The new owner reports the replica running, and ready when readiness is
 /// known to matter (it runs a template with a probe, or one we cannot see).
-fn successor_serves(
-    reported: &[PodStatus],
-    id: &PodId,
-    rc: &RcSpec,
-    current: TemplateHash,
-) -> bool {
+fn successor_serves(reported: &[PodStatus], id: &PodId, rc: &RcSpec, mine: TemplateHash) -> bool {
+    let current = rc.template.hash();
     let probe_free = rc
         .template
         .containers
@@ -316,17 +312,15 @@ fn successor_serves(
             && s.assigned
             && s.phase == PodPhase::Running
             && (s.ready || (probe_free && s.template_hash == current))
+            // Never trade a copy of the current template for an outdated one
+            // that its owner is about to replace (rolling update in place).
+            && (s.template_hash == current || mine != current)
     })
 }
 
 /// Every pod of RC `name` in the cluster by replica: other nodes as they
 /// report, this node from its own bookkeeping.
-fn rc_view(
-    me: NodeId,
-    name: &str,
-    cluster_pods: &impl ClusterPods,
-    local: &LocalPods,
-) -> RcView {
+fn rc_view(me: NodeId, name: &str, cluster_pods: &impl ClusterPods, local: &LocalPods) -> RcView {
     let mut view = RcView::new();
     for (node, statuses) in cluster_pods.each_node() {
         if node == me {
