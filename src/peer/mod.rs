@@ -110,6 +110,8 @@ pub struct Peer {
     /// Bumped on every change of the cluster state (local or merged): the
     /// shell persists the state when it moved.
     state_changes: u64,
+    /// `leave` was called: SWIM's "we are down" is expected, not an error.
+    leaving: bool,
 }
 
 impl Peer {
@@ -134,6 +136,7 @@ impl Peer {
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
             state_changes: 0,
+            leaving: false,
             config,
         }
     }
@@ -310,6 +313,7 @@ impl Peer {
 
     /// Leave the cluster gracefully (tells a few members we are going).
     pub fn leave(&mut self, now: Duration) {
+        self.leaving = true;
         if let Err(e) = self.membership.leave(now) {
             tracing::debug!(error = %e, "leave");
         }
@@ -376,6 +380,8 @@ impl Peer {
                         view_changed = true;
                         self.outputs.push_back(Output::Event(PeerEvent::Rejoined));
                     }
+                    // After a graceful leave, being down is the point.
+                    MembershipEvent::Defunct if self.leaving => {}
                     MembershipEvent::Defunct => {
                         self.outputs.push_back(Output::Event(PeerEvent::Defunct));
                     }

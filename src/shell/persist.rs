@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -139,7 +140,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
         source,
     };
     let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(error)?;
+    // The identity holds the cluster secret: only the owner may read it.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(error)?;
     file.write_all(bytes).map_err(error)?;
     file.sync_all().map_err(error)?;
     fs::rename(&tmp, path).map_err(error)?;
@@ -177,6 +185,12 @@ mod tests {
         let again = DataDir::open(&dir).unwrap();
         assert_eq!(again.load_identity().unwrap(), Some(id));
         assert_eq!(again.load_state().unwrap(), Some(ClusterState::new()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join("node.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "node.json holds the token: owner-only");
         fs::remove_dir_all(&dir).unwrap();
     }
 
