@@ -38,10 +38,15 @@ const ROSTER_WINDOW: Duration = Duration::from_secs(10);
 const ROSTER_REPLY_INTERVAL: Duration = Duration::from_secs(1);
 /// Bound on remembered roster requesters.
 const ROSTER_REPLY_MEMORY: usize = 1024;
-/// Most roster datagrams one anti-entropy answer sends (about 9 KB): after
+/// Most roster datagrams one anti-entropy answer sends (about 3.5 KB): after
 /// a partition heals every bucket differs, and a few rounds are cheaper
 /// than one burst of the whole roster.
-const SYNC_MAX_CHUNKS: usize = 8;
+const SYNC_MAX_CHUNKS: usize = 3;
+/// Anti-entropy datagrams a peer may send per second on average (about
+/// 2.3 KB/s), with bursts of [`SYNC_MAX_CHUNKS`]: while many changes are
+/// in flight (a join storm, a healed partition) every digest differs, and
+/// this keeps anti-entropy within a fixed share of the bandwidth target.
+const SYNC_CHUNKS_PER_SECOND: f64 = 2.0;
 /// How long the answer to our digest is accepted.
 const SYNC_WINDOW: Duration = Duration::from_secs(5);
 
@@ -190,6 +195,11 @@ pub struct Membership {
     joining: Option<Joining>,
     /// Whether the anti-entropy timer is pending.
     sync_scheduled: bool,
+    /// Our digest and the view version it was computed at (recomputing
+    /// it walks every member: too slow at 10,000 peers to do each round).
+    digest_cache: std::cell::Cell<Option<(u64, crate::sync::Digest)>>,
+    /// Token bucket for anti-entropy datagrams: tokens, and when refilled.
+    sync_budget: (f64, Duration),
     /// Our own choices (sync partner, jitter), separate from foca's RNG.
     rng: Xoshiro256PlusPlus,
 }
@@ -229,6 +239,8 @@ impl Membership {
             roster_sent: BTreeMap::new(),
             joining: None,
             sync_scheduled: false,
+            digest_cache: std::cell::Cell::new(None),
+            sync_budget: (SYNC_MAX_CHUNKS as f64, Duration::ZERO),
             rng: Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ 0x5eed_5eed_a11c_e5e5),
         }
     }

@@ -30,7 +30,7 @@ pub(crate) const BUCKETS: usize = 64;
 
 /// One digest: per bucket, an order-independent hash of the active
 /// identities (ourselves included) whose address falls in that bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Digest {
     /// True when this digest answers one of ours: the receiver sends its
     /// differing members and does not answer with a digest again.
@@ -53,28 +53,37 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-fn addr_bytes(addr: &SocketAddr, out: &mut Vec<u8>) {
-    match addr {
-        SocketAddr::V4(v4) => out.extend_from_slice(&v4.ip().octets()),
-        SocketAddr::V6(v6) => out.extend_from_slice(&v6.ip().octets()),
-    }
-    out.extend_from_slice(&addr.port().to_le_bytes());
+/// Writes the address (ip octets, then port) at the start of `out`;
+/// returns the length written (at most 18).
+fn addr_bytes(addr: &SocketAddr, out: &mut [u8]) -> usize {
+    let ip_len = match addr {
+        SocketAddr::V4(v4) => {
+            out[..4].copy_from_slice(&v4.ip().octets());
+            4
+        }
+        SocketAddr::V6(v6) => {
+            out[..16].copy_from_slice(&v6.ip().octets());
+            16
+        }
+    };
+    out[ip_len..ip_len + 2].copy_from_slice(&addr.port().to_le_bytes());
+    ip_len + 2
 }
 
 /// Which bucket an address belongs to (by address, so every identity of
 /// one peer, old and renewed, lands in the same bucket).
 pub(crate) fn bucket_of(addr: &SocketAddr) -> usize {
-    let mut bytes = Vec::with_capacity(18);
-    addr_bytes(addr, &mut bytes);
-    (hash_bytes(&bytes) % BUCKETS as u64) as usize
+    let mut bytes = [0u8; 18];
+    let len = addr_bytes(addr, &mut bytes);
+    (hash_bytes(&bytes[..len]) % BUCKETS as u64) as usize
 }
 
 fn identity_hash(id: &PeerIdentity) -> u32 {
-    let mut bytes = Vec::with_capacity(34);
-    bytes.extend_from_slice(&id.node.0.to_le_bytes());
-    addr_bytes(&id.addr, &mut bytes);
-    bytes.extend_from_slice(&id.incarnation.to_le_bytes());
-    (hash_bytes(&bytes) >> 32) as u32
+    let mut bytes = [0u8; 34];
+    bytes[..8].copy_from_slice(&id.node.0.to_le_bytes());
+    let len = 8 + addr_bytes(&id.addr, &mut bytes[8..]);
+    bytes[len..len + 8].copy_from_slice(&id.incarnation.to_le_bytes());
+    (hash_bytes(&bytes[..len + 8]) >> 32) as u32
 }
 
 impl Digest {

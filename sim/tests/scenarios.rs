@@ -17,10 +17,11 @@ fn twenty_peers_joining_one_by_one_are_all_known_by_everyone() {
     assert!(r.converged, "{:?}", r.violations);
     assert_eq!(r.joins, 19);
     assert_eq!(r.joins_incomplete, 0);
-    // Typical joins take well under a second; a join whose first messages
-    // are lost waits for the next gossip round (seen: 4.8 s at seed 11).
+    // Typical joins take well under a second; a join whose announce or
+    // roster is lost is retried after 1 s (issue 3 target: all within 3 s).
     assert!(r.join_p50_ms.unwrap() < 1_000.0, "{r}");
-    assert!(r.join_max_ms.unwrap() < 10_000.0, "{r}");
+    assert!(r.join_max_ms.unwrap() < 3_000.0, "{r}");
+    assert!(r.extra["settle_after_last_join_ms"] <= 5_000.0, "{r}");
 }
 
 #[test]
@@ -29,7 +30,7 @@ fn thirty_peers_detect_three_crashes_and_no_live_peer_is_declared_down() {
     assert!(r.converged, "{:?}", r.violations);
     assert_eq!(r.crashes, 3);
     assert_eq!(r.detections_incomplete, 0);
-    assert!(r.detect_max_ms.unwrap() < 10_000.0, "{r}");
+    assert!(r.detect_max_ms.unwrap() < 5_000.0, "{r}");
     assert_eq!(r.false_downs, 0);
 }
 
@@ -41,12 +42,20 @@ fn ten_peers_split_in_two_reunite_after_the_partition_heals() {
         "the halves should have declared each other down: {r}"
     );
     assert!(r.converged, "{:?}", r.violations);
+    // Down members are re-contacted (announces, anti-entropy rounds that
+    // include down members), so healing takes seconds, not minutes.
+    assert!(r.extra["heal_ms"] < 10_000.0, "{r}");
 }
 
 #[test]
 fn twenty_peers_under_five_percent_loss_declare_no_one_down() {
     let r = run("loss", 20, 14);
     assert_eq!(r.extra["false_downs_5pct"], 0.0, "{r}");
+    assert!(r.extra["false_suspicions_20pct"] > 0.0, "{r}");
+    // Suspects are told directly and refute; a refuted suspect is no
+    // longer sent TurnUndead (foca 2.0.0 did), so even 20% loss gives no
+    // false down at this size.
+    assert_eq!(r.extra["false_downs_20pct"], 0.0, "{r}");
     assert!(
         r.converged,
         "peers wrongly declared down at 20% must rejoin: {:?}",
@@ -85,4 +94,6 @@ fn a_thousand_peers_detect_crashes_within_five_seconds() {
     let r = run("crash", 1000, 1);
     assert!(r.converged, "{:?}", r.violations);
     assert_eq!(r.false_downs, 0);
+    assert!(r.detect_p99_ms.unwrap() < 5_000.0, "{r}");
+    assert!(r.bytes_per_node_per_s < 5_000.0, "{r}");
 }

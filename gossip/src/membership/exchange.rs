@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use super::{
     Membership, MembershipError, Output, ROSTER_REPLY_INTERVAL, ROSTER_REPLY_MEMORY,
-    SYNC_MAX_CHUNKS, SYNC_WINDOW,
+    SYNC_CHUNKS_PER_SECOND, SYNC_MAX_CHUNKS, SYNC_WINDOW,
 };
 use crate::codec::WireMember;
 use crate::envelope::{
@@ -93,8 +93,8 @@ impl Membership {
     }
 
     /// Tells `suspect` that our probe failed, so a live one refutes at
-    /// once; repeated once half-way through the suspicion window if it is
-    /// still suspected (the first notice may be lost too).
+    /// once; repeated at a third and two thirds of the suspicion window
+    /// while it is still suspected (a notice or its answer may be lost).
     pub(super) fn notify_suspect(
         &mut self,
         now: Duration,
@@ -111,14 +111,16 @@ impl Membership {
             return Ok(());
         }
         if first {
-            let half = self.preset.config(self.config_bucket).suspect_to_down_after / 2;
-            self.schedule(
-                now + half,
-                Scheduled::SuspectNotice {
-                    suspect,
-                    incarnation,
-                },
-            );
+            let third = self.preset.config(self.config_bucket).suspect_to_down_after / 3;
+            for at in [now + third, now + 2 * third] {
+                self.schedule(
+                    at,
+                    Scheduled::SuspectNotice {
+                        suspect,
+                        incarnation,
+                    },
+                );
+            }
         }
         let bytes = suspect_notice(&WireMember {
             id: suspect,
@@ -176,15 +178,26 @@ impl Membership {
     }
 
     /// Our digest: the active identities, ourselves included.
+    /// Cached per view version: every change of the active set (up,
+    /// down, rename, our own renewal) bumps the version.
     pub(super) fn digest(&self, reply: bool) -> Digest {
+        if let Some((version, mut digest)) = self.digest_cache.get()
+            && version == self.version
+        {
+            digest.reply = reply;
+            return digest;
+        }
         let me = self.identity();
-        Digest::of(
+        let mut digest = Digest::of(
             self.foca
                 .iter_members()
                 .map(|m| m.id())
                 .chain(std::iter::once(&me)),
             reply,
-        )
+        );
+        self.digest_cache.set(Some((self.version, digest)));
+        digest.reply = reply;
+        digest
     }
 
     pub(super) fn sync_round(&mut self, now: Duration) -> Result<(), MembershipError> {
@@ -253,9 +266,16 @@ impl Membership {
             .filter_map(|b| by_bucket.remove(b))
             .flatten()
             .collect();
-        for bytes in roster_chunks(&members)?.into_iter().take(SYNC_MAX_CHUNKS) {
+        let (tokens, at) = self.sync_budget;
+        let tokens = (tokens + now.saturating_sub(at).as_secs_f64() * SYNC_CHUNKS_PER_SECOND)
+            .min(SYNC_MAX_CHUNKS as f64);
+        let allowed = tokens.floor() as usize;
+        let mut sent = 0;
+        for bytes in roster_chunks(&members)?.into_iter().take(allowed) {
+            sent += 1;
             self.outputs.push_back(Output::Send { to: from, bytes });
         }
+        self.sync_budget = (tokens - sent as f64, now);
         if !theirs.reply {
             self.roster_expected.insert(from, now + SYNC_WINDOW);
             let bytes = mine.encode(KIND_DIGEST);
