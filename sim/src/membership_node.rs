@@ -15,6 +15,10 @@ pub struct MembershipNode {
     /// Inputs foca or the codec rejected (normal in small numbers: stale
     /// probes, packets from a peer that changed identity).
     pub errors: u64,
+    /// Bytes this node handed to the network, by datagram kind (the
+    /// envelope's first byte): tells SWIM traffic from rosters, digests
+    /// and suspect notices.
+    pub bytes_by_kind: [u64; 8],
 }
 
 impl MembershipNode {
@@ -22,6 +26,7 @@ impl MembershipNode {
         Self {
             membership,
             errors: 0,
+            bytes_by_kind: [0; 8],
         }
     }
 }
@@ -56,7 +61,11 @@ impl SimNode for MembershipNode {
     fn drain(&mut self, out: &mut Vec<NodeOutput<MembershipEvent>>) {
         while let Some(o) = self.membership.poll_output() {
             out.push(match o {
-                Output::Send { to, bytes } => NodeOutput::Send { to, bytes },
+                Output::Send { to, bytes } => {
+                    let kind = usize::from(bytes.first().copied().unwrap_or(0)).min(7);
+                    self.bytes_by_kind[kind] += bytes.len() as u64;
+                    NodeOutput::Send { to, bytes }
+                }
                 Output::Timer { at, timer } => NodeOutput::Timer {
                     at: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
                     token: timer.0,

@@ -307,7 +307,7 @@ impl Cluster {
     }
 
     /// Builds the report; `peers` is the scenario's nominal size.
-    pub fn report(&self, scenario: &str, peers: usize, extra: BTreeMap<String, f64>) -> Report {
+    pub fn report(&self, scenario: &str, peers: usize, mut extra: BTreeMap<String, f64>) -> Report {
         let joins: Vec<Option<f64>> = self
             .tracker
             .joins
@@ -325,6 +325,26 @@ impl Cluster {
         let violations = self.violations();
         let sim_s = (self.now() as f64 / SECOND as f64).max(1e-9);
         let node_s = peers.max(1) as f64 * sim_s;
+        // Bytes per node per second by datagram kind, over running nodes
+        // (crashed ones took their counters with them).
+        let mut by_kind = [0u64; 8];
+        for n in (0..self.world.slot_count()).filter_map(|s| self.world.node(s)) {
+            for (total, b) in by_kind.iter_mut().zip(n.bytes_by_kind) {
+                *total += b;
+            }
+        }
+        let live = self.alive_slots().len().max(1) as f64 * sim_s;
+        for (kind, name) in [
+            (1, "swim"),
+            (3, "roster"),
+            (4, "digest"),
+            (5, "suspect_notice"),
+        ] {
+            extra.insert(
+                format!("bytes_per_node_s_{name}"),
+                by_kind[kind] as f64 / live,
+            );
+        }
         let node_errors = (0..self.world.slot_count())
             .filter_map(|s| self.world.node(s))
             .map(|n| n.errors)
