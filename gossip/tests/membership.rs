@@ -266,3 +266,33 @@ fn malformed_digests_and_suspect_notices_are_rejected() {
     assert!(peer.handle_datagram(now, addr(2), &[0x05, 0x80]).is_err());
     assert_eq!(peer.view().members.len(), 1);
 }
+
+#[test]
+fn a_suspect_that_refutes_in_time_keeps_its_identity_and_is_never_declared_down() {
+    let mut net = Net::new(5);
+    net.join_all_through_first();
+    net.run_for(Duration::from_secs(3));
+    // Peer 2 goes silent for a moment: long enough to fail a probe, far
+    // shorter than the suspicion window plus the notices.
+    net.muted.push(addr(2));
+    net.run_for(Duration::from_millis(700));
+    net.muted.clear();
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        net.events.iter().any(|(_, e)| matches!(
+            e, MembershipEvent::Suspected(id) if id.node == NodeId(2)
+        )),
+        "peer 2 should have been suspected"
+    );
+    assert_eq!(net.peers[&addr(2)].identity().incarnation, 1, "no renewal");
+    assert!(!net.events.iter().any(|(_, e)| matches!(
+        e, MembershipEvent::Down(id) if id.node == NodeId(2)
+    )));
+    for i in 1..=5 {
+        assert_eq!(
+            net.active_nodes(addr(i)),
+            vec![1, 2, 3, 4, 5],
+            "view of {i}"
+        );
+    }
+}
