@@ -52,6 +52,16 @@ impl PeerProc {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
+
+    /// `IP:PORT` of the HTTP API, for [`http`].
+    pub fn api_addr(&self) -> String {
+        format!("{}:{}", self.ip, API_PORT)
+    }
+
+    /// OS process id while the peer runs (for /proc readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 #[derive(Debug)]
@@ -62,12 +72,20 @@ pub struct Cluster {
     pub token: String,
     pub cluster_id: String,
     chain: Option<String>,
+    /// `SHOAL_LOG` of every peer this cluster (re)starts.
+    log_filter: String,
 }
 
 impl Cluster {
     /// Starts `n` peers on 127.0.`subnet`.11.. : the first creates the
     /// cluster, the others join through it. Waits until every peer sees all.
     pub fn start(subnet: u8, n: usize) -> Cluster {
+        Cluster::start_with_log(subnet, n, "info,shoal=debug")
+    }
+
+    /// Like [`Cluster::start`], with peers logging at `log_filter` (`SHOAL_LOG`):
+    /// benchmarks use `info` so debug logging does not weigh on the figures.
+    pub fn start_with_log(subnet: u8, n: usize, log_filter: &str) -> Cluster {
         ensure_test_images();
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -79,6 +97,7 @@ impl Cluster {
             token: String::new(),
             cluster_id: String::new(),
             chain: None,
+            log_filter: log_filter.to_owned(),
         };
         for i in 0..n {
             let ip = Ipv4Addr::new(127, 0, subnet, 11 + i as u8);
@@ -131,7 +150,7 @@ impl Cluster {
             .arg(format!("node{i}"))
             .arg("--memory")
             .arg("4Gi")
-            .env("SHOAL_LOG", "info,shoal=debug");
+            .env("SHOAL_LOG", &self.log_filter);
         if !self.token.is_empty() {
             let seed = if i == 0 { 1 } else { 0 };
             if self.peers.len() > 1 || i != 0 {
@@ -351,6 +370,36 @@ fn iptables(args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// One HTTP/1.0 request over a plain `TcpStream` with short timeouts (no
+/// CLI process per call), for polling a peer's API every few milliseconds.
+/// Returns the status code and body, or `None` when the peer does not answer.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let _ = stream.set_nodelay(true);
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, rest.to_owned()))
 }
 
 /// Polls `check` every 200 ms until it holds or `timeout` passes.

@@ -1,0 +1,697 @@
+//! Real-cluster benchmark: 10 `shoal up` peers (release build) on
+//! 127.0.40.11..20, real QUIC, the real Docker engine. It prints figures,
+//! it asserts none of them: timing on a shared 2-core machine is noise, and
+//! a benchmark that fails on a slow day teaches nothing.
+//!
+//! ```text
+//! cargo build --release -p shoal
+//! cargo test --release -p shoal --test bench_cluster -- --ignored --nocapture
+//! scripts/bench-cluster.sh            # the same, only the Markdown on stdout
+//! ```
+//!
+//! The Markdown section (`### Real cluster (10 peers on loopback)`) is printed
+//! between [`BEGIN`] and [`END`], and also written to the file named by
+//! `SHOAL_BENCH_OUT` when that is set. Measured, in this order:
+//!
+//! 1. idle: per-peer RSS (VmRSS) and CPU (utime+stime over a window), and the
+//!    cluster's UDP traffic between peer addresses, counted by an iptables
+//!    rule in a chain of its own (removed afterwards);
+//! 2. apply at one peer → `GET /api/v1/rcs/{name}` answers 200 at each peer,
+//!    each peer polled by its own thread over raw HTTP;
+//! 3. `kill -9` of a peer running a replica → declared Down at every other
+//!    peer, and its replicas reported Running elsewhere by every other peer;
+//!    the victim restarts on the same data dir between rounds.
+//!
+//! Everything created (processes, containers labelled with the cluster id,
+//! iptables chains, temp dirs) is removed when the test ends, also on panic.
+
+mod cluster_support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cluster_support::{Cluster, hello_rc, http, wait_until};
+use serde_json::Value;
+
+/// Markers around the Markdown on stdout (scripts/bench-cluster.sh cuts there).
+const BEGIN: &str = "<!-- bench-cluster:begin -->";
+const END: &str = "<!-- bench-cluster:end -->";
+
+/// 127.0.40.0/24: no other test file uses it.
+const SUBNET: u8 = 40;
+const PEERS: usize = 10;
+/// Distinct RCs applied, one after another, rotating the applying peer.
+const APPLIES: usize = 20;
+/// Kill rounds.
+const KILLS: usize = 5;
+/// Replicas of the long-lived RC (the "few pods running" while idle, and the
+/// replicas a killed peer runs).
+const FO_REPLICAS: usize = 5;
+const FO: &str = "fo";
+/// How often each poller thread asks its peer during the apply phase.
+const APPLY_POLL: Duration = Duration::from_millis(5);
+/// How often each poller thread asks its peer during a kill round (two
+/// requests per tick, nine peers: coarser, so polling does not load the cores).
+const KILL_POLL: Duration = Duration::from_millis(20);
+/// Quiet time before the idle window, and the window itself.
+const IDLE_SETTLE: Duration = Duration::from_secs(10);
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// One raw HTTP request's connect/read/write bound.
+const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Targets from the issue.
+const APPLY_P99_TARGET_MS: f64 = 500.0;
+const FAILOVER_P50_TARGET_MS: f64 = 3000.0;
+const RSS_TARGET_MB: f64 = 30.0;
+const CPU_TARGET_PCT: f64 = 1.0;
+
+#[test]
+#[ignore = "benchmark: cargo test --release -p shoal --test bench_cluster -- --ignored --nocapture"]
+fn real_cluster_figures() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start_with_log(SUBNET, PEERS, "info");
+    let start_secs = started.elapsed().as_secs_f64();
+
+    let manifest = hello_rc(FO, FO_REPLICAS as u32, "shoal-test/hello:1.0");
+    let (status, body) = post_rc(&cluster, 0, &manifest);
+    assert!(
+        status == 201 || status == 200,
+        "apply {FO}: {status} {body}"
+    );
+    wait_settled(&cluster);
+
+    sleep(IDLE_SETTLE);
+    let idle = measure_idle(&cluster);
+    let applies = measure_applies(&cluster);
+    delete_apply_rcs(&cluster);
+    let kills = measure_kills(&mut cluster);
+
+    let markdown = render(start_secs, &idle, &applies, &kills);
+    println!("{BEGIN}\n{markdown}{END}");
+    if let Ok(path) = std::env::var("SHOAL_BENCH_OUT") {
+        std::fs::write(&path, &markdown).expect("write SHOAL_BENCH_OUT");
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn post_rc(cluster: &Cluster, peer: usize, manifest: &str) -> (u16, String) {
+    http(
+        &cluster.peers[peer].api_addr(),
+        "POST",
+        "/api/v1/rcs",
+        Some(manifest),
+        Duration::from_secs(5),
+    )
+    .unwrap_or((0, "no answer".to_owned()))
+}
+
+fn get_json(addr: &str, path: &str) -> Option<Value> {
+    match http(addr, "GET", path, None, HTTP_TIMEOUT)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Pod names of `rc` that `addr` reports Running on a node other than `not_on`.
+fn running_elsewhere(addr: &str, rc: &str, not_on: &str) -> BTreeSet<String> {
+    let Some(Value::Array(pods)) = get_json(addr, &format!("/api/v1/pods?rc={rc}")) else {
+        return BTreeSet::new();
+    };
+    pods.iter()
+        .filter(|p| p["phase"] == "Running" && p["node"] != not_on)
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `node`'s state in `addr`'s view (Alive, Suspect, Down, ...).
+fn node_state(addr: &str, node: &str) -> Option<String> {
+    let Some(Value::Array(nodes)) = get_json(addr, "/api/v1/nodes") else {
+        return None;
+    };
+    nodes
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["state"].as_str().map(str::to_owned))
+}
+
+/// All peers alive everywhere, exactly the `fo` replicas on the engine and
+/// reported Running; then a short pause so start-up work is behind us.
+fn wait_settled(cluster: &Cluster) {
+    cluster.wait_for_all_alive(PEERS, Duration::from_secs(60));
+    let want: Vec<String> = (0..FO_REPLICAS).map(|i| i.to_string()).collect();
+    let ok = wait_until(Duration::from_secs(90), || {
+        cluster.engine_pods(FO) == want
+            && running_elsewhere(&cluster.peers[0].api_addr(), FO, "").len() == FO_REPLICAS
+    });
+    assert!(
+        ok,
+        "rc {FO} did not settle on {FO_REPLICAS} pods: engine {:?}\n{}",
+        cluster.engine_pods(FO),
+        cluster.log_tail(0)
+    );
+    sleep(Duration::from_secs(3));
+}
+
+/// Nearest-rank percentile of `values` (ms), `q` in 0..=1.
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------- idle
+
+struct Idle {
+    pods: usize,
+    rss_kb: Vec<u64>,
+    cpu_pct: Vec<f64>,
+    wall: Duration,
+    /// (packets, bytes) of UDP between peer addresses over `wall`, or why not.
+    udp: Result<(u64, u64), String>,
+}
+
+fn measure_idle(cluster: &Cluster) -> Idle {
+    let pids: Vec<u32> = cluster
+        .peers
+        .iter()
+        .map(|p| p.pid().expect("every peer runs"))
+        .collect();
+    let hz = clock_ticks_per_second();
+    let counter = UdpCounter::install(SUBNET);
+    let before_udp = counter
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(UdpCounter::read);
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let t0 = Instant::now();
+    sleep(IDLE_WINDOW);
+    let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let after_udp = counter
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(UdpCounter::read);
+    let wall = t0.elapsed();
+    drop(counter);
+    let cpu_pct = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b) as f64 / hz / wall.as_secs_f64() * 100.0)
+        .collect();
+    let rss_kb = pids.iter().map(|&p| vm_rss_kb(p)).collect();
+    let udp = before_udp.and_then(|(p0, b0)| after_udp.map(|(p1, b1)| (p1 - p0, b1 - b0)));
+    Idle {
+        pods: cluster.engine_pods(FO).len(),
+        rss_kb,
+        cpu_pct,
+        wall,
+        udp,
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of process `pid`, in clock ticks (fields 14 and 15 of
+/// /proc/PID/stat, counted after the parenthesised command name).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let after_name = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // after_name starts at field 3 (state): utime is field 14, stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn vm_rss_kb(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// An iptables chain hooked into INPUT that counts UDP between addresses of
+/// the benchmark's /24 (loopback packets pass INPUT once). Removed on drop.
+struct UdpCounter {
+    chain: String,
+}
+
+impl UdpCounter {
+    fn install(subnet: u8) -> Result<UdpCounter, String> {
+        let chain = format!("SHOALBENCH{subnet}");
+        let net = format!("127.0.{subnet}.0/24");
+        let counter = UdpCounter { chain };
+        let c = counter.chain.as_str();
+        let _ = iptables(&["-N", c]);
+        iptables(&["-F", c])?;
+        iptables(&["-A", c, "-p", "udp", "-s", &net, "-d", &net])?;
+        iptables(&["-I", "INPUT", "-j", c])?;
+        Ok(counter)
+    }
+
+    /// (packets, bytes) so far, from `iptables -L CHAIN -v -x -n`.
+    fn read(&self) -> Result<(u64, u64), String> {
+        let out = Command::new("iptables")
+            .args(["-L", &self.chain, "-v", "-x", "-n"])
+            .output()
+            .map_err(|e| format!("iptables: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let row = text
+            .lines()
+            .nth(2)
+            .ok_or_else(|| format!("no counting rule in {}: {text}", self.chain))?;
+        let mut fields = row.split_whitespace();
+        let mut next = || fields.next().and_then(|f| f.parse::<u64>().ok());
+        match (next(), next()) {
+            (Some(packets), Some(bytes)) => Ok((packets, bytes)),
+            _ => Err(format!("unexpected iptables row {row:?}")),
+        }
+    }
+}
+
+impl Drop for UdpCounter {
+    fn drop(&mut self) {
+        while iptables(&["-D", "INPUT", "-j", &self.chain]).is_ok() {}
+        let _ = iptables(&["-F", &self.chain]);
+        let _ = iptables(&["-X", &self.chain]);
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("iptables")
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("iptables: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- apply
+
+struct Applies {
+    /// Per apply, per peer: ms from the POST to the first 200 (None: never, within the bound).
+    seen: Vec<Vec<Option<f64>>>,
+}
+
+fn apply_name(k: usize) -> String {
+    format!("bench-a{k}")
+}
+
+fn measure_applies(cluster: &Cluster) -> Applies {
+    let addrs: Vec<String> = cluster.peers.iter().map(|p| p.api_addr()).collect();
+    let mut seen = Vec::new();
+    for k in 0..APPLIES {
+        let name = apply_name(k);
+        let manifest = hello_rc(&name, 1, "shoal-test/hello:1.0");
+        let at = k % PEERS;
+        let path = format!("/api/v1/rcs/{name}");
+        let row = std::thread::scope(|s| {
+            let pollers: Vec<_> = addrs
+                .iter()
+                .map(|addr| {
+                    let path = &path;
+                    s.spawn(move || poll_until(addr, path, Duration::from_secs(10)))
+                })
+                .collect();
+            let t0 = Instant::now();
+            let (status, body) = post_rc(cluster, at, &manifest);
+            assert_eq!(status, 201, "apply {name} at peer {at}: {body}");
+            pollers
+                .into_iter()
+                .map(|p| {
+                    p.join()
+                        .unwrap()
+                        .map(|t| ms(t.saturating_duration_since(t0)))
+                })
+                .collect::<Vec<_>>()
+        });
+        seen.push(row);
+        sleep(Duration::from_millis(500));
+    }
+    Applies { seen }
+}
+
+/// First instant `GET path` at `addr` answers 200, polling every [`APPLY_POLL`].
+fn poll_until(addr: &str, path: &str, bound: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(addr, "GET", path, None, HTTP_TIMEOUT) {
+            return Some(Instant::now());
+        }
+        sleep(APPLY_POLL);
+    }
+    None
+}
+
+/// Deletes the apply-phase RCs and waits for their containers to go, so the
+/// kill rounds start from the long-lived RC alone.
+fn delete_apply_rcs(cluster: &Cluster) {
+    let addr = cluster.peers[0].api_addr();
+    for k in 0..APPLIES {
+        let path = format!("/api/v1/rcs/{}", apply_name(k));
+        let answer = http(&addr, "DELETE", &path, None, Duration::from_secs(5));
+        assert!(
+            matches!(answer, Some((200, _))),
+            "delete {path}: {answer:?}"
+        );
+    }
+    let gone = wait_until(Duration::from_secs(120), || {
+        (0..APPLIES).all(|k| cluster.engine_pods(&apply_name(k)).is_empty())
+    });
+    assert!(gone, "apply-phase containers still running after delete");
+    wait_settled(cluster);
+}
+
+// ---------------------------------------------------------------- kill -9
+
+struct Kill {
+    victim: String,
+    /// Replicas of `fo` the victim ran.
+    moved: usize,
+    /// ms after the kill, per surviving peer.
+    down: Vec<Option<f64>>,
+    replaced: Vec<Option<f64>>,
+}
+
+fn measure_kills(cluster: &mut Cluster) -> Vec<Kill> {
+    let mut kills = Vec::new();
+    for round in 0..KILLS {
+        let Some(Value::Array(pods)) = get_json(
+            &cluster.peers[0].api_addr(),
+            &format!("/api/v1/pods?rc={FO}"),
+        ) else {
+            panic!("peer 0 lists no pods");
+        };
+        // Peers (not peer 0, which the harness rejoins through) running a replica.
+        let holders: BTreeSet<String> = pods
+            .iter()
+            .filter(|p| p["phase"] == "Running" && p["node"] != "node0")
+            .filter_map(|p| p["node"].as_str().map(str::to_owned))
+            .collect();
+        let holders: Vec<String> = holders.into_iter().collect();
+        let victim_name = holders[round % holders.len()].clone();
+        let victim: usize = victim_name.trim_start_matches("node").parse().unwrap();
+        let moved = pods
+            .iter()
+            .filter(|p| p["node"] == victim_name.as_str())
+            .count();
+        let others: Vec<String> = (0..PEERS)
+            .filter(|&i| i != victim)
+            .map(|i| cluster.peers[i].api_addr())
+            .collect();
+
+        let t0 = Instant::now();
+        cluster.kill9(victim);
+        let results: Vec<(Option<f64>, Option<f64>)> = std::thread::scope(|s| {
+            let pollers: Vec<_> = others
+                .iter()
+                .map(|addr| {
+                    let victim_name = &victim_name;
+                    s.spawn(move || watch_failover(addr, victim_name, t0))
+                })
+                .collect();
+            pollers.into_iter().map(|p| p.join().unwrap()).collect()
+        });
+        kills.push(Kill {
+            victim: victim_name,
+            moved,
+            down: results.iter().map(|r| r.0).collect(),
+            replaced: results.iter().map(|r| r.1).collect(),
+        });
+
+        cluster.spawn(victim);
+        wait_settled(cluster);
+    }
+    kills
+}
+
+/// Polls one surviving peer until it shows the victim Down and every `fo`
+/// replica Running on another node: (down ms, replaced ms) after `t0`.
+fn watch_failover(addr: &str, victim: &str, t0: Instant) -> (Option<f64>, Option<f64>) {
+    let deadline = t0 + Duration::from_secs(60);
+    let (mut down, mut replaced) = (None, None);
+    while Instant::now() < deadline && (down.is_none() || replaced.is_none()) {
+        if down.is_none() && node_state(addr, victim).as_deref() == Some("Down") {
+            down = Some(ms(t0.elapsed()));
+        }
+        if replaced.is_none() && running_elsewhere(addr, FO, victim).len() >= FO_REPLICAS {
+            replaced = Some(ms(t0.elapsed()));
+        }
+        sleep(KILL_POLL);
+    }
+    (down, replaced)
+}
+
+// ---------------------------------------------------------------- report
+
+/// Worst of a row, `None` when some peer never got there.
+fn all_of(row: &[Option<f64>]) -> Option<f64> {
+    row.iter().try_fold(0.0_f64, |acc, v| v.map(|v| acc.max(v)))
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v.is_nan() {
+        "–".to_owned()
+    } else if v >= 10_000.0 {
+        format!("{:.1} s", v / 1000.0)
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{cores} cores ({model}), commit {commit}")
+}
+
+fn render(start_secs: f64, idle: &Idle, applies: &Applies, kills: &[Kill]) -> String {
+    use std::fmt::Write;
+    let mut md = String::new();
+    let w = &mut md;
+
+    let per_peer: Vec<f64> = applies.seen.iter().flatten().flatten().copied().collect();
+    let samples = applies.seen.iter().map(Vec::len).sum::<usize>();
+    let missed = samples - per_peer.len();
+    let all: Vec<f64> = applies.seen.iter().filter_map(|r| all_of(r)).collect();
+    let all_p99 = if all.len() == applies.seen.len() {
+        percentile(&all, 0.99)
+    } else {
+        f64::INFINITY
+    };
+
+    let down_all: Vec<f64> = kills.iter().filter_map(|k| all_of(&k.down)).collect();
+    let replaced_all: Vec<f64> = kills.iter().filter_map(|k| all_of(&k.replaced)).collect();
+    let down_first: Vec<f64> = kills
+        .iter()
+        .filter_map(|k| k.down.iter().flatten().copied().reduce(f64::min))
+        .collect();
+    let replaced_p50 = if replaced_all.len() == kills.len() {
+        percentile(&replaced_all, 0.5)
+    } else {
+        f64::INFINITY
+    };
+
+    let rss_mb: Vec<f64> = idle.rss_kb.iter().map(|&k| k as f64 / 1024.0).collect();
+    let rss_max = rss_mb.iter().copied().fold(0.0, f64::max);
+    let rss_mean = rss_mb.iter().sum::<f64>() / rss_mb.len() as f64;
+    let cpu_max = idle.cpu_pct.iter().copied().fold(0.0, f64::max);
+    let cpu_mean = idle.cpu_pct.iter().sum::<f64>() / idle.cpu_pct.len() as f64;
+    let secs = idle.wall.as_secs_f64();
+
+    let _ = writeln!(w, "### Real cluster (10 peers on loopback)\n");
+    let _ = writeln!(
+        w,
+        "{PEERS} `shoal up` processes (release build, `--network lan`, `SHOAL_LOG=info`) on \
+         127.0.{SUBNET}.11–{}, one machine: {}. Real QUIC between them, the real Docker engine \
+         running `shoal-test/hello:1.0` (scripts/test-images.sh). Cluster start (sequential joins, \
+         each waiting for its API): {start_secs:.1} s. Figures are printed, not asserted.\n",
+        10 + PEERS,
+        machine()
+    );
+    let _ = writeln!(w, "| measure | result | target | met |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| apply at one peer → `GET /api/v1/rcs/{{name}}` 200 at a peer ({} samples: {APPLIES} RCs × {PEERS} peers{}) | p50 {} · p99 {} · max {} | | |",
+        per_peer.len(),
+        if missed > 0 {
+            format!(", **{missed} never seen within 10 s**")
+        } else {
+            String::new()
+        },
+        fmt_ms(percentile(&per_peer, 0.5)),
+        fmt_ms(percentile(&per_peer, 0.99)),
+        fmt_ms(percentile(&per_peer, 1.0)),
+    );
+    let _ = writeln!(
+        w,
+        "| apply → visible at all {PEERS} peers ({APPLIES} applies) | p50 {} · p99 {} | p99 < 500 ms | {} |",
+        fmt_ms(percentile(&all, 0.5)),
+        fmt_ms(all_p99),
+        met(all_p99 < APPLY_P99_TARGET_MS),
+    );
+    let _ = writeln!(
+        w,
+        "| `kill -9` → declared Down at the first / all {} other peers ({KILLS} kills) | p50 {} / {} · max {} | | |",
+        PEERS - 1,
+        fmt_ms(percentile(&down_first, 0.5)),
+        fmt_ms(percentile(&down_all, 0.5)),
+        fmt_ms(percentile(&down_all, 1.0)),
+    );
+    let _ = writeln!(
+        w,
+        "| `kill -9` → its replicas reported Running elsewhere by all {} other peers ({KILLS} kills) | p50 {} · max {} | p50 < 3 s | {} |",
+        PEERS - 1,
+        fmt_ms(replaced_p50),
+        fmt_ms(percentile(&replaced_all, 1.0)),
+        met(replaced_p50 < FAILOVER_P50_TARGET_MS),
+    );
+    let _ = writeln!(
+        w,
+        "| idle peer RSS (VmRSS, {} pods running) | mean {rss_mean:.1} MB · max {rss_max:.1} MB | < 30 MB | {} |",
+        idle.pods,
+        met(rss_max < RSS_TARGET_MB),
+    );
+    let _ = writeln!(
+        w,
+        "| idle peer CPU (utime+stime over {secs:.0} s ÷ wall) | mean {cpu_mean:.2} % · max {cpu_max:.2} % | < 1 % | {} |",
+        met(cpu_max < CPU_TARGET_PCT),
+    );
+    match &idle.udp {
+        Ok((packets, bytes)) => {
+            let _ = writeln!(
+                w,
+                "| idle gossip + sync traffic, whole cluster (UDP between peer addresses, iptables counter, IP headers included) | {:.0} B/s ({:.0} packets/s) · {:.0} B/s per peer | | |",
+                *bytes as f64 / secs,
+                *packets as f64 / secs,
+                *bytes as f64 / secs / PEERS as f64,
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                w,
+                "| idle gossip + sync traffic | not measured: {why} | | |"
+            );
+        }
+    }
+
+    let _ = writeln!(
+        w,
+        "\n#### Node failure → replacement running, against the anchors' defaults\n"
+    );
+    let _ = writeln!(w, "| system | node failure → replacement |");
+    let _ = writeln!(w, "|---|---|");
+    let _ = writeln!(
+        w,
+        "| Shoal (this run, {PEERS} real peers, p50 over {KILLS} kills, all peers agree) | {} |",
+        fmt_ms(replaced_p50)
+    );
+    let _ = writeln!(
+        w,
+        "| Docker Swarm (dispatcher heartbeat × grace) | ≈ 15 s |"
+    );
+    let _ = writeln!(w, "| Nomad (heartbeat TTL + reschedule) | ≈ 20 s |");
+    let _ = writeln!(
+        w,
+        "| Kubernetes (node-monitor-grace-period 40 s + eviction 5 min) | ≈ 5 min 50 s |"
+    );
+
+    let _ = writeln!(w, "\n#### Kill rounds\n");
+    let _ = writeln!(
+        w,
+        "| round | victim | its `{FO}` replicas | Down at first peer | Down at all | replaced, first peer | replaced, all |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for (i, k) in kills.iter().enumerate() {
+        let first = |row: &[Option<f64>]| {
+            row.iter()
+                .flatten()
+                .copied()
+                .reduce(f64::min)
+                .map_or("never".to_owned(), fmt_ms)
+        };
+        let all = |row: &[Option<f64>]| {
+            all_of(row).map_or_else(
+                || format!("{} peers never", row.iter().filter(|v| v.is_none()).count()),
+                fmt_ms,
+            )
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            k.victim,
+            k.moved,
+            first(&k.down),
+            all(&k.down),
+            first(&k.replaced),
+            all(&k.replaced),
+        );
+    }
+
+    let _ = writeln!(
+        w,
+        "\nMethod: each peer is polled by its own thread over raw HTTP (`GET /api/v1/rcs/{{name}}` \
+         every {} ms for apply; `GET /api/v1/nodes` and `GET /api/v1/pods?rc={FO}` every {} ms \
+         during a kill). Apply RCs have 1 replica each and are applied {} ms apart at peer k mod \
+         {PEERS}; latency runs from just before the POST. Kill rounds pick a peer (not peer 0) \
+         running a replica of `{FO}` ({FO_REPLICAS} replicas), restart it on the same data dir \
+         afterwards and wait until exactly {FO_REPLICAS} containers run. Idle figures are taken \
+         {} s after the cluster settled, with nothing polling.\n",
+        APPLY_POLL.as_millis(),
+        KILL_POLL.as_millis(),
+        500,
+        IDLE_SETTLE.as_secs(),
+    );
+    let _ = writeln!(
+        w,
+        "Command: `scripts/bench-cluster.sh` (runs `cargo test --release -p shoal --test bench_cluster -- --ignored --nocapture`; needs root for iptables and the Docker engine)\n"
+    );
+    md
+}
