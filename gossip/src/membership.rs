@@ -8,9 +8,13 @@
 //! timer due by then fires in deadline order (a token already fired is
 //! ignored). Time is a `Duration` since any fixed epoch the driver picks.
 //!
-//! Beyond foca: a join is repeated until we are connected and hold a
-//! roster, and every peer runs a periodic anti-entropy round (`sync.rs`)
-//! so that views converge even when a piggybacked update was missed.
+//! Beyond foca (see `membership/exchange.rs`): a join is repeated until we
+//! are connected and hold a roster; every peer runs a periodic
+//! anti-entropy round (`sync.rs`) so that views converge even when a
+//! piggybacked update was missed; a prober tells its suspect directly so a
+//! live one refutes within a round trip; and suspicion timers of members
+//! that refuted are dropped before foca sees them (see
+//! `is_stale_suspicion`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
