@@ -288,7 +288,59 @@ impl Cluster {
                 node.membership.active_identities().into_iter().collect();
             Some((node.membership.identity(), view))
         });
-        views_match_truth(&truth, views, 5)
+        let mut lines = views_match_truth(&truth, views, 5);
+        if !lines.is_empty() {
+            lines.push(self.disagreement_summary(&truth));
+        }
+        lines
+    }
+
+    /// Why views disagree, over every observer: a missing peer is either
+    /// known only by an older identity (a renewal not learned), declared
+    /// down, or never learned; an extra one is a dead peer or an old
+    /// identity of a running one.
+    fn disagreement_summary(&self, truth: &BTreeSet<PeerIdentity>) -> String {
+        let by_addr: BTreeMap<SocketAddr, PeerIdentity> =
+            truth.iter().map(|id| (id.addr, *id)).collect();
+        let (mut observers, mut stale, mut down, mut unknown) = (0, 0, 0, 0);
+        let (mut extra_dead, mut extra_old) = (0, 0);
+        for s in self.alive_slots() {
+            let Some(node) = self.world.node(s) else {
+                continue;
+            };
+            let view = node.membership.view();
+            let active: BTreeSet<PeerIdentity> = view
+                .members
+                .iter()
+                .filter(|m| m.state.is_active())
+                .map(|m| m.identity)
+                .collect();
+            if &active == truth {
+                continue;
+            }
+            observers += 1;
+            for id in truth.difference(&active) {
+                if active.iter().any(|a| a.addr == id.addr) {
+                    stale += 1;
+                } else if view.members.iter().any(|m| m.identity == *id) {
+                    down += 1;
+                } else {
+                    unknown += 1;
+                }
+            }
+            for id in active.difference(truth) {
+                if by_addr.contains_key(&id.addr) {
+                    extra_old += 1;
+                } else {
+                    extra_dead += 1;
+                }
+            }
+        }
+        format!(
+            "summary: {observers} observers disagree; missing: {stale} known only by an older \
+             identity, {down} declared down, {unknown} never learned; extra: {extra_dead} dead \
+             peers, {extra_old} old identities of running peers"
+        )
     }
 
     /// Runs in steps of `step` until the invariants hold or `deadline`;
