@@ -20,6 +20,8 @@ pub enum PeerTimer {
     Reconcile,
     /// Publish this node's pod statuses (coalesces bursts of observations).
     Publish,
+    /// Push the records learned or changed since the last push.
+    Push,
 }
 
 /// What the driver must do. Drain with `Peer::poll_output` after every input.

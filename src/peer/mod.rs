@@ -58,8 +58,10 @@ pub struct PeerConfig {
     pub publish_delay: Duration,
     /// Delay before a reconcile after a change (coalesces bursts).
     pub reconcile_delay: Duration,
-    /// Peers a large delta is pushed to at each hop.
+    /// Peers every new record is pushed to, by each peer that learns it.
     pub push_fanout: usize,
+    /// Records to push are batched for this long.
+    pub push_delay: Duration,
     pub reconcile: ReconcilePolicy,
     /// Remote stamps further ahead than this do not drag our clock.
     pub max_clock_drift_ms: u64,
@@ -79,6 +81,7 @@ impl PeerConfig {
             publish_delay: Duration::from_millis(50),
             reconcile_delay: Duration::from_millis(20),
             push_fanout: 3,
+            push_delay: Duration::from_millis(10),
             reconcile: ReconcilePolicy::default(),
             max_clock_drift_ms: 60_000,
         }
@@ -104,6 +107,9 @@ pub struct Peer {
     /// A reconcile timer is pending for this time.
     reconcile_at: Option<Duration>,
     publish_pending: bool,
+    /// Records to push at the next `Push` timer (new to us or ours).
+    pending_push: shoal_crdt_state::Delta,
+    push_scheduled: bool,
     rng: Xoshiro256PlusPlus,
     outputs: VecDeque<Output>,
     stats: PeerStats,
@@ -132,6 +138,8 @@ impl Peer {
             rcs_dirty: true,
             reconcile_at: None,
             publish_pending: false,
+            pending_push: shoal_crdt_state::Delta::default(),
+            push_scheduled: false,
             rng,
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
@@ -268,6 +276,7 @@ impl Peer {
                     self.publish_pods(now);
                 }
             }
+            PeerTimer::Push => self.flush_push(),
         }
     }
 

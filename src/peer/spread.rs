@@ -14,8 +14,8 @@ use shoal_crdt_state::observed::ObservedDelta;
 use shoal_crdt_state::{Delta, DesiredDelta, wire};
 use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
 
-use super::sync_message::{MAX_PUSH_HOPS, MAX_SYNC_BYTES, SyncEnvelope, SyncMessage};
-use super::{Output, Peer, ms};
+use super::sync_message::{MAX_SYNC_BYTES, SyncEnvelope, SyncMessage};
+use super::{Output, Peer, PeerTimer, ms};
 
 impl Peer {
     /// Sends a local change to the cluster.
@@ -49,21 +49,33 @@ impl Peer {
             }
             self.drain_membership(now);
         }
-        // Pushed as well when large; when small, a push to a few peers still
-        // shortens the time to reach everyone at negligible cost.
-        self.push(delta, 0);
+        // Pushed as well: SWIM piggybacking has little room per packet, and
+        // the push epidemic reaches everyone in about log(N) short rounds.
+        self.queue_push(now, delta);
     }
 
-    fn push(&mut self, delta: Delta, hops: u8) {
+    /// Adds records to the next batched push.
+    fn queue_push(&mut self, now: Duration, delta: Delta) {
+        self.pending_push.merge(delta);
+        if !self.push_scheduled {
+            self.push_scheduled = true;
+            self.schedule(now + self.config.push_delay, PeerTimer::Push);
+        }
+    }
+
+    /// Sends the batched records to a few random members.
+    pub(super) fn flush_push(&mut self) {
+        self.push_scheduled = false;
+        let delta = std::mem::take(&mut self.pending_push);
+        if delta.is_empty() {
+            return;
+        }
         for to in self.random_members(self.config.push_fanout) {
-            self.send_sync(
-                to,
-                SyncMessage::Push {
-                    delta: delta.clone(),
-                    digest: None,
-                    hops,
-                },
-            );
+            let message = SyncMessage::Push {
+                delta: delta.clone(),
+                digest: None,
+            };
+            self.send_sync(to, message);
         }
     }
 
@@ -145,18 +157,13 @@ impl Peer {
                     SyncMessage::Push {
                         delta,
                         digest: Some(mine),
-                        hops: MAX_PUSH_HOPS,
                     },
                 );
             }
-            SyncMessage::Push {
-                delta,
-                digest,
-                hops,
-            } => {
+            SyncMessage::Push { delta, digest } => {
                 let changed = self.merge_remote(now, delta);
-                if !changed.is_empty() && hops < MAX_PUSH_HOPS {
-                    self.push(changed, hops + 1);
+                if !changed.is_empty() {
+                    self.queue_push(now, changed);
                 }
                 if let Some(digest) = digest {
                     let delta = self.state.missing_for(&digest);
@@ -166,7 +173,6 @@ impl Peer {
                             SyncMessage::Push {
                                 delta,
                                 digest: None,
-                                hops: MAX_PUSH_HOPS,
                             },
                         );
                     }

@@ -7,9 +7,11 @@
 //! 4. B → A `Push { delta: what A lacks, digest: None }`, if anything.
 //!
 //! A joining peer sends `Pull` with its (empty) digest to the peer it joined
-//! through, and gets the full state back. Deltas too large for a SWIM
-//! broadcast travel as `Push` to a few peers, which forward what was new to
-//! them while `hops` allows (infection-style).
+//! through, and gets the full state back. Every change also travels as
+//! `Push` to a few random peers, which forward the part that was new to them
+//! (infection-style, batched per short tick): a record version is forwarded
+//! at most once by each peer, so the spreading stops by itself after about
+//! log(N) rounds.
 
 use std::net::SocketAddr;
 
@@ -19,9 +21,6 @@ use shoal_crdt_state::{Delta, Digest};
 
 /// Largest sync message accepted from the network.
 pub const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
-
-/// How far a pushed delta is forwarded (each hop to `push_fanout` peers).
-pub const MAX_PUSH_HOPS: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncEnvelope {
@@ -44,6 +43,5 @@ pub enum SyncMessage {
         delta: Delta,
         /// Set when the sender wants what it lacks in return.
         digest: Option<Digest>,
-        hops: u8,
     },
 }
