@@ -70,6 +70,7 @@ const CPU_TARGET_PCT: f64 = 1.0;
 #[test]
 #[ignore = "benchmark: cargo test --release -p shoal --test bench_cluster -- --ignored --nocapture"]
 fn real_cluster_figures() {
+    let load_before = loadavg();
     let started = Instant::now();
     let mut cluster = Cluster::start_with_log(SUBNET, PEERS, "info");
     let start_secs = started.elapsed().as_secs_f64();
@@ -84,11 +85,19 @@ fn real_cluster_figures() {
 
     sleep(IDLE_SETTLE);
     let idle = measure_idle(&cluster);
+    let baseline = measure_baseline(&cluster);
     let applies = measure_applies(&cluster);
     delete_apply_rcs(&cluster);
     let kills = measure_kills(&mut cluster);
+    let logs = log_findings(&cluster);
 
-    let markdown = render(start_secs, &idle, &applies, &kills);
+    let context = Context {
+        start_secs,
+        load_before,
+        load_after: loadavg(),
+        logs,
+    };
+    let markdown = render(&context, &idle, &baseline, &applies, &kills);
     println!("{BEGIN}\n{markdown}{END}");
     if let Ok(path) = std::env::var("SHOAL_BENCH_OUT") {
         std::fs::write(&path, &markdown).expect("write SHOAL_BENCH_OUT");
@@ -312,6 +321,127 @@ fn iptables(args: &[&str]) -> Result<(), String> {
     }
 }
 
+// ---------------------------------------------------------------- baselines
+
+/// Same-run references for the timed figures, taken on the idle cluster:
+/// what one API round trip and one plain `docker run` cost on this machine now.
+struct Baseline {
+    /// ms of one raw `GET /api/v1/rcs/fo` at peer 0.
+    http_rtt: Vec<f64>,
+    /// ms of `docker run -d -P` of the test image (returns once it started).
+    docker_run: Vec<f64>,
+}
+
+fn measure_baseline(cluster: &Cluster) -> Baseline {
+    let addr = cluster.peers[0].api_addr();
+    let path = format!("/api/v1/rcs/{FO}");
+    let http_rtt = (0..50)
+        .filter_map(|_| {
+            let t0 = Instant::now();
+            let ok = matches!(
+                http(&addr, "GET", &path, None, HTTP_TIMEOUT),
+                Some((200, _))
+            );
+            let took = ms(t0.elapsed());
+            sleep(APPLY_POLL);
+            ok.then_some(took)
+        })
+        .collect();
+    let label = format!("io.shoal.cluster={}", cluster.cluster_id);
+    let docker_run = (0..3)
+        .filter_map(|_| {
+            let t0 = Instant::now();
+            let out = Command::new("docker")
+                .args(["run", "-d", "-P", "--label", &label, "shoal-test/hello:1.0"])
+                .output()
+                .ok()?;
+            let took = ms(t0.elapsed());
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            out.status.success().then_some(took)
+        })
+        .collect();
+    Baseline {
+        http_rtt,
+        docker_run,
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// WARN and ERROR lines in all peer logs, counted for the Markdown; the
+/// distinct messages go to stderr, to tell what went wrong in a bad run.
+struct LogFindings {
+    /// `member down` notices: expected, one per surviving peer per kill.
+    member_down: usize,
+    /// Any other WARN line.
+    warn: usize,
+    error: usize,
+}
+
+fn log_findings(cluster: &Cluster) -> LogFindings {
+    let mut findings = LogFindings {
+        member_down: 0,
+        warn: 0,
+        error: 0,
+    };
+    let mut distinct = std::collections::BTreeMap::<String, usize>::new();
+    for peer in &cluster.peers {
+        let text = std::fs::read_to_string(&peer.log).unwrap_or_default();
+        for line in text.lines().map(strip_ansi) {
+            let mut words = line.split_whitespace();
+            let _timestamp = words.next();
+            let level = words.next().unwrap_or("");
+            match level {
+                "WARN" => findings.warn += 1,
+                "ERROR" => findings.error += 1,
+                _ => continue,
+            }
+            let message: String = words
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(200)
+                .collect();
+            if level == "WARN" && message.contains("member down") {
+                findings.warn -= 1;
+                findings.member_down += 1;
+            }
+            *distinct.entry(format!("{level} {message}")).or_default() += 1;
+        }
+    }
+    for (message, count) in distinct.iter().take(40) {
+        eprintln!("peer logs: {count:>4} x {message}");
+    }
+    findings
+}
+
+/// Drops terminal colour sequences (`ESC [ ... letter`) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------- apply
 
 struct Applies {
@@ -351,6 +481,11 @@ fn measure_applies(cluster: &Cluster) -> Applies {
                 })
                 .collect::<Vec<_>>()
         });
+        let shown: Vec<String> = row
+            .iter()
+            .map(|v| v.map_or("never".to_owned(), |v| format!("{v:.0}")))
+            .collect();
+        eprintln!("apply {name} at peer {at}: ms per peer {shown:?}");
         seen.push(row);
         sleep(Duration::from_millis(500));
     }
@@ -478,6 +613,8 @@ fn all_of(row: &[Option<f64>]) -> Option<f64> {
 fn fmt_ms(v: f64) -> String {
     if v.is_nan() {
         "–".to_owned()
+    } else if v < 10.0 {
+        format!("{v:.1} ms")
     } else if v >= 10_000.0 {
         format!("{:.1} s", v / 1000.0)
     } else {
@@ -510,7 +647,20 @@ fn machine() -> String {
     format!("{cores} cores ({model}), commit {commit}")
 }
 
-fn render(start_secs: f64, idle: &Idle, applies: &Applies, kills: &[Kill]) -> String {
+struct Context {
+    start_secs: f64,
+    load_before: String,
+    load_after: String,
+    logs: LogFindings,
+}
+
+fn render(
+    context: &Context,
+    idle: &Idle,
+    baseline: &Baseline,
+    applies: &Applies,
+    kills: &[Kill],
+) -> String {
     use std::fmt::Write;
     let mut md = String::new();
     let w = &mut md;
@@ -548,11 +698,15 @@ fn render(start_secs: f64, idle: &Idle, applies: &Applies, kills: &[Kill]) -> St
     let _ = writeln!(
         w,
         "{PEERS} `shoal up` processes (release build, `--network lan`, `SHOAL_LOG=info`) on \
-         127.0.{SUBNET}.11–{}, one machine: {}. Real QUIC between them, the real Docker engine \
-         running `shoal-test/hello:1.0` (scripts/test-images.sh). Cluster start (sequential joins, \
-         each waiting for its API): {start_secs:.1} s. Figures are printed, not asserted.\n",
+         127.0.{SUBNET}.11–{}, one machine: {}; load average {} before the run, {} after \
+         (other work shares the machine). Real QUIC between them, the real Docker engine \
+         running `shoal-test/hello:1.0` (scripts/test-images.sh). Cluster start (sequential \
+         joins, each waiting for its API): {:.1} s. Figures are printed, not asserted.\n",
         10 + PEERS,
-        machine()
+        machine(),
+        context.load_before,
+        context.load_after,
+        context.start_secs,
     );
     let _ = writeln!(w, "| measure | result | target | met |");
     let _ = writeln!(w, "|---|---|---|---|");
@@ -620,6 +774,24 @@ fn render(start_secs: f64, idle: &Idle, applies: &Applies, kills: &[Kill]) -> St
             );
         }
     }
+
+    let _ = writeln!(
+        w,
+        "| same-run baselines: one raw API GET round trip (50) · `docker run -d -P` of the test image ({}) | GET p50 {} · p99 {}; docker run p50 {} | | |",
+        baseline.docker_run.len(),
+        fmt_ms(percentile(&baseline.http_rtt, 0.5)),
+        fmt_ms(percentile(&baseline.http_rtt, 0.99)),
+        fmt_ms(percentile(&baseline.docker_run, 0.5)),
+    );
+    let _ = writeln!(
+        w,
+        "| peer log lines over the whole run: `member down` (expected {} = {KILLS} kills × {} peers) · other WARN · ERROR | {} · {} · {} | | |",
+        KILLS * (PEERS - 1),
+        PEERS - 1,
+        context.logs.member_down,
+        context.logs.warn,
+        context.logs.error,
+    );
 
     let _ = writeln!(
         w,
