@@ -68,17 +68,11 @@ fn rcs() -> BTreeMap<String, RcSpec> {
                 template: PodTemplate {
                     labels: BTreeMap::from([("app".into(), name.clone())]),
                     containers: vec![ContainerSpec {
-                        name: "main".into(),
-                        image: "busybox:local".into(),
-                        command: vec![],
-                        args: vec![],
-                        env: vec![],
-                        ports: vec![],
                         resources: Resources {
                             cpu_millis: 100,
                             memory_bytes: 64 << 20,
                         },
-                        readiness_probe: None,
+                        ..ContainerSpec::new("main", "busybox:local")
                     }],
                     node_selector: BTreeMap::new(),
                     restart_policy: RestartPolicy::Always,

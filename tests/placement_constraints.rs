@@ -45,17 +45,11 @@ fn rc(name: &str, replicas: u32, cpu_millis: u64, memory_bytes: u64) -> RcSpec {
         template: PodTemplate {
             labels: BTreeMap::from([("app".into(), name.into())]),
             containers: vec![ContainerSpec {
-                name: "main".into(),
-                image: "img:1".into(),
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                ports: vec![],
                 resources: Resources {
                     cpu_millis,
                     memory_bytes,
                 },
-                readiness_probe: None,
+                ..ContainerSpec::new("main", "img:1")
             }],
             node_selector: BTreeMap::new(),
             restart_policy: RestartPolicy::Always,

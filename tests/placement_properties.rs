@@ -41,17 +41,11 @@ fn rc(name: &str, replicas: u32) -> RcSpec {
         template: PodTemplate {
             labels: BTreeMap::new(),
             containers: vec![ContainerSpec {
-                name: "main".into(),
-                image: "img:1".into(),
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                ports: vec![],
                 resources: Resources {
                     cpu_millis: 10,
                     memory_bytes: 1 << 20,
                 },
-                readiness_probe: None,
+                ..ContainerSpec::new("main", "img:1")
             }],
             node_selector: BTreeMap::new(),
             restart_policy: RestartPolicy::Always,

@@ -8,7 +8,7 @@ use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, TemplateHash,
+    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
     UpdateStrategy,
 };
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
@@ -20,16 +20,7 @@ fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpe
         selector: BTreeMap::new(),
         template: PodTemplate {
             labels: BTreeMap::new(),
-            containers: vec![ContainerSpec {
-                name: "main".into(),
-                image: image.into(),
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                ports: vec![],
-                resources: Resources::default(),
-                readiness_probe: None,
-            }],
+            containers: vec![ContainerSpec::new("main", image)],
             node_selector: BTreeMap::new(),
             restart_policy: RestartPolicy::Always,
             termination_grace_period_secs: 1,

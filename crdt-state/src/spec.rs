@@ -93,6 +93,23 @@ pub struct ContainerSpec {
     pub readiness_probe: Option<Probe>,
 }
 
+impl ContainerSpec {
+    /// A container running `image` as built: its own command, no env,
+    /// ports, requests or probe. Fill in the rest with struct update syntax.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            resources: Resources::default(),
+            readiness_probe: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EnvVar {
     pub name: String,

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::{KillContainerOptions, ListContainersOptions};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
-use shoal_crdt_state::spec::{
-    ContainerSpec, PodTemplate, PortSpec, Protocol, Resources, RestartPolicy,
-};
+use shoal_crdt_state::spec::{ContainerSpec, PodTemplate, PortSpec, Protocol, RestartPolicy};
 use shoal_runtime::backoff::RestartBackoff;
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use shoal_runtime::vocabulary::{PodAction, PodEvent, PodObservation, labels};
@@ -184,18 +182,12 @@ fn template() -> PodTemplate {
     PodTemplate {
         labels: BTreeMap::from([("app".into(), "bench".into())]),
         containers: vec![ContainerSpec {
-            name: "web".into(),
-            image: IMAGE.into(),
-            command: vec![],
-            args: vec![],
-            env: vec![],
             ports: vec![PortSpec {
                 container_port: 80,
                 host_port: None,
                 protocol: Protocol::Tcp,
             }],
-            resources: Resources::default(),
-            readiness_probe: None,
+            ..ContainerSpec::new("web", IMAGE)
         }],
         node_selector: BTreeMap::new(),
         restart_policy: RestartPolicy::Always,

@@ -8,7 +8,7 @@ use shoal::reconcile::LocalPods;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, UpdateStrategy,
+    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, UpdateStrategy,
 };
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
@@ -22,16 +22,7 @@ pub fn rc(name: &str, replicas: u32, image: &str) -> RcSpec {
         selector: BTreeMap::new(),
         template: PodTemplate {
             labels: BTreeMap::new(),
-            containers: vec![ContainerSpec {
-                name: "main".into(),
-                image: image.into(),
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                ports: vec![],
-                resources: Resources::default(),
-                readiness_probe: None,
-            }],
+            containers: vec![ContainerSpec::new("main", image)],
             node_selector: BTreeMap::new(),
             restart_policy: RestartPolicy::Always,
             termination_grace_period_secs: 5,

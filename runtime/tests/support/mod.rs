@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
-use shoal_crdt_state::spec::{
-    ContainerSpec, PodTemplate, PortSpec, Protocol, Resources, RestartPolicy,
-};
+use shoal_crdt_state::spec::{ContainerSpec, PodTemplate, PortSpec, Protocol, RestartPolicy};
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use shoal_runtime::vocabulary::{PodEvent, PodObservation, labels};
 use tokio::sync::mpsc::Receiver;
@@ -107,16 +105,7 @@ pub fn pod(rc: &str, index: u32) -> PodId {
 }
 
 pub fn container(name: &str, image: &str) -> ContainerSpec {
-    ContainerSpec {
-        name: name.into(),
-        image: image.into(),
-        command: vec![],
-        args: vec![],
-        env: vec![],
-        ports: vec![],
-        resources: Resources::default(),
-        readiness_probe: None,
-    }
+    ContainerSpec::new(name, image)
 }
 
 /// The hello image serving port 80, published on an engine-assigned port.

@@ -86,17 +86,11 @@ pub fn workload_rc(i: usize, replicas: u32) -> RcSpec {
         template: PodTemplate {
             labels,
             containers: vec![ContainerSpec {
-                name: "main".into(),
-                image: "shoal/hello:1".into(),
-                command: vec![],
-                args: vec![],
-                env: vec![],
-                ports: vec![],
                 resources: Resources {
                     cpu_millis: 10,
                     memory_bytes: 16 << 20,
                 },
-                readiness_probe: None,
+                ..ContainerSpec::new("main", "shoal/hello:1")
             }],
             node_selector: BTreeMap::new(),
             restart_policy: RestartPolicy::Always,
