@@ -5,10 +5,14 @@
 # run time (tens of minutes on 2 cores).
 #
 #   scripts/bench.sh            # everything
-#   SECTIONS="state placement" scripts/bench.sh   # some sections only
+#   SECTIONS="state placement" scripts/bench.sh   # remeasure some sections;
+#                               # the others keep their last figures
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECTIONS=${SECTIONS:-"state placement membership peers runtime cluster"}
+ALL="state placement membership peers runtime cluster"
+SECTIONS=${SECTIONS:-$ALL}
+DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
+mkdir -p "$DIR"
 
 bash scripts/test-images.sh >&2
 cargo build --release -q --workspace --all-features --examples >&2
@@ -25,17 +29,28 @@ section() {
   esac
 }
 
-tmp=$(mktemp)
+for s in $SECTIONS; do
+  echo "bench: measuring $s" >&2
+  tmp=$(mktemp)
+  {
+    section "$s"
+    echo
+    echo "_Measured $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD) on $(nproc) cores" \
+         "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average $(cut -d' ' -f1-3 /proc/loadavg) when it ended._"
+  } >"$tmp"
+  mv "$tmp" "$DIR/$s.md"
+done
+
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d) on $(nproc) cores" \
-       "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB."
-  echo "Each section names the command that produced it; rerun one with \`SECTIONS=name scripts/bench.sh\`."
-  for s in $SECTIONS; do
+  echo "Written by \`scripts/bench.sh\` (one section per benchmark, kept in \`$DIR/\`;"
+  echo "remeasure some with \`SECTIONS=\"name ...\" scripts/bench.sh\`). Figures are printed,"
+  echo "never asserted; where the machine is noisy, a baseline measured in the same run is given."
+  for s in $ALL; do
+    [ -f "$DIR/$s.md" ] || continue
     echo
-    section "$s"
+    cat "$DIR/$s.md"
   done
-} >"$tmp"
-mv "$tmp" BENCHMARKS.md
-echo "wrote BENCHMARKS.md" >&2
+} >BENCHMARKS.md
+echo "bench: wrote BENCHMARKS.md" >&2
