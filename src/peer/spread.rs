@@ -161,9 +161,13 @@ impl Peer {
                 );
             }
             SyncMessage::Push { delta, digest } => {
+                // Desired state is forwarded epidemically: few records, and
+                // every peer needs them at once to place replicas. Node
+                // records (many, changing often) spread by SWIM piggybacking
+                // and anti-entropy after their first push.
                 let changed = self.merge_remote(now, delta);
-                if !changed.is_empty() {
-                    self.queue_push(now, changed);
+                if !changed.desired.is_empty() {
+                    self.queue_push(now, changed.desired.into());
                 }
                 if let Some(digest) = digest {
                     let delta = self.state.missing_for(&digest);

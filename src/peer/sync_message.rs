@@ -8,10 +8,11 @@
 //!
 //! A joining peer sends `Pull` with its (empty) digest to the peer it joined
 //! through, and gets the full state back. Every change also travels as
-//! `Push` to a few random peers, which forward the part that was new to them
-//! (infection-style, batched per short tick): a record version is forwarded
-//! at most once by each peer, so the spreading stops by itself after about
-//! log(N) rounds.
+//! `Push` to a few random peers. Desired-state records that were new to a
+//! receiver are forwarded by it the same way (infection-style, batched per
+//! short tick): each peer forwards a record version at most once, so the
+//! spreading stops by itself after about log(N) rounds. Node records are
+//! not forwarded: SWIM piggybacking and anti-entropy carry them on.
 
 use std::net::SocketAddr;
 
