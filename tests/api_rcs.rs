@@ -231,6 +231,24 @@ async fn scale_rolling_update_and_delete_show_in_the_next_read() {
     let (_, rc): (_, RcDetail) = get_json(&node, "/rcs/hello").await;
     assert_eq!(rc.rc.replicas, 3);
 
+    // An absurd count is refused (placement work grows with it); nothing changes.
+    let absurd = client()
+        .put(format!("{}/api/v1/rcs/hello/scale", node.url))
+        .json(&serde_json::json!({"replicas": 4_000_000_000u32}))
+        .send()
+        .await
+        .unwrap();
+    assert!(absurd.status().is_client_error(), "{}", absurd.status());
+    assert!(
+        absurd
+            .text()
+            .await
+            .unwrap()
+            .contains("between 0 and 100000")
+    );
+    let (_, rc): (_, RcDetail) = get_json(&node, "/rcs/hello").await;
+    assert_eq!(rc.rc.replicas, 3);
+
     let rolled = client()
         .post(format!("{}/api/v1/rcs/hello/rolling-update", node.url))
         .json(&serde_json::json!({"image": "shoal-test/hello:1.1"}))

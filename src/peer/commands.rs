@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use shoal_crdt_state::StateError;
+use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
 
 use super::io::{Command, CommandError, CommandOutcome};
 use super::{Peer, ms};
@@ -27,6 +28,11 @@ impl Peer {
                 (delta, outcome)
             }
             Command::Scale { name, replicas } => {
+                if replicas > MAX_REPLICAS {
+                    return Err(CommandError::Invalid(format!(
+                        "replicas {replicas} is more than the {MAX_REPLICAS} one RC may declare"
+                    )));
+                }
                 let delta = self
                     .state
                     .desired
