@@ -60,7 +60,7 @@ fn crash_restarts_at_once_then_backs_off_exponentially() {
     let status = local
         .get(&pod("web", 0))
         .unwrap()
-        .status(&pod("web", 0), "web:1", true);
+        .status(&pod("web", 0), "web:1", None);
     assert_eq!(status.restarts, 4);
     assert_eq!(status.last_error.as_deref(), Some("exited with code 1"));
 }

@@ -84,7 +84,7 @@ impl Cluster {
     fn reported(&self) -> BTreeMap<NodeId, Vec<PodStatus>> {
         self.peers
             .iter()
-            .map(|(n, l)| (*n, l.iter().map(|(id, p)| p.status(id, "", true)).collect()))
+            .map(|(n, l)| (*n, l.iter().map(|(id, p)| p.status(id, "", None)).collect()))
             .collect()
     }
 

@@ -58,11 +58,17 @@ fn handover_waits_for_the_successor_to_run_then_stops() {
     assert_eq!(p.wake_at, Some(31_000));
 
     use shoal_crdt_state::pod::PodPhase;
-    let pending = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Pending, false)])]);
+    let pending = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&web, 0, PodPhase::Pending, false), &a)],
+    )]);
     let p = plan(ME, 2_000, &a, &rcs(&[&web]), &pending, &mut local, &policy);
     assert!(p.actions.is_empty());
 
-    let up = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, true)])]);
+    let up = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&web, 0, PodPhase::Running, true), &a)],
+    )]);
     let p = plan(ME, 3_000, &a, &rcs(&[&web]), &up, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
     assert_eq!(
@@ -77,25 +83,26 @@ fn handover_waits_for_the_successor_to_run_then_stops() {
 
 #[test]
 fn handover_waits_while_the_successor_does_not_claim_the_replica() {
-    // Views disagree: we think OTHER owns web-0, OTHER thinks we do. Both
-    // run it; neither may stop until the one that runs it also claims it.
+    // Views disagree, or reports are stale: OTHER runs web-0 but does not
+    // claim it under the placement we hold. Stopping ours could leave none.
     use shoal_crdt_state::pod::PodPhase;
     let web = rc("web", 1, "web:1");
     let mut local = LocalPods::new();
     running(&mut local, &web, 0);
     let a = owners(&[("web", 0, OTHER)]);
     let policy = ReconcilePolicy::default();
-    let mut unclaimed = status(&web, 0, PodPhase::Running, true);
-    unclaimed.assigned = false;
-    let reports = BTreeMap::from([(OTHER, vec![unclaimed.clone()])]);
-    let p = plan(ME, 1_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
-    assert!(
-        p.actions.is_empty(),
-        "stopped for a successor that does not claim it"
-    );
+    let mut report = status(&web, 0, PodPhase::Running, true);
+    for claim in [None, Some(a.fingerprint() ^ 1)] {
+        report.claim = claim;
+        let reports = BTreeMap::from([(OTHER, vec![report.clone()])]);
+        let p = plan(ME, 1_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
+        assert!(
+            p.actions.is_empty(),
+            "stopped for a successor claiming {claim:?}"
+        );
+    }
 
-    unclaimed.assigned = true;
-    let reports = BTreeMap::from([(OTHER, vec![unclaimed])]);
+    let reports = BTreeMap::from([(OTHER, vec![claimed(report, &a)])]);
     let p = plan(ME, 2_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
 }
@@ -111,14 +118,20 @@ fn handover_keeps_a_current_copy_while_the_successor_runs_an_outdated_one() {
     running(&mut local, &new, 0);
     let a = owners(&[("web", 0, OTHER)]);
     let policy = ReconcilePolicy::default();
-    let outdated = BTreeMap::from([(OTHER, vec![status(&old, 0, PodPhase::Running, true)])]);
+    let outdated = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&old, 0, PodPhase::Running, true), &a)],
+    )]);
     let p = plan(ME, 1_000, &a, &rcs(&[&new]), &outdated, &mut local, &policy);
     assert!(
         p.actions.is_empty(),
         "traded a current copy for an outdated one"
     );
 
-    let updated = BTreeMap::from([(OTHER, vec![status(&new, 0, PodPhase::Running, true)])]);
+    let updated = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&new, 0, PodPhase::Running, true), &a)],
+    )]);
     let p = plan(ME, 2_000, &a, &rcs(&[&new]), &updated, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
 }
@@ -139,13 +152,19 @@ fn handover_to_a_probed_pod_waits_for_readiness() {
     running(&mut local, &web, 0);
     let a = owners(&[("web", 0, OTHER)]);
     let policy = ReconcilePolicy::default();
-    let unready = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, false)])]);
+    let unready = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&web, 0, PodPhase::Running, false), &a)],
+    )]);
     assert!(
         plan(ME, 0, &a, &rcs(&[&web]), &unready, &mut local, &policy)
             .actions
             .is_empty()
     );
-    let ready = BTreeMap::from([(OTHER, vec![status(&web, 0, PodPhase::Running, true)])]);
+    let ready = BTreeMap::from([(
+        OTHER,
+        vec![claimed(status(&web, 0, PodPhase::Running, true), &a)],
+    )]);
     let p = plan(ME, 1, &a, &rcs(&[&web]), &ready, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
 }

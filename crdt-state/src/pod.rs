@@ -64,8 +64,10 @@ pub struct PodStatus {
     pub restarts: u32,
     pub last_error: Option<String>,
     pub ports: Vec<PublishedPort>,
-    /// The reporting node's placement gives it this replica. A node hands a
-    /// replica over only to a successor that runs it *and* claims it, so two
-    /// nodes whose views briefly disagree never both stop their copies.
-    pub assigned: bool,
+    /// Set when the reporting node's placement gives it this replica: the
+    /// fingerprint of that placement. A node hands a replica over only to a
+    /// successor that runs it and claims it under the same placement as its
+    /// own, so two nodes whose views briefly disagree (or whose reports are
+    /// stale) never both stop their copies.
+    pub claim: Option<u64>,
 }

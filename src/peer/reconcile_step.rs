@@ -102,7 +102,9 @@ impl Peer {
             .iter()
             .map(|(id, local)| {
                 let image = self.image_of(&id.rc, local.template_hash);
-                local.status(id, &image, self.assignment.owner(id) == Some(me))
+                let claim =
+                    (self.assignment.owner(id) == Some(me)).then(|| self.assignment.fingerprint());
+                local.status(id, &image, claim)
             })
             .collect();
         let mut delta = Delta::default();

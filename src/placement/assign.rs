@@ -179,7 +179,7 @@ pub fn assign(
             break;
         }
     }
-    assignment
+    assignment.seal()
 }
 
 /// The load bound `c = total × (1 + ε) / nodes`, made smooth in `c`.

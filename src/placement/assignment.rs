@@ -18,6 +18,8 @@ pub struct Assignment {
     usable_nodes: BTreeSet<NodeId>,
     /// Replicas that fit nowhere, each with its reason. Never dropped silently.
     pub unplaced: BTreeMap<PodId, Unplaced>,
+    /// Fixed hash of `owners`, set once the assignment is complete.
+    fingerprint: u64,
 }
 
 impl Assignment {
@@ -36,7 +38,28 @@ impl Assignment {
             a.usable_nodes.insert(node);
             a.place(pod, node);
         }
-        a
+        a.seal()
+    }
+
+    /// Fixes the fingerprint once every replica is placed.
+    pub(super) fn seal(mut self) -> Self {
+        let mut hash = xxhash_rust::xxh3::Xxh3::new();
+        for (pod, node) in &self.owners {
+            hash.update(pod.rc.as_bytes());
+            hash.update(&[0]);
+            hash.update(&pod.index.to_le_bytes());
+            hash.update(&node.0.to_le_bytes());
+        }
+        self.fingerprint = hash.digest();
+        self
+    }
+
+    /// A fixed hash of who owns what: two peers whose assignments have the
+    /// same fingerprint computed the same placement. A node claims the
+    /// replicas it runs under this fingerprint, and a handover waits until
+    /// the successor claims the replica under the fingerprint we hold.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub(super) fn place(&mut self, pod: PodId, node: NodeId) {

@@ -89,9 +89,9 @@ impl LocalPod {
         self.state == LocalState::Running && self.ready
     }
 
-    /// The status this node reports for the pod; `assigned` says whether
-    /// this node's placement currently gives it the replica.
-    pub fn status(&self, id: &PodId, image: &str, assigned: bool) -> PodStatus {
+    /// The status this node reports for the pod; `claim` is the fingerprint
+    /// of this node's placement when it gives the node the replica.
+    pub fn status(&self, id: &PodId, image: &str, claim: Option<u64>) -> PodStatus {
         let phase = match (self.state, self.last_exit) {
             (LocalState::Starting, _) => PodPhase::Pending,
             (LocalState::Running, _) => PodPhase::Running,
@@ -109,7 +109,7 @@ impl LocalPod {
             restarts: self.restarts,
             last_error: self.last_error.clone(),
             ports: self.ports.clone(),
-            assigned,
+            claim,
         }
     }
 }

@@ -158,7 +158,13 @@ pub fn plan(
                 let since = *l.moved_away_at.get_or_insert(now);
                 let deadline = since.saturating_add(policy.handover_bound_ms);
                 if l.state == LocalState::Exited
-                    || successor_serves(cluster_pods.reported_by(other), &id, rc, l.template_hash)
+                    || successor_serves(
+                        cluster_pods.reported_by(other),
+                        &id,
+                        rc,
+                        l.template_hash,
+                        assignment.fingerprint(),
+                    )
                     || now >= deadline
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
@@ -300,7 +306,13 @@ fn restart_due(
 
 /// The new owner reports the replica running, and ready when readiness is
 /// known to matter (it runs a template with a probe, or one we cannot see).
-fn successor_serves(reported: &[PodStatus], id: &PodId, rc: &RcSpec, mine: TemplateHash) -> bool {
+fn successor_serves(
+    reported: &[PodStatus],
+    id: &PodId,
+    rc: &RcSpec,
+    mine: TemplateHash,
+    placement: u64,
+) -> bool {
     let current = rc.template.hash();
     let probe_free = rc
         .template
@@ -309,7 +321,7 @@ fn successor_serves(reported: &[PodStatus], id: &PodId, rc: &RcSpec, mine: Templ
         .all(|c| c.readiness_probe.is_none());
     reported.iter().any(|s| {
         s.id == *id
-            && s.assigned
+            && s.claim == Some(placement)
             && s.phase == PodPhase::Running
             && (s.ready || (probe_free && s.template_hash == current))
             // Never trade a copy of the current template for an outdated one

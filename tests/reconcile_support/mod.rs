@@ -104,8 +104,14 @@ pub fn status(
         restarts: 0,
         last_error: None,
         ports: vec![],
-        assigned: true,
+        claim: None,
     }
+}
+
+/// `status` as its node reports it when its placement `a` gives it the replica.
+pub fn claimed(mut status: PodStatus, a: &Assignment) -> PodStatus {
+    status.claim = Some(a.fingerprint());
+    status
 }
 
 pub fn none() -> BTreeMap<NodeId, Vec<PodStatus>> {

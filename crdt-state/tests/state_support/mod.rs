@@ -91,7 +91,7 @@ pub fn pod_status(rc: &str, index: u32, phase: PodPhase, restarts: u32) -> PodSt
         restarts,
         last_error: None,
         ports: Vec::new(),
-        assigned: true,
+        claim: Some(1),
     }
 }
 
