@@ -2,9 +2,11 @@
 //!
 //! A local change is spread record by record: a record small enough rides
 //! on SWIM as a custom broadcast keyed by the record (a newer version of the
-//! same record supersedes the queued one), a larger one is pushed over the
-//! reliable channel to a few members, who forward what was new to them.
-//! Anti-entropy with one random member per period repairs anything lost.
+//! same record supersedes the queued one), and every record is also pushed,
+//! batched, over the reliable channel to a few random members. Receivers
+//! forward the desired-state records that were new to them the same way
+//! (see [`super::sync_message`]). Anti-entropy with one random member per
+//! period repairs anything lost.
 
 use std::net::SocketAddr;
 use std::time::Duration;
