@@ -51,6 +51,23 @@ impl Shared {
                     to,
                     reason: e.to_string(),
                 })?;
+        self.send_all(to, &mut send, body).await?;
+        // Dropping `recv` on error tells the peer to stop sending.
+        let reply = recv
+            .read_to_end(limit)
+            .await
+            .map_err(|e| read_error(to, limit, e))?;
+        add(&self.counters.stream_bytes_received, reply.len());
+        Ok(Bytes::from(reply))
+    }
+
+    /// Writes `body` as the whole of `send`'s stream, then counts it.
+    async fn send_all(
+        &self,
+        to: SocketAddr,
+        send: &mut quinn::SendStream,
+        body: Bytes,
+    ) -> Result<(), TransportError> {
         let size = body.len();
         send.write_chunk(body)
             .await
@@ -60,13 +77,7 @@ impl Shared {
             reason: e.to_string(),
         })?;
         add(&self.counters.stream_bytes_sent, size);
-        // Dropping `recv` on error tells the peer to stop sending.
-        let reply = recv
-            .read_to_end(limit)
-            .await
-            .map_err(|e| read_error(to, limit, e))?;
-        add(&self.counters.stream_bytes_received, reply.len());
-        Ok(Bytes::from(reply))
+        Ok(())
     }
 
     /// See [`super::QuicTransport::push`].
@@ -85,16 +96,7 @@ impl Shared {
                     to,
                     reason: e.to_string(),
                 })?;
-            let size = body.len();
-            send.write_chunk(body)
-                .await
-                .map_err(|e| write_error(to, e))?;
-            send.finish().map_err(|e| TransportError::Stream {
-                to,
-                reason: e.to_string(),
-            })?;
-            add(&self.counters.stream_bytes_sent, size);
-            Ok(())
+            self.send_all(to, &mut send, body).await
         };
         let result = tokio::time::timeout(after, send_it)
             .await
