@@ -116,6 +116,8 @@ pub struct Peer {
     /// Bumped on every change of the cluster state (local or merged): the
     /// shell persists the state when it moved.
     state_changes: u64,
+    /// `digest_hash` as of `state_changes` (the first element).
+    digest_hash_cache: Option<(u64, u64)>,
     /// `leave` was called: SWIM's "we are down" is expected, not an error.
     leaving: bool,
 }
@@ -144,6 +146,7 @@ impl Peer {
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
             state_changes: 0,
+            digest_hash_cache: None,
             leaving: false,
             config,
         }

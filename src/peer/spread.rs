@@ -115,9 +115,18 @@ impl Peer {
         }
     }
 
-    fn digest_hash(&self) -> u64 {
-        let bytes = wire::encode(&self.state.digest()).unwrap_or_default();
-        xxhash_rust::xxh3::xxh3_64(&bytes)
+    /// Hash of our digest, recomputed only when the state changed: every
+    /// anti-entropy round asks for it on both sides.
+    fn digest_hash(&mut self) -> u64 {
+        match self.digest_hash_cache {
+            Some((at, hash)) if at == self.state_changes => hash,
+            _ => {
+                let bytes = wire::encode(&self.state.digest()).unwrap_or_default();
+                let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+                self.digest_hash_cache = Some((self.state_changes, hash));
+                hash
+            }
+        }
     }
 
     /// A broadcast payload from a peer (relayed by SWIM).
