@@ -21,19 +21,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use foca::{Foca, Notification, Runtime, Timer};
+use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 use shoal_crdt_state::node::NodeId;
 
 use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
 use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE};
-use crate::config::{MAX_JOIN_RETRY, Preset};
+use crate::config::Preset;
 use crate::envelope::{KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SUSPECT, KIND_SWIM};
 use crate::identity::PeerIdentity;
 use crate::timers::{Scheduled, TimerQueue, TimerToken};
 use crate::view::{MemberEntry, MemberState, MemberView};
 
+mod contacts;
 mod exchange;
+
+use contacts::Contacts;
 
 /// A roster is accepted from a seed for this long after `join`.
 const ROSTER_WINDOW: Duration = Duration::from_secs(10);
@@ -195,8 +198,9 @@ pub struct Membership {
     roster_expected: BTreeMap<SocketAddr, Duration>,
     /// When we last sent a roster to each requester.
     roster_sent: BTreeMap<SocketAddr, Duration>,
-    /// The join in progress, until connected with a roster received.
-    joining: Option<Joining>,
+    /// Addresses we keep announcing to: `--join` seeds until the join
+    /// completes, remembered members until each is seen (see `contacts.rs`).
+    contacts: Contacts,
     /// Whether the anti-entropy timer is pending.
     sync_scheduled: bool,
     /// Our digest and the view version it was computed at (recomputing
@@ -206,15 +210,6 @@ pub struct Membership {
     sync_budget: (f64, Duration),
     /// Our own choices (sync partner, jitter), separate from foca's RNG.
     rng: Xoshiro256PlusPlus,
-}
-
-/// A join that has not completed yet.
-#[derive(Debug, Clone, Copy)]
-struct Joining {
-    seed: SocketAddr,
-    /// Wait before the next attempt (doubles up to [`MAX_JOIN_RETRY`]).
-    retry: Duration,
-    roster_received: bool,
 }
 
 impl Membership {
@@ -241,7 +236,7 @@ impl Membership {
             broadcast_seq: 0,
             roster_expected: BTreeMap::new(),
             roster_sent: BTreeMap::new(),
-            joining: None,
+            contacts: Contacts::default(),
             sync_scheduled: false,
             digest_cache: std::cell::Cell::new(None),
             sync_budget: (SYNC_MAX_CHUNKS as f64, Duration::ZERO),
@@ -267,56 +262,6 @@ impl Membership {
     /// Timers foca is waiting for (for tests and metrics).
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
-    }
-
-    /// Joins the cluster `seed` belongs to: a SWIM announce plus a roster
-    /// request, so we learn every member at once rather than over minutes.
-    /// Repeated (1 s, 2 s, 4 s, then every 8 s on LAN) until we are
-    /// connected and a roster arrived, so a lost datagram or a seed that
-    /// is not up yet only delays the join.
-    pub fn join(&mut self, now: Duration, seed: SocketAddr) -> Result<(), MembershipError> {
-        let retry = self.preset.join_retry();
-        self.joining = Some(Joining {
-            seed,
-            retry,
-            roster_received: false,
-        });
-        self.schedule(now + retry, Scheduled::JoinRetry);
-        let result = self.send_join(now, seed);
-        self.flush(now);
-        result
-    }
-
-    fn send_join(&mut self, now: Duration, seed: SocketAddr) -> Result<(), MembershipError> {
-        self.roster_expected.insert(seed, now + ROSTER_WINDOW);
-        self.outputs.push_back(Output::Send {
-            to: seed,
-            bytes: vec![KIND_ROSTER_REQUEST],
-        });
-        Ok(self
-            .foca
-            .announce(PeerIdentity::seed(seed), &mut self.outbox)?)
-    }
-
-    fn retry_join(&mut self, now: Duration) -> Result<(), MembershipError> {
-        let Some(mut joining) = self.joining else {
-            return Ok(());
-        };
-        if joining.roster_received && self.foca.num_members() > 0 {
-            self.joining = None;
-            return Ok(());
-        }
-        // Once connected, any member can send the roster; the seed may be
-        // the one that died.
-        let target = if self.foca.num_members() > 0 && self.rng.random_bool(0.5) {
-            self.random_member_addr().unwrap_or(joining.seed)
-        } else {
-            joining.seed
-        };
-        joining.retry = (joining.retry * 2).min(MAX_JOIN_RETRY);
-        self.joining = Some(joining);
-        self.schedule(now + joining.retry, Scheduled::JoinRetry);
-        self.send_join(now, target)
     }
 
     /// Learns `members` as alive without telling anyone: to start from a
@@ -381,7 +326,7 @@ impl Membership {
                     .foca
                     .handle_timer(t, &mut self.outbox)
                     .map_err(MembershipError::from),
-                Scheduled::JoinRetry => self.retry_join(now),
+                Scheduled::JoinRetry => self.contact_round(now),
                 Scheduled::Sync => self.sync_round(now),
                 Scheduled::SuspectNotice {
                     suspect,

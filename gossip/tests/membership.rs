@@ -296,3 +296,72 @@ fn a_suspect_that_refutes_in_time_keeps_its_identity_and_is_never_declared_down(
         );
     }
 }
+
+/// Replaces every peer with a fresh process of the next incarnation that
+/// remembers the others' addresses (a whole-site restart without a seed).
+fn restart_all_remembering(net: &mut Net, up: &[u64]) {
+    let all: Vec<SocketAddr> = net.peers.keys().copied().collect();
+    net.peers.clear();
+    net.queue.clear();
+    for &i in up {
+        let id = PeerIdentity::new(NodeId(i), addr(i), 2);
+        let mut peer = Membership::new(id, Preset::Lan, 100 + i);
+        peer.remember(net.now, &all).unwrap();
+        net.peers.insert(addr(i), peer);
+        net.drain(addr(i));
+    }
+}
+
+#[test]
+fn a_subset_of_a_restarted_cluster_finds_itself_through_remembered_members() {
+    let mut net = Net::new(4);
+    net.join_all_through_first();
+    net.run_for(Duration::from_secs(3));
+    // Peer 1 (everyone's seed) never comes back; the others restart at once.
+    restart_all_remembering(&mut net, &[2, 3, 4]);
+    net.run_for(Duration::from_secs(3));
+    for i in 2..=4 {
+        assert_eq!(net.active_nodes(addr(i)), vec![2, 3, 4], "view of peer {i}");
+    }
+}
+
+#[test]
+fn a_remembered_member_that_comes_back_late_is_found_without_a_seed() {
+    let mut net = Net::new(3);
+    net.join_all_through_first();
+    net.run_for(Duration::from_secs(3));
+    restart_all_remembering(&mut net, &[1, 2]);
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.active_nodes(addr(1)), vec![1, 2]);
+    // Peer 3 returns 40 s later and knows nobody: the others still retry it
+    // (back-off capped at 30 s) and pull it in.
+    let id = PeerIdentity::new(NodeId(3), addr(3), 2);
+    net.peers
+        .insert(addr(3), Membership::new(id, Preset::Lan, 103));
+    net.run_for(Duration::from_secs(35));
+    for i in 1..=3 {
+        assert_eq!(net.active_nodes(addr(i)), vec![1, 2, 3], "view of peer {i}");
+    }
+    assert!(net.peers[&addr(1)].unreached_contacts().is_empty());
+}
+
+#[test]
+fn a_join_through_several_seeds_completes_when_only_the_last_one_answers() {
+    let mut net = Net::new(3);
+    net.join_all_through_first();
+    net.run_for(Duration::from_secs(3));
+    // A fourth peer is given two dead seeds and one live one.
+    let id = PeerIdentity::new(NodeId(4), addr(4), 1);
+    let mut joiner = Membership::new(id, Preset::Lan, 4);
+    joiner
+        .join_any(net.now, &[addr(8), addr(9), addr(3)])
+        .unwrap();
+    net.peers.insert(addr(4), joiner);
+    net.drain(addr(4));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.active_nodes(addr(4)), vec![1, 2, 3, 4]);
+    assert!(net.peers[&addr(4)].is_connected());
+    // The dead seeds are dropped once the join completed.
+    net.run_for(Duration::from_secs(10));
+    assert!(net.peers[&addr(4)].unreached_contacts().is_empty());
+}

@@ -107,6 +107,22 @@ impl FakeRuntime {
             PodAction::Start { pod, template } => {
                 let template_hash = template.hash();
                 if let Some(existing) = self.pods.get(pod)
+                    && existing.phase == FakePhase::Running
+                    && existing.template_hash == template_hash
+                {
+                    // Like Docker's executor: starting a pod that runs
+                    // takes it over (adoption after a peer restart).
+                    let obs = [
+                        PodEvent::Running { ports: Vec::new() },
+                        PodEvent::Ready(true),
+                    ];
+                    let obs = obs
+                        .into_iter()
+                        .map(|e| observe(pod, template_hash, e))
+                        .collect();
+                    return (obs, None);
+                }
+                if let Some(existing) = self.pods.get(pod)
                     && existing.phase != FakePhase::Exited
                 {
                     // Docker refuses a second container of the same name.

@@ -206,6 +206,9 @@ impl SimNode for PeerNode {
                         self.timer(out, micros(at), NodeTimer::Peer(timer));
                     }
                     Output::Pod(action) => self.run_action(now, &action, out),
+                    // A simulated restart resumes from `Peer::persisted`
+                    // taken at the crash: nothing to write.
+                    Output::Persist(_) => {}
                     Output::Event(PeerEvent::BadMessage { .. }) => self.bad_messages += 1,
                     Output::Event(PeerEvent::Unplaced { pod, .. }) => {
                         out.push(NodeOutput::Event(PeerNodeEvent::Unplaced { pod }));

@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// Failure-detection timing: lan (fast) or wan (tolerant).
     #[arg(long, value_enum, default_value = "lan")]
     pub network: NetworkPreset,
+    /// Acknowledge writes without waiting for the disk. For benchmarks
+    /// only: an acknowledged write can then be lost in a crash.
+    #[arg(long, hide = true)]
+    pub unsafe_no_fsync: bool,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -108,6 +112,7 @@ impl UpArgs {
                 NetworkPreset::Lan => Preset::Lan,
                 NetworkPreset::Wan => Preset::Wan,
             },
+            fsync: !self.unsafe_no_fsync,
         })
     }
 }

@@ -87,6 +87,8 @@ impl Peer {
         if !delta.is_empty() {
             self.rcs_dirty = true;
             self.placement_dirty = true;
+            self.outputs
+                .push_back(super::Output::Persist(delta.clone().into()));
             self.spread(now, delta.into());
             self.request_reconcile(now);
         }

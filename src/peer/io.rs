@@ -22,6 +22,8 @@ pub enum PeerTimer {
     Publish,
     /// Push the records learned or changed since the last push.
     Push,
+    /// The startup grace of a restarted peer is over (see `resume.rs`).
+    Settled,
 }
 
 /// What the driver must do. Drain with `Peer::poll_output` after every input.
@@ -44,6 +46,11 @@ pub enum Output {
     },
     /// Run this against the container runtime; results come back as observations.
     Pod(PodAction),
+    /// Desired-state records that changed here (a user's write, or one
+    /// learned from a peer): make them durable before acknowledging the
+    /// write that caused them. Everything else is covered by the periodic
+    /// snapshot of [`Peer::persisted`](super::Peer::persisted).
+    Persist(shoal_crdt_state::Delta),
     Event(PeerEvent),
 }
 
@@ -56,6 +63,12 @@ pub enum PeerEvent {
     Rejoined,
     /// Declared down and unable to rejoin: restart the process.
     Defunct,
+    /// The startup grace of a restarted peer ended after `after_ms`;
+    /// `missing` are remembered members still not seen (treated as down).
+    Settled {
+        after_ms: u64,
+        missing: Vec<NodeId>,
+    },
     /// A replica fits on no node; the reason says why (placement wording).
     Unplaced {
         pod: String,

@@ -17,8 +17,10 @@
 //! - `spread`: how local changes leave the node and remote ones are merged.
 //! - `commands`: user commands (apply, scale, rolling-update, delete).
 //! - `reconcile_step`: placement and the reconcile plan for this node.
+//! - [`resume`]: what a peer persists, and the startup grace after a restart.
 
 pub mod io;
+pub mod resume;
 pub mod sync_message;
 
 mod commands;
@@ -40,6 +42,7 @@ use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
 use crate::placement::Assignment;
 use crate::reconcile::{LocalPods, ReconcilePolicy};
 pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats, PeerTimer};
+pub use resume::{Persisted, startup_grace};
 
 /// Everything a peer is told at start-up.
 #[derive(Debug, Clone)]
@@ -65,6 +68,9 @@ pub struct PeerConfig {
     pub reconcile: ReconcilePolicy,
     /// Remote stamps further ahead than this do not drag our clock.
     pub max_clock_drift_ms: u64,
+    /// Longest startup grace after a restart; `None`: derived from the SWIM
+    /// timings ([`startup_grace`]).
+    pub startup_grace: Option<Duration>,
 }
 
 impl PeerConfig {
@@ -84,6 +90,7 @@ impl PeerConfig {
             push_delay: Duration::from_millis(10),
             reconcile: ReconcilePolicy::default(),
             max_clock_drift_ms: 60_000,
+            startup_grace: None,
         }
     }
 }
@@ -120,6 +127,10 @@ pub struct Peer {
     digest_hash_cache: Option<(u64, u64)>,
     /// `leave` was called: SWIM's "we are down" is expected, not an error.
     leaving: bool,
+    /// Members persisted before a restart (see [`resume`]).
+    remembered: Vec<PeerIdentity>,
+    /// The startup grace of a restarted peer, while it lasts.
+    settling: Option<resume::Settling>,
 }
 
 impl Peer {
@@ -148,24 +159,10 @@ impl Peer {
             state_changes: 0,
             digest_hash_cache: None,
             leaving: false,
+            remembered: Vec::new(),
+            settling: None,
             config,
         }
-    }
-
-    /// A peer that resumes from persisted state (desired and observed);
-    /// our own observed record is kept so its version keeps growing.
-    pub fn with_state(config: PeerConfig, state: ClusterState) -> Peer {
-        let mut peer = Peer::new(config);
-        if let Some(stamp) = state
-            .desired
-            .records()
-            .filter_map(|(_, r)| r.max_stamp())
-            .max()
-        {
-            peer.clock.observe(&stamp, stamp.physical_ms);
-        }
-        peer.state = state;
-        peer
     }
 
     // ---- getters ----
@@ -193,6 +190,16 @@ impl Peer {
     /// Active members' addresses, ourselves excluded.
     pub fn members(&self) -> &BTreeMap<NodeId, SocketAddr> {
         &self.members
+    }
+
+    /// True once SWIM counts at least one other member in.
+    pub fn is_connected(&self) -> bool {
+        self.membership.is_connected()
+    }
+
+    /// Seeds and remembered members that have not answered yet.
+    pub fn unreached_contacts(&self) -> Vec<SocketAddr> {
+        self.membership.unreached_contacts()
     }
 
     pub fn assignment(&self) -> &Assignment {
@@ -223,8 +230,10 @@ impl Peer {
 
     // ---- inputs ----
 
-    /// Publishes our node info and joins through `seeds` (none: a new cluster).
-    /// `existing` are the pods the runtime already runs for this node (adoption).
+    /// Publishes our node info and joins through `seeds` (none: a new
+    /// cluster, unless the peer resumed with remembered members, which it
+    /// then tries too). `existing` are the pods the runtime already runs
+    /// for this node (adoption).
     pub fn start(&mut self, now: Duration, seeds: &[SocketAddr], existing: &[ExistingPod]) {
         self.local.adopt(existing);
         let delta = self
@@ -233,13 +242,22 @@ impl Peer {
             .set_node_info(self.config.node, self.config.info.clone());
         self.spread(now, delta.into());
         let me = self.config.addr;
-        for &seed in seeds.iter().filter(|&&s| s != me) {
-            if let Err(e) = self.membership.join(now, seed) {
-                self.bad_message(seed, e.to_string());
+        let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != me).collect();
+        if !seeds.is_empty() {
+            if let Err(e) = self.membership.join_any(now, &seeds) {
+                tracing::debug!(error = %e, "join");
             }
             let digest = self.state.digest();
-            self.send_sync(seed, sync_message::SyncMessage::Pull { digest });
+            for &seed in &seeds {
+                self.send_sync(
+                    seed,
+                    sync_message::SyncMessage::Pull {
+                        digest: digest.clone(),
+                    },
+                );
+            }
         }
+        self.begin_settling(now);
         self.drain_membership(now);
         self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
         self.publish_pending = true;
@@ -280,6 +298,7 @@ impl Peer {
                 }
             }
             PeerTimer::Push => self.flush_push(),
+            PeerTimer::Settled => self.handle_settled_timer(now),
         }
     }
 
@@ -381,11 +400,13 @@ impl Peer {
                         view_changed = true;
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberUp(id.node)));
+                        self.settle_member(now, id.node);
                     }
                     MembershipEvent::Down(id) => {
                         view_changed = true;
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberDown(id.node)));
+                        self.settle_member(now, id.node);
                     }
                     MembershipEvent::Renamed { .. } => view_changed = true,
                     MembershipEvent::Rejoined(_) => {

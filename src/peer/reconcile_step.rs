@@ -6,7 +6,7 @@ use std::time::Duration;
 use shoal_crdt_state::Delta;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
-use shoal_crdt_state::spec::TemplateHash;
+use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
 use shoal_runtime::vocabulary::PodAction;
 
 use super::io::{Output, PeerEvent};
@@ -33,6 +33,7 @@ impl Peer {
             self.recompute_assignment();
             self.placement_dirty = false;
         }
+        self.attach_adopted();
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
         let planned = plan(
@@ -64,7 +65,14 @@ impl Peer {
             .observed
             .nodes()
             .map(|(node, record)| {
-                let alive = node == me || self.members.contains_key(&node);
+                // During the startup grace remembered members count as
+                // alive: their replicas stay theirs (see `resume.rs`).
+                let alive = node == me
+                    || self.members.contains_key(&node)
+                    || self
+                        .settling
+                        .as_ref()
+                        .is_some_and(|s| s.waiting.contains(&node));
                 let candidate = NodeCandidate {
                     info: record.info.clone(),
                     alive,
@@ -131,22 +139,42 @@ impl Peer {
         }
     }
 
-    /// The first container's image of the template a pod runs, current or
-    /// from the rollout history; empty when unknown (adopted, RC deleted).
-    fn image_of(&self, rc: &str, hash: TemplateHash) -> String {
-        let Some(record) = self.state.desired.record(rc) else {
-            return String::new();
-        };
+    /// Pods adopted at start-up run, but the runtime does not watch them yet
+    /// (readiness probes, exits): a start of the same template makes it
+    /// take them over without touching the containers.
+    fn attach_adopted(&mut self) {
+        let unattached: Vec<(PodId, TemplateHash)> = self.local.unattached().collect();
+        for (pod, hash) in unattached {
+            // An unknown template (RC deleted) is stopped by the plan instead.
+            if let Some(template) = self.template_of(&pod.rc, hash) {
+                self.local.mark_attached(&pod);
+                self.outputs
+                    .push_back(Output::Pod(PodAction::Start { pod, template }));
+            }
+        }
+    }
+
+    /// The template with `hash` of RC `rc`, current or from the rollout
+    /// history.
+    fn template_of(&self, rc: &str, hash: TemplateHash) -> Option<PodTemplate> {
+        let record = self.state.desired.record(rc)?;
         if let Some(body) = record.body.as_ref().map(|r| &r.val)
             && body.template.hash() == hash
         {
-            return body.template.primary_image().to_owned();
+            return Some(body.template.clone());
         }
         record
             .history
             .iter()
             .find(|rev| rev.template.hash() == hash)
-            .map(|rev| rev.template.primary_image().to_owned())
+            .map(|rev| rev.template.clone())
+    }
+
+    /// The first container's image of the template a pod runs, current or
+    /// from the rollout history; empty when unknown (adopted, RC deleted).
+    fn image_of(&self, rc: &str, hash: TemplateHash) -> String {
+        self.template_of(rc, hash)
+            .map(|t| t.primary_image().to_owned())
             .unwrap_or_default()
     }
 }

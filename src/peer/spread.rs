@@ -241,6 +241,8 @@ impl Peer {
             if !changed.desired.is_empty() {
                 self.rcs_dirty = true;
                 self.placement_dirty = true;
+                self.outputs
+                    .push_back(Output::Persist(changed.desired.clone().into()));
             }
             // Observed changes matter too: a handover waits for the
             // successor's report.

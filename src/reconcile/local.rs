@@ -62,6 +62,9 @@ pub struct LocalPod {
     pub grace_secs: Option<u32>,
     /// Host ports the runtime bound.
     pub ports: Vec<PublishedPort>,
+    /// Found running on the engine at start-up and not yet handed to the
+    /// runtime, which must take it over (watch it, probe its readiness).
+    pub unattached: bool,
 }
 
 impl LocalPod {
@@ -81,6 +84,7 @@ impl LocalPod {
             stop_issued_at: None,
             grace_secs: Some(grace_secs),
             ports: Vec::new(),
+            unattached: false,
         }
     }
 
@@ -140,6 +144,21 @@ impl LocalPods {
         self.pods.insert(pod, local);
     }
 
+    /// Running pods adopted at start-up that the runtime does not watch yet.
+    pub fn unattached(&self) -> impl Iterator<Item = (PodId, TemplateHash)> + '_ {
+        self.pods
+            .iter()
+            .filter(|(_, l)| l.unattached && l.state == LocalState::Running)
+            .map(|(id, l)| (id.clone(), l.template_hash))
+    }
+
+    /// The runtime was asked to take `pod` over.
+    pub fn mark_attached(&mut self, pod: &PodId) {
+        if let Some(l) = self.pods.get_mut(pod) {
+            l.unattached = false;
+        }
+    }
+
     /// Every local pod in `PodId` order.
     pub fn iter(&self) -> impl Iterator<Item = (&PodId, &LocalPod)> + '_ {
         self.pods.iter()
@@ -156,7 +175,9 @@ impl LocalPods {
     /// Take over the pods found on the engine at start-up (listed by Shoal's
     /// labels). A replica already tracked, or listed twice, is never started
     /// again: the first copy is kept and any other template of it is queued
-    /// for a stop. Readiness starts false until the runtime re-probes.
+    /// for a stop. Readiness starts false until the runtime re-probes: a
+    /// running one stays [`LocalPod::unattached`] until the peer hands it
+    /// to the runtime.
     pub fn adopt(&mut self, existing: &[ExistingPod]) {
         for e in existing {
             match self.pods.get(&e.pod) {
@@ -166,6 +187,7 @@ impl LocalPods {
                     let mut local = LocalPod::starting(e.template_hash, 0);
                     local.grace_secs = None;
                     local.ports = e.ports.clone();
+                    local.unattached = e.running;
                     local.state = if e.running {
                         LocalState::Running
                     } else {

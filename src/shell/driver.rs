@@ -3,9 +3,11 @@
 //! It feeds the core every input (datagrams, sync messages, runtime
 //! observations, engine health, API requests, timers), and after each one
 //! drains every output: datagrams and sync messages to the QUIC transport,
-//! pod actions to the Docker runtime, timers into its own deadline-ordered
-//! heap. The loop never awaits anything slow: sends are handed to the
-//! transport or to short spawned tasks, so SWIM timers stay on time.
+//! pod actions to the Docker runtime, records to make durable to the
+//! writer thread, timers into its own deadline-ordered heap. The loop never
+//! awaits anything slow: sends are handed to the transport or to short
+//! spawned tasks, disk writes to the writer, and answers that must wait for
+//! the disk are held in [`Acks`] until the writer reports them durable.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -20,15 +22,19 @@ use shoal_runtime::vocabulary::PodObservation;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use super::handle::{Request, Snapshot};
-use super::persist::DataDir;
+use super::acks::{self, Acks, Held};
+use super::handle::{Ack, Request, Snapshot};
+use super::persist::{Durability, Writer};
+use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
 use crate::peer::{Output, Peer, PeerEvent, PeerTimer};
 
 /// Sync messages in flight at once; beyond that they are dropped (and
 /// anti-entropy repairs what they carried).
 const MAX_SYNC_IN_FLIGHT: usize = 64;
 
-/// How often the state is written to the data dir when it changed.
+/// How often a snapshot of the state is written when it changed (writes
+/// are durable before that through the log; this bounds the log's length
+/// and what a restart replays).
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// Wall time since the UNIX epoch: the peer core's `now`.
@@ -48,7 +54,8 @@ pub struct Driver {
     pub runtime: Arc<DockerRuntime>,
     pub observations: mpsc::Receiver<PodObservation>,
     pub requests: mpsc::Receiver<Request>,
-    pub data: DataDir,
+    /// Makes the state durable, off this task.
+    pub writer: Writer,
 }
 
 /// Timers in deadline order; ties in the order they were scheduled.
@@ -76,19 +83,35 @@ impl TimerHeap {
     }
 }
 
+/// What the loop keeps besides the [`Driver`].
+struct LoopState {
+    timers: TimerHeap,
+    sync_slots: Arc<Semaphore>,
+    acks: Acks,
+    /// Desired-state records the last drain sent to the writer (the
+    /// records of a command, to replicate when asked).
+    persisted: shoal_crdt_state::Delta,
+}
+
 impl Driver {
     /// Runs until `shutdown` fires, then leaves the cluster and saves state.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut timers = TimerHeap::default();
-        let sync_slots = Arc::new(Semaphore::new(MAX_SYNC_IN_FLIGHT));
+        let mut ls = LoopState {
+            timers: TimerHeap::default(),
+            sync_slots: Arc::new(Semaphore::new(MAX_SYNC_IN_FLIGHT)),
+            acks: Acks::default(),
+            persisted: shoal_crdt_state::Delta::default(),
+        };
         let mut health = self.runtime.health_watch();
+        let mut durability = self.writer.durability();
         let mut persisted_at = self.peer.state_changes();
         let mut persist_tick = tokio::time::interval(PERSIST_EVERY);
         self.report_health(&health.borrow().clone());
-        self.drain(&mut timers, &sync_slots);
+        self.drain(&mut ls);
 
         loop {
-            let deadline = timers
+            let deadline = ls
+                .timers
                 .next_deadline()
                 .map(|at| Instant::now() + at.saturating_sub(wall_now()))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -97,9 +120,9 @@ impl Driver {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = wall_now();
-                    while let Some(timer) = timers.pop_due(now) {
+                    while let Some(timer) = ls.timers.pop_due(now) {
                         self.peer.handle_timer(now, timer);
-                        self.drain(&mut timers, &sync_slots);
+                        self.drain(&mut ls);
                     }
                 }
                 Some((from, bytes)) = self.inbound.datagrams.recv() => {
@@ -109,8 +132,11 @@ impl Driver {
                     self.peer.handle_sync(wall_now(), from, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
-                    // Sync is one-way pushes; a request is answered with nothing.
-                    tokio::spawn(request.responder.respond(Bytes::new()));
+                    // A peer asks us to store a write durably (a replicated
+                    // acknowledgement): merge it, answer once it is on disk.
+                    self.peer.handle_sync(wall_now(), request.remote, &request.body);
+                    self.drain(&mut ls);
+                    ls.acks.hold(self.writer.last_queued(), Held::Replica(request.responder));
                 }
                 Some(observation) = self.observations.recv() => {
                     tracing::debug!(pod = %observation.pod, event = ?observation.event, "observed");
@@ -120,23 +146,34 @@ impl Driver {
                     let now_health = health.borrow_and_update().clone();
                     self.report_health(&now_health);
                 }
-                Some(request) = self.requests.recv() => self.answer(request),
+                Ok(()) = durability.changed() => {
+                    let durable: Durability = durability.borrow_and_update().clone();
+                    ls.acks.release(&durable);
+                }
+                Some(request) = self.requests.recv() => self.answer(request, &mut ls),
                 _ = persist_tick.tick() => {
                     if self.peer.state_changes() != persisted_at {
                         persisted_at = self.peer.state_changes();
-                        self.persist();
+                        self.writer.snapshot(self.peer.persisted());
                     }
                 }
             }
-            self.drain(&mut timers, &sync_slots);
+            self.drain(&mut ls);
         }
 
         tracing::info!("leaving the cluster");
         self.peer.leave(wall_now());
-        self.drain(&mut timers, &sync_slots);
-        self.persist();
+        self.drain(&mut ls);
+        self.writer.snapshot(self.peer.persisted());
         // Give the leave datagrams a moment to go out before closing.
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let writer = self.writer;
+        if tokio::task::spawn_blocking(move || writer.close())
+            .await
+            .is_err()
+        {
+            tracing::error!("the final state write did not finish");
+        }
         self.transport.shutdown().await;
     }
 
@@ -154,17 +191,34 @@ impl Driver {
         );
     }
 
-    fn persist(&self) {
-        if let Err(e) = self.data.save_state(self.peer.state()) {
-            tracing::error!(error = %e, "cannot persist the cluster state");
-        }
-    }
-
-    fn answer(&mut self, request: Request) {
+    fn answer(&mut self, request: Request, ls: &mut LoopState) {
         match request {
-            Request::Command { command, reply } => {
-                let result = self.peer.handle_command(wall_now(), command);
-                let _ = reply.send(result);
+            Request::Command {
+                command,
+                ack,
+                reply,
+            } => {
+                let outcome = match self.peer.handle_command(wall_now(), command) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                        return;
+                    }
+                };
+                ls.persisted = shoal_crdt_state::Delta::default();
+                self.drain(ls);
+                let records = std::mem::take(&mut ls.persisted);
+                let replication = (ack == Ack::Replicated).then(|| self.replicate(records));
+                // Also an unchanged write waits: the state it found must be
+                // durable before we say so.
+                ls.acks.hold(
+                    self.writer.last_queued(),
+                    Held::Command {
+                        reply,
+                        outcome,
+                        replication,
+                    },
+                );
             }
             Request::Snapshot { reply } => {
                 let _ = reply.send(Snapshot::of(&self.peer, &self.cluster));
@@ -172,8 +226,27 @@ impl Driver {
         }
     }
 
+    /// Asks a few live members to store `records` durably.
+    fn replicate(&self, records: shoal_crdt_state::Delta) -> acks::Replication {
+        let envelope = SyncEnvelope {
+            from: self.peer.node(),
+            reply_to: self.peer.config().addr,
+            message: SyncMessage::Push {
+                delta: records,
+                digest: None,
+            },
+        };
+        let body = shoal_crdt_state::wire::encode(&envelope).unwrap_or_default();
+        let mut targets: Vec<SocketAddr> = self.peer.members().values().copied().collect();
+        // Spread the load: start from a pseudo-random member.
+        let start = (wall_now().subsec_nanos() as usize) % targets.len().max(1);
+        targets.rotate_left(start);
+        targets.truncate(acks::REPLICATE_FANOUT);
+        acks::replicate(self.transport.clone(), targets, Bytes::from(body))
+    }
+
     /// Carries out every pending output of the core.
-    fn drain(&mut self, timers: &mut TimerHeap, sync_slots: &Arc<Semaphore>) {
+    fn drain(&mut self, ls: &mut LoopState) {
         while let Some(output) = self.peer.poll_output() {
             match output {
                 Output::Datagram { to, bytes } => {
@@ -181,11 +254,15 @@ impl Driver {
                         tracing::debug!(%to, error = %e, "datagram not sent");
                     }
                 }
-                Output::Sync { to, bytes } => self.send_sync(to, bytes, sync_slots),
-                Output::Timer { at, timer } => timers.push(at, timer),
+                Output::Sync { to, bytes } => self.send_sync(to, bytes, &ls.sync_slots),
+                Output::Timer { at, timer } => ls.timers.push(at, timer),
                 Output::Pod(action) => {
                     tracing::info!(pod = %action.pod(), action = action_name(&action), "pod action");
                     self.runtime.execute(action);
+                }
+                Output::Persist(delta) => {
+                    ls.persisted.merge(delta.clone());
+                    self.writer.append(delta);
                 }
                 Output::Event(event) => log_event(&event),
             }
@@ -220,6 +297,14 @@ fn log_event(event: &PeerEvent) {
         PeerEvent::MemberDown(node) => tracing::warn!(%node, "member down"),
         PeerEvent::Rejoined => tracing::warn!("we were declared down; rejoined"),
         PeerEvent::Defunct => tracing::error!("declared down and cannot rejoin: restart shoal"),
+        PeerEvent::Settled { after_ms, missing } if missing.is_empty() => {
+            tracing::info!(after_ms, "every remembered member is back");
+        }
+        PeerEvent::Settled { after_ms, missing } => tracing::warn!(
+            after_ms,
+            missing = ?missing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "startup grace over; remembered members still missing are treated as down"
+        ),
         PeerEvent::Unplaced { pod, reason } => tracing::warn!(%pod, %reason, "replica unplaced"),
         PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
     }

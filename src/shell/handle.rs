@@ -18,12 +18,25 @@ use crate::peer::{Command, CommandError, CommandOutcome, Peer, PeerStats};
 /// Capacity of the request channel: API calls beyond it wait.
 pub const REQUEST_QUEUE: usize = 256;
 
+/// When a write is acknowledged (see the README's "What an answer means").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ack {
+    /// Once it is on this peer's disk (fsynced): it survives a crash of
+    /// this peer, and spreads to the others from here.
+    #[default]
+    Durable,
+    /// Once it is on this peer's disk and on the disk of at least one
+    /// other live peer: it survives losing this peer for good.
+    Replicated,
+}
+
 /// A request to the driver task.
 #[derive(Debug)]
 pub enum Request {
     Command {
         command: Command,
-        reply: oneshot::Sender<Result<CommandOutcome, CommandError>>,
+        ack: Ack,
+        reply: oneshot::Sender<Result<CommandOutcome, HandleError>>,
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
@@ -78,6 +91,14 @@ pub enum HandleError {
     Closed,
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// Applied in memory and spreading, but this peer's disk refused it.
+    #[error(
+        "the write is applied and spreading to the other peers, but this peer could not make it durable: {0}"
+    )]
+    NotDurable(String),
+    /// Durable here, but no other peer confirmed it in time.
+    #[error("the write is durable on this peer, but {0}")]
+    NotReplicated(String),
 }
 
 /// Cheap to clone; every clone talks to the same driver task.
@@ -92,13 +113,27 @@ impl PeerHandle {
     }
 
     /// Runs a user command at this peer; the change then spreads to all.
+    /// Answers once the write is durable here.
     pub async fn command(&self, command: Command) -> Result<CommandOutcome, HandleError> {
+        self.command_with(command, Ack::Durable).await
+    }
+
+    /// Runs a user command, answering when `ack` holds.
+    pub async fn command_with(
+        &self,
+        command: Command,
+        ack: Ack,
+    ) -> Result<CommandOutcome, HandleError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Command { command, reply })
+            .send(Request::Command {
+                command,
+                ack,
+                reply,
+            })
             .await
             .map_err(|_| HandleError::Closed)?;
-        Ok(rx.await.map_err(|_| HandleError::Closed)??)
+        rx.await.map_err(|_| HandleError::Closed)?
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, HandleError> {

@@ -2,8 +2,11 @@
 //!
 //! - [`handle`]: requests to the task that owns the peer core.
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
+//! - [`persist`]: the data dir and the writer thread (durable writes).
+//! - [`acks`]: answers held until the write they acknowledge is durable.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 
+pub mod acks;
 pub mod api;
 pub mod driver;
 pub mod handle;

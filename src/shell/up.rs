@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::driver::{Driver, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
-use super::persist::{DataDir, NodeIdentity};
+use super::persist::{DataDir, NodeIdentity, Writer};
 use crate::peer::{Peer, PeerConfig};
 
 /// Everything `shoal up` is told on its command line.
@@ -38,6 +38,9 @@ pub struct UpConfig {
     /// Bearer token the HTTP API requires (mandatory off loopback).
     pub api_token: Option<String>,
     pub preset: Preset,
+    /// Wait for the disk before acknowledging writes. Off only for
+    /// benchmarks: an acknowledged write may then be lost in a crash.
+    pub fsync: bool,
 }
 
 /// A running peer: its API handle and how to stop it.
@@ -85,10 +88,11 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     peer_config.incarnation = identity.incarnation;
     peer_config.preset = config.preset;
     peer_config.rng_seed = rand::random();
-    let mut peer = match data.load_state()? {
-        Some(state) => Peer::with_state(peer_config, state),
+    let mut peer = match data.load()? {
+        Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
+    let writer = Writer::spawn(&data, config.fsync)?;
     peer.start(wall_now(), &config.join, &existing);
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
@@ -101,7 +105,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         runtime: runtime.clone(),
         observations,
         requests,
-        data,
+        writer,
     };
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {

@@ -166,8 +166,10 @@ enum Delivery {
 
 fn answer(peer: &mut Peer, request: Request) {
     match request {
-        Request::Command { command, reply } => {
-            let _ = reply.send(peer.handle_command(wall_now(), command));
+        // No disk and no transport here: every write counts as durable
+        // (and replicated) as soon as it is applied.
+        Request::Command { command, reply, .. } => {
+            let _ = reply.send(peer.handle_command(wall_now(), command).map_err(Into::into));
         }
         Request::Snapshot { reply } => {
             let _ = reply.send(Snapshot::of(peer, "test"));
@@ -229,7 +231,7 @@ fn drain(
                     },
                 });
             }
-            Output::Event(_) => {}
+            Output::Persist(_) | Output::Event(_) => {}
         }
     }
 }

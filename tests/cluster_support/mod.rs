@@ -126,7 +126,7 @@ impl Cluster {
                 .ok()
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok());
             if let Some(v) = parsed {
-                self.token = v["token"].as_str().unwrap().to_owned();
+                self.token = v["identity"]["token"].as_str().unwrap().to_owned();
                 self.cluster_id = self.token.split('.').nth(1).unwrap().to_owned();
                 return;
             }

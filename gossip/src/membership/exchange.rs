@@ -81,10 +81,8 @@ impl Membership {
             .collect::<Result<Vec<_>, _>>()?;
         // A join roster is what the cluster already knows: no need to
         // gossip it. Anti-entropy finds what someone missed: spread it.
-        let spread = self.joining.is_none();
-        if let Some(joining) = &mut self.joining {
-            joining.roster_received = true;
-        }
+        let spread = !self.contacts.awaiting_roster();
+        self.contacts.roster_received();
         // Entries about us are applied too: a roster listing us as down is
         // how a peer learns it must renew its identity.
         Ok(self

@@ -110,6 +110,13 @@ impl From<HandleError> for ApiError {
                 "the peer is shutting down; retry against another peer or after `shoal up` restarts",
             ),
             HandleError::Command(e) => e.into(),
+            e @ HandleError::NotDurable(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            e @ HandleError::NotReplicated(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{e}; it keeps spreading, check with `shoal get rc` at another peer"),
+            ),
         }
     }
 }
