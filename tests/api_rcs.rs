@@ -287,6 +287,35 @@ async fn scale_rolling_update_and_delete_show_in_the_next_read() {
 }
 
 #[tokio::test]
+async fn a_rolling_update_to_an_invalid_image_is_a_422_naming_image_and_changes_nothing() {
+    let node = one_node().await;
+    assert_eq!(apply(&node, EXAMPLE).await.status(), StatusCode::CREATED);
+    let refused = client()
+        .post(format!("{}/api/v1/rcs/hello/rolling-update", node.url))
+        .json(&serde_json::json!({"image": "NOT a valid image!!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: ErrorBody = refused.json().await.unwrap();
+    assert_eq!(body.status, 422);
+    assert!(
+        body.error
+            .starts_with("image: \"NOT a valid image!!\" is not a valid image reference: "),
+        "{}",
+        body.error
+    );
+    assert!(
+        body.error.contains("character ' ' (position 4)"),
+        "{}",
+        body.error
+    );
+    let (_, rc): (_, RcDetail) = get_json(&node, "/rcs/hello").await;
+    assert_eq!(rc.rc.image, "shoal-test/hello:1.0");
+    assert!(rc.history.is_empty(), "no rollout was recorded");
+}
+
+#[tokio::test]
 async fn a_scale_body_that_is_not_json_is_a_400() {
     let node = one_node().await;
     assert_eq!(apply(&node, EXAMPLE).await.status(), StatusCode::CREATED);

@@ -239,6 +239,33 @@ async fn an_invalid_manifest_prints_every_problem_and_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_to_an_invalid_image_prints_the_reason_and_fails() {
+    let node = node().await;
+    let out = shoal(&node.url, &["apply", "-f", "examples/hello-local.yaml"], "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = shoal(
+        &node.url,
+        &["rolling-update", "hello", "--image", "foo:::bar"],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "error: image: \"foo:::bar\" is not a valid image reference: tag \"::bar\" is not valid"
+        ),
+        "{stderr}"
+    );
+
+    let out = shoal(&node.url, &["get", "rc", "hello", "-o", "json"], "").await;
+    let detail: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(detail["image"], "shoal-test/hello:1.0", "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_of_an_unknown_pod_say_how_to_find_pods() {
     let node = node().await;
     let out = shoal(&node.url, &["logs", "ghost-0"], "").await;

@@ -109,6 +109,24 @@ fn every_error_of_a_bad_file_is_listed_and_a_malformed_one_gives_its_line() {
 }
 
 #[test]
+fn an_invalid_image_reference_is_rejected_with_the_fix() {
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/hello-rc.yaml"
+    ))
+    .unwrap()
+    .replace("quay.io/kelseyhightower/hello", "UPPER/Case:1");
+    let out = shoal(&["validate", "-f", "-"], Some(&manifest));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "", "nothing printed as valid");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error: doc 1 spec.template.spec.containers[0].image (line 20): image \"UPPER/Case:1\" is not a valid image reference: repository name must be lowercase: use \"upper/case:1\""),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_missing_file_is_an_error_naming_it() {
     let out = shoal(&["validate", "-f", "examples/no-such-file.yaml"], None);
     assert_eq!(out.status.code(), Some(1));

@@ -1,6 +1,7 @@
 //! Shoal's data model and replicated cluster state.
 //!
 //! - [`spec`]: the ReplicationController spec, one type for every input format.
+//! - [`image_ref`]: image references checked against Docker's grammar.
 //! - [`node`], [`pod`]: node identity and info, pod identity and status.
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history.
@@ -41,6 +42,7 @@
 //!   (measured by `examples/bench_state.rs`).
 #![forbid(unsafe_code)]
 
+pub mod image_ref;
 pub mod manifest;
 pub mod node;
 pub mod pod;

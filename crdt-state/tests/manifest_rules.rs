@@ -1,6 +1,6 @@
 //! Each validation rule, named by the field path it reports.
 
-use shoal_crdt_state::manifest::{ManifestError, ParsedManifests, parse_manifests};
+use shoal_crdt_state::manifest::{Diagnostic, ManifestError, ParsedManifests, parse_manifests};
 use shoal_crdt_state::spec::{PartitionPolicy, ProbeAction, Protocol, RestartPolicy};
 
 /// A valid v1 RC; `pod` is spliced in as the pod spec's extra lines (6 spaces
@@ -110,6 +110,45 @@ fn a_pod_needs_containers_with_distinct_names_and_an_image() {
     rejects(&text, &format!("{C}.image"), "empty");
     let text = rc("", "", "").replace("          image: shoal-test/hello:1.0\n", "");
     rejects(&text, &format!("{C}.image"), "missing");
+}
+
+/// The one problem of a rejected input, with its field path and line.
+fn only_problem(text: &str) -> Diagnostic {
+    let e = err(text);
+    assert_eq!(e.problems.len(), 1, "{e}");
+    e.problems[0].0.clone()
+}
+
+#[test]
+fn an_invalid_image_reference_is_an_error_at_its_field_and_line_in_both_forms() {
+    const V1BETA1: &str = include_str!("../../examples/hello-v1beta1.json");
+    let v1beta1_image = "desiredState.podTemplate.desiredState.manifest.containers[0].image";
+    let cases = [
+        ("UPPER/Case:1", "must be lowercase: use \"upper/case:1\""),
+        ("foo:::bar", "tag \"::bar\" is not valid"),
+        ("NOT a valid image!!", "character ' ' (position 4)"),
+        ("shoal-test//hello", "empty path component"),
+    ];
+    for (image, reason) in cases {
+        let v1 =
+            rc("", "", "").replace("image: shoal-test/hello:1.0", &format!("image: {image:?}"));
+        let p = only_problem(&v1);
+        assert_eq!(p.path, format!("{C}.image"), "{image}");
+        assert_eq!(p.line, Some(13), "{image}");
+        assert!(
+            p.message
+                .contains(&format!("image {image:?} is not a valid image reference")),
+            "{}",
+            p.message
+        );
+        assert!(p.message.contains(reason), "{image}: {}", p.message);
+
+        let v1beta1 = V1BETA1.replace("quay.io/kelseyhightower/hello", image);
+        let p = only_problem(&v1beta1);
+        assert_eq!(p.path, v1beta1_image, "{image}");
+        assert_eq!(p.line, Some(15), "{image}");
+        assert!(p.message.contains(reason), "{image}: {}", p.message);
+    }
 }
 
 #[test]

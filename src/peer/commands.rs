@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use shoal_crdt_state::StateError;
 use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
+use shoal_crdt_state::{StateError, image_ref};
 
 use super::io::{Command, CommandError, CommandOutcome};
 use super::{Peer, ms};
@@ -45,6 +45,9 @@ impl Peer {
                 image,
                 container,
             } => {
+                if let Err(reason) = image_ref::parse(&image) {
+                    return Err(CommandError::InvalidImage { image, reason });
+                }
                 let view = self
                     .state
                     .desired
@@ -61,9 +64,6 @@ impl Peer {
                         container: container.unwrap_or_default(),
                     });
                 };
-                if image.trim().is_empty() {
-                    return Err(CommandError::Invalid("image must not be empty".into()));
-                }
                 if target.image == image {
                     return Ok(CommandOutcome::Unchanged);
                 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use shoal_crdt_state::image_ref::ImageRefError;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::spec::RcSpec;
 use shoal_gossip::TimerToken;
@@ -91,7 +92,8 @@ pub enum Command {
         replicas: u32,
     },
     /// Change one container's image (the first when `container` is None);
-    /// replicas then move to it one at a time within the RC's budget.
+    /// replicas then move to it one at a time within the RC's budget. An
+    /// image that is not a valid reference is refused before anything else.
     RollingUpdate {
         name: String,
         image: String,
@@ -134,6 +136,11 @@ pub enum CommandError {
     NotFound(String),
     #[error("replicationcontroller \"{rc}\" has no container named \"{container}\"")]
     NoSuchContainer { rc: String, container: String },
+    #[error("image {image:?} is not a valid image reference: {reason}")]
+    InvalidImage {
+        image: String,
+        reason: ImageRefError,
+    },
     #[error("invalid command: {0}")]
     Invalid(String),
 }

@@ -15,6 +15,7 @@ use super::fields::{
 use super::quantity;
 use super::tree::{Node, Value};
 use super::validate::ReadContainer;
+use crate::image_ref;
 use crate::spec::{ContainerSpec, EnvVar, PortSpec, Probe, ProbeAction, Protocol, Resources};
 
 /// Which manifest form the container comes from.
@@ -214,11 +215,11 @@ fn image(ctx: &mut Ctx, node: &Node, path: &str) -> String {
     let image = string(ctx, n, &image_path).unwrap_or_default();
     if image.trim().is_empty() {
         ctx.error(&image_path, n.line, format!("image is empty; {what}"));
-    } else if image.chars().any(char::is_whitespace) {
+    } else if let Err(why) = image_ref::parse(&image) {
         ctx.error(
             &image_path,
             n.line,
-            format!("image {image:?} contains whitespace; {what}"),
+            format!("image {image:?} is not a valid image reference: {why}"),
         );
     }
     image

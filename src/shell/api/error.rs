@@ -125,18 +125,22 @@ impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> ApiError {
         let status = match err {
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
-            CommandError::NoSuchContainer { .. } | CommandError::Invalid(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            CommandError::NoSuchContainer { .. }
+            | CommandError::InvalidImage { .. }
+            | CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        let hint = match err {
-            CommandError::NotFound(_) => "; `shoal get rc` lists them",
+        let message = match &err {
+            CommandError::NotFound(_) => format!("{err}; `shoal get rc` lists them"),
             CommandError::NoSuchContainer { .. } => {
-                "; `shoal describe rc NAME` lists its containers"
+                format!("{err}; `shoal describe rc NAME` lists its containers")
             }
-            CommandError::Invalid(_) => "",
+            // Named like a manifest problem: the request field, then what is wrong.
+            CommandError::InvalidImage { image, reason } => {
+                format!("image: {image:?} is not a valid image reference: {reason}")
+            }
+            CommandError::Invalid(_) => err.to_string(),
         };
-        ApiError::new(status, format!("{err}{hint}"))
+        ApiError::new(status, message)
     }
 }
 

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use shoal_crdt_state::manifest;
+use shoal_crdt_state::{image_ref, manifest};
 
 use super::error::ApiError;
 use super::models::{
@@ -14,7 +14,7 @@ use super::models::{
     ScaleRequest,
 };
 use super::{ApiState, views};
-use crate::peer::{Command, CommandOutcome};
+use crate::peer::{Command, CommandError, CommandOutcome};
 
 /// `POST /rcs`: every RC of the manifest, or none if any document is invalid.
 /// 201 when something was created, 200 otherwise.
@@ -98,6 +98,11 @@ pub(super) async fn rolling_update(
     body: Result<Json<RollingUpdateRequest>, JsonRejection>,
 ) -> Result<Json<CommandResponse>, ApiError> {
     let Json(RollingUpdateRequest { image, container }) = body?;
+    // Refused here without a trip to the peer; the core checks it again for
+    // its other callers.
+    if let Err(reason) = image_ref::parse(&image) {
+        return Err(CommandError::InvalidImage { image, reason }.into());
+    }
     let outcome = state
         .handle
         .command(Command::RollingUpdate {

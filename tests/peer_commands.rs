@@ -1,0 +1,118 @@
+//! User commands fed straight to one peer core: what a refused command
+//! leaves behind (nothing) and what an accepted one writes.
+
+mod reconcile_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reconcile_support::rc;
+use shoal::peer::{Command, CommandError, CommandOutcome, Peer, PeerConfig};
+use shoal_crdt_state::image_ref::ImageRefError;
+use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::spec::Resources;
+
+const NOW: Duration = Duration::from_secs(1_700_000_000);
+
+/// A started single-node peer holding RC `web` (image `shoal-test/hello:1.0`),
+/// with every output of the start and the apply drained.
+fn peer_with_web() -> Peer {
+    let addr: SocketAddr = "127.0.0.1:17100".parse().unwrap();
+    let resources = Resources {
+        cpu_millis: 2000,
+        memory_bytes: 4 << 30,
+    };
+    let info = NodeInfo {
+        name: "node-a".into(),
+        peer_addr: addr.to_string(),
+        api_addr: "127.0.0.1:7070".into(),
+        capacity: resources,
+        allocatable: resources,
+        labels: Default::default(),
+        runtime_healthy: true,
+        runtime_error: None,
+        version: "test".into(),
+    };
+    let mut peer = Peer::new(PeerConfig::new(NodeId(1), addr, info));
+    peer.start(NOW, &[], &[]);
+    let mut web = rc("web", 2, "shoal-test/hello:1.0");
+    web.selector = [("app".to_owned(), "web".to_owned())].into();
+    web.template.labels = web.selector.clone();
+    let applied = peer.handle_command(NOW, Command::Apply(web));
+    assert_eq!(applied, Ok(CommandOutcome::Created));
+    while peer.poll_output().is_some() {}
+    peer
+}
+
+fn rolling_update(image: &str) -> Command {
+    Command::RollingUpdate {
+        name: "web".into(),
+        image: image.into(),
+        container: None,
+    }
+}
+
+#[test]
+fn a_rolling_update_to_an_invalid_image_is_refused_and_changes_nothing() {
+    let mut peer = peer_with_web();
+    let state = peer.state().clone();
+    let changes = peer.state_changes();
+    let later = NOW + Duration::from_secs(1);
+
+    for image in ["foo:::bar", "NOT a valid image!!", "UPPER/Case:1", ""] {
+        let refused = peer.handle_command(later, rolling_update(image));
+        let Err(CommandError::InvalidImage {
+            image: named,
+            reason,
+        }) = &refused
+        else {
+            panic!("{image:?} was not refused as an invalid image: {refused:?}");
+        };
+        assert_eq!(named, image);
+        let message = refused.as_ref().unwrap_err().to_string();
+        assert!(message.contains(&reason.to_string()), "{message}");
+        assert_eq!(peer.state(), &state, "{image:?} changed the state");
+        assert_eq!(peer.state_changes(), changes);
+        assert!(
+            peer.poll_output().is_none(),
+            "a refused command spreads and schedules nothing"
+        );
+    }
+    let refused = peer.handle_command(later, rolling_update("foo:::bar"));
+    assert!(matches!(
+        refused,
+        Err(CommandError::InvalidImage {
+            reason: ImageRefError::BadTag { .. },
+            ..
+        })
+    ));
+    assert_eq!(
+        peer.state()
+            .desired
+            .get("web")
+            .unwrap()
+            .template()
+            .primary_image(),
+        "shoal-test/hello:1.0"
+    );
+}
+
+#[test]
+fn a_rolling_update_to_a_valid_image_changes_the_template() {
+    let mut peer = peer_with_web();
+    let later = NOW + Duration::from_secs(1);
+    let image = "localhost:5000/shoal-test/hello:1.1";
+    assert_eq!(
+        peer.handle_command(later, rolling_update(image)),
+        Ok(CommandOutcome::RollingUpdate)
+    );
+    assert_eq!(
+        peer.state()
+            .desired
+            .get("web")
+            .unwrap()
+            .template()
+            .primary_image(),
+        image
+    );
+}
