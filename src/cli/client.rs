@@ -10,6 +10,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::secrets::client_api_token;
 use crate::shell::api::ErrorBody;
 
 /// Where the peer's API is; flattened into every client verb.
@@ -23,14 +24,19 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub server: String,
-    /// API token, when the peer requires one (non-loopback API binds).
+    /// The peer's API token (its `shoal up --api-token`), when it requires one.
+    /// Never the join token: the CLI refuses to send that. Empty means none.
     #[arg(
         long,
-        env = "SHOAL_TOKEN",
+        env = "SHOAL_API_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub token: Option<String>,
+    pub api_token: Option<String>,
+    /// The retired spelling, which also named the join token: refused with
+    /// directions rather than guessed at.
+    #[arg(long = "token", value_name = "TOKEN", hide = true)]
+    pub retired_token: Option<String>,
 }
 
 /// Runs one verb's async body on a small runtime: only client verbs pay for it.
@@ -60,6 +66,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        if args.retired_token.is_some() {
+            anyhow::bail!(
+                "--token is no longer accepted by client commands: pass the peer's API token \
+                 with --api-token (or SHOAL_API_TOKEN); the join token is never sent to the API"
+            );
+        }
         let base = args.server.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             anyhow::bail!(
@@ -76,7 +88,7 @@ impl Client {
         Ok(Client {
             http,
             base,
-            token: args.token.clone(),
+            token: client_api_token(args.api_token.as_deref())?,
         })
     }
 

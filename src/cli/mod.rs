@@ -27,6 +27,8 @@ pub mod rolling_update;
 #[cfg(feature = "shell")]
 pub mod scale;
 #[cfg(feature = "shell")]
+pub mod secrets;
+#[cfg(feature = "shell")]
 pub mod table;
 
 use std::io::{Read, Write};
@@ -101,6 +103,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         std::io::stdout().lock(),
         std::io::stderr().lock(),
     );
+    #[cfg(feature = "shell")]
+    if !matches!(cli.command, Command::Validate(_))
+        && let Some(warning) = secrets::retired_env_warning()
+    {
+        let _ = writeln!(stderr, "{warning}");
+    }
     let mut io = Io {
         stdin: &mut stdin,
         stdout: &mut stdout,
