@@ -65,6 +65,38 @@ fn assert_names_the_api_token(message: &str) {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let nodes = start_cluster(&["node-a"], Some("s3cret")).await;
+    let url = &nodes[0].url;
+    let status = |authorization: &'static str| async move {
+        client()
+            .get(format!("{url}/api/v1/nodes"))
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for accepted in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER s3cret",
+        "bEaReR  s3cret",
+    ] {
+        assert_eq!(status(accepted).await, StatusCode::OK, "{accepted}");
+    }
+    for refused in [
+        "bearer guess",
+        "Basic s3cret",
+        "Bearers3cret",
+        "s3cret",
+        "bearer",
+    ] {
+        assert_eq!(status(refused).await, StatusCode::UNAUTHORIZED, "{refused}");
+    }
+}
+
+#[tokio::test]
 async fn both_nodes_list_the_whole_cluster_and_spread_the_replicas() {
     let nodes = start_cluster(&["node-a", "node-b"], None).await;
     let (a, b) = (&nodes[0], &nodes[1]);

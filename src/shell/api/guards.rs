@@ -10,6 +10,7 @@ use super::ApiState;
 use super::error::ApiError;
 
 /// Refuses any request without the right `Authorization: Bearer` token.
+/// The scheme is matched in any case (RFC 7235), the token in constant time.
 pub(super) async fn require_token(
     State(state): State<ApiState>,
     request: Request,
@@ -22,9 +23,9 @@ pub(super) async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match given {
-        Some(token) if same_secret(token.trim(), expected) => next.run(request).await,
+        Some(token) if same_secret(token, expected) => next.run(request).await,
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong API token; send the API token this peer was started with \
@@ -38,6 +39,13 @@ pub(super) async fn require_token(
         )
         .into_response(),
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header value.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Compares without stopping at the first difference, so timing does not
@@ -54,6 +62,16 @@ fn same_secret(given: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc "] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearerabc", "Bearer ", "Bearer", "abc", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn secrets_match_only_when_equal() {
