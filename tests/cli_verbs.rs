@@ -381,6 +381,65 @@ async fn the_cli_never_sends_a_join_token_as_its_api_token() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_manifest_over_the_limit_prints_the_servers_413_message() {
+    let node = node().await;
+    // 2 MiB, and 32 MiB: still being sent when the peer has decided.
+    for mib in [2, 32] {
+        let big = format!(
+            "# {}\n{}",
+            "x".repeat(mib * 1024 * 1024),
+            api_support::EXAMPLE
+        );
+        let out = shoal(&node.url, &["apply", "-f", "-"], &big).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stdout), "");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "error: the request body ({mib}.0 MiB) is larger than the API's limit of 1 MiB; \
+                 split the manifest into several files and apply each\n"
+            )
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_from_a_proxy_is_printed_as_it_said_it() {
+    // Not a shoal peer: answers every request with a plain-text 413.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Read;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let body =
+                "<html><body>\n  <h1>413 Request Entity Too Large</h1>\n  nginx\n</body></html>\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/html\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = shoal(&url, &["get", "rc"], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: the server at {url} answered 413 Payload Too Large: <html><body> \
+             <h1>413 Request Entity Too Large</h1> nginx </body></html>\n\
+             (not a shoal error body: is --server a shoal peer, or is a proxy in between?)\n"
+        )
+    );
+}
+
 #[test]
 fn up_refuses_an_empty_api_token_before_starting() {
     let dir = tempdir("empty-api-token");

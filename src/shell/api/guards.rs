@@ -1,13 +1,23 @@
-//! What every request passes before it reaches a route: the API token.
-//! A refusal is the API's JSON error body.
+//! What every request passes before it reaches a route: the API token, then
+//! the body size limit. Both answer with the API's JSON error body.
 
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, MAX_BODY_BYTES};
+
+/// How much of a too-large body is read (and dropped) before the 413 is sent.
+/// A client that is still sending when the connection closes gets a reset
+/// instead of the answer, so the peer lets it finish, within these bounds.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Refuses any request without the right `Authorization: Bearer` token.
 /// The scheme is matched in any case (RFC 7235), the token in constant time.
@@ -57,6 +67,39 @@ fn same_secret(given: &str, expected: &str) -> bool {
         .zip(b)
         .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
     diff == 0
+}
+
+/// Answers 413 to a request that declares a body over [`MAX_BODY_BYTES`],
+/// after draining it (see [`DRAIN_BYTES`]). A body without a declared length
+/// is cut off by `DefaultBodyLimit` in the route's extractor instead.
+pub(super) async fn refuse_large_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_BODY_BYTES as u64 => {
+            drain(request.into_body()).await;
+            ApiError::too_large(Some(len)).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Reads and drops a body, up to [`DRAIN_BYTES`] or [`DRAIN_TIME`].
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! so any peer answers for the whole cluster as it currently sees it.
 //!
 //! - [`error`]: the error type and its JSON body.
-//! - `guards`: the API token, checked before any route.
+//! - `guards`: the API token and the body size limit, checked before any route.
 //! - [`models`]: the JSON shapes (shared with the CLI).
 //! - `views`: snapshot → models, and the counting rules `get` shows.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
@@ -53,6 +53,7 @@ pub use error::{ApiError, ErrorBody};
 use crate::shell::handle::PeerHandle;
 
 /// Largest request body accepted (a manifest): bigger is refused with 413.
+/// Kept a whole number of MiB: messages state it in MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Header set on a request one peer forwards to another (logs), so the
@@ -91,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(guards::refuse_large_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             guards::require_token,
