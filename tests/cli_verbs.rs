@@ -440,6 +440,33 @@ async fn an_error_from_a_proxy_is_printed_as_it_said_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_into_a_pipe_whose_reader_has_gone_ends_quietly() {
+    let node = node().await;
+    let out = shoal(&node.url, &["apply", "-f", "examples/hello-local.yaml"], "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for args in [["get", "pods"], ["get", "nodes"]] {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let server = node.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = bare_shoal(&args)
+                .env("SHOAL_SERVER", &server)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the shoal binary runs");
+            // `| head -0`: the reader closes before the first line is written.
+            drop(child.stdout.take());
+            child.wait_with_output().expect("shoal exits")
+        })
+        .await
+        .unwrap();
+        assert_eq!(text(&out.stderr), "", "no `Broken pipe` error");
+        assert!(out.status.success(), "{:?}", out.status);
+    }
+}
+
 #[test]
 fn up_refuses_an_empty_api_token_before_starting() {
     let dir = tempdir("empty-api-token");

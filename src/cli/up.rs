@@ -1,6 +1,7 @@
 //! `shoal up`: run a peer in the foreground until Ctrl-C or SIGTERM.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use shoal_crdt_state::manifest::quantity::{parse_cpu_millis, parse_memory_bytes}
 use shoal_gossip::Preset;
 
 use super::secrets;
-use crate::shell::up::{UpConfig, start};
+use crate::shell::up::{Running, UpConfig, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkPreset {
@@ -182,16 +183,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
             axum::serve(api, app).with_graceful_shutdown(stop).await
         });
 
-        let id = &running.identity;
-        println!("shoal peer {} ({:016x}) is up", id.name, id.node_id);
-        println!("  peers reach it on  {} (QUIC/UDP)", running.advertise);
-        println!("  API                http://{}", config.api);
-        println!("  data dir           {}", config.data_dir.display());
-        println!("  join token         {}", id.token);
-        println!(
-            "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --listen <ITS-IP>:7946 --join {}",
-            id.token, running.advertise
-        );
+        // A peer whose stdout is gone (`shoal up | head`) keeps running.
+        let _ = print_banner(&mut std::io::stdout().lock(), &running, &config);
 
         wait_for_signal().await;
         let _ = running.shutdown.send(true);
@@ -199,6 +192,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
         Ok(())
     })
+}
+
+/// Who this peer is, and how another machine joins it.
+fn print_banner(out: &mut impl Write, running: &Running, config: &UpConfig) -> std::io::Result<()> {
+    let id = &running.identity;
+    writeln!(out, "shoal peer {} ({:016x}) is up", id.name, id.node_id)?;
+    writeln!(out, "  peers reach it on  {} (QUIC/UDP)", running.advertise)?;
+    writeln!(out, "  API                http://{}", config.api)?;
+    writeln!(out, "  data dir           {}", config.data_dir.display())?;
+    writeln!(out, "  join token         {}", id.token)?;
+    writeln!(
+        out,
+        "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --listen <ITS-IP>:7946 --join {}",
+        id.token, running.advertise
+    )?;
+    out.flush()
 }
 
 async fn wait_for_signal() {
