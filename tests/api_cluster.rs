@@ -15,7 +15,7 @@ fn client() -> reqwest::Client {
 }
 
 #[tokio::test]
-async fn with_a_token_every_request_without_it_is_a_401() {
+async fn with_an_api_token_every_request_without_it_is_a_401_naming_it() {
     let nodes = start_cluster(&["node-a"], Some("s3cret")).await;
     let url = &nodes[0].url;
     for path in [
@@ -27,7 +27,7 @@ async fn with_a_token_every_request_without_it_is_a_401() {
         let response = client().get(format!("{url}{path}")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body: ErrorBody = response.json().await.unwrap();
-        assert!(body.error.contains("SHOAL_TOKEN"), "{}", body.error);
+        assert_names_the_api_token(&body.error);
     }
     let wrong = client()
         .get(format!("{url}/api/v1/rcs"))
@@ -36,6 +36,9 @@ async fn with_a_token_every_request_without_it_is_a_401() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body: ErrorBody = wrong.json().await.unwrap();
+    assert!(body.error.contains("wrong API token"), "{}", body.error);
+    assert_names_the_api_token(&body.error);
     let denied = client()
         .post(format!("{url}/api/v1/rcs"))
         .body(EXAMPLE)
@@ -51,6 +54,46 @@ async fn with_a_token_every_request_without_it_is_a_401() {
         .await
         .unwrap();
     assert_eq!(allowed.status(), StatusCode::CREATED);
+}
+
+/// A 401 names the API token's flag and variable, and never the join token
+/// (the cluster's root secret must not be sent as a bearer token).
+fn assert_names_the_api_token(message: &str) {
+    assert!(message.contains("--api-token"), "{message}");
+    assert!(message.contains("SHOAL_API_TOKEN"), "{message}");
+    assert!(!message.to_lowercase().contains("join"), "{message}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let nodes = start_cluster(&["node-a"], Some("s3cret")).await;
+    let url = &nodes[0].url;
+    let status = |authorization: &'static str| async move {
+        client()
+            .get(format!("{url}/api/v1/nodes"))
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for accepted in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER s3cret",
+        "bEaReR  s3cret",
+    ] {
+        assert_eq!(status(accepted).await, StatusCode::OK, "{accepted}");
+    }
+    for refused in [
+        "bearer guess",
+        "Basic s3cret",
+        "Bearers3cret",
+        "s3cret",
+        "bearer",
+    ] {
+        assert_eq!(status(refused).await, StatusCode::UNAUTHORIZED, "{refused}");
+    }
 }
 
 #[tokio::test]

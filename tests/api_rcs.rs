@@ -209,12 +209,48 @@ async fn unknown_names_are_404s_that_say_how_to_list() {
 #[tokio::test]
 async fn a_body_over_one_mebibyte_is_a_413_with_advice() {
     let node = one_node().await;
-    let huge = format!("# {}\n{EXAMPLE}", "x".repeat(1024 * 1024 + 10));
-    let response = apply(&node, &huge).await;
+    // Far over the limit too: the client is still sending when the peer
+    // has decided, and must read the answer rather than a reset connection.
+    for size in [1024 * 1024 + 10, 32 * 1024 * 1024] {
+        let huge = format!("# {}\n{EXAMPLE}", "x".repeat(size));
+        let response = apply(&node, &huge).await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body: ErrorBody = response.json().await.unwrap();
+        assert_eq!(body.status, 413);
+        assert!(body.error.contains("limit of 1 MiB"), "{}", body.error);
+        assert!(body.error.contains("split the manifest"), "{}", body.error);
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_over_the_limit_is_a_413_too() {
+    let node = one_node().await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b'#'; 64 * 1024])).collect();
+    let response = client()
+        .post(format!("{}/api/v1/rcs", node.url))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: ErrorBody = response.json().await.unwrap();
-    assert_eq!(body.status, 413);
-    assert!(body.error.contains("split the manifest"), "{}", body.error);
+    assert!(body.error.contains("limit of 1 MiB"), "{}", body.error);
+
+    let scale = client()
+        .put(format!("{}/api/v1/rcs/hello/scale", node.url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scale.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: ErrorBody = scale.json().await.unwrap();
+    assert!(body.error.contains("limit of 1 MiB"), "{}", body.error);
 }
 
 #[tokio::test]

@@ -396,7 +396,8 @@ fn log_findings(cluster: &Cluster) -> LogFindings {
     let mut distinct = std::collections::BTreeMap::<String, usize>::new();
     for peer in &cluster.peers {
         let text = std::fs::read_to_string(&peer.log).unwrap_or_default();
-        for line in text.lines().map(strip_ansi) {
+        // Peers log without colour codes: their stderr is a file, not a terminal.
+        for line in text.lines() {
             let mut words = line.split_whitespace();
             let _timestamp = words.next();
             let level = words.next().unwrap_or("");
@@ -422,24 +423,6 @@ fn log_findings(cluster: &Cluster) -> LogFindings {
         eprintln!("peer logs: {count:>4} x {message}");
     }
     findings
-}
-
-/// Drops terminal colour sequences (`ESC [ ... letter`) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------- apply

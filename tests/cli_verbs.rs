@@ -1,6 +1,7 @@
 //! The client verbs as a user runs them: the real binary against a real
 //! peer core serving the real API on loopback (no Docker: the test world
-//! reports started pods as running, see `api_support`).
+//! reports started pods as running, see `api_support`), and what `shoal up`
+//! refuses before it starts anything.
 
 mod api_support;
 
@@ -14,15 +15,22 @@ use serde_json::Value;
 /// Runs `shoal ARGS` against `server` (through SHOAL_SERVER) off the async
 /// workers, so the API keeps serving while the binary runs.
 async fn shoal(server: &str, args: &[&str], stdin: &str) -> Output {
+    shoal_env(server, args, stdin, &[]).await
+}
+
+/// [`shoal`] with extra environment variables.
+async fn shoal_env(server: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let server = server.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let stdin = stdin.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let mut child = bare_shoal(&args)
             .env("SHOAL_SERVER", &server)
-            .env_remove("SHOAL_TOKEN")
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -35,6 +43,21 @@ async fn shoal(server: &str, args: &[&str], stdin: &str) -> Output {
     })
     .await
     .unwrap()
+}
+
+/// The binary with none of the user's Shoal settings in its environment.
+fn bare_shoal(args: &[String]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for var in [
+        "SHOAL_SERVER",
+        "SHOAL_TOKEN",
+        "SHOAL_API_TOKEN",
+        "SHOAL_JOIN_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -295,20 +318,283 @@ async fn a_peer_that_is_not_running_gets_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_protected_peer_needs_the_token() {
+async fn a_token_protected_peer_needs_the_api_token_and_says_which() {
     let node = start_cluster(&["node-a"], Some("s3cret")).await.remove(0);
-    let out = shoal(&node.url, &["get", "nodes"], "").await;
+    for (args, env) in [
+        (&["get", "nodes"][..], &[][..]),
+        (&["get", "nodes"][..], &[("SHOAL_API_TOKEN", "")][..]),
+        (&["get", "nodes", "--api-token", ""][..], &[][..]),
+    ] {
+        let out = shoal_env(&node.url, args, "", env).await;
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("needs a token"),
+            "an empty token is no token: {stderr}"
+        );
+        assert!(stderr.contains("--api-token"), "{stderr}");
+        assert!(stderr.contains("SHOAL_API_TOKEN"), "{stderr}");
+        assert!(!stderr.to_lowercase().contains("join"), "{stderr}");
+    }
+
+    let out = shoal(&node.url, &["get", "nodes", "--api-token", "guess"], "").await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("needs a token"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("wrong API token"), "{stderr}");
+    assert!(stderr.contains("--api-token"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("join"), "{stderr}");
+
     let out = shoal(&node.url, &["get", "nodes", "--token", "s3cret"], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: --token is no longer accepted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--api-token"), "{stderr}");
+
+    let out = shoal(&node.url, &["get", "nodes", "--api-token", "s3cret"], "").await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("NAME "),
         "{}",
         text(&out.stdout)
     );
+    let out = shoal_env(
+        &node.url,
+        &["get", "nodes"],
+        "",
+        &[("SHOAL_API_TOKEN", "s3cret")],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A well-formed join token, as `shoal up` prints it.
+fn join_token() -> String {
+    shoal_gossip::quic::JoinToken::from_seed([7; 32]).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_never_sends_a_join_token_as_its_api_token() {
+    // A listener that would see any connection the CLI made.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let secret = join_token();
+    for (args, env) in [
+        (&["get", "nodes", "--api-token", &secret][..], &[][..]),
+        (&["get", "nodes"][..], &[("SHOAL_API_TOKEN", &*secret)][..]),
+        (
+            &["apply", "-f", "examples/hello-local.yaml"][..],
+            &[("SHOAL_API_TOKEN", &*secret)][..],
+        ),
+    ] {
+        let out = shoal_env(&url, args, "", env).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("is the cluster's join token"), "{stderr}");
+        assert!(stderr.contains("never sends"), "{stderr}");
+        assert!(stderr.contains("shoal up --api-token"), "{stderr}");
+        assert!(
+            !stderr.contains(&secret),
+            "the secret is not echoed: {stderr}"
+        );
+    }
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the CLI connected to the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_manifest_over_the_limit_prints_the_servers_413_message() {
+    let node = node().await;
+    // 2 MiB, and 32 MiB: still being sent when the peer has decided.
+    for mib in [2, 32] {
+        let big = format!(
+            "# {}\n{}",
+            "x".repeat(mib * 1024 * 1024),
+            api_support::EXAMPLE
+        );
+        let out = shoal(&node.url, &["apply", "-f", "-"], &big).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stdout), "");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "error: the request body ({mib}.0 MiB) is larger than the API's limit of 1 MiB; \
+                 split the manifest into several files and apply each\n"
+            )
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_from_a_proxy_is_printed_as_it_said_it() {
+    // Not a shoal peer: answers every request with a plain-text 413.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Read;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let body =
+                "<html><body>\n  <h1>413 Request Entity Too Large</h1>\n  nginx\n</body></html>\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/html\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = shoal(&url, &["get", "rc"], "").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: the server at {url} answered 413 Payload Too Large: <html><body> \
+             <h1>413 Request Entity Too Large</h1> nginx </body></html>\n\
+             (not a shoal error body: is --server a shoal peer, or is a proxy in between?)\n"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_into_a_pipe_whose_reader_has_gone_ends_quietly() {
+    let node = node().await;
+    let out = shoal(&node.url, &["apply", "-f", "examples/hello-local.yaml"], "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for args in [["get", "pods"], ["get", "nodes"]] {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let server = node.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = bare_shoal(&args)
+                .env("SHOAL_SERVER", &server)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the shoal binary runs");
+            // `| head -0`: the reader closes before the first line is written.
+            drop(child.stdout.take());
+            child.wait_with_output().expect("shoal exits")
+        })
+        .await
+        .unwrap();
+        assert_eq!(text(&out.stderr), "", "no `Broken pipe` error");
+        assert!(out.status.success(), "{:?}", out.status);
+    }
+}
+
+#[test]
+fn up_refuses_an_empty_api_token_before_starting() {
+    let dir = tempdir("empty-api-token");
+    for (args, env) in [
+        (&["--api-token", ""][..], &[][..]),
+        (&[][..], &[("SHOAL_API_TOKEN", "")][..]),
+        (&["--api-token", "   "][..], &[][..]),
+    ] {
+        let out = up(&dir, args, env);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {env:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("error: --api-token (or SHOAL_API_TOKEN) is empty"),
+            "{stderr}"
+        );
+        assert!(
+            !dir.join("node.json").exists(),
+            "nothing was started or written"
+        );
+    }
+}
+
+#[test]
+fn up_refuses_the_join_token_as_its_api_token() {
+    let dir = tempdir("join-as-api-token");
+    let secret = join_token();
+    let out = up(&dir, &["--api-token", &secret], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is a join token"), "{stderr}");
+    assert!(!stderr.contains(&secret), "{stderr}");
+}
+
+#[test]
+fn up_warns_about_the_retired_token_names() {
+    let dir = tempdir("retired-token-names");
+    // An empty --api-token stops `up` right after the warnings.
+    let secret = join_token();
+    let out = up(&dir, &["--token", &secret, "--api-token", ""], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("warning: --token is deprecated; use --join-token")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let out = up(&dir, &["--api-token", ""], &[("SHOAL_TOKEN", &secret)]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: SHOAL_TOKEN is no longer read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("SHOAL_JOIN_TOKEN"), "{stderr}");
+    assert!(stderr.contains("SHOAL_API_TOKEN"), "{stderr}");
+    assert!(!stderr.contains(&secret), "{stderr}");
+}
+
+/// A fresh, empty directory for one test's `--data-dir`.
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shoal-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `shoal up` on fixed loopback ports (it never binds them when it refuses to
+/// start) with `dir` as its data dir. It must stop by
+/// itself: one still running after 10 s is killed and fails the test.
+fn up(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut all: Vec<String> = [
+        "up",
+        "--listen",
+        "127.0.0.1:47946",
+        "--api",
+        "127.0.0.1:47070",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    all.push("--data-dir".to_owned());
+    all.push(dir.display().to_string());
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut child = bare_shoal(&all)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("shoal up runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waiting for shoal up").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("shoal up exits");
+            panic!(
+                "shoal up {args:?} kept running; stderr:\n{}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("shoal up exits")
 }

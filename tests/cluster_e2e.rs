@@ -96,6 +96,17 @@ fn five_peers_apply_at_one_is_visible_at_all_and_pods_serve() {
         "{out:?}"
     );
     assert_eq!(rc_field(&cluster, 1, "web", "replicas"), Some(3.into()));
+
+    // A peer logging into a file (stderr is not a terminal) writes no colour codes.
+    for peer in &cluster.peers {
+        let log = std::fs::read_to_string(&peer.log).unwrap();
+        assert!(log.contains(" INFO "), "{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escapes in {}",
+            peer.log.display()
+        );
+    }
 }
 
 #[test]

@@ -132,3 +132,20 @@ fn a_missing_file_is_an_error_naming_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no-such-file.yaml"));
 }
+
+#[test]
+fn validate_into_a_pipe_whose_reader_has_gone_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["validate", "-f", "examples/hello-rc.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the shoal binary runs");
+    // `| head -0`: the reader closes before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("shoal exits");
+    assert_eq!(text(&out.stderr), "", "no `Broken pipe` error");
+    assert!(out.status.success(), "{:?}", out.status);
+}

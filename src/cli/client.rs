@@ -10,7 +10,11 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::shell::api::ErrorBody;
+use super::secrets::client_api_token;
+use crate::shell::api::{ErrorBody, MAX_BODY_BYTES};
+
+/// How much of a non-Shoal error body is shown (a proxy's HTML page can be long).
+const FOREIGN_BODY_CHARS: usize = 400;
 
 /// Where the peer's API is; flattened into every client verb.
 #[derive(Debug, Clone, Args)]
@@ -23,14 +27,19 @@ pub struct ClientArgs {
         value_name = "URL"
     )]
     pub server: String,
-    /// API token, when the peer requires one (non-loopback API binds).
+    /// The peer's API token (its `shoal up --api-token`), when it requires one.
+    /// Never the join token: the CLI refuses to send that. Empty means none.
     #[arg(
         long,
-        env = "SHOAL_TOKEN",
+        env = "SHOAL_API_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub token: Option<String>,
+    pub api_token: Option<String>,
+    /// The retired spelling, which also named the join token: refused with
+    /// directions rather than guessed at.
+    #[arg(long = "token", value_name = "TOKEN", hide = true)]
+    pub retired_token: Option<String>,
 }
 
 /// Runs one verb's async body on a small runtime: only client verbs pay for it.
@@ -60,6 +69,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        if args.retired_token.is_some() {
+            anyhow::bail!(
+                "--token is no longer accepted by client commands: pass the peer's API token \
+                 with --api-token (or SHOAL_API_TOKEN); the join token is never sent to the API"
+            );
+        }
         let base = args.server.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             anyhow::bail!(
@@ -76,7 +91,7 @@ impl Client {
         Ok(Client {
             http,
             base,
-            token: args.token.clone(),
+            token: client_api_token(args.api_token.as_deref())?,
         })
     }
 
@@ -104,11 +119,28 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => Err(ApiRefusal { body }.into()),
-            Err(_) => Err(anyhow!(
-                "the server at {} answered {status} without a shoal error body; is --server a shoal peer?",
-                self.base
-            )),
+            Err(_) => Err(self.foreign_error(status, &text)),
         }
+    }
+
+    /// An error answer that is not a Shoal error body (a proxy, another
+    /// server): its own text, shortened, so the user sees what it said.
+    fn foreign_error(&self, status: reqwest::StatusCode, text: &str) -> anyhow::Error {
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut said: String = words.chars().take(FOREIGN_BODY_CHARS).collect();
+        if said.len() < words.len() {
+            said.push_str(" ...");
+        }
+        let said = if said.is_empty() {
+            "(no message)".to_owned()
+        } else {
+            said
+        };
+        anyhow!(
+            "the server at {} answered {status}: {said}\n(not a shoal error body: is --server a \
+             shoal peer, or is a proxy in between?)",
+            self.base
+        )
     }
 
     fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
@@ -150,11 +182,24 @@ impl Client {
         path: &str,
         text: String,
     ) -> anyhow::Result<T> {
+        let size = text.len();
         let request = self
             .request(Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, "application/yaml")
             .body(text);
-        let response = self.send(request).await?;
+        let response = self.send(request).await.map_err(|e| {
+            // A peer that refuses a body cuts it off; when the connection
+            // breaks before its answer arrives, say the likely reason.
+            if size > MAX_BODY_BYTES && e.downcast_ref::<ApiRefusal>().is_none() {
+                e.context(format!(
+                    "the manifest is {:.1} MiB and a peer accepts at most {} MiB; split it into several files",
+                    size as f64 / (1024.0 * 1024.0),
+                    MAX_BODY_BYTES / (1024 * 1024)
+                ))
+            } else {
+                e
+            }
+        })?;
         self.decode(response).await
     }
 

@@ -27,6 +27,8 @@ pub mod rolling_update;
 #[cfg(feature = "shell")]
 pub mod scale;
 #[cfg(feature = "shell")]
+pub mod secrets;
+#[cfg(feature = "shell")]
 pub mod table;
 
 use std::io::{Read, Write};
@@ -98,20 +100,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let (mut stdin, mut stdout, mut stderr) = (
         std::io::stdin().lock(),
-        std::io::stdout().lock(),
+        ReaderAware::new(std::io::stdout().lock()),
         std::io::stderr().lock(),
     );
+    #[cfg(feature = "shell")]
+    if !matches!(cli.command, Command::Validate(_))
+        && let Some(warning) = secrets::retired_env_warning()
+    {
+        let _ = writeln!(stderr, "{warning}");
+    }
     let mut io = Io {
         stdin: &mut stdin,
         stdout: &mut stdout,
         stderr: &mut stderr,
     };
-    let ok = match cli.command {
-        Command::Validate(args) => validate::run(&args, &mut io)?,
+    let outcome = dispatch(cli.command, &mut io);
+    if stdout.reader_gone {
+        // `shoal get pods | head -1`: the reader has what it wanted.
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(if outcome? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs one client or offline verb; returns whether it succeeded.
+fn dispatch<R: Read, O: Write, E: Write>(
+    command: Command,
+    io: &mut Io<'_, R, O, E>,
+) -> anyhow::Result<bool> {
+    Ok(match command {
+        Command::Validate(args) => validate::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Up(_) => unreachable!("handled before the streams are locked"),
         #[cfg(feature = "shell")]
-        Command::Apply(args) => apply::run(&args, &mut io)?,
+        Command::Apply(args) => apply::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Get(args) => get::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
@@ -121,13 +146,48 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "shell")]
         Command::RollingUpdate(args) => rolling_update::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
-        Command::Delete(args) => delete::run(&args, &mut io)?,
+        Command::Delete(args) => delete::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Logs(args) => logs::run(&args, io.stdout)?,
-    };
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     })
+}
+
+/// Standard output that notices when its reader has gone away (a closed
+/// pipe). The write still fails, which ends the command (a `logs -f` must
+/// not stream into nothing), and [`run`] then exits quietly with success,
+/// as `ls | head` does, instead of printing `error: Broken pipe`.
+#[derive(Debug)]
+struct ReaderAware<W: Write> {
+    inner: W,
+    reader_gone: bool,
+}
+
+impl<W: Write> ReaderAware<W> {
+    fn new(inner: W) -> Self {
+        ReaderAware {
+            inner,
+            reader_gone: false,
+        }
+    }
+
+    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.reader_gone = true;
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for ReaderAware<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
+    }
 }

@@ -1,6 +1,7 @@
 //! `shoal up`: run a peer in the foreground until Ctrl-C or SIGTERM.
 
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -9,7 +10,8 @@ use clap::{Args, ValueEnum};
 use shoal_crdt_state::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 use shoal_gossip::Preset;
 
-use crate::shell::up::{UpConfig, start};
+use super::secrets;
+use crate::shell::up::{Running, UpConfig, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkPreset {
@@ -34,9 +36,18 @@ pub struct UpArgs {
     /// Join the cluster of this peer (any member works); repeatable.
     #[arg(long)]
     pub join: Vec<SocketAddr>,
-    /// The cluster's join token (printed by the first peer).
-    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The cluster's join token (printed by the first peer); needed to join.
+    /// A secret between peers: never use it as an API token.
+    #[arg(
+        long,
+        env = "SHOAL_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+    /// Deprecated spelling of --join-token.
+    #[arg(long = "token", value_name = "TOKEN", hide = true)]
+    pub deprecated_token: Option<String>,
     /// Node name shown by `get nodes` (default: hostname plus a suffix).
     #[arg(long)]
     pub name: Option<String>,
@@ -52,8 +63,14 @@ pub struct UpArgs {
     /// IP that pod ports are published on (default: the advertised IP).
     #[arg(long)]
     pub publish_ip: Option<IpAddr>,
-    /// Bearer token required by the HTTP API.
-    #[arg(long, env = "SHOAL_API_TOKEN", hide_env_values = true)]
+    /// Bearer token the HTTP API requires (clients: --api-token or
+    /// SHOAL_API_TOKEN). Its own secret, never the join token.
+    #[arg(
+        long,
+        env = "SHOAL_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub api_token: Option<String>,
     /// Failure-detection timing: lan (fast) or wan (tolerant).
     #[arg(long, value_enum, default_value = "lan")]
@@ -75,7 +92,35 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 impl UpArgs {
+    /// What the user should change, before anything else is said or done.
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.deprecated_token.is_some() {
+            warnings.push(
+                "warning: --token is deprecated; use --join-token (or SHOAL_JOIN_TOKEN) for \
+                 the cluster's join token"
+                    .to_owned(),
+            );
+        }
+        warnings.extend(secrets::retired_env_warning());
+        warnings
+    }
+
+    /// --join-token, or its deprecated spelling --token.
+    fn join_token(&self) -> anyhow::Result<Option<String>> {
+        match (&self.join_token, &self.deprecated_token) {
+            (Some(new), Some(old)) if new != old => bail!(
+                "--token and --join-token (or SHOAL_JOIN_TOKEN) give different join tokens; \
+                 pass only --join-token"
+            ),
+            (new, old) => Ok(new.clone().or_else(|| old.clone())),
+        }
+    }
+
     fn to_config(&self) -> anyhow::Result<UpConfig> {
+        if let Some(token) = &self.api_token {
+            secrets::check_server_api_token(token)?;
+        }
         if !self.api.ip().is_loopback() && self.api_token.is_none() {
             bail!(
                 "the API on {} would be reachable from other machines: pass --api-token \
@@ -101,7 +146,7 @@ impl UpArgs {
             api: self.api,
             data_dir: self.data_dir.clone(),
             join: self.join.clone(),
-            token: self.token.clone(),
+            join_token: self.join_token()?,
             name: self.name.clone(),
             labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
             cpu_millis,
@@ -119,6 +164,9 @@ impl UpArgs {
 
 /// Runs the peer until a signal; returns once it has left the cluster.
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    for warning in args.warnings() {
+        eprintln!("{warning}");
+    }
     let config = args.to_config()?;
     init_logging();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -130,7 +178,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         let app = crate::shell::api::router(crate::shell::api::ApiState {
             handle: running.handle.clone(),
             runtime: Some(running.runtime.clone()),
-            token: config.api_token.clone(),
+            api_token: config.api_token.clone(),
         });
         let mut api_shutdown = running.shutdown.subscribe();
         let api_task = tokio::spawn(async move {
@@ -140,16 +188,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
             axum::serve(api, app).with_graceful_shutdown(stop).await
         });
 
-        let id = &running.identity;
-        println!("shoal peer {} ({:016x}) is up", id.name, id.node_id);
-        println!("  peers reach it on  {} (QUIC/UDP)", running.advertise);
-        println!("  API                http://{}", config.api);
-        println!("  data dir           {}", config.data_dir.display());
-        println!("  cluster token      {}", id.token);
-        println!(
-            "join another machine with:\n  shoal up --listen <ITS-IP>:7946 --join {} --token {}",
-            running.advertise, id.token
-        );
+        // A peer whose stdout is gone (`shoal up | head`) keeps running.
+        let _ = print_banner(&mut std::io::stdout().lock(), &running, &config);
 
         wait_for_signal().await;
         let _ = running.shutdown.send(true);
@@ -157,6 +197,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         let _ = api_task.await;
         Ok(())
     })
+}
+
+/// Who this peer is, and how another machine joins it.
+fn print_banner(out: &mut impl Write, running: &Running, config: &UpConfig) -> std::io::Result<()> {
+    let id = &running.identity;
+    writeln!(out, "shoal peer {} ({:016x}) is up", id.name, id.node_id)?;
+    writeln!(out, "  peers reach it on  {} (QUIC/UDP)", running.advertise)?;
+    writeln!(out, "  API                http://{}", config.api)?;
+    writeln!(out, "  data dir           {}", config.data_dir.display())?;
+    writeln!(out, "  join token         {}", id.token)?;
+    writeln!(
+        out,
+        "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --listen <ITS-IP>:7946 --join {}",
+        id.token, running.advertise
+    )?;
+    out.flush()
 }
 
 async fn wait_for_signal() {
@@ -171,8 +227,10 @@ async fn wait_for_signal() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, not in a log file.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

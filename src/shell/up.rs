@@ -28,7 +28,7 @@ pub struct UpConfig {
     pub data_dir: PathBuf,
     pub join: Vec<SocketAddr>,
     /// The cluster's join token; required to join, generated for a new cluster.
-    pub token: Option<String>,
+    pub join_token: Option<String>,
     pub name: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub cpu_millis: Option<u64>,
@@ -124,10 +124,14 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdentity> {
     let identity = match data.load_identity()? {
         Some(mut known) => {
-            if config.token.as_ref().is_some_and(|t| t != &known.token) {
+            if config
+                .join_token
+                .as_ref()
+                .is_some_and(|t| t != &known.token)
+            {
                 bail!(
-                    "{} belongs to another cluster (its token differs from --token); \
-                     use another --data-dir to join a different cluster",
+                    "{} belongs to another cluster (its join token differs from --join-token \
+                     or SHOAL_JOIN_TOKEN); use another --data-dir to join a different cluster",
                     data.path().display()
                 );
             }
@@ -138,17 +142,17 @@ fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdenti
             known
         }
         None => {
-            let token = match (&config.token, config.join.is_empty()) {
+            let token = match (&config.join_token, config.join.is_empty()) {
                 (Some(token), _) => token.clone(),
                 (None, true) => JoinToken::from_seed(rand::random()).to_string(),
                 (None, false) => bail!(
-                    "joining a cluster needs its token: pass --token (or SHOAL_TOKEN) \
-                     with the token the first peer printed"
+                    "joining a cluster needs its join token: pass --join-token (or \
+                     SHOAL_JOIN_TOKEN) with the join token the first peer printed"
                 ),
             };
             token
                 .parse::<JoinToken>()
-                .context("--token is not a Shoal join token")?;
+                .context("--join-token is not a Shoal join token")?;
             let node_id: u64 = rand::random();
             NodeIdentity {
                 node_id,

@@ -34,9 +34,9 @@ pub struct TestNode {
 }
 
 /// Starts `names.len()` peers (the first creates the cluster, the others
-/// join through it), each with its API on 127.0.0.1:0. `token` protects
+/// join through it), each with its API on 127.0.0.1:0. `api_token` protects
 /// every API. Returns once every API listens.
-pub async fn start_cluster(names: &[&str], token: Option<&str>) -> Vec<TestNode> {
+pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestNode> {
     let now = wall_now();
     let mut peers = Vec::new();
     let mut nodes = Vec::new();
@@ -87,7 +87,7 @@ pub async fn start_cluster(names: &[&str], token: Option<&str>) -> Vec<TestNode>
         let state = ApiState {
             handle: handle.clone(),
             runtime: None,
-            token: token.map(str::to_owned),
+            api_token: api_token.map(str::to_owned),
         };
         tokio::spawn(async move {
             axum::serve(listener, router(state))

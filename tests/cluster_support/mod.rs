@@ -156,7 +156,7 @@ impl Cluster {
             if self.peers.len() > 1 || i != 0 {
                 cmd.arg("--join").arg(self.peers[seed].peer_addr());
             }
-            cmd.arg("--token").arg(&self.token);
+            cmd.arg("--join-token").arg(&self.token);
         }
         let log = std::fs::OpenOptions::new()
             .create(true)

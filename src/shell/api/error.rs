@@ -74,6 +74,24 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// A request body over the API's limit; `size` when the request declared it.
+    pub fn too_large(size: Option<u64>) -> ApiError {
+        const MIB: u64 = 1024 * 1024;
+        let size = match size {
+            Some(bytes) if bytes >= MIB => format!(" ({:.1} MiB)", bytes as f64 / MIB as f64),
+            Some(bytes) => format!(" ({bytes} bytes)"),
+            None => String::new(),
+        };
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body{size} is larger than the API's limit of {} MiB; \
+                 split the manifest into several files and apply each",
+                super::MAX_BODY_BYTES as u64 / MIB
+            ),
+        )
+    }
+
     /// A rejected manifest. Text that is not YAML/JSON at all is a 400; a
     /// well-formed document describing an invalid RC is a 422.
     pub fn manifest(err: &ManifestError) -> ApiError {
@@ -148,13 +166,7 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> ApiError {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                status,
-                format!(
-                    "the request body is larger than {} KiB; split the manifest into several files",
-                    super::MAX_BODY_BYTES / 1024
-                ),
-            );
+            return ApiError::too_large(None);
         }
         ApiError::new(status, format!("cannot read the request body: {rejection}"))
     }
@@ -163,7 +175,7 @@ impl From<BytesRejection> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
         let status = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large(None),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::BAD_REQUEST,
         };

@@ -8,6 +8,7 @@
 //! so any peer answers for the whole cluster as it currently sees it.
 //!
 //! - [`error`]: the error type and its JSON body.
+//! - `guards`: the API token and the body size limit, checked before any route.
 //! - [`models`]: the JSON shapes (shared with the CLI).
 //! - `views`: snapshot → models, and the counting rules `get` shows.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
@@ -26,12 +27,14 @@
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
 //!
-//! With a token set, every request needs `Authorization: Bearer <token>`.
+//! With an API token set (`shoal up --api-token`), every request needs
+//! `Authorization: Bearer <API token>`. That is never the cluster's join token.
 
 pub mod error;
 pub mod models;
 pub mod views;
 
+mod guards;
 mod logs;
 mod rcs;
 mod reads;
@@ -39,10 +42,9 @@ mod reads;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware;
 use axum::routing::{get, post, put};
 use shoal_runtime::docker::DockerRuntime;
 
@@ -51,6 +53,7 @@ pub use error::{ApiError, ErrorBody};
 use crate::shell::handle::PeerHandle;
 
 /// Largest request body accepted (a manifest): bigger is refused with 413.
+/// Kept a whole number of MiB: messages state it in MiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Header set on a request one peer forwards to another (logs), so the
@@ -65,8 +68,9 @@ pub struct ApiState {
     /// This node's container engine, for the logs of pods it runs; `None`
     /// on a peer without one (its pods' logs then answer 503).
     pub runtime: Option<Arc<DockerRuntime>>,
-    /// Required bearer token; `None` accepts every request (loopback binds).
-    pub token: Option<String>,
+    /// The API token (`shoal up --api-token`) every request must bear;
+    /// `None` accepts every request (loopback binds). Never the join token.
+    pub api_token: Option<String>,
 }
 
 /// The whole API, ready for `axum::serve`.
@@ -88,7 +92,11 @@ pub fn router(state: ApiState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(guards::refuse_large_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guards::require_token,
+        ))
         .with_state(state)
 }
 
@@ -104,40 +112,4 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not accept {method}", uri.path()),
     )
-}
-
-/// Refuses any request without the right `Authorization: Bearer` token.
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let Some(expected) = state.token.as_deref() else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if same_secret(token.trim(), expected) => next.run(request).await,
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong API token; use the token `shoal up` printed (--token or SHOAL_TOKEN)",
-        )
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this API needs a token: send `Authorization: Bearer <token>` (CLI: --token or SHOAL_TOKEN)",
-        )
-        .into_response(),
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not
-/// tell an attacker how much of a guess was right.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-    diff == 0
 }
