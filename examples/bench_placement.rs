@@ -42,6 +42,7 @@ fn node(id: u64) -> NodeCandidate {
             runtime_healthy: true,
             runtime_error: None,
             version: String::new(),
+            leaving: false,
         },
         alive: true,
     }

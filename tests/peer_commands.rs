@@ -32,6 +32,7 @@ fn peer_with_web() -> Peer {
         runtime_healthy: true,
         runtime_error: None,
         version: "test".into(),
+        leaving: false,
     };
     let mut peer = Peer::new(PeerConfig::new(NodeId(1), addr, info));
     peer.start(NOW, &[], &[]);

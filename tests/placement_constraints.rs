@@ -28,6 +28,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
             runtime_healthy: true,
             runtime_error: None,
             version: String::new(),
+            leaving: false,
         },
         alive: true,
     }

@@ -28,6 +28,7 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
             runtime_healthy: true,
             runtime_error: None,
             version: String::new(),
+            leaving: false,
         },
         alive: true,
     }

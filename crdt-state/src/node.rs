@@ -34,4 +34,9 @@ pub struct NodeInfo {
     pub runtime_error: Option<String>,
     /// Shoal version the node runs.
     pub version: String,
+    /// The peer is stopping gracefully (a restart, an upgrade, a site
+    /// powering down) and its pods keep running on its engine: the others
+    /// keep its replicas placed on it for a grace before replacing them,
+    /// so it can come back and adopt them without duplicates.
+    pub leaving: bool,
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::Io;
-use super::client::{self, ApiRefusal, Client, ClientArgs};
+use super::client::{self, AckArgs, ApiRefusal, Client, ClientArgs};
 use crate::shell::api::models::ApplyResponse;
 
 #[derive(Debug, Args)]
@@ -16,6 +16,8 @@ pub struct ApplyArgs {
     /// Manifest file (YAML, multi-document, or JSON); `-` reads standard input.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub ack: AckArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -27,7 +29,9 @@ pub fn run<R: Read, O: Write, E: Write>(
 ) -> anyhow::Result<bool> {
     let text = read_manifest(&args.file, io.stdin)?;
     let client = Client::new(&args.client)?;
-    let result = client::block_on(client.post_text::<ApplyResponse>("/rcs", text))?;
+    let result = client::block_on(
+        client.post_text::<ApplyResponse>(&format!("/rcs{}", args.ack.query()), text),
+    )?;
     match result {
         Ok(response) => {
             for warning in &response.warnings {

@@ -42,6 +42,26 @@ pub struct ClientArgs {
     pub retired_token: Option<String>,
 }
 
+/// When a write is answered; flattened into the verbs that write.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct AckArgs {
+    /// Answer only once another live peer has the write on its disk too
+    /// (by default the answer comes once it is on this peer's disk).
+    #[arg(long)]
+    pub replicated: bool,
+}
+
+impl AckArgs {
+    /// The query string of a write's path.
+    pub fn query(&self) -> &'static str {
+        if self.replicated {
+            "?wait=replicated"
+        } else {
+            ""
+        }
+    }
+}
+
 /// Runs one verb's async body on a small runtime: only client verbs pay for it.
 pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -9,7 +9,7 @@ use shoal_crdt_state::manifest;
 
 use super::Io;
 use super::apply::read_manifest;
-use super::client::{self, ApiRefusal, Client, ClientArgs, segment};
+use super::client::{self, AckArgs, ApiRefusal, Client, ClientArgs, segment};
 use super::scale::rc_name;
 use crate::shell::api::models::CommandResponse;
 
@@ -26,6 +26,8 @@ pub struct DeleteArgs {
         conflicts_with = "target"
     )]
     pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub ack: AckArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -58,7 +60,7 @@ pub fn run<R: Read, O: Write, E: Write>(
     let client = Client::new(&args.client)?;
     let mut ok = true;
     for name in names {
-        let path = format!("/rcs/{}", segment(&name));
+        let path = format!("/rcs/{}{}", segment(&name), args.ack.query());
         match client::block_on(client.delete::<CommandResponse>(&path))? {
             Ok(response) => writeln!(
                 io.stdout,

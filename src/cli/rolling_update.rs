@@ -10,7 +10,7 @@ use anyhow::bail;
 use clap::Args;
 use reqwest::Method;
 
-use super::client::{self, Client, ClientArgs, segment};
+use super::client::{self, AckArgs, Client, ClientArgs, segment};
 use crate::shell::api::models::{CommandResponse, RcDetail, RollingUpdateRequest};
 
 /// How often `--wait` asks for the RC's status.
@@ -32,6 +32,8 @@ pub struct RollingUpdateArgs {
     /// Longest wait with --wait (`90s`, `5m`, `1h`, or seconds).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub ack: AckArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -55,7 +57,7 @@ async fn rolling_update(
     let response: CommandResponse = client
         .send_json(
             Method::POST,
-            &format!("/rcs/{name}/rolling-update"),
+            &format!("/rcs/{name}/rolling-update{}", args.ack.query()),
             &request,
         )
         .await?;

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use reqwest::Method;
 
-use super::client::{self, Client, ClientArgs, segment};
+use super::client::{self, AckArgs, Client, ClientArgs, segment};
 use super::get::Kind;
 use crate::shell::api::models::{CommandResponse, ScaleRequest};
 
@@ -16,6 +16,8 @@ pub struct ScaleArgs {
     pub target: Vec<String>,
     #[arg(long)]
     pub replicas: u32,
+    #[command(flatten)]
+    pub ack: AckArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -38,7 +40,7 @@ pub fn run(args: &ScaleArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     let request = ScaleRequest {
         replicas: args.replicas,
     };
-    let path = format!("/rcs/{}/scale", segment(name));
+    let path = format!("/rcs/{}/scale{}", segment(name), args.ack.query());
     let response: CommandResponse =
         client::block_on(client.send_json(Method::PUT, &path, &request))??;
     writeln!(

@@ -23,8 +23,9 @@ pub enum PeerTimer {
     Publish,
     /// Push the records learned or changed since the last push.
     Push,
-    /// The startup grace of a restarted peer is over (see `resume.rs`).
-    Settled,
+    /// A grace may be over: the startup grace of a restarted peer, or the
+    /// one given to a member that left gracefully (see `resume.rs`).
+    Grace,
 }
 
 /// What the driver must do. Drain with `Peer::poll_output` after every input.

@@ -131,6 +131,12 @@ pub struct Peer {
     remembered: Vec<PeerIdentity>,
     /// The startup grace of a restarted peer, while it lasts.
     settling: Option<resume::Settling>,
+    /// Members seen going down, with when: still worth trying after a
+    /// restart for a while (see [`resume::REMEMBER_DEPARTED_FOR`]).
+    departed: BTreeMap<NodeId, (PeerIdentity, Duration)>,
+    /// Members that left gracefully with their pods running, and until when
+    /// placement still counts them (see `resume.rs`).
+    departing: BTreeMap<NodeId, Duration>,
 }
 
 impl Peer {
@@ -161,6 +167,8 @@ impl Peer {
             leaving: false,
             remembered: Vec::new(),
             settling: None,
+            departed: BTreeMap::new(),
+            departing: BTreeMap::new(),
             config,
         }
     }
@@ -298,7 +306,7 @@ impl Peer {
                 }
             }
             PeerTimer::Push => self.flush_push(),
-            PeerTimer::Settled => self.handle_settled_timer(now),
+            PeerTimer::Grace => self.handle_grace_timer(now),
         }
     }
 
@@ -340,6 +348,20 @@ impl Peer {
         self.refresh_members();
         self.placement_dirty = true;
         self.request_reconcile(now);
+    }
+
+    /// First step of a graceful stop whose pods keep running (a restart,
+    /// an upgrade): publishes that we are leaving, so the others hold our
+    /// replicas for a grace instead of starting copies at once. Give the
+    /// pushes a moment to leave, then call [`Peer::leave`].
+    pub fn prepare_leave(&mut self, now: Duration) {
+        self.config.info.leaving = true;
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
+        self.flush_push();
     }
 
     /// Leave the cluster gracefully (tells a few members we are going).
@@ -400,12 +422,16 @@ impl Peer {
                         view_changed = true;
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberUp(id.node)));
+                        self.departed.remove(&id.node);
+                        self.departing.remove(&id.node);
                         self.settle_member(now, id.node);
                     }
                     MembershipEvent::Down(id) => {
                         view_changed = true;
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberDown(id.node)));
+                        self.departed.insert(id.node, (id, now));
+                        self.member_left(now, id.node);
                         self.settle_member(now, id.node);
                     }
                     MembershipEvent::Renamed { .. } => view_changed = true,

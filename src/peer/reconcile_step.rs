@@ -65,14 +65,10 @@ impl Peer {
             .observed
             .nodes()
             .map(|(node, record)| {
-                // During the startup grace remembered members count as
-                // alive: their replicas stay theirs (see `resume.rs`).
-                let alive = node == me
-                    || self.members.contains_key(&node)
-                    || self
-                        .settling
-                        .as_ref()
-                        .is_some_and(|s| s.waiting.contains(&node));
+                // Members held for a grace count as alive: their replicas
+                // stay theirs (see `resume.rs`).
+                let alive =
+                    node == me || self.members.contains_key(&node) || self.held_for_grace(node);
                 let candidate = NodeCandidate {
                     info: record.info.clone(),
                     alive,

@@ -17,6 +17,13 @@
 //! soon as it starts) plus the suspicion window in which SWIM would have
 //! declared an unresponsive member down. A member still missing then is
 //! treated as down, and its replicas are placed elsewhere.
+//!
+//! **Graceful leave.** A peer that stops gracefully (SIGTERM: a restart,
+//! an upgrade, a site powering down) leaves its pods running. It first
+//! publishes `leaving` in its node record; a member that sees it go down
+//! then keeps its replicas placed on it for the same grace, so a peer that
+//! comes back adopts its pods and nobody started copies meanwhile. A peer
+//! killed outright (no `leaving`) is replaced at once, as before.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -30,6 +37,11 @@ use shoal_gossip::{PeerIdentity, Preset};
 
 use super::io::{Output, PeerEvent, PeerTimer};
 use super::{Peer, PeerConfig, ms};
+
+/// Members that went down this recently are still remembered: a site
+/// being shut down machine by machine (or all at once, each peer seeing the
+/// others leave first) should find all of them again when it comes back.
+pub const REMEMBER_DEPARTED_FOR: Duration = Duration::from_secs(10 * 60);
 
 /// What a peer writes to disk and resumes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +92,9 @@ impl Peer {
     }
 
     /// What to write to disk now: the state, and the members to try at the
-    /// next start (the active ones, plus remembered ones not seen yet).
-    pub fn persisted(&self) -> Persisted {
+    /// next start (the active ones, those that went down in the last
+    /// [`REMEMBER_DEPARTED_FOR`], and remembered ones not seen yet).
+    pub fn persisted(&self, now: Duration) -> Persisted {
         let me = self.config.node;
         let mut members: Vec<PeerIdentity> = self
             .membership
@@ -89,6 +102,12 @@ impl Peer {
             .into_iter()
             .filter(|m| m.node != me)
             .collect();
+        members.extend(
+            self.departed
+                .values()
+                .filter(|(_, at)| now.saturating_sub(*at) < REMEMBER_DEPARTED_FOR)
+                .map(|(id, _)| *id),
+        );
         if let Some(settling) = &self.settling {
             members.extend(
                 self.remembered
@@ -97,7 +116,9 @@ impl Peer {
             );
         }
         members.sort_unstable();
-        members.dedup();
+        // One identity per node: the newest.
+        members.reverse();
+        members.dedup_by_key(|m| m.node);
         Persisted {
             state: self.state.clone(),
             members,
@@ -128,17 +149,17 @@ impl Peer {
         if waiting.is_empty() {
             return;
         }
-        let grace = self
-            .config
-            .startup_grace
-            .unwrap_or_else(|| startup_grace(self.config.preset, waiting.len() + 1));
-        let until = now + grace;
+        let until = now
+            + self
+                .config
+                .startup_grace
+                .unwrap_or_else(|| startup_grace(self.config.preset, waiting.len() + 1));
         self.settling = Some(Settling {
             began: now,
             until,
             waiting,
         });
-        self.schedule(until, PeerTimer::Settled);
+        self.schedule(until, PeerTimer::Grace);
     }
 
     /// A member became active, or was declared down: either way the grace
@@ -152,11 +173,49 @@ impl Peer {
         }
     }
 
-    /// The grace timer fired (stale if the grace already ended).
-    pub(super) fn handle_settled_timer(&mut self, now: Duration) {
+    /// A member went down: if it said it was leaving with its pods
+    /// running, placement holds its replicas for the grace.
+    pub(super) fn member_left(&mut self, now: Duration, node: NodeId) {
+        let leaving = self
+            .state
+            .observed
+            .get(node)
+            .is_some_and(|r| r.info.leaving);
+        if !leaving {
+            return;
+        }
+        let until = now + self.grace();
+        self.departing.insert(node, until);
+        self.schedule(until, PeerTimer::Grace);
+    }
+
+    /// True when placement counts `node` as alive although SWIM does not:
+    /// a remembered member during our startup grace, or a member that left
+    /// gracefully, during its grace.
+    pub(super) fn held_for_grace(&self, node: NodeId) -> bool {
+        self.settling
+            .as_ref()
+            .is_some_and(|s| s.waiting.contains(&node))
+            || self.departing.contains_key(&node)
+    }
+
+    /// A grace timer fired: end what is due (stale timers change nothing).
+    pub(super) fn handle_grace_timer(&mut self, now: Duration) {
         if self.settling.as_ref().is_some_and(|s| now >= s.until) {
             self.end_settling(now);
         }
+        let before = self.departing.len();
+        self.departing.retain(|_, until| *until > now);
+        if self.departing.len() != before {
+            self.placement_dirty = true;
+            self.request_reconcile(now);
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        self.config
+            .startup_grace
+            .unwrap_or_else(|| startup_grace(self.config.preset, self.members.len() + 1))
     }
 
     fn end_settling(&mut self, now: Duration) {

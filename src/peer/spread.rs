@@ -231,6 +231,12 @@ impl Peer {
             if after != before {
                 if after.as_ref().map(|a| &a.1) != before.as_ref().map(|b| &b.1) {
                     self.placement_dirty = true;
+                    // Node info changes rarely (health, labels, leaving) and
+                    // every peer's placement needs it at once: forward it
+                    // like desired state, once per version.
+                    let mut one = ObservedDelta::default();
+                    one.nodes.insert(node, record.clone());
+                    self.queue_push(now, one.into());
                 }
                 changed.observed.nodes.insert(node, record);
             }

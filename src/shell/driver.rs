@@ -136,7 +136,8 @@ impl Driver {
                     // acknowledgement): merge it, answer once it is on disk.
                     self.peer.handle_sync(wall_now(), request.remote, &request.body);
                     self.drain(&mut ls);
-                    ls.acks.hold(self.writer.last_queued(), Held::Replica(request.responder));
+                    let seq = self.writer.last_queued();
+                    self.hold(&mut ls, seq, Held::Replica(request.responder));
                 }
                 Some(observation) = self.observations.recv() => {
                     tracing::debug!(pod = %observation.pod, event = ?observation.event, "observed");
@@ -154,17 +155,22 @@ impl Driver {
                 _ = persist_tick.tick() => {
                     if self.peer.state_changes() != persisted_at {
                         persisted_at = self.peer.state_changes();
-                        self.writer.snapshot(self.peer.persisted());
+                        self.writer.snapshot(self.peer.persisted(wall_now()));
                     }
                 }
             }
             self.drain(&mut ls);
         }
 
-        tracing::info!("leaving the cluster");
+        tracing::info!("leaving the cluster (pods keep running)");
+        self.peer.prepare_leave(wall_now());
+        self.drain(&mut ls);
+        // Let the "leaving" record reach the others before SWIM says we are
+        // down, so they hold our replicas instead of starting copies.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         self.peer.leave(wall_now());
         self.drain(&mut ls);
-        self.writer.snapshot(self.peer.persisted());
+        self.writer.snapshot(self.peer.persisted(wall_now()));
         // Give the leave datagrams a moment to go out before closing.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let writer = self.writer;
@@ -211,8 +217,10 @@ impl Driver {
                 let replication = (ack == Ack::Replicated).then(|| self.replicate(records));
                 // Also an unchanged write waits: the state it found must be
                 // durable before we say so.
-                ls.acks.hold(
-                    self.writer.last_queued(),
+                let seq = self.writer.last_queued();
+                self.hold(
+                    ls,
+                    seq,
                     Held::Command {
                         reply,
                         outcome,
@@ -224,6 +232,14 @@ impl Driver {
                 let _ = reply.send(Snapshot::of(&self.peer, &self.cluster));
             }
         }
+    }
+
+    /// Holds `answer` until `seq` is durable (at once if it already is:
+    /// an unchanged write may have nothing new to wait for).
+    fn hold(&self, ls: &mut LoopState, seq: u64, answer: Held) {
+        ls.acks.hold(seq, answer);
+        let durability = self.writer.durability().borrow().clone();
+        ls.acks.release(&durability);
     }
 
     /// Asks a few live members to store `records` durably.

@@ -209,6 +209,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         runtime_healthy: false,
         runtime_error: Some("not checked yet".into()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        leaving: false,
     }
 }
 

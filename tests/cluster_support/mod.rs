@@ -279,6 +279,94 @@ impl Cluster {
         replicas
     }
 
+    /// Stops peer `i` as an operator or a shutdown would (SIGTERM): it
+    /// leaves the cluster gracefully and saves its state. Its containers
+    /// keep running on the engine.
+    pub fn terminate(&mut self, i: usize) {
+        if let Some(mut child) = self.peers[i].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs every peer of `ids` at once (a site losing power with a
+    /// UPS: each leaves and saves its state), then waits for all.
+    pub fn terminate_all(&mut self, ids: &[usize]) {
+        for &i in ids {
+            if let Some(child) = &self.peers[i].child {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+            }
+        }
+        for &i in ids {
+            self.terminate(i);
+        }
+    }
+
+    /// The node id peer `i` chose, as container labels spell it.
+    pub fn node_id(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.peers[i].data_dir.join("node.json"))
+            .expect("peer has a node.json");
+        let v: Value = serde_json::from_str(&text).expect("node.json is JSON");
+        format!("{:016x}", v["identity"]["node_id"].as_u64().unwrap())
+    }
+
+    /// Machine `i` is gone for good: its peer is killed, and its containers
+    /// with it (what a per-node engine would do).
+    pub fn destroy(&mut self, i: usize) {
+        self.kill9(i);
+        self.remove_node_containers(i);
+    }
+
+    /// Removes every container of peer `i`'s node from the engine.
+    pub fn remove_node_containers(&self, i: usize) {
+        remove_containers(&[
+            format!("label=io.shoal.cluster={}", self.cluster_id),
+            format!("label=io.shoal.node={}", self.node_id(i)),
+        ]);
+    }
+
+    /// `(replica, node id)` of every running container of `rc` on the
+    /// engine, sorted: ground truth, including copies a test should not see.
+    pub fn engine_copies(&self, rc: &str) -> Vec<(String, String)> {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "--filter",
+                &format!("label=io.shoal.cluster={}", self.cluster_id),
+                "--filter",
+                &format!("label=io.shoal.rc={rc}"),
+                "--filter",
+                "label=io.shoal.container-index=0",
+                "--format",
+                "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}",
+            ])
+            .output()
+            .expect("docker ps");
+        let mut copies: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, n)| (r.to_owned(), n.to_owned()))
+            .collect();
+        copies.sort();
+        copies
+    }
+
+    /// `(running, ready)` of RC `rc` as peer `i` counts them.
+    pub fn rc_counts(&self, i: usize, rc: &str) -> Option<(u64, u64)> {
+        let rcs = self.try_get_json(i, "rc")?;
+        let row = rcs.as_array()?.iter().find(|r| r["name"] == rc)?;
+        Some((row["running"].as_u64()?, row["ready"].as_u64()?))
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.peers[i].child.take() {
             let _ = child.kill();
@@ -337,29 +425,34 @@ impl Drop for Cluster {
             self.kill9(i);
         }
         if !self.cluster_id.is_empty() {
-            let ids = Command::new("docker")
-                .args([
-                    "ps",
-                    "-aq",
-                    "--filter",
-                    &format!("label=io.shoal.cluster={}", self.cluster_id),
-                ])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            remove_containers(&[format!("label=io.shoal.cluster={}", self.cluster_id)]);
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// `docker rm -f` every container matching all `filters`.
+fn remove_containers(filters: &[String]) {
+    let mut args = vec!["ps".to_owned(), "-aq".to_owned()];
+    for f in filters {
+        args.push("--filter".into());
+        args.push(f.clone());
+    }
+    let ids = Command::new("docker")
+        .args(&args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

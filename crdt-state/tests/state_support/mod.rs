@@ -74,6 +74,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         runtime_healthy: true,
         runtime_error: None,
         version: "0.1.0".to_owned(),
+        leaving: false,
     }
 }
 

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use shoal_crdt_state::{image_ref, manifest};
 
@@ -15,13 +15,37 @@ use super::models::{
 };
 use super::{ApiState, views};
 use crate::peer::{Command, CommandError, CommandOutcome};
+use crate::shell::handle::Ack;
+
+/// `?wait=durable` (the default) or `?wait=replicated` on every write: when
+/// the answer is sent (see [`Ack`]).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct WaitQuery {
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn ack(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Ack, ApiError> {
+        let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        match query.wait.as_deref() {
+            None | Some("durable") => Ok(Ack::Durable),
+            Some("replicated") => Ok(Ack::Replicated),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "wait={other:?} is not known; use wait=durable (the default: on this peer's disk) \
+                 or wait=replicated (on the disk of another live peer too)"
+            ))),
+        }
+    }
+}
 
 /// `POST /rcs`: every RC of the manifest, or none if any document is invalid.
 /// 201 when something was created, 200 otherwise.
 pub(super) async fn apply(
     State(state): State<ApiState>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplyResponse>), ApiError> {
+    let ack = WaitQuery::ack(query)?;
     let body = body?;
     let text = std::str::from_utf8(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -34,7 +58,7 @@ pub(super) async fn apply(
     let mut created = false;
     for spec in parsed.specs {
         let name = spec.name.clone();
-        let outcome = state.handle.command(Command::Apply(spec)).await?;
+        let outcome = state.handle.command_with(Command::Apply(spec), ack).await?;
         created |= outcome == CommandOutcome::Created;
         applied.push(AppliedJson {
             name,
@@ -72,8 +96,10 @@ pub(super) async fn describe(
 pub(super) async fn scale(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Json<ScaleRequest>, JsonRejection>,
 ) -> Result<Json<CommandResponse>, ApiError> {
+    let ack = WaitQuery::ack(query)?;
     let Json(ScaleRequest { replicas }) = body?;
     let max = manifest::validate::MAX_REPLICAS;
     if replicas > max {
@@ -84,10 +110,13 @@ pub(super) async fn scale(
     }
     let outcome = state
         .handle
-        .command(Command::Scale {
-            name: name.clone(),
-            replicas,
-        })
+        .command_with(
+            Command::Scale {
+                name: name.clone(),
+                replicas,
+            },
+            ack,
+        )
         .await?;
     Ok(Json(response(name, outcome)))
 }
@@ -95,8 +124,10 @@ pub(super) async fn scale(
 pub(super) async fn rolling_update(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Json<RollingUpdateRequest>, JsonRejection>,
 ) -> Result<Json<CommandResponse>, ApiError> {
+    let ack = WaitQuery::ack(query)?;
     let Json(RollingUpdateRequest { image, container }) = body?;
     // Refused here without a trip to the peer; the core checks it again for
     // its other callers.
@@ -105,11 +136,14 @@ pub(super) async fn rolling_update(
     }
     let outcome = state
         .handle
-        .command(Command::RollingUpdate {
-            name: name.clone(),
-            image,
-            container,
-        })
+        .command_with(
+            Command::RollingUpdate {
+                name: name.clone(),
+                image,
+                container,
+            },
+            ack,
+        )
         .await?;
     Ok(Json(response(name, outcome)))
 }
@@ -117,10 +151,12 @@ pub(super) async fn rolling_update(
 pub(super) async fn delete(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<CommandResponse>, ApiError> {
+    let ack = WaitQuery::ack(query)?;
     let outcome = state
         .handle
-        .command(Command::Delete { name: name.clone() })
+        .command_with(Command::Delete { name: name.clone() }, ack)
         .await?;
     Ok(Json(response(name, outcome)))
 }

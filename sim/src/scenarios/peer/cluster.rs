@@ -149,6 +149,7 @@ fn node_info(slot: Slot) -> NodeInfo {
         runtime_healthy: true,
         runtime_error: None,
         version: "sim".into(),
+        leaving: false,
     }
 }
 

@@ -1,0 +1,193 @@
+//! Whole-site restarts with real peers: `shoal up` processes on loopback
+//! addresses, real QUIC, the real Docker engine.
+//!
+//! Bound documented in the README: after the last peer of a restarted site
+//! is up, every peer sees the others within seconds, and exactly the
+//! declared replicas run, all ready, within the startup grace (about 9 s on
+//! LAN: one join-retry cycle plus the suspicion window) plus a container
+//! start; the tests allow 40 s for a loaded CI machine.
+
+mod cluster_support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use cluster_support::{Cluster, hello_rc, wait_until};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Applies `replicas` copies of the hello pod at peer 0 and waits until
+/// each runs once.
+fn run_web(cluster: &Cluster, replicas: u32) {
+    let manifest = cluster.manifest(
+        "web.yaml",
+        &hello_rc("web", replicas, "shoal-test/hello:1.0"),
+    );
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let running = wait_until(Duration::from_secs(60), || {
+        cluster.engine_copies("web").len() == replicas as usize
+            && cluster.rc_counts(0, "web") == Some((replicas.into(), replicas.into()))
+    });
+    assert!(
+        running,
+        "web never ran {replicas} copies: {:?}\n{}",
+        cluster.engine_copies("web"),
+        cluster.log_tail(0)
+    );
+}
+
+/// Every replica index below `n` runs exactly once on the engine.
+fn exactly(copies: &[(String, String)], n: u32) -> bool {
+    let replicas: Vec<String> = copies.iter().map(|(r, _)| r.clone()).collect();
+    let mut want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    want.sort();
+    replicas == want
+}
+
+/// Waits until `peers` all see exactly each other alive, every replica of
+/// `web` runs once, and `peers[0]` counts them all ready. Returns the peak
+/// number of copies seen meanwhile.
+fn wait_converged(cluster: &Cluster, peers: &[usize], n: u32, since: Instant) -> usize {
+    let mut peak = 0;
+    let mut all_seen: Option<Duration> = None;
+    let done = wait_until(Duration::from_secs(40), || {
+        let copies = cluster.engine_copies("web");
+        peak = peak.max(copies.len());
+        let seen = peers
+            .iter()
+            .all(|&i| cluster.count_nodes(i, "Alive") == peers.len());
+        if seen && all_seen.is_none() {
+            all_seen = Some(since.elapsed());
+        }
+        seen && exactly(&copies, n)
+            && cluster.rc_counts(peers[0], "web") == Some((n.into(), n.into()))
+    });
+    assert!(
+        done,
+        "not converged: copies {:?}, rc at peer {}: {:?}, nodes {:?}\n{}",
+        cluster.engine_copies("web"),
+        peers[0],
+        cluster.rc_counts(peers[0], "web"),
+        cluster.try_get_json(peers[0], "nodes"),
+        cluster.log_tail(peers[0])
+    );
+    eprintln!(
+        "all peers saw each other after {:?}; exactly {n} ready after {:?}; peak copies {peak}",
+        all_seen.unwrap_or_default(),
+        since.elapsed()
+    );
+    peak
+}
+
+#[test]
+fn a_site_restart_without_its_seed_re_forms_and_runs_exactly_the_declared_replicas() {
+    let mut cluster = Cluster::start(24, 3);
+    run_web(&cluster, 3);
+
+    // Power off: every peer stops at once (each saves its state); machine 0
+    // — everyone's --join seed — never comes back, and its containers are
+    // gone with it.
+    cluster.terminate_all(&[0, 1, 2]);
+    cluster.destroy(0);
+    let restarted = Instant::now();
+    cluster.spawn(1);
+    cluster.spawn(2);
+    wait_converged(&cluster, &[1, 2], 3, restarted);
+    let nodes: BTreeSet<String> = cluster
+        .engine_copies("web")
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect();
+    assert!(
+        !nodes.contains(&cluster.node_id(0)),
+        "a copy still claims the dead node"
+    );
+}
+
+#[test]
+fn a_site_restart_in_random_order_adopts_every_pod_without_duplicates() {
+    let mut cluster = Cluster::start(25, 5);
+    run_web(&cluster, 5);
+
+    let seed = std::process::id() as usize;
+    let mut order: Vec<usize> = vec![1, 2, 3, 4];
+    for i in (1..order.len()).rev() {
+        order.swap(i, (seed / (i + 1)) % (i + 1));
+    }
+    order.push(0); // the seed comes back last
+    eprintln!("restart order {order:?} (from seed {seed})");
+
+    cluster.terminate_all(&[0, 1, 2, 3, 4]);
+    // Peers that see the others leave a few milliseconds before their own
+    // SIGTERM may start a replacement: that copy is there before the
+    // restart, and the restart must not add to it.
+    std::thread::sleep(Duration::from_secs(1));
+    let after_stop = cluster.engine_copies("web").len();
+    eprintln!("copies after the stop: {after_stop}");
+    let restarted = Instant::now();
+    let mut peak = 0;
+    for &i in &order {
+        cluster.spawn(i);
+        peak = peak.max(cluster.engine_copies("web").len());
+    }
+    peak = peak.max(wait_converged(&cluster, &[0, 1, 2, 3, 4], 5, restarted));
+    // Adopted pods, not new ones: the containers that ran before the
+    // restart still run, and the restart started no extra copy.
+    assert!(
+        peak <= after_stop.max(5),
+        "the restart added copies: peak {peak}, {after_stop} after the stop"
+    );
+}
+
+#[test]
+fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() {
+    let mut cluster = Cluster::start(30, 3);
+    run_web(&cluster, 3);
+    let victim = 2;
+    let victim_node = cluster.node_id(victim);
+    let held: Vec<String> = cluster
+        .engine_copies("web")
+        .into_iter()
+        .filter(|(_, node)| *node == victim_node)
+        .map(|(replica, _)| replica)
+        .collect();
+    assert!(!held.is_empty(), "peer {victim} runs no replica");
+
+    // A restart (upgrade): SIGTERM, back a few seconds later. Its pods keep
+    // running meanwhile, so nobody starts a copy.
+    cluster.terminate(victim);
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        cluster.engine_copies("web").len(),
+        3,
+        "copies started while the peer restarted"
+    );
+    cluster.spawn(victim);
+    wait_converged(&cluster, &[0, 1, 2], 3, stopped);
+
+    // Stopped for good (its machine powered down with its containers): its
+    // replicas are started elsewhere once the grace is over.
+    cluster.terminate(victim);
+    let gone = Instant::now();
+    cluster.remove_node_containers(victim);
+    let replaced = wait_until(Duration::from_secs(40), || {
+        let copies = cluster.engine_copies("web");
+        exactly(&copies, 3) && copies.iter().all(|(_, n)| *n != victim_node)
+    });
+    assert!(replaced, "not replaced: {:?}", cluster.engine_copies("web"));
+    let after = gone.elapsed();
+    eprintln!("replicas of a gracefully stopped peer replaced after {after:?}");
+    assert!(
+        after >= Duration::from_secs(5),
+        "replaced before the grace: {after:?}"
+    );
+}
