@@ -43,6 +43,7 @@ fn node(id: u64) -> NodeCandidate {
             runtime_error: None,
             version: String::new(),
             leaving: false,
+            started_ms: 0,
         },
         alive: true,
     }

@@ -33,6 +33,7 @@ fn peer_with_web() -> Peer {
         runtime_error: None,
         version: "test".into(),
         leaving: false,
+        started_ms: 0,
     };
     let mut peer = Peer::new(PeerConfig::new(NodeId(1), addr, info));
     peer.start(NOW, &[], &[]);

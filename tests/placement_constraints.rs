@@ -29,6 +29,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
             runtime_error: None,
             version: String::new(),
             leaving: false,
+            started_ms: 0,
         },
         alive: true,
     }

@@ -29,6 +29,7 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
             runtime_error: None,
             version: String::new(),
             leaving: false,
+            started_ms: 0,
         },
         alive: true,
     }

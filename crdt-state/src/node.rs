@@ -39,4 +39,7 @@ pub struct NodeInfo {
     /// keep its replicas placed on it for a grace before replacing them,
     /// so it can come back and adopt them without duplicates.
     pub leaving: bool,
+    /// When this peer process started (wall ms): of two new nodes that
+    /// claim one name, the younger gives way.
+    pub started_ms: u64,
 }

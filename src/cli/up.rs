@@ -79,6 +79,15 @@ pub struct UpArgs {
     /// only: an acknowledged write can then be lost in a crash.
     #[arg(long, hide = true)]
     pub unsafe_no_fsync: bool,
+    /// A new peer whose --join seeds never answer exits with an error
+    /// after this long (`30s`, `2m`). A restarted peer keeps trying the
+    /// members it remembers instead.
+    #[arg(long, default_value = "30s", value_parser = super::rolling_update::parse_duration)]
+    pub join_timeout: std::time::Duration,
+    /// If no --join seed answers, keep running as a one-node cluster (and
+    /// keep trying the seeds) instead of exiting.
+    #[arg(long)]
+    pub start_alone: bool,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -158,6 +167,8 @@ impl UpArgs {
                 NetworkPreset::Wan => Preset::Wan,
             },
             fsync: !self.unsafe_no_fsync,
+            join_timeout: self.join_timeout,
+            start_alone: self.start_alone,
         })
     }
 }
@@ -191,11 +202,17 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         // A peer whose stdout is gone (`shoal up | head`) keeps running.
         let _ = print_banner(&mut std::io::stdout().lock(), &running, &config);
 
-        wait_for_signal().await;
+        let fatal = tokio::select! {
+            () = wait_for_signal() => None,
+            Ok(why) = running.fatal => Some(why),
+        };
         let _ = running.shutdown.send(true);
         let _ = running.driver.await;
         let _ = api_task.await;
-        Ok(())
+        match fatal {
+            Some(why) => Err(anyhow::anyhow!(why)),
+            None => Ok(()),
+        }
     })
 }
 

@@ -65,6 +65,13 @@ pub enum PeerEvent {
     Rejoined,
     /// Declared down and unable to rejoin: restart the process.
     Defunct,
+    /// This new peer's name is already used by a live member: the shell
+    /// refuses to run it (names are how users tell nodes apart).
+    NameTaken {
+        name: String,
+        by: NodeId,
+        addr: String,
+    },
     /// The startup grace of a restarted peer ended after `after_ms`;
     /// `missing` are remembered members still not seen (treated as down).
     Settled {

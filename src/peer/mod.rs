@@ -137,7 +137,23 @@ pub struct Peer {
     /// Members that left gracefully with their pods running, and until when
     /// placement still counts them (see `resume.rs`).
     departing: BTreeMap<NodeId, Duration>,
+    /// A new node checks that no live member uses its name, until this
+    /// long after it first saw another member; `None` once done.
+    name_check: Option<NameCheck>,
 }
+
+/// The duplicate-name check of a new node (see [`PeerEvent::NameTaken`]).
+/// Only the younger of two nodes with one name gives way (by
+/// `NodeInfo::started_ms`, then node id), so both never refuse.
+#[derive(Debug, Clone, Default)]
+struct NameCheck {
+    /// When we first saw another member.
+    connected_at: Option<Duration>,
+}
+
+/// How long a new node watches for a live member with its name after it
+/// joined: long enough for every member's record to reach it.
+const NAME_CHECK_FOR: Duration = Duration::from_secs(10);
 
 impl Peer {
     pub fn new(config: PeerConfig) -> Peer {
@@ -169,6 +185,7 @@ impl Peer {
             settling: None,
             departed: BTreeMap::new(),
             departing: BTreeMap::new(),
+            name_check: None,
             config,
         }
     }
@@ -244,6 +261,9 @@ impl Peer {
     /// for this node (adoption).
     pub fn start(&mut self, now: Duration, seeds: &[SocketAddr], existing: &[ExistingPod]) {
         self.local.adopt(existing);
+        if self.state.observed.get(self.config.node).is_none() {
+            self.name_check = Some(NameCheck::default());
+        }
         let delta = self
             .state
             .observed
@@ -291,6 +311,7 @@ impl Peer {
                 self.drain_membership(now);
             }
             PeerTimer::AntiEntropy => {
+                self.check_name(now);
                 self.start_anti_entropy();
                 self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
             }
@@ -455,8 +476,41 @@ impl Peer {
         }
         if view_changed {
             self.refresh_members();
+            self.check_name(now);
             self.placement_dirty = true;
             self.request_reconcile(now);
+        }
+    }
+
+    /// Reports an older live member that uses our name, while a new node
+    /// checks.
+    fn check_name(&mut self, now: Duration) {
+        let Some(check) = &mut self.name_check else {
+            return;
+        };
+        if self.members.is_empty() {
+            return;
+        }
+        let connected_at = *check.connected_at.get_or_insert(now);
+        let me = self.config.node;
+        let mine = (self.config.info.started_ms, me);
+        let name = &self.config.info.name;
+        let taken = self.state.observed.nodes().find(|(id, r)| {
+            *id != me
+                && r.info.name == *name
+                && self.members.contains_key(id)
+                && (r.info.started_ms, *id) < mine
+        });
+        if let Some((by, record)) = taken {
+            let event = PeerEvent::NameTaken {
+                name: name.clone(),
+                by,
+                addr: record.info.peer_addr.clone(),
+            };
+            self.outputs.push_back(Output::Event(event));
+            self.name_check = None;
+        } else if now >= connected_at + NAME_CHECK_FOR {
+            self.name_check = None;
         }
     }
 

@@ -125,6 +125,11 @@ impl Peer {
         }
     }
 
+    /// True when the peer resumed with members to try (it keeps trying them).
+    pub fn remembers_members(&self) -> bool {
+        !self.remembered.is_empty()
+    }
+
     /// True during the startup grace of a restarted peer.
     pub fn is_settling(&self) -> bool {
         self.settling.is_some()

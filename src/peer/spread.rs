@@ -244,6 +244,9 @@ impl Peer {
         if !changed.is_empty() {
             self.state_changes += 1;
             self.stats.merges += 1;
+            if !changed.observed.is_empty() {
+                self.check_name(now);
+            }
             if !changed.desired.is_empty() {
                 self.rcs_dirty = true;
                 self.placement_dirty = true;

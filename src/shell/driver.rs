@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::acks::{self, Acks, Held};
 use super::handle::{Ack, Request, Snapshot};
+use super::join_watch::{JoinVerdict, JoinWatch};
 use super::persist::{Durability, Writer};
 use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
 use crate::peer::{Output, Peer, PeerEvent, PeerTimer};
@@ -56,6 +57,10 @@ pub struct Driver {
     pub requests: mpsc::Receiver<Request>,
     /// Makes the state durable, off this task.
     pub writer: Writer,
+    /// Watches the join until another member is seen; `None`: nothing to join.
+    pub join_watch: Option<JoinWatch>,
+    /// Told why the peer must stop (a join that cannot complete).
+    pub fatal: Option<tokio::sync::oneshot::Sender<String>>,
 }
 
 /// Timers in deadline order; ties in the order they were scheduled.
@@ -153,6 +158,7 @@ impl Driver {
                 }
                 Some(request) = self.requests.recv() => self.answer(request, &mut ls),
                 _ = persist_tick.tick() => {
+                    self.watch_join();
                     if self.peer.state_changes() != persisted_at {
                         persisted_at = self.peer.state_changes();
                         self.writer.snapshot(self.peer.persisted(wall_now()));
@@ -181,6 +187,24 @@ impl Driver {
             tracing::error!("the final state write did not finish");
         }
         self.transport.shutdown().await;
+    }
+
+    /// Reports a join that does not complete; gives up when told to.
+    fn watch_join(&mut self) {
+        let Some(watch) = &mut self.join_watch else {
+            return;
+        };
+        match watch.check(wall_now(), &self.peer, &self.transport) {
+            JoinVerdict::Waiting => {}
+            JoinVerdict::Joined => self.join_watch = None,
+            JoinVerdict::GiveUp(why) => {
+                self.join_watch = None;
+                tracing::error!("{why}");
+                if let Some(fatal) = self.fatal.take() {
+                    let _ = fatal.send(why);
+                }
+            }
+        }
     }
 
     fn report_health(&mut self, health: &shoal_runtime::vocabulary::RuntimeHealth) {
@@ -280,6 +304,16 @@ impl Driver {
                     ls.persisted.merge(delta.clone());
                     self.writer.append(delta);
                 }
+                Output::Event(PeerEvent::NameTaken { name, by, addr }) => {
+                    let why = format!(
+                        "the node name {name:?} is already used by the live node {by} at {addr}; \
+                         start this peer with another --name (or stop the other one first)"
+                    );
+                    tracing::error!("{why}");
+                    if let Some(fatal) = self.fatal.take() {
+                        let _ = fatal.send(why);
+                    }
+                }
                 Output::Event(event) => log_event(&event),
             }
         }
@@ -323,5 +357,6 @@ fn log_event(event: &PeerEvent) {
         ),
         PeerEvent::Unplaced { pod, reason } => tracing::warn!(%pod, %reason, "replica unplaced"),
         PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
+        PeerEvent::NameTaken { .. } => {}
     }
 }

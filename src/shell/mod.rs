@@ -4,11 +4,13 @@
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
 //! - [`persist`]: the data dir and the writer thread (durable writes).
 //! - [`acks`]: answers held until the write they acknowledge is durable.
+//! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 
 pub mod acks;
 pub mod api;
 pub mod driver;
 pub mod handle;
+pub mod join_watch;
 pub mod persist;
 pub mod up;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
@@ -11,10 +12,11 @@ use shoal_crdt_state::spec::Resources;
 use shoal_gossip::Preset;
 use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::{Driver, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
+use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
 use crate::peer::{Peer, PeerConfig};
 
@@ -41,6 +43,10 @@ pub struct UpConfig {
     /// Wait for the disk before acknowledging writes. Off only for
     /// benchmarks: an acknowledged write may then be lost in a crash.
     pub fsync: bool,
+    /// A fresh peer whose seeds do not answer gives up after this long.
+    pub join_timeout: Duration,
+    /// ... unless this is set: it then runs alone until a seed answers.
+    pub start_alone: bool,
 }
 
 /// A running peer: its API handle and how to stop it.
@@ -52,6 +58,8 @@ pub struct Running {
     pub advertise: SocketAddr,
     pub shutdown: watch::Sender<bool>,
     pub driver: tokio::task::JoinHandle<()>,
+    /// Says why the peer must stop on its own (a join that cannot complete).
+    pub fatal: oneshot::Receiver<String>,
 }
 
 /// Loads or creates the node identity, binds the transport, connects to the
@@ -94,6 +102,13 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     };
     let writer = Writer::spawn(&data, config.fsync)?;
     peer.start(wall_now(), &config.join, &existing);
+    // A restarted peer keeps trying the members it remembers (its site may
+    // still be booting); a fresh one gives up on seeds that never answer.
+    let join_watch = (!config.join.is_empty() || peer.remembers_members()).then(|| {
+        let give_up = !(peer.remembers_members() || config.start_alone);
+        JoinWatch::new(wall_now(), give_up.then_some(config.join_timeout))
+    });
+    let (fatal_tx, fatal) = oneshot::channel();
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -106,6 +121,8 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         observations,
         requests,
         writer,
+        join_watch,
+        fatal: Some(fatal_tx),
     };
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {
@@ -118,6 +135,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         advertise,
         shutdown,
         driver,
+        fatal,
     })
 }
 
@@ -210,6 +228,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         runtime_error: Some("not checked yet".into()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         leaving: false,
+        started_ms: u64::try_from(wall_now().as_millis()).unwrap_or(u64::MAX),
     }
 }
 

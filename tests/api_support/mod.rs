@@ -64,6 +64,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             runtime_error: None,
             version: "test".to_owned(),
             leaving: false,
+            started_ms: 0,
         };
         let mut peer = Peer::new(PeerConfig::new(NodeId(i as u64 + 1), peer_addr, info));
         let seeds: Vec<SocketAddr> = peers

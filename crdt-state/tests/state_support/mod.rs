@@ -75,6 +75,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         runtime_error: None,
         version: "0.1.0".to_owned(),
         leaving: false,
+        started_ms: 0,
     }
 }
 

@@ -182,6 +182,9 @@ struct Shared {
     runtime: Handle,
     /// Set by `shutdown`: new sends fail and new connections are refused.
     closing: AtomicBool,
+    /// Why the last dial to each address failed, until one succeeds: what
+    /// a peer that cannot join reports to its operator.
+    dial_failures: Mutex<HashMap<SocketAddr, String>>,
 }
 
 impl Shared {
@@ -276,6 +279,7 @@ impl QuicTransport {
             counters: Arc::default(),
             runtime: runtime.clone(),
             closing: AtomicBool::new(false),
+            dial_failures: Mutex::new(HashMap::new()),
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
         tracing::info!(%local_addr, cluster = %shared.config.token.cluster_id(), "QUIC transport bound");
@@ -292,6 +296,18 @@ impl QuicTransport {
     /// The bound UDP address (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Why the last attempt to connect to `to` failed, if it did and no
+    /// attempt succeeded since (a wrong join token shows up here as a TLS
+    /// certificate error, a dead address as a handshake timeout).
+    pub fn dial_failure(&self, to: SocketAddr) -> Option<String> {
+        self.shared
+            .dial_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&canonical(to))
+            .cloned()
     }
 
     /// The public cluster id of the token this transport runs with.

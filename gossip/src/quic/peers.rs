@@ -163,15 +163,36 @@ impl Shared {
                 Ok(conn) => {
                     add(&shared.counters.connections_opened, 1);
                     tracing::debug!(%to, "connected");
+                    shared.record_dial(to, None);
                     shared.install(to, conn);
                 }
                 Err(reason) => {
                     add(&shared.counters.handshake_failures, 1);
                     tracing::debug!(%to, %reason, "connect failed");
+                    shared.record_dial(to, Some(reason.clone()));
                     shared.fail_pending(to, reason);
                 }
             }
         });
+    }
+
+    /// Remembers why a dial failed (bounded: the oldest reasons give way),
+    /// or forgets it once one succeeded.
+    fn record_dial(&self, to: SocketAddr, failure: Option<String>) {
+        /// More distinct failing addresses than this are not worth keeping.
+        const MAX_REMEMBERED: usize = 1024;
+        let mut failures = self.dial_failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            None => {
+                failures.remove(&to);
+            }
+            Some(reason) => {
+                if failures.len() >= MAX_REMEMBERED && !failures.contains_key(&to) {
+                    failures.clear();
+                }
+                failures.insert(to, reason);
+            }
+        }
     }
 
     async fn dial(&self, to: SocketAddr) -> Result<Connection, String> {

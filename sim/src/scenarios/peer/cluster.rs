@@ -150,6 +150,7 @@ fn node_info(slot: Slot) -> NodeInfo {
         runtime_error: None,
         version: "sim".into(),
         leaving: false,
+        started_ms: 0,
     }
 }
 

@@ -1,0 +1,125 @@
+//! Saying why a join does not complete, and giving up on a hopeless one.
+//!
+//! A peer started with `--join` that reaches nobody would otherwise run as
+//! a one-node island and say nothing. The watch reports every unreached
+//! seed at warn level with the transport's reason, within seconds and then
+//! every few seconds, and after `--join-timeout` ends the peer with an
+//! error — unless it was told to `--start-alone`, or it restarted with
+//! remembered members, which it keeps trying forever (a site whose other
+//! machines are still booting).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_gossip::quic::QuicTransport;
+
+use crate::peer::Peer;
+
+/// First report of an unreached seed (a wrong token fails in milliseconds,
+/// a dead address within the transport's connect timeout).
+const FIRST_REPORT: Duration = Duration::from_secs(2);
+/// Later reports, while the join goes on.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Watches one join, from the peer's start until it sees another member.
+#[derive(Debug)]
+pub struct JoinWatch {
+    /// Give up at this time; `None`: keep trying.
+    give_up_at: Option<Duration>,
+    next_report: Duration,
+}
+
+/// What the watch concluded at one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinVerdict {
+    Waiting,
+    Joined,
+    /// Stop the peer: nobody answered in time. The text says why.
+    GiveUp(String),
+}
+
+impl JoinWatch {
+    /// Starts watching at `now`; `give_up_after` is `None` to keep trying.
+    pub fn new(now: Duration, give_up_after: Option<Duration>) -> JoinWatch {
+        JoinWatch {
+            give_up_at: give_up_after.map(|d| now + d),
+            next_report: now + FIRST_REPORT,
+        }
+    }
+
+    /// Reports unreached contacts when due; says whether to go on.
+    pub fn check(&mut self, now: Duration, peer: &Peer, transport: &QuicTransport) -> JoinVerdict {
+        if peer.is_connected() {
+            tracing::info!("joined the cluster");
+            return JoinVerdict::Joined;
+        }
+        let unreached = peer.unreached_contacts();
+        let reasons: Vec<(SocketAddr, String)> = unreached
+            .iter()
+            .map(|&addr| (addr, explain(transport.dial_failure(addr).as_deref())))
+            .collect();
+        if let Some(at) = self.give_up_at
+            && now >= at
+        {
+            let list = reasons
+                .iter()
+                .map(|(addr, why)| format!("{addr}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return JoinVerdict::GiveUp(format!(
+                "could not join the cluster: no seed answered ({list}); check --join and \
+                 --join-token (SHOAL_JOIN_TOKEN), or pass --start-alone to run as a \
+                 one-node cluster until a seed answers"
+            ));
+        }
+        if now >= self.next_report {
+            self.next_report = now + REPORT_EVERY;
+            for (addr, why) in &reasons {
+                tracing::warn!(seed = %addr, reason = %why, "cannot join through this peer yet");
+            }
+        }
+        JoinVerdict::Waiting
+    }
+}
+
+/// The transport's reason for a failed dial, in an operator's terms.
+pub fn explain(reason: Option<&str>) -> String {
+    let Some(reason) = reason else {
+        return "no answer yet (still trying)".to_owned();
+    };
+    let tls = [
+        "UnknownIssuer",
+        "BadSignature",
+        "NotValidForName",
+        "certificate",
+    ];
+    if tls.iter().any(|t| reason.contains(t)) {
+        format!(
+            "it belongs to another cluster: the TLS handshake failed because its certificate \
+             is not signed by this join token's cluster ({reason}); check --join-token"
+        )
+    } else if reason.contains("no handshake within") || reason.contains("timed out") {
+        format!("no answer ({reason}): is `shoal up` running there, and is its UDP port reachable?")
+    } else {
+        reason.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn a_certificate_failure_is_read_as_another_cluster() {
+        let why = explain(Some(
+            "the cryptographic handshake failed: error 48: invalid peer certificate: UnknownIssuer",
+        ));
+        assert!(
+            why.contains("another cluster") && why.contains("--join-token"),
+            "{why}"
+        );
+        let why = explain(Some("no handshake within 5s"));
+        assert!(why.contains("is `shoal up` running there"), "{why}");
+        assert!(explain(None).contains("no answer yet"));
+    }
+}
