@@ -147,6 +147,7 @@ impl Cluster {
                             ));
                         }
                     }
+                    PodAction::StopOrphan { .. } => unreachable!("plan never stops orphans"),
                 }
                 all.push((node, action));
             }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PublishedPort};
 use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
 
@@ -38,12 +39,24 @@ pub enum PodAction {
         template_hash: TemplateHash,
         grace: Duration,
     },
+    /// Like `Stop`, for a pod on this engine that another node id started
+    /// (a previous identity of this machine, or a node deleted from the
+    /// cluster): nobody else will ever stop it. No observation follows;
+    /// the next listing of foreign pods shows whether it is gone.
+    StopOrphan {
+        node: NodeId,
+        pod: PodId,
+        template_hash: TemplateHash,
+        grace: Duration,
+    },
 }
 
 impl PodAction {
     pub fn pod(&self) -> &PodId {
         match self {
-            PodAction::Start { pod, .. } | PodAction::Stop { pod, .. } => pod,
+            PodAction::Start { pod, .. }
+            | PodAction::Stop { pod, .. }
+            | PodAction::StopOrphan { pod, .. } => pod,
         }
     }
 }
@@ -82,6 +95,14 @@ pub struct ExistingPod {
     /// All of its containers are running.
     pub running: bool,
     pub ports: Vec<PublishedPort>,
+}
+
+/// A pod on this node's engine that carries this cluster's label but
+/// another node's id (listed so the peer can decide whether it is orphaned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignPod {
+    pub node: NodeId,
+    pub pod: ExistingPod,
 }
 
 /// Whether the container engine can be used: what a node publishes in its

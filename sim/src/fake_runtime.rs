@@ -155,6 +155,9 @@ impl FakeRuntime {
                     Some(step),
                 )
             }
+            // Each simulated node has its own engine: no other node's pods
+            // are ever on it.
+            PodAction::StopOrphan { .. } => (Vec::new(), None),
             PodAction::Stop {
                 pod, template_hash, ..
             } => {

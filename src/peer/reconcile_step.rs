@@ -48,7 +48,7 @@ impl Peer {
         for action in planned.actions {
             match &action {
                 PodAction::Start { .. } => self.stats.pod_starts += 1,
-                PodAction::Stop { .. } => self.stats.pod_stops += 1,
+                PodAction::Stop { .. } | PodAction::StopOrphan { .. } => self.stats.pod_stops += 1,
             }
             self.outputs.push_back(Output::Pod(action));
         }

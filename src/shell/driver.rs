@@ -338,6 +338,7 @@ fn action_name(action: &shoal_runtime::vocabulary::PodAction) -> &'static str {
     match action {
         shoal_runtime::vocabulary::PodAction::Start { .. } => "start",
         shoal_runtime::vocabulary::PodAction::Stop { .. } => "stop",
+        shoal_runtime::vocabulary::PodAction::StopOrphan { .. } => "stop orphan",
     }
 }
 

@@ -233,7 +233,7 @@ fn drain(
                     },
                 });
             }
-            Output::Persist(_) | Output::Event(_) => {}
+            Output::Pod(PodAction::StopOrphan { .. }) | Output::Persist(_) | Output::Event(_) => {}
         }
     }
 }

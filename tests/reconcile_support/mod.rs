@@ -74,7 +74,7 @@ pub fn starts(actions: &[PodAction]) -> Vec<PodId> {
         .iter()
         .filter_map(|a| match a {
             PodAction::Start { pod, .. } => Some(pod.clone()),
-            PodAction::Stop { .. } => None,
+            PodAction::Stop { .. } | PodAction::StopOrphan { .. } => None,
         })
         .collect()
 }
@@ -84,7 +84,7 @@ pub fn stops(actions: &[PodAction]) -> Vec<PodId> {
         .iter()
         .filter_map(|a| match a {
             PodAction::Stop { pod, .. } => Some(pod.clone()),
-            PodAction::Start { .. } => None,
+            PodAction::Start { .. } | PodAction::StopOrphan { .. } => None,
         })
         .collect()
 }

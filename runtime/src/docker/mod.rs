@@ -40,7 +40,7 @@ use shoal_crdt_state::pod::PodId;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::vocabulary::{ExistingPod, PodAction, PodObservation, RuntimeHealth};
+use crate::vocabulary::{ExistingPod, ForeignPod, PodAction, PodObservation, RuntimeHealth};
 use naming::{Owner, PodKey};
 use pod_ops::Tracked;
 
@@ -213,6 +213,29 @@ impl DockerRuntime {
     pub async fn list_existing(&self) -> Result<Vec<ExistingPod>, RuntimeError> {
         let containers = self.inner.list(self.inner.owner.filters()).await?;
         Ok(pod_ops::group_existing(&containers))
+    }
+
+    /// Pods of this cluster on the engine that another node id started,
+    /// sorted by node then pod: a previous identity of this machine (its
+    /// node.json was lost) or a node deleted from the cluster left them.
+    pub async fn list_foreign(&self) -> Result<Vec<ForeignPod>, RuntimeError> {
+        let me = self.inner.owner.node;
+        let containers = self.inner.list(self.inner.owner.cluster_filters()).await?;
+        let mut by_node: BTreeMap<NodeId, Vec<ContainerSummary>> = BTreeMap::new();
+        for c in containers {
+            let node = c.labels.as_ref().and_then(naming::node_of);
+            if let Some(node) = node.filter(|n| *n != me) {
+                by_node.entry(node).or_default().push(c);
+            }
+        }
+        Ok(by_node
+            .into_iter()
+            .flat_map(|(node, containers)| {
+                pod_ops::group_existing(&containers)
+                    .into_iter()
+                    .map(move |pod| ForeignPod { node, pod })
+            })
+            .collect())
     }
 
     /// Output of a pod's container (`container` by name, or the first), of the

@@ -34,6 +34,29 @@ impl Owner {
         )])
     }
 
+    /// Label filter selecting every container of this cluster, whichever
+    /// node started it (to find pods a previous identity left behind).
+    pub fn cluster_filters(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={}", labels::CLUSTER, self.cluster)],
+        )])
+    }
+
+    /// Label filter selecting one version of one replica started by `node`.
+    pub fn foreign_key_filters(&self, node: NodeId, key: &PodKey) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}={}", labels::CLUSTER, self.cluster),
+                format!("{}={}", labels::NODE, node),
+                format!("{}={}", labels::RC, key.0.rc),
+                format!("{}={}", labels::REPLICA, key.0.index),
+                format!("{}={}", labels::TEMPLATE, template_label(key.1)),
+            ],
+        )])
+    }
+
     /// Label filter selecting the containers of one replica (every template version).
     pub fn pod_filters(&self, pod: &PodId) -> HashMap<String, Vec<String>> {
         let mut filters = self.filters();
@@ -111,6 +134,13 @@ pub(crate) struct Placement {
 
 /// Reads a container's labels back into its pod; `None` for a container that
 /// lacks or garbles them (never ours to manage).
+/// The node id a container's labels name, if any.
+pub(crate) fn node_of(labels_of: &HashMap<String, String>) -> Option<NodeId> {
+    u64::from_str_radix(labels_of.get(labels::NODE)?, 16)
+        .ok()
+        .map(NodeId)
+}
+
 pub(crate) fn placement(labels_of: &HashMap<String, String>) -> Option<Placement> {
     let rc = labels_of.get(labels::RC)?.clone();
     let index: u32 = labels_of.get(labels::REPLICA)?.parse().ok()?;

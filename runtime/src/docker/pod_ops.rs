@@ -71,6 +71,9 @@ impl Inner {
             PodAction::Start { pod, template } => (pod.clone(), template.hash()),
             PodAction::Stop {
                 pod, template_hash, ..
+            }
+            | PodAction::StopOrphan {
+                pod, template_hash, ..
             } => (pod.clone(), *template_hash),
         };
         let lock = self.pod_lock(&key);
@@ -79,11 +82,12 @@ impl Inner {
         // period never holds up other pods. Stops are bounded by the pods we run.
         let permit = match &action {
             PodAction::Start { .. } => Some(self.actions.acquire().await),
-            PodAction::Stop { .. } => None,
+            PodAction::Stop { .. } | PodAction::StopOrphan { .. } => None,
         };
         match action {
             PodAction::Start { template, .. } => self.start_pod(&key, &template).await,
             PodAction::Stop { grace, .. } => self.stop_pod(&key, grace).await,
+            PodAction::StopOrphan { node, grace, .. } => self.stop_orphan(node, &key, grace).await,
         }
         drop(permit);
         drop(guard);
@@ -452,6 +456,48 @@ impl Inner {
         }
     }
 
+    /// Stops and removes a pod that `node` (not us) started: untracked, no
+    /// observation (the core lists foreign pods again to see it gone).
+    async fn stop_orphan(
+        &self,
+        node: shoal_crdt_state::node::NodeId,
+        key: &PodKey,
+        grace: Duration,
+    ) {
+        let ids: Vec<String> = match self.list(self.owner.foreign_key_filters(node, key)).await {
+            Ok(list) => list.into_iter().filter_map(|c| c.id).collect(),
+            Err(e) => {
+                tracing::warn!(pod = %key.0, %node, error = %e, "orphan stop failed: cannot list it");
+                return;
+            }
+        };
+        self.stop_ids(&ids, grace).await;
+        self.remove_all(ids).await;
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`, for every container of `ids`.
+    async fn stop_ids(&self, ids: &[String], grace: Duration) {
+        let Ok(docker) = self.docker() else {
+            return;
+        };
+        let docker = &docker;
+        // The engine takes whole seconds; round up so the pod gets at least its grace.
+        let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
+        let stops = ids.iter().map(|id| async move {
+            let options = StopContainerOptions {
+                t: Some(t),
+                ..Default::default()
+            };
+            // 304 (already stopped) and 404 (gone) are fine; the removal settles the rest.
+            if let Err(e) = docker.stop_container(id, Some(options)).await
+                && !is_not_found(&e)
+            {
+                tracing::debug!(container = %id, error = %engine_message(&e), "stop");
+            }
+        });
+        join_all(stops).await;
+    }
+
     async fn stop_pod(&self, key: &PodKey, grace: Duration) {
         let known = self.known_ids(key, &[Phase::Up, Phase::Down]);
         self.set_phase(key, Phase::Stopping);
@@ -471,26 +517,11 @@ impl Inner {
                 return;
             }
         };
-        let Ok(docker) = self.docker() else {
+        if self.docker().is_err() {
             self.set_phase(key, Phase::Down);
             return;
-        };
-        let docker = &docker;
-        // The engine takes whole seconds; round up so the pod gets at least its grace.
-        let t = i32::try_from(grace.as_millis().div_ceil(1000)).unwrap_or(i32::MAX);
-        let stops = ids.iter().map(|id| async move {
-            let options = StopContainerOptions {
-                t: Some(t),
-                ..Default::default()
-            };
-            // 304 (already stopped) and 404 (gone) are fine; the removal below settles the rest.
-            if let Err(e) = docker.stop_container(id, Some(options)).await
-                && !is_not_found(&e)
-            {
-                tracing::debug!(container = %id, error = %engine_message(&e), "stop");
-            }
-        });
-        join_all(stops).await;
+        }
+        self.stop_ids(&ids, grace).await;
         self.remove_all(ids).await;
         self.forget(key);
         self.observe(key, PodEvent::Removed).await;
