@@ -32,6 +32,7 @@ use crate::error::StateError;
 use crate::hlc::Hlc;
 use crate::register::{self, Reg};
 use crate::spec::{Labels, PartitionPolicy, PodTemplate, RcSpec, UpdateStrategy};
+use crate::summarized::Summarized;
 
 /// How many previous templates a record keeps.
 pub const HISTORY_LIMIT: usize = 10;
@@ -219,7 +220,8 @@ impl DesiredDelta {
 /// The replicated map from RC name to record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredState {
-    rcs: BTreeMap<String, RcRecord>,
+    /// Each record with its digest entry, cached (encoded as records alone).
+    rcs: BTreeMap<String, Summarized<RcRecord>>,
 }
 
 impl DesiredState {
@@ -233,25 +235,32 @@ impl DesiredState {
     pub fn get(&self, name: &str) -> Option<RcView<'_>> {
         self.rcs
             .get_key_value(name)
-            .and_then(|(name, record)| view(name, record))
+            .and_then(|(name, record)| view(name, record.get()))
     }
 
     /// Live RCs, sorted by name.
     pub fn live_rcs(&self) -> impl Iterator<Item = RcView<'_>> {
         self.rcs
             .iter()
-            .filter_map(|(name, record)| view(name, record))
+            .filter_map(|(name, record)| view(name, record.get()))
     }
 
     /// Every record, tombstones and partial records included, sorted by name.
     pub fn records(&self) -> impl Iterator<Item = (&str, &RcRecord)> {
         self.rcs
             .iter()
-            .map(|(name, record)| (name.as_str(), record))
+            .map(|(name, record)| (name.as_str(), record.get()))
     }
 
     pub fn record(&self, name: &str) -> Option<&RcRecord> {
-        self.rcs.get(name)
+        self.rcs.get(name).map(Summarized::get)
+    }
+
+    /// Every record with its digest entry, sorted by name.
+    pub(crate) fn summarized(&self) -> impl Iterator<Item = (&str, &Summarized<RcRecord>)> {
+        self.rcs
+            .iter()
+            .map(|(name, record)| (name.as_str(), record))
     }
 
     pub fn len(&self) -> usize {
@@ -268,7 +277,7 @@ impl DesiredState {
     /// value differs are written, so re-applying an unchanged manifest does
     /// not clobber a concurrent `scale`. Recreates a deleted RC.
     pub fn apply(&mut self, spec: &RcSpec, stamp: Hlc) -> DesiredDelta {
-        let current = self.rcs.get(&spec.name);
+        let current = self.record(&spec.name);
         let body = RcBody::of(spec);
         let mut write = RcRecord::default();
         let current_body = current.and_then(|r| r.body.as_ref());
@@ -377,7 +386,7 @@ impl DesiredState {
             if record.is_empty() {
                 continue;
             }
-            self.rcs.entry(name).or_default().merge(record);
+            self.rcs.entry(name).or_default().get_mut().merge(record);
         }
     }
 
@@ -389,7 +398,11 @@ impl DesiredState {
     /// Everything, as a delta: what a joining peer pulls.
     pub fn to_delta(&self) -> DesiredDelta {
         DesiredDelta {
-            rcs: self.rcs.clone(),
+            rcs: self
+                .rcs
+                .iter()
+                .map(|(name, record)| (name.clone(), record.get().clone()))
+                .collect(),
         }
     }
 
@@ -399,7 +412,10 @@ impl DesiredState {
         let doomed: Vec<String> = self
             .rcs
             .iter()
-            .filter(|(_, r)| r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than))
+            .filter(|(_, r)| {
+                let r = r.get();
+                r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in &doomed {
@@ -409,7 +425,7 @@ impl DesiredState {
     }
 
     fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {
-        match self.rcs.get(name) {
+        match self.record(name) {
             Some(r) if r.is_live() => Ok(r),
             Some(r) if r.is_deleted() => Err(StateError::DeletedRc {
                 name: name.to_owned(),
@@ -428,6 +444,7 @@ impl DesiredState {
         self.rcs
             .entry(name.to_owned())
             .or_default()
+            .get_mut()
             .merge(write.clone());
         DesiredDelta::single(name, write)
     }

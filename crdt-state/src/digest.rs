@@ -1,11 +1,32 @@
 //! Digests: what a peer holds, per record, in as few bytes as exactness allows.
 //!
-//! In memory a [`Digest`] is plain maps of full [`Hlc`] stamps. On the wire
-//! a stamp would cost 19 bytes (a 9-byte millisecond varint, the counter, a
-//! 9-byte random node id), three per RC. The wire form ([`CompactDigest`])
-//! instead lists the writer node ids once and sends each stamp as
-//! (milliseconds since the digest's oldest stamp, counter, writer index):
-//! about 6 bytes. That halves a 10,000-RC digest (see `bench_state`).
+//! **Stamps and content.** Per RC a digest holds the stamp of each
+//! register, what each register holds ([`RcContent`]: the body as a 64-bit
+//! xxh3 of its encoding, the replica count and deleted flag as themselves)
+//! and a hash of the history; per node record, its version and a 64-bit
+//! xxh3 of its encoding ([`NodeVersion`]). Stamps alone cannot tell two
+//! different values written under one stamp (or one version) apart, and
+//! such copies never reconcile: a bug, a broken or hostile peer, a restored
+//! backup would leave one peer running another image than the rest of the
+//! cluster, forever. The content makes that visible to `missing_for`, which
+//! then sends the register or record both ways, and the merge's tie-breaks
+//! (larger encoding wins) settle every peer on the same value. Hashes are
+//! of the same bytes the tie-breaks compare, with a fixed function, so two
+//! peers agree on them whatever their build or platform.
+//!
+//! **Wire form.** In memory a [`Digest`] is plain maps of full [`Hlc`]
+//! stamps. On the wire a stamp would cost 19 bytes (a 9-byte millisecond
+//! varint, the counter, a 9-byte random node id), three per RC. The wire
+//! form ([`CompactDigest`]) instead lists the writer node ids once and sends
+//! each stamp as (milliseconds since the digest's oldest stamp, counter,
+//! writer index): about 6 bytes. That halves a 10,000-RC digest (see
+//! `bench_state`). Content costs 10 more bytes per RC (the body hash as 8
+//! fixed bytes, the replica count and the flag 1 each) and 8 per node record:
+//! the price of exactness, about a third more than stamps alone.
+//!
+//! **Cost.** Entries are cached next to their records and recomputed only
+//! when a record changes (see `summarized.rs`), so building a digest
+//! does not encode the state again.
 
 use std::collections::BTreeMap;
 
@@ -14,16 +35,32 @@ use serde::{Deserialize, Serialize};
 use crate::desired::RcRecord;
 use crate::hlc::Hlc;
 use crate::node::NodeId;
+use crate::observed::NodeRecord;
 use crate::register::{encoding, stamp};
+use crate::summarized::Summarize;
 
-/// Per-register stamps of one RC, as a peer holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One RC as a peer holds it: per-register stamps and contents, history hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RcStamps {
     pub body: Option<Hlc>,
     pub replicas: Option<Hlc>,
     pub deleted: Option<Hlc>,
     /// xxh3 of the encoded history; 0 for an empty history.
     pub history: u64,
+    /// What the registers hold: tells apart two writes under one stamp.
+    pub content: RcContent,
+}
+
+/// What an RC's registers hold, beside their stamps. A register that was
+/// never written counts as 0 / false (its stamp, `None`, says it is absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcContent {
+    /// xxh3 of the body's encoding (the bytes its tie-break compares).
+    pub body: u64,
+    /// The replica count itself: smaller than any hash of it, and exact.
+    pub replicas: u32,
+    /// The deleted flag itself.
+    pub deleted: bool,
 }
 
 impl RcStamps {
@@ -33,6 +70,11 @@ impl RcStamps {
             replicas: stamp(&record.replicas),
             deleted: stamp(&record.deleted),
             history: history_hash(record),
+            content: RcContent {
+                body: record.body.as_ref().map_or(0, |r| content_hash(&r.val)),
+                replicas: record.replicas.as_ref().map_or(0, |r| r.val),
+                deleted: record.deleted.as_ref().is_some_and(|r| r.val),
+            },
         }
     }
 
@@ -41,11 +83,48 @@ impl RcStamps {
     }
 }
 
-pub(crate) fn history_hash(record: &RcRecord) -> u64 {
+impl Summarize for RcRecord {
+    type Summary = RcStamps;
+
+    fn summarize(&self) -> RcStamps {
+        RcStamps::of(self)
+    }
+}
+
+/// One node record as a peer holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeVersion {
+    pub version: u64,
+    /// xxh3 of the record's encoding: tells apart two records under one version.
+    pub content: u64,
+}
+
+impl NodeVersion {
+    pub fn of(record: &NodeRecord) -> NodeVersion {
+        NodeVersion {
+            version: record.version,
+            content: content_hash(record),
+        }
+    }
+}
+
+impl Summarize for NodeRecord {
+    type Summary = NodeVersion;
+
+    fn summarize(&self) -> NodeVersion {
+        NodeVersion::of(self)
+    }
+}
+
+fn content_hash<V: Serialize>(value: &V) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&encoding(value))
+}
+
+fn history_hash(record: &RcRecord) -> u64 {
     if record.history.is_empty() {
         0
     } else {
-        xxhash_rust::xxh3::xxh3_64(&encoding(&record.history))
+        content_hash(&record.history)
     }
 }
 
@@ -55,7 +134,7 @@ pub(crate) fn history_hash(record: &RcRecord) -> u64 {
 #[serde(into = "CompactDigest", try_from = "CompactDigest")]
 pub struct Digest {
     pub desired: BTreeMap<String, RcStamps>,
-    pub observed: BTreeMap<NodeId, u64>,
+    pub observed: BTreeMap<NodeId, NodeVersion>,
 }
 
 /// The wire form of a [`Digest`]. Decoding checks every writer index and
@@ -66,13 +145,19 @@ pub struct CompactDigest {
     writers: Vec<NodeId>,
     /// The oldest physical time of any stamp below.
     base_ms: u64,
-    /// Per RC, sorted by name: body, replicas, deleted stamps; history hash.
-    rcs: Vec<(String, [Option<CompactStamp>; 3], u64)>,
-    observed: Vec<(NodeId, u64)>,
+    /// Per RC, sorted by name: body, replicas, deleted stamps; history
+    /// hash; content.
+    rcs: Vec<(String, [Option<CompactStamp>; 3], u64, CompactContent)>,
+    /// Per node record: version, content hash.
+    observed: Vec<(NodeId, u64, [u8; 8])>,
 }
 
 /// `(physical_ms - base_ms, counter, index into writers)`.
 type CompactStamp = (u64, u32, u32);
+
+/// `(body hash, replicas, deleted)`. Hashes travel as 8 little-endian
+/// bytes: as a varint, a random 64-bit number takes 9.
+type CompactContent = ([u8; 8], u32, bool);
 
 impl From<Digest> for CompactDigest {
     fn from(digest: Digest) -> CompactDigest {
@@ -88,12 +173,25 @@ impl From<Digest> for CompactDigest {
         let rcs = digest
             .desired
             .iter()
-            .map(|(name, s)| (name.clone(), s.stamps().map(|o| o.map(compact)), s.history))
+            .map(|(name, s)| {
+                let content = (
+                    s.content.body.to_le_bytes(),
+                    s.content.replicas,
+                    s.content.deleted,
+                );
+                let stamps = s.stamps().map(|o| o.map(compact));
+                (name.clone(), stamps, s.history, content)
+            })
+            .collect();
+        let observed = digest
+            .observed
+            .into_iter()
+            .map(|(node, v)| (node, v.version, v.content.to_le_bytes()))
             .collect();
         CompactDigest {
             base_ms,
             rcs,
-            observed: digest.observed.into_iter().collect(),
+            observed,
             writers,
         }
     }
@@ -121,18 +219,29 @@ impl TryFrom<CompactDigest> for Digest {
             })
         };
         let mut desired = BTreeMap::new();
-        for (name, [body, replicas, deleted], history) in &compact.rcs {
+        for (name, [body, replicas, deleted], history, content) in &compact.rcs {
+            let (body_hash, replica_count, deleted_flag) = *content;
             let stamps = RcStamps {
                 body: body.map(expand).transpose()?,
                 replicas: replicas.map(expand).transpose()?,
                 deleted: deleted.map(expand).transpose()?,
                 history: *history,
+                content: RcContent {
+                    body: u64::from_le_bytes(body_hash),
+                    replicas: replica_count,
+                    deleted: deleted_flag,
+                },
             };
             desired.insert(name.clone(), stamps);
         }
-        Ok(Digest {
-            desired,
-            observed: compact.observed.into_iter().collect(),
-        })
+        let observed = compact
+            .observed
+            .into_iter()
+            .map(|(node, version, content)| {
+                let content = u64::from_le_bytes(content);
+                (node, NodeVersion { version, content })
+            })
+            .collect();
+        Ok(Digest { desired, observed })
     }
 }

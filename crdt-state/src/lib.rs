@@ -6,7 +6,8 @@
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history.
 //! - [`observed`]: observed state, node → single-writer versioned record.
-//! - [`digest`]: per-record stamps/versions a peer holds, and their compact wire form.
+//! - [`digest`]: per-record stamps/versions and content hashes a peer holds,
+//!   and their compact wire form; `summarized` caches them next to each record.
 //! - [`sync`]: `missing_for`, deltas, and [`sync::ClusterState`] (both halves).
 //! - [`wire`]: the versioned bincode envelope every message travels in.
 //! - [`register`]: the HLC-stamped LWW register and its tie-break; [`error`]: refusals.
@@ -36,10 +37,12 @@
 //! - **Observed state: a version counter per node record.** Each record has
 //!   one writer, its node; the highest version wins. Whole records are
 //!   shipped: they are small, and no per-field metadata is needed.
-//! - **Digests with per-register stamps.** Exact `missing_for` in one round
-//!   trip; on the wire, stamps are offsets from the oldest one and writer ids
-//!   an index into a list, so a digest costs a few dozen bytes per RC
-//!   (measured by `examples/bench_state.rs`).
+//! - **Digests with per-register stamps and contents.** Exact `missing_for`
+//!   in one round trip, including two different values under one stamp or
+//!   version, which stamps alone cannot see (and which would then never
+//!   reconcile); on the wire, stamps are offsets from the oldest one and
+//!   writer ids an index into a list, so a digest costs a few dozen bytes
+//!   per RC (measured by `examples/bench_state.rs`).
 #![forbid(unsafe_code)]
 
 pub mod image_ref;
@@ -57,9 +60,11 @@ pub mod register;
 pub mod sync;
 pub mod wire;
 
+mod summarized;
+
 pub use desired::{DesiredDelta, DesiredState, RcBody, RcRecord, RcView, Revision};
 pub use error::StateError;
 pub use hlc::{Clock, Hlc};
 pub use observed::{NodeRecord, ObservedDelta, ObservedState};
-pub use sync::{ClusterState, Delta, Digest, RcStamps};
+pub use sync::{ClusterState, Delta, Digest, NodeVersion, RcStamps};
 pub use wire::WireError;

@@ -7,12 +7,18 @@
 //!
 //! **Same version, different content** cannot come from a correct single
 //! writer. It can come from a node that lost its data dir and restarted its
-//! counter, or from a bug; peers must still converge, so the record with the
-//! larger bincode encoding wins. A restarted node catches up by itself: its
-//! writes use `version = (its record here) + 1`, and once it has merged its
-//! old record from any peer, its next write is newer than that.
+//! counter, a restored backup, or a bug; peers must still converge, so the
+//! record with the larger bincode encoding wins, and digests carry a content
+//! hash so that anti-entropy finds such copies (see [`crate::digest`]). A
+//! restarted node catches up by itself: its writes use `version = (its
+//! record here) + 1`, and once it has merged its old record from any peer,
+//! its next write is newer than that. A node that meets another copy of its
+//! own record under its current version re-issues its own under the next
+//! one ([`ObservedState::reissue`]): it is the only writer, so its content
+//! is the truth, whichever copy the tie-break would keep.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +26,7 @@ use crate::error::StateError;
 use crate::node::{NodeId, NodeInfo};
 use crate::pod::{PodId, PodStatus};
 use crate::register::encoding;
+use crate::summarized::Summarized;
 
 /// One node's self-report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +78,8 @@ impl ObservedDelta {
 /// Every node's latest self-report, by node id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedState {
-    nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Each record with its digest entry, cached (encoded as records alone).
+    nodes: BTreeMap<NodeId, Summarized<NodeRecord>>,
 }
 
 impl ObservedState {
@@ -80,11 +88,16 @@ impl ObservedState {
     }
 
     pub fn get(&self, node: NodeId) -> Option<&NodeRecord> {
-        self.nodes.get(&node)
+        self.nodes.get(&node).map(Summarized::get)
     }
 
     /// All records, sorted by node id.
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &NodeRecord)> {
+        self.nodes.iter().map(|(id, r)| (*id, r.get()))
+    }
+
+    /// Every record with its digest entry, sorted by node id.
+    pub(crate) fn summarized(&self) -> impl Iterator<Item = (NodeId, &Summarized<NodeRecord>)> {
         self.nodes.iter().map(|(id, r)| (*id, r))
     }
 
@@ -92,7 +105,7 @@ impl ObservedState {
     pub fn pods(&self) -> impl Iterator<Item = (NodeId, &PodStatus)> {
         self.nodes
             .iter()
-            .flat_map(|(id, r)| r.pods.iter().map(move |p| (*id, p)))
+            .flat_map(|(id, r)| r.get().pods.iter().map(move |p| (*id, p)))
     }
 
     pub fn len(&self) -> usize {
@@ -108,8 +121,9 @@ impl ObservedState {
     /// Publish (or update) this node's info. Unchanged info: empty delta.
     pub fn set_node_info(&mut self, node: NodeId, info: NodeInfo) -> ObservedDelta {
         match self.nodes.get_mut(&node) {
-            Some(record) if record.info == info => ObservedDelta::default(),
+            Some(record) if record.get().info == info => ObservedDelta::default(),
             Some(record) => {
+                let record = record.get_mut();
                 record.info = info;
                 record.version += 1;
                 single(node, record)
@@ -121,7 +135,7 @@ impl ObservedState {
                     pods: Vec::new(),
                 };
                 let delta = single(node, &record);
-                self.nodes.insert(node, record);
+                self.nodes.insert(node, Summarized::new(record));
                 delta
             }
         }
@@ -137,8 +151,12 @@ impl ObservedState {
             .nodes
             .get_mut(&node)
             .ok_or(StateError::UnknownNode { node })?;
-        match record.pods.binary_search_by(|p| p.id.cmp(&status.id)) {
-            Ok(i) if record.pods[i] == status => return Ok(ObservedDelta::default()),
+        let found = record.get().pods.binary_search_by(|p| p.id.cmp(&status.id));
+        if found.is_ok_and(|i| record.get().pods[i] == status) {
+            return Ok(ObservedDelta::default());
+        }
+        let record = record.get_mut();
+        match found {
             Ok(i) => record.pods[i] = status,
             Err(i) => record.pods.insert(i, status),
         }
@@ -152,9 +170,10 @@ impl ObservedState {
             .nodes
             .get_mut(&node)
             .ok_or(StateError::UnknownNode { node })?;
-        let Ok(i) = record.pods.binary_search_by(|p| p.id.cmp(pod)) else {
+        let Ok(i) = record.get().pods.binary_search_by(|p| p.id.cmp(pod)) else {
             return Ok(ObservedDelta::default());
         };
+        let record = record.get_mut();
         record.pods.remove(i);
         record.version += 1;
         Ok(single(node, record))
@@ -164,14 +183,36 @@ impl ObservedState {
     /// it will send it back through anti-entropy unless they forget it too:
     /// forget only nodes every member agrees are gone.
     pub fn forget(&mut self, node: NodeId) -> Option<NodeRecord> {
-        self.nodes.remove(&node)
+        self.nodes.remove(&node).map(Summarized::into_inner)
+    }
+
+    /// Re-issue this node's record, unchanged, under the next version: a copy
+    /// with other content under our current version is out there, and only
+    /// a newer version replaces it on every peer. Unknown node: empty delta.
+    pub fn reissue(&mut self, node: NodeId) -> ObservedDelta {
+        let Some(record) = self.nodes.get_mut(&node) else {
+            return ObservedDelta::default();
+        };
+        let record = record.get_mut();
+        record.version += 1;
+        single(node, record)
     }
 
     // ---- merging ----
 
     pub fn merge_delta(&mut self, delta: ObservedDelta) {
         for (node, record) in delta.nodes {
-            merge_into(&mut self.nodes, node, record);
+            let record = in_order(record);
+            match self.nodes.entry(node) {
+                Entry::Occupied(mut current) => {
+                    if current.get().get().is_superseded_by(&record) {
+                        *current.get_mut().get_mut() = record;
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(Summarized::new(record));
+                }
+            }
         }
     }
 
@@ -181,7 +222,11 @@ impl ObservedState {
 
     pub fn to_delta(&self) -> ObservedDelta {
         ObservedDelta {
-            nodes: self.nodes.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(id, r)| (*id, r.get().clone()))
+                .collect(),
         }
     }
 }
@@ -192,13 +237,19 @@ fn single(node: NodeId, record: &NodeRecord) -> ObservedDelta {
     }
 }
 
-/// Join one incoming record. Records come from the network, so the pod list
-/// is put back in order (sorted, one status per pod id) before comparing.
-fn merge_into(nodes: &mut BTreeMap<NodeId, NodeRecord>, node: NodeId, mut record: NodeRecord) {
+/// Records come from the network: put the pod list back in order (sorted,
+/// one status per pod id) before comparing.
+fn in_order(mut record: NodeRecord) -> NodeRecord {
     if !record.pods.is_sorted_by(|a, b| a.id < b.id) {
         record.pods.sort_by(|a, b| a.id.cmp(&b.id));
         record.pods.dedup_by(|later, kept| later.id == kept.id);
     }
+    record
+}
+
+/// Join one incoming record into a delta's records.
+fn merge_into(nodes: &mut BTreeMap<NodeId, NodeRecord>, node: NodeId, record: NodeRecord) {
+    let record = in_order(record);
     match nodes.get_mut(&node) {
         Some(current) if current.is_superseded_by(&record) => *current = record,
         Some(_) => {}

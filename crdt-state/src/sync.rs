@@ -3,62 +3,75 @@
 //! A round between peers A and B: A sends `A.digest()`; B answers with
 //! `B.missing_for(&digest_a)` and its own digest; A merges the delta and
 //! answers with `A.missing_for(&digest_b)`. After both deltas are merged, A
-//! and B hold the same state (for correct writers, see below).
+//! and B hold the same state, the join of what each held — even when they
+//! held different values under one stamp (see below). One round trip,
+//! whichever side starts.
 //!
 //! **Digest contents.** Desired state: per RC, the stamps of its three
-//! registers and a 64-bit hash of its history. Per-register stamps (not one
-//! max stamp per RC) are needed for exactness: A may have the newer template
-//! while B has the newer replica count. Observed state: node → version.
+//! registers, what they hold, and a 64-bit hash of its history. Per-register
+//! stamps (not one max stamp per RC) are needed for exactness: A may have
+//! the newer template while B has the newer replica count. Observed state:
+//! node → version and content hash. See [`crate::digest`].
 //!
 //! **Exactness.** `missing_for` returns exactly the registers and records the
-//! digest's owner lacks or holds with an older stamp/version — plus our body
-//! register when it is *older* than theirs: merging an older body adds it to
-//! the rollout history (every overwritten body write is history), and without
-//! it one round would leave the two histories different. Two cases are
-//! invisible to stamps and are handled by merge's tie-breaks when the values
-//! meet some other way: equal stamps with different values (impossible for a
-//! correct clock) and same version with different content (impossible for a
-//! correct single writer). History differences are seen through the hash; the
-//! whole (≤ 10 entry) history is then sent, and the union is idempotent.
+//! digest's owner lacks, holds with an older stamp/version, or holds with the
+//! same stamp/version but other content — plus our body register when it is
+//! *older* than theirs: merging an older body adds it to the rollout history
+//! (every overwritten body write is history), and without it one round would
+//! leave the two histories different. Equal stamps with different values
+//! (impossible for a correct clock) and one version with different content
+//! (impossible for a correct single writer) still happen — a bug, a broken
+//! or hostile peer, a restored backup — and are then sent both ways: each
+//! side merges the other's copy, and the tie-breaks of the merge (the larger
+//! encoding wins, [`crate::register::join`] and [`NodeRecord`]) pick the same
+//! winner on both. The tie-break orders values the same way on every peer,
+//! so the winner spreads and every peer ends with it (a correct owner of a
+//! node record then re-issues its own content under the next version, see
+//! [`crate::observed`]). History differences are seen through the
+//! hash; the whole (≤ 10 entry) history is then sent, and the union is
+//! idempotent.
+//!
+//! [`NodeRecord`]: crate::observed::NodeRecord
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{DesiredDelta, DesiredState, RcRecord};
-use crate::digest::history_hash;
-pub use crate::digest::{Digest, RcStamps};
+pub use crate::digest::{Digest, NodeVersion, RcContent, RcStamps};
 use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::observed::{ObservedDelta, ObservedState};
-use crate::register::stamp;
 
 impl DesiredState {
     pub fn digest(&self) -> BTreeMap<String, RcStamps> {
-        self.records()
-            .map(|(name, record)| (name.to_owned(), RcStamps::of(record)))
+        self.summarized()
+            .map(|(name, record)| (name.to_owned(), *record.summary()))
             .collect()
     }
 
-    /// The registers the owner of `digest` lacks or holds older.
+    /// The registers the owner of `digest` lacks, holds older, or holds
+    /// under the same stamp with another value.
     pub fn missing_for(&self, digest: &BTreeMap<String, RcStamps>) -> DesiredDelta {
         let mut delta = DesiredDelta::default();
-        for (name, mine) in self.records() {
-            let theirs = digest.get(name);
-            let newer = |own: Option<Hlc>, other: Option<Option<Hlc>>| own > other.flatten();
+        for (name, record) in self.summarized() {
+            let (mine, ours) = (record.get(), record.summary());
+            let theirs = digest.get(name).copied().unwrap_or_default();
+            let (c, t) = (&ours.content, &theirs.content);
             let mut out = RcRecord::default();
-            // The body goes out whenever the stamps differ, even when ours is
-            // older: the other side keeps the write it overwrites as history.
-            if mine.body.is_some() && stamp(&mine.body) != theirs.and_then(|t| t.body) {
+            // The body goes out whenever stamp or content differ, even when
+            // ours is older: the other side keeps the write it overwrites as
+            // history.
+            if mine.body.is_some() && (ours.body, c.body) != (theirs.body, t.body) {
                 out.body = mine.body.clone();
             }
-            if newer(stamp(&mine.replicas), theirs.map(|t| t.replicas)) {
+            if wanted((ours.replicas, c.replicas), (theirs.replicas, t.replicas)) {
                 out.replicas = mine.replicas.clone();
             }
-            if newer(stamp(&mine.deleted), theirs.map(|t| t.deleted)) {
+            if wanted((ours.deleted, c.deleted), (theirs.deleted, t.deleted)) {
                 out.deleted = mine.deleted.clone();
             }
-            if !mine.history.is_empty() && theirs.is_none_or(|t| t.history != history_hash(mine)) {
+            if !mine.history.is_empty() && ours.history != theirs.history {
                 out.history = mine.history.clone();
             }
             if !out.is_empty() {
@@ -69,18 +82,33 @@ impl DesiredState {
     }
 }
 
+/// Whether a register the other side holds as `theirs` needs `mine`: it is
+/// newer, or another value under the same stamp.
+fn wanted<T: PartialEq>(mine: (Option<Hlc>, T), theirs: (Option<Hlc>, T)) -> bool {
+    mine.0 > theirs.0 || (mine.0.is_some() && mine.0 == theirs.0 && mine.1 != theirs.1)
+}
+
 impl ObservedState {
-    pub fn digest(&self) -> BTreeMap<NodeId, u64> {
-        self.nodes().map(|(id, r)| (id, r.version)).collect()
+    pub fn digest(&self) -> BTreeMap<NodeId, NodeVersion> {
+        self.summarized()
+            .map(|(id, record)| (id, *record.summary()))
+            .collect()
     }
 
-    /// The records the owner of `digest` lacks or holds at a lower version.
-    pub fn missing_for(&self, digest: &BTreeMap<NodeId, u64>) -> ObservedDelta {
+    /// The records the owner of `digest` lacks, holds at a lower version,
+    /// or holds at the same version with other content.
+    pub fn missing_for(&self, digest: &BTreeMap<NodeId, NodeVersion>) -> ObservedDelta {
+        let wanted = |id: &NodeId, ours: &NodeVersion| {
+            digest.get(id).is_none_or(|theirs| {
+                theirs.version < ours.version
+                    || (theirs.version == ours.version && theirs.content != ours.content)
+            })
+        };
         ObservedDelta {
             nodes: self
-                .nodes()
-                .filter(|(id, r)| digest.get(id).is_none_or(|v| *v < r.version))
-                .map(|(id, r)| (id, r.clone()))
+                .summarized()
+                .filter(|(id, record)| wanted(id, record.summary()))
+                .map(|(id, record)| (id, record.get().clone()))
                 .collect(),
         }
     }

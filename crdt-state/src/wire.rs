@@ -19,7 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The envelope version this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+///
+/// 2: digests carry content hashes besides stamps and versions.
+pub const WIRE_VERSION: u8 = 2;
 
 /// No message may exceed this, whatever limit a caller passes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

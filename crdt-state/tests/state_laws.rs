@@ -17,7 +17,9 @@ use shoal_crdt_state::pod::PodPhase;
 use shoal_crdt_state::register;
 use shoal_crdt_state::sync::{ClusterState, Delta};
 use shoal_crdt_state::wire;
-use state_support::{IMAGES, NAMES, World, arb_steps, node_info, pod_status, spec, template};
+use state_support::{
+    IMAGES, NAMES, World, arb_steps, exchange, node_info, pod_status, spec, template,
+};
 
 fn join<T: Clone>(a: &T, b: &T, merge: impl Fn(&mut T, &T)) -> T {
     let mut out = a.clone();
@@ -139,16 +141,50 @@ proptest! {
     }
 }
 
-/// Bring `a` and `b` together with one digest exchange each way, every
-/// message going through the wire envelope as it would between peers.
-fn exchange(a: &mut ClusterState, b: &mut ClusterState) {
-    fn ship<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
-        wire::decode(&wire::encode(value).unwrap(), wire::MAX_MESSAGE_BYTES).unwrap()
+fn arb_cluster() -> impl Strategy<Value = ClusterState> {
+    (arb_desired(), arb_observed())
+        .prop_map(|(desired, observed)| ClusterState { desired, observed })
+}
+
+/// Peers `i` and `j` run one anti-entropy round, `i` starting it.
+fn exchange_between(peers: &mut [ClusterState; 3], i: usize, j: usize) {
+    let (mut a, mut b) = (peers[j].clone(), peers[i].clone());
+    exchange(&mut a, &mut b);
+    (peers[j], peers[i]) = (a, b);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn clashing_states_converge_through_digest_exchanges_in_any_order(
+        states in prop::array::uniform3(arb_cluster()),
+        rounds in prop::collection::vec((0..3usize, 0..3usize), 0..12),
+    ) {
+        let everything = join(
+            &join(&states[0], &states[1], |x, y| { x.merge(y); }),
+            &states[2],
+            |x, y| { x.merge(y); },
+        );
+        let mut peers = states;
+        // Random rounds, pairs repeated and in both directions: each one
+        // leaves its two peers equal to the join of what they held.
+        for (i, j) in rounds.into_iter().filter(|(i, j)| i != j) {
+            let expected = join(&peers[i], &peers[j], |x, y| { x.merge(y); });
+            exchange_between(&mut peers, i, j);
+            prop_assert_eq!(&peers[i], &expected);
+            prop_assert_eq!(&peers[j], &expected);
+        }
+        // Rounds that connect everyone: every peer holds the join of all.
+        for (i, j) in [(0, 1), (2, 1), (1, 0)] {
+            exchange_between(&mut peers, i, j);
+        }
+        for peer in &peers {
+            prop_assert_eq!(peer, &everything);
+            prop_assert!(peer.missing_for(&peers[0].digest()).is_empty());
+            prop_assert!(peers[0].missing_for(&peer.digest()).is_empty());
+        }
     }
-    let for_a = b.missing_for(&ship(&a.digest()));
-    a.merge_delta(ship(&for_a));
-    let for_b = a.missing_for(&ship(&b.digest()));
-    b.merge_delta(ship(&for_b));
 }
 
 proptest! {
@@ -229,28 +265,54 @@ proptest! {
     }
 
     #[test]
-    fn missing_for_sends_only_what_is_lacking_or_older(steps in arb_steps(3, 60)) {
+    fn cached_digest_entries_always_match_the_records(steps in arb_steps(3, 60)) {
+        // Digests were built along the way (every pull), then records
+        // changed: a state decoded afresh, with nothing cached, must give
+        // the same digest.
+        let world = World::run(3, &steps);
+        for peer in &world.peers {
+            let bytes = wire::encode(&peer.state).unwrap();
+            let fresh: ClusterState = wire::decode(&bytes, wire::MAX_MESSAGE_BYTES).unwrap();
+            prop_assert_eq!(peer.state.digest(), fresh.digest());
+        }
+    }
+
+    #[test]
+    fn missing_for_sends_only_what_is_lacking_older_or_different(steps in arb_steps(3, 60)) {
         let world = World::run(3, &steps);
         let a = &world.peers[0].state;
         let b = &world.peers[1].state;
         let delta = a.missing_for(&b.digest());
-        let b_digest = b.digest();
+        let (a_digest, b_digest) = (a.digest(), b.digest());
         for (name, rec) in &delta.desired.rcs {
-            let theirs = b_digest.desired.get(name);
-            let older = |mine: Option<Hlc>, other: Option<Hlc>| mine > other;
+            let theirs = b_digest.desired.get(name).copied().unwrap_or_default();
+            let ours = a_digest.desired[name];
+            // Sent when newer, or under the same stamp with another value.
+            let wanted = |mine: Option<Hlc>, other: Option<Hlc>, differs: bool| {
+                mine > other || (mine == other && differs)
+            };
             if let Some(reg) = &rec.body {
                 // Sent when different: an older body becomes history on their side.
-                prop_assert_ne!(Some(reg.marker), theirs.and_then(|t| t.body));
+                prop_assert!(
+                    Some(reg.marker) != theirs.body || ours.content.body != theirs.content.body
+                );
             }
             if let Some(reg) = &rec.replicas {
-                prop_assert!(older(Some(reg.marker), theirs.and_then(|t| t.replicas)));
+                let differs = reg.val != theirs.content.replicas;
+                prop_assert!(wanted(Some(reg.marker), theirs.replicas, differs));
             }
             if let Some(reg) = &rec.deleted {
-                prop_assert!(older(Some(reg.marker), theirs.and_then(|t| t.deleted)));
+                let differs = reg.val != theirs.content.deleted;
+                prop_assert!(wanted(Some(reg.marker), theirs.deleted, differs));
             }
         }
         for (node, rec) in &delta.observed.nodes {
-            prop_assert!(b_digest.observed.get(node).is_none_or(|v| *v < rec.version));
+            let ours = a_digest.observed[node];
+            let wanted = b_digest.observed.get(node).is_none_or(|theirs| {
+                theirs.version < rec.version
+                    || (theirs.version == rec.version && theirs.content != ours.content)
+            });
+            prop_assert!(wanted);
         }
     }
 }

@@ -4,7 +4,7 @@ mod state_support;
 
 use shoal_crdt_state::error::StateError;
 use shoal_crdt_state::node::NodeId;
-use shoal_crdt_state::observed::ObservedState;
+use shoal_crdt_state::observed::{ObservedDelta, ObservedState};
 use shoal_crdt_state::pod::{PodId, PodPhase};
 use state_support::{node_info, pod_status};
 
@@ -92,4 +92,32 @@ fn forgotten_nodes_disappear_from_the_view() {
     assert_eq!(s.forget(N1).unwrap().info.name, "alpha");
     let left: Vec<NodeId> = s.nodes().map(|(id, _)| id).collect();
     assert_eq!(left, [NodeId(2)]);
+}
+
+#[test]
+fn a_reissued_record_replaces_a_copy_that_won_the_tie_break() {
+    let mut owner = ObservedState::new();
+    owner.set_node_info(N1, node_info("alpha"));
+    let mut peer = ObservedState::new();
+    peer.merge_delta(owner.to_delta());
+    // Another copy of the owner's record under its version, which wins the tie-break.
+    peer.merge_delta(peer_copy(&owner, "an-impostor"));
+    peer.merge_delta(owner.to_delta());
+    assert_eq!(peer.get(N1).unwrap().info.name, "an-impostor");
+    // The owner re-issues its own content one version up: it replaces the copy.
+    let reissued = owner.reissue(N1);
+    assert_eq!(reissued.nodes[&N1].version, 2);
+    assert_eq!(reissued.nodes[&N1].info.name, "alpha");
+    peer.merge_delta(reissued);
+    assert_eq!(peer, owner);
+    assert!(ObservedState::new().reissue(N1).is_empty());
+}
+
+/// `state`'s record of N1 under the same version, with another name.
+fn peer_copy(state: &ObservedState, name: &str) -> ObservedDelta {
+    let mut record = state.get(N1).unwrap().clone();
+    record.info.name = name.to_owned();
+    ObservedDelta {
+        nodes: [(N1, record)].into(),
+    }
 }

@@ -146,12 +146,17 @@ proptest! {
     }
 }
 
-type RawDigest = (
-    Vec<NodeId>,
+/// Per RC: name, stamps, history hash, (body hash, replicas, deleted).
+type RawRc = (
+    String,
+    [Option<(u64, u32, u32)>; 3],
     u64,
-    Vec<(String, [Option<(u64, u32, u32)>; 3], u64)>,
-    Vec<(NodeId, u64)>,
+    ([u8; 8], u32, bool),
 );
+
+type RawDigest = (Vec<NodeId>, u64, Vec<RawRc>, Vec<(NodeId, u64, [u8; 8])>);
+
+const NO_CONTENT: ([u8; 8], u32, bool) = ([0; 8], 0, false);
 
 #[test]
 fn digest_travels_compactly_and_hostile_digests_are_rejected() {
@@ -159,9 +164,10 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     let digest = state.digest();
     let compact = wire::encode(&digest).unwrap();
     // The same maps with full stamps, as a plain encoding would send them.
+    // Stamps shrink to about a third; content hashes cost the same in both.
     let plain = wire::encode(&(&digest.desired, &digest.observed)).unwrap();
     assert!(
-        compact.len() * 3 < plain.len() * 2,
+        compact.len() * 4 < plain.len() * 3,
         "compact {} vs plain {}",
         compact.len(),
         plain.len()
@@ -170,7 +176,12 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     let bad_writer: RawDigest = (
         vec![NodeId(7)],
         1_000,
-        vec![("web".to_owned(), [Some((0, 0, 3)), None, None], 0)],
+        vec![(
+            "web".to_owned(),
+            [Some((0, 0, 3)), None, None],
+            0,
+            NO_CONTENT,
+        )],
         vec![],
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
@@ -179,21 +190,34 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     let overflow: RawDigest = (
         vec![NodeId(7)],
         u64::MAX,
-        vec![("web".to_owned(), [None, Some((1, 0, 0)), None], 0)],
+        vec![(
+            "web".to_owned(),
+            [None, Some((1, 0, 0)), None],
+            0,
+            NO_CONTENT,
+        )],
         vec![],
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
-    // A well-formed hand-made digest reads back as the stamps it names.
+    // A well-formed hand-made digest reads back as the stamps and contents it names.
     let good: RawDigest = (
         vec![NodeId(7), NodeId(9)],
         1_000,
-        vec![("web".to_owned(), [Some((5, 2, 1)), None, None], 42)],
-        vec![(NodeId(9), 3)],
+        vec![(
+            "web".to_owned(),
+            [Some((5, 2, 1)), Some((0, 0, 0)), None],
+            42,
+            (7u64.to_le_bytes(), 3, false),
+        )],
+        vec![(NodeId(9), 3, 11u64.to_le_bytes())],
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
     let web = read.desired["web"];
     assert_eq!(web.body, Some(Hlc::new(1_005, 2, NodeId(9))));
-    assert_eq!((web.replicas, web.history), (None, 42));
-    assert_eq!(read.observed[&NodeId(9)], 3);
+    assert_eq!(web.replicas, Some(Hlc::new(1_000, 0, NodeId(7))));
+    assert_eq!((web.deleted, web.history), (None, 42));
+    assert_eq!((web.content.body, web.content.replicas), (7, 3));
+    let node = read.observed[&NodeId(9)];
+    assert_eq!((node.version, node.content), (3, 11));
 }

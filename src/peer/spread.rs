@@ -215,21 +215,15 @@ impl Peer {
                 self.merge_own_record(now, record);
                 continue;
             }
-            let before = self
-                .state
-                .observed
-                .get(node)
-                .map(|r| (r.version, r.info.clone()));
+            // Whole records: a copy under the same version may differ
+            // anywhere (see `shoal_crdt_state::observed`).
+            let before = self.state.observed.get(node).cloned();
             let mut one = ObservedDelta::default();
             one.nodes.insert(node, record.clone());
             self.state.merge_delta(one.into());
-            let after = self
-                .state
-                .observed
-                .get(node)
-                .map(|r| (r.version, r.info.clone()));
-            if after != before {
-                if after.as_ref().map(|a| &a.1) != before.as_ref().map(|b| &b.1) {
+            let after = self.state.observed.get(node);
+            if after != before.as_ref() {
+                if after.map(|a| &a.info) != before.as_ref().map(|b| &b.info) {
                     self.placement_dirty = true;
                     // Node info changes rarely (health, labels, leaving) and
                     // every peer's placement needs it at once: forward it
@@ -264,14 +258,18 @@ impl Peer {
 impl Peer {
     /// Only we write our record, so a copy of it normally just echoes back.
     /// A newer one means we lost our state (a restart with an empty data
-    /// dir): take its version and rewrite our content over it.
+    /// dir): take its version and rewrite our content over it. Another
+    /// content under our current version (a restored backup, a bug) is
+    /// replaced everywhere by re-issuing ours under the next version.
     fn merge_own_record(&mut self, now: Duration, record: shoal_crdt_state::NodeRecord) {
-        let mine = self
-            .state
-            .observed
-            .get(self.config.node)
-            .map_or(0, |r| r.version);
-        if record.version <= mine {
+        let me = self.config.node;
+        let mine = self.state.observed.get(me);
+        if mine.is_some_and(|m| m.version == record.version && *m != record) {
+            let delta = self.state.observed.reissue(me);
+            self.spread(now, delta.into());
+            return;
+        }
+        if record.version <= mine.map_or(0, |r| r.version) {
             return;
         }
         let mut one = ObservedDelta::default();

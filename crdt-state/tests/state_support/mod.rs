@@ -13,6 +13,7 @@ use shoal_crdt_state::spec::{
     RestartPolicy, UpdateStrategy,
 };
 use shoal_crdt_state::sync::{ClusterState, Delta};
+use shoal_crdt_state::wire;
 
 pub const NAMES: [&str; 4] = ["web", "api", "db", "cache"];
 pub const IMAGES: [&str; 4] = ["nginx:1.25", "nginx:1.27", "redis:7", "busybox:1.36"];
@@ -311,4 +312,20 @@ pub fn arb_step(peers: usize) -> impl Strategy<Value = Step> {
 
 pub fn arb_steps(peers: usize, max: usize) -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(arb_step(peers), 0..max)
+}
+
+/// One anti-entropy round between `a` and `b`, as peers run it: `a`'s
+/// digest goes to `b` (Pull), `b` answers with what `a` lacks and its own
+/// digest (Push), `a` merges and answers with what `b` lacks (Push). Every
+/// message goes through the wire envelope as it would between peers.
+pub fn exchange(a: &mut ClusterState, b: &mut ClusterState) {
+    fn ship<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+        wire::decode(&wire::encode(value).unwrap(), wire::MAX_MESSAGE_BYTES).unwrap()
+    }
+    let digest_a = ship(&a.digest());
+    let for_a = b.missing_for(&digest_a);
+    let digest_b = ship(&b.digest());
+    a.merge_delta(ship(&for_a));
+    let for_b = a.missing_for(&digest_b);
+    b.merge_delta(ship(&for_b));
 }
