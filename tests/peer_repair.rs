@@ -59,6 +59,8 @@ fn config(i: usize, incarnation: u64) -> PeerConfig {
         runtime_healthy: true,
         runtime_error: None,
         version: "test".into(),
+        leaving: false,
+        started_ms: 0,
     };
     let mut config = PeerConfig::new(NodeId(i as u64 + 1), addr(i), info);
     config.incarnation = incarnation;
@@ -138,7 +140,9 @@ impl Cluster {
                     };
                     self.at(now + LATENCY, i, Input::Observation(observation));
                 }
-                Output::Persist(_) | Output::Event(_) => {}
+                Output::Pod(PodAction::StopOrphan { .. })
+                | Output::Persist(_)
+                | Output::Event(_) => {}
             }
         }
     }
@@ -178,7 +182,7 @@ impl Cluster {
     /// Peer `i` stops, and a new process resumes from `state` (with the
     /// members it knew), joining through peer 0.
     fn restart_from(&mut self, i: usize, state: shoal_crdt_state::ClusterState) {
-        let members = self.peers[i].persisted().members;
+        let members = self.peers[i].persisted(self.now).members;
         let incarnation = self.peers[i].config().incarnation + 1;
         self.inputs.retain(|_, (to, _)| *to != i);
         self.peers[i] = Peer::resume(config(i, incarnation), Persisted { state, members });
@@ -254,7 +258,7 @@ fn resumed_with_an_edited_template(edited_image: &str) -> (Cluster, String) {
     let original = cluster.desired(0).clone();
     assert_eq!(cluster.desired(2), &original, "the cluster agreed first");
 
-    let mut state = cluster.peers[2].persisted().state;
+    let mut state = cluster.peers[2].persisted(cluster.now).state;
     state.desired = edited_desired(&original, "web", |record| {
         let body = record.body.as_mut().expect("web has a body");
         body.val.template.containers[0].image = edited_image.to_owned();
@@ -311,7 +315,7 @@ fn a_crashed_nodes_record_edited_under_its_version_converges_on_every_peer() {
         let (mut cluster, gone) = four_peers_one_crashed();
         let held = cluster.peers[0].state().observed.get(gone).cloned();
         let held = held.expect("peers keep a crashed node's record");
-        let mut state = cluster.peers[2].persisted().state;
+        let mut state = cluster.peers[2].persisted(cluster.now).state;
         state.observed = edited_observed(&state.observed, gone, |record| {
             record.info.name = edited_name.to_owned();
         });
@@ -335,7 +339,7 @@ fn a_crashed_nodes_record_edited_under_its_version_converges_on_every_peer() {
 fn a_peers_own_record_edited_under_its_version_is_rewritten_by_that_peer() {
     let mut cluster = Cluster::start(3);
     let owner = cluster.peers[0].node();
-    let mut state = cluster.peers[2].persisted().state;
+    let mut state = cluster.peers[2].persisted(cluster.now).state;
     // A copy that would win the tie-break against the owner's own record.
     state.observed = edited_observed(&state.observed, owner, |record| {
         record.info.name = "an-impostor-with-a-long-name".to_owned();
