@@ -218,7 +218,10 @@ fn edited_desired(
         .collect();
     edit(rcs.get_mut(rc).expect("the record exists"));
     let mut out = DesiredState::new();
-    out.merge_delta(DesiredDelta { rcs });
+    out.merge_delta(DesiredDelta {
+        rcs,
+        ..DesiredDelta::default()
+    });
     out
 }
 

@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 use crate::hlc::Hlc;
+use crate::node::NodeId;
+use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};
 use crate::spec::{Labels, PartitionPolicy, PodTemplate, RcSpec, UpdateStrategy};
 use crate::summarized::Summarized;
@@ -191,16 +193,20 @@ impl RcView<'_> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredDelta {
     pub rcs: BTreeMap<String, RcRecord>,
+    /// Decisions about nodes (see [`crate::node_decisions`]).
+    pub nodes: BTreeMap<NodeId, NodeDecision>,
 }
 
 impl DesiredDelta {
     pub fn is_empty(&self) -> bool {
-        self.rcs.values().all(RcRecord::is_empty)
+        self.rcs.values().all(RcRecord::is_empty) && self.nodes.values().all(NodeDecision::is_empty)
     }
 
     /// The newest stamp carried: feed it to [`Clock::observe`](crate::hlc::Clock::observe).
     pub fn max_stamp(&self) -> Option<Hlc> {
-        self.rcs.values().filter_map(RcRecord::max_stamp).max()
+        let rcs = self.rcs.values().filter_map(RcRecord::max_stamp);
+        let nodes = self.nodes.values().filter_map(NodeDecision::max_stamp);
+        rcs.chain(nodes).max()
     }
 
     /// Join another delta into this one (to batch deltas before sending).
@@ -208,11 +214,15 @@ impl DesiredDelta {
         for (name, record) in other.rcs {
             self.rcs.entry(name).or_default().merge(record);
         }
+        for (node, decision) in other.nodes {
+            self.nodes.entry(node).or_default().merge(decision);
+        }
     }
 
     fn single(name: &str, record: RcRecord) -> DesiredDelta {
         DesiredDelta {
             rcs: BTreeMap::from([(name.to_owned(), record)]),
+            nodes: BTreeMap::new(),
         }
     }
 }
@@ -222,6 +232,8 @@ impl DesiredDelta {
 pub struct DesiredState {
     /// Each record with its digest entry, cached (encoded as records alone).
     rcs: BTreeMap<String, Summarized<RcRecord>>,
+    /// Cordoned and removed nodes.
+    pub(crate) nodes: NodeDecisions,
 }
 
 impl DesiredState {
@@ -388,6 +400,28 @@ impl DesiredState {
             }
             self.rcs.entry(name).or_default().get_mut().merge(record);
         }
+        self.nodes.merge(delta.nodes);
+    }
+
+    /// Decisions about nodes: cordoned, removed.
+    pub fn nodes(&self) -> &NodeDecisions {
+        &self.nodes
+    }
+
+    /// Cordons (`on`) or uncordons `node`; empty when nothing changes.
+    pub fn cordon(&mut self, node: NodeId, on: bool, stamp: Hlc) -> DesiredDelta {
+        DesiredDelta {
+            nodes: self.nodes.cordon(node, on, stamp),
+            ..DesiredDelta::default()
+        }
+    }
+
+    /// Forgets `node` (`on`), or takes it back; empty when nothing changes.
+    pub fn remove_node(&mut self, node: NodeId, on: bool, stamp: Hlc) -> DesiredDelta {
+        DesiredDelta {
+            nodes: self.nodes.remove(node, on, stamp),
+            ..DesiredDelta::default()
+        }
     }
 
     /// Join a whole state (a peer's full copy) into this one.
@@ -403,6 +437,7 @@ impl DesiredState {
                 .iter()
                 .map(|(name, record)| (name.clone(), record.get().clone()))
                 .collect(),
+            nodes: self.nodes.to_delta(),
         }
     }
 

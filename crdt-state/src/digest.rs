@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::desired::RcRecord;
 use crate::hlc::Hlc;
 use crate::node::NodeId;
+use crate::node_decisions::DecisionStamps;
 use crate::observed::NodeRecord;
 use crate::register::{encoding, stamp};
 use crate::summarized::Summarize;
@@ -134,6 +135,8 @@ fn history_hash(record: &RcRecord) -> u64 {
 #[serde(into = "CompactDigest", try_from = "CompactDigest")]
 pub struct Digest {
     pub desired: BTreeMap<String, RcStamps>,
+    /// Decisions about nodes (cordoned, removed), stamps and values.
+    pub nodes: BTreeMap<NodeId, DecisionStamps>,
     pub observed: BTreeMap<NodeId, NodeVersion>,
 }
 
@@ -148,6 +151,8 @@ pub struct CompactDigest {
     /// Per RC, sorted by name: body, replicas, deleted stamps; history
     /// hash; content.
     rcs: Vec<(String, [Option<CompactStamp>; 3], u64, CompactContent)>,
+    /// Per node decision: cordoned and removed stamps, and their values.
+    nodes: Vec<(NodeId, [Option<CompactStamp>; 2], [bool; 2])>,
     /// Per node record: version, content hash.
     observed: Vec<(NodeId, u64, [u8; 8])>,
 }
@@ -161,7 +166,12 @@ type CompactContent = ([u8; 8], u32, bool);
 
 impl From<Digest> for CompactDigest {
     fn from(digest: Digest) -> CompactDigest {
-        let all = || digest.desired.values().flat_map(|s| s.stamps()).flatten();
+        let decision_stamps = |d: &DecisionStamps| [d.cordoned, d.removed].map(|e| e.map(|e| e.0));
+        let all = || {
+            let rcs = digest.desired.values().flat_map(|s| s.stamps()).flatten();
+            let nodes = digest.nodes.values().flat_map(decision_stamps).flatten();
+            rcs.chain(nodes)
+        };
         let base_ms = all().map(|s| s.physical_ms).min().unwrap_or(0);
         let mut writers: Vec<NodeId> = all().map(|s| s.node).collect();
         writers.sort_unstable();
@@ -183,6 +193,14 @@ impl From<Digest> for CompactDigest {
                 (name.clone(), stamps, s.history, content)
             })
             .collect();
+        let nodes = digest
+            .nodes
+            .iter()
+            .map(|(node, d)| {
+                let values = [d.cordoned, d.removed].map(|e| e.is_some_and(|e| e.1));
+                (*node, decision_stamps(d).map(|o| o.map(compact)), values)
+            })
+            .collect();
         let observed = digest
             .observed
             .into_iter()
@@ -191,6 +209,7 @@ impl From<Digest> for CompactDigest {
         CompactDigest {
             base_ms,
             rcs,
+            nodes,
             observed,
             writers,
         }
@@ -234,6 +253,17 @@ impl TryFrom<CompactDigest> for Digest {
             };
             desired.insert(name.clone(), stamps);
         }
+        let mut nodes = BTreeMap::new();
+        for (node, [cordoned, removed], [cordoned_val, removed_val]) in &compact.nodes {
+            let entry = |stamp: &Option<CompactStamp>, val: bool| {
+                stamp.map(|s| expand(s).map(|h| (h, val))).transpose()
+            };
+            let stamps = DecisionStamps {
+                cordoned: entry(cordoned, *cordoned_val)?,
+                removed: entry(removed, *removed_val)?,
+            };
+            nodes.insert(*node, stamps);
+        }
         let observed = compact
             .observed
             .into_iter()
@@ -242,6 +272,10 @@ impl TryFrom<CompactDigest> for Digest {
                 (node, NodeVersion { version, content })
             })
             .collect();
-        Ok(Digest { desired, observed })
+        Ok(Digest {
+            desired,
+            nodes,
+            observed,
+        })
     }
 }

@@ -5,6 +5,7 @@
 //! - [`node`], [`pod`]: node identity and info, pod identity and status.
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history.
+//! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
 //! - [`observed`]: observed state, node → single-writer versioned record.
 //! - [`digest`]: per-record stamps/versions and content hashes a peer holds,
 //!   and their compact wire form; `summarized` caches them next to each record.
@@ -55,6 +56,7 @@ pub mod desired;
 pub mod digest;
 pub mod error;
 pub mod hlc;
+pub mod node_decisions;
 pub mod observed;
 pub mod register;
 pub mod sync;
@@ -65,6 +67,7 @@ mod summarized;
 pub use desired::{DesiredDelta, DesiredState, RcBody, RcRecord, RcView, Revision};
 pub use error::StateError;
 pub use hlc::{Clock, Hlc};
+pub use node_decisions::{NodeDecision, NodeDecisions};
 pub use observed::{NodeRecord, ObservedDelta, ObservedState};
 pub use sync::{ClusterState, Delta, Digest, NodeVersion, RcStamps};
 pub use wire::WireError;

@@ -165,24 +165,52 @@ impl ClusterState {
     pub fn digest(&self) -> Digest {
         Digest {
             desired: self.desired.digest(),
+            nodes: self.desired.nodes.digest(),
             observed: self.observed.digest(),
         }
     }
 
     /// Exactly what the digest's owner lacks or holds older.
     pub fn missing_for(&self, digest: &Digest) -> Delta {
+        let mut desired = self.desired.missing_for(&digest.desired);
+        desired.nodes = self.desired.nodes.missing_for(&digest.nodes);
         Delta {
-            desired: self.desired.missing_for(&digest.desired),
+            desired,
             observed: self.observed.missing_for(&digest.observed),
         }
     }
 
+    /// A local write forgetting `node` (`on`) or taking it back: like
+    /// [`DesiredState::remove_node`], and the node's record goes at once.
+    pub fn remove_node(&mut self, node: NodeId, on: bool, stamp: Hlc) -> DesiredDelta {
+        let delta = self.desired.remove_node(node, on, stamp);
+        if on {
+            self.observed.forget(node);
+        }
+        delta
+    }
+
     /// Join a delta. Returns the newest desired-state stamp it carried, to be
     /// passed to [`Clock::observe`](crate::hlc::Clock::observe).
-    pub fn merge_delta(&mut self, delta: Delta) -> Option<Hlc> {
+    ///
+    /// Records of removed nodes are dropped and copies of them ignored (see
+    /// [`crate::node_decisions`]), so a forgotten node leaves every peer's
+    /// observed state; the rule lives here so that every merge follows it.
+    pub fn merge_delta(&mut self, mut delta: Delta) -> Option<Hlc> {
         let newest = delta.desired.max_stamp();
+        let decided = !delta.desired.nodes.is_empty();
         self.desired.merge_delta(delta.desired);
+        let removed = self.desired.nodes.removed();
+        delta
+            .observed
+            .nodes
+            .retain(|node, _| !removed.contains(node));
         self.observed.merge_delta(delta.observed);
+        if decided {
+            for node in removed {
+                self.observed.forget(node);
+            }
+        }
         newest
     }
 

@@ -90,6 +90,7 @@ fn arb_desired() -> impl Strategy<Value = DesiredState> {
             let mut state = DesiredState::new();
             state.merge_delta(DesiredDelta {
                 rcs: rcs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                ..DesiredDelta::default()
             });
             state
         },
@@ -339,6 +340,7 @@ fn adversarial_clash_keeps_every_loser_in_history_in_any_order() {
             let mut s = DesiredState::new();
             s.merge_delta(DesiredDelta {
                 rcs: BTreeMap::from([("web".to_owned(), r)]),
+                ..DesiredDelta::default()
             });
             s
         })

@@ -24,6 +24,7 @@ fn state_with(rcs: Vec<(&str, RcRecord)>, nodes: Vec<(NodeId, NodeRecord)>) -> C
     let mut state = ClusterState::new();
     state.desired.merge_delta(DesiredDelta {
         rcs: rcs.into_iter().map(|(n, r)| (n.to_owned(), r)).collect(),
+        ..DesiredDelta::default()
     });
     state.observed.merge_delta(ObservedDelta {
         nodes: nodes.into_iter().collect(),

@@ -154,7 +154,15 @@ type RawRc = (
     ([u8; 8], u32, bool),
 );
 
-type RawDigest = (Vec<NodeId>, u64, Vec<RawRc>, Vec<(NodeId, u64, [u8; 8])>);
+type RawDecision = (NodeId, [Option<(u64, u32, u32)>; 2], [bool; 2]);
+
+type RawDigest = (
+    Vec<NodeId>,
+    u64,
+    Vec<RawRc>,
+    Vec<RawDecision>,
+    Vec<(NodeId, u64, [u8; 8])>,
+);
 
 const NO_CONTENT: ([u8; 8], u32, bool) = ([0; 8], 0, false);
 
@@ -183,6 +191,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             NO_CONTENT,
         )],
         vec![],
+        vec![],
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #3"), "{err}");
@@ -197,6 +206,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             NO_CONTENT,
         )],
         vec![],
+        vec![],
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
@@ -210,6 +220,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             42,
             (7u64.to_le_bytes(), 3, false),
         )],
+        vec![(NodeId(4), [None, Some((2, 0, 1))], [false, true])],
         vec![(NodeId(9), 3, 11u64.to_le_bytes())],
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
@@ -220,4 +231,20 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     assert_eq!((web.content.body, web.content.replicas), (7, 3));
     let node = read.observed[&NodeId(9)];
     assert_eq!((node.version, node.content), (3, 11));
+    let decision = read.nodes[&NodeId(4)];
+    assert_eq!(decision.cordoned, None);
+    assert_eq!(
+        decision.removed,
+        Some((Hlc::new(1_002, 0, NodeId(9)), true))
+    );
+    // A node decision whose stamp names a writer that is not listed.
+    let bad_decision: RawDigest = (
+        vec![],
+        0,
+        vec![],
+        vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false])],
+        vec![],
+    );
+    let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
+    assert!(err.to_string().contains("writer #0"), "{err}");
 }

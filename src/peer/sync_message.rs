@@ -2,7 +2,7 @@
 //!
 //! Anti-entropy between A and B, started by A every period:
 //! 1. A → B `Hello { hash }`: the hash of A's digest; B stops here if equal.
-//! 2. B → A `Pull { digest }`: B's per-record versions.
+//! 2. B → A `Pull { digest }`: B's per-record stamps, versions and content hashes.
 //! 3. A → B `Push { delta: what B lacks, digest: Some(A's digest) }`.
 //! 4. B → A `Push { delta: what A lacks, digest: None }`, if anything.
 //!

@@ -1,0 +1,193 @@
+//! What users decide about nodes — cordon and delete — replicated with the
+//! desired state.
+//!
+//! A node's own record in the observed state has one writer, the node, and
+//! a node that is down for good cannot write "forget me". So these
+//! decisions are last-writer-wins registers stamped by the hybrid clock of
+//! whichever peer the user asked, merged per field like an RC's registers:
+//!
+//! - `cordoned`: placement puts no replica on the node (`shoal cordon`,
+//!   the first step of `shoal drain`); its replicas move elsewhere,
+//!   make-before-break. `shoal uncordon` writes `false`.
+//! - `removed`: the node is forgotten (`shoal node delete`, or down longer
+//!   than `--forget-down-after`). Every peer drops its observed record and
+//!   ignores copies of it ([`crate::ClusterState::merge_delta`]), so it
+//!   leaves `get nodes` and `get pods` everywhere. A removed node that comes
+//!   back writes `false` over it with a newer stamp and registers again,
+//!   as a kubelet re-registers a deleted node.
+//!
+//! Decisions are never collected: one small record per node ever removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Hlc;
+use crate::node::NodeId;
+use crate::register::{self, Reg};
+
+/// The decisions about one node. A register never written is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDecision {
+    pub cordoned: Option<Reg<bool>>,
+    pub removed: Option<Reg<bool>>,
+}
+
+impl NodeDecision {
+    pub fn merge(&mut self, other: NodeDecision) {
+        register::join(&mut self.cordoned, other.cordoned);
+        register::join(&mut self.removed, other.removed);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cordoned.is_none() && self.removed.is_none()
+    }
+
+    pub fn is_cordoned(&self) -> bool {
+        self.cordoned.as_ref().is_some_and(|r| r.val)
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.as_ref().is_some_and(|r| r.val)
+    }
+
+    pub fn max_stamp(&self) -> Option<Hlc> {
+        [
+            register::stamp(&self.cordoned),
+            register::stamp(&self.removed),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    /// Its digest entry: each register's stamp and value (exact, and
+    /// smaller than a hash).
+    pub fn stamps(&self) -> DecisionStamps {
+        let entry = |r: &Option<Reg<bool>>| r.as_ref().map(|r| (r.marker, r.val));
+        DecisionStamps {
+            cordoned: entry(&self.cordoned),
+            removed: entry(&self.removed),
+        }
+    }
+
+    /// The registers the owner of `theirs` lacks, holds older, or holds
+    /// under the same stamp with the other value.
+    pub fn missing_for(&self, theirs: Option<&DecisionStamps>) -> NodeDecision {
+        let theirs = theirs.copied().unwrap_or_default();
+        let mine = self.stamps();
+        let wanted = |m: Option<(Hlc, bool)>, t: Option<(Hlc, bool)>| {
+            m.is_some_and(|m| t.is_none_or(|t| m.0 > t.0 || (m.0 == t.0 && m.1 != t.1)))
+        };
+        NodeDecision {
+            cordoned: if wanted(mine.cordoned, theirs.cordoned) {
+                self.cordoned.clone()
+            } else {
+                None
+            },
+            removed: if wanted(mine.removed, theirs.removed) {
+                self.removed.clone()
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// A node decision's digest entry: `(stamp, value)` per register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionStamps {
+    pub cordoned: Option<(Hlc, bool)>,
+    pub removed: Option<(Hlc, bool)>,
+}
+
+/// Every node decision, by node id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDecisions {
+    nodes: BTreeMap<NodeId, NodeDecision>,
+}
+
+impl NodeDecisions {
+    pub fn get(&self, node: NodeId) -> Option<&NodeDecision> {
+        self.nodes.get(&node)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &NodeDecision)> {
+        self.nodes.iter().map(|(n, d)| (*n, d))
+    }
+
+    pub fn is_cordoned(&self, node: NodeId) -> bool {
+        self.get(node).is_some_and(NodeDecision::is_cordoned)
+    }
+
+    pub fn is_removed(&self, node: NodeId) -> bool {
+        self.get(node).is_some_and(NodeDecision::is_removed)
+    }
+
+    /// Nodes currently removed.
+    pub fn removed(&self) -> BTreeSet<NodeId> {
+        self.iter()
+            .filter(|(_, d)| d.is_removed())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Writes `cordoned = on` for `node`; empty when it already holds.
+    pub fn cordon(&mut self, node: NodeId, on: bool, stamp: Hlc) -> BTreeMap<NodeId, NodeDecision> {
+        if self.is_cordoned(node) == on && self.get(node).is_some_and(|d| d.cordoned.is_some()) {
+            return BTreeMap::new();
+        }
+        self.commit(
+            node,
+            NodeDecision {
+                cordoned: Some(register::write(on, stamp)),
+                removed: None,
+            },
+        )
+    }
+
+    /// Writes `removed = on` for `node`; empty when it already holds.
+    pub fn remove(&mut self, node: NodeId, on: bool, stamp: Hlc) -> BTreeMap<NodeId, NodeDecision> {
+        if self.is_removed(node) == on && self.get(node).is_some_and(|d| d.removed.is_some()) {
+            return BTreeMap::new();
+        }
+        self.commit(
+            node,
+            NodeDecision {
+                cordoned: None,
+                removed: Some(register::write(on, stamp)),
+            },
+        )
+    }
+
+    fn commit(&mut self, node: NodeId, write: NodeDecision) -> BTreeMap<NodeId, NodeDecision> {
+        self.nodes.entry(node).or_default().merge(write.clone());
+        BTreeMap::from([(node, write)])
+    }
+
+    pub fn merge(&mut self, delta: BTreeMap<NodeId, NodeDecision>) {
+        for (node, decision) in delta {
+            if !decision.is_empty() {
+                self.nodes.entry(node).or_default().merge(decision);
+            }
+        }
+    }
+
+    pub fn digest(&self) -> BTreeMap<NodeId, DecisionStamps> {
+        self.iter().map(|(n, d)| (n, d.stamps())).collect()
+    }
+
+    pub fn missing_for(
+        &self,
+        digest: &BTreeMap<NodeId, DecisionStamps>,
+    ) -> BTreeMap<NodeId, NodeDecision> {
+        self.iter()
+            .map(|(n, d)| (n, d.missing_for(digest.get(&n))))
+            .filter(|(_, d)| !d.is_empty())
+            .collect()
+    }
+
+    pub fn to_delta(&self) -> BTreeMap<NodeId, NodeDecision> {
+        self.nodes.clone()
+    }
+}
