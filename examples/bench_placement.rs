@@ -44,6 +44,7 @@ fn node(id: u64) -> NodeCandidate {
             version: String::new(),
         },
         alive: true,
+        held_ports: Vec::new(),
     }
 }
 

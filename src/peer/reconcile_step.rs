@@ -1,6 +1,5 @@
 //! Placement and the reconcile plan for this node, and publishing what runs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_crdt_state::Delta;
@@ -11,7 +10,7 @@ use shoal_runtime::vocabulary::PodAction;
 
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
-use crate::placement::{NodeCandidate, assign};
+use crate::placement::{assign, inputs};
 use crate::reconcile::plan;
 
 impl Peer {
@@ -59,19 +58,9 @@ impl Peer {
 
     fn recompute_assignment(&mut self) {
         let me = self.config.node;
-        let candidates: BTreeMap<NodeId, NodeCandidate> = self
-            .state
-            .observed
-            .nodes()
-            .map(|(node, record)| {
-                let alive = node == me || self.members.contains_key(&node);
-                let candidate = NodeCandidate {
-                    info: record.info.clone(),
-                    alive,
-                };
-                (node, candidate)
-            })
-            .collect();
+        let candidates = inputs(&self.state.observed, &self.rcs, me, |node| {
+            self.counts_alive(node)
+        });
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         self.assignment = assign(&self.rcs, &candidates);
         self.stats.placements += 1;
@@ -83,6 +72,12 @@ impl Peer {
                 }));
             }
         }
+    }
+
+    /// Whether placement counts `node` as up: the nodes of our member view,
+    /// and ourselves. The simulator times placement with the same rule.
+    pub fn counts_alive(&self, node: NodeId) -> bool {
+        node == self.config.node || self.members.contains_key(&node)
     }
 
     /// True when we see a majority of the nodes the cluster state knows of:
