@@ -10,7 +10,7 @@ use shoal_runtime::vocabulary::PodAction;
 
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
-use crate::placement::{assign, inputs};
+use crate::placement::{WantedPorts, assign, inputs};
 use crate::reconcile::plan;
 
 impl Peer {
@@ -26,6 +26,7 @@ impl Peer {
                     (spec.name.clone(), spec)
                 })
                 .collect();
+            self.wanted_ports = WantedPorts::of(&self.rcs);
             self.rcs_dirty = false;
         }
         if self.placement_dirty {
@@ -102,6 +103,7 @@ impl Peer {
                 local.status(id, &image, claim)
             })
             .collect();
+        let held_before = self.held_ports_fingerprint(me);
         let mut delta = Delta::default();
         let reported: Vec<PodId> = self
             .state
@@ -122,8 +124,21 @@ impl Peer {
             }
         }
         if !delta.is_empty() {
+            if self.held_ports_fingerprint(me) != held_before {
+                self.placement_dirty = true;
+                self.request_reconcile(now);
+            }
             self.spread(now, delta);
         }
+    }
+
+    /// [`WantedPorts::held_fingerprint`] of what `node` reports: placement
+    /// is recomputed when it changes, not on every pod status update.
+    pub(super) fn held_ports_fingerprint(&self, node: NodeId) -> u64 {
+        self.state
+            .observed
+            .get(node)
+            .map_or(0, |r| self.wanted_ports.held_fingerprint(&r.pods))
     }
 
     /// The first container's image of the template a pod runs, current or

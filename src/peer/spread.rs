@@ -220,6 +220,7 @@ impl Peer {
                 .observed
                 .get(node)
                 .map(|r| (r.version, r.info.clone()));
+            let held_before = self.held_ports_fingerprint(node);
             let mut one = ObservedDelta::default();
             one.nodes.insert(node, record.clone());
             self.state.merge_delta(one.into());
@@ -229,7 +230,11 @@ impl Peer {
                 .get(node)
                 .map(|r| (r.version, r.info.clone()));
             if after != before {
-                if after.as_ref().map(|a| &a.1) != before.as_ref().map(|b| &b.1) {
+                // Pod statuses change often; placement reads only the host
+                // ports they hold (see `WantedPorts::held_fingerprint`).
+                if after.as_ref().map(|a| &a.1) != before.as_ref().map(|b| &b.1)
+                    || self.held_ports_fingerprint(node) != held_before
+                {
                     self.placement_dirty = true;
                 }
                 changed.observed.nodes.insert(node, record);
