@@ -1,5 +1,6 @@
 //! Reconcile scenarios about host ports: placement and `plan` together on
-//! three nodes that report what they run.
+//! three nodes that report what they run, and the ports a pod reports (and
+//! so holds) while it starts, runs, waits to restart, or is refused.
 
 mod reconcile_support;
 
@@ -10,7 +11,7 @@ use shoal::placement::{Assignment, inputs};
 use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
-use shoal_crdt_state::pod::PublishedPort;
+use shoal_crdt_state::pod::{PodPhase, PublishedPort};
 use shoal_crdt_state::spec::{PortSpec, Protocol, RcSpec, Resources};
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
@@ -179,4 +180,78 @@ fn a_newcomer_on_a_held_host_port_starts_once_the_holders_are_gone() {
     let (placed, actions) = nodes.round(2_000, &only_b);
     assert!(placed.unplaced.is_empty(), "{:?}", placed.unplaced);
     assert_eq!(starts(&actions), vec![pod("b", 0)]);
+}
+
+const BOUND: PublishedPort = PublishedPort {
+    container_port: 80,
+    host_port: 18080,
+    protocol: Protocol::Tcp,
+};
+
+#[test]
+fn a_pod_reports_its_host_port_while_it_starts_runs_and_waits_to_restart() {
+    let web = host_port_rc("web", 1);
+    let a = owners(&[("web", 0, ME)]);
+    let set = rcs(&[&web]);
+    let policy = ReconcilePolicy::default();
+    let mut local = LocalPods::new();
+    let reported = |local: &LocalPods| {
+        let s = local
+            .get(&pod("web", 0))
+            .unwrap()
+            .status(&pod("web", 0), "web:1", None);
+        (s.phase, s.ports)
+    };
+
+    plan(ME, 0, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(reported(&local), (PodPhase::Pending, vec![BOUND]));
+    let up = PodEvent::Running { ports: vec![BOUND] };
+    observe(&mut local, 100, &web, 0, up.clone());
+    assert_eq!(reported(&local), (PodPhase::Running, vec![BOUND]));
+
+    let crash = PodEvent::Exited {
+        code: 1,
+        oom_killed: false,
+    };
+    observe(&mut local, 1_000, &web, 0, crash.clone());
+    let p = plan(ME, 1_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(
+        reported(&local),
+        (PodPhase::Pending, vec![BOUND]),
+        "restarting"
+    );
+    observe(&mut local, 1_100, &web, 0, up);
+    observe(&mut local, 2_000, &web, 0, crash);
+    plan(ME, 2_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(
+        reported(&local),
+        (PodPhase::BackOff, vec![BOUND]),
+        "backing off"
+    );
+}
+
+#[test]
+fn a_pod_the_engine_refused_its_host_port_holds_nothing_while_it_backs_off() {
+    let web = host_port_rc("web", 1);
+    let a = owners(&[("web", 0, ME)]);
+    let set = rcs(&[&web]);
+    let policy = ReconcilePolicy::default();
+    let mut local = LocalPods::new();
+    let refused =
+        || PodEvent::StartError("Bind for 0.0.0.0:18080 failed: port is already allocated".into());
+    plan(ME, 0, &a, &set, &none(), &mut local, &policy);
+    // The first failure restarts at once (claiming again), the second backs off.
+    observe(&mut local, 10, &web, 0, refused());
+    let p = plan(ME, 10, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
+    observe(&mut local, 20, &web, 0, refused());
+    let p = plan(ME, 20, &a, &set, &none(), &mut local, &policy);
+    assert!(p.actions.is_empty());
+    let status = local
+        .get(&pod("web", 0))
+        .unwrap()
+        .status(&pod("web", 0), "web:1", None);
+    assert_eq!(status.phase, PodPhase::BackOff);
+    assert!(status.ports.is_empty(), "{:?}", status.ports);
 }
