@@ -1,15 +1,19 @@
-//! Placement benchmark: time of one full assignment, and disruption when one
-//! node joins or leaves. Prints a Markdown section for BENCHMARKS.md.
+//! Placement benchmark: time of one full assignment, disruption when one
+//! node joins or leaves, and the cost of building the inputs (held host
+//! ports) from the observed state. Prints a Markdown section for BENCHMARKS.md.
 //!
 //! `cargo run --release -p shoal --example bench_placement`
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shoal::placement::{NodeCandidate, assign, ideal_moves, moved};
+use shoal::placement::{NodeCandidate, WantedPorts, assign, ideal_moves, inputs, moved};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::observed::ObservedState;
+use shoal_crdt_state::pod::{PodPhase, PodStatus, PublishedPort};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, UpdateStrategy,
+    ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
+    RestartPolicy, UpdateStrategy,
 };
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -46,6 +50,7 @@ fn node(id: u64) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        held_ports: Vec::new(),
     }
 }
 
@@ -161,6 +166,106 @@ fn disruption(node_count: usize, seeds: u64, rcs: &BTreeMap<String, RcSpec>) -> 
     }
 }
 
+/// Every RC of `rcs` published on its own host port (10000 + its number).
+fn with_host_ports(rcs: &BTreeMap<String, RcSpec>) -> BTreeMap<String, RcSpec> {
+    rcs.iter()
+        .enumerate()
+        .map(|(i, (name, spec))| {
+            let mut spec = spec.clone();
+            spec.template.containers[0].ports.push(PortSpec {
+                container_port: 80,
+                host_port: Some(10_000 + i as u16),
+                protocol: Protocol::Tcp,
+            });
+            (name.clone(), spec)
+        })
+        .collect()
+}
+
+/// The observed state once `rcs` run as placed on `cluster`: every node
+/// reports its pods, running, with the host ports their template asks for.
+fn observed(
+    rcs: &BTreeMap<String, RcSpec>,
+    cluster: &BTreeMap<NodeId, NodeCandidate>,
+) -> ObservedState {
+    let mut state = ObservedState::new();
+    for (id, c) in cluster {
+        state.set_node_info(*id, c.info.clone());
+    }
+    for (pod, node) in assign(rcs, cluster).iter() {
+        let ports = rcs[&pod.rc]
+            .template
+            .host_ports()
+            .map(|(host_port, protocol)| PublishedPort {
+                container_port: 80,
+                host_port,
+                protocol,
+            })
+            .collect();
+        let status = PodStatus {
+            id: pod.clone(),
+            template_hash: rcs[&pod.rc].template.hash(),
+            image: "busybox:local".into(),
+            phase: PodPhase::Running,
+            ready: true,
+            restarts: 0,
+            last_error: None,
+            ports,
+            claim: None,
+        };
+        state.set_pod_status(node, status).expect("node recorded");
+    }
+    state
+}
+
+/// Building the inputs and assigning from them, for one workload, and the
+/// held-port fingerprint the peer takes of each merged node record.
+struct InputsRow {
+    inputs: Duration,
+    assign: Duration,
+    fingerprint_ns: f64,
+    held: usize,
+    moved: usize,
+}
+
+fn inputs_row(
+    rcs: &BTreeMap<String, RcSpec>,
+    cluster: &BTreeMap<NodeId, NodeCandidate>,
+) -> InputsRow {
+    let state = observed(rcs, cluster);
+    let me = *cluster.keys().next().expect("nodes");
+    let (mut build, mut place) = (Vec::new(), Vec::new());
+    let mut held = 0;
+    let mut moved_now = 0;
+    let before = assign(rcs, cluster);
+    for _ in 0..TIMING_RUNS {
+        let start = Instant::now();
+        let candidates = inputs(&state, rcs, me, |_| true);
+        build.push(start.elapsed());
+        let start = Instant::now();
+        let a = assign(rcs, &candidates);
+        place.push(start.elapsed());
+        held = candidates.values().map(|c| c.held_ports.len()).sum();
+        moved_now = moved(&before, &a);
+    }
+    let wanted = WantedPorts::of(rcs);
+    let rounds = 100;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for (_, record) in state.nodes() {
+            std::hint::black_box(wanted.held_fingerprint(std::hint::black_box(&record.pods)));
+        }
+    }
+    let fingerprint_ns = start.elapsed().as_secs_f64() * 1e9 / (rounds * state.len()) as f64;
+    InputsRow {
+        inputs: median(build),
+        assign: median(place),
+        fingerprint_ns,
+        held,
+        moved: moved_now,
+    }
+}
+
 fn main() {
     let rcs = rcs();
     let mut rows = Vec::new();
@@ -216,6 +321,30 @@ fn main() {
             d.join_ideal,
             d.join,
             d.leave
+        );
+    }
+
+    let cluster = nodes(1_000, 42);
+    let plain = inputs_row(&rcs, &cluster);
+    let ported = inputs_row(&with_host_ports(&rcs), &cluster);
+    println!("\n#### Placement inputs\n");
+    println!(
+        "1,000 nodes reporting {} running pods: building the inputs from the observed state \
+         (`placement::inputs`, median of {TIMING_RUNS}), the assignment from them, and the \
+         held-port fingerprint a peer takes of each node record it merges. `moved` compares \
+         with the assignment made before the pods ran: a replica keeps its own port.\n",
+        RCS * REPLICAS as usize
+    );
+    println!("| workload | held ports | inputs | assign | fingerprint per record | moved |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, row) in [("no hostPort", plain), ("a hostPort per RC", ported)] {
+        println!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.0} ns | {} |",
+            row.held,
+            row.inputs.as_secs_f64() * 1e3,
+            row.assign.as_secs_f64() * 1e3,
+            row.fingerprint_ns,
+            row.moved
         );
     }
     println!("\nCommand: `cargo run --release -p shoal --example bench_placement`");

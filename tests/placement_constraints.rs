@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use shoal::placement::{Assignment, NodeCandidate, NodeRejection, assign};
+use shoal::placement::{Assignment, NodeCandidate, NodeRejection, assign, inputs};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
-use shoal_crdt_state::pod::PodId;
+use shoal_crdt_state::observed::ObservedState;
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus, PublishedPort};
 use shoal_crdt_state::spec::{
     ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
-    RestartPolicy, UpdateStrategy,
+    RestartPolicy, TemplateHash, UpdateStrategy,
 };
 
 const GIB: u64 = 1 << 30;
@@ -32,6 +33,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        held_ports: Vec::new(),
     }
 }
 
@@ -180,7 +182,7 @@ fn host_ports_are_never_shared_on_a_node() {
     assert_eq!(owners_of(&a, "dns").len(), 2);
     assert_eq!(
         a.unplaced[&pod("web", 2)].to_string(),
-        "0/2 nodes are available: 2 host port conflict"
+        "0/2 nodes are available: 2 host port conflict (port 8080/TCP is in use by web-0, web-1)"
     );
 }
 
@@ -230,4 +232,225 @@ fn scaling_up_keeps_existing_replicas_in_place() {
     let after = assign(&rcs(vec![rc("a", 13, 1, 1), rc("b", 10, 1, 1)]), &cluster);
     assert_eq!(shoal::placement::moved(&before, &after), 0);
     assert_eq!(after.placed(), 23);
+}
+
+// ---- host ports held by the pods nodes report ----
+
+/// `rc`, its container published on host port `port`/`protocol`.
+fn on_port(mut spec: RcSpec, port: u16, protocol: Protocol) -> RcSpec {
+    spec.template.containers[0].ports.push(PortSpec {
+        container_port: 80,
+        host_port: Some(port),
+        protocol,
+    });
+    spec
+}
+
+fn tcp(name: &str, replicas: u32, port: u16) -> RcSpec {
+    on_port(rc(name, replicas, 100, GIB), port, Protocol::Tcp)
+}
+
+/// What a node reports for replica `index` of `rc`, holding `port`.
+fn report(rc: &str, index: u32, phase: PodPhase, port: u16, protocol: Protocol) -> PodStatus {
+    PodStatus {
+        id: pod(rc, index),
+        template_hash: TemplateHash(1),
+        image: "img:1".into(),
+        phase,
+        ready: phase == PodPhase::Running,
+        restarts: 0,
+        last_error: None,
+        ports: vec![PublishedPort {
+            container_port: 80,
+            host_port: port,
+            protocol,
+        }],
+        claim: None,
+    }
+}
+
+/// Nodes `ids` (big, alive) and the pods each reports.
+fn observed(ids: &[u64], pods: Vec<(u64, PodStatus)>) -> ObservedState {
+    let mut state = ObservedState::new();
+    for &id in ids {
+        state.set_node_info(NodeId(id), big_node().info);
+    }
+    for (id, status) in pods {
+        state.set_pod_status(NodeId(id), status).unwrap();
+    }
+    state
+}
+
+/// Placement as a peer computes it: from its observed state, every node up.
+fn place(rcs: &BTreeMap<String, RcSpec>, state: &ObservedState) -> Assignment {
+    assign(rcs, &inputs(state, rcs, NodeId(1), |_| true))
+}
+
+/// Where `rcs` run once placed on nodes `ids`, as the nodes report it.
+fn running_as_placed(ids: &[u64], rcs: &BTreeMap<String, RcSpec>, port: u16) -> ObservedState {
+    let first = place(rcs, &observed(ids, vec![]));
+    assert!(first.unplaced.is_empty());
+    let pods = first
+        .iter()
+        .map(|(p, n)| {
+            (
+                n.0,
+                report(&p.rc, p.index, PodPhase::Running, port, Protocol::Tcp),
+            )
+        })
+        .collect();
+    observed(ids, pods)
+}
+
+#[test]
+fn a_running_replica_keeps_its_port_and_a_newcomer_needing_it_is_unplaced() {
+    let a = tcp("a", 3, 18080);
+    let state = running_as_placed(&[1, 2, 3], &rcs(vec![a.clone()]), 18080);
+    let before = place(&rcs(vec![a.clone()]), &state);
+
+    // b-0 comes before a-1 and a-2 in the processing order, yet every node
+    // has the port taken by a replica of `a` that runs there.
+    let after = place(&rcs(vec![a, tcp("b", 1, 18080)]), &state);
+    assert_eq!(
+        owners_of(&after, "a"),
+        owners_of(&before, "a"),
+        "a stays put"
+    );
+    assert_eq!(after.placed(), 3);
+    assert_eq!(
+        after.unplaced[&pod("b", 0)].to_string(),
+        "0/3 nodes are available: 3 host port conflict (port 18080/TCP is in use by a-0, a-1, a-2)"
+    );
+}
+
+#[test]
+fn a_newcomer_gets_the_port_once_its_holder_is_gone() {
+    let a = tcp("a", 3, 18080);
+    let mut state = running_as_placed(&[1, 2, 3], &rcs(vec![a.clone()]), 18080);
+    let (freed, _) = state
+        .pods()
+        .find(|(_, p)| p.id == pod("a", 2))
+        .map(|(n, p)| (n, p.clone()))
+        .unwrap();
+
+    // Scaled down: a-2 is stopping and still has the port.
+    let mut two = a.clone();
+    two.replicas = 2;
+    let workload = rcs(vec![two, tcp("b", 1, 18080)]);
+    state
+        .set_pod_status(
+            freed,
+            report("a", 2, PodPhase::Terminating, 18080, Protocol::Tcp),
+        )
+        .unwrap();
+    assert_eq!(
+        place(&workload, &state).unplaced[&pod("b", 0)].to_string(),
+        "0/3 nodes are available: 3 host port conflict (port 18080/TCP is in use by a-0, a-1, a-2)"
+    );
+
+    // Gone from its node's report: b-0 takes its place.
+    state.remove_pod(freed, &pod("a", 2)).unwrap();
+    let after = place(&workload, &state);
+    assert!(after.unplaced.is_empty(), "{:?}", after.unplaced);
+    assert_eq!(after.owner(&pod("b", 0)), Some(freed));
+}
+
+#[test]
+fn a_replica_reuses_the_port_it_holds_after_a_restart() {
+    // Each node has the port taken by one replica: the only place left for
+    // each is the node where it already holds it.
+    let workload = rcs(vec![tcp("a", 1, 18080), tcp("c", 1, 18080)]);
+    for phase in [PodPhase::Pending, PodPhase::BackOff, PodPhase::Running] {
+        for (a_node, c_node) in [(1, 2), (2, 1)] {
+            let mut restarted = report("a", 0, phase, 18080, Protocol::Tcp);
+            restarted.restarts = 3;
+            let state = observed(
+                &[1, 2],
+                vec![
+                    (a_node, restarted),
+                    (
+                        c_node,
+                        report("c", 0, PodPhase::Running, 18080, Protocol::Tcp),
+                    ),
+                ],
+            );
+            let a = place(&workload, &state);
+            assert!(a.unplaced.is_empty(), "{phase:?}: {:?}", a.unplaced);
+            assert_eq!(a.owner(&pod("a", 0)), Some(NodeId(a_node)), "{phase:?}");
+            assert_eq!(a.owner(&pod("c", 0)), Some(NodeId(c_node)), "{phase:?}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_or_finished_pod_does_not_hold_its_port() {
+    let workload = rcs(vec![tcp("b", 1, 18080)]);
+    for phase in [PodPhase::Failed, PodPhase::Succeeded] {
+        let state = observed(&[1], vec![(1, report("a", 0, phase, 18080, Protocol::Tcp))]);
+        let a = place(&workload, &state);
+        assert_eq!(a.owner(&pod("b", 0)), Some(NodeId(1)), "{phase:?}");
+    }
+    // The same number over UDP is another port.
+    let state = observed(
+        &[1],
+        vec![(1, report("a", 0, PodPhase::Running, 18080, Protocol::Udp))],
+    );
+    assert_eq!(
+        place(&workload, &state).owner(&pod("b", 0)),
+        Some(NodeId(1))
+    );
+
+    let state = observed(
+        &[1],
+        vec![(
+            1,
+            report("a", 0, PodPhase::Terminating, 18080, Protocol::Tcp),
+        )],
+    );
+    assert_eq!(
+        place(&workload, &state).unplaced[&pod("b", 0)].to_string(),
+        "0/1 nodes are available: 1 host port conflict (port 18080/TCP is in use by a-0)"
+    );
+}
+
+#[test]
+fn held_ports_give_the_same_assignment_whatever_order_they_are_learned_in() {
+    let workload = rcs(vec![
+        tcp("a", 3, 18080),
+        tcp("b", 2, 18080),
+        tcp("c", 4, 9090),
+        on_port(rc("d", 3, 100, GIB), 18080, Protocol::Udp),
+        rc("e", 6, 100, GIB),
+    ]);
+    let ids = [5, 1, 4, 2, 3];
+    let pods = vec![
+        (2, report("a", 0, PodPhase::Running, 18080, Protocol::Tcp)),
+        (4, report("a", 1, PodPhase::BackOff, 18080, Protocol::Tcp)),
+        (4, report("c", 0, PodPhase::Running, 9090, Protocol::Tcp)),
+        (1, report("b", 1, PodPhase::Pending, 18080, Protocol::Tcp)),
+        (
+            5,
+            report("old", 0, PodPhase::Terminating, 9090, Protocol::Tcp),
+        ),
+        (3, report("d", 2, PodPhase::Failed, 18080, Protocol::Udp)),
+        (3, report("x", 0, PodPhase::Running, 18080, Protocol::Tcp)),
+    ];
+    let forward = observed(&ids, pods.clone());
+    let mut reversed_ids = ids;
+    reversed_ids.reverse();
+    let backward = observed(&reversed_ids, pods.into_iter().rev().collect());
+    let reference = place(&workload, &forward);
+    assert_eq!(place(&workload, &backward), reference);
+    assert!(!reference.unplaced.is_empty(), "the scenario has conflicts");
+
+    // Held ports handed to placement in any order inside a node.
+    let mut shuffled = inputs(&forward, &workload, NodeId(1), |_| true);
+    for candidate in shuffled.values_mut() {
+        candidate.held_ports.reverse();
+    }
+    let again = assign(&workload, &shuffled);
+    assert_eq!(again, reference);
+    let text =
+        |a: &Assignment| -> Vec<String> { a.unplaced.values().map(|u| u.to_string()).collect() };
+    assert_eq!(text(&again), text(&reference));
 }

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use shoal::placement::{NodeCandidate, assign, ideal_moves, moved};
+use shoal::placement::{HeldPort, HostPort, NodeCandidate, assign, ideal_moves, moved};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::pod::PodId;
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, Resources, RestartPolicy, UpdateStrategy,
+    ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
+    RestartPolicy, UpdateStrategy,
 };
 
 fn node(labels: &[(&str, &str)]) -> NodeCandidate {
@@ -32,6 +34,7 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        held_ports: Vec::new(),
     }
 }
 
@@ -154,6 +157,61 @@ proptest! {
         let total: usize = a.placed();
         let cap = (total * 7).div_ceil(4 * node_count).max(1);
         prop_assert!(a.max_load() <= cap, "max load {} > cap {}", a.max_load(), cap);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A host port held on a node is never given to another pod there, two
+    /// placed replicas never share one, and the order held ports are listed
+    /// in does not matter.
+    #[test]
+    fn a_held_host_port_is_never_given_to_another_pod(
+        node_count in 1usize..10,
+        seed in any::<u64>(),
+        specs in prop::collection::vec((1u32..5, 0u16..3), 1..8),
+        held in prop::collection::vec((any::<usize>(), 0u16..3, 0usize..10, 0u32..5), 0..20),
+    ) {
+        let port = |p: u16| HostPort { port: 8000 + p, protocol: Protocol::Tcp };
+        let rcs: BTreeMap<String, RcSpec> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (replicas, p))| {
+                let name = format!("rc{i}");
+                let mut spec = rc(&name, *replicas);
+                spec.template.containers[0].ports.push(PortSpec {
+                    container_port: 80,
+                    host_port: Some(port(*p).port),
+                    protocol: Protocol::Tcp,
+                });
+                (name, spec)
+            })
+            .collect();
+        let mut nodes = cluster(node_count, seed);
+        let ids: Vec<NodeId> = nodes.keys().copied().collect();
+        for (n, p, rc_index, index) in &held {
+            let holder = PodId { rc: format!("rc{rc_index}"), index: *index };
+            let node = nodes.get_mut(&ids[n % ids.len()]).unwrap();
+            node.held_ports.push(HeldPort { port: port(*p), holder });
+        }
+        let a = assign(&rcs, &nodes);
+        let mut taken: BTreeMap<(NodeId, HostPort), PodId> = BTreeMap::new();
+        for (pod, node) in a.iter() {
+            let (wanted, _) = rcs[&pod.rc].template.host_ports().next().unwrap();
+            let wanted = HostPort { port: wanted, protocol: Protocol::Tcp };
+            let blocked = nodes[&node]
+                .held_ports
+                .iter()
+                .any(|h| h.port == wanted && &h.holder != pod);
+            prop_assert!(!blocked, "{} placed on {} where {} is held", pod, node, wanted);
+            let clash = taken.insert((node, wanted), pod.clone());
+            prop_assert!(clash.is_none(), "{} and {:?} share {}", pod, clash, wanted);
+        }
+        for candidate in nodes.values_mut() {
+            candidate.held_ports.reverse();
+        }
+        prop_assert_eq!(assign(&rcs, &nodes), a);
     }
 }
 

@@ -5,13 +5,16 @@
 //! the timing of an engine: a start is `Created` at once, then
 //! `Running { ports }` and `Ready(true)` after the start latency; a stop is
 //! `Removed` after the stop delay. A pod can be crashed (`Exited { 137 }`).
+//! Like Docker, it binds a pod's `hostPort`s for as long as the container
+//! exists, and refuses to start a pod whose host port another pod has
+//! ("port is already allocated"); ports the engine would pick are not modelled.
 //! Delayed steps are returned as [`RuntimeStep`]s for the node to schedule
 //! as timers, so the runtime itself owns no clock.
 
 use std::collections::BTreeMap;
 
 use shoal_crdt_state::pod::{PodId, PublishedPort};
-use shoal_crdt_state::spec::TemplateHash;
+use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
 use crate::queue::Micros;
@@ -52,6 +55,8 @@ pub struct FakePod {
     /// Bumped at every start, so a step scheduled for an older start of the
     /// same replica is recognised as stale.
     pub generation: u64,
+    /// The template's host ports, bound while the container exists.
+    pub ports: Vec<PublishedPort>,
 }
 
 /// A delayed step the node must schedule and hand back with
@@ -133,6 +138,15 @@ impl FakeRuntime {
                     );
                     return (vec![obs], None);
                 }
+                let ports = host_ports(template);
+                if let Some(taken) = self.taken(pod, &ports) {
+                    let message = format!(
+                        "Bind for 0.0.0.0:{} failed: port is already allocated",
+                        taken.host_port
+                    );
+                    let obs = observe(pod, template_hash, PodEvent::StartError(message));
+                    return (vec![obs], None);
+                }
                 self.starts += 1;
                 self.next_generation += 1;
                 let generation = self.next_generation;
@@ -142,6 +156,7 @@ impl FakeRuntime {
                         template_hash,
                         phase: FakePhase::Created,
                         generation,
+                        ports,
                     },
                 );
                 let step = RuntimeStep {
@@ -193,7 +208,7 @@ impl FakeRuntime {
         match step.kind {
             StepKind::Run if pod.phase == FakePhase::Created => {
                 pod.phase = FakePhase::Running;
-                let ports: Vec<PublishedPort> = Vec::new();
+                let ports = pod.ports.clone();
                 (
                     vec![
                         observe(&step.pod, hash, PodEvent::Running { ports }),
@@ -270,10 +285,44 @@ impl FakeRuntime {
                 pod: pod.clone(),
                 template_hash: p.template_hash,
                 running: p.phase == FakePhase::Running,
-                ports: Vec::new(),
+                ports: p.ports.clone(),
             })
             .collect()
     }
+
+    /// The first of `ports` that another pod's container has bound.
+    fn taken(&self, pod: &PodId, ports: &[PublishedPort]) -> Option<PublishedPort> {
+        let bound = self
+            .pods
+            .iter()
+            .filter(|(id, p)| *id != pod && p.phase != FakePhase::Exited)
+            .flat_map(|(_, p)| &p.ports);
+        for b in bound {
+            if let Some(p) = ports
+                .iter()
+                .find(|p| p.host_port == b.host_port && p.protocol == b.protocol)
+            {
+                return Some(*p);
+            }
+        }
+        None
+    }
+}
+
+/// The host ports a template asks for, as the engine reports them bound.
+fn host_ports(template: &PodTemplate) -> Vec<PublishedPort> {
+    template
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| {
+            Some(PublishedPort {
+                container_port: p.container_port,
+                host_port: p.host_port?,
+                protocol: p.protocol,
+            })
+        })
+        .collect()
 }
 
 fn observe(pod: &PodId, template_hash: TemplateHash, event: PodEvent) -> PodObservation {
@@ -287,7 +336,7 @@ fn observe(pod: &PodId, template_hash: TemplateHash, event: PodEvent) -> PodObse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_crdt_state::spec::{PodTemplate, RestartPolicy};
+    use shoal_crdt_state::spec::{ContainerSpec, PortSpec, Protocol, RestartPolicy};
 
     fn template() -> PodTemplate {
         PodTemplate {
@@ -350,5 +399,48 @@ mod tests {
         let (_, second) = rt.handle_action(10, &start);
         assert!(rt.handle_step(&first.unwrap()).0.is_empty());
         assert_eq!(rt.handle_step(&second.unwrap()).0.len(), 2);
+    }
+
+    #[test]
+    fn a_host_port_bound_by_another_pod_refuses_the_start_until_it_is_removed() {
+        let mut rt = FakeRuntime::new(RuntimeConfig::default());
+        let mut on_port = template();
+        let mut main = ContainerSpec::new("main", "img:1");
+        main.ports.push(PortSpec {
+            container_port: 80,
+            host_port: Some(18080),
+            protocol: Protocol::Tcp,
+        });
+        on_port.containers.push(main);
+        let start = |i| PodAction::Start {
+            pod: pod(i),
+            template: on_port.clone(),
+        };
+        let (_, run) = rt.handle_action(0, &start(0));
+        let (obs, _) = rt.handle_step(&run.unwrap());
+        assert!(
+            matches!(&obs[0].event, PodEvent::Running { ports } if ports[0].host_port == 18080)
+        );
+
+        let (obs, step) = rt.handle_action(10, &start(1));
+        assert!(step.is_none());
+        assert!(
+            matches!(&obs[0].event, PodEvent::StartError(m) if m.contains("port is already allocated"))
+        );
+
+        let (_, remove) = rt.handle_action(
+            20,
+            &PodAction::Stop {
+                pod: pod(0),
+                template_hash: on_port.hash(),
+                grace: std::time::Duration::from_secs(1),
+            },
+        );
+        assert!(
+            rt.handle_action(30, &start(1)).1.is_none(),
+            "stopping still binds"
+        );
+        rt.handle_step(&remove.unwrap());
+        assert!(rt.handle_action(40, &start(1)).1.is_some());
     }
 }

@@ -13,7 +13,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     peers: usize,
     /// One of: join, crash, partition-heal, loss, churn (membership only),
-    /// or apply, failover, scale, rc-partition-heal, rc-join (peer cores).
+    /// or apply, failover, scale, rc-partition-heal, rc-join, host-port (peer cores).
     #[arg(long, default_value = "join")]
     scenario: String,
     /// RNG seed: same seed, same trace hash.
@@ -28,7 +28,7 @@ struct Args {
     /// Baseline datagram loss probability (0..1).
     #[arg(long)]
     loss: Option<f64>,
-    /// Peer scenarios (apply, failover, scale, rc-partition-heal, rc-join):
+    /// Peer scenarios (apply, failover, scale, rc-partition-heal, rc-join, host-port):
     /// number of RCs in the workload.
     #[arg(long, default_value_t = 10)]
     rcs: usize,

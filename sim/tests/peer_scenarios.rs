@@ -70,6 +70,21 @@ fn joining_nodes_take_a_share_and_few_replicas_move() {
 }
 
 #[test]
+fn a_newcomer_on_a_held_host_port_waits_without_evicting_and_starts_after_a_delete() {
+    let r = run("host-port", 8, 26, 0, 0);
+    assert_exact(&r);
+    assert_eq!(r.base.extra["holder_moved"], 0.0, "{r}");
+    assert_eq!(r.base.extra["holder_stops"], 0.0, "{r}");
+    assert_eq!(r.base.extra["newcomer_starts"], 0.0, "{r}");
+    assert_eq!(r.base.extra["newcomer_unplaced_alike"], 1.0, "{r}");
+    assert!(
+        r.base.extra["newcomer_running_after_delete_ms"] >= 0.0,
+        "{r}"
+    );
+    assert_eq!(r.rc.replicas_declared, 1, "{r}");
+}
+
+#[test]
 fn the_same_seed_gives_the_same_trace_hash_for_a_peer_scenario() {
     let a = run("failover", 8, 77, 4, 2);
     let b = run("failover", 8, 77, 4, 2);

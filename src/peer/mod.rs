@@ -39,7 +39,7 @@ use shoal_crdt_state::{Clock, ClusterState};
 use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
 use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
 
-use crate::placement::Assignment;
+use crate::placement::{Assignment, WantedPorts};
 use crate::reconcile::{LocalPods, ReconcilePolicy};
 pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats, PeerTimer};
 pub use resume::{Persisted, startup_grace};
@@ -106,6 +106,9 @@ pub struct Peer {
     assignment: Assignment,
     /// Live RC specs, rebuilt when the desired state changes.
     rcs: BTreeMap<String, RcSpec>,
+    /// Host ports `rcs` ask for, rebuilt with them: which pod status
+    /// changes can move placement.
+    wanted_ports: WantedPorts,
     /// Members SWIM counts in (alive or suspect), ourselves excluded.
     members: BTreeMap<NodeId, SocketAddr>,
     /// Inputs of placement changed since the last assignment.
@@ -168,6 +171,7 @@ impl Peer {
             local: LocalPods::new(),
             assignment: Assignment::default(),
             rcs: BTreeMap::new(),
+            wanted_ports: WantedPorts::default(),
             members: BTreeMap::new(),
             placement_dirty: true,
             rcs_dirty: true,

@@ -1,6 +1,5 @@
 //! Placement and the reconcile plan for this node, and publishing what runs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_crdt_state::Delta;
@@ -11,7 +10,7 @@ use shoal_runtime::vocabulary::PodAction;
 
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
-use crate::placement::{NodeCandidate, assign};
+use crate::placement::{WantedPorts, assign, inputs};
 use crate::reconcile::plan;
 
 impl Peer {
@@ -27,6 +26,7 @@ impl Peer {
                     (spec.name.clone(), spec)
                 })
                 .collect();
+            self.wanted_ports = WantedPorts::of(&self.rcs);
             self.rcs_dirty = false;
         }
         if self.placement_dirty {
@@ -60,22 +60,9 @@ impl Peer {
 
     fn recompute_assignment(&mut self) {
         let me = self.config.node;
-        let candidates: BTreeMap<NodeId, NodeCandidate> = self
-            .state
-            .observed
-            .nodes()
-            .map(|(node, record)| {
-                // Members held for a grace count as alive: their replicas
-                // stay theirs (see `resume.rs`).
-                let alive =
-                    node == me || self.members.contains_key(&node) || self.held_for_grace(node);
-                let candidate = NodeCandidate {
-                    info: record.info.clone(),
-                    alive,
-                };
-                (node, candidate)
-            })
-            .collect();
+        let candidates = inputs(&self.state.observed, &self.rcs, me, |node| {
+            self.counts_alive(node)
+        });
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         self.assignment = assign(&self.rcs, &candidates);
         self.stats.placements += 1;
@@ -87,6 +74,14 @@ impl Peer {
                 }));
             }
         }
+    }
+
+    /// Whether placement counts `node` as up: the nodes of our member view,
+    /// and ourselves. The simulator times placement with the same rule.
+    pub fn counts_alive(&self, node: NodeId) -> bool {
+        // Members held for a grace count as alive: their replicas stay
+        // theirs (see `resume.rs`).
+        node == self.config.node || self.members.contains_key(&node) || self.held_for_grace(node)
     }
 
     /// True when we see a majority of the nodes the cluster state knows of:
@@ -111,6 +106,7 @@ impl Peer {
                 local.status(id, &image, claim)
             })
             .collect();
+        let held_before = self.held_ports_fingerprint(me);
         let mut delta = Delta::default();
         let reported: Vec<PodId> = self
             .state
@@ -131,6 +127,10 @@ impl Peer {
             }
         }
         if !delta.is_empty() {
+            if self.held_ports_fingerprint(me) != held_before {
+                self.placement_dirty = true;
+                self.request_reconcile(now);
+            }
             self.spread(now, delta);
         }
     }
@@ -148,6 +148,15 @@ impl Peer {
                     .push_back(Output::Pod(PodAction::Start { pod, template }));
             }
         }
+    }
+
+    /// [`WantedPorts::held_fingerprint`] of what `node` reports: placement
+    /// is recomputed when it changes, not on every pod status update.
+    pub(super) fn held_ports_fingerprint(&self, node: NodeId) -> u64 {
+        self.state
+            .observed
+            .get(node)
+            .map_or(0, |r| self.wanted_ports.held_fingerprint(&r.pods))
     }
 
     /// The template with `hash` of RC `rc`, current or from the rollout

@@ -218,12 +218,17 @@ impl Peer {
             // Whole records: a copy under the same version may differ
             // anywhere (see `shoal_crdt_state::observed`).
             let before = self.state.observed.get(node).cloned();
+            let held_before = self.held_ports_fingerprint(node);
             let mut one = ObservedDelta::default();
             one.nodes.insert(node, record.clone());
             self.state.merge_delta(one.into());
             let after = self.state.observed.get(node);
             if after != before.as_ref() {
-                if after.map(|a| &a.info) != before.as_ref().map(|b| &b.info) {
+                // Pod statuses change often; placement reads only the node
+                // info and the host ports pods hold (see
+                // `WantedPorts::held_fingerprint`).
+                let info_changed = after.map(|a| &a.info) != before.as_ref().map(|b| &b.info);
+                if info_changed || self.held_ports_fingerprint(node) != held_before {
                     self.placement_dirty = true;
                     // Node info changes rarely (health, labels, leaving) and
                     // every peer's placement needs it at once: forward it

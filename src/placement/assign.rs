@@ -2,7 +2,8 @@
 //!
 //! For each replica, every usable node gets a weight from [`weight`]; the
 //! replica goes to the highest-weight node that passes the hard checks
-//! (cpu, memory, host ports — after what this assignment already put there)
+//! (cpu, memory, host ports — after what this assignment already put there,
+//! and host ports the node's pods hold, see [`inputs`](mod@super::inputs))
 //! and, preferably, two soft ones:
 //!
 //! 1. **spread**: no other replica of the same RC is there yet;
@@ -38,7 +39,9 @@
 //! in name order), then every replica 1, and so on. Under the load bound,
 //! earlier replicas win contested slots, so scaling an RC up or down touches
 //! only the highest indices and leaves the low ones — which exist in every
-//! version of the RC — where they were.
+//! version of the RC — where they were. The order cannot take a host port
+//! from a pod that runs: ports held on a node are taken before the first
+//! replica is placed, and only their holder may be placed there again.
 //!
 //! **Cost.** One 8-byte xxh3 per (replica, selector-matching node): 10M
 //! hashes for 10,000 replicas over 1,000 nodes, tens of nanoseconds of
@@ -49,24 +52,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::pod::PodId;
-use shoal_crdt_state::spec::{Labels, Protocol, RcSpec, Resources};
+use shoal_crdt_state::spec::{Labels, RcSpec, Resources};
 
 use super::assignment::Assignment;
+use super::inputs::{HostPort, NodeCandidate};
 use super::unplaced::{NodeRejection, Unplaced};
 use super::weight::{node_key, rc_key, replica_seed, weight};
 
 /// ε of the load bound, as a fraction: bound ≈ mean × (1 + NUM/DEN).
 pub const LOAD_SLACK_NUM: u64 = 3;
 pub const LOAD_SLACK_DEN: u64 = 4;
-
-/// A node as placement sees it: what it published, and whether the member
-/// view has it alive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeCandidate {
-    pub info: NodeInfo,
-    /// Alive (not suspect-then-down) in this peer's member view.
-    pub alive: bool,
-}
 
 /// Per-node capacity left while the assignment is being built.
 struct Slot<'a> {
@@ -77,15 +72,33 @@ struct Slot<'a> {
     cap: u64,
     info: &'a NodeInfo,
     free: Resources,
-    ports: Vec<(u16, Protocol)>,
+    /// Host ports taken: held by the pods the node reports, then given to
+    /// the replicas this assignment places there.
+    ports: Vec<PortUse<'a>>,
     load: u64,
+}
+
+/// A host port taken on a node, and by which replica.
+#[derive(Debug, Clone, Copy)]
+struct PortUse<'a> {
+    port: HostPort,
+    rc: &'a str,
+    index: u32,
+}
+
+impl PortUse<'_> {
+    /// Taken by another pod than replica `index` of `rc`: a replica may
+    /// keep the port it already holds.
+    fn blocks(&self, rc: &str, index: u32) -> bool {
+        self.index != index || self.rc != rc
+    }
 }
 
 /// What every replica of one RC needs, computed once per RC.
 struct RcNeeds<'a> {
     spec: &'a RcSpec,
     request: Resources,
-    ports: Vec<(u16, Protocol)>,
+    ports: Vec<HostPort>,
     /// [`rc_key`] of the name.
     key: u64,
     /// Slots whose labels match the nodeSelector; `None` when it is empty
@@ -111,7 +124,15 @@ pub fn assign(
             cap: 0,
             info: &c.info,
             free: c.info.allocatable,
-            ports: Vec::new(),
+            ports: c
+                .held_ports
+                .iter()
+                .map(|h| PortUse {
+                    port: h.port,
+                    rc: &h.holder.rc,
+                    index: h.holder.index,
+                })
+                .collect(),
             load: 0,
         })
         .collect();
@@ -126,7 +147,11 @@ pub fn assign(
     let mut needs: Vec<RcNeeds<'_>> = rcs
         .values()
         .map(|spec| {
-            let mut ports: Vec<(u16, Protocol)> = spec.template.host_ports().collect();
+            let mut ports: Vec<HostPort> = spec
+                .template
+                .host_ports()
+                .map(|(port, protocol)| HostPort { port, protocol })
+                .collect();
             ports.sort_unstable();
             ports.dedup();
             let selector = &spec.template.node_selector;
@@ -163,13 +188,17 @@ pub fn assign(
                 Some(s) => {
                     let slot = &mut slots[s];
                     slot.free = slot.free.saturating_sub(&need.request);
-                    slot.ports.extend_from_slice(&need.ports);
+                    slot.ports.extend(need.ports.iter().map(|&port| PortUse {
+                        port,
+                        rc: &need.spec.name,
+                        index,
+                    }));
                     slot.load += 1;
                     need.used.push(s);
                     assignment.place(pod, slot.id);
                 }
                 None => {
-                    let why = explain(need, &slots, nodes);
+                    let why = explain(need, index, &slots, nodes);
                     assignment.unplaced.insert(pod, why);
                 }
             }
@@ -222,9 +251,24 @@ fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Hard checks: room for the requests and the host ports.
-fn fits(need: &RcNeeds<'_>, slot: &Slot<'_>) -> bool {
-    slot.free.fits(&need.request) && !need.ports.iter().any(|p| slot.ports.contains(p))
+/// Hard checks: room for the requests, and no host port replica `index`
+/// needs taken there by another pod.
+fn fits(need: &RcNeeds<'_>, index: u32, slot: &Slot<'_>) -> bool {
+    slot.free.fits(&need.request) && conflicts(need, index, slot).next().is_none()
+}
+
+/// The uses of `slot`'s host ports that keep replica `index` of `need` out.
+/// Empty at once when the RC asks for no host port (the common case).
+fn conflicts<'s>(
+    need: &'s RcNeeds<'_>,
+    index: u32,
+    slot: &'s Slot<'_>,
+) -> impl Iterator<Item = &'s PortUse<'s>> + 's {
+    need.ports.iter().flat_map(move |p| {
+        slot.ports
+            .iter()
+            .filter(move |u| u.port == *p && u.blocks(&need.spec.name, index))
+    })
 }
 
 /// The highest-weight slot passing the hard checks, trying the soft ones
@@ -238,7 +282,7 @@ fn choose(need: &RcNeeds<'_>, slots: &[Slot<'_>], keys: &[u64], index: u32) -> O
             let slot = &slots[s];
             let over_bound = bounded && slot.load >= slot.cap;
             let stacks = spread && need.used.contains(&s);
-            !over_bound && !stacks && fits(need, slot)
+            !over_bound && !stacks && fits(need, index, slot)
         };
         match &need.candidates {
             None => best(seed, keys, 0..keys.len(), acceptable),
@@ -267,13 +311,16 @@ fn best(
     best.map(|(_, s)| s)
 }
 
-/// Charge every node with the first check it fails, for the unplaced report.
+/// Charge every node with the first check it fails, for the unplaced
+/// report; a host port conflict also names the port and who has it.
 fn explain(
     need: &RcNeeds<'_>,
+    index: u32,
     slots: &[Slot<'_>],
     nodes: &BTreeMap<NodeId, NodeCandidate>,
 ) -> Unplaced {
     let mut reasons: BTreeMap<NodeRejection, usize> = BTreeMap::new();
+    let mut port_holders: BTreeMap<HostPort, BTreeSet<PodId>> = BTreeMap::new();
     let usable: BTreeSet<NodeId> = slots.iter().map(|s| s.id).collect();
     for (id, c) in nodes {
         let reason = if !c.alive {
@@ -293,6 +340,13 @@ fn explain(
             } else if slot.free.memory_bytes < need.request.memory_bytes {
                 NodeRejection::InsufficientMemory
             } else {
+                for u in conflicts(need, index, slot) {
+                    let holder = PodId {
+                        rc: u.rc.to_owned(),
+                        index: u.index,
+                    };
+                    port_holders.entry(u.port).or_default().insert(holder);
+                }
                 NodeRejection::HostPortConflict
             }
         };
@@ -301,6 +355,7 @@ fn explain(
     Unplaced {
         total_nodes: nodes.len(),
         reasons,
+        port_holders,
     }
 }
 

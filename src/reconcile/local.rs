@@ -60,7 +60,10 @@ pub struct LocalPod {
     pub stop_issued_at: Option<u64>,
     /// Grace period of the template it was started with, if known.
     pub grace_secs: Option<u32>,
-    /// Host ports the runtime bound.
+    /// Host ports the pod publishes: those its template asks for while it
+    /// starts, those the runtime bound once running, kept while it waits
+    /// to restart (placement holds them for it), dropped when the engine
+    /// refused the start (it never got them).
     pub ports: Vec<PublishedPort>,
     /// Found running on the engine at start-up and not yet handed to the
     /// runtime, which must take it over (watch it, probe its readiness).
@@ -240,6 +243,9 @@ impl LocalPods {
                 record_down(local, now, ExitKind::StartFailed, format!("image: {msg}"));
             }
             PodEvent::StartError(msg) => {
+                if local.state != LocalState::Exited {
+                    local.ports.clear();
+                }
                 record_down(local, now, ExitKind::StartFailed, format!("start: {msg}"));
             }
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rand::RngExt;
 use shoal::peer::{Command, CommandError, CommandOutcome, Peer, PeerConfig};
-use shoal::placement::{Assignment, NodeCandidate, assign, ideal_moves};
+use shoal::placement::{Assignment, assign, ideal_moves, inputs};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::pod::PodId;
 use shoal_crdt_state::spec::{RcSpec, Resources};
@@ -536,22 +536,9 @@ impl PeerCluster {
     pub fn placement_ms(&self) -> Option<f64> {
         let slot = *self.alive_slots().first()?;
         let peer = &self.world.node(slot)?.peer;
-        let me = peer.node();
-        let candidates: BTreeMap<NodeId, NodeCandidate> = peer
-            .state()
-            .observed
-            .nodes()
-            .map(|(node, record)| {
-                let alive = node == me || peer.members().contains_key(&node);
-                (
-                    node,
-                    NodeCandidate {
-                        info: record.info.clone(),
-                        alive,
-                    },
-                )
-            })
-            .collect();
+        let candidates = inputs(&peer.state().observed, peer.rcs(), peer.node(), |n| {
+            peer.counts_alive(n)
+        });
         (0..3)
             .map(|_| {
                 let t = Instant::now();

@@ -9,10 +9,13 @@
 //! - `rc-partition-heal`: each side keeps the declared count while split; a
 //!   scale on one side and an image change on the other both survive.
 //! - `rc-join`: new nodes take a fair share with minimal movement.
+//! - `host-port`: an RC needing a host port every node's pods hold waits,
+//!   unplaced, without evicting them; it starts once they are deleted.
 
 pub mod apply;
 pub mod cluster;
 pub mod failover;
+pub mod host_port;
 pub mod join;
 pub mod partition;
 pub mod scale;
@@ -58,7 +61,14 @@ impl PeerOptions {
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 5] = ["apply", "failover", "scale", "rc-partition-heal", "rc-join"];
+pub const NAMES: [&str; 6] = [
+    "apply",
+    "failover",
+    "scale",
+    "rc-partition-heal",
+    "rc-join",
+    "host-port",
+];
 
 /// Runs the peer scenario called `name`.
 pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
@@ -68,6 +78,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "scale" => Ok(scale::run(o)),
         "rc-partition-heal" => Ok(partition::run(o)),
         "rc-join" => Ok(join::run(o)),
+        "host-port" => Ok(host_port::run(o)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")
@@ -124,8 +135,21 @@ pub fn report(
     scenario: &str,
     peers: usize,
     moved_ratio: Option<f64>,
-    extra: BTreeMap<String, f64>,
+    mut extra: BTreeMap<String, f64>,
 ) -> PeerReport {
+    // How often placement ran: it runs on every peer for every change of
+    // its inputs, so this is what dirty-marking costs.
+    let (placements, live) = c
+        .alive_slots()
+        .into_iter()
+        .filter_map(|s| c.world.node(s))
+        .fold((0u64, 0u64), |(p, n), node| {
+            (p + node.peer.stats().placements, n + 1)
+        });
+    extra.insert(
+        "placements_per_peer".into(),
+        placements as f64 / live.max(1) as f64,
+    );
     let violations = c.violations();
     let count = c.replica_count();
     let declared = c.declared();
