@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shoal::placement::{NodeCandidate, WantedPorts, assign, ideal_moves, inputs, moved};
+use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodPhase, PodStatus, PublishedPort};
@@ -50,6 +51,7 @@ fn node(id: u64) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        cordoned: false,
         held_ports: Vec::new(),
     }
 }
@@ -240,7 +242,7 @@ fn inputs_row(
     let before = assign(rcs, cluster);
     for _ in 0..TIMING_RUNS {
         let start = Instant::now();
-        let candidates = inputs(&state, rcs, me, |_| true);
+        let candidates = inputs(&state, &NodeDecisions::default(), rcs, me, |_| true);
         build.push(start.elapsed());
         let start = Instant::now();
         let a = assign(rcs, &candidates);

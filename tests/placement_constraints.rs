@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use shoal::placement::{Assignment, NodeCandidate, NodeRejection, assign, inputs};
+use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus, PublishedPort};
@@ -33,6 +34,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        cordoned: false,
         held_ports: Vec::new(),
     }
 }
@@ -283,7 +285,10 @@ fn observed(ids: &[u64], pods: Vec<(u64, PodStatus)>) -> ObservedState {
 
 /// Placement as a peer computes it: from its observed state, every node up.
 fn place(rcs: &BTreeMap<String, RcSpec>, state: &ObservedState) -> Assignment {
-    assign(rcs, &inputs(state, rcs, NodeId(1), |_| true))
+    assign(
+        rcs,
+        &inputs(state, &NodeDecisions::default(), rcs, NodeId(1), |_| true),
+    )
 }
 
 /// Where `rcs` run once placed on nodes `ids`, as the nodes report it.
@@ -444,7 +449,13 @@ fn held_ports_give_the_same_assignment_whatever_order_they_are_learned_in() {
     assert!(!reference.unplaced.is_empty(), "the scenario has conflicts");
 
     // Held ports handed to placement in any order inside a node.
-    let mut shuffled = inputs(&forward, &workload, NodeId(1), |_| true);
+    let mut shuffled = inputs(
+        &forward,
+        &NodeDecisions::default(),
+        &workload,
+        NodeId(1),
+        |_| true,
+    );
     for candidate in shuffled.values_mut() {
         candidate.held_ports.reverse();
     }

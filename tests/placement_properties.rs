@@ -34,6 +34,7 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
             started_ms: 0,
         },
         alive: true,
+        cordoned: false,
         held_ports: Vec::new(),
     }
 }

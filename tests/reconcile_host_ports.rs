@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use reconcile_support::*;
 use shoal::placement::{Assignment, inputs};
 use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
+use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodPhase, PublishedPort};
@@ -63,7 +64,10 @@ impl ThreeNodes {
     }
 
     fn placement(&self, rcs: &BTreeMap<String, RcSpec>) -> Assignment {
-        shoal::placement::assign(rcs, &inputs(&self.observed, rcs, ME, |_| true))
+        shoal::placement::assign(
+            rcs,
+            &inputs(&self.observed, &NodeDecisions::default(), rcs, ME, |_| true),
+        )
     }
 
     /// Every node's actions at `now`, then every node reports its pods.

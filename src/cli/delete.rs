@@ -10,12 +10,14 @@ use shoal_crdt_state::manifest;
 use super::Io;
 use super::apply::read_manifest;
 use super::client::{self, AckArgs, ApiRefusal, Client, ClientArgs, segment};
+use super::get::Kind;
+use super::node::NodeTarget;
 use super::scale::rc_name;
 use crate::shell::api::models::CommandResponse;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// `rc NAME` (or `NAME`); or none with `-f`.
+    /// `rc NAME` (or `NAME`), `node NAME`; or none with `-f`.
     #[arg(value_name = "[rc] NAME", num_args = 0..=2)]
     pub target: Vec<String>,
     /// Delete every RC this manifest declares; `-` reads standard input.
@@ -55,7 +57,19 @@ pub fn run<R: Read, O: Write, E: Write>(
         None if args.target.is_empty() => {
             anyhow::bail!("say what to delete: `shoal delete rc NAME` or `shoal delete -f FILE`")
         }
-        None => vec![rc_name(&args.target)?.to_owned()],
+        None => {
+            if let [kind, name] = args.target.as_slice()
+                && Kind::parse(kind)? == Kind::Node
+            {
+                let target = NodeTarget {
+                    node: name.clone(),
+                    ack: args.ack,
+                    client: args.client.clone(),
+                };
+                return super::node::delete(&target, io.stdout);
+            }
+            vec![rc_name(&args.target)?.to_owned()]
+        }
     };
     let client = Client::new(&args.client)?;
     let mut ok = true;

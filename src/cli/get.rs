@@ -162,9 +162,15 @@ pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::i
     }
     let mut t = Table::new(&headers);
     for node in rows {
+        // kubectl's wording for a cordoned node.
+        let status = if node.cordoned {
+            format!("{},SchedulingDisabled", node.state)
+        } else {
+            node.state.clone()
+        };
         let mut row = vec![
             node.name.clone(),
-            node.state.clone(),
+            status,
             if node.ready { "Ready" } else { "NotReady" }.to_owned(),
             node.pods.to_string(),
             node.cpu.clone(),

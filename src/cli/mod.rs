@@ -23,6 +23,8 @@ pub mod get;
 #[cfg(feature = "shell")]
 pub mod logs;
 #[cfg(feature = "shell")]
+pub mod node;
+#[cfg(feature = "shell")]
 pub mod rolling_update;
 #[cfg(feature = "shell")]
 pub mod scale;
@@ -72,6 +74,18 @@ pub enum Command {
     /// Print a pod's output, from whichever node runs it.
     #[cfg(feature = "shell")]
     Logs(logs::LogsArgs),
+    /// Keep new replicas off a node (its running ones move elsewhere).
+    #[cfg(feature = "shell")]
+    Cordon(node::NodeTarget),
+    /// Let placement use a cordoned node again.
+    #[cfg(feature = "shell")]
+    Uncordon(node::NodeTarget),
+    /// Cordon a node, then wait until every replica it ran runs elsewhere.
+    #[cfg(feature = "shell")]
+    Drain(node::DrainArgs),
+    /// Node operations (`node delete NAME`).
+    #[cfg(feature = "shell")]
+    Node(node::NodeArgs),
 }
 
 /// How a command prints objects (`-o`), as kubectl does.
@@ -149,6 +163,16 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Delete(args) => delete::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Logs(args) => logs::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Cordon(args) => node::cordon(&args, true, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Uncordon(args) => node::cordon(&args, false, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Drain(args) => node::drain(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Node(node::NodeArgs {
+            command: node::NodeCommand::Delete(args),
+        }) => node::delete(&args, io.stdout)?,
     })
 }
 

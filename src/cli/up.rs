@@ -88,6 +88,10 @@ pub struct UpArgs {
     /// keep trying the seeds) instead of exiting.
     #[arg(long)]
     pub start_alone: bool,
+    /// Forget a node (everywhere: its record, its pods, its containers left
+    /// on this engine) once it has been down this long (`24h`, `90m`).
+    #[arg(long, default_value = "24h", value_parser = super::rolling_update::parse_duration)]
+    pub forget_down_after: std::time::Duration,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -169,6 +173,7 @@ impl UpArgs {
             fsync: !self.unsafe_no_fsync,
             join_timeout: self.join_timeout,
             start_alone: self.start_alone,
+            forget_down_after: self.forget_down_after,
         })
     }
 }

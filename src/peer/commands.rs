@@ -75,6 +75,31 @@ impl Peer {
                     .map_err(|e| not_found(e, &name))?;
                 (delta, CommandOutcome::RollingUpdate)
             }
+            Command::Cordon { node, on } => {
+                if self.state.observed.get(node).is_none() {
+                    return Err(CommandError::NoSuchNode(node));
+                }
+                let delta = self.state.desired.cordon(node, on, stamp);
+                let outcome = match (on, delta.is_empty()) {
+                    (_, true) => CommandOutcome::Unchanged,
+                    (true, false) => CommandOutcome::Cordoned,
+                    (false, false) => CommandOutcome::Uncordoned,
+                };
+                (delta, outcome)
+            }
+            Command::RemoveNode { node } => {
+                let Some(record) = self.state.observed.get(node) else {
+                    return Err(CommandError::NoSuchNode(node));
+                };
+                if node == self.config.node || self.members.contains_key(&node) {
+                    return Err(CommandError::NodeAlive {
+                        node,
+                        name: record.info.name.clone(),
+                    });
+                }
+                let delta = self.state.remove_node(node, true, stamp);
+                (delta, CommandOutcome::Deleted)
+            }
             Command::Delete { name } => {
                 let delta = self
                     .state
@@ -87,9 +112,13 @@ impl Peer {
         if !delta.is_empty() {
             self.rcs_dirty = true;
             self.placement_dirty = true;
+            let decided = !delta.nodes.is_empty();
             self.outputs
                 .push_back(super::Output::Persist(delta.clone().into()));
             self.spread(now, delta.into());
+            if decided {
+                self.follow_node_decisions(now);
+            }
             self.request_reconcile(now);
         }
         Ok(outcome)

@@ -83,6 +83,15 @@ pub enum PeerEvent {
         pod: String,
         reason: String,
     },
+    /// A node down longer than `forget_down_after` was forgotten, or a
+    /// previous identity of this machine (same address) was.
+    NodeForgotten {
+        node: NodeId,
+        name: String,
+        why: &'static str,
+    },
+    /// This node found itself deleted while running, and registered again.
+    Reregistered,
     /// A message from the network was rejected (and counted).
     BadMessage {
         from: SocketAddr,
@@ -110,6 +119,15 @@ pub enum Command {
     Delete {
         name: String,
     },
+    /// Cordon (`on`) or uncordon a node: whether placement may use it.
+    Cordon {
+        node: NodeId,
+        on: bool,
+    },
+    /// Forget a node that will not come back (it must not be alive).
+    RemoveNode {
+        node: NodeId,
+    },
 }
 
 /// What a command did, for the user.
@@ -121,6 +139,8 @@ pub enum CommandOutcome {
     Scaled,
     RollingUpdate,
     Deleted,
+    Cordoned,
+    Uncordoned,
 }
 
 impl CommandOutcome {
@@ -133,6 +153,8 @@ impl CommandOutcome {
             CommandOutcome::Scaled => "scaled",
             CommandOutcome::RollingUpdate => "rolling update started",
             CommandOutcome::Deleted => "deleted",
+            CommandOutcome::Cordoned => "cordoned",
+            CommandOutcome::Uncordoned => "uncordoned",
         }
     }
 }
@@ -149,6 +171,12 @@ pub enum CommandError {
         image: String,
         reason: ImageRefError,
     },
+    #[error("node {0} not found")]
+    NoSuchNode(NodeId),
+    #[error(
+        "node {node} is alive; drain it (`shoal drain {name}`) and stop its peer before deleting it"
+    )]
+    NodeAlive { node: NodeId, name: String },
     #[error("invalid command: {0}")]
     Invalid(String),
 }

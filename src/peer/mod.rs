@@ -18,12 +18,15 @@
 //! - `commands`: user commands (apply, scale, rolling-update, delete).
 //! - `reconcile_step`: placement and the reconcile plan for this node.
 //! - [`resume`]: what a peer persists, and the startup grace after a restart.
+//! - `lifecycle`: cordoned and removed nodes, forgetting nodes down too
+//!   long, and pods a removed node left on our engine.
 
 pub mod io;
 pub mod resume;
 pub mod sync_message;
 
 mod commands;
+mod lifecycle;
 mod reconcile_step;
 mod spread;
 
@@ -71,6 +74,9 @@ pub struct PeerConfig {
     /// Longest startup grace after a restart; `None`: derived from the SWIM
     /// timings ([`startup_grace`]).
     pub startup_grace: Option<Duration>,
+    /// A node absent from our view this long is forgotten everywhere (its
+    /// record, its ghost in `get nodes`, and its orphaned pods).
+    pub forget_down_after: Duration,
 }
 
 impl PeerConfig {
@@ -91,6 +97,7 @@ impl PeerConfig {
             reconcile: ReconcilePolicy::default(),
             max_clock_drift_ms: 60_000,
             startup_grace: None,
+            forget_down_after: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -143,6 +150,11 @@ pub struct Peer {
     /// A new node checks that no live member uses its name, until this
     /// long after it first saw another member; `None` once done.
     name_check: Option<NameCheck>,
+    /// Nodes with a record that our view does not count alive, since when:
+    /// forgotten after `forget_down_after`.
+    absent_since: BTreeMap<NodeId, Duration>,
+    /// Pods removed nodes left on our engine (see `lifecycle.rs`).
+    orphans: lifecycle::Orphans,
 }
 
 /// The duplicate-name check of a new node (see [`PeerEvent::NameTaken`]).
@@ -190,6 +202,8 @@ impl Peer {
             departed: BTreeMap::new(),
             departing: BTreeMap::new(),
             name_check: None,
+            absent_since: BTreeMap::new(),
+            orphans: lifecycle::Orphans::default(),
             config,
         }
     }
@@ -316,6 +330,7 @@ impl Peer {
             }
             PeerTimer::AntiEntropy => {
                 self.check_name(now);
+                self.forget_long_gone(now);
                 self.start_anti_entropy();
                 self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
             }

@@ -60,9 +60,13 @@ impl Peer {
 
     fn recompute_assignment(&mut self) {
         let me = self.config.node;
-        let candidates = inputs(&self.state.observed, &self.rcs, me, |node| {
-            self.counts_alive(node)
-        });
+        let candidates = inputs(
+            &self.state.observed,
+            self.state.desired.nodes(),
+            &self.rcs,
+            me,
+            |node| self.counts_alive(node),
+        );
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         self.assignment = assign(&self.rcs, &candidates);
         self.stats.placements += 1;

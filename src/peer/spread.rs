@@ -29,6 +29,12 @@ impl Peer {
             one.rcs.insert(name, record);
             self.spread_record(now, key, one.into());
         }
+        for (node, decision) in delta.desired.nodes {
+            let key = record_key(b"decision", &node.0.to_be_bytes());
+            let mut one = DesiredDelta::default();
+            one.nodes.insert(node, decision);
+            self.spread_record(now, key, one.into());
+        }
         for (node, record) in delta.observed.nodes {
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
@@ -210,6 +216,17 @@ impl Peer {
                 changed.desired.rcs.insert(name, record);
             }
         }
+        for (node, decision) in delta.desired.nodes {
+            let before = self.state.desired.nodes().get(node).cloned();
+            let mut one = DesiredDelta::default();
+            one.nodes.insert(node, decision.clone());
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.nodes().get(node) != before.as_ref() {
+                changed.desired.nodes.insert(node, decision);
+            }
+        }
         for (node, record) in delta.observed.nodes {
             if node == self.config.node {
                 self.merge_own_record(now, record);
@@ -251,6 +268,9 @@ impl Peer {
                 self.placement_dirty = true;
                 self.outputs
                     .push_back(Output::Persist(changed.desired.clone().into()));
+            }
+            if !changed.desired.nodes.is_empty() {
+                self.follow_node_decisions(now);
             }
             // Observed changes matter too: a handover waits for the
             // successor's report.

@@ -117,7 +117,7 @@ pub fn assign(
 ) -> Assignment {
     let mut slots: Vec<Slot<'_>> = nodes
         .iter()
-        .filter(|(_, c)| c.alive && c.info.runtime_healthy)
+        .filter(|(_, c)| c.alive && !c.cordoned && c.info.runtime_healthy)
         .map(|(id, c)| Slot {
             id: *id,
             key: node_key(*id),
@@ -325,6 +325,8 @@ fn explain(
     for (id, c) in nodes {
         let reason = if !c.alive {
             NodeRejection::NodeDown
+        } else if c.cordoned {
+            NodeRejection::Cordoned
         } else if !c.info.runtime_healthy {
             NodeRejection::RuntimeUnhealthy
         } else if !selector_matches(&need.spec.template.node_selector, &c.info.labels) {

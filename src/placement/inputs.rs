@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
@@ -34,6 +35,8 @@ pub struct NodeCandidate {
     pub info: NodeInfo,
     /// Counted as up by this peer (its member view, see [`inputs`]).
     pub alive: bool,
+    /// A user cordoned it (`shoal cordon`/`drain`): no replica goes there.
+    pub cordoned: bool,
     /// Host ports the pods this node reports still hold (see the module
     /// docs). Order does not matter.
     pub held_ports: Vec<HeldPort>,
@@ -168,13 +171,15 @@ impl WantedPorts {
 }
 
 /// The placement inputs of this peer's view: one candidate per node with a
-/// record, alive when it is `me` or `alive(node)` says so, with the host
-/// ports its reported pods hold (those some RC of `rcs` wants).
+/// record, alive when it is `me` or `alive(node)` says so, cordoned as the
+/// users decided, with the host ports its reported pods hold (those some
+/// RC of `rcs` wants).
 ///
 /// `alive` is the peer's notion of "counts as up" (its member view, and
 /// whatever it adds to it); placement takes it as given.
 pub fn inputs(
     observed: &ObservedState,
+    decisions: &NodeDecisions,
     rcs: &BTreeMap<String, RcSpec>,
     me: NodeId,
     alive: impl Fn(NodeId) -> bool,
@@ -186,6 +191,7 @@ pub fn inputs(
             let candidate = NodeCandidate {
                 info: record.info.clone(),
                 alive: node == me || alive(node),
+                cordoned: decisions.is_cordoned(node),
                 held_ports: wanted.held_by(&record.pods),
             };
             (node, candidate)

@@ -23,6 +23,8 @@ pub const HOLDERS_SHOWN: usize = 5;
 pub enum NodeRejection {
     /// Not alive in the member view.
     NodeDown,
+    /// Cordoned by a user (`shoal cordon`, `shoal drain`).
+    Cordoned,
     /// Its container engine is unreachable.
     RuntimeUnhealthy,
     /// Lacks a label the template's nodeSelector asks for.
@@ -41,6 +43,7 @@ impl NodeRejection {
     pub fn as_str(self) -> &'static str {
         match self {
             NodeRejection::NodeDown => "node down",
+            NodeRejection::Cordoned => "node cordoned",
             NodeRejection::RuntimeUnhealthy => "runtime unhealthy",
             NodeRejection::NodeSelectorMismatch => "node selector mismatch",
             NodeRejection::InsufficientCpu => "insufficient cpu",

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use shoal_gossip::quic::QuicTransport;
 use shoal_runtime::docker::DockerRuntime;
-use shoal_runtime::vocabulary::PodObservation;
+use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
@@ -37,6 +37,26 @@ const MAX_SYNC_IN_FLIGHT: usize = 64;
 /// are durable before that through the log; this bounds the log's length
 /// and what a restart replays).
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the engine is listed for pods other node ids left on it.
+pub const FOREIGN_SCAN_EVERY: Duration = Duration::from_secs(10);
+
+/// Lists the pods other node ids left on the engine, now and then every
+/// [`FOREIGN_SCAN_EVERY`], for the driver (see `peer/lifecycle.rs`).
+pub async fn foreign_scan_loop(runtime: Arc<DockerRuntime>, tx: mpsc::Sender<Vec<ForeignPod>>) {
+    let mut tick = tokio::time::interval(FOREIGN_SCAN_EVERY);
+    loop {
+        tick.tick().await;
+        match runtime.list_foreign().await {
+            Ok(pods) => {
+                if tx.send(pods).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot list pods of other node ids"),
+        }
+    }
+}
 
 /// Wall time since the UNIX epoch: the peer core's `now`.
 pub fn wall_now() -> Duration {
@@ -61,6 +81,8 @@ pub struct Driver {
     pub join_watch: Option<JoinWatch>,
     /// Told why the peer must stop (a join that cannot complete).
     pub fatal: Option<tokio::sync::oneshot::Sender<String>>,
+    /// Pods other node ids left on our engine, listed every so often.
+    pub foreign: mpsc::Receiver<Vec<ForeignPod>>,
 }
 
 /// Timers in deadline order; ties in the order they were scheduled.
@@ -143,6 +165,9 @@ impl Driver {
                     self.drain(&mut ls);
                     let seq = self.writer.last_queued();
                     self.hold(&mut ls, seq, Held::Replica(request.responder));
+                }
+                Some(pods) = self.foreign.recv() => {
+                    self.peer.handle_foreign_pods(wall_now(), &pods);
                 }
                 Some(observation) = self.observations.recv() => {
                     tracing::debug!(pod = %observation.pod, event = ?observation.event, "observed");
@@ -359,5 +384,11 @@ fn log_event(event: &PeerEvent) {
         PeerEvent::Unplaced { pod, reason } => tracing::warn!(%pod, %reason, "replica unplaced"),
         PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
         PeerEvent::NameTaken { .. } => {}
+        PeerEvent::NodeForgotten { node, name, why } => {
+            tracing::warn!(%node, %name, why, "node forgotten");
+        }
+        PeerEvent::Reregistered => {
+            tracing::warn!("this node had been deleted from the cluster; registered again");
+        }
     }
 }

@@ -14,7 +14,7 @@ use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::driver::{Driver, wall_now};
+use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
@@ -47,6 +47,8 @@ pub struct UpConfig {
     pub join_timeout: Duration,
     /// ... unless this is set: it then runs alone until a seed answers.
     pub start_alone: bool,
+    /// A node absent this long is forgotten everywhere.
+    pub forget_down_after: Duration,
 }
 
 /// A running peer: its API handle and how to stop it.
@@ -96,6 +98,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     peer_config.incarnation = identity.incarnation;
     peer_config.preset = config.preset;
     peer_config.rng_seed = rand::random();
+    peer_config.forget_down_after = config.forget_down_after;
     let mut peer = match data.load()? {
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
@@ -109,6 +112,9 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         JoinWatch::new(wall_now(), give_up.then_some(config.join_timeout))
     });
     let (fatal_tx, fatal) = oneshot::channel();
+    let (foreign_tx, foreign) = mpsc::channel(1);
+    // Ends when the driver (the receiver) is gone.
+    tokio::spawn(foreign_scan_loop(runtime.clone(), foreign_tx));
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -123,6 +129,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         writer,
         join_watch,
         fatal: Some(fatal_tx),
+        foreign,
     };
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {

@@ -74,6 +74,8 @@ pub struct Cluster {
     chain: Option<String>,
     /// `SHOAL_LOG` of every peer this cluster (re)starts.
     log_filter: String,
+    /// More `shoal up` flags for every peer.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -86,6 +88,15 @@ impl Cluster {
     /// Like [`Cluster::start`], with peers logging at `log_filter` (`SHOAL_LOG`):
     /// benchmarks use `info` so debug logging does not weigh on the figures.
     pub fn start_with_log(subnet: u8, n: usize, log_filter: &str) -> Cluster {
+        Cluster::start_with(subnet, n, log_filter, &[])
+    }
+
+    /// Like [`Cluster::start`], with more `shoal up` flags for every peer.
+    pub fn start_with_args(subnet: u8, n: usize, args: &[&str]) -> Cluster {
+        Cluster::start_with(subnet, n, "info,shoal=debug", args)
+    }
+
+    fn start_with(subnet: u8, n: usize, log_filter: &str, args: &[&str]) -> Cluster {
         ensure_test_images();
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -98,6 +109,7 @@ impl Cluster {
             cluster_id: String::new(),
             chain: None,
             log_filter: log_filter.to_owned(),
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         for i in 0..n {
             let ip = Ipv4Addr::new(127, 0, subnet, 11 + i as u8);
@@ -150,6 +162,7 @@ impl Cluster {
             .arg(format!("node{i}"))
             .arg("--memory")
             .arg("4Gi")
+            .args(&self.extra_args)
             .env("SHOAL_LOG", &self.log_filter);
         if !self.token.is_empty() {
             let seed = if i == 0 { 1 } else { 0 };

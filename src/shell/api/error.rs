@@ -142,7 +142,8 @@ impl From<HandleError> for ApiError {
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> ApiError {
         let status = match err {
-            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::NotFound(_) | CommandError::NoSuchNode(_) => StatusCode::NOT_FOUND,
+            CommandError::NodeAlive { .. } => StatusCode::CONFLICT,
             CommandError::NoSuchContainer { .. }
             | CommandError::InvalidImage { .. }
             | CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -156,7 +157,8 @@ impl From<CommandError> for ApiError {
             CommandError::InvalidImage { image, reason } => {
                 format!("image: {image:?} is not a valid image reference: {reason}")
             }
-            CommandError::Invalid(_) => err.to_string(),
+            CommandError::NoSuchNode(_) => format!("{err}; `shoal get nodes` lists them"),
+            CommandError::NodeAlive { .. } | CommandError::Invalid(_) => err.to_string(),
         };
         ApiError::new(status, message)
     }

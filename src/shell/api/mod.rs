@@ -13,6 +13,7 @@
 //! - `views`: snapshot → models, and the counting rules `get` shows.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
 //! - `reads`: nodes, pods, health.
+//! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //!
 //! | route | what |
@@ -23,6 +24,8 @@
 //! | `POST /api/v1/rcs/{name}/rolling-update` | `{"image": I, "container": C?}` |
 //! | `DELETE /api/v1/rcs/{name}` | delete |
 //! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
+//! | `POST /api/v1/nodes/{name}/cordon`, `.../uncordon` | placement may (not) use it |
+//! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
 //! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
@@ -36,6 +39,7 @@ pub mod views;
 
 mod guards;
 mod logs;
+mod nodes;
 mod rcs;
 mod reads;
 
@@ -81,7 +85,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/rcs/{name}/scale", put(rcs::scale))
         .route("/rcs/{name}/rolling-update", post(rcs::rolling_update))
         .route("/nodes", get(reads::nodes))
-        .route("/nodes/{name}", get(reads::node))
+        .route("/nodes/{name}", get(reads::node).delete(nodes::delete))
+        .route("/nodes/{name}/cordon", post(nodes::cordon))
+        .route("/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/pods", get(reads::pods))
         .route("/pods/{name}", get(reads::pod))
         .route("/pods/{name}/logs", get(logs::logs))

@@ -55,6 +55,8 @@ pub struct NodeJson {
     pub api_address: String,
     /// In this peer's SWIM view: Alive, Suspect, Down, or Unknown (never seen by SWIM).
     pub state: String,
+    /// Cordoned: placement puts no replica there (`shoal cordon`, `drain`).
+    pub cordoned: bool,
     /// The node's container engine is reachable (placement skips it otherwise).
     pub ready: bool,
     /// Pods the node reports.

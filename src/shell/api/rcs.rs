@@ -25,7 +25,7 @@ pub(super) struct WaitQuery {
 }
 
 impl WaitQuery {
-    fn ack(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Ack, ApiError> {
+    pub(super) fn ack(query: Result<Query<WaitQuery>, QueryRejection>) -> Result<Ack, ApiError> {
         let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
         match query.wait.as_deref() {
             None | Some("durable") => Ok(Ack::Durable),

@@ -22,11 +22,8 @@ pub(super) async fn node(
     Path(name): Path<String>,
 ) -> Result<Json<NodeDetail>, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    let (id, record) = views::find_node(&snapshot, &name).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "node \"{name}\" not found; `shoal get nodes` lists them"
-        ))
-    })?;
+    let (id, record) =
+        views::find_node(&snapshot, &name).ok_or_else(|| views::node_not_found(&name))?;
     Ok(Json(views::node_detail(&snapshot, id, record)))
 }
 

@@ -51,6 +51,7 @@ pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJs
         address: info.peer_addr.clone(),
         api_address: info.api_addr.clone(),
         state: node_state(snapshot, id).to_owned(),
+        cordoned: snapshot.state.desired.nodes().is_cordoned(id),
         ready: info.runtime_healthy,
         pods: record.pods.len(),
         labels: info.labels.clone(),
@@ -69,6 +70,13 @@ pub fn nodes(snapshot: &Snapshot) -> Vec<NodeJson> {
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     rows
+}
+
+/// The 404 for a node name nobody has.
+pub fn node_not_found(name: &str) -> super::error::ApiError {
+    super::error::ApiError::not_found(format!(
+        "node \"{name}\" not found; `shoal get nodes` lists them"
+    ))
 }
 
 /// The node called `name` (its `--name`, or its 16-digit id).

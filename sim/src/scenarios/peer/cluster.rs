@@ -536,9 +536,13 @@ impl PeerCluster {
     pub fn placement_ms(&self) -> Option<f64> {
         let slot = *self.alive_slots().first()?;
         let peer = &self.world.node(slot)?.peer;
-        let candidates = inputs(&peer.state().observed, peer.rcs(), peer.node(), |n| {
-            peer.counts_alive(n)
-        });
+        let candidates = inputs(
+            &peer.state().observed,
+            peer.state().desired.nodes(),
+            peer.rcs(),
+            peer.node(),
+            |n| peer.counts_alive(n),
+        );
         (0..3)
             .map(|_| {
                 let t = Instant::now();
