@@ -12,7 +12,7 @@ mod cluster_support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, hello_rc, wait_until};
+use cluster_support::{Cluster, hello_rc, hello_rc_probed, wait_until};
 
 fn ok(out: &std::process::Output) -> String {
     assert!(
@@ -24,13 +24,15 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Applies `replicas` copies of the hello pod at peer 0 and waits until
-/// each runs once.
-fn run_web(cluster: &Cluster, replicas: u32) {
-    let manifest = cluster.manifest(
-        "web.yaml",
-        &hello_rc("web", replicas, "shoal-test/hello:1.0"),
-    );
+/// Applies `replicas` copies of the hello pod (with a readiness probe when
+/// `probed`) at peer 0 and waits until each runs once, ready.
+fn run_web(cluster: &Cluster, replicas: u32, probed: bool) {
+    let rc = if probed {
+        hello_rc_probed("web", replicas, "shoal-test/hello:1.0")
+    } else {
+        hello_rc("web", replicas, "shoal-test/hello:1.0")
+    };
+    let manifest = cluster.manifest("web.yaml", &rc);
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     let running = wait_until(Duration::from_secs(60), || {
         cluster.engine_copies("web").len() == replicas as usize
@@ -90,7 +92,7 @@ fn wait_converged(cluster: &Cluster, peers: &[usize], n: u32, since: Instant) ->
 #[test]
 fn a_site_restart_without_its_seed_re_forms_and_runs_exactly_the_declared_replicas() {
     let mut cluster = Cluster::start(24, 3);
-    run_web(&cluster, 3);
+    run_web(&cluster, 3, false);
 
     // Power off: every peer stops at once (each saves its state); machine 0
     // — everyone's --join seed — never comes back, and its containers are
@@ -114,8 +116,10 @@ fn a_site_restart_without_its_seed_re_forms_and_runs_exactly_the_declared_replic
 
 #[test]
 fn a_site_restart_in_random_order_adopts_every_pod_without_duplicates() {
+    // Pods with a readiness probe: adopted ones must be probed again to
+    // count as ready.
     let mut cluster = Cluster::start(25, 5);
-    run_web(&cluster, 5);
+    run_web(&cluster, 5, true);
 
     let seed = std::process::id() as usize;
     let mut order: Vec<usize> = vec![1, 2, 3, 4];
@@ -150,7 +154,7 @@ fn a_site_restart_in_random_order_adopts_every_pod_without_duplicates() {
 #[test]
 fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() {
     let mut cluster = Cluster::start(30, 3);
-    run_web(&cluster, 3);
+    run_web(&cluster, 3, false);
     let victim = 2;
     let victim_node = cluster.node_id(victim);
     let held: Vec<String> = cluster

@@ -522,6 +522,15 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// [`hello_rc`] whose pods are ready only once `GET /` answers (an
+/// httpGet readiness probe on port 80, every second).
+pub fn hello_rc_probed(name: &str, replicas: u32, image: &str) -> String {
+    hello_rc(name, replicas, image).replace(
+        "        - containerPort: 80\n",
+        "        - containerPort: 80\n        readinessProbe:\n          httpGet:\n            path: /\n            port: 80\n          periodSeconds: 1\n",
+    )
+}
+
 /// An RC manifest for the local test image.
 pub fn hello_rc(name: &str, replicas: u32, image: &str) -> String {
     format!(
