@@ -9,7 +9,7 @@
 #                               # the others keep their last figures
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster"
+ALL="state placement membership peers runtime cluster real-restart"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -25,6 +25,7 @@ section() {
     peers) bash scripts/bench-peers.sh ;;
     runtime) cargo run --release -q -p shoal-runtime --features docker --example bench_runtime ;;
     cluster) bash scripts/bench-cluster.sh ;;
+    real-restart) bash scripts/bench-real-restart.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac
 }

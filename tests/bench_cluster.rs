@@ -25,6 +25,7 @@
 //! Everything created (processes, containers labelled with the cluster id,
 //! iptables chains, temp dirs) is removed when the test ends, also on panic.
 
+mod bench_support;
 mod cluster_support;
 
 use std::collections::BTreeSet;
@@ -32,6 +33,7 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use bench_support::{fmt_ms, loadavg, machine, met, ms, percentile};
 use cluster_support::{Cluster, hello_rc, http, wait_until};
 use serde_json::Value;
 
@@ -162,21 +164,6 @@ fn wait_settled(cluster: &Cluster) {
         cluster.log_tail(0)
     );
     sleep(Duration::from_secs(3));
-}
-
-/// Nearest-rank percentile of `values` (ms), `q` in 0..=1.
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 // ---------------------------------------------------------------- idle
@@ -369,12 +356,6 @@ fn measure_baseline(cluster: &Cluster) -> Baseline {
         http_rtt,
         docker_run,
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// WARN and ERROR lines in all peer logs, counted for the Markdown; the
@@ -591,43 +572,6 @@ fn watch_failover(addr: &str, victim: &str, t0: Instant) -> (Option<f64>, Option
 /// Worst of a row, `None` when some peer never got there.
 fn all_of(row: &[Option<f64>]) -> Option<f64> {
     row.iter().try_fold(0.0_f64, |acc, v| v.map(|v| acc.max(v)))
-}
-
-fn fmt_ms(v: f64) -> String {
-    if v.is_nan() {
-        "–".to_owned()
-    } else if v < 10.0 {
-        format!("{v:.1} ms")
-    } else if v >= 10_000.0 {
-        format!("{:.1} s", v / 1000.0)
-    } else {
-        format!("{v:.0} ms")
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "yes" } else { "**no**" }
-}
-
-fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
-    format!("{cores} cores ({model}), commit {commit}")
 }
 
 struct Context {

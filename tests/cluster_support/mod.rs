@@ -96,7 +96,7 @@ impl Cluster {
         Cluster::start_with(subnet, n, "info,shoal=debug", args)
     }
 
-    fn start_with(subnet: u8, n: usize, log_filter: &str, args: &[&str]) -> Cluster {
+    pub fn start_with(subnet: u8, n: usize, log_filter: &str, args: &[&str]) -> Cluster {
         ensure_test_images();
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -350,27 +350,7 @@ impl Cluster {
     /// `(replica, node id)` of every running container of `rc` on the
     /// engine, sorted: ground truth, including copies a test should not see.
     pub fn engine_copies(&self, rc: &str) -> Vec<(String, String)> {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "--filter",
-                &format!("label=io.shoal.cluster={}", self.cluster_id),
-                "--filter",
-                &format!("label=io.shoal.rc={rc}"),
-                "--filter",
-                "label=io.shoal.container-index=0",
-                "--format",
-                "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}",
-            ])
-            .output()
-            .expect("docker ps");
-        let mut copies: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(r, n)| (r.to_owned(), n.to_owned()))
-            .collect();
-        copies.sort();
-        copies
+        engine_copies_of(&self.cluster_id, rc)
     }
 
     /// `(running, ready)` of RC `rc` as peer `i` counts them.
@@ -444,6 +424,32 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// [`Cluster::engine_copies`] for the cluster `cluster_id`, usable from a
+/// thread that does not hold the cluster.
+pub fn engine_copies_of(cluster_id: &str, rc: &str) -> Vec<(String, String)> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=io.shoal.cluster={cluster_id}"),
+            "--filter",
+            &format!("label=io.shoal.rc={rc}"),
+            "--filter",
+            "label=io.shoal.container-index=0",
+            "--format",
+            "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}",
+        ])
+        .output()
+        .expect("docker ps");
+    let mut copies: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(r, n)| (r.to_owned(), n.to_owned()))
+        .collect();
+    copies.sort();
+    copies
 }
 
 /// `docker rm -f` every container matching all `filters`.
