@@ -7,6 +7,7 @@
 #   scripts/bench.sh            # everything
 #   SECTIONS="state placement" scripts/bench.sh   # remeasure some sections;
 #                               # the others keep their last figures
+#   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ALL="state placement membership peers runtime cluster real-restart"
@@ -14,8 +15,10 @@ SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
 
-bash scripts/test-images.sh >&2
-cargo build --release -q --workspace --all-features --examples >&2
+if [ "$SECTIONS" != none ]; then
+  bash scripts/test-images.sh >&2
+  cargo build --release -q --workspace --all-features --examples >&2
+fi
 
 section() {
   case "$1" in
@@ -30,6 +33,7 @@ section() {
   esac
 }
 
+[ "$SECTIONS" = none ] && SECTIONS=""
 for s in $SECTIONS; do
   echo "bench: measuring $s" >&2
   tmp=$(mktemp)

@@ -158,8 +158,10 @@ pub(crate) fn placement(labels_of: &HashMap<String, String>) -> Option<Placement
 /// explicit tag (or digest). Never returns an empty tag: the engine would pull
 /// every tag of the repository.
 pub(crate) fn image_pull_ref(image: &str) -> (String, String) {
-    if let Some((repo, digest)) = image.split_once('@') {
-        return (repo.to_string(), digest.to_string());
+    if let Some((name, digest)) = image.split_once('@') {
+        // `name:tag@digest` pins the digest; the tag is only a label then.
+        let repo = image_pull_ref(name).0;
+        return (repo, digest.to_string());
     }
     let last_segment_start = image.rfind('/').map_or(0, |i| i + 1);
     match image[last_segment_start..].rfind(':') {
@@ -252,6 +254,10 @@ mod tests {
         assert_eq!(
             image_pull_ref("app@sha256:abc"),
             ("app".into(), "sha256:abc".into())
+        );
+        assert_eq!(
+            image_pull_ref("localhost:5000/app:2@sha256:abc"),
+            ("localhost:5000/app".into(), "sha256:abc".into())
         );
     }
 }
