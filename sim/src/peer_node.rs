@@ -53,6 +53,9 @@ pub enum PeerNodeEvent {
     HandoverStop { pod: PodId, owner: NodeId },
     /// The peer reported a replica that fits nowhere.
     Unplaced { pod: String },
+    /// A restarted peer's startup grace ended after `after_ms`, with
+    /// `missing` remembered members still not seen.
+    Settled { after_ms: u64, missing: usize },
 }
 
 enum NodeTimer {
@@ -216,12 +219,18 @@ impl SimNode for PeerNode {
                         self.timer(out, micros(at), NodeTimer::Peer(timer));
                     }
                     Output::Pod(action) => self.run_action(now, &action, out),
-                    // A simulated restart resumes from `Peer::persisted`
-                    // taken at the crash: nothing to write.
+                    // A simulated restart resumes from a `Peer::persisted`
+                    // the scenario took: nothing to write here.
                     Output::Persist(_) => {}
                     Output::Event(PeerEvent::BadMessage { .. }) => self.bad_messages += 1,
                     Output::Event(PeerEvent::Unplaced { pod, .. }) => {
                         out.push(NodeOutput::Event(PeerNodeEvent::Unplaced { pod }));
+                    }
+                    Output::Event(PeerEvent::Settled { after_ms, missing }) => {
+                        out.push(NodeOutput::Event(PeerNodeEvent::Settled {
+                            after_ms,
+                            missing: missing.len(),
+                        }));
                     }
                     Output::Event(_) => {}
                 }

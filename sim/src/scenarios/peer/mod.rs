@@ -9,6 +9,9 @@
 //! - `rc-partition-heal`: each side keeps the declared count while split; a
 //!   scale on one side and an image change on the other both survive.
 //! - `rc-join`: new nodes take a fair share with minimal movement.
+//!
+//! [`cluster`] holds the cluster of peers and [`truth`] the ground truth
+//! of what runs where.
 
 pub mod apply;
 pub mod cluster;
@@ -16,6 +19,7 @@ pub mod failover;
 pub mod join;
 pub mod partition;
 pub mod scale;
+pub mod truth;
 
 use std::collections::BTreeMap;
 
