@@ -9,6 +9,9 @@
 //! - `rc-partition-heal`: each side keeps the declared count while split; a
 //!   scale on one side and an image change on the other both survive.
 //! - `rc-join`: new nodes take a fair share with minimal movement.
+//! - `full-restart`: every peer loses power within a second and resumes
+//!   from what it persisted, in random order within 30 s; its engines
+//!   survive or die with it ([`Engines`]).
 //!
 //! [`cluster`] holds the cluster of peers and [`truth`] the ground truth
 //! of what runs where.
@@ -16,6 +19,7 @@
 pub mod apply;
 pub mod cluster;
 pub mod failover;
+pub mod full_restart;
 pub mod join;
 pub mod partition;
 pub mod scale;
@@ -45,6 +49,40 @@ pub struct PeerOptions {
     pub replicas: u32,
     /// Fake engine: start to running.
     pub start_latency_ms: u64,
+    /// `full-restart`: whether the container engines survive the power cut.
+    pub engines: Engines,
+}
+
+/// What a `full-restart` power cut does to the container engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engines {
+    /// Only the peer processes restart: containers keep running and must
+    /// be adopted, not started twice.
+    #[default]
+    Survive,
+    /// Every container dies with the power: exactly N must start again.
+    Die,
+}
+
+impl Engines {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engines::Survive => "survive",
+            Engines::Die => "die",
+        }
+    }
+}
+
+impl std::str::FromStr for Engines {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "survive" => Ok(Engines::Survive),
+            "die" => Ok(Engines::Die),
+            other => Err(format!("unknown engine fate {other:?}: use survive or die")),
+        }
+    }
 }
 
 impl PeerOptions {
@@ -57,12 +95,20 @@ impl PeerOptions {
             rcs: 10,
             replicas: 3,
             start_latency_ms: 200,
+            engines: Engines::Survive,
         }
     }
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 5] = ["apply", "failover", "scale", "rc-partition-heal", "rc-join"];
+pub const NAMES: [&str; 6] = [
+    "apply",
+    "failover",
+    "scale",
+    "rc-partition-heal",
+    "rc-join",
+    "full-restart",
+];
 
 /// Runs the peer scenario called `name`.
 pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
@@ -72,6 +118,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "scale" => Ok(scale::run(o)),
         "rc-partition-heal" => Ok(partition::run(o)),
         "rc-join" => Ok(join::run(o)),
+        "full-restart" => Ok(full_restart::run(o)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")
@@ -191,5 +238,9 @@ pub fn report(
         sync_msgs_per_node_per_s: traffic.messages_sent as f64 / node_s,
         sync_bytes_per_node_per_s: traffic.message_bytes as f64 / node_s,
     };
-    PeerReport { base, rc }
+    PeerReport {
+        base,
+        rc,
+        restart: None,
+    }
 }
