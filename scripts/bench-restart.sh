@@ -61,13 +61,13 @@ print("running more than once at one instant; a duplicate start *over a down eng
 print("is a copy started while the only other copy ran on a peer that had not")
 print("restarted yet.\n")
 print(f"Workload: one RC per peer x {replicas} replicas.\n")
-print("| peers | engines | runs | converged | peak duplicates (max / median) | peak missing (max) | after the last start: peak duplicates / missing (max) | all see all (max) | exactly N (max / median) | graces ended with members missing (median) | handover breaks (max) | wall per run |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| peers | engines | runs | converged | peak duplicates (max / median) | longest duplicate (max) | peak missing (max) | after the last start: peak duplicates / missing (max) | all see all (max) | exactly N (max / median) | graces ended with members missing (median) | handover breaks (max) | wall per run |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for peers in sizes:
     for engines in ["survive", "die"]:
         rs = runs(peers, engines)
         if not rs:
-            print(f"| {peers} | {engines} | 0 | | | | | | | | | |"); continue
+            print(f"| {peers} | {engines} | 0 | | | | | | | | | | |"); continue
         conv = sum(1 for r in rs if r["rc_converged"])
         bad = [r["seed"] for r in rs if not r["rc_converged"]]
         col = lambda k: [r[k] for r in rs if r.get(k) is not None]
@@ -75,7 +75,7 @@ for peers in sizes:
         mx = lambda k: max(col(k)) if col(k) else None
         exact_missing = sum(1 for r in rs if r.get("exact_ms") is None)
         print(f"| {peers} | {engines} | {len(rs)} | {conv}/{len(rs)}{' (not: seeds '+str(bad)+')' if bad else ''} | "
-              f"{mx('peak_duplicates')} / {med('peak_duplicates'):.0f} | {mx('peak_missing')} | "
+              f"{mx('peak_duplicates')} / {med('peak_duplicates'):.0f} | {t(mx('longest_duplicate_ms'))} | {mx('peak_missing')} | "
               f"{mx('peak_duplicates_after_last_start')} / {mx('peak_missing_after_last_start')} | {t(mx('all_see_all_ms'))} | "
               f"{t(mx('exact_ms'))} / {t(med('exact_ms'))}{' ('+str(exact_missing)+' never)' if exact_missing else ''} | "
               f"{med('grace_ended_missing'):.0f} of {peers} | {mx('handover_breaks')} | "
@@ -86,10 +86,11 @@ big = sizes[0]
 for engines in ["survive", "die"]:
     rs = runs(big, engines)
     print(f"##### {big} peers, engines {engines}\n")
-    print("| seed | converged | peak duplicates (live peers) | peak missing | after the last start: peak duplicates / missing | all see all after last start | exactly N after last start | graces ended with members missing | duplicate starts (over a down engine) | container starts | handover breaks |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| seed | converged | peak duplicates (live peers) | longest duplicate | duplicate replica-s | peak missing | after the last start: peak duplicates / missing | all see all after last start | exactly N after last start | graces ended with members missing | duplicate starts (over a down engine) | container starts | handover breaks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rs:
-        print(f"| {r['seed']} | {r['rc_converged']} | {r['peak_duplicates']} ({r['peak_duplicates_live']}) | {r['peak_missing']} | "
+        print(f"| {r['seed']} | {r['rc_converged']} | {r['peak_duplicates']} ({r['peak_duplicates_live']}) | "
+              f"{t(r['longest_duplicate_ms'])} | {r['duplicate_replica_s']:.0f} | {r['peak_missing']} | "
               f"{r['peak_duplicates_after_last_start']} / {r['peak_missing_after_last_start']} | {t(r['all_see_all_ms'])} | "
               f"{t(r['exact_ms'])} | {r['grace_ended_missing']} | {r['duplicate_starts']} ({r['duplicate_starts_over_down']}) | "
               f"{r['container_starts']} | {r['handover_breaks']} |")

@@ -171,6 +171,11 @@ pub struct RestartFigures {
     /// ... of which every other copy was on the engine of a peer still
     /// down (it had not restarted yet, or not adopted yet).
     pub duplicate_starts_over_down: u64,
+    /// Longest time one replica ran more than once, ms.
+    pub longest_duplicate_ms: f64,
+    /// Duplicated replicas integrated over the recovery, replica-seconds
+    /// (a duplicate for 2 s counts 2).
+    pub duplicate_replica_s: f64,
     /// Most declared replicas running nowhere at one instant.
     pub peak_missing: usize,
     /// The peaks from the last restart on (every peer up again).
@@ -208,12 +213,14 @@ impl std::fmt::Display for RestartFigures {
         )?;
         writeln!(
             f,
-            "restart  peak duplicates {} at {:.0} ms from the last start ({} on live peers; {} duplicate starts, {} over a down peer's engine) | peak missing {} | {} container starts",
+            "restart  peak duplicates {} at {:.0} ms from the last start ({} on live peers; {} duplicate starts, {} over a down peer's engine; longest {:.0} ms, {:.0} replica-s in all) | peak missing {} | {} container starts",
             self.peak_duplicates,
             self.peak_duplicates_at_ms,
             self.peak_duplicates_live,
             self.duplicate_starts,
             self.duplicate_starts_over_down,
+            self.longest_duplicate_ms,
+            self.duplicate_replica_s,
             self.peak_missing,
             self.container_starts
         )?;

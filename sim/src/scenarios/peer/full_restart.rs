@@ -72,7 +72,7 @@ pub fn run(o: &PeerOptions) -> PeerReport {
     c.run_until(secs(2));
     apply_workload(&mut c, o, secs(1));
     let formed = c.settle(secs(1) / 2, secs(90));
-    c.truth.track_copies(c.declared());
+    c.truth.track_copies(c.now(), c.declared());
 
     let slots = c.alive_slots();
     let (first_crash, down) = power_cut(&mut c, &slots, o.engines);
@@ -99,6 +99,7 @@ pub fn run(o: &PeerOptions) -> PeerReport {
 
     let since = |t: Option<Micros>| t.map(|t| ((t - last_start) / MS) as f64);
     let copies = c.truth.copies.clone().unwrap_or_default();
+
     let alive: BTreeSet<NodeId> = c.alive_slots().into_iter().map(node_of).collect();
     let found_all = slots
         .iter()
@@ -126,6 +127,8 @@ pub fn run(o: &PeerOptions) -> PeerReport {
         duplicate_starts: copies.duplicate_starts,
         duplicate_starts_over_down: copies.duplicate_starts_over_down,
         peak_missing: copies.peak.missing,
+        longest_duplicate_ms: (copies.longest_duplicate_until(c.now()) / MS) as f64,
+        duplicate_replica_s: copies.duplicate_micros as f64 / SECOND as f64,
         peak_duplicates_after_last_start: copies.peak_since_mark.duplicates,
         peak_missing_after_last_start: copies.peak_since_mark.missing,
         container_starts: copies.starts,

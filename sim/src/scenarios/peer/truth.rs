@@ -193,9 +193,11 @@ impl Truth {
 
     /// Starts counting copies against `declared`; peaks start from the
     /// counts of now.
-    pub fn track_copies(&mut self, declared: BTreeMap<String, u32>) {
+    pub fn track_copies(&mut self, now: Micros, declared: BTreeMap<String, u32>) {
         let mut t = CopyTracker {
             declared,
+            clock: now,
+            counted_until: now,
             ..CopyTracker::default()
         };
         t.recount(&self.running);
@@ -215,6 +217,17 @@ impl Truth {
         }
         if let (Some(t), Some(before)) = (&mut self.copies, before) {
             let after = t.of(pod, &self.running);
+            match (before.duplicates, after.duplicates) {
+                (0, 1) => {
+                    t.duplicated_since.insert(pod.clone(), t.clock);
+                }
+                (1, 0) => {
+                    if let Some(since) = t.duplicated_since.remove(pod) {
+                        t.longest_duplicate = t.longest_duplicate.max(t.clock - since);
+                    }
+                }
+                _ => {}
+            }
             let now = t.now.minus(before).plus(after);
             t.set(now);
         }
@@ -274,6 +287,14 @@ pub struct CopyTracker {
     pub peak_duplicates_at: Micros,
     /// Time of the last change seen.
     clock: Micros,
+    /// Replicas duplicated now, since when.
+    duplicated_since: BTreeMap<PodId, Micros>,
+    /// Longest time one replica stayed duplicated (ended spells only).
+    pub longest_duplicate: Micros,
+    /// Duplicated replicas integrated over time (replica x µs), up to
+    /// `counted_until`.
+    pub duplicate_micros: u128,
+    counted_until: Micros,
     /// Copies that reached running while another copy of the replica ran.
     pub duplicate_starts: u64,
     /// ... of which every other copy was on the engine of a down peer.
@@ -324,12 +345,22 @@ impl CopyTracker {
     }
 
     fn set(&mut self, n: Counts) {
+        let span = self.clock.saturating_sub(self.counted_until);
+        self.duplicate_micros += self.now.duplicates as u128 * u128::from(span);
+        self.counted_until = self.clock;
         if n.duplicates > self.peak.duplicates {
             self.peak_duplicates_at = self.clock;
         }
         self.now = n;
         self.peak = self.peak.max(n);
         self.peak_since_mark = self.peak_since_mark.max(n);
+    }
+
+    /// Longest time one replica has run more than once, counting the
+    /// spells still under way at `now`.
+    pub fn longest_duplicate_until(&self, now: Micros) -> Micros {
+        let open = self.duplicated_since.values().map(|&since| now - since);
+        open.fold(self.longest_duplicate, Micros::max)
     }
 
     /// Starts a second set of peaks from the counts of now.
