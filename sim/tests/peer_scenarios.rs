@@ -137,7 +137,7 @@ fn a_whole_site_power_cycle_resumes_from_remembered_members_to_exactly_n() {
 /// the assignment once the whole cluster is back, so the peers that ran
 /// its replicas meanwhile stop them before it has started them again.
 #[test]
-#[ignore = "core bug: pre-restart pod statuses end handovers (see benchmarks/peers.md)"]
+#[ignore = "core bug: a restarted node's pre-restart pod statuses end handovers early"]
 fn a_restarted_node_s_statuses_from_before_the_restart_end_no_handover() {
     for seed in [31, 32] {
         let r = run_restart(20, seed, Engines::Die);
