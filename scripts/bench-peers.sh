@@ -8,7 +8,8 @@
 # Knobs (environment): SEEDS (sweep seeds per scenario, default 20),
 # SWEEP_PEERS (100), SWEEP_RCS (100), SWEEP_REPLICAS (10), BIG_PEERS (1000),
 # BIG_RCS (1000), BIG_REPLICAS (10), BIG_TIMEOUT (seconds per big run, 1800),
-# JOBS (parallel sweep runs, 2).
+# JOBS (parallel sweep runs, 2). The full-restart subsection comes from
+# scripts/bench-restart.sh (at SWEEP_PEERS and 10 peers, SEEDS seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ JOBS=${JOBS:-2}
 SCENARIOS="apply failover scale rc-partition-heal rc-join"
 
 cargo build --release -q -p shoal-sim >&2
-BIN=target/release/shoal-sim
+BIN=${CARGO_TARGET_DIR:-target}/release/shoal-sim
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
@@ -111,3 +112,6 @@ print("| Kubernetes (node-monitor-grace-period 40 s + pod eviction 5 min) | ~5 m
 print("| Nomad (heartbeat TTL + reschedule) | ~20 s |")
 print("| Docker Swarm (dispatcher heartbeat x grace) | ~15-20 s |")
 PY
+
+echo
+SEEDS=$SEEDS JOBS=$JOBS RESTART_PEERS="$SWEEP_PEERS 10" RESTART_REPLICAS=$SWEEP_REPLICAS bash scripts/bench-restart.sh

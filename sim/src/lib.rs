@@ -14,7 +14,8 @@
 //!   injection): the ground truth of what runs.
 //! - [`peer_node`]: a node that is a whole `shoal::peer::Peer` plus its engine.
 //! - [`peer_invariants`]: replica counts and agreement checked at quiescence.
-//! - [`scenarios::peer`]: apply, failover, scale, rc-partition-heal, rc-join, host-port.
+//! - [`scenarios::peer`]: apply, failover, scale, rc-partition-heal, rc-join,
+//!   host-port, full-restart.
 #![forbid(unsafe_code)]
 
 pub mod fake_runtime;

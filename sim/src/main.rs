@@ -13,7 +13,8 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     peers: usize,
     /// One of: join, crash, partition-heal, loss, churn (membership only),
-    /// or apply, failover, scale, rc-partition-heal, rc-join, host-port (peer cores).
+    /// or apply, failover, scale, rc-partition-heal, rc-join, host-port,
+    /// full-restart (peer cores).
     #[arg(long, default_value = "join")]
     scenario: String,
     /// RNG seed: same seed, same trace hash.
@@ -28,8 +29,7 @@ struct Args {
     /// Baseline datagram loss probability (0..1).
     #[arg(long)]
     loss: Option<f64>,
-    /// Peer scenarios (apply, failover, scale, rc-partition-heal, rc-join, host-port):
-    /// number of RCs in the workload.
+    /// Peer scenarios: number of RCs in the workload.
     #[arg(long, default_value_t = 10)]
     rcs: usize,
     /// Peer scenarios: replicas per RC (the target of `scale`).
@@ -38,6 +38,10 @@ struct Args {
     /// Peer scenarios: fake container start latency, ms.
     #[arg(long, default_value_t = 200)]
     start_latency_ms: u64,
+    /// full-restart: whether the container engines survive the power cut
+    /// (survive) or lose every container (die).
+    #[arg(long, default_value = "survive")]
+    engines: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +73,13 @@ fn main() -> std::process::ExitCode {
         peer.rcs = args.rcs;
         peer.replicas = args.replicas;
         peer.start_latency_ms = args.start_latency_ms;
+        peer.engines = match args.engines.parse() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
         let report = match scenarios::peer::run(&args.scenario, &peer) {
             Ok(r) => r,
             Err(e) => {

@@ -27,9 +27,19 @@ pub fn wall(now: Micros) -> Duration {
     EPOCH + Duration::from_micros(now)
 }
 
-/// Simulated time of a wall-clock deadline (never before the run began).
+/// Simulated time of a wall-clock deadline (never before the run began),
+/// rounded up to the next whole microsecond: a timer is delivered at or
+/// after its deadline, never before (a deadline with nanoseconds, such as
+/// the startup grace's, would otherwise come due a few ns early and be
+/// ignored as stale).
 pub fn micros(at: Duration) -> Micros {
-    u64::try_from(at.saturating_sub(EPOCH).as_micros()).unwrap_or(u64::MAX)
+    let since = at.saturating_sub(EPOCH);
+    let whole = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+    if since.subsec_nanos().is_multiple_of(1000) {
+        whole
+    } else {
+        whole.saturating_add(1)
+    }
 }
 
 /// What a peer node tells the scenario.
@@ -43,6 +53,9 @@ pub enum PeerNodeEvent {
     HandoverStop { pod: PodId, owner: NodeId },
     /// The peer reported a replica that fits nowhere.
     Unplaced { pod: String },
+    /// A restarted peer's startup grace ended after `after_ms`, with
+    /// `missing` remembered members still not seen.
+    Settled { after_ms: u64, missing: usize },
 }
 
 enum NodeTimer {
@@ -206,12 +219,18 @@ impl SimNode for PeerNode {
                         self.timer(out, micros(at), NodeTimer::Peer(timer));
                     }
                     Output::Pod(action) => self.run_action(now, &action, out),
-                    // A simulated restart resumes from `Peer::persisted`
-                    // taken at the crash: nothing to write.
+                    // A simulated restart resumes from a `Peer::persisted`
+                    // the scenario took: nothing to write here.
                     Output::Persist(_) => {}
                     Output::Event(PeerEvent::BadMessage { .. }) => self.bad_messages += 1,
                     Output::Event(PeerEvent::Unplaced { pod, .. }) => {
                         out.push(NodeOutput::Event(PeerNodeEvent::Unplaced { pod }));
+                    }
+                    Output::Event(PeerEvent::Settled { after_ms, missing }) => {
+                        out.push(NodeOutput::Event(PeerNodeEvent::Settled {
+                            after_ms,
+                            missing: missing.len(),
+                        }));
                     }
                     Output::Event(_) => {}
                 }
@@ -223,5 +242,19 @@ impl SimNode for PeerNode {
                 self.peer.handle_observation(wall(now), &obs);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_with_nanoseconds_comes_due_at_or_after_it() {
+        let at = wall(5) + Duration::from_nanos(1);
+        assert_eq!(micros(at), 6);
+        assert!(wall(micros(at)) >= at);
+        assert_eq!(micros(wall(5)), 5);
+        assert_eq!(micros(Duration::ZERO), 0);
     }
 }

@@ -108,8 +108,8 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Figures of a run with whole peer cores and workloads (the `apply`,
-/// `failover`, `scale`, `rc-partition-heal` and `rc-join` scenarios).
+/// Figures of a run with whole peer cores and workloads (every peer-core
+/// scenario).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RcFigures {
     /// Every RC has exactly its declared replicas running at quiescence,
@@ -143,14 +143,115 @@ pub struct RcFigures {
     pub sync_bytes_per_node_per_s: f64,
 }
 
-/// A peer-core run: the membership report plus the workload figures, as
-/// one flat JSON object.
+/// Figures of a whole-site restart (the `full-restart` scenario). Copies
+/// are counted from the fake engines, including the surviving engines of
+/// peers that are still down.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestartFigures {
+    /// `survive` (only the peer processes restarted; containers kept
+    /// running) or `die` (the engines lost every container).
+    pub engines: String,
+    pub restarts: usize,
+    /// Restarted with no `--join` seed, only remembered members...
+    pub restarted_without_seeds: usize,
+    /// ... and seeing every other peer at the end.
+    pub found_all_without_seeds: usize,
+    /// First crash to last restart, simulated ms.
+    pub restart_window_ms: f64,
+    /// Most replicas running more than once at one instant, from the power
+    /// cut to the end.
+    pub peak_duplicates: usize,
+    /// The same, counting only the engines of running peers.
+    pub peak_duplicates_live: usize,
+    /// When the duplicates peaked, ms from the last restart (negative:
+    /// before it).
+    pub peak_duplicates_at_ms: f64,
+    /// Copies started while another copy of the same replica ran...
+    pub duplicate_starts: u64,
+    /// ... of which every other copy was on the engine of a peer still
+    /// down (it had not restarted yet, or not adopted yet).
+    pub duplicate_starts_over_down: u64,
+    /// Longest time one replica ran more than once, ms.
+    pub longest_duplicate_ms: f64,
+    /// Duplicated replicas integrated over the recovery, replica-seconds
+    /// (a duplicate for 2 s counts 2).
+    pub duplicate_replica_s: f64,
+    /// Most declared replicas running nowhere at one instant.
+    pub peak_missing: usize,
+    /// The peaks from the last restart on (every peer up again).
+    pub peak_duplicates_after_last_start: usize,
+    pub peak_missing_after_last_start: usize,
+    /// Containers started from the power cut to the end (adoptions are not
+    /// starts): ideally 0 when engines survive, the declared count when
+    /// they die.
+    pub container_starts: u64,
+    /// Last restart to every peer seeing every other, simulated ms.
+    pub all_see_all_ms: Option<f64>,
+    /// Last restart to exactly the declared count running with every
+    /// invariant holding, simulated ms.
+    pub exact_ms: Option<f64>,
+    /// Peers whose startup grace ended with remembered members missing.
+    pub grace_ended_missing: usize,
+    /// Longest startup grace, ms.
+    pub grace_max_ms: Option<f64>,
+    /// Restarted peers still in their grace at the end (must be 0).
+    pub still_settling: usize,
+    /// A few duplicate starts, for the reader.
+    pub duplicate_examples: Vec<String>,
+}
+
+impl std::fmt::Display for RestartFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "restart  engines {} | {} restarts ({} without seeds, {} found everyone) over {:.0} ms",
+            self.engines,
+            self.restarts,
+            self.restarted_without_seeds,
+            self.found_all_without_seeds,
+            self.restart_window_ms
+        )?;
+        writeln!(
+            f,
+            "restart  peak duplicates {} at {:.0} ms from the last start ({} on live peers; {} duplicate starts, {} over a down peer's engine; longest {:.0} ms, {:.0} replica-s in all) | peak missing {} | {} container starts",
+            self.peak_duplicates,
+            self.peak_duplicates_at_ms,
+            self.peak_duplicates_live,
+            self.duplicate_starts,
+            self.duplicate_starts_over_down,
+            self.longest_duplicate_ms,
+            self.duplicate_replica_s,
+            self.peak_missing,
+            self.container_starts
+        )?;
+        writeln!(
+            f,
+            "restart  after the last start: peak duplicates {} missing {} | all see all {}, exactly N {} | grace: {} ended with members missing, longest {}, {} still settling",
+            self.peak_duplicates_after_last_start,
+            self.peak_missing_after_last_start,
+            ms(self.all_see_all_ms),
+            ms(self.exact_ms),
+            self.grace_ended_missing,
+            ms(self.grace_max_ms),
+            self.still_settling
+        )?;
+        for e in &self.duplicate_examples {
+            writeln!(f, "restart  e.g. {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A peer-core run: the membership report plus the workload figures (and
+/// the restart figures of `full-restart`), as one flat JSON object.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerReport {
     #[serde(flatten)]
     pub base: Report,
     #[serde(flatten)]
     pub rc: RcFigures,
+    #[serde(flatten)]
+    pub restart: Option<RestartFigures>,
 }
 
 impl std::fmt::Display for PeerReport {
@@ -196,7 +297,11 @@ impl std::fmt::Display for PeerReport {
             f,
             "sync     {:.1} msgs/node/s {:.0} bytes/node/s",
             r.sync_msgs_per_node_per_s, r.sync_bytes_per_node_per_s
-        )
+        )?;
+        match &self.restart {
+            Some(restart) => write!(f, "{restart}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Every peer-core scenario at a small size, in the normal test run. Each
 //! prints its seed and report so a failure replays with
-//! `shoal-sim --scenario NAME --peers N --seed S --rcs R --replicas K`.
+//! `shoal-sim --scenario NAME --peers N --seed S --rcs R --replicas K`
+//! (`full-restart`: plus `--engines survive|die`).
 
 use shoal_sim::report::PeerReport;
-use shoal_sim::scenarios::peer::{self, PeerOptions};
+use shoal_sim::scenarios::peer::{self, Engines, PeerOptions};
 
 fn run(name: &str, peers: usize, seed: u64, rcs: usize, replicas: u32) -> PeerReport {
     println!("scenario {name} peers {peers} seed {seed} rcs {rcs} replicas {replicas}");
@@ -98,4 +99,68 @@ fn the_same_seed_gives_the_same_trace_hash_for_a_peer_scenario() {
 fn an_unknown_peer_scenario_is_refused_with_the_list_of_names() {
     let err = peer::run("meteor", &PeerOptions::new(3, 1)).unwrap_err();
     assert!(err.contains("rc-partition-heal"));
+}
+
+fn run_restart(peers: usize, seed: u64, engines: Engines) -> PeerReport {
+    println!(
+        "scenario full-restart peers {peers} seed {seed} engines {}",
+        engines.as_str()
+    );
+    let mut o = PeerOptions::new(peers, seed);
+    o.engines = engines;
+    let report = peer::run("full-restart", &o).expect("known scenario");
+    println!("{report}");
+    report
+}
+
+/// The counts are exact again, everyone sees everyone, and every peer
+/// found the others through the members it remembered (no seed given).
+fn assert_recovered(r: &PeerReport, peers: usize) {
+    let restart = r.restart.as_ref().expect("restart figures");
+    assert!(restart.exact_ms.is_some(), "{r}");
+    assert_eq!(r.rc.max_duplicates_at_quiescence, 0, "{r}");
+    assert_eq!(r.rc.missing_at_quiescence, 0, "{r}");
+    assert_eq!(restart.restarts, peers, "{r}");
+    assert_eq!(restart.restarted_without_seeds, peers, "{r}");
+    assert_eq!(restart.found_all_without_seeds, peers, "{r}");
+    assert!(restart.all_see_all_ms.is_some(), "{r}");
+    assert_eq!(restart.still_settling, 0, "{r}");
+}
+
+#[test]
+fn a_whole_site_power_cycle_resumes_from_remembered_members_to_exactly_n() {
+    for seed in [31, 32] {
+        let kept = run_restart(20, seed, Engines::Survive);
+        assert_recovered(&kept, 20);
+        assert_exact(&kept);
+        // Containers kept running through the outage: none went missing.
+        assert_eq!(kept.restart.as_ref().unwrap().peak_missing, 0, "{kept}");
+
+        let lost = run_restart(20, seed, Engines::Die);
+        assert_recovered(&lost, 20);
+        // Exactly N started again; make-before-break is checked by the
+        // ignored test below until the core fix lands.
+        assert!(
+            lost.restart.as_ref().unwrap().container_starts >= lost.rc.replicas_declared as u64,
+            "{lost}"
+        );
+    }
+}
+
+/// Fails today: a restarted node's pod statuses from before its restart
+/// (every peer still holds them) carry a claim equal to the fingerprint of
+/// the assignment once the whole cluster is back, so the peers that ran
+/// its replicas meanwhile stop them before it has started them again.
+#[test]
+#[ignore = "core bug: a restarted node's pre-restart pod statuses end handovers early"]
+fn a_restarted_node_s_statuses_from_before_the_restart_end_no_handover() {
+    for seed in [31, 32] {
+        let r = run_restart(20, seed, Engines::Die);
+        assert_eq!(r.rc.handover_breaks, 0, "{r}");
+        assert_eq!(
+            r.restart.as_ref().unwrap().peak_missing_after_last_start,
+            0,
+            "{r}"
+        );
+    }
 }

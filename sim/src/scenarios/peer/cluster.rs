@@ -1,11 +1,11 @@
-//! A cluster of whole peer cores in a world, the ground truth of what runs
-//! where, and the trackers that turn runtime changes into figures.
+//! A cluster of whole peer cores in a world, with the ground truth of what
+//! runs where ([`Truth`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use rand::RngExt;
-use shoal::peer::{Command, CommandError, CommandOutcome, Peer, PeerConfig};
+use shoal::peer::{Command, CommandError, CommandOutcome, Peer, PeerConfig, Persisted};
 use shoal::placement::{Assignment, assign, ideal_moves, inputs};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::pod::PodId;
@@ -14,101 +14,14 @@ use shoal_gossip::{PeerIdentity, Preset};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::PeerOptions;
-use crate::fake_runtime::{FakeRuntime, RuntimeChange, RuntimeConfig};
+pub use super::truth::Truth;
+use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
 use crate::net::Network;
 use crate::peer_invariants::{ReplicaCount, all_agree, count_replicas};
-use crate::peer_node::{PeerNode, PeerNodeEvent, wall};
+use crate::peer_node::{PeerNode, wall};
 use crate::queue::Micros;
 use crate::scenarios::cluster::{MS, SECOND, addr_of};
 use crate::world::{Slot, World};
-
-/// Waiting for every listed replica of one RC to run (after an apply or a
-/// scale up).
-#[derive(Debug, Clone)]
-struct Wait {
-    since: Micros,
-    indices: BTreeSet<u32>,
-    done: Option<Micros>,
-}
-
-/// Ground truth and trackers, fed by the nodes' events.
-#[derive(Debug, Default)]
-pub struct Truth {
-    /// Live slots whose engine runs each replica.
-    running: BTreeMap<PodId, BTreeSet<Slot>>,
-    /// Per RC: replicas still to see running since an apply or scale.
-    waits: BTreeMap<String, Wait>,
-    /// Applies (and scales) that completed: ms from the command to the
-    /// last replica running.
-    pub apply_ms: Vec<f64>,
-    /// Replicas lost with a crashed node, since when.
-    lost: BTreeMap<PodId, Micros>,
-    /// Node crash to replacement running, ms.
-    pub failover_ms: Vec<f64>,
-    /// Stops of a replica during a handover (before the bound).
-    pub handover_stops: u64,
-    /// ... of which with no other copy running: make-before-break broken.
-    pub handover_breaks: u64,
-    pub handover_examples: Vec<String>,
-    pub unplaced_events: u64,
-}
-
-impl Truth {
-    fn on_event(&mut self, now: Micros, slot: Slot, event: PeerNodeEvent) {
-        match event {
-            PeerNodeEvent::Runtime(RuntimeChange::Running(pod)) => {
-                if let Some(since) = self.lost.remove(&pod) {
-                    self.failover_ms.push((now - since) as f64 / 1000.0);
-                }
-                if let Some(w) = self.waits.get_mut(&pod.rc)
-                    && w.indices.remove(&pod.index)
-                    && w.indices.is_empty()
-                    && w.done.is_none()
-                {
-                    w.done = Some(now);
-                    self.apply_ms.push((now - w.since) as f64 / 1000.0);
-                }
-                self.running.entry(pod).or_default().insert(slot);
-            }
-            PeerNodeEvent::Runtime(RuntimeChange::Stopped(pod)) => {
-                if let Some(s) = self.running.get_mut(&pod) {
-                    s.remove(&slot);
-                    if s.is_empty() {
-                        self.running.remove(&pod);
-                    }
-                }
-            }
-            PeerNodeEvent::HandoverStop { pod, owner } => {
-                self.handover_stops += 1;
-                let others = self
-                    .running
-                    .get(&pod)
-                    .is_some_and(|s| s.iter().any(|&o| o != slot));
-                if !others {
-                    self.handover_breaks += 1;
-                    if self.handover_examples.len() < 5 {
-                        self.handover_examples.push(format!(
-                            "t={} ms slot {slot} stopped {}-{} before its owner {owner} ran it",
-                            now / MS,
-                            pod.rc,
-                            pod.index
-                        ));
-                    }
-                }
-            }
-            PeerNodeEvent::Unplaced { .. } => self.unplaced_events += 1,
-        }
-    }
-
-    /// Waits that never completed.
-    pub fn waits_incomplete(&self) -> usize {
-        self.waits.values().filter(|w| w.done.is_none()).count()
-    }
-
-    pub fn failovers_incomplete(&self) -> usize {
-        self.lost.len()
-    }
-}
 
 /// Peer cores in a world.
 pub struct PeerCluster {
@@ -205,13 +118,20 @@ impl PeerCluster {
         (!alive.is_empty()).then(|| alive[self.world.rng.random_range(0..alive.len())])
     }
 
-    fn new_peer(&mut self, slot: Slot) -> Peer {
+    /// The config of the next process in `slot`: same node id and address,
+    /// next incarnation.
+    fn next_config(&mut self, slot: Slot) -> PeerConfig {
         let incarnation = self.incarnations[slot] + 1;
         self.incarnations[slot] = incarnation;
         let mut config = PeerConfig::new(node_of(slot), self.world.addr(slot), node_info(slot));
         config.incarnation = incarnation;
         config.preset = self.preset;
         config.rng_seed = self.seed ^ ((slot as u64) << 20) ^ incarnation;
+        config
+    }
+
+    fn new_peer(&mut self, slot: Slot) -> Peer {
+        let config = self.next_config(slot);
         Peer::new(config)
     }
 
@@ -253,49 +173,68 @@ impl PeerCluster {
     }
 
     /// Kills the peer in `slot`. Its pods vanish with it unless
-    /// `keep_pods`, in which case the engine (and its pods) survives for a
-    /// [`PeerCluster::restart`] to adopt; either way they no longer count
-    /// while the peer is down... unless kept, when they still run.
+    /// `keep_pods`, in which case the engine survives (its pods still run
+    /// and still count) and is returned for a restart to adopt.
     pub fn crash(&mut self, slot: Slot, keep_pods: bool) -> Option<FakeRuntime> {
         let declared = self.declared();
         let node = self.world.crash(slot)?;
         let runtime = node.runtime;
-        if keep_pods {
-            return Some(runtime);
-        }
+        let lost: Vec<PodId> = if keep_pods {
+            Vec::new()
+        } else {
+            runtime.running().map(|(pod, _)| pod.clone()).collect()
+        };
         let now = self.now();
-        for (pod, _) in runtime.running() {
-            if let Some(s) = self.truth.running.get_mut(pod) {
-                s.remove(&slot);
-                if s.is_empty() {
-                    self.truth.running.remove(pod);
-                    if declared.get(&pod.rc).is_some_and(|&r| pod.index < r) {
-                        self.truth.lost.insert(pod.clone(), now);
-                    }
-                }
-            }
-        }
-        None
+        self.truth.crashed(now, slot, &lost, &declared);
+        keep_pods.then_some(runtime)
     }
 
     /// Restarts a crashed slot: same node id and address, next
     /// incarnation, joining through a random running peer; `kept` is the
     /// engine that survived the crash (its pods are adopted).
     pub fn restart(&mut self, slot: Slot, kept: Option<FakeRuntime>) {
-        let seed = self.random_alive().map(|s| self.world.addr(s));
+        let seeds: Vec<_> = self
+            .random_alive()
+            .map(|s| self.world.addr(s))
+            .into_iter()
+            .collect();
         let peer = self.new_peer(slot);
+        self.start_over(slot, peer, kept, &seeds);
+    }
+
+    /// Restarts a crashed slot from what its peer persisted
+    /// ([`Peer::resume`]): next incarnation, joining through `seeds` (may
+    /// be none) and the members it remembers; `kept` as for `restart`.
+    pub fn resume(
+        &mut self,
+        slot: Slot,
+        persisted: Persisted,
+        kept: Option<FakeRuntime>,
+        seeds: &[std::net::SocketAddr],
+    ) {
+        let config = self.next_config(slot);
+        let peer = Peer::resume(config, persisted);
+        self.start_over(slot, peer, kept, seeds);
+    }
+
+    fn start_over(
+        &mut self,
+        slot: Slot,
+        peer: Peer,
+        kept: Option<FakeRuntime>,
+        seeds: &[std::net::SocketAddr],
+    ) {
         let mut runtime = kept.unwrap_or_else(|| FakeRuntime::new(self.runtime));
         let existing = runtime.settle_for_restart();
-        for e in existing.iter().filter(|e| e.running) {
-            self.truth
-                .running
-                .entry(e.pod.clone())
-                .or_default()
-                .insert(slot);
-        }
+        let running: Vec<PodId> = existing
+            .iter()
+            .filter(|e| e.running)
+            .map(|e| e.pod.clone())
+            .collect();
+        let now = self.now();
+        self.truth.restarted(now, slot, &running);
         self.world.start(slot, PeerNode::new(peer, runtime));
-        let seeds: Vec<_> = seed.into_iter().collect();
-        self.with_peer(slot, |p, now| p.start(wall(now), &seeds, &existing));
+        self.with_peer(slot, |p, now| p.start(wall(now), seeds, &existing));
     }
 
     /// A user command at the peer in `slot`; applies and scales start a
@@ -313,7 +252,7 @@ impl PeerCluster {
         if let Some((name, replicas)) = want {
             let indices: BTreeSet<u32> = (0..replicas)
                 .filter(|&i| {
-                    !self.truth.running.contains_key(&PodId {
+                    !self.truth.is_running(&PodId {
                         rc: name.clone(),
                         index: i,
                     })
@@ -321,14 +260,7 @@ impl PeerCluster {
                 .collect();
             if !indices.is_empty() {
                 let since = self.now();
-                self.truth.waits.insert(
-                    name,
-                    Wait {
-                        since,
-                        indices,
-                        done: None,
-                    },
-                );
+                self.truth.wait_for(name, indices, since);
             }
         }
         self.with_peer(slot, |p, now| p.handle_command(wall(now), command))
@@ -394,6 +326,19 @@ impl PeerCluster {
 
     /// Everything that must hold at quiescence; empty when it does.
     pub fn violations(&self) -> Vec<String> {
+        let mut lines = self.state_violations();
+        if self.truth.handover_breaks > 0 {
+            lines.push(format!(
+                "{} handovers stopped a replica before its successor ran: {:?}",
+                self.truth.handover_breaks, self.truth.handover_examples
+            ));
+        }
+        lines
+    }
+
+    /// What must hold of the cluster now (not of its history): exact
+    /// counts, agreement, full views, no replica owned by a dead node.
+    pub fn state_violations(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let count = self.replica_count();
         if !count.exact() {
@@ -416,17 +361,11 @@ impl PeerCluster {
             "the assignment",
             nodes().map(|(s, n)| (s, assignment_hash(n.peer.assignment()))),
         ));
-        for (s, n) in nodes() {
-            let mut seen: BTreeSet<NodeId> = n.peer.members().keys().copied().collect();
-            seen.insert(n.peer.node());
-            if seen != alive {
-                lines.push(format!(
-                    "slot {s} sees {} members, {} are alive",
-                    seen.len(),
-                    alive.len()
-                ));
-                break;
-            }
+        if let Some((s, seen)) = self.first_partial_view() {
+            lines.push(format!(
+                "slot {s} sees {seen} members, {} are alive",
+                alive.len()
+            ));
         }
         let reference = self.reference_assignment();
         let dead_owner = reference.iter().find(|(_, n)| !alive.contains(n));
@@ -436,13 +375,25 @@ impl PeerCluster {
                 pod.rc, pod.index
             ));
         }
-        if self.truth.handover_breaks > 0 {
-            lines.push(format!(
-                "{} handovers stopped a replica before its successor ran: {:?}",
-                self.truth.handover_breaks, self.truth.handover_examples
-            ));
-        }
         lines
+    }
+
+    /// True when every live peer sees exactly the live peers as members.
+    pub fn all_see_all(&self) -> bool {
+        self.first_partial_view().is_none()
+    }
+
+    /// The first live peer whose members (itself included) are not the
+    /// live peers, and how many it sees.
+    fn first_partial_view(&self) -> Option<(Slot, usize)> {
+        let slots = self.alive_slots();
+        let alive: BTreeSet<NodeId> = slots.iter().map(|&s| node_of(s)).collect();
+        slots.into_iter().find_map(|s| {
+            let peer = &self.world.node(s)?.peer;
+            let mut seen: BTreeSet<NodeId> = peer.members().keys().copied().collect();
+            seen.insert(peer.node());
+            (seen != alive).then_some((s, seen.len()))
+        })
     }
 
     /// Invariants of one side of a partition: the replicas its peers

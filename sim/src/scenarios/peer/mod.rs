@@ -11,14 +11,22 @@
 //! - `rc-join`: new nodes take a fair share with minimal movement.
 //! - `host-port`: an RC needing a host port every node's pods hold waits,
 //!   unplaced, without evicting them; it starts once they are deleted.
+//! - `full-restart`: every peer loses power within a second and resumes
+//!   from what it persisted, in random order within 30 s; its engines
+//!   survive or die with it ([`Engines`]).
+//!
+//! [`cluster`] holds the cluster of peers and [`truth`] the ground truth
+//! of what runs where.
 
 pub mod apply;
 pub mod cluster;
 pub mod failover;
+pub mod full_restart;
 pub mod host_port;
 pub mod join;
 pub mod partition;
 pub mod scale;
+pub mod truth;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +52,40 @@ pub struct PeerOptions {
     pub replicas: u32,
     /// Fake engine: start to running.
     pub start_latency_ms: u64,
+    /// `full-restart`: whether the container engines survive the power cut.
+    pub engines: Engines,
+}
+
+/// What a `full-restart` power cut does to the container engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engines {
+    /// Only the peer processes restart: containers keep running and must
+    /// be adopted, not started twice.
+    #[default]
+    Survive,
+    /// Every container dies with the power: exactly N must start again.
+    Die,
+}
+
+impl Engines {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engines::Survive => "survive",
+            Engines::Die => "die",
+        }
+    }
+}
+
+impl std::str::FromStr for Engines {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "survive" => Ok(Engines::Survive),
+            "die" => Ok(Engines::Die),
+            other => Err(format!("unknown engine fate {other:?}: use survive or die")),
+        }
+    }
 }
 
 impl PeerOptions {
@@ -56,18 +98,20 @@ impl PeerOptions {
             rcs: 10,
             replicas: 3,
             start_latency_ms: 200,
+            engines: Engines::Survive,
         }
     }
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "apply",
     "failover",
     "scale",
     "rc-partition-heal",
     "rc-join",
     "host-port",
+    "full-restart",
 ];
 
 /// Runs the peer scenario called `name`.
@@ -79,6 +123,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "rc-partition-heal" => Ok(partition::run(o)),
         "rc-join" => Ok(join::run(o)),
         "host-port" => Ok(host_port::run(o)),
+        "full-restart" => Ok(full_restart::run(o)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")
@@ -211,5 +256,9 @@ pub fn report(
         sync_msgs_per_node_per_s: traffic.messages_sent as f64 / node_s,
         sync_bytes_per_node_per_s: traffic.message_bytes as f64 / node_s,
     };
-    PeerReport { base, rc }
+    PeerReport {
+        base,
+        rc,
+        restart: None,
+    }
 }
