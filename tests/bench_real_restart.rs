@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bench_support::{fmt_ms, loadavg, machine, met, ms};
-use cluster_support::{Cluster, engine_copies_of, hello_rc, hello_rc_probed, http, wait_until};
+use cluster_support::{Cluster, GroundTruth, hello_rc, hello_rc_probed, http, wait_until};
 
 const PEERS: usize = 10;
 const REPLICAS: u32 = 10;
@@ -79,7 +79,7 @@ fn measure_restarts() -> Vec<Round> {
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         let graceful = round % 2 == 0;
-        let watcher = Watcher::start(&cluster.cluster_id);
+        let watcher = Watcher::start(cluster.ground_truth());
         let all: Vec<usize> = (0..PEERS).collect();
         if graceful {
             cluster.terminate_all(&all);
@@ -89,7 +89,7 @@ fn measure_restarts() -> Vec<Round> {
             }
         }
         std::thread::sleep(Duration::from_secs(1));
-        let after_stop = engine_copies_of(&cluster.cluster_id, "web").len();
+        let after_stop = cluster.engine_copies("web").len();
         let mut order: Vec<usize> = (1..PEERS).collect();
         for i in (1..order.len()).rev() {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -152,13 +152,13 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(cluster_id: &str) -> Watcher {
+    fn start(truth: GroundTruth) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(Mutex::new(0));
-        let (s, p, id) = (stop.clone(), peak.clone(), cluster_id.to_owned());
+        let (s, p) = (stop.clone(), peak.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let n = engine_copies_of(&id, "web").len();
+                let n = truth.copies("web").len();
                 let mut peak = p.lock().unwrap();
                 *peak = (*peak).max(n);
                 drop(peak);

@@ -1,5 +1,6 @@
 //! Whole-site restarts with real peers: `shoal up` processes on loopback
-//! addresses, real QUIC, the real Docker engine.
+//! addresses, real QUIC, real Docker engines. Tests where a machine dies or
+//! powers down give each machine its own engine, so its containers go with it.
 //!
 //! Bound documented in the README: after the last peer of a restarted site
 //! is up, every peer sees the others within seconds, and exactly the
@@ -91,14 +92,14 @@ fn wait_converged(cluster: &Cluster, peers: &[usize], n: u32, since: Instant) ->
 
 #[test]
 fn a_site_restart_without_its_seed_re_forms_and_runs_exactly_the_declared_replicas() {
-    let mut cluster = Cluster::start(24, 3);
+    let mut cluster = Cluster::start_machines(24, 3);
     run_web(&cluster, 3, false);
 
     // Power off: every peer stops at once (each saves its state); machine 0
-    // — everyone's --join seed — never comes back, and its containers are
-    // gone with it.
+    // — everyone's --join seed — dies with its engine and its containers and
+    // never comes back.
     cluster.terminate_all(&[0, 1, 2]);
-    cluster.destroy(0);
+    cluster.kill_machine(0);
     let restarted = Instant::now();
     cluster.spawn(1);
     cluster.spawn(2);
@@ -153,7 +154,7 @@ fn a_site_restart_in_random_order_adopts_every_pod_without_duplicates() {
 
 #[test]
 fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() {
-    let mut cluster = Cluster::start(30, 3);
+    let mut cluster = Cluster::start_machines(30, 3);
     run_web(&cluster, 3, false);
     let victim = 2;
     let victim_node = cluster.node_id(victim);
@@ -178,11 +179,12 @@ fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() 
     cluster.spawn(victim);
     wait_converged(&cluster, &[0, 1, 2], 3, stopped);
 
-    // Stopped for good (its machine powered down with its containers): its
-    // replicas are started elsewhere once the grace is over.
+    // Stopped for good: its machine shuts down (the peer leaves, the engine
+    // stops its containers); its replicas are started elsewhere once the
+    // grace is over.
     cluster.terminate(victim);
     let gone = Instant::now();
-    cluster.remove_node_containers(victim);
+    cluster.shut_down_machine(victim);
     let replaced = wait_until(Duration::from_secs(40), || {
         let copies = cluster.engine_copies("web");
         exactly(&copies, 3) && copies.iter().all(|(_, n)| *n != victim_node)

@@ -1,10 +1,24 @@
 //! Real clusters for end-to-end tests: `shoal up` processes on 127.0.X.Y,
-//! the real Docker engine, partitions made with iptables.
+//! real Docker engines, partitions made with iptables.
 //!
-//! Each test file takes its own 127.0.X.0/24 subnet so files can run in
-//! parallel. Everything a cluster creates (processes, containers labelled
-//! with its cluster id, its iptables chain, its temp dir) is removed on drop.
+//! A cluster's machines either share the machine's one Docker engine
+//! ([`Engines::Shared`], the fastest: a killed peer's containers outlive it)
+//! or each run an engine of their own ([`Engines::PerNode`], see
+//! [`engines`]): then a machine that dies takes its containers with it.
+//!
+//! Each test takes its own 127.0.X.0/24 subnet so tests can run in
+//! parallel. Everything a cluster creates (processes, engines, containers
+//! labelled with its cluster id, bridges, mounts, cgroups, its iptables
+//! chain, its temp dir) is removed on drop, also when the test fails.
 #![allow(dead_code)]
+
+mod engines;
+mod ground_truth;
+mod host;
+
+pub use engines::NodeEngine;
+pub use ground_truth::GroundTruth;
+use ground_truth::remove_containers;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -64,6 +78,87 @@ impl PeerProc {
     }
 }
 
+/// Which Docker engine the machines of a cluster use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    /// Every peer uses the machine's engine: fast, for tests that do not
+    /// care where a container lives.
+    Shared,
+    /// Each machine runs its own dockerd ([`NodeEngine`]): killing the
+    /// machine kills its containers, and each engine holds its own images.
+    PerNode,
+}
+
+/// What a test asks of its cluster; [`ClusterBuilder::start`] starts it.
+#[derive(Debug)]
+pub struct ClusterBuilder {
+    subnet: u8,
+    n: usize,
+    log_filter: String,
+    args: Vec<String>,
+    engines: Engines,
+}
+
+impl ClusterBuilder {
+    /// Peers log at `log_filter` (`SHOAL_LOG`); benchmarks use `info` so
+    /// debug logging does not weigh on the figures.
+    pub fn log(mut self, log_filter: &str) -> Self {
+        log_filter.clone_into(&mut self.log_filter);
+        self
+    }
+
+    /// More `shoal up` flags for every peer.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Each machine gets its own Docker engine ([`Engines::PerNode`]).
+    pub fn engine_per_node(mut self) -> Self {
+        self.engines = Engines::PerNode;
+        self
+    }
+
+    /// Starts the engines (per-node mode), then the peers on
+    /// 127.0.`subnet`.11.. : the first creates the cluster, the others join
+    /// through it. Waits until every peer sees all.
+    pub fn start(self) -> Cluster {
+        let ClusterBuilder {
+            subnet,
+            n,
+            log_filter,
+            args,
+            engines,
+        } = self;
+        ensure_test_images();
+        let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cluster = Cluster {
+            subnet,
+            dir,
+            peers: Vec::new(),
+            token: String::new(),
+            cluster_id: String::new(),
+            chain: None,
+            log_filter,
+            extra_args: args,
+            engines: Vec::new(),
+        };
+        if engines == Engines::PerNode {
+            let started = Instant::now();
+            cluster.engines = engines::launch_all(&cluster.dir, subnet, n);
+            eprintln!(
+                "{n} node engines ({}) up with the test images after {:?}",
+                engines::storage_driver(),
+                started.elapsed()
+            );
+        }
+        cluster.start_peers(n);
+        cluster
+    }
+}
+
 #[derive(Debug)]
 pub struct Cluster {
     pub subnet: u8,
@@ -76,43 +171,54 @@ pub struct Cluster {
     log_filter: String,
     /// More `shoal up` flags for every peer.
     extra_args: Vec<String>,
+    /// Engine of machine `i` at `i`; empty when the machines share the
+    /// machine's engine.
+    engines: Vec<NodeEngine>,
 }
 
 impl Cluster {
-    /// Starts `n` peers on 127.0.`subnet`.11.. : the first creates the
-    /// cluster, the others join through it. Waits until every peer sees all.
-    pub fn start(subnet: u8, n: usize) -> Cluster {
-        Cluster::start_with_log(subnet, n, "info,shoal=debug")
+    /// A cluster of `n` peers on 127.0.`subnet`.0/24 sharing the machine's
+    /// engine, unless the builder says otherwise.
+    pub fn builder(subnet: u8, n: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            subnet,
+            n,
+            log_filter: "info,shoal=debug".to_owned(),
+            args: Vec::new(),
+            engines: Engines::Shared,
+        }
     }
 
-    /// Like [`Cluster::start`], with peers logging at `log_filter` (`SHOAL_LOG`):
-    /// benchmarks use `info` so debug logging does not weigh on the figures.
+    /// Starts `n` peers on 127.0.`subnet`.11.. sharing the machine's engine:
+    /// the first creates the cluster, the others join through it. Waits until
+    /// every peer sees all.
+    pub fn start(subnet: u8, n: usize) -> Cluster {
+        Cluster::builder(subnet, n).start()
+    }
+
+    /// Like [`Cluster::start`], each machine with its own Docker engine.
+    pub fn start_machines(subnet: u8, n: usize) -> Cluster {
+        Cluster::builder(subnet, n).engine_per_node().start()
+    }
+
+    /// Like [`Cluster::start`], with peers logging at `log_filter` (`SHOAL_LOG`).
     pub fn start_with_log(subnet: u8, n: usize, log_filter: &str) -> Cluster {
-        Cluster::start_with(subnet, n, log_filter, &[])
+        Cluster::builder(subnet, n).log(log_filter).start()
     }
 
     /// Like [`Cluster::start`], with more `shoal up` flags for every peer.
     pub fn start_with_args(subnet: u8, n: usize, args: &[&str]) -> Cluster {
-        Cluster::start_with(subnet, n, "info,shoal=debug", args)
+        Cluster::builder(subnet, n).args(args).start()
     }
 
     pub fn start_with(subnet: u8, n: usize, log_filter: &str, args: &[&str]) -> Cluster {
-        ensure_test_images();
-        let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cluster = Cluster {
-            subnet,
-            dir,
-            peers: Vec::new(),
-            token: String::new(),
-            cluster_id: String::new(),
-            chain: None,
-            log_filter: log_filter.to_owned(),
-            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
+        Cluster::builder(subnet, n).log(log_filter).args(args).start()
+    }
+
+    fn start_peers(&mut self, n: usize) {
+        let cluster = self;
         for i in 0..n {
-            let ip = Ipv4Addr::new(127, 0, subnet, 11 + i as u8);
+            let ip = Ipv4Addr::new(127, 0, cluster.subnet, 11 + i as u8);
             let data_dir = cluster.dir.join(format!("peer{i}"));
             let log = cluster.dir.join(format!("peer{i}.log"));
             cluster.peers.push(PeerProc {
@@ -127,7 +233,6 @@ impl Cluster {
             }
         }
         cluster.wait_for_all_alive(n, Duration::from_secs(60));
-        cluster
     }
 
     fn read_token(&mut self) {
@@ -164,6 +269,9 @@ impl Cluster {
             .arg("4Gi")
             .args(&self.extra_args)
             .env("SHOAL_LOG", &self.log_filter);
+        if let Some(engine) = self.engines.get(i) {
+            cmd.env("DOCKER_HOST", engine.host());
+        }
         if !self.token.is_empty() {
             let seed = if i == 0 { 1 } else { 0 };
             if self.peers.len() > 1 || i != 0 {
@@ -268,28 +376,20 @@ impl Cluster {
         out
     }
 
-    /// Containers of this cluster on the engine, by replica label: ground truth.
+    /// Replica index of every running pod of `rc` on the engines, sorted:
+    /// ground truth.
     pub fn engine_pods(&self, rc: &str) -> Vec<String> {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "--filter",
-                &format!("label=io.shoal.cluster={}", self.cluster_id),
-                "--filter",
-                &format!("label=io.shoal.rc={rc}"),
-                "--filter",
-                "label=io.shoal.container-index=0",
-                "--format",
-                "{{.Label \"io.shoal.replica\"}}",
-            ])
-            .output()
-            .expect("docker ps");
-        let mut replicas: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        replicas.sort();
-        replicas
+        self.ground_truth().pods(rc)
+    }
+
+    /// Reads what every engine of this cluster runs.
+    pub fn ground_truth(&self) -> GroundTruth {
+        let hosts = if self.engines.is_empty() {
+            vec![None]
+        } else {
+            self.engines.iter().map(|e| Some(e.host())).collect()
+        };
+        GroundTruth::new(&self.cluster_id, hosts)
     }
 
     /// Stops peer `i` as an operator or a shutdown would (SIGTERM): it
@@ -332,25 +432,10 @@ impl Cluster {
         format!("{:016x}", v["identity"]["node_id"].as_u64().unwrap())
     }
 
-    /// Machine `i` is gone for good: its peer is killed, and its containers
-    /// with it (what a per-node engine would do).
-    pub fn destroy(&mut self, i: usize) {
-        self.kill9(i);
-        self.remove_node_containers(i);
-    }
-
-    /// Removes every container of peer `i`'s node from the engine.
-    pub fn remove_node_containers(&self, i: usize) {
-        remove_containers(&[
-            format!("label=io.shoal.cluster={}", self.cluster_id),
-            format!("label=io.shoal.node={}", self.node_id(i)),
-        ]);
-    }
-
     /// `(replica, node id)` of every running container of `rc` on the
-    /// engine, sorted: ground truth, including copies a test should not see.
+    /// engines, sorted: ground truth, including copies a test should not see.
     pub fn engine_copies(&self, rc: &str) -> Vec<(String, String)> {
-        engine_copies_of(&self.cluster_id, rc)
+        self.ground_truth().copies(rc)
     }
 
     /// `(running, ready)` of RC `rc` as peer `i` counts them.
@@ -365,6 +450,57 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The engine of machine `i`; only clusters with one engine per node have one.
+    pub fn engine(&self, i: usize) -> &NodeEngine {
+        self.engines.get(i).unwrap_or_else(|| {
+            panic!("machine {i} has no engine of its own: start the cluster with engine_per_node()")
+        })
+    }
+
+    fn engine_mut(&mut self, i: usize) -> &mut NodeEngine {
+        self.engines.get_mut(i).unwrap_or_else(|| {
+            panic!("machine {i} has no engine of its own: start the cluster with engine_per_node()")
+        })
+    }
+
+    /// Machine `i` loses power: its peer, its engine and every container on
+    /// it are SIGKILLed at once. Its disk (the peer's data dir, the engine's
+    /// data root) stays for [`Cluster::restart_machine`].
+    pub fn kill_machine(&mut self, i: usize) {
+        self.kill9(i);
+        self.engine_mut(i).power_off();
+    }
+
+    /// Machine `i` is shut down in order: its peer gets SIGTERM (it leaves
+    /// and saves its state), then its engine stops its containers and exits.
+    pub fn shut_down_machine(&mut self, i: usize) {
+        self.terminate(i);
+        self.engine_mut(i).shut_down();
+    }
+
+    /// Machine `i` boots again: its engine comes back on the same data root
+    /// (the containers that ran show as exited, none runs), then its peer
+    /// with the same data dir.
+    pub fn restart_machine(&mut self, i: usize) {
+        self.engine_mut(i).power_on();
+        self.spawn(i);
+    }
+
+    /// `(name, state)` of every container of this cluster on machine `i`'s
+    /// engine, whatever its state, sorted.
+    pub fn machine_containers(&self, i: usize) -> Vec<(String, String)> {
+        let filters = [format!("label=io.shoal.cluster={}", self.cluster_id)];
+        let host = self.engine(i).host();
+        let mut out: Vec<(String, String)> =
+            ground_truth::ps(Some(&host), &filters, "{{.Names}} {{.State}}", true)
+                .iter()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(n, s)| (n.to_owned(), s.to_owned()))
+                .collect();
+        out.sort();
+        out
     }
 
     /// Cuts every packet between the two groups of peers (both directions).
@@ -417,61 +553,17 @@ impl Drop for Cluster {
         for i in 0..self.peers.len() {
             self.kill9(i);
         }
-        if !self.cluster_id.is_empty() {
+        if self.engines.is_empty() && !self.cluster_id.is_empty() {
             remove_containers(&[format!("label=io.shoal.cluster={}", self.cluster_id)]);
         }
-        if !std::thread::panicking() {
+        for engine in &mut self.engines {
+            engine.tear_down();
+        }
+        if std::thread::panicking() {
+            eprintln!("logs of the failed cluster kept in {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// [`Cluster::engine_copies`] for the cluster `cluster_id`, usable from a
-/// thread that does not hold the cluster.
-pub fn engine_copies_of(cluster_id: &str, rc: &str) -> Vec<(String, String)> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "--filter",
-            &format!("label=io.shoal.cluster={cluster_id}"),
-            "--filter",
-            &format!("label=io.shoal.rc={rc}"),
-            "--filter",
-            "label=io.shoal.container-index=0",
-            "--format",
-            "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}",
-        ])
-        .output()
-        .expect("docker ps");
-    let mut copies: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(r, n)| (r.to_owned(), n.to_owned()))
-        .collect();
-    copies.sort();
-    copies
-}
-
-/// `docker rm -f` every container matching all `filters`.
-fn remove_containers(filters: &[String]) {
-    let mut args = vec!["ps".to_owned(), "-aq".to_owned()];
-    for f in filters {
-        args.push("--filter".into());
-        args.push(f.clone());
-    }
-    let ids = Command::new("docker")
-        .args(&args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
