@@ -1,5 +1,6 @@
 //! End to end: real `shoal up` processes on loopback addresses, real QUIC,
-//! the real Docker engine, and partitions cut with iptables.
+//! real Docker engines, and partitions cut with iptables. Tests about where
+//! containers run or die give each machine its own engine.
 
 mod cluster_support;
 
@@ -111,7 +112,9 @@ fn five_peers_apply_at_one_is_visible_at_all_and_pods_serve() {
 
 #[test]
 fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
-    let mut cluster = Cluster::start(22, 4);
+    // One engine per machine: the killed peer's container keeps running on
+    // its own engine, and it is that container it adopts when it returns.
+    let mut cluster = Cluster::start_machines(22, 4);
     let manifest = cluster.manifest("web.yaml", &hello_rc("web", 2, "shoal-test/hello:1.0"));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     assert!(wait_until(Duration::from_secs(60), || cluster
@@ -166,7 +169,9 @@ fn killed_peer_is_replaced_then_rejoins_without_duplicates() {
 
 #[test]
 fn partitioned_sides_accept_writes_and_agree_after_heal() {
-    let mut cluster = Cluster::start(23, 4);
+    // One engine per machine: each side runs its replicas on its own
+    // machines, and the extra copies stopped after the heal are real ones.
+    let mut cluster = Cluster::start_machines(23, 4);
     let manifest = cluster.manifest("web.yaml", &hello_rc("web", 2, "shoal-test/hello:1.0"));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     assert!(wait_until(Duration::from_secs(60), || cluster
@@ -217,4 +222,113 @@ fn partitioned_sides_accept_writes_and_agree_after_heal() {
         cluster.engine_pods("web"),
         cluster.log_tail(0)
     );
+}
+
+#[test]
+fn a_machine_that_dies_takes_its_containers_and_the_cluster_replaces_them() {
+    let mut cluster = Cluster::start_machines(45, 3);
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, "shoal-test/hello:1.0"));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            cluster.engine_pods("web") == vec!["0", "1", "2"]
+                && cluster.running_pods(0, "web").len() == 3
+        }),
+        "web never ran 3 copies: {:?}",
+        cluster.engine_copies("web")
+    );
+
+    // Machine 2 (not 0, whose API we watch) loses power with its replica.
+    let victim = 2;
+    let victim_node = cluster.node_id(victim);
+    let served = pod_addrs_on(&cluster, "node2");
+    assert!(!served.is_empty(), "node2 runs no replica");
+    for addr in &served {
+        assert!(
+            http_get(addr)
+                .unwrap_or_default()
+                .contains("hello from 1.0")
+        );
+    }
+    let killed = std::time::Instant::now();
+    cluster.kill_machine(victim);
+
+    // Its containers died with it: no process of its engine is left, its
+    // pods' ports do not answer, and its engine reports nothing.
+    assert_eq!(
+        cluster.engine(victim).processes().len(),
+        0,
+        "processes of the dead machine"
+    );
+    for addr in &served {
+        assert_eq!(http_get(addr), None, "{addr} still answers");
+    }
+    assert!(
+        cluster
+            .engine_copies("web")
+            .iter()
+            .all(|(_, n)| *n != victim_node)
+    );
+
+    // The others declare it down and run its replica: exactly 3 copies.
+    let replaced = wait_until(Duration::from_secs(30), || {
+        let copies = cluster.engine_copies("web");
+        copies.iter().all(|(_, n)| *n != victim_node)
+            && cluster.engine_pods("web") == vec!["0", "1", "2"]
+            && cluster.running_pods(0, "web").len() == 3
+    });
+    assert!(
+        replaced,
+        "not replaced: engines {:?}, reported {:?}\n{}",
+        cluster.engine_copies("web"),
+        cluster.running_pods(0, "web"),
+        cluster.log_tail(0)
+    );
+    eprintln!(
+        "replica of the dead machine replaced after {:?}",
+        killed.elapsed()
+    );
+
+    // It boots again: its engine runs none of the containers it ran before
+    // the power cut, and the cluster settles on exactly 3 copies, each
+    // running container accounted for by a peer.
+    cluster.restart_machine(victim);
+    cluster.wait_for_all_alive(3, Duration::from_secs(30));
+    let settled = wait_until(Duration::from_secs(60), || {
+        let reported: Vec<String> = cluster
+            .running_pods(0, "web")
+            .into_iter()
+            .map(|(pod, _)| pod)
+            .collect();
+        cluster.engine_pods("web") == vec!["0", "1", "2"] && reported.len() == 3
+    });
+    assert!(
+        settled,
+        "not exactly 3 copies after the restart: engines {:?}, reported {:?}, machine {victim}: {:?}\n{}",
+        cluster.engine_copies("web"),
+        cluster.running_pods(0, "web"),
+        cluster.machine_containers(victim),
+        cluster.log_tail(victim)
+    );
+    eprintln!(
+        "machine {victim} back; its engine holds {:?}",
+        cluster.machine_containers(victim)
+    );
+}
+
+/// `IP:PORT` of every running pod peer 0 places on `node`.
+fn pod_addrs_on(cluster: &Cluster, node: &str) -> Vec<String> {
+    let pods = cluster.get_json(0, "pods");
+    pods.as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["node"] == node && p["phase"] == "Running")
+        .map(|p| {
+            format!(
+                "{}:{}",
+                p["ip"].as_str().unwrap(),
+                p["ports"][0]["host_port"]
+            )
+        })
+        .collect()
 }

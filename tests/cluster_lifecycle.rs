@@ -1,6 +1,7 @@
 //! Node lifecycle with real peers: drain (make-before-break), cordon,
 //! delete a node that will not return, forget one down too long, and a
-//! machine that lost its node.json. Real `shoal up` processes, real Docker.
+//! machine that lost its node.json. Real `shoal up` processes, real Docker
+//! engines (one per machine where a machine dies).
 #![cfg(feature = "shell")]
 
 mod cluster_support;
@@ -104,8 +105,9 @@ fn drain_moves_every_replica_make_before_break_and_uncordon_reopens_the_node() {
 }
 
 #[test]
-fn a_deleted_node_leaves_no_ghost_and_no_orphan_container() {
-    let mut cluster = Cluster::start(36, 3);
+fn a_deleted_node_leaves_no_ghost_and_its_replicas_run_elsewhere() {
+    // One engine per machine: the dead machine's containers die with it.
+    let mut cluster = Cluster::start_machines(36, 3);
     run_web(&cluster, 3);
     let gone = cluster.node_id(2);
     // Deleting a live node is refused with what to do.
@@ -117,9 +119,8 @@ fn a_deleted_node_leaves_no_ghost_and_no_orphan_container() {
         "{stderr}"
     );
 
-    // The machine dies for good; its containers outlive its peer on the
-    // engine (shared by the test peers), as after a peer crash.
-    cluster.kill9(2);
+    // The machine dies for good, with its engine and its containers.
+    cluster.kill_machine(2);
     assert!(wait_until(Duration::from_secs(30), || cluster
         .count_nodes(0, "Down")
         == 1));
@@ -138,7 +139,38 @@ fn a_deleted_node_leaves_no_ghost_and_no_orphan_container() {
             "peer {i} still shows node2's pods:\n{pods}"
         );
     }
-    // Its left-over containers are stopped once their replicas run elsewhere.
+    // Its replicas run on the two others, once each.
+    assert!(
+        wait_until(Duration::from_secs(40), || exactly_off(
+            &cluster.engine_copies("web"),
+            3,
+            &gone
+        )),
+        "missing or extra replicas: {:?}",
+        cluster.engine_copies("web")
+    );
+    eprintln!(
+        "replicas of the deleted node settled after {:?}",
+        deleted.elapsed()
+    );
+}
+
+#[test]
+fn containers_a_deleted_node_left_on_a_shared_engine_are_stopped() {
+    // A shared engine on purpose: this is the one place where a deleted
+    // node's containers outlive it within sight of live peers (a machine
+    // whose peer crashed, its engine still running), and the live peers must
+    // stop those orphans once their replicas run elsewhere. With one engine
+    // per machine no peer ever sees another node's containers.
+    let mut cluster = Cluster::start(46, 3);
+    run_web(&cluster, 3);
+    let gone = cluster.node_id(2);
+    cluster.kill9(2);
+    assert!(wait_until(Duration::from_secs(30), || cluster
+        .count_nodes(0, "Down")
+        == 1));
+    ok(&cluster.cli(0, &["delete", "node", "node2"]));
+    let deleted = Instant::now();
     assert!(
         wait_until(Duration::from_secs(40), || exactly_off(
             &cluster.engine_copies("web"),

@@ -267,20 +267,10 @@ impl NodeEngine {
     /// every container process are SIGKILLed at once; the mounts go, and so
     /// does `run/` (it stands for /run). `data/` stays, as a disk would.
     pub fn power_off(&mut self) {
-        let marker = format!("{}/", self.dir.display());
         let mut shim_sockets = BTreeSet::new();
         for _ in 0..100 {
             let procs = host::processes();
-            let roots = procs
-                .iter()
-                .filter(|p| {
-                    ENGINE_PROGRAMS.iter().any(|e| p.comm.starts_with(e))
-                        && p.cmdline.contains(&marker)
-                })
-                .map(|p| p.pid);
-            let mut pids = host::with_descendants(&procs, roots);
-            pids.extend(host::cgroup_pids(&self.tag));
-            pids.remove(&std::process::id());
+            let pids = self.pids_in(&procs);
             if pids.is_empty() {
                 break;
             }
@@ -306,6 +296,26 @@ impl NodeEngine {
         host::unmount_all_under(&self.dir);
         host::remove_cgroups(&self.tag, true);
         let _ = std::fs::remove_dir_all(self.run_dir());
+    }
+
+    /// Processes of this engine still alive: its programs, their children
+    /// and every process of its containers. Empty once the machine is off.
+    pub fn processes(&self) -> BTreeSet<u32> {
+        self.pids_in(&host::processes())
+    }
+
+    fn pids_in(&self, procs: &[host::Proc]) -> BTreeSet<u32> {
+        let marker = format!("{}/", self.dir.display());
+        let roots = procs
+            .iter()
+            .filter(|p| {
+                ENGINE_PROGRAMS.iter().any(|e| p.comm.starts_with(e)) && p.cmdline.contains(&marker)
+            })
+            .map(|p| p.pid);
+        let mut pids = host::with_descendants(procs, roots);
+        pids.extend(host::cgroup_pids(&self.tag));
+        pids.remove(&std::process::id());
+        pids
     }
 
     /// An orderly shutdown: dockerd is asked to stop (it stops its
@@ -372,7 +382,10 @@ pub fn save_test_images(dir: &Path) -> PathBuf {
         .filter(|r| !r.contains("<none>"))
         .map(str::to_owned)
         .collect();
-    assert!(!refs.is_empty(), "no test image: run scripts/test-images.sh");
+    assert!(
+        !refs.is_empty(),
+        "no test image: run scripts/test-images.sh"
+    );
     let tar = dir.join("test-images.tar");
     let out = Command::new("docker")
         .arg("save")
@@ -390,8 +403,11 @@ pub fn save_test_images(dir: &Path) -> PathBuf {
 }
 
 /// Starts the engines of machines `0..n` of a cluster in `cluster_dir`, all
-/// at once, and loads the test images into each.
-pub fn launch_all(cluster_dir: &Path, subnet: u8, n: usize) -> Vec<NodeEngine> {
+/// at once, waits until each answers, and starts loading the test images
+/// into each; [`ImageLoads::wait`] waits for the loads (peers can start
+/// meanwhile).
+pub fn launch_all(cluster_dir: &Path, subnet: u8, n: usize) -> (Vec<NodeEngine>, ImageLoads) {
+    let started = Instant::now();
     reap_stale(subnet);
     let tar = save_test_images(cluster_dir);
     let mut engines: Vec<NodeEngine> = (0..n)
@@ -400,18 +416,51 @@ pub fn launch_all(cluster_dir: &Path, subnet: u8, n: usize) -> Vec<NodeEngine> {
     for engine in &mut engines {
         engine.wait_ready(Duration::from_secs(60));
     }
-    let loads: Vec<Child> = engines.iter().map(|e| e.spawn_load(&tar)).collect();
-    for (engine, load) in engines.iter().zip(loads) {
-        let out = load.wait_with_output().expect("wait for docker load");
-        assert!(
-            out.status.success(),
-            "docker load into {} failed: {}",
-            engine.tag,
-            String::from_utf8_lossy(&out.stderr)
+    let answering = started.elapsed();
+    let loads = engines
+        .iter()
+        .map(|e| (e.tag.clone(), e.spawn_load(&tar)))
+        .collect();
+    let loads = ImageLoads {
+        loads,
+        tar,
+        started,
+        answering,
+    };
+    (engines, loads)
+}
+
+/// `docker load` of the test images into each engine of a cluster, running.
+#[derive(Debug)]
+pub struct ImageLoads {
+    /// Engine tag and its `docker load`.
+    loads: Vec<(String, Child)>,
+    tar: PathBuf,
+    started: Instant,
+    /// When every engine answered.
+    answering: Duration,
+}
+
+impl ImageLoads {
+    /// Waits for every load; panics if one failed.
+    pub fn wait(self) {
+        let n = self.loads.len();
+        for (tag, load) in self.loads {
+            let out = load.wait_with_output().expect("wait for docker load");
+            assert!(
+                out.status.success(),
+                "docker load into {tag} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(&self.tar);
+        eprintln!(
+            "{n} node engines ({}) answered after {:.2?}, held the test images after {:.2?}",
+            storage_driver(),
+            self.answering,
+            self.started.elapsed()
         );
     }
-    let _ = std::fs::remove_file(tar);
-    engines
 }
 
 /// Whether `tag` (`shoal-e2e-SUBNET-PID-nI`) names an engine of a test
@@ -430,11 +479,13 @@ fn is_stale_tag(tag: &str) -> bool {
 }
 
 /// Removes what a test process on `subnet` that died without cleaning up
-/// (SIGKILL, a timeout) left: its peers, its engines with their containers,
-/// bridges, mounts and cgroups, and its directory.
+/// (SIGKILL, a timeout) left running: its peers, its engines with their
+/// containers, bridges, mounts and cgroups. Its logs stay.
 fn reap_stale(subnet: u8) {
     let prefix = format!("shoal-e2e-{subnet}-");
-    let entries = std::fs::read_dir(std::env::temp_dir()).into_iter().flatten();
+    let entries = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
@@ -455,13 +506,14 @@ fn reap_stale(subnet: u8) {
             .map(|p| p.pid);
         host::kill9(&peers.collect());
         for index in 0..64 {
-            if dir.join(format!("engine{index}")).is_dir() {
+            let engine = dir.join(format!("engine{index}"));
+            if engine.join("data").exists() || engine.join("run").exists() {
                 eprintln!("removing engine {index} left by test process {pid} in {dir:?}");
-                // Dropping it powers it off and removes its bridge and cgroups.
+                // Dropping it powers it off and removes its bridge, cgroups and state.
                 drop(NodeEngine::at(&dir, subnet, index));
             }
         }
+        // The logs stay, as those of a test that failed do.
         host::unmount_all_under(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -25,7 +25,10 @@ impl GroundTruth {
     /// engine, sorted. An engine that is down runs nothing.
     pub fn copies(&self, rc: &str) -> Vec<(String, String)> {
         let mut copies: Vec<(String, String)> = self
-            .first_containers(rc, "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}")
+            .first_containers(
+                rc,
+                "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}}",
+            )
             .iter()
             .filter_map(|l| l.split_once(' '))
             .map(|(r, n)| (r.to_owned(), n.to_owned()))

@@ -145,16 +145,18 @@ impl ClusterBuilder {
             extra_args: args,
             engines: Vec::new(),
         };
+        let mut loads = None;
         if engines == Engines::PerNode {
-            let started = Instant::now();
-            cluster.engines = engines::launch_all(&cluster.dir, subnet, n);
-            eprintln!(
-                "{n} node engines ({}) up with the test images after {:?}",
-                engines::storage_driver(),
-                started.elapsed()
-            );
+            let (started, loading) = engines::launch_all(&cluster.dir, subnet, n);
+            cluster.engines = started;
+            loads = Some(loading);
         }
+        // The peers start while the engines load the images: they need
+        // them only once a test applies something.
         cluster.start_peers(n);
+        if let Some(loads) = loads {
+            loads.wait();
+        }
         cluster
     }
 }
@@ -212,7 +214,10 @@ impl Cluster {
     }
 
     pub fn start_with(subnet: u8, n: usize, log_filter: &str, args: &[&str]) -> Cluster {
-        Cluster::builder(subnet, n).log(log_filter).args(args).start()
+        Cluster::builder(subnet, n)
+            .log(log_filter)
+            .args(args)
+            .start()
     }
 
     fn start_peers(&mut self, n: usize) {
