@@ -197,3 +197,39 @@ fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() 
         "replaced before the grace: {after:?}"
     );
 }
+
+#[test]
+fn a_site_power_cut_takes_every_container_and_the_site_comes_back_with_exactly_the_declared_replicas()
+ {
+    // Pods with a readiness probe: the restarted ones must be probed again.
+    let mut cluster = Cluster::start_machines(47, 3);
+    run_web(&cluster, 3, true);
+
+    // The power goes: every machine dies at once, its peer, its engine and
+    // its containers with it.
+    for i in 0..3 {
+        cluster.kill_machine(i);
+    }
+    assert!(cluster.engine_copies("web").is_empty());
+
+    // The power comes back; the seed boots last. No container survived, so
+    // the site must start every replica again, once.
+    let restarted = Instant::now();
+    for i in [1, 2, 0] {
+        cluster.restart_machine(i);
+    }
+    let peak = wait_converged(&cluster, &[0, 1, 2], 3, restarted);
+    assert!(peak <= 3, "the restart started extra copies: peak {peak}");
+    // The containers that died in the power cut do not pile up either.
+    let stale = || -> Vec<(String, String)> {
+        (0..3)
+            .flat_map(|i| cluster.machine_containers(i))
+            .filter(|(_, state)| state != "running")
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || stale().is_empty()),
+        "dead containers left on the engines: {:?}",
+        stale()
+    );
+}
