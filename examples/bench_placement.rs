@@ -49,6 +49,7 @@ fn node(id: u64) -> NodeCandidate {
             version: String::new(),
             leaving: false,
             started_ms: 0,
+            incarnation: 0,
         },
         alive: true,
         cordoned: false,

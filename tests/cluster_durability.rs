@@ -128,3 +128,44 @@ fn an_unchanged_re_apply_is_answered_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_state_file_edited_while_the_peer_was_down_is_refused_with_what_to_do() {
+    let mut cluster = Cluster::start(46, 1);
+    let manifest = hello_rc("edited", 0, "shoal-test/hello:1.0");
+    let api = cluster.peers[0].api_addr();
+    assert!(matches!(
+        http(&api, "POST", "/api/v1/rcs", Some(&manifest), TIMEOUT),
+        Some((201, _))
+    ));
+    cluster.terminate(0);
+    // Same length, still decodable: another image under the same stamp.
+    let path = cluster.peers[0].data_dir.join("state.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(3)
+        .position(|w| w == b"1.0")
+        .expect("the image is in the snapshot");
+    bytes[at..at + 3].copy_from_slice(b"6.6");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = std::process::Command::new(cluster_support::shoal_bin())
+        .args([
+            "up",
+            "--listen",
+            "127.0.46.11:7946",
+            "--api",
+            "127.0.46.11:7070",
+        ])
+        .arg("--data-dir")
+        .arg(&cluster.peers[0].data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("state.bin is corrupt")
+            && stderr.contains("checksum")
+            && stderr.contains("move it away"),
+        "{stderr}"
+    );
+}

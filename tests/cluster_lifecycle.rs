@@ -240,3 +240,46 @@ fn a_machine_that_lost_its_node_json_comes_back_as_one_node_not_two() {
         cluster.engine_copies("web")
     );
 }
+
+#[test]
+fn a_node_forgotten_during_a_long_partition_registers_again_when_it_heals() {
+    let mut cluster = Cluster::start_with_args(39, 3, &["--forget-down-after", "3s"]);
+    run_web(&cluster, 2);
+    cluster.partition(&[0, 1], &[2]);
+    assert!(
+        wait_until(Duration::from_secs(30), || !node_names(&cluster, 0)
+            .contains("node2")),
+        "node2 was never forgotten: {:?}",
+        node_names(&cluster, 0)
+    );
+    cluster.heal();
+    // Node2 finds itself removed (or the others removed by it) and takes
+    // it back: every peer lists all three, alive, again.
+    for i in 0..3 {
+        assert!(
+            wait_until(Duration::from_secs(40), || {
+                node_names(&cluster, i).len() == 3 && cluster.count_nodes(i, "Alive") == 3
+            }),
+            "peer {i} after the heal: {:?}",
+            cluster.try_get_json(i, "nodes")
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let copies = cluster.engine_copies("web");
+            let replicas: BTreeSet<&str> = copies.iter().map(|(r, _)| r.as_str()).collect();
+            copies.len() == 2 && replicas.len() == 2
+        }),
+        "not exactly 2 copies after the heal: {:?}",
+        cluster.engine_copies("web")
+    );
+    let log = |i: usize| std::fs::read_to_string(&cluster.peers[i].log).unwrap_or_default();
+    assert!(
+        log(0).contains("node forgotten"),
+        "peer 0 never forgot node2"
+    );
+    assert!(
+        (0..3).any(|i| log(i).contains("registered again")),
+        "nobody registered again"
+    );
+}

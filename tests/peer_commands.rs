@@ -34,6 +34,7 @@ fn peer_with_web() -> Peer {
         version: "test".into(),
         leaving: false,
         started_ms: 0,
+        incarnation: 0,
     };
     let mut peer = Peer::new(PeerConfig::new(NodeId(1), addr, info));
     peer.start(NOW, &[], &[]);

@@ -61,6 +61,7 @@ fn config(i: usize, incarnation: u64) -> PeerConfig {
         version: "test".into(),
         leaving: false,
         started_ms: 0,
+        incarnation: 0,
     };
     let mut config = PeerConfig::new(NodeId(i as u64 + 1), addr(i), info);
     config.incarnation = incarnation;

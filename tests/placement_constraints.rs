@@ -32,6 +32,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
             version: String::new(),
             leaving: false,
             started_ms: 0,
+            incarnation: 0,
         },
         alive: true,
         cordoned: false,

@@ -32,6 +32,7 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
             version: String::new(),
             leaving: false,
             started_ms: 0,
+            incarnation: 0,
         },
         alive: true,
         cordoned: false,

@@ -143,6 +143,7 @@ fn node_info() -> NodeInfo {
         version: String::new(),
         leaving: false,
         started_ms: 0,
+        incarnation: 0,
     }
 }
 

@@ -42,4 +42,9 @@ pub struct NodeInfo {
     /// When this peer process started (wall ms): of two new nodes that
     /// claim one name, the younger gives way.
     pub started_ms: u64,
+    /// The SWIM incarnation of the process that wrote this record (set by
+    /// the peer itself). A record older than the incarnation the member
+    /// view shows comes from before a restart: what it says the node runs
+    /// is not known to be true any more.
+    pub incarnation: u64,
 }

@@ -138,8 +138,7 @@ fn a_whole_site_power_cycle_resumes_from_remembered_members_to_exactly_n() {
 
         let lost = run_restart(20, seed, Engines::Die);
         assert_recovered(&lost, 20);
-        // Exactly N started again; make-before-break is checked by the
-        // ignored test below until the core fix lands.
+        assert_exact(&lost);
         assert!(
             lost.restart.as_ref().unwrap().container_starts >= lost.rc.replicas_declared as u64,
             "{lost}"
@@ -147,20 +146,20 @@ fn a_whole_site_power_cycle_resumes_from_remembered_members_to_exactly_n() {
     }
 }
 
-/// Fails today: a restarted node's pod statuses from before its restart
-/// (every peer still holds them) carry a claim equal to the fingerprint of
-/// the assignment once the whole cluster is back, so the peers that ran
-/// its replicas meanwhile stop them before it has started them again.
+/// A restarted node's pod statuses from before its restart (every peer
+/// still holds them) carry a claim equal to the fingerprint of the
+/// assignment once the whole cluster is back: trusting them, the peers that
+/// ran its replicas meanwhile stopped them before it had started them again
+/// (fixed: a record of an older incarnation than SWIM shows is not trusted).
+/// Replicas of the last peers back may be missing right after the last
+/// start (nobody took them over while the site came back): they run again
+/// within a container start.
 #[test]
-#[ignore = "core bug: a restarted node's pre-restart pod statuses end handovers early"]
 fn a_restarted_node_s_statuses_from_before_the_restart_end_no_handover() {
     for seed in [31, 32] {
         let r = run_restart(20, seed, Engines::Die);
         assert_eq!(r.rc.handover_breaks, 0, "{r}");
-        assert_eq!(
-            r.restart.as_ref().unwrap().peak_missing_after_last_start,
-            0,
-            "{r}"
-        );
+        let restart = r.restart.as_ref().unwrap();
+        assert!(restart.exact_ms.is_some_and(|ms| ms <= 2_000.0), "{r}");
     }
 }

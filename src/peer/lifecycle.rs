@@ -51,16 +51,18 @@ impl Peer {
             // Someone forgot us while we run (a long partition, or a
             // mistaken delete): take it back with a newer stamp.
             let stamp = self.clock.tick(ms(now));
-            let mut delta = self.state.remove_node(me, false, stamp);
-            let info = self
-                .state
-                .observed
-                .set_node_info(me, self.config.info.clone());
-            let mut all: shoal_crdt_state::Delta = delta.clone().into();
-            all.observed.merge(info);
-            delta.rcs.clear();
-            self.outputs.push_back(Output::Persist(delta.into()));
-            self.spread(now, all);
+            let decision = self.state.remove_node(me, false, stamp);
+            self.outputs
+                .push_back(Output::Persist(decision.clone().into()));
+            // Our record went with the removal: write it again (our pods
+            // follow with the next publish).
+            let mut delta: shoal_crdt_state::Delta = decision.into();
+            delta.observed.merge(
+                self.state
+                    .observed
+                    .set_node_info(me, self.config.info.clone()),
+            );
+            self.spread(now, delta);
             self.request_publish(now);
             self.outputs
                 .push_back(Output::Event(PeerEvent::Reregistered));

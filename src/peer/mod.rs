@@ -118,6 +118,9 @@ pub struct Peer {
     wanted_ports: WantedPorts,
     /// Members SWIM counts in (alive or suspect), ourselves excluded.
     members: BTreeMap<NodeId, SocketAddr>,
+    /// The incarnation SWIM shows for each of `members`: a record written
+    /// by an older one predates the member's restart.
+    member_incarnations: BTreeMap<NodeId, u64>,
     /// Inputs of placement changed since the last assignment.
     placement_dirty: bool,
     rcs_dirty: bool,
@@ -171,7 +174,9 @@ struct NameCheck {
 const NAME_CHECK_FOR: Duration = Duration::from_secs(10);
 
 impl Peer {
-    pub fn new(config: PeerConfig) -> Peer {
+    pub fn new(mut config: PeerConfig) -> Peer {
+        // The record says which process wrote it (see `NodeInfo::incarnation`).
+        config.info.incarnation = config.incarnation;
         let identity = PeerIdentity::new(config.node, config.addr, config.incarnation);
         let membership = Membership::new(identity, config.preset, config.rng_seed);
         let clock = Clock::new(config.node, config.max_clock_drift_ms);
@@ -185,6 +190,7 @@ impl Peer {
             rcs: BTreeMap::new(),
             wanted_ports: WantedPorts::default(),
             members: BTreeMap::new(),
+            member_incarnations: BTreeMap::new(),
             placement_dirty: true,
             rcs_dirty: true,
             reconcile_at: None,
@@ -266,6 +272,12 @@ impl Peer {
         self.state_changes
     }
 
+    /// Changes whenever what [`Peer::persisted`] returns may have changed:
+    /// the state, or the members to remember.
+    pub fn persist_version(&self) -> (u64, u64) {
+        (self.state_changes, self.membership.version())
+    }
+
     /// Next output for the driver; drain after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -287,6 +299,9 @@ impl Peer {
             .observed
             .set_node_info(self.config.node, self.config.info.clone());
         self.spread(now, delta.into());
+        // What our record said before a restart may be false now (pods gone
+        // with the engine): say what the engine runs before anything else.
+        self.publish_pods(now);
         let me = self.config.addr;
         let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != me).collect();
         if !seeds.is_empty() {
@@ -475,9 +490,17 @@ impl Peer {
                         self.settle_member(now, id.node);
                     }
                     MembershipEvent::Renamed { .. } => view_changed = true,
-                    MembershipEvent::Rejoined(_) => {
+                    MembershipEvent::Rejoined(id) => {
                         view_changed = true;
                         self.outputs.push_back(Output::Event(PeerEvent::Rejoined));
+                        // Our record must carry the incarnation the others
+                        // now see, or they take it for one from before.
+                        self.config.info.incarnation = id.incarnation;
+                        let delta = self
+                            .state
+                            .observed
+                            .set_node_info(self.config.node, self.config.info.clone());
+                        self.spread(now, delta.into());
                     }
                     // After a graceful leave, being down is the point.
                     MembershipEvent::Defunct if self.leaving => {}
@@ -535,14 +558,16 @@ impl Peer {
 
     fn refresh_members(&mut self) {
         let me = self.config.node;
-        self.members = self
+        let active: Vec<PeerIdentity> = self
             .membership
             .view()
             .members
             .into_iter()
             .filter(|m| m.state.is_active() && m.identity.node != me)
-            .map(|m| (m.identity.node, m.identity.addr))
+            .map(|m| m.identity)
             .collect();
+        self.members = active.iter().map(|m| (m.node, m.addr)).collect();
+        self.member_incarnations = active.iter().map(|m| (m.node, m.incarnation)).collect();
     }
 }
 

@@ -1,9 +1,11 @@
 //! Placement and the reconcile plan for this node, and publishing what runs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use shoal_crdt_state::Delta;
 use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
 use shoal_runtime::vocabulary::PodAction;
@@ -11,7 +13,7 @@ use shoal_runtime::vocabulary::PodAction;
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
 use crate::placement::{WantedPorts, assign, inputs};
-use crate::reconcile::plan;
+use crate::reconcile::{ClusterPods, plan};
 
 impl Peer {
     /// Brings placement up to date, then issues this node's container actions.
@@ -36,12 +38,13 @@ impl Peer {
         self.attach_adopted();
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
+        let current = CurrentPods::new(&self.state.observed, &self.member_incarnations);
         let planned = plan(
             self.config.node,
             ms(now),
             &self.assignment,
             &self.rcs,
-            &self.state.observed,
+            &current,
             &mut self.local,
             &policy,
         );
@@ -185,5 +188,47 @@ impl Peer {
         self.template_of(rc, hash)
             .map(|t| t.primary_image().to_owned())
             .unwrap_or_default()
+    }
+}
+
+/// What every node reports, as far as it is known to be true now: a node
+/// whose record was written by an incarnation older than the one SWIM
+/// shows restarted since, and its old record says nothing about what it
+/// runs (its pods may have died with its engine). The plan must not hand a
+/// replica over to such a report, nor count it in a rollout.
+struct CurrentPods<'a> {
+    observed: &'a ObservedState,
+    stale: BTreeSet<NodeId>,
+}
+
+impl<'a> CurrentPods<'a> {
+    fn new(observed: &'a ObservedState, incarnations: &BTreeMap<NodeId, u64>) -> Self {
+        let stale = incarnations
+            .iter()
+            .filter(|(node, incarnation)| {
+                observed
+                    .get(**node)
+                    .is_some_and(|r| r.info.incarnation < **incarnation)
+            })
+            .map(|(node, _)| *node)
+            .collect();
+        CurrentPods { observed, stale }
+    }
+}
+
+impl ClusterPods for CurrentPods<'_> {
+    fn reported_by(&self, node: NodeId) -> &[PodStatus] {
+        if self.stale.contains(&node) {
+            return &[];
+        }
+        self.observed.reported_by(node)
+    }
+
+    fn each_node(&self) -> Box<dyn Iterator<Item = (NodeId, &[PodStatus])> + '_> {
+        Box::new(
+            self.observed
+                .each_node()
+                .filter(|(node, _)| !self.stale.contains(node)),
+        )
     }
 }

@@ -11,12 +11,15 @@
 //! restarted peer keeps counting the members it remembers as alive for
 //! placement. It runs what it ran before and does not take over the others'
 //! replicas. The grace ends early once every remembered member is seen
-//! again (or is declared down by the cluster), and at the latest after
-//! [`startup_grace`]: one full join-retry cycle at its cap (a member that
-//! is up answers one of our announces within it, and announces to us as
-//! soon as it starts) plus the suspicion window in which SWIM would have
-//! declared an unresponsive member down. A member still missing then is
-//! treated as down, and its replicas are placed elsewhere.
+//! again (or is declared down by the cluster), and otherwise once no
+//! remembered member came back for [`startup_grace`]: one full join-retry
+//! cycle at its cap (a member that is up answers one of our announces
+//! within it, and announces to us as soon as it starts) plus the suspicion
+//! window in which SWIM would have declared an unresponsive member down.
+//! While members keep coming back (a site whose machines boot one after
+//! another) the view has not settled and the grace runs on, at most
+//! [`MAX_SETTLING`] after the start. A member still missing then is treated
+//! as down, and its replicas are placed elsewhere.
 //!
 //! **Graceful leave.** A peer that stops gracefully (SIGTERM: a restart,
 //! an upgrade, a site powering down) leaves its pods running. It first
@@ -52,8 +55,13 @@ pub struct Persisted {
     pub members: Vec<PeerIdentity>,
 }
 
-/// The longest startup grace of a restarted peer in a cluster of
-/// `cluster_size` (see the module docs).
+/// However many members keep coming back, a restarted peer stops waiting
+/// for the rest this long after its start.
+pub const MAX_SETTLING: Duration = Duration::from_secs(60);
+
+/// The startup grace of a restarted peer in a cluster of `cluster_size`
+/// (see the module docs): how long it waits for the next remembered
+/// member to come back.
 pub fn startup_grace(preset: Preset, cluster_size: usize) -> Duration {
     MAX_JOIN_RETRY + preset.config(cluster_size).suspect_to_down_after
 }
@@ -168,13 +176,25 @@ impl Peer {
     }
 
     /// A member became active, or was declared down: either way the grace
-    /// no longer waits for it.
+    /// no longer waits for it. While members keep coming back the view is
+    /// not settled yet: the grace runs on for a full grace after the last
+    /// arrival, at most [`MAX_SETTLING`] after the start.
     pub(super) fn settle_member(&mut self, now: Duration, node: NodeId) {
+        let grace = self.grace();
         let Some(settling) = &mut self.settling else {
             return;
         };
-        if settling.waiting.remove(&node) && settling.waiting.is_empty() {
+        if !settling.waiting.remove(&node) {
+            return;
+        }
+        if settling.waiting.is_empty() {
             self.end_settling(now);
+            return;
+        }
+        let until = (now + grace).min(settling.began + MAX_SETTLING);
+        if until > settling.until {
+            settling.until = until;
+            self.schedule(until, PeerTimer::Grace);
         }
     }
 

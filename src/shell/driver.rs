@@ -131,7 +131,7 @@ impl Driver {
         };
         let mut health = self.runtime.health_watch();
         let mut durability = self.writer.durability();
-        let mut persisted_at = self.peer.state_changes();
+        let mut persisted_at = self.peer.persist_version();
         let mut persist_tick = tokio::time::interval(PERSIST_EVERY);
         self.report_health(&health.borrow().clone());
         self.drain(&mut ls);
@@ -184,8 +184,8 @@ impl Driver {
                 Some(request) = self.requests.recv() => self.answer(request, &mut ls),
                 _ = persist_tick.tick() => {
                     self.watch_join();
-                    if self.peer.state_changes() != persisted_at {
-                        persisted_at = self.peer.state_changes();
+                    if self.peer.persist_version() != persisted_at {
+                        persisted_at = self.peer.persist_version();
                         self.writer.snapshot(self.peer.persisted(wall_now()));
                     }
                 }

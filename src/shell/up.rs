@@ -236,6 +236,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         version: env!("CARGO_PKG_VERSION").to_owned(),
         leaving: false,
         started_ms: u64::try_from(wall_now().as_millis()).unwrap_or(u64::MAX),
+        incarnation: 0,
     }
 }
 

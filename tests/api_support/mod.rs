@@ -65,6 +65,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             version: "test".to_owned(),
             leaving: false,
             started_ms: 0,
+            incarnation: 0,
         };
         let mut peer = Peer::new(PeerConfig::new(NodeId(i as u64 + 1), peer_addr, info));
         let seeds: Vec<SocketAddr> = peers

@@ -77,6 +77,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         version: "0.1.0".to_owned(),
         leaving: false,
         started_ms: 0,
+        incarnation: 0,
     }
 }
 

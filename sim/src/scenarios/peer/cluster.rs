@@ -64,6 +64,7 @@ fn node_info(slot: Slot) -> NodeInfo {
         version: "sim".into(),
         leaving: false,
         started_ms: 0,
+        incarnation: 0,
     }
 }
 
