@@ -226,7 +226,7 @@ fn partitioned_sides_accept_writes_and_agree_after_heal() {
 
 #[test]
 fn a_machine_that_dies_takes_its_containers_and_the_cluster_replaces_them() {
-    let mut cluster = Cluster::start_machines(45, 3);
+    let mut cluster = Cluster::start_machines(48, 3);
     let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, "shoal-test/hello:1.0"));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     assert!(

@@ -162,7 +162,7 @@ fn containers_a_deleted_node_left_on_a_shared_engine_are_stopped() {
     // whose peer crashed, its engine still running), and the live peers must
     // stop those orphans once their replicas run elsewhere. With one engine
     // per machine no peer ever sees another node's containers.
-    let mut cluster = Cluster::start(46, 3);
+    let mut cluster = Cluster::start(49, 3);
     run_web(&cluster, 3);
     let gone = cluster.node_id(2);
     cluster.kill9(2);

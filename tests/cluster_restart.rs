@@ -202,7 +202,7 @@ fn a_gracefully_stopped_peer_keeps_its_replicas_for_the_grace_then_loses_them() 
 fn a_site_power_cut_takes_every_container_and_the_site_comes_back_with_exactly_the_declared_replicas()
  {
     // Pods with a readiness probe: the restarted ones must be probed again.
-    let mut cluster = Cluster::start_machines(47, 3);
+    let mut cluster = Cluster::start_machines(50, 3);
     run_web(&cluster, 3, true);
 
     // The power goes: every machine dies at once, its peer, its engine and
