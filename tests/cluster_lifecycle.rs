@@ -87,8 +87,20 @@ fn drain_moves_every_replica_make_before_break_and_uncordon_reopens_the_node() {
         fewest >= 3,
         "a replica was stopped before its replacement ran ({fewest} copies)"
     );
+    // The drained node runs nothing. Placement may also have moved a replica
+    // between the two others (bounded loads), and that handover may still be
+    // completing: exactly 3 follows within seconds.
     let copies = cluster.engine_copies("web");
-    assert!(exactly_off(&copies, 3, &drained), "{copies:?}");
+    assert!(copies.iter().all(|(_, n)| *n != drained), "{copies:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || exactly_off(
+            &cluster.engine_copies("web"),
+            3,
+            &drained
+        )),
+        "{:?}",
+        cluster.engine_copies("web")
+    );
     let table = ok(&cluster.cli(1, &["get", "nodes"]));
     assert!(table.contains("SchedulingDisabled"), "{table}");
 

@@ -306,10 +306,15 @@ impl NodeEngine {
 
     fn pids_in(&self, procs: &[host::Proc]) -> BTreeSet<u32> {
         let marker = format!("{}/", self.dir.display());
+        // A port proxy whose dockerd died before it names only its container.
+        let network = self.cidr.rsplit_once('.').map_or("", |(net, _)| net);
+        let proxied = format!("-container-ip {network}.");
         let roots = procs
             .iter()
             .filter(|p| {
-                ENGINE_PROGRAMS.iter().any(|e| p.comm.starts_with(e)) && p.cmdline.contains(&marker)
+                (ENGINE_PROGRAMS.iter().any(|e| p.comm.starts_with(e))
+                    && p.cmdline.contains(&marker))
+                    || (p.comm == "docker-proxy" && p.cmdline.contains(&proxied))
             })
             .map(|p| p.pid);
         let mut pids = host::with_descendants(procs, roots);
@@ -515,5 +520,12 @@ fn reap_stale(subnet: u8) {
         }
         // The logs stay, as those of a test that failed do.
         host::unmount_all_under(&dir);
+    }
+    // Cgroups of engines whose directory is gone.
+    for name in host::top_cgroups() {
+        if is_stale_tag(&name) && name.starts_with(&prefix) {
+            host::kill9(&host::cgroup_pids(&name));
+            host::remove_cgroups(&name, false);
+        }
     }
 }

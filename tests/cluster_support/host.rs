@@ -161,6 +161,18 @@ pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// Names of the top-level cgroups of every hierarchy.
+pub fn top_cgroups() -> BTreeSet<String> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = subdirs(root);
+    for hierarchy in subdirs(root) {
+        dirs.extend(subdirs(&hierarchy));
+    }
+    dirs.iter()
+        .filter_map(|d| d.file_name()?.to_str().map(str::to_owned))
+        .collect()
+}
+
 /// Processes in cgroup `name` or below it, in any hierarchy.
 pub fn cgroup_pids(name: &str) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
