@@ -2,19 +2,22 @@
 //! real Docker engines, partitions made with iptables.
 //!
 //! A cluster's machines either share the machine's one Docker engine
-//! ([`Engines::Shared`], the fastest: a killed peer's containers outlive it)
-//! or each run an engine of their own ([`Engines::PerNode`], see
+//! (`Engines::Shared`, the fastest: a killed peer's containers outlive it)
+//! or each run an engine of their own (`Engines::PerNode`, see
 //! [`engines`]): then a machine that dies takes its containers with it.
 //!
 //! Each test takes its own 127.0.X.0/24 subnet so tests can run in
 //! parallel. Everything a cluster creates (processes, engines, containers
 //! labelled with its cluster id, bridges, mounts, cgroups, its iptables
-//! chain, its temp dir) is removed on drop, also when the test fails.
+//! chain, its temp dir) is removed on drop, also when the test fails; a
+//! failed test leaves only its logs in its temp dir.
 #![allow(dead_code)]
 
+mod builder;
 mod engines;
 mod ground_truth;
 mod host;
+mod machines;
 
 pub use engines::NodeEngine;
 pub use ground_truth::GroundTruth;
@@ -78,89 +81,6 @@ impl PeerProc {
     }
 }
 
-/// Which Docker engine the machines of a cluster use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engines {
-    /// Every peer uses the machine's engine: fast, for tests that do not
-    /// care where a container lives.
-    Shared,
-    /// Each machine runs its own dockerd ([`NodeEngine`]): killing the
-    /// machine kills its containers, and each engine holds its own images.
-    PerNode,
-}
-
-/// What a test asks of its cluster; [`ClusterBuilder::start`] starts it.
-#[derive(Debug)]
-pub struct ClusterBuilder {
-    subnet: u8,
-    n: usize,
-    log_filter: String,
-    args: Vec<String>,
-    engines: Engines,
-}
-
-impl ClusterBuilder {
-    /// Peers log at `log_filter` (`SHOAL_LOG`); benchmarks use `info` so
-    /// debug logging does not weigh on the figures.
-    pub fn log(mut self, log_filter: &str) -> Self {
-        log_filter.clone_into(&mut self.log_filter);
-        self
-    }
-
-    /// More `shoal up` flags for every peer.
-    pub fn args(mut self, args: &[&str]) -> Self {
-        self.args.extend(args.iter().map(|a| (*a).to_owned()));
-        self
-    }
-
-    /// Each machine gets its own Docker engine ([`Engines::PerNode`]).
-    pub fn engine_per_node(mut self) -> Self {
-        self.engines = Engines::PerNode;
-        self
-    }
-
-    /// Starts the engines (per-node mode), then the peers on
-    /// 127.0.`subnet`.11.. : the first creates the cluster, the others join
-    /// through it. Waits until every peer sees all.
-    pub fn start(self) -> Cluster {
-        let ClusterBuilder {
-            subnet,
-            n,
-            log_filter,
-            args,
-            engines,
-        } = self;
-        ensure_test_images();
-        let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cluster = Cluster {
-            subnet,
-            dir,
-            peers: Vec::new(),
-            token: String::new(),
-            cluster_id: String::new(),
-            chain: None,
-            log_filter,
-            extra_args: args,
-            engines: Vec::new(),
-        };
-        let mut loads = None;
-        if engines == Engines::PerNode {
-            let (started, loading) = engines::launch_all(&cluster.dir, subnet, n);
-            cluster.engines = started;
-            loads = Some(loading);
-        }
-        // The peers start while the engines load the images: they need
-        // them only once a test applies something.
-        cluster.start_peers(n);
-        if let Some(loads) = loads {
-            loads.wait();
-        }
-        cluster
-    }
-}
-
 #[derive(Debug)]
 pub struct Cluster {
     pub subnet: u8,
@@ -179,18 +99,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster of `n` peers on 127.0.`subnet`.0/24 sharing the machine's
-    /// engine, unless the builder says otherwise.
-    pub fn builder(subnet: u8, n: usize) -> ClusterBuilder {
-        ClusterBuilder {
-            subnet,
-            n,
-            log_filter: "info,shoal=debug".to_owned(),
-            args: Vec::new(),
-            engines: Engines::Shared,
-        }
-    }
-
     /// Starts `n` peers on 127.0.`subnet`.11.. sharing the machine's engine:
     /// the first creates the cluster, the others join through it. Waits until
     /// every peer sees all.
@@ -457,57 +365,6 @@ impl Cluster {
         }
     }
 
-    /// The engine of machine `i`; only clusters with one engine per node have one.
-    pub fn engine(&self, i: usize) -> &NodeEngine {
-        self.engines.get(i).unwrap_or_else(|| {
-            panic!("machine {i} has no engine of its own: start the cluster with engine_per_node()")
-        })
-    }
-
-    fn engine_mut(&mut self, i: usize) -> &mut NodeEngine {
-        self.engines.get_mut(i).unwrap_or_else(|| {
-            panic!("machine {i} has no engine of its own: start the cluster with engine_per_node()")
-        })
-    }
-
-    /// Machine `i` loses power: its peer, its engine and every container on
-    /// it are SIGKILLed at once. Its disk (the peer's data dir, the engine's
-    /// data root) stays for [`Cluster::restart_machine`].
-    pub fn kill_machine(&mut self, i: usize) {
-        self.kill9(i);
-        self.engine_mut(i).power_off();
-    }
-
-    /// Machine `i` is shut down in order: its peer gets SIGTERM (it leaves
-    /// and saves its state), then its engine stops its containers and exits.
-    pub fn shut_down_machine(&mut self, i: usize) {
-        self.terminate(i);
-        self.engine_mut(i).shut_down();
-    }
-
-    /// Machine `i` boots again: its engine comes back on the same data root
-    /// (the containers that ran show as exited, none runs), then its peer
-    /// with the same data dir.
-    pub fn restart_machine(&mut self, i: usize) {
-        self.engine_mut(i).power_on();
-        self.spawn(i);
-    }
-
-    /// `(name, state)` of every container of this cluster on machine `i`'s
-    /// engine, whatever its state, sorted.
-    pub fn machine_containers(&self, i: usize) -> Vec<(String, String)> {
-        let filters = [format!("label=io.shoal.cluster={}", self.cluster_id)];
-        let host = self.engine(i).host();
-        let mut out: Vec<(String, String)> =
-            ground_truth::ps(Some(&host), &filters, "{{.Names}} {{.State}}", true)
-                .iter()
-                .filter_map(|l| l.split_once(' '))
-                .map(|(n, s)| (n.to_owned(), s.to_owned()))
-                .collect();
-        out.sort();
-        out
-    }
-
     /// Cuts every packet between the two groups of peers (both directions).
     pub fn partition(&mut self, a: &[usize], b: &[usize]) {
         let chain = format!("SHOAL{}", self.subnet);
@@ -561,9 +418,12 @@ impl Drop for Cluster {
         if self.engines.is_empty() && !self.cluster_id.is_empty() {
             remove_containers(&[format!("label=io.shoal.cluster={}", self.cluster_id)]);
         }
-        for engine in &mut self.engines {
-            engine.tear_down();
-        }
+        // In parallel: removing an engine's data root takes a while.
+        std::thread::scope(|scope| {
+            for engine in &mut self.engines {
+                scope.spawn(|| engine.tear_down());
+            }
+        });
         if std::thread::panicking() {
             eprintln!("logs of the failed cluster kept in {}", self.dir.display());
         } else {
