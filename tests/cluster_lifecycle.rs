@@ -9,17 +9,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, hello_rc, shoal_bin, wait_until};
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use cluster_support::{Cluster, hello_rc, ok, shoal_bin, wait_until};
 
 fn run_web(cluster: &Cluster, replicas: u32) {
     let manifest = cluster.manifest(
@@ -86,8 +76,25 @@ fn drain_moves_every_replica_make_before_break_and_uncordon_reopens_the_node() {
         fewest >= 3,
         "a replica was stopped before its replacement ran ({fewest} copies)"
     );
-    let copies = cluster.engine_copies("web");
-    assert!(exactly_off(&copies, 3, &drained), "{copies:?}");
+    // Nothing is left on the drained node; a move between the others may
+    // still be finishing (make-before-break leaves a brief extra copy).
+    assert!(
+        cluster
+            .engine_copies("web")
+            .iter()
+            .all(|(_, n)| *n != drained),
+        "the drained node still runs a copy: {:?}",
+        cluster.engine_copies("web")
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_off(
+            &cluster.engine_copies("web"),
+            3,
+            &drained
+        )),
+        "{:?}",
+        cluster.engine_copies("web")
+    );
     let table = ok(&cluster.cli(1, &["get", "nodes"]));
     assert!(table.contains("SchedulingDisabled"), "{table}");
 
@@ -242,9 +249,10 @@ fn a_node_forgotten_during_a_long_partition_registers_again_when_it_heals() {
         cluster.engine_copies("web")
     );
     let log = |i: usize| std::fs::read_to_string(&cluster.peers[i].log).unwrap_or_default();
+    // Whichever peer noticed first wrote the removal (the other merged it).
     assert!(
-        log(0).contains("node forgotten"),
-        "peer 0 never forgot node2"
+        (0..2).any(|i| log(i).contains("node forgotten")),
+        "nobody forgot node2"
     );
     assert!(
         (0..3).any(|i| log(i).contains("registered again")),
