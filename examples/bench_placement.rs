@@ -37,20 +37,7 @@ fn node(id: u64) -> NodeCandidate {
         memory_bytes: 256 << 30,
     };
     NodeCandidate {
-        info: NodeInfo {
-            name: format!("n{id:x}"),
-            peer_addr: String::new(),
-            api_addr: String::new(),
-            capacity: big,
-            allocatable: big,
-            labels: BTreeMap::new(),
-            runtime_healthy: true,
-            runtime_error: None,
-            version: String::new(),
-            leaving: false,
-            started_ms: 0,
-            incarnation: 0,
-        },
+        info: NodeInfo::healthy(format!("n{id:x}"), big),
         alive: true,
         cordoned: false,
         held_ports: Vec::new(),

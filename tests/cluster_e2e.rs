@@ -6,17 +6,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, wait_until};
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use cluster_support::{Cluster, hello_rc, ok, wait_until};
 
 fn rc_field(cluster: &Cluster, i: usize, rc: &str, field: &str) -> Option<serde_json::Value> {
     let rcs = cluster.try_get_json(i, "rc")?;

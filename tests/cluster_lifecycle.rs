@@ -10,17 +10,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, hello_rc, shoal_bin, wait_until};
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use cluster_support::{Cluster, hello_rc, ok, shoal_bin, wait_until};
 
 fn run_web(cluster: &Cluster, replicas: u32) {
     let manifest = cluster.manifest(
@@ -87,13 +77,18 @@ fn drain_moves_every_replica_make_before_break_and_uncordon_reopens_the_node() {
         fewest >= 3,
         "a replica was stopped before its replacement ran ({fewest} copies)"
     );
-    // The drained node runs nothing. Placement may also have moved a replica
-    // between the two others (bounded loads), and that handover may still be
-    // completing: exactly 3 follows within seconds.
-    let copies = cluster.engine_copies("web");
-    assert!(copies.iter().all(|(_, n)| *n != drained), "{copies:?}");
+    // Nothing is left on the drained node; a move between the others may
+    // still be finishing (make-before-break leaves a brief extra copy).
     assert!(
-        wait_until(Duration::from_secs(10), || exactly_off(
+        cluster
+            .engine_copies("web")
+            .iter()
+            .all(|(_, n)| *n != drained),
+        "the drained node still runs a copy: {:?}",
+        cluster.engine_copies("web")
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || exactly_off(
             &cluster.engine_copies("web"),
             3,
             &drained
@@ -286,9 +281,10 @@ fn a_node_forgotten_during_a_long_partition_registers_again_when_it_heals() {
         cluster.engine_copies("web")
     );
     let log = |i: usize| std::fs::read_to_string(&cluster.peers[i].log).unwrap_or_default();
+    // Whichever peer noticed first wrote the removal (the other merged it).
     assert!(
-        log(0).contains("node forgotten"),
-        "peer 0 never forgot node2"
+        (0..2).any(|i| log(i).contains("node forgotten")),
+        "nobody forgot node2"
     );
     assert!(
         (0..3).any(|i| log(i).contains("registered again")),

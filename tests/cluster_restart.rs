@@ -13,17 +13,7 @@ mod cluster_support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, hello_rc, hello_rc_probed, wait_until};
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use cluster_support::{Cluster, hello_rc, hello_rc_probed, ok, wait_until};
 
 /// Applies `replicas` copies of the hello pod (with a readiness probe when
 /// `probed`) at peer 0 and waits until each runs once, ready.

@@ -23,18 +23,8 @@ fn peer_with_web() -> Peer {
         memory_bytes: 4 << 30,
     };
     let info = NodeInfo {
-        name: "node-a".into(),
         peer_addr: addr.to_string(),
-        api_addr: "127.0.0.1:7070".into(),
-        capacity: resources,
-        allocatable: resources,
-        labels: Default::default(),
-        runtime_healthy: true,
-        runtime_error: None,
-        version: "test".into(),
-        leaving: false,
-        started_ms: 0,
-        incarnation: 0,
+        ..NodeInfo::healthy("node-a", resources)
     };
     let mut peer = Peer::new(PeerConfig::new(NodeId(1), addr, info));
     peer.start(NOW, &[], &[]);

@@ -20,20 +20,7 @@ fn node(cpu_millis: u64, memory_bytes: u64) -> NodeCandidate {
         memory_bytes,
     };
     NodeCandidate {
-        info: NodeInfo {
-            name: String::new(),
-            peer_addr: String::new(),
-            api_addr: String::new(),
-            capacity: res,
-            allocatable: res,
-            labels: BTreeMap::new(),
-            runtime_healthy: true,
-            runtime_error: None,
-            version: String::new(),
-            leaving: false,
-            started_ms: 0,
-            incarnation: 0,
-        },
+        info: NodeInfo::healthy("", res),
         alive: true,
         cordoned: false,
         held_ports: Vec::new(),

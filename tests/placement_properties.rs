@@ -18,21 +18,11 @@ fn node(labels: &[(&str, &str)]) -> NodeCandidate {
     };
     NodeCandidate {
         info: NodeInfo {
-            name: String::new(),
-            peer_addr: String::new(),
-            api_addr: String::new(),
-            capacity: res,
-            allocatable: res,
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            runtime_healthy: true,
-            runtime_error: None,
-            version: String::new(),
-            leaving: false,
-            started_ms: 0,
-            incarnation: 0,
+            ..NodeInfo::healthy("", res)
         },
         alive: true,
         cordoned: false,

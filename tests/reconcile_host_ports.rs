@@ -131,20 +131,7 @@ fn node_info() -> NodeInfo {
         cpu_millis: 16_000,
         memory_bytes: 64 << 30,
     };
-    NodeInfo {
-        name: String::new(),
-        peer_addr: String::new(),
-        api_addr: String::new(),
-        capacity: res,
-        allocatable: res,
-        labels: BTreeMap::new(),
-        runtime_healthy: true,
-        runtime_error: None,
-        version: String::new(),
-        leaving: false,
-        started_ms: 0,
-        incarnation: 0,
-    }
+    NodeInfo::healthy("", res)
 }
 
 #[test]

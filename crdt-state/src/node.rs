@@ -15,6 +15,28 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+impl NodeInfo {
+    /// A healthy node called `name` offering all of `capacity`, with no
+    /// addresses, labels or version: what tests, tools and simulations
+    /// start from (fill in the rest with struct update syntax).
+    pub fn healthy(name: impl Into<String>, capacity: Resources) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            peer_addr: String::new(),
+            api_addr: String::new(),
+            capacity,
+            allocatable: capacity,
+            labels: Labels::new(),
+            runtime_healthy: true,
+            runtime_error: None,
+            version: String::new(),
+            leaving: false,
+            started_ms: 0,
+            incarnation: 0,
+        }
+    }
+}
+
 /// What a node publishes about itself in its observed record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pod::PublishedPort;
+
 /// Labels and selectors: ordered so two peers hash and encode them alike.
 pub type Labels = BTreeMap<String, String>;
 
@@ -61,6 +63,21 @@ impl PodTemplate {
             .iter()
             .flat_map(|c| &c.ports)
             .filter_map(|p| p.host_port.map(|h| (h, p.protocol)))
+    }
+
+    /// The host ports the pod binds, as it publishes them once running.
+    pub fn host_port_bindings(&self) -> Vec<PublishedPort> {
+        self.containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .filter_map(|p| {
+                Some(PublishedPort {
+                    container_port: p.container_port,
+                    host_port: p.host_port?,
+                    protocol: p.protocol,
+                })
+            })
+            .collect()
     }
 
     /// The first container's image: what `get rc` shows.

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use shoal_crdt_state::pod::{PodId, PublishedPort};
-use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
+use shoal_crdt_state::spec::TemplateHash;
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
 use crate::queue::Micros;
@@ -138,7 +138,7 @@ impl FakeRuntime {
                     );
                     return (vec![obs], None);
                 }
-                let ports = host_ports(template);
+                let ports = template.host_port_bindings();
                 if let Some(taken) = self.taken(pod, &ports) {
                     let message = format!(
                         "Bind for 0.0.0.0:{} failed: port is already allocated",
@@ -309,22 +309,6 @@ impl FakeRuntime {
     }
 }
 
-/// The host ports a template asks for, as the engine reports them bound.
-fn host_ports(template: &PodTemplate) -> Vec<PublishedPort> {
-    template
-        .containers
-        .iter()
-        .flat_map(|c| &c.ports)
-        .filter_map(|p| {
-            Some(PublishedPort {
-                container_port: p.container_port,
-                host_port: p.host_port?,
-                protocol: p.protocol,
-            })
-        })
-        .collect()
-}
-
 fn observe(pod: &PodId, template_hash: TemplateHash, event: PodEvent) -> PodObservation {
     PodObservation {
         pod: pod.clone(),
@@ -336,7 +320,7 @@ fn observe(pod: &PodId, template_hash: TemplateHash, event: PodEvent) -> PodObse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal_crdt_state::spec::{ContainerSpec, PortSpec, Protocol, RestartPolicy};
+    use shoal_crdt_state::spec::{ContainerSpec, PodTemplate, PortSpec, Protocol, RestartPolicy};
 
     fn template() -> PodTemplate {
         PodTemplate {

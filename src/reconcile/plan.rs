@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::observed::ObservedState;
-use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus, PublishedPort};
-use shoal_crdt_state::spec::{PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash};
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
+use shoal_crdt_state::spec::{PartitionPolicy, RcSpec, RestartPolicy, TemplateHash};
 use shoal_runtime::backoff::RestartBackoff;
 use shoal_runtime::vocabulary::PodAction;
 
@@ -235,7 +235,7 @@ fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) 
     let mut fresh = LocalPod::starting(template.hash(), template.termination_grace_period_secs);
     // Reported while pending: placement keeps these host ports for the pod
     // during its start (and every restart), not only once they are bound.
-    fresh.ports = claimed_host_ports(&template);
+    fresh.ports = template.host_port_bindings();
     if let (Some(restarts), Some(old)) = (restarts, local.get(id)) {
         fresh.restarts = restarts;
         fresh.consecutive_failures = old.consecutive_failures;
@@ -246,22 +246,6 @@ fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) 
         pod: id.clone(),
         template,
     }
-}
-
-/// The host ports `template` asks for, as the pod will publish them.
-fn claimed_host_ports(template: &PodTemplate) -> Vec<PublishedPort> {
-    template
-        .containers
-        .iter()
-        .flat_map(|c| &c.ports)
-        .filter_map(|p| {
-            Some(PublishedPort {
-                container_port: p.container_port,
-                host_port: p.host_port?,
-                protocol: p.protocol,
-            })
-        })
-        .collect()
 }
 
 /// Issue a stop of the local pod, unless it is already stopping.

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 
 use super::error::ApiError;
 use super::models::CommandResponse;
-use super::rcs::WaitQuery;
+use super::rcs::{WaitQuery, response};
 use super::{ApiState, views};
 use crate::peer::Command;
 use crate::shell::handle::Ack;
@@ -68,8 +68,5 @@ async fn run(
     ack: Ack,
 ) -> Result<Json<CommandResponse>, ApiError> {
     let outcome = state.handle.command_with(command, ack).await?;
-    Ok(Json(CommandResponse {
-        name,
-        outcome: outcome.as_str().to_owned(),
-    }))
+    Ok(Json(response(name, outcome)))
 }

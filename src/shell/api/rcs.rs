@@ -161,7 +161,7 @@ pub(super) async fn delete(
     Ok(Json(response(name, outcome)))
 }
 
-fn response(name: String, outcome: CommandOutcome) -> CommandResponse {
+pub(super) fn response(name: String, outcome: CommandOutcome) -> CommandResponse {
     CommandResponse {
         name,
         outcome: outcome.as_str().to_owned(),
