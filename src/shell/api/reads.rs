@@ -105,7 +105,7 @@ pub(super) fn locate_pod(snapshot: &Snapshot, name: &str) -> Result<(PodId, Node
         .filter(|(_, r)| r.pod(&pod).is_some())
         .map(|(id, _)| id)
         .collect();
-    let owner = snapshot.owners.get(name).copied();
+    let owner = snapshot.owner(&pod);
     let chosen = reporters
         .iter()
         .find(|&&n| n == snapshot.me)
