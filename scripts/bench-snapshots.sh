@@ -60,16 +60,20 @@ cat <<EOF
 
 One peer core with 10,000 RCs × 3 replicas declared and 10 nodes' records
 (30,000 pod statuses), behind the real axum router, on a driver task shaped
-like \`shell/driver.rs\`; the other 9 nodes are real peer cores that answer
-its SWIM and push their records when one of their pods changes (every 100 ms,
-one pod's readiness flips somewhere). \`main\` is a baseline built from
+like \`shell/driver.rs\`; the other 9 nodes are stand-ins (real peer cores
+with an empty state, see \`tests/snapshot_bench/\`) that answer its SWIM and
+push their records when one of their pods changes (every 100 ms, one pod's
+readiness flips somewhere). \`main\` is a baseline built from
 $(git rev-parse --short "$BASE") in the same session; runs alternate, $ROUNDS of each.
 Each way is measured for 10 s without readers, then for 20 s while one client
 sends \`GET /api/v1/pods\` (30,000 pods, ~7 MB of JSON) 50 times a second, each
 after the previous answer. *Driver* figures are peer 0's task: time it spent
 serving snapshot requests (per request, and all snapshot work per second of
 wall time), and how late a 10 ms tick in its select fired (loop latency) and
-how late the peer's own timers (SWIM probes, sync, reconcile) fired.
+how late the peer's own timers (SWIM probes, sync, reconcile) fired. Besides
+snapshots, this branch builds list views on a blocking thread
+(\`api/render.rs\`), where main builds them on the runtime's workers: both
+show in the loop latency with readers.
 
 | serving | readers | snapshot requests reaching the driver (/s) | driver time per request p50 / p99 | snapshots built (/s) | driver time on snapshots (ms per s) | loop latency p50 / p99 · max | peer timers late p99 · max | GET /pods p50 / p99 (achieved rate) | members declared down |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|
