@@ -8,6 +8,9 @@
 //! awaits anything slow: sends are handed to the transport or to short
 //! spawned tasks, disk writes to the writer, and answers that must wait for
 //! the disk are held in [`Acks`] until the writer reports them durable.
+//! Reads cost it little: it notes what changed after every input and builds
+//! a snapshot (a copy of pointers) only when a reader finds the published
+//! one stale (see [`snapshots`](super::snapshots)).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
