@@ -398,7 +398,12 @@ impl DesiredState {
             if record.is_empty() {
                 continue;
             }
-            self.rcs.entry(name).or_default().get_mut().merge(record);
+            // Gossip often brings what is already here: a record shared
+            // with a snapshot then stays shared (see `summarized`).
+            self.rcs
+                .entry(name)
+                .or_default()
+                .update(|current| current.merge(record));
         }
         self.nodes.merge(delta.nodes);
     }

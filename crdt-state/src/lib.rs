@@ -8,7 +8,8 @@
 //! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
 //! - [`observed`]: observed state, node → single-writer versioned record.
 //! - [`digest`]: per-record stamps/versions and content hashes a peer holds,
-//!   and their compact wire form; `summarized` caches them next to each record.
+//!   and their compact wire form; `summarized` caches them next to each
+//!   record, both behind an `Arc` shared by copies of the state.
 //! - [`sync`]: `missing_for`, deltas, and [`sync::ClusterState`] (both halves).
 //! - [`wire`]: the versioned bincode envelope every message travels in.
 //! - [`register`]: the HLC-stamped LWW register and its tie-break; [`error`]: refusals.
@@ -38,6 +39,12 @@
 //! - **Observed state: a version counter per node record.** Each record has
 //!   one writer, its node; the highest version wins. Whole records are
 //!   shipped: they are small, and no per-field metadata is needed.
+//! - **Records shared between copies, copy-on-write.** A peer hands copies
+//!   of its whole state to readers and to its disk writer; each record (and
+//!   its cached digest entry) is behind an `Arc`, so a copy of 10,000 RCs
+//!   costs 0.4 ms instead of 30–35 ms (`bench_state`), and a record is
+//!   copied only when it changes while a copy still holds it. Encodings are
+//!   those of the records alone.
 //! - **Digests with per-register stamps and contents.** Exact `missing_for`
 //!   in one round trip, including two different values under one stamp or
 //!   version, which stamps alone cannot see (and which would then never

@@ -206,7 +206,9 @@ impl ObservedState {
             match self.nodes.entry(node) {
                 Entry::Occupied(mut current) => {
                     if current.get().get().is_superseded_by(&record) {
-                        *current.get_mut().get_mut() = record;
+                        // Replaced whole: a record shared with a snapshot is
+                        // not copied first.
+                        *current.get_mut() = Summarized::new(record);
                     }
                 }
                 Entry::Vacant(slot) => {

@@ -8,6 +8,9 @@
 //! awaits anything slow: sends are handed to the transport or to short
 //! spawned tasks, disk writes to the writer, and answers that must wait for
 //! the disk are held in [`Acks`] until the writer reports them durable.
+//! Reads cost it little: it notes what changed after every input and builds
+//! a snapshot (a copy of pointers) only when a reader finds the published
+//! one stale (see [`snapshots`](super::snapshots)).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,9 +26,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::acks::{self, Acks, Held};
-use super::handle::{Ack, Request, Snapshot};
+use super::handle::{Ack, Request};
 use super::join_watch::{JoinVerdict, JoinWatch};
 use super::persist::{Durability, Writer};
+use super::snapshots::SnapshotSource;
 use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
 use crate::peer::{Output, Peer, PeerEvent, PeerTimer};
 
@@ -69,7 +73,8 @@ pub fn wall_now() -> Duration {
 #[derive(Debug)]
 pub struct Driver {
     pub peer: Peer,
-    pub cluster: String,
+    /// Publishes what the API reads; built only when a reader asks.
+    pub snapshots: SnapshotSource,
     pub transport: QuicTransport,
     pub inbound: shoal_gossip::quic::Inbound,
     pub runtime: Arc<DockerRuntime>,
@@ -186,11 +191,13 @@ impl Driver {
                     self.watch_join();
                     if self.peer.persist_version() != persisted_at {
                         persisted_at = self.peer.persist_version();
+                        // Shares the state's records: a copy of pointers.
                         self.writer.snapshot(self.peer.persisted(wall_now()));
                     }
                 }
             }
             self.drain(&mut ls);
+            self.snapshots.note(&self.peer);
         }
 
         tracing::info!("leaving the cluster (pods keep running)");
@@ -262,6 +269,8 @@ impl Driver {
                 };
                 ls.persisted = shoal_crdt_state::Delta::default();
                 self.drain(ls);
+                // Before any answer: a reader who saw it reads the write.
+                self.snapshots.note(&self.peer);
                 let records = std::mem::take(&mut ls.persisted);
                 let replication = (ack == Ack::Replicated).then(|| self.replicate(records));
                 // Also an unchanged write waits: the state it found must be
@@ -278,7 +287,7 @@ impl Driver {
                 );
             }
             Request::Snapshot { reply } => {
-                let _ = reply.send(Snapshot::of(&self.peer, &self.cluster));
+                let _ = reply.send(self.snapshots.current(&self.peer));
             }
         }
     }

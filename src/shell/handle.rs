@@ -2,18 +2,18 @@
 //!
 //! The peer core has exactly one owner (the driver task); the HTTP API and
 //! anything else send it [`Request`]s over a bounded channel and wait for
-//! the answer on a oneshot. Reads get a [`Snapshot`]: a consistent copy of
-//! everything `get`/`describe` show, taken between two inputs.
+//! the answer on a oneshot. Reads get a [`Snapshot`]: an immutable copy of
+//! everything `get`/`describe` show, taken between two inputs, served
+//! without a round trip to the driver when the published one is current
+//! (see [`snapshots`](super::snapshots)).
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
-use shoal_crdt_state::ClusterState;
-use shoal_crdt_state::node::NodeId;
-use shoal_gossip::MemberView;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::peer::{Command, CommandError, CommandOutcome, Peer, PeerStats};
+pub use super::snapshots::Snapshot;
+use super::snapshots::SnapshotReader;
+use crate::peer::{Command, CommandError, CommandOutcome};
 
 /// Capacity of the request channel: API calls beyond it wait.
 pub const REQUEST_QUEUE: usize = 256;
@@ -38,50 +38,11 @@ pub enum Request {
         ack: Ack,
         reply: oneshot::Sender<Result<CommandOutcome, HandleError>>,
     },
+    /// The published snapshot is not current: build one (see
+    /// [`SnapshotSource::current`](super::snapshots::SnapshotSource::current)).
     Snapshot {
-        reply: oneshot::Sender<Snapshot>,
+        reply: oneshot::Sender<Arc<Snapshot>>,
     },
-}
-
-/// Everything the read verbs show, as this peer sees it.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub me: NodeId,
-    /// Our advertised peer address.
-    pub addr: SocketAddr,
-    pub cluster: String,
-    /// SWIM's view, ourselves included.
-    pub members: MemberView,
-    pub state: ClusterState,
-    /// Who should run each replica, by `PodId` display name (`hello-0`).
-    pub owners: BTreeMap<String, NodeId>,
-    /// Replicas that fit nowhere, with the reason.
-    pub unplaced: BTreeMap<String, String>,
-    pub stats: PeerStats,
-}
-
-impl Snapshot {
-    /// A copy of what `peer` knows now, between two inputs.
-    pub fn of(peer: &Peer, cluster: &str) -> Snapshot {
-        let assignment = peer.assignment();
-        Snapshot {
-            me: peer.node(),
-            addr: peer.config().addr,
-            cluster: cluster.to_owned(),
-            members: peer.view(),
-            state: peer.state().clone(),
-            owners: assignment
-                .iter()
-                .map(|(pod, node)| (pod.to_string(), node))
-                .collect(),
-            unplaced: assignment
-                .unplaced
-                .iter()
-                .map(|(pod, why)| (pod.to_string(), why.to_string()))
-                .collect(),
-            stats: peer.stats(),
-        }
-    }
 }
 
 /// Why the driver could not answer.
@@ -105,11 +66,13 @@ pub enum HandleError {
 #[derive(Debug, Clone)]
 pub struct PeerHandle {
     tx: mpsc::Sender<Request>,
+    /// What the driver published, read without asking it when current.
+    snapshots: SnapshotReader,
 }
 
 impl PeerHandle {
-    pub fn new(tx: mpsc::Sender<Request>) -> PeerHandle {
-        PeerHandle { tx }
+    pub fn new(tx: mpsc::Sender<Request>, snapshots: SnapshotReader) -> PeerHandle {
+        PeerHandle { tx, snapshots }
     }
 
     /// Runs a user command at this peer; the change then spreads to all.
@@ -136,7 +99,12 @@ impl PeerHandle {
         rx.await.map_err(|_| HandleError::Closed)?
     }
 
-    pub async fn snapshot(&self) -> Result<Snapshot, HandleError> {
+    /// What this peer knows, as of this call or later: never older than
+    /// a write whose answer the caller has received.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, HandleError> {
+        if let Some(snapshot) = self.snapshots.current() {
+            return Ok(snapshot);
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Snapshot { reply })

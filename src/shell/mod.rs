@@ -1,6 +1,7 @@
 //! The shell: the only part with tokio, sockets, files and Docker.
 //!
 //! - [`handle`]: requests to the task that owns the peer core.
+//! - [`snapshots`]: the immutable snapshots reads are served from.
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
 //! - [`persist`]: the data dir and the writer thread (durable writes).
 //! - [`acks`]: answers held until the write they acknowledge is durable.
@@ -13,4 +14,5 @@ pub mod driver;
 pub mod handle;
 pub mod join_watch;
 pub mod persist;
+pub mod snapshots;
 pub mod up;

@@ -18,6 +18,7 @@ use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
+use super::snapshots::SnapshotSource;
 use crate::peer::{Peer, PeerConfig};
 
 /// Everything `shoal up` is told on its command line.
@@ -118,9 +119,10 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (snapshots, reader) = SnapshotSource::new(&peer, &token.cluster_id());
     let driver = Driver {
         peer,
-        cluster: token.cluster_id(),
+        snapshots,
         transport,
         inbound,
         runtime: runtime.clone(),
@@ -136,7 +138,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         tracing::info!(pods = existing.len(), "adopted running pods");
     }
     Ok(Running {
-        handle: PeerHandle::new(requests_tx),
+        handle: PeerHandle::new(requests_tx, reader),
         runtime,
         identity,
         advertise,

@@ -6,7 +6,9 @@
 //! datagrams and sync messages between the peers in memory, and stands in
 //! for the container engine by reporting each started pod Running and ready
 //! (and each stopped pod removed), as the Docker executor would. Each peer's
-//! HTTP API is the real router on a real loopback listener.
+//! HTTP API is the real router on a real loopback listener, and reads are
+//! served as the real driver serves them: from a [`SnapshotSource`] per
+//! peer, noted after every input and before every answer to a write.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::cmp::Reverse;
@@ -16,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal::peer::{Output, Peer, PeerConfig, PeerTimer};
 use shoal::shell::api::{ApiState, router};
-use shoal::shell::handle::{PeerHandle, REQUEST_QUEUE, Request, Snapshot};
+use shoal::shell::handle::{PeerHandle, REQUEST_QUEUE, Request};
+use shoal::shell::snapshots::SnapshotSource;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::spec::Resources;
 use shoal_runtime::vocabulary::{PodAction, PodEvent, PodObservation};
@@ -39,6 +42,7 @@ pub struct TestNode {
 pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestNode> {
     let now = wall_now();
     let mut peers = Vec::new();
+    let mut sources = Vec::new();
     let mut nodes = Vec::new();
     let (tagged_tx, tagged_rx) = mpsc::channel::<(usize, Request)>(REQUEST_QUEUE);
     for (i, name) in names.iter().enumerate() {
@@ -75,7 +79,9 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             .into_iter()
             .collect();
         peer.start(now, &seeds, &[]);
+        let (source, reader) = SnapshotSource::new(&peer, "test");
         peers.push(peer);
+        sources.push(source);
 
         let (tx, mut rx) = mpsc::channel::<Request>(REQUEST_QUEUE);
         let tagged = tagged_tx.clone();
@@ -86,7 +92,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
                 }
             }
         });
-        let handle = PeerHandle::new(tx);
+        let handle = PeerHandle::new(tx, reader);
         let state = ApiState {
             handle: handle.clone(),
             runtime: None,
@@ -104,7 +110,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
         });
     }
     drop(tagged_tx);
-    tokio::spawn(world_loop(peers, tagged_rx));
+    tokio::spawn(world_loop(peers, sources, tagged_rx));
     nodes
 }
 
@@ -115,7 +121,11 @@ fn wall_now() -> Duration {
 }
 
 /// Owns the peers until every handle is dropped.
-async fn world_loop(mut peers: Vec<Peer>, mut requests: mpsc::Receiver<(usize, Request)>) {
+async fn world_loop(
+    mut peers: Vec<Peer>,
+    mut sources: Vec<SnapshotSource>,
+    mut requests: mpsc::Receiver<(usize, Request)>,
+) {
     let mut timers: BinaryHeap<Reverse<(Duration, u64, usize, PeerTimer)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut inbox: Vec<Delivery> = Vec::new();
@@ -124,6 +134,9 @@ async fn world_loop(mut peers: Vec<Peer>, mut requests: mpsc::Receiver<(usize, R
     }
     loop {
         deliver(&mut peers, &mut timers, &mut seq, &mut inbox);
+        for (peer, source) in peers.iter().zip(&mut sources) {
+            source.note(peer);
+        }
         let next = timers.peek().map(|Reverse((at, ..))| *at);
         let sleep = next.map_or(Duration::from_secs(3600), |at| {
             at.saturating_sub(wall_now())
@@ -131,7 +144,7 @@ async fn world_loop(mut peers: Vec<Peer>, mut requests: mpsc::Receiver<(usize, R
         tokio::select! {
             request = requests.recv() => {
                 let Some((i, request)) = request else { return };
-                answer(&mut peers[i], request);
+                answer(&mut peers[i], &mut sources[i], request);
                 drain(&mut peers, i, &mut timers, &mut seq, &mut inbox);
             }
             () = tokio::time::sleep(sleep) => {
@@ -167,15 +180,17 @@ enum Delivery {
     },
 }
 
-fn answer(peer: &mut Peer, request: Request) {
+fn answer(peer: &mut Peer, source: &mut SnapshotSource, request: Request) {
     match request {
         // No disk and no transport here: every write counts as durable
         // (and replicated) as soon as it is applied.
         Request::Command { command, reply, .. } => {
-            let _ = reply.send(peer.handle_command(wall_now(), command).map_err(Into::into));
+            let outcome = peer.handle_command(wall_now(), command).map_err(Into::into);
+            source.note(peer);
+            let _ = reply.send(outcome);
         }
         Request::Snapshot { reply } => {
-            let _ = reply.send(Snapshot::of(peer, "test"));
+            let _ = reply.send(source.current(peer));
         }
     }
 }

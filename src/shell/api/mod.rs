@@ -11,6 +11,7 @@
 //! - `guards`: the API token and the body size limit, checked before any route.
 //! - [`models`]: the JSON shapes (shared with the CLI).
 //! - `views`: snapshot → models, and the counting rules `get` shows.
+//! - `render`: views of the whole snapshot, built off the runtime's workers.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
 //! - `reads`: nodes, pods, health.
 //! - `nodes`: cordon, uncordon, delete a node.
@@ -42,6 +43,7 @@ mod logs;
 mod nodes;
 mod rcs;
 mod reads;
+mod render;
 
 use std::sync::Arc;
 

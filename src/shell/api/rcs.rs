@@ -6,14 +6,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use shoal_crdt_state::{image_ref, manifest};
 
 use super::error::ApiError;
 use super::models::{
-    AppliedJson, ApplyResponse, CommandResponse, RcDetail, RcJson, RollingUpdateRequest,
-    ScaleRequest,
+    AppliedJson, ApplyResponse, CommandResponse, RollingUpdateRequest, ScaleRequest,
 };
-use super::{ApiState, views};
+use super::{ApiState, render, views};
 use crate::peer::{Command, CommandError, CommandOutcome};
 use crate::shell::handle::Ack;
 
@@ -79,18 +79,21 @@ pub(super) async fn apply(
     ))
 }
 
-pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<Vec<RcJson>>, ApiError> {
+pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    Ok(Json(views::rcs(&snapshot)))
+    render::json(snapshot, |s| Ok(views::rcs(s))).await
 }
 
 pub(super) async fn describe(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<RcDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    let spec = views::rc_spec(&snapshot, &name).ok_or_else(|| rc_not_found(&name))?;
-    Ok(Json(views::rc_detail(&snapshot, &spec)))
+    render::json(snapshot, move |s| {
+        let spec = views::rc_spec(s, &name).ok_or_else(|| rc_not_found(&name))?;
+        Ok(views::rc_detail(s, &spec))
+    })
+    .await
 }
 
 pub(super) async fn scale(

@@ -3,28 +3,32 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use serde::Deserialize;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
 
 use super::error::ApiError;
-use super::models::{Health, NodeDetail, NodeJson, PodJson};
-use super::{ApiState, views};
+use super::models::{Health, PodJson};
+use super::{ApiState, render, views};
 use crate::shell::handle::Snapshot;
 
-pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Json<Vec<NodeJson>>, ApiError> {
+pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    Ok(Json(views::nodes(&snapshot)))
+    render::json(snapshot, |s| Ok(views::nodes(s))).await
 }
 
 pub(super) async fn node(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<NodeDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    let (id, record) =
-        views::find_node(&snapshot, &name).ok_or_else(|| views::node_not_found(&name))?;
-    Ok(Json(views::node_detail(&snapshot, id, record)))
+    render::json(snapshot, move |s| {
+        let (id, record) =
+            views::find_node(s, &name).ok_or_else(|| views::node_not_found(&name))?;
+        Ok(views::node_detail(s, id, record))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,10 +39,10 @@ pub(super) struct PodsQuery {
 pub(super) async fn pods(
     State(state): State<ApiState>,
     query: Result<Query<PodsQuery>, QueryRejection>,
-) -> Result<Json<Vec<PodJson>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let snapshot = state.handle.snapshot().await?;
-    Ok(Json(views::pods(&snapshot, query.rc.as_deref())))
+    render::json(snapshot, move |s| Ok(views::pods(s, query.rc.as_deref()))).await
 }
 
 pub(super) async fn pod(
@@ -105,7 +109,7 @@ pub(super) fn locate_pod(snapshot: &Snapshot, name: &str) -> Result<(PodId, Node
         .filter(|(_, r)| r.pod(&pod).is_some())
         .map(|(id, _)| id)
         .collect();
-    let owner = snapshot.owners.get(name).copied();
+    let owner = snapshot.owner(&pod);
     let chosen = reporters
         .iter()
         .find(|&&n| n == snapshot.me)

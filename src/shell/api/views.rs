@@ -262,17 +262,14 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
                 .collect()
         })
         .unwrap_or_default();
-    let prefix = format!("{}-", spec.name);
     let unplaced = snapshot
+        .assignment
         .unplaced
         .iter()
-        .filter(|(pod, _)| {
-            pod.strip_prefix(&prefix)
-                .is_some_and(|i| i.parse::<u32>().is_ok())
-        })
+        .filter(|(pod, _)| pod.rc == spec.name)
         .map(|(pod, reason)| UnplacedJson {
-            pod: pod.clone(),
-            reason: reason.clone(),
+            pod: pod.to_string(),
+            reason: reason.to_string(),
         })
         .collect();
     RcDetail {
