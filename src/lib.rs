@@ -5,5 +5,6 @@ pub mod cli;
 pub mod peer;
 pub mod placement;
 pub mod reconcile;
+pub mod services;
 #[cfg(feature = "shell")]
 pub mod shell;

@@ -48,12 +48,14 @@
 //! polling 50 times a second: one build per change, as eagerly, plus the
 //! round trip of the read that finds the snapshot stale.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use shoal_crdt_state::ClusterState;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
+use shoal_crdt_state::spec::TemplateHash;
 use shoal_gossip::MemberView;
 use tokio::sync::watch;
 
@@ -78,12 +80,30 @@ pub struct Snapshot {
     pub assignment: Arc<Assignment>,
     /// The peer's counters when the snapshot was built.
     pub stats: PeerStats,
+    /// Each live RC's current template hash, computed on first use and
+    /// shared by every reader of this snapshot: hashing encodes the whole
+    /// template, once per RC instead of once per pod listed.
+    current_templates: OnceLock<BTreeMap<String, TemplateHash>>,
 }
 
 impl Snapshot {
     /// The node placement gives `pod` to, if it is placed.
     pub fn owner(&self, pod: &PodId) -> Option<NodeId> {
         self.assignment.owner(pod)
+    }
+
+    /// The hash of live RC `rc`'s current template.
+    pub fn current_template(&self, rc: &str) -> Option<TemplateHash> {
+        self.current_templates
+            .get_or_init(|| {
+                self.state
+                    .desired
+                    .live_rcs()
+                    .map(|rc| (rc.name.to_owned(), rc.template().hash()))
+                    .collect()
+            })
+            .get(rc)
+            .copied()
     }
 }
 
@@ -182,6 +202,7 @@ fn snapshot_of(
     assignment: Arc<Assignment>,
 ) -> Snapshot {
     Snapshot {
+        current_templates: OnceLock::new(),
         generation,
         me: peer.node(),
         addr: peer.config().addr,

@@ -110,11 +110,7 @@ pub fn pod_json(
     record: &NodeRecord,
     pod: &PodStatus,
 ) -> PodJson {
-    let current = snapshot
-        .state
-        .desired
-        .get(&pod.id.rc)
-        .is_some_and(|rc| rc.template().hash() == pod.template_hash);
+    let current = snapshot.current_template(&pod.id.rc) == Some(pod.template_hash);
     let phase = if node_active(snapshot, node) {
         pod.phase.as_str()
     } else {
@@ -215,9 +211,9 @@ pub fn rc_json(snapshot: &Snapshot, spec: &RcSpec) -> RcJson {
     }
 }
 
-/// The live RC called `name`, read from the desired state itself (not
-/// `Snapshot::rcs`, which the core refreshes only at its next reconcile), so
-/// a read right after a write sees it.
+/// The live RC called `name`, read from the desired state itself (not the
+/// peer's RC specs, which it refreshes only at its next reconcile), so a
+/// read right after a write sees it.
 pub fn rc_spec(snapshot: &Snapshot, name: &str) -> Option<RcSpec> {
     snapshot.state.desired.get(name).map(|rc| rc.to_spec())
 }
