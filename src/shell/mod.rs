@@ -7,6 +7,7 @@
 //! - [`acks`]: answers held until the write they acknowledge is durable.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
+//! - [`service_dns`]: the DNS server every peer runs for services.
 //! - [`service_plane`]: the load balancer every peer runs for every service.
 
 pub mod acks;
@@ -15,6 +16,7 @@ pub mod driver;
 pub mod handle;
 pub mod join_watch;
 pub mod persist;
+pub mod service_dns;
 pub mod service_plane;
 pub mod snapshots;
 pub mod up;
