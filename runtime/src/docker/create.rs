@@ -13,11 +13,14 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
 use shoal_crdt_state::pod::PublishedPort;
 use shoal_crdt_state::spec::{ContainerSpec, PodTemplate, Protocol};
 
+use super::PodDns;
 use super::naming::{Owner, PodKey};
 use crate::vocabulary::labels;
 
 /// The engine definition of container `index` of the pod. `first_id` is the
-/// id of container 0 and must be given for every later container.
+/// id of container 0 and must be given for every later container. `dns`:
+/// the resolver the pod uses, set on container 0 (the others share its
+/// network namespace, and with it its resolv.conf).
 pub(crate) fn container_body(
     owner: &Owner,
     key: &PodKey,
@@ -25,6 +28,7 @@ pub(crate) fn container_body(
     index: usize,
     first_id: Option<&str>,
     publish_ip: IpAddr,
+    dns: Option<&PodDns>,
 ) -> ContainerCreateBody {
     let spec = &template.containers[index];
     let mut container_labels: HashMap<String, String> = template
@@ -52,6 +56,10 @@ pub(crate) fn container_body(
             if !exposed.is_empty() {
                 exposed_ports = Some(exposed);
                 host_config.port_bindings = Some(bindings);
+            }
+            if let Some(dns) = dns {
+                host_config.dns = Some(dns.servers.iter().map(IpAddr::to_string).collect());
+                host_config.dns_search = Some(dns.search.clone());
             }
         }
         Some(first) => host_config.network_mode = Some(format!("container:{first}")),
@@ -214,7 +222,7 @@ mod tests {
         let (owner, key) = owner_key();
         let t = two_container_template();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let first = container_body(&owner, &key, &t, 0, None, ip);
+        let first = container_body(&owner, &key, &t, 0, None, ip, None);
         let host = first.host_config.unwrap();
         let bindings = host.port_bindings.unwrap();
         assert_eq!(
@@ -229,11 +237,32 @@ mod tests {
         assert!(is_first(first.labels.as_ref().unwrap()));
         assert_eq!(first.labels.unwrap()["app"], "hello");
 
-        let second = container_body(&owner, &key, &t, 1, Some("abc"), ip);
+        let second = container_body(&owner, &key, &t, 1, Some("abc"), ip, None);
         let host = second.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("container:abc"));
         assert!(host.port_bindings.is_none());
         assert!(second.exposed_ports.is_none());
+    }
+
+    #[test]
+    fn the_pod_resolves_through_the_peer_dns_set_on_its_first_container() {
+        let (owner, key) = owner_key();
+        let t = two_container_template();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let dns = PodDns {
+            servers: vec!["10.40.1.1".parse().unwrap()],
+            search: vec!["svc.shoal".to_owned()],
+        };
+        let first = container_body(&owner, &key, &t, 0, None, ip, Some(&dns));
+        let host = first.host_config.unwrap();
+        assert_eq!(host.dns, Some(vec!["10.40.1.1".to_owned()]));
+        assert_eq!(host.dns_search, Some(vec!["svc.shoal".to_owned()]));
+        // The engine refuses DNS options on a container sharing a namespace.
+        let second = container_body(&owner, &key, &t, 1, Some("abc"), ip, Some(&dns));
+        let host = second.host_config.unwrap();
+        assert!(host.dns.is_none() && host.dns_search.is_none());
+        let plain = container_body(&owner, &key, &t, 0, None, ip, None);
+        assert!(plain.host_config.unwrap().dns.is_none());
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod probe;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -98,6 +98,15 @@ pub enum RuntimeError {
     NoSuchPod { pod: String, container: String },
 }
 
+/// The resolver pods use: the peer's DNS server for services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDns {
+    /// `HostConfig.dns`: the nameservers of the pod's resolv.conf.
+    pub servers: Vec<IpAddr>,
+    /// `HostConfig.dns_search`: its search domains.
+    pub search: Vec<String>,
+}
+
 /// A byte stream of a container's output (stdout and stderr interleaved as the engine saw them).
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
 
@@ -119,6 +128,9 @@ pub(crate) struct Inner {
     /// The engine address as resolved, for error messages.
     host: String,
     publish_ip: IpAddr,
+    /// Set once the peer's DNS server runs; pods created before use the
+    /// engine's default resolver.
+    pod_dns: OnceLock<PodDns>,
     observations: mpsc::Sender<PodObservation>,
     health: watch::Sender<RuntimeHealth>,
     /// Bounds concurrent actions against the engine.
@@ -169,6 +181,7 @@ impl DockerRuntime {
             },
             host,
             publish_ip: config.publish_ip,
+            pod_dns: OnceLock::new(),
             observations: tx,
             health: health_tx,
             actions: Semaphore::new(config.max_concurrent_actions.max(1)),
@@ -195,6 +208,35 @@ impl DockerRuntime {
     /// The engine's reachability as of the last check (every `health_interval`).
     pub fn health(&self) -> RuntimeHealth {
         self.inner.health.borrow().clone()
+    }
+
+    /// Containers created from now on resolve names through `dns`. Only
+    /// the first call counts; returns whether it did.
+    pub fn set_pod_dns(&self, dns: PodDns) -> bool {
+        self.inner.pod_dns.set(dns).is_ok()
+    }
+
+    /// The gateway of the engine's default bridge network (`docker0`'s
+    /// address): where containers reach the host. The engine reports it,
+    /// or only the subnet, whose first address the engine gives the bridge.
+    pub async fn default_bridge_gateway(&self) -> Result<Option<IpAddr>, RuntimeError> {
+        let what = "describe its default bridge network";
+        let host = &self.inner.host;
+        let docker = self.inner.docker().map_err(|e| error_for(host, what, e))?;
+        let network = docker
+            .inspect_network("bridge", None)
+            .await
+            .map_err(|e| error_for(host, what, e))?;
+        let configs = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default();
+        Ok(configs.iter().find_map(|c| {
+            c.gateway
+                .as_deref()
+                .and_then(|g| g.parse().ok())
+                .or_else(|| c.subnet.as_deref().and_then(first_host))
+        }))
     }
 
     /// Changes of [`DockerRuntime::health`], for a node that publishes them.
@@ -300,6 +342,13 @@ impl Drop for DockerRuntime {
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (net, _) = subnet.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    Some(IpAddr::V4(Ipv4Addr::from(u32::from(net).checked_add(1)?)))
+}
+
 impl Inner {
     /// The engine client, created on first use when the socket appeared late.
     fn docker(&self) -> Result<Docker, BollardError> {
@@ -377,4 +426,23 @@ pub(crate) fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_host;
+
+    #[test]
+    fn the_bridge_gateway_is_the_first_host_of_its_subnet() {
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some("172.17.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            first_host("10.40.3.0/24"),
+            Some("10.40.3.1".parse().unwrap())
+        );
+        assert_eq!(first_host("fd00::/64"), None);
+        assert_eq!(first_host("nonsense"), None);
+    }
 }

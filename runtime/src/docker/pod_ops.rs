@@ -293,6 +293,7 @@ impl Inner {
                     index,
                     ids.first().map(String::as_str),
                     self.publish_ip,
+                    self.pod_dns.get(),
                 );
                 let options = CreateContainerOptions {
                     name: Some(self.owner.container_name(key, &spec.name)),
