@@ -169,10 +169,11 @@ async fn connections_spread_over_ready_endpoints_on_both_addresses() {
         endpoints,
     )]));
     let status = status_until(&plane, all_listening).await;
-    assert_eq!(status.len(), 2, "{status:?}");
+    assert_eq!(status.len(), 3, "{status:?}");
 
     for addr in [
         SocketAddr::from((SERVICE_IP, port)),
+        SocketAddr::from((NODE_IP, port)),
         SocketAddr::from((NODE_IP, node_port)),
     ] {
         let mut seen = BTreeMap::<String, u32>::new();
@@ -276,14 +277,14 @@ async fn removing_a_service_closes_its_listener_and_leaves_the_others() {
         ),
     ]);
     let (plane, tables) = plane(two);
-    status_until(&plane, |s| s.len() == 2 && all_listening(s)).await;
+    status_until(&plane, |s| s.len() == 4 && all_listening(s)).await;
     tables.send_replace(table(vec![service(
         "beta",
         b,
         None,
         vec![endpoint("hello-0", true, b, live.addr)],
     )]));
-    status_until(&plane, |s| s.len() == 1).await;
+    status_until(&plane, |s| s.len() == 2).await;
     let refused = TcpStream::connect(SocketAddr::from((SERVICE_IP, a))).await;
     assert!(refused.is_err(), "alpha's port still accepts");
     assert_eq!(
@@ -350,7 +351,7 @@ async fn two_services_claiming_one_port_serve_the_first_and_report_the_second() 
             vec![endpoint("hello-0", true, port, dead_addr().await)],
         ),
     ]));
-    let status = status_until(&plane, |s| s.len() == 2).await;
+    let status = status_until(&plane, |s| s.len() == 4).await;
     let beta = status.iter().find(|l| l.service == "beta").unwrap();
     assert!(
         beta.state.as_ref().unwrap_err().contains("service alpha"),

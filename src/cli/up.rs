@@ -92,6 +92,15 @@ pub struct UpArgs {
     /// on this engine) once it has been down this long (`24h`, `90m`).
     #[arg(long, default_value = "24h", value_parser = super::rolling_update::parse_duration)]
     pub forget_down_after: std::time::Duration,
+    /// Where pods reach services (`NAME:port`) and this peer's DNS server
+    /// (default: the gateway of the Docker engine's default bridge, else
+    /// the advertised address).
+    #[arg(long, value_name = "IP")]
+    pub service_address: Option<IpAddr>,
+    /// Port of the DNS server for services, at the service address and at
+    /// the advertised address. Pods get it as their resolver only on 53.
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -141,6 +150,12 @@ impl UpArgs {
                 self.api
             );
         }
+        if let Some(ip) = self.service_address.filter(|ip| ip.is_unspecified()) {
+            bail!(
+                "--service-address {ip} is not an address pods can reach; pass one address \
+                 of this machine, such as the Docker bridge's gateway (172.17.0.1 by default)"
+            );
+        }
         let cpu_millis = self
             .cpu
             .as_deref()
@@ -174,6 +189,8 @@ impl UpArgs {
             join_timeout: self.join_timeout,
             start_alone: self.start_alone,
             forget_down_after: self.forget_down_after,
+            service_address: self.service_address,
+            dns_port: self.dns_port,
         })
     }
 }
@@ -228,6 +245,22 @@ fn print_banner(out: &mut impl Write, running: &Running, config: &UpConfig) -> s
     writeln!(out, "  peers reach it on  {} (QUIC/UDP)", running.advertise)?;
     writeln!(out, "  API                http://{}", config.api)?;
     writeln!(out, "  data dir           {}", config.data_dir.display())?;
+    let dns: Vec<String> = running
+        .services
+        .dns
+        .iter()
+        .flat_map(|d| d.addrs())
+        .map(ToString::to_string)
+        .collect();
+    writeln!(
+        out,
+        "  services DNS       {}",
+        if dns.is_empty() {
+            "none (see the log)".to_owned()
+        } else {
+            dns.join(", ")
+        }
+    )?;
     writeln!(out, "  join token         {}", id.token)?;
     writeln!(
         out,
@@ -248,7 +281,8 @@ async fn wait_for_signal() {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // hickory-server logs every DNS request at info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
     // Colour codes only for a person at a terminal, not in a log file.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

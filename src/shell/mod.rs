@@ -9,6 +9,7 @@
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 //! - [`service_dns`]: the DNS server every peer runs for services.
 //! - [`service_plane`]: the load balancer every peer runs for every service.
+//! - [`services`]: both, fed from the snapshots, as `shoal up` starts them.
 
 pub mod acks;
 pub mod api;
@@ -18,5 +19,6 @@ pub mod join_watch;
 pub mod persist;
 pub mod service_dns;
 pub mod service_plane;
+pub mod services;
 pub mod snapshots;
 pub mod up;

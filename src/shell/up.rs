@@ -18,6 +18,7 @@ use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
+use super::services::{Services, ServicesConfig, default_service_ip, start_services};
 use super::snapshots::SnapshotSource;
 use crate::peer::{Peer, PeerConfig};
 
@@ -50,6 +51,11 @@ pub struct UpConfig {
     pub start_alone: bool,
     /// A node absent this long is forgotten everywhere.
     pub forget_down_after: Duration,
+    /// Where pods reach services and DNS; default: the gateway of the
+    /// engine's default bridge.
+    pub service_address: Option<IpAddr>,
+    /// The DNS server's port, at the service and the advertised address.
+    pub dns_port: u16,
 }
 
 /// A running peer: its API handle and how to stop it.
@@ -63,6 +69,8 @@ pub struct Running {
     pub driver: tokio::task::JoinHandle<()>,
     /// Says why the peer must stop on its own (a join that cannot complete).
     pub fatal: oneshot::Receiver<String>,
+    /// The load balancer and DNS server for services.
+    pub services: Services,
 }
 
 /// Loads or creates the node identity, binds the transport, connects to the
@@ -92,6 +100,11 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
             tracing::warn!(error = %e, "cannot list existing pods; none adopted");
             Vec::new()
         }
+    };
+
+    let service_ip = match config.service_address {
+        Some(ip) => ip,
+        None => default_service_ip(&runtime, advertise.ip()).await,
     };
 
     let info = node_info(config, &identity, advertise);
@@ -133,18 +146,32 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         fatal: Some(fatal_tx),
         foreign,
     };
+    let handle = PeerHandle::new(requests_tx, reader);
+    // Before the driver starts pods: they get the DNS server if it runs.
+    let services = start_services(
+        ServicesConfig {
+            node_ip: advertise.ip(),
+            service_ip,
+            dns_port: config.dns_port,
+        },
+        handle.clone(),
+        &runtime,
+        shutdown_rx.clone(),
+    )
+    .await;
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {
         tracing::info!(pods = existing.len(), "adopted running pods");
     }
     Ok(Running {
-        handle: PeerHandle::new(requests_tx, reader),
+        handle,
         runtime,
         identity,
         advertise,
         shutdown,
         driver,
         fatal,
+        services,
     })
 }
 

@@ -4,7 +4,9 @@
 //! *service address* (where pods reach services: `NAME:port`) and on the
 //! `nodePort` at its advertised address (where anyone reaches the service
 //! through any peer), and forwards each TCP connection to a ready endpoint
-//! anywhere in the cluster.
+//! anywhere in the cluster. The service `port` also listens at the
+//! advertised address: DNS answers name the other live peers' advertised
+//! addresses after the local one, and `NAME:port` must work there too.
 //!
 //! - [`backends`]: the ready endpoints of a port and which to try first.
 //! - [`proxy`]: one connection — connect (another endpoint if one fails),
@@ -64,11 +66,13 @@ impl PlaneConfig {
     }
 }
 
-/// Which of a service port's two listeners.
+/// Which of a service port's listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ListenerKind {
     /// The service `port` at the service address.
     Service,
+    /// The service `port` at the advertised address (when it differs).
+    ServiceAtPeer,
     /// The `nodePort` at the advertised address.
     Node,
 }
@@ -259,6 +263,12 @@ impl Plane {
             SocketAddr::new(self.config.service_ip, port.port),
             ListenerKind::Service,
         )];
+        if self.config.node_ip != self.config.service_ip {
+            addrs.push((
+                SocketAddr::new(self.config.node_ip, port.port),
+                ListenerKind::ServiceAtPeer,
+            ));
+        }
         if let Some(node_port) = port.node_port {
             addrs.push((
                 SocketAddr::new(self.config.node_ip, node_port),
@@ -328,7 +338,7 @@ fn key_of(entry: &ListenerStatus) -> PortKey {
 
 fn kind_name(kind: ListenerKind) -> &'static str {
     match kind {
-        ListenerKind::Service => "service port",
+        ListenerKind::Service | ListenerKind::ServiceAtPeer => "service port",
         ListenerKind::Node => "nodePort",
     }
 }

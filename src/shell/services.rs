@@ -1,0 +1,147 @@
+//! A peer's services data plane, assembled: the service table derived from
+//! the published snapshot, the load balancer and the DNS server it feeds,
+//! and the resolver pods are given.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_runtime::docker::{DockerRuntime, PodDns};
+use tokio::sync::watch;
+
+use super::handle::{PeerHandle, Snapshot};
+use super::service_dns::answer::CLUSTER_DOMAIN;
+use super::service_dns::{DnsServer, Upstreams};
+use super::service_plane::{PlaneConfig, PlaneStatus, ServicePlane};
+use crate::services::ServiceTable;
+
+/// How often the feed looks for a new snapshot. A read of a current
+/// snapshot costs nothing; a stale one costs the driver one build (a copy
+/// of pointers), so at most this often.
+pub const FEED_EVERY: Duration = Duration::from_millis(250);
+
+/// The table the load balancer and DNS serve, from what this peer knows.
+pub fn service_table(snapshot: &Snapshot) -> ServiceTable {
+    // filled by the control plane
+    let _ = snapshot;
+    ServiceTable::default()
+}
+
+/// Where the data plane listens.
+#[derive(Debug, Clone, Copy)]
+pub struct ServicesConfig {
+    /// The advertised IP: nodePorts, and DNS for `dig @peer`.
+    pub node_ip: IpAddr,
+    /// Where pods reach services and DNS.
+    pub service_ip: IpAddr,
+    pub dns_port: u16,
+}
+
+/// The running data plane; dropping it closes every listener.
+#[derive(Debug)]
+pub struct Services {
+    pub plane: ServicePlane,
+    /// One server per address that could be bound.
+    pub dns: Vec<DnsServer>,
+    /// The tables served, as the feed derives them.
+    pub tables: watch::Receiver<Arc<ServiceTable>>,
+}
+
+impl Services {
+    /// What each listener of the load balancer does.
+    pub fn status(&self) -> watch::Receiver<Arc<PlaneStatus>> {
+        self.plane.status()
+    }
+}
+
+/// The service address when none is given: the gateway of the engine's
+/// default bridge (where containers reach the host), else the advertised
+/// address, with a warning.
+pub async fn default_service_ip(runtime: &DockerRuntime, advertised: IpAddr) -> IpAddr {
+    match runtime.default_bridge_gateway().await {
+        Ok(Some(gateway)) => gateway,
+        Ok(None) => {
+            tracing::warn!(%advertised, "the engine's default bridge has no gateway; pods reach services at the advertised address (pass --service-address)");
+            advertised
+        }
+        Err(e) => {
+            tracing::warn!(%advertised, error = %e, "cannot read the engine's default bridge; pods reach services at the advertised address (pass --service-address)");
+            advertised
+        }
+    }
+}
+
+/// Starts the feed, the load balancer and the DNS servers, and gives pods
+/// the DNS server when it listens where they can reach it.
+pub async fn start_services(
+    config: ServicesConfig,
+    handle: PeerHandle,
+    runtime: &DockerRuntime,
+    shutdown: watch::Receiver<bool>,
+) -> Services {
+    let (tables_tx, tables) = watch::channel(Arc::new(ServiceTable::default()));
+    tokio::spawn(feed_loop(handle, tables_tx, shutdown));
+    let plane = ServicePlane::spawn(
+        PlaneConfig::new(config.node_ip, config.service_ip),
+        tables.clone(),
+    );
+    let mut addrs = vec![SocketAddr::new(config.service_ip, config.dns_port)];
+    if config.node_ip != config.service_ip {
+        addrs.push(SocketAddr::new(config.node_ip, config.dns_port));
+    }
+    let ours: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+    let upstreams = Upstreams::from_resolv_conf(Path::new("/etc/resolv.conf"), &ours);
+    let mut dns = Vec::new();
+    for addr in addrs {
+        match DnsServer::spawn(&[addr], tables.clone(), upstreams.clone()).await {
+            Ok(server) => dns.push(server),
+            Err(e) => tracing::warn!("{e}; services are not resolvable there"),
+        }
+    }
+    let pods_reach_dns = dns
+        .iter()
+        .any(|d| d.addrs().iter().any(|a| a.ip() == config.service_ip));
+    // A container's loopback is its own: a loopback service address is no
+    // resolver for pods; and resolv.conf has no port, only 53.
+    if pods_reach_dns && !config.service_ip.is_loopback() && config.dns_port == 53 {
+        runtime.set_pod_dns(PodDns {
+            servers: vec![config.service_ip],
+            search: vec![CLUSTER_DOMAIN.to_owned()],
+        });
+    }
+    Services { plane, dns, tables }
+}
+
+/// Derives the table from each new snapshot until shutdown or until the
+/// peer is gone; dropping the sender then stops the load balancer.
+async fn feed_loop(
+    handle: PeerHandle,
+    tables: watch::Sender<Arc<ServiceTable>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(FEED_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(snapshot) = handle.snapshot().await else {
+            return;
+        };
+        if seen == Some(snapshot.generation) {
+            continue;
+        }
+        seen = Some(snapshot.generation);
+        let table = service_table(&snapshot);
+        tables.send_if_modified(|current| {
+            let changed = **current != table;
+            if changed {
+                *current = Arc::new(table);
+            }
+            changed
+        });
+    }
+}
