@@ -85,6 +85,8 @@ pub struct V1EnvVar {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct V1Port {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub container_port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
@@ -199,6 +201,7 @@ fn container(c: &ContainerSpec) -> V1Container {
             .ports
             .iter()
             .map(|p| V1Port {
+                name: p.name.map(|n| n.to_string()),
                 container_port: p.container_port,
                 host_port: p.host_port,
                 protocol: match p.protocol {
