@@ -196,6 +196,11 @@ impl crate::desired::DesiredState {
             .map(|(name, record)| (name.as_str(), record.get()))
     }
 
+    /// The record of service `name`, tombstone or partial record included.
+    pub fn service_record(&self, name: &str) -> Option<&ServiceRecord> {
+        self.services.get(name).map(Summarized::get)
+    }
+
     /// Create or update a service like `kubectl apply`: the body is written
     /// only when it differs, and a deleted or absent service is recreated.
     /// The caller has validated the spec and allocated its node ports.

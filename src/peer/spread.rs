@@ -35,6 +35,12 @@ impl Peer {
             one.nodes.insert(node, decision);
             self.spread_record(now, key, one.into());
         }
+        for (name, record) in delta.desired.services {
+            let key = record_key(b"service", name.as_bytes());
+            let mut one = DesiredDelta::default();
+            one.services.insert(name, record);
+            self.spread_record(now, key, one.into());
+        }
         for (node, record) in delta.observed.nodes {
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
@@ -225,6 +231,17 @@ impl Peer {
             }
             if self.state.desired.nodes().get(node) != before.as_ref() {
                 changed.desired.nodes.insert(node, decision);
+            }
+        }
+        for (name, record) in delta.desired.services {
+            let before = self.state.desired.service_record(&name).cloned();
+            let mut one = DesiredDelta::default();
+            one.services.insert(name.clone(), record.clone());
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.service_record(&name) != before.as_ref() {
+                changed.desired.services.insert(name, record);
             }
         }
         for (node, record) in delta.observed.nodes {
