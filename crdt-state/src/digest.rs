@@ -191,10 +191,12 @@ pub struct CompactDigest {
     nodes: Vec<(NodeId, [Option<CompactStamp>; 2], [bool; 2])>,
     /// Per node record: version, content hash.
     observed: Vec<(NodeId, u64, [u8; 8])>,
-    /// Per service, sorted by name: body and deleted stamps, body hash,
-    /// deleted flag.
-    services: Vec<(String, [Option<CompactStamp>; 2], [u8; 8], bool)>,
+    /// Per service, sorted by name.
+    services: Vec<CompactService>,
 }
+
+/// `(name, [body, deleted] stamps, body hash, deleted flag)`.
+type CompactService = (String, [Option<CompactStamp>; 2], [u8; 8], bool);
 
 /// `(physical_ms - base_ms, counter, index into writers)`.
 type CompactStamp = (u64, u32, u32);
