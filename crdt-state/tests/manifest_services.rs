@@ -178,3 +178,21 @@ fn a_service_without_selector_is_accepted_with_a_warning() {
     assert!(parsed.services[0].body.selector.is_empty());
     assert!(parsed.warnings.iter().any(|w| w.0.path == "spec.selector"));
 }
+
+#[test]
+fn a_rendered_service_reads_back_as_the_same_spec() {
+    use shoal_crdt_state::manifest::render;
+    let text = format!(
+        "{RC}---\n{}",
+        service(
+            "  type: NodePort\n  selector: {app: hello}\n  ports:\n    - {name: http, port: 8080, targetPort: http, nodePort: 30080}\n    - {name: admin, port: 9090, targetPort: 81}\n"
+        )
+    );
+    let parsed = ok(&text);
+    let yaml = render::manifests_to_yaml(&parsed.specs, &parsed.services).unwrap();
+    let again = ok(&yaml);
+    assert_eq!(again.specs, parsed.specs);
+    assert_eq!(again.services, parsed.services);
+    let json = render::manifests_to_json(&parsed.specs, &parsed.services).unwrap();
+    assert_eq!(ok(&json).services, parsed.services);
+}
