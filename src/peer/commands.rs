@@ -120,8 +120,11 @@ impl Peer {
             }
         };
         if !delta.is_empty() {
-            self.rcs_dirty = true;
-            self.placement_dirty = true;
+            // Services change neither placement nor what a node runs.
+            if !delta.rcs.is_empty() || !delta.nodes.is_empty() {
+                self.rcs_dirty = true;
+                self.placement_dirty = true;
+            }
             let decided = !delta.nodes.is_empty();
             self.outputs
                 .push_back(super::Output::Persist(delta.clone().into()));

@@ -281,8 +281,11 @@ impl Peer {
                 self.check_name(now);
             }
             if !changed.desired.is_empty() {
-                self.rcs_dirty = true;
-                self.placement_dirty = true;
+                // Services change neither placement nor what a node runs.
+                if !changed.desired.rcs.is_empty() || !changed.desired.nodes.is_empty() {
+                    self.rcs_dirty = true;
+                    self.placement_dirty = true;
+                }
                 self.outputs
                     .push_back(Output::Persist(changed.desired.clone().into()));
             }
