@@ -184,6 +184,7 @@ mod tests {
                         container_port: 80,
                         host_port: None,
                         protocol: Protocol::Tcp,
+                        name: None,
                     }],
                 ),
                 container(
@@ -192,6 +193,7 @@ mod tests {
                         container_port: 9000,
                         host_port: Some(19000),
                         protocol: Protocol::Udp,
+                        name: None,
                     }],
                 ),
             ],
