@@ -21,11 +21,10 @@ use crate::services::ServiceTable;
 /// of pointers), so at most this often.
 pub const FEED_EVERY: Duration = Duration::from_millis(250);
 
-/// The table the load balancer and DNS serve, from what this peer knows.
+/// The table the load balancer and DNS serve, from what this peer knows
+/// (derived by the control plane, once per snapshot).
 pub fn service_table(snapshot: &Snapshot) -> ServiceTable {
-    // filled by the control plane
-    let _ = snapshot;
-    ServiceTable::default()
+    snapshot.services().clone()
 }
 
 /// Where the data plane listens.

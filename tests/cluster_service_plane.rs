@@ -1,0 +1,210 @@
+//! The services data plane end to end: 3 machines (a peer and its own
+//! Docker engine each), the hello RC and a NodePort Service. Every peer's
+//! load balancer reaches the replicas on all machines, every peer's DNS
+//! server answers `dig`, and a pod Shoal started resolves `hello` through
+//! its peer and gets pages from the service address.
+
+mod cluster_support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use cluster_support::{Cluster, hello_rc_probed, http, ok, wait_until};
+
+/// The node port the service asks for (in the default range).
+const NODE_PORT: u16 = 30480;
+
+/// Pods answer with their hostname (the container's id), so a client can
+/// count distinct pods.
+fn rc() -> String {
+    hello_rc_probed("hello", 3, "shoal-test/hello:1.0")
+        .replace(
+            "        - containerPort: 80\n",
+            "        - containerPort: 80\n          name: http\n",
+        )
+        .replace(
+            "        image: shoal-test/hello:1.0\n",
+            "        image: shoal-test/hello:1.0\n        command: [\"/bin/sh\", \"-c\", \"hostname > /www/index.html; exec /init\"]\n",
+        )
+}
+
+fn service() -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  type: NodePort
+  selector:
+    app: hello
+  ports:
+    - name: http
+      port: 8080
+      targetPort: http
+      nodePort: {NODE_PORT}
+"
+    )
+}
+
+/// The pod that answered a GET at `addr`, or `None`.
+fn answering_pod(addr: &str) -> Option<String> {
+    let (status, body) = http(addr, "GET", "/", None, Duration::from_secs(3))?;
+    (status == 200).then(|| body.trim().to_owned())
+}
+
+/// Distinct pods answering `tries` requests at `addr`.
+fn pods_behind(addr: &str, tries: usize) -> BTreeSet<String> {
+    (0..tries).filter_map(|_| answering_pod(addr)).collect()
+}
+
+/// `dig +short` against a peer's DNS server on port 53.
+fn dig(server: &str, name: &str, kind: &str) -> Vec<String> {
+    let out = Command::new("dig")
+        .args([
+            &format!("@{server}"),
+            name,
+            kind,
+            "+short",
+            "+time=3",
+            "+tries=2",
+        ])
+        .output()
+        .expect("dig runs (Debian package bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ready_endpoints(cluster: &Cluster, i: usize) -> Option<u64> {
+    let services = cluster.try_get_json(i, "svc")?;
+    let svc = services.as_array()?.iter().find(|s| s["name"] == "hello")?;
+    svc["endpoints_ready"].as_u64()
+}
+
+#[test]
+fn every_peer_balances_and_resolves_a_service_over_replicas_on_all_machines() {
+    let cluster = Cluster::start_machines(54, 3);
+    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(), service()));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    for i in 0..3 {
+        let ready = wait_until(Duration::from_secs(90), || {
+            ready_endpoints(&cluster, i) == Some(3)
+        });
+        assert!(
+            ready,
+            "peer {i} shows {:?} ready endpoints; pods {:?}\n{}",
+            ready_endpoints(&cluster, i),
+            cluster.try_get_json(i, "pods"),
+            cluster.log_tail(i)
+        );
+    }
+    let peers: Vec<String> = cluster.peers.iter().map(|p| p.ip.to_string()).collect();
+
+    // Every peer's nodePort and service port reach the pods on all machines.
+    let mut everyone = BTreeSet::new();
+    for (i, ip) in peers.iter().enumerate() {
+        for port in [NODE_PORT, 8080] {
+            let addr = format!("{ip}:{port}");
+            let seen = pods_behind(&addr, 30);
+            assert_eq!(
+                seen.len(),
+                3,
+                "via peer {i} at {addr}: {seen:?}\n{}",
+                cluster.log_tail(i)
+            );
+            everyone.extend(seen);
+        }
+    }
+    assert_eq!(everyone.len(), 3, "{everyone:?}");
+
+    // Every peer's DNS: itself first, then the other live peers; SRV.
+    for (i, ip) in peers.iter().enumerate() {
+        let answer = dig(ip, "hello.svc.shoal", "A");
+        assert_eq!(answer.first(), Some(ip), "peer {i}: {answer:?}");
+        let all: BTreeSet<&String> = answer.iter().collect();
+        assert_eq!(all, peers.iter().collect(), "peer {i}: {answer:?}");
+        assert_eq!(
+            dig(ip, "_http._tcp.hello.svc.shoal", "SRV"),
+            vec!["0 10 8080 hello.svc.shoal.".to_owned()]
+        );
+    }
+
+    // A pod on machine 0 resolves through its peer at the bridge gateway,
+    // with the search domain, and gets pages at the service address.
+    let gateway = "10.54.0.1".to_owned();
+    let engine = cluster.engine(0);
+    let containers = ok(&engine
+        .docker()
+        .args(["ps", "-q", "--filter", "label=app=hello"])
+        .output()
+        .unwrap());
+    let container = containers
+        .lines()
+        .next()
+        .expect("a hello pod runs on machine 0");
+    let exec = |cmd: &str| {
+        engine
+            .docker()
+            .args(["exec", container, "sh", "-c", cmd])
+            .output()
+            .unwrap()
+    };
+    let resolv = ok(&exec("cat /etc/resolv.conf"));
+    assert!(
+        resolv.contains(&format!("nameserver {gateway}")) && resolv.contains("search svc.shoal"),
+        "{resolv}"
+    );
+    // busybox's own resolver (its libc one has no NSS in a static binary).
+    let lookup = String::from_utf8_lossy(&exec("nslookup hello").stdout).into_owned();
+    assert!(lookup.contains(&gateway), "{lookup}");
+    let mut from_pod = BTreeSet::new();
+    let mut failures = Vec::new();
+    for _ in 0..20 {
+        let out = exec(&format!("wget -qO- http://{gateway}:8080/"));
+        if out.status.success() {
+            from_pod.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        } else {
+            failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    assert_eq!(from_pod.len(), 3, "{from_pod:?} {failures:?}");
+
+    // Scale to zero: connections are closed at once, none hangs; back: served.
+    ok(&cluster.cli(1, &["scale", "hello", "--replicas", "0"]));
+    let node_addr = format!("{}:{NODE_PORT}", peers[2]);
+    let drained = wait_until(Duration::from_secs(60), || {
+        answering_pod(&node_addr).is_none()
+    });
+    assert!(drained, "still served after scale to zero");
+    let sock: SocketAddr = node_addr.parse().unwrap();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
+        {
+            use std::io::Read;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            assert_eq!(stream.read(&mut buf).unwrap_or(0), 0);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    ok(&cluster.cli(1, &["scale", "hello", "--replicas", "3"]));
+    let back = wait_until(Duration::from_secs(90), || {
+        pods_behind(&node_addr, 10).len() == 3
+    });
+    assert!(
+        back,
+        "not served by 3 pods again: {:?}",
+        pods_behind(&node_addr, 10)
+    );
+}
