@@ -9,7 +9,7 @@ mod cluster_support;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cluster_support::{Cluster, hello_rc_probed, http, ok, wait_until};
 
@@ -18,8 +18,8 @@ const NODE_PORT: u16 = 30480;
 
 /// Pods answer with their hostname (the container's id), so a client can
 /// count distinct pods.
-fn rc() -> String {
-    hello_rc_probed("hello", 3, "shoal-test/hello:1.0")
+fn rc(replicas: u32) -> String {
+    hello_rc_probed("hello", replicas, "shoal-test/hello:1.0")
         .replace(
             "        - containerPort: 80\n",
             "        - containerPort: 80\n          name: http\n",
@@ -88,7 +88,7 @@ fn ready_endpoints(cluster: &Cluster, i: usize) -> Option<u64> {
 #[test]
 fn every_peer_balances_and_resolves_a_service_over_replicas_on_all_machines() {
     let cluster = Cluster::start_machines(54, 3);
-    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(), service()));
+    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(3), service()));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     for i in 0..3 {
         let ready = wait_until(Duration::from_secs(90), || {
@@ -206,5 +206,102 @@ fn every_peer_balances_and_resolves_a_service_over_replicas_on_all_machines() {
         back,
         "not served by 3 pods again: {:?}",
         pods_behind(&node_addr, 10)
+    );
+}
+
+/// When `node` is no longer Alive in peer `i`'s view (polled every 100 ms).
+fn wait_declared_down(cluster: &Cluster, i: usize, node: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let nodes = cluster.try_get_json(i, "nodes");
+        let state = nodes.as_ref().and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|n| n["name"] == node)
+                .map(|n| n["state"].as_str().unwrap_or("").to_owned())
+        });
+        if state.as_deref() == Some("Down") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// 3 replicas on 3 machines: the dead machine's replica moves, and
+/// placement may move another between the survivors, whose old copy then
+/// drains (`handover_drain_ms`) before it stops.
+#[test]
+fn a_machine_killed_under_load_costs_requests_only_until_it_is_declared_down() {
+    let mut cluster = Cluster::start_machines(55, 3);
+    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(3), service()));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ready = wait_until(Duration::from_secs(90), || {
+        ready_endpoints(&cluster, 0) == Some(3)
+    });
+    assert!(
+        ready,
+        "{:?}\n{}",
+        cluster.try_get_json(0, "pods"),
+        cluster.log_tail(0)
+    );
+    // The client goes through peer 0; a machine running a replica dies.
+    let running = cluster.running_pods(0, "hello");
+    let victim = (1..3)
+        .find(|i| running.iter().any(|(_, n)| *n == format!("node{i}")))
+        .expect("a replica runs on machine 1 or 2");
+    let victim_node = format!("node{victim}");
+
+    // A bounded client: 100 requests a second for 20 s through peer 0.
+    let addr = format!("{}:{NODE_PORT}", cluster.peers[0].ip);
+    let start = Instant::now();
+    let client = std::thread::spawn(move || {
+        (0..2000u32)
+            .map(|k| {
+                let slot = start + Duration::from_millis(10 * u64::from(k));
+                std::thread::sleep(slot.saturating_duration_since(Instant::now()));
+                let sent = start.elapsed();
+                (sent, answering_pod(&addr).is_some())
+            })
+            .collect::<Vec<(Duration, bool)>>()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = start.elapsed();
+    cluster.kill_machine(victim);
+    let down = wait_declared_down(&cluster, 0, &victim_node, Duration::from_secs(15));
+    let down_at = start.elapsed();
+    assert!(
+        down,
+        "peer 0 never declared {victim_node} down: {:?}",
+        cluster.try_get_json(0, "nodes")
+    );
+    let results = client.join().unwrap();
+
+    let failed: Vec<Duration> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(t, _)| *t)
+        .collect();
+    println!(
+        "kill -9 of machine {victim} at {killed_at:?}, declared down at peer 0 by {down_at:?}: \
+         {} of {} requests failed, first {:?}, last {:?}",
+        failed.len(),
+        results.len(),
+        failed.first(),
+        failed.last()
+    );
+    // The feed reads a new table every 250 ms; the CLI polls every 100 ms.
+    let late: Vec<&Duration> = failed
+        .iter()
+        .filter(|t| **t > down_at + Duration::from_secs(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "requests failed after {victim_node} was declared down: {late:?}"
+    );
+    assert!(
+        failed.iter().all(|t| *t >= killed_at),
+        "requests failed before the kill: {failed:?}\n{}",
+        cluster.log_tail(0)
     );
 }

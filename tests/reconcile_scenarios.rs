@@ -12,6 +12,31 @@ use shoal::reconcile::{LocalPods, LocalState, ReconcilePolicy, plan};
 use shoal_crdt_state::spec::{PartitionPolicy, RcSpec};
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent};
 
+/// Plans at `at`, when the successor serves: nothing is stopped until the
+/// drain has run; returns what is stopped once it has.
+fn stops_after_drain(
+    at: u64,
+    a: &Assignment,
+    rc: &RcSpec,
+    reports: &BTreeMap<shoal_crdt_state::node::NodeId, Vec<shoal_crdt_state::pod::PodStatus>>,
+    local: &mut LocalPods,
+    policy: &ReconcilePolicy,
+) -> Vec<shoal_crdt_state::pod::PodId> {
+    let p = plan(ME, at, a, &rcs(&[rc]), reports, local, policy);
+    assert!(p.actions.is_empty(), "stopped before draining");
+    assert_eq!(p.wake_at, Some(at + policy.handover_drain_ms));
+    let p = plan(
+        ME,
+        at + policy.handover_drain_ms,
+        a,
+        &rcs(&[rc]),
+        reports,
+        local,
+        policy,
+    );
+    stops(&p.actions)
+}
+
 #[test]
 fn replicas_assigned_here_are_started_once() {
     let web = rc("web", 2, "web:1");
@@ -70,6 +95,11 @@ fn handover_waits_for_the_successor_to_run_then_stops() {
         vec![claimed(status(&web, 0, PodPhase::Running, true), &a)],
     )]);
     let p = plan(ME, 3_000, &a, &rcs(&[&web]), &up, &mut local, &policy);
+    assert!(p.actions.is_empty(), "the old copy drains first");
+    assert_eq!(p.wake_at, Some(3_000 + policy.handover_drain_ms));
+    let p = plan(ME, 4_999, &a, &rcs(&[&web]), &up, &mut local, &policy);
+    assert!(p.actions.is_empty());
+    let p = plan(ME, 5_000, &a, &rcs(&[&web]), &up, &mut local, &policy);
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
     assert_eq!(
         p.actions[0],
@@ -103,8 +133,10 @@ fn handover_waits_while_the_successor_does_not_claim_the_replica() {
     }
 
     let reports = BTreeMap::from([(OTHER, vec![claimed(report, &a)])]);
-    let p = plan(ME, 2_000, &a, &rcs(&[&web]), &reports, &mut local, &policy);
-    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(
+        stops_after_drain(2_000, &a, &web, &reports, &mut local, &policy),
+        vec![pod("web", 0)]
+    );
 }
 
 #[test]
@@ -132,8 +164,10 @@ fn handover_keeps_a_current_copy_while_the_successor_runs_an_outdated_one() {
         OTHER,
         vec![claimed(status(&new, 0, PodPhase::Running, true), &a)],
     )]);
-    let p = plan(ME, 2_000, &a, &rcs(&[&new]), &updated, &mut local, &policy);
-    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(
+        stops_after_drain(2_000, &a, &new, &updated, &mut local, &policy),
+        vec![pod("web", 0)]
+    );
 }
 
 #[test]
@@ -165,8 +199,10 @@ fn handover_to_a_probed_pod_waits_for_readiness() {
         OTHER,
         vec![claimed(status(&web, 0, PodPhase::Running, true), &a)],
     )]);
-    let p = plan(ME, 1, &a, &rcs(&[&web]), &ready, &mut local, &policy);
-    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    assert_eq!(
+        stops_after_drain(1, &a, &web, &ready, &mut local, &policy),
+        vec![pod("web", 0)]
+    );
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub struct LocalPod {
     pub next_restart_at: Option<u64>,
     /// When placement first gave this replica to another node (handover clock).
     pub moved_away_at: Option<u64>,
+    /// When this peer first saw the new owner serve it (drain clock).
+    pub successor_serves_at: Option<u64>,
     /// When the last stop was issued, while `Stopping` (retry clock).
     pub stop_issued_at: Option<u64>,
     /// Grace period of the template it was started with, if known.
@@ -84,6 +86,7 @@ impl LocalPod {
             exited_at: None,
             next_restart_at: None,
             moved_away_at: None,
+            successor_serves_at: None,
             stop_issued_at: None,
             grace_secs: Some(grace_secs),
             ports: Vec::new(),

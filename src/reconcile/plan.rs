@@ -51,6 +51,12 @@ pub struct ReconcilePolicy {
     /// A replica that moved to another node is stopped here after this long
     /// even if its new owner never reports it running (owner gone, or stuck).
     pub handover_bound_ms: u64,
+    /// Once its new owner serves a replica that moved away, the old copy
+    /// runs this much longer, so that every peer's load balancer has seen
+    /// the new one ready and dropped the old one from the service's
+    /// endpoints before it stops (drain first). Covers a gossip round and
+    /// the data plane's table refresh (250 ms).
+    pub handover_drain_ms: u64,
     /// Grace for stopping a pod whose template is unknown (adopted, RC deleted).
     pub default_grace_secs: u32,
     /// A stop the runtime has not confirmed (`Removed`) within the grace
@@ -67,6 +73,7 @@ impl Default for ReconcilePolicy {
         ReconcilePolicy {
             backoff: RestartBackoff::default(),
             handover_bound_ms: 30_000,
+            handover_drain_ms: 2_000,
             default_grace_secs: 10,
             stop_retry_ms: 30_000,
             sees_majority: true,
@@ -157,23 +164,36 @@ pub fn plan(
             Some(other) if other != me => {
                 let since = *l.moved_away_at.get_or_insert(now);
                 let deadline = since.saturating_add(policy.handover_bound_ms);
+                let serves = successor_serves(
+                    cluster_pods.reported_by(other),
+                    &id,
+                    rc,
+                    l.template_hash,
+                    assignment.fingerprint(),
+                );
+                let drained = match (serves, l.successor_serves_at) {
+                    (false, _) => {
+                        l.successor_serves_at = None;
+                        None
+                    }
+                    (true, Some(at)) => Some(at.saturating_add(policy.handover_drain_ms)),
+                    (true, None) => {
+                        l.successor_serves_at = Some(now);
+                        Some(now.saturating_add(policy.handover_drain_ms))
+                    }
+                };
                 if l.state == LocalState::Exited
-                    || successor_serves(
-                        cluster_pods.reported_by(other),
-                        &id,
-                        rc,
-                        l.template_hash,
-                        assignment.fingerprint(),
-                    )
+                    || drained.is_some_and(|at| now >= at)
                     || now >= deadline
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
                 } else {
-                    wake(deadline);
+                    wake(drained.map_or(deadline, |at| at.min(deadline)));
                 }
             }
             _ => {
                 l.moved_away_at = None;
+                l.successor_serves_at = None;
                 if l.state == LocalState::Exited {
                     // Unplaced replicas that crashed stay down: no node fits them.
                     if owner == Some(me) && may_start {
