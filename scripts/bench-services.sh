@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# The services data plane, measured with clients nobody here wrote: wrk
+# (Debian package wrk) through one peer's load balancer (its nodePort) and
+# straight to the container's published port, 64 connections (throughput) and 1 (added latency), the test
+# image's busybox httpd as the endpoint; runs alternate, ROUNDS times each
+# (default 2), DURATION seconds each (default 10). Then the idle cost of a
+# peer serving 100 services (RSS, CPU over 20 s). Prints one Markdown
+# section ("### Services") to stdout; progress goes to stderr. Figures are
+# printed, not asserted. Takes ~2.5 min after the release build.
+#
+#   scripts/bench-services.sh > /tmp/services.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10}
+IP=127.0.96.1
+NODE_PORT=30960
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/shoal
+command -v wrk >/dev/null || { echo "bench-services: needs wrk (apt-get install wrk)" >&2; exit 1; }
+cargo build --release -q --bin shoal >&2
+bash scripts/test-images.sh >&2
+
+TMP=$(mktemp -d)
+PEER=""
+cleanup() {
+  if [ -n "$PEER" ]; then
+    kill "$PEER" 2>/dev/null || true
+    wait "$PEER" 2>/dev/null || true
+  fi
+  # Only this run's containers: labelled with its cluster id.
+  local cluster
+  cluster=$(sed -n 's/.*"token": *"shoal1\.\([0-9a-f]*\)\..*/\1/p' "$TMP/data/node.json" 2>/dev/null || true)
+  if [ -n "$cluster" ]; then
+    docker ps -aq --filter "label=io.shoal.cluster=$cluster" | xargs -r docker rm -f >/dev/null
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+export SHOAL_SERVER=http://$IP:7070
+# A private service address and DNS port: nothing of the machine's is taken.
+SHOAL_LOG=warn "$BIN" up --listen $IP:7946 --api $IP:7070 --data-dir "$TMP/data" \
+  --service-address $IP --dns-port 5353 >"$TMP/peer.log" 2>&1 &
+PEER=$!
+for _ in $(seq 100); do "$BIN" get nodes >/dev/null 2>&1 && break; sleep 0.2; done
+
+cat >"$TMP/hello.yaml" <<YAML
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  selector:
+    app: hello
+  template:
+    metadata:
+      labels:
+        app: hello
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: shoal-test/hello:1.0
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  type: NodePort
+  selector:
+    app: hello
+  ports:
+  - name: http
+    port: 8080
+    targetPort: 80
+    nodePort: $NODE_PORT
+YAML
+"$BIN" apply -f "$TMP/hello.yaml" >&2
+endpoint() {
+  "$BIN" get svc hello -o json 2>/dev/null |
+    python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin)["endpoints"] if x["ready"]]; print(e[0]["addresses"][0] if e else "")' 2>/dev/null || true
+}
+DIRECT=""
+for _ in $(seq 150); do DIRECT=$(endpoint); [ -n "$DIRECT" ] && break; sleep 0.2; done
+[ -n "$DIRECT" ] || { echo "bench-services: no ready endpoint; peer log:" >&2; tail -20 "$TMP/peer.log" >&2; exit 1; }
+
+# One wrk run at $1 with $2 connections: "requests/s p50_ms p99_ms".
+run_wrk() {
+  wrk -t"$(( $2 < 2 ? 1 : 2 ))" -c"$2" -d"${DURATION}s" --latency "http://$1/" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+: >"$TMP/direct" ; : >"$TMP/lb" ; : >"$TMP/direct1" ; : >"$TMP/lb1"
+for round in $(seq "$ROUNDS"); do
+  echo "bench-services: round $round" >&2
+  run_wrk "$DIRECT" 64 >>"$TMP/direct"
+  run_wrk "$IP:$NODE_PORT" 64 >>"$TMP/lb"
+  run_wrk "$DIRECT" 1 >>"$TMP/direct1"
+  run_wrk "$IP:$NODE_PORT" 1 >>"$TMP/lb1"
+done
+avg() { awk -v c="$2" '{ s += $c; n++ } END { printf "%.'"${3:-0}"'f", s / n }' "$1"; }
+D_RPS=$(avg "$TMP/direct" 1); L_RPS=$(avg "$TMP/lb" 1)
+D_P50=$(avg "$TMP/direct" 2 3); L_P50=$(avg "$TMP/lb" 2 3)
+D_P99=$(avg "$TMP/direct" 3 2); L_P99=$(avg "$TMP/lb" 3 2)
+D1_RPS=$(avg "$TMP/direct1" 1); L1_RPS=$(avg "$TMP/lb1" 1)
+D1_P50=$(avg "$TMP/direct1" 2 3); L1_P50=$(avg "$TMP/lb1" 2 3)
+D1_P99=$(avg "$TMP/direct1" 3 2); L1_P99=$(avg "$TMP/lb1" 3 2)
+RATIO=$(awk -v a="$L_RPS" -v b="$D_RPS" 'BEGIN { printf "%.2f", a / b }')
+ADDED=$(awk -v a="$L1_P50" -v b="$D1_P50" 'BEGIN { printf "%.3f", a - b }')
+
+# Idle cost: 100 services (no endpoints), nothing connecting.
+"$BIN" delete rc hello >&2
+for i in $(seq 1 100); do
+  cat <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: idle-$i
+spec:
+  selector:
+    app: idle-$i
+  ports:
+  - port: $((20000 + i))
+    targetPort: 80
+YAML
+done >"$TMP/idle.yaml"
+"$BIN" apply -f "$TMP/idle.yaml" >/dev/null
+sleep 3
+rss() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$PEER/status"; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$PEER/stat"; }
+LISTENERS=$(ss -ltn "src $IP" | grep -c LISTEN || true)
+T0=$(ticks); sleep 20; T1=$(ticks)
+CPU=$(awk -v t=$((T1 - T0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", 100 * t / hz / 20 }')
+RSS=$(rss)
+
+cat <<MD
+### Services
+
+One peer (release build) with the machine's engine; the endpoint is one
+pod of the test image (busybox httpd, a process per connection), published
+on $IP. \`wrk\` with 64 connections (2 threads) and with 1, for ${DURATION} s, straight to the container's published
+port and through the peer's load balancer (its nodePort on the same
+address), alternating, $ROUNDS runs each, averaged.
+
+| path | connections | requests/s | latency p50 | latency p99 |
+|---|---:|---:|---:|---:|
+| direct to the container | 64 | $D_RPS | ${D_P50} ms | ${D_P99} ms |
+| through the peer's load balancer | 64 | $L_RPS | ${L_P50} ms | ${L_P99} ms |
+| direct to the container | 1 | $D1_RPS | ${D1_P50} ms | ${D1_P99} ms |
+| through the peer's load balancer | 1 | $L1_RPS | ${L1_P50} ms | ${L1_P99} ms |
+
+Throughput through the load balancer at 64 connections: **${RATIO}×**
+direct (target ≥ 0.7×); added p50 latency at 1 connection (an unloaded
+endpoint): **${ADDED} ms** (target < 0.3 ms). At 64 connections httpd is
+saturated and latency is its queue. busybox httpd closes every connection
+after one answer, so each request costs the load balancer an accept and a
+connect as well as the copy. Both paths cross the engine's userland proxy
+(docker-proxy) to reach the container.
+
+Idle cost with 100 services and no traffic: RSS **${RSS} MB**, CPU
+**${CPU}%** of one core over 20 s, $LISTENERS TCP listeners on $IP.
+MD
