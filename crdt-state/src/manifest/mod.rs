@@ -190,8 +190,14 @@ fn check_services(
         for message in service_checks::port_clashes(&spec.name, &spec.body, earlier) {
             problem(source, join(base, "spec.ports"), message);
         }
-        let templates = rcs.iter().map(|(rc, ..)| (rc.name.as_str(), &rc.template));
-        for message in service_checks::missing_target_ports(&spec.name, &spec.body, templates) {
+        let templates = || rcs.iter().map(|(rc, ..)| (rc.name.as_str(), &rc.template));
+        let mut found = service_checks::host_port_clashes(&spec.name, &spec.body, templates());
+        found.extend(service_checks::missing_target_ports(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
+        for message in found {
             problem(source, join(base, "spec.ports"), message);
         }
     }
