@@ -7,6 +7,8 @@
 
 #[cfg(feature = "shell")]
 pub mod up;
+#[cfg(feature = "shell")]
+pub mod up_config;
 pub mod validate;
 
 // Client verbs: they talk to a peer's HTTP API, so they need the shell.
@@ -52,7 +54,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run a peer in the foreground: create a cluster, or --join one.
     #[cfg(feature = "shell")]
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Create or update the ReplicationControllers of a manifest.
     #[cfg(feature = "shell")]
     Apply(apply::ApplyArgs),

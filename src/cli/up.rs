@@ -22,6 +22,10 @@ pub enum NetworkPreset {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// Read these flags from a YAML or TOML file (keys are the flag names:
+    /// `listen`, `data-dir`, `join`, ...); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// UDP address for peer traffic (QUIC: gossip and sync on one port)
     /// [default: 0.0.0.0:7946, all interfaces].
     #[arg(long, value_name = "ADDR:PORT")]
@@ -59,10 +63,10 @@ pub struct UpArgs {
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
     /// CPU this node offers (e.g. 2, 1500m); default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = checked(parse_cpu_millis))]
     pub cpu: Option<String>,
     /// Memory this node offers (e.g. 4Gi); default: all of it.
-    #[arg(long)]
+    #[arg(long, value_parser = checked(parse_memory_bytes))]
     pub memory: Option<String>,
     /// IP that pod ports are published on (default: the advertised IP).
     #[arg(long)]
@@ -96,6 +100,13 @@ pub struct UpArgs {
     /// on this engine) once it has been down this long (`24h`, `90m`).
     #[arg(long, default_value = "24h", value_parser = super::rolling_update::parse_duration)]
     pub forget_down_after: std::time::Duration,
+}
+
+/// Keeps the text but refuses it at parse time (so a config file's line is named).
+fn checked(
+    parse: fn(&str) -> Result<u64, String>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |text| parse(text).map(|_| text.to_owned())
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -192,6 +203,20 @@ impl UpArgs {
 
 /// Runs the peer until a signal; returns once it has left the cluster.
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    let from_file;
+    let args = match &args.config {
+        Some(path) => {
+            // The flags after `up`, to tell which ones override the file.
+            let argv: Vec<_> = std::env::args_os()
+                .skip(1)
+                .skip_while(|a| a != "up")
+                .skip(1)
+                .collect();
+            from_file = super::up_config::load(path, &argv)?;
+            &from_file
+        }
+        None => args,
+    };
     for warning in args.warnings() {
         eprintln!("{warning}");
     }
