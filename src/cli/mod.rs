@@ -33,6 +33,8 @@ pub mod scale;
 #[cfg(feature = "shell")]
 pub mod secrets;
 #[cfg(feature = "shell")]
+pub mod service;
+#[cfg(feature = "shell")]
 pub mod table;
 
 use std::io::{Read, Write};
@@ -88,6 +90,12 @@ pub enum Command {
     /// Node operations (`node delete NAME`).
     #[cfg(feature = "shell")]
     Node(node::NodeArgs),
+    /// Start the peer at boot: write the systemd unit and /etc/shoal/shoal.yaml, enable it.
+    #[cfg(feature = "shell")]
+    InstallService(Box<service::InstallArgs>),
+    /// Stop the peer, disable and remove the unit (the config and data dir stay).
+    #[cfg(feature = "shell")]
+    UninstallService(service::UninstallArgs),
 }
 
 /// How a command prints objects (`-o`), as kubectl does.
@@ -175,6 +183,10 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Node(node::NodeArgs {
             command: node::NodeCommand::Delete(args),
         }) => node::delete(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::InstallService(args) => service::install(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::UninstallService(args) => service::uninstall(&args, io.stdout)?,
     })
 }
 
