@@ -1,5 +1,6 @@
 //! The shell: the only part with tokio, sockets, files and Docker.
 //!
+//! - [`addresses`]: which address a peer listens on and advertises.
 //! - [`handle`]: requests to the task that owns the peer core.
 //! - [`snapshots`]: the immutable snapshots reads are served from.
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
@@ -9,6 +10,7 @@
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 
 pub mod acks;
+pub mod addresses;
 pub mod api;
 pub mod driver;
 pub mod handle;
