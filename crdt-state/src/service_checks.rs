@@ -5,7 +5,8 @@
 //!
 //! **Ports are cluster-wide.** Every peer's load balancer listens on every
 //! service's port and node port, so no two services may share one (a port
-//! of one may not be the node port of another either).
+//! of one may not be the node port of another either), and none may be a
+//! TCP `hostPort` an RC's pods bind on their nodes.
 //!
 //! **Node-port allocation** is deterministic: the first free port of
 //! [`NODE_PORT_RANGE`] probing from a hash of `(service name, port index)`,
@@ -20,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::service::{NODE_PORT_RANGE, ServiceBody, ServiceSpec, ServiceType, TargetPort};
-use crate::spec::PodTemplate;
+use crate::spec::{PodTemplate, Protocol};
 
 /// The ports `body` listens on that a service of `others` already uses:
 /// one message per clash, naming both services.
@@ -47,6 +48,41 @@ pub fn port_clashes<'a>(
             ))
         })
         .collect()
+}
+
+/// The ports `body` listens on that a pod of an RC binds on every node
+/// that runs it (a TCP `hostPort`): the peer's listener and the container
+/// could not both have it.
+pub fn host_port_clashes<'a>(
+    name: &str,
+    body: &ServiceBody,
+    rcs: impl IntoIterator<Item = (&'a str, &'a PodTemplate)>,
+) -> Vec<String> {
+    let held = held_host_ports(rcs);
+    body.listen_ports()
+        .filter_map(|port| {
+            let rc = held.get(&port)?;
+            Some(format!(
+                "port {port} of service {name:?} is the hostPort of replicationcontroller {rc:?}, \
+                 which its pods bind on their nodes: pick another port"
+            ))
+        })
+        .collect()
+}
+
+/// TCP host ports RCs bind, each with the first RC (by name) binding it.
+fn held_host_ports<'a>(
+    rcs: impl IntoIterator<Item = (&'a str, &'a PodTemplate)>,
+) -> BTreeMap<u16, &'a str> {
+    let mut held = BTreeMap::new();
+    for (rc, template) in rcs {
+        for (port, protocol) in template.host_ports() {
+            if protocol == Protocol::Tcp {
+                held.entry(port).or_insert(rc);
+            }
+        }
+    }
+    held
 }
 
 /// Named target ports that no container of an RC matching the selector
@@ -78,12 +114,13 @@ pub fn missing_target_ports<'a>(
     out
 }
 
-/// Gives every port of a NodePort service without a node port a free one.
-/// `taken` lists the ports other services listen on. Fails only when the
-/// whole range is taken.
+/// Gives every port of a NodePort service without a node port a free one:
+/// not a port other services listen on, nor a host port `rcs` bind.
+/// Fails only when the whole range is taken.
 pub fn allocate_node_ports<'a>(
     spec: &mut ServiceSpec,
     others: impl IntoIterator<Item = (&'a str, &'a ServiceBody)>,
+    rcs: impl IntoIterator<Item = (&'a str, &'a PodTemplate)>,
 ) -> Result<(), String> {
     if spec.body.service_type != ServiceType::NodePort {
         return Ok(());
@@ -93,6 +130,7 @@ pub fn allocate_node_ports<'a>(
         .filter(|(other, _)| *other != spec.name)
         .flat_map(|(_, body)| body.listen_ports())
         .collect();
+    taken.extend(held_host_ports(rcs).into_keys());
     taken.extend(spec.body.listen_ports());
     let (lo, hi) = (*NODE_PORT_RANGE.start(), *NODE_PORT_RANGE.end());
     let size = u32::from(hi - lo) + 1;
@@ -121,7 +159,7 @@ pub fn allocate_node_ports<'a>(
 mod tests {
     use super::*;
     use crate::service::ServicePort;
-    use crate::spec::{ContainerSpec, Labels, PortName, PortSpec, Protocol, RestartPolicy};
+    use crate::spec::{ContainerSpec, Labels, PortName, PortSpec, RestartPolicy};
 
     fn body(ports: &[(u16, Option<u16>)], target: TargetPort) -> ServiceBody {
         ServiceBody {
@@ -191,9 +229,9 @@ mod tests {
             body: body(&[(8080, None), (8081, None)], TargetPort::Number(80)),
         };
         let mut a = spec("hello");
-        allocate_node_ports(&mut a, []).unwrap();
+        allocate_node_ports(&mut a, [], []).unwrap();
         let mut again = spec("hello");
-        allocate_node_ports(&mut again, []).unwrap();
+        allocate_node_ports(&mut again, [], []).unwrap();
         assert_eq!(a, again, "same name, same ports");
         let ports: Vec<u16> = a.body.ports.iter().filter_map(|p| p.node_port).collect();
         assert_eq!(ports.len(), 2);
@@ -202,7 +240,28 @@ mod tests {
         // Another service already holding the first choice pushes it along.
         let holder = body(&[(ports[0], None)], TargetPort::Number(80));
         let mut b = spec("hello");
-        allocate_node_ports(&mut b, [("other", &holder)]).unwrap();
+        allocate_node_ports(&mut b, [("other", &holder)], []).unwrap();
         assert_ne!(b.body.ports[0].node_port, Some(ports[0]));
+        // So does an RC binding it as a host port.
+        let mut bound = template(None);
+        bound.containers[0].ports[0].host_port = Some(ports[0]);
+        let mut c = spec("hello");
+        allocate_node_ports(&mut c, [], [("web", &bound)]).unwrap();
+        assert_ne!(c.body.ports[0].node_port, Some(ports[0]));
+    }
+
+    #[test]
+    fn a_port_an_rc_binds_as_host_port_is_refused() {
+        let mut bound = template(None);
+        bound.containers[0].ports[0].host_port = Some(30080);
+        let svc = body(&[(8080, Some(30080))], TargetPort::Number(80));
+        let errors = host_port_clashes("hello", &svc, [("web", &bound)]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("replicationcontroller \"web\""),
+            "{errors:?}"
+        );
+        let free = body(&[(8080, Some(30081))], TargetPort::Number(80));
+        assert!(host_port_clashes("hello", &free, [("web", &bound)]).is_empty());
     }
 }

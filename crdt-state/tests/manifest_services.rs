@@ -196,3 +196,22 @@ fn a_rendered_service_reads_back_as_the_same_spec() {
     let json = render::manifests_to_json(&parsed.specs, &parsed.services).unwrap();
     assert_eq!(ok(&json).services, parsed.services);
 }
+
+#[test]
+fn a_port_the_rc_binds_as_host_port_is_refused() {
+    let rc = RC.replace(
+        "{name: http, containerPort: 8080}",
+        "{name: http, containerPort: 8080, hostPort: 30080}",
+    );
+    let text = format!(
+        "{rc}---\n{}",
+        service(
+            "  type: NodePort\n  selector: {app: hello}\n  ports:\n    - {port: 8080, nodePort: 30080}\n"
+        )
+    );
+    rejects(
+        &text,
+        "spec.ports",
+        "hostPort of replicationcontroller \"hello\"",
+    );
+}

@@ -7,6 +7,8 @@
 
 #[cfg(feature = "shell")]
 pub mod up;
+#[cfg(feature = "shell")]
+pub mod up_config;
 pub mod validate;
 
 // Client verbs: they talk to a peer's HTTP API, so they need the shell.
@@ -31,6 +33,8 @@ pub mod scale;
 #[cfg(feature = "shell")]
 pub mod secrets;
 #[cfg(feature = "shell")]
+pub mod service;
+#[cfg(feature = "shell")]
 pub mod table;
 
 use std::io::{Read, Write};
@@ -46,15 +50,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once per process: the size of `up`'s flags costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and check manifests without a running peer; print them normalized.
     Validate(validate::ValidateArgs),
     /// Run a peer in the foreground: create a cluster, or --join one.
     #[cfg(feature = "shell")]
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Create or update the ReplicationControllers and Services of a manifest.
     #[cfg(feature = "shell")]
     Apply(apply::ApplyArgs),
@@ -88,6 +90,12 @@ pub enum Command {
     /// Node operations (`node delete NAME`).
     #[cfg(feature = "shell")]
     Node(node::NodeArgs),
+    /// Start the peer at boot: write the systemd unit and /etc/shoal/shoal.yaml, enable it.
+    #[cfg(feature = "shell")]
+    InstallService(Box<service::InstallArgs>),
+    /// Stop the peer, disable and remove the unit (the config and data dir stay).
+    #[cfg(feature = "shell")]
+    UninstallService(service::UninstallArgs),
 }
 
 /// How a command prints objects (`-o`), as kubectl does.
@@ -175,6 +183,10 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Node(node::NodeArgs {
             command: node::NodeCommand::Delete(args),
         }) => node::delete(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::InstallService(args) => service::install(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::UninstallService(args) => service::uninstall(&args, io.stdout)?,
     })
 }
 

@@ -11,6 +11,7 @@ use shoal_crdt_state::manifest::quantity::{parse_cpu_millis, parse_memory_bytes}
 use shoal_gossip::Preset;
 
 use super::secrets;
+use crate::shell::addresses::{self, AdvertiseAddr, Chosen, PeerAddresses};
 use crate::shell::up::{Running, UpConfig, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -21,12 +22,19 @@ pub enum NetworkPreset {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// UDP address for peer traffic (QUIC: gossip and sync on one port).
-    #[arg(long, default_value = "127.0.0.1:7946")]
-    pub listen: SocketAddr,
-    /// Address other peers reach this one on (default: --listen).
-    #[arg(long)]
-    pub advertise: Option<SocketAddr>,
+    /// Read these flags from a YAML or TOML file (keys are the flag names:
+    /// `listen`, `data-dir`, `join`, ...); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// UDP address for peer traffic (QUIC: gossip and sync on one port)
+    /// [default: 0.0.0.0:7946, all interfaces].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Address other peers reach this one on, IP or IP:PORT [default: the
+    /// --listen IP if it names one, else the IP of the interface that holds
+    /// the default route].
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub advertise: Option<AdvertiseAddr>,
     /// HTTP API address (the CLI's --server). Off loopback it needs --api-token.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub api: SocketAddr,
@@ -55,10 +63,10 @@ pub struct UpArgs {
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
     /// CPU this node offers (e.g. 2, 1500m); default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = checked(parse_cpu_millis))]
     pub cpu: Option<String>,
     /// Memory this node offers (e.g. 4Gi); default: all of it.
-    #[arg(long)]
+    #[arg(long, value_parser = checked(parse_memory_bytes))]
     pub memory: Option<String>,
     /// IP that pod ports are published on (default: the advertised IP).
     #[arg(long)]
@@ -103,6 +111,13 @@ pub struct UpArgs {
     pub dns_port: u16,
 }
 
+/// Keeps the text but refuses it at parse time (so a config file's line is named).
+fn checked(
+    parse: fn(&str) -> Result<u64, String>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |text| parse(text).map(|_| text.to_owned())
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     let (k, v) = text
         .split_once('=')
@@ -139,7 +154,8 @@ impl UpArgs {
         }
     }
 
-    fn to_config(&self) -> anyhow::Result<UpConfig> {
+    /// The settings of the peer, and how its advertised address was chosen.
+    fn to_config(&self) -> anyhow::Result<(UpConfig, Chosen)> {
         if let Some(token) = &self.api_token {
             secrets::check_server_api_token(token)?;
         }
@@ -168,9 +184,15 @@ impl UpArgs {
             .map(parse_memory_bytes)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--memory: {e}"))?;
-        Ok(UpConfig {
-            listen: self.listen,
-            advertise: self.advertise,
+        let PeerAddresses {
+            listen,
+            advertise,
+            chosen,
+        } = addresses::resolve(self.listen, self.advertise)?;
+        addresses::check_join(advertise, &self.join)?;
+        let config = UpConfig {
+            listen,
+            advertise,
             api: self.api,
             data_dir: self.data_dir.clone(),
             join: self.join.clone(),
@@ -191,16 +213,31 @@ impl UpArgs {
             forget_down_after: self.forget_down_after,
             service_address: self.service_address,
             dns_port: self.dns_port,
-        })
+        };
+        Ok((config, chosen))
     }
 }
 
 /// Runs the peer until a signal; returns once it has left the cluster.
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    let from_file;
+    let args = match &args.config {
+        Some(path) => {
+            // The flags after `up`, to tell which ones override the file.
+            let argv: Vec<_> = std::env::args_os()
+                .skip(1)
+                .skip_while(|a| a != "up")
+                .skip(1)
+                .collect();
+            from_file = super::up_config::load(path, &argv)?;
+            &from_file
+        }
+        None => args,
+    };
     for warning in args.warnings() {
         eprintln!("{warning}");
     }
-    let config = args.to_config()?;
+    let (config, chosen) = args.to_config()?;
     init_logging();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -222,7 +259,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         });
 
         // A peer whose stdout is gone (`shoal up | head`) keeps running.
-        let _ = print_banner(&mut std::io::stdout().lock(), &running, &config);
+        let _ = print_banner(&mut std::io::stdout().lock(), &running, &config, &chosen);
 
         let fatal = tokio::select! {
             () = wait_for_signal() => None,
@@ -238,12 +275,36 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Who this peer is, and how another machine joins it.
-fn print_banner(out: &mut impl Write, running: &Running, config: &UpConfig) -> std::io::Result<()> {
+/// Who this peer is, and how another machine joins it: the join line works
+/// as printed there (that machine then advertises its own default route).
+fn print_banner(
+    out: &mut impl Write,
+    running: &Running,
+    config: &UpConfig,
+    chosen: &Chosen,
+) -> std::io::Result<()> {
     let id = &running.identity;
+    let advertise = running.advertise;
+    let why = match chosen {
+        Chosen::AdvertiseFlag => "--advertise".to_owned(),
+        Chosen::ListenFlag => "--listen".to_owned(),
+        Chosen::DefaultRoute { interface } => {
+            format!("{interface}, the default route; --advertise to change")
+        }
+        Chosen::OnlyAddress { interface } => {
+            format!("{interface}, the only address; --advertise to change")
+        }
+        Chosen::LoopbackOnly => "no other address on this machine".to_owned(),
+    };
     writeln!(out, "shoal peer {} ({:016x}) is up", id.name, id.node_id)?;
-    writeln!(out, "  peers reach it on  {} (QUIC/UDP)", running.advertise)?;
-    writeln!(out, "  API                http://{}", config.api)?;
+    writeln!(out, "  peers reach it on  {advertise} (QUIC/UDP; {why})")?;
+    writeln!(out, "  listening on       {}", config.listen)?;
+    let api_scope = if config.api.ip().is_loopback() {
+        " (this machine only)"
+    } else {
+        ""
+    };
+    writeln!(out, "  API                http://{}{api_scope}", config.api)?;
     writeln!(out, "  data dir           {}", config.data_dir.display())?;
     let dns: Vec<String> = running
         .services
@@ -262,11 +323,23 @@ fn print_banner(out: &mut impl Write, running: &Running, config: &UpConfig) -> s
         }
     )?;
     writeln!(out, "  join token         {}", id.token)?;
-    writeln!(
-        out,
-        "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --listen <ITS-IP>:7946 --join {}",
-        id.token, running.advertise
-    )?;
+    if advertise.ip().is_loopback() {
+        writeln!(
+            out,
+            "it advertises a loopback address, so only peers on this machine can join \
+             (start it without --listen, or with --advertise IP, for other machines);\n\
+             join another peer on this machine with:\n  \
+             SHOAL_JOIN_TOKEN={} shoal up --listen <ANOTHER-127.0.0.x>:{} --join {advertise}",
+            id.token,
+            advertise.port()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --join {advertise}",
+            id.token
+        )?;
+    }
     out.flush()
 }
 

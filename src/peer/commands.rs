@@ -160,13 +160,20 @@ impl Peer {
             }
         }
         let others = || desired.live_services().map(|s| (s.name, s.body));
-        let templates = desired.live_rcs().map(|rc| (rc.name, &rc.body.template));
+        let templates = || desired.live_rcs().map(|rc| (rc.name, &rc.body.template));
         let mut problems = service_checks::port_clashes(&spec.name, &spec.body, others());
+        problems.extend(service_checks::host_port_clashes(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
         problems.extend(service_checks::missing_target_ports(
-            &spec.name, &spec.body, templates,
+            &spec.name,
+            &spec.body,
+            templates(),
         ));
         if problems.is_empty()
-            && let Err(full) = service_checks::allocate_node_ports(&mut spec, others())
+            && let Err(full) = service_checks::allocate_node_ports(&mut spec, others(), templates())
         {
             problems.push(full);
         }

@@ -59,19 +59,40 @@ impl std::fmt::Debug for EndpointInputs<'_> {
     }
 }
 
+/// A reported pod with the node that reports it and that node's IP.
+type Located<'a> = (NodeId, &'a str, Option<IpAddr>, &'a PodStatus);
+
 /// The service table as these inputs have it.
+///
+/// Cost: one pass over every reported pod (grouped by RC), then per
+/// service only the pods of the RCs its selector matches.
 pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
     let removed = inputs.desired.nodes().removed();
     let lost = lost_ports(inputs.desired);
+    let mut pods_by_rc: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
+    for (node, record) in inputs.observed.nodes() {
+        if removed.contains(&node) {
+            continue;
+        }
+        let ip = host_ip(&record.info.peer_addr);
+        for pod in &record.pods {
+            let located = (node, record.info.name.as_str(), ip, pod);
+            pods_by_rc
+                .entry(pod.id.rc.as_str())
+                .or_default()
+                .push(located);
+        }
+    }
     let mut services = BTreeMap::new();
     for service in inputs.desired.live_services() {
         let lost_here = lost.get(service.name);
+        let taken = |port: u16| lost_here.is_some_and(|l| l.contains_key(&port));
         let ports: Vec<(ServicePortEntry, &TargetPort)> = service
             .body
             .ports
             .iter()
+            .filter(|p| !taken(p.port))
             .map(|p| {
-                let taken = |port: u16| lost_here.is_some_and(|l| l.contains_key(&port));
                 let entry = ServicePortEntry {
                     name: p.name.clone(),
                     port: p.port,
@@ -80,21 +101,14 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
                 };
                 (entry, &p.target_port)
             })
-            .filter(|(entry, _)| !lost_here.is_some_and(|l| l.contains_key(&entry.port)))
             .collect();
         let mut endpoints = Vec::new();
-        for (node, record) in inputs.observed.nodes() {
-            if removed.contains(&node) {
-                continue;
-            }
-            let ip = host_ip(&record.info.peer_addr);
-            for pod in &record.pods {
-                let Some(rc) = inputs.desired.get(&pod.id.rc) else {
-                    continue;
-                };
-                if !service.body.selects(&rc.template().labels) {
-                    continue;
-                }
+        let matching = inputs
+            .desired
+            .live_rcs()
+            .filter(|rc| service.body.selects(&rc.template().labels));
+        for rc in matching {
+            for &(node, node_name, ip, pod) in pods_by_rc.get(rc.name).into_iter().flatten() {
                 let mut targets = BTreeMap::new();
                 for (entry, target) in &ports {
                     let published = resolve(target, rc.template())
@@ -110,7 +124,7 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
                     && targets.len() == ports.len();
                 endpoints.push(Endpoint {
                     pod: pod.id.to_string(),
-                    node: record.info.name.clone(),
+                    node: node_name.to_owned(),
                     ready,
                     targets,
                 });

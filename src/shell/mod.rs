@@ -1,5 +1,6 @@
 //! The shell: the only part with tokio, sockets, files and Docker.
 //!
+//! - [`addresses`]: which address a peer listens on and advertises.
 //! - [`handle`]: requests to the task that owns the peer core.
 //! - [`snapshots`]: the immutable snapshots reads are served from.
 //! - `driver`: that task — feeds the core, drains its outputs, runs timers.
@@ -12,6 +13,7 @@
 //! - [`services`]: both, fed from the snapshots, as `shoal up` starts them.
 
 pub mod acks;
+pub mod addresses;
 pub mod api;
 pub mod driver;
 pub mod handle;

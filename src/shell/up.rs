@@ -26,8 +26,8 @@ use crate::peer::{Peer, PeerConfig};
 #[derive(Debug, Clone)]
 pub struct UpConfig {
     pub listen: SocketAddr,
-    /// Address other peers reach us on; defaults to `listen`.
-    pub advertise: Option<SocketAddr>,
+    /// Address other peers reach us on ([`super::addresses::choose`]).
+    pub advertise: SocketAddr,
     pub api: SocketAddr,
     pub data_dir: PathBuf,
     pub join: Vec<SocketAddr>,
@@ -82,7 +82,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         .token
         .parse()
         .context("the join token in the data dir is malformed")?;
-    let advertise = advertise_addr(config)?;
+    let advertise = config.advertise;
 
     let mut quic = QuicConfig::new(config.listen, token.clone());
     quic.advertise = Some(advertise.ip());
@@ -228,23 +228,6 @@ fn default_name(node_id: u64) -> String {
         format!("node-{:08x}", node_id >> 32)
     } else {
         format!("{host}-{:04x}", node_id >> 48)
-    }
-}
-
-fn advertise_addr(config: &UpConfig) -> anyhow::Result<SocketAddr> {
-    match config.advertise {
-        Some(addr) if addr.ip().is_unspecified() => {
-            bail!("--advertise {addr} is not an address peers can reach")
-        }
-        Some(addr) => Ok(addr),
-        None if config.listen.ip().is_unspecified() => bail!(
-            "listening on {} needs --advertise ADDR:PORT: the address other peers reach this one on",
-            config.listen
-        ),
-        None if config.listen.port() == 0 => {
-            bail!("--listen needs a fixed port (peers must know it)")
-        }
-        None => Ok(config.listen),
     }
 }
 

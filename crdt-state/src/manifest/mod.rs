@@ -15,6 +15,7 @@
 //! - `fields`: typed access to the tree, recording problems by path.
 //! - `v1`, `v1beta1`, `container`, `annotations`: the two forms.
 //! - [`validate`]: names, labels, selector vs. labels, container conflicts.
+//! - [`limits`]: how large and deep a manifest may be, said in words.
 //! - [`quantity`]: `500m`, `128Mi`, ...
 //! - [`render`]: an `RcSpec` back to a v1 manifest (what `validate` prints).
 
@@ -22,6 +23,7 @@ mod annotations;
 mod container;
 pub mod error;
 mod fields;
+pub mod limits;
 pub mod quantity;
 pub mod render;
 mod service;
@@ -65,7 +67,9 @@ type Source = (usize, String, Option<usize>);
 pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
     let documents = tree::parse_documents(text).map_err(|e| {
         let message = match e.column {
-            Some(col) if !e.message.contains("column") => format!("{} (column {col})", e.message),
+            Some(col) if !e.over_limit && !e.message.contains("column") => {
+                format!("{} (column {col})", e.message)
+            }
             _ => e.message,
         };
         ManifestError {
@@ -190,8 +194,14 @@ fn check_services(
         for message in service_checks::port_clashes(&spec.name, &spec.body, earlier) {
             problem(source, join(base, "spec.ports"), message);
         }
-        let templates = rcs.iter().map(|(rc, ..)| (rc.name.as_str(), &rc.template));
-        for message in service_checks::missing_target_ports(&spec.name, &spec.body, templates) {
+        let templates = || rcs.iter().map(|(rc, ..)| (rc.name.as_str(), &rc.template));
+        let mut found = service_checks::host_port_clashes(&spec.name, &spec.body, templates());
+        found.extend(service_checks::missing_target_ports(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
+        for message in found {
             problem(source, join(base, "spec.ports"), message);
         }
     }

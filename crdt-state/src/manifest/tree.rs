@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::limits::ParseLimits;
+
 /// One value of the document and the line it starts on (1-based), when known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -243,6 +245,8 @@ pub struct SyntaxError {
     pub line: Option<usize>,
     pub column: Option<usize>,
     pub message: String,
+    /// The input is well-formed as far as read, but over a [`ParseLimits`] budget.
+    pub over_limit: bool,
 }
 
 /// Parses every document of `text`: YAML (multi-document, `---`) or JSON.
@@ -250,34 +254,57 @@ pub struct SyntaxError {
 /// JSON is read by the YAML parser too (JSON is YAML's flow syntax), which
 /// gives it lines; the few JSON texts YAML refuses (tabs used as indentation,
 /// for one) are read by `serde_json` without lines. Empty documents are skipped.
+/// Input over a [`ParseLimits::DEFAULT`] budget is refused with the limit.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    parse_documents_within(text, &ParseLimits::DEFAULT)
+}
+
+/// [`parse_documents`] under other limits (the tests use small ones).
+pub(crate) fn parse_documents_within(
+    text: &str,
+    limits: &ParseLimits,
+) -> Result<Vec<Node>, SyntaxError> {
     let looks_like_json = matches!(text.trim_start().chars().next(), Some('{' | '['));
     if looks_like_json {
         let json = serde_json::from_str::<serde_json::Value>(text).map_err(|e| SyntaxError {
             line: Some(e.line()),
             column: Some(e.column()),
             message: format!("invalid JSON: {e}"),
+            over_limit: false,
         })?;
-        return Ok(match parse_yaml(text) {
-            Ok(docs) if docs.len() == 1 => docs,
-            _ => vec![Node::from_json(json)],
-        });
+        return match parse_yaml(text, limits) {
+            Ok(docs) if docs.len() == 1 => Ok(docs),
+            // Over a limit as YAML is over it as JSON too.
+            Err(e) if e.over_limit => Err(e),
+            _ => Ok(vec![Node::from_json(json)]),
+        };
     }
-    parse_yaml(text)
+    parse_yaml(text, limits)
 }
 
-fn parse_yaml(text: &str) -> Result<Vec<Node>, SyntaxError> {
+fn parse_yaml(text: &str, limits: &ParseLimits) -> Result<Vec<Node>, SyntaxError> {
     // YAML 1.2 booleans only: `y`, `yes`, `on` stay strings (no "Norway problem").
-    let options = serde_saphyr::options! { with_snippet: false, strict_booleans: true };
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        strict_booleans: true,
+        budget: Some(limits.budget()),
+    };
     serde_saphyr::from_multiple_with_options::<Node>(text, options).map_err(|e| {
         let location = e.location();
-        let rendered = e.render_with_options(serde_saphyr::render_options! {
-            snippets: serde_saphyr::SnippetMode::Off,
-        });
+        let (message, over_limit) = match e.without_snippet() {
+            serde_saphyr::Error::Budget { breach, .. } => (limits.explain(breach), true),
+            other => {
+                let rendered = other.render_with_options(serde_saphyr::render_options! {
+                    snippets: serde_saphyr::SnippetMode::Off,
+                });
+                (format!("invalid YAML: {}", rendered.trim()), false)
+            }
+        };
         SyntaxError {
             line: location.and_then(|l| usize::try_from(l.line()).ok()),
             column: location.and_then(|l| usize::try_from(l.column()).ok()),
-            message: format!("invalid YAML: {}", rendered.trim()),
+            message,
+            over_limit,
         }
     })
 }

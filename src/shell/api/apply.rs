@@ -95,10 +95,16 @@ async fn precheck_services(state: &ApiState, parsed: &ParsedManifests) -> Result
             .live_rcs()
             .filter(|rc| !parsed.specs.iter().any(|s| s.name == rc.name))
             .map(|rc| (rc.name, &rc.body.template));
+        let rcs: Vec<_> = manifest_rcs.chain(known_rcs).collect();
+        problems.extend(service_checks::host_port_clashes(
+            &spec.name,
+            &spec.body,
+            rcs.iter().copied(),
+        ));
         problems.extend(service_checks::missing_target_ports(
             &spec.name,
             &spec.body,
-            manifest_rcs.chain(known_rcs),
+            rcs.iter().copied(),
         ));
     }
     if problems.is_empty() {

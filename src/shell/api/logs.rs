@@ -94,11 +94,8 @@ async fn proxy_logs(
     query: &LogsQuery,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let api = reachable_api_addr(info).ok_or_else(|| {
-        ApiError::unavailable(format!(
-            "pod \"{name}\" runs on node {} whose API address {:?} is unusable; ask that node directly",
-            info.name, info.api_addr
-        ))
+    let api = reachable_api_addr(info).map_err(|why| {
+        ApiError::unavailable(format!("pod \"{name}\" runs on node {}, {why}", info.name))
     })?;
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -141,14 +138,27 @@ async fn proxy_logs(
 }
 
 /// The address to reach a node's API at. A node bound to `0.0.0.0` or `::`
-/// is reached on the host of its peer address.
-fn reachable_api_addr(info: &NodeInfo) -> Option<SocketAddr> {
-    let mut api: SocketAddr = info.api_addr.parse().ok()?;
+/// is reached on the host of its peer address; one bound to its loopback
+/// on another machine cannot be reached at all (the API's default).
+fn reachable_api_addr(info: &NodeInfo) -> Result<SocketAddr, String> {
+    let unusable = || {
+        format!(
+            "whose API address {:?} is unusable; ask that node directly",
+            info.api_addr
+        )
+    };
+    let mut api: SocketAddr = info.api_addr.parse().map_err(|_| unusable())?;
+    let peer: SocketAddr = info.peer_addr.parse().map_err(|_| unusable())?;
     if api.ip().is_unspecified() {
-        let peer: SocketAddr = info.peer_addr.parse().ok()?;
         api.set_ip(peer.ip());
+    } else if api.ip().is_loopback() && !peer.ip().is_loopback() {
+        return Err(format!(
+            "whose API listens only on that machine's loopback ({api}); run `shoal logs` on {}, or start its peer with --api 0.0.0.0:{} --api-token TOKEN",
+            peer.ip(),
+            api.port()
+        ));
     }
-    Some(api)
+    Ok(api)
 }
 
 fn text_stream(body: Body) -> Response {
@@ -158,4 +168,53 @@ fn text_stream(body: Body) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_crdt_state::spec::Resources;
+
+    fn info(peer: &str, api: &str) -> NodeInfo {
+        let capacity = Resources {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+        };
+        NodeInfo {
+            name: "web-1".into(),
+            peer_addr: peer.into(),
+            api_addr: api.into(),
+            capacity,
+            allocatable: capacity,
+            labels: Default::default(),
+            runtime_healthy: true,
+            runtime_error: None,
+            version: "0.1.0".into(),
+            leaving: false,
+            started_ms: 0,
+            incarnation: 0,
+        }
+    }
+
+    #[test]
+    fn an_api_on_all_interfaces_is_reached_at_the_peer_address() {
+        let api = reachable_api_addr(&info("10.0.0.2:7946", "0.0.0.0:7070")).unwrap();
+        assert_eq!(api, "10.0.0.2:7070".parse().unwrap());
+    }
+
+    #[test]
+    fn loopback_peers_on_one_machine_reach_each_others_api() {
+        let api = reachable_api_addr(&info("127.0.0.12:7946", "127.0.0.12:7070")).unwrap();
+        assert_eq!(api, "127.0.0.12:7070".parse().unwrap());
+    }
+
+    #[test]
+    fn an_api_on_another_machines_loopback_is_explained() {
+        let why = reachable_api_addr(&info("10.0.0.2:7946", "127.0.0.1:7070")).unwrap_err();
+        assert!(why.contains("only on that machine's loopback"), "{why}");
+        assert!(
+            why.contains("on 10.0.0.2") && why.contains("--api 0.0.0.0:7070"),
+            "{why}"
+        );
+    }
 }
