@@ -96,6 +96,7 @@ fn info(i: usize) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 

@@ -78,6 +78,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 

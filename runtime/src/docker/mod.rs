@@ -7,7 +7,8 @@
 //! - [`pod_ops`]: start (create/adopt/restart) and stop of one pod;
 //! - [`events`]: the engine's event stream and the re-list after a reconnect;
 //! - [`probe`]: readiness probes (httpGet, tcpSocket, exec);
-//! - [`health`]: engine reachability, published by the node.
+//! - [`health`]: engine reachability, published by the node;
+//! - [`images`]: images held, exported and loaded (peers as a registry).
 //!
 //! Promises: [`DockerRuntime::execute`] returns at once and never blocks on
 //! another pod (one task per action, a bounded number at a time, actions on
@@ -19,6 +20,7 @@
 mod create;
 mod events;
 mod health;
+mod images;
 mod naming;
 mod pod_ops;
 mod probe;
@@ -43,6 +45,8 @@ use tokio::task::JoinHandle;
 use crate::vocabulary::{ExistingPod, ForeignPod, PodAction, PodObservation, RuntimeHealth};
 use naming::{Owner, PodKey};
 use pod_ops::Tracked;
+
+pub use images::{ImageArchive, ImageSource, LoadError};
 
 /// What the executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -130,6 +134,8 @@ pub(crate) struct Inner {
     locks: Mutex<BTreeMap<PodKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Consecutive failed pulls per image, for the pull back-off.
     pulls: Mutex<BTreeMap<String, pod_ops::PullFailures>>,
+    /// Asked for a missing image before the registry (peers that hold it).
+    image_source: std::sync::OnceLock<Arc<dyn ImageSource>>,
 }
 
 impl DockerRuntime {
@@ -175,6 +181,7 @@ impl DockerRuntime {
             pods: Mutex::new(BTreeMap::new()),
             locks: Mutex::new(BTreeMap::new()),
             pulls: Mutex::new(BTreeMap::new()),
+            image_source: std::sync::OnceLock::new(),
         });
         inner.check_health().await;
         let background = vec![

@@ -66,6 +66,9 @@ pub struct NodeJson {
     pub cpu: String,
     /// Allocatable memory, Kubernetes quantity (`4Gi`).
     pub memory: String,
+    /// The images of the cluster's RCs the node holds: reference to image ID.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
 }
 
 /// `GET /nodes/{name}`: the row plus everything `describe node` shows.

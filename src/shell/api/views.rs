@@ -55,6 +55,7 @@ pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJs
         ready: info.runtime_healthy,
         pods: record.pods.len(),
         labels: info.labels.clone(),
+        images: info.images.clone(),
         cpu: format_cpu(info.allocatable.cpu_millis),
         memory: format_memory(info.allocatable.memory_bytes),
     }
