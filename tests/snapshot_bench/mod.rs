@@ -196,6 +196,7 @@ pub fn whole_site(now: Duration) -> Site {
                         ready: true,
                         restarts: 0,
                         last_error: None,
+                        preparing: None,
                         ports: Vec::new(),
                         claim: Some(assignment.fingerprint()),
                     }

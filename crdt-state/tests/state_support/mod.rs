@@ -95,6 +95,7 @@ pub fn pod_status(rc: &str, index: u32, phase: PodPhase, restarts: u32) -> PodSt
         ready: phase == PodPhase::Running,
         restarts,
         last_error: None,
+        preparing: None,
         ports: Vec::new(),
         claim: Some(1),
     }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bollard::query_parameters::{ImportImageOptions, RemoveImageOptions};
 use bytes::Bytes;
@@ -20,13 +21,21 @@ use super::{DockerRuntime, Inner, RuntimeError, engine_message, error_for, is_no
 /// A stream of image archive bytes (`docker save` format).
 pub type ImageArchive = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
+/// Told what a fetch is doing (`ImageTransferring from node2 (40 MB)`),
+/// for the status of the pods that wait for it.
+pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
+
 /// Where an image the engine lacks can come from besides a registry.
 pub trait ImageSource: Send + Sync + fmt::Debug {
     /// Gets `reference` into the engine; `Ok(None)` when no source holds it
     /// (then the registry is tried), `Ok(Some(from))` once it is loaded and
     /// checked (`from` says where it came from, for logs), `Err` with why
     /// every source that holds it failed.
-    fn fetch(&self, reference: String) -> BoxFuture<'static, Result<Option<String>, String>>;
+    fn fetch(
+        &self,
+        reference: String,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<Option<String>, String>>;
 }
 
 /// Why a loaded archive was not accepted.
@@ -49,7 +58,7 @@ pub enum LoadError {
 impl DockerRuntime {
     /// Sets where missing images are fetched from before a registry pull.
     /// Only the first call counts.
-    pub fn set_image_source(&self, source: std::sync::Arc<dyn ImageSource>) {
+    pub fn set_image_source(&self, source: Arc<dyn ImageSource>) {
         let _ = self.inner.image_source.set(source);
     }
 

@@ -280,7 +280,7 @@ impl Inner {
             images.sort_unstable();
             images.dedup();
             for image in images {
-                self.ensure_image(image)
+                self.ensure_image(image, self.preparing(key))
                     .await
                     .map_err(StartFailure::Image)?;
             }
@@ -394,7 +394,7 @@ impl Inner {
 
     /// Uses the local image, else fetches it from a peer that holds it, else
     /// pulls exactly its tag; failures back off.
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    async fn ensure_image(&self, image: &str, progress: super::Progress) -> Result<(), String> {
         let docker = self
             .docker()
             .map_err(|e| super::error_for(&self.host, "inspect images", e).to_string())?;
@@ -417,7 +417,7 @@ impl Inner {
         // offline and gives every node the same image ID: ask it first.
         let mut peers_failed = None;
         if let Some(source) = self.image_source.get() {
-            match source.fetch(image.to_owned()).await {
+            match source.fetch(image.to_owned(), progress.clone()).await {
                 Ok(Some(from)) => {
                     tracing::info!(%image, %from, "image loaded from a peer");
                     self.pulls
@@ -430,6 +430,7 @@ impl Inner {
                 Err(why) => peers_failed = Some(why),
             }
         }
+        progress(format!("ImagePulling {image}"));
         let (repo, tag) = image_pull_ref(image);
         let options = CreateImageOptions {
             from_image: Some(repo),

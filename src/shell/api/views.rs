@@ -136,6 +136,7 @@ pub fn pod_json(
             })
             .collect(),
         last_error: pod.last_error.clone(),
+        preparing: pod.preparing.clone(),
         template_hash: pod.template_hash.to_string(),
         current,
     }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::seq::SliceRandom;
 use shoal_gossip::quic::ReplyStream;
-use shoal_runtime::docker::{ImageArchive, ImageSource};
+use shoal_runtime::docker::{ImageArchive, ImageSource, Progress};
 
 use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED};
 use super::{PeerImages, holders};
@@ -26,12 +27,16 @@ enum Failure {
 }
 
 impl ImageSource for PeerImages {
-    fn fetch(&self, reference: String) -> BoxFuture<'static, Result<Option<String>, String>> {
+    fn fetch(
+        &self,
+        reference: String,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<Option<String>, String>> {
         // The executor holds us by `Arc`; take a strong handle for the task.
         let images = self.me();
         Box::pin(async move {
             match images {
-                Some(images) => images.fetch_once(reference).await,
+                Some(images) => images.fetch_once(reference, progress).await,
                 None => Ok(None),
             }
         })
@@ -45,7 +50,11 @@ impl PeerImages {
 
     /// One fetch of `reference` at a time on this node: a caller that
     /// waited finds it loaded by the first.
-    async fn fetch_once(self: Arc<Self>, reference: String) -> Result<Option<String>, String> {
+    async fn fetch_once(
+        self: Arc<Self>,
+        reference: String,
+        progress: Progress,
+    ) -> Result<Option<String>, String> {
         let gate = self
             .in_flight
             .lock()
@@ -63,10 +72,14 @@ impl PeerImages {
         {
             return Ok(Some("this node (loaded meanwhile)".into()));
         }
-        self.fetch_from_holders(&reference).await
+        self.fetch_from_holders(&reference, &progress).await
     }
 
-    async fn fetch_from_holders(&self, reference: &str) -> Result<Option<String>, String> {
+    async fn fetch_from_holders(
+        &self,
+        reference: &str,
+        progress: &Progress,
+    ) -> Result<Option<String>, String> {
         let mut errors: Vec<String> = Vec::new();
         for round in 0..BUSY_ROUNDS {
             let snapshot = self.handle.snapshot().await.map_err(|e| e.to_string())?;
@@ -82,7 +95,9 @@ impl PeerImages {
             holders.shuffle(&mut rand::rng());
             let mut busy = false;
             for (name, addr, id) in holders {
-                match self.fetch_from(addr, reference, &id).await {
+                progress(format!("ImageTransferring from {name}"));
+                let report = transfer_progress(progress.clone(), name.clone());
+                match self.fetch_from(addr, reference, &id, report).await {
                     Ok(()) => {
                         self.loaded.notify_one();
                         return Ok(Some(name));
@@ -111,6 +126,7 @@ impl PeerImages {
         addr: std::net::SocketAddr,
         reference: &str,
         id: &str,
+        report: impl Fn(usize) + Send + 'static,
     ) -> Result<(), Failure> {
         let request = FetchRequest {
             reference: reference.to_owned(),
@@ -140,7 +156,7 @@ impl PeerImages {
                 ));
             }
         }
-        let archive = archive(first.slice(1..), reply);
+        let archive = archive(first.slice(1..), reply, report);
         let runtime = self.runtime().map_err(|e| failed(&e))?;
         runtime
             .load_image(archive, reference, id)
@@ -151,7 +167,12 @@ impl PeerImages {
 
 /// The rest of an answer as the byte stream the engine loads; a transfer
 /// error ends it with an error, which aborts the load.
-fn archive(head: Bytes, reply: ReplyStream) -> ImageArchive {
+fn archive(
+    head: Bytes,
+    reply: ReplyStream,
+    report: impl Fn(usize) + Send + 'static,
+) -> ImageArchive {
+    let mut received = 0usize;
     let start = (Some(head), Some(reply));
     let stream = futures_util::stream::unfold(start, |(head, reply)| async move {
         let mut reply = reply?;
@@ -164,6 +185,20 @@ fn archive(head: Bytes, reply: ReplyStream) -> ImageArchive {
             // The error ends the stream: nothing is read after it.
             Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, None))),
         }
+    })
+    .inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            received += chunk.len();
+            report(received);
+        }
     });
     Box::pin(stream)
+}
+
+/// Reports the bytes received from `holder` as a pod's progress.
+fn transfer_progress(progress: Progress, holder: String) -> impl Fn(usize) + Send + 'static {
+    move |received| {
+        let mb = received as f64 / 1e6;
+        progress(format!("ImageTransferring from {holder} ({mb:.1} MB)"));
+    }
 }
