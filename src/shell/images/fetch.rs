@@ -97,8 +97,15 @@ impl PeerImages {
             for (name, addr, id) in holders {
                 progress(format!("ImageTransferring from {name}"));
                 let report = transfer_progress(progress.clone(), name.clone());
+                let started = std::time::Instant::now();
                 match self.fetch_from(addr, reference, &id, report).await {
                     Ok(()) => {
+                        tracing::info!(
+                            %reference,
+                            holder = %name,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "image transferred and loaded"
+                        );
                         self.loaded.notify_one();
                         return Ok(Some(name));
                     }
