@@ -62,6 +62,7 @@ fn config(i: usize, incarnation: u64) -> PeerConfig {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     };
     let mut config = PeerConfig::new(NodeId(i as u64 + 1), addr(i), info);
     config.incarnation = incarnation;

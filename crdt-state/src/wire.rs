@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 /// The envelope version this build writes and reads.
 ///
 /// 2: digests carry content hashes besides stamps and versions.
-pub const WIRE_VERSION: u8 = 2;
+/// 3: node records list the images each node holds.
+pub const WIRE_VERSION: u8 = 3;
 
 /// No message may exceed this, whatever limit a caller passes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

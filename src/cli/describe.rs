@@ -106,6 +106,9 @@ fn pod(p: &PodJson, out: &mut impl Write) -> std::io::Result<()> {
             ports.join(", ")
         }
     )?;
+    if let Some(what) = &p.preparing {
+        writeln!(out, "Preparing:      {what}")?;
+    }
     writeln!(
         out,
         "Last error:     {}",

@@ -208,7 +208,11 @@ pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io:
         let mut row = vec![
             pod.name.clone(),
             pod.ready.to_string(),
-            pod.phase.clone(),
+            // As kubectl shows a waiting reason (`ContainerCreating`).
+            match (&pod.preparing, pod.phase.as_str()) {
+                (Some(what), "Pending") => what.clone(),
+                _ => pod.phase.clone(),
+            },
             pod.restarts.to_string(),
             pod.node.clone(),
             ports,

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::node::{ImageHoldings, NodeId, NodeInfo};
 use shoal_crdt_state::spec::RcSpec;
 use shoal_crdt_state::{Clock, ClusterState};
 use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
@@ -387,6 +387,20 @@ impl Peer {
         self.placement_dirty = true;
         self.spread(now, delta.into());
         self.request_reconcile(now);
+    }
+
+    /// Publishes which of the cluster's images the local engine holds,
+    /// when that changed (peers that lack one fetch it from a holder).
+    pub fn handle_images(&mut self, now: Duration, images: ImageHoldings) {
+        if self.config.info.images == images {
+            return;
+        }
+        self.config.info.images = images;
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
     }
 
     /// Learns `members` as alive without telling anyone: to resume from a

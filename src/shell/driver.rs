@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use shoal_crdt_state::node::ImageHoldings;
 use shoal_gossip::quic::QuicTransport;
 use shoal_runtime::docker::DockerRuntime;
 use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
@@ -27,6 +28,8 @@ use tokio::time::Instant;
 
 use super::acks::{self, Acks, Held};
 use super::handle::{Ack, Request};
+use super::images::PeerImages;
+use super::images::wire::FetchRequest;
 use super::join_watch::{JoinVerdict, JoinWatch};
 use super::persist::{Durability, Writer};
 use super::snapshots::SnapshotSource;
@@ -88,6 +91,10 @@ pub struct Driver {
     pub fatal: Option<tokio::sync::oneshot::Sender<String>>,
     /// Pods other node ids left on our engine, listed every so often.
     pub foreign: mpsc::Receiver<Vec<ForeignPod>>,
+    /// Serves the images peers fetch from us.
+    pub images: Arc<PeerImages>,
+    /// The images of the cluster's RCs our engine holds, when that changes.
+    pub holdings: mpsc::Receiver<ImageHoldings>,
 }
 
 /// Timers in deadline order; ties in the order they were scheduled.
@@ -164,12 +171,20 @@ impl Driver {
                     self.peer.handle_sync(wall_now(), from, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
-                    // A peer asks us to store a write durably (a replicated
-                    // acknowledgement): merge it, answer once it is on disk.
-                    self.peer.handle_sync(wall_now(), request.remote, &request.body);
-                    self.drain(&mut ls);
-                    let seq = self.writer.last_queued();
-                    self.hold(&mut ls, seq, Held::Replica(request.responder));
+                    if let Some(fetch) = FetchRequest::decode(&request.body) {
+                        // A peer fetches an image: served off this task.
+                        self.images.serve(fetch, request.responder);
+                    } else {
+                        // A peer asks us to store a write durably (a replicated
+                        // acknowledgement): merge it, answer once it is on disk.
+                        self.peer.handle_sync(wall_now(), request.remote, &request.body);
+                        self.drain(&mut ls);
+                        let seq = self.writer.last_queued();
+                        self.hold(&mut ls, seq, Held::Replica(request.responder));
+                    }
+                }
+                Some(held) = self.holdings.recv() => {
+                    self.peer.handle_images(wall_now(), held);
                 }
                 Some(pods) = self.foreign.recv() => {
                     self.peer.handle_foreign_pods(wall_now(), &pods);

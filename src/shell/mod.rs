@@ -8,12 +8,14 @@
 //! - [`acks`]: answers held until the write they acknowledge is durable.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
+//! - [`images`]: peers hand images to each other (the cluster as registry).
 
 pub mod acks;
 pub mod addresses;
 pub mod api;
 pub mod driver;
 pub mod handle;
+pub mod images;
 pub mod join_watch;
 pub mod persist;
 pub mod snapshots;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
+use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
 use super::snapshots::SnapshotSource;
@@ -120,6 +121,12 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (snapshots, reader) = SnapshotSource::new(&peer, &token.cluster_id());
+    let handle = PeerHandle::new(requests_tx, reader);
+    let images = PeerImages::new(transport.clone(), handle.clone(), &runtime);
+    runtime.set_image_source(images.clone());
+    let (holdings_tx, holdings) = mpsc::channel(1);
+    // Ends when the driver (the receiver) is gone.
+    tokio::spawn(holdings_loop(images.clone(), holdings_tx));
     let driver = Driver {
         peer,
         snapshots,
@@ -132,13 +139,15 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         join_watch,
         fatal: Some(fatal_tx),
         foreign,
+        images,
+        holdings,
     };
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {
         tracing::info!(pods = existing.len(), "adopted running pods");
     }
     Ok(Running {
-        handle: PeerHandle::new(requests_tx, reader),
+        handle,
         runtime,
         identity,
         advertise,
@@ -222,6 +231,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         leaving: false,
         started_ms: u64::try_from(wall_now().as_millis()).unwrap_or(u64::MAX),
         incarnation: 0,
+        images: Default::default(),
     }
 }
 

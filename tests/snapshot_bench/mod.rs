@@ -96,6 +96,7 @@ fn info(i: usize) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 
@@ -195,6 +196,7 @@ pub fn whole_site(now: Duration) -> Site {
                         ready: true,
                         restarts: 0,
                         last_error: None,
+                        preparing: None,
                         ports: Vec::new(),
                         claim: Some(assignment.fingerprint()),
                     }

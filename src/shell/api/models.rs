@@ -66,6 +66,9 @@ pub struct NodeJson {
     pub cpu: String,
     /// Allocatable memory, Kubernetes quantity (`4Gi`).
     pub memory: String,
+    /// The images of the cluster's RCs the node holds: reference to image ID.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
 }
 
 /// `GET /nodes/{name}`: the row plus everything `describe node` shows.
@@ -172,6 +175,10 @@ pub struct PodJson {
     pub restarts: u32,
     pub ports: Vec<PortJson>,
     pub last_error: Option<String>,
+    /// While pending: what is done before it can start
+    /// (`ImageTransferring from node2 (40.1 MB)`).
+    #[serde(default)]
+    pub preparing: Option<String>,
     pub template_hash: String,
     /// Runs the RC's current template (false during a rollout, or for pods of a deleted RC).
     pub current: bool,

@@ -55,6 +55,7 @@ pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJs
         ready: info.runtime_healthy,
         pods: record.pods.len(),
         labels: info.labels.clone(),
+        images: info.images.clone(),
         cpu: format_cpu(info.allocatable.cpu_millis),
         memory: format_memory(info.allocatable.memory_bytes),
     }
@@ -135,6 +136,7 @@ pub fn pod_json(
             })
             .collect(),
         last_error: pod.last_error.clone(),
+        preparing: pod.preparing.clone(),
         template_hash: pod.template_hash.to_string(),
         current,
     }
