@@ -166,6 +166,7 @@ fn with_host_ports(rcs: &BTreeMap<String, RcSpec>) -> BTreeMap<String, RcSpec> {
                 container_port: 80,
                 host_port: Some(10_000 + i as u16),
                 protocol: Protocol::Tcp,
+                name: None,
             });
             (name.clone(), spec)
         })

@@ -109,3 +109,79 @@ fn a_rolling_update_to_a_valid_image_changes_the_template() {
         image
     );
 }
+
+/// A NodePort service `name` on `port`, selecting `app: web`, its target
+/// the container port named `target`.
+fn service_command(name: &str, port: u16, target: &str) -> Command {
+    use shoal_crdt_state::service::{
+        ServiceBody, ServicePort, ServiceSpec, ServiceType, TargetPort,
+    };
+    Command::ApplyService(ServiceSpec {
+        name: name.to_owned(),
+        body: ServiceBody {
+            selector: [("app".to_owned(), "web".to_owned())].into(),
+            ports: vec![ServicePort {
+                name: None,
+                port,
+                target_port: TargetPort::Name(target.to_owned()),
+                protocol: shoal_crdt_state::spec::Protocol::Tcp,
+                node_port: None,
+            }],
+            service_type: ServiceType::NodePort,
+        },
+    })
+}
+
+#[test]
+fn services_are_checked_against_the_cluster_and_keep_their_node_port() {
+    let mut peer = peer_with_web();
+    // `web`'s container names no port: a named target is refused.
+    let refused = peer.handle_command(NOW, service_command("web", 8080, "http"));
+    let Err(CommandError::ServiceRejected(problems)) = &refused else {
+        panic!("a missing named port was accepted: {refused:?}");
+    };
+    assert!(
+        problems[0].contains("replicationcontroller \"web\""),
+        "{problems:?}"
+    );
+    while peer.poll_output().is_some() {}
+
+    // Give the container port a name; the service is accepted and gets a node port.
+    let mut web = rc("web", 2, "shoal-test/hello:1.0");
+    web.selector = [("app".to_owned(), "web".to_owned())].into();
+    web.template.labels = web.selector.clone();
+    web.template.containers[0].ports = vec![shoal_crdt_state::spec::PortSpec {
+        container_port: 80,
+        host_port: None,
+        protocol: shoal_crdt_state::spec::Protocol::Tcp,
+        name: shoal_crdt_state::spec::PortName::new("http"),
+    }];
+    peer.handle_command(NOW, Command::Apply(web)).unwrap();
+    let created = peer.handle_command(NOW, service_command("web", 8080, "http"));
+    assert_eq!(created, Ok(CommandOutcome::Created));
+    let node_port = |peer: &Peer, name: &str| {
+        peer.state().desired.service(name).unwrap().body.ports[0].node_port
+    };
+    let allocated = node_port(&peer, "web").expect("a node port");
+    // Re-applying the manifest (still without a node port) changes nothing.
+    let again = peer.handle_command(NOW, service_command("web", 8080, "http"));
+    assert_eq!(again, Ok(CommandOutcome::Unchanged));
+    assert_eq!(node_port(&peer, "web"), Some(allocated));
+
+    // Another service on the same port is refused, naming both.
+    let clash = peer.handle_command(NOW, service_command("api", 8080, "http"));
+    let message = clash.unwrap_err().to_string();
+    assert!(
+        message.contains("\"api\"") && message.contains("\"web\""),
+        "{message}"
+    );
+    // On another port it is given another node port.
+    peer.handle_command(NOW, service_command("api", 9090, "http"))
+        .unwrap();
+    assert_ne!(node_port(&peer, "api"), Some(allocated));
+
+    let deleted = peer.handle_command(NOW, Command::DeleteService { name: "api".into() });
+    assert_eq!(deleted, Ok(CommandOutcome::Deleted));
+    let missing = peer.handle_command(NOW, Command::DeleteService { name: "api".into() });
+    assert_eq!(missing, Err(CommandError::ServiceNotFound("api".into())));
+}

@@ -152,12 +152,14 @@ fn host_ports_are_never_shared_on_a_node() {
         container_port: 80,
         host_port: Some(8080),
         protocol: Protocol::Tcp,
+        name: None,
     });
     let mut udp = rc("dns", 2, 100, GIB);
     udp.template.containers[0].ports.push(PortSpec {
         container_port: 53,
         host_port: Some(8080),
         protocol: Protocol::Udp,
+        name: None,
     });
     let cluster = nodes(vec![(1, big_node()), (2, big_node())]);
     let a = assign(&rcs(vec![web, udp]), &cluster);
@@ -232,6 +234,7 @@ fn on_port(mut spec: RcSpec, port: u16, protocol: Protocol) -> RcSpec {
         container_port: 80,
         host_port: Some(port),
         protocol,
+        name: None,
     });
     spec
 }

@@ -176,6 +176,7 @@ proptest! {
                     container_port: 80,
                     host_port: Some(port(*p).port),
                     protocol: Protocol::Tcp,
+                    name: None,
                 });
                 (name, spec)
             })

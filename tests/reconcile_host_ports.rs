@@ -31,6 +31,7 @@ fn host_port_rc(name: &str, replicas: u32) -> RcSpec {
         container_port: 80,
         host_port: Some(18080),
         protocol: Protocol::Tcp,
+        name: None,
     });
     spec
 }

@@ -67,6 +67,7 @@ fn container(rng: &mut Rng, name: &str, version: u64) -> ContainerSpec {
             container_port: port,
             host_port: None,
             protocol: Protocol::Tcp,
+            name: None,
         }],
         resources: Resources {
             cpu_millis: 50 * (1 + rng.below(8)),

@@ -33,6 +33,7 @@ use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};
+use crate::service::ServiceRecord;
 use crate::spec::{Labels, PartitionPolicy, PodTemplate, RcSpec, UpdateStrategy};
 use crate::summarized::Summarized;
 
@@ -195,18 +196,23 @@ pub struct DesiredDelta {
     pub rcs: BTreeMap<String, RcRecord>,
     /// Decisions about nodes (see [`crate::node_decisions`]).
     pub nodes: BTreeMap<NodeId, NodeDecision>,
+    /// Services (see [`crate::service`]).
+    pub services: BTreeMap<String, ServiceRecord>,
 }
 
 impl DesiredDelta {
     pub fn is_empty(&self) -> bool {
-        self.rcs.values().all(RcRecord::is_empty) && self.nodes.values().all(NodeDecision::is_empty)
+        self.rcs.values().all(RcRecord::is_empty)
+            && self.nodes.values().all(NodeDecision::is_empty)
+            && self.services.values().all(ServiceRecord::is_empty)
     }
 
     /// The newest stamp carried: feed it to [`Clock::observe`](crate::hlc::Clock::observe).
     pub fn max_stamp(&self) -> Option<Hlc> {
         let rcs = self.rcs.values().filter_map(RcRecord::max_stamp);
         let nodes = self.nodes.values().filter_map(NodeDecision::max_stamp);
-        rcs.chain(nodes).max()
+        let services = self.services.values().filter_map(ServiceRecord::max_stamp);
+        rcs.chain(nodes).chain(services).max()
     }
 
     /// Join another delta into this one (to batch deltas before sending).
@@ -217,12 +223,15 @@ impl DesiredDelta {
         for (node, decision) in other.nodes {
             self.nodes.entry(node).or_default().merge(decision);
         }
+        for (name, record) in other.services {
+            self.services.entry(name).or_default().merge(record);
+        }
     }
 
     fn single(name: &str, record: RcRecord) -> DesiredDelta {
         DesiredDelta {
             rcs: BTreeMap::from([(name.to_owned(), record)]),
-            nodes: BTreeMap::new(),
+            ..DesiredDelta::default()
         }
     }
 }
@@ -234,6 +243,8 @@ pub struct DesiredState {
     rcs: BTreeMap<String, Summarized<RcRecord>>,
     /// Cordoned and removed nodes.
     pub(crate) nodes: NodeDecisions,
+    /// Services, like the RCs: each record with its digest entry.
+    pub(crate) services: BTreeMap<String, Summarized<ServiceRecord>>,
 }
 
 impl DesiredState {
@@ -406,6 +417,14 @@ impl DesiredState {
                 .update(|current| current.merge(record));
         }
         self.nodes.merge(delta.nodes);
+        for (name, record) in delta.services {
+            if !record.is_empty() {
+                self.services
+                    .entry(name)
+                    .or_default()
+                    .update(|current| current.merge(record));
+            }
+        }
     }
 
     /// Decisions about nodes: cordoned, removed.
@@ -443,11 +462,17 @@ impl DesiredState {
                 .map(|(name, record)| (name.clone(), record.get().clone()))
                 .collect(),
             nodes: self.nodes.to_delta(),
+            services: self
+                .services
+                .iter()
+                .map(|(name, record)| (name.clone(), record.get().clone()))
+                .collect(),
         }
     }
 
-    /// Remove tombstoned records whose newest stamp is older than `older_than`
-    /// (see the module doc for when that is safe). Returns the removed names.
+    /// Remove tombstoned records (RCs and services) whose newest stamp is
+    /// older than `older_than` (see the module doc for when that is safe).
+    /// Returns the removed names.
     pub fn collect_tombstones(&mut self, older_than: Hlc) -> Vec<String> {
         let doomed: Vec<String> = self
             .rcs
@@ -461,7 +486,19 @@ impl DesiredState {
         for name in &doomed {
             self.rcs.remove(name);
         }
-        doomed
+        let services: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, r)| {
+                let r = r.get();
+                r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &services {
+            self.services.remove(name);
+        }
+        doomed.into_iter().chain(services).collect()
     }
 
     fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {

@@ -38,6 +38,7 @@ use crate::node::NodeId;
 use crate::node_decisions::DecisionStamps;
 use crate::observed::NodeRecord;
 use crate::register::{encoding, stamp};
+use crate::service::ServiceRecord;
 use crate::summarized::Summarize;
 
 /// One RC as a peer holds it: per-register stamps and contents, history hash.
@@ -92,6 +93,40 @@ impl Summarize for RcRecord {
     }
 }
 
+/// One service as a peer holds it: per-register stamps and contents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStamps {
+    pub body: Option<Hlc>,
+    pub deleted: Option<Hlc>,
+    /// xxh3 of the body's encoding; 0 when never written.
+    pub body_hash: u64,
+    /// The deleted flag itself.
+    pub deleted_flag: bool,
+}
+
+impl ServiceStamps {
+    pub fn of(record: &ServiceRecord) -> ServiceStamps {
+        ServiceStamps {
+            body: stamp(&record.body),
+            deleted: stamp(&record.deleted),
+            body_hash: record.body.as_ref().map_or(0, |r| content_hash(&r.val)),
+            deleted_flag: record.is_deleted(),
+        }
+    }
+
+    fn stamps(&self) -> [Option<Hlc>; 2] {
+        [self.body, self.deleted]
+    }
+}
+
+impl Summarize for ServiceRecord {
+    type Summary = ServiceStamps;
+
+    fn summarize(&self) -> ServiceStamps {
+        ServiceStamps::of(self)
+    }
+}
+
 /// One node record as a peer holds it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeVersion {
@@ -138,6 +173,7 @@ pub struct Digest {
     /// Decisions about nodes (cordoned, removed), stamps and values.
     pub nodes: BTreeMap<NodeId, DecisionStamps>,
     pub observed: BTreeMap<NodeId, NodeVersion>,
+    pub services: BTreeMap<String, ServiceStamps>,
 }
 
 /// The wire form of a [`Digest`]. Decoding checks every writer index and
@@ -155,7 +191,12 @@ pub struct CompactDigest {
     nodes: Vec<(NodeId, [Option<CompactStamp>; 2], [bool; 2])>,
     /// Per node record: version, content hash.
     observed: Vec<(NodeId, u64, [u8; 8])>,
+    /// Per service, sorted by name.
+    services: Vec<CompactService>,
 }
+
+/// `(name, [body, deleted] stamps, body hash, deleted flag)`.
+type CompactService = (String, [Option<CompactStamp>; 2], [u8; 8], bool);
 
 /// `(physical_ms - base_ms, counter, index into writers)`.
 type CompactStamp = (u64, u32, u32);
@@ -170,7 +211,8 @@ impl From<Digest> for CompactDigest {
         let all = || {
             let rcs = digest.desired.values().flat_map(|s| s.stamps()).flatten();
             let nodes = digest.nodes.values().flat_map(decision_stamps).flatten();
-            rcs.chain(nodes)
+            let services = digest.services.values().flat_map(|s| s.stamps()).flatten();
+            rcs.chain(nodes).chain(services)
         };
         let base_ms = all().map(|s| s.physical_ms).min().unwrap_or(0);
         let mut writers: Vec<NodeId> = all().map(|s| s.node).collect();
@@ -206,7 +248,21 @@ impl From<Digest> for CompactDigest {
             .into_iter()
             .map(|(node, v)| (node, v.version, v.content.to_le_bytes()))
             .collect();
+        let services = digest
+            .services
+            .iter()
+            .map(|(name, s)| {
+                let stamps = s.stamps().map(|o| o.map(compact));
+                (
+                    name.clone(),
+                    stamps,
+                    s.body_hash.to_le_bytes(),
+                    s.deleted_flag,
+                )
+            })
+            .collect();
         CompactDigest {
+            services,
             base_ms,
             rcs,
             nodes,
@@ -264,6 +320,16 @@ impl TryFrom<CompactDigest> for Digest {
             };
             nodes.insert(*node, stamps);
         }
+        let mut services = BTreeMap::new();
+        for (name, [body, deleted], hash, flag) in &compact.services {
+            let stamps = ServiceStamps {
+                body: body.map(expand).transpose()?,
+                deleted: deleted.map(expand).transpose()?,
+                body_hash: u64::from_le_bytes(*hash),
+                deleted_flag: *flag,
+            };
+            services.insert(name.clone(), stamps);
+        }
         let observed = compact
             .observed
             .into_iter()
@@ -276,6 +342,7 @@ impl TryFrom<CompactDigest> for Digest {
             desired,
             nodes,
             observed,
+            services,
         })
     }
 }

@@ -18,6 +18,8 @@ pub enum StateError {
          keep the selector's labels on the template, or apply a new manifest"
     )]
     SelectorMismatch { name: String, selector: String },
+    #[error("service {name:?} not found: create it with `shoal apply -f <manifest>`")]
+    UnknownService { name: String },
     #[error(
         "node {node} has no observed record yet: publish its node info before its pod statuses"
     )]

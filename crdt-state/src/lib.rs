@@ -6,6 +6,8 @@
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history.
 //! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
+//! - [`service`]: Service objects (name, selector, ports), replicated like RCs;
+//!   [`service_checks`]: their rules against other services and RCs.
 //! - [`observed`]: observed state, node → single-writer versioned record.
 //! - [`digest`]: per-record stamps/versions and content hashes a peer holds,
 //!   and their compact wire form; `summarized` caches them next to each
@@ -66,6 +68,8 @@ pub mod hlc;
 pub mod node_decisions;
 pub mod observed;
 pub mod register;
+pub mod service;
+pub mod service_checks;
 pub mod sync;
 pub mod wire;
 
@@ -76,5 +80,6 @@ pub use error::StateError;
 pub use hlc::{Clock, Hlc};
 pub use node_decisions::{NodeDecision, NodeDecisions};
 pub use observed::{NodeRecord, ObservedDelta, ObservedState};
-pub use sync::{ClusterState, Delta, Digest, NodeVersion, RcStamps};
+pub use service::{ServiceRecord, ServiceSpec, ServiceView};
+pub use sync::{ClusterState, Delta, Digest, NodeVersion, RcStamps, ServiceStamps};
 pub use wire::WireError;

@@ -80,6 +80,15 @@ impl PodTemplate {
             .collect()
     }
 
+    /// The container port called `name` in any container of the pod.
+    pub fn named_port(&self, name: &str) -> Option<u16> {
+        self.containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .find(|p| p.name.is_some_and(|n| n.as_str() == name))
+            .map(|p| p.container_port)
+    }
+
     /// The first container's image: what `get rc` shows.
     pub fn primary_image(&self) -> &str {
         self.containers.first().map_or("", |c| c.image.as_str())
@@ -139,6 +148,67 @@ pub struct PortSpec {
     /// Fixed host port; `None` lets the engine pick one (reported in pod status).
     pub host_port: Option<u16>,
     pub protocol: Protocol,
+    /// What a Service's `targetPort` may call it (`http`).
+    pub name: Option<PortName>,
+}
+
+/// A container port's name: an IANA service name, at most 15 characters,
+/// kept inline so that ports stay `Copy`. Encoded as a plain string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortName {
+    len: u8,
+    bytes: [u8; PortName::MAX_LEN],
+}
+
+impl PortName {
+    pub const MAX_LEN: usize = 15;
+
+    /// `None` for an empty or longer name, or one that is not ASCII.
+    pub fn new(name: &str) -> Option<PortName> {
+        if name.is_empty() || name.len() > Self::MAX_LEN || !name.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(PortName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from ASCII in `new`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for PortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for PortName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PortName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PortName::new(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "port name {text:?} is not 1 to 15 ASCII characters"
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

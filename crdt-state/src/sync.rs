@@ -11,7 +11,8 @@
 //! registers, what they hold, and a 64-bit hash of its history. Per-register
 //! stamps (not one max stamp per RC) are needed for exactness: A may have
 //! the newer template while B has the newer replica count. Observed state:
-//! node → version and content hash. See [`crate::digest`].
+//! node → version and content hash. Services: per service, the stamps of
+//! its two registers and what they hold. See [`crate::digest`].
 //!
 //! **Exactness.** `missing_for` returns exactly the registers and records the
 //! digest's owner lacks, holds with an older stamp/version, or holds with the
@@ -38,10 +39,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{DesiredDelta, DesiredState, RcRecord};
-pub use crate::digest::{Digest, NodeVersion, RcContent, RcStamps};
+pub use crate::digest::{Digest, NodeVersion, RcContent, RcStamps, ServiceStamps};
 use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::observed::{ObservedDelta, ObservedState};
+use crate::service::ServiceRecord;
 
 impl DesiredState {
     pub fn digest(&self) -> BTreeMap<String, RcStamps> {
@@ -79,6 +81,42 @@ impl DesiredState {
             }
         }
         delta
+    }
+}
+
+impl DesiredState {
+    pub fn service_digest(&self) -> BTreeMap<String, ServiceStamps> {
+        self.summarized_services()
+            .map(|(name, record)| (name.to_owned(), *record.summary()))
+            .collect()
+    }
+
+    /// The service registers the owner of `digest` lacks, holds older, or
+    /// holds under the same stamp with another value.
+    pub fn services_missing_for(
+        &self,
+        digest: &BTreeMap<String, ServiceStamps>,
+    ) -> BTreeMap<String, ServiceRecord> {
+        let mut out = BTreeMap::new();
+        for (name, record) in self.summarized_services() {
+            let (mine, ours) = (record.get(), record.summary());
+            let theirs = digest.get(name).copied().unwrap_or_default();
+            let missing = ServiceRecord {
+                body: wanted((ours.body, ours.body_hash), (theirs.body, theirs.body_hash))
+                    .then(|| mine.body.clone())
+                    .flatten(),
+                deleted: wanted(
+                    (ours.deleted, ours.deleted_flag),
+                    (theirs.deleted, theirs.deleted_flag),
+                )
+                .then(|| mine.deleted.clone())
+                .flatten(),
+            };
+            if !missing.is_empty() {
+                out.insert(name.to_owned(), missing);
+            }
+        }
+        out
     }
 }
 
@@ -167,6 +205,7 @@ impl ClusterState {
             desired: self.desired.digest(),
             nodes: self.desired.nodes.digest(),
             observed: self.observed.digest(),
+            services: self.desired.service_digest(),
         }
     }
 
@@ -174,6 +213,7 @@ impl ClusterState {
     pub fn missing_for(&self, digest: &Digest) -> Delta {
         let mut desired = self.desired.missing_for(&digest.desired);
         desired.nodes = self.desired.nodes.missing_for(&digest.nodes);
+        desired.services = self.desired.services_missing_for(&digest.services);
         Delta {
             desired,
             observed: self.observed.missing_for(&digest.observed),

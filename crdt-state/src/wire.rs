@@ -21,8 +21,10 @@ use serde::de::DeserializeOwned;
 /// The envelope version this build writes and reads.
 ///
 /// 2: digests carry content hashes besides stamps and versions.
-/// 3: node records list the images each node holds.
-pub const WIRE_VERSION: u8 = 3;
+/// 3: services in the desired state, its deltas and digests; container
+///    ports carry their names.
+/// 4: node records list the images each node holds.
+pub const WIRE_VERSION: u8 = 4;
 
 /// No message may exceed this, whatever limit a caller passes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -36,6 +36,7 @@ fn expected_hello() -> RcSpec {
                     container_port: 80,
                     host_port: Some(8080),
                     protocol: Protocol::Tcp,
+                    name: None,
                 }],
                 resources: Resources::default(),
                 readiness_probe: None,

@@ -454,6 +454,6 @@ fn v1beta1_containers_carry_cpu_memory_and_command() {
 
 #[test]
 fn list_items_are_named_by_their_index() {
-    let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Service\n";
-    rejects(text, "items[0].kind", "\"Service\"");
+    let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Deployment\n";
+    rejects(text, "items[0].kind", "\"Deployment\"");
 }

@@ -15,6 +15,8 @@ use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::observed::{NodeRecord, ObservedDelta, ObservedState};
 use shoal_crdt_state::pod::PodPhase;
 use shoal_crdt_state::register;
+use shoal_crdt_state::service::{ServiceBody, ServicePort, ServiceRecord, ServiceType, TargetPort};
+use shoal_crdt_state::spec::Protocol;
 use shoal_crdt_state::sync::{ClusterState, Delta};
 use shoal_crdt_state::wire;
 use state_support::{
@@ -84,17 +86,51 @@ fn arb_record() -> impl Strategy<Value = RcRecord> {
         })
 }
 
+/// Service bodies that differ in selector and port, so equal stamps often
+/// carry different bodies.
+fn arb_service_body() -> impl Strategy<Value = ServiceBody> {
+    (0..2usize, 0u16..2).prop_map(|(sel, port)| ServiceBody {
+        selector: BTreeMap::from([("tier".to_owned(), NAMES[sel].to_owned())]),
+        ports: vec![ServicePort {
+            name: None,
+            port: 8080 + port,
+            target_port: TargetPort::Number(80),
+            protocol: Protocol::Tcp,
+            node_port: None,
+        }],
+        service_type: ServiceType::ClusterIP,
+    })
+}
+
+fn arb_service_record() -> impl Strategy<Value = ServiceRecord> {
+    (
+        proptest::option::of((arb_service_body(), arb_stamp())),
+        proptest::option::of((any::<bool>(), arb_stamp())),
+    )
+        .prop_map(|(body, deleted)| ServiceRecord {
+            body: body.map(|(v, s)| register::write(v, s)),
+            deleted: deleted.map(|(v, s)| register::write(v, s)),
+        })
+}
+
 fn arb_desired() -> impl Strategy<Value = DesiredState> {
-    prop::collection::btree_map(prop::sample::select(&NAMES[..2]), arb_record(), 0..3).prop_map(
-        |rcs| {
+    let names = || prop::sample::select(&NAMES[..2]);
+    (
+        prop::collection::btree_map(names(), arb_record(), 0..3),
+        prop::collection::btree_map(names(), arb_service_record(), 0..3),
+    )
+        .prop_map(|(rcs, services)| {
             let mut state = DesiredState::new();
             state.merge_delta(DesiredDelta {
                 rcs: rcs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                services: services
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
                 ..DesiredDelta::default()
             });
             state
-        },
-    )
+        })
 }
 
 fn arb_node_record() -> impl Strategy<Value = NodeRecord> {
@@ -333,6 +369,22 @@ proptest! {
             if let Some(reg) = &rec.deleted {
                 let differs = reg.val != theirs.content.deleted;
                 prop_assert!(wanted(Some(reg.marker), theirs.deleted, differs));
+            }
+        }
+        for (name, rec) in &delta.desired.services {
+            let theirs = b_digest.services.get(name).copied().unwrap_or_default();
+            let ours = a_digest.services[name];
+            if rec.body.is_some() {
+                prop_assert!(
+                    ours.body > theirs.body
+                        || (ours.body == theirs.body && ours.body_hash != theirs.body_hash)
+                );
+            }
+            if rec.deleted.is_some() {
+                prop_assert!(
+                    ours.deleted > theirs.deleted
+                        || (ours.deleted == theirs.deleted && ours.deleted_flag != theirs.deleted_flag)
+                );
             }
         }
         for (node, rec) in &delta.observed.nodes {

@@ -162,7 +162,10 @@ type RawDigest = (
     Vec<RawRc>,
     Vec<RawDecision>,
     Vec<(NodeId, u64, [u8; 8])>,
+    Vec<RawService>,
 );
+
+type RawService = (String, [Option<(u64, u32, u32)>; 2], [u8; 8], bool);
 
 const NO_CONTENT: ([u8; 8], u32, bool) = ([0; 8], 0, false);
 
@@ -173,7 +176,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     let compact = wire::encode(&digest).unwrap();
     // The same maps with full stamps, as a plain encoding would send them.
     // Stamps shrink to about a third; content hashes cost the same in both.
-    let plain = wire::encode(&(&digest.desired, &digest.observed)).unwrap();
+    let plain = wire::encode(&(&digest.desired, &digest.observed, &digest.services)).unwrap();
     assert!(
         compact.len() * 4 < plain.len() * 3,
         "compact {} vs plain {}",
@@ -192,6 +195,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         )],
         vec![],
         vec![],
+        vec![],
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #3"), "{err}");
@@ -205,6 +209,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             0,
             NO_CONTENT,
         )],
+        vec![],
         vec![],
         vec![],
     );
@@ -222,8 +227,17 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         )],
         vec![(NodeId(4), [None, Some((2, 0, 1))], [false, true])],
         vec![(NodeId(9), 3, 11u64.to_le_bytes())],
+        vec![(
+            "hello".to_owned(),
+            [Some((1, 0, 0)), None],
+            5u64.to_le_bytes(),
+            false,
+        )],
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
+    let hello = read.services["hello"];
+    assert_eq!(hello.body, Some(Hlc::new(1_001, 0, NodeId(7))));
+    assert_eq!(hello.body_hash, 5);
     let web = read.desired["web"];
     assert_eq!(web.body, Some(Hlc::new(1_005, 2, NodeId(9))));
     assert_eq!(web.replicas, Some(Hlc::new(1_000, 0, NodeId(7))));
@@ -244,7 +258,21 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false])],
         vec![],
+        vec![],
     );
+    let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
+    assert!(err.to_string().contains("writer #0"), "{err}");
+    // A service stamp naming an unlisted writer is rejected too.
+    let bad_service: RawDigest = (
+        vec![],
+        0,
+        vec![],
+        vec![],
+        vec![],
+        vec![("hello".to_owned(), [None, Some((0, 0, 2))], [0; 8], true)],
+    );
+    let err = wire::decode::<Digest>(&wire::encode(&bad_service).unwrap(), LIMIT).unwrap_err();
+    assert!(err.to_string().contains("writer #2"), "{err}");
     let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #0"), "{err}");
 }

@@ -186,6 +186,7 @@ fn template() -> PodTemplate {
                 container_port: 80,
                 host_port: None,
                 protocol: Protocol::Tcp,
+                name: None,
             }],
             ..ContainerSpec::new("web", IMAGE)
         }],

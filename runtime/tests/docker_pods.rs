@@ -268,6 +268,7 @@ async fn containers_of_a_pod_share_localhost_and_their_logs_are_readable() {
         container_port: 80,
         host_port: None,
         protocol: Protocol::Tcp,
+        name: None,
     });
     let mut client = container("client", HELLO_11);
     client.command = vec![

@@ -394,6 +394,7 @@ mod tests {
             container_port: 80,
             host_port: Some(18080),
             protocol: Protocol::Tcp,
+            name: None,
         });
         on_port.containers.push(main);
         let start = |i| PodAction::Start {

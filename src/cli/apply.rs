@@ -1,5 +1,6 @@
 //! `shoal apply -f FILE|-`: send manifests to a peer; it creates or updates
-//! every RC in them (or none, if any is invalid) and the cluster follows.
+//! every RC and service in them (or none, if any is invalid) and the
+//! cluster follows.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -40,8 +41,8 @@ pub fn run<R: Read, O: Write, E: Write>(
             for applied in &response.applied {
                 writeln!(
                     io.stdout,
-                    "replicationcontroller/{} {}",
-                    applied.name, applied.outcome
+                    "{}/{} {}",
+                    applied.kind, applied.name, applied.outcome
                 )?;
             }
             Ok(true)

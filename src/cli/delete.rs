@@ -1,5 +1,6 @@
-//! `shoal delete rc NAME` or `shoal delete -f FILE`: remove RCs; their pods
-//! are stopped by the nodes that run them.
+//! `shoal delete rc NAME`, `shoal delete svc NAME` or `shoal delete -f
+//! FILE`: remove RCs (their pods are stopped by the nodes that run them)
+//! and services.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,10 +18,10 @@ use crate::shell::api::models::CommandResponse;
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// `rc NAME` (or `NAME`), `node NAME`; or none with `-f`.
+    /// `rc NAME` (or `NAME`), `svc NAME`, `node NAME`; or none with `-f`.
     #[arg(value_name = "[rc] NAME", num_args = 0..=2)]
     pub target: Vec<String>,
-    /// Delete every RC this manifest declares; `-` reads standard input.
+    /// Delete every RC and service this manifest declares; `-` reads standard input.
     #[arg(
         short = 'f',
         long = "filename",
@@ -38,16 +39,20 @@ pub fn run<R: Read, O: Write, E: Write>(
     args: &DeleteArgs,
     io: &mut Io<'_, R, O, E>,
 ) -> anyhow::Result<bool> {
-    let names: Vec<String> = match &args.file {
+    let names: Vec<(Kind, String)> = match &args.file {
         Some(file) => {
             let text = read_manifest(file, io.stdin)?;
             match manifest::parse_manifests(&text) {
-                Ok(parsed) => parsed.specs.into_iter().map(|s| s.name).collect(),
+                Ok(parsed) => {
+                    let rcs = parsed.specs.into_iter().map(|s| (Kind::Rc, s.name));
+                    let services = parsed.services.into_iter().map(|s| (Kind::Service, s.name));
+                    rcs.chain(services).collect()
+                }
                 Err(err) => {
                     writeln!(io.stderr, "{err}")?;
                     writeln!(
                         io.stderr,
-                        "{}: cannot tell which RCs to delete; nothing was deleted",
+                        "{}: cannot tell what to delete; nothing was deleted",
                         file.display()
                     )?;
                     return Ok(false);
@@ -55,7 +60,9 @@ pub fn run<R: Read, O: Write, E: Write>(
             }
         }
         None if args.target.is_empty() => {
-            anyhow::bail!("say what to delete: `shoal delete rc NAME` or `shoal delete -f FILE`")
+            anyhow::bail!(
+                "say what to delete: `shoal delete rc NAME`, `shoal delete svc NAME` or `shoal delete -f FILE`"
+            )
         }
         None => {
             if let [kind, name] = args.target.as_slice()
@@ -68,19 +75,25 @@ pub fn run<R: Read, O: Write, E: Write>(
                 };
                 return super::node::delete(&target, io.stdout);
             }
-            vec![rc_name(&args.target)?.to_owned()]
+            if let [kind, name] = args.target.as_slice()
+                && Kind::parse(kind)? == Kind::Service
+            {
+                vec![(Kind::Service, name.clone())]
+            } else {
+                vec![(Kind::Rc, rc_name(&args.target)?.to_owned())]
+            }
         }
     };
     let client = Client::new(&args.client)?;
     let mut ok = true;
-    for name in names {
-        let path = format!("/rcs/{}{}", segment(&name), args.ack.query());
+    for (kind, name) in names {
+        let path = format!("{}/{}{}", kind.path(), segment(&name), args.ack.query());
+        let word = match kind {
+            Kind::Service => "service",
+            _ => "replicationcontroller",
+        };
         match client::block_on(client.delete::<CommandResponse>(&path))? {
-            Ok(response) => writeln!(
-                io.stdout,
-                "replicationcontroller/{} {}",
-                response.name, response.outcome
-            )?,
+            Ok(response) => writeln!(io.stdout, "{word}/{} {}", response.name, response.outcome)?,
             Err(err) if args.file.is_some() && err.is::<ApiRefusal>() => {
                 // Keep going through the file, as kubectl does; report each miss.
                 writeln!(io.stderr, "error: {err:#}")?;

@@ -1,4 +1,4 @@
-//! `shoal describe rc|pod|node NAME`: everything known about one object, as
+//! `shoal describe rc|pod|node|svc NAME`: everything known about one object, as
 //! `Key: value` lines, with its pods and problems.
 
 use std::io::Write;
@@ -8,11 +8,11 @@ use clap::Args;
 use super::client::{self, Client, ClientArgs, segment};
 use super::get::{Kind, pod_table};
 use super::table;
-use crate::shell::api::models::{NodeDetail, PodJson, RcDetail};
+use crate::shell::api::models::{NodeDetail, PodJson, RcDetail, ServiceDetail};
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// rc, pod or node.
+    /// rc, pod, node or svc.
     #[arg(value_name = "KIND")]
     pub kind: String,
     pub name: String,
@@ -28,6 +28,7 @@ pub fn run(args: &DescribeArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         Kind::Rc => rc(&client::block_on(client.get::<RcDetail>(&path))??, out)?,
         Kind::Pod => pod(&client::block_on(client.get::<PodJson>(&path))??, out)?,
         Kind::Node => node(&client::block_on(client.get::<NodeDetail>(&path))??, out)?,
+        Kind::Service => service(&client::block_on(client.get::<ServiceDetail>(&path))??, out)?,
     }
     out.flush()?;
     Ok(true)
@@ -146,6 +147,52 @@ fn node(d: &NodeDetail, out: &mut impl Write) -> std::io::Result<()> {
         for line in String::from_utf8_lossy(&table).lines() {
             writeln!(out, "  {line}")?;
         }
+    }
+    Ok(())
+}
+
+fn service(d: &ServiceDetail, out: &mut impl Write) -> std::io::Result<()> {
+    let s = &d.service;
+    writeln!(out, "Name:           {}", s.name)?;
+    writeln!(out, "Type:           {}", s.service_type)?;
+    writeln!(out, "Selector:       {}", table::labels(&s.selector))?;
+    for p in &s.ports {
+        let name = p.name.as_deref().unwrap_or("<unset>");
+        writeln!(
+            out,
+            "Port:           {name}  {}  -> target {}",
+            p, p.target_port
+        )?;
+    }
+    for conflict in &s.conflicts {
+        writeln!(out, "Conflict:       {conflict}")?;
+    }
+    writeln!(
+        out,
+        "Endpoints:      {} ready / {} total",
+        s.endpoints_ready, s.endpoints_total
+    )?;
+    if d.endpoints.is_empty() {
+        return writeln!(out, "  selector matches no pods");
+    }
+    let mut t = table::Table::new(&["POD", "NODE", "ADDRESS", "READY"]);
+    for e in &d.endpoints {
+        let address = if e.addresses.is_empty() {
+            "<none>".to_owned()
+        } else {
+            e.addresses.join(",")
+        };
+        t.row(vec![
+            e.pod.clone(),
+            e.node.clone(),
+            address,
+            e.ready.to_string(),
+        ]);
+    }
+    let mut text = Vec::new();
+    t.write(&mut text)?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        writeln!(out, "  {line}")?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `shoal get nodes|rc|pods [NAME] [-o json|yaml|wide]`: tables like kubectl's.
+//! `shoal get nodes|rc|pods|svc [NAME] [-o json|yaml|wide]`: tables like kubectl's.
 
 use std::io::Write;
 
@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::client::{self, Client, ClientArgs, segment};
 use super::table::{self, Table};
-use crate::shell::api::models::{NodeDetail, NodeJson, PodJson, RcDetail, RcJson};
+use crate::shell::api::models::{
+    NodeDetail, NodeJson, PodJson, RcDetail, RcJson, ServiceDetail, ServiceJson,
+};
 
 /// The kinds of objects, with kubectl's spellings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +18,7 @@ pub enum Kind {
     Node,
     Rc,
     Pod,
+    Service,
 }
 
 impl Kind {
@@ -24,7 +27,8 @@ impl Kind {
             "node" | "nodes" | "no" => Ok(Kind::Node),
             "rc" | "rcs" | "replicationcontroller" | "replicationcontrollers" => Ok(Kind::Rc),
             "pod" | "pods" | "po" => Ok(Kind::Pod),
-            _ => anyhow::bail!("unknown resource type {word:?}; use nodes, rc or pods"),
+            "svc" | "service" | "services" => Ok(Kind::Service),
+            _ => anyhow::bail!("unknown resource type {word:?}; use nodes, rc, pods or svc"),
         }
     }
 
@@ -34,6 +38,7 @@ impl Kind {
             Kind::Node => "/nodes",
             Kind::Rc => "/rcs",
             Kind::Pod => "/pods",
+            Kind::Service => "/services",
         }
     }
 }
@@ -48,7 +53,7 @@ pub enum GetFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// nodes, rc or pods.
+    /// nodes, rc, pods or svc.
     #[arg(value_name = "KIND")]
     pub kind: String,
     /// Show only this one.
@@ -101,6 +106,18 @@ async fn get(
         (Kind::Pod, None) => {
             let rows: Vec<PodJson> = client.get(kind.path()).await?;
             emit(args.output, &rows, out, |out| pod_table(&rows, wide, out))
+        }
+        (Kind::Service, None) => {
+            let rows: Vec<ServiceJson> = client.get(kind.path()).await?;
+            emit(args.output, &rows, out, |out| {
+                service_table(&rows, wide, out)
+            })
+        }
+        (Kind::Service, Some(path)) => {
+            let svc: ServiceDetail = client.get(path).await?;
+            emit(args.output, &svc, out, |out| {
+                service_table(std::slice::from_ref(&svc.service), wide, out)
+            })
         }
         (Kind::Pod, Some(path)) => {
             let pod: PodJson = client.get(path).await?;
@@ -225,6 +242,43 @@ pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io:
                     .clone()
                     .unwrap_or_else(|| "<none>".to_owned()),
             ]);
+        }
+        t.row(row);
+    }
+    t.write(out)
+}
+
+pub fn service_table(
+    rows: &[ServiceJson],
+    wide: bool,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut headers = vec!["NAME", "TYPE", "SELECTOR", "PORTS", "ENDPOINTS"];
+    if wide {
+        headers.extend(["TARGETS", "CONFLICTS"]);
+    }
+    let mut t = Table::new(&headers);
+    for svc in rows {
+        let ports: Vec<String> = svc.ports.iter().map(ToString::to_string).collect();
+        let mut row = vec![
+            svc.name.clone(),
+            svc.service_type.clone(),
+            table::labels(&svc.selector),
+            if ports.is_empty() {
+                "<none>".to_owned()
+            } else {
+                ports.join(",")
+            },
+            format!("{}/{}", svc.endpoints_ready, svc.endpoints_total),
+        ];
+        if wide {
+            let targets: Vec<String> = svc.ports.iter().map(|p| p.target_port.clone()).collect();
+            row.push(targets.join(","));
+            row.push(if svc.conflicts.is_empty() {
+                "<none>".to_owned()
+            } else {
+                svc.conflicts.join("; ")
+            });
         }
         t.row(row);
     }

@@ -57,13 +57,13 @@ pub enum Command {
     /// Run a peer in the foreground: create a cluster, or --join one.
     #[cfg(feature = "shell")]
     Up(Box<up::UpArgs>),
-    /// Create or update the ReplicationControllers of a manifest.
+    /// Create or update the ReplicationControllers and Services of a manifest.
     #[cfg(feature = "shell")]
     Apply(apply::ApplyArgs),
-    /// List nodes, rc or pods (`get KIND [NAME] [-o json|yaml|wide]`).
+    /// List nodes, rc, pods or svc (`get KIND [NAME] [-o json|yaml|wide]`).
     #[cfg(feature = "shell")]
     Get(get::GetArgs),
-    /// Show everything about one rc, pod or node.
+    /// Show everything about one rc, pod, node or svc.
     #[cfg(feature = "shell")]
     Describe(describe::DescribeArgs),
     /// Change an RC's replica count (`scale [rc] NAME --replicas N`).
@@ -72,7 +72,7 @@ pub enum Command {
     /// Move an RC to a new image, one replica at a time.
     #[cfg(feature = "shell")]
     RollingUpdate(rolling_update::RollingUpdateArgs),
-    /// Delete an RC (`delete rc NAME`) or the RCs of a manifest (`delete -f FILE`).
+    /// Delete an RC (`delete rc NAME`), a service (`delete svc NAME`) or what a manifest declares (`delete -f FILE`).
     #[cfg(feature = "shell")]
     Delete(delete::DeleteArgs),
     /// Print a pod's output, from whichever node runs it.

@@ -40,10 +40,10 @@ pub fn run<R: Read, O: Write, E: Write>(
                 writeln!(io.stderr, "{warning}")?;
             }
             let rendered = match args.output {
-                OutputFormat::Yaml => render::to_yaml(&parsed.specs)
+                OutputFormat::Yaml => render::manifests_to_yaml(&parsed.specs, &parsed.services)
                     .context("writing the normalized manifests as YAML")?,
                 OutputFormat::Json => {
-                    let mut json = render::to_json(&parsed.specs)
+                    let mut json = render::manifests_to_json(&parsed.specs, &parsed.services)
                         .context("writing the normalized manifests as JSON")?;
                     json.push('\n');
                     json

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
-use shoal_crdt_state::{StateError, image_ref};
+use shoal_crdt_state::service::ServiceSpec;
+use shoal_crdt_state::{StateError, image_ref, service_checks};
 
 use super::io::{Command, CommandError, CommandOutcome};
 use super::{Peer, ms};
@@ -100,6 +101,15 @@ impl Peer {
                 let delta = self.state.remove_node(node, true, stamp);
                 (delta, CommandOutcome::Deleted)
             }
+            Command::ApplyService(spec) => self.apply_service(spec, stamp)?,
+            Command::DeleteService { name } => {
+                let delta = self
+                    .state
+                    .desired
+                    .delete_service(&name, stamp)
+                    .map_err(|_| CommandError::ServiceNotFound(name.clone()))?;
+                (delta, CommandOutcome::Deleted)
+            }
             Command::Delete { name } => {
                 let delta = self
                     .state
@@ -110,8 +120,11 @@ impl Peer {
             }
         };
         if !delta.is_empty() {
-            self.rcs_dirty = true;
-            self.placement_dirty = true;
+            // Services change neither placement nor what a node runs.
+            if !delta.rcs.is_empty() || !delta.nodes.is_empty() {
+                self.rcs_dirty = true;
+                self.placement_dirty = true;
+            }
             let decided = !delta.nodes.is_empty();
             self.outputs
                 .push_back(super::Output::Persist(delta.clone().into()));
@@ -122,6 +135,59 @@ impl Peer {
             self.request_reconcile(now);
         }
         Ok(outcome)
+    }
+}
+
+impl Peer {
+    /// Checks a service against every other live service and RC (the same
+    /// rules a manifest is checked with), allocates its missing node ports
+    /// (keeping the ones it already has), and writes it.
+    fn apply_service(
+        &mut self,
+        mut spec: ServiceSpec,
+        stamp: shoal_crdt_state::Hlc,
+    ) -> Result<(shoal_crdt_state::DesiredDelta, CommandOutcome), CommandError> {
+        let desired = &self.state.desired;
+        let existing = desired.service(&spec.name);
+        if let Some(current) = existing {
+            for port in spec.body.ports.iter_mut().filter(|p| p.node_port.is_none()) {
+                port.node_port = current
+                    .body
+                    .ports
+                    .iter()
+                    .find(|p| p.port == port.port)
+                    .and_then(|p| p.node_port);
+            }
+        }
+        let others = || desired.live_services().map(|s| (s.name, s.body));
+        let templates = || desired.live_rcs().map(|rc| (rc.name, &rc.body.template));
+        let mut problems = service_checks::port_clashes(&spec.name, &spec.body, others());
+        problems.extend(service_checks::host_port_clashes(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
+        problems.extend(service_checks::missing_target_ports(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
+        if problems.is_empty()
+            && let Err(full) = service_checks::allocate_node_ports(&mut spec, others(), templates())
+        {
+            problems.push(full);
+        }
+        if !problems.is_empty() {
+            return Err(CommandError::ServiceRejected(problems));
+        }
+        let existed = existing.is_some();
+        let delta = self.state.desired.apply_service(&spec, stamp);
+        let outcome = match (existed, delta.is_empty()) {
+            (_, true) => CommandOutcome::Unchanged,
+            (false, false) => CommandOutcome::Created,
+            (true, false) => CommandOutcome::Configured,
+        };
+        Ok((delta, outcome))
     }
 }
 

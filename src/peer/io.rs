@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shoal_crdt_state::image_ref::ImageRefError;
 use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::service::ServiceSpec;
 use shoal_crdt_state::spec::RcSpec;
 use shoal_gossip::TimerToken;
 use shoal_runtime::vocabulary::PodAction;
@@ -128,6 +129,11 @@ pub enum Command {
     RemoveNode {
         node: NodeId,
     },
+    /// Create or update a service; node ports left out are allocated.
+    ApplyService(ServiceSpec),
+    DeleteService {
+        name: String,
+    },
 }
 
 /// What a command did, for the user.
@@ -177,6 +183,11 @@ pub enum CommandError {
         "node {node} is alive; drain it (`shoal drain {name}`) and stop its peer before deleting it"
     )]
     NodeAlive { node: NodeId, name: String },
+    #[error("service \"{0}\" not found")]
+    ServiceNotFound(String),
+    /// A service clashes with another or with an RC's ports: one line each.
+    #[error("{}", .0.join("; "))]
+    ServiceRejected(Vec<String>),
     #[error("invalid command: {0}")]
     Invalid(String),
 }

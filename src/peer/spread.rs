@@ -35,6 +35,12 @@ impl Peer {
             one.nodes.insert(node, decision);
             self.spread_record(now, key, one.into());
         }
+        for (name, record) in delta.desired.services {
+            let key = record_key(b"service", name.as_bytes());
+            let mut one = DesiredDelta::default();
+            one.services.insert(name, record);
+            self.spread_record(now, key, one.into());
+        }
         for (node, record) in delta.observed.nodes {
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
@@ -227,6 +233,17 @@ impl Peer {
                 changed.desired.nodes.insert(node, decision);
             }
         }
+        for (name, record) in delta.desired.services {
+            let before = self.state.desired.service_record(&name).cloned();
+            let mut one = DesiredDelta::default();
+            one.services.insert(name.clone(), record.clone());
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.service_record(&name) != before.as_ref() {
+                changed.desired.services.insert(name, record);
+            }
+        }
         for (node, record) in delta.observed.nodes {
             if node == self.config.node {
                 self.merge_own_record(now, record);
@@ -264,8 +281,11 @@ impl Peer {
                 self.check_name(now);
             }
             if !changed.desired.is_empty() {
-                self.rcs_dirty = true;
-                self.placement_dirty = true;
+                // Services change neither placement nor what a node runs.
+                if !changed.desired.rcs.is_empty() || !changed.desired.nodes.is_empty() {
+                    self.rcs_dirty = true;
+                    self.placement_dirty = true;
+                }
                 self.outputs
                     .push_back(Output::Persist(changed.desired.clone().into()));
             }

@@ -48,7 +48,7 @@
 //! polling 50 times a second: one build per change, as eagerly, plus the
 //! round trip of the read that finds the snapshot stale.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -56,11 +56,13 @@ use shoal_crdt_state::ClusterState;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
 use shoal_crdt_state::spec::TemplateHash;
-use shoal_gossip::MemberView;
+use shoal_gossip::{MemberState, MemberView};
 use tokio::sync::watch;
 
 use crate::peer::{Peer, PeerStats};
 use crate::placement::Assignment;
+use crate::services::ServiceTable;
+use crate::services::endpoints::{self, EndpointInputs};
 
 /// Everything the read verbs show, as this peer saw it between two inputs.
 #[derive(Debug)]
@@ -84,6 +86,9 @@ pub struct Snapshot {
     /// shared by every reader of this snapshot: hashing encodes the whole
     /// template, once per RC instead of once per pod listed.
     current_templates: OnceLock<BTreeMap<String, TemplateHash>>,
+    /// Every service with its endpoints, derived on first use: what the
+    /// load balancer, DNS and the service API read.
+    services: OnceLock<ServiceTable>,
 }
 
 impl Snapshot {
@@ -104,6 +109,30 @@ impl Snapshot {
             })
             .get(rc)
             .copied()
+    }
+}
+
+impl Snapshot {
+    /// Every service and its endpoints as this snapshot has them (see
+    /// [`crate::services::endpoints`]); derived once, shared by readers.
+    pub fn services(&self) -> &ServiceTable {
+        self.services.get_or_init(|| {
+            let alive: BTreeSet<NodeId> = self
+                .members
+                .members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .map(|m| m.identity.node)
+                .collect();
+            let owner = |pod: &PodId| self.assignment.owner(pod);
+            endpoints::derive(&EndpointInputs {
+                desired: &self.state.desired,
+                observed: &self.state.observed,
+                alive: &alive,
+                owner: &owner,
+                me: self.me,
+            })
+        })
     }
 }
 
@@ -203,6 +232,7 @@ fn snapshot_of(
 ) -> Snapshot {
     Snapshot {
         current_templates: OnceLock::new(),
+        services: OnceLock::new(),
         generation,
         me: peer.node(),
         addr: peer.config().addr,

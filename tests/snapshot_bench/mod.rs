@@ -129,6 +129,7 @@ pub fn spec(i: usize) -> RcSpec {
                     container_port: 8080,
                     host_port: None,
                     protocol: Protocol::Tcp,
+                    name: None,
                 }],
                 resources: Resources {
                     cpu_millis: 10,

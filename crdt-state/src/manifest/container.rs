@@ -16,7 +16,9 @@ use super::quantity;
 use super::tree::{Node, Value};
 use super::validate::ReadContainer;
 use crate::image_ref;
-use crate::spec::{ContainerSpec, EnvVar, PortSpec, Probe, ProbeAction, Protocol, Resources};
+use crate::spec::{
+    ContainerSpec, EnvVar, PortName, PortSpec, Probe, ProbeAction, Protocol, Resources,
+};
 
 /// Which manifest form the container comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +274,7 @@ fn ports(
                 }
             }
         });
+        let mut port_name = None;
         if let Some(n) = optional(item, "name") {
             let name_path = join(&p, "name");
             if let Some(name) = string(ctx, n, &name_path) {
@@ -293,6 +296,8 @@ fn ports(
                         n.line,
                         format!("duplicate port name {name:?}; name each port once"),
                     );
+                } else {
+                    port_name = PortName::new(&name);
                 }
             }
         }
@@ -301,6 +306,7 @@ fn ports(
                 container_port,
                 host_port,
                 protocol,
+                name: port_name,
             });
             sources.push((i, item.line));
         }

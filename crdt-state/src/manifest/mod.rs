@@ -1,8 +1,10 @@
-//! Manifests: YAML or JSON text in, validated [`RcSpec`]s out.
+//! Manifests: YAML or JSON text in, validated [`RcSpec`]s and
+//! [`ServiceSpec`]s out.
 //!
 //! Accepted: the 2014 `v1beta1` ReplicationController (the Kubernetes "hello"
-//! example) and the Kubernetes `v1` ReplicationController, as multi-document
-//! YAML or JSON, a single object or a `kind: List` with `items`.
+//! example) and the Kubernetes `v1` ReplicationController, and Services in
+//! both forms (`service`), as multi-document YAML or JSON, a single object
+//! or a `kind: List` with `items`.
 //!
 //! Every problem of every document is reported at once, each with its
 //! document, field path, line and what to do; harmless unknown fields are
@@ -24,6 +26,7 @@ mod fields;
 pub mod limits;
 pub mod quantity;
 pub mod render;
+mod service;
 pub mod tree;
 mod v1;
 mod v1beta1;
@@ -34,6 +37,8 @@ use std::collections::BTreeMap;
 pub use annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
 pub use error::{Diagnostic, ManifestError, ManifestProblem, ManifestWarning};
 
+use crate::service::ServiceSpec;
+use crate::service_checks;
 use crate::spec::RcSpec;
 use fields::{Ctx, index, join};
 use tree::{Node, Value};
@@ -42,10 +47,20 @@ use tree::{Node, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedManifests {
     pub specs: Vec<RcSpec>,
+    pub services: Vec<ServiceSpec>,
     pub warnings: Vec<ManifestWarning>,
 }
 
-/// Parses and validates every ReplicationController in `text`.
+/// One object of a manifest.
+enum Object {
+    Rc(RcSpec),
+    Service(ServiceSpec),
+}
+
+/// Where an object was declared: document, path prefix, line.
+type Source = (usize, String, Option<usize>);
+
+/// Parses and validates every ReplicationController and Service in `text`.
 ///
 /// Fails if anything is wrong anywhere: a document with a problem never
 /// yields a partial spec, and the error lists all problems of all documents.
@@ -70,19 +85,24 @@ pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut specs: Vec<(RcSpec, usize, String, Option<usize>)> = Vec::new();
+    let mut services: Vec<(ServiceSpec, Source)> = Vec::new();
     if documents.is_empty() {
         problems.push(ManifestProblem(Diagnostic {
             document: 0,
             path: String::new(),
             line: None,
-            message: "no manifest found: the input is empty; give a ReplicationController".into(),
+            message:
+                "no manifest found: the input is empty; give a ReplicationController or a Service"
+                    .into(),
         }));
     }
     for (i, doc) in documents.iter().enumerate() {
         let mut ctx = Ctx::new(i + 1);
         for (base, object) in objects(&mut ctx, doc) {
-            if let Some(spec) = parse_object(&mut ctx, object, &base) {
-                specs.push((spec, i + 1, base, object.line));
+            match parse_object(&mut ctx, object, &base) {
+                Some(Object::Rc(spec)) => specs.push((spec, i + 1, base, object.line)),
+                Some(Object::Service(spec)) => services.push((spec, (i + 1, base, object.line))),
+                None => {}
             }
         }
         // Read top to bottom, whatever order the walk found them in.
@@ -105,9 +125,11 @@ pub fn parse_manifests(text: &str) -> Result<ParsedManifests, ManifestError> {
             }));
         }
     }
+    check_services(&documents, &services, &specs, &mut problems);
     if problems.is_empty() {
         Ok(ParsedManifests {
             specs: specs.into_iter().map(|(s, ..)| s).collect(),
+            services: services.into_iter().map(|(s, _)| s).collect(),
             warnings,
         })
     } else {
@@ -137,8 +159,56 @@ fn objects<'a>(ctx: &mut Ctx, doc: &'a Node) -> Vec<(String, &'a Node)> {
     }
 }
 
+/// Services of one manifest against each other and its RCs: names,
+/// shared ports, named target ports (the same rules apply does against the
+/// cluster, see [`service_checks`]).
+fn check_services(
+    documents: &[Node],
+    services: &[(ServiceSpec, Source)],
+    rcs: &[(RcSpec, usize, String, Option<usize>)],
+    problems: &mut Vec<ManifestProblem>,
+) {
+    let mut problem = |(document, _, line): &Source, path: String, message: String| {
+        problems.push(ManifestProblem(Diagnostic {
+            document: *document,
+            path,
+            line: *line,
+            message,
+        }));
+    };
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (spec, source)) in services.iter().enumerate() {
+        let (document, base, _) = source;
+        let name_path = name_path(base, doc_at(documents, *document, base));
+        if let Some(first) = first_seen.insert(&spec.name, *document) {
+            let message = format!(
+                "Service {:?} is declared twice (also in doc {first}); names must be unique",
+                spec.name
+            );
+            problem(source, name_path, message);
+            continue;
+        }
+        let earlier = services[..i]
+            .iter()
+            .map(|(s, _)| (s.name.as_str(), &s.body));
+        for message in service_checks::port_clashes(&spec.name, &spec.body, earlier) {
+            problem(source, join(base, "spec.ports"), message);
+        }
+        let templates = || rcs.iter().map(|(rc, ..)| (rc.name.as_str(), &rc.template));
+        let mut found = service_checks::host_port_clashes(&spec.name, &spec.body, templates());
+        found.extend(service_checks::missing_target_ports(
+            &spec.name,
+            &spec.body,
+            templates(),
+        ));
+        for message in found {
+            problem(source, join(base, "spec.ports"), message);
+        }
+    }
+}
+
 /// Dispatches on `kind` and `apiVersion`.
-fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<RcSpec> {
+fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<Object> {
     if !matches!(object.value, Value::Map(_)) {
         let msg = format!(
             "a manifest must be a mapping (a ReplicationController), got {}",
@@ -153,12 +223,16 @@ fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<RcSpec> {
             value: Value::Str(kind),
             ..
         }) if kind == "ReplicationController" => {}
+        Some(Node {
+            value: Value::Str(kind),
+            ..
+        }) if kind == "Service" => return parse_service(ctx, object, base).map(Object::Service),
         Some(node) => {
             let kind = node
                 .as_str()
                 .map_or_else(|| node.to_string(), str::to_owned);
             let msg = format!(
-                "kind {kind:?} is not supported; Shoal runs ReplicationControllers (kind: ReplicationController)"
+                "kind {kind:?} is not supported; Shoal runs ReplicationControllers and Services (kind: ReplicationController or Service)"
             );
             ctx.error(&kind_path, node.line, msg);
             return None;
@@ -172,8 +246,8 @@ fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<RcSpec> {
     let version_path = join(base, "apiVersion");
     match object.get("apiVersion") {
         Some(node) => match node.as_str() {
-            Some("v1") => v1::parse(ctx, object, base),
-            Some("v1beta1") => v1beta1::parse(ctx, object, base),
+            Some("v1") => v1::parse(ctx, object, base).map(Object::Rc),
+            Some("v1beta1") => v1beta1::parse(ctx, object, base).map(Object::Rc),
             _ => {
                 let msg = format!(
                     "apiVersion {node} is not supported for a ReplicationController; use v1 (or the 2014 v1beta1)"
@@ -183,10 +257,35 @@ fn parse_object(ctx: &mut Ctx, object: &Node, base: &str) -> Option<RcSpec> {
             }
         },
         // The 2014 form is recognisable by its shape even without a version.
-        None if object.get("desiredState").is_some() => v1beta1::parse(ctx, object, base),
+        None if object.get("desiredState").is_some() => {
+            v1beta1::parse(ctx, object, base).map(Object::Rc)
+        }
         None => {
             let msg = "apiVersion is missing; add `apiVersion: v1`";
             ctx.error(&version_path, object.line, msg);
+            None
+        }
+    }
+}
+
+/// A Service, v1 or the 2014 v1beta1 (recognisable by its `id`).
+fn parse_service(ctx: &mut Ctx, object: &Node, base: &str) -> Option<ServiceSpec> {
+    match object.get("apiVersion") {
+        Some(node) => match node.as_str() {
+            Some("v1") => service::parse_v1(ctx, object, base),
+            Some("v1beta1") => service::parse_v1beta1(ctx, object, base),
+            _ => {
+                let msg = format!(
+                    "apiVersion {node} is not supported for a Service; use v1 (or the 2014 v1beta1)"
+                );
+                ctx.error(&join(base, "apiVersion"), node.line, msg);
+                None
+            }
+        },
+        None if object.get("id").is_some() => service::parse_v1beta1(ctx, object, base),
+        None => {
+            let msg = "apiVersion is missing; add `apiVersion: v1`";
+            ctx.error(&join(base, "apiVersion"), object.line, msg);
             None
         }
     }

@@ -1,4 +1,5 @@
-//! An [`RcSpec`] written back as a Kubernetes `v1` ReplicationController.
+//! An [`RcSpec`] written back as a Kubernetes `v1` ReplicationController,
+//! and a [`ServiceSpec`] as a `v1` Service.
 //!
 //! This is the normalized form `shoal validate` prints and `get rc -o yaml`
 //! can reuse: every default made explicit (replicas, selector, probe timings,
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
+use crate::service::{ServiceSpec, TargetPort};
 use crate::spec::{
     ContainerSpec, Labels, PartitionPolicy, Probe, ProbeAction, RcSpec, RestartPolicy,
 };
@@ -85,6 +87,8 @@ pub struct V1EnvVar {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct V1Port {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub container_port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
@@ -199,6 +203,7 @@ fn container(c: &ContainerSpec) -> V1Container {
             .ports
             .iter()
             .map(|p| V1Port {
+                name: p.name.map(|n| n.to_string()),
                 container_port: p.container_port,
                 host_port: p.host_port,
                 protocol: match p.protocol {
@@ -275,6 +280,113 @@ pub fn to_yaml(specs: &[RcSpec]) -> Result<String, serde_saphyr::SerializeError>
 /// One JSON object for a single spec; a `kind: List` for several.
 pub fn to_json(specs: &[RcSpec]) -> Result<String, serde_json::Error> {
     let objects: Vec<V1ReplicationController> = specs.iter().map(to_v1).collect();
+    if let [single] = objects.as_slice() {
+        return serde_json::to_string_pretty(single);
+    }
+    serde_json::to_string_pretty(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": objects,
+    }))
+}
+
+/// A [`ServiceSpec`] as a Kubernetes `v1` Service.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V1Service {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: V1ServiceMetadata,
+    pub spec: V1ServiceSpec,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct V1ServiceMetadata {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct V1ServiceSpec {
+    #[serde(rename = "type")]
+    pub service_type: &'static str,
+    pub selector: Labels,
+    pub ports: Vec<V1ServicePort>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V1ServicePort {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u16,
+    /// A number, or a container port's name.
+    pub target_port: serde_json::Value,
+    pub protocol: &'static str,
+    /// Absent when the applying peer is to allocate one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
+}
+
+pub fn service_to_v1(spec: &ServiceSpec) -> V1Service {
+    V1Service {
+        api_version: "v1",
+        kind: "Service",
+        metadata: V1ServiceMetadata {
+            name: spec.name.clone(),
+        },
+        spec: V1ServiceSpec {
+            service_type: spec.body.service_type.as_str(),
+            selector: spec.body.selector.clone(),
+            ports: spec
+                .body
+                .ports
+                .iter()
+                .map(|p| V1ServicePort {
+                    name: p.name.clone(),
+                    port: p.port,
+                    target_port: match &p.target_port {
+                        TargetPort::Number(n) => (*n).into(),
+                        TargetPort::Name(name) => name.clone().into(),
+                    },
+                    protocol: "TCP",
+                    node_port: p.node_port,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Every object of a manifest, normalized: RCs then services, as YAML
+/// documents separated by `---`.
+pub fn manifests_to_yaml(
+    specs: &[RcSpec],
+    services: &[ServiceSpec],
+) -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = to_yaml(specs)?;
+    for service in services {
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(&service_to_v1(service))?);
+    }
+    Ok(out)
+}
+
+/// Every object of a manifest as JSON: one object alone, else a `kind: List`.
+pub fn manifests_to_json(
+    specs: &[RcSpec],
+    services: &[ServiceSpec],
+) -> Result<String, serde_json::Error> {
+    if services.is_empty() {
+        return to_json(specs);
+    }
+    let mut objects: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|s| serde_json::to_value(to_v1(s)))
+        .collect::<Result<_, _>>()?;
+    for service in services {
+        objects.push(serde_json::to_value(service_to_v1(service))?);
+    }
     if let [single] = objects.as_slice() {
         return serde_json::to_string_pretty(single);
     }

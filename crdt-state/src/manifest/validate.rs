@@ -323,6 +323,7 @@ mod tests {
                     container_port,
                     host_port,
                     protocol: Protocol::Tcp,
+                    name: None,
                 })
                 .collect(),
             resources: Resources::default(),

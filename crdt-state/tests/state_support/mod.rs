@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use shoal_crdt_state::hlc::{Clock, DEFAULT_MAX_DRIFT_MS, Hlc};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
+use shoal_crdt_state::service::{ServiceBody, ServicePort, ServiceSpec, ServiceType, TargetPort};
 use shoal_crdt_state::spec::{
     ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
     RestartPolicy, UpdateStrategy,
@@ -34,6 +35,7 @@ pub fn template(name: &str, image: &str) -> PodTemplate {
                 container_port: 8080,
                 host_port: None,
                 protocol: Protocol::Tcp,
+                name: None,
             }],
             resources: Resources {
                 cpu_millis: 100,
@@ -137,6 +139,32 @@ pub enum Op {
         rc: usize,
         index: u32,
     },
+    /// Apply service `name` with port `8080 + port`.
+    ApplyService {
+        name: usize,
+        port: u16,
+    },
+    DeleteService {
+        name: usize,
+    },
+}
+
+/// A ClusterIP service selecting `app: NAME` on one port.
+pub fn service(name: &str, port: u16) -> ServiceSpec {
+    ServiceSpec {
+        name: name.to_owned(),
+        body: ServiceBody {
+            selector: BTreeMap::from([("app".to_owned(), name.to_owned())]),
+            ports: vec![ServicePort {
+                name: None,
+                port,
+                target_port: TargetPort::Number(8080),
+                protocol: Protocol::Tcp,
+                node_port: None,
+            }],
+            service_type: ServiceType::ClusterIP,
+        },
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +266,15 @@ pub fn local(peer: &mut Peer, op: &Op, now_ms: u64) -> Delta {
             s.update_strategy.max_surge = *surge;
             state.desired.apply(&s, peer.clock.tick(now_ms)).into()
         }
+        Op::ApplyService { name, port } => state
+            .desired
+            .apply_service(&service(NAMES[*name], 8080 + port), peer.clock.tick(now_ms))
+            .into(),
+        Op::DeleteService { name } => state
+            .desired
+            .delete_service(NAMES[*name], peer.clock.tick(now_ms))
+            .map(Delta::from)
+            .unwrap_or_default(),
         Op::Scale { name, replicas } => state
             .desired
             .scale(NAMES[*name], *replicas, peer.clock.tick(now_ms))
@@ -302,6 +339,8 @@ pub fn arb_op() -> impl Strategy<Value = Op> {
         2 => (0..NAMES.len(), 0u32..4, 0u32..3)
             .prop_map(|(rc, index, restarts)| Op::PodStatus { rc, index, restarts }),
         1 => (0..NAMES.len(), 0u32..4).prop_map(|(rc, index)| Op::RemovePod { rc, index }),
+        2 => (0..NAMES.len(), 0u16..2).prop_map(|(name, port)| Op::ApplyService { name, port }),
+        1 => (0..NAMES.len()).prop_map(|name| Op::DeleteService { name }),
     ]
 }
 

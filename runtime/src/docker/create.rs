@@ -176,6 +176,7 @@ mod tests {
                         container_port: 80,
                         host_port: None,
                         protocol: Protocol::Tcp,
+                        name: None,
                     }],
                 ),
                 container(
@@ -184,6 +185,7 @@ mod tests {
                         container_port: 9000,
                         host_port: Some(19000),
                         protocol: Protocol::Udp,
+                        name: None,
                     }],
                 ),
             ],

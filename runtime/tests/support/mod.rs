@@ -115,6 +115,7 @@ pub fn hello_template(image: &str) -> PodTemplate {
         container_port: 80,
         host_port: None,
         protocol: Protocol::Tcp,
+        name: None,
     });
     template(vec![web])
 }

@@ -142,8 +142,12 @@ impl From<HandleError> for ApiError {
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> ApiError {
         let status = match err {
-            CommandError::NotFound(_) | CommandError::NoSuchNode(_) => StatusCode::NOT_FOUND,
-            CommandError::NodeAlive { .. } => StatusCode::CONFLICT,
+            CommandError::NotFound(_)
+            | CommandError::NoSuchNode(_)
+            | CommandError::ServiceNotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::NodeAlive { .. } | CommandError::ServiceRejected(_) => {
+                StatusCode::CONFLICT
+            }
             CommandError::NoSuchContainer { .. }
             | CommandError::InvalidImage { .. }
             | CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -158,6 +162,8 @@ impl From<CommandError> for ApiError {
                 format!("image: {image:?} is not a valid image reference: {reason}")
             }
             CommandError::NoSuchNode(_) => format!("{err}; `shoal get nodes` lists them"),
+            CommandError::ServiceNotFound(_) => format!("{err}; `shoal get svc` lists them"),
+            CommandError::ServiceRejected(_) => err.to_string(),
             CommandError::NodeAlive { .. } | CommandError::Invalid(_) => err.to_string(),
         };
         ApiError::new(status, message)

@@ -12,18 +12,24 @@
 //! - [`models`]: the JSON shapes (shared with the CLI).
 //! - `views`: snapshot → models, and the counting rules `get` shows.
 //! - `render`: views of the whole snapshot, built off the runtime's workers.
+//! - `apply`: a manifest's RCs and services, checked, then written.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
+//! - `services`, `service_views`: apply, list, describe, replace, delete.
 //! - `reads`: nodes, pods, health.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /api/v1/rcs` | apply manifest text (YAML multi-doc or JSON) |
+//! | `POST /api/v1/rcs` | apply manifest text (YAML multi-doc or JSON; RCs and services) |
 //! | `GET /api/v1/rcs`, `GET /api/v1/rcs/{name}` | list, describe |
 //! | `PUT /api/v1/rcs/{name}/scale` | `{"replicas": N}` |
 //! | `POST /api/v1/rcs/{name}/rolling-update` | `{"image": I, "container": C?}` |
 //! | `DELETE /api/v1/rcs/{name}` | delete |
+//! | `POST /api/v1/services` | apply manifest text (services and RCs) |
+//! | `GET /api/v1/services`, `GET /api/v1/services/{name}` | list, describe (endpoints) |
+//! | `PUT /api/v1/services/{name}` | apply a manifest of that one service |
+//! | `DELETE /api/v1/services/{name}` | delete |
 //! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
 //! | `POST /api/v1/nodes/{name}/cordon`, `.../uncordon` | placement may (not) use it |
 //! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
@@ -38,12 +44,15 @@ pub mod error;
 pub mod models;
 pub mod views;
 
+mod apply;
 mod guards;
 mod logs;
 mod nodes;
 mod rcs;
 mod reads;
 mod render;
+mod service_views;
+mod services;
 
 use std::sync::Arc;
 
@@ -86,6 +95,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/rcs/{name}", get(rcs::describe).delete(rcs::delete))
         .route("/rcs/{name}/scale", put(rcs::scale))
         .route("/rcs/{name}/rolling-update", post(rcs::rolling_update))
+        .route("/services", post(services::create).get(services::list))
+        .route(
+            "/services/{name}",
+            get(services::describe)
+                .put(services::replace)
+                .delete(services::delete),
+        )
         .route("/nodes", get(reads::nodes))
         .route("/nodes/{name}", get(reads::node).delete(nodes::delete))
         .route("/nodes/{name}/cordon", post(nodes::cordon))
@@ -110,7 +126,7 @@ pub fn router(state: ApiState) -> Router {
 
 async fn unknown_route(uri: Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no API route {}; routes live under /api/v1 (rcs, nodes, pods, healthz)",
+        "no API route {}; routes live under /api/v1 (rcs, services, nodes, pods, healthz)",
         uri.path()
     ))
 }

@@ -5,12 +5,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Outcome of one RC in a `POST /rcs`.
+/// Outcome of one object in a `POST /rcs` or `POST /services`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedJson {
+    /// `replicationcontroller` or `service` (kubectl's resource word).
+    #[serde(default = "rc_kind")]
+    pub kind: String,
     pub name: String,
     /// kubectl's word: created, configured, unchanged.
     pub outcome: String,
+}
+
+fn rc_kind() -> String {
+    "replicationcontroller".to_owned()
 }
 
 /// Response of `POST /rcs`.
@@ -192,4 +199,65 @@ pub struct Health {
     pub id: String,
     pub cluster: String,
     pub members: usize,
+}
+
+/// One port of a service, as `get svc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePortJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u16,
+    /// A number or a container port's name, as declared.
+    pub target_port: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<u16>,
+    pub protocol: String,
+}
+
+impl std::fmt::Display for ServicePortJson {
+    /// kubectl's form: `8080/TCP`, `8080:30080/TCP` with a node port.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.node_port {
+            Some(node_port) => write!(f, "{}:{node_port}/{}", self.port, self.protocol),
+            None => write!(f, "{}/{}", self.port, self.protocol),
+        }
+    }
+}
+
+/// One row of `GET /services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceJson {
+    pub name: String,
+    /// ClusterIP or NodePort.
+    #[serde(rename = "type")]
+    pub service_type: String,
+    pub selector: BTreeMap<String, String>,
+    pub ports: Vec<ServicePortJson>,
+    /// Endpoints the load balancer may use now.
+    pub endpoints_ready: usize,
+    /// Every pod the selector matches, ready or not.
+    pub endpoints_total: usize,
+    /// Ports this service lost to an older service that claimed them
+    /// concurrently (`port 8080 is held by service "web"`); empty normally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+}
+
+/// One pod behind a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointJson {
+    pub pod: String,
+    pub node: String,
+    /// Where each service port reaches the pod (`127.0.0.12:32768`), in
+    /// service-port order; empty when the pod publishes none.
+    pub addresses: Vec<String>,
+    pub ready: bool,
+}
+
+/// `GET /services/{name}`: the row and each endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDetail {
+    #[serde(flatten)]
+    pub service: ServiceJson,
+    pub endpoints: Vec<EndpointJson>,
 }

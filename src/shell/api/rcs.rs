@@ -10,9 +10,7 @@ use axum::response::Response;
 use shoal_crdt_state::{image_ref, manifest};
 
 use super::error::ApiError;
-use super::models::{
-    AppliedJson, ApplyResponse, CommandResponse, RollingUpdateRequest, ScaleRequest,
-};
+use super::models::{ApplyResponse, CommandResponse, RollingUpdateRequest, ScaleRequest};
 use super::{ApiState, render, views};
 use crate::peer::{Command, CommandError, CommandOutcome};
 use crate::shell::handle::Ack;
@@ -38,45 +36,16 @@ impl WaitQuery {
     }
 }
 
-/// `POST /rcs`: every RC of the manifest, or none if any document is invalid.
-/// 201 when something was created, 200 otherwise.
+/// `POST /rcs`: every RC and service of the manifest, or none if any
+/// document is invalid. 201 when something was created, 200 otherwise.
 pub(super) async fn apply(
     State(state): State<ApiState>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ApplyResponse>), ApiError> {
     let ack = WaitQuery::ack(query)?;
-    let body = body?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the manifest is not UTF-8 text (byte {}); send YAML or JSON",
-            e.valid_up_to()
-        ))
-    })?;
-    let parsed = manifest::parse_manifests(text).map_err(|e| ApiError::manifest(&e))?;
-    let mut applied = Vec::with_capacity(parsed.specs.len());
-    let mut created = false;
-    for spec in parsed.specs {
-        let name = spec.name.clone();
-        let outcome = state.handle.command_with(Command::Apply(spec), ack).await?;
-        created |= outcome == CommandOutcome::Created;
-        applied.push(AppliedJson {
-            name,
-            outcome: outcome.as_str().to_owned(),
-        });
-    }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(ApplyResponse {
-            applied,
-            warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
-        }),
-    ))
+    let parsed = super::apply::parse(&body?)?;
+    super::apply::apply(&state, parsed, ack).await
 }
 
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {

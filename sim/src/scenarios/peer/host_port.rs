@@ -21,6 +21,7 @@ fn on_port(mut spec: RcSpec) -> RcSpec {
         container_port: 80,
         host_port: Some(PORT),
         protocol: Protocol::Tcp,
+        name: None,
     });
     spec
 }
