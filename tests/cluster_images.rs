@@ -117,6 +117,26 @@ fn replicas_on_machines_without_the_image_get_it_from_a_peer() {
         cluster.get_json(0, "nodes")
     );
 
+    // `get images` at any peer: the image, its ID, held by all 3 nodes.
+    let listed = cluster.get_json(2, "images");
+    assert_eq!(listed[0]["image"], IMAGE, "{listed}");
+    assert_eq!(
+        listed[0]["holders"].as_object().unwrap().len(),
+        3,
+        "{listed}"
+    );
+    assert_eq!(
+        listed[0]["missing"].as_array().unwrap().len(),
+        0,
+        "{listed}"
+    );
+    let table = ok(&cluster.cli(2, &["get", "images"]));
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        table.contains(IMAGE) && table.contains(short) && table.contains("3/3"),
+        "{table}"
+    );
+
     // A member asking machine 0 directly: the image of an RC, under its ID,
     // comes as an archive; any other image, or another ID, is refused.
     let to: SocketAddr = cluster.peers[0].peer_addr().parse().unwrap();

@@ -261,3 +261,15 @@ pub struct ServiceDetail {
     pub service: ServiceJson,
     pub endpoints: Vec<EndpointJson>,
 }
+
+/// One row of `GET /images`: an image the cluster's RCs use, and which
+/// nodes hold it (peers fetch it from those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageJson {
+    /// As the RCs spell it.
+    pub image: String,
+    /// Node name to the image ID it holds the image as.
+    pub holders: BTreeMap<String, String>,
+    /// Nodes alive in this peer's view that do not hold it.
+    pub missing: Vec<String>,
+}
