@@ -9,7 +9,7 @@ use shoal::peer::{Output, Peer};
 
 #[cfg(not(shoal_baseline))]
 #[derive(Debug, Default)]
-pub struct Timers;
+pub struct Timers {}
 
 #[cfg(not(shoal_baseline))]
 impl Timers {
