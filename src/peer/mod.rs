@@ -13,8 +13,8 @@
 //! when to call [`Peer::handle_timeout`] next. The core keeps every timer
 //! itself (SWIM's, anti-entropy, reconcile, publish, push, graces, join
 //! retries, checkpoints): a driver keeps one deadline, and calling
-//! `handle_timeout` early or twice does nothing. [`testing`] is such a
-//! driver on a virtual clock, for tests and simulations.
+//! `handle_timeout` before it does nothing. [`testing`] is such a driver
+//! on a virtual clock, for tests.
 //!
 //! - [`io`]: outputs, commands, events and counters.
 //! - `timers`: the core's own timers, in deadline order.
@@ -377,8 +377,9 @@ impl Peer {
     }
 
     /// Fires every timer due at `now`, ours and SWIM's, in deadline order
-    /// (SWIM's first on a tie). A timer one of them sets for `now` or
-    /// earlier waits for the next call ([`Peer::poll_timeout`] says so).
+    /// (SWIM's first on a tie); none that is not due. One of ours set
+    /// during the call for `now` or earlier waits for the next call
+    /// ([`Peer::poll_timeout`] says so), so a call always ends.
     pub fn handle_timeout(&mut self, now: Duration) {
         let mark = self.timers.mark();
         loop {
