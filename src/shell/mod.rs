@@ -3,7 +3,8 @@
 //! - [`addresses`]: which address a peer listens on and advertises.
 //! - [`handle`]: requests to the task that owns the peer core.
 //! - [`snapshots`]: the immutable snapshots reads are served from.
-//! - `driver`: that task — feeds the core, drains its outputs, runs timers.
+//! - `driver`: that task — feeds the core, drains its outputs, sleeps
+//!   until the core's one timer deadline.
 //! - [`persist`]: the data dir and the writer thread (durable writes).
 //! - [`acks`]: answers held until the write they acknowledge is durable.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
