@@ -26,18 +26,10 @@ fn config(i: usize) -> PeerConfig {
         memory_bytes: 8 << 30,
     };
     let info = NodeInfo {
-        name: format!("node-{i}"),
         peer_addr: addr(i).to_string(),
         api_addr: format!("127.0.0.1:{}", 18_500 + i),
-        capacity: room,
-        allocatable: room,
-        labels: Default::default(),
-        runtime_healthy: true,
-        runtime_error: None,
         version: "test".to_owned(),
-        leaving: false,
-        started_ms: 0,
-        incarnation: 0,
+        ..NodeInfo::healthy(format!("node-{i}"), room)
     };
     PeerConfig::new(NodeId(i as u64 + 1), addr(i), info)
 }
