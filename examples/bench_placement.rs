@@ -201,6 +201,7 @@ fn observed(
             ready: true,
             restarts: 0,
             last_error: None,
+            preparing: None,
             ports,
             claim: None,
         };

@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots services"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -30,6 +30,7 @@ section() {
     cluster) bash scripts/bench-cluster.sh ;;
     real-restart) bash scripts/bench-real-restart.sh ;;
     snapshots) bash scripts/bench-snapshots.sh ;;
+    images) bash scripts/bench-images.sh ;;
     services) bash scripts/bench-services.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac

@@ -8,36 +8,24 @@
 
 mod reconcile_support;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal::peer::{Command, Output, Peer, PeerConfig, PeerTimer, Persisted};
+use shoal::peer::testing;
+use shoal::peer::{Command, Peer, PeerConfig, Persisted};
 use shoal_crdt_state::desired::{DesiredDelta, DesiredState};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::{NodeRecord, ObservedDelta, ObservedState};
 use shoal_crdt_state::spec::Resources;
-use shoal_runtime::vocabulary::{PodAction, PodEvent, PodObservation};
 
 const START: Duration = Duration::from_secs(1_700_000_000);
 const LATENCY: Duration = Duration::from_millis(1);
 const IMAGE: &str = "shoal-test/hello:1.0";
 
-enum Input {
-    Timer(PeerTimer),
-    Datagram { from: SocketAddr, bytes: Vec<u8> },
-    Sync { from: SocketAddr, bytes: Vec<u8> },
-    Observation(PodObservation),
-}
-
 /// N peer cores and the network between them, on a virtual clock.
 struct Cluster {
-    peers: Vec<Peer>,
-    now: Duration,
-    queue: BinaryHeap<Reverse<(Duration, u64)>>,
-    inputs: BTreeMap<u64, (usize, Input)>,
-    seq: u64,
+    inner: testing::Cluster,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -62,6 +50,7 @@ fn config(i: usize, incarnation: u64) -> PeerConfig {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     };
     let mut config = PeerConfig::new(NodeId(i as u64 + 1), addr(i), info);
     config.incarnation = incarnation;
@@ -72,137 +61,47 @@ impl Cluster {
     /// `n` peers, the first creating the cluster and the others joining it,
     /// run until their views and states have settled.
     fn start(n: usize) -> Cluster {
-        let mut cluster = Cluster {
-            peers: Vec::new(),
-            now: START,
-            queue: BinaryHeap::new(),
-            inputs: BTreeMap::new(),
-            seq: 0,
-        };
+        let mut cluster = testing::Cluster::new(START, LATENCY);
         for i in 0..n {
             let seeds: Vec<SocketAddr> = (i > 0).then(|| addr(0)).into_iter().collect();
-            let mut peer = Peer::new(config(i, 0));
-            peer.start(cluster.now, &seeds, &[]);
-            cluster.peers.push(peer);
-            cluster.drain(i);
+            cluster.add(Peer::new(config(i, 0)), &seeds);
         }
         cluster.run_for(Duration::from_secs(3));
-        cluster
+        Cluster { inner: cluster }
     }
 
-    fn at(&mut self, at: Duration, to: usize, input: Input) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq)));
-        self.inputs.insert(self.seq, (to, input));
+    fn now(&self) -> Duration {
+        self.inner.now
     }
 
-    fn index_of(&self, addr: SocketAddr) -> Option<usize> {
-        self.peers.iter().position(|p| p.config().addr == addr)
-    }
-
-    fn drain(&mut self, i: usize) {
-        let from = self.peers[i].config().addr;
-        let now = self.now;
-        while let Some(output) = self.peers[i].poll_output() {
-            match output {
-                Output::Datagram { to, bytes } => {
-                    if let Some(to) = self.index_of(to) {
-                        self.at(now + LATENCY, to, Input::Datagram { from, bytes });
-                    }
-                }
-                Output::Sync { to, bytes } => {
-                    if let Some(to) = self.index_of(to) {
-                        self.at(now + LATENCY, to, Input::Sync { from, bytes });
-                    }
-                }
-                Output::Timer { at, timer } => self.at(at.max(now), i, Input::Timer(timer)),
-                Output::Pod(PodAction::Start { pod, template }) => {
-                    let template_hash = template.hash();
-                    let events = [
-                        PodEvent::Running { ports: Vec::new() },
-                        PodEvent::Ready(true),
-                    ];
-                    for event in events {
-                        let observation = PodObservation {
-                            pod: pod.clone(),
-                            template_hash,
-                            event,
-                        };
-                        self.at(now + LATENCY, i, Input::Observation(observation));
-                    }
-                }
-                Output::Pod(PodAction::Stop {
-                    pod, template_hash, ..
-                }) => {
-                    let observation = PodObservation {
-                        pod,
-                        template_hash,
-                        event: PodEvent::Removed,
-                    };
-                    self.at(now + LATENCY, i, Input::Observation(observation));
-                }
-                Output::Pod(PodAction::StopOrphan { .. })
-                | Output::Persist(_)
-                | Output::Event(_) => {}
-            }
-        }
+    fn peer(&self, i: usize) -> &Peer {
+        &self.inner.peers[i]
     }
 
     fn run_for(&mut self, span: Duration) {
-        let until = self.now + span;
-        while let Some(&Reverse((at, seq))) = self.queue.peek() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
-            self.now = at;
-            let Some((i, input)) = self.inputs.remove(&seq) else {
-                continue; // addressed to a process that was replaced
-            };
-            let now = self.now;
-            let peer = &mut self.peers[i];
-            match input {
-                Input::Timer(timer) => peer.handle_timer(now, timer),
-                Input::Datagram { from, bytes } => peer.handle_datagram(now, from, &bytes),
-                Input::Sync { from, bytes } => peer.handle_sync(now, from, &bytes),
-                Input::Observation(observation) => peer.handle_observation(now, &observation),
-            }
-            self.drain(i);
-        }
-        self.now = until;
+        self.inner.run_for(span);
     }
 
     fn command(&mut self, i: usize, command: Command) {
-        let now = self.now;
-        self.peers[i]
-            .handle_command(now, command)
-            .expect("command accepted");
-        self.drain(i);
+        self.inner.command(i, command).expect("command accepted");
     }
 
     /// Peer `i` stops, and a new process resumes from `state` (with the
     /// members it knew), joining through peer 0.
     fn restart_from(&mut self, i: usize, state: shoal_crdt_state::ClusterState) {
-        let members = self.peers[i].persisted(self.now).members;
-        let incarnation = self.peers[i].config().incarnation + 1;
-        self.inputs.retain(|_, (to, _)| *to != i);
-        self.peers[i] = Peer::resume(config(i, incarnation), Persisted { state, members });
-        let now = self.now;
-        self.peers[i].start(now, &[addr(0)], &[]);
-        self.drain(i);
+        let members = self.peer(i).persisted(self.now()).members;
+        let incarnation = self.peer(i).config().incarnation + 1;
+        let peer = Peer::resume(config(i, incarnation), Persisted { state, members });
+        self.inner.restart(i, peer, &[addr(0)]);
     }
 
     /// Peer `i` crashes for good: it sends and answers nothing more.
     fn crash(&mut self, i: usize) {
-        self.inputs.retain(|_, (to, _)| *to != i);
-        let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut config = self.peers[i].config().clone();
-        config.addr = gone;
-        self.peers[i] = Peer::new(config);
+        self.inner.crash(i);
     }
 
     fn desired(&self, i: usize) -> &DesiredState {
-        &self.peers[i].state().desired
+        &self.peer(i).state().desired
     }
 }
 
@@ -262,7 +161,7 @@ fn resumed_with_an_edited_template(edited_image: &str) -> (Cluster, String) {
     let original = cluster.desired(0).clone();
     assert_eq!(cluster.desired(2), &original, "the cluster agreed first");
 
-    let mut state = cluster.peers[2].persisted(cluster.now).state;
+    let mut state = cluster.peer(2).persisted(cluster.now()).state;
     state.desired = edited_desired(&original, "web", |record| {
         let body = record.body.as_mut().expect("web has a body");
         body.val.template.containers[0].image = edited_image.to_owned();
@@ -296,7 +195,7 @@ fn a_template_edited_under_its_stamp_on_a_resumed_peer_is_repaired_everywhere() 
             assert_eq!(cluster.desired(i), cluster.desired(0), "{edited}: peer {i}");
         }
         for i in 0..3 {
-            let specs = cluster.peers[i].rcs();
+            let specs = cluster.peer(i).rcs();
             assert_eq!(specs["web"].template.primary_image(), winner, "peer {i}");
         }
     }
@@ -306,7 +205,7 @@ fn a_template_edited_under_its_stamp_on_a_resumed_peer_is_repaired_everywhere() 
 /// and no newer version of it will ever come.
 fn four_peers_one_crashed() -> (Cluster, NodeId) {
     let mut cluster = Cluster::start(4);
-    let gone = cluster.peers[3].node();
+    let gone = cluster.peer(3).node();
     cluster.crash(3);
     cluster.run_for(Duration::from_secs(2));
     (cluster, gone)
@@ -317,9 +216,9 @@ fn a_crashed_nodes_record_edited_under_its_version_converges_on_every_peer() {
     // A longer name encodes larger: the edited copy wins, then loses.
     for (edited_name, edited_wins) in [("node-3-edited-copy", true), ("n", false)] {
         let (mut cluster, gone) = four_peers_one_crashed();
-        let held = cluster.peers[0].state().observed.get(gone).cloned();
+        let held = cluster.peer(0).state().observed.get(gone).cloned();
         let held = held.expect("peers keep a crashed node's record");
-        let mut state = cluster.peers[2].persisted(cluster.now).state;
+        let mut state = cluster.peer(2).persisted(cluster.now()).state;
         state.observed = edited_observed(&state.observed, gone, |record| {
             record.info.name = edited_name.to_owned();
         });
@@ -331,7 +230,7 @@ fn a_crashed_nodes_record_edited_under_its_version_converges_on_every_peer() {
             held.info.name.as_str()
         };
         for i in 0..3 {
-            let record = cluster.peers[i].state().observed.get(gone).cloned();
+            let record = cluster.peer(i).state().observed.get(gone).cloned();
             let record = record.expect("the record is kept");
             assert_eq!(record.version, held.version, "{edited_name}: peer {i}");
             assert_eq!(record.info.name, expected, "{edited_name}: peer {i}");
@@ -342,15 +241,16 @@ fn a_crashed_nodes_record_edited_under_its_version_converges_on_every_peer() {
 #[test]
 fn a_peers_own_record_edited_under_its_version_is_rewritten_by_that_peer() {
     let mut cluster = Cluster::start(3);
-    let owner = cluster.peers[0].node();
-    let mut state = cluster.peers[2].persisted(cluster.now).state;
+    let owner = cluster.peer(0).node();
+    let mut state = cluster.peer(2).persisted(cluster.now()).state;
     // A copy that would win the tie-break against the owner's own record.
     state.observed = edited_observed(&state.observed, owner, |record| {
         record.info.name = "an-impostor-with-a-long-name".to_owned();
     });
     cluster.restart_from(2, state);
     cluster.run_for(Duration::from_secs(5));
-    let truth = cluster.peers[0]
+    let truth = cluster
+        .peer(0)
         .state()
         .observed
         .get(owner)
@@ -358,7 +258,7 @@ fn a_peers_own_record_edited_under_its_version_is_rewritten_by_that_peer() {
         .unwrap();
     assert_eq!(truth.info.name, "node-0", "the owner keeps its own content");
     for i in 1..3 {
-        let held = cluster.peers[i].state().observed.get(owner).cloned();
+        let held = cluster.peer(i).state().observed.get(owner).cloned();
         assert_eq!(held.as_ref(), Some(&truth), "peer {i}");
     }
 }

@@ -253,6 +253,7 @@ fn report(rc: &str, index: u32, phase: PodPhase, port: u16, protocol: Protocol) 
         ready: phase == PodPhase::Running,
         restarts: 0,
         last_error: None,
+        preparing: None,
         ports: vec![PublishedPort {
             container_port: 80,
             host_port: port,

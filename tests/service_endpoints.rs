@@ -79,6 +79,7 @@ fn pod(rc: &str, index: u32, host_port: Option<u16>) -> PodStatus {
         ready: true,
         restarts: 0,
         last_error: None,
+        preparing: None,
         ports: host_port
             .map(|h| PublishedPort {
                 container_port: 8080,

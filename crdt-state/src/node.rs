@@ -1,5 +1,7 @@
 //! Who a node is and what it offers: the inputs placement reads.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Labels, Resources};
@@ -33,9 +35,16 @@ impl NodeInfo {
             leaving: false,
             started_ms: 0,
             incarnation: 0,
+            images: ImageHoldings::new(),
         }
     }
 }
+
+/// Which images a node holds, of those the cluster's RCs use: reference
+/// (as the RC spells it) to the engine's image ID (`sha256:...`). Peers
+/// that lack an image fetch it from a node listed here, and check that
+/// what they loaded has this ID.
+pub type ImageHoldings = BTreeMap<String, String>;
 
 /// What a node publishes about itself in its observed record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,4 +78,6 @@ pub struct NodeInfo {
     /// view shows comes from before a restart: what it says the node runs
     /// is not known to be true any more.
     pub incarnation: u64,
+    /// The images of the cluster's RCs this node holds (see [`ImageHoldings`]).
+    pub images: ImageHoldings,
 }

@@ -63,6 +63,9 @@ pub struct PodStatus {
     pub ready: bool,
     pub restarts: u32,
     pub last_error: Option<String>,
+    /// While pending: what is being done before the pod can start
+    /// (`ImageTransferring from node2 (40 MB)`).
+    pub preparing: Option<String>,
     pub ports: Vec<PublishedPort>,
     /// Set when the reporting node's placement gives it this replica: the
     /// fingerprint of that placement. A node hands a replica over only to a

@@ -6,7 +6,8 @@
 //! - [`codec`]: foca's wire format on bincode 2, size-limited.
 //! - [`envelope`] (private): datagram kinds, roster transfer for joins.
 //! - [`config`]: LAN / WAN presets scaled with the cluster size.
-//! - [`timers`]: foca timers as data, fired in deadline order.
+//! - `timers` (private): foca's timers and ours as data, fired in deadline
+//!   order; the driver sees one deadline (`Membership::poll_timeout`).
 //! - [`broadcast`]: application payloads piggybacked on SWIM.
 //! - [`view`]: the sorted, versioned `MemberView`.
 //! - `sync` (private): member digests for anti-entropy between peers.
@@ -24,7 +25,7 @@ pub mod membership;
 #[cfg(feature = "quic")]
 pub mod quic;
 mod sync;
-pub mod timers;
+mod timers;
 pub mod view;
 
 pub use broadcast::{MAX_BROADCAST_PAYLOAD, Received};
@@ -32,5 +33,4 @@ pub use codec::{BincodeCodec, MAX_PACKET_SIZE};
 pub use config::Preset;
 pub use identity::PeerIdentity;
 pub use membership::{Membership, MembershipError, MembershipEvent, Output};
-pub use timers::TimerToken;
 pub use view::{MemberEntry, MemberState, MemberView};

@@ -1,12 +1,14 @@
 //! `Membership`: one owner for foca, fed inputs, drained of outputs.
 //!
-//! Calling order, after every input (`handle_datagram`, `handle_timer`,
+//! Calling order, after every input (`handle_datagram`, `handle_timeout`,
 //! `join`, `broadcast`, `leave`): drain [`Membership::poll_output`] until it
-//! returns `None`. Outputs are datagrams to send, timers to schedule, and
-//! membership events. Timers are returned as [`TimerToken`]s with a
-//! deadline; hand any of them back at or after its deadline and every foca
-//! timer due by then fires in deadline order (a token already fired is
-//! ignored). Time is a `Duration` since any fixed epoch the driver picks.
+//! returns `None`, then ask [`Membership::poll_timeout`] for the one
+//! deadline to wake up at. Outputs are datagrams to send and membership
+//! events. The timers (foca's and our own) stay here: call
+//! [`Membership::handle_timeout`] at or after the deadline and every timer
+//! due by then fires in deadline order; calling it early does nothing.
+//! Time is a `Duration` since any fixed epoch the driver picks, as with
+//! quinn-proto's `poll_timeout` / `handle_timeout`.
 //!
 //! Beyond foca (see `membership/exchange.rs`): a join is repeated until we
 //! are connected and hold a roster; every peer runs a periodic
@@ -30,7 +32,7 @@ use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE};
 use crate::config::Preset;
 use crate::envelope::{KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SUSPECT, KIND_SWIM};
 use crate::identity::PeerIdentity;
-use crate::timers::{Scheduled, TimerQueue, TimerToken};
+use crate::timers::{Scheduled, TimerQueue};
 use crate::view::{MemberEntry, MemberState, MemberView};
 
 mod contacts;
@@ -119,11 +121,6 @@ pub enum Output {
     Send {
         to: SocketAddr,
         bytes: Vec<u8>,
-    },
-    /// Call `handle_timer(at_or_later, timer)`.
-    Timer {
-        at: Duration,
-        timer: TimerToken,
     },
     Event(MembershipEvent),
 }
@@ -259,9 +256,10 @@ impl Membership {
         self.outputs.pop_front()
     }
 
-    /// Timers foca is waiting for (for tests and metrics).
-    pub fn pending_timers(&self) -> usize {
-        self.timers.len()
+    /// When the next timer is due: call [`Self::handle_timeout`] then (or
+    /// later). `None`: no timer pending. Ask again after every input.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.next_deadline()
     }
 
     /// Learns `members` as alive without telling anyone: to start from a
@@ -310,14 +308,8 @@ impl Membership {
         result
     }
 
-    /// Fires every timer due at `now`, in deadline order. `timer` is the
-    /// token that woke the driver; if it already fired, this is a no-op.
-    pub fn handle_timer(
-        &mut self,
-        now: Duration,
-        timer: TimerToken,
-    ) -> Result<(), MembershipError> {
-        let _ = timer;
+    /// Fires every timer due at `now`, in deadline order (none early).
+    pub fn handle_timeout(&mut self, now: Duration) -> Result<(), MembershipError> {
         let mut first_error = None;
         while let Some(due) = self.timers.pop_due(now) {
             let result = match due {
@@ -440,8 +432,7 @@ impl Membership {
     }
 
     pub(crate) fn schedule(&mut self, at: Duration, what: Scheduled) {
-        let token = self.timers.schedule(at, what);
-        self.outputs.push_back(Output::Timer { at, timer: token });
+        self.timers.schedule(at, what);
     }
 
     /// Moves foca's buffered outputs into the output queue, and rescales

@@ -1,6 +1,6 @@
 //! foca's timers, and Membership's own (join retries, anti-entropy), as
-//! data: kept here in deadline order, handed to the driver as opaque
-//! tokens, fired in order, stale tokens ignored.
+//! data: kept here in deadline order, fired in order. The driver sees only
+//! the earliest deadline (`Membership::poll_timeout`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,11 +8,6 @@ use std::time::Duration;
 use foca::Timer;
 
 use crate::identity::PeerIdentity;
-
-/// Opaque handle the driver gives back to `Membership::handle_timer` at or
-/// after its deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TimerToken(pub u64);
 
 /// foca asks that, at equal deadlines, an indirect probe fires before the
 /// next probe round; the rest of its order is free.
@@ -54,11 +49,15 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
-    pub(crate) fn schedule(&mut self, at: Duration, timer: Scheduled) -> TimerToken {
+    pub(crate) fn schedule(&mut self, at: Duration, timer: Scheduled) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending.insert((at, rank(&timer), seq), timer);
-        TimerToken(seq)
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        self.pending.first_key_value().map(|((at, _, _), _)| *at)
     }
 
     /// The earliest timer due at `now`, if any.
@@ -68,10 +67,6 @@ impl TimerQueue {
             return None;
         }
         Some(entry.remove())
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.pending.len()
     }
 }
 

@@ -6,24 +6,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shoal_crdt_state::node::NodeId;
-use shoal_gossip::{
-    MemberState, Membership, MembershipEvent, Output, PeerIdentity, Preset, TimerToken,
-};
+use shoal_gossip::{MemberState, Membership, MembershipEvent, Output, PeerIdentity, Preset};
 
-/// A tiny driver: 2 ms latency, peers can be cut off (muted both ways).
+/// A tiny driver: 2 ms latency, peers can be cut off (muted both ways);
+/// each peer's timers fire at its `poll_timeout`.
 struct Net {
     now: Duration,
     peers: BTreeMap<SocketAddr, Membership>,
     muted: Vec<SocketAddr>,
-    /// (deliver at, seq, to, what)
-    queue: BTreeMap<(Duration, u64), (SocketAddr, Item)>,
+    /// (deliver at, seq) -> (to, from, datagram)
+    queue: BTreeMap<(Duration, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
     seq: u64,
     events: Vec<(SocketAddr, MembershipEvent)>,
-}
-
-enum Item {
-    Datagram(SocketAddr, Vec<u8>),
-    Timer(TimerToken),
 }
 
 fn addr(i: u64) -> SocketAddr {
@@ -61,34 +55,48 @@ impl Net {
                     assert!(bytes.len() <= shoal_gossip::MAX_PACKET_SIZE);
                     if !self.muted.contains(&at) && !self.muted.contains(&to) {
                         let when = self.now + Duration::from_millis(2);
-                        self.queue
-                            .insert((when, self.seq), (to, Item::Datagram(at, bytes)));
+                        self.queue.insert((when, self.seq), (to, at, bytes));
                     }
-                }
-                Output::Timer { at: when, timer } => {
-                    self.queue
-                        .insert((when, self.seq), (at, Item::Timer(timer)));
                 }
                 Output::Event(e) => self.events.push((at, e)),
             }
         }
     }
 
+    /// The earliest timer deadline of any peer, and whose (datagrams at the
+    /// same time go first).
+    fn next_timeout(&self) -> Option<(Duration, SocketAddr)> {
+        self.peers
+            .iter()
+            .filter_map(|(a, p)| Some((p.poll_timeout()?, *a)))
+            .min()
+    }
+
     fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > end {
-                break;
-            }
-            let ((when, _), (to, item)) = entry.remove_entry();
-            self.now = when;
-            let Some(peer) = self.peers.get_mut(&to) else {
-                continue;
-            };
+        loop {
+            let datagram = self.queue.first_key_value().map(|(k, _)| k.0);
+            let timeout = self.next_timeout();
             // Errors are counted by real drivers; here we only need progress.
-            let _ = match item {
-                Item::Datagram(from, bytes) => peer.handle_datagram(when, from, &bytes),
-                Item::Timer(t) => peer.handle_timer(when, t),
+            let to = match (datagram, timeout) {
+                (Some(when), t) if when <= end && t.is_none_or(|(at, _)| when <= at) => {
+                    let Some(((when, _), (to, from, bytes))) = self.queue.pop_first() else {
+                        break;
+                    };
+                    self.now = when;
+                    let Some(peer) = self.peers.get_mut(&to) else {
+                        continue;
+                    };
+                    let _ = peer.handle_datagram(when, from, &bytes);
+                    to
+                }
+                (_, Some((at, to))) if at <= end => {
+                    self.now = self.now.max(at);
+                    let now = self.now;
+                    let _ = self.peers.get_mut(&to).unwrap().handle_timeout(now);
+                    to
+                }
+                _ => break,
             };
             self.drain(to);
         }

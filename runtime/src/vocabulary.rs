@@ -71,6 +71,9 @@ pub struct PodObservation {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodEvent {
+    /// Not started yet, and why it takes time: `ImageTransferring from
+    /// node2 (40 MB)`, `ImagePulling`. Sent at most every few seconds.
+    Preparing(String),
     /// Containers exist, not started yet.
     Created,
     /// All containers started; `ports` are the host ports actually bound.

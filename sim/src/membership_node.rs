@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_gossip::{Membership, MembershipEvent, Output, TimerToken};
+use shoal_gossip::{Membership, MembershipEvent, Output};
 
 use crate::node::{NodeOutput, SimNode};
 use crate::queue::Micros;
@@ -35,6 +35,19 @@ pub(crate) fn duration(now: Micros) -> Duration {
     Duration::from_micros(now)
 }
 
+/// The first whole microsecond at or after `at`: a timer is never woken
+/// before its deadline (a deadline with nanoseconds, such as the suspicion
+/// window's or the jittered anti-entropy period's, would otherwise come due
+/// a few ns early and fire nothing).
+pub fn micros_at_or_after(at: Duration) -> Micros {
+    let whole = u64::try_from(at.as_micros()).unwrap_or(u64::MAX);
+    if at.subsec_nanos().is_multiple_of(1000) {
+        whole
+    } else {
+        whole.saturating_add(1)
+    }
+}
+
 impl SimNode for MembershipNode {
     type Event = MembershipEvent;
 
@@ -48,14 +61,14 @@ impl SimNode for MembershipNode {
         }
     }
 
-    fn handle_timer(&mut self, now: Micros, token: u64) {
-        if self
-            .membership
-            .handle_timer(duration(now), TimerToken(token))
-            .is_err()
-        {
+    fn handle_timeout(&mut self, now: Micros) {
+        if self.membership.handle_timeout(duration(now)).is_err() {
             self.errors += 1;
         }
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        self.membership.poll_timeout().map(micros_at_or_after)
     }
 
     fn drain(&mut self, out: &mut Vec<NodeOutput<MembershipEvent>>) {
@@ -66,10 +79,6 @@ impl SimNode for MembershipNode {
                     self.bytes_by_kind[kind] += bytes.len() as u64;
                     NodeOutput::Send { to, bytes }
                 }
-                Output::Timer { at, timer } => NodeOutput::Timer {
-                    at: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
-                    token: timer.0,
-                },
                 Output::Event(e) => NodeOutput::Event(e),
             });
         }

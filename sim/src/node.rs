@@ -1,5 +1,5 @@
-//! What the world needs from a simulated node. Membership-only nodes
-//! implement it today; whole peer cores will tomorrow.
+//! What the world needs from a simulated node: membership-only nodes and
+//! whole peer cores implement it.
 
 use std::net::SocketAddr;
 
@@ -11,11 +11,6 @@ pub enum NodeOutput<E> {
     Send {
         to: SocketAddr,
         bytes: Vec<u8>,
-    },
-    /// Wake the node with `token` at `at`.
-    Timer {
-        at: Micros,
-        token: u64,
     },
     /// A reliable message (a QUIC stream in the real shell): delivered in
     /// order per pair of nodes, with latency, never lost, duplicated or too
@@ -29,11 +24,15 @@ pub enum NodeOutput<E> {
 }
 
 /// A sans-IO state machine the world can drive. The world calls one
-/// `handle_*`, then `drain` once, after every input.
+/// `handle_*`, then `drain` once, then `poll_timeout`, after every input.
 pub trait SimNode {
     type Event;
     fn handle_datagram(&mut self, now: Micros, from: SocketAddr, bytes: &[u8]);
-    fn handle_timer(&mut self, now: Micros, token: u64);
+    /// Fires every timer due at `now` (none that is not due yet).
+    fn handle_timeout(&mut self, now: Micros);
+    /// When the node's next timer is due, never before its deadline (round
+    /// up a deadline finer than a microsecond).
+    fn poll_timeout(&self) -> Option<Micros>;
     /// One reliable message (see [`NodeOutput::Message`]). Nodes that send
     /// none keep the default, which ignores it.
     fn handle_message(&mut self, _now: Micros, _from: SocketAddr, _bytes: &[u8]) {}

@@ -3,19 +3,21 @@
 //! container runtime.
 //!
 //! The peer's clock is wall time: the world's microseconds are offset by
-//! [`EPOCH`] so HLC stamps look like real ones. Peer timers and runtime
-//! steps share the world's `u64` timer tokens through a table kept here.
+//! [`EPOCH`] so HLC stamps look like real ones. The peer keeps its own
+//! timers (`Peer::poll_timeout`); the node's one deadline is the earlier of
+//! the peer's and the engine's next step.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal::peer::{Output, Peer, PeerEvent, PeerTimer};
+use shoal::peer::{Output, Peer, PeerEvent};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::PodId;
 use shoal_runtime::vocabulary::{PodAction, PodObservation};
 
 use crate::fake_runtime::{FakeRuntime, RuntimeChange, RuntimeStep};
+use crate::membership_node::micros_at_or_after;
 use crate::node::{NodeOutput, SimNode};
 use crate::queue::Micros;
 
@@ -33,13 +35,7 @@ pub fn wall(now: Micros) -> Duration {
 /// the startup grace's, would otherwise come due a few ns early and be
 /// ignored as stale).
 pub fn micros(at: Duration) -> Micros {
-    let since = at.saturating_sub(EPOCH);
-    let whole = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
-    if since.subsec_nanos().is_multiple_of(1000) {
-        whole
-    } else {
-        whole.saturating_add(1)
-    }
+    micros_at_or_after(at.saturating_sub(EPOCH))
 }
 
 /// What a peer node tells the scenario.
@@ -58,17 +54,14 @@ pub enum PeerNodeEvent {
     Settled { after_ms: u64, missing: usize },
 }
 
-enum NodeTimer {
-    Peer(PeerTimer),
-    Runtime(RuntimeStep),
-}
-
 /// A peer core and its engine as a [`SimNode`].
 pub struct PeerNode {
     pub peer: Peer,
     pub runtime: FakeRuntime,
-    timers: BTreeMap<u64, NodeTimer>,
-    next_token: u64,
+    /// The engine's pending steps (a start finishing, a removal), by time
+    /// and then in the order they were asked for.
+    steps: BTreeMap<(Micros, u64), RuntimeStep>,
+    next_step: u64,
     /// Observations produced while handling an input, fed back before the
     /// next drain completes (the engine answers at once).
     observations: Vec<PodObservation>,
@@ -85,7 +78,7 @@ impl std::fmt::Debug for PeerNode {
         f.debug_struct("PeerNode")
             .field("node", &self.peer.node())
             .field("pods", &self.runtime.len())
-            .field("timers", &self.timers.len())
+            .field("steps", &self.steps.len())
             .finish()
     }
 }
@@ -95,8 +88,8 @@ impl PeerNode {
         PeerNode {
             peer,
             runtime,
-            timers: BTreeMap::new(),
-            next_token: 0,
+            steps: BTreeMap::new(),
+            next_step: 0,
             observations: Vec::new(),
             changes: Vec::new(),
             bad_messages: 0,
@@ -121,13 +114,6 @@ impl PeerNode {
         }
     }
 
-    fn timer(&mut self, out: &mut Vec<NodeOutput<PeerNodeEvent>>, at: Micros, timer: NodeTimer) {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.timers.insert(token, timer);
-        out.push(NodeOutput::Timer { at, token });
-    }
-
     fn run_action(
         &mut self,
         now: Micros,
@@ -140,7 +126,8 @@ impl PeerNode {
         let (observations, step) = self.runtime.handle_action(now, action);
         self.observations.extend(observations);
         if let Some(step) = step {
-            self.timer(out, step.at, NodeTimer::Runtime(step));
+            self.steps.insert((step.at, self.next_step), step);
+            self.next_step += 1;
         }
     }
 
@@ -188,21 +175,29 @@ impl SimNode for PeerNode {
         self.peer.handle_sync(wall(now), from, bytes);
     }
 
-    fn handle_timer(&mut self, now: Micros, token: u64) {
+    /// The engine's steps due first, then the peer's timers.
+    fn handle_timeout(&mut self, now: Micros) {
         self.now = now;
-        match self.timers.remove(&token) {
-            Some(NodeTimer::Peer(timer)) => self.peer.handle_timer(wall(now), timer),
-            Some(NodeTimer::Runtime(step)) => {
-                let (observations, change) = self.runtime.handle_step(&step);
-                if let Some(change) = change {
-                    self.changes.push(PeerNodeEvent::Runtime(change));
-                }
-                for obs in observations {
-                    self.peer.handle_observation(wall(now), &obs);
-                }
+        while let Some(entry) = self.steps.first_entry() {
+            if entry.key().0 > now {
+                break;
             }
-            None => {}
+            let step = entry.remove();
+            let (observations, change) = self.runtime.handle_step(&step);
+            if let Some(change) = change {
+                self.changes.push(PeerNodeEvent::Runtime(change));
+            }
+            for obs in observations {
+                self.peer.handle_observation(wall(now), &obs);
+            }
         }
+        self.peer.handle_timeout(wall(now));
+    }
+
+    fn poll_timeout(&self) -> Option<Micros> {
+        let peer = self.peer.poll_timeout().map(micros);
+        let engine = self.steps.first_key_value().map(|((at, _), _)| *at);
+        peer.into_iter().chain(engine).min()
     }
 
     /// Drains the peer until it is quiet: pod actions run against the
@@ -215,13 +210,10 @@ impl SimNode for PeerNode {
                 match output {
                     Output::Datagram { to, bytes } => out.push(NodeOutput::Send { to, bytes }),
                     Output::Sync { to, bytes } => out.push(NodeOutput::Message { to, bytes }),
-                    Output::Timer { at, timer } => {
-                        self.timer(out, micros(at), NodeTimer::Peer(timer));
-                    }
                     Output::Pod(action) => self.run_action(now, &action, out),
                     // A simulated restart resumes from a `Peer::persisted`
                     // the scenario took: nothing to write here.
-                    Output::Persist(_) => {}
+                    Output::Persist(_) | Output::Checkpoint => {}
                     Output::Event(PeerEvent::BadMessage { .. }) => self.bad_messages += 1,
                     Output::Event(PeerEvent::Unplaced { pod, .. }) => {
                         out.push(NodeOutput::Event(PeerNodeEvent::Unplaced { pod }));

@@ -2,7 +2,7 @@
 //! queue, one seeded RNG, and a running hash of everything that happened.
 //! Virtual time jumps from one event to the next; no thread, no tokio.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use rand::SeedableRng;
@@ -33,8 +33,9 @@ enum Ev {
         from_life: u32,
         bytes: Vec<u8>,
     },
-    /// A timer of one process lifetime (`life`): dropped after a restart.
-    Timer { slot: Slot, life: u32, token: u64 },
+    /// A wake-up for the timers of one process lifetime (`life`) due by
+    /// then: dropped after a restart.
+    Timer { slot: Slot, life: u32 },
 }
 
 /// Traffic counters, for the report.
@@ -60,6 +61,9 @@ struct SlotState<N> {
     addr: SocketAddr,
     node: Option<N>,
     life: u32,
+    /// Times a wake-up is queued for this lifetime: one per distinct
+    /// deadline the node reported, so its next timer always has one.
+    wake_ups: BTreeSet<Micros>,
 }
 
 /// The simulated world of nodes of type `N`.
@@ -121,6 +125,7 @@ impl<N: SimNode> World<N> {
             addr,
             node: None,
             life: 0,
+            wake_ups: BTreeSet::new(),
         });
         self.by_addr.insert(addr, slot);
         slot
@@ -143,6 +148,7 @@ impl<N: SimNode> World<N> {
         let s = &mut self.slots[slot];
         s.life += 1;
         s.node = Some(node);
+        s.wake_ups.clear();
         self.trace.update(b"S");
         self.trace.update(&(slot as u64).to_le_bytes());
     }
@@ -230,18 +236,19 @@ impl<N: SimNode> World<N> {
                     node.handle_message(at, from, &bytes);
                     self.drain(to, on_event);
                 }
-                Ev::Timer { slot, life, token } => {
+                Ev::Timer { slot, life } => {
                     let s = &mut self.slots[slot];
                     if s.life != life {
                         continue;
                     }
+                    s.wake_ups.remove(&at);
                     let Some(node) = s.node.as_mut() else {
                         continue;
                     };
+                    self.trace.update(b"T");
                     self.trace.update(&at.to_le_bytes());
                     self.trace.update(&(slot as u64).to_le_bytes());
-                    self.trace.update(&token.to_le_bytes());
-                    node.handle_timer(at, token);
+                    node.handle_timeout(at);
                     self.drain(slot, on_event);
                 }
             }
@@ -249,21 +256,26 @@ impl<N: SimNode> World<N> {
         self.now = self.now.max(until);
     }
 
+    /// Carries out a node's outputs, and queues a wake-up for its next
+    /// deadline unless one is queued for that time already.
     fn drain(&mut self, slot: Slot, on_event: &mut impl FnMut(Micros, Slot, N::Event)) {
         let mut outputs = std::mem::take(&mut self.outputs);
-        if let Some(node) = self.slots[slot].node.as_mut() {
+        let s = &mut self.slots[slot];
+        if let Some(node) = s.node.as_mut() {
             node.drain(&mut outputs);
+            if let Some(at) = node.poll_timeout() {
+                let at = at.max(self.now);
+                if s.wake_ups.insert(at) {
+                    let life = s.life;
+                    self.queue.push(at, Ev::Timer { slot, life });
+                }
+            }
         }
         let from = self.slots[slot].addr;
-        let life = self.slots[slot].life;
         for out in outputs.drain(..) {
             match out {
                 NodeOutput::Send { to, bytes } => self.send(from, to, bytes),
                 NodeOutput::Message { to, bytes } => self.send_message(slot, to, bytes),
-                NodeOutput::Timer { at, token } => {
-                    self.queue
-                        .push(at.max(self.now), Ev::Timer { slot, life, token });
-                }
                 NodeOutput::Event(e) => on_event(self.now, slot, e),
             }
         }

@@ -65,7 +65,9 @@ fn twenty_peers_under_five_percent_loss_declare_no_one_down() {
 
 #[test]
 fn fifteen_peers_under_churn_settle_on_the_true_membership() {
-    let r = run("churn", 15, 15);
+    // A seed whose four steps include both crashes and arrivals (the
+    // scenario draws them from the world's RNG, which the network shares).
+    let r = run("churn", 15, 12);
     assert!(r.converged, "{:?}", r.violations);
     assert!(r.joins > 0 && r.crashes > 0, "{r}");
     assert_eq!(r.joins_incomplete, 0, "{r}");

@@ -29,6 +29,9 @@ pub fn run(args: &DescribeArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         Kind::Pod => pod(&client::block_on(client.get::<PodJson>(&path))??, out)?,
         Kind::Node => node(&client::block_on(client.get::<NodeDetail>(&path))??, out)?,
         Kind::Service => service(&client::block_on(client.get::<ServiceDetail>(&path))??, out)?,
+        Kind::Image => anyhow::bail!(
+            "describe does not show images; `shoal get images -o wide` lists which nodes hold each"
+        ),
     }
     out.flush()?;
     Ok(true)
@@ -107,6 +110,9 @@ fn pod(p: &PodJson, out: &mut impl Write) -> std::io::Result<()> {
             ports.join(", ")
         }
     )?;
+    if let Some(what) = &p.preparing {
+        writeln!(out, "Preparing:      {what}")?;
+    }
     writeln!(
         out,
         "Last error:     {}",

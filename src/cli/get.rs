@@ -1,4 +1,4 @@
-//! `shoal get nodes|rc|pods|svc [NAME] [-o json|yaml|wide]`: tables like kubectl's.
+//! `shoal get nodes|rc|pods|svc|images [NAME] [-o json|yaml|wide]`: tables like kubectl's.
 
 use std::io::Write;
 
@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::client::{self, Client, ClientArgs, segment};
 use super::table::{self, Table};
 use crate::shell::api::models::{
-    NodeDetail, NodeJson, PodJson, RcDetail, RcJson, ServiceDetail, ServiceJson,
+    ImageJson, NodeDetail, NodeJson, PodJson, RcDetail, RcJson, ServiceDetail, ServiceJson,
 };
 
 /// The kinds of objects, with kubectl's spellings.
@@ -19,6 +19,7 @@ pub enum Kind {
     Rc,
     Pod,
     Service,
+    Image,
 }
 
 impl Kind {
@@ -28,7 +29,10 @@ impl Kind {
             "rc" | "rcs" | "replicationcontroller" | "replicationcontrollers" => Ok(Kind::Rc),
             "pod" | "pods" | "po" => Ok(Kind::Pod),
             "svc" | "service" | "services" => Ok(Kind::Service),
-            _ => anyhow::bail!("unknown resource type {word:?}; use nodes, rc, pods or svc"),
+            "image" | "images" => Ok(Kind::Image),
+            _ => {
+                anyhow::bail!("unknown resource type {word:?}; use nodes, rc, pods, svc or images")
+            }
         }
     }
 
@@ -39,6 +43,7 @@ impl Kind {
             Kind::Rc => "/rcs",
             Kind::Pod => "/pods",
             Kind::Service => "/services",
+            Kind::Image => "/images",
         }
     }
 }
@@ -53,7 +58,7 @@ pub enum GetFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// nodes, rc, pods or svc.
+    /// nodes, rc, pods, svc or images.
     #[arg(value_name = "KIND")]
     pub kind: String,
     /// Show only this one.
@@ -118,6 +123,14 @@ async fn get(
             emit(args.output, &svc, out, |out| {
                 service_table(std::slice::from_ref(&svc.service), wide, out)
             })
+        }
+        (Kind::Image, name) => {
+            let mut rows: Vec<ImageJson> = client.get(kind.path()).await?;
+            if let Some(name) = name.as_ref().and(args.name.as_deref()) {
+                rows.retain(|r| r.image == name);
+                anyhow::ensure!(!rows.is_empty(), "no RC uses image {name:?}");
+            }
+            emit(args.output, &rows, out, |out| image_table(&rows, wide, out))
         }
         (Kind::Pod, Some(path)) => {
             let pod: PodJson = client.get(path).await?;
@@ -225,7 +238,11 @@ pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io:
         let mut row = vec![
             pod.name.clone(),
             pod.ready.to_string(),
-            pod.phase.clone(),
+            // As kubectl shows a waiting reason (`ContainerCreating`).
+            match (&pod.preparing, pod.phase.as_str()) {
+                (Some(what), "Pending") => what.clone(),
+                _ => pod.phase.clone(),
+            },
             pod.restarts.to_string(),
             pod.node.clone(),
             ports,
@@ -279,4 +296,52 @@ pub fn service_table(
         t.row(row);
     }
     t.write(out)
+}
+
+/// IMAGE, ID (shortened; `mixed` when nodes hold different ones), NODES
+/// (holders of the live ones); `-o wide` adds the names of those that lack it.
+pub fn image_table(rows: &[ImageJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
+    let mut header = vec!["IMAGE", "ID", "HOLDERS"];
+    if wide {
+        header.extend(["NODES", "MISSING"]);
+    }
+    let mut t = Table::new(&header);
+    for row in rows {
+        let mut ids: Vec<&String> = row.holders.values().collect();
+        ids.sort();
+        ids.dedup();
+        let id = match ids.as_slice() {
+            [] => "<none>".to_owned(),
+            [one] => short_id(one),
+            _ => "mixed".to_owned(),
+        };
+        let total = row.holders.len() + row.missing.len();
+        let mut cells = vec![
+            row.image.clone(),
+            id,
+            format!("{}/{total}", row.holders.len()),
+        ];
+        if wide {
+            let names = |v: Vec<&String>| {
+                if v.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    v.into_iter().cloned().collect::<Vec<_>>().join(",")
+                }
+            };
+            cells.push(names(row.holders.keys().collect()));
+            cells.push(names(row.missing.iter().collect()));
+        }
+        t.row(cells);
+    }
+    t.write(out)
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab`, as `docker images` shows IDs.
+fn short_id(id: &str) -> String {
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
 }

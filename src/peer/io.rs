@@ -1,33 +1,12 @@
-//! The peer core's vocabulary with its driver: timers, outputs, commands, events.
+//! The peer core's vocabulary with its driver: outputs, commands, events.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use shoal_crdt_state::image_ref::ImageRefError;
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::service::ServiceSpec;
 use shoal_crdt_state::spec::RcSpec;
-use shoal_gossip::TimerToken;
 use shoal_runtime::vocabulary::PodAction;
-
-/// A timer the driver must deliver back with `handle_timer` at `at` or later.
-/// Timers are data: a stale one (its work already done) is ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PeerTimer {
-    /// One of foca's SWIM timers.
-    Membership(TimerToken),
-    /// Exchange digests with one random member.
-    AntiEntropy,
-    /// Recompute placement if needed and plan container actions.
-    Reconcile,
-    /// Publish this node's pod statuses (coalesces bursts of observations).
-    Publish,
-    /// Push the records learned or changed since the last push.
-    Push,
-    /// A grace may be over: the startup grace of a restarted peer, or the
-    /// one given to a member that left gracefully (see `resume.rs`).
-    Grace,
-}
 
 /// What the driver must do. Drain with `Peer::poll_output` after every input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +22,6 @@ pub enum Output {
         to: SocketAddr,
         bytes: Vec<u8>,
     },
-    Timer {
-        at: Duration,
-        timer: PeerTimer,
-    },
     /// Run this against the container runtime; results come back as observations.
     Pod(PodAction),
     /// Desired-state records that changed here (a user's write, or one
@@ -54,6 +29,10 @@ pub enum Output {
     /// write that caused them. Everything else is covered by the periodic
     /// snapshot of [`Peer::persisted`](super::Peer::persisted).
     Persist(shoal_crdt_state::Delta),
+    /// The state or the members to remember changed since the last
+    /// checkpoint: write [`Peer::persisted`](super::Peer::persisted) now
+    /// (at most every `PeerConfig::checkpoint_every`).
+    Checkpoint,
     Event(PeerEvent),
 }
 

@@ -9,10 +9,17 @@
 //!
 //! Calling order, like foca and quinn-proto: build with [`Peer::new`], call
 //! [`Peer::start`] once, then after *every* `handle_*` call drain
-//! `poll_output` until it returns `None`. Deliver timers at or after their
-//! deadline, in deadline order.
+//! `poll_output` until it returns `None`, and ask [`Peer::poll_timeout`]
+//! when to call [`Peer::handle_timeout`] next. The core keeps every timer
+//! itself (SWIM's, anti-entropy, reconcile, publish, push, graces, join
+//! retries, checkpoints): a driver keeps one deadline, and calling
+//! `handle_timeout` before it does nothing. [`testing`] is such a driver
+//! on a virtual clock, for tests.
 //!
-//! - [`io`]: timers, outputs, commands, events and counters.
+//! - [`io`]: outputs, commands, events and counters.
+//! - `timers`: the core's own timers, in deadline order.
+//! - [`testing`]: peers on a virtual clock with an in-memory network and
+//!   engine.
 //! - [`sync_message`]: the anti-entropy / push protocol's messages.
 //! - `spread`: how local changes leave the node and remote ones are merged.
 //! - `commands`: user commands (apply, scale, rolling-update, delete).
@@ -25,10 +32,16 @@ pub mod io;
 pub mod resume;
 pub mod sync_message;
 
+#[doc(hidden)]
+pub mod testing;
+
 mod commands;
 mod lifecycle;
 mod reconcile_step;
 mod spread;
+#[cfg(test)]
+mod tests;
+mod timers;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,7 +49,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::node::{ImageHoldings, NodeId, NodeInfo};
 use shoal_crdt_state::spec::RcSpec;
 use shoal_crdt_state::{Clock, ClusterState};
 use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
@@ -44,8 +57,9 @@ use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
 
 use crate::placement::{Assignment, WantedPorts};
 use crate::reconcile::{LocalPods, ReconcilePolicy};
-pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats, PeerTimer};
+pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats};
 pub use resume::{Persisted, startup_grace};
+use timers::{PeerTimer, TimerQueue};
 
 /// Everything a peer is told at start-up.
 #[derive(Debug, Clone)]
@@ -77,6 +91,10 @@ pub struct PeerConfig {
     /// A node absent from our view this long is forgotten everywhere (its
     /// record, its ghost in `get nodes`, and its orphaned pods).
     pub forget_down_after: Duration,
+    /// How often a changed state is checkpointed ([`Output::Checkpoint`]):
+    /// writes are durable before that through the log; this bounds the
+    /// log's length and what a restart replays.
+    pub checkpoint_every: Duration,
 }
 
 impl PeerConfig {
@@ -98,6 +116,7 @@ impl PeerConfig {
             max_clock_drift_ms: 60_000,
             startup_grace: None,
             forget_down_after: Duration::from_secs(24 * 60 * 60),
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -131,11 +150,18 @@ pub struct Peer {
     pending_push: shoal_crdt_state::Delta,
     push_scheduled: bool,
     rng: Xoshiro256PlusPlus,
+    /// Our timers (SWIM's are in `membership`).
+    timers: TimerQueue,
+    /// Our timers that fired: deadline, when, which (for the unit tests).
+    #[cfg(test)]
+    fired: Vec<(Duration, Duration, PeerTimer)>,
     outputs: VecDeque<Output>,
     stats: PeerStats,
     /// Bumped on every change of the cluster state (local or merged): the
     /// shell persists the state when it moved.
     state_changes: u64,
+    /// [`Peer::persist_version`] at the last checkpoint (or the start).
+    checkpointed: (u64, u64),
     /// `digest_hash` as of `state_changes` (the first element).
     digest_hash_cache: Option<(u64, u64)>,
     /// `leave` was called: SWIM's "we are down" is expected, not an error.
@@ -198,9 +224,13 @@ impl Peer {
             pending_push: shoal_crdt_state::Delta::default(),
             push_scheduled: false,
             rng,
+            timers: TimerQueue::default(),
+            #[cfg(test)]
+            fired: Vec::new(),
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
             state_changes: 0,
+            checkpointed: (0, 0),
             digest_hash_cache: None,
             leaving: false,
             remembered: Vec::new(),
@@ -283,6 +313,15 @@ impl Peer {
         self.outputs.pop_front()
     }
 
+    /// When [`Peer::handle_timeout`] is due next (wall time, like `now`):
+    /// the earliest of our timers and SWIM's. `None`: nothing pending. Ask
+    /// again after every input; a deadline at or before `now` is due at once.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let ours = self.timers.next_deadline();
+        let swim = self.membership.poll_timeout();
+        ours.into_iter().chain(swim).min()
+    }
+
     // ---- inputs ----
 
     /// Publishes our node info and joins through `seeds` (none: a new
@@ -324,6 +363,8 @@ impl Peer {
         self.publish_pending = true;
         self.schedule(now + self.config.publish_delay, PeerTimer::Publish);
         self.request_reconcile(now);
+        self.checkpointed = self.persist_version();
+        self.schedule(now + self.config.checkpoint_every, PeerTimer::Checkpoint);
     }
 
     /// One SWIM datagram from the network.
@@ -335,14 +376,37 @@ impl Peer {
         self.drain_membership(now);
     }
 
-    pub fn handle_timer(&mut self, now: Duration, timer: PeerTimer) {
-        match timer {
-            PeerTimer::Membership(token) => {
-                if let Err(e) = self.membership.handle_timer(now, token) {
+    /// Fires every timer due at `now`, ours and SWIM's, in deadline order
+    /// (SWIM's first on a tie); none that is not due. One of ours set
+    /// during the call for `now` or earlier waits for the next call
+    /// ([`Peer::poll_timeout`] says so), so a call always ends.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let mark = self.timers.mark();
+        loop {
+            let swim = self.membership.poll_timeout().filter(|at| *at <= now);
+            let ours = self.timers.next_due(now, mark);
+            let swim_first = match (swim, ours) {
+                (Some(swim), Some(ours)) => swim <= ours,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if swim_first {
+                if let Err(e) = self.membership.handle_timeout(now) {
                     tracing::debug!(error = %e, "swim timer");
                 }
                 self.drain_membership(now);
+            } else if let Some((_at, timer)) = self.timers.pop_due(now, mark) {
+                #[cfg(test)]
+                self.fired.push((_at, now, timer));
+                self.fire(now, timer);
+            } else {
+                break;
             }
+        }
+    }
+
+    fn fire(&mut self, now: Duration, timer: PeerTimer) {
+        match timer {
             PeerTimer::AntiEntropy => {
                 self.check_name(now);
                 self.forget_long_gone(now);
@@ -362,6 +426,13 @@ impl Peer {
             }
             PeerTimer::Push => self.flush_push(),
             PeerTimer::Grace => self.handle_grace_timer(now),
+            PeerTimer::Checkpoint => {
+                if self.persist_version() != self.checkpointed {
+                    self.checkpointed = self.persist_version();
+                    self.outputs.push_back(Output::Checkpoint);
+                }
+                self.schedule(now + self.config.checkpoint_every, PeerTimer::Checkpoint);
+            }
         }
     }
 
@@ -387,6 +458,20 @@ impl Peer {
         self.placement_dirty = true;
         self.spread(now, delta.into());
         self.request_reconcile(now);
+    }
+
+    /// Publishes which of the cluster's images the local engine holds,
+    /// when that changed (peers that lack one fetch it from a holder).
+    pub fn handle_images(&mut self, now: Duration, images: ImageHoldings) {
+        if self.config.info.images == images {
+            return;
+        }
+        self.config.info.images = images;
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
     }
 
     /// Learns `members` as alive without telling anyone: to resume from a
@@ -431,7 +516,7 @@ impl Peer {
     // ---- internals shared by the submodules ----
 
     fn schedule(&mut self, at: Duration, timer: PeerTimer) {
-        self.outputs.push_back(Output::Timer { at, timer });
+        self.timers.schedule(at, timer);
     }
 
     fn request_reconcile(&mut self, now: Duration) {
@@ -468,9 +553,6 @@ impl Peer {
                 shoal_gossip::Output::Send { to, bytes } => {
                     self.stats.datagrams_out += 1;
                     self.outputs.push_back(Output::Datagram { to, bytes });
-                }
-                shoal_gossip::Output::Timer { at, timer } => {
-                    self.schedule(at, PeerTimer::Membership(timer));
                 }
                 shoal_gossip::Output::Event(event) => match event {
                     MembershipEvent::Up(id) => {

@@ -38,7 +38,8 @@ use shoal_crdt_state::node::NodeId;
 use shoal_gossip::config::MAX_JOIN_RETRY;
 use shoal_gossip::{PeerIdentity, Preset};
 
-use super::io::{Output, PeerEvent, PeerTimer};
+use super::io::{Output, PeerEvent};
+use super::timers::PeerTimer;
 use super::{Peer, PeerConfig, ms};
 
 /// Members that went down this recently are still remembered: a site

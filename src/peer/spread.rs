@@ -17,7 +17,8 @@ use shoal_crdt_state::{Delta, DesiredDelta, wire};
 use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
 
 use super::sync_message::{MAX_SYNC_BYTES, SyncEnvelope, SyncMessage};
-use super::{Output, Peer, PeerTimer, ms};
+use super::timers::PeerTimer;
+use super::{Output, Peer, ms};
 
 impl Peer {
     /// Sends a local change to the cluster.

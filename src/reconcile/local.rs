@@ -47,6 +47,8 @@ pub struct LocalPod {
     /// Exits since the pod last stayed up for the back-off's `reset_after`.
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// What the runtime is doing before the start (see `PodEvent::Preparing`).
+    pub preparing: Option<String>,
     /// How the last run ended, while `state` is `Exited`.
     pub last_exit: Option<ExitKind>,
     /// When it last reached running (to forgive a pod that stayed up).
@@ -81,6 +83,7 @@ impl LocalPod {
             restarts: 0,
             consecutive_failures: 0,
             last_error: None,
+            preparing: None,
             last_exit: None,
             running_since: None,
             exited_at: None,
@@ -118,6 +121,10 @@ impl LocalPod {
             ready: self.available(),
             restarts: self.restarts,
             last_error: self.last_error.clone(),
+            preparing: self
+                .preparing
+                .clone()
+                .filter(|_| self.state == LocalState::Starting),
             ports: self.ports.clone(),
             claim,
         }
@@ -222,9 +229,18 @@ impl LocalPods {
                 self.pods.remove(&obs.pod);
             }
             _ if local.state == LocalState::Stopping => {}
-            PodEvent::Created => local.state = LocalState::Starting,
+            PodEvent::Preparing(what) => {
+                if local.state == LocalState::Starting {
+                    local.preparing = Some(what.clone());
+                }
+            }
+            PodEvent::Created => {
+                local.state = LocalState::Starting;
+                local.preparing = None;
+            }
             PodEvent::Running { ports } => {
                 local.state = LocalState::Running;
+                local.preparing = None;
                 local.ports = ports.clone();
                 local.running_since = Some(now);
                 local.exited_at = None;
@@ -256,7 +272,7 @@ impl LocalPods {
 
     fn observe_unknown(&mut self, now: u64, obs: &PodObservation) {
         let state = match &obs.event {
-            PodEvent::Removed | PodEvent::Ready(_) => return,
+            PodEvent::Removed | PodEvent::Ready(_) | PodEvent::Preparing(_) => return,
             PodEvent::Created => LocalState::Starting,
             PodEvent::Running { .. } => LocalState::Running,
             PodEvent::Exited { .. } | PodEvent::ImageError(_) | PodEvent::StartError(_) => {
@@ -279,6 +295,7 @@ fn record_down(local: &mut LocalPod, now: u64, kind: ExitKind, error: String) {
         return;
     }
     local.state = LocalState::Exited;
+    local.preparing = None;
     local.ready = false;
     local.exited_at = Some(now);
     local.last_exit = Some(kind);

@@ -3,8 +3,9 @@
 //! It feeds the core every input (datagrams, sync messages, runtime
 //! observations, engine health, API requests, timers), and after each one
 //! drains every output: datagrams and sync messages to the QUIC transport,
-//! pod actions to the Docker runtime, records to make durable to the
-//! writer thread, timers into its own deadline-ordered heap. The loop never
+//! pod actions to the Docker runtime, records and checkpoints to make
+//! durable to the writer thread. The core keeps its timers: the loop
+//! sleeps until its one deadline ([`Peer::poll_timeout`]). The loop never
 //! awaits anything slow: sends are handed to the transport or to short
 //! spawned tasks, disk writes to the writer, and answers that must wait for
 //! the disk are held in [`Acks`] until the writer reports them durable.
@@ -12,13 +13,12 @@
 //! a snapshot (a copy of pointers) only when a reader finds the published
 //! one stale (see [`snapshots`](super::snapshots)).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use shoal_crdt_state::node::ImageHoldings;
 use shoal_gossip::quic::QuicTransport;
 use shoal_runtime::docker::DockerRuntime;
 use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
@@ -27,20 +27,20 @@ use tokio::time::Instant;
 
 use super::acks::{self, Acks, Held};
 use super::handle::{Ack, Request};
+use super::images::PeerImages;
+use super::images::wire::FetchRequest;
 use super::join_watch::{JoinVerdict, JoinWatch};
 use super::persist::{Durability, Writer};
 use super::snapshots::SnapshotSource;
 use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
-use crate::peer::{Output, Peer, PeerEvent, PeerTimer};
+use crate::peer::{Output, Peer, PeerEvent};
 
 /// Sync messages in flight at once; beyond that they are dropped (and
 /// anti-entropy repairs what they carried).
 const MAX_SYNC_IN_FLIGHT: usize = 64;
 
-/// How often a snapshot of the state is written when it changed (writes
-/// are durable before that through the log; this bounds the log's length
-/// and what a restart replays).
-const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// How often a join in progress is checked (see [`JoinWatch`]).
+const JOIN_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the engine is listed for pods other node ids left on it.
 pub const FOREIGN_SCAN_EVERY: Duration = Duration::from_secs(10);
@@ -88,36 +88,14 @@ pub struct Driver {
     pub fatal: Option<tokio::sync::oneshot::Sender<String>>,
     /// Pods other node ids left on our engine, listed every so often.
     pub foreign: mpsc::Receiver<Vec<ForeignPod>>,
-}
-
-/// Timers in deadline order; ties in the order they were scheduled.
-#[derive(Debug, Default)]
-struct TimerHeap {
-    heap: BinaryHeap<Reverse<(Duration, u64, PeerTimer)>>,
-    seq: u64,
-}
-
-impl TimerHeap {
-    fn push(&mut self, at: Duration, timer: PeerTimer) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, timer)));
-    }
-
-    fn next_deadline(&self) -> Option<Duration> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    fn pop_due(&mut self, now: Duration) -> Option<PeerTimer> {
-        match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(t)| t.2),
-            _ => None,
-        }
-    }
+    /// Serves the images peers fetch from us.
+    pub images: Arc<PeerImages>,
+    /// The images of the cluster's RCs our engine holds, when that changes.
+    pub holdings: mpsc::Receiver<ImageHoldings>,
 }
 
 /// What the loop keeps besides the [`Driver`].
 struct LoopState {
-    timers: TimerHeap,
     sync_slots: Arc<Semaphore>,
     acks: Acks,
     /// Desired-state records the last drain sent to the writer (the
@@ -129,33 +107,27 @@ impl Driver {
     /// Runs until `shutdown` fires, then leaves the cluster and saves state.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut ls = LoopState {
-            timers: TimerHeap::default(),
             sync_slots: Arc::new(Semaphore::new(MAX_SYNC_IN_FLIGHT)),
             acks: Acks::default(),
             persisted: shoal_crdt_state::Delta::default(),
         };
         let mut health = self.runtime.health_watch();
         let mut durability = self.writer.durability();
-        let mut persisted_at = self.peer.persist_version();
-        let mut persist_tick = tokio::time::interval(PERSIST_EVERY);
+        let mut join_tick = tokio::time::interval(JOIN_WATCH_EVERY);
         self.report_health(&health.borrow().clone());
         self.drain(&mut ls);
 
         loop {
-            let deadline = ls
-                .timers
-                .next_deadline()
+            let deadline = self
+                .peer
+                .poll_timeout()
                 .map(|at| Instant::now() + at.saturating_sub(wall_now()))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = tokio::time::sleep_until(deadline) => {
-                    let now = wall_now();
-                    while let Some(timer) = ls.timers.pop_due(now) {
-                        self.peer.handle_timer(now, timer);
-                        self.drain(&mut ls);
-                    }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.peer.handle_timeout(wall_now());
                 }
                 Some((from, bytes)) = self.inbound.datagrams.recv() => {
                     self.peer.handle_datagram(wall_now(), from, &bytes);
@@ -164,12 +136,20 @@ impl Driver {
                     self.peer.handle_sync(wall_now(), from, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
-                    // A peer asks us to store a write durably (a replicated
-                    // acknowledgement): merge it, answer once it is on disk.
-                    self.peer.handle_sync(wall_now(), request.remote, &request.body);
-                    self.drain(&mut ls);
-                    let seq = self.writer.last_queued();
-                    self.hold(&mut ls, seq, Held::Replica(request.responder));
+                    if let Some(fetch) = FetchRequest::decode(&request.body) {
+                        // A peer fetches an image: served off this task.
+                        self.images.serve(fetch, request.responder);
+                    } else {
+                        // A peer asks us to store a write durably (a replicated
+                        // acknowledgement): merge it, answer once it is on disk.
+                        self.peer.handle_sync(wall_now(), request.remote, &request.body);
+                        self.drain(&mut ls);
+                        let seq = self.writer.last_queued();
+                        self.hold(&mut ls, seq, Held::Replica(request.responder));
+                    }
+                }
+                Some(held) = self.holdings.recv() => {
+                    self.peer.handle_images(wall_now(), held);
                 }
                 Some(pods) = self.foreign.recv() => {
                     self.peer.handle_foreign_pods(wall_now(), &pods);
@@ -187,14 +167,7 @@ impl Driver {
                     ls.acks.release(&durable);
                 }
                 Some(request) = self.requests.recv() => self.answer(request, &mut ls),
-                _ = persist_tick.tick() => {
-                    self.watch_join();
-                    if self.peer.persist_version() != persisted_at {
-                        persisted_at = self.peer.persist_version();
-                        // Shares the state's records: a copy of pointers.
-                        self.writer.snapshot(self.peer.persisted(wall_now()));
-                    }
-                }
+                _ = join_tick.tick(), if self.join_watch.is_some() => self.watch_join(),
             }
             self.drain(&mut ls);
             self.snapshots.note(&self.peer);
@@ -329,7 +302,6 @@ impl Driver {
                     }
                 }
                 Output::Sync { to, bytes } => self.send_sync(to, bytes, &ls.sync_slots),
-                Output::Timer { at, timer } => ls.timers.push(at, timer),
                 Output::Pod(action) => {
                     tracing::info!(pod = %action.pod(), action = action_name(&action), "pod action");
                     self.runtime.execute(action);
@@ -337,6 +309,10 @@ impl Driver {
                 Output::Persist(delta) => {
                     ls.persisted.merge(delta.clone());
                     self.writer.append(delta);
+                }
+                // Shares the state's records: a copy of pointers.
+                Output::Checkpoint => {
+                    self.writer.snapshot(self.peer.persisted(wall_now()));
                 }
                 Output::Event(PeerEvent::NameTaken { name, by, addr }) => {
                     let why = format!(

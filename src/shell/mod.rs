@@ -3,11 +3,13 @@
 //! - [`addresses`]: which address a peer listens on and advertises.
 //! - [`handle`]: requests to the task that owns the peer core.
 //! - [`snapshots`]: the immutable snapshots reads are served from.
-//! - `driver`: that task — feeds the core, drains its outputs, runs timers.
+//! - `driver`: that task — feeds the core, drains its outputs, sleeps
+//!   until the core's one timer deadline.
 //! - [`persist`]: the data dir and the writer thread (durable writes).
 //! - [`acks`]: answers held until the write they acknowledge is durable.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
+//! - [`images`]: peers hand images to each other (the cluster as registry).
 //! - [`service_dns`]: the DNS server every peer runs for services.
 //! - [`service_plane`]: the load balancer every peer runs for every service.
 //! - [`services`]: both, fed from the snapshots, as `shoal up` starts them.
@@ -17,6 +19,7 @@ pub mod addresses;
 pub mod api;
 pub mod driver;
 pub mod handle;
+pub mod images;
 pub mod join_watch;
 pub mod persist;
 pub mod service_dns;

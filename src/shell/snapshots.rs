@@ -308,6 +308,7 @@ mod tests {
             leaving: false,
             started_ms: 0,
             incarnation: 0,
+            images: Default::default(),
         };
         let mut peer = Peer::new(PeerConfig::new(NodeId(7), addr, info));
         peer.start(NOW, &[], &[]);

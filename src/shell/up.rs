@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
+use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
 use super::services::{Services, ServicesConfig, default_service_ip, start_services};
@@ -133,6 +134,12 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (snapshots, reader) = SnapshotSource::new(&peer, &token.cluster_id());
+    let handle = PeerHandle::new(requests_tx, reader);
+    let images = PeerImages::new(transport.clone(), handle.clone(), &runtime);
+    runtime.set_image_source(images.clone());
+    let (holdings_tx, holdings) = mpsc::channel(1);
+    // Ends when the driver (the receiver) is gone.
+    tokio::spawn(holdings_loop(images.clone(), holdings_tx));
     let driver = Driver {
         peer,
         snapshots,
@@ -145,8 +152,9 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         join_watch,
         fatal: Some(fatal_tx),
         foreign,
+        images,
+        holdings,
     };
-    let handle = PeerHandle::new(requests_tx, reader);
     // Before the driver starts pods: they get the DNS server if it runs.
     let services = start_services(
         ServicesConfig {
@@ -249,6 +257,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         leaving: false,
         started_ms: u64::try_from(wall_now().as_millis()).unwrap_or(u64::MAX),
         incarnation: 0,
+        images: Default::default(),
     }
 }
 

@@ -103,6 +103,7 @@ pub fn status(
         ready,
         restarts: 0,
         last_error: None,
+        preparing: None,
         ports: vec![],
         claim: None,
     }

@@ -21,15 +21,16 @@
 //! computed here with the real `assign`), so nothing starts or moves.
 #![allow(dead_code)] // the baseline build uses a part
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+mod timers;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal::peer::sync_message::{SyncEnvelope, SyncMessage};
-use shoal::peer::{Output, Peer, PeerConfig, PeerEvent, PeerTimer, Persisted};
+use shoal::peer::{Output, Peer, PeerConfig, PeerEvent, Persisted};
 use shoal::placement;
 use shoal::shell::handle::Request;
 use shoal_crdt_state::hlc::{Clock, DEFAULT_MAX_DRIFT_MS};
@@ -96,6 +97,7 @@ fn info(i: usize) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 
@@ -196,6 +198,7 @@ pub fn whole_site(now: Duration) -> Site {
                         ready: true,
                         restarts: 0,
                         last_error: None,
+                        preparing: None,
                         ports: Vec::new(),
                         claim: Some(assignment.fingerprint()),
                     }
@@ -334,8 +337,7 @@ pub struct Driver0<S: Serve> {
     pub serve: S,
     pub metrics: Arc<Mutex<Metrics>>,
     pub builds: Arc<AtomicU64>,
-    timers: BinaryHeap<Reverse<(Duration, u64, PeerTimer)>>,
-    seq: u64,
+    timers: timers::Timers,
 }
 
 impl<S: Serve> Driver0<S> {
@@ -352,8 +354,7 @@ impl<S: Serve> Driver0<S> {
             serve,
             metrics: Arc::default(),
             builds: Arc::default(),
-            timers: BinaryHeap::new(),
-            seq: 0,
+            timers: timers::Timers::default(),
         }
     }
 
@@ -369,10 +370,6 @@ impl<S: Serve> Driver0<S> {
                 Output::Sync { to, bytes } => {
                     let _ = self.to_standins.send((to, Msg::Sync { from: me, bytes }));
                 }
-                Output::Timer { at, timer } => {
-                    self.seq += 1;
-                    self.timers.push(Reverse((at, self.seq, timer)));
-                }
                 Output::Pod(action) => self.engine.extend(engine_reports(action)),
                 Output::Event(event) => {
                     if matches!(event, PeerEvent::MemberDown(_)) {
@@ -380,7 +377,7 @@ impl<S: Serve> Driver0<S> {
                     }
                     log_event(0, &event);
                 }
-                Output::Persist(_) => {}
+                other => self.timers.absorb(other),
             }
         }
         let t = std::time::Instant::now();
@@ -402,22 +399,19 @@ impl<S: Serve> Driver0<S> {
                 self.peer.handle_observation(wall_now(), &observation);
                 self.drain();
             }
-            let sleep = self.timers.peek().map_or(Duration::from_secs(3600), |t| {
-                (t.0).0.saturating_sub(wall_now())
-            });
+            let sleep = self
+                .timers
+                .next_deadline(&self.peer)
+                .map_or(Duration::from_secs(3600), |at| {
+                    at.saturating_sub(wall_now())
+                });
             tokio::select! {
                 biased;
                 _ = stop.changed() => return,
                 () = tokio::time::sleep(sleep) => {
                     let now = wall_now();
-                    while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
-                        if at > now {
-                            break;
-                        }
-                        self.timers.pop();
+                    for at in self.timers.fire(&mut self.peer, now) {
                         self.metrics.lock().unwrap().timers.push(ms(now - at));
-                        self.peer.handle_timer(now, timer);
-                        self.drain();
                     }
                 }
                 () = tokio::time::sleep_until(tick_at) => {
@@ -468,13 +462,12 @@ pub async fn standins_loop(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut timers: BinaryHeap<Reverse<(Duration, u64, usize, PeerTimer)>> = BinaryHeap::new();
-    let mut seq = 0u64;
+    let mut timers: Vec<timers::Timers> = peers.iter().map(|_| timers::Timers::default()).collect();
     let mut pending: VecDeque<(usize, SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut churn_tick = tokio::time::interval(every);
     let mut changes = 0usize;
-    let mut route =
-        |peers: &mut [Peer], i: usize, pending: &mut VecDeque<_>, timers: &mut BinaryHeap<_>| {
+    let route =
+        |peers: &mut [Peer], i: usize, pending: &mut VecDeque<_>, timers: &mut [timers::Timers]| {
             let from = addr(i + 1);
             while let Some(output) = peers[i].poll_output() {
                 match output {
@@ -485,12 +478,9 @@ pub async fn standins_loop(
                         j if (1..NODES).contains(&j) => pending.push_back((j - 1, from, bytes)),
                         _ => {}
                     },
-                    Output::Timer { at, timer } => {
-                        seq += 1;
-                        timers.push(Reverse((at, seq, i, timer)));
-                    }
                     Output::Event(event) => log_event(i + 1, &event),
-                    Output::Sync { .. } | Output::Pod(_) | Output::Persist(_) => {}
+                    Output::Sync { .. } | Output::Pod(_) => {}
+                    other => timers[i].absorb(other),
                 }
             }
         };
@@ -502,8 +492,11 @@ pub async fn standins_loop(
             peers[i].handle_datagram(wall_now(), from, &bytes);
             route(&mut peers, i, &mut pending, &mut timers);
         }
-        let sleep = timers.peek().map_or(Duration::from_secs(3600), |t| {
-            (t.0).0.saturating_sub(wall_now())
+        let next = (0..peers.len())
+            .filter_map(|i| timers[i].next_deadline(&peers[i]))
+            .min();
+        let sleep = next.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_sub(wall_now())
         });
         tokio::select! {
             _ = stop.changed() => return,
@@ -516,13 +509,10 @@ pub async fn standins_loop(
             }
             () = tokio::time::sleep(sleep) => {
                 let now = wall_now();
-                while let Some(Reverse((at, _, i, timer))) = timers.peek().copied() {
-                    if at > now {
-                        break;
+                for i in 0..peers.len() {
+                    if !timers[i].fire(&mut peers[i], now).is_empty() {
+                        route(&mut peers, i, &mut pending, &mut timers);
                     }
-                    timers.pop();
-                    peers[i].handle_timer(now, timer);
-                    route(&mut peers, i, &mut pending, &mut timers);
                 }
             }
             _ = churn_tick.tick(), if churn.load(Ordering::Relaxed) => {

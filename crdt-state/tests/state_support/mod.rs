@@ -80,6 +80,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 
@@ -96,6 +97,7 @@ pub fn pod_status(rc: &str, index: u32, phase: PodPhase, restarts: u32) -> PodSt
         ready: phase == PodPhase::Running,
         restarts,
         last_error: None,
+        preparing: None,
         ports: Vec::new(),
         claim: Some(1),
     }

@@ -63,6 +63,41 @@ impl Responder {
     }
 }
 
+impl Responder {
+    /// Sends one piece of a long reply; waits while the requester's flow
+    /// control window is full, so a slow reader slows the sender instead of
+    /// filling memory. End with [`Responder::finish`]; dropping the
+    /// responder before that resets the stream, so the requester sees an
+    /// incomplete reply as a failure, never as a shorter one.
+    pub async fn send_chunk(&mut self, chunk: Bytes) -> Result<(), TransportError> {
+        let to = self.remote;
+        let Some(send) = self.send.as_mut() else {
+            return Err(TransportError::Stream {
+                to,
+                reason: "reply already finished".into(),
+            });
+        };
+        let size = chunk.len();
+        send.write_chunk(chunk)
+            .await
+            .map_err(|e| super::streams::write_error(to, e))?;
+        add(&self.counters.stream_bytes_sent, size);
+        Ok(())
+    }
+
+    /// Ends a reply sent with [`Responder::send_chunk`].
+    pub fn finish(mut self) -> Result<(), TransportError> {
+        let to = self.remote;
+        match self.send.take() {
+            Some(mut send) => send.finish().map_err(|e| TransportError::Stream {
+                to,
+                reason: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(mut send) = self.send.take() {

@@ -75,6 +75,7 @@ use tokio::sync::mpsc;
 pub use error::TransportError;
 pub use inbound::{InboundRequest, Responder};
 pub use stats::TransportStats;
+pub use streams::ReplyStream;
 pub use tls::{ALPN, cluster_ca_certificate};
 pub use token::{JoinToken, TokenError};
 
@@ -343,6 +344,20 @@ impl QuicTransport {
         limit: usize,
     ) -> Result<Bytes, TransportError> {
         self.shared.request(canonical(to), body, limit).await
+    }
+
+    /// Sends `body` on a new bi-directional stream and returns the reply as
+    /// it arrives, with no size limit (for large transfers: images); each
+    /// piece must arrive within `idle`. Opening and sending are bounded by
+    /// the request timeout. The peer answers with
+    /// [`Responder::send_chunk`] and [`Responder::finish`].
+    pub async fn request_stream(
+        &self,
+        to: SocketAddr,
+        body: Bytes,
+        idle: Duration,
+    ) -> Result<ReplyStream, TransportError> {
+        self.shared.request_stream(canonical(to), body, idle).await
     }
 
     /// Sends `body` one way on a new uni-directional stream. `Ok` means

@@ -7,13 +7,50 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{ReadError, ReadToEndError, WriteError};
 
 use super::Shared;
 use super::error::TransportError;
-use super::stats::add;
+use super::stats::{Counters, add};
+
+/// A reply read piece by piece, with no size limit: each piece must arrive
+/// within the idle bound instead. See [`super::QuicTransport::request_stream`].
+#[derive(Debug)]
+pub struct ReplyStream {
+    to: SocketAddr,
+    recv: quinn::RecvStream,
+    idle: Duration,
+    counters: Arc<Counters>,
+}
+
+impl ReplyStream {
+    /// The next piece of the reply, `None` at its end. A reply the peer
+    /// reset (it failed, or refused) is an error, never a shorter reply.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, TransportError> {
+        let (to, after) = (self.to, self.idle);
+        let chunk = tokio::time::timeout(after, self.recv.read_chunk(64 * 1024, true))
+            .await
+            .map_err(|_| TransportError::Timeout { to, after })?
+            .map_err(|e| match e {
+                ReadError::Reset(_) => TransportError::Declined { to },
+                ReadError::ConnectionLost(e) => TransportError::ConnectionLost {
+                    to,
+                    reason: e.to_string(),
+                },
+                other => TransportError::Stream {
+                    to,
+                    reason: other.to_string(),
+                },
+            })?;
+        Ok(chunk.map(|c| {
+            add(&self.counters.stream_bytes_received, c.bytes.len());
+            c.bytes
+        }))
+    }
+}
 
 impl Shared {
     /// See [`super::QuicTransport::request`].
@@ -78,6 +115,36 @@ impl Shared {
         })?;
         add(&self.counters.stream_bytes_sent, size);
         Ok(())
+    }
+
+    /// See [`super::QuicTransport::request_stream`].
+    pub(crate) async fn request_stream(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        body: Bytes,
+        idle: Duration,
+    ) -> Result<ReplyStream, TransportError> {
+        let after = self.config.request_timeout;
+        let open = async {
+            let conn = self.connection(to).await?;
+            let (mut send, recv) =
+                conn.open_bi()
+                    .await
+                    .map_err(|e| TransportError::ConnectionLost {
+                        to,
+                        reason: e.to_string(),
+                    })?;
+            self.send_all(to, &mut send, body).await?;
+            Ok(ReplyStream {
+                to,
+                recv,
+                idle,
+                counters: self.counters.clone(),
+            })
+        };
+        tokio::time::timeout(after, open)
+            .await
+            .unwrap_or(Err(TransportError::Timeout { to, after }))
     }
 
     /// See [`super::QuicTransport::push`].

@@ -7,7 +7,8 @@
 //! - [`pod_ops`]: start (create/adopt/restart) and stop of one pod;
 //! - [`events`]: the engine's event stream and the re-list after a reconnect;
 //! - [`probe`]: readiness probes (httpGet, tcpSocket, exec);
-//! - [`health`]: engine reachability, published by the node.
+//! - [`health`]: engine reachability, published by the node;
+//! - [`images`]: images held, exported and loaded (peers as a registry).
 //!
 //! Promises: [`DockerRuntime::execute`] returns at once and never blocks on
 //! another pod (one task per action, a bounded number at a time, actions on
@@ -19,6 +20,7 @@
 mod create;
 mod events;
 mod health;
+mod images;
 mod naming;
 mod pod_ops;
 mod probe;
@@ -43,6 +45,12 @@ use tokio::task::JoinHandle;
 use crate::vocabulary::{ExistingPod, ForeignPod, PodAction, PodObservation, RuntimeHealth};
 use naming::{Owner, PodKey};
 use pod_ops::Tracked;
+
+pub use images::{ImageArchive, ImageSource, LoadError, Progress};
+
+/// Least time between two progress reports of one pod's start: each one
+/// changes the node's record, which every peer receives.
+const PREPARING_EVERY: Duration = Duration::from_secs(2);
 
 /// What the executor needs to know about its node.
 #[derive(Debug, Clone)]
@@ -142,6 +150,8 @@ pub(crate) struct Inner {
     locks: Mutex<BTreeMap<PodKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Consecutive failed pulls per image, for the pull back-off.
     pulls: Mutex<BTreeMap<String, pod_ops::PullFailures>>,
+    /// Asked for a missing image before the registry (peers that hold it).
+    image_source: std::sync::OnceLock<Arc<dyn ImageSource>>,
 }
 
 impl DockerRuntime {
@@ -188,6 +198,7 @@ impl DockerRuntime {
             pods: Mutex::new(BTreeMap::new()),
             locks: Mutex::new(BTreeMap::new()),
             pulls: Mutex::new(BTreeMap::new()),
+            image_source: std::sync::OnceLock::new(),
         });
         inner.check_health().await;
         let background = vec![
@@ -379,6 +390,32 @@ impl Inner {
     }
 
     /// Sends an observation; a consumer that went away is not our failure.
+    /// Reports what a start is doing while it waits (an image transfer), at
+    /// most every [`PREPARING_EVERY`]; never waits for the channel.
+    fn preparing(&self, key: &PodKey) -> images::Progress {
+        let tx = self.observations.clone();
+        let key = key.clone();
+        // When the last report went out, and its first word (a new step,
+        // such as a pull after a failed transfer, goes out at once).
+        let last = Mutex::new(None::<(std::time::Instant, String)>);
+        Arc::new(move |what: String| {
+            let now = std::time::Instant::now();
+            let step = what.split(' ').next().unwrap_or_default().to_owned();
+            let mut last = last.lock().expect("progress mutex poisoned");
+            if last.as_ref().is_some_and(|(at, last_step)| {
+                *last_step == step && now.duration_since(*at) < PREPARING_EVERY
+            }) {
+                return;
+            }
+            *last = Some((now, step));
+            let _ = tx.try_send(PodObservation {
+                pod: key.0.clone(),
+                template_hash: key.1,
+                event: crate::vocabulary::PodEvent::Preparing(what),
+            });
+        })
+    }
+
     async fn observe(&self, key: &PodKey, event: crate::vocabulary::PodEvent) {
         tracing::debug!(pod = %key.0, template = %key.1, ?event, "observation");
         let _ = self

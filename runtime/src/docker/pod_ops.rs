@@ -280,7 +280,7 @@ impl Inner {
             images.sort_unstable();
             images.dedup();
             for image in images {
-                self.ensure_image(image)
+                self.ensure_image(image, self.preparing(key))
                     .await
                     .map_err(StartFailure::Image)?;
             }
@@ -393,8 +393,9 @@ impl Inner {
         join_all(removals).await;
     }
 
-    /// Uses the local image, else pulls exactly its tag; failures back off.
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    /// Uses the local image, else fetches it from a peer that holds it, else
+    /// pulls exactly its tag; failures back off.
+    async fn ensure_image(&self, image: &str, progress: super::Progress) -> Result<(), String> {
         let docker = self
             .docker()
             .map_err(|e| super::error_for(&self.host, "inspect images", e).to_string())?;
@@ -413,6 +414,24 @@ impl Inner {
                 (f.next_attempt - now).as_secs_f64()
             ));
         }
+        // A peer that holds the image is a registry one hop away that works
+        // offline and gives every node the same image ID: ask it first.
+        let mut peers_failed = None;
+        if let Some(source) = self.image_source.get() {
+            match source.fetch(image.to_owned(), progress.clone()).await {
+                Ok(Some(from)) => {
+                    tracing::info!(%image, %from, "image loaded from a peer");
+                    self.pulls
+                        .lock()
+                        .expect("pulls mutex poisoned")
+                        .remove(image);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(why) => peers_failed = Some(why),
+            }
+        }
+        progress(format!("ImagePulling {image}"));
         let (repo, tag) = image_pull_ref(image);
         let options = CreateImageOptions {
             from_image: Some(repo),
@@ -441,7 +460,13 @@ impl Inner {
                 Ok(())
             }
             Some(message) => {
-                let message = format!("pull {image}: {message}");
+                let message = match peers_failed {
+                    Some(why) => format!("no peer could send {image} ({why}), and pull: {message}"),
+                    None if self.image_source.get().is_some() => {
+                        format!("no peer holds {image}, and pull: {message}")
+                    }
+                    None => format!("pull {image}: {message}"),
+                };
                 let count = pulls.get(image).map_or(0, |f| f.count) + 1;
                 let wait = RestartBackoff::default().delay(count + 1);
                 pulls.insert(

@@ -181,18 +181,10 @@ mod tests {
             memory_bytes: 1 << 30,
         };
         NodeInfo {
-            name: "web-1".into(),
             peer_addr: peer.into(),
             api_addr: api.into(),
-            capacity,
-            allocatable: capacity,
-            labels: Default::default(),
-            runtime_healthy: true,
-            runtime_error: None,
             version: "0.1.0".into(),
-            leaving: false,
-            started_ms: 0,
-            incarnation: 0,
+            ..NodeInfo::healthy("web-1", capacity)
         }
     }
 

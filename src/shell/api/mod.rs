@@ -15,7 +15,7 @@
 //! - `apply`: a manifest's RCs and services, checked, then written.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
 //! - `services`, `service_views`: apply, list, describe, replace, delete.
-//! - `reads`: nodes, pods, health.
+//! - `reads`: nodes, pods, images, health.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //!
@@ -30,6 +30,7 @@
 //! | `GET /api/v1/services`, `GET /api/v1/services/{name}` | list, describe (endpoints) |
 //! | `PUT /api/v1/services/{name}` | apply a manifest of that one service |
 //! | `DELETE /api/v1/services/{name}` | delete |
+//! | `GET /api/v1/images` | images the RCs use, which nodes hold them |
 //! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
 //! | `POST /api/v1/nodes/{name}/cordon`, `.../uncordon` | placement may (not) use it |
 //! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
@@ -102,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
                 .put(services::replace)
                 .delete(services::delete),
         )
+        .route("/images", get(reads::images))
         .route("/nodes", get(reads::nodes))
         .route("/nodes/{name}", get(reads::node).delete(nodes::delete))
         .route("/nodes/{name}/cordon", post(nodes::cordon))

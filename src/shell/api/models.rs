@@ -73,6 +73,9 @@ pub struct NodeJson {
     pub cpu: String,
     /// Allocatable memory, Kubernetes quantity (`4Gi`).
     pub memory: String,
+    /// The images of the cluster's RCs the node holds: reference to image ID.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
 }
 
 /// `GET /nodes/{name}`: the row plus everything `describe node` shows.
@@ -179,6 +182,10 @@ pub struct PodJson {
     pub restarts: u32,
     pub ports: Vec<PortJson>,
     pub last_error: Option<String>,
+    /// While pending: what is done before it can start
+    /// (`ImageTransferring from node2 (40.1 MB)`).
+    #[serde(default)]
+    pub preparing: Option<String>,
     pub template_hash: String,
     /// Runs the RC's current template (false during a rollout, or for pods of a deleted RC).
     pub current: bool,
@@ -253,4 +260,16 @@ pub struct ServiceDetail {
     #[serde(flatten)]
     pub service: ServiceJson,
     pub endpoints: Vec<EndpointJson>,
+}
+
+/// One row of `GET /images`: an image the cluster's RCs use, and which
+/// nodes hold it (peers fetch it from those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageJson {
+    /// As the RCs spell it.
+    pub image: String,
+    /// Node name to the image ID it holds the image as.
+    pub holders: BTreeMap<String, String>,
+    /// Nodes alive in this peer's view that do not hold it.
+    pub missing: Vec<String>,
 }

@@ -18,6 +18,11 @@ pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Response, Api
     render::json(snapshot, |s| Ok(views::nodes(s))).await
 }
 
+pub(super) async fn images(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.handle.snapshot().await?;
+    render::json(snapshot, |s| Ok(views::images(s))).await
+}
+
 pub(super) async fn node(
     State(state): State<ApiState>,
     Path(name): Path<String>,

@@ -14,8 +14,11 @@ use shoal_crdt_state::pod::{PodPhase, PodStatus};
 use shoal_crdt_state::spec::RcSpec;
 use shoal_gossip::MemberState;
 
+use std::collections::BTreeMap;
+
 use super::models::{
-    NodeDetail, NodeJson, PodJson, PortJson, RcDetail, RcJson, RevisionJson, UnplacedJson,
+    ImageJson, NodeDetail, NodeJson, PodJson, PortJson, RcDetail, RcJson, RevisionJson,
+    UnplacedJson,
 };
 use crate::shell::handle::Snapshot;
 
@@ -55,6 +58,7 @@ pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJs
         ready: info.runtime_healthy,
         pods: record.pods.len(),
         labels: info.labels.clone(),
+        images: info.images.clone(),
         cpu: format_cpu(info.allocatable.cpu_millis),
         memory: format_memory(info.allocatable.memory_bytes),
     }
@@ -70,6 +74,32 @@ pub fn nodes(snapshot: &Snapshot) -> Vec<NodeJson> {
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     rows
+}
+
+/// Every image the cluster's RCs use, with the nodes that hold it.
+pub fn images(snapshot: &Snapshot) -> Vec<ImageJson> {
+    crate::shell::images::images_in_use(snapshot)
+        .into_iter()
+        .map(|image| {
+            let mut holders = BTreeMap::new();
+            let mut missing = Vec::new();
+            for (id, record) in snapshot.state.observed.nodes() {
+                match record.info.images.get(&image) {
+                    Some(image_id) => {
+                        holders.insert(record.info.name.clone(), image_id.clone());
+                    }
+                    None if node_active(snapshot, id) => missing.push(record.info.name.clone()),
+                    None => {}
+                }
+            }
+            missing.sort();
+            ImageJson {
+                image,
+                holders,
+                missing,
+            }
+        })
+        .collect()
 }
 
 /// The 404 for a node name nobody has.
@@ -135,6 +165,7 @@ pub fn pod_json(
             })
             .collect(),
         last_error: pod.last_error.clone(),
+        preparing: pod.preparing.clone(),
         template_hash: pod.template_hash.to_string(),
         current,
     }

@@ -70,6 +70,17 @@ pub enum PersistError {
          (the cluster sends the state back), or restore it from a backup"
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path} was written by another Shoal version (state format {found}; this build reads \
+         {supported}), which this build cannot convert: run the version that wrote it, or move \
+         the file away and the peer takes the cluster's state from the others (a cluster whose \
+         peers all move it away starts empty: apply the manifests again)"
+    )]
+    OtherVersion {
+        path: PathBuf,
+        found: u8,
+        supported: u8,
+    },
 }
 
 /// `node.json` as written: the identity, its format and its checksum.
@@ -166,13 +177,25 @@ impl DataDir {
             path: path.to_owned(),
             reason,
         };
+        // A checksum that holds over a payload of another wire version: a
+        // file of another Shoal version, not damage.
+        let undecodable = |path: &Path, e: wire::WireError| match e {
+            wire::WireError::UnsupportedVersion { found, supported } => {
+                PersistError::OtherVersion {
+                    path: path.to_owned(),
+                    found,
+                    supported,
+                }
+            }
+            other => corrupt(path, other.to_string()),
+        };
         let snapshot = match read_if_exists(&path)? {
             Some(bytes) => {
                 let payload =
                     frame::state_payload(&bytes).map_err(|e| corrupt(&path, e.to_string()))?;
                 Some(
                     wire::decode::<Persisted>(payload, MAX_STATE_BYTES)
-                        .map_err(|e| corrupt(&path, e.to_string()))?,
+                        .map_err(|e| undecodable(&path, e))?,
                 )
             }
             None => None,
@@ -194,8 +217,8 @@ impl DataDir {
         }
         let mut persisted = snapshot.unwrap_or_default();
         for record in records.records {
-            let delta: Delta = wire::decode(record, MAX_STATE_BYTES)
-                .map_err(|e| corrupt(&log_path, e.to_string()))?;
+            let delta: Delta =
+                wire::decode(record, MAX_STATE_BYTES).map_err(|e| undecodable(&log_path, e))?;
             persisted.state.merge_delta(delta);
         }
         Ok(Some(persisted))
@@ -327,6 +350,23 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "node.json holds the token: owner-only");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_of_another_version_is_refused_as_such_not_as_damage() {
+        let dir = temp_dir("version");
+        let data = DataDir::open(&dir).unwrap();
+        data.save(&Persisted::default()).unwrap();
+        // What an older build wrote: intact, checksummed, another wire version.
+        let bytes = fs::read(data.state_path()).unwrap();
+        let mut payload = frame::state_payload(&bytes).unwrap().to_vec();
+        payload[0] = wire::WIRE_VERSION - 1;
+        fs::write(data.state_path(), frame::state_file(&payload)).unwrap();
+        let err = data.load().unwrap_err().to_string();
+        assert!(err.contains("written by another Shoal version"), "{err}");
+        assert!(err.contains("run the version that wrote it"), "{err}");
+        assert!(!err.contains("corrupt"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

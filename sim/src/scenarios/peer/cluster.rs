@@ -65,6 +65,7 @@ fn node_info(slot: Slot) -> NodeInfo {
         leaving: false,
         started_ms: 0,
         incarnation: 0,
+        images: Default::default(),
     }
 }
 

@@ -1,0 +1,257 @@
+//! Image transfer benchmark with real peers (release build), one Docker
+//! engine per machine: how long a replica placed on a machine whose engine
+//! lacks its image takes to run, against `docker save | docker load`
+//! between the same two engines in the same run; how an image spreads to 8
+//! machines that lack it; the holder's memory while it serves. It prints
+//! figures, it asserts none.
+//!
+//! ```text
+//! scripts/bench-images.sh   # builds shoal-bench/big:1.0 (~200 MB), then this
+//! ```
+//!
+//! The Markdown goes to the file named by `SHOAL_BENCH_OUT` when set.
+
+mod bench_support;
+mod cluster_support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bench_support::{loadavg, machine, met};
+use cluster_support::{Cluster, hello_rc, ok, wait_until};
+
+const SMALL: &str = "shoal-test/hello:1.0";
+const BIG: &str = "shoal-bench/big:1.0";
+const ROUNDS: usize = 2;
+/// Machines that lack the image in the fan-out run.
+const FAN_OUT: usize = 8;
+/// Targets from the issue.
+const ONE_RATIO_TARGET: f64 = 1.5;
+const FAN_OUT_TARGET: f64 = 4.0;
+const RSS_TARGET_MB: f64 = 32.0;
+
+#[test]
+#[ignore = "benchmark: scripts/bench-images.sh"]
+fn image_transfer_figures() {
+    let load_before = loadavg();
+    let sizes = [SMALL, BIG].map(image_size_mb);
+    let mut one = Vec::new();
+    {
+        let cluster = Cluster::start_machines(53, 2);
+        for image in [SMALL, BIG] {
+            give_only(&cluster, image, &[0]);
+            for round in 0..ROUNDS {
+                let baseline = save_load(&cluster, image);
+                let shoal = transfer_to_machine_1(&cluster, image, round);
+                one.push((image, baseline, shoal));
+            }
+        }
+    }
+    let single_big = one
+        .iter()
+        .filter(|(image, _, _)| *image == BIG)
+        .map(|(_, _, s)| s.run)
+        .min()
+        .unwrap();
+    let fan_out = spread_to_many();
+    let markdown = render(&load_before, &sizes, &one, single_big, fan_out);
+    println!("{markdown}");
+    if let Ok(path) = std::env::var("SHOAL_BENCH_OUT") {
+        std::fs::write(&path, &markdown).expect("write SHOAL_BENCH_OUT");
+    }
+}
+
+fn image_size_mb(image: &str) -> f64 {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Size}}", image])
+        .output()
+        .expect("docker image inspect");
+    assert!(
+        out.status.success(),
+        "{image} is missing: run scripts/bench-images.sh"
+    );
+    let bytes: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    bytes / 1e6
+}
+
+fn sh(script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Machines `holders` hold `image` (copied from the machine's engine); the
+/// others of the cluster do not.
+fn give_only(cluster: &Cluster, image: &str, holders: &[usize]) {
+    for i in 0..cluster.peers.len() {
+        let host = cluster.engine(i).host();
+        let _ = Command::new("docker")
+            .args(["-H", &host, "image", "rm", "-f", image])
+            .output();
+        if holders.contains(&i) {
+            sh(&format!("docker save {image} | docker -H {host} load -q"));
+        }
+    }
+}
+
+/// The baseline: `docker save` on machine 0's engine piped into `docker
+/// load` on machine 1's, then removed again.
+fn save_load(cluster: &Cluster, image: &str) -> Duration {
+    let (from, to) = (cluster.engine(0).host(), cluster.engine(1).host());
+    let started = Instant::now();
+    sh(&format!(
+        "docker -H {from} save {image} | docker -H {to} load -q"
+    ));
+    let took = started.elapsed();
+    sh(&format!("docker -H {to} image rm -f {image} >/dev/null"));
+    took
+}
+
+struct Transfer {
+    /// From the apply to the replica on machine 1 running.
+    run: Duration,
+    /// The holder's RSS before and at most during the transfer (MB).
+    rss_idle: f64,
+    rss_peak: f64,
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// An RC of 2 replicas of `image` on 2 machines where only machine 0 holds
+/// it: the time until machine 1 runs its replica, and machine 0's peer
+/// memory meanwhile. Leaves machine 1 without the image again.
+fn transfer_to_machine_1(cluster: &Cluster, image: &str, round: usize) -> Transfer {
+    let name = format!("t{}{round}", if image == BIG { "big" } else { "small" });
+    let holder = cluster.peers[0].pid().expect("peer 0 runs");
+    let rss_idle = rss_mb(holder);
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                let kb = (rss_mb(holder) * 1024.0) as u64;
+                peak.fetch_max(kb, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let manifest = cluster.manifest(&format!("{name}.yaml"), &hello_rc(&name, 2, image));
+    let started = Instant::now();
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ran = wait_until(Duration::from_secs(300), || {
+        cluster
+            .running_pods(0, &name)
+            .iter()
+            .any(|(_, node)| node == "node1")
+    });
+    let run = started.elapsed();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert!(
+        ran,
+        "{name} never ran on machine 1:\n{}",
+        cluster.log_tail(1)
+    );
+    ok(&cluster.cli(0, &["delete", "rc", &name]));
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            (0..2).all(|i| cluster.machine_containers(i).is_empty())
+        }),
+        "{name}'s containers stayed"
+    );
+    let host = cluster.engine(1).host();
+    sh(&format!("docker -H {host} image rm -f {image} >/dev/null"));
+    Transfer {
+        run,
+        rss_idle,
+        rss_peak: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+    }
+}
+
+/// `FAN_OUT` + 1 machines, only machine 0 holds the big image, an RC with
+/// one replica per machine: the time until all run.
+fn spread_to_many() -> Duration {
+    let cluster = Cluster::start_machines(54, FAN_OUT + 1);
+    give_only(&cluster, BIG, &[0]);
+    let replicas = (FAN_OUT + 1) as u32;
+    let manifest = cluster.manifest("fan.yaml", &hello_rc("fan", replicas, BIG));
+    let started = Instant::now();
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ran = wait_until(Duration::from_secs(600), || {
+        cluster.running_pods(0, "fan").len() == FAN_OUT + 1
+    });
+    let took = started.elapsed();
+    assert!(ran, "fan never ran everywhere:\n{}", cluster.log_tail(1));
+    took
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn render(
+    load_before: &str,
+    sizes: &[f64; 2],
+    one: &[(&str, Duration, Transfer)],
+    single_big: Duration,
+    fan_out: Duration,
+) -> String {
+    let mut md = String::new();
+    md.push_str("## Images without a registry (real peers, one engine per machine)\n\n");
+    md.push_str(&format!(
+        "`scripts/bench-images.sh` on {}; load average before: {load_before}. \
+         Images: `{SMALL}` ({:.1} MB) and `{BIG}` ({:.0} MB, busybox plus random data, \
+         built locally). Baseline: `docker save` on machine 0's engine piped into \
+         `docker load` on machine 1's, measured in the same run.\n\n",
+        machine(),
+        sizes[0],
+        sizes[1]
+    ));
+    md.push_str("### One machine lacks the image\n\n");
+    md.push_str(
+        "From `apply` (2 replicas, 2 machines, only machine 0 holds the image) to the \
+         replica on machine 1 running: the peer finds a holder, streams its export over \
+         QUIC into its engine's load, checks the ID, starts the container.\n\n",
+    );
+    md.push_str("| image | save \\| load | Shoal: replica running | ratio | target ≤ 1.5 | holder RSS idle → peak |\n|---|---|---|---|---|---|\n");
+    for (image, baseline, t) in one {
+        let ratio = t.run.as_secs_f64() / baseline.as_secs_f64();
+        md.push_str(&format!(
+            "| `{image}` | {} | {} | {ratio:.2} | {} | {:.1} → {:.1} MB (+{:.1}, target ≤ {RSS_TARGET_MB}) |\n",
+            secs(*baseline),
+            secs(t.run),
+            met(ratio <= ONE_RATIO_TARGET),
+            t.rss_idle,
+            t.rss_peak,
+            t.rss_peak - t.rss_idle
+        ));
+    }
+    let multiple = fan_out.as_secs_f64() / single_big.as_secs_f64();
+    md.push_str(&format!(
+        "\n### {FAN_OUT} machines lack the big image\n\n\
+         {} machines, only machine 0 holds `{BIG}`, an RC of {} replicas (one per machine): \
+         all running after **{}**, {multiple:.1} × one transfer to one machine ({}); one \
+         after another would take {FAN_OUT} ×. Target ≤ {FAN_OUT_TARGET} ×: {}.\n",
+        FAN_OUT + 1,
+        FAN_OUT + 1,
+        secs(fan_out),
+        secs(single_big),
+        met(multiple <= FAN_OUT_TARGET)
+    ));
+    md
+}

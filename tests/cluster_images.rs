@@ -1,0 +1,154 @@
+//! Images without a registry, with real peers and one Docker engine per
+//! machine: a replica placed on a machine whose engine lacks its image
+//! gets it from a peer that holds it, with the same image ID; holders serve
+//! only the cluster's images, under the ID they announced.
+#![cfg(feature = "shell")]
+
+mod cluster_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cluster_support::{Cluster, hello_rc, ok, wait_until};
+use shoal::shell::images::wire::{ARCHIVE, FetchRequest, REFUSED};
+use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+
+const IMAGE: &str = "shoal-test/hello:1.0";
+
+/// The ID engine `i` holds `reference` as, if it holds it.
+fn image_id(cluster: &Cluster, i: usize, reference: &str) -> Option<String> {
+    let out = cluster
+        .engine(i)
+        .docker()
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .output()
+        .expect("docker image inspect");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn remove_image(cluster: &Cluster, i: usize, reference: &str) {
+    let out = cluster
+        .engine(i)
+        .docker()
+        .args(["image", "rm", reference])
+        .output()
+        .expect("docker image rm");
+    assert!(
+        out.status.success(),
+        "docker image rm {reference} on machine {i}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asks the peer at `to` for `reference` as `id`, as a member would (a
+/// transport holding the cluster's join token); returns the answer's
+/// status byte and its length.
+fn fetch(token: &str, to: SocketAddr, reference: &str, id: &str) -> (u8, usize, String) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let token: JoinToken = token.parse().unwrap();
+        let listen: SocketAddr = format!("{}:0", to.ip()).parse().unwrap();
+        let (transport, _inbound) = QuicTransport::bind(QuicConfig::new(listen, token)).unwrap();
+        let request = FetchRequest {
+            reference: reference.to_owned(),
+            id: id.to_owned(),
+        };
+        let mut reply = transport
+            .request_stream(to, request.encode(), Duration::from_secs(10))
+            .await
+            .expect("the peer answers a fetch");
+        let mut answer = Vec::new();
+        while let Some(chunk) = reply.next_chunk().await.expect("a whole answer") {
+            answer.extend_from_slice(&chunk);
+        }
+        transport.shutdown().await;
+        let text = String::from_utf8_lossy(&answer[1..answer.len().min(300)]).into_owned();
+        (answer[0], answer.len(), text)
+    })
+}
+
+#[test]
+fn replicas_on_machines_without_the_image_get_it_from_a_peer() {
+    let cluster = Cluster::start_machines(52, 3);
+    let id = image_id(&cluster, 0, IMAGE).expect("machine 0 holds the test image");
+    // Only machine 0 keeps the image; no registry is reachable.
+    for i in [1, 2] {
+        remove_image(&cluster, i, IMAGE);
+        assert_eq!(image_id(&cluster, i, IMAGE), None);
+    }
+
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, IMAGE));
+    ok(&cluster.cli(1, &["apply", "-f", manifest.to_str().unwrap()]));
+    let all_run = wait_until(Duration::from_secs(90), || {
+        cluster.running_pods(0, "web").len() == 3
+            && (0..3).all(|i| !cluster.machine_containers(i).is_empty())
+    });
+    assert!(
+        all_run,
+        "3 replicas on 3 machines never ran: {:?} per machine {:?}\n{}\n{}",
+        cluster.running_pods(0, "web"),
+        (0..3)
+            .map(|i| cluster.machine_containers(i))
+            .collect::<Vec<_>>(),
+        cluster.log_tail(1),
+        cluster.log_tail(2)
+    );
+    for i in [1, 2] {
+        assert_eq!(
+            image_id(&cluster, i, IMAGE).as_deref(),
+            Some(id.as_str()),
+            "machine {i} holds another image than machine 0"
+        );
+    }
+    // Every node announces the image under its ID.
+    let announced = wait_until(Duration::from_secs(15), || {
+        let nodes = cluster.get_json(0, "nodes");
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["images"][IMAGE].as_str() == Some(id.as_str()))
+    });
+    assert!(
+        announced,
+        "not every node announces {IMAGE}: {}",
+        cluster.get_json(0, "nodes")
+    );
+
+    // `get images` at any peer: the image, its ID, held by all 3 nodes.
+    let listed = cluster.get_json(2, "images");
+    assert_eq!(listed[0]["image"], IMAGE, "{listed}");
+    assert_eq!(
+        listed[0]["holders"].as_object().unwrap().len(),
+        3,
+        "{listed}"
+    );
+    assert_eq!(
+        listed[0]["missing"].as_array().unwrap().len(),
+        0,
+        "{listed}"
+    );
+    let table = ok(&cluster.cli(2, &["get", "images"]));
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+    assert!(
+        table.contains(IMAGE) && table.contains(short) && table.contains("3/3"),
+        "{table}"
+    );
+
+    // A member asking machine 0 directly: the image of an RC, under its ID,
+    // comes as an archive; any other image, or another ID, is refused.
+    let to: SocketAddr = cluster.peers[0].peer_addr().parse().unwrap();
+    let (status, size, _) = fetch(&cluster.token, to, IMAGE, &id);
+    assert_eq!(status, ARCHIVE);
+    assert!(size > 100_000, "an archive of {size} bytes");
+    let other = "shoal-test/hello:1.1";
+    let other_id = image_id(&cluster, 0, other).expect("machine 0 holds hello:1.1");
+    let (status, _, why) = fetch(&cluster.token, to, other, &other_id);
+    assert_eq!(status, REFUSED, "served an image no RC uses: {why}");
+    assert!(why.contains("not an image of any RC"), "{why}");
+    let (status, _, why) = fetch(&cluster.token, to, IMAGE, "sha256:0000");
+    assert_eq!(status, REFUSED, "served under another ID: {why}");
+    assert!(why.contains("not sha256:0000"), "{why}");
+}
