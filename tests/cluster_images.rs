@@ -308,3 +308,63 @@ fn a_transfer_cut_by_killing_its_source_completes_from_another_holder() {
             .output();
     }
 }
+
+#[test]
+fn shoal_image_load_seeds_an_engine_through_its_peer() {
+    const SEED: &str = "shoal-test-seed/hello:1.1";
+    let cluster = Cluster::start_machines(63, 2);
+    // The test's own tag of a test image, saved, then gone from the engines.
+    let archive = cluster.dir.join("seed.tar");
+    docker(&cluster, 0, &["tag", "shoal-test/hello:1.1", SEED]);
+    docker(
+        &cluster,
+        0,
+        &["save", "-o", archive.to_str().unwrap(), SEED],
+    );
+    let id = image_id(&cluster, 0, SEED).unwrap();
+    remove_image(&cluster, 0, SEED);
+    assert_eq!(image_id(&cluster, 1, SEED), None);
+
+    // From a file through peer 0, from standard input through peer 1.
+    let said = ok(&cluster.cli(0, &["image", "load", "-i", archive.to_str().unwrap()]));
+    assert_eq!(said.trim(), format!("Loaded image: {SEED} ({id})"));
+    let mut load = std::process::Command::new(cluster_support::shoal_bin())
+        .args(["image", "load", "-i", "-"])
+        .env("SHOAL_SERVER", cluster.peers[1].server())
+        .stdin(std::fs::File::open(&archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let said = String::from_utf8_lossy(&load.stdout);
+    assert_eq!(said.trim(), format!("Loaded image: {SEED} ({id})"));
+    for i in 0..2 {
+        assert_eq!(image_id(&cluster, i, SEED).as_deref(), Some(id.as_str()));
+    }
+
+    // Not an archive: a clear error, nothing loaded.
+    let junk = cluster.manifest("junk.tar", "not an image archive\n");
+    load = cluster.cli(0, &["image", "load", "-i", junk.to_str().unwrap()]);
+    let why = String::from_utf8_lossy(&load.stderr);
+    assert!(!load.status.success());
+    assert!(why.contains("the engine refused the archive"), "{why}");
+
+    // Once an RC uses it, `get images` shows both nodes holding it.
+    let manifest = cluster.manifest("seed.yaml", &hello_rc("seed", 2, SEED));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let listed = wait_until(Duration::from_secs(20), || {
+        let images = cluster.get_json(1, "images");
+        images[0]["image"] == SEED
+            && images[0]["holders"]
+                .as_object()
+                .is_some_and(|h| h.len() == 2 && h.values().all(|v| *v == *id))
+    });
+    assert!(listed, "{}", cluster.get_json(1, "images"));
+    let running = wait_until(Duration::from_secs(30), || {
+        cluster.running_pods(0, "seed").len() == 2
+    });
+    assert!(running, "{:?}", cluster.get_json(0, "pods"));
+}
