@@ -186,7 +186,7 @@ fn transfer_to_machine_1(cluster: &Cluster, image: &str, round: usize) -> Transf
 /// `FAN_OUT` + 1 machines, only machine 0 holds the big image, an RC with
 /// one replica per machine: the time until all run.
 fn spread_to_many() -> Duration {
-    let cluster = Cluster::start_machines(54, FAN_OUT + 1);
+    let cluster = Cluster::start_machines(58, FAN_OUT + 1);
     give_only(&cluster, BIG, &[0]);
     let replicas = (FAN_OUT + 1) as u32;
     let manifest = cluster.manifest("fan.yaml", &hello_rc("fan", replicas, BIG));
