@@ -80,13 +80,23 @@ fn the_last_error_clears_once_the_pod_has_stayed_ready() {
     };
     let error = |local: &LocalPods| {
         let id = pod("web", 0);
-        local.get(&id).unwrap().status(&id, "web:1", None).last_error
+        local
+            .get(&id)
+            .unwrap()
+            .status(&id, "web:1", None)
+            .last_error
     };
 
     observe(&mut local, 1_000, &web, 0, crash.clone());
     let p = plan(ME, 1_000, &a, &set, &none(), &mut local, &policy);
     assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
-    observe(&mut local, 1_500, &web, 0, PodEvent::Running { ports: vec![] });
+    observe(
+        &mut local,
+        1_500,
+        &web,
+        0,
+        PodEvent::Running { ports: vec![] },
+    );
     // Running but not ready yet: the error stays and no clock runs.
     let p = plan(ME, 1_600, &a, &set, &none(), &mut local, &policy);
     assert_eq!(error(&local).as_deref(), Some("exited with code 3"));
