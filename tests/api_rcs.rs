@@ -93,12 +93,39 @@ async fn list_json_shapes_keep_their_field_names() {
         .collect();
     assert_eq!(
         keys,
-        ["image", "name", "ready", "replicas", "running", "selector"]
+        [
+            "created_ms",
+            "image",
+            "name",
+            "ready",
+            "replicas",
+            "running",
+            "selector"
+        ]
+    );
+    // Stamped by the apply above, on this machine's clock.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let created = rcs[0]["created_ms"].as_u64().unwrap();
+    assert!(
+        created <= now_ms && now_ms - created < 60_000,
+        "{created} vs {now_ms}"
     );
     let (_, nodes): (_, Value) = get_json(&node, "/nodes").await;
     let row = nodes[0].as_object().unwrap();
     for key in [
-        "name", "id", "address", "state", "ready", "pods", "labels", "cpu", "memory",
+        "name",
+        "id",
+        "address",
+        "state",
+        "ready",
+        "pods",
+        "labels",
+        "cpu",
+        "memory",
+        "started_ms",
     ] {
         assert!(row.contains_key(key), "nodes row lacks {key}: {row:?}");
     }
