@@ -329,6 +329,14 @@ async fn scale_rolling_update_and_delete_show_in_the_next_read() {
     assert_eq!(rc.rc.image, "shoal-test/hello:1.1");
     assert_eq!(rc.history.len(), 1);
     assert_eq!(rc.history[0].images, ["hello=shoal-test/hello:1.0"]);
+    // The first template was written by the apply that created the RC and
+    // replaced, requests later, by the rolling update.
+    assert_eq!(rc.history[0].written_at_ms, rc.rc.created_ms);
+    assert!(
+        rc.history[0].replaced_at_ms > rc.history[0].written_at_ms,
+        "{:?}",
+        rc.history
+    );
     assert_eq!(rc.spec["spec"]["replicas"], 3);
 
     let wrong = client()
