@@ -299,3 +299,18 @@ fn an_rc_is_as_old_as_its_creation_not_its_last_change() {
     b.merge_delta(a.apply(&spec("web", "nginx:1.28", 1), stamp(600, 2)));
     assert_eq!(created(&b), Some(stamp(600, 2)));
 }
+
+#[test]
+fn a_service_is_as_old_as_its_creation_not_its_last_change() {
+    let mut s = DesiredState::new();
+    s.apply_service(&state_support::service("web", 80), stamp(100, 1));
+    s.apply_service(&state_support::service("web", 8080), stamp(200, 1));
+    let web = s.service("web").unwrap();
+    assert_eq!(
+        (web.created, web.written),
+        (Some(stamp(100, 1)), stamp(200, 1))
+    );
+    s.delete_service("web", stamp(300, 1)).unwrap();
+    s.apply_service(&state_support::service("web", 80), stamp(400, 1));
+    assert_eq!(s.service("web").unwrap().created, Some(stamp(400, 1)));
+}
