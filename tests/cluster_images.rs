@@ -1,7 +1,8 @@
 //! Images without a registry, with real peers and one Docker engine per
 //! machine: a replica placed on a machine whose engine lacks its image
 //! gets it from a peer that holds it, with the same image ID; holders serve
-//! only the cluster's images, under the ID they announced.
+//! only the cluster's images, under the ID they announced; a transfer
+//! cut by the death of its source completes from another holder.
 #![cfg(feature = "shell")]
 
 mod cluster_support;
@@ -151,4 +152,225 @@ fn replicas_on_machines_without_the_image_get_it_from_a_peer() {
     let (status, _, why) = fetch(&cluster.token, to, IMAGE, "sha256:0000");
     assert_eq!(status, REFUSED, "served under another ID: {why}");
     assert!(why.contains("not sha256:0000"), "{why}");
+}
+
+/// `docker` against engine `i`, which must succeed; its stdout.
+fn docker(cluster: &Cluster, i: usize, args: &[&str]) -> String {
+    let out = cluster.engine(i).docker().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?} on machine {i}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn sh(script: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds `reference` on engine `i`: the hello image plus `mb` MB of random
+/// data, so that a transfer of it lasts long enough to be cut. No
+/// `io.shoal.test` label: it exists only in this cluster's engines.
+fn build_big_image(cluster: &Cluster, i: usize, reference: &str, mb: usize) {
+    let dir = cluster.dir.join("big-image");
+    std::fs::create_dir_all(dir.join("extra/data")).unwrap();
+    let rootfs = dir.join("rootfs.tar");
+    let container = docker(cluster, i, &["create", IMAGE]);
+    docker(
+        cluster,
+        i,
+        &["export", "-o", rootfs.to_str().unwrap(), &container],
+    );
+    docker(cluster, i, &["rm", &container]);
+    sh(&format!(
+        "head -c {} /dev/urandom > {dir}/extra/data/blob && tar -rf {dir}/rootfs.tar -C {dir}/extra data",
+        mb * 1_000_000,
+        dir = dir.display()
+    ));
+    docker(
+        cluster,
+        i,
+        &[
+            "import",
+            "--change",
+            r#"CMD ["/init"]"#,
+            "--change",
+            "EXPOSE 80/tcp",
+            "--change",
+            "ENV PATH=/bin",
+            rootfs.to_str().unwrap(),
+            reference,
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The replica of `rc`'s pods as peer `i` reports them: (node, phase,
+/// preparing) of the first.
+fn pod_state(cluster: &Cluster, i: usize, rc: &str) -> Option<(String, String, Option<String>)> {
+    let pods = cluster.try_get_json(i, "pods")?;
+    let pod = pods.as_array()?.iter().find(|p| p["rc"] == rc)?.clone();
+    Some((
+        pod["node"].as_str()?.to_owned(),
+        pod["phase"].as_str()?.to_owned(),
+        pod["preparing"].as_str().map(str::to_owned),
+    ))
+}
+
+#[test]
+fn a_transfer_cut_by_killing_its_source_completes_from_another_holder() {
+    const BIG: &str = "shoal-test-cut/big:1.0";
+    let mut cluster = Cluster::builder(62, 4)
+        .engine_per_node()
+        .machine_labels()
+        .start();
+    build_big_image(&cluster, 0, BIG, 90);
+    sh(&format!(
+        "docker -H {} save {BIG} | docker -H {} load -q",
+        cluster.engine(0).host(),
+        cluster.engine(1).host()
+    ));
+    let id = image_id(&cluster, 0, BIG).unwrap();
+    assert_eq!(image_id(&cluster, 1, BIG).as_deref(), Some(id.as_str()));
+    assert_eq!(image_id(&cluster, 3, BIG), None);
+
+    // One replica, which only machine 3 may run.
+    let rc = hello_rc("cut", 1, BIG).replace(
+        "    spec:\n      terminationGracePeriodSeconds",
+        "    spec:\n      nodeSelector:\n        machine: \"3\"\n      terminationGracePeriodSeconds",
+    );
+    let manifest = cluster.manifest("cut.yaml", &rc);
+    ok(&cluster.cli(2, &["apply", "-f", manifest.to_str().unwrap()]));
+
+    // Cut the transfer as soon as machine 3 reports it under way.
+    let mut source = None;
+    let transferring = wait_until(Duration::from_secs(30), || {
+        if let Some((node, _, Some(preparing))) = pod_state(&cluster, 3, "cut")
+            && node == "node3"
+            && let Some(from) = preparing.strip_prefix("ImageTransferring from node")
+        {
+            source = from.get(..1).and_then(|d| d.parse::<usize>().ok());
+        }
+        source.is_some()
+    });
+    assert!(
+        transferring,
+        "machine 3 never reported the transfer: {:?}\n{}",
+        pod_state(&cluster, 3, "cut"),
+        cluster.log_tail(3)
+    );
+    let source = source.unwrap();
+    assert!(source < 2, "machine {source} does not hold {BIG}");
+    cluster.kill_machine(source);
+    let other = 1 - source;
+
+    let running = wait_until(
+        Duration::from_secs(45),
+        || matches!(pod_state(&cluster, 3, "cut"), Some((node, phase, _)) if node == "node3" && phase == "Running"),
+    );
+    assert!(
+        running,
+        "after machine {source} died mid-transfer the replica never ran: {:?}\n{}",
+        pod_state(&cluster, 3, "cut"),
+        cluster.log_tail(3)
+    );
+    assert_eq!(
+        image_id(&cluster, 3, BIG).as_deref(),
+        Some(id.as_str()),
+        "machine 3 holds another image than machines 0 and 1"
+    );
+    // The log says the transfer was cut, then came from the other holder.
+    let log = std::fs::read_to_string(&cluster.peers[3].log).unwrap();
+    let line = |what: &str, holder: usize| {
+        log.lines()
+            .any(|l| l.contains(what) && l.contains(&format!("holder=node{holder}")))
+    };
+    assert!(
+        line("image fetch failed", source) && line("image transferred and loaded", other),
+        "machine 3 did not fail over from node{source} to node{other}:\n{}",
+        cluster.log_tail(3)
+    );
+    for i in [1, 2, 3].into_iter().filter(|&i| i != source) {
+        let _ = cluster
+            .engine(i)
+            .docker()
+            .args(["image", "rm", "-f", BIG])
+            .output();
+    }
+}
+
+#[test]
+fn shoal_image_load_seeds_an_engine_through_its_peer() {
+    const SEED: &str = "shoal-test-seed/hello:1.1";
+    let cluster = Cluster::start_machines(63, 2);
+    // The test's own tag of a test image, saved, then gone from the engines.
+    let archive = cluster.dir.join("seed.tar");
+    docker(&cluster, 0, &["tag", "shoal-test/hello:1.1", SEED]);
+    docker(
+        &cluster,
+        0,
+        &["save", "-o", archive.to_str().unwrap(), SEED],
+    );
+    let id = image_id(&cluster, 0, SEED).unwrap();
+    remove_image(&cluster, 0, SEED);
+    // Over the API's manifest limit: an archive is exempt from it.
+    let size = std::fs::metadata(&archive).unwrap().len();
+    assert!(
+        size > shoal::shell::api::MAX_BODY_BYTES as u64,
+        "{size} bytes"
+    );
+    assert_eq!(image_id(&cluster, 1, SEED), None);
+
+    // From a file through peer 0, from standard input through peer 1.
+    let said = ok(&cluster.cli(0, &["image", "load", "-i", archive.to_str().unwrap()]));
+    assert_eq!(said.trim(), format!("Loaded image: {SEED} ({id})"));
+    let mut load = std::process::Command::new(cluster_support::shoal_bin())
+        .args(["image", "load", "-i", "-"])
+        .env("SHOAL_SERVER", cluster.peers[1].server())
+        .stdin(std::fs::File::open(&archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let said = String::from_utf8_lossy(&load.stdout);
+    assert_eq!(said.trim(), format!("Loaded image: {SEED} ({id})"));
+    for i in 0..2 {
+        assert_eq!(image_id(&cluster, i, SEED).as_deref(), Some(id.as_str()));
+    }
+
+    // Not an archive: a clear error, nothing loaded.
+    let junk = cluster.manifest("junk.tar", "not an image archive\n");
+    load = cluster.cli(0, &["image", "load", "-i", junk.to_str().unwrap()]);
+    let why = String::from_utf8_lossy(&load.stderr);
+    assert!(!load.status.success());
+    assert!(why.contains("the engine refused the archive"), "{why}");
+
+    // Once an RC uses it, `get images` shows both nodes holding it.
+    let manifest = cluster.manifest("seed.yaml", &hello_rc("seed", 2, SEED));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let listed = wait_until(Duration::from_secs(20), || {
+        let images = cluster.get_json(1, "images");
+        images[0]["image"] == SEED
+            && images[0]["holders"]
+                .as_object()
+                .is_some_and(|h| h.len() == 2 && h.values().all(|v| *v == *id))
+    });
+    assert!(listed, "{}", cluster.get_json(1, "images"));
+    let running = wait_until(Duration::from_secs(30), || {
+        cluster.running_pods(0, "seed").len() == 2
+    });
+    assert!(running, "{:?}", cluster.get_json(0, "pods"));
 }

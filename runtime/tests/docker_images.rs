@@ -127,3 +127,25 @@ async fn an_export_is_what_docker_save_writes() {
     let text = String::from_utf8_lossy(&exported);
     assert!(text.contains("manifest.json"), "no manifest in the export");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_archive_reports_what_it_loaded() {
+    ensure_test_images();
+    let cluster = unique_cluster("imgseed");
+    let (rt, _rx) = connect(&cluster, 1).await;
+    let tag = format!("shoal-test/{cluster}:seed");
+    let hello_11 = image_id(HELLO_11).unwrap();
+    let archive = archive_as(HELLO_11, &tag);
+
+    let loaded = rt.load_archive(stream_of(archive.clone())).await.unwrap();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(loaded[0].reference.as_deref(), Some(tag.as_str()));
+    assert_eq!(loaded[0].id, hello_11);
+    assert_eq!(image_id(&tag), Some(hello_11));
+    docker(&["image", "rm", &tag]);
+
+    // Not an archive: refused with the engine's reason, nothing tagged.
+    let refused = rt.load_archive(stream_of(b"not a tar".repeat(100))).await;
+    assert!(matches!(refused, Err(LoadError::Refused(_))), "{refused:?}");
+    assert_eq!(image_id(&tag), None);
+}

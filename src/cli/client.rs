@@ -223,6 +223,21 @@ impl Client {
         self.decode(response).await
     }
 
+    /// Posts a body as it streams (an image archive); no size limit here,
+    /// the peer states its own.
+    pub async fn post_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+    ) -> anyhow::Result<T> {
+        let request = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .body(body);
+        let response = self.send(request).await?;
+        self.decode(response).await
+    }
+
     /// A streaming GET (logs); the caller reads the body as it comes.
     pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
         self.send(self.request(Method::GET, path).query(query))

@@ -25,6 +25,8 @@ pub mod get;
 #[cfg(feature = "shell")]
 pub mod human;
 #[cfg(feature = "shell")]
+pub mod image;
+#[cfg(feature = "shell")]
 pub mod logs;
 #[cfg(feature = "shell")]
 pub mod node;
@@ -77,6 +79,9 @@ pub enum Command {
     /// Delete an RC (`delete rc NAME`), a service (`delete svc NAME`) or what a manifest declares (`delete -f FILE`).
     #[cfg(feature = "shell")]
     Delete(delete::DeleteArgs),
+    /// Seed images: `image load -i FILE.tar` (or `-i -`) loads a `docker save` archive through a peer.
+    #[cfg(feature = "shell")]
+    Image(image::ImageArgs),
     /// Print a pod's output, from whichever node runs it.
     #[cfg(feature = "shell")]
     Logs(logs::LogsArgs),
@@ -173,6 +178,8 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::RollingUpdate(args) => rolling_update::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::Delete(args) => delete::run(&args, io)?,
+        #[cfg(feature = "shell")]
+        Command::Image(args) => image::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Logs(args) => logs::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]

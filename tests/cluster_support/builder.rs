@@ -24,6 +24,7 @@ impl Cluster {
             log_filter: "info,shoal=debug".to_owned(),
             args: Vec::new(),
             engines: Engines::Shared,
+            machine_labels: false,
         }
     }
 }
@@ -36,6 +37,7 @@ pub struct ClusterBuilder {
     log_filter: String,
     args: Vec<String>,
     engines: Engines,
+    machine_labels: bool,
 }
 
 impl ClusterBuilder {
@@ -58,6 +60,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Peer `i` gets node label `machine=I`, so a nodeSelector can pin a
+    /// replica to one machine.
+    pub fn machine_labels(mut self) -> Self {
+        self.machine_labels = true;
+        self
+    }
+
     /// Starts the engines (per-node mode), then the peers on
     /// 127.0.`subnet`.11.. : the first creates the cluster, the others join
     /// through it. Waits until every peer sees all.
@@ -68,6 +77,7 @@ impl ClusterBuilder {
             log_filter,
             args,
             engines,
+            machine_labels,
         } = self;
         ensure_test_images();
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
@@ -83,6 +93,7 @@ impl ClusterBuilder {
             log_filter,
             extra_args: args,
             engines: Vec::new(),
+            machine_labels,
         };
         let mut loads = None;
         if engines == Engines::PerNode {

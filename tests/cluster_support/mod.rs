@@ -96,6 +96,8 @@ pub struct Cluster {
     /// Engine of machine `i` at `i`; empty when the machines share the
     /// machine's engine.
     engines: Vec<NodeEngine>,
+    /// Peer `i` runs with `--label machine=I`.
+    machine_labels: bool,
 }
 
 impl Cluster {
@@ -182,6 +184,9 @@ impl Cluster {
             .arg("4Gi")
             .args(&self.extra_args)
             .env("SHOAL_LOG", &self.log_filter);
+        if self.machine_labels {
+            cmd.arg("--label").arg(format!("machine={i}"));
+        }
         if let Some(engine) = self.engines.get(i) {
             cmd.env("DOCKER_HOST", engine.host());
         }

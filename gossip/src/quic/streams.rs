@@ -34,17 +34,7 @@ impl ReplyStream {
         let chunk = tokio::time::timeout(after, self.recv.read_chunk(64 * 1024, true))
             .await
             .map_err(|_| TransportError::Timeout { to, after })?
-            .map_err(|e| match e {
-                ReadError::Reset(_) => TransportError::Declined { to },
-                ReadError::ConnectionLost(e) => TransportError::ConnectionLost {
-                    to,
-                    reason: e.to_string(),
-                },
-                other => TransportError::Stream {
-                    to,
-                    reason: other.to_string(),
-                },
-            })?;
+            .map_err(|e| chunk_error(to, e))?;
         Ok(chunk.map(|c| {
             add(&self.counters.stream_bytes_received, c.bytes.len());
             c.bytes
@@ -194,8 +184,15 @@ pub(crate) fn write_error(to: SocketAddr, e: WriteError) -> TransportError {
 fn read_error(to: SocketAddr, limit: usize, e: ReadToEndError) -> TransportError {
     match e {
         ReadToEndError::TooLong => TransportError::ResponseTooLarge { to, limit },
-        ReadToEndError::Read(ReadError::Reset(_)) => TransportError::Declined { to },
-        ReadToEndError::Read(ReadError::ConnectionLost(e)) => TransportError::ConnectionLost {
+        ReadToEndError::Read(e) => chunk_error(to, e),
+    }
+}
+
+/// Maps a failure to read part of a reply: a reset means the peer declined.
+fn chunk_error(to: SocketAddr, e: ReadError) -> TransportError {
+    match e {
+        ReadError::Reset(_) => TransportError::Declined { to },
+        ReadError::ConnectionLost(e) => TransportError::ConnectionLost {
             to,
             reason: e.to_string(),
         },

@@ -1,6 +1,7 @@
 //! Images without a registry: what the node holds, an image's export as a
-//! byte stream (to serve a peer), and a load from a byte stream (what a
-//! peer sent), checked against the ID its holder announced.
+//! byte stream (to serve a peer), a load from a byte stream (what a peer
+//! sent), checked against the ID its holder announced, and a load of an
+//! archive a person seeds (`shoal image load`), which names what it held.
 //!
 //! Where a missing image comes from is the shell's business: it gives the
 //! executor an [`ImageSource`], asked before the registry (see
@@ -53,6 +54,14 @@ pub enum LoadError {
         expected: String,
         found: String,
     },
+}
+
+/// One image a seeding load put into the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// As the archive tags it; `None` for an untagged image.
+    pub reference: Option<String>,
+    pub id: String,
 }
 
 impl DockerRuntime {
@@ -109,6 +118,12 @@ impl DockerRuntime {
     ) -> Result<(), LoadError> {
         self.inner.load_image(archive, reference, expected).await
     }
+
+    /// Loads `archive` (`docker load`) whatever it holds: an image a person
+    /// seeds. Returns each image the engine reports loaded, with its ID.
+    pub async fn load_archive(&self, archive: ImageArchive) -> Result<Vec<LoadedImage>, LoadError> {
+        self.inner.load_archive(archive).await
+    }
 }
 
 impl Inner {
@@ -121,22 +136,7 @@ impl Inner {
         let docker = self
             .docker()
             .map_err(|e| error_for(&self.host, "load images", e))?;
-        let options = ImportImageOptions {
-            quiet: true,
-            ..Default::default()
-        };
-        let mut progress = docker.import_image_stream(options, archive, None);
-        while let Some(item) = progress.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(detail) = info.error_detail {
-                        let message = detail.message.unwrap_or_else(|| "load failed".into());
-                        return Err(LoadError::Refused(message));
-                    }
-                }
-                Err(e) => return Err(LoadError::Refused(engine_message(&e))),
-            }
-        }
+        run_load(&docker, archive).await?;
         let found = match docker.inspect_image(reference).await {
             Ok(image) => image.id.unwrap_or_default(),
             Err(e) if is_not_found(&e) => {
@@ -162,4 +162,57 @@ impl Inner {
         }
         Ok(())
     }
+
+    async fn load_archive(&self, archive: ImageArchive) -> Result<Vec<LoadedImage>, LoadError> {
+        let docker = self
+            .docker()
+            .map_err(|e| error_for(&self.host, "load images", e))?;
+        let said = run_load(&docker, archive).await?;
+        let mut loaded = Vec::new();
+        for line in said.lines() {
+            if let Some(id) = line.strip_prefix("Loaded image ID: ") {
+                loaded.push(LoadedImage {
+                    reference: None,
+                    id: id.trim().to_owned(),
+                });
+            } else if let Some(reference) = line.strip_prefix("Loaded image: ") {
+                let reference = reference.trim();
+                let image = docker
+                    .inspect_image(reference)
+                    .await
+                    .map_err(|e| error_for(&self.host, "inspect images", e))?;
+                loaded.push(LoadedImage {
+                    reference: Some(reference.to_owned()),
+                    id: image.id.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// Streams `archive` into the engine's load; what the engine said
+/// (`Loaded image: ...` lines), or why it refused.
+async fn run_load(docker: &bollard::Docker, archive: ImageArchive) -> Result<String, LoadError> {
+    let options = ImportImageOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let mut progress = docker.import_image_stream(options, archive, None);
+    let mut said = String::new();
+    while let Some(item) = progress.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail {
+                    let message = detail.message.unwrap_or_else(|| "load failed".into());
+                    return Err(LoadError::Refused(message));
+                }
+                if let Some(text) = info.stream {
+                    said.push_str(&text);
+                }
+            }
+            Err(e) => return Err(LoadError::Refused(engine_message(&e))),
+        }
+    }
+    Ok(said)
 }

@@ -46,7 +46,7 @@ use crate::vocabulary::{ExistingPod, ForeignPod, PodAction, PodObservation, Runt
 use naming::{Owner, PodKey};
 use pod_ops::Tracked;
 
-pub use images::{ImageArchive, ImageSource, LoadError, Progress};
+pub use images::{ImageArchive, ImageSource, LoadError, LoadedImage, Progress};
 
 /// Least time between two progress reports of one pod's start: each one
 /// changes the node's record, which every peer receives.

@@ -71,8 +71,12 @@ fn same_secret(given: &str, expected: &str) -> bool {
 
 /// Answers 413 to a request that declares a body over [`MAX_BODY_BYTES`],
 /// after draining it (see [`DRAIN_BYTES`]). A body without a declared length
-/// is cut off by `DefaultBodyLimit` in the route's extractor instead.
+/// is cut off by `DefaultBodyLimit` in the route's extractor instead. An
+/// image archive has a limit of its own (`image_load`).
 pub(super) async fn refuse_large_body(request: Request, next: Next) -> Response {
+    if request.uri().path() == super::image_load::PATH {
+        return next.run(request).await;
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

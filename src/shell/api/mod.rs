@@ -16,6 +16,7 @@
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
 //! - `services`, `service_views`: apply, list, describe, replace, delete.
 //! - `reads`: nodes, pods, images, health.
+//! - `image_load`: an image archive streamed into this peer's engine.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //!
@@ -31,6 +32,7 @@
 //! | `PUT /api/v1/services/{name}` | apply a manifest of that one service |
 //! | `DELETE /api/v1/services/{name}` | delete |
 //! | `GET /api/v1/images` | images the RCs use, which nodes hold them |
+//! | `POST /api/v1/images/load` | stream a `docker save` archive into this peer's engine |
 //! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
 //! | `POST /api/v1/nodes/{name}/cordon`, `.../uncordon` | placement may (not) use it |
 //! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
@@ -47,6 +49,7 @@ pub mod views;
 
 mod apply;
 mod guards;
+mod image_load;
 mod logs;
 mod nodes;
 mod rcs;
@@ -104,6 +107,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(services::delete),
         )
         .route("/images", get(reads::images))
+        .route(
+            "/images/load",
+            post(image_load::load).layer(DefaultBodyLimit::disable()),
+        )
         .route("/nodes", get(reads::nodes))
         .route("/nodes/{name}", get(reads::node).delete(nodes::delete))
         .route("/nodes/{name}/cordon", post(nodes::cordon))

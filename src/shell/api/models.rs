@@ -288,3 +288,11 @@ pub struct ImageJson {
     /// Nodes alive in this peer's view that do not hold it.
     pub missing: Vec<String>,
 }
+
+/// One image `POST /images/load` put into the peer's engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedImageJson {
+    /// As the archive tags it; `None` for an untagged image.
+    pub reference: Option<String>,
+    pub id: String,
+}
