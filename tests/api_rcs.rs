@@ -93,12 +93,39 @@ async fn list_json_shapes_keep_their_field_names() {
         .collect();
     assert_eq!(
         keys,
-        ["image", "name", "ready", "replicas", "running", "selector"]
+        [
+            "created_ms",
+            "image",
+            "name",
+            "ready",
+            "replicas",
+            "running",
+            "selector"
+        ]
+    );
+    // Stamped by the apply above, on this machine's clock.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let created = rcs[0]["created_ms"].as_u64().unwrap();
+    assert!(
+        created <= now_ms && now_ms - created < 60_000,
+        "{created} vs {now_ms}"
     );
     let (_, nodes): (_, Value) = get_json(&node, "/nodes").await;
     let row = nodes[0].as_object().unwrap();
     for key in [
-        "name", "id", "address", "state", "ready", "pods", "labels", "cpu", "memory",
+        "name",
+        "id",
+        "address",
+        "state",
+        "ready",
+        "pods",
+        "labels",
+        "cpu",
+        "memory",
+        "started_ms",
     ] {
         assert!(row.contains_key(key), "nodes row lacks {key}: {row:?}");
     }
@@ -302,6 +329,14 @@ async fn scale_rolling_update_and_delete_show_in_the_next_read() {
     assert_eq!(rc.rc.image, "shoal-test/hello:1.1");
     assert_eq!(rc.history.len(), 1);
     assert_eq!(rc.history[0].images, ["hello=shoal-test/hello:1.0"]);
+    // The first template was written by the apply that created the RC and
+    // replaced, requests later, by the rolling update.
+    assert_eq!(rc.history[0].written_at_ms, rc.rc.created_ms);
+    assert!(
+        rc.history[0].replaced_at_ms > rc.history[0].written_at_ms,
+        "{:?}",
+        rc.history
+    );
     assert_eq!(rc.spec["spec"]["replicas"], 3);
 
     let wrong = client()

@@ -96,9 +96,15 @@ async fn apply_then_get_rc_prints_an_aligned_table() {
     .await;
     let out = shoal(&node.url, &["get", "rc"], "").await;
     assert!(up, "{}", text(&out.stdout));
+    // kubectl's columns; the RC was created seconds ago.
+    let table = rows(&text(&out.stdout));
+    assert_eq!(table[0], ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(table[1][..4], ["hello", "2", "2", "2"]);
+    assert!(is_seconds(&table[1][4]), "{table:?}");
+    let wide = shoal(&node.url, &["get", "rc", "-o", "wide"], "").await;
     assert_eq!(
-        text(&out.stdout),
-        "NAME    DESIRED   CURRENT   READY   IMAGE\nhello   2         2         2       shoal-test/hello:1.0\n"
+        rows(&text(&wide.stdout))[1][5..],
+        ["shoal-test/hello:1.0", "app=hello"]
     );
 
     let pods = shoal(&node.url, &["get", "pods", "-o", "wide"], "").await;
@@ -124,9 +130,17 @@ async fn apply_then_get_rc_prints_an_aligned_table() {
     let table = rows(&text(&nodes.stdout));
     assert_eq!(
         table[0],
-        ["NAME", "STATUS", "RUNTIME", "PODS", "CPU", "MEMORY"]
+        ["NAME", "STATUS", "RUNTIME", "AGE", "PODS", "CPU", "MEMORY"]
     );
-    assert_eq!(table[1], ["node-a", "Alive", "Ready", "2", "2", "4Gi"]);
+    assert_eq!(table[1][..3], ["node-a", "Alive", "Ready"]);
+    assert!(is_seconds(&table[1][3]), "{table:?}");
+    assert_eq!(table[1][4..], ["2", "2", "4Gi"]);
+}
+
+/// An age of under two minutes, as kubectl prints it (`42s`).
+fn is_seconds(age: &str) -> bool {
+    age.strip_suffix('s')
+        .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n < 120))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +226,21 @@ async fn scale_rolling_update_wait_describe_and_delete() {
         stdout.contains("hello=shoal-test/hello:1.0"),
         "history shows the old image: {stdout}"
     );
+    // Times are local, with their age: `Created: 2026-12-02 04:10:33 (12s ago)`.
+    let created = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Created:"))
+        .unwrap_or_default()
+        .trim();
+    assert!(
+        created.ends_with("s ago)") && created.len() > 20,
+        "{stdout}"
+    );
+    let history = stdout
+        .lines()
+        .find(|l| l.contains("hello=shoal-test/hello:1.0"))
+        .unwrap_or_default();
+    assert_eq!(history.matches(" ago)").count(), 2, "{stdout}");
 
     let out = shoal(&node.url, &["describe", "pod", "hello-2"], "").await;
     assert!(
@@ -222,6 +251,12 @@ async fn scale_rolling_update_wait_describe_and_delete() {
     let out = shoal(&node.url, &["describe", "node", "node-a"], "").await;
     assert!(
         text(&out.stdout).contains("Pods:           3"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("Allocatable:    cpu 2, memory 4Gi")
+            && text(&out.stdout).contains(" ago)"),
         "{}",
         text(&out.stdout)
     );

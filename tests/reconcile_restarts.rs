@@ -66,6 +66,69 @@ fn crash_restarts_at_once_then_backs_off_exponentially() {
 }
 
 #[test]
+fn the_last_error_clears_once_the_pod_has_stayed_ready() {
+    let web = rc("web", 1, "web:1");
+    let a = owners(&[("web", 0, ME)]);
+    let set = rcs(&[&web]);
+    let policy = ReconcilePolicy::default();
+    let forgive = policy.backoff.reset_after.as_millis() as u64;
+    let mut local = LocalPods::new();
+    running(&mut local, &web, 0);
+    let crash = PodEvent::Exited {
+        code: 3,
+        oom_killed: false,
+    };
+    let error = |local: &LocalPods| {
+        let id = pod("web", 0);
+        local
+            .get(&id)
+            .unwrap()
+            .status(&id, "web:1", None)
+            .last_error
+    };
+
+    observe(&mut local, 1_000, &web, 0, crash.clone());
+    let p = plan(ME, 1_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
+    observe(
+        &mut local,
+        1_500,
+        &web,
+        0,
+        PodEvent::Running { ports: vec![] },
+    );
+    // Running but not ready yet: the error stays and no clock runs.
+    let p = plan(ME, 1_600, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(error(&local).as_deref(), Some("exited with code 3"));
+    assert_eq!(p.wake_at, None);
+
+    // Ready, then unready before the period ends: the clock starts over.
+    observe(&mut local, 2_000, &web, 0, PodEvent::Ready(true));
+    let p = plan(ME, 2_000, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(p.wake_at, Some(2_000 + forgive), "woken to clear it");
+    observe(&mut local, 3_000, &web, 0, PodEvent::Ready(false));
+    observe(&mut local, 4_000, &web, 0, PodEvent::Ready(true));
+    observe(&mut local, 5_000, &web, 0, PodEvent::Ready(true));
+    let p = plan(ME, 2_000 + forgive, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(error(&local).as_deref(), Some("exited with code 3"));
+    assert_eq!(p.wake_at, Some(4_000 + forgive));
+
+    // Ready throughout the period: the error is gone from the status.
+    let p = plan(ME, 4_000 + forgive, &a, &set, &none(), &mut local, &policy);
+    assert_eq!(error(&local), None);
+    assert_eq!(p.wake_at, None);
+    let status = local
+        .get(&pod("web", 0))
+        .unwrap()
+        .status(&pod("web", 0), "web:1", None);
+    assert_eq!((status.restarts, status.ready), (1, true));
+
+    // The next crash shows its own error again.
+    observe(&mut local, 200_000, &web, 0, crash);
+    assert_eq!(error(&local).as_deref(), Some("exited with code 3"));
+}
+
+#[test]
 fn a_pod_that_stayed_up_long_is_forgiven() {
     let web = rc("web", 1, "web:1");
     let a = owners(&[("web", 0, ME)]);

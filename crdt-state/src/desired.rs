@@ -118,6 +118,20 @@ impl RcRecord {
         self.deleted.as_ref().is_some_and(|r| r.val)
     }
 
+    /// When the RC was created, or recreated after a delete: `apply` writes
+    /// `deleted = false` only then. Failing that (a record built without
+    /// it), the oldest template stamp known.
+    pub fn created(&self) -> Option<Hlc> {
+        match &self.deleted {
+            Some(reg) if !reg.val => Some(reg.marker),
+            _ => self
+                .history
+                .last()
+                .map(|r| r.stamp)
+                .or(self.body.as_ref().map(|b| b.marker)),
+        }
+    }
+
     /// Live: has a body and a replica count and is not deleted.
     pub fn is_live(&self) -> bool {
         self.body.is_some() && self.replicas.is_some() && !self.is_deleted()

@@ -151,6 +151,9 @@ pub struct ServiceView<'a> {
     /// When its body was written: of two services that ended up with one
     /// port (concurrent applies on two peers), the older write keeps it.
     pub written: Hlc,
+    /// When it was created (or recreated after a delete): `apply` writes
+    /// `deleted = false` only then. `None` for a record built without it.
+    pub created: Option<Hlc>,
 }
 
 impl ServiceView<'_> {
@@ -171,6 +174,7 @@ pub(crate) fn view<'a>(name: &'a str, record: &'a ServiceRecord) -> Option<Servi
         name,
         body: &body.val,
         written: body.marker,
+        created: record.deleted.as_ref().map(|reg| reg.marker),
     })
 }
 

@@ -279,3 +279,38 @@ fn reapplying_a_changed_image_records_the_old_template_even_at_late_joiners() {
         late.record("web").unwrap().history
     );
 }
+
+#[test]
+fn an_rc_is_as_old_as_its_creation_not_its_last_change() {
+    let (mut a, mut b) = two_peers_with_web();
+    let created = |s: &DesiredState| s.get("web").unwrap().record.created();
+    assert_eq!(created(&a), Some(stamp(100, 1)));
+    // Scales, image changes and re-applies keep the age, on every peer.
+    b.merge_delta(a.scale("web", 4, stamp(200, 1)).unwrap());
+    b.merge_delta(
+        a.set_template("web", template("web", "nginx:1.27"), stamp(300, 1))
+            .unwrap(),
+    );
+    b.merge_delta(a.apply(&spec("web", "nginx:1.28", 4), stamp(400, 1)));
+    assert_eq!(created(&a), Some(stamp(100, 1)));
+    assert_eq!(created(&b), Some(stamp(100, 1)));
+    // Deleted and applied again, it starts over.
+    b.merge_delta(a.delete("web", stamp(500, 1)).unwrap());
+    b.merge_delta(a.apply(&spec("web", "nginx:1.28", 1), stamp(600, 2)));
+    assert_eq!(created(&b), Some(stamp(600, 2)));
+}
+
+#[test]
+fn a_service_is_as_old_as_its_creation_not_its_last_change() {
+    let mut s = DesiredState::new();
+    s.apply_service(&state_support::service("web", 80), stamp(100, 1));
+    s.apply_service(&state_support::service("web", 8080), stamp(200, 1));
+    let web = s.service("web").unwrap();
+    assert_eq!(
+        (web.created, web.written),
+        (Some(stamp(100, 1)), stamp(200, 1))
+    );
+    s.delete_service("web", stamp(300, 1)).unwrap();
+    s.apply_service(&state_support::service("web", 80), stamp(400, 1));
+    assert_eq!(s.service("web").unwrap().created, Some(stamp(400, 1)));
+}

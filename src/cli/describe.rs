@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::client::{self, Client, ClientArgs, segment};
 use super::get::{Kind, pod_table};
-use super::table;
+use super::{human, table};
 use crate::shell::api::models::{NodeDetail, PodJson, RcDetail, ServiceDetail};
 
 #[derive(Debug, Args)]
@@ -38,7 +38,13 @@ pub fn run(args: &DescribeArgs, out: &mut impl Write) -> anyhow::Result<bool> {
 }
 
 fn rc(d: &RcDetail, out: &mut impl Write) -> std::io::Result<()> {
+    let now = human::now_ms();
     writeln!(out, "Name:           {}", d.rc.name)?;
+    writeln!(
+        out,
+        "Created:        {}",
+        human::local_time(d.rc.created_ms, now)
+    )?;
     writeln!(out, "Selector:       {}", table::labels(&d.rc.selector))?;
     writeln!(out, "Images:         {}", d.images.join(", "))?;
     writeln!(out, "Template:       {}", d.template_hash)?;
@@ -59,15 +65,16 @@ fn rc(d: &RcDetail, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "History:        <none>")?;
     } else {
         writeln!(out, "History (newest first):")?;
+        let mut t = table::Table::new(&["TEMPLATE", "WRITTEN", "REPLACED", "IMAGES"]);
         for rev in &d.history {
-            writeln!(
-                out,
-                "  {}  replaced at {} ms  {}",
-                rev.template_hash,
-                rev.replaced_at_ms,
-                rev.images.join(", ")
-            )?;
+            t.row(vec![
+                rev.template_hash.clone(),
+                human::local_time(rev.written_at_ms, now),
+                human::local_time(rev.replaced_at_ms, now),
+                rev.images.join(", "),
+            ]);
         }
+        indented(&t, out)?;
     }
     writeln!(out, "Pods:")?;
     if d.pods.is_empty() {
@@ -128,6 +135,11 @@ fn node(d: &NodeDetail, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Status:         {}", n.state)?;
     writeln!(
         out,
+        "Started:        {}",
+        human::local_time(n.started_ms, human::now_ms())
+    )?;
+    writeln!(
+        out,
         "Runtime:        {}",
         match (&d.runtime_error, n.ready) {
             (_, true) => "Ready".to_owned(),
@@ -139,9 +151,15 @@ fn node(d: &NodeDetail, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "Capacity:       cpu {}, memory {}",
-        d.capacity_cpu, d.capacity_memory
+        d.capacity_cpu,
+        human::memory_quantity(&d.capacity_memory)
     )?;
-    writeln!(out, "Allocatable:    cpu {}, memory {}", n.cpu, n.memory)?;
+    writeln!(
+        out,
+        "Allocatable:    cpu {}, memory {}",
+        n.cpu,
+        human::memory_quantity(&n.memory)
+    )?;
     writeln!(out, "Version:        {}", d.version)?;
     writeln!(out, "Pods:           {}", n.pods)?;
     if !d.pod_list.is_empty() {
@@ -159,6 +177,11 @@ fn service(d: &ServiceDetail, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Name:           {}", s.name)?;
     writeln!(out, "Type:           {}", s.service_type)?;
     writeln!(out, "Selector:       {}", table::labels(&s.selector))?;
+    writeln!(
+        out,
+        "Created:        {}",
+        human::local_time(s.created_ms, human::now_ms())
+    )?;
     for p in &s.ports {
         let name = p.name.as_deref().unwrap_or("<unset>");
         writeln!(
@@ -192,6 +215,11 @@ fn service(d: &ServiceDetail, out: &mut impl Write) -> std::io::Result<()> {
             e.ready.to_string(),
         ]);
     }
+    indented(&t, out)
+}
+
+/// The table, two spaces in, as a section of `describe`.
+fn indented(t: &table::Table, out: &mut impl Write) -> std::io::Result<()> {
     let mut text = Vec::new();
     t.write(&mut text)?;
     for line in String::from_utf8_lossy(&text).lines() {

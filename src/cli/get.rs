@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::client::{self, Client, ClientArgs, segment};
+use super::human;
 use super::table::{self, Table};
 use crate::shell::api::models::{
     ImageJson, NodeDetail, NodeJson, PodJson, RcDetail, RcJson, ServiceDetail, ServiceJson,
@@ -163,11 +164,14 @@ fn emit<T: Serialize, W: Write>(
     Ok(())
 }
 
+/// kubectl's columns: NAME DESIRED CURRENT READY AGE; `-o wide` adds the
+/// first container's IMAGE and the SELECTOR.
 pub fn rc_table(rows: &[RcJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let mut headers = vec!["NAME", "DESIRED", "CURRENT", "READY", "IMAGE"];
+    let mut headers = vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"];
     if wide {
-        headers.push("SELECTOR");
+        headers.extend(["IMAGE", "SELECTOR"]);
     }
+    let now = human::now_ms();
     let mut t = Table::new(&headers);
     for rc in rows {
         let mut row = vec![
@@ -175,18 +179,21 @@ pub fn rc_table(rows: &[RcJson], wide: bool, out: &mut impl Write) -> std::io::R
             rc.replicas.to_string(),
             rc.running.to_string(),
             rc.ready.to_string(),
-            rc.image.clone(),
+            human::age(rc.created_ms, now),
         ];
         if wide {
-            row.push(table::labels(&rc.selector));
+            row.extend([rc.image.clone(), table::labels(&rc.selector)]);
         }
         t.row(row);
     }
     t.write(out)
 }
 
+/// NAME STATUS, then RUNTIME and AGE (where kubectl has ROLES and AGE), then
+/// the pod count and allocatable resources, memory in binary units.
 pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let mut headers = vec!["NAME", "STATUS", "RUNTIME", "PODS", "CPU", "MEMORY"];
+    let mut headers = vec!["NAME", "STATUS", "RUNTIME", "AGE", "PODS", "CPU", "MEMORY"];
+    let now = human::now_ms();
     if wide {
         headers.extend(["ADDRESS", "API", "ID", "LABELS"]);
     }
@@ -202,9 +209,10 @@ pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::i
             node.name.clone(),
             status,
             if node.ready { "Ready" } else { "NotReady" }.to_owned(),
+            human::age(node.started_ms, now),
             node.pods.to_string(),
             node.cpu.clone(),
-            node.memory.clone(),
+            human::memory_quantity(&node.memory),
         ];
         if wide {
             row.extend([
@@ -266,10 +274,13 @@ pub fn service_table(
     wide: bool,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let mut headers = vec!["NAME", "TYPE", "SELECTOR", "PORTS", "ENDPOINTS"];
+    // kubectl's NAME TYPE ... PORT(S) AGE; no cluster IP here, the
+    // selector and endpoint counts say more.
+    let mut headers = vec!["NAME", "TYPE", "SELECTOR", "PORT(S)", "ENDPOINTS", "AGE"];
     if wide {
         headers.extend(["TARGETS", "CONFLICTS"]);
     }
+    let now = human::now_ms();
     let mut t = Table::new(&headers);
     for svc in rows {
         let ports: Vec<String> = svc.ports.iter().map(ToString::to_string).collect();
@@ -283,6 +294,7 @@ pub fn service_table(
                 ports.join(",")
             },
             format!("{}/{}", svc.endpoints_ready, svc.endpoints_total),
+            human::age(svc.created_ms, now),
         ];
         if wide {
             let targets: Vec<String> = svc.ports.iter().map(|p| p.target_port.clone()).collect();

@@ -23,6 +23,8 @@ pub mod describe;
 #[cfg(feature = "shell")]
 pub mod get;
 #[cfg(feature = "shell")]
+pub mod human;
+#[cfg(feature = "shell")]
 pub mod image;
 #[cfg(feature = "shell")]
 pub mod logs;

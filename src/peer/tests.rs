@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use shoal_crdt_state::manifest;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
+use shoal_crdt_state::pod::PodId;
 use shoal_crdt_state::spec::{RcSpec, Resources};
+use shoal_runtime::vocabulary::{PodEvent, PodObservation};
 
 use super::testing::Cluster;
 use super::timers::{PeerTimer, TimerQueue};
@@ -242,5 +244,49 @@ fn a_changed_state_is_checkpointed_at_the_next_tick_and_an_unchanged_one_never()
     assert!(
         cluster.logs[0].checkpoints <= settled + 2,
         "one more at most: the pod's status"
+    );
+}
+
+#[test]
+fn a_crashed_pod_s_error_leaves_its_published_status_once_it_has_stayed_ready() {
+    let mut cluster = Cluster::new(START, MS);
+    cluster.add(Peer::new(config(0)), &[]);
+    cluster.run_for(Duration::from_secs(1));
+    cluster.command(0, Command::Apply(hello(1))).unwrap();
+    cluster.run_for(Duration::from_secs(2));
+    let pod = PodId {
+        rc: "hello".to_owned(),
+        index: 0,
+    };
+    let published = |c: &Cluster| {
+        c.peers[0]
+            .state()
+            .observed
+            .get(NodeId(1))
+            .and_then(|r| r.pods.iter().find(|p| p.id == pod).cloned())
+            .expect("the pod is reported")
+    };
+    let crash = PodObservation {
+        pod: pod.clone(),
+        template_hash: published(&cluster).template_hash,
+        event: PodEvent::Exited {
+            code: 2,
+            oom_killed: false,
+        },
+    };
+    cluster.with_peer(0, |peer, now| peer.handle_observation(now, &crash));
+    // Restarted at once (a first crash), running and ready again.
+    cluster.run_for(Duration::from_secs(2));
+    let status = published(&cluster);
+    assert_eq!(
+        (status.restarts, status.ready, status.last_error.as_deref()),
+        (1, true, Some("exited with code 2"))
+    );
+    let forgive = cluster.peers[0].config().reconcile.backoff.reset_after;
+    cluster.run_for(forgive);
+    let status = published(&cluster);
+    assert_eq!(
+        (status.restarts, status.ready, status.last_error),
+        (1, true, None)
     );
 }

@@ -46,7 +46,12 @@ pub struct LocalPod {
     pub restarts: u32,
     /// Exits since the pod last stayed up for the back-off's `reset_after`.
     pub consecutive_failures: u32,
+    /// Why the last run ended or failed to start; cleared once the pod has
+    /// been ready for the back-off's `reset_after` (its crashes forgiven).
     pub last_error: Option<String>,
+    /// When it last became ready, while it still is (the clock that
+    /// clears `last_error`).
+    pub ready_since: Option<u64>,
     /// What the runtime is doing before the start (see `PodEvent::Preparing`).
     pub preparing: Option<String>,
     /// How the last run ended, while `state` is `Exited`.
@@ -83,6 +88,7 @@ impl LocalPod {
             restarts: 0,
             consecutive_failures: 0,
             last_error: None,
+            ready_since: None,
             preparing: None,
             last_exit: None,
             running_since: None,
@@ -151,6 +157,10 @@ impl LocalPods {
 
     pub(super) fn get_mut(&mut self, pod: &PodId) -> Option<&mut LocalPod> {
         self.pods.get_mut(pod)
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&PodId, &mut LocalPod)> + '_ {
+        self.pods.iter_mut()
     }
 
     pub(super) fn insert(&mut self, pod: PodId, local: LocalPod) {
@@ -249,6 +259,7 @@ impl LocalPods {
             }
             PodEvent::Ready(ready) => {
                 local.ready = *ready && local.state == LocalState::Running;
+                local.ready_since = local.ready.then(|| local.ready_since.unwrap_or(now));
             }
             PodEvent::Exited { code, oom_killed } => {
                 let (kind, error) = match (*code, *oom_killed) {
@@ -297,6 +308,7 @@ fn record_down(local: &mut LocalPod, now: u64, kind: ExitKind, error: String) {
     local.state = LocalState::Exited;
     local.preparing = None;
     local.ready = false;
+    local.ready_since = None;
     local.exited_at = Some(now);
     local.last_exit = Some(kind);
     local.last_error = Some(error);

@@ -220,6 +220,20 @@ pub fn plan(
         }
     }
 
+    // A pod healthy for as long as the back-off takes to forgive its
+    // crashes no longer shows why it last went down.
+    let forgive = policy.backoff.reset_after.as_millis() as u64;
+    for (_, l) in local.iter_mut() {
+        if let (Some(since), Some(_), true) = (l.ready_since, &l.last_error, l.available()) {
+            let at = since.saturating_add(forgive);
+            if now >= at {
+                l.last_error = None;
+            } else {
+                wake(at);
+            }
+        }
+    }
+
     for (_, l) in local
         .iter()
         .filter(|(_, l)| l.state == LocalState::Stopping)

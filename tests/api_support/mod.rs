@@ -67,7 +67,11 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             runtime_error: None,
             version: "test".to_owned(),
             leaving: false,
-            started_ms: 0,
+            // Wall time, as `shoal up` stamps it (the AGE of `get nodes`);
+            // nodes start in id order, so ties still break the same way.
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             incarnation: 0,
             images: Default::default(),
         };

@@ -73,6 +73,10 @@ pub struct NodeJson {
     pub cpu: String,
     /// Allocatable memory, Kubernetes quantity (`4Gi`).
     pub memory: String,
+    /// When the node's peer started, ms since the UNIX epoch (its clock);
+    /// 0 when unknown. The AGE column.
+    #[serde(default)]
+    pub started_ms: u64,
     /// The images of the cluster's RCs the node holds: reference to image ID.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
@@ -104,13 +108,20 @@ pub struct RcJson {
     /// The first container's image.
     pub image: String,
     pub selector: BTreeMap<String, String>,
+    /// When the RC was created (or recreated after a delete), ms since the
+    /// UNIX epoch on the writer's clock; 0 when unknown. The AGE column.
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// A template the RC ran before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionJson {
-    /// When it was replaced, ms since the UNIX epoch (writer's clock).
+    /// When the next template replaced it, ms since the UNIX epoch (writer's clock).
     pub replaced_at_ms: u64,
+    /// When this template was written (applied or rolled out).
+    #[serde(default)]
+    pub written_at_ms: u64,
     pub template_hash: String,
     pub images: Vec<String>,
 }
@@ -241,6 +252,10 @@ pub struct ServiceJson {
     /// concurrently (`port 8080 is held by service "web"`); empty normally.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// When the service was created (or recreated after a delete), ms since
+    /// the UNIX epoch on the writer's clock; 0 when unknown. The AGE column.
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// One pod behind a service.

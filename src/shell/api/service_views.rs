@@ -89,5 +89,6 @@ fn row(
                 )
             })
             .collect(),
+        created_ms: service.created.map_or(0, |stamp| stamp.physical_ms),
     }
 }

@@ -61,6 +61,7 @@ pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJs
         images: info.images.clone(),
         cpu: format_cpu(info.allocatable.cpu_millis),
         memory: format_memory(info.allocatable.memory_bytes),
+        started_ms: info.started_ms,
     }
 }
 
@@ -239,6 +240,12 @@ pub fn rc_json(snapshot: &Snapshot, spec: &RcSpec) -> RcJson {
         ready,
         image: spec.template.primary_image().to_owned(),
         selector: spec.selector.clone(),
+        created_ms: snapshot
+            .state
+            .desired
+            .get(&spec.name)
+            .and_then(|view| view.record.created())
+            .map_or(0, |stamp| stamp.physical_ms),
     }
 }
 
@@ -274,10 +281,17 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
         .desired
         .get(&spec.name)
         .map(|view| {
+            // Newest first: each revision was replaced by the one before it,
+            // the newest by the current body.
+            let current = view.record.body.as_ref().map(|b| b.marker);
+            let replacers =
+                std::iter::once(current).chain(view.history().iter().map(|r| Some(r.stamp)));
             view.history()
                 .iter()
-                .map(|rev| RevisionJson {
-                    replaced_at_ms: rev.stamp.physical_ms,
+                .zip(replacers)
+                .map(|(rev, replaced)| RevisionJson {
+                    replaced_at_ms: replaced.map_or(0, |s| s.physical_ms),
+                    written_at_ms: rev.stamp.physical_ms,
                     template_hash: rev.template.hash().to_string(),
                     images: rev
                         .template
