@@ -305,3 +305,75 @@ fn a_machine_killed_under_load_costs_requests_only_until_it_is_declared_down() {
         cluster.log_tail(0)
     );
 }
+
+/// Drain first: a scale-down through another peer, under a client loop at
+/// peer 0's node port, costs no request. The stopped replicas leave every
+/// peer's endpoints (`Terminating`) before their containers stop.
+#[test]
+fn a_scale_down_under_load_fails_no_request() {
+    let cluster = Cluster::start_machines(57, 3);
+    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(3), service()));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ready = wait_until(Duration::from_secs(90), || {
+        ready_endpoints(&cluster, 0) == Some(3)
+    });
+    assert!(
+        ready,
+        "{:?}\n{}",
+        cluster.try_get_json(0, "pods"),
+        cluster.log_tail(0)
+    );
+
+    // A bounded client: 50 requests a second through peer 0, until told
+    // to stop (at most 60 s).
+    let addr = format!("{}:{NODE_PORT}", cluster.peers[0].ip);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_client = done.clone();
+    let start = Instant::now();
+    let client = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        for k in 0..3_000u32 {
+            if stop_client.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let slot = start + Duration::from_millis(20 * u64::from(k));
+            std::thread::sleep(slot.saturating_duration_since(Instant::now()));
+            results.push((start.elapsed(), answering_pod(&addr).is_some()));
+        }
+        results
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    ok(&cluster.cli(1, &["scale", "hello", "--replicas", "1"]));
+    let scaled_at = start.elapsed();
+    // Ground truth: the containers are really gone while the client runs.
+    let stopped = wait_until(Duration::from_secs(45), || {
+        cluster.engine_pods("hello").len() == 1
+    });
+    let stopped_at = start.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = client.join().unwrap();
+    assert!(
+        stopped,
+        "still on the engines: {:?}",
+        cluster.engine_pods("hello")
+    );
+
+    let failed: Vec<Duration> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(t, _)| *t)
+        .collect();
+    println!(
+        "scale 3 -> 1 at {scaled_at:?}, containers stopped by {stopped_at:?}: \
+         {} of {} requests failed",
+        failed.len(),
+        results.len()
+    );
+    assert!(results.len() >= 100, "{} requests", results.len());
+    assert!(
+        failed.is_empty(),
+        "requests failed during the scale-down at {failed:?}\n{}",
+        cluster.log_tail(0)
+    );
+}
