@@ -377,3 +377,42 @@ fn a_scale_down_under_load_fails_no_request() {
         cluster.log_tail(0)
     );
 }
+
+/// A node port taken on one machine: that peer's load balancer reports
+/// it, `describe svc` at any peer shows it for that node, and the other
+/// peer keeps serving the service.
+#[test]
+fn a_port_in_use_on_one_node_shows_in_describe_and_the_others_serve() {
+    let cluster = Cluster::start(58, 2);
+    let taken = format!("{}:{NODE_PORT}", cluster.peers[1].ip);
+    let _squatter = std::net::TcpListener::bind(&taken).expect("the test holds the node port");
+    let manifest = cluster.manifest("hello.yaml", &format!("{}---\n{}", rc(1), service()));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+
+    let expected = format!("Not listening:  node1: cannot listen on {taken}");
+    for i in 0..2 {
+        let shown = wait_until(Duration::from_secs(60), || {
+            let out = cluster.cli(i, &["describe", "svc", "hello"]);
+            String::from_utf8_lossy(&out.stdout).contains(&expected)
+        });
+        let out = cluster.cli(i, &["describe", "svc", "hello"]);
+        assert!(
+            shown,
+            "peer {i}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            cluster.log_tail(1)
+        );
+        // (Both peers share one engine here, so one of them cannot have
+        // its bridge gateway's service port: that line is right too.)
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let node0 = format!(
+            "node0: cannot listen on {}:{NODE_PORT}",
+            cluster.peers[0].ip
+        );
+        assert!(!text.contains(&node0), "node0 listens:\n{text}");
+    }
+    let served = wait_until(Duration::from_secs(60), || {
+        answering_pod(&format!("{}:{NODE_PORT}", cluster.peers[0].ip)).is_some()
+    });
+    assert!(served, "peer 0 does not serve:\n{}", cluster.log_tail(0));
+}

@@ -70,6 +70,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             started_ms: 0,
             incarnation: 0,
             images: Default::default(),
+            listener_problems: Default::default(),
         };
         let peer = Peer::new(PeerConfig::new(NodeId(i as u64 + 1), peer_addr, info));
         let seeds: Vec<SocketAddr> = cluster
