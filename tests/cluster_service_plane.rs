@@ -324,9 +324,13 @@ fn a_scale_down_under_load_fails_no_request() {
         cluster.log_tail(0)
     );
 
+    // The load balancer reads the table every 250 ms: served once first.
+    let addr = format!("{}:{NODE_PORT}", cluster.peers[0].ip);
+    let served = wait_until(Duration::from_secs(30), || answering_pod(&addr).is_some());
+    assert!(served, "peer 0 does not serve:\n{}", cluster.log_tail(0));
+
     // A bounded client: 50 requests a second through peer 0, until told
     // to stop (at most 60 s).
-    let addr = format!("{}:{NODE_PORT}", cluster.peers[0].ip);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_client = done.clone();
     let start = Instant::now();
