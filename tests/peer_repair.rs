@@ -51,6 +51,7 @@ fn config(i: usize, incarnation: u64) -> PeerConfig {
         started_ms: 0,
         incarnation: 0,
         images: Default::default(),
+        listener_problems: Default::default(),
     };
     let mut config = PeerConfig::new(NodeId(i as u64 + 1), addr(i), info);
     config.incarnation = incarnation;

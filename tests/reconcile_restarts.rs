@@ -286,6 +286,8 @@ fn a_stop_never_confirmed_is_issued_again() {
     running(&mut local, &web, 0);
     let policy = ReconcilePolicy::default();
     let gone = BTreeMap::new();
+    // It serves: it drains first (see reconcile_drain.rs), then stops.
+    let d = policy.handover_drain_ms;
     let p = plan(
         ME,
         0,
@@ -295,12 +297,22 @@ fn a_stop_never_confirmed_is_issued_again() {
         &mut local,
         &policy,
     );
-    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
-    // Adopted pod of a deleted RC: default grace 10 s + 30 s retry bound.
-    assert_eq!(p.wake_at, Some(40_000));
+    assert!(p.actions.is_empty());
     let p = plan(
         ME,
-        39_999,
+        d,
+        &Assignment::default(),
+        &gone,
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
+    // Adopted pod of a deleted RC: default grace 10 s + 30 s retry bound.
+    assert_eq!(p.wake_at, Some(d + 40_000));
+    let p = plan(
+        ME,
+        d + 39_999,
         &Assignment::default(),
         &gone,
         &none(),
@@ -310,7 +322,7 @@ fn a_stop_never_confirmed_is_issued_again() {
     assert!(p.actions.is_empty());
     let p = plan(
         ME,
-        40_000,
+        d + 40_000,
         &Assignment::default(),
         &gone,
         &none(),
@@ -318,7 +330,7 @@ fn a_stop_never_confirmed_is_issued_again() {
         &policy,
     );
     assert_eq!(stops(&p.actions), vec![pod("web", 0)]);
-    assert_eq!(p.wake_at, Some(80_000));
+    assert_eq!(p.wake_at, Some(d + 80_000));
     observe(&mut local, 40_001, &web, 0, PodEvent::Removed);
     assert!(local.is_empty());
 }

@@ -196,6 +196,13 @@ fn rolling_update_waits_for_the_replaced_replica_to_be_ready() {
     let old = rc(3, "web:1", 1, 0);
     let new = rc(3, "web:2", 1, 0);
     let mut cluster = Cluster::new(&old);
+    // Replica 0 leaves the endpoints first; its stop follows the drain.
+    let drain_rounds = ReconcilePolicy::default().handover_drain_ms / 1_000;
+    for _ in 0..drain_rounds {
+        let draining = cluster.round(&new);
+        assert!(draining.is_empty(), "stopped while draining: {draining:?}");
+        assert_eq!(cluster.available(old.template.hash()), 2);
+    }
     let first = cluster.round(&new);
     assert_eq!(first.len(), 1);
     assert_eq!((first[0].0, first[0].1.pod().index), (NodeId(0), 0));
@@ -214,6 +221,9 @@ fn rolling_update_waits_for_the_replaced_replica_to_be_ready() {
         "replica 1 waits for replica 0 to be ready: {third:?}"
     );
     cluster.pending.push(ready_event);
+    for _ in 0..drain_rounds {
+        assert!(cluster.round(&new).is_empty(), "replica 1 drains first");
+    }
     let fourth = cluster.round(&new);
     assert_eq!(fourth.len(), 1);
     assert_eq!((fourth[0].0, fourth[0].1.pod().index), (NodeId(1), 1));

@@ -267,14 +267,18 @@ fn scale_down_stops_the_highest_indices_first() {
     }
     let web2 = rc("web", 2, "web:1");
     let a = owners(&[("web", 0, ME), ("web", 1, ME)]);
+    let policy = ReconcilePolicy::default();
+    let p = plan(ME, 0, &a, &rcs(&[&web2]), &none(), &mut local, &policy);
+    assert!(p.actions.is_empty(), "serving pods drain first: {p:?}");
+    let drained = policy.handover_drain_ms;
     let p = plan(
         ME,
-        0,
+        drained,
         &a,
         &rcs(&[&web2]),
         &none(),
         &mut local,
-        &ReconcilePolicy::default(),
+        &policy,
     );
     assert_eq!(
         stops(&p.actions),
@@ -289,14 +293,26 @@ fn deleted_rc_stops_every_pod_and_forgets_them_when_removed() {
     let mut local = LocalPods::new();
     running(&mut local, &web, 0);
     running(&mut local, &web, 1);
+    let policy = ReconcilePolicy::default();
+    let none_declared = BTreeMap::new();
     let p = plan(
         ME,
         0,
         &Assignment::default(),
-        &BTreeMap::new(),
+        &none_declared,
         &none(),
         &mut local,
-        &ReconcilePolicy::default(),
+        &policy,
+    );
+    assert!(p.actions.is_empty(), "serving pods drain first: {p:?}");
+    let p = plan(
+        ME,
+        policy.handover_drain_ms,
+        &Assignment::default(),
+        &none_declared,
+        &none(),
+        &mut local,
+        &policy,
     );
     assert_eq!(stops(&p.actions), vec![pod("web", 1), pod("web", 0)]);
     observe(&mut local, 1, &web, 0, PodEvent::Removed);

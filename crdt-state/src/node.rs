@@ -36,6 +36,7 @@ impl NodeInfo {
             started_ms: 0,
             incarnation: 0,
             images: ImageHoldings::new(),
+            listener_problems: ListenerProblems::new(),
         }
     }
 }
@@ -45,6 +46,14 @@ impl NodeInfo {
 /// that lack an image fetch it from a node listed here, and check that
 /// what they loaded has this ID.
 pub type ImageHoldings = BTreeMap<String, String>;
+
+/// What the node's load balancer cannot listen on (a port in use, an
+/// address not local), by service: one line per listener, saying why.
+/// Published in the node's record rather than fetched from the node, so
+/// that `describe svc` at any peer shows every node's problems from its
+/// own state, also for a node it cannot reach now; only failures are
+/// listed, so the record stays small and changes rarely.
+pub type ListenerProblems = BTreeMap<String, Vec<String>>;
 
 /// What a node publishes about itself in its observed record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,4 +89,6 @@ pub struct NodeInfo {
     pub incarnation: u64,
     /// The images of the cluster's RCs this node holds (see [`ImageHoldings`]).
     pub images: ImageHoldings,
+    /// Its load balancer's listeners that do not listen (see [`ListenerProblems`]).
+    pub listener_problems: ListenerProblems,
 }

@@ -193,6 +193,9 @@ fn service(d: &ServiceDetail, out: &mut impl Write) -> std::io::Result<()> {
     for conflict in &s.conflicts {
         writeln!(out, "Conflict:       {conflict}")?;
     }
+    for problem in &d.listener_problems {
+        writeln!(out, "Not listening:  {problem}")?;
+    }
     writeln!(
         out,
         "Endpoints:      {} ready / {} total",

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use shoal_crdt_state::node::{ImageHoldings, NodeId, NodeInfo};
+use shoal_crdt_state::node::{ImageHoldings, ListenerProblems, NodeId, NodeInfo};
 use shoal_crdt_state::spec::RcSpec;
 use shoal_crdt_state::{Clock, ClusterState};
 use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
@@ -467,6 +467,20 @@ impl Peer {
             return;
         }
         self.config.info.images = images;
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.spread(now, delta.into());
+    }
+
+    /// Publishes what this node's load balancer cannot listen on, when
+    /// that changed (`describe svc` shows it for this node).
+    pub fn handle_listener_problems(&mut self, now: Duration, problems: ListenerProblems) {
+        if self.config.info.listener_problems == problems {
+            return;
+        }
+        self.config.info.listener_problems = problems;
         let delta = self
             .state
             .observed

@@ -65,6 +65,10 @@ pub struct LocalPod {
     pub moved_away_at: Option<u64>,
     /// When this peer first saw the new owner serve it (drain clock).
     pub successor_serves_at: Option<u64>,
+    /// When `plan` decided to stop this pod while it served (scale-down,
+    /// rollout): from then it reports `Terminating` and not ready, so every
+    /// peer's load balancer drops it, and the stop follows the drain delay.
+    pub draining_since: Option<u64>,
     /// When the last stop was issued, while `Stopping` (retry clock).
     pub stop_issued_at: Option<u64>,
     /// Grace period of the template it was started with, if known.
@@ -96,6 +100,7 @@ impl LocalPod {
             next_restart_at: None,
             moved_away_at: None,
             successor_serves_at: None,
+            draining_since: None,
             stop_issued_at: None,
             grace_secs: Some(grace_secs),
             ports: Vec::new(),
@@ -103,9 +108,9 @@ impl LocalPod {
         }
     }
 
-    /// Running and ready: counts as available.
+    /// Running, ready and not draining: counts as available.
     pub fn available(&self) -> bool {
-        self.state == LocalState::Running && self.ready
+        self.state == LocalState::Running && self.ready && self.draining_since.is_none()
     }
 
     /// The status this node reports for the pod; `claim` is the fingerprint
@@ -113,6 +118,7 @@ impl LocalPod {
     pub fn status(&self, id: &PodId, image: &str, claim: Option<u64>) -> PodStatus {
         let phase = match (self.state, self.last_exit) {
             (LocalState::Starting, _) => PodPhase::Pending,
+            (LocalState::Running, _) if self.draining_since.is_some() => PodPhase::Terminating,
             (LocalState::Running, _) => PodPhase::Running,
             (LocalState::Stopping, _) => PodPhase::Terminating,
             (LocalState::Exited, _) if self.next_restart_at.is_some() => PodPhase::BackOff,

@@ -55,7 +55,8 @@ pub struct ReconcilePolicy {
     /// runs this much longer, so that every peer's load balancer has seen
     /// the new one ready and dropped the old one from the service's
     /// endpoints before it stops (drain first). Covers a gossip round and
-    /// the data plane's table refresh (250 ms).
+    /// the data plane's table refresh (250 ms). A serving pod stopped by a
+    /// scale-down or a rollout first reports `Terminating` for as long.
     pub handover_drain_ms: u64,
     /// Grace for stopping a pod whose template is unknown (adopted, RC deleted).
     pub default_grace_secs: u32,
@@ -146,7 +147,7 @@ pub fn plan(
         let owner = assignment.owner(&id);
         let Some(rc) = rc else {
             // RC deleted or scaled below this index.
-            if let Some(stop) = stop(&id, local, None, policy, now) {
+            if let Some(stop) = drain_then_stop(&id, local, None, policy, now, &mut wake) {
                 undeclared.push(stop);
             }
             continue;
@@ -160,6 +161,22 @@ pub fn plan(
             }
             continue;
         };
+        if l.draining_since.is_some() {
+            if l.template_hash == current && owner.is_none_or(|o| o == me) {
+                // Declared here again (scaled back up) before it stopped.
+                l.draining_since = None;
+            } else {
+                rest.extend(drain_then_stop(
+                    &id,
+                    local,
+                    Some(rc),
+                    policy,
+                    now,
+                    &mut wake,
+                ));
+                continue;
+            }
+        }
         match owner {
             Some(other) if other != me => {
                 let since = *l.moved_away_at.get_or_insert(now);
@@ -211,7 +228,14 @@ pub fn plan(
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, cluster_pods, local));
                     if may_replace(rc, current, view, id.index) {
-                        rest.extend(stop(&id, local, Some(rc), policy, now));
+                        rest.extend(drain_then_stop(
+                            &id,
+                            local,
+                            Some(rc),
+                            policy,
+                            now,
+                            &mut wake,
+                        ));
                         // Later replicas of this RC must see this one as down.
                         views.remove(&id.rc);
                     }
@@ -280,6 +304,36 @@ fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) 
         pod: id.clone(),
         template,
     }
+}
+
+/// Stop a local pod that no peer should route to any more: one that
+/// serves is first published as leaving (`Terminating`, not ready) and
+/// stopped only `handover_drain_ms` later, so every peer's load balancer
+/// has dropped it from the endpoints before its container stops (drain
+/// first); any other is stopped at once. `wake` gets the drain's end.
+fn drain_then_stop(
+    id: &PodId,
+    local: &mut LocalPods,
+    rc: Option<&RcSpec>,
+    policy: &ReconcilePolicy,
+    now: u64,
+    wake: &mut impl FnMut(u64),
+) -> Option<PodAction> {
+    let l = local.get_mut(id)?;
+    if l.state == LocalState::Running {
+        let since = match l.draining_since {
+            Some(since) => Some(since),
+            None if l.ready => Some(*l.draining_since.insert(now)),
+            None => None,
+        };
+        if let Some(until) = since.map(|s| s.saturating_add(policy.handover_drain_ms))
+            && now < until
+        {
+            wake(until);
+            return None;
+        }
+    }
+    stop(id, local, rc, policy, now)
 }
 
 /// Issue a stop of the local pod, unless it is already stopping.

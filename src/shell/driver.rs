@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use shoal_crdt_state::node::ImageHoldings;
+use shoal_crdt_state::node::{ImageHoldings, ListenerProblems};
 use shoal_gossip::quic::QuicTransport;
 use shoal_runtime::docker::DockerRuntime;
 use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
@@ -92,6 +92,8 @@ pub struct Driver {
     pub images: Arc<PeerImages>,
     /// The images of the cluster's RCs our engine holds, when that changes.
     pub holdings: mpsc::Receiver<ImageHoldings>,
+    /// What our load balancer cannot listen on, when that changes.
+    pub listener_problems: mpsc::Receiver<ListenerProblems>,
 }
 
 /// What the loop keeps besides the [`Driver`].
@@ -150,6 +152,9 @@ impl Driver {
                 }
                 Some(held) = self.holdings.recv() => {
                     self.peer.handle_images(wall_now(), held);
+                }
+                Some(problems) = self.listener_problems.recv() => {
+                    self.peer.handle_listener_problems(wall_now(), problems);
                 }
                 Some(pods) = self.foreign.recv() => {
                     self.peer.handle_foreign_pods(wall_now(), &pods);

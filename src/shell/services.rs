@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_crdt_state::node::ListenerProblems;
 use shoal_runtime::docker::{DockerRuntime, PodDns};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::handle::{PeerHandle, Snapshot};
 use super::service_dns::answer::CLUSTER_DOMAIN;
@@ -110,6 +111,42 @@ pub async fn start_services(
         });
     }
     Services { plane, dns, tables }
+}
+
+/// Sends what the load balancer cannot listen on to the driver, which
+/// publishes it in this node's record, each time that changes. Ends when
+/// either side is gone.
+pub async fn report_listener_problems(
+    mut status: watch::Receiver<Arc<PlaneStatus>>,
+    problems: mpsc::Sender<ListenerProblems>,
+) {
+    let mut sent = None;
+    loop {
+        let now = listener_problems(&status.borrow_and_update());
+        if sent.as_ref() != Some(&now) {
+            if problems.send(now.clone()).await.is_err() {
+                return;
+            }
+            sent = Some(now);
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The listeners that do not listen, by service, each with why.
+pub fn listener_problems(status: &PlaneStatus) -> ListenerProblems {
+    let mut problems = ListenerProblems::new();
+    for listener in status {
+        if let Err(why) = &listener.state {
+            problems
+                .entry(listener.service.clone())
+                .or_default()
+                .push(why.clone());
+        }
+    }
+    problems
 }
 
 /// Derives the table from each new snapshot until shutdown or until the

@@ -309,6 +309,7 @@ mod tests {
             started_ms: 0,
             incarnation: 0,
             images: Default::default(),
+            listener_problems: Default::default(),
         };
         let mut peer = Peer::new(PeerConfig::new(NodeId(7), addr, info));
         peer.start(NOW, &[], &[]);

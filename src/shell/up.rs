@@ -19,7 +19,9 @@ use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
-use super::services::{Services, ServicesConfig, default_service_ip, start_services};
+use super::services::{
+    Services, ServicesConfig, default_service_ip, report_listener_problems, start_services,
+};
 use super::snapshots::SnapshotSource;
 use crate::peer::{Peer, PeerConfig};
 
@@ -140,6 +142,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     let (holdings_tx, holdings) = mpsc::channel(1);
     // Ends when the driver (the receiver) is gone.
     tokio::spawn(holdings_loop(images.clone(), holdings_tx));
+    let (problems_tx, listener_problems) = mpsc::channel(1);
     let driver = Driver {
         peer,
         snapshots,
@@ -154,6 +157,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         foreign,
         images,
         holdings,
+        listener_problems,
     };
     // Before the driver starts pods: they get the DNS server if it runs.
     let services = start_services(
@@ -167,6 +171,8 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         shutdown_rx.clone(),
     )
     .await;
+    // Ends when the driver (the receiver) or the load balancer is gone.
+    tokio::spawn(report_listener_problems(services.status(), problems_tx));
     let driver = tokio::spawn(driver.run(shutdown_rx));
     if !existing.is_empty() {
         tracing::info!(pods = existing.len(), "adopted running pods");
@@ -258,6 +264,7 @@ fn node_info(config: &UpConfig, identity: &NodeIdentity, advertise: SocketAddr) 
         started_ms: u64::try_from(wall_now().as_millis()).unwrap_or(u64::MAX),
         incarnation: 0,
         images: Default::default(),
+        listener_problems: Default::default(),
     }
 }
 

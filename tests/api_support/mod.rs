@@ -74,6 +74,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
                 .map_or(0, |d| d.as_millis() as u64),
             incarnation: 0,
             images: Default::default(),
+            listener_problems: Default::default(),
         };
         let peer = Peer::new(PeerConfig::new(NodeId(i as u64 + 1), peer_addr, info));
         let seeds: Vec<SocketAddr> = cluster

@@ -98,6 +98,7 @@ fn info(i: usize) -> NodeInfo {
         started_ms: 0,
         incarnation: 0,
         images: Default::default(),
+        listener_problems: Default::default(),
     }
 }
 

@@ -81,6 +81,7 @@ pub fn node_info(name: &str) -> NodeInfo {
         started_ms: 0,
         incarnation: 0,
         images: Default::default(),
+        listener_problems: Default::default(),
     }
 }
 

@@ -275,6 +275,10 @@ pub struct ServiceDetail {
     #[serde(flatten)]
     pub service: ServiceJson,
     pub endpoints: Vec<EndpointJson>,
+    /// Listeners of this service that a node's load balancer cannot open,
+    /// as `NODE: why` (the other nodes keep serving).
+    #[serde(default)]
+    pub listener_problems: Vec<String>,
 }
 
 /// One row of `GET /images`: an image the cluster's RCs use, and which

@@ -46,9 +46,25 @@ pub fn service_detail(snapshot: &Snapshot, name: &str) -> Option<ServiceDetail> 
                 .collect()
         })
         .unwrap_or_default();
+    let removed = snapshot.state.desired.nodes().removed();
+    let listener_problems = snapshot
+        .state
+        .observed
+        .nodes()
+        .filter(|(node, _)| !removed.contains(node))
+        .flat_map(|(_, record)| {
+            let node = &record.info.name;
+            let problems = record.info.listener_problems.get(name);
+            problems
+                .into_iter()
+                .flatten()
+                .map(move |why| format!("{node}: {why}"))
+        })
+        .collect();
     Some(ServiceDetail {
         service: row,
         endpoints,
+        listener_problems,
     })
 }
 

@@ -66,6 +66,7 @@ fn node_info(slot: Slot) -> NodeInfo {
         started_ms: 0,
         incarnation: 0,
         images: Default::default(),
+        listener_problems: Default::default(),
     }
 }
 
