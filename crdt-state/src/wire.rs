@@ -23,7 +23,8 @@ use serde::de::DeserializeOwned;
 /// 2: digests carry content hashes besides stamps and versions.
 /// 3: services in the desired state, its deltas and digests; container
 ///    ports carry their names.
-/// 4: node records list the images each node holds.
+/// 4: node records list the images each node holds and the service
+///    listeners it cannot open.
 pub const WIRE_VERSION: u8 = 4;
 
 /// No message may exceed this, whatever limit a caller passes.
