@@ -5,7 +5,8 @@
 # image's busybox httpd as the endpoint; runs alternate, ROUNDS times each
 # (default 2), DURATION seconds each (default 10). Then the idle cost of a
 # peer serving 100 services (RSS, CPU over 20 s). Prints one Markdown
-# section ("### Services") to stdout; progress goes to stderr. Figures are
+# section ("### Services") to stdout; progress goes to stderr. DNS is
+# measured with dnsperf (Debian package dnsperf). Figures are
 # printed, not asserted. Takes ~2.5 min after the release build.
 #
 #   scripts/bench-services.sh > /tmp/services.md
@@ -18,6 +19,7 @@ NODE_PORT=30960
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/shoal
 command -v wrk >/dev/null || { echo "bench-services: needs wrk (apt-get install wrk)" >&2; exit 1; }
+command -v dnsperf >/dev/null || { echo "bench-services: needs dnsperf (apt-get install dnsperf)" >&2; exit 1; }
 cargo build --release -q --bin shoal >&2
 bash scripts/test-images.sh >&2
 
@@ -115,6 +117,17 @@ D1_P99=$(avg "$TMP/direct1" 3 2); L1_P99=$(avg "$TMP/lb1" 3 2)
 RATIO=$(awk -v a="$L_RPS" -v b="$D_RPS" 'BEGIN { printf "%.2f", a / b }')
 ADDED=$(awk -v a="$L1_P50" -v b="$D1_P50" 'BEGIN { printf "%.3f", a - b }')
 
+# DNS at the peer (its port 5353 on $IP): A and SRV questions for the
+# service, dnsperf's clients keeping 100 queries outstanding. dnsperf -v
+# prints each answer's latency, from which the p99 comes.
+printf 'hello.svc.shoal A\nhello A\n_http._tcp.hello.svc.shoal SRV\n' >"$TMP/queries"
+dnsperf -s "$IP" -p 5353 -d "$TMP/queries" -c 4 -q 100 -l "$DURATION" -v >"$TMP/dnsperf" 2>&1 || true
+DNS_QPS=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$TMP/dnsperf")
+DNS_LOST=$(awk '/Queries lost:/ { print $3 }' "$TMP/dnsperf")
+DNS_AVG=$(awk '/Average Latency/ { printf "%.3f", $4 * 1000 }' "$TMP/dnsperf")
+DNS_P99=$(awk '$1 == ">" { print $NF * 1000 }' "$TMP/dnsperf" | sort -n |
+  awk '{ v[NR] = $1 } END { if (NR) { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] } }')
+
 # Idle cost: 100 services (no endpoints), nothing connecting.
 "$BIN" delete rc hello >&2
 for i in $(seq 1 100); do
@@ -164,6 +177,11 @@ saturated and latency is its queue. busybox httpd closes every connection
 after one answer, so each request costs the load balancer an accept and a
 connect as well as the copy. Both paths cross the engine's userland proxy
 (docker-proxy) to reach the container.
+
+DNS at the peer (\`dnsperf\`, 4 clients, 100 queries outstanding, ${DURATION} s,
+A and SRV questions for the service): **${DNS_QPS} queries/s**, latency
+average ${DNS_AVG} ms, p99 **${DNS_P99} ms** (from dnsperf's per-answer
+latencies), ${DNS_LOST:-?} queries lost.
 
 Idle cost with 100 services and no traffic: RSS **${RSS} MB**, CPU
 **${CPU}%** of one core over 20 s, $LISTENERS TCP listeners on $IP.
