@@ -204,6 +204,8 @@ fn observed(
             preparing: None,
             ports,
             claim: None,
+            available: false,
+            stalled: None,
         };
         state.set_pod_status(node, status).expect("node recorded");
     }

@@ -260,6 +260,8 @@ fn report(rc: &str, index: u32, phase: PodPhase, port: u16, protocol: Protocol) 
             protocol,
         }],
         claim: None,
+        available: false,
+        stalled: None,
     }
 }
 

@@ -89,6 +89,8 @@ fn pod(rc: &str, index: u32, host_port: Option<u16>) -> PodStatus {
             .into_iter()
             .collect(),
         claim: None,
+        available: false,
+        stalled: None,
     }
 }
 

@@ -73,4 +73,10 @@ pub struct PodStatus {
     /// own, so two nodes whose views briefly disagree (or whose reports are
     /// stale) never both stop their copies.
     pub claim: Option<u64>,
+    /// Ready for the RC's `minReadySeconds`, and not leaving: what a
+    /// rollout counts (the service endpoints use `ready`).
+    pub available: bool,
+    /// Set when this pod, of the RC's current template, was not ready
+    /// within the progress deadline: why the rollout stopped.
+    pub stalled: Option<String>,
 }

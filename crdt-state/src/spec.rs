@@ -274,21 +274,90 @@ pub enum RestartPolicy {
     Never,
 }
 
-/// Rolling-update budget, in replicas.
+/// A rolling-update allowance: a number of replicas or a percentage of
+/// `replicas`, as Kubernetes' `intstr` (`1` or `"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Allowance {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Allowance {
+    /// Replicas this allows for an RC of `replicas`: a percentage rounds up
+    /// for surge and down for unavailability (Kubernetes' rule).
+    pub fn of(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            Allowance::Count(n) => n,
+            Allowance::Percent(p) => {
+                let scaled = u64::from(replicas) * u64::from(p);
+                let n = if round_up {
+                    scaled.div_ceil(100)
+                } else {
+                    scaled / 100
+                };
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    /// True when it allows nothing whatever the replica count.
+    pub fn is_zero(self) -> bool {
+        matches!(self, Allowance::Count(0) | Allowance::Percent(0))
+    }
+}
+
+impl std::fmt::Display for Allowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Allowance::Count(n) => write!(f, "{n}"),
+            Allowance::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// How a changed template rolls out (Kubernetes Deployment's
+/// `strategy.rollingUpdate`, `minReadySeconds`, `progressDeadlineSeconds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UpdateStrategy {
     /// Extra pods allowed above `replicas` during a rollout.
-    pub max_surge: u32,
-    /// Pods allowed below `replicas` (not ready) during a rollout.
-    pub max_unavailable: u32,
+    pub max_surge: Allowance,
+    /// Pods allowed below `replicas` (not available) during a rollout.
+    pub max_unavailable: Allowance,
+    /// A new pod counts as available once ready for this long.
+    pub min_ready_secs: u32,
+    /// A new pod not ready this long after its start stops the rollout.
+    pub progress_deadline_secs: u32,
+    /// A stopped rollout returns to the previous template instead of waiting.
+    pub auto_rollback: bool,
 }
 
+/// Kubernetes' default progress deadline.
+pub const DEFAULT_PROGRESS_DEADLINE_SECS: u32 = 600;
+
 impl Default for UpdateStrategy {
-    /// One new pod at a time, never below the declared count: `kubectl rolling-update`'s pace.
+    /// Kubernetes Deployment defaults: 25% surge, 25% unavailable.
     fn default() -> Self {
         UpdateStrategy {
-            max_surge: 1,
-            max_unavailable: 0,
+            max_surge: Allowance::Percent(25),
+            max_unavailable: Allowance::Percent(25),
+            min_ready_secs: 0,
+            progress_deadline_secs: DEFAULT_PROGRESS_DEADLINE_SECS,
+            auto_rollback: false,
+        }
+    }
+}
+
+impl UpdateStrategy {
+    /// `(surge, unavailable)` in replicas for an RC of `replicas`. When both
+    /// come to 0 one replica may be unavailable, or nothing could move
+    /// (Kubernetes' fencepost rule).
+    pub fn resolve(&self, replicas: u32) -> (u32, u32) {
+        let surge = self.max_surge.of(replicas, true);
+        let unavailable = self.max_unavailable.of(replicas, false);
+        if surge == 0 && unavailable == 0 {
+            (0, 1)
+        } else {
+            (surge, unavailable)
         }
     }
 }

@@ -25,7 +25,10 @@ use serde::de::DeserializeOwned;
 ///    ports carry their names.
 /// 4: node records list the images each node holds and the service
 ///    listeners it cannot open.
-pub const WIRE_VERSION: u8 = 4;
+/// 5: update strategies carry percentages, minReadySeconds, the progress
+///    deadline and auto-rollback; pod statuses say whether a pod is
+///    available (ready for minReadySeconds) and why it stalled a rollout.
+pub const WIRE_VERSION: u8 = 5;
 
 /// No message may exceed this, whatever limit a caller passes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

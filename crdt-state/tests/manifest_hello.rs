@@ -2,7 +2,7 @@
 
 use shoal_crdt_state::manifest::{parse_manifests, render};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, ProbeAction, Protocol, RcSpec,
+    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, ProbeAction, Protocol, RcSpec,
     Resources, RestartPolicy, UpdateStrategy,
 };
 
@@ -182,8 +182,11 @@ fn normalized_yaml_reads_back_as_the_same_specs() {
     };
     odd.template.restart_policy = RestartPolicy::OnFailure;
     odd.update_strategy = UpdateStrategy {
-        max_surge: 0,
-        max_unavailable: 2,
+        max_surge: Allowance::Count(0),
+        max_unavailable: Allowance::Percent(40),
+        min_ready_secs: 5,
+        progress_deadline_secs: 30,
+        auto_rollback: true,
     };
     odd.partition_policy = PartitionPolicy::AtMostDeclared;
     specs.push(odd);

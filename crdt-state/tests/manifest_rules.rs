@@ -1,7 +1,7 @@
 //! Each validation rule, named by the field path it reports.
 
 use shoal_crdt_state::manifest::{Diagnostic, ManifestError, ParsedManifests, parse_manifests};
-use shoal_crdt_state::spec::{PartitionPolicy, ProbeAction, Protocol, RestartPolicy};
+use shoal_crdt_state::spec::{Allowance, PartitionPolicy, ProbeAction, Protocol, RestartPolicy};
 
 /// A valid v1 RC; `pod` is spliced in as the pod spec's extra lines (6 spaces
 /// of indent) and `container` as the first container's (10 spaces).
@@ -65,8 +65,12 @@ fn the_base_manifest_is_valid_with_kubernetes_defaults() {
     );
     assert_eq!(spec.template.restart_policy, RestartPolicy::Always);
     assert_eq!(spec.template.termination_grace_period_secs, 30);
-    assert_eq!(spec.update_strategy.max_surge, 1);
-    assert_eq!(spec.update_strategy.max_unavailable, 0);
+    assert_eq!(spec.update_strategy.max_surge, Allowance::Percent(25));
+    assert_eq!(spec.update_strategy.max_unavailable, Allowance::Percent(25));
+    assert_eq!(spec.update_strategy.progress_deadline_secs, 600);
+    assert_eq!(spec.update_strategy.resolve(4), (1, 1));
+    assert_eq!(spec.update_strategy.resolve(10), (3, 2), "surge rounds up, unavailable down");
+    assert_eq!(spec.update_strategy.resolve(1), (1, 0));
 }
 
 #[test]
@@ -350,11 +354,18 @@ fn selector_rules_follow_kubernetes() {
 fn shoal_annotations_set_the_rollout_budget_and_partition_policy() {
     let top = "  annotations:\n    shoal.io/max-surge: \"0\"\n    shoal.io/max-unavailable: 2\n    shoal.io/partition-policy: at-most-declared\n    other.io/x: y\n";
     let spec = ok(&rc(top, "", "")).specs.remove(0);
-    assert_eq!(spec.update_strategy.max_surge, 0);
-    assert_eq!(spec.update_strategy.max_unavailable, 2);
+    assert_eq!(spec.update_strategy.max_surge, Allowance::Count(0));
+    assert_eq!(spec.update_strategy.max_unavailable, Allowance::Count(2));
     assert_eq!(spec.partition_policy, PartitionPolicy::AtMostDeclared);
 
-    let both_zero = "  annotations:\n    shoal.io/max-surge: \"0\"\n";
+    let percent = "  annotations:\n    shoal.io/max-surge: 50%\n    shoal.io/auto-rollback: \"true\"\n";
+    let spec = ok(&rc(percent, "", "")).specs.remove(0);
+    assert_eq!(spec.update_strategy.max_surge, Allowance::Percent(50));
+    assert!(spec.update_strategy.auto_rollback);
+    let over = "  annotations:\n    shoal.io/max-surge: 150%\n";
+    rejects(&rc(over, "", ""), "metadata.annotations.shoal.io/max-surge", "between 0% and 100%");
+
+    let both_zero = "  annotations:\n    shoal.io/max-surge: \"0\"\n    shoal.io/max-unavailable: \"0\"\n";
     rejects(
         &rc(both_zero, "", ""),
         "metadata.annotations",
@@ -456,4 +467,23 @@ fn v1beta1_containers_carry_cpu_memory_and_command() {
 fn list_items_are_named_by_their_index() {
     let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Deployment\n";
     rejects(text, "items[0].kind", "\"Deployment\"");
+}
+
+#[test]
+fn a_deployment_style_strategy_sets_the_rollout_and_wins_over_annotations() {
+    let spec_fields = "  replicas: 2\n  minReadySeconds: 5\n  progressDeadlineSeconds: 30\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 50%\n      maxUnavailable: 0\n";
+    let top = "  annotations:\n    shoal.io/max-surge: \"3\"\n";
+    let text = rc(top, "", "").replace("  replicas: 2\n", spec_fields);
+    let s = ok(&text).specs.remove(0).update_strategy;
+    assert_eq!(s.max_surge, Allowance::Percent(50));
+    assert_eq!(s.max_unavailable, Allowance::Count(0));
+    assert_eq!((s.min_ready_secs, s.progress_deadline_secs), (5, 30));
+
+    let recreate = rc("", "", "").replace("  replicas: 2\n", "  replicas: 2\n  strategy:\n    type: Recreate\n");
+    rejects(&recreate, "spec.strategy.type", "RollingUpdate");
+    let bad = rc("", "", "").replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  strategy:\n    rollingUpdate:\n      maxSurge: lots\n",
+    );
+    rejects(&bad, "spec.strategy.rollingUpdate.maxSurge", "percentage");
 }

@@ -60,7 +60,7 @@ fn arb_body() -> impl Strategy<Value = RcBody> {
     (0..2usize, 0..IMAGES.len(), 0u32..2).prop_map(|(sel, image, surge)| {
         let mut body = RcBody::of(&spec("web", IMAGES[image], 1));
         body.selector = BTreeMap::from([("tier".to_owned(), NAMES[sel].to_owned())]);
-        body.update_strategy.max_surge = surge;
+        body.update_strategy.max_surge = shoal_crdt_state::spec::Allowance::Count(surge);
         body
     })
 }

@@ -53,6 +53,9 @@ fn rc(d: &RcDetail, out: &mut impl Write) -> std::io::Result<()> {
         "Replicas:       {} desired | {} running | {} ready | {} updated and ready",
         d.rc.replicas, d.rc.running, d.rc.ready, d.updated_ready
     )?;
+    if let Some(why) = &d.rollout_stopped {
+        writeln!(out, "Rollout:        {why}")?;
+    }
     if d.unplaced.is_empty() {
         writeln!(out, "Unplaced:       <none>")?;
     } else {

@@ -84,6 +84,12 @@ async fn rolling_update(
             writeln!(out, "replicationcontroller/{} rolled out", rc.rc.name)?;
             return Ok(());
         }
+        if let Some(why) = &rc.rollout_stopped {
+            bail!(
+                "{why}; the old replicas keep serving. Fix the template and roll out again (or `shoal describe rc {}`)",
+                rc.rc.name
+            );
+        }
         if tokio::time::Instant::now() >= deadline {
             let unplaced = rc
                 .unplaced

@@ -208,7 +208,43 @@ pub fn assign(
             break;
         }
     }
+    place_surge(&mut needs, &mut slots, &keys, &mut assignment);
     assignment.seal()
+}
+
+/// Surge slots `replicas..replicas + surge` of every RC, after all
+/// replicas: they take only what is left and never move a replica. Their
+/// weights are those replica `replicas + k` would have, so a scale-up
+/// during a rollout finds the surge pod where the new replica belongs.
+fn place_surge<'a>(
+    needs: &mut [RcNeeds<'a>],
+    slots: &mut [Slot<'a>],
+    keys: &[u64],
+    assignment: &mut Assignment,
+) {
+    for need in needs.iter_mut() {
+        let replicas = need.spec.replicas;
+        let (surge, _) = need.spec.update_strategy.resolve(replicas);
+        for index in replicas..replicas.saturating_add(surge) {
+            let Some(s) = choose(need, slots, keys, index) else {
+                continue;
+            };
+            let slot = &mut slots[s];
+            slot.free = slot.free.saturating_sub(&need.request);
+            slot.ports.extend(need.ports.iter().map(|&port| PortUse {
+                port,
+                rc: &need.spec.name,
+                index,
+            }));
+            slot.load += 1;
+            need.used.push(s);
+            let pod = PodId {
+                rc: need.spec.name.clone(),
+                index,
+            };
+            assignment.place_surge(pod, slot.id);
+        }
+    }
 }
 
 /// The load bound `c = total × (1 + ε) / nodes`, made smooth in `c`.

@@ -18,6 +18,12 @@ pub struct Assignment {
     usable_nodes: BTreeSet<NodeId>,
     /// Replicas that fit nowhere, each with its reason. Never dropped silently.
     pub unplaced: BTreeMap<PodId, Unplaced>,
+    /// Owners of the surge slots (indices `replicas..replicas + maxSurge`),
+    /// placed after every replica so they never displace one. A slot runs
+    /// a pod only while a rollout needs it (see `reconcile::rollout`); one
+    /// that fits nowhere just leaves the rollout without that surge.
+    surge: BTreeMap<PodId, NodeId>,
+    surge_by_node: BTreeMap<NodeId, BTreeSet<PodId>>,
     /// Fixed hash of `owners`, set once the assignment is complete.
     fingerprint: u64,
 }
@@ -33,10 +39,21 @@ impl Assignment {
     /// An assignment given outright, owner by owner: for tests and tools
     /// that need a specific placement. The usable nodes are the owners.
     pub fn from_owners(owners: impl IntoIterator<Item = (PodId, NodeId)>) -> Self {
+        Self::with_surge(owners, [])
+    }
+
+    /// [`Self::from_owners`], plus the owners of surge slots.
+    pub fn with_surge(
+        owners: impl IntoIterator<Item = (PodId, NodeId)>,
+        surge: impl IntoIterator<Item = (PodId, NodeId)>,
+    ) -> Self {
         let mut a = Assignment::default();
         for (pod, node) in owners {
             a.usable_nodes.insert(node);
             a.place(pod, node);
+        }
+        for (pod, node) in surge {
+            a.place_surge(pod, node);
         }
         a.seal()
     }
@@ -44,7 +61,7 @@ impl Assignment {
     /// Fixes the fingerprint once every replica is placed.
     pub(super) fn seal(mut self) -> Self {
         let mut hash = xxhash_rust::xxh3::Xxh3::new();
-        for (pod, node) in &self.owners {
+        for (pod, node) in self.owners.iter().chain(&self.surge) {
             hash.update(pod.rc.as_bytes());
             hash.update(&[0]);
             hash.update(&pod.index.to_le_bytes());
@@ -67,9 +84,26 @@ impl Assignment {
         self.owners.insert(pod, node);
     }
 
-    /// The node that should run `pod`, if it was placed.
+    /// Gives surge slot `pod` to `node`.
+    pub fn place_surge(&mut self, pod: PodId, node: NodeId) {
+        self.surge_by_node
+            .entry(node)
+            .or_default()
+            .insert(pod.clone());
+        self.surge.insert(pod, node);
+    }
+
+    /// The node that should run `pod` (a replica or a surge slot), if placed.
     pub fn owner(&self, pod: &PodId) -> Option<NodeId> {
-        self.owners.get(pod).copied()
+        self.owners
+            .get(pod)
+            .or_else(|| self.surge.get(pod))
+            .copied()
+    }
+
+    /// Surge slots given to `node`, in `PodId` order.
+    pub fn surge_for(&self, node: NodeId) -> impl Iterator<Item = &PodId> + '_ {
+        self.surge_by_node.get(&node).into_iter().flatten()
     }
 
     /// Replicas assigned to `node`, in `PodId` order.

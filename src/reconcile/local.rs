@@ -81,6 +81,13 @@ pub struct LocalPod {
     /// Found running on the engine at start-up and not yet handed to the
     /// runtime, which must take it over (watch it, probe its readiness).
     pub unattached: bool,
+    /// When this template's pod was first started here (restarts keep it):
+    /// the progress deadline runs from it.
+    pub started_at: Option<u64>,
+    /// Ready for the RC's `minReadySeconds` (set by `plan`, which has the clock).
+    pub min_ready_met: bool,
+    /// Not ready within the progress deadline, and why (set by `plan`).
+    pub stalled: Option<String>,
 }
 
 impl LocalPod {
@@ -105,7 +112,15 @@ impl LocalPod {
             grace_secs: Some(grace_secs),
             ports: Vec::new(),
             unattached: false,
+            started_at: None,
+            min_ready_met: false,
+            stalled: None,
         }
+    }
+
+    /// Available and ready for `minReadySeconds`: what a rollout counts.
+    pub fn rollout_available(&self) -> bool {
+        self.available() && self.min_ready_met
     }
 
     /// Running, ready and not draining: counts as available.
@@ -139,6 +154,8 @@ impl LocalPod {
                 .filter(|_| self.state == LocalState::Starting),
             ports: self.ports.clone(),
             claim,
+            available: self.rollout_available(),
+            stalled: self.stalled.clone(),
         }
     }
 }
@@ -266,6 +283,9 @@ impl LocalPods {
             PodEvent::Ready(ready) => {
                 local.ready = *ready && local.state == LocalState::Running;
                 local.ready_since = local.ready.then(|| local.ready_since.unwrap_or(now));
+                if !local.ready {
+                    local.min_ready_met = false;
+                }
             }
             PodEvent::Exited { code, oom_killed } => {
                 let (kind, error) = match (*code, *oom_killed) {
@@ -315,6 +335,7 @@ fn record_down(local: &mut LocalPod, now: u64, kind: ExitKind, error: String) {
     local.preparing = None;
     local.ready = false;
     local.ready_since = None;
+    local.min_ready_met = false;
     local.exited_at = Some(now);
     local.last_exit = Some(kind);
     local.last_error = Some(error);

@@ -11,7 +11,9 @@ use shoal_runtime::backoff::RestartBackoff;
 use shoal_runtime::vocabulary::PodAction;
 
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
-use super::rollout::{PodView, RcView, may_replace};
+use super::rollout::{
+    PodView, RcView, Slot, may_replace, may_start_surge, slot_of, surge_needed,
+};
 use crate::placement::Assignment;
 
 /// What every node reports about its pods, as `plan` reads it. Implemented
@@ -121,6 +123,7 @@ pub fn plan(
 
     let mut pods: BTreeSet<PodId> = local.iter().map(|(p, _)| p.clone()).collect();
     pods.extend(assignment.pods_for(me).cloned());
+    pods.extend(assignment.surge_for(me).cloned());
 
     let mut undeclared: Vec<PodAction> = Vec::new();
     let mut rest: Vec<PodAction> = Vec::new();
@@ -143,7 +146,9 @@ pub fn plan(
             }
             continue;
         }
-        let rc = rcs.get(&id.rc).filter(|rc| id.index < rc.replicas);
+        let spec = rcs.get(&id.rc);
+        let slot = spec.map_or(Slot::Undeclared, |rc| slot_of(rc, id.index));
+        let rc = spec.filter(|_| slot != Slot::Undeclared);
         let owner = assignment.owner(&id);
         let Some(rc) = rc else {
             // RC deleted or scaled below this index.
@@ -155,9 +160,37 @@ pub fn plan(
         let may_start =
             policy.sees_majority || rc.partition_policy != PartitionPolicy::AtMostDeclared;
         let current = rc.template.hash();
+        if slot == Slot::Surge {
+            let view = views
+                .entry(id.rc.clone())
+                .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
+            let Some(l) = local.get(&id) else {
+                if owner == Some(me) && may_start && may_start_surge(rc, current, view, id.index)
+                {
+                    rest.push(start(&id, rc, local, None, now));
+                    views.remove(&id.rc);
+                }
+                continue;
+            };
+            if (!surge_needed(rc, current, view) && l.state != LocalState::Stopping)
+                || owner != Some(me)
+            {
+                // The rollout is done (or the slot moved): the surge leaves.
+                rest.extend(drain_then_stop(
+                    &id,
+                    local,
+                    Some(rc),
+                    policy,
+                    now,
+                    &mut wake,
+                ));
+                views.remove(&id.rc);
+                continue;
+            }
+        }
         let Some(l) = local.get_mut(&id) else {
             if owner == Some(me) && may_start {
-                rest.push(start(&id, rc, local, None));
+                rest.push(start(&id, rc, local, None, now));
             }
             continue;
         };
@@ -217,7 +250,7 @@ pub fn plan(
                         match restart_due(l, now, rc.template.restart_policy, &policy.backoff) {
                             Some(at) if at <= now => {
                                 let restarts = l.restarts.saturating_add(1);
-                                rest.push(start(&id, rc, local, Some(restarts)));
+                                rest.push(start(&id, rc, local, Some(restarts), now));
                             }
                             Some(at) => wake(at),
                             None => {}
@@ -226,7 +259,7 @@ pub fn plan(
                 } else if l.template_hash != current && owner == Some(me) && may_start {
                     let view = views
                         .entry(id.rc.clone())
-                        .or_insert_with(|| rc_view(me, &id.rc, cluster_pods, local));
+                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                     if may_replace(rc, current, view, id.index) {
                         rest.extend(drain_then_stop(
                             &id,
@@ -243,6 +276,8 @@ pub fn plan(
             }
         }
     }
+
+    track_progress(rcs, local, now, &mut wake);
 
     // A pod healthy for as long as the back-off takes to forgive its
     // crashes no longer shows why it last went down.
@@ -288,9 +323,16 @@ fn secs(s: u32) -> Duration {
 
 /// Issue a start of `rc`'s current template and record it. `restarts` is the
 /// new restart count when this replaces an exited pod of the same replica.
-fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) -> PodAction {
+fn start(
+    id: &PodId,
+    rc: &RcSpec,
+    local: &mut LocalPods,
+    restarts: Option<u32>,
+    now: u64,
+) -> PodAction {
     let template = rc.template.clone();
     let mut fresh = LocalPod::starting(template.hash(), template.termination_grace_period_secs);
+    fresh.started_at = Some(now);
     // Reported while pending: placement keeps these host ports for the pod
     // during its start (and every restart), not only once they are bound.
     fresh.ports = template.host_port_bindings();
@@ -298,6 +340,11 @@ fn start(id: &PodId, rc: &RcSpec, local: &mut LocalPods, restarts: Option<u32>) 
         fresh.restarts = restarts;
         fresh.consecutive_failures = old.consecutive_failures;
         fresh.last_error = old.last_error.clone();
+        if old.template_hash == fresh.template_hash {
+            // A crash loop does not reset the progress deadline.
+            fresh.started_at = old.started_at.or(fresh.started_at);
+            fresh.stalled = old.stalled.clone();
+        }
     }
     local.insert(id.clone(), fresh);
     PodAction::Start {
@@ -423,24 +470,80 @@ fn successor_serves(
 
 /// Every pod of RC `name` in the cluster by replica: other nodes as they
 /// report, this node from its own bookkeeping.
-fn rc_view(me: NodeId, name: &str, cluster_pods: &impl ClusterPods, local: &LocalPods) -> RcView {
-    let mut view = RcView::new();
+fn rc_view(
+    me: NodeId,
+    name: &str,
+    current: TemplateHash,
+    cluster_pods: &impl ClusterPods,
+    local: &LocalPods,
+) -> RcView {
+    let mut view = RcView::default();
     for (node, statuses) in cluster_pods.each_node() {
         if node == me {
             continue;
         }
         for s in statuses.iter().filter(|s| s.id.rc == name) {
-            view.entry(s.id.index).or_default().push(PodView {
+            let pod = PodView {
                 template_hash: s.template_hash,
-                available: s.phase == PodPhase::Running && s.ready,
-            });
+                available: s.phase == PodPhase::Running && s.ready && s.available,
+            };
+            view.push(s.id.index, pod, s.stalled.as_deref(), current);
         }
     }
     for (id, l) in local.iter().filter(|(id, _)| id.rc == name) {
-        view.entry(id.index).or_default().push(PodView {
+        let pod = PodView {
             template_hash: l.template_hash,
-            available: l.available(),
-        });
+            available: l.rollout_available(),
+        };
+        view.push(id.index, pod, l.stalled.as_deref(), current);
     }
     view
+}
+
+/// The clocks of the rollout on this node's pods: ready for
+/// `minReadySeconds` makes a pod available; a pod of the current template
+/// not ready `progressDeadlineSeconds` after its first start is stalled,
+/// with the reason every peer will read in its status.
+fn track_progress(
+    rcs: &BTreeMap<String, RcSpec>,
+    local: &mut LocalPods,
+    now: u64,
+    wake: &mut impl FnMut(u64),
+) {
+    for (id, l) in local.iter_mut() {
+        let Some(rc) = rcs.get(&id.rc) else {
+            l.stalled = None;
+            continue;
+        };
+        let strategy = &rc.update_strategy;
+        let started = *l.started_at.get_or_insert(now);
+        match (l.available(), l.ready_since) {
+            (true, Some(since)) => {
+                let at = since.saturating_add(u64::from(strategy.min_ready_secs) * 1_000);
+                l.min_ready_met = now >= at;
+                if !l.min_ready_met {
+                    wake(at);
+                }
+            }
+            _ => l.min_ready_met = false,
+        }
+        let current = l.template_hash == rc.template.hash();
+        if !current || l.ready || matches!(l.state, LocalState::Stopping) {
+            l.stalled = None;
+            continue;
+        }
+        let secs = strategy.progress_deadline_secs;
+        let deadline = started.saturating_add(u64::from(secs) * 1_000);
+        if now < deadline {
+            wake(deadline);
+        } else if l.stalled.is_none() {
+            let why = l
+                .last_error
+                .as_deref()
+                .or(l.preparing.as_deref())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            l.stalled = Some(format!("pod {id} not ready after {secs}s{why}"));
+        }
+    }
 }

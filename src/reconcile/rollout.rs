@@ -1,33 +1,51 @@
-//! The rolling-update gate: may the owner of replica i replace it now?
+//! The rolling-update gate: which pod of an RC may move to the new template
+//! now. Pure: every peer evaluates it on its own view of what every node
+//! reports, and peers with the same view take the same decisions.
 //!
-//! **Mechanism.** A replica is replaced in place by its owner: stop the pod
-//! of the old template, and once the runtime reports it removed, start the
-//! pod of the new template under the same `PodId`. Two pods of one replica
-//! never coexist on a node, so no surge pod identity is needed. Each
-//! replacement therefore makes exactly one replica unavailable until the new
-//! pod is ready.
+//! **Surge slots, make-before-break.** A replica is still replaced in place
+//! by its owner (drain, stop, start the new template under the same
+//! `PodId`), so a node never holds two pods of one replica and a node's
+//! report keeps one status per `PodId`. The surge is extra replicas:
+//! placement gives every RC `maxSurge` *surge slots*, indices
+//! `replicas..replicas + maxSurge`, placed after all replicas (so they
+//! never move one) with the weights replica `replicas + k` would have. While
+//! a rollout runs, the slots start pods of the new template; once those are
+//! available, the old replicas are replaced one budget at a time, each
+//! leaving the service endpoints and draining before it stops; once every
+//! replica runs the new template and is available, the slots drain and stop.
+//! Why not two pods per replica (old and new side by side)? Every layer —
+//! the node report, the runtime's adoption, handovers, `get pods` — holds
+//! one pod per `PodId`; surge slots need none of them to change, cost one
+//! extra start per slot per rollout, and a scale-up during a rollout simply
+//! keeps a surge pod as the replica it already is.
 //!
-//! **Budget.** Every peer evaluates the same rule on the same cluster view
-//! (each node's reported pods; this node's own from its local bookkeeping):
+//! **Budget**, with `surge, unavailable = strategy.resolve(replicas)`
+//! (percentages: surge rounds up, unavailable down, both 0 → 1 unavailable):
 //!
-//! - `budget = max(maxUnavailable, 1)`: with `maxUnavailable = 0` the surge
-//!   allowance pays for one replica at a time (a rollout must make progress);
-//! - `slots = budget − (replicas currently not available)`, where available
-//!   means running and ready, and a replaced pod that is not ready yet counts
-//!   as unavailable — this is the readiness gate;
-//! - the available, not-yet-updated replicas are ranked by index and only
-//!   the first `slots` may be replaced;
-//! - a replica that is already down (crashed, starting) may be replaced at
-//!   any time: it costs no availability;
-//! - nothing is replaced while the RC has more than `replicas + maxSurge`
-//!   pods cluster-wide (handovers or scale-downs still in flight).
+//! - *available* = running, ready for `minReadySeconds`, not draining;
+//! - a replica (or slot) whose pod is available but outdated may be replaced
+//!   when its rank among such pods, in index order, is below
+//!   `available − (replicas − unavailable)`: ready never drops below
+//!   `replicas − unavailable`;
+//! - one that is not available may be replaced at once (costs nothing);
+//! - surge slot `k` starts only while an outdated replica remains and the
+//!   RC's pods plus the empty slots before `k` stay below
+//!   `replicas + surge`: running never exceeds `replicas + surge`;
+//! - a slot keeps its pod while some replica lacks an available pod of the
+//!   new template.
 //!
-//! **Guarantee.** With the same view everywhere, at most `budget` replicas of
-//! the RC are unavailable because of the rollout, replicas move to the new
-//! template in index order, and the next one starts only when the previous
-//! ones are ready. Views that lag each other (gossip delay) can let the
-//! rollout briefly run ahead by the number of decisions taken on stale views;
-//! it never deadlocks, since every input it waits on is eventually reported.
+//! **Stop on failure.** The node running a pod of the current template
+//! that is not ready `progressDeadlineSeconds` after its start reports it
+//! `stalled` with the reason. Every peer reading that report stops
+//! starting surge pods and replacing replicas (the old ones keep serving):
+//! the decision depends only on replicated reports, so peers agree on it
+//! without comparing clocks. [`stopped`] gives the reason to show.
+//!
+//! **Views.** With the same view everywhere the bounds hold at every
+//! instant. Views that lag each other (gossip delay) can let the rollout
+//! run ahead by the decisions taken on stale views, and each peer's own
+//! pods are always current in its view. It never deadlocks: every input it
+//! waits on is eventually reported.
 
 use std::collections::BTreeMap;
 
@@ -37,36 +55,117 @@ use shoal_crdt_state::spec::{RcSpec, TemplateHash};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodView {
     pub template_hash: TemplateHash,
-    /// Running and ready.
+    /// Running, ready for `minReadySeconds`, not draining.
     pub available: bool,
 }
 
-/// All pods of one RC, by replica index, across the cluster.
-pub type RcView = BTreeMap<u32, Vec<PodView>>;
+/// All pods of one RC across the cluster, and the first stall reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcView {
+    pub pods: BTreeMap<u32, Vec<PodView>>,
+    /// The stall reported by the lowest-index pod of the current template.
+    pub stalled: Option<String>,
+    stalled_index: Option<u32>,
+}
 
-/// True when the owner of replica `index` may replace its outdated pod now.
+impl RcView {
+    /// Adds a pod at `index`; `stalled` counts only for the current template.
+    pub fn push(&mut self, index: u32, pod: PodView, stalled: Option<&str>, current: TemplateHash) {
+        if pod.template_hash == current
+            && let Some(why) = stalled
+            && self.stalled_index.is_none_or(|i| index < i)
+        {
+            self.stalled = Some(why.to_owned());
+            self.stalled_index = Some(index);
+        }
+        self.pods.entry(index).or_default().push(pod);
+    }
+}
+
+/// The role of index `index` of `rc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Replica,
+    /// A surge slot: runs a pod only while a rollout needs it.
+    Surge,
+    /// Beyond the replicas and the surge: scaled down.
+    Undeclared,
+}
+
+pub fn slot_of(rc: &RcSpec, index: u32) -> Slot {
+    let (surge, _) = rc.update_strategy.resolve(rc.replicas);
+    if index < rc.replicas {
+        Slot::Replica
+    } else if index < rc.replicas.saturating_add(surge) {
+        Slot::Surge
+    } else {
+        Slot::Undeclared
+    }
+}
+
+/// Why the rollout of `rc` stopped, if it did.
+pub fn stopped(view: &RcView) -> Option<&str> {
+    view.stalled.as_deref()
+}
+
+fn available(view: &RcView, j: u32) -> bool {
+    view.pods
+        .get(&j)
+        .is_some_and(|pods| pods.iter().any(|p| p.available))
+}
+
+fn outdated(view: &RcView, current: TemplateHash, j: u32) -> bool {
+    view.pods
+        .get(&j)
+        .is_some_and(|pods| pods.iter().any(|p| p.template_hash != current))
+}
+
+fn updated_and_available(view: &RcView, current: TemplateHash, j: u32) -> bool {
+    view.pods.get(&j).is_some_and(|pods| {
+        pods.iter()
+            .any(|p| p.available && p.template_hash == current)
+    })
+}
+
+/// True when the owner of index `index` (a replica or a surge slot) may
+/// replace its outdated pod now.
 pub fn may_replace(rc: &RcSpec, current: TemplateHash, view: &RcView, index: u32) -> bool {
-    let available = |j: u32| {
-        view.get(&j)
-            .is_some_and(|pods| pods.iter().any(|p| p.available))
-    };
-    let updated = |j: u32| {
-        view.get(&j)
-            .is_some_and(|pods| pods.iter().any(|p| p.template_hash == current))
-    };
-    let pods: u64 = view.values().map(|p| p.len() as u64).sum();
-    if pods > u64::from(rc.replicas) + u64::from(rc.update_strategy.max_surge) {
+    if stopped(view).is_some() || slot_of(rc, index) == Slot::Undeclared {
         return false;
     }
-    if index >= rc.replicas {
-        return false;
-    }
-    if !available(index) {
+    if !available(view, index) {
         return true;
     }
-    let budget = u64::from(rc.update_strategy.max_unavailable.max(1));
-    let unavailable = (0..rc.replicas).filter(|j| !available(*j)).count() as u64;
-    let slots = budget.saturating_sub(unavailable);
-    let rank = (0..index).filter(|j| available(*j) && !updated(*j)).count() as u64;
+    let (surge, unavailable) = rc.update_strategy.resolve(rc.replicas);
+    let end = rc.replicas.saturating_add(surge);
+    let serving = (0..end).filter(|j| available(view, *j)).count() as u64;
+    let floor = u64::from(rc.replicas.saturating_sub(unavailable));
+    let slots = serving.saturating_sub(floor);
+    let rank = (0..index)
+        .filter(|j| available(view, *j) && outdated(view, current, *j))
+        .count() as u64;
     rank < slots
+}
+
+/// True when surge slot `index` may start a pod of the current template.
+pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index: u32) -> bool {
+    if stopped(view).is_some() || slot_of(rc, index) != Slot::Surge {
+        return false;
+    }
+    let rolling = (0..rc.replicas).any(|j| outdated(view, current, j));
+    if !rolling {
+        return false;
+    }
+    let (surge, _) = rc.update_strategy.resolve(rc.replicas);
+    let pods: u64 = view.pods.values().map(|p| p.len() as u64).sum();
+    let empty_before = (rc.replicas..index)
+        .filter(|j| !view.pods.contains_key(j))
+        .count() as u64;
+    pods + empty_before < u64::from(rc.replicas) + u64::from(surge)
+}
+
+/// True while surge pods are still needed: some replica lacks an available
+/// pod of the current template.
+pub fn surge_needed(rc: &RcSpec, current: TemplateHash, view: &RcView) -> bool {
+    !(0..rc.replicas).all(|j| updated_and_available(view, current, j))
 }

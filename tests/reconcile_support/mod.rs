@@ -106,6 +106,8 @@ pub fn status(
         preparing: None,
         ports: vec![],
         claim: None,
+        available: ready,
+        stalled: None,
     }
 }
 

@@ -202,6 +202,8 @@ pub fn whole_site(now: Duration) -> Site {
                         preparing: None,
                         ports: Vec::new(),
                         claim: Some(assignment.fingerprint()),
+                        available: true,
+                        stalled: None,
                     }
                 })
                 .collect(),

@@ -1,15 +1,18 @@
 //! Shoal's own settings, carried as annotations so a manifest stays a valid
-//! Kubernetes object: `shoal.io/max-surge`, `shoal.io/max-unavailable`,
-//! `shoal.io/partition-policy`.
+//! Kubernetes object: `shoal.io/max-surge`, `shoal.io/max-unavailable`
+//! (a number or a percentage), `shoal.io/auto-rollback`,
+//! `shoal.io/partition-policy`. A v1 manifest may also say the budget as a
+//! Kubernetes Deployment does (`spec.strategy.rollingUpdate`), which wins.
 
 use super::fields::{Ctx, join, suggestion};
 use super::tree::{Node, Value};
-use crate::spec::{PartitionPolicy, UpdateStrategy};
+use crate::spec::{Allowance, PartitionPolicy, UpdateStrategy};
 
 pub const MAX_SURGE: &str = "shoal.io/max-surge";
 pub const MAX_UNAVAILABLE: &str = "shoal.io/max-unavailable";
 pub const PARTITION_POLICY: &str = "shoal.io/partition-policy";
-const KNOWN: [&str; 3] = [MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY];
+pub const AUTO_ROLLBACK: &str = "shoal.io/auto-rollback";
+const KNOWN: [&str; 4] = [MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY, AUTO_ROLLBACK];
 
 /// Reads the annotations mapping at `path`; others' annotations are kept out
 /// of the spec without comment (they are metadata, not behaviour).
@@ -48,13 +51,12 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str) -> (UpdateStrategy, 
         };
         match key.as_str() {
             MAX_SURGE | MAX_UNAVAILABLE => {
-                let Ok(n) = text.trim().parse::<u32>() else {
-                    ctx.error(
-                        &key_path,
-                        value.line,
-                        format!("{text:?} is not a whole number of replicas; write e.g. \"1\" (percentages are not supported)"),
-                    );
-                    continue;
+                let n = match parse_allowance(&text) {
+                    Ok(n) => n,
+                    Err(why) => {
+                        ctx.error(&key_path, value.line, why);
+                        continue;
+                    }
                 };
                 if key == MAX_SURGE {
                     strategy.max_surge = n;
@@ -63,6 +65,15 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str) -> (UpdateStrategy, 
                 }
                 budget_line = value.line;
             }
+            AUTO_ROLLBACK => match text.as_str() {
+                "true" => strategy.auto_rollback = true,
+                "false" => strategy.auto_rollback = false,
+                _ => ctx.error(
+                    &key_path,
+                    value.line,
+                    format!("{text:?} is not a boolean; write \"true\" or \"false\""),
+                ),
+            },
             PARTITION_POLICY => match text.as_str() {
                 "available" => policy = PartitionPolicy::Available,
                 "at-most-declared" => policy = PartitionPolicy::AtMostDeclared,
@@ -81,7 +92,7 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str) -> (UpdateStrategy, 
             _ => {}
         }
     }
-    if strategy.max_surge == 0 && strategy.max_unavailable == 0 {
+    if strategy.max_surge.is_zero() && strategy.max_unavailable.is_zero() {
         ctx.error(
             path,
             budget_line,
@@ -89,4 +100,20 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str) -> (UpdateStrategy, 
         );
     }
     (strategy, policy)
+}
+
+/// `"1"` or `"25%"`: a number of replicas or a percentage of them.
+pub(crate) fn parse_allowance(text: &str) -> Result<Allowance, String> {
+    let t = text.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        return match p.trim().parse::<u32>() {
+            Ok(p) if p <= 100 => Ok(Allowance::Percent(p)),
+            _ => Err(format!(
+                "{text:?} is not a percentage between 0% and 100%; write e.g. \"25%\""
+            )),
+        };
+    }
+    t.parse::<u32>().map(Allowance::Count).map_err(|_| {
+        format!("{text:?} is not a whole number of replicas or a percentage; write e.g. \"1\" or \"25%\"")
+    })
 }

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod quantity;
 pub mod render;
 mod service;
+mod strategy;
 pub mod tree;
 mod v1;
 mod v1beta1;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
+use super::annotations::{AUTO_ROLLBACK, MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
 use crate::service::{ServiceSpec, TargetPort};
 use crate::spec::{
     ContainerSpec, Labels, PartitionPolicy, Probe, ProbeAction, RcSpec, RestartPolicy,
@@ -32,10 +32,13 @@ pub struct V1Metadata {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct V1RcSpec {
     pub replicas: u32,
     pub selector: Labels,
     pub template: V1PodTemplate,
+    pub min_ready_seconds: u32,
+    pub progress_deadline_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,7 +140,7 @@ pub fn to_v1(spec: &RcSpec) -> V1ReplicationController {
         PartitionPolicy::Available => "available",
         PartitionPolicy::AtMostDeclared => "at-most-declared",
     };
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (
             MAX_SURGE.to_owned(),
             spec.update_strategy.max_surge.to_string(),
@@ -148,6 +151,9 @@ pub fn to_v1(spec: &RcSpec) -> V1ReplicationController {
         ),
         (PARTITION_POLICY.to_owned(), policy.to_owned()),
     ]);
+    if spec.update_strategy.auto_rollback {
+        annotations.insert(AUTO_ROLLBACK.to_owned(), "true".to_owned());
+    }
     let t = &spec.template;
     V1ReplicationController {
         api_version: "v1",
@@ -158,6 +164,8 @@ pub fn to_v1(spec: &RcSpec) -> V1ReplicationController {
         },
         spec: V1RcSpec {
             replicas: spec.replicas,
+            min_ready_seconds: spec.update_strategy.min_ready_secs,
+            progress_deadline_seconds: spec.update_strategy.progress_deadline_secs,
             selector: spec.selector.clone(),
             template: V1PodTemplate {
                 metadata: V1TemplateMetadata {

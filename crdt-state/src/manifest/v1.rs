@@ -1,6 +1,7 @@
 //! The Kubernetes `v1` ReplicationController form.
 
 use super::annotations;
+use super::strategy;
 use super::container::{self, Form};
 use super::fields::{
     Ctx, Schema, index, join, map_fields, optional, required, sequence, string, string_map,
@@ -34,8 +35,15 @@ const METADATA: Schema = Schema {
 };
 
 const SPEC: Schema = Schema {
-    known: &["replicas", "selector", "template"],
-    unsupported: &["minReadySeconds"],
+    known: &[
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "minReadySeconds",
+        "progressDeadlineSeconds",
+    ],
+    unsupported: &[],
     ignored: &[],
 };
 
@@ -108,7 +116,7 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
     let errors_before = ctx.error_count();
     map_fields(ctx, doc, base, &TOP)?;
     let name = metadata(ctx, doc, base);
-    let (update_strategy, partition_policy) = doc
+    let (mut update_strategy, partition_policy) = doc
         .get("metadata")
         .and_then(|m| optional(m, "annotations"))
         .map(|a| annotations::parse(ctx, a, &join(&join(base, "metadata"), "annotations")))
@@ -118,6 +126,7 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
     let what = "add spec with replicas, selector and template";
     let spec = required(ctx, doc, base, "spec", what)?;
     map_fields(ctx, spec, &spec_path, &SPEC)?;
+    strategy::parse(ctx, spec, &spec_path, &mut update_strategy);
     let replicas = u32_field(
         ctx,
         spec,

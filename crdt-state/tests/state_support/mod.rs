@@ -101,6 +101,8 @@ pub fn pod_status(rc: &str, index: u32, phase: PodPhase, restarts: u32) -> PodSt
         preparing: None,
         ports: Vec::new(),
         claim: Some(1),
+        available: false,
+        stalled: None,
     }
 }
 
@@ -264,7 +266,7 @@ pub fn local(peer: &mut Peer, op: &Op, now_ms: u64) -> Delta {
             surge,
         } => {
             let mut s = spec(NAMES[*name], IMAGES[*image], *replicas);
-            s.update_strategy.max_surge = *surge;
+            s.update_strategy.max_surge = shoal_crdt_state::spec::Allowance::Count(*surge);
             state.desired.apply(&s, peer.clock.tick(now_ms)).into()
         }
         Op::ApplyService { name, port } => state

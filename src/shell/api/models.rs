@@ -151,6 +151,10 @@ pub struct RcDetail {
     /// Rollout history, newest first.
     pub history: Vec<RevisionJson>,
     pub unplaced: Vec<UnplacedJson>,
+    /// Set when a new pod was not ready within the progress deadline: the
+    /// rollout holds (old replicas keep serving) and this says why.
+    #[serde(default)]
+    pub rollout_stopped: Option<String>,
     pub pods: Vec<PodJson>,
     /// The normalized spec as a v1 ReplicationController.
     pub spec: serde_json::Value,

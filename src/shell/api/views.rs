@@ -270,8 +270,15 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
     let hash = spec.template.hash();
     let mut updated_ready = 0;
     let mut total_pods = 0;
+    let mut rollout_stopped: Option<(u32, String)> = None;
     for pod in active_pods(snapshot, &spec.name) {
         total_pods += 1;
+        if pod.template_hash == hash
+            && let Some(why) = &pod.stalled
+            && rollout_stopped.as_ref().is_none_or(|(i, _)| pod.id.index < *i)
+        {
+            rollout_stopped = Some((pod.id.index, why.clone()));
+        }
         if pod.template_hash == hash && pod.phase == PodPhase::Running && pod.ready {
             updated_ready += 1;
         }
@@ -326,6 +333,7 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
             .collect(),
         history,
         unplaced,
+        rollout_stopped: rollout_stopped.map(|(_, why)| format!("rollout stopped: {why}")),
         pods: pods(snapshot, Some(&spec.name)),
         spec: serde_json::to_value(render::to_v1(spec)).unwrap_or(serde_json::Value::Null),
     }
