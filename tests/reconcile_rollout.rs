@@ -1,5 +1,6 @@
-//! Rolling update across three peers: each plans on its own, from the same
-//! reported state, and the rollout paces itself one replica at a time.
+//! Rolling update across peers: each plans on its own, from the same
+//! reported state, and the rollout paces itself one replica at a time. With
+//! surge, the surge slot's new pod serves before any old replica leaves.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{
-    ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
+    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
     UpdateStrategy,
 };
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
@@ -26,8 +27,9 @@ fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpe
             termination_grace_period_secs: 1,
         },
         update_strategy: UpdateStrategy {
-            max_surge,
-            max_unavailable,
+            max_surge: Allowance::Count(max_surge),
+            max_unavailable: Allowance::Count(max_unavailable),
+            ..UpdateStrategy::default()
         },
         partition_policy: PartitionPolicy::default(),
     }
@@ -40,7 +42,7 @@ fn pod(index: u32) -> PodId {
     }
 }
 
-/// N peers, replica i on node i, and a fake runtime that carries out each
+/// N peers, replica i on node i (surge slot i too), and a fake runtime that carries out each
 /// action one step later: a stop is removed, a start runs, then turns ready.
 struct Cluster {
     peers: BTreeMap<NodeId, LocalPods>,
@@ -48,6 +50,8 @@ struct Cluster {
     /// Runtime work queued by the last round: (node, observation).
     pending: Vec<(NodeId, PodObservation)>,
     now: u64,
+    /// Starts of this image fail as a missing image does.
+    missing_image: Option<&'static str>,
 }
 
 impl Cluster {
@@ -71,13 +75,21 @@ impl Cluster {
             );
             peers.insert(NodeId(u64::from(i)), local);
         }
-        let assignment =
-            Assignment::from_owners((0..spec.replicas).map(|i| (pod(i), NodeId(u64::from(i)))));
+        let (surge, _) = spec.update_strategy.resolve(spec.replicas);
+        let slots = spec.replicas..spec.replicas + surge;
+        for i in slots.clone() {
+            peers.insert(NodeId(u64::from(i)), LocalPods::new());
+        }
+        let assignment = Assignment::with_surge(
+            (0..spec.replicas).map(|i| (pod(i), NodeId(u64::from(i)))),
+            slots.map(|i| (pod(i), NodeId(u64::from(i)))),
+        );
         Cluster {
             peers,
             assignment,
             pending: Vec::new(),
             now: 0,
+            missing_image: None,
         }
     }
 
@@ -136,7 +148,13 @@ impl Cluster {
                     )),
                     PodAction::Start { pod, template } => {
                         let hash = template.hash();
-                        for event in [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)] {
+                        let events = if Some(template.primary_image()) == self.missing_image {
+                            let why = format!("{} not found", template.primary_image());
+                            vec![PodEvent::ImageError(why)]
+                        } else {
+                            vec![PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)]
+                        };
+                        for event in events {
                             self.pending.push((
                                 node,
                                 PodObservation {
@@ -176,7 +194,10 @@ fn run_rollout(replicas: u32, max_surge: u32, max_unavailable: u32) -> (Vec<Vec<
         let available =
             cluster.available(old.template.hash()) + cluster.available(new.template.hash());
         min_available = min_available.min(available);
-        if cluster.available(new.template.hash()) == replicas as usize && cluster.pending.is_empty()
+        let pods: usize = cluster.peers.values().map(LocalPods::len).sum();
+        if cluster.available(new.template.hash()) == replicas as usize
+            && pods == replicas as usize
+            && cluster.pending.is_empty()
         {
             return (stop_rounds, min_available);
         }
@@ -187,46 +208,81 @@ fn run_rollout(replicas: u32, max_surge: u32, max_unavailable: u32) -> (Vec<Vec<
 #[test]
 fn rolling_update_replaces_one_replica_at_a_time_in_index_order() {
     let (rounds, min_available) = run_rollout(4, 1, 0);
-    assert_eq!(rounds, vec![vec![0], vec![1], vec![2], vec![3]]);
-    assert_eq!(min_available, 3, "never more than one replica down");
+    // Replica 4 is the surge slot: it leaves last, once 0..3 serve the new template.
+    assert_eq!(rounds, vec![vec![0], vec![1], vec![2], vec![3], vec![4]]);
+    assert_eq!(min_available, 4, "never below the declared count");
 }
 
 #[test]
-fn rolling_update_waits_for_the_replaced_replica_to_be_ready() {
+fn two_surge_slots_replace_two_at_a_time() {
+    let (rounds, min_available) = run_rollout(4, 2, 0);
+    assert_eq!(rounds, vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
+    assert_eq!(min_available, 4);
+}
+
+/// Holds back the pending `Ready(true)` of `index`, if any.
+fn hold_ready(cluster: &mut Cluster, index: u32) -> Option<(NodeId, PodObservation)> {
+    let at = cluster
+        .pending
+        .iter()
+        .position(|(_, o)| o.pod.index == index && o.event == PodEvent::Ready(true))?;
+    Some(cluster.pending.remove(at))
+}
+
+#[test]
+fn rolling_update_waits_for_the_surge_and_each_replaced_replica_to_be_ready() {
     let old = rc(3, "web:1", 1, 0);
     let new = rc(3, "web:2", 1, 0);
     let mut cluster = Cluster::new(&old);
-    // Replica 0 leaves the endpoints first; its stop follows the drain.
-    let drain_rounds = ReconcilePolicy::default().handover_drain_ms / 1_000;
-    for _ in 0..drain_rounds {
-        let draining = cluster.round(&new);
-        assert!(draining.is_empty(), "stopped while draining: {draining:?}");
-        assert_eq!(cluster.available(old.template.hash()), 2);
-    }
+    // Make before break: the surge slot starts the new template first.
     let first = cluster.round(&new);
-    assert_eq!(first.len(), 1);
-    assert_eq!((first[0].0, first[0].1.pod().index), (NodeId(0), 0));
-    // The old pod is removed; the owner starts the new template.
-    let second = cluster.round(&new);
-    assert!(matches!(
-        &second[..],
-        [(NodeId(0), PodAction::Start { .. })]
-    ));
-    // Running but not yet ready: nobody else moves.
-    let ready_event = cluster.pending.pop().unwrap();
-    assert_eq!(ready_event.1.event, PodEvent::Ready(true));
-    let third = cluster.round(&new);
     assert!(
-        third.is_empty(),
-        "replica 1 waits for replica 0 to be ready: {third:?}"
+        matches!(&first[..], [(NodeId(3), PodAction::Start { pod, .. })] if pod.index == 3),
+        "{first:?}"
     );
-    cluster.pending.push(ready_event);
-    for _ in 0..drain_rounds {
-        assert!(cluster.round(&new).is_empty(), "replica 1 drains first");
+    // Running but not ready: no old replica moves.
+    let surge_ready = hold_ready(&mut cluster, 3).expect("surge start queued");
+    for _ in 0..5 {
+        let quiet = cluster.round(&new);
+        assert!(quiet.is_empty(), "moved before the surge was ready: {quiet:?}");
+        assert_eq!(cluster.available(old.template.hash()), 3);
     }
-    let fourth = cluster.round(&new);
-    assert_eq!(fourth.len(), 1);
-    assert_eq!((fourth[0].0, fourth[0].1.pod().index), (NodeId(1), 1));
+    cluster.pending.push(surge_ready);
+    // Replica 0 leaves the endpoints and drains, then stops; 3 serve throughout.
+    let stop = loop {
+        let actions = cluster.round(&new);
+        assert!(
+            cluster.available(old.template.hash()) + cluster.available(new.template.hash()) >= 3
+        );
+        if let Some(a) = actions.into_iter().next() {
+            break a;
+        }
+    };
+    assert!(
+        matches!(&stop, (NodeId(0), PodAction::Stop { pod, .. }) if pod.index == 0),
+        "{stop:?}"
+    );
+    let restart = cluster.round(&new);
+    assert!(
+        matches!(&restart[..], [(NodeId(0), PodAction::Start { .. })]),
+        "{restart:?}"
+    );
+    // Replica 1 waits until replica 0's new pod is ready.
+    let zero_ready = hold_ready(&mut cluster, 0).expect("replica 0 start queued");
+    for _ in 0..5 {
+        let quiet = cluster.round(&new);
+        assert!(quiet.is_empty(), "replica 1 did not wait: {quiet:?}");
+    }
+    cluster.pending.push(zero_ready);
+    let next = loop {
+        if let Some(a) = cluster.round(&new).into_iter().next() {
+            break a;
+        }
+    };
+    assert!(
+        matches!(&next, (NodeId(1), PodAction::Stop { pod, .. }) if pod.index == 1),
+        "{next:?}"
+    );
 }
 
 #[test]
@@ -243,4 +299,32 @@ fn an_unchanged_template_rolls_nothing() {
     for _ in 0..3 {
         assert!(cluster.round(&spec).is_empty());
     }
+}
+
+#[test]
+fn a_new_pod_not_ready_by_the_progress_deadline_stops_the_rollout_with_its_reason() {
+    let old = rc(4, "web:1", 1, 0);
+    let mut new = rc(4, "web:missing", 1, 0);
+    new.update_strategy.progress_deadline_secs = 5;
+    let mut cluster = Cluster::new(&old);
+    cluster.missing_image = Some("web:missing");
+    for _ in 0..30 {
+        for (node, action) in cluster.round(&new) {
+            assert!(
+                matches!(&action, PodAction::Start { pod, .. } if pod.index == 4),
+                "only the surge slot may act, got {action:?} on {node:?}"
+            );
+        }
+        assert_eq!(cluster.available(old.template.hash()), 4, "1.0 keeps serving");
+    }
+    let stalled: Vec<String> = cluster
+        .reported()
+        .values()
+        .flatten()
+        .filter_map(|s| s.stalled.clone())
+        .collect();
+    assert_eq!(
+        stalled,
+        ["pod web-4 not ready after 5s: image: web:missing not found"]
+    );
 }

@@ -129,6 +129,8 @@ pub fn plan(
     let mut rest: Vec<PodAction> = Vec::new();
     let mut views: BTreeMap<String, RcView> = BTreeMap::new();
     let mut wake = |at: u64| out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+    // Before deciding: the rollout's view of this node's pods is current.
+    track_progress(rcs, local, now, &mut wake);
 
     for id in pods {
         if let Some(l) = local
@@ -260,7 +262,7 @@ pub fn plan(
                     let view = views
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
-                    if may_replace(rc, current, view, id.index) {
+                    if may_replace(rc, current, view, id.index, surge_placed(rc, assignment)) {
                         rest.extend(drain_then_stop(
                             &id,
                             local,
@@ -276,8 +278,6 @@ pub fn plan(
             }
         }
     }
-
-    track_progress(rcs, local, now, &mut wake);
 
     // A pod healthy for as long as the back-off takes to forgive its
     // crashes no longer shows why it last went down.
@@ -483,9 +483,11 @@ fn rc_view(
             continue;
         }
         for s in statuses.iter().filter(|s| s.id.rc == name) {
+            let serving = s.phase == PodPhase::Running && s.ready;
             let pod = PodView {
                 template_hash: s.template_hash,
-                available: s.phase == PodPhase::Running && s.ready && s.available,
+                serving,
+                available: serving && s.available,
             };
             view.push(s.id.index, pod, s.stalled.as_deref(), current);
         }
@@ -493,11 +495,24 @@ fn rc_view(
     for (id, l) in local.iter().filter(|(id, _)| id.rc == name) {
         let pod = PodView {
             template_hash: l.template_hash,
+            serving: l.available(),
             available: l.rollout_available(),
         };
         view.push(id.index, pod, l.stalled.as_deref(), current);
     }
     view
+}
+
+/// Whether placement gave any of `rc`'s surge slots a node.
+fn surge_placed(rc: &RcSpec, assignment: &Assignment) -> bool {
+    let (surge, _) = rc.update_strategy.resolve(rc.replicas);
+    (rc.replicas..rc.replicas.saturating_add(surge)).any(|index| {
+        let slot = PodId {
+            rc: rc.name.clone(),
+            index,
+        };
+        assignment.owner(&slot).is_some()
+    })
 }
 
 /// The clocks of the rollout on this node's pods: ready for

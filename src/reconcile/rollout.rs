@@ -27,7 +27,8 @@
 //!   when its rank among such pods, in index order, is below
 //!   `available − (replicas − unavailable)`: ready never drops below
 //!   `replicas − unavailable`;
-//! - one that is not available may be replaced at once (costs nothing);
+//! - one that does not serve (down, starting) may be replaced at once: it
+//!   costs nothing;
 //! - surge slot `k` starts only while an outdated replica remains and the
 //!   RC's pods plus the empty slots before `k` stay below
 //!   `replicas + surge`: running never exceeds `replicas + surge`;
@@ -55,7 +56,9 @@ use shoal_crdt_state::spec::{RcSpec, TemplateHash};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodView {
     pub template_hash: TemplateHash,
-    /// Running, ready for `minReadySeconds`, not draining.
+    /// Running, ready and not draining: in the service's endpoints.
+    pub serving: bool,
+    /// Serving for `minReadySeconds`: what the budget counts.
     pub available: bool,
 }
 
@@ -108,6 +111,12 @@ pub fn stopped(view: &RcView) -> Option<&str> {
     view.stalled.as_deref()
 }
 
+fn serving(view: &RcView, j: u32) -> bool {
+    view.pods
+        .get(&j)
+        .is_some_and(|pods| pods.iter().any(|p| p.serving))
+}
+
 fn available(view: &RcView, j: u32) -> bool {
     view.pods
         .get(&j)
@@ -128,15 +137,27 @@ fn updated_and_available(view: &RcView, current: TemplateHash, j: u32) -> bool {
 }
 
 /// True when the owner of index `index` (a replica or a surge slot) may
-/// replace its outdated pod now.
-pub fn may_replace(rc: &RcSpec, current: TemplateHash, view: &RcView, index: u32) -> bool {
+/// replace its outdated pod now. `surge_placed` says whether placement
+/// found a node for any surge slot: without one (a full cluster, a host
+/// port on a single node) the rollout falls back to replacing one replica
+/// at a time in place rather than waiting for a surge that cannot come.
+pub fn may_replace(
+    rc: &RcSpec,
+    current: TemplateHash,
+    view: &RcView,
+    index: u32,
+    surge_placed: bool,
+) -> bool {
     if stopped(view).is_some() || slot_of(rc, index) == Slot::Undeclared {
         return false;
     }
-    if !available(view, index) {
+    if !serving(view, index) {
         return true;
     }
-    let (surge, unavailable) = rc.update_strategy.resolve(rc.replicas);
+    let (surge, mut unavailable) = rc.update_strategy.resolve(rc.replicas);
+    if !surge_placed {
+        unavailable = unavailable.max(1);
+    }
     let end = rc.replicas.saturating_add(surge);
     let serving = (0..end).filter(|j| available(view, *j)).count() as u64;
     let floor = u64::from(rc.replicas.saturating_sub(unavailable));
@@ -168,4 +189,177 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
 /// pod of the current template.
 pub fn surge_needed(rc: &RcSpec, current: TemplateHash, view: &RcView) -> bool {
     !(0..rc.replicas).all(|j| updated_and_available(view, current, j))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_crdt_state::spec::{Allowance, ContainerSpec, PodTemplate, UpdateStrategy};
+
+    fn rc(replicas: u32, surge: Allowance, unavailable: Allowance) -> RcSpec {
+        RcSpec {
+            name: "web".into(),
+            replicas,
+            selector: BTreeMap::new(),
+            template: PodTemplate {
+                labels: BTreeMap::new(),
+                containers: vec![ContainerSpec::new("main", "web:2")],
+                node_selector: BTreeMap::new(),
+                restart_policy: Default::default(),
+                termination_grace_period_secs: 1,
+            },
+            update_strategy: UpdateStrategy {
+                max_surge: surge,
+                max_unavailable: unavailable,
+                ..UpdateStrategy::default()
+            },
+            partition_policy: Default::default(),
+        }
+    }
+
+    const OLD: TemplateHash = TemplateHash(1);
+    const NEW: TemplateHash = TemplateHash(2);
+
+    /// `pods[i]` = (template, available) of index i; `None` = no pod.
+    fn view(pods: &[Option<(TemplateHash, bool)>]) -> RcView {
+        let mut v = RcView::default();
+        for (i, p) in pods.iter().enumerate() {
+            if let Some((template_hash, available)) = p {
+                let pod = PodView {
+                    template_hash: *template_hash,
+                    serving: *available,
+                    available: *available,
+                };
+                v.push(i as u32, pod, None, NEW);
+            }
+        }
+        v
+    }
+
+    /// The outdated pods the gate lets go now (plan asks only for those).
+    fn replaceable(rc: &RcSpec, v: &RcView) -> Vec<u32> {
+        let end = rc.replicas + rc.update_strategy.resolve(rc.replicas).0;
+        (0..end)
+            .filter(|i| outdated(v, NEW, *i) && may_replace(rc, NEW, v, *i, true))
+            .collect()
+    }
+
+    #[test]
+    fn with_surge_and_no_unavailability_nothing_moves_before_the_surge_pod_is_available() {
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        let all_old = view(&[old, old, old, old]);
+        assert!(replaceable(&rc, &all_old).is_empty());
+        assert!(may_start_surge(&rc, NEW, &all_old, 4));
+        assert!(!may_start_surge(&rc, NEW, &all_old, 5), "only one slot");
+        let starting = view(&[old, old, old, old, Some((NEW, false))]);
+        assert!(replaceable(&rc, &starting).is_empty());
+        assert!(!may_start_surge(&rc, NEW, &starting, 4), "already running");
+        let surged = view(&[old, old, old, old, Some((NEW, true))]);
+        assert_eq!(replaceable(&rc, &surged), [0], "one replica, in index order");
+    }
+
+    #[test]
+    fn a_replaced_replica_holds_the_next_until_its_new_pod_is_available() {
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(0));
+        let (old, surge) = (Some((OLD, true)), Some((NEW, true)));
+        let restarting = view(&[Some((NEW, false)), old, old, old, surge]);
+        assert!(replaceable(&rc, &restarting).is_empty());
+        let done = view(&[Some((NEW, true)), old, old, old, surge]);
+        assert_eq!(replaceable(&rc, &done), [1]);
+        assert!(surge_needed(&rc, NEW, &done));
+        let all_new = view(&[surge, surge, surge, surge, surge]);
+        assert!(!surge_needed(&rc, NEW, &all_new), "the surge leaves at the end");
+        assert!(!may_start_surge(&rc, NEW, &all_new, 4));
+    }
+
+    #[test]
+    fn percentages_resolve_like_kubernetes_and_bound_both_sides() {
+        // 10 replicas, 25%/25%: surge 3 (rounded up), unavailable 2 (down).
+        let rc = rc(10, Allowance::Percent(25), Allowance::Percent(25));
+        let old = Some((OLD, true));
+        let mut pods = vec![old; 10];
+        assert_eq!(replaceable(&rc, &view(&pods)), [0, 1], "2 unavailable");
+        let starts: Vec<u32> = (10..14)
+            .filter(|i| may_start_surge(&rc, NEW, &view(&pods), *i))
+            .collect();
+        assert_eq!(starts, [10, 11, 12], "3 surge slots");
+        pods.extend([Some((NEW, true)); 3]);
+        assert_eq!(replaceable(&rc, &view(&pods)), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_down_replica_may_always_be_replaced_and_a_crowd_blocks_the_surge() {
+        let rc = rc(3, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        let v = view(&[old, Some((OLD, false)), old]);
+        assert_eq!(replaceable(&rc, &v), [1]);
+        // A handover leaves two pods of replica 0: already at replicas + surge.
+        let mut crowded = view(&[old, old, old]);
+        crowded.push(
+            0,
+            PodView {
+                template_hash: OLD,
+                serving: true,
+                available: true,
+            },
+            None,
+            NEW,
+        );
+        assert!(!may_start_surge(&rc, NEW, &crowded, 3));
+    }
+
+    #[test]
+    fn a_stalled_new_pod_stops_the_rollout_and_only_the_current_template_counts() {
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(1));
+        let old = Some((OLD, true));
+        let mut v = view(&[old, old, old, old]);
+        let stuck = PodView {
+            template_hash: NEW,
+            serving: false,
+            available: false,
+        };
+        v.push(4, stuck, Some("pod web-4 not ready after 30s: image: not found"), NEW);
+        assert_eq!(stopped(&v), Some("pod web-4 not ready after 30s: image: not found"));
+        assert!(replaceable(&rc, &v).is_empty(), "old replicas keep serving");
+        assert!(!may_start_surge(&rc, NEW, &v, 4));
+
+        let mut rolled_back = view(&[old, old, old, old]);
+        rolled_back.push(4, stuck, Some("an older rollout's stall"), OLD);
+        assert_eq!(stopped(&rolled_back), None);
+    }
+
+    #[test]
+    fn a_pod_serving_but_not_yet_min_ready_is_not_replaced_for_free() {
+        let rc = rc(2, Allowance::Count(0), Allowance::Count(1));
+        let mut v = view(&[None, Some((OLD, true))]);
+        let warming = PodView {
+            template_hash: OLD,
+            serving: true,
+            available: false,
+        };
+        v.push(0, warming, None, NEW);
+        assert!(!may_replace(&rc, NEW, &v, 0, true), "1 available, floor 1");
+        assert!(!may_replace(&rc, NEW, &v, 1, true), "replacing 1 would leave 0");
+    }
+
+    #[test]
+    fn without_a_placed_surge_slot_one_replica_moves_in_place() {
+        let rc = rc(3, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        let v = view(&[old, old, old]);
+        assert!(!may_replace(&rc, NEW, &v, 0, true), "waits for the surge");
+        assert!(may_replace(&rc, NEW, &v, 0, false));
+        assert!(!may_replace(&rc, NEW, &v, 1, false), "one at a time");
+    }
+
+    #[test]
+    fn slots_follow_the_resolved_surge() {
+        let rc = rc(4, Allowance::Percent(50), Allowance::Count(0));
+        let slots: Vec<Slot> = (3..7).map(|i| slot_of(&rc, i)).collect();
+        assert_eq!(
+            slots,
+            [Slot::Replica, Slot::Surge, Slot::Surge, Slot::Undeclared]
+        );
+    }
 }
