@@ -371,12 +371,6 @@ fn shoal_annotations_set_the_rollout_budget_and_partition_policy() {
         "metadata.annotations",
         "never make progress",
     );
-    let percent = "  annotations:\n    shoal.io/max-unavailable: 25%\n";
-    rejects(
-        &rc(percent, "", ""),
-        "metadata.annotations.shoal.io/max-unavailable",
-        "whole number",
-    );
     let policy = "  annotations:\n    shoal.io/partition-policy: quorum\n";
     rejects(
         &rc(policy, "", ""),
