@@ -97,10 +97,11 @@ fn the_last_error_clears_once_the_pod_has_stayed_ready() {
         0,
         PodEvent::Running { ports: vec![] },
     );
-    // Running but not ready yet: the error stays and no clock runs.
+    // Running but not ready yet: the error stays; only the rollout's
+    // progress deadline (600 s from the first start) has a clock.
     let p = plan(ME, 1_600, &a, &set, &none(), &mut local, &policy);
     assert_eq!(error(&local).as_deref(), Some("exited with code 3"));
-    assert_eq!(p.wake_at, None);
+    assert_eq!(p.wake_at, Some(1_000 + 600_000));
 
     // Ready, then unready before the period ends: the clock starts over.
     observe(&mut local, 2_000, &web, 0, PodEvent::Ready(true));
