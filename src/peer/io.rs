@@ -58,6 +58,14 @@ pub enum PeerEvent {
         after_ms: u64,
         missing: Vec<NodeId>,
     },
+    /// A pod of this node stopped its RC's rollout (not ready within the
+    /// progress deadline); with `rolled_back` this node also wrote the
+    /// previous template back (`shoal.io/auto-rollback`).
+    RolloutStopped {
+        rc: String,
+        reason: String,
+        rolled_back: bool,
+    },
     /// A replica fits on no node; the reason says why (placement wording).
     Unplaced {
         pod: String,

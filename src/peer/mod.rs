@@ -38,6 +38,7 @@ pub mod testing;
 mod commands;
 mod lifecycle;
 mod reconcile_step;
+mod rollback;
 mod spread;
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,7 @@ impl Peer {
         self.attach_adopted();
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
+        let stalled_before = self.local_stalls();
         let current = CurrentPods::new(&self.state.observed, &self.member_incarnations);
         let planned = plan(
             self.config.node,
@@ -58,6 +59,7 @@ impl Peer {
         if let Some(wake_ms) = planned.wake_at {
             self.schedule_reconcile_at(Duration::from_millis(wake_ms));
         }
+        self.follow_stalls(now, &stalled_before);
         self.request_publish(now);
     }
 

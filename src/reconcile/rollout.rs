@@ -40,7 +40,9 @@
 //! `stalled` with the reason. Every peer reading that report stops
 //! starting surge pods and replacing replicas (the old ones keep serving):
 //! the decision depends only on replicated reports, so peers agree on it
-//! without comparing clocks. [`stopped`] gives the reason to show.
+//! without comparing clocks. [`stopped`] gives the reason to show. With
+//! `shoal.io/auto-rollback: "true"` the node whose pod stalled writes the
+//! previous template back ([`rollback_template`]); that is a rollout too.
 //!
 //! **Views.** With the same view everywhere the bounds hold at every
 //! instant. Views that lag each other (gossip delay) can let the rollout
@@ -50,7 +52,8 @@
 
 use std::collections::BTreeMap;
 
-use shoal_crdt_state::spec::{RcSpec, TemplateHash};
+use shoal_crdt_state::Revision;
+use shoal_crdt_state::spec::{PodTemplate, RcSpec, TemplateHash};
 
 /// One pod of a replica somewhere in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +192,18 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
 /// pod of the current template.
 pub fn surge_needed(rc: &RcSpec, current: TemplateHash, view: &RcView) -> bool {
     !(0..rc.replicas).all(|j| updated_and_available(view, current, j))
+}
+
+/// The template a stalled rollout of `rc` returns to when it asks for
+/// auto-rollback: the newest earlier template (history is newest first).
+pub fn rollback_template<'h>(rc: &RcSpec, history: &'h [Revision]) -> Option<&'h PodTemplate> {
+    if !rc.update_strategy.auto_rollback {
+        return None;
+    }
+    history
+        .iter()
+        .map(|rev| &rev.template)
+        .find(|t| **t != rc.template)
 }
 
 #[cfg(test)]

@@ -372,6 +372,11 @@ fn log_event(event: &PeerEvent) {
             "startup grace over; remembered members still missing are treated as down"
         ),
         PeerEvent::Unplaced { pod, reason } => tracing::warn!(%pod, %reason, "replica unplaced"),
+        PeerEvent::RolloutStopped {
+            rc,
+            reason,
+            rolled_back,
+        } => tracing::warn!(%rc, %reason, rolled_back, "rollout stopped"),
         PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
         PeerEvent::NameTaken { .. } => {}
         PeerEvent::NodeForgotten { node, name, why } => {
