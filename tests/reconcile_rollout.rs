@@ -244,7 +244,10 @@ fn rolling_update_waits_for_the_surge_and_each_replaced_replica_to_be_ready() {
     let surge_ready = hold_ready(&mut cluster, 3).expect("surge start queued");
     for _ in 0..5 {
         let quiet = cluster.round(&new);
-        assert!(quiet.is_empty(), "moved before the surge was ready: {quiet:?}");
+        assert!(
+            quiet.is_empty(),
+            "moved before the surge was ready: {quiet:?}"
+        );
         assert_eq!(cluster.available(old.template.hash()), 3);
     }
     cluster.pending.push(surge_ready);
@@ -315,7 +318,11 @@ fn a_new_pod_not_ready_by_the_progress_deadline_stops_the_rollout_with_its_reaso
                 "only the surge slot may act, got {action:?} on {node:?}"
             );
         }
-        assert_eq!(cluster.available(old.template.hash()), 4, "1.0 keeps serving");
+        assert_eq!(
+            cluster.available(old.template.hash()),
+            4,
+            "1.0 keeps serving"
+        );
     }
     let stalled: Vec<String> = cluster
         .reported()

@@ -2,8 +2,8 @@
 
 use shoal_crdt_state::manifest::{parse_manifests, render};
 use shoal_crdt_state::spec::{
-    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, ProbeAction, Protocol, RcSpec,
-    Resources, RestartPolicy, UpdateStrategy,
+    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, ProbeAction, Protocol,
+    RcSpec, Resources, RestartPolicy, UpdateStrategy,
 };
 
 const HELLO_V1BETA1: &str = include_str!("../../examples/hello-v1beta1.json");

@@ -69,7 +69,11 @@ fn the_base_manifest_is_valid_with_kubernetes_defaults() {
     assert_eq!(spec.update_strategy.max_unavailable, Allowance::Percent(25));
     assert_eq!(spec.update_strategy.progress_deadline_secs, 600);
     assert_eq!(spec.update_strategy.resolve(4), (1, 1));
-    assert_eq!(spec.update_strategy.resolve(10), (3, 2), "surge rounds up, unavailable down");
+    assert_eq!(
+        spec.update_strategy.resolve(10),
+        (3, 2),
+        "surge rounds up, unavailable down"
+    );
     assert_eq!(spec.update_strategy.resolve(1), (1, 0));
 }
 
@@ -358,14 +362,20 @@ fn shoal_annotations_set_the_rollout_budget_and_partition_policy() {
     assert_eq!(spec.update_strategy.max_unavailable, Allowance::Count(2));
     assert_eq!(spec.partition_policy, PartitionPolicy::AtMostDeclared);
 
-    let percent = "  annotations:\n    shoal.io/max-surge: 50%\n    shoal.io/auto-rollback: \"true\"\n";
+    let percent =
+        "  annotations:\n    shoal.io/max-surge: 50%\n    shoal.io/auto-rollback: \"true\"\n";
     let spec = ok(&rc(percent, "", "")).specs.remove(0);
     assert_eq!(spec.update_strategy.max_surge, Allowance::Percent(50));
     assert!(spec.update_strategy.auto_rollback);
     let over = "  annotations:\n    shoal.io/max-surge: 150%\n";
-    rejects(&rc(over, "", ""), "metadata.annotations.shoal.io/max-surge", "between 0% and 100%");
+    rejects(
+        &rc(over, "", ""),
+        "metadata.annotations.shoal.io/max-surge",
+        "between 0% and 100%",
+    );
 
-    let both_zero = "  annotations:\n    shoal.io/max-surge: \"0\"\n    shoal.io/max-unavailable: \"0\"\n";
+    let both_zero =
+        "  annotations:\n    shoal.io/max-surge: \"0\"\n    shoal.io/max-unavailable: \"0\"\n";
     rejects(
         &rc(both_zero, "", ""),
         "metadata.annotations",
@@ -473,7 +483,10 @@ fn a_deployment_style_strategy_sets_the_rollout_and_wins_over_annotations() {
     assert_eq!(s.max_unavailable, Allowance::Count(0));
     assert_eq!((s.min_ready_secs, s.progress_deadline_secs), (5, 30));
 
-    let recreate = rc("", "", "").replace("  replicas: 2\n", "  replicas: 2\n  strategy:\n    type: Recreate\n");
+    let recreate = rc("", "", "").replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  strategy:\n    type: Recreate\n",
+    );
     rejects(&recreate, "spec.strategy.type", "RollingUpdate");
     let bad = rc("", "", "").replace(
         "  replicas: 2\n",

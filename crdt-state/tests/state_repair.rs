@@ -146,8 +146,10 @@ fn clashes_in_both_halves_and_many_rcs_converge_in_one_exchange() {
         let mine = web("nginx:1.27", 2, at(i as u64));
         let mut theirs = mine.clone();
         match i {
-            0 => theirs.body.as_mut().unwrap().val.update_strategy.max_surge =
-                shoal_crdt_state::spec::Allowance::Count(4),
+            0 => {
+                theirs.body.as_mut().unwrap().val.update_strategy.max_surge =
+                    shoal_crdt_state::spec::Allowance::Count(4)
+            }
             1 => theirs.deleted = Some(register::write(true, at(1))),
             2 => {} // held alike on both sides
             _ => {

@@ -46,16 +46,18 @@ impl Peer {
                     rolled_back = true;
                     self.rcs_dirty = true;
                     self.placement_dirty = true;
-                    self.outputs.push_back(Output::Persist(delta.clone().into()));
+                    self.outputs
+                        .push_back(Output::Persist(delta.clone().into()));
                     self.spread(now, delta.into());
                     self.request_reconcile(now);
                 }
             }
-            self.outputs.push_back(Output::Event(PeerEvent::RolloutStopped {
-                rc: id.rc,
-                reason,
-                rolled_back,
-            }));
+            self.outputs
+                .push_back(Output::Event(PeerEvent::RolloutStopped {
+                    rc: id.rc,
+                    reason,
+                    rolled_back,
+                }));
         }
     }
 }

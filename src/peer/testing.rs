@@ -249,23 +249,33 @@ impl Cluster {
     }
 }
 
+/// Images under this prefix are missing from the fake engine.
+pub const MISSING_IMAGES: &str = "missing/";
+
 /// What the engine reports after `action`: a started pod runs and is
-/// ready, a stopped one is removed; a foreign pod's stop is not reported.
+/// ready (or its image is missing), a stopped one is removed; a foreign
+/// pod's stop is not reported.
 fn engine_reports(action: PodAction) -> Vec<PodObservation> {
     match action {
         PodAction::Start { pod, template } => {
             let template_hash = template.hash();
-            [
-                PodEvent::Running { ports: Vec::new() },
-                PodEvent::Ready(true),
-            ]
-            .into_iter()
-            .map(|event| PodObservation {
-                pod: pod.clone(),
-                template_hash,
-                event,
-            })
-            .collect()
+            let image = template.primary_image();
+            let events = if image.starts_with(MISSING_IMAGES) {
+                vec![PodEvent::ImageError(format!("No such image: {image}"))]
+            } else {
+                vec![
+                    PodEvent::Running { ports: Vec::new() },
+                    PodEvent::Ready(true),
+                ]
+            };
+            events
+                .into_iter()
+                .map(|event| PodObservation {
+                    pod: pod.clone(),
+                    template_hash,
+                    event,
+                })
+                .collect()
         }
         PodAction::Stop {
             pod, template_hash, ..

@@ -290,3 +290,83 @@ fn a_crashed_pod_s_error_leaves_its_published_status_once_it_has_stayed_ready() 
         (1, true, None)
     );
 }
+
+/// Rolls `hello` (2 replicas, surge 1, nothing unavailable, 5 s deadline)
+/// to an image the engine lacks; returns the cluster once it has had time
+/// to give up, and the template it ran before.
+fn rollout_to_a_missing_image(
+    auto_rollback: bool,
+) -> (Cluster, shoal_crdt_state::spec::TemplateHash) {
+    use shoal_crdt_state::spec::Allowance;
+    let mut spec = hello(2);
+    spec.update_strategy.max_surge = Allowance::Count(1);
+    spec.update_strategy.max_unavailable = Allowance::Count(0);
+    spec.update_strategy.progress_deadline_secs = 5;
+    spec.update_strategy.auto_rollback = auto_rollback;
+    let mut cluster = Cluster::new(START, MS);
+    cluster.add(Peer::new(config(0)), &[]);
+    cluster.run_for(Duration::from_secs(1));
+    cluster.command(0, Command::Apply(spec.clone())).unwrap();
+    cluster.run_for(Duration::from_secs(2));
+    let image = format!("{}hello:1.1", super::testing::MISSING_IMAGES);
+    let update = Command::RollingUpdate {
+        name: "hello".to_owned(),
+        image,
+        container: None,
+    };
+    cluster.command(0, update).unwrap();
+    cluster.run_for(Duration::from_secs(20));
+    (cluster, spec.template.hash())
+}
+
+#[test]
+fn a_rollout_to_a_missing_image_stops_with_the_image_reason_and_the_old_pods_serve() {
+    let (cluster, old) = rollout_to_a_missing_image(false);
+    let report = cluster.peers[0].state().observed.get(NodeId(1)).unwrap();
+    let serving: Vec<u32> = report
+        .pods
+        .iter()
+        .filter(|p| p.ready && p.template_hash == old)
+        .map(|p| p.id.index)
+        .collect();
+    assert_eq!(serving, [0, 1], "{:?}", report.pods);
+    let stalled: Vec<&str> = report
+        .pods
+        .iter()
+        .filter_map(|p| p.stalled.as_deref())
+        .collect();
+    assert_eq!(stalled.len(), 1, "{:?}", report.pods);
+    assert!(
+        stalled[0]
+            .starts_with("pod hello-2 not ready after 5s: image: No such image: missing/hello:1.1"),
+        "{stalled:?}"
+    );
+    assert!(cluster.logs[0].events.iter().any(|e| matches!(
+        e,
+        super::PeerEvent::RolloutStopped {
+            rolled_back: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn auto_rollback_returns_to_the_previous_template_and_the_surge_leaves() {
+    let (cluster, old) = rollout_to_a_missing_image(true);
+    let desired = cluster.peers[0].state().desired.get("hello").unwrap();
+    assert_eq!(desired.template().hash(), old, "rolled back");
+    assert!(cluster.logs[0].events.iter().any(|e| matches!(
+        e,
+        super::PeerEvent::RolloutStopped {
+            rolled_back: true,
+            ..
+        }
+    )));
+    let report = cluster.peers[0].state().observed.get(NodeId(1)).unwrap();
+    let pods: Vec<(u32, bool, bool)> = report
+        .pods
+        .iter()
+        .map(|p| (p.id.index, p.ready, p.template_hash == old))
+        .collect();
+    assert_eq!(pods, [(0, true, true), (1, true, true)]);
+}

@@ -11,9 +11,7 @@ use shoal_runtime::backoff::RestartBackoff;
 use shoal_runtime::vocabulary::PodAction;
 
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
-use super::rollout::{
-    PodView, RcView, Slot, may_replace, may_start_surge, slot_of, surge_needed,
-};
+use super::rollout::{PodView, RcView, Slot, may_replace, may_start_surge, slot_of, surge_needed};
 use crate::placement::Assignment;
 
 /// What every node reports about its pods, as `plan` reads it. Implemented
@@ -167,8 +165,7 @@ pub fn plan(
                 .entry(id.rc.clone())
                 .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
             let Some(l) = local.get(&id) else {
-                if owner == Some(me) && may_start && may_start_surge(rc, current, view, id.index)
-                {
+                if owner == Some(me) && may_start && may_start_surge(rc, current, view, id.index) {
                     rest.push(start(&id, rc, local, None, now));
                     views.remove(&id.rc);
                 }

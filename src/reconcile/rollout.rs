@@ -271,7 +271,11 @@ mod tests {
         assert!(replaceable(&rc, &starting).is_empty());
         assert!(!may_start_surge(&rc, NEW, &starting, 4), "already running");
         let surged = view(&[old, old, old, old, Some((NEW, true))]);
-        assert_eq!(replaceable(&rc, &surged), [0], "one replica, in index order");
+        assert_eq!(
+            replaceable(&rc, &surged),
+            [0],
+            "one replica, in index order"
+        );
     }
 
     #[test]
@@ -284,7 +288,10 @@ mod tests {
         assert_eq!(replaceable(&rc, &done), [1]);
         assert!(surge_needed(&rc, NEW, &done));
         let all_new = view(&[surge, surge, surge, surge, surge]);
-        assert!(!surge_needed(&rc, NEW, &all_new), "the surge leaves at the end");
+        assert!(
+            !surge_needed(&rc, NEW, &all_new),
+            "the surge leaves at the end"
+        );
         assert!(!may_start_surge(&rc, NEW, &all_new, 4));
     }
 
@@ -334,8 +341,16 @@ mod tests {
             serving: false,
             available: false,
         };
-        v.push(4, stuck, Some("pod web-4 not ready after 30s: image: not found"), NEW);
-        assert_eq!(stopped(&v), Some("pod web-4 not ready after 30s: image: not found"));
+        v.push(
+            4,
+            stuck,
+            Some("pod web-4 not ready after 30s: image: not found"),
+            NEW,
+        );
+        assert_eq!(
+            stopped(&v),
+            Some("pod web-4 not ready after 30s: image: not found")
+        );
         assert!(replaceable(&rc, &v).is_empty(), "old replicas keep serving");
         assert!(!may_start_surge(&rc, NEW, &v, 4));
 
@@ -355,7 +370,10 @@ mod tests {
         };
         v.push(0, warming, None, NEW);
         assert!(!may_replace(&rc, NEW, &v, 0, true), "1 available, floor 1");
-        assert!(!may_replace(&rc, NEW, &v, 1, true), "replacing 1 would leave 0");
+        assert!(
+            !may_replace(&rc, NEW, &v, 1, true),
+            "replacing 1 would leave 0"
+        );
     }
 
     #[test]

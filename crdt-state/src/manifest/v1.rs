@@ -1,12 +1,12 @@
 //! The Kubernetes `v1` ReplicationController form.
 
 use super::annotations;
-use super::strategy;
 use super::container::{self, Form};
 use super::fields::{
     Ctx, Schema, index, join, map_fields, optional, required, sequence, string, string_map,
     u32_field,
 };
+use super::strategy;
 use super::tree::{Node, Value};
 use super::validate::{self, MAX_REPLICAS};
 use crate::spec::{Labels, PodTemplate, RcSpec, RestartPolicy};

@@ -275,7 +275,9 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
         total_pods += 1;
         if pod.template_hash == hash
             && let Some(why) = &pod.stalled
-            && rollout_stopped.as_ref().is_none_or(|(i, _)| pod.id.index < *i)
+            && rollout_stopped
+                .as_ref()
+                .is_none_or(|(i, _)| pod.id.index < *i)
         {
             rollout_stopped = Some((pod.id.index, why.clone()));
         }
