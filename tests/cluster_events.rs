@@ -116,9 +116,9 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
     let repeated = wait_until(Duration::from_secs(120), || {
         let seen = events(&cluster, reader, "pod/ghost-0");
         let failed = has(&seen, "Failed", "ghost-0", "");
-        let backoff = seen.iter().find(|e| e["reason"] == "BackOff");
+        let mut backoffs = seen.iter().filter(|e| e["reason"] == "BackOff");
         failed
-            && backoff.is_some_and(|b| {
+            && backoffs.any(|b| {
                 b["count"].as_u64() >= Some(2)
                     && b["type"] == "Warning"
                     && b["source"]["host"] == owner.as_str()

@@ -177,13 +177,26 @@ pub fn from_observation(
             };
             record(kind, "Exited", message)
         }
-        PodEvent::ImageError(msg) if !was(LocalState::Exited) => {
-            record(Warning, "Failed", format!("Failed to get image: {msg}"))
-        }
-        PodEvent::StartError(msg) if !was(LocalState::Exited) => {
-            record(Warning, "Failed", format!("Failed to start: {msg}"))
-        }
+        PodEvent::ImageError(msg) if !was(LocalState::Exited) => record(
+            Warning,
+            "Failed",
+            format!("Failed to get image: {}", without_countdown(msg)),
+        ),
+        PodEvent::StartError(msg) if !was(LocalState::Exited) => record(
+            Warning,
+            "Failed",
+            format!("Failed to start: {}", without_countdown(msg)),
+        ),
         _ => None,
+    }
+}
+
+/// `msg` without the runtime's countdown (`... (back-off: next pull of X
+/// in 0.9s)`), which differs at every repeat and would defeat counting.
+pub fn without_countdown(msg: &str) -> &str {
+    match msg.find(" (back-off: ") {
+        Some(at) if msg.ends_with(')') => &msg[..at],
+        _ => msg,
     }
 }
 
@@ -239,6 +252,11 @@ mod tests {
         let told = from_observation(1, &e, Some(&starting), Some(&down)).unwrap();
         assert_eq!((told.kind, told.reason), (EventType::Warning, "Failed"));
         assert!(told.message.contains("no such image"), "{}", told.message);
+        let counting = obs(PodEvent::ImageError(
+            "no such image (back-off: next pull of x:1 in 0.9s)".into(),
+        ));
+        let repeat = from_observation(3, &counting, Some(&starting), Some(&down)).unwrap();
+        assert_eq!(repeat.message, told.message);
         assert_eq!(from_observation(2, &e, Some(&down), Some(&down)), None);
     }
 

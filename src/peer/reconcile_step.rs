@@ -290,8 +290,11 @@ impl Peer {
         let why = self
             .local
             .get(pod)
-            .and_then(|l| l.last_error.clone())
-            .unwrap_or_else(|| "it went down".to_owned());
+            .and_then(|l| l.last_error.as_deref())
+            .map_or_else(
+                || "it went down".to_owned(),
+                |e| events::without_countdown(e).to_owned(),
+            );
         let mut record = EventRecord::new(
             ms(now),
             EventType::Warning,

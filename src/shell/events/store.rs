@@ -396,7 +396,7 @@ mod tests {
             .iter()
             .map(EventJson::object)
             .collect();
-        assert_eq!(kept, ["pod/web-0", "pod/web-12", "rc/web"]);
+        assert_eq!(kept, ["rc/web", "pod/web-0", "pod/web-12"]);
         assert!(Target::parse("job/web").unwrap_err().contains("use rc, pod, node or svc"));
         assert!(Target::parse("web").unwrap_err().contains("KIND/NAME"));
     }
