@@ -88,3 +88,33 @@ pub async fn gather(
         unanswered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::events::{EventRecord, EventType, ObjectKind};
+    use crate::shell::events::EventStore;
+    use crate::shell::events::store::EVENTS_KEPT;
+
+    #[test]
+    fn a_full_store_fits_one_answer_and_round_trips() {
+        let mut store = EventStore::new("node-with-a-long-name".into(), EVENTS_KEPT);
+        for i in 0..EVENTS_KEPT as u64 * 2 {
+            store.record(EventRecord::new(
+                1_796_190_968_158 + i,
+                EventType::Warning,
+                "BackOff",
+                (ObjectKind::Pod, format!("frontend-{i}")),
+                "Back-off restarting the failed pod (exited with code 1)".into(),
+            ));
+        }
+        let list = store.list();
+        assert_eq!(list.len(), EVENTS_KEPT);
+        let bytes = answer(&list);
+        eprintln!("a full store ({EVENTS_KEPT} events) is {} bytes on the wire", bytes.len());
+        assert!(bytes.len() < MAX_ANSWER);
+        let back: Vec<EventJson> = shoal_crdt_state::wire::decode(&bytes, MAX_ANSWER).unwrap();
+        assert_eq!(back, list);
+        assert!(is_request(&request()) && !is_request(b"SHOALIMG"));
+    }
+}
