@@ -55,7 +55,10 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
     let web = cluster.manifest("web.yaml", &hello_rc("web", 2, "shoal-test/hello:1.0"));
     ok(&cluster.cli(0, &["apply", "-f", web.to_str().unwrap()]));
     assert!(
-        wait_until(Duration::from_secs(60), || cluster.running_pods(1, "web").len() == 2),
+        wait_until(Duration::from_secs(60), || cluster
+            .running_pods(1, "web")
+            .len()
+            == 2),
         "web did not start: {:?}",
         cluster.try_get_json(1, "pods")
     );
@@ -72,7 +75,11 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
             && has(&seen, "Scheduled", "web-2", "Successfully assigned web-2")
             && has(&seen, "Started", "web-2", "")
     });
-    assert!(started, "scale-up events: {:#?}", events(&cluster, 2, "rc/web"));
+    assert!(
+        started,
+        "scale-up events: {:#?}",
+        events(&cluster, 2, "rc/web")
+    );
     let fanout = Instant::now();
     let all = events(&cluster, 1, "rc/web");
     eprintln!(
@@ -86,7 +93,11 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
         has(&seen, "Killing", "web-1", "scaled down to 1")
             && has(&seen, "Killing", "web-2", "scaled down to 1")
     });
-    assert!(killed, "scale-down events: {:#?}", events(&cluster, 0, "rc/web"));
+    assert!(
+        killed,
+        "scale-down events: {:#?}",
+        events(&cluster, 0, "rc/web")
+    );
 
     // describe ends with the RC's events, in kubectl's columns.
     let described = ok(&cluster.cli(2, &["describe", "rc", "web"]));
@@ -94,8 +105,84 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
         .split("\nEvents:\n")
         .nth(1)
         .unwrap_or_else(|| panic!("describe rc has no Events section:\n{described}"));
-    assert!(section.contains("TYPE") && section.contains("REASON"), "{section}");
-    assert!(section.contains("Scaled") && section.contains("Killing"), "{section}");
+    assert!(
+        section.contains("TYPE") && section.contains("REASON"),
+        "{section}"
+    );
+    assert!(
+        section.contains("Scaled") && section.contains("Killing"),
+        "{section}"
+    );
+
+    // A drain: the cordon is told on the node, and the replica it ran
+    // moves (Killing says where to), seen from a third peer.
+    let from = node_of(&cluster, 0, "web-0").expect("web-0 runs somewhere");
+    ok(&cluster.cli(0, &["cordon", &from]));
+    let reader = if from == "node1" { 2 } else { 1 };
+    let moved = wait_until(Duration::from_secs(60), || {
+        let seen = events(&cluster, reader, &format!("node/{from}"));
+        has(&seen, "NodeNotSchedulable", &from, "cordoned")
+            && has(
+                &events(&cluster, reader, "pod/web-0"),
+                "Killing",
+                "web-0",
+                "moved to node",
+            )
+    });
+    assert!(
+        moved,
+        "drain of {from}: {:#?}",
+        events(&cluster, reader, "rc/web")
+    );
+    ok(&cluster.cli(0, &["uncordon", &from]));
+
+    // -w prints what happens after it started.
+    let mut watch = Command::new(shoal_bin())
+        .args(["get", "events", "-w", "--for", "rc/web"])
+        .env("SHOAL_SERVER", cluster.peers[1].server())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run shoal get events -w");
+    let lines = read_lines(watch.stdout.take().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    ok(&cluster.cli(2, &["scale", "web", "--replicas", "2"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut watched = String::new();
+    while Instant::now() < deadline && !watched.contains("from 1 to 2") {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
+            watched.push_str(&line);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        watched.contains("Scaled"),
+        "-w did not show the scale:\n{watched}"
+    );
+
+    // A rolling update tells each step on the RC.
+    ok(&cluster.cli(
+        0,
+        &[
+            "rolling-update",
+            "web",
+            "--image",
+            "shoal-test/hello:1.1",
+            "--wait",
+        ],
+    ));
+    let stepped = wait_until(Duration::from_secs(60), || {
+        let seen = events(&cluster, 2, "rc/web");
+        has(
+            &seen,
+            "RollingUpdate",
+            "web",
+            "to image shoal-test/hello:1.1 started",
+        ) && has(&seen, "RollingUpdate", "web", "Replacing web-0")
+            && has(&seen, "RollingUpdate", "web", "Replacing web-1")
+    });
+    assert!(stepped, "{:#?}", events(&cluster, 2, "rc/web"));
 
     // A missing image: a pull failure and a back-off, seen from a peer the
     // pod does not run on, and repeats counted rather than kept.
@@ -122,7 +209,10 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
                 b["count"].as_u64() >= Some(2)
                     && b["type"] == "Warning"
                     && b["source"]["host"] == owner.as_str()
-                    && b["message"].as_str().unwrap_or("").contains("next retry at")
+                    && b["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("next retry at")
             })
     });
     assert!(
@@ -133,7 +223,9 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
     let table = ok(&cluster.cli(reader, &["get", "events", "--for", "pod/ghost-0"]));
     assert!(table.starts_with("LAST SEEN"), "{table}");
     assert!(
-        table.lines().any(|l| l.contains("BackOff") && l.contains(" over ")),
+        table
+            .lines()
+            .any(|l| l.contains("BackOff") && l.contains(" over ")),
         "the table shows no `(xN over ...)`: {table}"
     );
 
@@ -157,12 +249,39 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
     // A killed node: the survivors say it is down.
     cluster.kill9(2);
     let down = wait_until(Duration::from_secs(60), || {
-        has(&events(&cluster, 0, "node/node2"), "NodeDown", "node2", "is down")
+        has(
+            &events(&cluster, 0, "node/node2"),
+            "NodeDown",
+            "node2",
+            "is down",
+        )
     });
     assert!(down, "{:#?}", events(&cluster, 0, "node/node2"));
     // The answering peer says whose events are missing, and still answers.
     let out = cluster.cli(1, &["get", "events"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The output of a child, in chunks, on a channel (reads never block the test).
+fn read_lines(mut from: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// A pod that prints `tick N` every 200 ms and stops at once on SIGTERM.
@@ -180,7 +299,10 @@ fn logs_of_every_replica_merge_with_their_pod_prefixes() {
     let manifest = cluster.manifest("ticker.yaml", &ticker_rc("ticker", 3));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     assert!(
-        wait_until(Duration::from_secs(60), || cluster.running_pods(0, "ticker").len() == 3),
+        wait_until(Duration::from_secs(60), || cluster
+            .running_pods(0, "ticker")
+            .len()
+            == 3),
         "ticker did not start: {:?}",
         cluster.try_get_json(0, "pods")
     );
@@ -210,7 +332,12 @@ fn logs_of_every_replica_merge_with_their_pod_prefixes() {
         .map(|l| l.split(' ').nth(1).unwrap_or(""))
         .collect();
     assert_eq!(times.len(), 6, "{out}");
-    assert!(times.iter().all(|t| t.starts_with("20") && t.ends_with('Z')), "{out}");
+    assert!(
+        times
+            .iter()
+            .all(|t| t.starts_with("20") && t.ends_with('Z')),
+        "{out}"
+    );
 
     // A selector that matches nothing says so.
     let none = cluster.cli(0, &["logs", "-l", "app=nothing"]);
@@ -225,16 +352,7 @@ fn logs_of_every_replica_merge_with_their_pod_prefixes() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run shoal logs -f");
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = read_lines(child.stdout.take().unwrap());
     let mut text = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let per_pod_ticks = |text: &str| {
@@ -246,7 +364,7 @@ fn logs_of_every_replica_merge_with_their_pod_prefixes() {
     };
     while Instant::now() < deadline && per_pod_ticks(&text).iter().any(|&n| n < 10) {
         if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(500)) {
-            text.push_str(&String::from_utf8_lossy(&chunk));
+            text.push_str(&chunk);
         }
     }
     let _ = child.kill();

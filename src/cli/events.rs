@@ -173,7 +173,11 @@ fn seen_column(e: &EventJson, now: u64) -> String {
 
 /// The `Events:` section `describe` ends with (kubectl's Type, Reason,
 /// Age, From, Message), or why the events could not be read.
-pub async fn describe_section(client: &Client, target: &str, out: &mut impl Write) -> std::io::Result<()> {
+pub async fn describe_section(
+    client: &Client,
+    target: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     let list = match fetch(client, Some(target)).await {
         Ok(list) => list,
         Err(e) => return writeln!(out, "Events:         <unavailable: {e:#}>"),

@@ -90,7 +90,13 @@ pub fn run(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<bool> {
             "get events takes no name; use --for rc/NAME, pod/NAME or node/NAME"
         );
         let target = args.for_object.as_deref();
-        client::block_on(super::events::get(&client, target, args.output, args.watch, out))??;
+        client::block_on(super::events::get(
+            &client,
+            target,
+            args.output,
+            args.watch,
+            out,
+        ))??;
         return Ok(true);
     }
     anyhow::ensure!(

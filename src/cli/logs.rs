@@ -93,7 +93,10 @@ pub fn run(args: &LogsArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         )?)),
         (None, Some(rc)) if rc.starts_with("rc/") || rc.starts_with("replicationcontroller/") => {
             let name = rc.split_once('/').map(|(_, n)| n).unwrap_or_default();
-            anyhow::ensure!(!name.is_empty(), "{rc:?}: give the RC's name, e.g. rc/hello");
+            anyhow::ensure!(
+                !name.is_empty(),
+                "{rc:?}: give the RC's name, e.g. rc/hello"
+            );
             Some(logs_multi::Pods::Rc(name.to_owned()))
         }
         (None, Some(_)) => None,

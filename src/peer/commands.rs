@@ -149,7 +149,13 @@ impl Peer {
     /// What a command does, told on its object if it changes anything.
     fn command_event(&self, at: u64, command: &Command) -> Option<EventRecord> {
         let normal = |reason, object, message| {
-            Some(EventRecord::new(at, EventType::Normal, reason, object, message))
+            Some(EventRecord::new(
+                at,
+                EventType::Normal,
+                reason,
+                object,
+                message,
+            ))
         };
         match command {
             Command::Scale { name, replicas } => {
@@ -170,7 +176,9 @@ impl Peer {
                 let (reason, message) = if *on {
                     (
                         "NodeNotSchedulable",
-                        format!("Node {name} cordoned: no new replicas; its replicas move away (drain)"),
+                        format!(
+                            "Node {name} cordoned: no new replicas; its replicas move away (drain)"
+                        ),
                     )
                 } else {
                     ("NodeSchedulable", format!("Node {name} uncordoned"))
@@ -186,11 +194,9 @@ impl Peer {
                     spec.template.primary_image()
                 ),
             ),
-            Command::Delete { name } => normal(
-                "Deleted",
-                events::rc(name),
-                "Deleted; its pods stop".into(),
-            ),
+            Command::Delete { name } => {
+                normal("Deleted", events::rc(name), "Deleted; its pods stop".into())
+            }
             Command::RemoveNode { node } => {
                 let name = self.node_name(*node);
                 normal(
@@ -204,11 +210,9 @@ impl Peer {
                 events::service(&spec.name),
                 "Service declared; every peer serves it".into(),
             ),
-            Command::DeleteService { name } => normal(
-                "Deleted",
-                events::service(name),
-                "Service deleted".into(),
-            ),
+            Command::DeleteService { name } => {
+                normal("Deleted", events::service(name), "Service deleted".into())
+            }
         }
     }
 

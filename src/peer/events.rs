@@ -139,7 +139,13 @@ pub fn from_observation(
     }
     let was = |state: LocalState| before.is_some_and(|b| b.state == state);
     let record = |kind, reason, message: String| {
-        Some(EventRecord::new(at_ms, kind, reason, pod(&obs.pod), message))
+        Some(EventRecord::new(
+            at_ms,
+            kind,
+            reason,
+            pod(&obs.pod),
+            message,
+        ))
     };
     match &obs.event {
         PodEvent::Preparing(what) => {
@@ -229,7 +235,9 @@ mod tests {
         pulling.preparing = Some("ImagePulling shoal-test/hello:1.0".into());
         let first = from_observation(
             5,
-            &obs(PodEvent::Preparing("ImagePulling shoal-test/hello:1.0".into())),
+            &obs(PodEvent::Preparing(
+                "ImagePulling shoal-test/hello:1.0".into(),
+            )),
             Some(&starting),
             Some(&pulling),
         )
@@ -267,7 +275,10 @@ mod tests {
             code: 137,
             oom_killed: false,
         });
-        assert_eq!(from_observation(1, &e, Some(&stopping), Some(&stopping)), None);
+        assert_eq!(
+            from_observation(1, &e, Some(&stopping), Some(&stopping)),
+            None
+        );
         let mut other = local(LocalState::Exited);
         other.template_hash = TemplateHash(8);
         assert_eq!(from_observation(1, &e, None, Some(&other)), None);

@@ -443,8 +443,7 @@ impl Peer {
         let before = self.local.get(&observation.pod).cloned();
         self.local.handle_observation(ms(now), observation);
         let after = self.local.get(&observation.pod);
-        if let Some(record) =
-            events::from_observation(ms(now), observation, before.as_ref(), after)
+        if let Some(record) = events::from_observation(ms(now), observation, before.as_ref(), after)
         {
             self.record(record);
         }
@@ -584,7 +583,11 @@ impl Peer {
             .get(node)
             .is_some_and(|r| r.info.leaving);
         let (kind, reason, message) = match (up, leaving) {
-            (true, _) => (events::EventType::Normal, "NodeUp", format!("Node {name} is up")),
+            (true, _) => (
+                events::EventType::Normal,
+                "NodeUp",
+                format!("Node {name} is up"),
+            ),
             (false, true) => (
                 events::EventType::Normal,
                 "NodeDown",

@@ -238,13 +238,8 @@ impl Peer {
                     "Stopping a pod the removed node {} left on this engine",
                     self.node_name(*node)
                 );
-                let killing = EventRecord::new(
-                    at,
-                    EventType::Normal,
-                    "Killing",
-                    events::pod(pod),
-                    message,
-                );
+                let killing =
+                    EventRecord::new(at, EventType::Normal, "Killing", events::pod(pod), message);
                 self.record(killing);
                 return;
             }

@@ -105,10 +105,7 @@ impl PeerHandle {
     }
 
     /// The events of this peer, or (`cluster`) of every live peer merged.
-    pub async fn events(
-        &self,
-        cluster: bool,
-    ) -> Result<super::events::ClusterEvents, HandleError> {
+    pub async fn events(&self, cluster: bool) -> Result<super::events::ClusterEvents, HandleError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Events { cluster, reply })

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal::peer::testing;
 use shoal::peer::{Peer, PeerConfig, PeerEvent};
-use shoal::shell::events::{ClusterEvents, EventStore, store::EVENTS_KEPT};
 use shoal::shell::api::{ApiState, router};
+use shoal::shell::events::{ClusterEvents, EventStore, store::EVENTS_KEPT};
 use shoal::shell::handle::{PeerHandle, REQUEST_QUEUE, Request};
 use shoal::shell::snapshots::SnapshotSource;
 use shoal_crdt_state::node::{NodeId, NodeInfo};

@@ -60,16 +60,16 @@ pub async fn gather(
     let asks = peers.into_iter().map(|(name, addr)| {
         let transport = transport.clone();
         async move {
-            let asked = tokio::time::timeout(
-                PEER_TIMEOUT,
-                transport.request(addr, request(), MAX_ANSWER),
-            )
-            .await;
+            let asked =
+                tokio::time::timeout(PEER_TIMEOUT, transport.request(addr, request(), MAX_ANSWER))
+                    .await;
             let result = match asked {
                 Err(_) => Err(format!("no answer within {}s", PEER_TIMEOUT.as_secs())),
                 Ok(Err(e)) => Err(e.to_string()),
-                Ok(Ok(bytes)) => shoal_crdt_state::wire::decode::<Vec<EventJson>>(&bytes, MAX_ANSWER)
-                    .map_err(|e| e.to_string()),
+                Ok(Ok(bytes)) => {
+                    shoal_crdt_state::wire::decode::<Vec<EventJson>>(&bytes, MAX_ANSWER)
+                        .map_err(|e| e.to_string())
+                }
             };
             (name, result)
         }
@@ -111,7 +111,10 @@ mod tests {
         let list = store.list();
         assert_eq!(list.len(), EVENTS_KEPT);
         let bytes = answer(&list);
-        eprintln!("a full store ({EVENTS_KEPT} events) is {} bytes on the wire", bytes.len());
+        eprintln!(
+            "a full store ({EVENTS_KEPT} events) is {} bytes on the wire",
+            bytes.len()
+        );
         assert!(bytes.len() < MAX_ANSWER);
         let back: Vec<EventJson> = shoal_crdt_state::wire::decode(&bytes, MAX_ANSWER).unwrap();
         assert_eq!(back, list);

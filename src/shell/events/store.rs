@@ -184,8 +184,7 @@ pub fn sort(events: &mut [EventJson]) {
 /// recorded becomes one row (earliest first seen, latest last seen, the
 /// highest count, every recording host); the others stay as they are.
 pub fn merge(lists: Vec<Vec<EventJson>>) -> Vec<EventJson> {
-    let mut shared: BTreeMap<(String, String, String, String, String), EventJson> =
-        BTreeMap::new();
+    let mut shared: BTreeMap<(String, String, String, String, String), EventJson> = BTreeMap::new();
     let mut out = Vec::new();
     for event in lists.into_iter().flatten() {
         if !event.cluster_wide {
@@ -246,7 +245,9 @@ impl Target {
             .split_once('/')
             .filter(|(_, name)| !name.is_empty())
             .ok_or_else(|| {
-                format!("--for {text:?}: expected KIND/NAME, e.g. rc/hello, pod/hello-0, node/node1")
+                format!(
+                    "--for {text:?}: expected KIND/NAME, e.g. rc/hello, pod/hello-0, node/node1"
+                )
             })?;
         let kind = match kind.to_ascii_lowercase().as_str() {
             "rc" | "rcs" | "replicationcontroller" | "replicationcontrollers" => {
@@ -397,7 +398,11 @@ mod tests {
             .map(EventJson::object)
             .collect();
         assert_eq!(kept, ["rc/web", "pod/web-0", "pod/web-12"]);
-        assert!(Target::parse("job/web").unwrap_err().contains("use rc, pod, node or svc"));
+        assert!(
+            Target::parse("job/web")
+                .unwrap_err()
+                .contains("use rc, pod, node or svc")
+        );
         assert!(Target::parse("web").unwrap_err().contains("KIND/NAME"));
     }
 }
