@@ -179,8 +179,10 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
             "RollingUpdate",
             "web",
             "to image shoal-test/hello:1.1 started",
-        ) && has(&seen, "RollingUpdate", "web", "Replacing web-0")
-            && has(&seen, "RollingUpdate", "web", "Replacing web-1")
+        )
+        // A replica that moves meanwhile (the uncordon above) gets the new
+        // template on its new node without a step of its own.
+        && has(&seen, "RollingUpdate", "web", "Replacing web-")
     });
     assert!(stepped, "{:#?}", events(&cluster, 2, "rc/web"));
 
