@@ -24,15 +24,32 @@ pub fn run(args: &DescribeArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     let kind = Kind::parse(&args.kind)?;
     let client = Client::new(&args.client)?;
     let path = format!("{}/{}", kind.path(), segment(&args.name));
-    match kind {
-        Kind::Rc => rc(&client::block_on(client.get::<RcDetail>(&path))??, out)?,
-        Kind::Pod => pod(&client::block_on(client.get::<PodJson>(&path))??, out)?,
-        Kind::Node => node(&client::block_on(client.get::<NodeDetail>(&path))??, out)?,
-        Kind::Service => service(&client::block_on(client.get::<ServiceDetail>(&path))??, out)?,
+    let short = match kind {
+        Kind::Rc => {
+            rc(&client::block_on(client.get::<RcDetail>(&path))??, out)?;
+            "rc"
+        }
+        Kind::Pod => {
+            pod(&client::block_on(client.get::<PodJson>(&path))??, out)?;
+            "pod"
+        }
+        Kind::Node => {
+            node(&client::block_on(client.get::<NodeDetail>(&path))??, out)?;
+            "node"
+        }
+        Kind::Service => {
+            service(&client::block_on(client.get::<ServiceDetail>(&path))??, out)?;
+            "svc"
+        }
         Kind::Image => anyhow::bail!(
             "describe does not show images; `shoal get images -o wide` lists which nodes hold each"
         ),
-    }
+        Kind::Event => anyhow::bail!(
+            "describe does not show events; `shoal get events --for KIND/NAME` lists an object's"
+        ),
+    };
+    let target = format!("{short}/{}", args.name);
+    client::block_on(super::events::describe_section(&client, &target, out))??;
     out.flush()?;
     Ok(true)
 }

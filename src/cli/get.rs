@@ -1,4 +1,4 @@
-//! `shoal get nodes|rc|pods|svc|images [NAME] [-o json|yaml|wide]`: tables like kubectl's.
+//! `shoal get nodes|rc|pods|svc|images|events [NAME] [-o json|yaml|wide]`: tables like kubectl's.
 
 use std::io::Write;
 
@@ -21,6 +21,7 @@ pub enum Kind {
     Pod,
     Service,
     Image,
+    Event,
 }
 
 impl Kind {
@@ -31,8 +32,11 @@ impl Kind {
             "pod" | "pods" | "po" => Ok(Kind::Pod),
             "svc" | "service" | "services" => Ok(Kind::Service),
             "image" | "images" => Ok(Kind::Image),
+            "event" | "events" | "ev" => Ok(Kind::Event),
             _ => {
-                anyhow::bail!("unknown resource type {word:?}; use nodes, rc, pods, svc or images")
+                anyhow::bail!(
+                    "unknown resource type {word:?}; use nodes, rc, pods, svc, images or events"
+                )
             }
         }
     }
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Pod => "/pods",
             Kind::Service => "/services",
             Kind::Image => "/images",
+            Kind::Event => "/events",
         }
     }
 }
@@ -59,13 +64,19 @@ pub enum GetFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// nodes, rc, pods, svc or images.
+    /// nodes, rc, pods, svc, images or events.
     #[arg(value_name = "KIND")]
     pub kind: String,
     /// Show only this one.
     pub name: Option<String>,
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<GetFormat>,
+    /// Events: keep printing new and repeated ones.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Events about one object only: rc/NAME (with its pods), pod/NAME, node/NAME.
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    pub for_object: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -73,6 +84,25 @@ pub struct GetArgs {
 pub fn run(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     let kind = Kind::parse(&args.kind)?;
     let client = Client::new(&args.client)?;
+    if kind == Kind::Event {
+        anyhow::ensure!(
+            args.name.is_none(),
+            "get events takes no name; use --for rc/NAME, pod/NAME or node/NAME"
+        );
+        let target = args.for_object.as_deref();
+        client::block_on(super::events::get(
+            &client,
+            target,
+            args.output,
+            args.watch,
+            out,
+        ))??;
+        return Ok(true);
+    }
+    anyhow::ensure!(
+        !args.watch && args.for_object.is_none(),
+        "-w and --for are for `get events`"
+    );
     client::block_on(get(&client, kind, args, out))??;
     Ok(true)
 }
@@ -133,6 +163,7 @@ async fn get(
             }
             emit(args.output, &rows, out, |out| image_table(&rows, wide, out))
         }
+        (Kind::Event, _) => unreachable!("get events is answered by `events::get`"),
         (Kind::Pod, Some(path)) => {
             let pod: PodJson = client.get(path).await?;
             emit(args.output, &pod, out, |out| {

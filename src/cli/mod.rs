@@ -21,6 +21,8 @@ pub mod delete;
 #[cfg(feature = "shell")]
 pub mod describe;
 #[cfg(feature = "shell")]
+pub mod events;
+#[cfg(feature = "shell")]
 pub mod get;
 #[cfg(feature = "shell")]
 pub mod human;
@@ -28,6 +30,8 @@ pub mod human;
 pub mod image;
 #[cfg(feature = "shell")]
 pub mod logs;
+#[cfg(feature = "shell")]
+pub mod logs_multi;
 #[cfg(feature = "shell")]
 pub mod node;
 #[cfg(feature = "shell")]
@@ -64,7 +68,7 @@ pub enum Command {
     /// Create or update the ReplicationControllers and Services of a manifest.
     #[cfg(feature = "shell")]
     Apply(apply::ApplyArgs),
-    /// List nodes, rc, pods or svc (`get KIND [NAME] [-o json|yaml|wide]`).
+    /// List nodes, rc, pods, svc or events (`get KIND [NAME] [-o json|yaml|wide]`, `get events [-w] [--for rc/NAME]`).
     #[cfg(feature = "shell")]
     Get(get::GetArgs),
     /// Show everything about one rc, pod, node or svc.
@@ -82,7 +86,7 @@ pub enum Command {
     /// Seed images: `image load -i FILE.tar` (or `-i -`) loads a `docker save` archive through a peer.
     #[cfg(feature = "shell")]
     Image(image::ImageArgs),
-    /// Print a pod's output, from whichever node runs it.
+    /// Print a pod's output, from whichever node runs it (`-l app=hello` or `rc/NAME`: every matching pod's, merged).
     #[cfg(feature = "shell")]
     Logs(logs::LogsArgs),
     /// Keep new replicas off a node (its running ones move elsewhere).

@@ -6,6 +6,7 @@ use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
 use shoal_crdt_state::service::ServiceSpec;
 use shoal_crdt_state::{StateError, image_ref, service_checks};
 
+use super::events::{self, EventRecord, EventType};
 use super::io::{Command, CommandError, CommandOutcome};
 use super::{Peer, ms};
 
@@ -17,6 +18,7 @@ impl Peer {
         command: Command,
     ) -> Result<CommandOutcome, CommandError> {
         let stamp = self.clock.tick(ms(now));
+        let told = self.command_event(ms(now), &command);
         let (delta, outcome) = match command {
             Command::Apply(spec) => {
                 let existed = self.state.desired.get(&spec.name).is_some();
@@ -119,6 +121,11 @@ impl Peer {
                 (delta, CommandOutcome::Deleted)
             }
         };
+        if !delta.is_empty()
+            && let Some(record) = told
+        {
+            self.record(record);
+        }
         if !delta.is_empty() {
             // Services change neither placement nor what a node runs.
             if !delta.rcs.is_empty() || !delta.nodes.is_empty() {
@@ -139,6 +146,76 @@ impl Peer {
 }
 
 impl Peer {
+    /// What a command does, told on its object if it changes anything.
+    fn command_event(&self, at: u64, command: &Command) -> Option<EventRecord> {
+        let normal = |reason, object, message| {
+            Some(EventRecord::new(
+                at,
+                EventType::Normal,
+                reason,
+                object,
+                message,
+            ))
+        };
+        match command {
+            Command::Scale { name, replicas } => {
+                let was = self.state.desired.get(name)?.replicas;
+                normal(
+                    "Scaled",
+                    events::rc(name),
+                    format!("Scaled from {was} to {replicas} replicas"),
+                )
+            }
+            Command::RollingUpdate { name, image, .. } => normal(
+                "RollingUpdate",
+                events::rc(name),
+                format!("Rolling update to image {image} started"),
+            ),
+            Command::Cordon { node, on } => {
+                let name = self.node_name(*node);
+                let (reason, message) = if *on {
+                    (
+                        "NodeNotSchedulable",
+                        format!(
+                            "Node {name} cordoned: no new replicas; its replicas move away (drain)"
+                        ),
+                    )
+                } else {
+                    ("NodeSchedulable", format!("Node {name} uncordoned"))
+                };
+                normal(reason, events::node(&name), message)
+            }
+            Command::Apply(spec) => normal(
+                "Applied",
+                events::rc(&spec.name),
+                format!(
+                    "Declared {} replicas of image {}",
+                    spec.replicas,
+                    spec.template.primary_image()
+                ),
+            ),
+            Command::Delete { name } => {
+                normal("Deleted", events::rc(name), "Deleted; its pods stop".into())
+            }
+            Command::RemoveNode { node } => {
+                let name = self.node_name(*node);
+                normal(
+                    "NodeRemoved",
+                    events::node(&name),
+                    format!("Node {name} deleted from the cluster"),
+                )
+            }
+            Command::ApplyService(spec) => normal(
+                "Applied",
+                events::service(&spec.name),
+                "Service declared; every peer serves it".into(),
+            ),
+            Command::DeleteService { name } => {
+                normal("Deleted", events::service(name), "Service deleted".into())
+            }
+        }
+    }
+
     /// Checks a service against every other live service and RC (the same
     /// rules a manifest is checked with), allocates its missing node ports
     /// (keeping the ones it already has), and writes it.

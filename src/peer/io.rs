@@ -85,6 +85,8 @@ pub enum PeerEvent {
         from: SocketAddr,
         error: String,
     },
+    /// Something to show in `shoal get events` (see [`super::events`]).
+    Recorded(super::events::EventRecord),
 }
 
 /// A user's request, from the HTTP API of any peer.

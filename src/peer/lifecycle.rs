@@ -121,6 +121,14 @@ impl Peer {
         self.outputs
             .push_back(Output::Persist(delta.clone().into()));
         self.spread(now, delta.into());
+        let record = super::events::EventRecord::new(
+            ms(now),
+            super::events::EventType::Normal,
+            "NodeForgotten",
+            super::events::node(&name),
+            format!("Node {name} was forgotten: {why}"),
+        );
+        self.record(record.cluster_wide());
         self.outputs
             .push_back(Output::Event(PeerEvent::NodeForgotten { node, name, why }));
         self.follow_node_decisions(now);

@@ -17,6 +17,7 @@
 //! on a virtual clock, for tests.
 //!
 //! - [`io`]: outputs, commands, events and counters.
+//! - [`events`]: what the peer decided or saw, as records for `get events`.
 //! - `timers`: the core's own timers, in deadline order.
 //! - [`testing`]: peers on a virtual clock with an in-memory network and
 //!   engine.
@@ -28,6 +29,7 @@
 //! - `lifecycle`: cordoned and removed nodes, forgetting nodes down too
 //!   long, and pods a removed node left on our engine.
 
+pub mod events;
 pub mod io;
 pub mod resume;
 pub mod sync_message;
@@ -439,7 +441,13 @@ impl Peer {
 
     /// Something the container runtime saw happen to one of our pods.
     pub fn handle_observation(&mut self, now: Duration, observation: &PodObservation) {
+        let before = self.local.get(&observation.pod).cloned();
         self.local.handle_observation(ms(now), observation);
+        let after = self.local.get(&observation.pod);
+        if let Some(record) = events::from_observation(ms(now), observation, before.as_ref(), after)
+        {
+            self.record(record);
+        }
         self.request_publish(now);
         self.request_reconcile(now);
     }
@@ -553,6 +561,49 @@ impl Peer {
         }
     }
 
+    /// Hands an event to the shell (see [`events`]).
+    fn record(&mut self, record: events::EventRecord) {
+        self.outputs
+            .push_back(Output::Event(PeerEvent::Recorded(record)));
+    }
+
+    /// The name users know a node by; its id while no record names it.
+    fn node_name(&self, node: NodeId) -> String {
+        self.state
+            .observed
+            .get(node)
+            .map_or_else(|| node.to_string(), |r| r.info.name.clone())
+    }
+
+    /// A member went up or down in our view: every peer tells it alike.
+    fn record_member(&mut self, now: Duration, node: NodeId, up: bool) {
+        let name = self.node_name(node);
+        let leaving = self
+            .state
+            .observed
+            .get(node)
+            .is_some_and(|r| r.info.leaving);
+        let (kind, reason, message) = match (up, leaving) {
+            (true, _) => (
+                events::EventType::Normal,
+                "NodeUp",
+                format!("Node {name} is up"),
+            ),
+            (false, true) => (
+                events::EventType::Normal,
+                "NodeDown",
+                format!("Node {name} left the cluster; its replicas are held for a grace"),
+            ),
+            (false, false) => (
+                events::EventType::Warning,
+                "NodeDown",
+                format!("Node {name} is down: it stopped answering; its replicas move elsewhere"),
+            ),
+        };
+        let record = events::EventRecord::new(ms(now), kind, reason, events::node(&name), message);
+        self.record(record.cluster_wide());
+    }
+
     fn bad_message(&mut self, from: SocketAddr, error: String) {
         self.stats.bad_messages += 1;
         tracing::debug!(%from, %error, "rejected message");
@@ -572,6 +623,7 @@ impl Peer {
                 shoal_gossip::Output::Event(event) => match event {
                     MembershipEvent::Up(id) => {
                         view_changed = true;
+                        self.record_member(now, id.node, true);
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberUp(id.node)));
                         self.departed.remove(&id.node);
@@ -580,6 +632,7 @@ impl Peer {
                     }
                     MembershipEvent::Down(id) => {
                         view_changed = true;
+                        self.record_member(now, id.node, false);
                         self.outputs
                             .push_back(Output::Event(PeerEvent::MemberDown(id.node)));
                         self.departed.insert(id.node, (id, now));
@@ -589,6 +642,14 @@ impl Peer {
                     MembershipEvent::Renamed { .. } => view_changed = true,
                     MembershipEvent::Rejoined(id) => {
                         view_changed = true;
+                        let me = events::node(&self.config.info.name);
+                        self.record(events::EventRecord::new(
+                            ms(now),
+                            events::EventType::Warning,
+                            "Rejoined",
+                            me,
+                            "This node was declared down by the others and rejoined".into(),
+                        ));
                         self.outputs.push_back(Output::Event(PeerEvent::Rejoined));
                         // Our record must carry the incarnation the others
                         // now see, or they take it for one from before.

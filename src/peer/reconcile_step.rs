@@ -10,6 +10,7 @@ use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
 use shoal_runtime::vocabulary::PodAction;
 
+use super::events::{self, EventRecord, EventType};
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
 use crate::placement::{WantedPorts, assign, inputs};
@@ -32,7 +33,7 @@ impl Peer {
             self.rcs_dirty = false;
         }
         if self.placement_dirty {
-            self.recompute_assignment();
+            self.recompute_assignment(now);
             self.placement_dirty = false;
         }
         self.attach_adopted();
@@ -54,7 +55,11 @@ impl Peer {
                 PodAction::Start { .. } => self.stats.pod_starts += 1,
                 PodAction::Stop { .. } | PodAction::StopOrphan { .. } => self.stats.pod_stops += 1,
             }
+            self.record_action(now, &action);
             self.outputs.push_back(Output::Pod(action));
+        }
+        for (pod, at) in planned.backoffs {
+            self.record_backoff(now, &pod, at);
         }
         if let Some(wake_ms) = planned.wake_at {
             self.schedule_reconcile_at(Duration::from_millis(wake_ms));
@@ -63,7 +68,7 @@ impl Peer {
         self.request_publish(now);
     }
 
-    fn recompute_assignment(&mut self) {
+    fn recompute_assignment(&mut self, now: Duration) {
         let me = self.config.node;
         let candidates = inputs(
             &self.state.observed,
@@ -73,15 +78,46 @@ impl Peer {
             |node| self.counts_alive(node),
         );
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
+        let before_mine: BTreeSet<PodId> = self.assignment.pods_for(me).cloned().collect();
         self.assignment = assign(&self.rcs, &candidates);
         self.stats.placements += 1;
+        let mut unplaced = Vec::new();
         for (pod, why) in &self.assignment.unplaced {
             if before_unplaced.binary_search(pod).is_err() {
-                self.outputs.push_back(Output::Event(PeerEvent::Unplaced {
-                    pod: pod.to_string(),
-                    reason: why.to_string(),
-                }));
+                unplaced.push((pod.clone(), why.to_string()));
             }
+        }
+        for (pod, reason) in unplaced {
+            let record = EventRecord::new(
+                ms(now),
+                EventType::Warning,
+                "FailedScheduling",
+                events::pod(&pod),
+                reason.clone(),
+            );
+            self.record(record.cluster_wide());
+            self.outputs.push_back(Output::Event(PeerEvent::Unplaced {
+                pod: pod.to_string(),
+                reason,
+            }));
+        }
+        let assigned: Vec<PodId> = self
+            .assignment
+            .pods_for(me)
+            .filter(|p| !before_mine.contains(*p))
+            .cloned()
+            .collect();
+        let my_name = self.config.info.name.clone();
+        for pod in assigned {
+            let message = format!("Successfully assigned {pod} to {my_name}");
+            let record = EventRecord::new(
+                ms(now),
+                EventType::Normal,
+                "Scheduled",
+                events::pod(&pod),
+                message,
+            );
+            self.record(record);
         }
     }
 
@@ -190,6 +226,81 @@ impl Peer {
         self.template_of(rc, hash)
             .map(|t| t.primary_image().to_owned())
             .unwrap_or_default()
+    }
+}
+
+impl Peer {
+    /// Tells why a pod stops here (a rollout step also on its RC).
+    fn record_action(&mut self, now: Duration, action: &PodAction) {
+        let at = ms(now);
+        let (pod, template_hash) = match action {
+            PodAction::Start { .. } => return,
+            PodAction::StopOrphan { node, pod, .. } => {
+                let message = format!(
+                    "Stopping a pod the removed node {} left on this engine",
+                    self.node_name(*node)
+                );
+                let killing =
+                    EventRecord::new(at, EventType::Normal, "Killing", events::pod(pod), message);
+                self.record(killing);
+                return;
+            }
+            PodAction::Stop {
+                pod, template_hash, ..
+            } => (pod, *template_hash),
+        };
+        let rc = self.rcs.get(&pod.rc);
+        let owner = self.assignment.owner(pod);
+        let why = match rc {
+            None => "its replicationcontroller was deleted".to_owned(),
+            Some(rc) if pod.index >= rc.replicas => format!("scaled down to {}", rc.replicas),
+            Some(_) if owner.is_some_and(|o| o != self.config.node) => {
+                let to = self.node_name(owner.unwrap_or(self.config.node));
+                format!("the replica moved to node {to}")
+            }
+            Some(rc) if rc.template.hash() != template_hash => {
+                let image = rc.template.primary_image().to_owned();
+                let step = EventRecord::new(
+                    at,
+                    EventType::Normal,
+                    "RollingUpdate",
+                    events::rc(&pod.rc),
+                    format!("Replacing {pod} with the template of image {image}"),
+                );
+                self.record(step);
+                format!("rolling update to image {image}")
+            }
+            Some(_) => "it is not wanted here".to_owned(),
+        };
+        let killing = EventRecord::new(
+            at,
+            EventType::Normal,
+            "Killing",
+            events::pod(pod),
+            format!("Stopping the pod: {why}"),
+        );
+        self.record(killing);
+    }
+
+    /// An exited pod waits before its restart: say why, and until when.
+    fn record_backoff(&mut self, now: Duration, pod: &PodId, at: u64) {
+        let why = self
+            .local
+            .get(pod)
+            .and_then(|l| l.last_error.as_deref())
+            .map_or_else(
+                || "it went down".to_owned(),
+                |e| events::without_countdown(e).to_owned(),
+            );
+        let mut record = EventRecord::new(
+            ms(now),
+            EventType::Warning,
+            "BackOff",
+            events::pod(pod),
+            format!("Back-off restarting the failed pod ({why})"),
+        );
+        record.next_retry_ms = Some(at);
+        self.record(record);
     }
 }
 

@@ -91,7 +91,7 @@ pub struct LocalPod {
 }
 
 impl LocalPod {
-    pub(super) fn starting(template_hash: TemplateHash, grace_secs: u32) -> Self {
+    pub fn starting(template_hash: TemplateHash, grace_secs: u32) -> Self {
         LocalPod {
             template_hash,
             state: LocalState::Starting,

@@ -91,6 +91,8 @@ pub struct Plan {
     /// Call `plan` again at this time (ms) even if nothing is observed: the
     /// earliest back-off expiry, handover bound or unconfirmed-stop retry.
     pub wake_at: Option<u64>,
+    /// Exited pods this call put in back-off, with when they restart (ms).
+    pub backoffs: Vec<(PodId, u64)>,
 }
 
 /// This node's actions, given the assignment every peer computed and what
@@ -246,12 +248,18 @@ pub fn plan(
                 if l.state == LocalState::Exited {
                     // Unplaced replicas that crashed stay down: no node fits them.
                     if owner == Some(me) && may_start {
+                        let fresh = l.next_restart_at.is_none();
                         match restart_due(l, now, rc.template.restart_policy, &policy.backoff) {
                             Some(at) if at <= now => {
                                 let restarts = l.restarts.saturating_add(1);
                                 rest.push(start(&id, rc, local, Some(restarts), now));
                             }
-                            Some(at) => wake(at),
+                            Some(at) => {
+                                if fresh {
+                                    out.backoffs.push((id.clone(), at));
+                                }
+                                wake(at);
+                            }
                             None => {}
                         }
                     }

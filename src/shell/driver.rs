@@ -22,10 +22,11 @@ use shoal_crdt_state::node::{ImageHoldings, ListenerProblems};
 use shoal_gossip::quic::QuicTransport;
 use shoal_runtime::docker::DockerRuntime;
 use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::acks::{self, Acks, Held};
+use super::events::{ClusterEvents, EventStore, fanout};
 use super::handle::{Ack, Request};
 use super::images::PeerImages;
 use super::images::wire::FetchRequest;
@@ -73,6 +74,8 @@ pub fn wall_now() -> Duration {
 #[derive(Debug)]
 pub struct Driver {
     pub peer: Peer,
+    /// What this peer decided and did, for `get events` (see [`events`](super::events)).
+    pub events: EventStore,
     /// Publishes what the API reads; built only when a reader asks.
     pub snapshots: SnapshotSource,
     pub transport: QuicTransport,
@@ -138,7 +141,13 @@ impl Driver {
                     self.peer.handle_sync(wall_now(), from, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
-                    if let Some(fetch) = FetchRequest::decode(&request.body) {
+                    if fanout::is_request(&request.body) {
+                        // A peer gathers the cluster's events.
+                        let answer = fanout::answer(&self.events.list());
+                        tokio::spawn(async move {
+                            let _ = request.responder.respond(answer).await;
+                        });
+                    } else if let Some(fetch) = FetchRequest::decode(&request.body) {
                         // A peer fetches an image: served off this task.
                         self.images.serve(fetch, request.responder);
                     } else {
@@ -267,7 +276,37 @@ impl Driver {
             Request::Snapshot { reply } => {
                 let _ = reply.send(self.snapshots.current(&self.peer));
             }
+            Request::Events { cluster, reply } => self.answer_events(cluster, reply),
         }
+    }
+
+    /// Our events at once; the cluster's from a task that asks the live
+    /// members (the loop never waits for the network).
+    fn answer_events(&self, cluster: bool, reply: oneshot::Sender<ClusterEvents>) {
+        let local = self.events.list();
+        if !cluster {
+            let _ = reply.send(ClusterEvents {
+                events: local,
+                unanswered: Vec::new(),
+            });
+            return;
+        }
+        let observed = &self.peer.state().observed;
+        let peers: Vec<(String, SocketAddr)> = self
+            .peer
+            .members()
+            .iter()
+            .map(|(node, addr)| {
+                let name = observed
+                    .get(*node)
+                    .map_or_else(|| node.to_string(), |r| r.info.name.clone());
+                (name, *addr)
+            })
+            .collect();
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            let _ = reply.send(fanout::gather(transport, peers, local).await);
+        });
     }
 
     /// Holds `answer` until `seq` is durable (at once if it already is:
@@ -329,6 +368,7 @@ impl Driver {
                         let _ = fatal.send(why);
                     }
                 }
+                Output::Event(PeerEvent::Recorded(record)) => self.events.record(record),
                 Output::Event(event) => log_event(&event),
             }
         }
@@ -378,7 +418,7 @@ fn log_event(event: &PeerEvent) {
             rolled_back,
         } => tracing::warn!(%rc, %reason, rolled_back, "rollout stopped"),
         PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
-        PeerEvent::NameTaken { .. } => {}
+        PeerEvent::NameTaken { .. } | PeerEvent::Recorded(_) => {}
         PeerEvent::NodeForgotten { node, name, why } => {
             tracing::warn!(%node, %name, why, "node forgotten");
         }

@@ -43,6 +43,11 @@ pub enum Request {
     Snapshot {
         reply: oneshot::Sender<Arc<Snapshot>>,
     },
+    /// This peer's events; with `cluster`, merged with every live peer's.
+    Events {
+        cluster: bool,
+        reply: oneshot::Sender<super::events::ClusterEvents>,
+    },
 }
 
 /// Why the driver could not answer.
@@ -97,6 +102,16 @@ impl PeerHandle {
             .await
             .map_err(|_| HandleError::Closed)?;
         rx.await.map_err(|_| HandleError::Closed)?
+    }
+
+    /// The events of this peer, or (`cluster`) of every live peer merged.
+    pub async fn events(&self, cluster: bool) -> Result<super::events::ClusterEvents, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Events { cluster, reply })
+            .await
+            .map_err(|_| HandleError::Closed)?;
+        rx.await.map_err(|_| HandleError::Closed)
     }
 
     /// What this peer knows, as of this call or later: never older than

@@ -7,6 +7,7 @@
 //!   until the core's one timer deadline.
 //! - [`persist`]: the data dir and the writer thread (durable writes).
 //! - [`acks`]: answers held until the write they acknowledge is durable.
+//! - [`events`]: each peer's events, served for the whole cluster.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
 //! - [`images`]: peers hand images to each other (the cluster as registry).
@@ -18,6 +19,7 @@ pub mod acks;
 pub mod addresses;
 pub mod api;
 pub mod driver;
+pub mod events;
 pub mod handle;
 pub mod images;
 pub mod join_watch;

@@ -15,6 +15,7 @@ use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::driver::{Driver, foreign_scan_loop, wall_now};
+use super::events::{EventStore, store::EVENTS_KEPT};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
@@ -143,7 +144,9 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     // Ends when the driver (the receiver) is gone.
     tokio::spawn(holdings_loop(images.clone(), holdings_tx));
     let (problems_tx, listener_problems) = mpsc::channel(1);
+    let events = EventStore::new(peer.config().info.name.clone(), EVENTS_KEPT);
     let driver = Driver {
+        events,
         peer,
         snapshots,
         transport,

@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal::peer::testing;
-use shoal::peer::{Peer, PeerConfig};
+use shoal::peer::{Peer, PeerConfig, PeerEvent};
 use shoal::shell::api::{ApiState, router};
+use shoal::shell::events::{ClusterEvents, EventStore, store::EVENTS_KEPT};
 use shoal::shell::handle::{PeerHandle, REQUEST_QUEUE, Request};
 use shoal::shell::snapshots::SnapshotSource;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
@@ -163,6 +164,20 @@ fn answer(cluster: &mut testing::Cluster, i: usize, source: &mut SnapshotSource,
         }
         Request::Snapshot { reply } => {
             let _ = reply.send(source.current(&cluster.peers[i]));
+        }
+        // This peer's recorded events (no transport here to ask the others).
+        Request::Events { reply, .. } => {
+            let name = cluster.peers[i].config().info.name.clone();
+            let mut store = EventStore::new(name, EVENTS_KEPT);
+            for event in &cluster.logs[i].events {
+                if let PeerEvent::Recorded(record) = event {
+                    store.record(record.clone());
+                }
+            }
+            let _ = reply.send(ClusterEvents {
+                events: store.list(),
+                unanswered: Vec::new(),
+            });
         }
     }
 }

@@ -299,6 +299,20 @@ impl DockerRuntime {
         container: Option<&str>,
         follow: bool,
     ) -> Result<LogStream, RuntimeError> {
+        let range = LogRange {
+            follow,
+            ..LogRange::default()
+        };
+        self.logs_in(pod, container, &range).await
+    }
+
+    /// Like [`DockerRuntime::logs`], for the part of the output `range` says.
+    pub async fn logs_in(
+        &self,
+        pod: &PodId,
+        container: Option<&str>,
+        range: &LogRange,
+    ) -> Result<LogStream, RuntimeError> {
         let inner = &self.inner;
         let mut candidates: Vec<ContainerSummary> = inner
             .list(inner.owner.pod_filters(pod))
@@ -326,10 +340,16 @@ impl DockerRuntime {
                 container: container.unwrap_or("(first)").to_string(),
             })?;
         let options = LogsOptions {
-            follow,
+            follow: range.follow,
             stdout: true,
             stderr: true,
-            tail: "all".to_string(),
+            since: range
+                .since_unix
+                .map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+            timestamps: range.timestamps,
+            tail: range
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
             ..Default::default()
         };
         let host = inner.host.clone();
@@ -342,6 +362,19 @@ impl DockerRuntime {
         });
         Ok(Box::pin(stream))
     }
+}
+
+/// Which part of a container's output [`DockerRuntime::logs_in`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRange {
+    /// Keep streaming new output.
+    pub follow: bool,
+    /// Only the last this many lines; all when `None`.
+    pub tail: Option<u64>,
+    /// Only output since this time (seconds since the UNIX epoch).
+    pub since_unix: Option<i64>,
+    /// Prefix each line with its RFC 3339 time, as the engine records it.
+    pub timestamps: bool,
 }
 
 impl Drop for DockerRuntime {

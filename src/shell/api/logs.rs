@@ -1,4 +1,5 @@
-//! `GET /pods/{name}/logs`: a pod's output, streamed.
+//! `GET /pods/{name}/logs?follow=&container=&tail=&sinceSeconds=&timestamps=`:
+//! a pod's output, streamed.
 //!
 //! The pod's containers live on one node's engine. If that node is this
 //! one, the bytes come from the local [`DockerRuntime`]; otherwise the
@@ -18,7 +19,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use shoal_crdt_state::node::NodeInfo;
 use shoal_crdt_state::pod::PodId;
-use shoal_runtime::docker::RuntimeError;
+use shoal_runtime::docker::{LogRange, RuntimeError};
 
 use super::error::{ApiError, ErrorBody};
 use super::reads::locate_pod;
@@ -32,6 +33,48 @@ pub(super) struct LogsQuery {
     #[serde(default)]
     follow: bool,
     container: Option<String>,
+    /// Only the last this many lines.
+    tail: Option<u64>,
+    /// Only output of the last this many seconds (kubectl's `sinceSeconds`).
+    #[serde(rename = "sinceSeconds")]
+    since_seconds: Option<u64>,
+    /// Prefix each line with its RFC 3339 time.
+    #[serde(default)]
+    timestamps: bool,
+}
+
+impl LogsQuery {
+    fn range(&self) -> LogRange {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        LogRange {
+            follow: self.follow,
+            tail: self.tail,
+            since_unix: self
+                .since_seconds
+                .map(|s| i64::try_from(now.saturating_sub(s)).unwrap_or(i64::MAX)),
+            timestamps: self.timestamps,
+        }
+    }
+
+    /// The query as the owning node's API takes it.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut params = vec![
+            ("follow", self.follow.to_string()),
+            ("timestamps", self.timestamps.to_string()),
+        ];
+        if let Some(container) = &self.container {
+            params.push(("container", container.clone()));
+        }
+        if let Some(tail) = self.tail {
+            params.push(("tail", tail.to_string()));
+        }
+        if let Some(since) = self.since_seconds {
+            params.push(("sinceSeconds", since.to_string()));
+        }
+        params
+    }
 }
 
 pub(super) async fn logs(
@@ -42,7 +85,7 @@ pub(super) async fn logs(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "{}; use ?follow=true|false&container=NAME",
+            "{}; use ?follow=true|false&container=NAME&tail=N&sinceSeconds=S&timestamps=true|false",
             e.body_text()
         ))
     })?;
@@ -77,7 +120,7 @@ async fn local_logs(
         )
     })?;
     let stream = runtime
-        .logs(pod, query.container.as_deref(), query.follow)
+        .logs_in(pod, query.container.as_deref(), &query.range())
         .await
         .map_err(|e| match e {
             RuntimeError::NoSuchPod { .. } => ApiError::not_found(format!(
@@ -102,10 +145,7 @@ async fn proxy_logs(
         .connect_timeout(PROXY_CONNECT_TIMEOUT)
         .build()
         .map_err(|e| ApiError::unavailable(format!("cannot build an HTTP client: {e}")))?;
-    let mut params = vec![("follow", query.follow.to_string())];
-    if let Some(container) = &query.container {
-        params.push(("container", container.clone()));
-    }
+    let params = query.params();
     let mut request = client
         .get(format!("http://{api}/api/v1/pods/{name}/logs"))
         .query(&params)

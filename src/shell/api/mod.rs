@@ -19,6 +19,7 @@
 //! - `image_load`: an image archive streamed into this peer's engine.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
+//! - [`events`]: the cluster's events, gathered from every live peer.
 //!
 //! | route | what |
 //! |---|---|
@@ -38,12 +39,14 @@
 //! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
 //! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
+//! | `GET /api/v1/events?for=KIND/NAME&local=` | events (Kubernetes fields), whole cluster |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
 
 pub mod error;
+pub mod events;
 pub mod models;
 pub mod views;
 
@@ -118,6 +121,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/pods", get(reads::pods))
         .route("/pods/{name}", get(reads::pod))
         .route("/pods/{name}/logs", get(logs::logs))
+        .route("/events", get(events::list))
         .route("/healthz", get(reads::healthz));
     Router::new()
         .nest("/api/v1", v1)
