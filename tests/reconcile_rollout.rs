@@ -30,6 +30,7 @@ fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpe
             max_unavailable,
         },
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 

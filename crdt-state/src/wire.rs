@@ -25,7 +25,9 @@ use serde::de::DeserializeOwned;
 ///    ports carry their names.
 /// 4: node records list the images each node holds and the service
 ///    listeners it cannot open.
-pub const WIRE_VERSION: u8 = 4;
+/// 5: RC records carry a paused register and revision numbers (bodies and
+///    history entries); digests the paused register.
+pub const WIRE_VERSION: u8 = 5;
 
 /// No message may exceed this, whatever limit a caller passes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
