@@ -205,9 +205,9 @@ fn merge_history(history: &mut Vec<Revision>, incoming: Vec<Revision>) {
         if later.stamp != kept.stamp {
             return false;
         }
-        if later.template != kept.template
-            && register::encoding(&later.template) > register::encoding(&kept.template)
-        {
+        // Template and revision number both count: a clash keeps the larger
+        // encoding whatever the order the entries arrived in.
+        if later != kept && register::encoding(later) > register::encoding(kept) {
             std::mem::swap(later, kept);
         }
         true
