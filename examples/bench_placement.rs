@@ -77,6 +77,7 @@ fn rcs() -> BTreeMap<String, RcSpec> {
                 },
                 update_strategy: UpdateStrategy::default(),
                 partition_policy: PartitionPolicy::default(),
+                paused: false,
             };
             (name, spec)
         })

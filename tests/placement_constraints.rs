@@ -51,6 +51,7 @@ fn rc(name: &str, replicas: u32, cpu_millis: u64, memory_bytes: u64) -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 

@@ -50,6 +50,7 @@ fn rc(name: &str, replicas: u32) -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 

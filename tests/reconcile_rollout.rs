@@ -32,6 +32,7 @@ fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpe
             ..UpdateStrategy::default()
         },
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 

@@ -46,6 +46,7 @@ fn rc(name: &str, replicas: u32) -> RcSpec {
         },
         update_strategy: Default::default(),
         partition_policy: Default::default(),
+        paused: false,
     }
 }
 

@@ -123,6 +123,7 @@ fn build(count: usize) -> DesiredState {
             template: template(&mut rng, &name, 0),
             update_strategy: UpdateStrategy::default(),
             partition_policy: PartitionPolicy::Available,
+            paused: false,
         };
         now += 1;
         state.apply(&spec, clock.tick(now));

@@ -1,8 +1,9 @@
 //! Desired state: what the users asked for, one record per ReplicationController.
 //!
-//! Each [`RcRecord`] holds three independent last-writer-wins registers —
-//! the spec without its replica count ([`RcBody`]), the replica count, and
-//! the deleted flag — plus the rollout history. Because the registers merge
+//! Each [`RcRecord`] holds four independent last-writer-wins registers —
+//! the spec without its replica count ([`RcBody`]), the replica count, the
+//! deleted flag and the rollout's paused flag — plus the rollout history
+//! (numbered as [`crate::revisions`] describes). Because the registers merge
 //! independently, a `scale` at one peer and an image change at another, made
 //! during a partition, both survive the heal.
 //!
@@ -33,6 +34,7 @@ use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};
+use crate::revisions;
 use crate::service::ServiceRecord;
 use crate::spec::{Labels, PartitionPolicy, PodTemplate, RcSpec, UpdateStrategy};
 use crate::summarized::Summarized;
@@ -48,18 +50,32 @@ pub struct RcBody {
     pub template: PodTemplate,
     pub update_strategy: UpdateStrategy,
     pub partition_policy: PartitionPolicy,
+    /// Rollout revision of `template`, assigned by the write (see
+    /// [`crate::revisions`]); a write that keeps the template keeps it.
+    pub revision: u64,
 }
 
 impl RcBody {
+    /// The body of `spec`, revision not yet assigned (0).
     pub fn of(spec: &RcSpec) -> RcBody {
         RcBody {
             selector: spec.selector.clone(),
             template: spec.template.clone(),
             update_strategy: spec.update_strategy,
             partition_policy: spec.partition_policy,
+            revision: 0,
         }
     }
 
+    /// The same spec, whatever the revisions: what `apply` compares.
+    pub fn same_spec(&self, other: &RcBody) -> bool {
+        self.selector == other.selector
+            && self.template == other.template
+            && self.update_strategy == other.update_strategy
+            && self.partition_policy == other.partition_policy
+    }
+
+    /// The spec, not paused (the paused flag is a register of its own).
     pub fn to_spec(&self, name: &str, replicas: u32) -> RcSpec {
         RcSpec {
             name: name.to_owned(),
@@ -68,6 +84,7 @@ impl RcBody {
             template: self.template.clone(),
             update_strategy: self.update_strategy,
             partition_policy: self.partition_policy,
+            paused: false,
         }
     }
 }
@@ -77,6 +94,19 @@ impl RcBody {
 pub struct Revision {
     pub stamp: Hlc,
     pub template: PodTemplate,
+    /// The revision number its write gave it (see [`crate::revisions`]).
+    pub revision: u64,
+}
+
+impl Revision {
+    /// The history entry of an overwritten body write.
+    pub fn of(reg: &Reg<RcBody>) -> Revision {
+        Revision {
+            stamp: reg.marker,
+            template: reg.val.template.clone(),
+            revision: reg.val.revision,
+        }
+    }
 }
 
 /// One RC's replicated record. A register that was never written here is
@@ -89,6 +119,10 @@ pub struct RcRecord {
     pub replicas: Option<Reg<u32>>,
     /// Tombstone. `None` counts as not deleted.
     pub deleted: Option<Reg<bool>>,
+    /// Rollout paused (`shoal rollout pause`): running pods are not moved
+    /// to a new template. Its own register, so an `apply` keeps it. `None`
+    /// counts as not paused.
+    pub paused: Option<Reg<bool>>,
     /// Templates of overwritten bodies, newest first, distinct stamps, at most
     /// [`HISTORY_LIMIT`]. It is the top-N (by stamp) of the union of all
     /// overwritten body writes: the top-N of a union is still a join
@@ -101,21 +135,20 @@ impl RcRecord {
     /// Join `other` into this record.
     pub fn merge(&mut self, other: RcRecord) {
         if let Some(lost) = register::join(&mut self.body, other.body) {
-            merge_history(
-                &mut self.history,
-                vec![Revision {
-                    stamp: lost.marker,
-                    template: lost.val.template,
-                }],
-            );
+            merge_history(&mut self.history, vec![Revision::of(&lost)]);
         }
         register::join(&mut self.replicas, other.replicas);
         register::join(&mut self.deleted, other.deleted);
+        register::join(&mut self.paused, other.paused);
         merge_history(&mut self.history, other.history);
     }
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.as_ref().is_some_and(|r| r.val)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.as_ref().is_some_and(|r| r.val)
     }
 
     /// When the RC was created, or recreated after a delete: `apply` writes
@@ -143,6 +176,7 @@ impl RcRecord {
             register::stamp(&self.body),
             register::stamp(&self.replicas),
             register::stamp(&self.deleted),
+            register::stamp(&self.paused),
             self.history.first().map(|r| r.stamp),
         ]
         .into_iter()
@@ -154,6 +188,7 @@ impl RcRecord {
         self.body.is_none()
             && self.replicas.is_none()
             && self.deleted.is_none()
+            && self.paused.is_none()
             && self.history.is_empty()
     }
 }
@@ -170,9 +205,9 @@ fn merge_history(history: &mut Vec<Revision>, incoming: Vec<Revision>) {
         if later.stamp != kept.stamp {
             return false;
         }
-        if later.template != kept.template
-            && register::encoding(&later.template) > register::encoding(&kept.template)
-        {
+        // Template and revision number both count: a clash keeps the larger
+        // encoding whatever the order the entries arrived in.
+        if later != kept && register::encoding(later) > register::encoding(kept) {
             std::mem::swap(later, kept);
         }
         true
@@ -200,7 +235,10 @@ impl RcView<'_> {
     }
 
     pub fn to_spec(&self) -> RcSpec {
-        self.body.to_spec(self.name, self.replicas)
+        RcSpec {
+            paused: self.record.is_paused(),
+            ..self.body.to_spec(self.name, self.replicas)
+        }
     }
 }
 
@@ -315,19 +353,14 @@ impl DesiredState {
     /// not clobber a concurrent `scale`. Recreates a deleted RC.
     pub fn apply(&mut self, spec: &RcSpec, stamp: Hlc) -> DesiredDelta {
         let current = self.record(&spec.name);
-        let body = RcBody::of(spec);
+        let mut body = RcBody::of(spec);
         let mut write = RcRecord::default();
         let current_body = current.and_then(|r| r.body.as_ref());
-        if current_body.is_none_or(|reg| reg.val != body) {
+        if current_body.is_none_or(|reg| !reg.val.same_spec(&body)) {
+            body.revision = current.map_or(1, |r| revisions::next_number(r, &body.template));
             // The overwritten body becomes history here and at every receiver;
             // shipping it lets a receiver that never saw it record it too.
-            write.history = current_body
-                .map(|reg| Revision {
-                    stamp: reg.marker,
-                    template: reg.val.template.clone(),
-                })
-                .into_iter()
-                .collect();
+            write.history = current_body.map(Revision::of).into_iter().collect();
             write.body = Some(register::write(body, stamp));
         }
         if current
@@ -389,11 +422,9 @@ impl DesiredState {
                     .join(","),
             });
         }
-        let old = Revision {
-            stamp: current.marker,
-            template: current.val.template.clone(),
-        };
+        let old = Revision::of(current);
         let body = RcBody {
+            revision: revisions::next_number(record, &template),
             template,
             ..current.val.clone()
         };
@@ -515,7 +546,7 @@ impl DesiredState {
         doomed.into_iter().chain(services).collect()
     }
 
-    fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {
+    pub(crate) fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {
         match self.record(name) {
             Some(r) if r.is_live() => Ok(r),
             Some(r) if r.is_deleted() => Err(StateError::DeletedRc {
@@ -528,7 +559,7 @@ impl DesiredState {
     }
 
     /// Merge a local write and hand it back as the delta to gossip.
-    fn commit(&mut self, name: &str, write: RcRecord) -> DesiredDelta {
+    pub(crate) fn commit(&mut self, name: &str, write: RcRecord) -> DesiredDelta {
         if write.is_empty() {
             return DesiredDelta::default();
         }

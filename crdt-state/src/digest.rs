@@ -2,7 +2,8 @@
 //!
 //! **Stamps and content.** Per RC a digest holds the stamp of each
 //! register, what each register holds ([`RcContent`]: the body as a 64-bit
-//! xxh3 of its encoding, the replica count and deleted flag as themselves)
+//! xxh3 of its encoding, the replica count, deleted and paused flags as
+//! themselves)
 //! and a hash of the history; per node record, its version and a 64-bit
 //! xxh3 of its encoding ([`NodeVersion`]). Stamps alone cannot tell two
 //! different values written under one stamp (or one version) apart, and
@@ -47,6 +48,7 @@ pub struct RcStamps {
     pub body: Option<Hlc>,
     pub replicas: Option<Hlc>,
     pub deleted: Option<Hlc>,
+    pub paused: Option<Hlc>,
     /// xxh3 of the encoded history; 0 for an empty history.
     pub history: u64,
     /// What the registers hold: tells apart two writes under one stamp.
@@ -63,6 +65,8 @@ pub struct RcContent {
     pub replicas: u32,
     /// The deleted flag itself.
     pub deleted: bool,
+    /// The paused flag itself.
+    pub paused: bool,
 }
 
 impl RcStamps {
@@ -71,17 +75,19 @@ impl RcStamps {
             body: stamp(&record.body),
             replicas: stamp(&record.replicas),
             deleted: stamp(&record.deleted),
+            paused: stamp(&record.paused),
             history: history_hash(record),
             content: RcContent {
                 body: record.body.as_ref().map_or(0, |r| content_hash(&r.val)),
                 replicas: record.replicas.as_ref().map_or(0, |r| r.val),
                 deleted: record.deleted.as_ref().is_some_and(|r| r.val),
+                paused: record.is_paused(),
             },
         }
     }
 
-    fn stamps(&self) -> [Option<Hlc>; 3] {
-        [self.body, self.replicas, self.deleted]
+    fn stamps(&self) -> [Option<Hlc>; 4] {
+        [self.body, self.replicas, self.deleted, self.paused]
     }
 }
 
@@ -184,9 +190,9 @@ pub struct CompactDigest {
     writers: Vec<NodeId>,
     /// The oldest physical time of any stamp below.
     base_ms: u64,
-    /// Per RC, sorted by name: body, replicas, deleted stamps; history
-    /// hash; content.
-    rcs: Vec<(String, [Option<CompactStamp>; 3], u64, CompactContent)>,
+    /// Per RC, sorted by name: body, replicas, deleted, paused stamps;
+    /// history hash; content.
+    rcs: Vec<(String, [Option<CompactStamp>; 4], u64, CompactContent)>,
     /// Per node decision: cordoned and removed stamps, and their values.
     nodes: Vec<(NodeId, [Option<CompactStamp>; 2], [bool; 2])>,
     /// Per node record: version, content hash.
@@ -201,9 +207,9 @@ type CompactService = (String, [Option<CompactStamp>; 2], [u8; 8], bool);
 /// `(physical_ms - base_ms, counter, index into writers)`.
 type CompactStamp = (u64, u32, u32);
 
-/// `(body hash, replicas, deleted)`. Hashes travel as 8 little-endian
-/// bytes: as a varint, a random 64-bit number takes 9.
-type CompactContent = ([u8; 8], u32, bool);
+/// `(body hash, replicas, deleted, paused)`. Hashes travel as 8
+/// little-endian bytes: as a varint, a random 64-bit number takes 9.
+type CompactContent = ([u8; 8], u32, bool, bool);
 
 impl From<Digest> for CompactDigest {
     fn from(digest: Digest) -> CompactDigest {
@@ -230,6 +236,7 @@ impl From<Digest> for CompactDigest {
                     s.content.body.to_le_bytes(),
                     s.content.replicas,
                     s.content.deleted,
+                    s.content.paused,
                 );
                 let stamps = s.stamps().map(|o| o.map(compact));
                 (name.clone(), stamps, s.history, content)
@@ -294,17 +301,19 @@ impl TryFrom<CompactDigest> for Digest {
             })
         };
         let mut desired = BTreeMap::new();
-        for (name, [body, replicas, deleted], history, content) in &compact.rcs {
-            let (body_hash, replica_count, deleted_flag) = *content;
+        for (name, [body, replicas, deleted, paused], history, content) in &compact.rcs {
+            let (body_hash, replica_count, deleted_flag, paused_flag) = *content;
             let stamps = RcStamps {
                 body: body.map(expand).transpose()?,
                 replicas: replicas.map(expand).transpose()?,
                 deleted: deleted.map(expand).transpose()?,
+                paused: paused.map(expand).transpose()?,
                 history: *history,
                 content: RcContent {
                     body: u64::from_le_bytes(body_hash),
                     replicas: replica_count,
                     deleted: deleted_flag,
+                    paused: paused_flag,
                 },
             };
             desired.insert(name.clone(), stamps);

@@ -18,6 +18,37 @@ pub enum StateError {
          keep the selector's labels on the template, or apply a new manifest"
     )]
     SelectorMismatch { name: String, selector: String },
+    #[error(
+        "replication controller {name:?} has no revision {revision}; its revisions are {}: \
+         `shoal rollout history {name}` lists them",
+        known.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownRevision {
+        name: String,
+        revision: u64,
+        known: Vec<u64>,
+    },
+    #[error(
+        "replication controller {name:?} has no earlier revision to return to: \
+         `shoal rollout history {name}` lists what it has run"
+    )]
+    NoEarlierRevision { name: String },
+    #[error(
+        "replication controller {name:?} already runs the template of revision {revision} \
+         (its current revision is {current}); nothing to undo"
+    )]
+    AlreadyAtRevision {
+        name: String,
+        revision: u64,
+        current: u64,
+    },
+    #[error(
+        "the rollout of replication controller {name:?} is already paused: \
+         `shoal rollout resume {name}` lets it continue"
+    )]
+    AlreadyPaused { name: String },
+    #[error("the rollout of replication controller {name:?} is not paused")]
+    NotPaused { name: String },
     #[error("service {name:?} not found: create it with `shoal apply -f <manifest>`")]
     UnknownService { name: String },
     #[error(

@@ -4,7 +4,8 @@
 //! - [`image_ref`]: image references checked against Docker's grammar.
 //! - [`node`], [`pod`]: node identity and info, pod identity and status.
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
-//! - [`desired`]: desired state, RC name → record of LWW registers + history.
+//! - [`desired`]: desired state, RC name → record of LWW registers + history;
+//!   [`revisions`]: rollout revision numbers, undo, restart, pause.
 //! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
 //! - [`service`]: Service objects (name, selector, ports), replicated like RCs;
 //!   [`service_checks`]: their rules against other services and RCs.
@@ -68,6 +69,7 @@ pub mod hlc;
 pub mod node_decisions;
 pub mod observed;
 pub mod register;
+pub mod revisions;
 pub mod service;
 pub mod service_checks;
 pub mod sync;

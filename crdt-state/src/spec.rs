@@ -24,6 +24,10 @@ pub struct RcSpec {
     pub template: PodTemplate,
     pub update_strategy: UpdateStrategy,
     pub partition_policy: PartitionPolicy,
+    /// Rollout paused (`shoal rollout pause`): no running pod is replaced
+    /// by the current template. Not part of a manifest: the RC record keeps
+    /// it in a register of its own, which `apply` leaves alone.
+    pub paused: bool,
 }
 
 /// What one replica runs: a pod of one or more containers sharing a network.

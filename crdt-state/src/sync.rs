@@ -73,6 +73,9 @@ impl DesiredState {
             if wanted((ours.deleted, c.deleted), (theirs.deleted, t.deleted)) {
                 out.deleted = mine.deleted.clone();
             }
+            if wanted((ours.paused, c.paused), (theirs.paused, t.paused)) {
+                out.paused = mine.paused.clone();
+            }
             if !mine.history.is_empty() && ours.history != theirs.history {
                 out.history = mine.history.clone();
             }

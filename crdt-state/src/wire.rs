@@ -27,7 +27,9 @@ use serde::de::DeserializeOwned;
 ///    listeners it cannot open.
 /// 5: update strategies carry percentages, minReadySeconds, the progress
 ///    deadline and auto-rollback; pod statuses say whether a pod is
-///    available (ready for minReadySeconds) and why it stalled a rollout.
+///    available (ready for minReadySeconds) and why it stalled a rollout;
+///    RC records carry a paused register and revision numbers (bodies and
+///    history entries); digests the paused register.
 pub const WIRE_VERSION: u8 = 5;
 
 /// No message may exceed this, whatever limit a caller passes.

@@ -47,6 +47,7 @@ fn expected_hello() -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::Available,
+        paused: false,
     }
 }
 

@@ -57,10 +57,11 @@ fn arb_stamp() -> impl Strategy<Value = Hlc> {
 fn arb_body() -> impl Strategy<Value = RcBody> {
     // Selector and template vary independently, so the body's order and its
     // template's order disagree (the case where a careless tie-break diverges).
-    (0..2usize, 0..IMAGES.len(), 0u32..2).prop_map(|(sel, image, surge)| {
+    (0..2usize, 0..IMAGES.len(), 0u32..2, 0u64..3).prop_map(|(sel, image, surge, revision)| {
         let mut body = RcBody::of(&spec("web", IMAGES[image], 1));
         body.selector = BTreeMap::from([("tier".to_owned(), NAMES[sel].to_owned())]);
         body.update_strategy.max_surge = shoal_crdt_state::spec::Allowance::Count(surge);
+        body.revision = revision;
         body
     })
 }
@@ -70,17 +71,20 @@ fn arb_record() -> impl Strategy<Value = RcRecord> {
         proptest::option::of((arb_body(), arb_stamp())),
         proptest::option::of((0u32..3, arb_stamp())),
         proptest::option::of((any::<bool>(), arb_stamp())),
-        prop::collection::vec((arb_stamp(), 0..IMAGES.len()), 0..14),
+        proptest::option::of((any::<bool>(), arb_stamp())),
+        prop::collection::vec((arb_stamp(), 0..IMAGES.len(), 0u64..3), 0..14),
     )
-        .prop_map(|(body, replicas, deleted, history)| RcRecord {
+        .prop_map(|(body, replicas, deleted, paused, history)| RcRecord {
             body: body.map(|(v, s)| register::write(v, s)),
             replicas: replicas.map(|(v, s)| register::write(v, s)),
             deleted: deleted.map(|(v, s)| register::write(v, s)),
+            paused: paused.map(|(v, s)| register::write(v, s)),
             history: history
                 .into_iter()
-                .map(|(stamp, i)| Revision {
+                .map(|(stamp, i, revision)| Revision {
                     stamp,
                     template: template("web", IMAGES[i]),
+                    revision,
                 })
                 .collect(),
         })

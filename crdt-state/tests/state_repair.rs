@@ -41,6 +41,7 @@ fn web(image: &str, replicas: u32, at: Hlc) -> RcRecord {
         )),
         replicas: Some(register::write(replicas, at)),
         deleted: Some(register::write(false, at)),
+        paused: None,
         history: Vec::new(),
     }
 }

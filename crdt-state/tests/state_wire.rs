@@ -146,12 +146,13 @@ proptest! {
     }
 }
 
-/// Per RC: name, stamps, history hash, (body hash, replicas, deleted).
+/// Per RC: name, stamps (body, replicas, deleted, paused), history hash,
+/// (body hash, replicas, deleted, paused).
 type RawRc = (
     String,
-    [Option<(u64, u32, u32)>; 3],
+    [Option<(u64, u32, u32)>; 4],
     u64,
-    ([u8; 8], u32, bool),
+    ([u8; 8], u32, bool, bool),
 );
 
 type RawDecision = (NodeId, [Option<(u64, u32, u32)>; 2], [bool; 2]);
@@ -167,7 +168,7 @@ type RawDigest = (
 
 type RawService = (String, [Option<(u64, u32, u32)>; 2], [u8; 8], bool);
 
-const NO_CONTENT: ([u8; 8], u32, bool) = ([0; 8], 0, false);
+const NO_CONTENT: ([u8; 8], u32, bool, bool) = ([0; 8], 0, false, false);
 
 #[test]
 fn digest_travels_compactly_and_hostile_digests_are_rejected() {
@@ -189,7 +190,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         1_000,
         vec![(
             "web".to_owned(),
-            [Some((0, 0, 3)), None, None],
+            [Some((0, 0, 3)), None, None, None],
             0,
             NO_CONTENT,
         )],
@@ -205,7 +206,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         u64::MAX,
         vec![(
             "web".to_owned(),
-            [None, Some((1, 0, 0)), None],
+            [None, Some((1, 0, 0)), None, None],
             0,
             NO_CONTENT,
         )],
@@ -221,9 +222,9 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         1_000,
         vec![(
             "web".to_owned(),
-            [Some((5, 2, 1)), Some((0, 0, 0)), None],
+            [Some((5, 2, 1)), Some((0, 0, 0)), None, Some((3, 0, 1))],
             42,
-            (7u64.to_le_bytes(), 3, false),
+            (7u64.to_le_bytes(), 3, false, true),
         )],
         vec![(NodeId(4), [None, Some((2, 0, 1))], [false, true])],
         vec![(NodeId(9), 3, 11u64.to_le_bytes())],
@@ -243,6 +244,8 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     assert_eq!(web.replicas, Some(Hlc::new(1_000, 0, NodeId(7))));
     assert_eq!((web.deleted, web.history), (None, 42));
     assert_eq!((web.content.body, web.content.replicas), (7, 3));
+    assert_eq!(web.paused, Some(Hlc::new(1_003, 0, NodeId(9))));
+    assert!(web.content.paused);
     let node = read.observed[&NodeId(9)];
     assert_eq!((node.version, node.content), (3, 11));
     let decision = read.nodes[&NodeId(4)];

@@ -37,6 +37,8 @@ pub mod node;
 #[cfg(feature = "shell")]
 pub mod rolling_update;
 #[cfg(feature = "shell")]
+pub mod rollout;
+#[cfg(feature = "shell")]
 pub mod scale;
 #[cfg(feature = "shell")]
 pub mod secrets;
@@ -80,6 +82,9 @@ pub enum Command {
     /// Move an RC to a new image, one replica at a time.
     #[cfg(feature = "shell")]
     RollingUpdate(rolling_update::RollingUpdateArgs),
+    /// Follow, list, undo, pause, resume or restart an RC's rollout (`rollout status NAME`).
+    #[cfg(feature = "shell")]
+    Rollout(rollout::RolloutArgs),
     /// Delete an RC (`delete rc NAME`), a service (`delete svc NAME`) or what a manifest declares (`delete -f FILE`).
     #[cfg(feature = "shell")]
     Delete(delete::DeleteArgs),
@@ -180,6 +185,8 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Scale(args) => scale::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::RollingUpdate(args) => rolling_update::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Rollout(args) => rollout::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::Delete(args) => delete::run(&args, io)?,
         #[cfg(feature = "shell")]

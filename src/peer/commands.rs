@@ -78,6 +78,35 @@ impl Peer {
                     .map_err(|e| not_found(e, &name))?;
                 (delta, CommandOutcome::RollingUpdate)
             }
+            Command::Undo { name, to_revision } => {
+                let undo = self
+                    .state
+                    .desired
+                    .undo(&name, to_revision, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                (undo.delta, CommandOutcome::RolledBack)
+            }
+            Command::Restart { name, at } => {
+                let delta = self
+                    .state
+                    .desired
+                    .restart(&name, &at, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                (delta, CommandOutcome::Restarted)
+            }
+            Command::Pause { name, paused } => {
+                let delta = self
+                    .state
+                    .desired
+                    .set_paused(&name, paused, stamp)
+                    .map_err(|e| not_found(e, &name))?;
+                let outcome = if paused {
+                    CommandOutcome::Paused
+                } else {
+                    CommandOutcome::Resumed
+                };
+                (delta, outcome)
+            }
             Command::Cordon { node, on } => {
                 if self.state.observed.get(node).is_none() {
                     return Err(CommandError::NoSuchNode(node));
@@ -273,6 +302,11 @@ fn not_found(error: StateError, name: &str) -> CommandError {
         StateError::UnknownRc { .. } | StateError::DeletedRc { .. } => {
             CommandError::NotFound(name.to_owned())
         }
+        StateError::UnknownRevision { .. }
+        | StateError::NoEarlierRevision { .. }
+        | StateError::AlreadyAtRevision { .. }
+        | StateError::AlreadyPaused { .. }
+        | StateError::NotPaused { .. } => CommandError::Rollout(error),
         other => CommandError::Invalid(other.to_string()),
     }
 }

@@ -109,6 +109,23 @@ pub enum Command {
     Delete {
         name: String,
     },
+    /// `rollout undo`: write the template of revision `to_revision` (the
+    /// one before the current one when None) as the new template.
+    Undo {
+        name: String,
+        to_revision: Option<u64>,
+    },
+    /// `rollout restart`: new pods with the same images; `at` becomes the
+    /// template's restarted-at label (a label value).
+    Restart {
+        name: String,
+        at: String,
+    },
+    /// `rollout pause` (`paused`) or `rollout resume`.
+    Pause {
+        name: String,
+        paused: bool,
+    },
     /// Cordon (`on`) or uncordon a node: whether placement may use it.
     Cordon {
         node: NodeId,
@@ -136,6 +153,10 @@ pub enum CommandOutcome {
     Deleted,
     Cordoned,
     Uncordoned,
+    RolledBack,
+    Restarted,
+    Paused,
+    Resumed,
 }
 
 impl CommandOutcome {
@@ -150,6 +171,10 @@ impl CommandOutcome {
             CommandOutcome::Deleted => "deleted",
             CommandOutcome::Cordoned => "cordoned",
             CommandOutcome::Uncordoned => "uncordoned",
+            CommandOutcome::RolledBack => "rolled back",
+            CommandOutcome::Restarted => "restarted",
+            CommandOutcome::Paused => "paused",
+            CommandOutcome::Resumed => "resumed",
         }
     }
 }
@@ -177,6 +202,10 @@ pub enum CommandError {
     /// A service clashes with another or with an RC's ports: one line each.
     #[error("{}", .0.join("; "))]
     ServiceRejected(Vec<String>),
+    /// A rollout verb that does not apply now: unknown revision, already
+    /// paused, nothing to undo.
+    #[error("{0}")]
+    Rollout(shoal_crdt_state::StateError),
     #[error("invalid command: {0}")]
     Invalid(String),
 }

@@ -264,6 +264,9 @@ pub fn plan(
                         }
                     }
                 } else if l.template_hash != current && owner == Some(me) && may_start {
+                    if rc.paused {
+                        continue; // `shoal rollout pause`: the rollout holds here.
+                    }
                     let view = views
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));

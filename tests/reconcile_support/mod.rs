@@ -29,6 +29,7 @@ pub fn rc(name: &str, replicas: u32, image: &str) -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 

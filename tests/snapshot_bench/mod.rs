@@ -145,6 +145,7 @@ pub fn spec(i: usize) -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::Available,
+        paused: false,
     }
 }
 

@@ -181,6 +181,7 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
         template,
         update_strategy,
         partition_policy,
+        paused: false,
     })
 }
 

@@ -57,6 +57,7 @@ pub fn spec(name: &str, image: &str, replicas: u32) -> RcSpec {
         template: template(name, image),
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::Available,
+        paused: false,
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use shoal_crdt_state::manifest::{Diagnostic, ManifestError};
 
 use crate::peer::CommandError;
+use shoal_crdt_state::StateError;
 use crate::shell::handle::HandleError;
 
 /// One manifest finding, as JSON: where (document, field path, line) and what.
@@ -148,6 +149,8 @@ impl From<CommandError> for ApiError {
             CommandError::NodeAlive { .. } | CommandError::ServiceRejected(_) => {
                 StatusCode::CONFLICT
             }
+            CommandError::Rollout(StateError::UnknownRevision { .. }) => StatusCode::NOT_FOUND,
+            CommandError::Rollout(_) => StatusCode::CONFLICT,
             CommandError::NoSuchContainer { .. }
             | CommandError::InvalidImage { .. }
             | CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -164,7 +167,9 @@ impl From<CommandError> for ApiError {
             CommandError::NoSuchNode(_) => format!("{err}; `shoal get nodes` lists them"),
             CommandError::ServiceNotFound(_) => format!("{err}; `shoal get svc` lists them"),
             CommandError::ServiceRejected(_) => err.to_string(),
-            CommandError::NodeAlive { .. } | CommandError::Invalid(_) => err.to_string(),
+            CommandError::NodeAlive { .. }
+            | CommandError::Invalid(_)
+            | CommandError::Rollout(_) => err.to_string(),
         };
         ApiError::new(status, message)
     }

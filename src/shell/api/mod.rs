@@ -14,6 +14,7 @@
 //! - `render`: views of the whole snapshot, built off the runtime's workers.
 //! - `apply`: a manifest's RCs and services, checked, then written.
 //! - `rcs`: apply, list, describe, scale, rolling-update, delete.
+//! - `rollout`: status, history, undo, pause, resume, restart.
 //! - `services`, `service_views`: apply, list, describe, replace, delete.
 //! - `reads`: nodes, pods, images, health.
 //! - `image_load`: an image archive streamed into this peer's engine.
@@ -28,6 +29,10 @@
 //! | `PUT /api/v1/rcs/{name}/scale` | `{"replicas": N}` |
 //! | `POST /api/v1/rcs/{name}/rolling-update` | `{"image": I, "container": C?}` |
 //! | `DELETE /api/v1/rcs/{name}` | delete |
+//! | `GET /api/v1/rcs/{name}/rollout` | rollout status: updated / ready / total, failing new pods |
+//! | `GET /api/v1/rcs/{name}/rollout/history` | revisions, oldest first |
+//! | `POST /api/v1/rcs/{name}/rollout/undo` | `{"to_revision": N?}`: back to an earlier template |
+//! | `POST /api/v1/rcs/{name}/rollout/{pause,resume,restart}` | hold, continue, new pods with the same images |
 //! | `POST /api/v1/services` | apply manifest text (services and RCs) |
 //! | `GET /api/v1/services`, `GET /api/v1/services/{name}` | list, describe (endpoints) |
 //! | `PUT /api/v1/services/{name}` | apply a manifest of that one service |
@@ -57,6 +62,7 @@ mod logs;
 mod nodes;
 mod rcs;
 mod reads;
+mod rollout;
 mod render;
 mod service_views;
 mod services;
@@ -102,6 +108,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/rcs/{name}", get(rcs::describe).delete(rcs::delete))
         .route("/rcs/{name}/scale", put(rcs::scale))
         .route("/rcs/{name}/rolling-update", post(rcs::rolling_update))
+        .route("/rcs/{name}/rollout", get(rollout::status))
+        .route("/rcs/{name}/rollout/history", get(rollout::history))
+        .route("/rcs/{name}/rollout/undo", post(rollout::undo))
+        .route("/rcs/{name}/rollout/pause", post(rollout::pause))
+        .route("/rcs/{name}/rollout/resume", post(rollout::resume))
+        .route("/rcs/{name}/rollout/restart", post(rollout::restart))
         .route("/services", post(services::create).get(services::list))
         .route(
             "/services/{name}",

@@ -304,3 +304,69 @@ pub struct LoadedImageJson {
     pub reference: Option<String>,
     pub id: String,
 }
+
+/// One revision of `GET /rcs/{name}/rollout/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRevisionJson {
+    /// Stable number, the same at every peer (see `shoal_crdt_state::revisions`).
+    pub revision: u64,
+    /// When this template was first written, ms since the UNIX epoch (writer's clock).
+    pub written_at_ms: u64,
+    pub template_hash: String,
+    /// `container=image`, in template order.
+    pub images: Vec<String>,
+    /// The template the RC runs now.
+    pub current: bool,
+}
+
+/// `GET /rcs/{name}/rollout/history`: revisions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutHistoryJson {
+    pub name: String,
+    pub revisions: Vec<RolloutRevisionJson>,
+}
+
+/// Body of `POST /rcs/{name}/rollout/undo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoRequest {
+    /// Revision to return to; the one before the current one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<u64>,
+}
+
+/// A pod of the new template that does not come up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingPodJson {
+    pub pod: String,
+    pub node: String,
+    pub phase: String,
+    pub restarts: u32,
+    /// The pod's last error (`image: ... not found`), if it reported one.
+    pub error: Option<String>,
+}
+
+/// `GET /rcs/{name}/rollout`: where the rollout of the current template stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatusJson {
+    pub name: String,
+    /// Number of the current template's revision.
+    pub revision: u64,
+    pub template_hash: String,
+    pub replicas: u32,
+    /// Pods on the current template (alive nodes only), in any phase.
+    pub updated: u32,
+    /// Of those, the ones running and ready.
+    pub updated_ready: u32,
+    /// Pods on any template, running and ready.
+    pub ready: u32,
+    /// Pods on any template (alive nodes only).
+    pub total_pods: u32,
+    /// `shoal rollout pause`: running pods are not replaced.
+    pub paused: bool,
+    /// Every replica runs the current template and is ready, and no other pod is left.
+    pub complete: bool,
+    /// Pods of the current template that are failing (crash loop, image missing, ...).
+    pub failing: Vec<FailingPodJson>,
+    /// Replicas placement could not put anywhere.
+    pub unplaced: Vec<UnplacedJson>,
+}

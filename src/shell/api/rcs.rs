@@ -59,7 +59,7 @@ pub(super) async fn describe(
 ) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
     render::json(snapshot, move |s| {
-        let spec = views::rc_spec(s, &name).ok_or_else(|| rc_not_found(&name))?;
+        let spec = views::rc_spec(s, &name).ok_or_else(|| views::rc_not_found(&name))?;
         Ok(views::rc_detail(s, &spec))
     })
     .await
@@ -138,10 +138,4 @@ pub(super) fn response(name: String, outcome: CommandOutcome) -> CommandResponse
         name,
         outcome: outcome.as_str().to_owned(),
     }
-}
-
-fn rc_not_found(name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "replicationcontroller \"{name}\" not found; `shoal get rc` lists them"
-    ))
 }

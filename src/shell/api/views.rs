@@ -103,6 +103,13 @@ pub fn images(snapshot: &Snapshot) -> Vec<ImageJson> {
         .collect()
 }
 
+/// The 404 for an RC name nobody has.
+pub fn rc_not_found(name: &str) -> super::error::ApiError {
+    super::error::ApiError::not_found(format!(
+        "replicationcontroller \"{name}\" not found; `shoal get rc` lists them"
+    ))
+}
+
 /// The 404 for a node name nobody has.
 pub fn node_not_found(name: &str) -> super::error::ApiError {
     super::error::ApiError::not_found(format!(

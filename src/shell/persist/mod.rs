@@ -316,6 +316,7 @@ mod tests {
             },
             update_strategy: Default::default(),
             partition_policy: Default::default(),
+            paused: false,
         };
         let mut desired = shoal_crdt_state::DesiredState::new();
         desired.apply(&spec, Hlc::new(at, 0, NodeId(7))).into()

@@ -154,6 +154,7 @@ pub fn workload_rc(i: usize, replicas: u32) -> RcSpec {
         },
         update_strategy: UpdateStrategy::default(),
         partition_policy: PartitionPolicy::default(),
+        paused: false,
     }
 }
 
