@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::CoreStats;
 pub use super::snapshots::Snapshot;
 use super::snapshots::SnapshotReader;
 use crate::peer::{Command, CommandError, CommandOutcome};
@@ -43,6 +44,8 @@ pub enum Request {
     Snapshot {
         reply: oneshot::Sender<Arc<Snapshot>>,
     },
+    /// The core's and the transport's counters, for `/metrics`.
+    Stats { reply: oneshot::Sender<CoreStats> },
 }
 
 /// Why the driver could not answer.
@@ -97,6 +100,16 @@ impl PeerHandle {
             .await
             .map_err(|_| HandleError::Closed)?;
         rx.await.map_err(|_| HandleError::Closed)?
+    }
+
+    /// The driver's counters now (a round trip to it: for scrapes).
+    pub async fn stats(&self) -> Result<CoreStats, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Stats { reply })
+            .await
+            .map_err(|_| HandleError::Closed)?;
+        rx.await.map_err(|_| HandleError::Closed)
     }
 
     /// What this peer knows, as of this call or later: never older than

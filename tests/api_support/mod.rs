@@ -164,6 +164,14 @@ fn answer(cluster: &mut testing::Cluster, i: usize, source: &mut SnapshotSource,
         Request::Snapshot { reply } => {
             let _ = reply.send(source.current(&cluster.peers[i]));
         }
+        // No transport here: its counters stay zero.
+        Request::Stats { reply } => {
+            let _ = reply.send(shoal::shell::metrics::CoreStats {
+                peer: cluster.peers[i].stats(),
+                membership: cluster.peers[i].membership_stats(),
+                ..Default::default()
+            });
+        }
     }
 }
 

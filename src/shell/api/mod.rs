@@ -19,6 +19,7 @@
 //! - `image_load`: an image archive streamed into this peer's engine.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
+//! - `metrics`: `/metrics` for Prometheus (see [`crate::shell::metrics`]).
 //!
 //! | route | what |
 //! |---|---|
@@ -39,6 +40,7 @@
 //! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
+//! | `GET /metrics` | Prometheus text format (same token as every route) |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
@@ -51,6 +53,7 @@ mod apply;
 mod guards;
 mod image_load;
 mod logs;
+mod metrics;
 mod nodes;
 mod rcs;
 mod reads;
@@ -122,6 +125,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(reads::healthz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -129,6 +133,9 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             guards::require_token,
+        ))
+        .layer(middleware::from_fn(
+            crate::shell::metrics::http::count_request,
         ))
         .with_state(state)
 }
