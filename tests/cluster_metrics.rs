@@ -196,6 +196,7 @@ fn three_peers_metrics_follow_scale_requests_and_a_killed_peer() {
         );
         assert!(s.value("shoal_process_resident_memory_bytes", &[]).unwrap() > 1e6);
         assert!(s.value("shoal_process_open_fds", &[]).unwrap() > 0.0);
+        assert!(s.value("shoal_process_cpu_seconds_total", &[]).unwrap() > 0.0);
         assert!(s.value("shoal_transport_connections", &[]).unwrap() >= 1.0);
         assert!(s.value("shoal_swim_probes_total", &[]).unwrap() >= 1.0);
         assert!(s.sum("shoal_sync_messages_total", &[("direction", "sent")]) >= 1.0);

@@ -41,6 +41,7 @@ pub const API_SECONDS: &str = "shoal_api_request_duration_seconds";
 
 // Container runtime and images.
 pub const ENGINE_REACHABLE: &str = "shoal_engine_reachable";
+/// Counted by name in `runtime/src/docker/pod_ops.rs`.
 pub const IMAGE_PULLS: &str = "shoal_image_pulls_total";
 pub const IMAGE_TRANSFERS: &str = "shoal_image_transfers_total";
 pub const IMAGE_TRANSFER_BYTES: &str = "shoal_image_transfer_bytes_total";
@@ -58,6 +59,7 @@ pub const REQUESTS: &str = "shoal_transport_requests_total";
 
 // Process.
 pub const RSS: &str = "shoal_process_resident_memory_bytes";
+/// Written as text by `process.rs` (fractional seconds), not the registry.
 pub const CPU: &str = "shoal_process_cpu_seconds_total";
 pub const OPEN_FDS: &str = "shoal_process_open_fds";
 pub const THREADS: &str = "shoal_process_threads";
@@ -194,7 +196,6 @@ pub fn describe() {
     );
 
     describe_gauge!(RSS, "Resident memory of this process");
-    describe_counter!(CPU, "User and system CPU time of this process");
     describe_gauge!(OPEN_FDS, "Open file descriptors of this process");
     describe_gauge!(THREADS, "Threads of this process");
     describe_gauge!(

@@ -47,8 +47,11 @@ pub fn render(core: &CoreStats, snapshot: &Snapshot) -> String {
     let handle = super::install();
     export_core(core);
     export_snapshot(snapshot);
-    process::export();
-    handle.render()
+    let cpu = process::export();
+    let mut text = handle.render();
+    text.push('\n');
+    text.push_str(&cpu);
+    text
 }
 
 fn export_core(core: &CoreStats) {

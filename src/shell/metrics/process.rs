@@ -1,7 +1,10 @@
 //! This process's resources, from `/proc/self` (Linux; elsewhere the
 //! series are simply absent).
+//!
+//! CPU seconds are written as text next to the registry's output: the
+//! facade's counters hold whole numbers, and CPU time needs fractions.
 
-use metrics::{counter, gauge};
+use metrics::gauge;
 
 use super::catalog::{CPU, OPEN_FDS, RSS, START_TIME, THREADS};
 
@@ -10,9 +13,14 @@ use super::catalog::{CPU, OPEN_FDS, RSS, START_TIME, THREADS};
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Sets the process series from `/proc/self`; skips what cannot be read.
-pub(super) fn export() {
+/// Returns the CPU counter's lines of the text format (empty if unknown).
+pub(super) fn export() -> String {
+    let mut cpu = String::new();
     if let Some(stat) = Stat::read() {
-        counter!(CPU).absolute(((stat.utime + stat.stime) as f64 / TICKS_PER_SECOND) as u64);
+        let seconds = (stat.utime + stat.stime) as f64 / TICKS_PER_SECOND;
+        cpu = format!(
+            "# HELP {CPU} User and system CPU time of this process\n# TYPE {CPU} counter\n{CPU} {seconds}\n"
+        );
         gauge!(THREADS).set(stat.threads as f64);
         if let Some(boot) = boot_time() {
             gauge!(START_TIME).set(boot as f64 + stat.start_ticks as f64 / TICKS_PER_SECOND);
@@ -24,6 +32,7 @@ pub(super) fn export() {
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         gauge!(OPEN_FDS).set(fds.count() as f64);
     }
+    cpu
 }
 
 /// The fields of `/proc/self/stat` we export.
