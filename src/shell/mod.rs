@@ -14,10 +14,12 @@
 //! - [`service_plane`]: the load balancer every peer runs for every service.
 //! - [`services`]: both, fed from the snapshots, as `shoal up` starts them.
 //! - [`metrics`]: what `/metrics` exports, and how it is measured.
+//! - [`dashboard`]: the page `/ui` every peer serves.
 
 pub mod acks;
 pub mod addresses;
 pub mod api;
+pub mod dashboard;
 pub mod driver;
 pub mod handle;
 pub mod images;
