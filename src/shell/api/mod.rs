@@ -98,6 +98,8 @@ pub struct ApiState {
 
 /// The whole API, ready for `axum::serve`.
 pub fn router(state: ApiState) -> Router {
+    // Before the first request, so that it is counted.
+    crate::shell::metrics::install();
     let v1 = Router::new()
         .route("/rcs", post(rcs::apply).get(rcs::list))
         .route("/rcs/{name}", get(rcs::describe).delete(rcs::delete))
