@@ -32,5 +32,5 @@ pub use broadcast::{MAX_BROADCAST_PAYLOAD, Received};
 pub use codec::{BincodeCodec, MAX_PACKET_SIZE};
 pub use config::Preset;
 pub use identity::PeerIdentity;
-pub use membership::{Membership, MembershipError, MembershipEvent, Output};
+pub use membership::{Membership, MembershipError, MembershipEvent, MembershipStats, Output};
 pub use view::{MemberEntry, MemberState, MemberView};

@@ -125,6 +125,21 @@ pub enum Output {
     Event(MembershipEvent),
 }
 
+/// What this member's SWIM did since it started, for metrics; monotonic.
+/// Plain counters: the shell reads them with [`Membership::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Probes of a random member started (foca's probe timer fired).
+    pub probes: u64,
+    /// Members our own failed probe made suspect.
+    pub suspicions: u64,
+    /// Suspicions of ourselves we refuted on a prober's direct notice
+    /// (refutations foca makes on piggybacked gossip are not seen here).
+    pub refutations: u64,
+    /// Members we learned were declared down (or left).
+    pub downs: u64,
+}
+
 /// foca's `Runtime`: a buffer emptied after every foca call.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -207,6 +222,8 @@ pub struct Membership {
     sync_budget: (f64, Duration),
     /// Our own choices (sync partner, jitter), separate from foca's RNG.
     rng: Xoshiro256PlusPlus,
+    /// Counters for metrics.
+    stats: MembershipStats,
 }
 
 impl Membership {
@@ -238,6 +255,7 @@ impl Membership {
             digest_cache: std::cell::Cell::new(None),
             sync_budget: (SYNC_MAX_CHUNKS as f64, Duration::ZERO),
             rng: Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ 0x5eed_5eed_a11c_e5e5),
+            stats: MembershipStats::default(),
         }
     }
 
@@ -249,6 +267,11 @@ impl Membership {
     /// Members SWIM counts in, ourselves excluded.
     pub fn active_count(&self) -> usize {
         self.foca.num_members()
+    }
+
+    /// What SWIM did since start (probes, suspicions, refutations, downs).
+    pub fn stats(&self) -> MembershipStats {
+        self.stats
     }
 
     /// Pending outputs; drain after every input.
@@ -312,6 +335,8 @@ impl Membership {
     pub fn handle_timeout(&mut self, now: Duration) -> Result<(), MembershipError> {
         let mut first_error = None;
         while let Some(due) = self.timers.pop_due(now) {
+            self.stats.probes +=
+                u64::from(matches!(due, Scheduled::Foca(Timer::ProbeRandomMember(_))));
             let result = match due {
                 Scheduled::Foca(t) if self.is_stale_suspicion(&t) => Ok(()),
                 Scheduled::Foca(t) => self
@@ -442,6 +467,7 @@ impl Membership {
             self.outputs.push_back(Output::Send { to: to.addr, bytes });
         }
         let suspected: Vec<_> = self.outbox.suspected.drain(..).collect();
+        self.stats.suspicions += suspected.len() as u64;
         for (suspect, incarnation) in suspected {
             // A notice that cannot be encoded only loses the shortcut.
             let _ = self.notify_suspect(now, suspect, incarnation, true);
@@ -454,6 +480,7 @@ impl Membership {
             self.schedule_sync(now);
         }
         for event in self.outbox.events.drain(..) {
+            self.stats.downs += u64::from(matches!(event, MembershipEvent::Down(_)));
             if matches!(
                 event,
                 MembershipEvent::Up(_)

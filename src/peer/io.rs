@@ -8,6 +8,8 @@ use shoal_crdt_state::service::ServiceSpec;
 use shoal_crdt_state::spec::RcSpec;
 use shoal_runtime::vocabulary::PodAction;
 
+use super::sync_message::SyncMessage;
+
 /// What the driver must do. Drain with `Peer::poll_output` after every input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -210,7 +212,8 @@ pub enum CommandError {
     Invalid(String),
 }
 
-/// Counters for observability; monotonic.
+/// Counters for observability; monotonic. Plain numbers the shell reads
+/// and exports (`/metrics`): the core counts, it never calls a recorder.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PeerStats {
     pub datagrams_in: u64,
@@ -218,9 +221,59 @@ pub struct PeerStats {
     pub sync_in: u64,
     pub sync_out: u64,
     pub sync_bytes_out: u64,
+    /// Sync messages sent, and their encoded bytes, by kind.
+    pub sync_sent: SyncCounts,
+    /// Sync messages received and decoded, and their bytes, by kind.
+    pub sync_received: SyncCounts,
+    /// Anti-entropy rounds this peer started (a `Hello` to a random member).
+    pub anti_entropy_rounds: u64,
+    /// Every message rejected, whatever its kind (the three below).
     pub bad_messages: u64,
+    /// SWIM datagrams rejected (malformed, too big, unknown kind).
+    pub rejected_datagrams: u64,
+    /// Sync messages that did not decode.
+    pub rejected_sync: u64,
+    /// Piggybacked broadcasts that did not decode.
+    pub rejected_broadcasts: u64,
     pub merges: u64,
     pub placements: u64,
     pub pod_starts: u64,
     pub pod_stops: u64,
+}
+
+/// Messages and bytes of one sync message kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCount {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// [`KindCount`]s of the sync protocol's three message kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    pub hello: KindCount,
+    pub pull: KindCount,
+    pub push: KindCount,
+}
+
+impl SyncCounts {
+    /// Counts one message of `kind`, `bytes` long.
+    pub fn add(&mut self, kind: &SyncMessage, bytes: usize) {
+        let count = match kind {
+            SyncMessage::Hello { .. } => &mut self.hello,
+            SyncMessage::Pull { .. } => &mut self.pull,
+            SyncMessage::Push { .. } => &mut self.push,
+        };
+        count.messages += 1;
+        count.bytes += bytes as u64;
+    }
+
+    /// Each kind's name (as a metric label) with its count.
+    pub fn by_kind(&self) -> [(&'static str, KindCount); 3] {
+        [
+            ("hello", self.hello),
+            ("pull", self.pull),
+            ("push", self.push),
+        ]
+    }
 }

@@ -60,8 +60,11 @@ use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
 
 use crate::placement::{Assignment, WantedPorts};
 use crate::reconcile::{LocalPods, ReconcilePolicy};
-pub use io::{Command, CommandError, CommandOutcome, Output, PeerEvent, PeerStats};
+pub use io::{
+    Command, CommandError, CommandOutcome, KindCount, Output, PeerEvent, PeerStats, SyncCounts,
+};
 pub use resume::{Persisted, startup_grace};
+pub use shoal_gossip::MembershipStats;
 use timers::{PeerTimer, TimerQueue};
 
 /// Everything a peer is told at start-up.
@@ -300,6 +303,11 @@ impl Peer {
         self.stats
     }
 
+    /// SWIM's counters (probes, suspicions, refutations, downs).
+    pub fn membership_stats(&self) -> MembershipStats {
+        self.membership.stats()
+    }
+
     /// Grows whenever the cluster state changed; compare to skip persisting.
     pub fn state_changes(&self) -> u64 {
         self.state_changes
@@ -374,6 +382,7 @@ impl Peer {
     pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
         if let Err(e) = self.membership.handle_datagram(now, from, bytes) {
+            self.stats.rejected_datagrams += 1;
             self.bad_message(from, e.to_string());
         }
         self.drain_membership(now);

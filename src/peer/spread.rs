@@ -104,6 +104,7 @@ impl Peer {
             Ok(bytes) => {
                 self.stats.sync_out += 1;
                 self.stats.sync_bytes_out += bytes.len() as u64;
+                self.stats.sync_sent.add(&envelope.message, bytes.len());
                 self.outputs.push_back(Output::Sync { to, bytes });
             }
             Err(e) => tracing::error!(error = %e, "cannot encode a sync message"),
@@ -123,6 +124,7 @@ impl Peer {
 
     pub(super) fn start_anti_entropy(&mut self) {
         if let Some(&to) = self.random_members(1).first() {
+            self.stats.anti_entropy_rounds += 1;
             let digest_hash = self.digest_hash();
             self.send_sync(to, SyncMessage::Hello { digest_hash });
         }
@@ -150,6 +152,7 @@ impl Peer {
             }
             Err(e) => {
                 self.stats.bad_messages += 1;
+                self.stats.rejected_broadcasts += 1;
                 tracing::debug!(from = %received.from, error = %e, "bad broadcast");
             }
         }
@@ -161,10 +164,12 @@ impl Peer {
         let envelope = match wire::decode::<SyncEnvelope>(bytes, MAX_SYNC_BYTES) {
             Ok(envelope) => envelope,
             Err(e) => {
+                self.stats.rejected_sync += 1;
                 self.bad_message(from, e.to_string());
                 return;
             }
         };
+        self.stats.sync_received.add(&envelope.message, bytes.len());
         let reply_to = envelope.reply_to;
         match envelope.message {
             SyncMessage::Hello { digest_hash } => {

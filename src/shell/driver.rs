@@ -31,6 +31,9 @@ use super::handle::{Ack, Request};
 use super::images::PeerImages;
 use super::images::wire::FetchRequest;
 use super::join_watch::{JoinVerdict, JoinWatch};
+use super::metrics::CoreStats;
+use super::metrics::catalog::SYNC_DROPPED;
+use super::metrics::timing::{PlacementTimer, PodStartTimer};
 use super::persist::{Durability, Writer};
 use super::snapshots::SnapshotSource;
 use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
@@ -106,6 +109,8 @@ struct LoopState {
     /// Desired-state records the last drain sent to the writer (the
     /// records of a command, to replicate when asked).
     persisted: shoal_crdt_state::Delta,
+    /// Pods started and not yet running, for the start latency metric.
+    pod_starts: PodStartTimer,
 }
 
 impl Driver {
@@ -115,6 +120,7 @@ impl Driver {
             sync_slots: Arc::new(Semaphore::new(MAX_SYNC_IN_FLIGHT)),
             acks: Acks::default(),
             persisted: shoal_crdt_state::Delta::default(),
+            pod_starts: PodStartTimer::default(),
         };
         let mut health = self.runtime.health_watch();
         let mut durability = self.writer.durability();
@@ -132,7 +138,9 @@ impl Driver {
                 biased;
                 _ = shutdown.changed() => break,
                 () = tokio::time::sleep_until(deadline) => {
+                    let timer = PlacementTimer::start(&self.peer);
                     self.peer.handle_timeout(wall_now());
+                    timer.finish(&self.peer);
                 }
                 Some((from, bytes)) = self.inbound.datagrams.recv() => {
                     self.peer.handle_datagram(wall_now(), from, &bytes);
@@ -170,6 +178,7 @@ impl Driver {
                 }
                 Some(observation) = self.observations.recv() => {
                     tracing::debug!(pod = %observation.pod, event = ?observation.event, "observed");
+                    ls.pod_starts.note_observation(&observation);
                     self.peer.handle_observation(wall_now(), &observation);
                 }
                 Ok(()) = health.changed() => {
@@ -277,6 +286,9 @@ impl Driver {
                 let _ = reply.send(self.snapshots.current(&self.peer));
             }
             Request::Events { cluster, reply } => self.answer_events(cluster, reply),
+            Request::Stats { reply } => {
+                let _ = reply.send(CoreStats::of(&self.peer, &self.transport));
+            }
         }
     }
 
@@ -348,6 +360,7 @@ impl Driver {
                 Output::Sync { to, bytes } => self.send_sync(to, bytes, &ls.sync_slots),
                 Output::Pod(action) => {
                     tracing::info!(pod = %action.pod(), action = action_name(&action), "pod action");
+                    ls.pod_starts.note_action(&action);
                     self.runtime.execute(action);
                 }
                 Output::Persist(delta) => {
@@ -377,12 +390,14 @@ impl Driver {
     fn send_sync(&self, to: SocketAddr, bytes: Vec<u8>, sync_slots: &Arc<Semaphore>) {
         let Ok(permit) = sync_slots.clone().try_acquire_owned() else {
             tracing::warn!(%to, "too many sync messages in flight; dropped one");
+            metrics::counter!(SYNC_DROPPED, "reason" => "in_flight_limit").increment(1);
             return;
         };
         let transport = self.transport.clone();
         tokio::spawn(async move {
             if let Err(e) = transport.push(to, Bytes::from(bytes)).await {
                 tracing::debug!(%to, error = %e, "sync message not delivered");
+                metrics::counter!(SYNC_DROPPED, "reason" => "undelivered").increment(1);
             }
             drop(permit);
         });

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::CoreStats;
 pub use super::snapshots::Snapshot;
 use super::snapshots::SnapshotReader;
 use crate::peer::{Command, CommandError, CommandOutcome};
@@ -48,6 +49,8 @@ pub enum Request {
         cluster: bool,
         reply: oneshot::Sender<super::events::ClusterEvents>,
     },
+    /// The core's and the transport's counters, for `/metrics`.
+    Stats { reply: oneshot::Sender<CoreStats> },
 }
 
 /// Why the driver could not answer.
@@ -109,6 +112,16 @@ impl PeerHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Events { cluster, reply })
+            .await
+            .map_err(|_| HandleError::Closed)?;
+        rx.await.map_err(|_| HandleError::Closed)
+    }
+
+    /// The driver's counters now (a round trip to it: for scrapes).
+    pub async fn stats(&self) -> Result<CoreStats, HandleError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Stats { reply })
             .await
             .map_err(|_| HandleError::Closed)?;
         rx.await.map_err(|_| HandleError::Closed)

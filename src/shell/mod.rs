@@ -14,15 +14,19 @@
 //! - [`service_dns`]: the DNS server every peer runs for services.
 //! - [`service_plane`]: the load balancer every peer runs for every service.
 //! - [`services`]: both, fed from the snapshots, as `shoal up` starts them.
+//! - [`metrics`]: what `/metrics` exports, and how it is measured.
+//! - [`dashboard`]: the page `/ui` every peer serves.
 
 pub mod acks;
 pub mod addresses;
 pub mod api;
+pub mod dashboard;
 pub mod driver;
 pub mod events;
 pub mod handle;
 pub mod images;
 pub mod join_watch;
+pub mod metrics;
 pub mod persist;
 pub mod service_dns;
 pub mod service_plane;

@@ -80,6 +80,7 @@ pub struct Running {
 /// Loads or creates the node identity, binds the transport, connects to the
 /// engine, adopts running pods and starts the driver task.
 pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
+    super::metrics::install();
     let data = DataDir::open(&config.data_dir)?;
     let identity = load_identity(&data, config)?;
     let token: JoinToken = identity

@@ -179,6 +179,14 @@ fn answer(cluster: &mut testing::Cluster, i: usize, source: &mut SnapshotSource,
                 unanswered: Vec::new(),
             });
         }
+        // No transport here: its counters stay zero.
+        Request::Stats { reply } => {
+            let _ = reply.send(shoal::shell::metrics::CoreStats {
+                peer: cluster.peers[i].stats(),
+                membership: cluster.peers[i].membership_stats(),
+                ..Default::default()
+            });
+        }
     }
 }
 

@@ -143,6 +143,7 @@ impl Membership {
             return Ok(());
         }
         let member = notice.into_member()?;
+        self.stats.refutations += 1;
         self.foca
             .apply_many(std::iter::once(member), true, &mut self.outbox)?;
         Ok(self

@@ -453,6 +453,8 @@ impl Inner {
                 }
             }
         }
+        let outcome = if error.is_none() { "ok" } else { "failed" };
+        metrics::counter!("shoal_image_pulls_total", "outcome" => outcome).increment(1);
         let mut pulls = self.pulls.lock().expect("pulls mutex poisoned");
         match error {
             None => {

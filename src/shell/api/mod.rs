@@ -21,6 +21,7 @@
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //! - [`events`]: the cluster's events, gathered from every live peer.
+//! - `metrics`: `/metrics` for Prometheus (see [`crate::shell::metrics`]).
 //!
 //! | route | what |
 //! |---|---|
@@ -46,6 +47,8 @@
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
 //! | `GET /api/v1/events?for=KIND/NAME&local=` | events (Kubernetes fields), whole cluster |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
+//! | `GET /metrics` | Prometheus text format (same token as every route) |
+//! | `GET /ui` | the dashboard page (no token: it holds no data; it asks for one) |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
@@ -59,6 +62,7 @@ mod apply;
 mod guards;
 mod image_load;
 mod logs;
+mod metrics;
 mod nodes;
 mod rcs;
 mod reads;
@@ -103,6 +107,8 @@ pub struct ApiState {
 
 /// The whole API, ready for `axum::serve`.
 pub fn router(state: ApiState) -> Router {
+    // Before the first request, so that it is counted.
+    crate::shell::metrics::install();
     let v1 = Router::new()
         .route("/rcs", post(rcs::apply).get(rcs::list))
         .route("/rcs/{name}", get(rcs::describe).delete(rcs::delete))
@@ -138,6 +144,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(reads::healthz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -145,6 +152,11 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             guards::require_token,
+        ))
+        // After the token layer, which wraps only the routes added before it.
+        .route("/ui", get(crate::shell::dashboard::page))
+        .layer(middleware::from_fn(
+            crate::shell::metrics::http::count_request,
         ))
         .with_state(state)
 }

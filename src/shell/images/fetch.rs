@@ -12,6 +12,9 @@ use shoal_runtime::docker::{ImageArchive, ImageSource, Progress};
 
 use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED};
 use super::{PeerImages, holders};
+use crate::shell::metrics::catalog::IMAGE_TRANSFER_BYTES;
+use crate::shell::metrics::timing::transferred;
+use metrics::counter;
 
 /// Longest silence within a transfer before it counts as failed.
 const TRANSFER_IDLE: Duration = Duration::from_secs(15);
@@ -107,10 +110,15 @@ impl PeerImages {
                             "image transferred and loaded"
                         );
                         self.loaded.notify_one();
+                        transferred("received", "ok");
                         return Ok(Some(name));
                     }
-                    Err(Failure::Busy) => busy = true,
+                    Err(Failure::Busy) => {
+                        busy = true;
+                        transferred("received", "busy");
+                    }
                     Err(Failure::Failed(why)) => {
+                        transferred("received", "failed");
                         tracing::warn!(%reference, holder = %name, error = %why, "image fetch failed");
                         errors.push(format!("{name}: {why}"));
                     }
@@ -196,6 +204,7 @@ fn archive(
     .inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             received += chunk.len();
+            counter!(IMAGE_TRANSFER_BYTES, "direction" => "received").increment(chunk.len() as u64);
             report(received);
         }
     });

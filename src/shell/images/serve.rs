@@ -8,6 +8,9 @@ use shoal_gossip::quic::Responder;
 
 use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED, refusal};
 use super::{MAX_UPLOADS, PeerImages, images_in_use};
+use crate::shell::metrics::catalog::IMAGE_TRANSFER_BYTES;
+use crate::shell::metrics::timing::transferred;
+use metrics::counter;
 
 impl PeerImages {
     /// Answers one fetch request, on a task of its own.
@@ -30,6 +33,7 @@ impl PeerImages {
             Ok(permit) => permit,
             Err((status, why)) => {
                 tracing::debug!(%reference, %why, "image fetch refused");
+                transferred("sent", if status == BUSY { "busy" } else { "refused" });
                 let _ = responder.respond(refusal(status, &why)).await;
                 return;
             }
@@ -55,14 +59,21 @@ impl PeerImages {
                 // the requester sees a reset, not a short archive.
                 let chunk = chunk.map_err(|e| e.to_string())?;
                 total += chunk.len();
+                counter!(IMAGE_TRANSFER_BYTES, "direction" => "sent").increment(chunk.len() as u64);
                 responder.send_chunk(chunk).await?;
             }
             responder.finish()?;
             Ok::<usize, Box<dyn std::error::Error + Send + Sync>>(total)
         };
         match sent.await {
-            Ok(total) => tracing::info!(%reference, bytes = total, "image sent to a peer"),
-            Err(e) => tracing::warn!(%reference, error = %e, "image upload failed"),
+            Ok(total) => {
+                tracing::info!(%reference, bytes = total, "image sent to a peer");
+                transferred("sent", "ok");
+            }
+            Err(e) => {
+                tracing::warn!(%reference, error = %e, "image upload failed");
+                transferred("sent", "failed");
+            }
         }
         drop(permit);
     }
