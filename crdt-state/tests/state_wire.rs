@@ -75,15 +75,16 @@ fn empty_oversized_and_trailing_input_is_rejected() {
         wire::decode::<ClusterState>(&padded, LIMIT),
         Err(WireError::TrailingBytes { extra: 3 })
     );
-    // A caller's limit above the hard ceiling is lowered to it.
+    // The network's one limit holds whatever the payload declares.
     let huge = vec![WIRE_VERSION; MAX_MESSAGE_BYTES + 1];
     assert!(matches!(
-        wire::decode::<Vec<u8>>(&huge, usize::MAX),
+        wire::decode::<Vec<u8>>(&huge, MAX_MESSAGE_BYTES),
         Err(WireError::TooLarge {
             limit: MAX_MESSAGE_BYTES,
             ..
         })
     ));
+    assert_eq!(wire::encoded_len(&sample_state()), bytes.len());
 }
 
 #[test]
