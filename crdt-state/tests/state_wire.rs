@@ -164,6 +164,7 @@ type RawDigest = (
     Vec<RawDecision>,
     Vec<(NodeId, u64, [u8; 8])>,
     Vec<RawService>,
+    u64,
 );
 
 type RawService = (String, [Option<(u64, u32, u32)>; 2], [u8; 8], bool);
@@ -197,6 +198,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #3"), "{err}");
@@ -213,6 +215,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
@@ -234,6 +237,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             5u64.to_le_bytes(),
             false,
         )],
+        0,
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
     let hello = read.services["hello"];
@@ -260,6 +264,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false])],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #0"), "{err}");
@@ -271,6 +276,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![("hello".to_owned(), [None, Some((0, 0, 2))], [0; 8], true)],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_service).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #2"), "{err}");

@@ -23,17 +23,31 @@ pub(super) struct AckCache {
 }
 
 impl Peer {
-    /// Publishes our acknowledgement for the current cutoff, and collects
-    /// when every known node acknowledges the same.
+    /// Collects when every known node acknowledges what we published
+    /// last, then publishes our acknowledgement for the current cutoff.
+    ///
+    /// The check uses the acknowledgement we published a tick ago, not
+    /// the one we are about to publish: the others publish theirs at
+    /// their own ticks, so by ours they have had a period to answer the
+    /// same cutoff (peers that tick in step would otherwise always see
+    /// each other one cutoff behind). Our hash is checked again against
+    /// the state we collect from.
     pub(super) fn collect_garbage(&mut self, now: Duration) {
-        let ack = self.current_ack(now);
-        self.publish_ack(now, ack);
-        let known = self.state.observed.nodes().map(|(_, r)| Some(&r.gc));
-        if !gc::ready(&ack, known) {
-            return;
+        let me = self.config.node;
+        if let Some(published) = self.state.observed.get(me).map(|r| r.gc) {
+            let known = self.state.observed.nodes().map(|(_, r)| Some(&r.gc));
+            if gc::ready(&published, known)
+                && self.state.desired.settled_hash(published.cutoff_ms) == published.settled
+            {
+                let collected = self.state.desired.collect(published.cutoff_ms);
+                self.after_collection(
+                    now,
+                    collected,
+                    published.cutoff_ms,
+                    "every known node acknowledged",
+                );
+            }
         }
-        let collected = self.state.desired.collect(ack.cutoff_ms);
-        self.after_collection(now, collected, ack.cutoff_ms, "every known node acknowledged");
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
     }
