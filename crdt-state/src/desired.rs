@@ -18,12 +18,8 @@
 //! [`Clock`](crate::hlc::Clock), which must have observed every stamp merged
 //! here ([`DesiredDelta::max_stamp`]); a stale stamp would silently lose.
 //!
-//! **Tombstones** stay until [`DesiredState::collect_tombstones`] removes
-//! them. Collecting is safe once no peer can still send a write older than
-//! the tombstone: after every member currently known has acknowledged a
-//! digest containing it, or after a TTL longer than any partition the
-//! cluster is expected to survive. A peer that comes back with an older
-//! `apply` after collection would otherwise resurrect the RC.
+//! **Tombstones** stay until every known node acknowledges holding them;
+//! then [`crate::gc`] collects them and fences off older copies.
 
 use std::collections::BTreeMap;
 
@@ -292,11 +288,14 @@ impl DesiredDelta {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredState {
     /// Each record with its digest entry, cached (encoded as records alone).
-    rcs: BTreeMap<String, Summarized<RcRecord>>,
+    pub(crate) rcs: BTreeMap<String, Summarized<RcRecord>>,
     /// Cordoned and removed nodes.
     pub(crate) nodes: NodeDecisions,
     /// Services, like the RCs: each record with its digest entry.
     pub(crate) services: BTreeMap<String, Summarized<ServiceRecord>>,
+    /// The garbage-collection horizon (ms): records whose every stamp is
+    /// older were collected or are fenced off (see [`crate::gc`]).
+    pub(crate) collected_below_ms: u64,
 }
 
 impl DesiredState {
@@ -448,8 +447,11 @@ impl DesiredState {
 
     // ---- merging ----
 
-    /// Join a delta (from gossip or anti-entropy) into the state.
-    pub fn merge_delta(&mut self, delta: DesiredDelta) {
+    /// Join a delta (from gossip or anti-entropy) into the state. Records
+    /// below the collection horizon that we do not hold are dropped (the
+    /// fence, see [`crate::gc`]).
+    pub fn merge_delta(&mut self, mut delta: DesiredDelta) {
+        self.fence(&mut delta);
         for (name, record) in delta.rcs {
             if record.is_empty() {
                 continue;
@@ -513,37 +515,6 @@ impl DesiredState {
                 .map(|(name, record)| (name.clone(), record.get().clone()))
                 .collect(),
         }
-    }
-
-    /// Remove tombstoned records (RCs and services) whose newest stamp is
-    /// older than `older_than` (see the module doc for when that is safe).
-    /// Returns the removed names.
-    pub fn collect_tombstones(&mut self, older_than: Hlc) -> Vec<String> {
-        let doomed: Vec<String> = self
-            .rcs
-            .iter()
-            .filter(|(_, r)| {
-                let r = r.get();
-                r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &doomed {
-            self.rcs.remove(name);
-        }
-        let services: Vec<String> = self
-            .services
-            .iter()
-            .filter(|(_, r)| {
-                let r = r.get();
-                r.is_deleted() && r.max_stamp().is_some_and(|s| s < older_than)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &services {
-            self.services.remove(name);
-        }
-        doomed.into_iter().chain(services).collect()
     }
 
     pub(crate) fn live_record(&self, name: &str) -> Result<&RcRecord, StateError> {

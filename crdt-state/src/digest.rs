@@ -180,6 +180,8 @@ pub struct Digest {
     pub nodes: BTreeMap<NodeId, DecisionStamps>,
     pub observed: BTreeMap<NodeId, NodeVersion>,
     pub services: BTreeMap<String, ServiceStamps>,
+    /// The holder's garbage-collection horizon (see [`crate::gc`]).
+    pub collected_below_ms: u64,
 }
 
 /// The wire form of a [`Digest`]. Decoding checks every writer index and
@@ -199,6 +201,7 @@ pub struct CompactDigest {
     observed: Vec<(NodeId, u64, [u8; 8])>,
     /// Per service, sorted by name.
     services: Vec<CompactService>,
+    collected_below_ms: u64,
 }
 
 /// `(name, [body, deleted] stamps, body hash, deleted flag)`.
@@ -269,6 +272,7 @@ impl From<Digest> for CompactDigest {
             })
             .collect();
         CompactDigest {
+            collected_below_ms: digest.collected_below_ms,
             services,
             base_ms,
             rcs,
@@ -352,6 +356,7 @@ impl TryFrom<CompactDigest> for Digest {
             nodes,
             observed,
             services,
+            collected_below_ms: compact.collected_below_ms,
         })
     }
 }

@@ -14,6 +14,8 @@
 //!   and their compact wire form; `summarized` caches them next to each
 //!   record, both behind an `Arc` shared by copies of the state.
 //! - [`sync`]: `missing_for`, deltas, and [`sync::ClusterState`] (both halves).
+//! - [`gc`]: collecting tombstones and removed-node decisions once every
+//!   known node acknowledges them, and keeping them collected.
 //! - [`wire`]: the versioned bincode envelope every message travels in.
 //! - [`register`]: the HLC-stamped LWW register and its tie-break; [`error`]: refusals.
 //!
@@ -65,6 +67,7 @@ pub mod spec;
 pub mod desired;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod hlc;
 pub mod node_decisions;
 pub mod observed;

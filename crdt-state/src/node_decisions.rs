@@ -16,7 +16,8 @@
 //!   back writes `false` over it with a newer stamp and registers again,
 //!   as a kubelet re-registers a deleted node.
 //!
-//! Decisions are never collected: one small record per node ever removed.
+//! Removals are collected with the tombstones (see [`crate::gc`]) once
+//! every known node holds them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -185,6 +186,22 @@ impl NodeDecisions {
             .map(|(n, d)| (n, d.missing_for(digest.get(&n))))
             .filter(|(_, d)| !d.is_empty())
             .collect()
+    }
+
+    /// Drops the decisions for which `doomed` holds; returns their nodes.
+    pub(crate) fn retain_unless(
+        &mut self,
+        mut doomed: impl FnMut(NodeId, &NodeDecision) -> bool,
+    ) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        self.nodes.retain(|node, d| {
+            let drop = doomed(*node, d);
+            if drop {
+                out.push(*node);
+            }
+            !drop
+        });
+        out
     }
 
     pub fn to_delta(&self) -> BTreeMap<NodeId, NodeDecision> {

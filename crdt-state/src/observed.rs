@@ -23,6 +23,7 @@ use std::collections::btree_map::Entry;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
+use crate::gc::GcAck;
 use crate::node::{NodeId, NodeInfo};
 use crate::pod::{PodId, PodStatus};
 use crate::register::encoding;
@@ -36,6 +37,8 @@ pub struct NodeRecord {
     pub info: NodeInfo,
     /// Status of each pod the node runs, sorted by pod id, one per id.
     pub pods: Vec<PodStatus>,
+    /// The node's garbage-collection acknowledgement (see [`crate::gc`]).
+    pub gc: GcAck,
 }
 
 impl NodeRecord {
@@ -133,11 +136,26 @@ impl ObservedState {
                     version: 1,
                     info,
                     pods: Vec::new(),
+                    gc: GcAck::default(),
                 };
                 let delta = single(node, &record);
                 self.nodes.insert(node, Summarized::new(record));
                 delta
             }
+        }
+    }
+
+    /// Publish this node's garbage-collection acknowledgement. Unchanged,
+    /// or no record yet: empty delta.
+    pub fn set_gc_ack(&mut self, node: NodeId, ack: GcAck) -> ObservedDelta {
+        match self.nodes.get_mut(&node) {
+            Some(record) if record.get().gc != ack => {
+                let record = record.get_mut();
+                record.gc = ack;
+                record.version += 1;
+                single(node, record)
+            }
+            _ => ObservedDelta::default(),
         }
     }
 

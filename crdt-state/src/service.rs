@@ -11,7 +11,7 @@
 //! **Delete vs. apply** follows the RC rule: a delete writes the tombstone,
 //! only `apply` writes `deleted = false`, and of a concurrent apply and
 //! delete the later stamp wins everywhere. Tombstones are collected with the
-//! RCs' (same rule, [`crate::DesiredState::collect_tombstones`]).
+//! RCs' (same rule, [`crate::gc`]).
 
 use serde::{Deserialize, Serialize};
 

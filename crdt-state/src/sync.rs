@@ -209,6 +209,7 @@ impl ClusterState {
             nodes: self.desired.nodes.digest(),
             observed: self.observed.digest(),
             services: self.desired.service_digest(),
+            collected_below_ms: self.desired.collected_below_ms(),
         }
     }
 

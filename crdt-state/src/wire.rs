@@ -4,8 +4,10 @@
 //! Generic on purpose: state deltas, digests, gossip payloads and sync
 //! messages all use it. Decoding treats its input as hostile:
 //!
-//! - the input may be at most `limit` bytes (checked before any decoding);
-//! - bincode itself runs with a hard limit of [`MAX_MESSAGE_BYTES`], and it
+//! - the input may be at most `limit` bytes (checked before any decoding):
+//!   [`MAX_MESSAGE_BYTES`] for anything from the network, [`MAX_FILE_BYTES`]
+//!   for what a peer reads back from its own disk;
+//! - bincode itself runs with a hard limit of [`MAX_FILE_BYTES`], and it
 //!   reads from the slice, so a declared length larger than what is left
 //!   fails instead of allocating;
 //! - an unknown version byte, bytes after the value, truncation or garbage
@@ -30,10 +32,22 @@ use serde::de::DeserializeOwned;
 ///    available (ready for minReadySeconds) and why it stalled a rollout;
 ///    RC records carry a paused register and revision numbers (bodies and
 ///    history entries); digests the paused register.
+///    sync pushes say which piece of a split transfer they are; digests
+///    carry the garbage-collection horizon, node records their
+///    collection acknowledgement.
 pub const WIRE_VERSION: u8 = 5;
 
-/// No message may exceed this, whatever limit a caller passes.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The one size limit of everything peers send each other: a sync message
+/// (one piece of a transfer), a request, a pushed frame. Big transfers
+/// (a joiner's full state) are split into pieces well below it (see
+/// `shoal::peer::sync_message`), so it bounds the memory one message can
+/// cost a receiver, not the size of the state. A digest travels whole:
+/// at about 40 bytes per record, 8 MiB is some 200,000 records.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The limit of what a peer reads back from its own disk (a checkpoint of
+/// the whole state), and the hard ceiling of every decode.
+pub const MAX_FILE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -55,30 +69,36 @@ pub enum WireError {
 }
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
+    bincode::config::standard().with_limit::<MAX_FILE_BYTES>()
 }
 
 /// Encode `value` in the current envelope.
 ///
 /// Fails only for a value whose `Serialize` impl errors (or a value larger
-/// than [`MAX_MESSAGE_BYTES`]), never for Shoal's state types of sane size.
+/// than [`MAX_FILE_BYTES`]), never for Shoal's state types of sane size.
+/// Whoever sends it to a peer checks it against [`MAX_MESSAGE_BYTES`].
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
     let mut out = vec![WIRE_VERSION];
     let payload = bincode::serde::encode_to_vec(value, config())
         .map_err(|e| WireError::Encode(e.to_string()))?;
-    if payload.len() + 1 > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge {
-            len: payload.len() + 1,
-            limit: MAX_MESSAGE_BYTES,
-        });
-    }
     out.extend_from_slice(&payload);
     Ok(out)
 }
 
-/// Decode one value from a whole message of at most `limit` bytes.
+/// The length of `value`'s encoding in the envelope, without building it
+/// (to split a transfer into pieces); 0 for a value that cannot encode.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer(value, &mut size, config()) {
+        Ok(()) => 1 + size.bytes_written,
+        Err(_) => 0,
+    }
+}
+
+/// Decode one value from a whole message of at most `limit` bytes (at most
+/// [`MAX_FILE_BYTES`], whatever the caller passes).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, WireError> {
-    let limit = limit.min(MAX_MESSAGE_BYTES);
+    let limit = limit.min(MAX_FILE_BYTES);
     if bytes.len() > limit {
         return Err(WireError::TooLarge {
             len: bytes.len(),

@@ -144,6 +144,7 @@ fn arb_node_record() -> impl Strategy<Value = NodeRecord> {
         prop::collection::vec((0u32..3, 0u32..2), 0..4),
     )
         .prop_map(|(version, name, pods)| NodeRecord {
+            gc: Default::default(),
             version,
             info: node_info(&format!("n{name}")),
             pods: pods

@@ -125,6 +125,7 @@ fn a_clash_beside_a_newer_write_of_the_same_rc_still_takes_one_exchange() {
 fn two_node_records_under_one_version_converge_after_one_exchange_whichever_side_starts() {
     let node = NodeId(7);
     let record = |restarts: u32| NodeRecord {
+        gc: Default::default(),
         version: 4,
         info: node_info("seven"),
         pods: vec![pod_status("web", 0, PodPhase::Running, restarts)],
@@ -165,6 +166,7 @@ fn clashes_in_both_halves_and_many_rcs_converge_in_one_exchange() {
         (
             NodeId(n),
             NodeRecord {
+                gc: Default::default(),
                 version: 2,
                 info: node_info(name),
                 pods: Vec::new(),

@@ -75,15 +75,16 @@ fn empty_oversized_and_trailing_input_is_rejected() {
         wire::decode::<ClusterState>(&padded, LIMIT),
         Err(WireError::TrailingBytes { extra: 3 })
     );
-    // A caller's limit above the hard ceiling is lowered to it.
+    // The network's one limit holds whatever the payload declares.
     let huge = vec![WIRE_VERSION; MAX_MESSAGE_BYTES + 1];
     assert!(matches!(
-        wire::decode::<Vec<u8>>(&huge, usize::MAX),
+        wire::decode::<Vec<u8>>(&huge, MAX_MESSAGE_BYTES),
         Err(WireError::TooLarge {
             limit: MAX_MESSAGE_BYTES,
             ..
         })
     ));
+    assert_eq!(wire::encoded_len(&sample_state()), bytes.len());
 }
 
 #[test]
@@ -164,6 +165,7 @@ type RawDigest = (
     Vec<RawDecision>,
     Vec<(NodeId, u64, [u8; 8])>,
     Vec<RawService>,
+    u64,
 );
 
 type RawService = (String, [Option<(u64, u32, u32)>; 2], [u8; 8], bool);
@@ -197,6 +199,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #3"), "{err}");
@@ -213,6 +216,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
@@ -234,6 +238,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             5u64.to_le_bytes(),
             false,
         )],
+        0,
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
     let hello = read.services["hello"];
@@ -262,6 +267,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false])],
         vec![],
         vec![],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #0"), "{err}");
@@ -273,6 +279,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![("hello".to_owned(), [None, Some((0, 0, 2))], [0; 8], true)],
+        0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_service).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #2"), "{err}");

@@ -163,3 +163,19 @@ fn a_restarted_node_s_statuses_from_before_the_restart_end_no_handover() {
         assert!(restart.exact_ms.is_some_and(|ms| ms <= 2_000.0), "{r}");
     }
 }
+
+#[test]
+fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothing() {
+    for seed in [61, 62] {
+        println!("scenario gc seed {seed}");
+        let r = peer::gc::run(&PeerOptions::new(6, seed));
+        println!("{r}");
+        assert!(r.blocked_while_away, "{r}");
+        assert!(r.collected_at_s.is_some(), "{r}");
+        assert!(r.decision_collected, "{r}");
+        assert_eq!(r.resurrected, 0, "{r}");
+        assert!(r.returner_caught_up_s.is_some(), "{r}");
+        assert_eq!(r.stale_pods_at_end, 0, "{r}");
+        assert!(r.recreated_everywhere, "{r}");
+    }
+}

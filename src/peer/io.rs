@@ -82,6 +82,14 @@ pub enum PeerEvent {
     },
     /// This node found itself deleted while running, and registered again.
     Reregistered,
+    /// Tombstones, removed-node decisions or records of forgotten nodes
+    /// were garbage collected; the horizon moved to `horizon_ms`.
+    Collected {
+        rcs: usize,
+        services: usize,
+        nodes: usize,
+        horizon_ms: u64,
+    },
     /// A message from the network was rejected (and counted).
     BadMessage {
         from: SocketAddr,
@@ -227,6 +235,10 @@ pub struct PeerStats {
     pub sync_received: SyncCounts,
     /// Anti-entropy rounds this peer started (a `Hello` to a random member).
     pub anti_entropy_rounds: u64,
+    /// Sync messages not sent: larger than the network limit.
+    pub sync_too_large: u64,
+    /// Split transfers whose last piece never came (anti-entropy resends).
+    pub transfers_incomplete: u64,
     /// Every message rejected, whatever its kind (the three below).
     pub bad_messages: u64,
     /// SWIM datagrams rejected (malformed, too big, unknown kind).
@@ -236,6 +248,8 @@ pub struct PeerStats {
     /// Piggybacked broadcasts that did not decode.
     pub rejected_broadcasts: u64,
     pub merges: u64,
+    /// Records garbage collected (tombstones, decisions, node records).
+    pub collected: u64,
     pub placements: u64,
     pub pod_starts: u64,
     pub pod_stops: u64,

@@ -22,12 +22,15 @@
 //! - [`testing`]: peers on a virtual clock with an in-memory network and
 //!   engine.
 //! - [`sync_message`]: the anti-entropy / push protocol's messages.
-//! - `spread`: how local changes leave the node and remote ones are merged.
+//! - `spread`: how local changes leave the node and remote ones are merged;
+//!   `pieces`: splitting a large transfer into pieces.
 //! - `commands`: user commands (apply, scale, rolling-update, delete).
 //! - `reconcile_step`: placement and the reconcile plan for this node.
 //! - [`resume`]: what a peer persists, and the startup grace after a restart.
 //! - `lifecycle`: cordoned and removed nodes, forgetting nodes down too
 //!   long, and pods a removed node left on our engine.
+//! - `garbage`: collecting tombstones once every known node acknowledges
+//!   them (`shoal_crdt_state::gc`).
 
 pub mod events;
 pub mod io;
@@ -38,7 +41,9 @@ pub mod sync_message;
 pub mod testing;
 
 mod commands;
+mod garbage;
 mod lifecycle;
+mod pieces;
 mod reconcile_step;
 mod rollback;
 mod spread;
@@ -101,6 +106,12 @@ pub struct PeerConfig {
     /// writes are durable before that through the log; this bounds the
     /// log's length and what a restart replays.
     pub checkpoint_every: Duration,
+    /// Tombstones younger than this are never collected; beyond it they
+    /// are collected once every known node acknowledges them
+    /// (`shoal_crdt_state::gc`). Safety does not depend on it.
+    pub gc_grace: Duration,
+    /// Collection cutoffs are multiples of this, so peers propose the same.
+    pub gc_epoch: Duration,
 }
 
 impl PeerConfig {
@@ -123,6 +134,8 @@ impl PeerConfig {
             startup_grace: None,
             forget_down_after: Duration::from_secs(24 * 60 * 60),
             checkpoint_every: Duration::from_secs(1),
+            gc_grace: Duration::from_secs(10 * 60),
+            gc_epoch: Duration::from_secs(60),
         }
     }
 }
@@ -168,6 +181,10 @@ pub struct Peer {
     state_changes: u64,
     /// [`Peer::persist_version`] at the last checkpoint (or the start).
     checkpointed: (u64, u64),
+    /// Our garbage-collection acknowledgement, cached (see `garbage.rs`).
+    ack_cache: garbage::AckCache,
+    /// A split transfer being received (see `spread.rs`).
+    transfer: Option<spread::Transfer>,
     /// `digest_hash` as of `state_changes` (the first element).
     digest_hash_cache: Option<(u64, u64)>,
     /// `leave` was called: SWIM's "we are down" is expected, not an error.
@@ -238,6 +255,8 @@ impl Peer {
             state_changes: 0,
             checkpointed: (0, 0),
             digest_hash_cache: None,
+            transfer: None,
+            ack_cache: garbage::AckCache::default(),
             leaving: false,
             remembered: Vec::new(),
             settling: None,
@@ -422,7 +441,8 @@ impl Peer {
             PeerTimer::AntiEntropy => {
                 self.check_name(now);
                 self.forget_long_gone(now);
-                self.start_anti_entropy();
+                self.collect_garbage(now);
+                self.start_anti_entropy(now);
                 self.schedule(now + self.config.anti_entropy_every, PeerTimer::AntiEntropy);
             }
             PeerTimer::Reconcile => {

@@ -16,7 +16,7 @@ use shoal_crdt_state::observed::ObservedDelta;
 use shoal_crdt_state::{Delta, DesiredDelta, wire};
 use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
 
-use super::sync_message::{MAX_SYNC_BYTES, SyncEnvelope, SyncMessage};
+use super::sync_message::{MAX_MESSAGE_BYTES, PIECE_BYTES, Piece, SyncEnvelope, SyncMessage};
 use super::timers::PeerTimer;
 use super::{Output, Peer, ms};
 
@@ -86,11 +86,44 @@ impl Peer {
             return;
         }
         for to in self.random_members(self.config.push_fanout) {
-            let message = SyncMessage::Push {
-                delta: delta.clone(),
-                digest: None,
-            };
-            self.send_sync(to, message);
+            self.send_push(to, delta.clone(), None);
+        }
+    }
+
+    /// Sends `delta` (and `digest`, when we want what we lack in return)
+    /// to `to`, split into pieces when it is large (see
+    /// [`super::sync_message`]). With nothing to send but a digest, one
+    /// empty push carries it.
+    pub(super) fn send_push(
+        &mut self,
+        to: SocketAddr,
+        delta: Delta,
+        mut digest: Option<shoal_crdt_state::Digest>,
+    ) {
+        let mut pieces = super::pieces::split(delta, PIECE_BYTES);
+        if pieces.is_empty() {
+            if digest.is_none() {
+                return;
+            }
+            pieces.push(Delta::default());
+        }
+        let count = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+        let split = count > 1;
+        let last = pieces.len() - 1;
+        for (index, delta) in pieces.into_iter().enumerate() {
+            let piece = split.then_some(Piece {
+                index: index as u32,
+                count,
+            });
+            let digest = if index == last { digest.take() } else { None };
+            self.send_sync(
+                to,
+                SyncMessage::Push {
+                    delta,
+                    digest,
+                    piece,
+                },
+            );
         }
     }
 
@@ -101,6 +134,18 @@ impl Peer {
             message,
         };
         match wire::encode(&envelope) {
+            Ok(bytes) if bytes.len() > MAX_MESSAGE_BYTES => {
+                // Only a digest of some 200,000 records, or a single record
+                // of 8 MiB, gets here: say so rather than send what every
+                // receiver refuses.
+                self.stats.sync_too_large += 1;
+                tracing::error!(
+                    %to,
+                    len = bytes.len(),
+                    limit = MAX_MESSAGE_BYTES,
+                    "a sync message exceeds the network limit; not sent"
+                );
+            }
             Ok(bytes) => {
                 self.stats.sync_out += 1;
                 self.stats.sync_bytes_out += bytes.len() as u64;
@@ -122,7 +167,12 @@ impl Peer {
         chosen
     }
 
-    pub(super) fn start_anti_entropy(&mut self) {
+    /// Asks a random member whether our states differ, unless a split
+    /// transfer is arriving (it would ask for the same records again).
+    pub(super) fn start_anti_entropy(&mut self, now: Duration) {
+        if self.receiving_transfer(now) {
+            return;
+        }
         if let Some(&to) = self.random_members(1).first() {
             self.stats.anti_entropy_rounds += 1;
             let digest_hash = self.digest_hash();
@@ -161,7 +211,7 @@ impl Peer {
     /// One reliable sync message from `from` (the transport's remote address).
     pub fn handle_sync(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
         self.stats.sync_in += 1;
-        let envelope = match wire::decode::<SyncEnvelope>(bytes, MAX_SYNC_BYTES) {
+        let envelope = match wire::decode::<SyncEnvelope>(bytes, MAX_MESSAGE_BYTES) {
             Ok(envelope) => envelope,
             Err(e) => {
                 self.stats.rejected_sync += 1;
@@ -173,45 +223,75 @@ impl Peer {
         let reply_to = envelope.reply_to;
         match envelope.message {
             SyncMessage::Hello { digest_hash } => {
-                if digest_hash != self.digest_hash() {
+                if digest_hash != self.digest_hash() && !self.receiving_transfer(now) {
                     let digest = self.state.digest();
                     self.send_sync(reply_to, SyncMessage::Pull { digest });
                 }
             }
             SyncMessage::Pull { digest } => {
+                self.catch_up_horizon(now, &digest);
                 let delta = self.state.missing_for(&digest);
                 let mine = self.state.digest();
-                self.send_sync(
-                    reply_to,
-                    SyncMessage::Push {
-                        delta,
-                        digest: Some(mine),
-                    },
-                );
+                self.send_push(reply_to, delta, Some(mine));
             }
-            SyncMessage::Push { delta, digest } => {
+            SyncMessage::Push {
+                delta,
+                digest,
+                piece,
+            } => {
+                self.note_piece(now, reply_to, piece);
                 // Desired state is forwarded epidemically: few records, and
                 // every peer needs them at once to place replicas. Node
                 // records (many, changing often) spread by SWIM piggybacking
-                // and anti-entropy after their first push.
+                // and anti-entropy after their first push. Pieces of a split
+                // transfer are a peer catching up: not forwarded.
                 let changed = self.merge_remote(now, delta);
-                if !changed.desired.is_empty() {
+                if !changed.desired.is_empty() && piece.is_none() {
                     self.queue_push(now, changed.desired.into());
                 }
                 if let Some(digest) = digest {
+                    self.catch_up_horizon(now, &digest);
                     let delta = self.state.missing_for(&digest);
-                    if !delta.is_empty() {
-                        self.send_sync(
-                            reply_to,
-                            SyncMessage::Push {
-                                delta,
-                                digest: None,
-                            },
-                        );
-                    }
+                    self.send_push(reply_to, delta, None);
                 }
             }
         }
+    }
+
+    /// Whether a split transfer is arriving: a piece came that was not the
+    /// last, within [`TRANSFER_IDLE`] of `now`.
+    fn receiving_transfer(&self, now: Duration) -> bool {
+        self.transfer.is_some_and(|t| now < t.until)
+    }
+
+    /// Tracks a split transfer from its pieces; says when one stopped
+    /// short (its missing pieces come again with anti-entropy).
+    fn note_piece(&mut self, now: Duration, from: SocketAddr, piece: Option<Piece>) {
+        if let Some(t) = self.transfer.filter(|t| now >= t.until) {
+            tracing::warn!(
+                from = %t.from,
+                got = t.next,
+                of = t.count,
+                "a state transfer stopped short; anti-entropy resends the rest"
+            );
+            self.stats.transfers_incomplete += 1;
+            self.transfer = None;
+        }
+        let Some(piece) = piece else {
+            return;
+        };
+        if piece.is_last() {
+            if self.transfer.is_some_and(|t| t.from == from) {
+                self.transfer = None;
+            }
+            return;
+        }
+        self.transfer = Some(Transfer {
+            from,
+            next: piece.index + 1,
+            count: piece.count,
+            until: now + TRANSFER_IDLE,
+        });
     }
 
     /// Joins a remote delta; returns the part of it that was new here.
@@ -333,6 +413,21 @@ impl Peer {
         self.spread(now, delta.into());
         self.request_publish(now);
     }
+}
+
+/// Longest wait for the next piece of a split transfer before the peer
+/// runs anti-entropy again as usual.
+pub(super) const TRANSFER_IDLE: Duration = Duration::from_secs(10);
+
+/// A split transfer being received.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Transfer {
+    from: SocketAddr,
+    /// Pieces received in order so far.
+    next: u32,
+    count: u32,
+    /// Until when it counts as arriving.
+    until: Duration,
 }
 
 /// Broadcast key of one record: a newer broadcast of the same record

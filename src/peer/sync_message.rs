@@ -13,15 +13,47 @@
 //! short tick): each peer forwards a record version at most once, so the
 //! spreading stops by itself after about log(N) rounds. Node records are
 //! not forwarded: SWIM piggybacking and anti-entropy carry them on.
+//!
+//! **Big transfers move in pieces.** A `Push` whose encoding would pass
+//! [`PIECE_BYTES`] is split, record by record, into pieces of about that
+//! size, each a `Push` of its own that merges on its own (a delta is a
+//! join, so pieces may arrive in any order, and losing one loses only what
+//! it carried, which the next anti-entropy round sends again). The digest
+//! of an answer rides on the last piece. The shell sends the pieces for
+//! one peer on one QUIC stream, one frame each, so the transfer moves at
+//! the receiver's pace; the receiver checks every piece against the one
+//! network limit, [`MAX_MESSAGE_BYTES`], and rejects a truncated or
+//! oversized one with a reason, keeping the pieces it merged. While a
+//! split transfer is arriving, the receiver starts no anti-entropy round
+//! of its own (each would ask for the same records again), and it does not
+//! forward what the transfer brings: that is a joiner (or a peer long
+//! away) catching up with records the rest of the cluster holds.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use shoal_crdt_state::node::NodeId;
+pub use shoal_crdt_state::wire::MAX_MESSAGE_BYTES;
 use shoal_crdt_state::{Delta, Digest};
 
-/// Largest sync message accepted from the network.
-pub const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
+/// The size pieces of a split transfer aim at: an eighth of the one
+/// network limit, so that a single record up to the limit still travels
+/// (alone) and a receiver holds little of a transfer at once.
+pub const PIECE_BYTES: usize = MAX_MESSAGE_BYTES / 8;
+
+/// Which piece of a split transfer a `Push` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Piece {
+    pub fn is_last(&self) -> bool {
+        self.index + 1 >= self.count
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncEnvelope {
@@ -42,7 +74,10 @@ pub enum SyncMessage {
     },
     Push {
         delta: Delta,
-        /// Set when the sender wants what it lacks in return.
+        /// Set when the sender wants what it lacks in return (on the last
+        /// piece of a split transfer).
         digest: Option<Digest>,
+        /// Set when the transfer was split: which piece this is.
+        piece: Option<Piece>,
     },
 }

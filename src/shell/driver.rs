@@ -13,6 +13,7 @@
 //! a snapshot (a copy of pointers) only when a reader finds the published
 //! one stale (see [`snapshots`](super::snapshots)).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,8 +40,8 @@ use super::snapshots::SnapshotSource;
 use crate::peer::sync_message::{SyncEnvelope, SyncMessage};
 use crate::peer::{Output, Peer, PeerEvent};
 
-/// Sync messages in flight at once; beyond that they are dropped (and
-/// anti-entropy repairs what they carried).
+/// Sync streams (a batch of messages for one peer) in flight at once;
+/// beyond that they are dropped (and anti-entropy repairs what they carried).
 const MAX_SYNC_IN_FLIGHT: usize = 64;
 
 /// How often a join in progress is checked (see [`JoinWatch`]).
@@ -337,6 +338,7 @@ impl Driver {
             message: SyncMessage::Push {
                 delta: records,
                 digest: None,
+                piece: None,
             },
         };
         let body = shoal_crdt_state::wire::encode(&envelope).unwrap_or_default();
@@ -350,6 +352,9 @@ impl Driver {
 
     /// Carries out every pending output of the core.
     fn drain(&mut self, ls: &mut LoopState) {
+        // Sync messages for one peer go on one stream, in order: the
+        // pieces of a split transfer then move at the receiver's pace.
+        let mut syncs: BTreeMap<SocketAddr, Vec<Bytes>> = BTreeMap::new();
         while let Some(output) = self.peer.poll_output() {
             match output {
                 Output::Datagram { to, bytes } => {
@@ -357,7 +362,7 @@ impl Driver {
                         tracing::debug!(%to, error = %e, "datagram not sent");
                     }
                 }
-                Output::Sync { to, bytes } => self.send_sync(to, bytes, &ls.sync_slots),
+                Output::Sync { to, bytes } => syncs.entry(to).or_default().push(Bytes::from(bytes)),
                 Output::Pod(action) => {
                     tracing::info!(pod = %action.pod(), action = action_name(&action), "pod action");
                     ls.pod_starts.note_action(&action);
@@ -385,17 +390,20 @@ impl Driver {
                 Output::Event(event) => log_event(&event),
             }
         }
+        for (to, frames) in syncs {
+            self.send_sync(to, frames, &ls.sync_slots);
+        }
     }
 
-    fn send_sync(&self, to: SocketAddr, bytes: Vec<u8>, sync_slots: &Arc<Semaphore>) {
+    fn send_sync(&self, to: SocketAddr, frames: Vec<Bytes>, sync_slots: &Arc<Semaphore>) {
         let Ok(permit) = sync_slots.clone().try_acquire_owned() else {
-            tracing::warn!(%to, "too many sync messages in flight; dropped one");
+            tracing::warn!(%to, count = frames.len(), "too many sync streams in flight; dropped one");
             metrics::counter!(SYNC_DROPPED, "reason" => "in_flight_limit").increment(1);
             return;
         };
         let transport = self.transport.clone();
         tokio::spawn(async move {
-            if let Err(e) = transport.push(to, Bytes::from(bytes)).await {
+            if let Err(e) = transport.push_frames(to, frames).await {
                 tracing::debug!(%to, error = %e, "sync message not delivered");
                 metrics::counter!(SYNC_DROPPED, "reason" => "undelivered").increment(1);
             }
@@ -437,6 +445,12 @@ fn log_event(event: &PeerEvent) {
         PeerEvent::NodeForgotten { node, name, why } => {
             tracing::warn!(%node, %name, why, "node forgotten");
         }
+        PeerEvent::Collected {
+            rcs,
+            services,
+            nodes,
+            horizon_ms,
+        } => tracing::debug!(rcs, services, nodes, horizon_ms, "collected (logged by the core)"),
         PeerEvent::Reregistered => {
             tracing::warn!("this node had been deleted from the cluster; registered again");
         }

@@ -186,6 +186,7 @@ pub fn whole_site(now: Duration) -> Site {
     let assignment = placement::assign(&rcs, &candidates);
     let records: Vec<NodeRecord> = (0..NODES)
         .map(|i| NodeRecord {
+            gc: Default::default(),
             version: VERSION,
             info: info(i),
             pods: assignment
@@ -534,6 +535,7 @@ pub async fn standins_loop(
                             nodes: BTreeMap::from([(node(k + 1), record.clone())]),
                         }),
                         digest: None,
+                        piece: None,
                     },
                 };
                 let bytes = wire::encode(&envelope).expect("a record encodes");

@@ -233,14 +233,70 @@ async fn serve_request(
     }
 }
 
+/// Reads a push stream frame by frame (see `streams::FRAME_HEADER`) and
+/// delivers each frame as one push. A frame over the size limit, a stream
+/// that ends inside a frame, or one that stalls stops the stream there
+/// with a logged reason; the frames delivered before it stand (each is a
+/// whole message). A full channel makes the stream wait (bounded by the
+/// request timeout), which slows the sender through flow control rather
+/// than losing the middle of a transfer.
 async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStream) {
-    let Some(body) = read_body(&shared, remote, &mut recv).await else {
-        add(&shared.counters.streams_dropped_recv, 1);
-        let _ = recv.stop(DECLINED);
-        return;
-    };
-    match shared.inbound.pushes.try_send((remote, body)) {
-        Ok(()) => add(&shared.counters.pushes_received, 1),
-        Err(_) => add(&shared.counters.streams_dropped_recv, 1),
+    let limit = shared.config.max_request_size;
+    let after = shared.config.request_timeout;
+    loop {
+        let frame = match tokio::time::timeout(after, read_frame(&mut recv, limit)).await {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return,
+            Ok(Err(why)) => {
+                add(&shared.counters.streams_dropped_recv, 1);
+                tracing::debug!(%remote, why, "push stream refused");
+                let _ = recv.stop(DECLINED);
+                return;
+            }
+            Err(_) => {
+                add(&shared.counters.streams_dropped_recv, 1);
+                tracing::debug!(%remote, "push stream dropped: too slow");
+                let _ = recv.stop(DECLINED);
+                return;
+            }
+        };
+        add(
+            &shared.counters.stream_bytes_received,
+            frame.len() + super::streams::FRAME_HEADER,
+        );
+        match tokio::time::timeout(after, shared.inbound.pushes.send((remote, frame))).await {
+            Ok(Ok(())) => add(&shared.counters.pushes_received, 1),
+            _ => {
+                add(&shared.counters.streams_dropped_recv, 1);
+                let _ = recv.stop(DECLINED);
+                return;
+            }
+        }
     }
+}
+
+/// The next frame of a push stream; `None` at a clean end (between frames).
+async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Bytes>, String> {
+    let mut header = [0u8; super::streams::FRAME_HEADER];
+    let mut got = 0;
+    while got < header.len() {
+        match recv.read(&mut header[got..]).await {
+            Ok(Some(n)) => got += n,
+            Ok(None) if got == 0 => return Ok(None),
+            Ok(None) => return Err(format!("stream ended inside a frame header ({got} of 4 bytes)")),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > limit {
+        return Err(format!("frame of {len} bytes exceeds the limit of {limit} bytes"));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(read) => {
+            format!("stream ended inside a frame: {read} of {len} bytes")
+        }
+        quinn::ReadExactError::ReadError(e) => e.to_string(),
+    })?;
+    Ok(Some(Bytes::from(body)))
 }

@@ -112,7 +112,9 @@ pub struct QuicConfig {
     /// A connection with no traffic for this long closes, which keeps the
     /// cache to the peers this node actually talks to.
     pub idle_timeout: Duration,
-    /// Largest incoming request or push accepted; larger ones are refused.
+    /// Largest incoming request, or frame of a push, accepted; larger ones
+    /// are refused. Default: the one network limit,
+    /// `shoal_crdt_state::wire::MAX_MESSAGE_BYTES`.
     pub max_request_size: usize,
     /// Datagrams kept per peer while its connection is being set up; beyond
     /// that the oldest are dropped (SWIM tolerates loss, fresh data matters).
@@ -132,7 +134,7 @@ impl QuicConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            max_request_size: 16 << 20,
+            max_request_size: shoal_crdt_state::wire::MAX_MESSAGE_BYTES,
             connect_queue: 64,
             inbound_capacity: 1024,
         }
@@ -363,7 +365,21 @@ impl QuicTransport {
     /// Sends `body` one way on a new uni-directional stream. `Ok` means
     /// written and finished locally, not processed by the peer.
     pub async fn push(&self, to: SocketAddr, body: Bytes) -> Result<(), TransportError> {
-        self.shared.push(canonical(to), body).await
+        self.shared.push_frames(canonical(to), vec![body]).await
+    }
+
+    /// Sends `frames` one way, in order, on one new uni-directional stream;
+    /// the receiver gets each as one push. Each frame must be at most the
+    /// receiver's `max_request_size`; a larger one ends the stream there
+    /// (the frames before it are delivered). Each frame, not the whole
+    /// stream, must go out within the request timeout, so a long transfer
+    /// runs at the receiver's pace (flow control) instead of filling memory.
+    pub async fn push_frames(
+        &self,
+        to: SocketAddr,
+        frames: Vec<Bytes>,
+    ) -> Result<(), TransportError> {
+        self.shared.push_frames(canonical(to), frames).await
     }
 
     /// Peers with a live cached connection, sorted.

@@ -1,4 +1,5 @@
-//! Outgoing streams: request/response for state sync, one-way pushes.
+//! Outgoing streams: request/response (replicated acknowledgements,
+//! image transfers) and one-way pushes of framed messages (state sync).
 //!
 //! Each call opens a fresh stream on the cached connection (streams are
 //! cheap in QUIC and independent, so a slow reply never blocks gossip
@@ -137,33 +138,58 @@ impl Shared {
             .unwrap_or(Err(TransportError::Timeout { to, after }))
     }
 
-    /// See [`super::QuicTransport::push`].
-    pub(crate) async fn push(
+    /// See [`super::QuicTransport::push_frames`].
+    pub(crate) async fn push_frames(
         self: &Arc<Self>,
         to: SocketAddr,
-        body: Bytes,
+        frames: Vec<Bytes>,
     ) -> Result<(), TransportError> {
         let after = self.config.request_timeout;
-        let send_it = async {
+        let open = async {
             let conn = self.connection(to).await?;
-            let mut send = conn
-                .open_uni()
+            conn.open_uni()
                 .await
                 .map_err(|e| TransportError::ConnectionLost {
                     to,
                     reason: e.to_string(),
-                })?;
-            self.send_all(to, &mut send, body).await
+                })
         };
-        let result = tokio::time::timeout(after, send_it)
+        let mut send = tokio::time::timeout(after, open)
             .await
-            .unwrap_or(Err(TransportError::Timeout { to, after }));
-        if result.is_ok() {
-            add(&self.counters.pushes_sent, 1);
+            .unwrap_or(Err(TransportError::Timeout { to, after }))?;
+        // Each frame within the timeout, not the whole stream: a long
+        // transfer moves at the pace of the receiver's flow control.
+        let count = frames.len();
+        for frame in frames {
+            let size = frame.len();
+            let len = u32::try_from(size).map_err(|_| TransportError::Stream {
+                to,
+                reason: format!("a frame of {size} bytes cannot be sent"),
+            })?;
+            let write = async {
+                send.write_all(&len.to_le_bytes())
+                    .await
+                    .map_err(|e| write_error(to, e))?;
+                send.write_chunk(frame)
+                    .await
+                    .map_err(|e| write_error(to, e))
+            };
+            tokio::time::timeout(after, write)
+                .await
+                .unwrap_or(Err(TransportError::Timeout { to, after }))?;
+            add(&self.counters.stream_bytes_sent, size + FRAME_HEADER);
         }
-        result
+        send.finish().map_err(|e| TransportError::Stream {
+            to,
+            reason: e.to_string(),
+        })?;
+        add(&self.counters.pushes_sent, count);
+        Ok(())
     }
 }
+
+/// Bytes before each frame of a push: its length, u32 little-endian.
+pub(crate) const FRAME_HEADER: usize = 4;
 
 /// Maps a stream write failure to what it means for the caller.
 pub(crate) fn write_error(to: SocketAddr, e: WriteError) -> TransportError {

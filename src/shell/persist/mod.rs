@@ -32,7 +32,7 @@ use crate::peer::Persisted;
 pub use writer::{Durability, Writer};
 
 /// Largest state file we agree to load.
-const MAX_STATE_BYTES: usize = 256 * 1024 * 1024;
+const MAX_STATE_BYTES: usize = wire::MAX_FILE_BYTES;
 
 /// Format version of `node.json`.
 const IDENTITY_FORMAT: u32 = 1;

@@ -32,6 +32,8 @@ pub struct PeerCluster {
     runtime: RuntimeConfig,
     incarnations: Vec<u64>,
     pub(crate) started: Instant,
+    /// Adjusts every peer's config before it starts (a scenario's timings).
+    pub tune: fn(&mut PeerConfig),
 }
 
 impl std::fmt::Debug for PeerCluster {
@@ -83,6 +85,7 @@ impl PeerCluster {
             },
             incarnations: Vec::new(),
             started: Instant::now(),
+            tune: |_| {},
         }
     }
 
@@ -130,6 +133,7 @@ impl PeerCluster {
         config.incarnation = incarnation;
         config.preset = self.preset;
         config.rng_seed = self.seed ^ ((slot as u64) << 20) ^ incarnation;
+        (self.tune)(&mut config);
         config
     }
 

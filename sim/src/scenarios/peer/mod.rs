@@ -15,6 +15,10 @@
 //!   from what it persisted, in random order within 30 s; its engines
 //!   survive or die with it ([`Engines`]).
 //!
+//! - [`gc`]: tombstones are collected once every known node holds them,
+//!   and a peer partitioned or forgotten across the horizon resurrects
+//!   nothing (its own report, [`gc::GcReport`]).
+//!
 //! [`cluster`] holds the cluster of peers and [`truth`] the ground truth
 //! of what runs where.
 
@@ -22,6 +26,7 @@ pub mod apply;
 pub mod cluster;
 pub mod failover;
 pub mod full_restart;
+pub mod gc;
 pub mod host_port;
 pub mod join;
 pub mod partition;

@@ -1,0 +1,145 @@
+//! Garbage collection at the peer: publishing our acknowledgement,
+//! collecting once every known node agrees, and catching up with a peer's
+//! horizon. The rule and why it is safe: `shoal_crdt_state::gc`.
+//!
+//! Called from the anti-entropy timer (about once a second) and on every
+//! digest that arrives. The settled hash is recomputed only when the
+//! cutoff moved or the state changed since the last time.
+
+use std::time::Duration;
+
+use shoal_crdt_state::gc::{self, Collected, GcAck};
+use shoal_crdt_state::node::NodeId;
+
+use super::io::{Output, PeerEvent};
+use super::{Peer, ms};
+
+/// Our last computed acknowledgement, and the state it was computed for.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AckCache {
+    ack: GcAck,
+    /// `Peer::state_changes` when computed.
+    at_change: u64,
+}
+
+impl Peer {
+    /// Collects when every known node acknowledges what we published
+    /// last, then publishes our acknowledgement for the current cutoff.
+    ///
+    /// The check uses the acknowledgement we published a tick ago, not
+    /// the one we are about to publish: the others publish theirs at
+    /// their own ticks, so by ours they have had a period to answer the
+    /// same cutoff (peers that tick in step would otherwise always see
+    /// each other one cutoff behind). Our hash is checked again against
+    /// the state we collect from.
+    pub(super) fn collect_garbage(&mut self, now: Duration) {
+        let me = self.config.node;
+        if let Some(published) = self.state.observed.get(me).map(|r| r.gc) {
+            let known = self.state.observed.nodes().map(|(_, r)| Some(&r.gc));
+            if gc::ready(&published, known)
+                && self.state.desired.settled_hash(published.cutoff_ms) == published.settled
+            {
+                let collected = self.state.desired.collect(published.cutoff_ms);
+                self.after_collection(
+                    now,
+                    collected,
+                    published.cutoff_ms,
+                    "every known node acknowledged",
+                );
+            }
+        }
+        let ack = self.current_ack(now);
+        self.publish_ack(now, ack);
+    }
+
+    /// Catches up with the horizon of the peer whose full digest this is,
+    /// when it is ahead of ours (see `gc::ClusterState::adopt_horizon`).
+    pub(super) fn catch_up_horizon(&mut self, now: Duration, digest: &shoal_crdt_state::Digest) {
+        if digest.collected_below_ms <= self.state.desired.collected_below_ms() {
+            return;
+        }
+        let me = self.config.node;
+        let members = &self.members;
+        let alive = |node: NodeId| node == me || members.contains_key(&node);
+        let collected = self.state.adopt_horizon(digest, alive);
+        self.after_collection(
+            now,
+            collected,
+            digest.collected_below_ms,
+            "a peer's horizon was ahead",
+        );
+        let ack = self.current_ack(now);
+        self.publish_ack(now, ack);
+    }
+
+    fn after_collection(
+        &mut self,
+        now: Duration,
+        collected: Collected,
+        horizon_ms: u64,
+        why: &'static str,
+    ) {
+        self.state_changes += 1;
+        self.stats.collected += collected.len() as u64;
+        if collected.is_empty() {
+            return;
+        }
+        tracing::info!(
+            horizon_ms,
+            rcs = collected.rcs.len(),
+            services = collected.services.len(),
+            nodes = collected.nodes.len() + collected.node_records.len(),
+            why,
+            "garbage collected"
+        );
+        if !collected.rcs.is_empty() || !collected.node_records.is_empty() {
+            self.rcs_dirty = true;
+            self.placement_dirty = true;
+            self.request_reconcile(now);
+        }
+        self.outputs.push_back(Output::Event(PeerEvent::Collected {
+            rcs: collected.rcs.len(),
+            services: collected.services.len(),
+            nodes: collected.nodes.len() + collected.node_records.len(),
+            horizon_ms,
+        }));
+    }
+
+    /// Our acknowledgement for the cutoff at `now`, recomputed only when
+    /// the cutoff, the horizon or the state changed.
+    fn current_ack(&mut self, now: Duration) -> GcAck {
+        let cutoff = gc::cutoff(
+            ms(now),
+            ms(self.config.gc_grace),
+            ms(self.config.gc_epoch),
+        );
+        let horizon = self.state.desired.collected_below_ms();
+        let cached = self.ack_cache;
+        if cached.ack.cutoff_ms == cutoff
+            && cached.ack.collected_below_ms == horizon
+            && cached.at_change == self.state_changes
+        {
+            return cached.ack;
+        }
+        let ack = GcAck {
+            cutoff_ms: cutoff,
+            settled: self.state.desired.settled_hash(cutoff),
+            collected_below_ms: horizon,
+        };
+        self.ack_cache = AckCache {
+            ack,
+            at_change: self.state_changes,
+        };
+        ack
+    }
+
+    /// Writes `ack` into our node record and spreads it, if it changed.
+    fn publish_ack(&mut self, now: Duration, ack: GcAck) {
+        let delta = self.state.observed.set_gc_ack(self.config.node, ack);
+        if !delta.is_empty() {
+            self.spread(now, delta.into());
+            // Publishing changed the state, not what the ack covers.
+            self.ack_cache.at_change = self.state_changes;
+        }
+    }
+}
