@@ -299,6 +299,21 @@ impl DockerRuntime {
         container: Option<&str>,
         follow: bool,
     ) -> Result<LogStream, RuntimeError> {
+        let options = LogOptions {
+            follow,
+            ..LogOptions::default()
+        };
+        self.logs_with(pod, container, options).await
+    }
+
+    /// [`logs`](Self::logs) with the last `tail` lines only and/or each
+    /// line prefixed by its RFC 3339 time (`kubectl logs --tail --timestamps`).
+    pub async fn logs_with(
+        &self,
+        pod: &PodId,
+        container: Option<&str>,
+        how: LogOptions,
+    ) -> Result<LogStream, RuntimeError> {
         let inner = &self.inner;
         let mut candidates: Vec<ContainerSummary> = inner
             .list(inner.owner.pod_filters(pod))
@@ -326,10 +341,13 @@ impl DockerRuntime {
                 container: container.unwrap_or("(first)").to_string(),
             })?;
         let options = LogsOptions {
-            follow,
+            follow: how.follow,
             stdout: true,
             stderr: true,
-            tail: "all".to_string(),
+            timestamps: how.timestamps,
+            tail: how
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
             ..Default::default()
         };
         let host = inner.host.clone();
@@ -342,6 +360,17 @@ impl DockerRuntime {
         });
         Ok(Box::pin(stream))
     }
+}
+
+/// How much of a pod's output [`DockerRuntime::logs_with`] streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming new output until the container stops.
+    pub follow: bool,
+    /// Only the last this many lines (all when `None`).
+    pub tail: Option<u64>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
 }
 
 impl Drop for DockerRuntime {

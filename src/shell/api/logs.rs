@@ -18,7 +18,7 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use shoal_crdt_state::node::NodeInfo;
 use shoal_crdt_state::pod::PodId;
-use shoal_runtime::docker::RuntimeError;
+use shoal_runtime::docker::{LogOptions, RuntimeError};
 
 use super::error::{ApiError, ErrorBody};
 use super::reads::locate_pod;
@@ -27,11 +27,17 @@ use super::{ApiState, FORWARDED_HEADER};
 /// How long connecting to the owning node may take before we give up.
 const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct LogsQuery {
     #[serde(default)]
-    follow: bool,
-    container: Option<String>,
+    pub(super) follow: bool,
+    pub(super) container: Option<String>,
+    /// Only the last this many lines.
+    #[serde(default)]
+    pub(super) tail: Option<u64>,
+    /// Each line prefixed with its RFC 3339 time.
+    #[serde(default)]
+    pub(super) timestamps: bool,
 }
 
 pub(super) async fn logs(
@@ -42,14 +48,26 @@ pub(super) async fn logs(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "{}; use ?follow=true|false&container=NAME",
+            "{}; use ?follow=true|false&container=NAME&tail=N&timestamps=true|false",
             e.body_text()
         ))
     })?;
+    pod_logs(&state, &name, &query, &headers).await
+}
+
+/// A pod's output from this node's engine or its owner's API (also what
+/// the Kubernetes API's `pods/{name}/log` serves).
+pub(super) async fn pod_logs(
+    state: &ApiState,
+    name: &str,
+    query: &LogsQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = name.to_owned();
     let snapshot = state.handle.snapshot().await?;
     let (pod, node) = locate_pod(&snapshot, &name)?;
     if node == snapshot.me {
-        return local_logs(&state, &pod, &query).await;
+        return local_logs(state, &pod, query).await;
     }
     let info = snapshot
         .state
@@ -63,7 +81,7 @@ pub(super) async fn logs(
             info.name
         )));
     }
-    proxy_logs(&info, &name, &query, &headers).await
+    proxy_logs(&info, &name, query, headers).await
 }
 
 async fn local_logs(
@@ -77,7 +95,15 @@ async fn local_logs(
         )
     })?;
     let stream = runtime
-        .logs(pod, query.container.as_deref(), query.follow)
+        .logs_with(
+            pod,
+            query.container.as_deref(),
+            LogOptions {
+                follow: query.follow,
+                tail: query.tail,
+                timestamps: query.timestamps,
+            },
+        )
         .await
         .map_err(|e| match e {
             RuntimeError::NoSuchPod { .. } => ApiError::not_found(format!(
@@ -105,6 +131,12 @@ async fn proxy_logs(
     let mut params = vec![("follow", query.follow.to_string())];
     if let Some(container) = &query.container {
         params.push(("container", container.clone()));
+    }
+    if let Some(tail) = query.tail {
+        params.push(("tail", tail.to_string()));
+    }
+    if query.timestamps {
+        params.push(("timestamps", "true".to_owned()));
     }
     let mut request = client
         .get(format!("http://{api}/api/v1/pods/{name}/logs"))

@@ -19,6 +19,7 @@
 //! - `image_load`: an image archive streamed into this peer's engine.
 //! - `nodes`: cordon, uncordon, delete a node.
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
+//! - [`kube`]: the Kubernetes API for kubectl, under `/kube`.
 //!
 //! | route | what |
 //! |---|---|
@@ -50,6 +51,7 @@ pub mod views;
 mod apply;
 mod guards;
 mod image_load;
+pub mod kube;
 mod logs;
 mod nodes;
 mod rcs;
@@ -121,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(reads::healthz));
     Router::new()
         .nest("/api/v1", v1)
+        .nest(kube::PREFIX, kube::router())
         .route("/healthz", get(reads::healthz))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
