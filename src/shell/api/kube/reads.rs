@@ -75,6 +75,7 @@ async fn list(
     let selector = Selector::parse(
         params.label_selector.as_deref(),
         params.field_selector.as_deref(),
+        kind == Kind::Event,
     )?;
     let as_table = table::wanted(accept(headers));
     if matches!(params.watch.as_deref(), Some("true" | "1")) {

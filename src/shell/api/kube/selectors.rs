@@ -3,7 +3,8 @@
 //! Labels: Kubernetes' equality- and set-based forms (`a=b`, `a==b`,
 //! `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`). Fields: `metadata.name`
 //! and `metadata.namespace` with `=`, `==`, `!=` (what kubectl's `delete`
-//! and `wait` use); any other field is refused with the list of known ones.
+//! and `wait` use); any other field is refused with the list of known ones,
+//! except on events, which `describe` selects by `involvedObject.*`.
 
 use std::collections::BTreeMap;
 
@@ -29,9 +30,18 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn parse(labels: Option<&str>, fields: Option<&str>) -> Result<Selector, KubeError> {
+    /// `any_field`: accept every field name (events; their fields are not
+    /// all in the metadata, and an unknown one selects nothing).
+    pub fn parse(
+        labels: Option<&str>,
+        fields: Option<&str>,
+        any_field: bool,
+    ) -> Result<Selector, KubeError> {
         let labels = requirements(labels.unwrap_or_default(), "labelSelector")?;
         let fields = requirements(fields.unwrap_or_default(), "fieldSelector")?;
+        if any_field {
+            return Ok(Selector { labels, fields });
+        }
         for field in &fields {
             let key = match field {
                 Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
@@ -174,7 +184,7 @@ mod tests {
             ("", true, true),
         ];
         for (selector, on_web, on_db) in cases {
-            let s = Selector::parse(Some(selector), None).unwrap();
+            let s = Selector::parse(Some(selector), None, false).unwrap();
             assert_eq!(s.matches(&web), on_web, "{selector} on web");
             assert_eq!(s.matches(&db), on_db, "{selector} on db");
         }
@@ -182,12 +192,12 @@ mod tests {
 
     #[test]
     fn field_selectors_select_by_name_and_refuse_other_fields() {
-        let s = Selector::parse(None, Some("metadata.name=web-0")).unwrap();
+        let s = Selector::parse(None, Some("metadata.name=web-0"), false).unwrap();
         assert!(s.matches(&meta("web-0", &[])));
         assert!(!s.matches(&meta("web-1", &[])));
-        let err = Selector::parse(None, Some("status.phase=Running")).unwrap_err();
+        let err = Selector::parse(None, Some("status.phase=Running"), false).unwrap_err();
         assert!(err.message.contains("status.phase"), "{}", err.message);
-        let err = Selector::parse(Some("app=(x"), None).unwrap_err();
+        let err = Selector::parse(Some("app=(x"), None, false).unwrap_err();
         assert!(err.message.contains("app=(x"), "{}", err.message);
     }
 }
