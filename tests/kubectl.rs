@@ -76,8 +76,7 @@ impl Kubectl {
         if self.old_client && matches!(args.first(), Some(&"apply" | &"create")) {
             cmd.arg("--validate=false");
         }
-        cmd
-            .arg("--cache-dir")
+        cmd.arg("--cache-dir")
             .arg(&self.cache)
             .env("KUBECONFIG", &self.configs[i])
             .env("HOME", &self.home)
@@ -118,10 +117,20 @@ fn assert_quiet(args: &[&str], out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines() {
         let lower = line.to_lowercase();
-        let noisy = ["warning", "memcache", "openapi", "discovery", "couldn't get"]
-            .iter()
-            .any(|w| lower.contains(w));
-        assert!(!noisy, "kubectl {} printed: {line}\n{stderr}", args.join(" "));
+        let noisy = [
+            "warning",
+            "memcache",
+            "openapi",
+            "discovery",
+            "couldn't get",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        assert!(
+            !noisy,
+            "kubectl {} printed: {line}\n{stderr}",
+            args.join(" ")
+        );
     }
 }
 
@@ -222,15 +231,28 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     };
     assert_eq!(
         row("replicationcontrollers"),
-        ["replicationcontrollers", "rc", "v1", "true", "ReplicationController"]
+        [
+            "replicationcontrollers",
+            "rc",
+            "v1",
+            "true",
+            "ReplicationController"
+        ]
     );
     assert_eq!(row("pods"), ["pods", "po", "v1", "true", "Pod"]);
     assert_eq!(row("nodes"), ["nodes", "no", "v1", "false", "Node"]);
-    assert_eq!(row("services"), ["services", "svc", "v1", "true", "Service"]);
+    assert_eq!(
+        row("services"),
+        ["services", "svc", "v1", "true", "Service"]
+    );
     assert_eq!(row("events"), ["events", "ev", "v1", "true", "Event"]);
 
     // apply -f creates (through peer 0)...
-    let v1 = write(&dir, "hello-1.0.yaml", &rc_manifest(2, "shoal-test/hello:1.0"));
+    let v1 = write(
+        &dir,
+        "hello-1.0.yaml",
+        &rc_manifest(2, "shoal-test/hello:1.0"),
+    );
     let out = k.run(0, &["apply", "-f", &v1]);
     assert_eq!(out.trim(), "replicationcontroller/hello created");
     // ...and peer 1 sees both pods run, owned by the RC.
@@ -242,7 +264,10 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let rc = k.json(2, &["get", "rc", "hello"]);
     assert_eq!(rc["spec"]["replicas"], 2);
     assert_eq!(rc["metadata"]["namespace"], "default");
-    assert!(rc["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
+    assert!(
+        rc["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
     for pod in ready_pods(&k, 2) {
         let owner = &pod["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "ReplicationController");
@@ -265,12 +290,27 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
             .unwrap_or_else(|| panic!("no {first} header in\n{wide}"))
             .clone()
     };
-    let rc_header = rows.iter().find(|r| r.contains(&"DESIRED".to_owned())).unwrap();
+    let rc_header = rows
+        .iter()
+        .find(|r| r.contains(&"DESIRED".to_owned()))
+        .unwrap();
     assert_eq!(
         rc_header,
-        &["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+        &[
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
     );
-    let pod_header = rows.iter().find(|r| r.contains(&"RESTARTS".to_owned())).unwrap();
+    let pod_header = rows
+        .iter()
+        .find(|r| r.contains(&"RESTARTS".to_owned()))
+        .unwrap();
     assert_eq!(
         &pod_header[..7],
         &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
@@ -282,7 +322,10 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     assert_eq!(&rc_row[1..4], &["2", "2", "2"], "{wide}");
     assert_eq!(rc_row[6], "shoal-test/hello:1.0");
     assert_eq!(rc_row[7], "app=hello");
-    let pod_rows: Vec<_> = rows.iter().filter(|r| r[0].starts_with("pod/hello-")).collect();
+    let pod_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r[0].starts_with("pod/hello-"))
+        .collect();
     assert_eq!(pod_rows.len(), 2, "{wide}");
     for r in &pod_rows {
         assert_eq!(&r[1..3], &["1/1", "Running"], "{wide}");
@@ -340,7 +383,11 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     assert_eq!(k.json(1, &["get", "rc", "hello"])["spec"]["replicas"], 5);
 
     // apply -f again: the image change rolls out, the count is a scale.
-    let v11 = write(&dir, "hello-1.1.yaml", &rc_manifest(3, "shoal-test/hello:1.1"));
+    let v11 = write(
+        &dir,
+        "hello-1.1.yaml",
+        &rc_manifest(3, "shoal-test/hello:1.1"),
+    );
     let out = k.run(1, &["apply", "-f", &v11]);
     assert_eq!(out.trim(), "replicationcontroller/hello configured");
     let rolled = wait_until(Duration::from_secs(180), || {
@@ -369,7 +416,10 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
 
     // describe rc counts the pods it owns.
     let described = k.run(0, &["describe", "rc", "hello"]);
-    assert!(described.contains("Replicas:     3 current / 3 desired"), "{described}");
+    assert!(
+        described.contains("Replicas:     3 current / 3 desired"),
+        "{described}"
+    );
     assert!(
         described.contains("Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed"),
         "{described}"
@@ -393,7 +443,9 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     {
         use std::io::BufRead;
         let stdout = follow.stdout.take().unwrap();
-        std::io::BufReader::new(stdout).read_line(&mut first).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
     }
     assert_eq!(first, "first line\n");
     assert!(follow.try_wait().unwrap().is_none(), "logs -f ended early");
@@ -406,7 +458,10 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         "editor.sh",
         "#!/bin/sh\nsed -i 's/^  replicas: 3$/  replicas: 2/' \"$1\"\n",
     );
-    ok(&Command::new("chmod").args(["+x", &editor]).output().unwrap());
+    ok(&Command::new("chmod")
+        .args(["+x", &editor])
+        .output()
+        .unwrap());
     let out = k
         .command(1, &["edit", "rc", "hello"])
         .env("KUBE_EDITOR", &editor)
@@ -440,11 +495,12 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let out = k.run(1, &["delete", "-f", &svc]);
     assert_eq!(out.trim(), "service \"hello\" deleted");
     assert!(
-        wait_until(Duration::from_secs(60), || k
-            .json(1, &["get", "pods"])["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()),
+        wait_until(Duration::from_secs(60), || {
+            k.json(1, &["get", "pods"])["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        }),
         "the pods of a deleted RC never went away"
     );
 }

@@ -40,9 +40,8 @@ pub fn run(args: &KubeconfigArgs, out: &mut impl Write) -> anyhow::Result<bool> 
         .unwrap_or_else(|| format!("shoal-{}", health.cluster));
     let ca = match &args.certificate_authority {
         Some(path) => {
-            let path = std::fs::canonicalize(path).map_err(|e| {
-                anyhow::anyhow!("--certificate-authority {}: {e}", path.display())
-            })?;
+            let path = std::fs::canonicalize(path)
+                .map_err(|e| anyhow::anyhow!("--certificate-authority {}: {e}", path.display()))?;
             Some(path.display().to_string())
         }
         None => None,
@@ -83,13 +82,29 @@ mod tests {
 
     #[test]
     fn the_kubeconfig_names_the_peer_under_the_kube_prefix_with_its_token() {
-        let text = render("http://127.0.0.1:7070/", "shoal-lab", Some("s3\"cret"), None);
-        assert!(text.contains("server: \"http://127.0.0.1:7070/kube\""), "{text}");
+        let text = render(
+            "http://127.0.0.1:7070/",
+            "shoal-lab",
+            Some("s3\"cret"),
+            None,
+        );
+        assert!(
+            text.contains("server: \"http://127.0.0.1:7070/kube\""),
+            "{text}"
+        );
         assert!(text.contains("token: \"s3\\\"cret\""), "{text}");
         assert!(text.contains("current-context: \"shoal-lab\""), "{text}");
         assert!(!text.contains("certificate-authority"), "{text}");
-        let text = render("https://10.0.0.5:7070", "x", None, Some("/etc/shoal/ca.pem"));
-        assert!(text.contains("certificate-authority: \"/etc/shoal/ca.pem\""), "{text}");
+        let text = render(
+            "https://10.0.0.5:7070",
+            "x",
+            None,
+            Some("/etc/shoal/ca.pem"),
+        );
+        assert!(
+            text.contains("certificate-authority: \"/etc/shoal/ca.pem\""),
+            "{text}"
+        );
         assert!(text.contains("user: {}"), "{text}");
     }
 }

@@ -62,16 +62,11 @@ pub(super) async fn api_v1() -> Json<APIResourceList> {
 /// Every resource served, with kubectl's short names.
 pub fn resources() -> Vec<APIResource> {
     let read = ["get", "list", "watch"];
-    let write = ["create", "delete", "get", "list", "patch", "update", "watch"];
+    let write = [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     vec![
-        resource(
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &["get", "list"],
-        ),
+        resource("events", "event", "Event", true, &["ev"], &["get", "list"]),
         resource("nodes", "node", "Node", false, &["no"], &read),
         resource("pods", "pod", "Pod", true, &["po"], &read).in_all(),
         resource("pods/log", "", "Pod", true, &[], &["get"]),

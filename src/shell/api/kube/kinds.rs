@@ -69,10 +69,13 @@ impl Kind {
         matches!(self, Kind::ReplicationController | Kind::Service)
     }
 
-    /// Every object of the kind as JSON with its metadata, in name order.
-    pub fn list(self, snapshot: &Snapshot) -> Vec<Item> {
+    /// Every object of the kind with its metadata and table cells, in name
+    /// order; with its JSON too unless `cells_only` (a Table has no use for
+    /// it, and encoding it is most of a large list's cost).
+    pub fn list(self, snapshot: &Snapshot, cells_only: bool) -> Vec<Item> {
         fn items<T: serde::Serialize>(
             objects: Vec<T>,
+            cells_only: bool,
             meta: impl Fn(&T) -> &ObjectMeta,
             row: impl Fn(&T) -> Vec<Value>,
         ) -> Vec<Item> {
@@ -80,7 +83,11 @@ impl Kind {
                 .iter()
                 .map(|o| Item {
                     meta: meta(o).clone(),
-                    json: serde_json::to_value(o).unwrap_or_default(),
+                    json: if cells_only {
+                        Value::Null
+                    } else {
+                        serde_json::to_value(o).unwrap_or_default()
+                    },
                     cells: row(o),
                 })
                 .collect()
@@ -89,21 +96,25 @@ impl Kind {
         match self {
             Kind::ReplicationController => items(
                 objects::rcs(snapshot),
+                cells_only,
                 |o| &o.metadata,
                 |o| table::rc_row(o, now),
             ),
             Kind::Pod => items(
                 objects::pods(snapshot),
+                cells_only,
                 |o| &o.metadata,
                 |o| table::pod_row(o, now),
             ),
             Kind::Node => items(
                 objects::nodes(snapshot),
+                cells_only,
                 |o| &o.metadata,
                 |o| table::node_row(o, now),
             ),
             Kind::Service => items(
                 objects::services(snapshot),
+                cells_only,
                 |o| &o.metadata,
                 |o| table::service_row(o, now),
             ),
@@ -122,16 +133,14 @@ impl Kind {
             cells,
         };
         let found = match self {
-            Kind::ReplicationController => objects::rc(snapshot, name).map(|o| {
-                item(&o.metadata, to_json(&o), table::rc_row(&o, now))
-            }),
+            Kind::ReplicationController => objects::rc(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::rc_row(&o, now))),
             Kind::Pod => objects::pod(snapshot, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::pod_row(&o, now))),
             Kind::Node => objects::node(snapshot, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::node_row(&o, now))),
-            Kind::Service => objects::service(snapshot, name).map(|o| {
-                item(&o.metadata, to_json(&o), table::service_row(&o, now))
-            }),
+            Kind::Service => objects::service(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::service_row(&o, now))),
             Kind::Event => None,
         };
         found.ok_or_else(|| KubeError::not_found(self.plural(), name))

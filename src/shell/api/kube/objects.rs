@@ -18,10 +18,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus,
-    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod, PodCondition,
-    PodSpec, PodStatus as KubePodStatus, ReplicationController, ReplicationControllerStatus,
-    Service,
+    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, Node,
+    NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod, PodCondition, PodSpec,
+    PodStatus as KubePodStatus, ReplicationController, ReplicationControllerStatus, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -52,7 +51,11 @@ pub fn rc(snapshot: &Snapshot, name: &str) -> Option<ReplicationController> {
 
 fn rc_object(snapshot: &Snapshot, spec: &RcSpec) -> ReplicationController {
     let v1 = render::to_v1(spec);
-    let record = snapshot.state.desired.get(&spec.name).map(|view| view.record);
+    let record = snapshot
+        .state
+        .desired
+        .get(&spec.name)
+        .map(|view| view.record);
     let created = record.and_then(|r| r.created());
     let version = record.and_then(|r| r.max_stamp());
     let mut rc: ReplicationController = serde_json::to_value(&v1)
@@ -313,7 +316,11 @@ fn node_object(row: &NodeJson) -> Node {
                 message: Some(format!(
                     "SWIM state {}; container engine {}",
                     row.state,
-                    if row.ready { "reachable" } else { "unreachable" }
+                    if row.ready {
+                        "reachable"
+                    } else {
+                        "unreachable"
+                    }
                 )),
                 ..NodeCondition::default()
             }]),

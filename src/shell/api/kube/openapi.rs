@@ -112,7 +112,14 @@ fn api_v1() -> Value {
     let g = &mut generator;
     let l = &mut lists;
     let kinds = [
-        kind::<ReplicationController>(g, l, "ReplicationController", "replicationcontrollers", true, true),
+        kind::<ReplicationController>(
+            g,
+            l,
+            "ReplicationController",
+            "replicationcontrollers",
+            true,
+            true,
+        ),
         kind::<Pod>(g, l, "Pod", "pods", true, false),
         kind::<Service>(g, l, "Service", "services", true, true),
         kind::<Node>(g, l, "Node", "nodes", false, false),

@@ -259,11 +259,11 @@ mod tests {
     fn strategic_merge_keys_containers_by_name_and_ports_by_container_port() {
         let mut target = rc();
         let patch = json!({"spec": {"replicas": 3, "template": {"spec": {
-            "$setElementOrder/containers": [{"name": "web"}, {"name": "side"}],
-            "containers": [
-                {"name": "web", "image": "a:2", "ports": [{"containerPort": 90, "$patch": "delete"}]},
-                {"name": "side", "$patch": "delete"}
-            ]}}}});
+        "$setElementOrder/containers": [{"name": "web"}, {"name": "side"}],
+        "containers": [
+            {"name": "web", "image": "a:2", "ports": [{"containerPort": 90, "$patch": "delete"}]},
+            {"name": "side", "$patch": "delete"}
+        ]}}}});
         strategic_merge(&mut target, &patch).unwrap();
         assert_eq!(
             target,
@@ -276,8 +276,14 @@ mod tests {
     #[test]
     fn merge_patch_removes_nulls_and_replaces_lists() {
         let mut target = rc();
-        merge(&mut target, &json!({"spec": {"replicas": null, "template": {"spec": {"containers": []}}}}));
-        assert_eq!(target, json!({"spec": {"template": {"spec": {"containers": []}}}}));
+        merge(
+            &mut target,
+            &json!({"spec": {"replicas": null, "template": {"spec": {"containers": []}}}}),
+        );
+        assert_eq!(
+            target,
+            json!({"spec": {"template": {"spec": {"containers": []}}}})
+        );
     }
 
     #[test]
@@ -290,13 +296,19 @@ mod tests {
         ]);
         json_patch(&mut target, &ops).unwrap();
         assert_eq!(target["spec"]["replicas"], 5);
-        assert_eq!(target["spec"]["template"]["spec"]["containers"][2]["name"], "x");
+        assert_eq!(
+            target["spec"]["template"]["spec"]["containers"][2]["name"],
+            "x"
+        );
         let failing = json!([
             {"op": "replace", "path": "/spec/replicas", "value": 7},
             {"op": "test", "path": "/spec/replicas", "value": 8}
         ]);
         let err = json_patch(&mut target, &failing).unwrap_err();
         assert!(err.message.contains("operation 1"), "{}", err.message);
-        assert_eq!(target["spec"]["replicas"], 5, "a failed patch changes nothing");
+        assert_eq!(
+            target["spec"]["replicas"], 5,
+            "a failed patch changes nothing"
+        );
     }
 }

@@ -32,9 +32,7 @@ pub(super) struct ListQuery {
     pub timeout_seconds: Option<u64>,
 }
 
-pub(super) fn query<T: Default>(
-    query: Result<Query<T>, QueryRejection>,
-) -> Result<T, KubeError> {
+pub(super) fn query<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, KubeError> {
     query
         .map(|Query(q)| q)
         .map_err(|e| KubeError::bad_request(e.body_text()))
@@ -84,7 +82,7 @@ async fn list(
     let snapshot = state.handle.snapshot().await?;
     build(snapshot, move |s| {
         let items: Vec<Item> = kind
-            .list(s)
+            .list(s, as_table)
             .into_iter()
             .filter(|i| selector.matches(&i.meta))
             .collect();

@@ -72,7 +72,8 @@ impl Selector {
             "metadata.namespace".to_owned(),
             meta.namespace.clone().unwrap_or_default(),
         );
-        self.labels.iter().all(|r| holds(r, labels)) && self.fields.iter().all(|r| holds(r, &fields))
+        self.labels.iter().all(|r| holds(r, labels))
+            && self.fields.iter().all(|r| holds(r, &fields))
     }
 }
 

@@ -63,7 +63,12 @@ pub struct Column {
     pub description: &'static str,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: u8, description: &'static str) -> Column {
+const fn col(
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+    description: &'static str,
+) -> Column {
     Column {
         name,
         kind,
@@ -72,7 +77,12 @@ const fn col(name: &'static str, kind: &'static str, priority: u8, description: 
     }
 }
 
-const NAME: Column = col("Name", "string", 0, "Name must be unique within a namespace.");
+const NAME: Column = col(
+    "Name",
+    "string",
+    0,
+    "Name must be unique within a namespace.",
+);
 const AGE: Column = col("Age", "string", 0, "Time since the object was created.");
 
 pub const RC_COLUMNS: [Column; 8] = [
@@ -81,9 +91,24 @@ pub const RC_COLUMNS: [Column; 8] = [
     col("Current", "integer", 0, "Number of pods reported."),
     col("Ready", "integer", 0, "Number of ready pods."),
     AGE,
-    col("Containers", "string", 1, "Names of each container in the template."),
-    col("Images", "string", 1, "Images referenced by each container in the template."),
-    col("Selector", "string", 1, "Label query over pods that should match the replicas count."),
+    col(
+        "Containers",
+        "string",
+        1,
+        "Names of each container in the template.",
+    ),
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
+    col(
+        "Selector",
+        "string",
+        1,
+        "Label query over pods that should match the replicas count.",
+    ),
 ];
 
 pub fn rc_row(rc: &ReplicationController, now_ms: u64) -> Vec<Value> {
@@ -114,10 +139,25 @@ pub fn rc_row(rc: &ReplicationController, now_ms: u64) -> Vec<Value> {
 pub const POD_COLUMNS: [Column; 9] = [
     NAME,
     col("Ready", "string", 0, "Ready containers / containers."),
-    col("Status", "string", 0, "The pod's phase, or why its containers wait."),
-    col("Restarts", "integer", 0, "Restarts of the pod's containers."),
+    col(
+        "Status",
+        "string",
+        0,
+        "The pod's phase, or why its containers wait.",
+    ),
+    col(
+        "Restarts",
+        "integer",
+        0,
+        "Restarts of the pod's containers.",
+    ),
     AGE,
-    col("IP", "string", 1, "Address the pod's ports are published on."),
+    col(
+        "IP",
+        "string",
+        1,
+        "Address the pod's ports are published on.",
+    ),
     col("Node", "string", 1, "Node running the pod."),
     col("Nominated Node", "string", 1, "Not used by Shoal."),
     col("Readiness Gates", "string", 1, "Not used by Shoal."),
@@ -154,7 +194,12 @@ pub fn pod_row(pod: &Pod, now_ms: u64) -> Vec<Value> {
 
 pub const NODE_COLUMNS: [Column; 10] = [
     NAME,
-    col("Status", "string", 0, "Ready when alive in SWIM and its engine is reachable."),
+    col(
+        "Status",
+        "string",
+        0,
+        "Ready when alive in SWIM and its engine is reachable.",
+    ),
     col("Roles", "string", 0, "Every Shoal peer is the same: none."),
     AGE,
     col("Version", "string", 0, "Shoal version of the peer."),
@@ -200,11 +245,26 @@ pub fn node_row(node: &Node, now_ms: u64) -> Vec<Value> {
 pub const SERVICE_COLUMNS: [Column; 7] = [
     NAME,
     col("Type", "string", 0, "ClusterIP or NodePort."),
-    col("Cluster-IP", "string", 0, "Shoal services answer on every peer (NAME.svc.shoal)."),
+    col(
+        "Cluster-IP",
+        "string",
+        0,
+        "Shoal services answer on every peer (NAME.svc.shoal).",
+    ),
     col("External-IP", "string", 0, "Not used by Shoal."),
-    col("Port(s)", "string", 0, "Service ports, with the node port if any."),
+    col(
+        "Port(s)",
+        "string",
+        0,
+        "Service ports, with the node port if any.",
+    ),
     AGE,
-    col("Selector", "string", 1, "Pods the service sends traffic to."),
+    col(
+        "Selector",
+        "string",
+        1,
+        "Pods the service sends traffic to.",
+    ),
 ];
 
 pub fn service_row(service: &Service, now_ms: u64) -> Vec<Value> {
@@ -224,7 +284,9 @@ pub fn service_row(service: &Service, now_ms: u64) -> Vec<Value> {
     vec![
         name(&service.metadata),
         spec.type_.unwrap_or_else(|| "ClusterIP".to_owned()).into(),
-        spec.cluster_ip.unwrap_or_else(|| "<none>".to_owned()).into(),
+        spec.cluster_ip
+            .unwrap_or_else(|| "<none>".to_owned())
+            .into(),
         "<none>".into(),
         ports.join(",").into(),
         age(&service.metadata, now_ms),
@@ -256,7 +318,12 @@ fn selector(selector: Option<&std::collections::BTreeMap<String, String>>) -> St
 }
 
 pub const EVENT_COLUMNS: [Column; 5] = [
-    col("Last Seen", "string", 0, "Time since the event was last seen."),
+    col(
+        "Last Seen",
+        "string",
+        0,
+        "Time since the event was last seen.",
+    ),
     col("Type", "string", 0, "Normal or Warning."),
     col("Reason", "string", 0, "Why the event happened."),
     col("Object", "string", 0, "The object it is about."),

@@ -87,7 +87,9 @@ pub(super) async fn watch(
                 }
             }
             for (name, (item, _)) in &known {
-                if !now.contains_key(name) && send(&tx, "DELETED", kind, item, as_table).await.is_err() {
+                if !now.contains_key(name)
+                    && send(&tx, "DELETED", kind, item, as_table).await.is_err()
+                {
                     return;
                 }
             }
@@ -109,7 +111,7 @@ fn look(
     selector: &Selector,
     snapshot: &crate::shell::handle::Snapshot,
 ) -> BTreeMap<String, (Item, String)> {
-    kind.list(snapshot)
+    kind.list(snapshot, false)
         .into_iter()
         .filter(|i| selector.matches(&i.meta))
         .map(|item| {
@@ -129,18 +131,14 @@ async fn send(
     item: &Item,
     as_table: bool,
 ) -> Result<(), ()> {
-    let version = item
-        .meta
-        .resource_version
-        .clone()
-        .unwrap_or_default();
+    let version = item.meta.resource_version.clone().unwrap_or_default();
     let object = if as_table {
         table_of(kind, vec![item.clone()], &version)
     } else {
         item.json.clone()
     };
-    let mut line = serde_json::to_vec(&json!({ "type": change, "object": object }))
-        .map_err(|_| ())?;
+    let mut line =
+        serde_json::to_vec(&json!({ "type": change, "object": object })).map_err(|_| ())?;
     line.push(b'\n');
     tx.send(Ok(line)).await.map_err(|_| ())
 }

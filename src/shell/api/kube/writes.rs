@@ -53,7 +53,15 @@ pub(super) async fn create(
     if kind.get(&snapshot, &name).is_ok() {
         return Err(KubeError::already_exists(kind.plural(), &name));
     }
-    write(&state, kind, &name, object, params.dry_run(), StatusCode::CREATED).await
+    write(
+        &state,
+        kind,
+        &name,
+        object,
+        params.dry_run(),
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 pub(super) async fn replace(
@@ -68,7 +76,15 @@ pub(super) async fn replace(
     let object = json_body(&body)?;
     let snapshot = state.handle.snapshot().await?;
     kind.get(&snapshot, &name)?;
-    write(&state, kind, &name, object, params.dry_run(), StatusCode::OK).await
+    write(
+        &state,
+        kind,
+        &name,
+        object,
+        params.dry_run(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 pub(super) async fn patch(
@@ -159,8 +175,9 @@ impl PatchForm {
             }
             PatchForm::Json => patch::json_patch(object, &json_body(body)?),
             PatchForm::Apply => {
-                let text = std::str::from_utf8(body)
-                    .map_err(|_| KubeError::bad_request("the applied configuration is not UTF-8"))?;
+                let text = std::str::from_utf8(body).map_err(|_| {
+                    KubeError::bad_request("the applied configuration is not UTF-8")
+                })?;
                 let applied: Value = serde_saphyr::from_str(text).map_err(|e| {
                     KubeError::bad_request(format!("the applied configuration is not YAML: {e}"))
                 })?;
@@ -197,7 +214,9 @@ fn object_name(object: &Value) -> Result<String, KubeError> {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| {
-            KubeError::invalid("metadata.name: Required value: name is required (generateName is not supported)")
+            KubeError::invalid(
+                "metadata.name: Required value: name is required (generateName is not supported)",
+            )
         })
 }
 
