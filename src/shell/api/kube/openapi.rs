@@ -249,3 +249,48 @@ fn operation(action: &str, gvk: &Value, response: &Value, body: Option<&Value>) 
     }
     op
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_patch_names_its_kind_and_takes_field_validation() {
+        let doc = api_v1();
+        let paths = doc["paths"].as_object().unwrap();
+        let patches: Vec<&Value> = paths.values().filter_map(|p| p.get("patch")).collect();
+        assert_eq!(patches.len(), 3, "rc, service and the rc scale subresource");
+        for op in patches {
+            assert!(op["x-kubernetes-group-version-kind"]["kind"].is_string(), "{op}");
+            let params = op["parameters"].as_array().unwrap();
+            assert!(params.iter().any(|p| p["name"] == "fieldValidation"), "{op}");
+        }
+    }
+
+    #[test]
+    fn schemas_come_from_k8s_openapi_and_every_reference_resolves() {
+        let doc = api_v1();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let rc = &schemas["io.k8s.api.core.v1.ReplicationController"];
+        assert_eq!(
+            rc["x-kubernetes-group-version-kind"],
+            json!([{ "group": "", "version": "v1", "kind": "ReplicationController" }])
+        );
+        assert!(rc["properties"]["spec"].is_object());
+        assert!(schemas.contains_key("io.k8s.api.core.v1.PodSpec"));
+        assert!(schemas.contains_key("io.k8s.api.core.v1.PodList"));
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling reference to {name}");
+        }
+    }
+
+    #[test]
+    fn the_index_points_at_the_document_under_the_prefix() {
+        let doc = document();
+        assert_eq!(doc.hash.len(), 16);
+        let url = format!("{PREFIX}/openapi/v3/api/v1?hash={}", doc.hash);
+        assert!(url.starts_with("/kube/openapi/v3/api/v1?hash="));
+    }
+}
