@@ -62,6 +62,12 @@ impl AckArgs {
     }
 }
 
+/// The API token `args` names (flag or environment), checked as every
+/// client verb checks it: never the join token.
+pub fn token_of(args: &ClientArgs) -> anyhow::Result<Option<String>> {
+    client_api_token(args.api_token.as_deref())
+}
+
 /// Runs one verb's async body on a small runtime: only client verbs pay for it.
 pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -29,6 +29,8 @@ pub mod human;
 #[cfg(feature = "shell")]
 pub mod image;
 #[cfg(feature = "shell")]
+pub mod kubeconfig;
+#[cfg(feature = "shell")]
 pub mod logs;
 #[cfg(feature = "shell")]
 pub mod logs_multi;
@@ -91,6 +93,9 @@ pub enum Command {
     /// Seed images: `image load -i FILE.tar` (or `-i -`) loads a `docker save` archive through a peer.
     #[cfg(feature = "shell")]
     Image(image::ImageArgs),
+    /// Print a kubeconfig pointing kubectl at this peer (`--server`), with its API token.
+    #[cfg(feature = "shell")]
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Print a pod's output, from whichever node runs it (`-l app=hello` or `rc/NAME`: every matching pod's, merged).
     #[cfg(feature = "shell")]
     Logs(logs::LogsArgs),
@@ -193,6 +198,8 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Image(args) => image::run(&args, io)?,
         #[cfg(feature = "shell")]
         Command::Logs(args) => logs::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Kubeconfig(args) => kubeconfig::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::Cordon(args) => node::cordon(&args, true, io.stdout)?,
         #[cfg(feature = "shell")]

@@ -31,16 +31,16 @@ const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Deserialize)]
 pub(super) struct LogsQuery {
     #[serde(default)]
-    follow: bool,
-    container: Option<String>,
+    pub(super) follow: bool,
+    pub(super) container: Option<String>,
     /// Only the last this many lines.
-    tail: Option<u64>,
+    pub(super) tail: Option<u64>,
     /// Only output of the last this many seconds (kubectl's `sinceSeconds`).
     #[serde(rename = "sinceSeconds")]
-    since_seconds: Option<u64>,
+    pub(super) since_seconds: Option<u64>,
     /// Prefix each line with its RFC 3339 time.
     #[serde(default)]
-    timestamps: bool,
+    pub(super) timestamps: bool,
 }
 
 impl LogsQuery {
@@ -89,10 +89,21 @@ pub(super) async fn logs(
             e.body_text()
         ))
     })?;
+    pod_logs(&state, &name, &query, &headers).await
+}
+
+/// A pod's output from this node's engine or its owner's API (also what
+/// the Kubernetes API's `pods/{name}/log` serves).
+pub(super) async fn pod_logs(
+    state: &ApiState,
+    name: &str,
+    query: &LogsQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    let (pod, node) = locate_pod(&snapshot, &name)?;
+    let (pod, node) = locate_pod(&snapshot, name)?;
     if node == snapshot.me {
-        return local_logs(&state, &pod, &query).await;
+        return local_logs(state, &pod, query).await;
     }
     let info = snapshot
         .state
@@ -106,7 +117,7 @@ pub(super) async fn logs(
             info.name
         )));
     }
-    proxy_logs(&info, &name, &query, &headers).await
+    proxy_logs(&info, name, query, headers).await
 }
 
 async fn local_logs(

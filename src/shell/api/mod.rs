@@ -22,6 +22,7 @@
 //! - `logs`: a pod's output, from the local engine or proxied to its node.
 //! - [`events`]: the cluster's events, gathered from every live peer.
 //! - `metrics`: `/metrics` for Prometheus (see [`crate::shell::metrics`]).
+//! - [`kube`]: the Kubernetes API for kubectl, under `/kube`.
 //!
 //! | route | what |
 //! |---|---|
@@ -61,6 +62,7 @@ pub mod views;
 mod apply;
 mod guards;
 mod image_load;
+pub mod kube;
 mod logs;
 mod metrics;
 mod nodes;
@@ -143,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(reads::healthz));
     Router::new()
         .nest("/api/v1", v1)
+        .nest(kube::PREFIX, kube::router())
         .route("/healthz", get(reads::healthz))
         .route("/metrics", get(metrics::scrape))
         .fallback(unknown_route)

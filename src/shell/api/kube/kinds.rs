@@ -1,0 +1,176 @@
+//! The resources served, by their URL plural, and how each is listed,
+//! found, and printed as a table.
+
+use axum::http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use super::objects;
+use super::status::KubeError;
+use super::table::{self, Column};
+use crate::shell::handle::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ReplicationController,
+    Pod,
+    Node,
+    Service,
+    Event,
+}
+
+impl Kind {
+    /// `replicationcontrollers` → the kind; anything else is a 404 naming
+    /// what is served.
+    pub fn from_plural(plural: &str) -> Result<Kind, KubeError> {
+        Ok(match plural {
+            "replicationcontrollers" => Kind::ReplicationController,
+            "pods" => Kind::Pod,
+            "nodes" => Kind::Node,
+            "services" => Kind::Service,
+            "events" => Kind::Event,
+            other => {
+                return Err(KubeError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "the server could not find the requested resource {other:?}: Shoal serves \
+                         replicationcontrollers, pods, nodes, services and events"
+                    ),
+                ));
+            }
+        })
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::ReplicationController => "replicationcontrollers",
+            Kind::Pod => "pods",
+            Kind::Node => "nodes",
+            Kind::Service => "services",
+            Kind::Event => "events",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::ReplicationController => "ReplicationController",
+            Kind::Pod => "Pod",
+            Kind::Node => "Node",
+            Kind::Service => "Service",
+            Kind::Event => "Event",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        self != Kind::Node
+    }
+
+    pub fn writable(self) -> bool {
+        matches!(self, Kind::ReplicationController | Kind::Service)
+    }
+
+    /// Every object of the kind with its metadata and table cells, in name
+    /// order; with its JSON too unless `cells_only` (a Table has no use for
+    /// it, and encoding it is most of a large list's cost).
+    pub fn list(self, snapshot: &Snapshot, cells_only: bool) -> Vec<Item> {
+        fn items<T: serde::Serialize>(
+            objects: Vec<T>,
+            cells_only: bool,
+            meta: impl Fn(&T) -> &ObjectMeta,
+            row: impl Fn(&T) -> Vec<Value>,
+        ) -> Vec<Item> {
+            objects
+                .iter()
+                .map(|o| Item {
+                    meta: meta(o).clone(),
+                    json: if cells_only {
+                        Value::Null
+                    } else {
+                        serde_json::to_value(o).unwrap_or_default()
+                    },
+                    cells: row(o),
+                })
+                .collect()
+        }
+        let now = crate::cli::human::now_ms();
+        match self {
+            Kind::ReplicationController => items(
+                objects::rcs(snapshot),
+                cells_only,
+                |o| &o.metadata,
+                |o| table::rc_row(o, now),
+            ),
+            Kind::Pod => items(
+                objects::pods(snapshot),
+                cells_only,
+                |o| &o.metadata,
+                |o| table::pod_row(o, now),
+            ),
+            Kind::Node => items(
+                objects::nodes(snapshot),
+                cells_only,
+                |o| &o.metadata,
+                |o| table::node_row(o, now),
+            ),
+            Kind::Service => items(
+                objects::services(snapshot),
+                cells_only,
+                |o| &o.metadata,
+                |o| table::service_row(o, now),
+            ),
+            // The events store is another branch's work: until it is merged
+            // there are none to list, which `describe` prints as such.
+            Kind::Event => Vec::new(),
+        }
+    }
+
+    /// One object by name.
+    pub fn get(self, snapshot: &Snapshot, name: &str) -> Result<Item, KubeError> {
+        let now = crate::cli::human::now_ms();
+        let item = |meta: &ObjectMeta, json: Value, cells: Vec<Value>| Item {
+            meta: meta.clone(),
+            json,
+            cells,
+        };
+        let found = match self {
+            Kind::ReplicationController => objects::rc(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::rc_row(&o, now))),
+            Kind::Pod => objects::pod(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::pod_row(&o, now))),
+            Kind::Node => objects::node(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::node_row(&o, now))),
+            Kind::Service => objects::service(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::service_row(&o, now))),
+            Kind::Event => None,
+        };
+        found.ok_or_else(|| KubeError::not_found(self.plural(), name))
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Kind::ReplicationController => &table::RC_COLUMNS,
+            Kind::Pod => &table::POD_COLUMNS,
+            Kind::Node => &table::NODE_COLUMNS,
+            Kind::Service => &table::SERVICE_COLUMNS,
+            Kind::Event => &table::EVENT_COLUMNS,
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(object: &T) -> Value {
+    serde_json::to_value(object).unwrap_or_default()
+}
+
+/// One object: its metadata (selectors, table rows), JSON and table cells.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub meta: ObjectMeta,
+    pub json: Value,
+    pub cells: Vec<Value>,
+}
+
+impl Item {
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or_default()
+    }
+}

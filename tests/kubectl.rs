@@ -1,0 +1,506 @@
+//! The real `kubectl` (whichever is on PATH) against a 3-peer cluster: each
+//! call goes to a different peer through a kubeconfig that `shoal
+//! kubeconfig` printed, and its output is parsed and checked. No call may
+//! print a discovery or OpenAPI warning.
+//!
+//! Skipped, with a message, when kubectl is absent (`.ci/run` installs
+//! Debian's `kubernetes-client` where none is present).
+
+mod cluster_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use cluster_support::{Cluster, ok, wait_until};
+use serde_json::Value;
+
+/// Our loopback range: 127.0.43.x.
+const SUBNET: u8 = 43;
+const PEERS: usize = 3;
+
+fn kubectl_present() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// kubectl pointed at peer `i` with a kubeconfig `shoal kubeconfig` wrote,
+/// and a discovery cache of its own (never the user's ~/.kube).
+struct Kubectl {
+    configs: Vec<PathBuf>,
+    /// kubectl before 1.27 validates `apply`/`create` against OpenAPI v2,
+    /// which Shoal does not serve: such a client (only) gets --validate=false.
+    old_client: bool,
+    cache: PathBuf,
+    home: PathBuf,
+}
+
+impl Kubectl {
+    fn new(cluster: &Cluster) -> Kubectl {
+        let configs = (0..PEERS)
+            .map(|i| {
+                let text = ok(&cluster.cli(i, &["kubeconfig", "--name", "shoal-test"]));
+                assert!(
+                    text.contains(&format!("{}/kube", cluster.peers[i].server())),
+                    "{text}"
+                );
+                cluster.manifest(&format!("kubeconfig-{i}"), &text)
+            })
+            .collect();
+        let home = cluster.dir.join("kubectl-home");
+        std::fs::create_dir_all(&home).unwrap();
+        let client = Command::new("kubectl")
+            .args(["version", "--client", "-o", "json"])
+            .output()
+            .unwrap();
+        let client: Value = serde_json::from_slice(&client.stdout).unwrap_or_default();
+        let minor = client["clientVersion"]["minor"]
+            .as_str()
+            .and_then(|m| m.trim_end_matches('+').parse::<u32>().ok())
+            .unwrap_or(99);
+        Kubectl {
+            configs,
+            old_client: minor < 27,
+            cache: cluster.dir.join("kubectl-cache"),
+            home,
+        }
+    }
+
+    fn command(&self, i: usize, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args);
+        if self.old_client && matches!(args.first(), Some(&"apply" | &"create")) {
+            cmd.arg("--validate=false");
+        }
+        cmd.arg("--cache-dir")
+            .arg(&self.cache)
+            .env("KUBECONFIG", &self.configs[i])
+            .env("HOME", &self.home)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBECTL_EXTERNAL_DIFF");
+        cmd
+    }
+
+    fn output(&self, i: usize, args: &[&str]) -> Output {
+        let out = self.command(i, args).output().expect("run kubectl");
+        assert_quiet(args, &out);
+        out
+    }
+
+    /// Runs kubectl at peer `i`; it must succeed; its stdout.
+    fn run(&self, i: usize, args: &[&str]) -> String {
+        let out = self.output(i, args);
+        assert!(
+            out.status.success(),
+            "kubectl {} at peer {i} failed:\n{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, i: usize, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.run(i, &all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+/// No discovery, OpenAPI or deprecation warning on stderr.
+fn assert_quiet(args: &[&str], out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        let lower = line.to_lowercase();
+        let noisy = [
+            "warning",
+            "memcache",
+            "openapi",
+            "discovery",
+            "couldn't get",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        assert!(
+            !noisy,
+            "kubectl {} printed: {line}\n{stderr}",
+            args.join(" ")
+        );
+    }
+}
+
+fn rc_manifest(replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: hello
+spec:
+  replicas: {replicas}
+  selector:
+    app: hello
+  template:
+    metadata:
+      labels:
+        app: hello
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: {image}
+        command: [\"/bin/sh\", \"-c\", \"echo first line; echo second line; trap 'exit 0' TERM INT; httpd -f -p 80 -h /www & wait\"]
+        ports:
+        - containerPort: 80
+        resources:
+          requests:
+            cpu: 10m
+            memory: 8Mi
+"
+    )
+}
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  selector:
+    app: hello
+  ports:
+  - port: 8043
+    targetPort: 80
+";
+
+/// Pods of `hello` that are Running and ready, by the JSON kubectl got.
+fn ready_pods(k: &Kubectl, i: usize) -> Vec<Value> {
+    let list = k.json(i, &["get", "pods", "-l", "app=hello"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["containerStatuses"][0]["ready"] == true
+        })
+        .cloned()
+        .collect()
+}
+
+/// Splits a table kubectl printed into rows of whitespace-separated cells.
+fn table(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
+    if !kubectl_present() {
+        eprintln!("SKIPPED: no kubectl on PATH (.ci/run installs Debian's kubernetes-client)");
+        return;
+    }
+    let cluster = Cluster::start(SUBNET, PEERS);
+    let k = Kubectl::new(&cluster);
+    let dir = cluster.dir.clone();
+
+    // version: the server's minor is the one k8s-openapi's types are of.
+    let version = k.json(0, &["version"]);
+    assert_eq!(version["serverVersion"]["major"], "1", "{version}");
+    assert_eq!(version["serverVersion"]["minor"], "33", "{version}");
+
+    // api-resources: names, short names, namespaced, kinds.
+    let resources = table(&k.run(1, &["api-resources"]));
+    let row = |name: &str| {
+        resources
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no {name} in {resources:?}"))
+            .clone()
+    };
+    assert_eq!(
+        row("replicationcontrollers"),
+        [
+            "replicationcontrollers",
+            "rc",
+            "v1",
+            "true",
+            "ReplicationController"
+        ]
+    );
+    assert_eq!(row("pods"), ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(row("nodes"), ["nodes", "no", "v1", "false", "Node"]);
+    assert_eq!(
+        row("services"),
+        ["services", "svc", "v1", "true", "Service"]
+    );
+    assert_eq!(row("events"), ["events", "ev", "v1", "true", "Event"]);
+
+    // apply -f creates (through peer 0)...
+    let v1 = write(
+        &dir,
+        "hello-1.0.yaml",
+        &rc_manifest(2, "shoal-test/hello:1.0"),
+    );
+    let out = k.run(0, &["apply", "-f", &v1]);
+    assert_eq!(out.trim(), "replicationcontroller/hello created");
+    // ...and peer 1 sees both pods run, owned by the RC.
+    assert!(
+        wait_until(Duration::from_secs(120), || ready_pods(&k, 1).len() == 2),
+        "two hello pods never ran: {}",
+        k.run(1, &["get", "pods", "-o", "wide"])
+    );
+    let rc = k.json(2, &["get", "rc", "hello"]);
+    assert_eq!(rc["spec"]["replicas"], 2);
+    assert_eq!(rc["metadata"]["namespace"], "default");
+    assert!(
+        rc["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    for pod in ready_pods(&k, 2) {
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicationController");
+        assert_eq!(owner["name"], "hello");
+        assert_eq!(owner["uid"], rc["metadata"]["uid"]);
+        assert_eq!(owner["controller"], true);
+    }
+
+    // A service, applied server-side.
+    let svc = write(&dir, "hello-svc.yaml", SERVICE);
+    let out = k.run(1, &["apply", "--server-side", "-f", &svc]);
+    assert_eq!(out.trim(), "service/hello serverside-applied");
+
+    // get rc,pods,nodes,svc -o wide: Kubernetes' columns.
+    let wide = k.run(2, &["get", "rc,pods,nodes,svc", "-o", "wide"]);
+    let rows = table(&wide);
+    let header = |first: &str| {
+        rows.iter()
+            .find(|r| r[0] == first && r.len() > 3 && r[1] != "hello")
+            .unwrap_or_else(|| panic!("no {first} header in\n{wide}"))
+            .clone()
+    };
+    let rc_header = rows
+        .iter()
+        .find(|r| r.contains(&"DESIRED".to_owned()))
+        .unwrap();
+    assert_eq!(
+        rc_header,
+        &[
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    let pod_header = rows
+        .iter()
+        .find(|r| r.contains(&"RESTARTS".to_owned()))
+        .unwrap();
+    assert_eq!(
+        &pod_header[..7],
+        &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    );
+    let rc_row = rows
+        .iter()
+        .find(|r| r[0] == "replicationcontroller/hello")
+        .unwrap_or_else(|| panic!("no rc row in\n{wide}"));
+    assert_eq!(&rc_row[1..4], &["2", "2", "2"], "{wide}");
+    assert_eq!(rc_row[6], "shoal-test/hello:1.0");
+    assert_eq!(rc_row[7], "app=hello");
+    let pod_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r[0].starts_with("pod/hello-"))
+        .collect();
+    assert_eq!(pod_rows.len(), 2, "{wide}");
+    for r in &pod_rows {
+        assert_eq!(&r[1..3], &["1/1", "Running"], "{wide}");
+        assert!(r[5].starts_with("127.0.43."), "{wide}");
+        assert!(r[6].starts_with("node"), "{wide}");
+    }
+    let _ = header;
+    let nodes: Vec<_> = rows.iter().filter(|r| r[0].starts_with("node/")).collect();
+    assert_eq!(nodes.len(), PEERS, "{wide}");
+    assert!(nodes.iter().all(|r| r[1] == "Ready"), "{wide}");
+    let svc_row = rows
+        .iter()
+        .find(|r| r[0] == "service/hello")
+        .unwrap_or_else(|| panic!("no service row in\n{wide}"));
+    assert_eq!(svc_row[1], "ClusterIP");
+    assert_eq!(svc_row[4], "8043/TCP");
+
+    // -o yaml parses into the same objects as -o json.
+    let yaml = k.run(0, &["get", "rc,svc", "-o", "yaml"]);
+    let parsed: Value = serde_saphyr::from_str(&yaml).unwrap();
+    let kinds: Vec<&str> = parsed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ReplicationController", "Service"]);
+    let nodes = k.json(1, &["get", "nodes"]);
+    assert_eq!(nodes["items"].as_array().unwrap().len(), PEERS);
+
+    // get pods -w at peer 2 sees the scale made at peer 0.
+    let watch_out = dir.join("watch.out");
+    let mut watch: Child = k
+        .command(2, &["get", "pods", "-w", "-l", "app=hello"])
+        .stdout(std::fs::File::create(&watch_out).unwrap())
+        .stderr(std::fs::File::create(dir.join("watch.err")).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = k.run(0, &["scale", "rc", "hello", "--replicas=5"]);
+    assert_eq!(out.trim(), "replicationcontroller/hello scaled");
+    let seen = wait_until(Duration::from_secs(120), || {
+        let text = std::fs::read_to_string(&watch_out).unwrap_or_default();
+        table(&text)
+            .iter()
+            .any(|r| r[0] == "hello-4" && r[2] == "Running")
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let watched = std::fs::read_to_string(&watch_out).unwrap_or_default();
+    assert!(seen, "the watch never showed hello-4 running:\n{watched}");
+    assert_eq!(table(&watched)[0][..3], ["NAME", "READY", "STATUS"]);
+    let stderr = std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default();
+    assert!(!stderr.to_lowercase().contains("warning"), "{stderr}");
+    assert_eq!(k.json(1, &["get", "rc", "hello"])["spec"]["replicas"], 5);
+
+    // apply -f again: the image change rolls out, the count is a scale.
+    let v11 = write(
+        &dir,
+        "hello-1.1.yaml",
+        &rc_manifest(3, "shoal-test/hello:1.1"),
+    );
+    let out = k.run(1, &["apply", "-f", &v11]);
+    assert_eq!(out.trim(), "replicationcontroller/hello configured");
+    let rolled = wait_until(Duration::from_secs(180), || {
+        let pods = ready_pods(&k, 2);
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "shoal-test/hello:1.1")
+    });
+    assert!(rolled, "{}", k.run(2, &["get", "pods", "-o", "wide"]));
+    let rc = k.json(0, &["get", "rc", "hello"]);
+    assert_eq!(rc["spec"]["replicas"], 3);
+    assert_eq!(
+        rc["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shoal-test/hello:1.1"
+    );
+    // Applying the same file again changes nothing. (kubectl may say
+    // "configured": the last-applied annotation is the stored spec with its
+    // defaults, so its patch restates them; see README "Using kubectl".)
+    let uid = rc["metadata"]["uid"].clone();
+    let out = k.run(2, &["apply", "-f", &v11]);
+    assert!(out.starts_with("replicationcontroller/hello "), "{out}");
+    let again = k.json(0, &["get", "rc", "hello"]);
+    assert_eq!(again["spec"], rc["spec"]);
+    assert_eq!(again["metadata"]["uid"], uid);
+
+    // describe rc counts the pods it owns.
+    let described = k.run(0, &["describe", "rc", "hello"]);
+    assert!(
+        described.contains("Replicas:     3 current / 3 desired"),
+        "{described}"
+    );
+    assert!(
+        described.contains("Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed"),
+        "{described}"
+    );
+    assert!(described.contains("shoal-test/hello:1.1"), "{described}");
+
+    // logs, from whichever peer: the pod's own output.
+    let logs = k.run(1, &["logs", "hello-0"]);
+    assert_eq!(logs, "first line\nsecond line\n");
+    let tail = k.run(2, &["logs", "hello-1", "--tail=1", "--timestamps"]);
+    let (stamp, line) = tail.trim_end().split_once(' ').unwrap();
+    assert_eq!(line, "second line", "{tail}");
+    assert!(stamp.contains('T') && stamp.ends_with('Z'), "{tail}");
+    let mut follow = k
+        .command(0, &["logs", "-f", "hello-2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = follow.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+    }
+    assert_eq!(first, "first line\n");
+    assert!(follow.try_wait().unwrap().is_none(), "logs -f ended early");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // edit, scripted: the editor changes replicas to 2.
+    let editor = write(
+        &dir,
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/^  replicas: 3$/  replicas: 2/' \"$1\"\n",
+    );
+    ok(&Command::new("chmod")
+        .args(["+x", &editor])
+        .output()
+        .unwrap());
+    let out = k
+        .command(1, &["edit", "rc", "hello"])
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert_quiet(&["edit"], &out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "replicationcontroller/hello edited",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(k.json(2, &["get", "rc", "hello"])["spec"]["replicas"], 2);
+
+    // Another namespace is a clear error.
+    let out = k.output(0, &["get", "pods", "-n", "elsewhere"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("one namespace, \"default\""), "{stderr}");
+
+    // delete returns once the RC is gone, everywhere it is asked.
+    let out = k.run(2, &["delete", "rc", "hello"]);
+    assert_eq!(out.trim(), "replicationcontroller \"hello\" deleted");
+    let out = k.output(0, &["get", "rc", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replicationcontrollers \"hello\" not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = k.run(1, &["delete", "-f", &svc]);
+    assert_eq!(out.trim(), "service \"hello\" deleted");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            k.json(1, &["get", "pods"])["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        }),
+        "the pods of a deleted RC never went away"
+    );
+}
