@@ -17,6 +17,7 @@
 pub mod acks;
 pub mod addresses;
 pub mod api;
+pub mod api_tls;
 pub mod driver;
 pub mod handle;
 pub mod images;
