@@ -2,6 +2,7 @@
 //! every failure into a sentence (unreachable peer, the API's own message).
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -11,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::secrets::client_api_token;
+use super::tls::{Trust, client_config, explain, is_loopback_url};
 use crate::shell::api::{ErrorBody, MAX_BODY_BYTES};
 
 /// How much of a non-Shoal error body is shown (a proxy's HTML page can be long).
@@ -36,6 +38,20 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
+    /// PEM file of the cluster CA that an `https://` --server is verified
+    /// against (`shoal ca print` on a member writes it).
+    #[arg(long, env = "SHOAL_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate from an `https://` --server (first contact,
+    /// tests): the connection is encrypted but anyone in between can pose as
+    /// the peer and read the API token.
+    #[arg(
+        long,
+        env = "SHOAL_INSECURE_SKIP_TLS_VERIFY",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub insecure_skip_tls_verify: bool,
     /// The retired spelling, which also named the join token: refused with
     /// directions rather than guessed at.
     #[arg(long = "token", value_name = "TOKEN", hide = true)]
@@ -91,6 +107,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 impl Client {
@@ -107,17 +124,37 @@ impl Client {
                 "--server {base:?} is not a URL; give it as http://HOST:PORT (e.g. http://127.0.0.1:7070)"
             );
         }
+        let token = client_api_token(args.api_token.as_deref())?;
         // A peer is addressed directly: proxies from the environment would
         // only get in the way of loopback and LAN addresses.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("building the HTTP client")?;
+            .connect_timeout(Duration::from_secs(5));
+        if base.starts_with("https://") {
+            let trust = match (&args.ca_file, args.insecure_skip_tls_verify) {
+                (_, true) => Trust::Insecure,
+                (Some(path), false) => Trust::CaFile(path),
+                (None, false) => anyhow::bail!(
+                    "--server {base} speaks TLS and needs the cluster CA to verify it: pass \
+                     --ca-file FILE (or SHOAL_CA_FILE), where FILE is what `shoal ca print` \
+                     prints on a member; --insecure-skip-tls-verify (or \
+                     SHOAL_INSECURE_SKIP_TLS_VERIFY=1) skips the check"
+                ),
+            };
+            http = http.use_preconfigured_tls(client_config(trust)?);
+        } else if token.is_some() && !is_loopback_url(&base) {
+            anyhow::bail!(
+                "refusing to send the API token in clear text to {base}: a peer off loopback \
+                 serves HTTPS, so use https://{}",
+                base.trim_start_matches("http://")
+            );
+        }
+        let http = http.build().context("building the HTTP client")?;
         Ok(Client {
             http,
             base,
-            token: client_api_token(args.api_token.as_deref())?,
+            token,
+            ca_file: args.ca_file.clone(),
         })
     }
 
@@ -170,7 +207,9 @@ impl Client {
     }
 
     fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
-        if e.is_connect() {
+        if let Some(why) = explain(&e, &self.base, self.ca_file.as_deref()) {
+            anyhow!(why)
+        } else if e.is_connect() {
             anyhow!(
                 "cannot reach the shoal peer at {}: is `shoal up` running? (set --server or SHOAL_SERVER)",
                 self.base

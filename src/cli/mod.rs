@@ -17,6 +17,10 @@ pub mod apply;
 #[cfg(feature = "shell")]
 pub mod client;
 #[cfg(feature = "shell")]
+pub mod ca;
+#[cfg(feature = "shell")]
+pub mod tls;
+#[cfg(feature = "shell")]
 pub mod delete;
 #[cfg(feature = "shell")]
 pub mod describe;
@@ -111,6 +115,9 @@ pub enum Command {
     /// Node operations (`node delete NAME`).
     #[cfg(feature = "shell")]
     Node(node::NodeArgs),
+    /// The cluster CA that clients verify a peer's HTTPS API with (`ca print`).
+    #[cfg(feature = "shell")]
+    Ca(ca::CaArgs),
     /// Start the peer at boot: write the systemd unit and /etc/shoal/shoal.yaml, enable it.
     #[cfg(feature = "shell")]
     InstallService(Box<service::InstallArgs>),
@@ -210,6 +217,8 @@ fn dispatch<R: Read, O: Write, E: Write>(
         Command::Node(node::NodeArgs {
             command: node::NodeCommand::Delete(args),
         }) => node::delete(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Ca(args) => ca::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::InstallService(args) => service::install(&args, io.stdout)?,
         #[cfg(feature = "shell")]

@@ -12,6 +12,7 @@ use shoal_gossip::Preset;
 
 use super::secrets;
 use crate::shell::addresses::{self, AdvertiseAddr, Chosen, PeerAddresses};
+use crate::shell::api_tls::{ApiTls, api_needs_tls, serve_https};
 use crate::shell::up::{Running, UpConfig, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +81,14 @@ pub struct UpArgs {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
+    /// Serve the API over HTTPS also on loopback (off loopback it always is,
+    /// with a certificate from the cluster CA; `shoal ca print` gives the CA).
+    #[arg(long)]
+    pub api_tls: bool,
+    /// Lifetime of this node's certificates (peer QUIC and API HTTPS); each
+    /// is renewed when half of it is left, without dropping connections.
+    #[arg(long, default_value = "24h", value_parser = super::rolling_update::parse_duration)]
+    pub cert_validity: std::time::Duration,
     /// Failure-detection timing: lan (fast) or wan (tolerant).
     #[arg(long, value_enum, default_value = "lan")]
     pub network: NetworkPreset,
@@ -203,6 +212,8 @@ impl UpArgs {
             memory_bytes,
             publish_ip: self.publish_ip,
             api_token: self.api_token.clone(),
+            api_tls: self.api_tls,
+            cert_validity: self.cert_validity,
             preset: match self.network {
                 NetworkPreset::Lan => Preset::Lan,
                 NetworkPreset::Wan => Preset::Wan,
@@ -242,21 +253,18 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = start(&config).await?;
-        let api = tokio::net::TcpListener::bind(config.api)
-            .await
-            .with_context(|| format!("cannot serve the API on {}", config.api))?;
-        let app = crate::shell::api::router(crate::shell::api::ApiState {
-            handle: running.handle.clone(),
-            runtime: Some(running.runtime.clone()),
-            api_token: config.api_token.clone(),
-        });
-        let mut api_shutdown = running.shutdown.subscribe();
-        let api_task = tokio::spawn(async move {
-            let stop = async move {
-                let _ = api_shutdown.changed().await;
-            };
-            axum::serve(api, app).with_graceful_shutdown(stop).await
-        });
+        let api_tls = api_needs_tls(config.api, config.api_tls)
+            .then(|| {
+                ApiTls::start(
+                    &running.token,
+                    config.api,
+                    running.advertise.ip(),
+                    config.cert_validity,
+                )
+            })
+            .transpose()
+            .context("cannot set up TLS for the API")?;
+        let api_task = serve_api(&config, &running, api_tls.as_ref()).await?;
 
         // A peer whose stdout is gone (`shoal up | head`) keeps running.
         let _ = print_banner(&mut std::io::stdout().lock(), &running, &config, &chosen);
@@ -268,10 +276,41 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         let _ = running.shutdown.send(true);
         let _ = running.driver.await;
         let _ = api_task.await;
+        drop(api_tls);
         match fatal {
             Some(why) => Err(anyhow::anyhow!(why)),
             None => Ok(()),
         }
+    })
+}
+
+/// Starts serving the API: HTTPS when `tls` is given, else plain HTTP
+/// (loopback only); the task ends after the peer's shutdown signal.
+async fn serve_api(
+    config: &UpConfig,
+    running: &Running,
+    tls: Option<&ApiTls>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let api = tokio::net::TcpListener::bind(config.api)
+        .await
+        .with_context(|| format!("cannot serve the API on {}", config.api))?;
+    let app = crate::shell::api::router(crate::shell::api::ApiState {
+        handle: running.handle.clone(),
+        runtime: Some(running.runtime.clone()),
+        api_token: config.api_token.clone(),
+        peer_ca: tls.map(|tls| tls.ca.clone()),
+    });
+    let mut api_shutdown = running.shutdown.subscribe();
+    Ok(match tls {
+        Some(tls) => tokio::spawn(serve_https(api, app, tls.server.clone(), api_shutdown)),
+        None => tokio::spawn(async move {
+            let stop = async move {
+                let _ = api_shutdown.changed().await;
+            };
+            if let Err(e) = axum::serve(api, app).with_graceful_shutdown(stop).await {
+                tracing::warn!(error = %e, "the API stopped");
+            }
+        }),
     })
 }
 
@@ -302,9 +341,14 @@ fn print_banner(
     let api_scope = if config.api.ip().is_loopback() {
         " (this machine only)"
     } else {
-        ""
+        " (TLS; clients verify it with `shoal ca print`)"
     };
-    writeln!(out, "  API                http://{}{api_scope}", config.api)?;
+    let scheme = if api_needs_tls(config.api, config.api_tls) {
+        "https"
+    } else {
+        "http"
+    };
+    writeln!(out, "  API                {scheme}://{}{api_scope}", config.api)?;
     writeln!(out, "  data dir           {}", config.data_dir.display())?;
     let dns: Vec<String> = running
         .services

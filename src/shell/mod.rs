@@ -21,6 +21,7 @@ pub mod acks;
 pub mod addresses;
 pub mod api;
 pub mod dashboard;
+pub mod api_tls;
 pub mod driver;
 pub mod events;
 pub mod handle;

@@ -45,6 +45,10 @@ pub struct UpConfig {
     pub publish_ip: Option<IpAddr>,
     /// Bearer token the HTTP API requires (mandatory off loopback).
     pub api_token: Option<String>,
+    /// Serve the API over TLS even on loopback (off loopback it always is).
+    pub api_tls: bool,
+    /// Lifetime of this node's certificates (QUIC and API); renewed at half.
+    pub cert_validity: Duration,
     pub preset: Preset,
     /// Wait for the disk before acknowledging writes. Off only for
     /// benchmarks: an acknowledged write may then be lost in a crash.
@@ -68,6 +72,8 @@ pub struct Running {
     pub handle: PeerHandle,
     pub runtime: Arc<DockerRuntime>,
     pub identity: NodeIdentity,
+    /// The cluster's join token (the CA derives from it).
+    pub token: JoinToken,
     pub advertise: SocketAddr,
     pub shutdown: watch::Sender<bool>,
     pub driver: tokio::task::JoinHandle<()>,
@@ -91,6 +97,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 
     let mut quic = QuicConfig::new(config.listen, token.clone());
     quic.advertise = Some(advertise.ip());
+    quic.cert_validity = config.cert_validity;
     let (transport, inbound) = QuicTransport::bind(quic)
         .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
 
@@ -185,6 +192,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         handle,
         runtime,
         identity,
+        token,
         advertise,
         shutdown,
         driver,

@@ -3,7 +3,8 @@
 //!
 //! Module map:
 //! - [`token`]: the join token, its string form and the keys derived from it.
-//! - `tls`: the cluster CA, node certificates and rustls configurations.
+//! - `tls`: the cluster CA and the rustls configurations.
+//! - [`certs`]: the issuer, short-lived leaf certificates and their renewal.
 //! - `peers`: the per-peer connection cache (connect on demand, queue while
 //!   connecting, forget on loss) and datagram sending.
 //! - `inbound`: accepting connections and delivering what peers send.
@@ -57,6 +58,7 @@ mod peers;
 mod stats;
 mod streams;
 mod tls;
+pub mod certs;
 pub mod token;
 
 use std::collections::HashMap;
@@ -64,7 +66,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -76,6 +78,7 @@ pub use error::TransportError;
 pub use inbound::{InboundRequest, Responder};
 pub use stats::TransportStats;
 pub use streams::ReplyStream;
+pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use tls::{ALPN, cluster_ca_certificate};
 pub use token::{JoinToken, TokenError};
 
@@ -122,6 +125,8 @@ pub struct QuicConfig {
     /// Capacity of each inbound channel; when full, new arrivals are dropped
     /// and counted rather than stalling connections.
     pub inbound_capacity: usize,
+    /// Lifetime of this node's certificate; it is renewed at half of it.
+    pub cert_validity: Duration,
 }
 
 impl QuicConfig {
@@ -137,6 +142,7 @@ impl QuicConfig {
             max_request_size: shoal_crdt_state::wire::MAX_MESSAGE_BYTES,
             connect_queue: 64,
             inbound_capacity: 1024,
+            cert_validity: certs::DEFAULT_LEAF_VALIDITY,
         }
     }
 }
@@ -188,6 +194,15 @@ struct Shared {
     /// Why the last dial to each address failed, until one succeeds: what
     /// a peer that cannot join reports to its operator.
     dial_failures: Mutex<HashMap<SocketAddr, String>>,
+    /// This node's current certificate, renewed by the `renewal` task.
+    cert: Arc<CertSlot>,
+    renewal: tokio::task::AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 impl Shared {
@@ -214,7 +229,19 @@ impl QuicTransport {
             .local_addr()
             .map_err(|source| TransportError::Bind { addr, source })?;
 
-        let tls = tls::cluster_tls(&config.token, config.advertise.unwrap_or(local_addr.ip()))?;
+        // This node's certificate expires after `cert_validity` and is
+        // renewed at half of it; open connections are not affected.
+        let issuer = Arc::new(ClusterIssuer::from_token(&config.token)?);
+        let leaf = tls::peer_leaf_request(
+            &config.token,
+            config.advertise.unwrap_or(local_addr.ip()),
+            config.cert_validity.max(certs::MIN_LEAF_VALIDITY),
+        );
+        let slot = CertSlot::new(issuer.issue(&leaf, SystemTime::now())?)?;
+        let tls = tls::cluster_tls(&issuer, slot.clone())?;
+        let renewal = runtime
+            .spawn(certs::renew_forever(issuer, leaf, slot.clone()))
+            .abort_handle();
         let transport = Arc::new(transport_config(&config)?);
         let server_crypto = QuicServerConfig::try_from(tls.server)
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
@@ -283,6 +310,8 @@ impl QuicTransport {
             runtime: runtime.clone(),
             closing: AtomicBool::new(false),
             dial_failures: Mutex::new(HashMap::new()),
+            cert: slot,
+            renewal,
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
         tracing::info!(%local_addr, cluster = %shared.config.token.cluster_id(), "QUIC transport bound");
@@ -311,6 +340,12 @@ impl QuicTransport {
             .unwrap_or_else(|e| e.into_inner())
             .get(&canonical(to))
             .cloned()
+    }
+
+    /// When this node's current QUIC certificate expires (it is renewed
+    /// when half its validity is left).
+    pub fn certificate_not_after(&self) -> SystemTime {
+        self.shared.cert.not_after()
     }
 
     /// The public cluster id of the token this transport runs with.
@@ -470,8 +505,8 @@ mod tests {
             endpoint
         };
         let ip = "127.0.0.1".parse().unwrap();
-        let a = endpoint(tls::cluster_tls(&token, ip).unwrap());
-        let b = endpoint(tls::cluster_tls(&token, ip).unwrap());
+        let a = endpoint(tls::fresh_cluster_tls(&token, ip).unwrap());
+        let b = endpoint(tls::fresh_cluster_tls(&token, ip).unwrap());
         let b_addr = b.local_addr().unwrap();
         let accept = tokio::spawn(async move { b.accept().await.unwrap().await.unwrap() });
         let conn = a

@@ -5,22 +5,25 @@
 //! its certificate has fixed content (fixed names, validity and a serial
 //! derived from the key), and Ed25519 signatures are deterministic, so every
 //! token holder builds byte-for-byte the same CA without ever sending it. Each
-//! node makes a fresh key per process and signs its own certificate with the
-//! CA. Both TLS sides require a chain to that CA: without the token a machine
+//! node makes a fresh key per process and signs its own short-lived
+//! certificate with the CA, renewed before it expires ([`super::certs`]). Both TLS sides require a chain to that CA: without the token a machine
 //! can neither accept nor open a connection, so it can neither read nor inject.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ED25519, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ED25519,
 };
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 
+use super::certs::{CertSlot, ClusterIssuer, LeafRequest, LeafUsage};
 use super::error::TransportError;
 use super::token::JoinToken;
 
@@ -55,7 +58,7 @@ pub fn cluster_ca_certificate(
     Ok(params.self_signed(&key)?.der().clone())
 }
 
-fn ca_params_and_key(token: &JoinToken) -> Result<(CertificateParams, KeyPair), TransportError> {
+pub(crate) fn ca_params_and_key(token: &JoinToken) -> Result<(CertificateParams, KeyPair), TransportError> {
     let mut seed = [0u8; 32];
     token.derive_key(b"cluster-ca-key", &mut seed);
     let mut pkcs8 = Vec::with_capacity(48);
@@ -80,41 +83,32 @@ fn ca_params_and_key(token: &JoinToken) -> Result<(CertificateParams, KeyPair), 
     Ok((params, key))
 }
 
-/// Builds this node's key and CA-signed certificate and the rustls configs.
-///
-/// `advertise` goes into the certificate as an IP SAN (informational; dials
-/// verify the cluster name). An unspecified address (0.0.0.0) is left out.
-pub(crate) fn cluster_tls(
+/// The names a node's QUIC certificate carries: the cluster name every dial
+/// verifies, and `advertise` as an IP SAN (informational; an unspecified
+/// address such as 0.0.0.0 is left out).
+pub(crate) fn peer_leaf_request(
     token: &JoinToken,
     advertise: IpAddr,
-) -> Result<ClusterTls, TransportError> {
-    let (ca_params, ca_key) = ca_params_and_key(token)?;
-    let ca_der = ca_params.self_signed(&ca_key)?.der().clone();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let node_key = KeyPair::generate_for(&PKCS_ED25519)?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, "Shoal");
-    name.push(DnType::CommonName, format!("shoal node {advertise}"));
-    params.distinguished_name = name;
-    params.subject_alt_names = vec![SanType::DnsName(token.server_name().try_into()?)];
-    if !advertise.is_unspecified() {
-        params.subject_alt_names.push(SanType::IpAddress(advertise));
+    validity: Duration,
+) -> LeafRequest {
+    LeafRequest {
+        common_name: format!("shoal node {advertise}"),
+        dns_names: vec![token.server_name()],
+        ips: vec![advertise],
+        usage: LeafUsage::Peer,
+        validity,
     }
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // Every node is both a client and a server of its peers.
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    let node_cert = params.signed_by(&node_key, &issuer)?.der().clone();
-    let node_key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(node_key.serialize_der()));
+}
 
+/// The rustls configs of one node: both sides present whatever certificate
+/// `slot` holds at handshake time (so renewals need no new config) and
+/// require the peer's to chain to `issuer`'s CA.
+pub(crate) fn cluster_tls(
+    issuer: &ClusterIssuer,
+    slot: Arc<CertSlot>,
+) -> Result<ClusterTls, TransportError> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca_der)?;
+    roots.add(issuer.ca_der().clone())?;
     let roots = Arc::new(roots);
     let provider = provider();
 
@@ -124,19 +118,31 @@ pub(crate) fn cluster_tls(
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![node_cert.clone()], node_key_der.clone_key())?;
+        .with_cert_resolver(slot.clone());
     server.alpn_protocols = vec![ALPN.to_vec()];
 
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
-        .with_client_auth_cert(vec![node_cert], node_key_der)?;
+        .with_client_cert_resolver(slot);
     client.alpn_protocols = vec![ALPN.to_vec()];
 
     Ok(ClusterTls {
         server: Arc::new(server),
         client: Arc::new(client),
     })
+}
+
+/// A node's configs with a freshly issued certificate (tests).
+#[cfg(test)]
+pub(crate) fn fresh_cluster_tls(
+    token: &JoinToken,
+    advertise: IpAddr,
+) -> Result<ClusterTls, TransportError> {
+    let issuer = ClusterIssuer::from_token(token)?;
+    let request = peer_leaf_request(token, advertise, super::certs::DEFAULT_LEAF_VALIDITY);
+    let slot = CertSlot::new(issuer.issue(&request, std::time::SystemTime::now())?)?;
+    cluster_tls(&issuer, slot)
 }
 
 #[cfg(test)]

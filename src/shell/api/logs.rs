@@ -117,7 +117,7 @@ pub(super) async fn pod_logs(
             info.name
         )));
     }
-    proxy_logs(&info, name, query, headers).await
+    proxy_logs(&info, name, query, headers, state.peer_ca.as_ref()).await
 }
 
 async fn local_logs(
@@ -147,18 +147,20 @@ async fn proxy_logs(
     name: &str,
     query: &LogsQuery,
     headers: &HeaderMap,
+    ca: Option<&rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<Response, ApiError> {
     let api = reachable_api_addr(info).map_err(|why| {
         ApiError::unavailable(format!("pod \"{name}\" runs on node {}, {why}", info.name))
     })?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(PROXY_CONNECT_TIMEOUT)
-        .build()
-        .map_err(|e| ApiError::unavailable(format!("cannot build an HTTP client: {e}")))?;
+    // An API off loopback speaks only TLS; this peer verifies it against
+    // the cluster CA it knows (only a peer serving TLS itself has it here).
+    let tls_ca = ca.filter(|_| !api.ip().is_loopback());
+    let scheme = if tls_ca.is_some() { "https" } else { "http" };
+    let client = crate::shell::api_tls::peer_api_client(tls_ca, PROXY_CONNECT_TIMEOUT)
+        .map_err(|e| ApiError::unavailable(format!("cannot build an HTTP client: {e:#}")))?;
     let params = query.params();
     let mut request = client
-        .get(format!("http://{api}/api/v1/pods/{name}/logs"))
+        .get(format!("{scheme}://{api}/api/v1/pods/{name}/logs"))
         .query(&params)
         .header(FORWARDED_HEADER, "1");
     if let Some(auth) = headers.get(header::AUTHORIZATION) {

@@ -105,6 +105,9 @@ pub struct ApiState {
     /// The API token (`shoal up --api-token`) every request must bear;
     /// `None` accepts every request (loopback binds). Never the join token.
     pub api_token: Option<String>,
+    /// The cluster CA, when this peer's API speaks TLS: other peers' APIs
+    /// (off loopback) are then called over HTTPS verified against it.
+    pub peer_ca: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The whole API, ready for `axum::serve`.

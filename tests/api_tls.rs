@@ -1,0 +1,252 @@
+//! TLS on the API and certificates that expire, with real `shoal up`
+//! processes on 127.0.47.x and the real CLI.
+//!
+//! "Off loopback" in a test: every 127.0.47.x address is loopback, so peer A
+//! is started with `--api-tls` (forcing the TLS an off-loopback bind gets),
+//! and peer B binds its API to `0.0.0.0:47070`, a real non-loopback bind,
+//! which gets TLS by the rule itself. No container is started: an RC with
+//! zero replicas is enough to show that state still syncs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_gossip::quic::{ClusterIssuer, JoinToken};
+
+const API_TOKEN: &str = "api-tls-test-token-0123456789";
+/// Short enough that the test outlives several certificates.
+const CERT_VALIDITY: &str = "6s";
+
+struct Peers {
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Peers {
+    fn new(name: &str) -> Peers {
+        let dir = std::env::temp_dir().join(format!("shoal-apitls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Peers {
+            dir,
+            children: Vec::new(),
+        }
+    }
+
+    /// Starts `shoal up` for peer `n` on 127.0.47.n with `extra` flags.
+    fn up(&mut self, n: u8, extra: &[&str]) -> PathBuf {
+        let ip = format!("127.0.47.{n}");
+        let data = self.dir.join(format!("peer{n}"));
+        let log = std::fs::File::create(self.dir.join(format!("peer{n}.log"))).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        command
+            .args(["up", "--listen", &format!("{ip}:7946")])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(["--service-address", &ip, "--dns-port", "5347"])
+            .args(["--api-token", API_TOKEN, "--cert-validity", CERT_VALIDITY])
+            .args(["--name", &format!("apitls-{n}")])
+            .args(extra)
+            .env_remove("SHOAL_JOIN_TOKEN")
+            .env("SHOAL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.children.push(command.spawn().expect("start shoal up"));
+        data
+    }
+
+    fn log(&self, n: u8) -> String {
+        std::fs::read_to_string(self.dir.join(format!("peer{n}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+        }
+        for child in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The CLI with the API token and no TLS settings from the environment.
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .env("SHOAL_API_TOKEN", API_TOKEN)
+        .env_remove("SHOAL_CA_FILE")
+        .env_remove("SHOAL_INSECURE_SKIP_TLS_VERIFY")
+        .env_remove("SHOAL_SERVER")
+        .output()
+        .expect("run shoal")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Retries `args` until it succeeds and its output contains `want`.
+fn eventually(args: &[&str], want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let output = shoal(args);
+        let said = text(&output);
+        if output.status.success() && said.contains(want) {
+            return said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`shoal {}` did not show {want:?} within {within:?}; last said:\n{said}",
+            args.join(" ")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn join_token(data: &Path) -> String {
+    let text = std::fs::read_to_string(data.join("node.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["identity"]["token"].as_str().unwrap().to_owned()
+}
+
+const RC: &str = "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: apitls-zero
+spec:
+  replicas: 0
+  selector:
+    app: apitls-zero
+  template:
+    metadata:
+      labels:
+        app: apitls-zero
+    spec:
+      containers:
+        - name: c
+          image: shoal-test/hello:1.0
+";
+
+#[test]
+fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
+    let mut peers = Peers::new("main");
+    let a_data = peers.up(1, &["--api", "127.0.47.1:7070", "--api-tls"]);
+    let a = "https://127.0.47.1:7070";
+    let insecure = ["--server", a, "--insecure-skip-tls-verify"];
+    eventually(
+        &[&["get", "nodes"][..], &insecure].concat(),
+        "apitls-1",
+        Duration::from_secs(90),
+    );
+
+    // The CA comes from the data dir, on the peer's machine.
+    let ca = shoal(&["ca", "print", "--data-dir", a_data.to_str().unwrap()]);
+    assert!(ca.status.success(), "{}", text(&ca));
+    let ca_file = peers.dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.stdout).unwrap();
+    let ca_path = ca_file.to_str().unwrap();
+    let verified = ["--server", a, "--ca-file", ca_path];
+
+    let ok = shoal(&[&["get", "nodes"][..], &verified].concat());
+    assert!(ok.status.success(), "with the CA: {}", text(&ok));
+    assert!(text(&ok).contains("apitls-1"), "{}", text(&ok));
+
+    // Another cluster's CA: refused, and the message says why.
+    let other = ClusterIssuer::from_token(&JoinToken::from_seed([47; 32])).unwrap();
+    let wrong_file = peers.dir.join("wrong-ca.pem");
+    std::fs::write(&wrong_file, other.ca_pem()).unwrap();
+    let wrong = shoal(&["get", "nodes", "--server", a, "--ca-file", wrong_file.to_str().unwrap()]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("did not sign"), "{}", text(&wrong));
+
+    // No CA and no insecure flag: refused before connecting.
+    let bare = shoal(&["get", "nodes", "--server", a]);
+    assert!(!bare.status.success());
+    assert!(text(&bare).contains("--ca-file"), "{}", text(&bare));
+
+    // The environment variable works like the flag.
+    let by_env = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["get", "nodes", "--server", a])
+        .env("SHOAL_API_TOKEN", API_TOKEN)
+        .env("SHOAL_INSECURE_SKIP_TLS_VERIFY", "1")
+        .output()
+        .unwrap();
+    assert!(by_env.status.success(), "{}", text(&by_env));
+
+    // Plain HTTP on the TLS port: a clear refusal, not a reset.
+    let plain = shoal(&["get", "nodes", "--server", "http://127.0.47.1:7070"]);
+    assert!(!plain.status.success());
+    assert!(text(&plain).contains("speaks only HTTPS"), "{}", text(&plain));
+
+    // Peer B binds its API off loopback (0.0.0.0) without --api-tls: TLS
+    // by the rule. Its certificate names its advertised address.
+    let token = join_token(&a_data);
+    peers.up(
+        2,
+        &["--api", "0.0.0.0:47070", "--join", "127.0.47.1:7946", "--join-token", &token],
+    );
+    let b = "https://127.0.47.2:47070";
+    let b_verified = ["--server", b, "--ca-file", ca_path];
+    eventually(
+        &[&["get", "nodes"][..], &b_verified].concat(),
+        "apitls-1",
+        Duration::from_secs(90),
+    );
+    let refused = shoal(&["get", "nodes", "--server", "http://127.0.47.2:47070"]);
+    assert!(text(&refused).contains("speaks only HTTPS"), "{}", text(&refused));
+
+    // Outlive several certificates (validity 6 s, renewed every 3 s).
+    std::thread::sleep(Duration::from_secs(20));
+
+    // New API handshakes still verify: the certificate was renewed.
+    let later = shoal(&[&["get", "nodes"][..], &verified].concat());
+    assert!(later.status.success(), "after expiry of the first certificate: {}", text(&later));
+
+    // Existing members keep syncing over their QUIC connections.
+    let rc_file = peers.dir.join("rc.yaml");
+    std::fs::write(&rc_file, RC).unwrap();
+    let applied = shoal(&[&["apply", "-f", rc_file.to_str().unwrap()][..], &verified].concat());
+    assert!(applied.status.success(), "{}", text(&applied));
+    eventually(
+        &[&["get", "rc"][..], &b_verified].concat(),
+        "apitls-zero",
+        Duration::from_secs(60),
+    );
+
+    // A new peer handshakes with both, whose first certificates expired.
+    peers.up(
+        3,
+        &["--api", "127.0.47.3:7070", "--join", "127.0.47.2:7946", "--join-token", &token],
+    );
+    let said = eventually(
+        &["get", "nodes", "--server", "http://127.0.47.3:7070"],
+        "apitls-1",
+        Duration::from_secs(90),
+    );
+    assert!(said.contains("apitls-2"), "{said}");
+    eventually(
+        &["get", "rc", "--server", "http://127.0.47.3:7070"],
+        "apitls-zero",
+        Duration::from_secs(60),
+    );
+    for n in 1..=3 {
+        assert!(
+            !peers.log(n).contains("certificate renewal failed"),
+            "peer {n}:\n{}",
+            peers.log(n)
+        );
+    }
+}
