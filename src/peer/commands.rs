@@ -242,6 +242,28 @@ impl Peer {
             Command::DeleteService { name } => {
                 normal("Deleted", events::service(name), "Service deleted".into())
             }
+            Command::Undo { name, to_revision } => normal(
+                "RollbackStarted",
+                events::rc(name),
+                match to_revision {
+                    Some(n) => format!("Rolling back to revision {n}"),
+                    None => "Rolling back to the previous revision".into(),
+                },
+            ),
+            Command::Restart { name, .. } => normal(
+                "RolloutRestart",
+                events::rc(name),
+                "Restart: every pod is replaced, same images".into(),
+            ),
+            Command::Pause { name, paused } => normal(
+                if *paused { "RolloutPaused" } else { "RolloutResumed" },
+                events::rc(name),
+                if *paused {
+                    "Rollout paused: no running pod moves to the new template".into()
+                } else {
+                    "Rollout resumed".into()
+                },
+            ),
         }
     }
 

@@ -167,7 +167,12 @@ pub fn plan(
                 .entry(id.rc.clone())
                 .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
             let Some(l) = local.get(&id) else {
-                if owner == Some(me) && may_start && may_start_surge(rc, current, view, id.index) {
+                // A paused rollout (`shoal rollout pause`) starts no surge pod either.
+                if owner == Some(me)
+                    && may_start
+                    && !rc.paused
+                    && may_start_surge(rc, current, view, id.index)
+                {
                     rest.push(start(&id, rc, local, None, now));
                     views.remove(&id.rc);
                 }

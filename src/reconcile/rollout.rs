@@ -229,6 +229,7 @@ mod tests {
                 ..UpdateStrategy::default()
             },
             partition_policy: Default::default(),
+            paused: false,
         }
     }
 
