@@ -8,7 +8,7 @@
 //! for the browser tab (`sessionStorage`) and sends it as a bearer token.
 
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 /// The page, with its script and styles inline.
 const PAGE: &str = include_str!("page.html");
@@ -24,4 +24,9 @@ pub async fn page() -> Response {
         PAGE,
     )
         .into_response()
+}
+
+/// `GET /`: a browser pointed at a peer's API address lands on the page.
+pub async fn to_page() -> Redirect {
+    Redirect::to("/ui")
 }
