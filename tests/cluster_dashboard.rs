@@ -1,7 +1,8 @@
 //! The dashboard (`/ui`) in real headless Chromium, driven by selenium
 //! through chromedriver (Debian's `chromium`, `chromium-driver`,
 //! `python3-selenium`), against a real 3-peer cluster: the page lists the
-//! nodes, the RC and its pods, the service with its endpoints, shows a
+//! nodes, the RC and its pods, the service with its endpoints; a scale made
+//! with the page's form shows in another peer's `get pods`; it shows a
 //! killed peer's node Down,
 //! and logs no JavaScript error. The screenshot is kept as
 //! `CARGO_TARGET_TMPDIR/dashboard.png` (`target/tmp/`; its path is printed).
@@ -67,6 +68,25 @@ fn dashboard_lists_nodes_and_pods_and_shows_a_killed_node_down() {
     assert!(
         ready.contains("shown-0") && ready.contains("shown-1"),
         "{ready}"
+    );
+
+    // A scale made in the page reaches the cluster: another peer's
+    // `get pods` shows the third replica running.
+    let scaled = lines.next().and_then(Result::ok).unwrap_or_default();
+    if scaled != "SCALED" {
+        let out = browser.wait_with_output().unwrap();
+        panic!(
+            "the page's scale form did not work: {scaled}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let three = wait_until(Duration::from_secs(120), || {
+        cluster.running_pods(1, "shown").len() == 3
+    });
+    assert!(
+        three,
+        "3 pods not running: {:?}",
+        cluster.try_get_json(1, "pods")
     );
 
     cluster.kill9(2);

@@ -2,8 +2,9 @@
 
 Usage: check_page.py URL SCREENSHOT NODES RC KILLED_NODE
 Prints READY once the page lists NODES alive nodes, the RC, and a service
-of the RC's name with an endpoint, then waits for a line on stdin (the
-test killed KILLED_NODE's peer), prints DOWN <seconds> once the page shows
+of the RC's name with an endpoint; scales the RC to 3 with the page's form
+and prints SCALED once the table shows it; then waits for a line on stdin
+(the test killed KILLED_NODE's peer), prints DOWN <seconds> once the page shows
 that node Down, saves a screenshot and fails on any JavaScript console
 error. Exits non-zero with the reason.
 """
@@ -61,6 +62,18 @@ try:
     wait_for("%d alive nodes, rc %s and its service's endpoints" % (nodes, rc), listed, driver)
     pods = [n for n, _ in rows(driver, "pods")]
     print("READY nodes=%d pods=%s" % (nodes, ",".join(pods)), flush=True)
+
+    # Scale the RC to 3 with the page's form, as a user would.
+    driver.find_element(By.ID, "scale-rc").send_keys(rc)
+    driver.find_element(By.ID, "scale-replicas").send_keys("3")
+    driver.find_element(By.CSS_SELECTOR, "#scale button").click()
+    wait_for("the scale's answer", lambda: "scaled to 3" in driver.find_element(By.ID, "scale-result").text, driver)
+
+    def desired_three():
+        return any(n == rc and cells[1] == "3" for n, cells in rows(driver, "rcs"))
+
+    wait_for("rc %s desired 3 in the table" % rc, desired_three, driver)
+    print("SCALED", flush=True)
 
     sys.stdin.readline()
     killed_at = time.monotonic()

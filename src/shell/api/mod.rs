@@ -49,7 +49,7 @@
 //! | `GET /api/v1/events?for=KIND/NAME&local=` | events (Kubernetes fields), whole cluster |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
 //! | `GET /metrics` | Prometheus text format (same token as every route) |
-//! | `GET /ui` | the dashboard page (no token: it holds no data; it asks for one) |
+//! | `GET /ui` (`/` redirects there) | the dashboard page (no token: it holds no data; it asks for one) |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
@@ -161,6 +161,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         // After the token layer, which wraps only the routes added before it.
         .route("/ui", get(crate::shell::dashboard::page))
+        .route("/", get(crate::shell::dashboard::to_page))
         .layer(middleware::from_fn(
             crate::shell::metrics::http::count_request,
         ))

@@ -3,12 +3,12 @@
 //! One static page, embedded in the binary (no CDN, no build step): it
 //! reads the same JSON API as `shoal get` (nodes, RCs, pods, services with
 //! their endpoints) every 2 s and shows what this peer sees of the whole
-//! cluster. The page itself holds no data, so it is served without the API
+//! cluster; its one action is a scale (`PUT /api/v1/rcs/{name}/scale`). The page itself holds no data, so it is served without the API
 //! token; the page asks for the token when the API answers 401, keeps it
 //! for the browser tab (`sessionStorage`) and sends it as a bearer token.
 
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 /// The page, with its script and styles inline.
 const PAGE: &str = include_str!("page.html");
@@ -24,4 +24,9 @@ pub async fn page() -> Response {
         PAGE,
     )
         .into_response()
+}
+
+/// `GET /`: a browser pointed at a peer's API address lands on the page.
+pub async fn to_page() -> Redirect {
+    Redirect::to("/ui")
 }
