@@ -38,6 +38,8 @@ pub mod sync_message;
 pub mod testing;
 
 mod commands;
+#[cfg(test)]
+mod events_tests;
 mod lifecycle;
 mod reconcile_step;
 mod spread;
