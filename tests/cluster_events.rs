@@ -231,6 +231,26 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
         "the table shows no `(xN over ...)`: {table}"
     );
 
+    // A crash-looping pod: each exit counted on one row, with the back-off.
+    let crash = hello_rc("crash", 1, "shoal-test/hello:1.0").replace(
+        "        image: shoal-test/hello:1.0\n",
+        "        image: shoal-test/hello:1.0\n        command: [\"sh\", \"-c\", \"exit 3\"]\n",
+    );
+    let crash = cluster.manifest("crash.yaml", &crash);
+    ok(&cluster.cli(0, &["apply", "-f", crash.to_str().unwrap()]));
+    let looping = wait_until(Duration::from_secs(90), || {
+        let seen = events(&cluster, 1, "rc/crash");
+        let exits = seen
+            .iter()
+            .filter(|e| e["reason"] == "Exited" && e["involvedObject"]["name"] == "crash-0")
+            .collect::<Vec<_>>();
+        exits.len() == 1
+            && exits[0]["count"].as_u64() >= Some(2)
+            && exits[0]["message"] == "Container exited with code 3"
+            && has(&seen, "BackOff", "crash-0", "(exited with code 3)")
+    });
+    assert!(looping, "{:#?}", events(&cluster, 1, "rc/crash"));
+
     // A replica no node can take: every peer says why, as one row.
     let nowhere = hello_rc("nowhere", 1, "shoal-test/hello:1.0").replace(
         "    spec:\n      terminationGracePeriodSeconds",
