@@ -187,15 +187,50 @@ fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
     }
 }
 
-/// Splits the engine's timestamp off a line (`2026-12-02T05:40:12.1Z text`).
-fn split_time(line: &str) -> (Option<jiff::Timestamp>, &str) {
+/// Splits the engine's timestamp off a line (`2026-12-02T05:40:12.1Z text`),
+/// as a key that sorts like the time.
+fn split_time(line: &str) -> (Option<TimeKey>, &str) {
     match line.split_once(' ') {
-        Some((ts, rest)) => match ts.parse::<jiff::Timestamp>() {
-            Ok(t) => (Some(t), rest),
-            Err(_) => (None, line),
+        Some((ts, rest)) => match time_key(ts) {
+            Some(t) => (Some(t), rest),
+            None => (None, line),
         },
-        None => (line.parse().ok(), ""),
+        None => (time_key(line), ""),
     }
+}
+
+/// `(YYYYMMDDhhmmss, nanoseconds)`: what the engine writes, always UTC
+/// (`Z`), its fraction with trailing zeros trimmed. Read by hand: a
+/// general RFC 3339 parser per line was most of the merge's cost.
+type TimeKey = (u64, u32);
+
+fn time_key(ts: &str) -> Option<TimeKey> {
+    let b = ts.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' || *b.last()? != b'Z' {
+        return None;
+    }
+    let mut whole = 0u64;
+    for (i, &c) in b[..19].iter().enumerate() {
+        match (i, c) {
+            (4 | 7, b'-') | (10, b'T') | (13 | 16, b':') => {}
+            (_, b'0'..=b'9') => whole = whole * 10 + u64::from(c - b'0'),
+            _ => return None,
+        }
+    }
+    let fraction = &b[19..b.len() - 1];
+    let mut nanos = 0u32;
+    if let Some((&b'.', digits)) = fraction.split_first() {
+        if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for i in 0..9 {
+            let d = digits.get(i).map_or(0, |c| u32::from(c - b'0'));
+            nanos = nanos * 10 + d;
+        }
+    } else if !fraction.is_empty() {
+        return None;
+    }
+    Some((whole, nanos))
 }
 
 fn print_line(out: &mut impl Write, pod: &str, line: &str) -> std::io::Result<()> {
@@ -223,7 +258,7 @@ async fn merged(
     }
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     // The time of each stream's next line: the smallest prints next.
-    let mut heads: Vec<Option<Option<jiff::Timestamp>>> = Vec::with_capacity(streams.len());
+    let mut heads: Vec<Option<Option<TimeKey>>> = Vec::with_capacity(streams.len());
     for stream in &mut streams {
         heads.push(stream.peek_time().await);
     }
@@ -259,7 +294,7 @@ struct PodLines {
 impl PodLines {
     /// The time of the next line (`Some(None)`: a line without one);
     /// `None` once the stream ended. Failures are reported and end it.
-    async fn peek_time(&mut self) -> Option<Option<jiff::Timestamp>> {
+    async fn peek_time(&mut self) -> Option<Option<TimeKey>> {
         while self.lines.is_empty() {
             match self.rx.recv().await? {
                 (_, Item::Lines(lines)) => self.lines.extend(lines),
@@ -357,8 +392,14 @@ mod tests {
     #[test]
     fn engine_times_are_split_off() {
         let (t, rest) = split_time("2026-12-02T05:40:12.5Z hello world");
-        assert!(t.is_some());
+        assert_eq!(t, Some((20261202054012, 500_000_000)));
         assert_eq!(rest, "hello world");
+        // Trimmed fractions still order by time, not by text.
+        let later = time_key("2026-12-02T05:40:12.05Z").unwrap();
+        let earlier = time_key("2026-12-02T05:40:12.049999999Z").unwrap();
+        assert!(earlier < later);
+        assert!(time_key("2026-12-02T05:40:12Z").unwrap() < earlier);
+        assert_eq!(time_key("2026-12-02T05:40:12+01:00"), None);
         let (t, rest) = split_time("no time here");
         assert_eq!((t, rest), (None, "no time here"));
     }
