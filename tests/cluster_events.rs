@@ -231,6 +231,26 @@ fn what_peers_decide_and_see_is_read_from_another_peer() {
         "the table shows no `(xN over ...)`: {table}"
     );
 
+    // A crash-looping pod: each exit counted on one row, with the back-off.
+    let crash = hello_rc("crash", 1, "shoal-test/hello:1.0").replace(
+        "        image: shoal-test/hello:1.0\n",
+        "        image: shoal-test/hello:1.0\n        command: [\"sh\", \"-c\", \"exit 3\"]\n",
+    );
+    let crash = cluster.manifest("crash.yaml", &crash);
+    ok(&cluster.cli(0, &["apply", "-f", crash.to_str().unwrap()]));
+    let looping = wait_until(Duration::from_secs(90), || {
+        let seen = events(&cluster, 1, "rc/crash");
+        let exits = seen
+            .iter()
+            .filter(|e| e["reason"] == "Exited" && e["involvedObject"]["name"] == "crash-0")
+            .collect::<Vec<_>>();
+        exits.len() == 1
+            && exits[0]["count"].as_u64() >= Some(2)
+            && exits[0]["message"] == "Container exited with code 3"
+            && has(&seen, "BackOff", "crash-0", "(exited with code 3)")
+    });
+    assert!(looping, "{:#?}", events(&cluster, 1, "rc/crash"));
+
     // A replica no node can take: every peer says why, as one row.
     let nowhere = hello_rc("nowhere", 1, "shoal-test/hello:1.0").replace(
         "    spec:\n      terminationGracePeriodSeconds",
@@ -345,6 +365,73 @@ fn logs_of_every_replica_merge_with_their_pod_prefixes() {
     let none = cluster.cli(0, &["logs", "-l", "app=nothing"]);
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no pods match"));
+
+    // Throughput with back-pressure: 3 pods of 100,000 lines each, every
+    // line arrives once; printed against `docker logs` of one of them.
+    let spew = hello_rc("spew", 3, "shoal-test/hello:1.0").replace(
+        "        image: shoal-test/hello:1.0\n",
+        "        image: shoal-test/hello:1.0\n        command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; seq 1 100000; sleep 3600 & wait\"]\n",
+    );
+    let spew = cluster.manifest("spew.yaml", &spew);
+    ok(&cluster.cli(0, &["apply", "-f", spew.to_str().unwrap()]));
+    assert!(wait_until(Duration::from_secs(60), || {
+        cluster.running_pods(0, "spew").len() == 3
+    }));
+    let one = Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(format!("label=io.shoal.cluster={}", cluster.cluster_id))
+        .args(["--filter", "label=io.shoal.rc=spew"])
+        .output()
+        .expect("docker ps");
+    let container = String::from_utf8_lossy(&one.stdout)
+        .lines()
+        .next()
+        .expect("a spew container")
+        .to_owned();
+    let complete = |text: &str| text.lines().filter(|l| *l == "100000").count();
+    assert!(wait_until(Duration::from_secs(60), || {
+        let out = Command::new("docker")
+            .args(["logs", "--tail", "1", &container])
+            .output()
+            .unwrap();
+        complete(&String::from_utf8_lossy(&out.stdout)) == 1
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    let timed = Instant::now();
+    let direct = Command::new("docker")
+        .args(["logs", &container])
+        .output()
+        .unwrap();
+    let direct_time = timed.elapsed();
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).lines().count(),
+        100_000
+    );
+    let timed = Instant::now();
+    let merged = ok(&cluster.cli(1, &["logs", "-l", "app=spew"]));
+    let merged_time = timed.elapsed();
+    for pod in ["spew-0", "spew-1", "spew-2"] {
+        let prefix = format!("[pod/{pod}] ");
+        let lines = merged.lines().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(lines, 100_000, "{pod}");
+    }
+    eprintln!(
+        "logs -l over 3 pods: {:.0} lines/s ({} lines in {:?}); docker logs of one: {:.0} lines/s ({:?})",
+        300_000.0 / merged_time.as_secs_f64(),
+        merged.lines().count(),
+        merged_time,
+        100_000.0 / direct_time.as_secs_f64(),
+        direct_time
+    );
+    let timed = Instant::now();
+    let single = ok(&cluster.cli(1, &["logs", "spew-0"]));
+    eprintln!(
+        "logs of one pod through a peer: {:.0} lines/s ({} lines in {:?})",
+        100_000.0 / timed.elapsed().as_secs_f64(),
+        single.lines().count(),
+        timed.elapsed()
+    );
+    ok(&cluster.cli(0, &["delete", "rc", "spew"]));
 
     // -f follows new lines of every pod (bounded wait), then is stopped.
     let mut child = Command::new(shoal_bin())

@@ -8,12 +8,12 @@
 //! `-f`, lines print as they arrive and new pods (scale-up, a replica that
 //! moved) are picked up every few seconds.
 //!
-//! Back-pressure: every buffer is bounded (lines per pod, lines in flight,
-//! line length). When the terminal reads slower than the pods write, the
+//! Back-pressure: every buffer is bounded (batches per pod, batches in
+//! flight, line length; a batch is what one network read held). When the terminal reads slower than the pods write, the
 //! buffers fill, the readers stop reading, and TCP holds the rest back at
 //! the peers: memory stays bounded whatever the pods log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::time::Duration;
 
@@ -25,10 +25,11 @@ use super::client::{Client, segment};
 use super::logs::LogsArgs;
 use crate::shell::api::models::{RcDetail, RcJson};
 
-/// Lines buffered per pod while merging in time order.
-const LINES_PER_POD: usize = 64;
-/// Lines in flight from all pods at once while following.
-const LINES_IN_FLIGHT: usize = 256;
+/// Batches of lines (one read from the network each) buffered per pod
+/// while merging in time order.
+const BATCHES_PER_POD: usize = 8;
+/// Batches in flight from all pods at once while following.
+const BATCHES_IN_FLIGHT: usize = 64;
 /// Longer lines are cut into pieces of this size.
 const MAX_LINE: usize = 64 * 1024;
 /// Most pods streamed at once (kubectl's `--max-log-requests` idea).
@@ -91,9 +92,10 @@ async fn matching_pods(client: &Client, pods: &Pods) -> anyhow::Result<BTreeSet<
     Ok(names)
 }
 
-/// One line of one pod, or why its stream ended early.
+/// Lines of one pod (what one read from the network held), or why its
+/// stream ended early.
 enum Item {
-    Line(String),
+    Lines(Vec<String>),
     Failed(String),
 }
 
@@ -154,16 +156,15 @@ async fn stream_pod(
             }
         };
         pending.extend_from_slice(&chunk);
-        for line in take_lines(&mut pending) {
-            // Waits while the buffer is full: back-pressure.
-            if tx.send((name.clone(), Item::Line(line))).await.is_err() {
-                return;
-            }
+        let lines = take_lines(&mut pending);
+        // Waits while the buffer is full: back-pressure.
+        if !lines.is_empty() && tx.send((name.clone(), Item::Lines(lines))).await.is_err() {
+            return;
         }
     }
     if !pending.is_empty() {
         let line = String::from_utf8_lossy(&pending).into_owned();
-        let _ = tx.send((name, Item::Line(line))).await;
+        let _ = tx.send((name, Item::Lines(vec![line]))).await;
     }
 }
 
@@ -186,15 +187,50 @@ fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
     }
 }
 
-/// Splits the engine's timestamp off a line (`2026-12-02T05:40:12.1Z text`).
-fn split_time(line: &str) -> (Option<jiff::Timestamp>, &str) {
+/// Splits the engine's timestamp off a line (`2026-12-02T05:40:12.1Z text`),
+/// as a key that sorts like the time.
+fn split_time(line: &str) -> (Option<TimeKey>, &str) {
     match line.split_once(' ') {
-        Some((ts, rest)) => match ts.parse::<jiff::Timestamp>() {
-            Ok(t) => (Some(t), rest),
-            Err(_) => (None, line),
+        Some((ts, rest)) => match time_key(ts) {
+            Some(t) => (Some(t), rest),
+            None => (None, line),
         },
-        None => (line.parse().ok(), ""),
+        None => (time_key(line), ""),
     }
+}
+
+/// `(YYYYMMDDhhmmss, nanoseconds)`: what the engine writes, always UTC
+/// (`Z`), its fraction with trailing zeros trimmed. Read by hand: a
+/// general RFC 3339 parser per line was most of the merge's cost.
+type TimeKey = (u64, u32);
+
+fn time_key(ts: &str) -> Option<TimeKey> {
+    let b = ts.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' || *b.last()? != b'Z' {
+        return None;
+    }
+    let mut whole = 0u64;
+    for (i, &c) in b[..19].iter().enumerate() {
+        match (i, c) {
+            (4 | 7, b'-') | (10, b'T') | (13 | 16, b':') => {}
+            (_, b'0'..=b'9') => whole = whole * 10 + u64::from(c - b'0'),
+            _ => return None,
+        }
+    }
+    let fraction = &b[19..b.len() - 1];
+    let mut nanos = 0u32;
+    if let Some((&b'.', digits)) = fraction.split_first() {
+        if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for i in 0..9 {
+            let d = digits.get(i).map_or(0, |c| u32::from(c - b'0'));
+            nanos = nanos * 10 + d;
+        }
+    } else if !fraction.is_empty() {
+        return None;
+    }
+    Some((whole, nanos))
 }
 
 fn print_line(out: &mut impl Write, pod: &str, line: &str) -> std::io::Result<()> {
@@ -212,43 +248,63 @@ async fn merged(
     let query = args.query(false, true);
     let mut streams = Vec::new();
     for name in names {
-        let (tx, rx) = mpsc::channel(LINES_PER_POD);
-        tokio::spawn(stream_pod(client.clone(), name, query.clone(), tx));
-        streams.push(rx);
+        let (tx, rx) = mpsc::channel(BATCHES_PER_POD);
+        tokio::spawn(stream_pod(client.clone(), name.clone(), query.clone(), tx));
+        streams.push(PodLines {
+            pod: name,
+            rx,
+            lines: VecDeque::new(),
+        });
     }
-    let mut heads: Vec<Option<(String, String)>> = Vec::with_capacity(streams.len());
-    for rx in &mut streams {
-        heads.push(next_line(rx).await);
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    // The time of each stream's next line: the smallest prints next.
+    let mut heads: Vec<Option<Option<TimeKey>>> = Vec::with_capacity(streams.len());
+    for stream in &mut streams {
+        heads.push(stream.peek_time().await);
     }
     loop {
         let next = heads
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| h.as_ref().map(|(_, line)| (split_time(line).0, i)))
+            .filter_map(|(i, h)| h.map(|t| (t, i)))
             .min();
         let Some((_, i)) = next else { break };
-        if let Some((pod, line)) = heads[i].take() {
+        let stream = &mut streams[i];
+        if let Some(line) = stream.lines.pop_front() {
             let shown = if args.timestamps {
                 line.as_str()
             } else {
                 split_time(&line).1
             };
-            print_line(out, &pod, shown)?;
+            print_line(&mut out, &stream.pod, shown)?;
         }
-        heads[i] = next_line(&mut streams[i]).await;
+        heads[i] = stream.peek_time().await;
     }
     out.flush()?;
     Ok(())
 }
 
-/// The next line of one pod; failures are reported and end its stream.
-async fn next_line(rx: &mut mpsc::Receiver<(String, Item)>) -> Option<(String, String)> {
-    match rx.recv().await? {
-        (pod, Item::Line(line)) => Some((pod, line)),
-        (pod, Item::Failed(why)) => {
-            eprintln!("warning: no logs of pod {pod}: {why}");
-            None
+/// One pod's stream while merging: lines received, not yet printed.
+struct PodLines {
+    pod: String,
+    rx: mpsc::Receiver<(String, Item)>,
+    lines: VecDeque<String>,
+}
+
+impl PodLines {
+    /// The time of the next line (`Some(None)`: a line without one);
+    /// `None` once the stream ended. Failures are reported and end it.
+    async fn peek_time(&mut self) -> Option<Option<TimeKey>> {
+        while self.lines.is_empty() {
+            match self.rx.recv().await? {
+                (_, Item::Lines(lines)) => self.lines.extend(lines),
+                (pod, Item::Failed(why)) => {
+                    eprintln!("warning: no logs of pod {pod}: {why}");
+                    return None;
+                }
+            }
         }
+        self.lines.front().map(|line| split_time(line).0)
     }
 }
 
@@ -260,7 +316,7 @@ async fn follow(
     names: BTreeSet<String>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel(LINES_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel(BATCHES_IN_FLIGHT);
     let query = args.query(true, args.timestamps);
     let mut following: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let start = |name: String, query: Vec<(&'static str, String)>| {
@@ -274,8 +330,10 @@ async fn follow(
     loop {
         tokio::select! {
             Some((pod, item)) = rx.recv() => match item {
-                Item::Line(line) => {
-                    print_line(out, &pod, &line)?;
+                Item::Lines(lines) => {
+                    for line in &lines {
+                        print_line(out, &pod, line)?;
+                    }
                     out.flush()?;
                 }
                 Item::Failed(why) => eprintln!("warning: logs of pod {pod}: {why}"),
@@ -334,8 +392,14 @@ mod tests {
     #[test]
     fn engine_times_are_split_off() {
         let (t, rest) = split_time("2026-12-02T05:40:12.5Z hello world");
-        assert!(t.is_some());
+        assert_eq!(t, Some((20261202054012, 500_000_000)));
         assert_eq!(rest, "hello world");
+        // Trimmed fractions still order by time, not by text.
+        let later = time_key("2026-12-02T05:40:12.05Z").unwrap();
+        let earlier = time_key("2026-12-02T05:40:12.049999999Z").unwrap();
+        assert!(earlier < later);
+        assert!(time_key("2026-12-02T05:40:12Z").unwrap() < earlier);
+        assert_eq!(time_key("2026-12-02T05:40:12+01:00"), None);
         let (t, rest) = split_time("no time here");
         assert_eq!((t, rest), (None, "no time here"));
     }

@@ -42,6 +42,8 @@ pub mod testing;
 
 mod commands;
 mod garbage;
+#[cfg(test)]
+mod events_tests;
 mod lifecycle;
 mod pieces;
 mod reconcile_step;
