@@ -426,6 +426,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     );
     assert!(described.contains("shoal-test/hello:1.1"), "{described}");
 
+    // describe node lists the pods placed there (selected by spec.nodeName).
+    let pod = k.json(1, &["get", "pod", "hello-0"]);
+    let node = pod["spec"]["nodeName"].as_str().unwrap().to_owned();
+    let described = k.run(2, &["describe", "node", &node]);
+    assert!(described.contains("Non-terminated Pods:"), "{described}");
+    assert!(described.contains("hello-0"), "{described}");
+
     // logs, from whichever peer: the pod's own output.
     let logs = k.run(1, &["logs", "hello-0"]);
     assert_eq!(logs, "first line\nsecond line\n");

@@ -73,7 +73,7 @@ async fn list(
     let selector = Selector::parse(
         params.label_selector.as_deref(),
         params.field_selector.as_deref(),
-        kind == Kind::Event,
+        kind.selectable_fields(),
     )?;
     let as_table = table::wanted(accept(headers));
     if matches!(params.watch.as_deref(), Some("true" | "1")) {
@@ -84,7 +84,7 @@ async fn list(
         let items: Vec<Item> = kind
             .list(s, as_table)
             .into_iter()
-            .filter(|i| selector.matches(&i.meta))
+            .filter(|i| selector.matches(&i.meta, &i.fields))
             .collect();
         Ok(if as_table {
             table_of(kind, items, &s.generation.to_string())

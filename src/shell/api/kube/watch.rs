@@ -113,7 +113,7 @@ fn look(
 ) -> BTreeMap<String, (Item, String)> {
     kind.list(snapshot, false)
         .into_iter()
-        .filter(|i| selector.matches(&i.meta))
+        .filter(|i| selector.matches(&i.meta, &i.fields))
         .map(|item| {
             let mut print = item.json.clone();
             if let Some(meta) = print.get_mut("metadata").and_then(Value::as_object_mut) {
