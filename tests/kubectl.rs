@@ -483,6 +483,22 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     );
     assert_eq!(k.json(2, &["get", "rc", "hello"])["spec"]["replicas"], 2);
 
+    // kubectl's default --validate=strict: an unknown field is refused.
+    let bogus = write(
+        &dir,
+        "bogus.yaml",
+        &rc_manifest(2, "shoal-test/hello:1.1")
+            .replace("  replicas: 2\n", "  replicas: 2\n  bogus: 1\n"),
+    );
+    let out = k.output(0, &["apply", "-f", &bogus]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{stderr}"
+    );
+    assert_eq!(k.json(2, &["get", "rc", "hello"])["spec"]["replicas"], 2);
+
     // Another namespace is a clear error.
     let out = k.output(0, &["get", "pods", "-n", "elsewhere"]);
     assert!(!out.status.success());
