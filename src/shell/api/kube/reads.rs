@@ -153,12 +153,17 @@ pub(super) fn accept(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// `view(snapshot)` built and encoded on a blocking thread: a list of a
-/// large cluster takes tens of milliseconds (see `api::render`).
+/// `view(snapshot)` built and encoded on a blocking thread, taking a turn
+/// among the Shoal API's views: a list of a large cluster takes tens of
+/// milliseconds (see `api::render`).
 pub(super) async fn build<F>(snapshot: Arc<Snapshot>, view: F) -> Result<Response, KubeError>
 where
     F: FnOnce(&Snapshot) -> Result<Value, KubeError> + Send + 'static,
 {
+    let _turn = super::super::render::TURNS
+        .acquire()
+        .await
+        .map_err(|_| KubeError::new(StatusCode::SERVICE_UNAVAILABLE, "the API is shutting down"))?;
     let body = tokio::task::spawn_blocking(move || {
         let value = view(&snapshot)?;
         serde_json::to_vec(&value).map_err(|e| {
