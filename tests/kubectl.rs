@@ -426,6 +426,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     );
     assert!(described.contains("shoal-test/hello:1.1"), "{described}");
 
+    // describe node lists the pods placed there (selected by spec.nodeName).
+    let pod = k.json(1, &["get", "pod", "hello-0"]);
+    let node = pod["spec"]["nodeName"].as_str().unwrap().to_owned();
+    let described = k.run(2, &["describe", "node", &node]);
+    assert!(described.contains("Non-terminated Pods:"), "{described}");
+    assert!(described.contains("hello-0"), "{described}");
+
     // logs, from whichever peer: the pod's own output.
     let logs = k.run(1, &["logs", "hello-0"]);
     assert_eq!(logs, "first line\nsecond line\n");
@@ -473,6 +480,22 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         "replicationcontroller/hello edited",
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(k.json(2, &["get", "rc", "hello"])["spec"]["replicas"], 2);
+
+    // kubectl's default --validate=strict: an unknown field is refused.
+    let bogus = write(
+        &dir,
+        "bogus.yaml",
+        &rc_manifest(2, "shoal-test/hello:1.1")
+            .replace("  replicas: 2\n", "  replicas: 2\n  bogus: 1\n"),
+    );
+    let out = k.output(0, &["apply", "-f", &bogus]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{stderr}"
     );
     assert_eq!(k.json(2, &["get", "rc", "hello"])["spec"]["replicas"], 2);
 

@@ -2,6 +2,10 @@
 //! talks to (`--server`), with its API token. Any peer answers for the
 //! whole cluster, so one kubeconfig per peer is all a user needs.
 //!
+//! kubectl (client-go) sends a kubeconfig's token only over TLS: a peer
+//! that requires an API token is usable from kubectl once its API serves
+//! `https://`; the command says so when asked for a token over `http://`.
+//!
 //! ```text
 //! shoal kubeconfig --server http://10.0.0.5:7070 > ~/.kube/shoal.yaml
 //! KUBECONFIG=~/.kube/shoal.yaml kubectl get pods
@@ -30,7 +34,11 @@ pub struct KubeconfigArgs {
     pub client: ClientArgs,
 }
 
-pub fn run(args: &KubeconfigArgs, out: &mut impl Write) -> anyhow::Result<bool> {
+pub fn run(
+    args: &KubeconfigArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<bool> {
     let client = Client::new(&args.client)?;
     // Asking the peer proves the address and token work before kubectl tries.
     let health: Health = client::block_on(client.get("/healthz"))??;
@@ -47,6 +55,15 @@ pub fn run(args: &KubeconfigArgs, out: &mut impl Write) -> anyhow::Result<bool> 
         None => None,
     };
     let token = client::token_of(&args.client)?;
+    if token.is_some() && client.base().starts_with("http://") {
+        // client-go applies a kubeconfig's credentials only to TLS servers.
+        writeln!(
+            err,
+            "warning: kubectl sends the token only to an https:// server; against this \
+             http:// peer its requests go without it and are refused (401). Serve the API \
+             over TLS and pass --certificate-authority."
+        )?;
+    }
     out.write_all(render(client.base(), &name, token.as_deref(), ca.as_deref()).as_bytes())?;
     Ok(true)
 }

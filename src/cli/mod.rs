@@ -206,7 +206,7 @@ fn dispatch<R: Read, O: Write, E: Write>(
         #[cfg(feature = "shell")]
         Command::Logs(args) => logs::run(&args, io.stdout)?,
         #[cfg(feature = "shell")]
-        Command::Kubeconfig(args) => kubeconfig::run(&args, io.stdout)?,
+        Command::Kubeconfig(args) => kubeconfig::run(&args, io.stdout, io.stderr)?,
         #[cfg(feature = "shell")]
         Command::Cordon(args) => node::cordon(&args, true, io.stdout)?,
         #[cfg(feature = "shell")]

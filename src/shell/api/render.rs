@@ -25,7 +25,8 @@ use crate::shell::handle::Snapshot;
 /// Views rendered at once; further reads wait for a turn.
 pub const AT_ONCE: usize = 4;
 
-static TURNS: Semaphore = Semaphore::const_new(AT_ONCE);
+/// Shared with the Kubernetes API's views (`kube::reads`).
+pub(super) static TURNS: Semaphore = Semaphore::const_new(AT_ONCE);
 
 /// `view(snapshot)` as a JSON response, built and encoded on a blocking
 /// thread (same bytes and headers as axum's `Json`).

@@ -1,6 +1,8 @@
 //! The resources served, by their URL plural, and how each is listed,
 //! found, and printed as a table.
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
@@ -65,6 +67,16 @@ impl Kind {
         self != Kind::Node
     }
 
+    /// Fields besides `metadata.name`/`namespace` a field selector may
+    /// name; `None`: any (events).
+    pub fn selectable_fields(self) -> Option<&'static [&'static str]> {
+        match self {
+            Kind::Pod => Some(&POD_FIELDS),
+            Kind::Event => None,
+            _ => Some(&[]),
+        }
+    }
+
     pub fn writable(self) -> bool {
         matches!(self, Kind::ReplicationController | Kind::Service)
     }
@@ -82,6 +94,7 @@ impl Kind {
             objects
                 .iter()
                 .map(|o| Item {
+                    fields: BTreeMap::new(),
                     meta: meta(o).clone(),
                     json: if cells_only {
                         Value::Null
@@ -100,12 +113,15 @@ impl Kind {
                 |o| &o.metadata,
                 |o| table::rc_row(o, now),
             ),
-            Kind::Pod => items(
-                objects::pods(snapshot),
-                cells_only,
-                |o| &o.metadata,
-                |o| table::pod_row(o, now),
-            ),
+            Kind::Pod => objects::pods(snapshot)
+                .iter()
+                .map(|o| Item {
+                    fields: pod_fields(o),
+                    meta: o.metadata.clone(),
+                    json: if cells_only { Value::Null } else { to_json(o) },
+                    cells: table::pod_row(o, now),
+                })
+                .collect(),
             Kind::Node => items(
                 objects::nodes(snapshot),
                 cells_only,
@@ -128,6 +144,7 @@ impl Kind {
     pub fn get(self, snapshot: &Snapshot, name: &str) -> Result<Item, KubeError> {
         let now = crate::cli::human::now_ms();
         let item = |meta: &ObjectMeta, json: Value, cells: Vec<Value>| Item {
+            fields: BTreeMap::new(),
             meta: meta.clone(),
             json,
             cells,
@@ -135,8 +152,10 @@ impl Kind {
         let found = match self {
             Kind::ReplicationController => objects::rc(snapshot, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::rc_row(&o, now))),
-            Kind::Pod => objects::pod(snapshot, name)
-                .map(|o| item(&o.metadata, to_json(&o), table::pod_row(&o, now))),
+            Kind::Pod => objects::pod(snapshot, name).map(|o| Item {
+                fields: pod_fields(&o),
+                ..item(&o.metadata, to_json(&o), table::pod_row(&o, now))
+            }),
             Kind::Node => objects::node(snapshot, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::node_row(&o, now))),
             Kind::Service => objects::service(snapshot, name)
@@ -157,6 +176,20 @@ impl Kind {
     }
 }
 
+/// The fields besides metadata an object can be selected by: a pod's node
+/// and phase (`describe node` lists the pods of a node by them).
+pub const POD_FIELDS: [&str; 2] = ["spec.nodeName", "status.phase"];
+
+fn pod_fields(pod: &k8s_openapi::api::core::v1::Pod) -> BTreeMap<String, String> {
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+    POD_FIELDS
+        .iter()
+        .zip([node, phase])
+        .filter_map(|(field, value)| Some(((*field).to_owned(), value?)))
+        .collect()
+}
+
 fn to_json<T: serde::Serialize>(object: &T) -> Value {
     serde_json::to_value(object).unwrap_or_default()
 }
@@ -165,6 +198,8 @@ fn to_json<T: serde::Serialize>(object: &T) -> Value {
 #[derive(Debug, Clone)]
 pub struct Item {
     pub meta: ObjectMeta,
+    /// Selectable fields beyond the metadata (see [`POD_FIELDS`]).
+    pub fields: BTreeMap<String, String>,
     pub json: Value,
     pub cells: Vec<Value>,
 }

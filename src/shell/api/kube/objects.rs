@@ -115,9 +115,11 @@ pub fn pod(snapshot: &Snapshot, name: &str) -> Option<Pod> {
     Some(pod_object(snapshot, &owners, &row))
 }
 
-/// What a pod needs from its RC: spec (labels, containers), uid, created.
+/// What a pod needs from its RC: spec (labels), containers, uid, created.
 struct Owner {
     spec: RcSpec,
+    /// The template's containers in Kubernetes' form (ports, command, ...).
+    containers: Vec<Container>,
     uid: String,
     created: Option<Hlc>,
 }
@@ -129,8 +131,14 @@ fn owners(snapshot: &Snapshot) -> BTreeMap<String, Owner> {
         .live_rcs()
         .map(|rc| {
             let created = rc.record.created();
+            let spec = rc.to_spec();
+            let containers =
+                serde_json::to_value(render::to_v1(&spec).spec.template.spec.containers)
+                    .and_then(serde_json::from_value)
+                    .unwrap_or_default();
             let owner = Owner {
-                spec: rc.to_spec(),
+                spec,
+                containers,
                 uid: uid("rc", rc.name, created),
                 created,
             };
@@ -141,20 +149,7 @@ fn owners(snapshot: &Snapshot) -> BTreeMap<String, Owner> {
 
 fn pod_object(snapshot: &Snapshot, owners: &BTreeMap<String, Owner>, row: &PodJson) -> Pod {
     let owner = owners.get(&row.rc);
-    let mut containers: Vec<Container> = owner
-        .map(|o| {
-            o.spec
-                .template
-                .containers
-                .iter()
-                .map(|c| Container {
-                    name: c.name.clone(),
-                    image: Some(c.image.clone()),
-                    ..Container::default()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut containers: Vec<Container> = owner.map(|o| o.containers.clone()).unwrap_or_default();
     if containers.is_empty() {
         containers.push(Container {
             name: row.rc.clone(),

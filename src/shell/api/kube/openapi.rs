@@ -261,9 +261,15 @@ mod tests {
         let patches: Vec<&Value> = paths.values().filter_map(|p| p.get("patch")).collect();
         assert_eq!(patches.len(), 3, "rc, service and the rc scale subresource");
         for op in patches {
-            assert!(op["x-kubernetes-group-version-kind"]["kind"].is_string(), "{op}");
+            assert!(
+                op["x-kubernetes-group-version-kind"]["kind"].is_string(),
+                "{op}"
+            );
             let params = op["parameters"].as_array().unwrap();
-            assert!(params.iter().any(|p| p["name"] == "fieldValidation"), "{op}");
+            assert!(
+                params.iter().any(|p| p["name"] == "fieldValidation"),
+                "{op}"
+            );
         }
     }
 

@@ -73,7 +73,7 @@ async fn list(
     let selector = Selector::parse(
         params.label_selector.as_deref(),
         params.field_selector.as_deref(),
-        kind == Kind::Event,
+        kind.selectable_fields(),
     )?;
     let as_table = table::wanted(accept(headers));
     if matches!(params.watch.as_deref(), Some("true" | "1")) {
@@ -84,7 +84,7 @@ async fn list(
         let items: Vec<Item> = kind
             .list(s, as_table)
             .into_iter()
-            .filter(|i| selector.matches(&i.meta))
+            .filter(|i| selector.matches(&i.meta, &i.fields))
             .collect();
         Ok(if as_table {
             table_of(kind, items, &s.generation.to_string())
@@ -153,12 +153,17 @@ pub(super) fn accept(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-/// `view(snapshot)` built and encoded on a blocking thread: a list of a
-/// large cluster takes tens of milliseconds (see `api::render`).
+/// `view(snapshot)` built and encoded on a blocking thread, taking a turn
+/// among the Shoal API's views: a list of a large cluster takes tens of
+/// milliseconds (see `api::render`).
 pub(super) async fn build<F>(snapshot: Arc<Snapshot>, view: F) -> Result<Response, KubeError>
 where
     F: FnOnce(&Snapshot) -> Result<Value, KubeError> + Send + 'static,
 {
+    let _turn = super::super::render::TURNS
+        .acquire()
+        .await
+        .map_err(|_| KubeError::new(StatusCode::SERVICE_UNAVAILABLE, "the API is shutting down"))?;
     let body = tokio::task::spawn_blocking(move || {
         let value = view(&snapshot)?;
         serde_json::to_vec(&value).map_err(|e| {

@@ -30,18 +30,19 @@ pub struct Selector {
 }
 
 impl Selector {
-    /// `any_field`: accept every field name (events; their fields are not
-    /// all in the metadata, and an unknown one selects nothing).
+    /// `known`: the fields the kind can be selected by besides
+    /// `metadata.name`/`metadata.namespace`; `None` accepts every field name
+    /// (events: an unknown one selects nothing).
     pub fn parse(
         labels: Option<&str>,
         fields: Option<&str>,
-        any_field: bool,
+        known: Option<&[&str]>,
     ) -> Result<Selector, KubeError> {
         let labels = requirements(labels.unwrap_or_default(), "labelSelector")?;
         let fields = requirements(fields.unwrap_or_default(), "fieldSelector")?;
-        if any_field {
+        let Some(known) = known else {
             return Ok(Selector { labels, fields });
-        }
+        };
         for field in &fields {
             let key = match field {
                 Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
@@ -51,19 +52,26 @@ impl Selector {
                     ));
                 }
             };
-            if key != "metadata.name" && key != "metadata.namespace" {
+            if key != "metadata.name"
+                && key != "metadata.namespace"
+                && !known.contains(&key.as_str())
+            {
+                let mut all = vec!["metadata.name", "metadata.namespace"];
+                all.extend(known);
                 return Err(KubeError::bad_request(format!(
-                    "field label not supported: {key} (Shoal selects by metadata.name and metadata.namespace)"
+                    "field label not supported: {key} (this kind is selected by {})",
+                    all.join(", ")
                 )));
             }
         }
         Ok(Selector { labels, fields })
     }
 
-    pub fn matches(&self, meta: &ObjectMeta) -> bool {
+    /// `extra`: the object's selectable fields beyond its metadata.
+    pub fn matches(&self, meta: &ObjectMeta, extra: &BTreeMap<String, String>) -> bool {
         let empty = BTreeMap::new();
         let labels = meta.labels.as_ref().unwrap_or(&empty);
-        let mut fields = BTreeMap::new();
+        let mut fields = extra.clone();
         fields.insert(
             "metadata.name".to_owned(),
             meta.name.clone().unwrap_or_default(),
@@ -185,20 +193,40 @@ mod tests {
             ("", true, true),
         ];
         for (selector, on_web, on_db) in cases {
-            let s = Selector::parse(Some(selector), None, false).unwrap();
-            assert_eq!(s.matches(&web), on_web, "{selector} on web");
-            assert_eq!(s.matches(&db), on_db, "{selector} on db");
+            let s = Selector::parse(Some(selector), None, Some(&[])).unwrap();
+            assert_eq!(
+                s.matches(&web, &BTreeMap::new()),
+                on_web,
+                "{selector} on web"
+            );
+            assert_eq!(s.matches(&db, &BTreeMap::new()), on_db, "{selector} on db");
         }
     }
 
     #[test]
     fn field_selectors_select_by_name_and_refuse_other_fields() {
-        let s = Selector::parse(None, Some("metadata.name=web-0"), false).unwrap();
-        assert!(s.matches(&meta("web-0", &[])));
-        assert!(!s.matches(&meta("web-1", &[])));
-        let err = Selector::parse(None, Some("status.phase=Running"), false).unwrap_err();
+        let s = Selector::parse(None, Some("metadata.name=web-0"), Some(&[])).unwrap();
+        let none = BTreeMap::new();
+        assert!(s.matches(&meta("web-0", &[]), &none));
+        assert!(!s.matches(&meta("web-1", &[]), &none));
+        let s = Selector::parse(
+            None,
+            Some("spec.nodeName=n1,status.phase!=Failed"),
+            Some(&["spec.nodeName", "status.phase"]),
+        )
+        .unwrap();
+        let on = |node: &str, phase: &str| {
+            BTreeMap::from([
+                ("spec.nodeName".to_owned(), node.to_owned()),
+                ("status.phase".to_owned(), phase.to_owned()),
+            ])
+        };
+        assert!(s.matches(&meta("web-0", &[]), &on("n1", "Running")));
+        assert!(!s.matches(&meta("web-0", &[]), &on("n2", "Running")));
+        assert!(!s.matches(&meta("web-0", &[]), &on("n1", "Failed")));
+        let err = Selector::parse(None, Some("status.phase=Running"), Some(&[])).unwrap_err();
         assert!(err.message.contains("status.phase"), "{}", err.message);
-        let err = Selector::parse(Some("app=(x"), None, false).unwrap_err();
+        let err = Selector::parse(Some("app=(x"), None, Some(&[])).unwrap_err();
         assert!(err.message.contains("app=(x"), "{}", err.message);
     }
 }

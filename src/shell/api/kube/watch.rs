@@ -31,6 +31,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(250);
 const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
 /// Events buffered for a slow client before the watch waits for it.
 const BUFFERED: usize = 64;
+/// Watches one peer serves at once; more are refused (kubectl retries).
+pub const MAX_WATCHES: usize = 256;
+
+static WATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WATCHES);
 
 pub(super) async fn watch(
     state: ApiState,
@@ -39,6 +43,14 @@ pub(super) async fn watch(
     params: ListQuery,
     as_table: bool,
 ) -> Result<Response, KubeError> {
+    let Ok(slot) = WATCHES.try_acquire() else {
+        return Err(KubeError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this peer already serves {MAX_WATCHES} watches; retry later or watch through another peer"
+            ),
+        ));
+    };
     let first = state.handle.snapshot().await?;
     let mut known = look(kind, &selector, &first);
     let replay = matches!(params.resource_version.as_deref(), None | Some("" | "0"));
@@ -48,6 +60,7 @@ pub(super) async fn watch(
         .min(MAX_WATCH);
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(BUFFERED);
     tokio::spawn(async move {
+        let _slot = slot;
         let deadline = tokio::time::Instant::now() + limit;
         if replay {
             for (item, _) in known.values() {
@@ -113,7 +126,7 @@ fn look(
 ) -> BTreeMap<String, (Item, String)> {
     kind.list(snapshot, false)
         .into_iter()
-        .filter(|i| selector.matches(&i.meta))
+        .filter(|i| selector.matches(&i.meta, &i.fields))
         .map(|item| {
             let mut print = item.json.clone();
             if let Some(meta) = print.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -30,12 +30,26 @@ pub(super) struct WriteQuery {
     /// `All`: check and answer, write nothing.
     #[serde(rename = "dryRun")]
     dry_run: Option<String>,
+    /// `Strict` (kubectl's default): an unknown field is an error rather
+    /// than a warning.
+    #[serde(rename = "fieldValidation")]
+    field_validation: Option<String>,
 }
 
 impl WriteQuery {
-    fn dry_run(&self) -> bool {
-        self.dry_run.as_deref() == Some("All")
+    fn how(&self) -> How {
+        How {
+            dry_run: self.dry_run.as_deref() == Some("All"),
+            strict: self.field_validation.as_deref() == Some("Strict"),
+        }
     }
+}
+
+/// What a write's query asks besides the object.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    dry_run: bool,
+    strict: bool,
 }
 
 pub(super) async fn create(
@@ -58,7 +72,7 @@ pub(super) async fn create(
         kind,
         &name,
         object,
-        params.dry_run(),
+        params.how(),
         StatusCode::CREATED,
     )
     .await
@@ -76,15 +90,7 @@ pub(super) async fn replace(
     let object = json_body(&body)?;
     let snapshot = state.handle.snapshot().await?;
     kind.get(&snapshot, &name)?;
-    write(
-        &state,
-        kind,
-        &name,
-        object,
-        params.dry_run(),
-        StatusCode::OK,
-    )
-    .await
+    write(&state, kind, &name, object, params.how(), StatusCode::OK).await
 }
 
 pub(super) async fn patch(
@@ -106,7 +112,7 @@ pub(super) async fn patch(
         Err(e) => return Err(e),
     };
     form.apply(&mut object, &body)?;
-    write(&state, kind, &name, object, params.dry_run(), status).await
+    write(&state, kind, &name, object, params.how(), status).await
 }
 
 pub(super) async fn delete(
@@ -227,7 +233,7 @@ async fn write(
     kind: Kind,
     name: &str,
     mut object: Value,
-    dry_run: bool,
+    how: How,
     status: StatusCode,
 ) -> Result<Response, KubeError> {
     prepare(kind, name, &mut object)?;
@@ -243,8 +249,22 @@ async fn write(
             kind.name()
         )));
     }
+    let unknown: Vec<String> = parsed
+        .warnings
+        .iter()
+        .map(|w| &w.0)
+        .filter(|d| d.message.starts_with("unknown field"))
+        .map(|d| format!("unknown field {:?}", d.path))
+        .collect();
+    if how.strict && !unknown.is_empty() {
+        return Err(KubeError::bad_request(format!(
+            "{} in version \"v1\" cannot be handled as a {0}: strict decoding error: {}",
+            kind.name(),
+            unknown.join(", ")
+        )));
+    }
     let warnings = warning_headers(&parsed.warnings);
-    if dry_run {
+    if how.dry_run {
         return Ok((status, warnings, axum::Json(object)).into_response());
     }
     let _applied = super::super::apply::apply(state, parsed, Ack::Durable).await?;
@@ -260,7 +280,9 @@ fn warning_headers(
 ) -> axum::http::HeaderMap {
     let mut headers = axum::http::HeaderMap::new();
     for warning in warnings {
-        let text = warning.to_string().replace(['"', '\\', '\n'], " ");
+        // The body was JSON: its document and line numbers say nothing.
+        let text =
+            format!("{}: {}", warning.0.path, warning.0.message).replace(['"', '\\', '\n'], " ");
         if let Ok(value) = axum::http::HeaderValue::from_str(&format!("299 - \"{text}\"")) {
             headers.append(header::WARNING, value);
         }
