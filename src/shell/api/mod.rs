@@ -59,8 +59,8 @@ mod logs;
 mod nodes;
 mod rcs;
 mod reads;
-mod rollout;
 mod render;
+mod rollout;
 mod service_views;
 mod services;
 
