@@ -245,11 +245,10 @@ async fn follow(client: &Client, args: &StatusArgs, out: &mut impl Write) -> any
 /// `hello: [##--] 2/4 updated, 1/4 updated and ready, 5 pods (revision 3)`.
 pub fn progress(s: &RolloutStatusJson) -> String {
     const WIDTH: u32 = 20;
-    let filled = if s.replicas == 0 {
-        WIDTH
-    } else {
-        (s.updated_ready.min(s.replicas) * WIDTH) / s.replicas
-    };
+    // An RC of 0 replicas has nothing left to do: a full bar.
+    let filled = (s.updated_ready.min(s.replicas) * WIDTH)
+        .checked_div(s.replicas)
+        .unwrap_or(WIDTH);
     let bar: String = (0..WIDTH)
         .map(|i| if i < filled { '#' } else { '-' })
         .collect();
