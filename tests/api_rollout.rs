@@ -103,6 +103,8 @@ async fn rollout_routes_number_revisions_alike_at_every_peer() {
     })
     .await;
     assert!(seen, "node-b never saw the pause");
+    let (_, detail): (_, shoal::shell::api::models::RcDetail) = get(b, "/rcs/hello").await;
+    assert_eq!((detail.revision, detail.paused), (2, true));
     let again = refused(
         post(b, "/rcs/hello/rollout/pause", json!(null)).await,
         StatusCode::CONFLICT,

@@ -332,6 +332,17 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
             .map(|c| format!("{}={}", c.name, c.image))
             .collect(),
         history,
+        revision: snapshot
+            .state
+            .desired
+            .get(&spec.name)
+            .and_then(|view| {
+                shoal_crdt_state::revisions::numbered(view.record)
+                    .last()
+                    .map(|r| r.number)
+            })
+            .unwrap_or(0),
+        paused: spec.paused,
         unplaced,
         pods: pods(snapshot, Some(&spec.name)),
         spec: serde_json::to_value(render::to_v1(spec)).unwrap_or(serde_json::Value::Null),
