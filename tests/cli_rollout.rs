@@ -133,12 +133,16 @@ fn history_undo_and_restart(cluster: &Cluster) {
     ok(&cluster.cli(0, &["rolling-update", "web", "--image", V11]));
     let done = rollout_status(cluster, "web", "120s");
     let said = ok(&done);
-    assert!(said.contains("successfully rolled out (revision 2)"), "{said}");
+    assert!(
+        said.contains("successfully rolled out (revision 2)"),
+        "{said}"
+    );
     wait_runs_only(cluster, "web", 2, V11);
     let want = vec![(1, V10.to_owned(), false), (2, V11.to_owned(), true)];
     for i in 0..2 {
         assert!(
-            wait_until(Duration::from_secs(20), || history(cluster, i, "web") == want),
+            wait_until(Duration::from_secs(20), || history(cluster, i, "web")
+                == want),
             "peer {i} history: {:?}",
             history(cluster, i, "web")
         );
@@ -155,7 +159,10 @@ fn history_undo_and_restart(cluster: &Cluster) {
     );
 
     let undone = ok(&cluster.cli(0, &["rollout", "undo", "web"]));
-    assert!(undone.contains("replicationcontroller/web rolled back"), "{undone}");
+    assert!(
+        undone.contains("replicationcontroller/web rolled back"),
+        "{undone}"
+    );
     wait_runs_only(cluster, "web", 2, V10);
     ok(&rollout_status(cluster, "web", "120s"));
     assert_eq!(
@@ -169,7 +176,10 @@ fn history_undo_and_restart(cluster: &Cluster) {
 
     // Undo to the revision the RC already runs says so and changes nothing.
     let same = failed(&cluster.cli(0, &["rollout", "undo", "web", "--to-revision", "1"]));
-    assert!(same.contains("already runs the template of revision 1"), "{same}");
+    assert!(
+        same.contains("already runs the template of revision 1"),
+        "{same}"
+    );
 
     let before = containers(cluster, "web");
     ok(&cluster.cli(1, &["rollout", "restart", "web"]));
@@ -184,7 +194,11 @@ fn history_undo_and_restart(cluster: &Cluster) {
     );
     ok(&rollout_status(cluster, "web", "120s"));
     let revisions = history(cluster, 0, "web");
-    assert_eq!(revisions.last(), Some(&(4, V10.to_owned(), true)), "{revisions:?}");
+    assert_eq!(
+        revisions.last(),
+        Some(&(4, V10.to_owned(), true)),
+        "{revisions:?}"
+    );
     ok(&cluster.cli(0, &["delete", "rc", "web"]));
 }
 
@@ -211,7 +225,10 @@ fn apply_of_a_changed_template_is_a_rollout(cluster: &Cluster) {
 fn pause_holds_and_resume_continues(cluster: &Cluster) {
     apply(cluster, "held", 2, V10);
     let paused = ok(&cluster.cli(0, &["rollout", "pause", "held"]));
-    assert!(paused.contains("replicationcontroller/held paused"), "{paused}");
+    assert!(
+        paused.contains("replicationcontroller/held paused"),
+        "{paused}"
+    );
     let again = failed(&cluster.cli(1, &["rollout", "pause", "held"]));
     assert!(
         again.contains("already paused") && again.contains("rollout resume held"),

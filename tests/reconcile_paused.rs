@@ -39,7 +39,13 @@ fn a_paused_rollout_replaces_no_running_pod_until_resumed() {
     assert_eq!((s.phase, s.ready), (PodPhase::Running, true));
 
     // Replica 1 comes up, so the budget allows one replacement.
-    observe(&mut local, 11_000, &new, 1, PodEvent::Running { ports: vec![] });
+    observe(
+        &mut local,
+        11_000,
+        &new,
+        1,
+        PodEvent::Running { ports: vec![] },
+    );
     observe(&mut local, 11_000, &new, 1, PodEvent::Ready(true));
     let held = plan(ME, 12_000, &a, &rcs(&[&new]), &none(), &mut local, &policy);
     assert!(stops(&held.actions).is_empty(), "{held:?}");

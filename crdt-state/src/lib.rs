@@ -22,10 +22,10 @@
 //! # Why these structures
 //!
 //! - **Per-field LWW registers, not one register per RC.** The spec body
-//!   (selector, template, strategy, partition policy), the replica count and
-//!   the deleted flag are separate registers, so a `scale` and an image change
-//!   made concurrently on two peers both survive; one register per RC would
-//!   drop one of them. Registers are `crdts::LWWReg<V, Hlc>`, joined through
+//!   (selector, template, strategy, partition policy), the replica count,
+//!   the deleted flag and the rollout's paused flag are separate registers,
+//!   so a `scale` and an image change made concurrently on two peers both
+//!   survive; one register per RC would drop one of them. Registers are `crdts::LWWReg<V, Hlc>`, joined through
 //!   [`register::join`], which adds a deterministic tie-break for equal stamps
 //!   (LWWReg alone keeps "whatever was there", which is not commutative then).
 //! - **A `BTreeMap<String, RcRecord>` merged by hand, not `crdts::Map`.**

@@ -143,7 +143,12 @@ impl DesiredState {
     /// New pods with the same images: the template gets the
     /// [`RESTARTED_AT`] label set to `at` (any label value; the caller
     /// passes the time), so its hash changes and every replica rolls.
-    pub fn restart(&mut self, name: &str, at: &str, stamp: Hlc) -> Result<DesiredDelta, StateError> {
+    pub fn restart(
+        &mut self,
+        name: &str,
+        at: &str,
+        stamp: Hlc,
+    ) -> Result<DesiredDelta, StateError> {
         let record = self.live_record(name)?;
         let Some(body) = record.body.as_ref() else {
             return Err(StateError::UnknownRc {

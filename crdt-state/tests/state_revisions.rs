@@ -99,12 +99,19 @@ fn numbers_stay_put_when_the_history_drops_old_revisions() {
     s.apply(&spec("web", "img:0", 1), stamp(100, 1));
     let writes = HISTORY_LIMIT as u64 + 5;
     for i in 1..=writes {
-        s.set_template("web", template("web", &format!("img:{i}")), stamp(100 + i, 1))
-            .unwrap();
+        s.set_template(
+            "web",
+            template("web", &format!("img:{i}")),
+            stamp(100 + i, 1),
+        )
+        .unwrap();
     }
     let list = revisions(&s, "web");
     assert_eq!(list.len(), HISTORY_LIMIT + 1);
-    assert_eq!(list.last(), Some(&rev(writes + 1, &format!("img:{writes}"), true)));
+    assert_eq!(
+        list.last(),
+        Some(&rev(writes + 1, &format!("img:{writes}"), true))
+    );
     assert_eq!(list[0].0, writes + 1 - HISTORY_LIMIT as u64);
 }
 
@@ -120,11 +127,17 @@ fn undo_writes_an_earlier_template_as_a_new_revision() {
     let undo = s.undo("web", None, stamp(400, 1)).unwrap();
     assert_eq!((undo.to, undo.new_revision), (2, 4));
     assert!(!undo.delta.is_empty());
-    assert_eq!(s.get("web").unwrap().template().containers[0].image, "img:2");
+    assert_eq!(
+        s.get("web").unwrap().template().containers[0].image,
+        "img:2"
+    );
 
     let undo = s.undo("web", Some(1), stamp(500, 1)).unwrap();
     assert_eq!((undo.to, undo.new_revision), (1, 5));
-    assert_eq!(s.get("web").unwrap().template().containers[0].image, "img:1");
+    assert_eq!(
+        s.get("web").unwrap().template().containers[0].image,
+        "img:1"
+    );
 
     assert!(matches!(
         s.undo("web", Some(9), stamp(600, 1)),

@@ -64,7 +64,13 @@ fn rc(d: &RcDetail, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     writeln!(out, "Selector:       {}", table::labels(&d.rc.selector))?;
     writeln!(out, "Images:         {}", d.images.join(", "))?;
-    writeln!(out, "Template:       {}", d.template_hash)?;
+    writeln!(
+        out,
+        "Template:       {} (revision {}{})",
+        d.template_hash,
+        d.revision,
+        if d.paused { ", rollout paused" } else { "" }
+    )?;
     writeln!(
         out,
         "Replicas:       {} desired | {} running | {} ready | {} updated and ready",

@@ -120,8 +120,7 @@ fn write(
 ) -> anyhow::Result<bool> {
     let client = Client::new(client_args)?;
     let path = format!("/rcs/{}/rollout/{verb}{}", segment(name), ack.query());
-    let response: CommandResponse =
-        client::block_on(client.send_json(Method::POST, &path, body))??;
+    let response: CommandResponse = client::block_on(client.send_json(Method::POST, &path, body))??;
     writeln!(
         out,
         "replicationcontroller/{} {}",
@@ -155,19 +154,23 @@ fn history_table(
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     writeln!(out, "replicationcontroller/{}", history.name)?;
-    let mut t = table::Table::new(&["REVISION", "IMAGES", "WHEN", ""]);
+    // The marker is a cell of the current row only: no trailing spaces.
+    let mut t = table::Table::new(&["REVISION", "IMAGES", "WHEN"]);
     for r in &history.revisions {
         let images: Vec<&str> = r
             .images
             .iter()
             .map(|i| i.split_once('=').map_or(i.as_str(), |(_, image)| image))
             .collect();
-        t.row(vec![
+        let mut row = vec![
             r.revision.to_string(),
             images.join(","),
             human::local_time(r.written_at_ms, now_ms),
-            if r.current { "(current)" } else { "" }.to_owned(),
-        ]);
+        ];
+        if r.current {
+            row.push("(current)".to_owned());
+        }
+        t.row(row);
     }
     t.write(out)
 }
@@ -242,11 +245,10 @@ async fn follow(client: &Client, args: &StatusArgs, out: &mut impl Write) -> any
 /// `hello: [##--] 2/4 updated, 1/4 updated and ready, 5 pods (revision 3)`.
 pub fn progress(s: &RolloutStatusJson) -> String {
     const WIDTH: u32 = 20;
-    let filled = if s.replicas == 0 {
-        WIDTH
-    } else {
-        (s.updated_ready.min(s.replicas) * WIDTH) / s.replicas
-    };
+    // An RC of 0 replicas has nothing left to do: a full bar.
+    let filled = (s.updated_ready.min(s.replicas) * WIDTH)
+        .checked_div(s.replicas)
+        .unwrap_or(WIDTH);
     let bar: String = (0..WIDTH)
         .map(|i| if i < filled { '#' } else { '-' })
         .collect();
@@ -356,7 +358,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "replicationcontroller/hello");
         assert!(lines[1].starts_with("REVISION   IMAGES"), "{text}");
-        assert!(lines[2].starts_with("1          shoal-test/hello:1.0"), "{text}");
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
+        assert!(
+            lines[2].starts_with("1          shoal-test/hello:1.0"),
+            "{text}"
+        );
         assert!(lines[2].contains("(65s ago)"), "{text}");
         assert!(
             lines[3].starts_with("2          shoal-test/hello:1.1,busybox:1   <unknown>"),

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use shoal_crdt_state::manifest::{Diagnostic, ManifestError};
 
 use crate::peer::CommandError;
-use shoal_crdt_state::StateError;
 use crate::shell::handle::HandleError;
+use shoal_crdt_state::StateError;
 
 /// One manifest finding, as JSON: where (document, field path, line) and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -68,8 +68,8 @@ mod metrics;
 mod nodes;
 mod rcs;
 mod reads;
-mod rollout;
 mod render;
+mod rollout;
 mod service_views;
 mod services;
 

@@ -150,6 +150,12 @@ pub struct RcDetail {
     pub images: Vec<String>,
     /// Rollout history, newest first.
     pub history: Vec<RevisionJson>,
+    /// Number of the current template's revision (`rollout history`).
+    #[serde(default)]
+    pub revision: u64,
+    /// The rollout is paused (`rollout pause`).
+    #[serde(default)]
+    pub paused: bool,
     pub unplaced: Vec<UnplacedJson>,
     /// Set when a new pod was not ready within the progress deadline: the
     /// rollout holds (old replicas keep serving) and this says why.

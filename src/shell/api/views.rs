@@ -341,6 +341,17 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
             .map(|c| format!("{}={}", c.name, c.image))
             .collect(),
         history,
+        revision: snapshot
+            .state
+            .desired
+            .get(&spec.name)
+            .and_then(|view| {
+                shoal_crdt_state::revisions::numbered(view.record)
+                    .last()
+                    .map(|r| r.number)
+            })
+            .unwrap_or(0),
+        paused: spec.paused,
         unplaced,
         rollout_stopped: rollout_stopped.map(|(_, why)| format!("rollout stopped: {why}")),
         pods: pods(snapshot, Some(&spec.name)),
