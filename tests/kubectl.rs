@@ -390,9 +390,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     );
     let out = k.run(1, &["apply", "-f", &v11]);
     assert_eq!(out.trim(), "replicationcontroller/hello configured");
+    // Done means 3 ready pods of 1.1 and no other pod left: the old ones
+    // drain for a while after their successors are ready (surge, drain).
     let rolled = wait_until(Duration::from_secs(180), || {
         let pods = ready_pods(&k, 2);
+        let all = k.json(2, &["get", "pods", "-l", "app=hello"]);
         pods.len() == 3
+            && all["items"].as_array().is_some_and(|a| a.len() == 3)
             && pods
                 .iter()
                 .all(|p| p["spec"]["containers"][0]["image"] == "shoal-test/hello:1.1")
