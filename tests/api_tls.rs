@@ -168,7 +168,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     let other = ClusterIssuer::from_token(&JoinToken::from_seed([47; 32])).unwrap();
     let wrong_file = peers.dir.join("wrong-ca.pem");
     std::fs::write(&wrong_file, other.ca_pem()).unwrap();
-    let wrong = shoal(&["get", "nodes", "--server", a, "--ca-file", wrong_file.to_str().unwrap()]);
+    let wrong = shoal(&[
+        "get",
+        "nodes",
+        "--server",
+        a,
+        "--ca-file",
+        wrong_file.to_str().unwrap(),
+    ]);
     assert!(!wrong.status.success());
     assert!(text(&wrong).contains("did not sign"), "{}", text(&wrong));
 
@@ -189,14 +196,25 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     // Plain HTTP on the TLS port: a clear refusal, not a reset.
     let plain = shoal(&["get", "nodes", "--server", "http://127.0.47.1:7070"]);
     assert!(!plain.status.success());
-    assert!(text(&plain).contains("speaks only HTTPS"), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("speaks only HTTPS"),
+        "{}",
+        text(&plain)
+    );
 
     // Peer B binds its API off loopback (0.0.0.0) without --api-tls: TLS
     // by the rule. Its certificate names its advertised address.
     let token = join_token(&a_data);
     peers.up(
         2,
-        &["--api", "0.0.0.0:47070", "--join", "127.0.47.1:7946", "--join-token", &token],
+        &[
+            "--api",
+            "0.0.0.0:47070",
+            "--join",
+            "127.0.47.1:7946",
+            "--join-token",
+            &token,
+        ],
     );
     let b = "https://127.0.47.2:47070";
     let b_verified = ["--server", b, "--ca-file", ca_path];
@@ -206,14 +224,22 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
         Duration::from_secs(90),
     );
     let refused = shoal(&["get", "nodes", "--server", "http://127.0.47.2:47070"]);
-    assert!(text(&refused).contains("speaks only HTTPS"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("speaks only HTTPS"),
+        "{}",
+        text(&refused)
+    );
 
     // Outlive several certificates (validity 6 s, renewed every 3 s).
     std::thread::sleep(Duration::from_secs(20));
 
     // New API handshakes still verify: the certificate was renewed.
     let later = shoal(&[&["get", "nodes"][..], &verified].concat());
-    assert!(later.status.success(), "after expiry of the first certificate: {}", text(&later));
+    assert!(
+        later.status.success(),
+        "after expiry of the first certificate: {}",
+        text(&later)
+    );
 
     // Existing members keep syncing over their QUIC connections.
     let rc_file = peers.dir.join("rc.yaml");
@@ -229,7 +255,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     // A new peer handshakes with both, whose first certificates expired.
     peers.up(
         3,
-        &["--api", "127.0.47.3:7070", "--join", "127.0.47.2:7946", "--join-token", &token],
+        &[
+            "--api",
+            "127.0.47.3:7070",
+            "--join",
+            "127.0.47.2:7946",
+            "--join-token",
+            &token,
+        ],
     );
     let said = eventually(
         &["get", "nodes", "--server", "http://127.0.47.3:7070"],

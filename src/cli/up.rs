@@ -348,7 +348,11 @@ fn print_banner(
     } else {
         "http"
     };
-    writeln!(out, "  API                {scheme}://{}{api_scope}", config.api)?;
+    writeln!(
+        out,
+        "  API                {scheme}://{}{api_scope}",
+        config.api
+    )?;
     writeln!(out, "  data dir           {}", config.data_dir.display())?;
     let dns: Vec<String> = running
         .services

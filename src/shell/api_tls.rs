@@ -141,7 +141,9 @@ fn certificate_ips(bind: IpAddr, advertise: IpAddr) -> Vec<IpAddr> {
     if bind.is_unspecified() {
         match if_addrs::get_if_addrs() {
             Ok(interfaces) => ips.extend(interfaces.into_iter().map(|i| i.ip())),
-            Err(e) => tracing::warn!(error = %e, "cannot list this machine's addresses; the API certificate names only --api and --advertise"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this machine's addresses; the API certificate names only --api and --advertise")
+            }
         }
     }
     ips.retain(|ip| !ip.is_unspecified());
@@ -177,7 +179,12 @@ pub async fn serve_https(
                 continue;
             }
         };
-        connections.spawn(serve_connection(stream, from, acceptor.clone(), app.clone()));
+        connections.spawn(serve_connection(
+            stream,
+            from,
+            acceptor.clone(),
+            app.clone(),
+        ));
     }
     connections.shutdown().await;
 }
@@ -253,7 +260,9 @@ pub fn peer_api_client(
 /// A rustls client config trusting only the cluster CA `ca`.
 pub fn client_config(ca: &CertificateDer<'static>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).context("the cluster CA certificate")?;
+    roots
+        .add(ca.clone())
+        .context("the cluster CA certificate")?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
