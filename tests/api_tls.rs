@@ -116,6 +116,23 @@ fn eventually(args: &[&str], want: &str, within: Duration) -> String {
     }
 }
 
+/// A plain HTTP/1.0 GET with the API token; the whole answer.
+fn plain_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn join_token(data: &Path) -> String {
     let text = std::fs::read_to_string(data.join("node.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -275,6 +292,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
         "apitls-zero",
         Duration::from_secs(60),
     );
+    // Every peer serves the same CA, also over plain HTTP on loopback.
+    let served = plain_get("127.0.47.3:7070", "/api/v1/ca");
+    assert!(served.starts_with("HTTP/1.0 200"), "{served}");
+    assert!(
+        served.ends_with(&String::from_utf8_lossy(&ca.stdout).to_string()),
+        "{served}"
+    );
+
     for n in 1..=3 {
         assert!(
             !peers.log(n).contains("certificate renewal failed"),

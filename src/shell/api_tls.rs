@@ -49,10 +49,7 @@ pub fn api_needs_tls(bind: SocketAddr, forced: bool) -> bool {
 /// The cluster CA certificate (PEM) for the cluster of `token`: what a
 /// client verifies a peer's API against. Public, contains no key.
 pub fn ca_pem(token: &JoinToken) -> anyhow::Result<String> {
-    Ok(ClusterIssuer::from_token(token)
-        .context("building the cluster CA")?
-        .ca_pem()
-        .to_owned())
+    Ok(ClusterCa::of(token)?.pem)
 }
 
 /// [`ca_pem`] of the cluster a peer's data dir belongs to (read on the
@@ -74,14 +71,32 @@ pub fn ca_pem_from_data_dir(dir: &Path) -> anyhow::Result<String> {
     ca_pem(&token)
 }
 
+/// The cluster CA certificate, in both encodings.
+#[derive(Debug, Clone)]
+pub struct ClusterCa {
+    /// What rustls verifies against.
+    pub der: CertificateDer<'static>,
+    /// What clients are given (`--ca-file`, a kubeconfig).
+    pub pem: String,
+}
+
+impl ClusterCa {
+    /// The CA of the cluster of `token`.
+    pub fn of(token: &JoinToken) -> anyhow::Result<ClusterCa> {
+        let issuer = ClusterIssuer::from_token(token).context("building the cluster CA")?;
+        Ok(ClusterCa {
+            der: issuer.ca_der().clone(),
+            pem: issuer.ca_pem().to_owned(),
+        })
+    }
+}
+
 /// The API's TLS: its certificate (kept fresh by a background task) and
 /// the server config that presents it.
 #[derive(Debug)]
 pub struct ApiTls {
     pub server: Arc<rustls::ServerConfig>,
     pub cert: Arc<CertSlot>,
-    /// The CA's certificate, for this peer's own calls to other peers' APIs.
-    pub ca: CertificateDer<'static>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -118,7 +133,6 @@ impl ApiTls {
         .with_cert_resolver(cert.clone());
         // kubectl speaks HTTP/2, the CLI HTTP/1.1; the server takes both.
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let ca = issuer.ca_der().clone();
         let renewal = tokio::spawn(shoal_gossip::quic::certs::renew_forever(
             issuer,
             request,
@@ -127,7 +141,6 @@ impl ApiTls {
         Ok(ApiTls {
             server: Arc::new(server),
             cert,
-            ca,
             renewal,
         })
     }

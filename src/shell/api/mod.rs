@@ -39,6 +39,7 @@
 //! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
+//! | `GET /api/v1/ca` | the cluster CA certificate (PEM) that HTTPS APIs are verified with |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
@@ -48,6 +49,7 @@ pub mod models;
 pub mod views;
 
 mod apply;
+mod ca;
 mod guards;
 mod image_load;
 mod logs;
@@ -90,9 +92,10 @@ pub struct ApiState {
     /// The API token (`shoal up --api-token`) every request must bear;
     /// `None` accepts every request (loopback binds). Never the join token.
     pub api_token: Option<String>,
-    /// The cluster CA, when this peer's API speaks TLS: other peers' APIs
-    /// (off loopback) are then called over HTTPS verified against it.
-    pub peer_ca: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// The cluster CA: served at `/api/v1/ca`, and other peers' APIs off
+    /// loopback (HTTPS only) are verified against it. `None` in tests that
+    /// run the API without a cluster.
+    pub cluster_ca: Option<Arc<crate::shell::api_tls::ClusterCa>>,
 }
 
 /// The whole API, ready for `axum::serve`.
@@ -121,7 +124,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/pods", get(reads::pods))
         .route("/pods/{name}", get(reads::pod))
         .route("/pods/{name}/logs", get(logs::logs))
-        .route("/healthz", get(reads::healthz));
+        .route("/healthz", get(reads::healthz))
+        .route("/ca", get(ca::cluster_ca));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(reads::healthz))
