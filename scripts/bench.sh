@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -33,6 +33,7 @@ section() {
     images) bash scripts/bench-images.sh ;;
     services) bash scripts/bench-services.sh ;;
     kubectl) bash scripts/bench-kubectl.sh ;;
+    api-tls) bash scripts/bench-api-tls.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac
 }

@@ -116,6 +116,23 @@ fn eventually(args: &[&str], want: &str, within: Duration) -> String {
     }
 }
 
+/// A plain HTTP/1.0 GET with the API token; the whole answer.
+fn plain_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {API_TOKEN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn join_token(data: &Path) -> String {
     let text = std::fs::read_to_string(data.join("node.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -168,7 +185,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     let other = ClusterIssuer::from_token(&JoinToken::from_seed([47; 32])).unwrap();
     let wrong_file = peers.dir.join("wrong-ca.pem");
     std::fs::write(&wrong_file, other.ca_pem()).unwrap();
-    let wrong = shoal(&["get", "nodes", "--server", a, "--ca-file", wrong_file.to_str().unwrap()]);
+    let wrong = shoal(&[
+        "get",
+        "nodes",
+        "--server",
+        a,
+        "--ca-file",
+        wrong_file.to_str().unwrap(),
+    ]);
     assert!(!wrong.status.success());
     assert!(text(&wrong).contains("did not sign"), "{}", text(&wrong));
 
@@ -189,14 +213,25 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     // Plain HTTP on the TLS port: a clear refusal, not a reset.
     let plain = shoal(&["get", "nodes", "--server", "http://127.0.47.1:7070"]);
     assert!(!plain.status.success());
-    assert!(text(&plain).contains("speaks only HTTPS"), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("speaks only HTTPS"),
+        "{}",
+        text(&plain)
+    );
 
     // Peer B binds its API off loopback (0.0.0.0) without --api-tls: TLS
     // by the rule. Its certificate names its advertised address.
     let token = join_token(&a_data);
     peers.up(
         2,
-        &["--api", "0.0.0.0:47070", "--join", "127.0.47.1:7946", "--join-token", &token],
+        &[
+            "--api",
+            "0.0.0.0:47070",
+            "--join",
+            "127.0.47.1:7946",
+            "--join-token",
+            &token,
+        ],
     );
     let b = "https://127.0.47.2:47070";
     let b_verified = ["--server", b, "--ca-file", ca_path];
@@ -206,14 +241,22 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
         Duration::from_secs(90),
     );
     let refused = shoal(&["get", "nodes", "--server", "http://127.0.47.2:47070"]);
-    assert!(text(&refused).contains("speaks only HTTPS"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("speaks only HTTPS"),
+        "{}",
+        text(&refused)
+    );
 
     // Outlive several certificates (validity 6 s, renewed every 3 s).
     std::thread::sleep(Duration::from_secs(20));
 
     // New API handshakes still verify: the certificate was renewed.
     let later = shoal(&[&["get", "nodes"][..], &verified].concat());
-    assert!(later.status.success(), "after expiry of the first certificate: {}", text(&later));
+    assert!(
+        later.status.success(),
+        "after expiry of the first certificate: {}",
+        text(&later)
+    );
 
     // Existing members keep syncing over their QUIC connections.
     let rc_file = peers.dir.join("rc.yaml");
@@ -229,7 +272,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     // A new peer handshakes with both, whose first certificates expired.
     peers.up(
         3,
-        &["--api", "127.0.47.3:7070", "--join", "127.0.47.2:7946", "--join-token", &token],
+        &[
+            "--api",
+            "127.0.47.3:7070",
+            "--join",
+            "127.0.47.2:7946",
+            "--join-token",
+            &token,
+        ],
     );
     let said = eventually(
         &["get", "nodes", "--server", "http://127.0.47.3:7070"],
@@ -242,6 +292,14 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
         "apitls-zero",
         Duration::from_secs(60),
     );
+    // Every peer serves the same CA, also over plain HTTP on loopback.
+    let served = plain_get("127.0.47.3:7070", "/api/v1/ca");
+    assert!(served.starts_with("HTTP/1.0 200"), "{served}");
+    assert!(
+        served.ends_with(&String::from_utf8_lossy(&ca.stdout).to_string()),
+        "{served}"
+    );
+
     for n in 1..=3 {
         assert!(
             !peers.log(n).contains("certificate renewal failed"),

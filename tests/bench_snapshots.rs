@@ -234,7 +234,7 @@ async fn api_reads_at_ten_thousand_rcs() {
         handle: handle.clone(),
         runtime: None,
         api_token: None,
-        peer_ca: None,
+        cluster_ca: None,
     };
     tokio::spawn(async move { axum::serve(listener, router(api)).await.unwrap() });
 

@@ -15,11 +15,9 @@ pub mod validate;
 #[cfg(feature = "shell")]
 pub mod apply;
 #[cfg(feature = "shell")]
-pub mod client;
-#[cfg(feature = "shell")]
 pub mod ca;
 #[cfg(feature = "shell")]
-pub mod tls;
+pub mod client;
 #[cfg(feature = "shell")]
 pub mod delete;
 #[cfg(feature = "shell")]
@@ -52,6 +50,8 @@ pub mod secrets;
 pub mod service;
 #[cfg(feature = "shell")]
 pub mod table;
+#[cfg(feature = "shell")]
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

@@ -45,7 +45,8 @@ fn read_roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
         .with_context(|| format!("cannot read the CA file {}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&text) {
-        let cert = cert.with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        let cert =
+            cert.with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
         roots
             .add(cert)
             .with_context(|| format!("{} holds a certificate rustls cannot use", path.display()))?;
@@ -76,7 +77,11 @@ pub fn is_loopback_url(url: &str) -> bool {
 }
 
 /// A sentence for a TLS failure somewhere in `error`'s causes, if any.
-pub fn explain(error: &(dyn std::error::Error + 'static), base: &str, ca_file: Option<&Path>) -> Option<String> {
+pub fn explain(
+    error: &(dyn std::error::Error + 'static),
+    base: &str,
+    ca_file: Option<&Path>,
+) -> Option<String> {
     let tls = tls_cause(error)?;
     let ca = ca_file.map_or_else(|| "the CA file".to_owned(), |p| p.display().to_string());
     Some(match tls {
@@ -151,7 +156,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -160,7 +170,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -12,7 +13,7 @@ use shoal_gossip::Preset;
 
 use super::secrets;
 use crate::shell::addresses::{self, AdvertiseAddr, Chosen, PeerAddresses};
-use crate::shell::api_tls::{ApiTls, api_needs_tls, serve_https};
+use crate::shell::api_tls::{ApiTls, ClusterCa, api_needs_tls, serve_https};
 use crate::shell::up::{Running, UpConfig, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -298,7 +299,7 @@ async fn serve_api(
         handle: running.handle.clone(),
         runtime: Some(running.runtime.clone()),
         api_token: config.api_token.clone(),
-        peer_ca: tls.map(|tls| tls.ca.clone()),
+        cluster_ca: Some(Arc::new(ClusterCa::of(&running.token)?)),
     });
     let mut api_shutdown = running.shutdown.subscribe();
     Ok(match tls {
@@ -348,7 +349,11 @@ fn print_banner(
     } else {
         "http"
     };
-    writeln!(out, "  API                {scheme}://{}{api_scope}", config.api)?;
+    writeln!(
+        out,
+        "  API                {scheme}://{}{api_scope}",
+        config.api
+    )?;
     writeln!(out, "  data dir           {}", config.data_dir.display())?;
     let dns: Vec<String> = running
         .services

@@ -49,10 +49,7 @@ pub fn api_needs_tls(bind: SocketAddr, forced: bool) -> bool {
 /// The cluster CA certificate (PEM) for the cluster of `token`: what a
 /// client verifies a peer's API against. Public, contains no key.
 pub fn ca_pem(token: &JoinToken) -> anyhow::Result<String> {
-    Ok(ClusterIssuer::from_token(token)
-        .context("building the cluster CA")?
-        .ca_pem()
-        .to_owned())
+    Ok(ClusterCa::of(token)?.pem)
 }
 
 /// [`ca_pem`] of the cluster a peer's data dir belongs to (read on the
@@ -74,14 +71,32 @@ pub fn ca_pem_from_data_dir(dir: &Path) -> anyhow::Result<String> {
     ca_pem(&token)
 }
 
+/// The cluster CA certificate, in both encodings.
+#[derive(Debug, Clone)]
+pub struct ClusterCa {
+    /// What rustls verifies against.
+    pub der: CertificateDer<'static>,
+    /// What clients are given (`--ca-file`, a kubeconfig).
+    pub pem: String,
+}
+
+impl ClusterCa {
+    /// The CA of the cluster of `token`.
+    pub fn of(token: &JoinToken) -> anyhow::Result<ClusterCa> {
+        let issuer = ClusterIssuer::from_token(token).context("building the cluster CA")?;
+        Ok(ClusterCa {
+            der: issuer.ca_der().clone(),
+            pem: issuer.ca_pem().to_owned(),
+        })
+    }
+}
+
 /// The API's TLS: its certificate (kept fresh by a background task) and
 /// the server config that presents it.
 #[derive(Debug)]
 pub struct ApiTls {
     pub server: Arc<rustls::ServerConfig>,
     pub cert: Arc<CertSlot>,
-    /// The CA's certificate, for this peer's own calls to other peers' APIs.
-    pub ca: CertificateDer<'static>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -118,7 +133,6 @@ impl ApiTls {
         .with_cert_resolver(cert.clone());
         // kubectl speaks HTTP/2, the CLI HTTP/1.1; the server takes both.
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let ca = issuer.ca_der().clone();
         let renewal = tokio::spawn(shoal_gossip::quic::certs::renew_forever(
             issuer,
             request,
@@ -127,7 +141,6 @@ impl ApiTls {
         Ok(ApiTls {
             server: Arc::new(server),
             cert,
-            ca,
             renewal,
         })
     }
@@ -141,7 +154,9 @@ fn certificate_ips(bind: IpAddr, advertise: IpAddr) -> Vec<IpAddr> {
     if bind.is_unspecified() {
         match if_addrs::get_if_addrs() {
             Ok(interfaces) => ips.extend(interfaces.into_iter().map(|i| i.ip())),
-            Err(e) => tracing::warn!(error = %e, "cannot list this machine's addresses; the API certificate names only --api and --advertise"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this machine's addresses; the API certificate names only --api and --advertise")
+            }
         }
     }
     ips.retain(|ip| !ip.is_unspecified());
@@ -177,12 +192,19 @@ pub async fn serve_https(
                 continue;
             }
         };
-        connections.spawn(serve_connection(stream, from, acceptor.clone(), app.clone()));
+        connections.spawn(serve_connection(
+            stream,
+            from,
+            acceptor.clone(),
+            app.clone(),
+        ));
     }
     connections.shutdown().await;
 }
 
 async fn serve_connection(stream: TcpStream, from: SocketAddr, acceptor: TlsAcceptor, app: Router) {
+    // Small answers go out at once rather than waiting on the peer's ACK.
+    let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
     match peeked {
@@ -253,7 +275,9 @@ pub fn peer_api_client(
 /// A rustls client config trusting only the cluster CA `ca`.
 pub fn client_config(ca: &CertificateDer<'static>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).context("the cluster CA certificate")?;
+    roots
+        .add(ca.clone())
+        .context("the cluster CA certificate")?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

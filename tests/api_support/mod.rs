@@ -103,7 +103,7 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             handle: handle.clone(),
             runtime: None,
             api_token: api_token.map(str::to_owned),
-            peer_ca: None,
+            cluster_ca: None,
         };
         tokio::spawn(async move {
             axum::serve(listener, router(state))

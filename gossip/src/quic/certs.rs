@@ -248,11 +248,7 @@ impl ResolvesClientCert for CertSlot {
 /// Keeps `slot` fresh: sleeps until its renewal time, issues a new leaf for
 /// `request`, swaps it in; forever (abort the task to stop it). A failed
 /// issue is retried after a short pause, well before the old one expires.
-pub async fn renew_forever(
-    issuer: Arc<ClusterIssuer>,
-    request: LeafRequest,
-    slot: Arc<CertSlot>,
-) {
+pub async fn renew_forever(issuer: Arc<ClusterIssuer>, request: LeafRequest, slot: Arc<CertSlot>) {
     const RETRY: Duration = Duration::from_secs(1);
     loop {
         let wait = slot
@@ -294,13 +290,18 @@ mod tests {
     fn a_leaf_renews_at_half_its_validity() {
         let issuer = ClusterIssuer::from_token(&JoinToken::from_seed([9; 32])).unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
-        let issued = issuer.issue(&request(Duration::from_secs(60)), now).unwrap();
+        let issued = issuer
+            .issue(&request(Duration::from_secs(60)), now)
+            .unwrap();
         assert_eq!(issued.not_after, now + Duration::from_secs(60));
         assert_eq!(issued.renew_at(), now + Duration::from_secs(30));
         let slot = CertSlot::new(issued).unwrap();
         assert_eq!(slot.not_after(), now + Duration::from_secs(60));
         let later = issuer
-            .issue(&request(Duration::from_secs(60)), now + Duration::from_secs(30))
+            .issue(
+                &request(Duration::from_secs(60)),
+                now + Duration::from_secs(30),
+            )
             .unwrap();
         slot.replace(later).unwrap();
         assert_eq!(slot.renew_at(), now + Duration::from_secs(60));

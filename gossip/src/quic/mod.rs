@@ -52,13 +52,13 @@
 //! # }
 //! ```
 
+pub mod certs;
 mod error;
 mod inbound;
 mod peers;
 mod stats;
 mod streams;
 mod tls;
-pub mod certs;
 pub mod token;
 
 use std::collections::HashMap;
@@ -74,11 +74,11 @@ use quinn::{Endpoint, EndpointConfig, IdleTimeout, TokioRuntime, VarInt};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use error::TransportError;
 pub use inbound::{InboundRequest, Responder};
 pub use stats::TransportStats;
 pub use streams::ReplyStream;
-pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use tls::{ALPN, cluster_ca_certificate};
 pub use token::{JoinToken, TokenError};
 

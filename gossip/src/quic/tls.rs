@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose, PKCS_ED25519,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PKCS_ED25519,
 };
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
@@ -58,7 +58,9 @@ pub fn cluster_ca_certificate(
     Ok(params.self_signed(&key)?.der().clone())
 }
 
-pub(crate) fn ca_params_and_key(token: &JoinToken) -> Result<(CertificateParams, KeyPair), TransportError> {
+pub(crate) fn ca_params_and_key(
+    token: &JoinToken,
+) -> Result<(CertificateParams, KeyPair), TransportError> {
     let mut seed = [0u8; 32];
     token.derive_key(b"cluster-ca-key", &mut seed);
     let mut pkcs8 = Vec::with_capacity(48);
@@ -170,9 +172,79 @@ mod tests {
     fn node_configs_build_for_specified_and_unspecified_addresses() {
         let token = JoinToken::from_seed([5; 32]);
         for ip in ["127.0.0.1", "0.0.0.0", "::1"] {
-            let tls = cluster_tls(&token, ip.parse().unwrap()).unwrap();
+            let tls = fresh_cluster_tls(&token, ip.parse().unwrap()).unwrap();
             assert_eq!(tls.server.alpn_protocols, vec![ALPN.to_vec()]);
             assert_eq!(tls.client.alpn_protocols, vec![ALPN.to_vec()]);
         }
+    }
+
+    /// A QUIC endpoint on 127.0.0.1 presenting what `slot` holds.
+    fn endpoint(issuer: &ClusterIssuer, slot: Arc<CertSlot>) -> quinn::Endpoint {
+        use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+        let tls = cluster_tls(issuer, slot).unwrap();
+        let server = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls.server).unwrap(),
+        ));
+        let client =
+            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls.client).unwrap()));
+        let mut endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(client);
+        endpoint
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_is_refused_and_its_renewal_accepted() {
+        use std::time::SystemTime;
+        let token = JoinToken::from_seed([6; 32]);
+        let issuer = ClusterIssuer::from_token(&token).unwrap();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let request = peer_leaf_request(&token, ip, Duration::from_secs(60));
+        let now = SystemTime::now();
+        let fresh = |at| CertSlot::new(issuer.issue(&request, at).unwrap()).unwrap();
+        let server_slot = fresh(now);
+        let server = endpoint(&issuer, server_slot.clone());
+        let server_addr = server.local_addr().unwrap();
+        let accepting = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        conn.closed().await;
+                    }
+                });
+            }
+        });
+        let client = endpoint(&issuer, fresh(now));
+        let dial = || async {
+            client
+                .connect(server_addr, &token.server_name())
+                .unwrap()
+                .await
+        };
+        let open = dial().await.expect("valid certificates connect");
+
+        // The server's certificate expired a minute ago: new handshakes fail.
+        server_slot
+            .replace(
+                issuer
+                    .issue(&request, now - Duration::from_secs(120))
+                    .unwrap(),
+            )
+            .unwrap();
+        let refused = dial().await.expect_err("an expired certificate is refused");
+        assert!(
+            refused.to_string().to_lowercase().contains("expired"),
+            "{refused}"
+        );
+
+        // Renewed in place: new handshakes succeed, and the connection made
+        // before all this was never interrupted.
+        server_slot
+            .replace(issuer.issue(&request, now).unwrap())
+            .unwrap();
+        dial().await.expect("the renewed certificate is accepted");
+        assert!(open.close_reason().is_none(), "{:?}", open.close_reason());
+        client.close(quinn::VarInt::from_u32(0), b"done");
+        server.close(quinn::VarInt::from_u32(0), b"done");
     }
 }

@@ -117,7 +117,14 @@ pub(super) async fn pod_logs(
             info.name
         )));
     }
-    proxy_logs(&info, name, query, headers, state.peer_ca.as_ref()).await
+    proxy_logs(
+        &info,
+        name,
+        query,
+        headers,
+        state.cluster_ca.as_ref().map(|ca| &ca.der),
+    )
+    .await
 }
 
 async fn local_logs(

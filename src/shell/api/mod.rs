@@ -50,6 +50,7 @@
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
 //! | `GET /metrics` | Prometheus text format (same token as every route) |
 //! | `GET /ui` (`/` redirects there) | the dashboard page (no token: it holds no data; it asks for one) |
+//! | `GET /api/v1/ca` | the cluster CA certificate (PEM) that HTTPS APIs are verified with |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
 //! `Authorization: Bearer <API token>`. That is never the cluster's join token.
@@ -60,6 +61,7 @@ pub mod models;
 pub mod views;
 
 mod apply;
+mod ca;
 mod guards;
 mod image_load;
 pub mod kube;
@@ -105,9 +107,10 @@ pub struct ApiState {
     /// The API token (`shoal up --api-token`) every request must bear;
     /// `None` accepts every request (loopback binds). Never the join token.
     pub api_token: Option<String>,
-    /// The cluster CA, when this peer's API speaks TLS: other peers' APIs
-    /// (off loopback) are then called over HTTPS verified against it.
-    pub peer_ca: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// The cluster CA: served at `/api/v1/ca`, and other peers' APIs off
+    /// loopback (HTTPS only) are verified against it. `None` in tests that
+    /// run the API without a cluster.
+    pub cluster_ca: Option<Arc<crate::shell::api_tls::ClusterCa>>,
 }
 
 /// The whole API, ready for `axum::serve`.
@@ -145,7 +148,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/pods/{name}", get(reads::pod))
         .route("/pods/{name}/logs", get(logs::logs))
         .route("/events", get(events::list))
-        .route("/healthz", get(reads::healthz));
+        .route("/healthz", get(reads::healthz))
+        .route("/ca", get(ca::cluster_ca));
     Router::new()
         .nest("/api/v1", v1)
         .nest(kube::PREFIX, kube::router())
