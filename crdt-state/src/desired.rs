@@ -317,6 +317,13 @@ impl DesiredState {
         let body = RcBody::of(spec);
         let mut write = RcRecord::default();
         let current_body = current.and_then(|r| r.body.as_ref());
+        // Recreating a deleted RC writes every register anew: a peer that
+        // already collected the tombstone gets a whole record, not the
+        // changed registers of one it no longer holds (see `crate::gc`).
+        let reviving = current.is_some_and(RcRecord::is_deleted);
+        if reviving && current_body.is_some_and(|reg| reg.val == body) {
+            write.body = Some(register::write(body.clone(), stamp));
+        }
         if current_body.is_none_or(|reg| reg.val != body) {
             // The overwritten body becomes history here and at every receiver;
             // shipping it lets a receiver that never saw it record it too.
@@ -329,9 +336,10 @@ impl DesiredState {
                 .collect();
             write.body = Some(register::write(body, stamp));
         }
-        if current
-            .and_then(|r| r.replicas.as_ref())
-            .is_none_or(|reg| reg.val != spec.replicas)
+        if reviving
+            || current
+                .and_then(|r| r.replicas.as_ref())
+                .is_none_or(|reg| reg.val != spec.replicas)
         {
             write.replicas = Some(register::write(spec.replicas, stamp));
         }
