@@ -167,9 +167,7 @@ fn a_peer_joins_a_cluster_whose_state_is_far_beyond_one_message() {
             .args(["--join-token", &cluster.token])
             .env("SHOAL_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(cluster.dir.join("joiner.log")).expect("joiner log file"),
-            )
+            .stderr(std::fs::File::create(cluster.dir.join("joiner.log")).expect("joiner log file"))
             .spawn()
             .expect("spawn the joiner"),
     );

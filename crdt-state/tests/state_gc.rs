@@ -3,9 +3,9 @@
 
 mod state_support;
 
+use shoal_crdt_state::ClusterState;
 use shoal_crdt_state::gc::{self, GcAck};
 use shoal_crdt_state::node::NodeId;
-use shoal_crdt_state::ClusterState;
 use state_support::{node_info, service, spec, stamp};
 
 /// A state with a live RC, a deleted RC, a deleted service and a removed
@@ -80,7 +80,10 @@ fn collection_removes_settled_tombstones_and_removals_only() {
     assert_eq!(collected.services, ["svc"]);
     assert_eq!(collected.nodes, [NodeId(9)]);
     assert!(s.desired.get("live").is_some());
-    assert!(s.desired.record("late").is_some(), "deleted after the cutoff");
+    assert!(
+        s.desired.record("late").is_some(),
+        "deleted after the cutoff"
+    );
     assert_eq!(s.desired.collected_below_ms(), 1_000);
 }
 
@@ -92,15 +95,21 @@ fn the_fence_drops_old_copies_of_collected_records_but_not_new_writes() {
     // A peer that never saw the deletes sends its old live copies.
     let stale = {
         let mut fresh = ClusterState::new();
-        fresh.desired.apply(&spec("gone", "img:1", 1), stamp(100, 1));
-        fresh.desired.apply_service(&service("svc", 80), stamp(100, 1));
+        fresh
+            .desired
+            .apply(&spec("gone", "img:1", 1), stamp(100, 1));
+        fresh
+            .desired
+            .apply_service(&service("svc", 80), stamp(100, 1));
         fresh.desired.to_delta()
     };
     s.merge_delta(stale.into());
     assert!(s.desired.record("gone").is_none(), "resurrected");
     assert!(s.desired.service_record("svc").is_none(), "resurrected");
     // A new apply of the name (after the horizon) goes through.
-    let recreate = old.desired.apply(&spec("gone", "img:2", 1), stamp(2_000, 3));
+    let recreate = old
+        .desired
+        .apply(&spec("gone", "img:2", 1), stamp(2_000, 3));
     s.merge_delta(recreate.into());
     assert!(s.desired.get("gone").is_some());
 }
@@ -112,9 +121,15 @@ fn a_peer_behind_the_horizon_drops_what_the_other_collected() {
     // Behind: holds "gone" live (it missed the delete) and a node record
     // of a node the other side forgot.
     let mut behind = ClusterState::new();
-    behind.desired.apply(&spec("live", "img:1", 1), stamp(100, 1));
-    behind.desired.apply(&spec("gone", "img:1", 1), stamp(100, 1));
-    behind.desired.apply(&spec("fresh", "img:1", 1), stamp(1_500, 2));
+    behind
+        .desired
+        .apply(&spec("live", "img:1", 1), stamp(100, 1));
+    behind
+        .desired
+        .apply(&spec("gone", "img:1", 1), stamp(100, 1));
+    behind
+        .desired
+        .apply(&spec("fresh", "img:1", 1), stamp(1_500, 2));
     behind.observed.set_node_info(NodeId(1), node_info("one"));
     behind.observed.set_node_info(NodeId(9), node_info("nine"));
     behind.observed.set_node_info(NodeId(5), node_info("five"));
@@ -123,8 +138,14 @@ fn a_peer_behind_the_horizon_drops_what_the_other_collected() {
     assert_eq!(collected.rcs, ["gone"]);
     assert_eq!(collected.node_records, [NodeId(9)]);
     assert!(behind.desired.get("live").is_some());
-    assert!(behind.desired.get("fresh").is_some(), "newer than the horizon");
-    assert!(behind.observed.get(NodeId(5)).is_some(), "alive in our view");
+    assert!(
+        behind.desired.get("fresh").is_some(),
+        "newer than the horizon"
+    );
+    assert!(
+        behind.observed.get(NodeId(5)).is_some(),
+        "alive in our view"
+    );
     assert_eq!(behind.desired.collected_below_ms(), 1_000);
     // Not behind any more: nothing else happens.
     assert!(behind.adopt_horizon(&ahead.digest(), alive).is_empty());

@@ -108,11 +108,7 @@ impl Peer {
     /// Our acknowledgement for the cutoff at `now`, recomputed only when
     /// the cutoff, the horizon or the state changed.
     fn current_ack(&mut self, now: Duration) -> GcAck {
-        let cutoff = gc::cutoff(
-            ms(now),
-            ms(self.config.gc_grace),
-            ms(self.config.gc_epoch),
-        );
+        let cutoff = gc::cutoff(ms(now), ms(self.config.gc_grace), ms(self.config.gc_epoch));
         let horizon = self.state.desired.collected_below_ms();
         let cached = self.ack_cache;
         if cached.ack.cutoff_ms == cutoff
