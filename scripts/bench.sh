@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots images services"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services big-join"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -32,6 +32,7 @@ section() {
     snapshots) bash scripts/bench-snapshots.sh ;;
     images) bash scripts/bench-images.sh ;;
     services) bash scripts/bench-services.sh ;;
+    big-join) bash scripts/bench-big-join.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac
 }

@@ -1,5 +1,5 @@
 //! A peer joins a cluster whose state is far larger than one network
-//! message: 5,000 RCs of about 5 KB each (the seed's state file passes
+//! message: 5,000 RCs of about 4 KB each (the seed's state file passes
 //! 16 MiB, the old single-message limit, and twice the one limit of
 //! today) reach the joiner in pieces over QUIC. Real `shoal up` processes
 //! on 127.0.46.x. (5,000 large RCs rather than 20,000 small ones: the
@@ -30,7 +30,7 @@ fn rc_count() -> usize {
         .unwrap_or(5_000)
 }
 
-/// Env entries per RC: its size (about 80 bytes each, encoded).
+/// Env entries per RC: its size (about 60 bytes each, encoded).
 const ENV_PER_RC: usize = 64;
 
 /// Concurrent writers while loading: the peer commits their writes to
@@ -39,7 +39,7 @@ const WRITERS: usize = 32;
 /// RCs per request: stays under the API's 1 MiB body limit.
 const PER_REQUEST: usize = 100;
 
-/// One RC of about 5 KB encoded: an app with its configuration in env.
+/// One RC of about 4 KB encoded: an app with its configuration in env.
 fn rc_yaml(i: usize) -> String {
     let env: String = (0..ENV_PER_RC)
         .map(|k| {
