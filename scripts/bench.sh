@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls big-join"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -34,6 +34,7 @@ section() {
     services) bash scripts/bench-services.sh ;;
     kubectl) bash scripts/bench-kubectl.sh ;;
     api-tls) bash scripts/bench-api-tls.sh ;;
+    big-join) bash scripts/bench-big-join.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac
 }

@@ -355,6 +355,14 @@ impl DesiredState {
         let mut body = RcBody::of(spec);
         let mut write = RcRecord::default();
         let current_body = current.and_then(|r| r.body.as_ref());
+        // Recreating a deleted RC writes every register anew: a peer that
+        // already collected the tombstone gets a whole record, not the
+        // changed registers of one it no longer holds (see `crate::gc`).
+        let reviving = current.is_some_and(RcRecord::is_deleted);
+        if let Some(reg) = current_body.filter(|reg| reviving && reg.val.same_spec(&body)) {
+            body.revision = reg.val.revision;
+            write.body = Some(register::write(body.clone(), stamp));
+        }
         if current_body.is_none_or(|reg| !reg.val.same_spec(&body)) {
             body.revision = current.map_or(1, |r| revisions::next_number(r, &body.template));
             // The overwritten body becomes history here and at every receiver;
@@ -362,9 +370,10 @@ impl DesiredState {
             write.history = current_body.map(Revision::of).into_iter().collect();
             write.body = Some(register::write(body, stamp));
         }
-        if current
-            .and_then(|r| r.replicas.as_ref())
-            .is_none_or(|reg| reg.val != spec.replicas)
+        if reviving
+            || current
+                .and_then(|r| r.replicas.as_ref())
+                .is_none_or(|reg| reg.val != spec.replicas)
         {
             write.replicas = Some(register::write(spec.replicas, stamp));
         }

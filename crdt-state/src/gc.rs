@@ -190,9 +190,9 @@ impl DesiredState {
             }
             !doomed
         });
-        out.nodes = self.nodes.retain_unless(|_, d| {
-            d.is_removed() && settled(d.max_stamp(), cutoff_ms)
-        });
+        out.nodes = self
+            .nodes
+            .retain_unless(|_, d| d.is_removed() && settled(d.max_stamp(), cutoff_ms));
         self.collected_below_ms = cutoff_ms;
         out
     }
@@ -208,12 +208,12 @@ impl DesiredState {
         delta
             .rcs
             .retain(|name, r| self.rcs.contains_key(name) || !settled(r.max_stamp(), horizon));
-        delta.services.retain(|name, r| {
-            self.services.contains_key(name) || !settled(r.max_stamp(), horizon)
-        });
-        delta.nodes.retain(|node, d| {
-            self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon)
-        });
+        delta
+            .services
+            .retain(|name, r| self.services.contains_key(name) || !settled(r.max_stamp(), horizon));
+        delta
+            .nodes
+            .retain(|node, d| self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon));
     }
 }
 
@@ -231,16 +231,16 @@ impl ClusterState {
         }
         let desired = &mut self.desired;
         desired.rcs.retain(|name, record| {
-            let gone = settled(record.get().max_stamp(), horizon)
-                && !digest.desired.contains_key(name);
+            let gone =
+                settled(record.get().max_stamp(), horizon) && !digest.desired.contains_key(name);
             if gone {
                 out.rcs.push(name.clone());
             }
             !gone
         });
         desired.services.retain(|name, record| {
-            let gone = settled(record.get().max_stamp(), horizon)
-                && !digest.services.contains_key(name);
+            let gone =
+                settled(record.get().max_stamp(), horizon) && !digest.services.contains_key(name);
             if gone {
                 out.services.push(name.clone());
             }

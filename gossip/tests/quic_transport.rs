@@ -214,6 +214,41 @@ async fn unanswered_or_oversized_requests_are_declined() {
 }
 
 #[tokio::test]
+async fn frames_of_one_push_arrive_in_order_and_an_oversized_one_ends_the_stream_there() {
+    let (a, _a_in) = peer();
+    let mut config = config_at("127.0.0.1:0".parse().unwrap(), token());
+    config.max_request_size = 1000;
+    let (b, mut b_in) = QuicTransport::bind(config).unwrap();
+    let frames: Vec<Bytes> = (0..20u8).map(|i| Bytes::from(vec![i; 900])).collect();
+    a.push_frames(b.local_addr(), frames.clone()).await.unwrap();
+    for frame in &frames {
+        let (_, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
+        assert_eq!(&body, frame, "in order, whole");
+    }
+    // A frame over B's limit: the frames before it arrive, it and what
+    // follows do not, and B counts the refusal.
+    let hostile = vec![
+        Bytes::from_static(b"before"),
+        Bytes::from(vec![7u8; 5000]),
+        Bytes::from_static(b"after"),
+    ];
+    let _ = a.push_frames(b.local_addr(), hostile).await;
+    let (_, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
+    assert_eq!(body, Bytes::from_static(b"before"));
+    assert!(
+        timeout(Duration::from_millis(500), b_in.pushes.recv())
+            .await
+            .is_err(),
+        "nothing after the oversized frame"
+    );
+    assert_eq!(b.stats().streams_dropped_recv, 1);
+    assert_eq!(b.stats().pushes_received, 21);
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn pushes_arrive_one_way() {
     let (a, _a_in) = peer();
     let (b, mut b_in) = peer();

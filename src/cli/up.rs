@@ -110,6 +110,10 @@ pub struct UpArgs {
     /// on this engine) once it has been down this long (`24h`, `90m`).
     #[arg(long, default_value = "24h", value_parser = super::rolling_update::parse_duration)]
     pub forget_down_after: std::time::Duration,
+    /// Tombstones of deleted RCs and services (and forgotten nodes) are
+    /// collected once this old and held by every known node (`10m`).
+    #[arg(long, default_value = "10m", value_parser = super::rolling_update::parse_duration)]
+    pub gc_grace: std::time::Duration,
     /// Where pods reach services (`NAME:port`) and this peer's DNS server
     /// (default: the gateway of the Docker engine's default bridge, else
     /// the advertised address).
@@ -223,6 +227,7 @@ impl UpArgs {
             join_timeout: self.join_timeout,
             start_alone: self.start_alone,
             forget_down_after: self.forget_down_after,
+            gc_grace: self.gc_grace,
             service_address: self.service_address,
             dns_port: self.dns_port,
         };

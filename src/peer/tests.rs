@@ -369,4 +369,98 @@ fn auto_rollback_returns_to_the_previous_template_and_the_surge_leaves() {
         .map(|p| (p.id.index, p.ready, p.template_hash == old))
         .collect();
     assert_eq!(pods, [(0, true, true), (1, true, true)]);
+/// A peer resumed with `n` RCs of about 1.5 KB each (an env of 16 entries).
+fn peer_with_rcs(n: usize) -> Peer {
+    use shoal_crdt_state::hlc::Hlc;
+    use shoal_crdt_state::spec::EnvVar;
+    let mut state = shoal_crdt_state::ClusterState::new();
+    for i in 0..n {
+        let mut spec = hello(1);
+        spec.name = format!("rc-{i:05}");
+        spec.template.containers[0].env = (0..16)
+            .map(|k| EnvVar {
+                name: format!("CONFIG_{k}"),
+                value: format!("{i:05}-{k:02}-").repeat(8),
+            })
+            .collect();
+        let stamp = Hlc::new(1_690_000_000_000 + i as u64, 0, NodeId(1));
+        state.desired.apply(&spec, stamp);
+    }
+    let persisted = super::Persisted {
+        state,
+        members: Vec::new(),
+    };
+    let mut peer = Peer::resume(config(0), persisted);
+    peer.start(START, &[], &[]);
+    while peer.poll_output().is_some() {}
+    peer
+}
+
+/// The sync messages `peer` sends to `to`, drained.
+fn syncs_to(peer: &mut Peer, to: SocketAddr) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| peer.poll_output())
+        .filter_map(|o| match o {
+            Output::Sync { to: t, bytes } if t == to => Some(bytes),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pull(from: &Peer, i: usize) -> Vec<u8> {
+    use super::sync_message::{SyncEnvelope, SyncMessage};
+    let envelope = SyncEnvelope {
+        from: from.node(),
+        reply_to: addr(i),
+        message: SyncMessage::Pull {
+            digest: from.state().digest(),
+        },
+    };
+    shoal_crdt_state::wire::encode(&envelope).unwrap()
+}
+
+#[test]
+fn a_big_answer_travels_in_pieces_and_a_truncated_piece_loses_only_itself() {
+    let n = 4_000;
+    let mut a = peer_with_rcs(n);
+    let mut b = Peer::new(config(1));
+    b.start(START, &[], &[]);
+    while b.poll_output().is_some() {}
+
+    a.handle_sync(START, addr(1), &pull(&b, 1));
+    let pieces = syncs_to(&mut a, addr(1));
+    assert!(pieces.len() >= 4, "{} pieces", pieces.len());
+    assert!(
+        pieces
+            .iter()
+            .all(|p| p.len() <= super::sync_message::MAX_MESSAGE_BYTES)
+    );
+    // Every piece arrives but the second, which is cut short.
+    for (k, piece) in pieces.iter().enumerate() {
+        let bytes = if k == 1 {
+            &piece[..piece.len() / 2]
+        } else {
+            &piece[..]
+        };
+        b.handle_sync(START + MS, addr(0), bytes);
+    }
+    let events: Vec<String> = std::iter::from_fn(|| b.poll_output())
+        .filter_map(|o| match o {
+            Output::Event(super::PeerEvent::BadMessage { error, .. }) => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains("malformed"), "{events:?}");
+    let held = b.state().desired.len();
+    assert!(held < n && held > n / 2, "held {held} of {n}");
+
+    // The next round asks for what is missing, and only that comes.
+    a.handle_sync(START + 2 * MS, addr(1), &pull(&b, 1));
+    let again = syncs_to(&mut a, addr(1));
+    assert!(again.len() < pieces.len(), "{} pieces again", again.len());
+    for piece in &again {
+        b.handle_sync(START + 3 * MS, addr(0), piece);
+    }
+    assert_eq!(b.state().desired.len(), n);
+    assert_eq!(b.state().desired, a.state().desired);
 }

@@ -450,7 +450,13 @@ fn log_event(event: &PeerEvent) {
             services,
             nodes,
             horizon_ms,
-        } => tracing::debug!(rcs, services, nodes, horizon_ms, "collected (logged by the core)"),
+        } => tracing::debug!(
+            rcs,
+            services,
+            nodes,
+            horizon_ms,
+            "collected (logged by the core)"
+        ),
         PeerEvent::Reregistered => {
             tracing::warn!("this node had been deleted from the cluster; registered again");
         }

@@ -59,6 +59,8 @@ pub struct UpConfig {
     pub start_alone: bool,
     /// A node absent this long is forgotten everywhere.
     pub forget_down_after: Duration,
+    /// Tombstones are collected once this old (and held everywhere).
+    pub gc_grace: Duration,
     /// Where pods reach services and DNS; default: the gateway of the
     /// engine's default bridge.
     pub service_address: Option<IpAddr>,
@@ -125,6 +127,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     peer_config.preset = config.preset;
     peer_config.rng_seed = rand::random();
     peer_config.forget_down_after = config.forget_down_after;
+    peer_config.gc_grace = config.gc_grace;
     let mut peer = match data.load()? {
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),

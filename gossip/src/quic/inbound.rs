@@ -283,13 +283,19 @@ async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Bytes>
         match recv.read(&mut header[got..]).await {
             Ok(Some(n)) => got += n,
             Ok(None) if got == 0 => return Ok(None),
-            Ok(None) => return Err(format!("stream ended inside a frame header ({got} of 4 bytes)")),
+            Ok(None) => {
+                return Err(format!(
+                    "stream ended inside a frame header ({got} of 4 bytes)"
+                ));
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
     let len = u32::from_le_bytes(header) as usize;
     if len > limit {
-        return Err(format!("frame of {len} bytes exceeds the limit of {limit} bytes"));
+        return Err(format!(
+            "frame of {len} bytes exceeds the limit of {limit} bytes"
+        ));
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(|e| match e {

@@ -8,7 +8,7 @@
 //! - `peers`: the per-peer connection cache (connect on demand, queue while
 //!   connecting, forget on loss) and datagram sending.
 //! - `inbound`: accepting connections and delivering what peers send.
-//! - `streams`: outgoing request/response and one-way pushes.
+//! - `streams`: outgoing request/response and one-way pushes of frames.
 //! - `stats`, `error`: counters and failures.
 //!
 //! How the shell uses it: [`QuicTransport::bind`] once, keep the
@@ -34,8 +34,13 @@
 //! let (transport, mut inbound) = QuicTransport::bind(config)?;
 //! let seed = "10.0.0.2:7946".parse()?;
 //! transport.send_datagram(seed, Bytes::from_static(b"swim packet"))?;
-//! let state = transport.request(seed, Bytes::from_static(b"digest"), 8 << 20).await?;
-//! # let _ = state;
+//! // Sync messages: one frame each, several on one stream, in order.
+//! transport
+//!     .push_frames(seed, vec![Bytes::from_static(b"piece 1"), Bytes::from_static(b"piece 2")])
+//!     .await?;
+//! // Request/response (replicated acknowledgements, image fetches).
+//! let reply = transport.request(seed, Bytes::from_static(b"store this"), 1024).await?;
+//! # let _ = reply;
 //! loop {
 //!     tokio::select! {
 //!         Some((_from, _packet)) = inbound.datagrams.recv() => { /* core.handle_datagram */ }

@@ -97,9 +97,7 @@ pub fn run(o: &PeerOptions) -> GcReport {
     }
     .expect("the returner runs");
     c.crash(RETURNER, false);
-    c.world
-        .net
-        .partition([(c.world.addr(PARTITIONED), 1)].into_iter());
+    c.world.net.partition([(c.world.addr(PARTITIONED), 1)]);
     for name in &deleted {
         let _ = c.command(0, Command::Delete { name: name.clone() });
     }
@@ -107,9 +105,7 @@ pub fn run(o: &PeerOptions) -> GcReport {
 
     // 1. Far past the grace, with one peer away: nothing collected.
     c.run_until(t_delete + secs(20));
-    let blocked_while_away = deleted
-        .iter()
-        .all(|name| holds_record(&c, 0, name));
+    let blocked_while_away = deleted.iter().all(|name| holds_record(&c, 0, name));
 
     // 2. Heal; once the crashed peer is forgotten, everything collects.
     c.world.net.heal();
@@ -125,9 +121,14 @@ pub fn run(o: &PeerOptions) -> GcReport {
             collected_at = Some(c.now());
         }
         decision_collected = c.alive_slots().into_iter().all(|s| {
-            c.world
-                .node(s)
-                .is_some_and(|n| n.peer.state().desired.nodes().get(node_of(RETURNER)).is_none())
+            c.world.node(s).is_some_and(|n| {
+                n.peer
+                    .state()
+                    .desired
+                    .nodes()
+                    .get(node_of(RETURNER))
+                    .is_none()
+            })
         });
         if collected && decision_collected {
             break;
