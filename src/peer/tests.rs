@@ -369,6 +369,8 @@ fn auto_rollback_returns_to_the_previous_template_and_the_surge_leaves() {
         .map(|p| (p.id.index, p.ready, p.template_hash == old))
         .collect();
     assert_eq!(pods, [(0, true, true), (1, true, true)]);
+}
+
 /// A peer resumed with `n` RCs of about 1.5 KB each (an env of 16 entries).
 fn peer_with_rcs(n: usize) -> Peer {
     use shoal_crdt_state::hlc::Hlc;
