@@ -85,7 +85,12 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
     // and says why, and 1.0 keeps serving on all four replicas.
     ok(&cluster.cli(
         1,
-        &["rolling-update", "hello", "--image", "shoal-test/hello:0.404"],
+        &[
+            "rolling-update",
+            "hello",
+            "--image",
+            "shoal-test/hello:0.404",
+        ],
     ));
     let mut describe = String::new();
     let stopped = wait_until(Duration::from_secs(120), || {
@@ -162,14 +167,13 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         .filter(|(_, a)| a.is_none())
         .map(|(t, _)| *t)
         .collect();
-    let versions: std::collections::BTreeMap<String, usize> =
-        answers
-            .iter()
-            .filter_map(|(_, a)| a.clone())
-            .fold(Default::default(), |mut m, a| {
-                *m.entry(a).or_default() += 1;
-                m
-            });
+    let versions: std::collections::BTreeMap<String, usize> = answers
+        .iter()
+        .filter_map(|(_, a)| a.clone())
+        .fold(Default::default(), |mut m, a| {
+            *m.entry(a).or_default() += 1;
+            m
+        });
     let min_ready = samples.iter().min().copied().unwrap_or(0);
     println!(
         "rolled out 1.0 -> 1.1 by {rolled_at:?}: {} requests, {} failed, answers {versions:?}, \
@@ -181,7 +185,11 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         samples.iter().max().copied().unwrap_or(0)
     );
     assert!(answers.len() >= 500, "{} requests", answers.len());
-    assert!(failed.is_empty(), "requests failed at {failed:?}\n{}", cluster.log_tail(0));
+    assert!(
+        failed.is_empty(),
+        "requests failed at {failed:?}\n{}",
+        cluster.log_tail(0)
+    );
     assert!(
         versions
             .keys()
@@ -189,6 +197,12 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         "{versions:?}"
     );
     assert!(versions.contains_key("hello from 1.1"), "{versions:?}");
-    assert!(min_ready >= 4, "ready endpoints fell to {min_ready}: {samples:?}");
-    assert!(most_pods <= 5, "{most_pods} pods: more than replicas + maxSurge");
+    assert!(
+        min_ready >= 4,
+        "ready endpoints fell to {min_ready}: {samples:?}"
+    );
+    assert!(
+        most_pods <= 5,
+        "{most_pods} pods: more than replicas + maxSurge"
+    );
 }

@@ -39,20 +39,21 @@ pub enum Disturbance {
     Partition,
 }
 
-/// Ready and running pods of each RC, now.
-fn counts(c: &PeerCluster) -> BTreeMap<String, (u64, u64)> {
-    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for slot in c.alive_slots() {
+/// Ready and running pods of each RC, now. Called after every instant:
+/// keyed by borrowed names, no allocation per pod.
+fn counts(c: &PeerCluster) -> BTreeMap<&str, (u64, u64)> {
+    let mut out: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for slot in 0..c.world.slot_count() {
         let Some(n) = c.world.node(slot) else {
             continue;
         };
         for (id, l) in n.peer.local_pods().iter() {
             if l.available() {
-                out.entry(id.rc.clone()).or_default().0 += 1;
+                out.entry(id.rc.as_str()).or_default().0 += 1;
             }
         }
         for (id, _) in n.runtime.running() {
-            out.entry(id.rc.clone()).or_default().1 += 1;
+            out.entry(id.rc.as_str()).or_default().1 += 1;
         }
     }
     out
@@ -104,7 +105,7 @@ impl Bounds {
         self.checks += 1;
         let counts = counts(c);
         for (rc, &(floor, ceiling)) in &self.limits {
-            let (ready, running) = counts.get(rc).copied().unwrap_or_default();
+            let (ready, running) = counts.get(rc.as_str()).copied().unwrap_or_default();
             self.min_ready = self.min_ready.min(ready);
             self.min_margin = self.min_margin.min(ready as i64 - floor as i64);
             if self.violations.len() >= 10 {
@@ -247,10 +248,13 @@ fn disturb(
                     .world
                     .node(slot)
                     .map(|n| {
-                        n.peer.local_pods().iter().fold(BTreeMap::new(), |mut m, (id, _)| {
-                            *m.entry(id.rc.clone()).or_default() += 1;
-                            m
-                        })
+                        n.peer
+                            .local_pods()
+                            .iter()
+                            .fold(BTreeMap::new(), |mut m, (id, _)| {
+                                *m.entry(id.rc.clone()).or_default() += 1;
+                                m
+                            })
                     })
                     .unwrap_or_default();
                 for (rc, lost) in held {
