@@ -188,6 +188,11 @@ impl<N: SimNode> World<N> {
         self.events_processed
     }
 
+    /// When the next queued event is due, if any.
+    pub fn next_event_at(&self) -> Option<Micros> {
+        self.queue.peek_time()
+    }
+
     /// Processes events up to and including time `until`, then sets the
     /// clock to `until`.
     pub fn run_until(&mut self, until: Micros, on_event: &mut impl FnMut(Micros, Slot, N::Event)) {

@@ -179,3 +179,20 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
         assert!(r.recreated_everywhere, "{r}");
     }
 }
+
+/// A rollout of every RC (25% surge / 25% unavailable), alone and with a
+/// concurrent scale: the bounds hold at every instant (the scenario fails
+/// on the first breach) and it finishes. `rollout-crash` and
+/// `rollout-partition` are not asserted here: they breach the ready floor
+/// today (see `sim/src/scenarios/peer/rollout.rs`).
+#[test]
+fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_a_scale() {
+    for name in ["rollout", "rollout-scale"] {
+        for seed in [31, 32] {
+            let r = run(name, 15, seed, 8, 10);
+            assert_exact(&r);
+            assert!(r.base.extra["rollout_ms"] > 0.0, "{r}");
+            assert!(r.base.extra["bound_checks"] > 100.0, "{r}");
+        }
+    }
+}

@@ -120,7 +120,7 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
                 let ready = pod.ready
                     && pod.phase == PodPhase::Running
                     && inputs.alive.contains(&node)
-                    && current(inputs, node, pod, rc.replicas)
+                    && current(inputs, node, pod, serving_slots(&rc))
                     && targets.len() == ports.len();
                 endpoints.push(Endpoint {
                     pod: pod.id.to_string(),
@@ -215,10 +215,17 @@ fn published(pod: &PodStatus, container_port: u16) -> Option<u16> {
         .map(|p| p.host_port)
 }
 
+/// Indices that may serve: the replicas, and during a rollout the surge
+/// slots whose new pods serve before the old ones leave.
+fn serving_slots(rc: &shoal_crdt_state::RcView<'_>) -> u32 {
+    let (surge, _) = rc.body.update_strategy.resolve(rc.replicas);
+    rc.replicas.saturating_add(surge)
+}
+
 /// Not about to be stopped: within the count, not terminating, and not
 /// the old copy of a handover whose new owner serves already.
-fn current(inputs: &EndpointInputs<'_>, node: NodeId, pod: &PodStatus, replicas: u32) -> bool {
-    if pod.id.index >= replicas || pod.phase == PodPhase::Terminating {
+fn current(inputs: &EndpointInputs<'_>, node: NodeId, pod: &PodStatus, slots: u32) -> bool {
+    if pod.id.index >= slots || pod.phase == PodPhase::Terminating {
         return false;
     }
     match (inputs.owner)(&pod.id) {

@@ -82,10 +82,10 @@ pub(crate) fn parse(ctx: &mut Ctx, spec: &Node, spec_path: &str, strategy: &mut 
         ("maxSurge", &mut strategy.max_surge),
         ("maxUnavailable", &mut strategy.max_unavailable),
     ] {
-        if let Some(value) = optional(rolling, key) {
-            if let Some(n) = allowance(ctx, value, &join(&rolling_path, key)) {
-                *slot = n;
-            }
+        if let Some(value) = optional(rolling, key)
+            && let Some(n) = allowance(ctx, value, &join(&rolling_path, key))
+        {
+            *slot = n;
         }
     }
     if strategy.max_surge.is_zero() && strategy.max_unavailable.is_zero() {

@@ -11,6 +11,9 @@
 //! - `rc-join`: new nodes take a fair share with minimal movement.
 //! - `host-port`: an RC needing a host port every node's pods hold waits,
 //!   unplaced, without evicting them; it starts once they are deleted.
+//! - `rollout` (and `-crash`, `-scale`, `-partition`): every RC rolled to
+//!   a new image; the surge and unavailability bounds checked at every
+//!   instant (see [`rollout`]).
 //! - `full-restart`: every peer loses power within a second and resumes
 //!   from what it persisted, in random order within 30 s; its engines
 //!   survive or die with it ([`Engines`]).
@@ -30,6 +33,7 @@ pub mod gc;
 pub mod host_port;
 pub mod join;
 pub mod partition;
+pub mod rollout;
 pub mod scale;
 pub mod truth;
 
@@ -109,7 +113,7 @@ impl PeerOptions {
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 11] = [
     "apply",
     "failover",
     "scale",
@@ -117,6 +121,10 @@ pub const NAMES: [&str; 7] = [
     "rc-join",
     "host-port",
     "full-restart",
+    "rollout",
+    "rollout-crash",
+    "rollout-scale",
+    "rollout-partition",
 ];
 
 /// Runs the peer scenario called `name`.
@@ -129,6 +137,10 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "rc-join" => Ok(join::run(o)),
         "host-port" => Ok(host_port::run(o)),
         "full-restart" => Ok(full_restart::run(o)),
+        "rollout" => Ok(rollout::run(o, rollout::Disturbance::None)),
+        "rollout-crash" => Ok(rollout::run(o, rollout::Disturbance::Crash)),
+        "rollout-scale" => Ok(rollout::run(o, rollout::Disturbance::Scale)),
+        "rollout-partition" => Ok(rollout::run(o, rollout::Disturbance::Partition)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")
