@@ -29,7 +29,7 @@ fn each_new_template_is_the_next_revision_and_strategy_changes_are_not() {
     // Only the strategy changes: same revision.
     let mut faster = spec("web", "img:2", 2);
     faster.update_strategy = UpdateStrategy {
-        max_unavailable: 1,
+        max_unavailable: shoal_crdt_state::spec::Allowance::Count(1),
         ..UpdateStrategy::default()
     };
     assert!(!s.apply(&faster, stamp(300, 1)).is_empty());
