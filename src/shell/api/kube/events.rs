@@ -8,7 +8,8 @@
 //! - **involvedObject.uid** is the uid the object itself is served with, so
 //!   `describe`'s `involvedObject.uid=` selector finds them. An event seen
 //!   before an RC, pod or service was (re)created is about an earlier object
-//!   of that name and gets no uid: `describe` of the new one leaves it out.
+//!   of that name and gets no uid: `describe` of the new one leaves it out;
+//!   so does an event about a pod of that name that another node ran.
 //! - **metadata.name** is `OBJECT.HASH`, the hash of what makes the event
 //!   distinct (object, type, reason, message, recording host), so a repeat
 //!   keeps its name and a watch sees it MODIFIED with a higher `count`.
@@ -57,32 +58,45 @@ pub fn items(snapshot: &Snapshot, events: &[EventJson], cells_only: bool) -> Vec
         .collect()
 }
 
-/// Each served object's uid and creation time (ms), by kind and name.
-struct KnownObjects(BTreeMap<(String, String), (String, u64)>);
+/// Each served object's uid, creation time (ms) and node (pods), by kind
+/// and name.
+struct KnownObjects(BTreeMap<(String, String), Known>);
+
+struct Known {
+    uid: String,
+    created_ms: u64,
+    node: Option<String>,
+}
 
 impl KnownObjects {
     fn of(snapshot: &Snapshot) -> KnownObjects {
         let mut known = BTreeMap::new();
-        let mut add = |kind: &str, meta: &ObjectMeta| {
+        let mut add = |kind: &str, meta: &ObjectMeta, node: Option<String>| {
             if let (Some(name), Some(uid)) = (&meta.name, &meta.uid) {
-                let created = meta
+                let created_ms = meta
                     .creation_timestamp
                     .as_ref()
                     .map_or(0, |Time(t)| u64::try_from(t.as_millisecond()).unwrap_or(0));
-                known.insert((kind.to_owned(), name.clone()), (uid.clone(), created));
+                let value = Known {
+                    uid: uid.clone(),
+                    created_ms,
+                    node,
+                };
+                known.insert((kind.to_owned(), name.clone()), value);
             }
         };
         for o in objects::rcs(snapshot) {
-            add("ReplicationController", &o.metadata);
+            add("ReplicationController", &o.metadata, None);
         }
         for o in objects::pods(snapshot) {
-            add("Pod", &o.metadata);
+            let node = o.spec.as_ref().and_then(|s| s.node_name.clone());
+            add("Pod", &o.metadata, node);
         }
         for o in objects::nodes(snapshot) {
-            add("Node", &o.metadata);
+            add("Node", &o.metadata, None);
         }
         for o in objects::services(snapshot) {
-            add("Service", &o.metadata);
+            add("Service", &o.metadata, None);
         }
         KnownObjects(known)
     }
@@ -90,11 +104,20 @@ impl KnownObjects {
     /// The uid of the object `e` is about, if it is the one served now.
     fn uid(&self, e: &EventJson) -> Option<String> {
         let kind = e.involved_object.kind.as_str();
-        let (uid, created_ms) = self.0.get(&(kind.to_owned(), e.involved_object.name.clone()))?;
+        let known = self
+            .0
+            .get(&(kind.to_owned(), e.involved_object.name.clone()))?;
         // A node's uid does not change with its restarts; the others' is
         // their creation's, and creation times have whole seconds.
-        let earlier = kind != "Node" && e.last_ms / 1000 * 1000 < *created_ms;
-        (!earlier).then(|| uid.clone())
+        let earlier = kind != "Node" && e.last_ms / 1000 * 1000 < known.created_ms;
+        // A pod of that name that another node ran (before a move or a
+        // rollout) is another pod: its node records what happens to it.
+        let elsewhere = !e.cluster_wide
+            && known
+                .node
+                .as_ref()
+                .is_some_and(|node| *node != e.source.host);
+        (!earlier && !elsewhere).then(|| known.uid.clone())
     }
 }
 
@@ -239,6 +262,27 @@ mod tests {
         assert_eq!(name(&first), name(&again));
         assert_ne!(name(&first), name(&elsewhere));
         assert!(name(&first).starts_with("hello-0."), "{}", name(&first));
+    }
+
+    #[test]
+    fn only_events_of_the_object_served_now_carry_its_uid() {
+        let pod = Known {
+            uid: "u".into(),
+            created_ms: 1_796_190_030_000,
+            node: Some("node1".into()),
+        };
+        let known = KnownObjects(BTreeMap::from([(("Pod".into(), "hello-0".into()), pod)]));
+        let on = |host: &str, last_ms: u64| {
+            let mut e = event("Pod", "hello-0", "m", host, 1);
+            e.last_ms = last_ms;
+            known.uid(&e)
+        };
+        assert_eq!(on("node1", 1_796_190_060_000).as_deref(), Some("u"));
+        // The same second as the creation still counts (whole seconds).
+        assert_eq!(on("node1", 1_796_190_030_999).as_deref(), Some("u"));
+        assert_eq!(on("node1", 1_796_190_029_000), None, "before it was created");
+        assert_eq!(on("node0", 1_796_190_060_000), None, "another node's pod");
+        assert_eq!(known.uid(&event("Pod", "hello-1", "m", "node1", 1)), None);
     }
 
     #[test]
