@@ -446,6 +446,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let described = k.run(2, &["describe", "node", &node]);
     assert!(described.contains("Non-terminated Pods:"), "{described}");
     assert!(described.contains("hello-0"), "{described}");
+    // ... and its events: the others saw it come up.
+    let events = events_section(&described);
+    assert!(
+        events.iter().any(|r| r[..2] == ["Normal", "NodeUp"]
+            && r.join(" ").ends_with(&format!("Node {node} is up"))),
+        "{described}"
+    );
 
     // logs, from whichever peer: the pod's own output.
     let logs = k.run(1, &["logs", "hello-0"]);
@@ -568,8 +575,10 @@ fn check_events(k: &Kubectl, rc_uid: &Value) {
         "{rows:?}"
     );
     let has = |reason: &str, object: &str| {
-        rows.iter()
-            .any(|r| r.windows(2).any(|w| w[0] == reason && w[1].starts_with(object)))
+        rows.iter().any(|r| {
+            r.windows(2)
+                .any(|w| w[0] == reason && w[1].starts_with(object))
+        })
     };
     assert!(has("Scaled", "replicationcontroller/hello"), "{rows:?}");
     assert!(has("Started", "pod/hello-"), "{rows:?}");
@@ -632,26 +641,28 @@ fn check_events(k: &Kubectl, rc_uid: &Value) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["metadata"]["name"].as_str().unwrap(), &p["metadata"]["uid"]))
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap(),
+                &p["metadata"]["uid"],
+            )
+        })
         .collect();
     // Pods scaled away since have no uid; those still there have theirs.
     let mut of_live_pods = 0;
     for e in started {
         assert_eq!(e["reason"], "Started", "{e}");
-        assert!(
-            e["involvedObject"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("hello-"),
-            "{e}"
-        );
+        assert_eq!(e["involvedObject"]["kind"], "Pod", "{e}");
         let name = e["involvedObject"]["name"].as_str().unwrap();
         if let Some(uid) = pod_uids.get(name) {
             assert_eq!(&e["involvedObject"]["uid"], *uid, "{e}");
             of_live_pods += 1;
         }
     }
-    assert!(of_live_pods >= 1, "no Started event of a live pod: {started:?}");
+    assert!(
+        of_live_pods >= 1,
+        "no Started event of a live pod: {started:?}"
+    );
 }
 
 /// `kubectl get events -w` at peer 2 prints the Scaled event of a scale

@@ -129,9 +129,7 @@ fn event_object(e: &EventJson, known: &KnownObjects) -> Event {
             name: Some(name(e)),
             namespace: namespace(),
             uid: Some(objects::uid("event", &name(e), None)),
-            resource_version: Some(
-                (u128::from(e.last_ms) << 32 | u128::from(e.count)).to_string(),
-            ),
+            resource_version: Some((u128::from(e.last_ms) << 32 | u128::from(e.count)).to_string()),
             creation_timestamp: objects::time_ms(e.first_ms),
             ..ObjectMeta::default()
         },
@@ -256,9 +254,27 @@ mod tests {
 
     #[test]
     fn a_repeat_keeps_its_name_and_another_host_gets_another() {
-        let first = event("Pod", "hello-0", "Back-off; next retry at 12:00", "node0", 1);
-        let again = event("Pod", "hello-0", "Back-off; next retry at 12:05", "node0", 4);
-        let elsewhere = event("Pod", "hello-0", "Back-off; next retry at 12:00", "node1", 1);
+        let first = event(
+            "Pod",
+            "hello-0",
+            "Back-off; next retry at 12:00",
+            "node0",
+            1,
+        );
+        let again = event(
+            "Pod",
+            "hello-0",
+            "Back-off; next retry at 12:05",
+            "node0",
+            4,
+        );
+        let elsewhere = event(
+            "Pod",
+            "hello-0",
+            "Back-off; next retry at 12:00",
+            "node1",
+            1,
+        );
         assert_eq!(name(&first), name(&again));
         assert_ne!(name(&first), name(&elsewhere));
         assert!(name(&first).starts_with("hello-0."), "{}", name(&first));
@@ -280,7 +296,11 @@ mod tests {
         assert_eq!(on("node1", 1_796_190_060_000).as_deref(), Some("u"));
         // The same second as the creation still counts (whole seconds).
         assert_eq!(on("node1", 1_796_190_030_999).as_deref(), Some("u"));
-        assert_eq!(on("node1", 1_796_190_029_000), None, "before it was created");
+        assert_eq!(
+            on("node1", 1_796_190_029_000),
+            None,
+            "before it was created"
+        );
         assert_eq!(on("node0", 1_796_190_060_000), None, "another node's pod");
         assert_eq!(known.uid(&event("Pod", "hello-1", "m", "node1", 1)), None);
     }

@@ -106,7 +106,10 @@ async fn list(
 
 /// The cluster's events when listing `kind` needs them (else none): asked
 /// of every live peer, see [`crate::shell::events`].
-pub(super) async fn gather_events(state: &ApiState, kind: Kind) -> Result<ClusterEvents, KubeError> {
+pub(super) async fn gather_events(
+    state: &ApiState,
+    kind: Kind,
+) -> Result<ClusterEvents, KubeError> {
     if !kind.gathers_events() {
         return Ok(ClusterEvents::default());
     }
@@ -124,7 +127,13 @@ fn with_missing_peers(mut response: Response, unanswered: &[String]) -> Response
         unanswered.join("; ")
     )
     .chars()
-    .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { ' ' })
+    .map(|c| {
+        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+            c
+        } else {
+            ' '
+        }
+    })
     .collect();
     if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
         response.headers_mut().append(header::WARNING, value);
