@@ -15,8 +15,8 @@ use std::time::Duration;
 use cluster_support::{Cluster, ok, wait_until};
 use serde_json::Value;
 
-/// Our loopback range: 127.0.43.x.
-const SUBNET: u8 = 43;
+/// Our loopback range: 127.0.48.x.
+const SUBNET: u8 = 48;
 const PEERS: usize = 3;
 
 fn kubectl_present() -> bool {
@@ -329,7 +329,7 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     assert_eq!(pod_rows.len(), 2, "{wide}");
     for r in &pod_rows {
         assert_eq!(&r[1..3], &["1/1", "Running"], "{wide}");
-        assert!(r[5].starts_with("127.0.43."), "{wide}");
+        assert!(r[5].starts_with(&format!("127.0.{SUBNET}.")), "{wide}");
         assert!(r[6].starts_with("node"), "{wide}");
     }
     let _ = header;
@@ -418,8 +418,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     assert_eq!(again["spec"], rc["spec"]);
     assert_eq!(again["metadata"]["uid"], uid);
 
-    // describe rc counts the pods it owns.
-    let described = k.run(0, &["describe", "rc", "hello"]);
+    // describe rc counts the pods it owns (once the rollout's last old pod
+    // has stopped: the wait above sees the new ones ready before).
+    let mut described = String::new();
+    wait_until(Duration::from_secs(60), || {
+        described = k.run(0, &["describe", "rc", "hello"]);
+        described.contains("Replicas:     3 current")
+    });
     assert!(
         described.contains("Replicas:     3 current / 3 desired"),
         "{described}"
@@ -429,6 +434,15 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         "{described}"
     );
     assert!(described.contains("shoal-test/hello:1.1"), "{described}");
+    // ... and lists its events, gathered from every peer: the scale kubectl
+    // asked of peer 0 above (describe selects them by involvedObject.uid).
+    let events = events_section(&described);
+    assert!(
+        events.iter().any(|r| r[..2] == ["Normal", "Scaled"]
+            && r.join(" ").ends_with("Scaled from 2 to 5 replicas")),
+        "{described}"
+    );
+    check_events(&k, &uid);
 
     // describe node lists the pods placed there (selected by spec.nodeName).
     let pod = k.json(1, &["get", "pod", "hello-0"]);
@@ -436,6 +450,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let described = k.run(2, &["describe", "node", &node]);
     assert!(described.contains("Non-terminated Pods:"), "{described}");
     assert!(described.contains("hello-0"), "{described}");
+    // ... and its events: the others saw it come up.
+    let events = events_section(&described);
+    assert!(
+        events.iter().any(|r| r[..2] == ["Normal", "NodeUp"]
+            && r.join(" ").ends_with(&format!("Node {node} is up"))),
+        "{described}"
+    );
 
     // logs, from whichever peer: the pod's own output.
     let logs = k.run(1, &["logs", "hello-0"]);
@@ -509,6 +530,9 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("one namespace, \"default\""), "{stderr}");
 
+    // get events -w: a new scale shows up on a watch at another peer.
+    watch_sees_a_scale(&k);
+
     // delete returns once the RC is gone, everywhere it is asked.
     let out = k.run(2, &["delete", "rc", "hello"]);
     assert_eq!(out.trim(), "replicationcontroller \"hello\" deleted");
@@ -530,4 +554,173 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         }),
         "the pods of a deleted RC never went away"
     );
+}
+
+/// The rows of `describe`'s Events section, below its header and dashes.
+fn events_section(described: &str) -> Vec<Vec<String>> {
+    let after = described
+        .split_once("\nEvents:")
+        .unwrap_or_else(|| panic!("no Events section: {described}"))
+        .1;
+    table(after)
+        .into_iter()
+        .filter(|r| !r.is_empty() && r[0] != "Type" && !r[0].starts_with("--"))
+        .collect()
+}
+
+/// `get events` as kubectl prints it and as JSON: the RC's scale and its
+/// pods' starts, about the objects kubectl knows (same uid), selectable
+/// by field.
+fn check_events(k: &Kubectl, rc_uid: &Value) {
+    let rows = table(&k.run(1, &["get", "events"]));
+    assert_eq!(
+        rows[0],
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{rows:?}"
+    );
+    let has = |reason: &str, object: &str| {
+        rows.iter().any(|r| {
+            r.windows(2)
+                .any(|w| w[0] == reason && w[1].starts_with(object))
+        })
+    };
+    assert!(has("Scaled", "replicationcontroller/hello"), "{rows:?}");
+    assert!(has("Started", "pod/hello-"), "{rows:?}");
+
+    let nodes = k.json(0, &["get", "nodes"]);
+    let node_names: Vec<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let list = k.json(2, &["get", "events"]);
+    let items = list["items"].as_array().unwrap();
+    let names: std::collections::BTreeSet<&str> = items
+        .iter()
+        .map(|e| e["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), items.len(), "event names are not unique");
+    let scaled = items
+        .iter()
+        .find(|e| e["reason"] == "Scaled" && e["involvedObject"]["name"] == "hello")
+        .unwrap_or_else(|| panic!("no Scaled event: {list}"));
+    assert_eq!(scaled["kind"], "Event");
+    assert_eq!(scaled["type"], "Normal");
+    assert_eq!(scaled["involvedObject"]["kind"], "ReplicationController");
+    assert_eq!(scaled["involvedObject"]["namespace"], "default");
+    assert_eq!(&scaled["involvedObject"]["uid"], rc_uid, "{scaled}");
+    assert!(scaled["count"].as_i64().unwrap() >= 1, "{scaled}");
+    for stamp in ["firstTimestamp", "lastTimestamp"] {
+        assert!(scaled[stamp].as_str().unwrap().ends_with('Z'), "{scaled}");
+    }
+    let host = scaled["source"]["host"].as_str().unwrap();
+    assert!(node_names.contains(&host), "{host} not in {node_names:?}");
+
+    // The same event under the same name from another peer, and by name.
+    let again = k.json(0, &["get", "events"]);
+    let same = again["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metadata"]["name"] == scaled["metadata"]["name"])
+        .unwrap_or_else(|| panic!("{} is gone at peer 0: {again}", scaled["metadata"]["name"]));
+    assert_eq!(same["reason"], "Scaled");
+    let name = scaled["metadata"]["name"].as_str().unwrap();
+    assert_eq!(k.json(1, &["get", "event", name])["reason"], "Scaled");
+
+    // describe's selectors: by involved object; and by reason.
+    let started = k.json(
+        0,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Pod,reason=Started",
+        ],
+    );
+    let started = started["items"].as_array().unwrap();
+    let pods = k.json(0, &["get", "pods"]);
+    let pod_uids: std::collections::BTreeMap<&str, &Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap(),
+                &p["metadata"]["uid"],
+            )
+        })
+        .collect();
+    // Pods scaled away since have no uid; those still there have theirs.
+    let mut of_live_pods = 0;
+    for e in started {
+        assert_eq!(e["reason"], "Started", "{e}");
+        assert_eq!(e["involvedObject"]["kind"], "Pod", "{e}");
+        let name = e["involvedObject"]["name"].as_str().unwrap();
+        if let Some(uid) = pod_uids.get(name) {
+            assert_eq!(&e["involvedObject"]["uid"], *uid, "{e}");
+            of_live_pods += 1;
+        }
+    }
+    assert!(
+        of_live_pods >= 1,
+        "no Started event of a live pod: {started:?}"
+    );
+}
+
+/// `kubectl get events -w` at peer 2 prints the Scaled event of a scale
+/// asked of peer 0.
+fn watch_sees_a_scale(k: &Kubectl) {
+    let mut watch = k
+        .command(
+            2,
+            &[
+                "get",
+                "events",
+                "-w",
+                "--field-selector",
+                "reason=Scaled",
+                "-o",
+                "jsonpath={.message}{\"\\n\"}",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The watch lists what is there first: wait for it, then scale.
+    let first = rx.recv_timeout(Duration::from_secs(60));
+    let scaled = k.run(0, &["scale", "rc", "hello", "--replicas=1"]);
+    assert_eq!(scaled.trim(), "replicationcontroller/hello scaled");
+    let mut seen = vec![format!("{first:?}")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut found = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                found = line == "Scaled from 2 to 1 replicas";
+                seen.push(line);
+                if found {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = reader.join();
+    assert!(found, "the watch printed {seen:?}");
 }

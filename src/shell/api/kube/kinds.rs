@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::objects;
 use super::status::KubeError;
 use super::table::{self, Column};
+use crate::shell::events::EventJson;
 use crate::shell::handle::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +83,11 @@ impl Kind {
     }
 
     /// Every object of the kind with its metadata and table cells, in name
-    /// order; with its JSON too unless `cells_only` (a Table has no use for
-    /// it, and encoding it is most of a large list's cost).
-    pub fn list(self, snapshot: &Snapshot, cells_only: bool) -> Vec<Item> {
+    /// order (events: oldest last-seen first); with its JSON too unless
+    /// `cells_only` (a Table has no use for it, and encoding it is most of a
+    /// large list's cost). `events`: the cluster's, gathered by the caller
+    /// (see [`Kind::gathers_events`]).
+    pub fn list(self, snapshot: &Snapshot, events: &[EventJson], cells_only: bool) -> Vec<Item> {
         fn items<T: serde::Serialize>(
             objects: Vec<T>,
             cells_only: bool,
@@ -134,13 +137,17 @@ impl Kind {
                 |o| &o.metadata,
                 |o| table::service_row(o, now),
             ),
-            // The events store is another branch's work: until it is merged
-            // there are none to list, which `describe` prints as such.
-            Kind::Event => Vec::new(),
+            Kind::Event => super::events::items(snapshot, events, cells_only),
         }
     }
 
-    /// One object by name.
+    /// True when listing the kind needs the cluster's events: they are
+    /// not in the snapshot but asked of every live peer.
+    pub fn gathers_events(self) -> bool {
+        self == Kind::Event
+    }
+
+    /// One object by name (an event: see [`Kind::list`]).
     pub fn get(self, snapshot: &Snapshot, name: &str) -> Result<Item, KubeError> {
         let now = crate::cli::human::now_ms();
         let item = |meta: &ObjectMeta, json: Value, cells: Vec<Value>| Item {

@@ -8,6 +8,8 @@
 //! - `openapi`: OpenAPI v3 generated from the `k8s-openapi` types.
 //! - `objects`: snapshot → Kubernetes objects (uid, resourceVersion, owners).
 //! - `kinds`: the resources served; `table`: server-side printing.
+//! - `events`: the cluster's events (gathered from every live peer) as
+//!   `v1.Event` objects.
 //! - `selectors`: label and field selectors.
 //! - `reads`: get and list; `watch`: `?watch=true` streams.
 //! - `writes`: create, replace, patch, server-side apply, delete, scale;
@@ -19,6 +21,7 @@
 //! answers a Status saying what is served.
 
 mod discovery;
+mod events;
 mod kinds;
 mod logs;
 mod objects;

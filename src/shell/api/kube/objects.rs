@@ -374,7 +374,7 @@ fn service_object(snapshot: &Snapshot, name: &str) -> Option<Service> {
 }
 
 /// A uid shaped like Kubernetes' (8-4-4-4-12 hex), the same on every peer.
-fn uid(kind: &str, name: &str, created: Option<Hlc>) -> String {
+pub(super) fn uid(kind: &str, name: &str, created: Option<Hlc>) -> String {
     let stamp = created.map_or((0, 0, String::new()), |c| {
         (c.physical_ms, c.counter, c.node.to_string())
     });
@@ -403,7 +403,7 @@ fn time(stamp: Hlc) -> Option<Time> {
     time_ms(stamp.physical_ms)
 }
 
-fn time_ms(ms: u64) -> Option<Time> {
+pub(super) fn time_ms(ms: u64) -> Option<Time> {
     if ms == 0 {
         return None;
     }

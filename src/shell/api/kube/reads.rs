@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use super::kinds::{Item, Kind};
 use super::selectors::Selector;
 use super::status::{KubeError, check_namespace};
 use super::{table, watch};
+use crate::shell::events::ClusterEvents;
 use crate::shell::handle::Snapshot;
 
 /// Query parameters of list and watch; others (`limit`, ...) are ignored:
@@ -79,10 +80,12 @@ async fn list(
     if matches!(params.watch.as_deref(), Some("true" | "1")) {
         return watch::watch(state, kind, selector, params, as_table).await;
     }
+    let gathered = gather_events(&state, kind).await?;
     let snapshot = state.handle.snapshot().await?;
-    build(snapshot, move |s| {
+    let events = gathered.events;
+    let response = build(snapshot, move |s| {
         let items: Vec<Item> = kind
-            .list(s, as_table)
+            .list(s, &events, as_table)
             .into_iter()
             .filter(|i| selector.matches(&i.meta, &i.fields))
             .collect();
@@ -97,7 +100,45 @@ async fn list(
             })
         })
     })
-    .await
+    .await?;
+    Ok(with_missing_peers(response, &gathered.unanswered))
+}
+
+/// The cluster's events when listing `kind` needs them (else none): asked
+/// of every live peer, see [`crate::shell::events`].
+pub(super) async fn gather_events(
+    state: &ApiState,
+    kind: Kind,
+) -> Result<ClusterEvents, KubeError> {
+    if !kind.gathers_events() {
+        return Ok(ClusterEvents::default());
+    }
+    Ok(state.handle.events(true).await?)
+}
+
+/// A partial list of events says so: kubectl prints a `Warning` header
+/// (`299 - "..."`) on stderr.
+fn with_missing_peers(mut response: Response, unanswered: &[String]) -> Response {
+    if unanswered.is_empty() {
+        return response;
+    }
+    let text: String = format!(
+        "events of these peers are missing (no answer): {}",
+        unanswered.join("; ")
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_graphic() && c != '"' && c != '\\' {
+            c
+        } else {
+            ' '
+        }
+    })
+    .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+        response.headers_mut().append(header::WARNING, value);
+    }
+    response
 }
 
 pub(super) fn table_of(kind: Kind, items: Vec<Item>, version: &str) -> Value {
@@ -134,9 +175,18 @@ async fn get(
     headers: &HeaderMap,
 ) -> Result<Response, KubeError> {
     let as_table = table::wanted(accept(headers));
+    let gathered = gather_events(&state, kind).await?;
     let snapshot = state.handle.snapshot().await?;
+    let events = gathered.events;
     build(snapshot, move |s| {
-        let item = kind.get(s, &name)?;
+        let item = if kind.gathers_events() {
+            kind.list(s, &events, false)
+                .into_iter()
+                .find(|i| i.name() == name)
+                .ok_or_else(|| KubeError::not_found(kind.plural(), &name))?
+        } else {
+            kind.get(s, &name)?
+        };
         Ok(if as_table {
             table_of(kind, vec![item], &s.generation.to_string())
         } else {

@@ -9,6 +9,9 @@
 //! without (or `0`) first gets every object as ADDED, as from Kubernetes.
 //! Changes that come and go between two looks are not seen; the state each
 //! look finds is.
+//!
+//! Events are not in the snapshot: a watch of events asks every live peer
+//! for theirs at each look, so it looks less often ([`LOOK_EVERY_EVENTS`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,12 +24,14 @@ use tokio::sync::mpsc;
 
 use super::super::ApiState;
 use super::kinds::{Item, Kind};
-use super::reads::{ListQuery, table_of};
+use super::reads::{ListQuery, gather_events, table_of};
 use super::selectors::Selector;
 use super::status::KubeError;
 
 /// How often a watch looks at this peer's state.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
+/// How often a watch of events gathers them from every live peer.
+const LOOK_EVERY_EVENTS: Duration = Duration::from_secs(2);
 /// Longest watch without `timeoutSeconds`; kubectl reconnects after it.
 const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
 /// Events buffered for a slow client before the watch waits for it.
@@ -51,8 +56,14 @@ pub(super) async fn watch(
             ),
         ));
     };
+    let events = gather_events(&state, kind).await?.events;
     let first = state.handle.snapshot().await?;
-    let mut known = look(kind, &selector, &first);
+    let mut known = look(kind, &selector, &first, &events);
+    let every = if kind.gathers_events() {
+        LOOK_EVERY_EVENTS
+    } else {
+        LOOK_EVERY
+    };
     let replay = matches!(params.resource_version.as_deref(), None | Some("" | "0"));
     let limit = params
         .timeout_seconds
@@ -74,18 +85,22 @@ pub(super) async fn watch(
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
                 () = tx.closed() => return,
-                () = tokio::time::sleep(LOOK_EVERY) => {}
+                () = tokio::time::sleep(every) => {}
             }
+            let Ok(gathered) = gather_events(&state, kind).await else {
+                return;
+            };
             let Ok(snapshot) = state.handle.snapshot().await else {
                 return;
             };
-            if snapshot.generation == generation {
+            // Events change without the state changing.
+            if snapshot.generation == generation && !kind.gathers_events() {
                 continue;
             }
             generation = snapshot.generation;
             let now = tokio::task::spawn_blocking({
                 let selector = selector.clone();
-                move || look(kind, &selector, &snapshot)
+                move || look(kind, &selector, &snapshot, &gathered.events)
             })
             .await;
             let Ok(now) = now else { return };
@@ -123,8 +138,9 @@ fn look(
     kind: Kind,
     selector: &Selector,
     snapshot: &crate::shell::handle::Snapshot,
+    events: &[crate::shell::events::EventJson],
 ) -> BTreeMap<String, (Item, String)> {
-    kind.list(snapshot, false)
+    kind.list(snapshot, events, false)
         .into_iter()
         .filter(|i| selector.matches(&i.meta, &i.fields))
         .map(|item| {
