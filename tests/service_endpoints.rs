@@ -74,7 +74,8 @@ fn pod(rc: &str, index: u32, host_port: Option<u16>) -> PodStatus {
             rc: rc.to_owned(),
             index,
         },
-        template_hash: shoal_crdt_state::spec::TemplateHash(0),
+        // Runs its RC's current template (no rollout under way).
+        template_hash: self::rc(rc, 1).template.hash(),
         image: "shoal-test/hello:1.0".into(),
         phase: PodPhase::Running,
         ready: true,
@@ -346,4 +347,42 @@ fn a_port_two_services_claim_goes_to_the_first_written() {
     let conflicts = port_conflicts(&w.state.desired);
     assert_eq!(conflicts["second"][&80], "first");
     assert!(!conflicts.contains_key("first"));
+}
+
+#[test]
+fn a_surge_pod_serves_only_while_a_rollout_replaces_the_replicas() {
+    let mut w = World::new(2);
+    w.apply(&service("hello", "hello", 80, TargetPort::Number(8080)));
+    let old = shoal_crdt_state::spec::TemplateHash(7);
+    for i in 0..2 {
+        w.run(
+            A,
+            PodStatus {
+                template_hash: old,
+                ..pod("hello", i, Some(32001 + i as u16))
+            },
+        );
+    }
+    // Surge slot 2 (25% of 2, rounded up) runs the new template.
+    w.run(B, pod("hello", 2, Some(32010)));
+    assert_eq!(
+        w.endpoints("hello"),
+        [
+            ep("hello-0", "n1", true),
+            ep("hello-1", "n1", true),
+            ep("hello-2", "n2", true)
+        ]
+    );
+    // Both replicas moved: the surge pod is leaving, so it serves no more.
+    for i in 0..2 {
+        w.run(A, pod("hello", i, Some(32001 + i as u16)));
+    }
+    assert_eq!(
+        w.endpoints("hello"),
+        [
+            ep("hello-0", "n1", true),
+            ep("hello-1", "n1", true),
+            ep("hello-2", "n2", false)
+        ]
+    );
 }

@@ -108,7 +108,9 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
             .live_rcs()
             .filter(|rc| service.body.selects(&rc.template().labels));
         for rc in matching {
-            for &(node, node_name, ip, pod) in pods_by_rc.get(rc.name).into_iter().flatten() {
+            let pods = pods_by_rc.get(rc.name).map_or(&[][..], Vec::as_slice);
+            let slots = serving_slots(&rc, pods);
+            for &(node, node_name, ip, pod) in pods {
                 let mut targets = BTreeMap::new();
                 for (entry, target) in &ports {
                     let published = resolve(target, rc.template())
@@ -120,7 +122,7 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
                 let ready = pod.ready
                     && pod.phase == PodPhase::Running
                     && inputs.alive.contains(&node)
-                    && current(inputs, node, pod, serving_slots(&rc))
+                    && current(inputs, node, pod, slots)
                     && targets.len() == ports.len();
                 endpoints.push(Endpoint {
                     pod: pod.id.to_string(),
@@ -215,9 +217,18 @@ fn published(pod: &PodStatus, container_port: u16) -> Option<u16> {
         .map(|p| p.host_port)
 }
 
-/// Indices that may serve: the replicas, and during a rollout the surge
-/// slots whose new pods serve before the old ones leave.
-fn serving_slots(rc: &shoal_crdt_state::RcView<'_>) -> u32 {
+/// Indices that may serve: the replicas, and while a rollout replaces them
+/// (a replica still runs an older template) the surge slots whose new pods
+/// serve before the old ones leave. Without a rollout, indices above the
+/// count are leaving (a scale-down), not surging.
+fn serving_slots(rc: &shoal_crdt_state::RcView<'_>, pods: &[Located<'_>]) -> u32 {
+    let current = rc.template().hash();
+    let rolling = pods
+        .iter()
+        .any(|&(_, _, _, pod)| pod.id.index < rc.replicas && pod.template_hash != current);
+    if !rolling {
+        return rc.replicas;
+    }
     let (surge, _) = rc.body.update_strategy.resolve(rc.replicas);
     rc.replicas.saturating_add(surge)
 }
