@@ -118,7 +118,9 @@ async fn stop_waits_the_grace_period_only_for_a_pod_that_ignores_sigterm() {
         .await;
     }
 
-    let grace = Duration::from_secs(3);
+    // Long enough that a loaded machine's slow stop of the polite pod is
+    // still told apart from waiting out the grace period.
+    let grace = Duration::from_secs(8);
     let started = Instant::now();
     rt.execute(PodAction::Stop {
         pod: polite_pod.clone(),
@@ -141,8 +143,8 @@ async fn stop_waits_the_grace_period_only_for_a_pod_that_ignores_sigterm() {
     let stubborn = started.elapsed();
 
     assert!(
-        polite < Duration::from_secs(2),
-        "SIGTERM-handling pod took {polite:?}"
+        polite < grace / 2,
+        "SIGTERM-handling pod took {polite:?}, as if it waited out the {grace:?} grace period"
     );
     assert!(
         stubborn >= grace - Duration::from_millis(200),
