@@ -296,15 +296,19 @@ impl Driver {
     /// Our events at once; the cluster's from a task that asks the live
     /// members (the loop never waits for the network).
     fn answer_events(&self, cluster: bool, reply: oneshot::Sender<ClusterEvents>) {
+        let observed = &self.peer.state().observed;
+        let names: BTreeMap<String, String> = observed
+            .nodes()
+            .map(|(node, record)| (node.to_string(), record.info.name.clone()))
+            .collect();
         let local = self.events.list();
         if !cluster {
             let _ = reply.send(ClusterEvents {
-                events: local,
+                events: fanout::name_nodes(local, &names),
                 unanswered: Vec::new(),
             });
             return;
         }
-        let observed = &self.peer.state().observed;
         let peers: Vec<(String, SocketAddr)> = self
             .peer
             .members()
@@ -318,7 +322,7 @@ impl Driver {
             .collect();
         let transport = self.transport.clone();
         tokio::spawn(async move {
-            let _ = reply.send(fanout::gather(transport, peers, local).await);
+            let _ = reply.send(fanout::gather(transport, peers, local, &names).await);
         });
     }
 

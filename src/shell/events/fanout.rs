@@ -6,6 +6,7 @@
 //! APIs: those listen on loopback by default, the transport always reaches
 //! a live member, authenticated by the cluster's TLS.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ pub async fn gather(
     transport: QuicTransport,
     peers: Vec<(String, SocketAddr)>,
     local: Vec<EventJson>,
+    names: &BTreeMap<String, String>,
 ) -> ClusterEvents {
     let asks = peers.into_iter().map(|(name, addr)| {
         let transport = transport.clone();
@@ -75,11 +77,11 @@ pub async fn gather(
         }
     });
     let answers = futures_util::future::join_all(asks).await;
-    let mut lists = vec![local];
+    let mut lists = vec![name_nodes(local, names)];
     let mut unanswered = Vec::new();
     for (name, result) in answers {
         match result {
-            Ok(list) => lists.push(list),
+            Ok(list) => lists.push(name_nodes(list, names)),
             Err(why) => unanswered.push(format!("{name}: {why}")),
         }
     }
@@ -87,6 +89,23 @@ pub async fn gather(
         events: store::merge(lists),
         unanswered,
     }
+}
+
+/// Names the nodes an event calls by id: a peer that sees a member come up
+/// before that member's record (its name) has reached it records the id.
+/// Renamed before merging, so every peer's copy of a cluster-wide event
+/// becomes one row.
+pub fn name_nodes(mut list: Vec<EventJson>, names: &BTreeMap<String, String>) -> Vec<EventJson> {
+    for event in &mut list {
+        if event.involved_object.kind != "Node" {
+            continue;
+        }
+        if let Some(name) = names.get(&event.involved_object.name) {
+            event.message = event.message.replace(&event.involved_object.name, name);
+            event.involved_object.name = name.clone();
+        }
+    }
+    list
 }
 
 #[cfg(test)]
@@ -119,5 +138,31 @@ mod tests {
         let back: Vec<EventJson> = shoal_crdt_state::wire::decode(&bytes, MAX_ANSWER).unwrap();
         assert_eq!(back, list);
         assert!(is_request(&request()) && !is_request(b"SHOALIMG"));
+    }
+
+    #[test]
+    fn a_node_recorded_by_id_is_named_and_merges_with_the_named_copy() {
+        let up = |host: &str, node: &str| {
+            let mut store = EventStore::new(host.into(), EVENTS_KEPT);
+            let record = EventRecord::new(
+                1_796_190_968_158,
+                EventType::Normal,
+                "NodeUp",
+                (ObjectKind::Node, node.to_owned()),
+                format!("Node {node} is up"),
+            );
+            store.record(record.cluster_wide());
+            store.list()
+        };
+        let names = BTreeMap::from([("26d7135204b39eeb".to_owned(), "node1".to_owned())]);
+        let lists = vec![
+            name_nodes(up("node0", "26d7135204b39eeb"), &names),
+            name_nodes(up("node2", "node1"), &names),
+        ];
+        let merged = store::merge(lists);
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        assert_eq!(merged[0].involved_object.name, "node1");
+        assert_eq!(merged[0].message, "Node node1 is up");
+        assert_eq!(merged[0].source.host, "node0,node2");
     }
 }
