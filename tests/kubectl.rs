@@ -438,7 +438,8 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     // asked of peer 0 above (describe selects them by involvedObject.uid).
     let events = events_section(&described);
     assert!(
-        events.iter().any(|r| r.len() > 2 && r[..2] == ["Normal", "Scaled"]
+        events.iter().any(|r| r.len() > 2
+            && r[..2] == ["Normal", "Scaled"]
             && r.join(" ").ends_with("Scaled from 2 to 5 replicas")),
         "{described}"
     );
@@ -453,7 +454,8 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     // ... and its events: the others saw it come up.
     let events = events_section(&described);
     assert!(
-        events.iter().any(|r| r.len() > 2 && r[..2] == ["Normal", "NodeUp"]
+        events.iter().any(|r| r.len() > 2
+            && r[..2] == ["Normal", "NodeUp"]
             && r.join(" ").ends_with(&format!("Node {node} is up"))),
         "{described}"
     );
