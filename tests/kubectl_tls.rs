@@ -320,14 +320,21 @@ fn kubectl_uses_the_verified_ca_and_the_token_of_a_tls_peer() {
         stderr(&out)
     );
 
-    // The same kubeconfig without the token: the peer refuses kubectl.
-    let tokenless = config.replace(&format!("\n    token: \"{API_TOKEN}\"\n"), " {}\n");
-    assert_ne!(tokenless, config);
-    let tokenless = peers.write("kubeconfig-no-token", &tokenless);
-    let out = kubectl(&peers, &tokenless, &["get", "rc"]);
-    assert!(!out.status.success(), "no token, yet kubectl was answered");
+    // The same kubeconfig with a wrong token: the peer refuses kubectl.
+    // (Without any token kubectl would prompt for a username on a 401.)
+    let wrong_token = config.replace(
+        &format!("token: \"{API_TOKEN}\""),
+        "token: \"not-the-token\"",
+    );
+    assert_ne!(wrong_token, config);
+    let wrong_token = peers.write("kubeconfig-wrong-token", &wrong_token);
+    let out = kubectl(&peers, &wrong_token, &["get", "rc"]);
     assert!(
-        stderr(&out).to_lowercase().contains("unauthorized"),
+        !out.status.success(),
+        "a wrong token, yet kubectl was answered"
+    );
+    assert!(
+        stderr(&out).contains("You must be logged in to the server"),
         "{}",
         stderr(&out)
     );
