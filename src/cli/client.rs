@@ -226,6 +226,24 @@ impl Client {
         self.decode(response).await
     }
 
+    /// A GET whose answer is text (the CA's PEM), at most `limit` bytes.
+    pub async fn get_text(&self, path: &str, limit: usize) -> anyhow::Result<String> {
+        let response = self.send(self.request(Method::GET, path)).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if body.len() > limit {
+            anyhow::bail!(
+                "the answer of {}/api/v1{path} is {} bytes, more than the {limit} expected",
+                self.base,
+                body.len()
+            );
+        }
+        String::from_utf8(body.to_vec())
+            .map_err(|_| anyhow!("the answer of {}/api/v1{path} is not text", self.base))
+    }
+
     pub async fn send_json<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
