@@ -4,40 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shoal_crdt_state::manifest;
-use shoal_crdt_state::node::{NodeId, NodeInfo};
-use shoal_crdt_state::spec::{RcSpec, Resources};
-
 use super::events::{EventRecord, EventType, ObjectKind};
 use super::testing::Cluster;
-use super::{Command, Peer, PeerConfig, PeerEvent};
+use super::{Command, Peer, PeerEvent};
 
-const START: Duration = Duration::from_secs(1_700_000_000);
-
-fn addr(i: usize) -> SocketAddr {
-    format!("127.0.0.1:{}", 17_700 + i).parse().unwrap()
-}
-
-fn config(i: usize) -> PeerConfig {
-    let room = Resources {
-        cpu_millis: 4000,
-        memory_bytes: 8 << 30,
-    };
-    let info = NodeInfo {
-        peer_addr: addr(i).to_string(),
-        api_addr: format!("127.0.0.1:{}", 18_700 + i),
-        version: "test".to_owned(),
-        ..NodeInfo::healthy(format!("node-{i}"), room)
-    };
-    PeerConfig::new(NodeId(i as u64 + 1), addr(i), info)
-}
-
-fn hello(replicas: u32) -> RcSpec {
-    let text = include_str!("../../examples/hello-local.yaml");
-    let mut spec = manifest::parse_manifests(text).unwrap().specs.remove(0);
-    spec.replicas = replicas;
-    spec
-}
+// The peers' test fixtures: virtual addresses, nothing binds them.
+use super::tests::{START, addr, config, hello};
 
 fn three_peers_running_hello(replicas: u32) -> Cluster {
     let mut cluster = Cluster::new(START, Duration::from_millis(1));

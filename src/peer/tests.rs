@@ -14,15 +14,15 @@ use super::testing::Cluster;
 use super::timers::{PeerTimer, TimerQueue};
 use super::{Command, Output, Peer, PeerConfig};
 
-const START: Duration = Duration::from_secs(1_700_000_000);
+pub(super) const START: Duration = Duration::from_secs(1_700_000_000);
 const NS: Duration = Duration::from_nanos(1);
 const MS: Duration = Duration::from_millis(1);
 
-fn addr(i: usize) -> SocketAddr {
+pub(super) fn addr(i: usize) -> SocketAddr {
     format!("127.0.0.1:{}", 17_500 + i).parse().unwrap()
 }
 
-fn config(i: usize) -> PeerConfig {
+pub(super) fn config(i: usize) -> PeerConfig {
     let room = Resources {
         cpu_millis: 4000,
         memory_bytes: 8 << 30,
@@ -36,7 +36,7 @@ fn config(i: usize) -> PeerConfig {
     PeerConfig::new(NodeId(i as u64 + 1), addr(i), info)
 }
 
-fn hello(replicas: u32) -> RcSpec {
+pub(super) fn hello(replicas: u32) -> RcSpec {
     let text = include_str!("../../examples/hello-local.yaml");
     let mut spec = manifest::parse_manifests(text).unwrap().specs.remove(0);
     spec.replicas = replicas;
