@@ -8,7 +8,6 @@ use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodStatus};
 use shoal_crdt_state::spec::{PodTemplate, TemplateHash};
-use shoal_gossip::MemberState;
 use shoal_runtime::vocabulary::PodAction;
 
 use super::events::{self, EventRecord, EventType};
@@ -41,8 +40,7 @@ impl Peer {
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
         let stalled_before = self.local_stalls();
-        let suspects = self.suspects();
-        let current = CurrentPods::new(&self.state.observed, &self.member_incarnations, &suspects);
+        let current = CurrentPods::new(&self.state.observed, &self.member_incarnations);
         let planned = plan(
             self.config.node,
             ms(now),
@@ -65,11 +63,6 @@ impl Peer {
         }
         if let Some(wake_ms) = planned.wake_at {
             self.schedule_reconcile_at(Duration::from_millis(wake_ms));
-        }
-        if !suspects.is_empty() {
-            // SWIM says nothing when a suspect refutes: look again soon, so
-            // a rollout held back by its pods resumes without another event.
-            self.schedule_reconcile_at(now + SUSPECT_RECHECK);
         }
         self.follow_stalls(now, &stalled_before);
         self.request_publish(now);
@@ -134,17 +127,6 @@ impl Peer {
         // Members held for a grace count as alive: their replicas stay
         // theirs (see `resume.rs`).
         node == self.config.node || self.members.contains_key(&node) || self.held_for_grace(node)
-    }
-
-    /// Members SWIM suspects now (a probe failed, not yet declared down).
-    fn suspects(&self) -> BTreeSet<NodeId> {
-        self.membership
-            .view()
-            .members
-            .into_iter()
-            .filter(|m| m.state == MemberState::Suspect)
-            .map(|m| m.identity.node)
-            .collect()
     }
 
     /// True when we see a majority of the nodes the cluster state knows of:
@@ -322,31 +304,18 @@ impl Peer {
     }
 }
 
-/// How soon a reconcile looks again while some member is suspect.
-const SUSPECT_RECHECK: Duration = Duration::from_secs(1);
-
 /// What every node reports, as far as it is known to be true now: a node
 /// whose record was written by an incarnation older than the one SWIM
 /// shows restarted since, and its old record says nothing about what it
 /// runs (its pods may have died with its engine). The plan must not hand a
 /// replica over to such a report, nor count it in a rollout.
-///
-/// Reachable, for the rollout's ready count: a member SWIM shows alive (in
-/// `incarnations`, not suspect). A suspect or down node may have died with
-/// its pods, or sit across a partition: its pods serve nobody we can see.
 struct CurrentPods<'a> {
     observed: &'a ObservedState,
     stale: BTreeSet<NodeId>,
-    incarnations: &'a BTreeMap<NodeId, u64>,
-    suspects: &'a BTreeSet<NodeId>,
 }
 
 impl<'a> CurrentPods<'a> {
-    fn new(
-        observed: &'a ObservedState,
-        incarnations: &'a BTreeMap<NodeId, u64>,
-        suspects: &'a BTreeSet<NodeId>,
-    ) -> Self {
+    fn new(observed: &'a ObservedState, incarnations: &BTreeMap<NodeId, u64>) -> Self {
         let stale = incarnations
             .iter()
             .filter(|(node, incarnation)| {
@@ -356,12 +325,7 @@ impl<'a> CurrentPods<'a> {
             })
             .map(|(node, _)| *node)
             .collect();
-        CurrentPods {
-            observed,
-            stale,
-            incarnations,
-            suspects,
-        }
+        CurrentPods { observed, stale }
     }
 }
 
@@ -379,9 +343,5 @@ impl ClusterPods for CurrentPods<'_> {
                 .each_node()
                 .filter(|(node, _)| !self.stale.contains(node)),
         )
-    }
-
-    fn reachable(&self, node: NodeId) -> bool {
-        self.incarnations.contains_key(&node) && !self.suspects.contains(&node)
     }
 }

@@ -22,13 +22,6 @@ pub trait ClusterPods {
     fn reported_by(&self, node: NodeId) -> &[PodStatus];
     /// Every node's report, in node order.
     fn each_node(&self) -> Box<dyn Iterator<Item = (NodeId, &[PodStatus])> + '_>;
-    /// Whether this peer sees `node` alive now (not suspect, not down). The
-    /// rollout counts a pod as available only on such a node: a peer never
-    /// replaces a replica on the strength of a pod it cannot reach. Plain
-    /// maps (tests, tools) take every node as reachable.
-    fn reachable(&self, _node: NodeId) -> bool {
-        true
-    }
 }
 
 impl ClusterPods for BTreeMap<NodeId, Vec<PodStatus>> {
@@ -502,11 +495,8 @@ fn rc_view(
         if node == me {
             continue;
         }
-        // An unreachable node's pods still count as running (the ceiling:
-        // they may well be) but never as serving (the floor).
-        let reachable = cluster_pods.reachable(node);
         for s in statuses.iter().filter(|s| s.id.rc == name) {
-            let serving = reachable && s.phase == PodPhase::Running && s.ready;
+            let serving = s.phase == PodPhase::Running && s.ready;
             let pod = PodView {
                 template_hash: s.template_hash,
                 serving,

@@ -44,14 +44,6 @@
 //! `shoal.io/auto-rollback: "true"` the node whose pod stalled writes the
 //! previous template back ([`rollback_template`]); that is a rollout too.
 //!
-//! **Unreachable nodes.** The caller marks a pod `serving` only on a node
-//! its peer sees alive (not suspect, not down): a node that died or sits
-//! across a partition serves nobody we can see, so a peer never replaces
-//! a replica on the strength of pods it cannot reach. The floor is about
-//! what the rollout takes down; pods lost with a node are not its doing,
-//! and once suspected they no longer hold the floor up here either. Such a
-//! pod still counts as running for the surge ceiling (it may well be).
-//!
 //! **Views.** With the same view everywhere the bounds hold at every
 //! instant. Views that lag each other (gossip delay) can let the rollout
 //! run ahead by the decisions taken on stale views, and each peer's own
