@@ -9,21 +9,33 @@
 //! - *running* (containers on the engines of live nodes, stopping or not)
 //!   never above `replicas + maxSurge`.
 //!
+//! **The floor under a crash.** What Kubernetes promises is about what the
+//! rollout takes down: the controller never stops a ready pod that would
+//! leave fewer than `replicas − maxUnavailable` available. Pods lost with a
+//! crashed node are not the rollout's doing, and nothing can keep them
+//! ready; so for the rest of the run the floor of each RC is lowered by the
+//! ready pods the victim held at the instant it died, and by nothing else.
+//! The gate does not fully agree yet, see *Known breach*.
+//!
 //! The disturbances: `-crash` kills, once the rollout is under way, the
 //! peer running the first new-template pod (its pods die with it: the
-//! ready floor is then lowered by what it held, a crash is not the
-//! rollout's doing); `-scale` scales `rc-0000` by +2 at the same time (both
+//! ready floor is lowered by the ready pods it held); `-scale` scales `rc-0000` by +2 at the same time (both
 //! bounds use the larger and smaller count while the scale spreads);
 //! `-partition` splits the cluster in two halves for 20 s during the
 //! rollout (each side keeps the declared count, so only the ready floor is
 //! checked while split; both bounds again after the heal).
 //!
-//! **Known breach.** `-crash` and `-partition` break the ready floor today
-//! by 1–3 pods for a few seconds (15 peers, 8 RCs × 10, seeds 31–33): the
-//! gate counts pods reported by a node that has just died or become
-//! unreachable as available until SWIM declares it down, so peers keep
-//! replacing replicas meanwhile. Counting only pods of members the peer
-//! currently sees alive (not suspect) would close most of it.
+//! **Known breach.** `-crash` and `-partition` break the ready floor by
+//! 1–3 pods (15 peers, 8 RCs × 10, seeds 31–32; first breaches at 5.5–6.1 s
+//! simulated, right after the disturbance). Tried and reverted: counting as
+//! available only pods of members the peer sees alive (not suspect, not
+//! down). The breaches stayed at about the same instants (margins: crash
+//! −1/−2 unchanged, partition −3/−2 → −1/−2), so they come before any
+//! peer suspects anything: decisions taken on views that lag each other,
+//! not suspicion time. Worse, the crash rollout then never finished
+//! (surge pods still running at 600 s): presumably a down node whose
+//! replicas placement still gives it never counts as updated. Also seen:
+//! `-crash` seed 31 takes 397 s simulated to finish (seed 32: 97 s).
 
 use std::collections::BTreeMap;
 
@@ -251,6 +263,8 @@ fn disturb(
                 })
             });
             if let Some(slot) = victim {
+                // Only what `counts` counted as ready: the rest was not
+                // holding the floor up.
                 let held: BTreeMap<String, u64> = c
                     .world
                     .node(slot)
@@ -258,6 +272,7 @@ fn disturb(
                         n.peer
                             .local_pods()
                             .iter()
+                            .filter(|(_, l)| l.available())
                             .fold(BTreeMap::new(), |mut m, (id, _)| {
                                 *m.entry(id.rc.clone()).or_default() += 1;
                                 m
