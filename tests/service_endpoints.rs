@@ -91,7 +91,8 @@ fn pod(rc: &str, index: u32, host_port: Option<u16>) -> PodStatus {
             .into_iter()
             .collect(),
         claim: None,
-        available: false,
+        // Ready, and for minReadySeconds (0 here).
+        available: true,
         stalled: None,
     }
 }
@@ -370,6 +371,25 @@ fn a_surge_pod_serves_only_while_a_rollout_replaces_the_replicas() {
         [
             ep("hello-0", "n1", true),
             ep("hello-1", "n1", true),
+            ep("hello-2", "n2", true)
+        ]
+    );
+    // Replica 1 restarts on the new template and is not ready yet: the
+    // surge pod still stands in for it.
+    w.run(A, pod("hello", 0, Some(32001)));
+    w.run(
+        A,
+        PodStatus {
+            ready: false,
+            available: false,
+            ..pod("hello", 1, Some(32002))
+        },
+    );
+    assert_eq!(
+        w.endpoints("hello"),
+        [
+            ep("hello-0", "n1", true),
+            ep("hello-1", "n1", false),
             ep("hello-2", "n2", true)
         ]
     );

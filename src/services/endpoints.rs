@@ -217,16 +217,19 @@ fn published(pod: &PodStatus, container_port: u16) -> Option<u16> {
         .map(|p| p.host_port)
 }
 
-/// Indices that may serve: the replicas, and while a rollout replaces them
-/// (a replica still runs an older template) the surge slots whose new pods
-/// serve before the old ones leave. Without a rollout, indices above the
-/// count are leaving (a scale-down), not surging.
+/// Indices that may serve: the replicas, and while a rollout still needs
+/// them (some replica lacks an available pod of the current template, the
+/// reconciler's `surge_needed`) the surge slots whose new pods serve before
+/// the old ones leave. Otherwise indices above the count are leaving (a
+/// scale-down, or a surge pod after the rollout), not surging.
 fn serving_slots(rc: &shoal_crdt_state::RcView<'_>, pods: &[Located<'_>]) -> u32 {
     let current = rc.template().hash();
-    let rolling = pods
-        .iter()
-        .any(|&(_, _, _, pod)| pod.id.index < rc.replicas && pod.template_hash != current);
-    if !rolling {
+    let updated = |index: u32| {
+        pods.iter().any(|&(_, _, _, pod)| {
+            pod.id.index == index && pod.template_hash == current && pod.available
+        })
+    };
+    if (0..rc.replicas).all(updated) {
         return rc.replicas;
     }
     let (surge, _) = rc.body.update_strategy.resolve(rc.replicas);
