@@ -145,7 +145,7 @@ impl ContainerSpec {
 }
 
 /// When a node asks a registry for a container's image (`imagePullPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PullPolicy {
     /// Ask the registry at every start, even when the engine holds the image
     /// (a moving tag like `:latest`). An unreachable registry falls back to
