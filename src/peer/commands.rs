@@ -256,11 +256,7 @@ impl Peer {
                 "Restart: every pod is replaced, same images".into(),
             ),
             Command::Pause { name, paused } => normal(
-                if *paused {
-                    "RolloutPaused"
-                } else {
-                    "RolloutResumed"
-                },
+                if *paused { "RolloutPaused" } else { "RolloutResumed" },
                 events::rc(name),
                 if *paused {
                     "Rollout paused: no running pod moves to the new template".into()

@@ -41,9 +41,9 @@ pub mod sync_message;
 pub mod testing;
 
 mod commands;
+mod garbage;
 #[cfg(test)]
 mod events_tests;
-mod garbage;
 mod lifecycle;
 mod pieces;
 mod reconcile_step;

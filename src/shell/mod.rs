@@ -20,8 +20,8 @@
 pub mod acks;
 pub mod addresses;
 pub mod api;
-pub mod api_tls;
 pub mod dashboard;
+pub mod api_tls;
 pub mod driver;
 pub mod events;
 pub mod handle;
