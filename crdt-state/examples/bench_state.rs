@@ -17,7 +17,7 @@ use shoal_crdt_state::hlc::{Clock, DEFAULT_MAX_DRIFT_MS};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::spec::{
     ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Probe, ProbeAction, Protocol,
-    RcSpec, Resources, RestartPolicy, UpdateStrategy,
+    PullPolicy, RcSpec, Resources, RestartPolicy, UpdateStrategy,
 };
 use shoal_crdt_state::sync::ClusterState;
 use shoal_crdt_state::wire::{self, MAX_MESSAGE_BYTES};
@@ -83,6 +83,7 @@ fn container(rng: &mut Rng, name: &str, version: u64) -> ContainerSpec {
             timeout_secs: 1,
             failure_threshold: 3,
         }),
+        image_pull_policy: PullPolicy::IfNotPresent,
     }
 }
 

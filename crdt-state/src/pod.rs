@@ -45,6 +45,26 @@ impl PodPhase {
     }
 }
 
+/// Why a pod whose image may not be fetched (`imagePullPolicy: Never`) is
+/// not running, as Kubernetes says it; its last error starts with it.
+pub const ERR_IMAGE_NEVER_PULL: &str = "ErrImageNeverPull";
+
+impl PodStatus {
+    /// The status `get pods` shows: the phase, or for a pod backing off
+    /// because its image may not be fetched, that reason (as kubectl does).
+    pub fn status_text(&self) -> &str {
+        let never_pull = self.last_error.as_deref().is_some_and(|e| {
+            e.strip_prefix("image: ")
+                .is_some_and(|e| e.starts_with(ERR_IMAGE_NEVER_PULL))
+        });
+        if self.phase == PodPhase::BackOff && never_pull {
+            ERR_IMAGE_NEVER_PULL
+        } else {
+            self.phase.as_str()
+        }
+    }
+}
+
 /// One published port: what a client connects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PublishedPort {

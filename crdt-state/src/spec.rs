@@ -121,21 +121,72 @@ pub struct ContainerSpec {
     pub ports: Vec<PortSpec>,
     pub resources: Resources,
     pub readiness_probe: Option<Probe>,
+    /// When the node asks a registry for `image` (Kubernetes' `imagePullPolicy`).
+    pub image_pull_policy: PullPolicy,
 }
 
 impl ContainerSpec {
     /// A container running `image` as built: its own command, no env,
     /// ports, requests or probe. Fill in the rest with struct update syntax.
     pub fn new(name: impl Into<String>, image: impl Into<String>) -> ContainerSpec {
+        let image = image.into();
         ContainerSpec {
             name: name.into(),
-            image: image.into(),
+            image: image.clone(),
             command: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
             ports: Vec::new(),
             resources: Resources::default(),
             readiness_probe: None,
+            image_pull_policy: PullPolicy::default_for(&image),
+        }
+    }
+}
+
+/// When a node asks a registry for a container's image (`imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Ask the registry at every start, even when the engine holds the image
+    /// (a moving tag like `:latest`). An unreachable registry falls back to
+    /// the local image or the peers, so an offline site keeps running.
+    Always,
+    /// Use the engine's image; only a missing one is fetched (peers, then registry).
+    IfNotPresent,
+    /// Only the engine's image: no registry, no peers (`ErrImageNeverPull` when absent).
+    Never,
+}
+
+impl PullPolicy {
+    /// The three names a manifest may use, as Kubernetes spells them.
+    pub const NAMES: [&'static str; 3] = ["Always", "IfNotPresent", "Never"];
+
+    /// Kubernetes' default: `Always` for `:latest` or no tag (and no
+    /// digest), `IfNotPresent` otherwise.
+    pub fn default_for(image: &str) -> PullPolicy {
+        match crate::image_ref::parse(image) {
+            Ok(r) if r.tag == Some("latest") || (r.tag.is_none() && r.digest.is_none()) => {
+                PullPolicy::Always
+            }
+            _ => PullPolicy::IfNotPresent,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+
+    /// The policy a manifest names (exact spelling, as Kubernetes requires).
+    pub fn from_name(name: &str) -> Option<PullPolicy> {
+        match name {
+            "Always" => Some(PullPolicy::Always),
+            "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+            "Never" => Some(PullPolicy::Never),
+            _ => None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use shoal_crdt_state::manifest::{parse_manifests, render};
 use shoal_crdt_state::spec::{
     Allowance, ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, ProbeAction, Protocol,
-    RcSpec, Resources, RestartPolicy, UpdateStrategy,
+    PullPolicy, RcSpec, Resources, RestartPolicy, UpdateStrategy,
 };
 
 const HELLO_V1BETA1: &str = include_str!("../../examples/hello-v1beta1.json");
@@ -40,6 +40,8 @@ fn expected_hello() -> RcSpec {
                 }],
                 resources: Resources::default(),
                 readiness_probe: None,
+                // No tag: Kubernetes' default for an untagged image.
+                image_pull_policy: PullPolicy::Always,
             }],
             node_selector: labels(&[]),
             restart_policy: RestartPolicy::Always,

@@ -314,8 +314,12 @@ fn harmless_unknown_fields_are_warnings_with_their_path() {
         "metadata.creationTimestamp",
     );
     warns(
-        &rc("", "", "          imagePullPolicy: IfNotPresent\n"),
-        &format!("{C}.imagePullPolicy"),
+        &rc(
+            "",
+            "",
+            "          terminationMessagePath: /dev/termination-log\n",
+        ),
+        &format!("{C}.terminationMessagePath"),
     );
     warns(
         &format!("{}status:\n  replicas: 0\n", rc("", "", "")),

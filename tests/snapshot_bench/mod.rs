@@ -38,8 +38,8 @@ use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::{NodeRecord, ObservedDelta};
 use shoal_crdt_state::pod::{PodPhase, PodStatus};
 use shoal_crdt_state::spec::{
-    ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
-    RestartPolicy, UpdateStrategy,
+    ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Protocol, PullPolicy, RcSpec,
+    Resources, RestartPolicy, UpdateStrategy,
 };
 use shoal_crdt_state::{ClusterState, Delta, wire};
 use shoal_gossip::PeerIdentity;
@@ -138,6 +138,7 @@ pub fn spec(i: usize) -> RcSpec {
                     memory_bytes: 16 << 20,
                 },
                 readiness_probe: None,
+                image_pull_policy: PullPolicy::IfNotPresent,
             }],
             node_selector: Default::default(),
             restart_policy: RestartPolicy::Always,

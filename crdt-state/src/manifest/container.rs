@@ -17,7 +17,7 @@ use super::tree::{Node, Value};
 use super::validate::ReadContainer;
 use crate::image_ref;
 use crate::spec::{
-    ContainerSpec, EnvVar, PortName, PortSpec, Probe, ProbeAction, Protocol, Resources,
+    ContainerSpec, EnvVar, PortName, PortSpec, Probe, ProbeAction, Protocol, PullPolicy, Resources,
 };
 
 /// Which manifest form the container comes from.
@@ -37,6 +37,7 @@ const V1_CONTAINER: Schema = Schema {
         "ports",
         "resources",
         "readinessProbe",
+        "imagePullPolicy",
     ],
     unsupported: &[
         "volumeMounts",
@@ -53,15 +54,20 @@ const V1_CONTAINER: Schema = Schema {
         "resizePolicy",
         "restartPolicy",
     ],
-    ignored: &[
-        "imagePullPolicy",
-        "terminationMessagePath",
-        "terminationMessagePolicy",
-    ],
+    ignored: &["terminationMessagePath", "terminationMessagePolicy"],
 };
 
 const V1BETA1_CONTAINER: Schema = Schema {
-    known: &["name", "image", "command", "ports", "env", "cpu", "memory"],
+    known: &[
+        "name",
+        "image",
+        "command",
+        "ports",
+        "env",
+        "cpu",
+        "memory",
+        "imagePullPolicy",
+    ],
     unsupported: &[
         "volumeMounts",
         "workingDir",
@@ -69,7 +75,7 @@ const V1BETA1_CONTAINER: Schema = Schema {
         "privileged",
         "lifecycle",
     ],
-    ignored: &["imagePullPolicy", "terminationMessagePath"],
+    ignored: &["terminationMessagePath"],
 };
 
 const PORT: Schema = Schema {
@@ -142,6 +148,7 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> ReadC
         ports: Vec::new(),
         resources: Resources::default(),
         readiness_probe: None,
+        image_pull_policy: PullPolicy::IfNotPresent,
     };
     let mut read = ReadContainer {
         spec: c.clone(),
@@ -161,6 +168,7 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> ReadC
         }
     }
     c.image = image(ctx, node, path);
+    c.image_pull_policy = pull_policy(ctx, node, path, &c.image);
     let mut port_names = BTreeMap::new();
     if let Some(n) = optional(node, "ports") {
         (c.ports, read.port_sources) = ports(ctx, n, &join(path, "ports"), &mut port_names);
@@ -225,6 +233,29 @@ fn image(ctx: &mut Ctx, node: &Node, path: &str) -> String {
         );
     }
     image
+}
+
+/// `imagePullPolicy`, or Kubernetes' default for the image when absent.
+fn pull_policy(ctx: &mut Ctx, node: &Node, path: &str, image: &str) -> PullPolicy {
+    let default = PullPolicy::default_for(image);
+    let Some(n) = optional(node, "imagePullPolicy") else {
+        return default;
+    };
+    let policy_path = join(path, "imagePullPolicy");
+    let Some(text) = string(ctx, n, &policy_path) else {
+        return default;
+    };
+    PullPolicy::from_name(&text).unwrap_or_else(|| {
+        ctx.error(
+            &policy_path,
+            n.line,
+            format!(
+                "imagePullPolicy {text:?} is not supported; use one of {}",
+                PullPolicy::NAMES.join(", ")
+            ),
+        );
+        default
+    })
 }
 
 /// A port number in 1..=65535.

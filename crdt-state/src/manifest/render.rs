@@ -79,6 +79,7 @@ pub struct V1Container {
     pub resources: Option<V1Resources>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<V1Probe>,
+    pub image_pull_policy: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -222,6 +223,7 @@ fn container(c: &ContainerSpec) -> V1Container {
             .collect(),
         resources: (!requests.is_empty()).then_some(V1Resources { requests }),
         readiness_probe: c.readiness_probe.as_ref().map(probe),
+        image_pull_policy: c.image_pull_policy.as_str(),
     }
 }
 

@@ -328,6 +328,7 @@ mod tests {
                 .collect(),
             resources: Resources::default(),
             readiness_probe: None,
+            image_pull_policy: crate::spec::PullPolicy::IfNotPresent,
         };
         ReadContainer {
             port_sources: (0..ports.len()).map(|j| (j, None)).collect(),

@@ -10,8 +10,8 @@ use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
 use shoal_crdt_state::service::{ServiceBody, ServicePort, ServiceSpec, ServiceType, TargetPort};
 use shoal_crdt_state::spec::{
-    ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
-    RestartPolicy, UpdateStrategy,
+    ContainerSpec, EnvVar, PartitionPolicy, PodTemplate, PortSpec, Protocol, PullPolicy, RcSpec,
+    Resources, RestartPolicy, UpdateStrategy,
 };
 use shoal_crdt_state::sync::{ClusterState, Delta};
 use shoal_crdt_state::wire;
@@ -42,6 +42,7 @@ pub fn template(name: &str, image: &str) -> PodTemplate {
                 memory_bytes: 64 << 20,
             },
             readiness_probe: None,
+            image_pull_policy: PullPolicy::IfNotPresent,
         }],
         node_selector: BTreeMap::new(),
         restart_policy: RestartPolicy::Always,

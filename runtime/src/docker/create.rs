@@ -157,7 +157,7 @@ mod tests {
 
     use shoal_crdt_state::node::NodeId;
     use shoal_crdt_state::pod::PodId;
-    use shoal_crdt_state::spec::{PortSpec, Resources, RestartPolicy, TemplateHash};
+    use shoal_crdt_state::spec::{PortSpec, PullPolicy, Resources, RestartPolicy, TemplateHash};
 
     use super::*;
 
@@ -171,6 +171,7 @@ mod tests {
             ports,
             resources: Resources::default(),
             readiness_probe: None,
+            image_pull_policy: PullPolicy::IfNotPresent,
         }
     }
 

@@ -20,6 +20,7 @@
 mod create;
 mod events;
 mod health;
+mod image_policy;
 mod images;
 mod naming;
 mod pod_ops;
@@ -149,7 +150,7 @@ pub(crate) struct Inner {
     /// Serializes actions on one pod version.
     locks: Mutex<BTreeMap<PodKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Consecutive failed pulls per image, for the pull back-off.
-    pulls: Mutex<BTreeMap<String, pod_ops::PullFailures>>,
+    pulls: Mutex<BTreeMap<String, image_policy::PullFailures>>,
     /// Asked for a missing image before the registry (peers that hold it).
     image_source: std::sync::OnceLock<Arc<dyn ImageSource>>,
 }

@@ -8,21 +8,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, StopContainerOptions,
 };
-use futures_util::StreamExt;
 use futures_util::future::join_all;
 use shoal_crdt_state::pod::PublishedPort;
 use shoal_crdt_state::spec::PodTemplate;
 
-use super::naming::{PodKey, image_pull_ref, placement};
+use super::naming::{PodKey, placement};
 use super::{Inner, create, engine_message, is_not_found};
-use crate::backoff::RestartBackoff;
 use crate::vocabulary::{ExistingPod, PodAction, PodEvent};
 
 /// Where a pod version stands, as far as event handling is concerned.
@@ -48,15 +45,6 @@ pub(crate) struct Tracked {
     /// Container ids in template order, once started: restarts and stops
     /// skip the listing (the engine's slowest call under load).
     pub ids: Vec<String>,
-}
-
-/// Failed pulls of one image: later starts wait out a back-off instead of
-/// hammering the registry (ImagePullBackOff).
-#[derive(Debug, Clone)]
-pub(crate) struct PullFailures {
-    count: u32,
-    next_attempt: Instant,
-    last_error: String,
 }
 
 /// How a start failed, as the core will see it.
@@ -272,15 +260,15 @@ impl Inner {
         } else {
             self.remove_all(existing.iter().filter_map(|c| c.id.clone()).collect())
                 .await;
-            let mut images: Vec<&str> = template
+            let mut images: Vec<_> = template
                 .containers
                 .iter()
-                .map(|c| c.image.as_str())
+                .map(|c| (c.image.as_str(), c.image_pull_policy))
                 .collect();
             images.sort_unstable();
             images.dedup();
-            for image in images {
-                self.ensure_image(image, self.preparing(key))
+            for (image, policy) in images {
+                self.ensure_image(image, policy, self.preparing(key))
                     .await
                     .map_err(StartFailure::Image)?;
             }
@@ -391,97 +379,6 @@ impl Inner {
             }
         });
         join_all(removals).await;
-    }
-
-    /// Uses the local image, else fetches it from a peer that holds it, else
-    /// pulls exactly its tag; failures back off.
-    async fn ensure_image(&self, image: &str, progress: super::Progress) -> Result<(), String> {
-        let docker = self
-            .docker()
-            .map_err(|e| super::error_for(&self.host, "inspect images", e).to_string())?;
-        match docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(format!("inspect image {image}: {}", engine_message(&e))),
-        }
-        let now = Instant::now();
-        if let Some(f) = self.pulls.lock().expect("pulls mutex poisoned").get(image)
-            && now < f.next_attempt
-        {
-            return Err(format!(
-                "{} (back-off: next pull of {image} in {:.1}s)",
-                f.last_error,
-                (f.next_attempt - now).as_secs_f64()
-            ));
-        }
-        // A peer that holds the image is a registry one hop away that works
-        // offline and gives every node the same image ID: ask it first.
-        let mut peers_failed = None;
-        if let Some(source) = self.image_source.get() {
-            match source.fetch(image.to_owned(), progress.clone()).await {
-                Ok(Some(from)) => {
-                    tracing::info!(%image, %from, "image loaded from a peer");
-                    self.pulls
-                        .lock()
-                        .expect("pulls mutex poisoned")
-                        .remove(image);
-                    return Ok(());
-                }
-                Ok(None) => {}
-                Err(why) => peers_failed = Some(why),
-            }
-        }
-        progress(format!("ImagePulling {image}"));
-        let (repo, tag) = image_pull_ref(image);
-        let options = CreateImageOptions {
-            from_image: Some(repo),
-            tag: Some(tag),
-            ..Default::default()
-        };
-        let mut pull = docker.create_image(Some(options), None, None);
-        let mut error = None;
-        while let Some(item) = pull.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(detail) = info.error_detail {
-                        error = Some(detail.message.unwrap_or_else(|| "pull failed".into()));
-                    }
-                }
-                Err(e) => {
-                    error = Some(engine_message(&e));
-                    break;
-                }
-            }
-        }
-        let outcome = if error.is_none() { "ok" } else { "failed" };
-        metrics::counter!("shoal_image_pulls_total", "outcome" => outcome).increment(1);
-        let mut pulls = self.pulls.lock().expect("pulls mutex poisoned");
-        match error {
-            None => {
-                pulls.remove(image);
-                Ok(())
-            }
-            Some(message) => {
-                let message = match peers_failed {
-                    Some(why) => format!("no peer could send {image} ({why}), and pull: {message}"),
-                    None if self.image_source.get().is_some() => {
-                        format!("no peer holds {image}, and pull: {message}")
-                    }
-                    None => format!("pull {image}: {message}"),
-                };
-                let count = pulls.get(image).map_or(0, |f| f.count) + 1;
-                let wait = RestartBackoff::default().delay(count + 1);
-                pulls.insert(
-                    image.to_string(),
-                    PullFailures {
-                        count,
-                        next_attempt: Instant::now() + wait,
-                        last_error: message.clone(),
-                    },
-                );
-                Err(message)
-            }
-        }
     }
 
     /// Stops and removes a pod that `node` (not us) started: untracked, no

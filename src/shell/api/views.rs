@@ -150,7 +150,7 @@ pub fn pod_json(
 ) -> PodJson {
     let current = snapshot.current_template(&pod.id.rc) == Some(pod.template_hash);
     let phase = if node_active(snapshot, node) {
-        pod.phase.as_str()
+        pod.status_text()
     } else {
         "Unknown"
     };

@@ -159,7 +159,7 @@ pub fn describe() {
     );
     describe_counter!(
         IMAGE_PULLS,
-        "Image pulls from a registry, by outcome (ok, failed)"
+        "Image pulls from a registry, by outcome (ok, failed; fallback_local, fallback_peer: imagePullPolicy Always ran another copy after a failed pull)"
     );
     describe_counter!(
         IMAGE_TRANSFERS,

@@ -196,6 +196,7 @@ fn pod_object(snapshot: &Snapshot, owners: &BTreeMap<String, Owner>, row: &PodJs
     // Kubernetes' phases: a crash-looping pod is Running with a waiting container.
     let phase = match row.phase.as_str() {
         "CrashLoopBackOff" | "Terminating" => "Running",
+        shoal_crdt_state::pod::ERR_IMAGE_NEVER_PULL => "Pending",
         other => other,
     };
     let created = owner.and_then(|o| o.created);
