@@ -496,12 +496,13 @@ fn rc_view(
             continue;
         }
         for s in statuses.iter().filter(|s| s.id.rc == name) {
-            view.push(
-                s.id.index,
-                PodView::of_report(s),
-                s.stalled.as_deref(),
-                current,
-            );
+            let serving = s.phase == PodPhase::Running && s.ready;
+            let pod = PodView {
+                template_hash: s.template_hash,
+                serving,
+                available: serving && s.available,
+            };
+            view.push(s.id.index, pod, s.stalled.as_deref(), current);
         }
     }
     for (id, l) in local.iter().filter(|(id, _)| id.rc == name) {

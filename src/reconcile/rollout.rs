@@ -65,18 +65,6 @@ pub struct PodView {
     pub available: bool,
 }
 
-impl PodView {
-    /// A pod as its node reports it (what every peer sees of the others').
-    pub fn of_report(status: &shoal_crdt_state::pod::PodStatus) -> PodView {
-        let serving = status.phase == shoal_crdt_state::pod::PodPhase::Running && status.ready;
-        PodView {
-            template_hash: status.template_hash,
-            serving,
-            available: serving && status.available,
-        }
-    }
-}
-
 /// All pods of one RC across the cluster, and the first stall reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RcView {
@@ -203,14 +191,7 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
 /// True while surge pods are still needed: some replica lacks an available
 /// pod of the current template.
 pub fn surge_needed(rc: &RcSpec, current: TemplateHash, view: &RcView) -> bool {
-    replicas_lack_current(rc.replicas, current, view)
-}
-
-/// Some of the first `replicas` indices lacks an available pod of the
-/// current template (the rule behind [`surge_needed`], also the one that
-/// keeps surge pods in a service's endpoints).
-pub fn replicas_lack_current(replicas: u32, current: TemplateHash, view: &RcView) -> bool {
-    !(0..replicas).all(|j| updated_and_available(view, current, j))
+    !(0..rc.replicas).all(|j| updated_and_available(view, current, j))
 }
 
 /// The template a stalled rollout of `rc` returns to when it asks for

@@ -35,7 +35,6 @@ use shoal_crdt_state::service::{ServiceView, TargetPort};
 use shoal_crdt_state::spec::{PodTemplate, Protocol};
 
 use super::table::{Endpoint, ServiceEntry, ServicePortEntry, ServiceTable};
-use crate::reconcile::rollout::{self, PodView, replicas_lack_current};
 
 /// What the table is derived from: one consistent view of one peer.
 pub struct EndpointInputs<'a> {
@@ -218,18 +217,19 @@ fn published(pod: &PodStatus, container_port: u16) -> Option<u16> {
         .map(|p| p.host_port)
 }
 
-/// Indices that may serve: the replicas, and while the reconciler keeps
-/// surge pods (some replica lacks an available pod of the current template)
-/// the surge slots whose new pods serve before the old ones leave.
-/// Otherwise indices above the count are leaving (a scale-down, or a surge
-/// pod after the rollout), not surging.
+/// Indices that may serve: the replicas, and while a rollout still needs
+/// them (some replica lacks an available pod of the current template, the
+/// reconciler's `surge_needed`) the surge slots whose new pods serve before
+/// the old ones leave. Otherwise indices above the count are leaving (a
+/// scale-down, or a surge pod after the rollout), not surging.
 fn serving_slots(rc: &shoal_crdt_state::RcView<'_>, pods: &[Located<'_>]) -> u32 {
     let current = rc.template().hash();
-    let mut view = rollout::RcView::default();
-    for &(_, _, _, pod) in pods {
-        view.push(pod.id.index, PodView::of_report(pod), None, current);
-    }
-    if !replicas_lack_current(rc.replicas, current, &view) {
+    let updated = |index: u32| {
+        pods.iter().any(|&(_, _, _, pod)| {
+            pod.id.index == index && pod.template_hash == current && pod.available
+        })
+    };
+    if (0..rc.replicas).all(updated) {
         return rc.replicas;
     }
     let (surge, _) = rc.body.update_strategy.resolve(rc.replicas);
