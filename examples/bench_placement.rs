@@ -207,6 +207,7 @@ fn observed(
             claim: None,
             available: false,
             stalled: None,
+            started_ms: None,
         };
         state.set_pod_status(node, status).expect("node recorded");
     }

@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls big-join"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls big-join observe identity fuzz"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -35,6 +35,9 @@ section() {
     kubectl) bash scripts/bench-kubectl.sh ;;
     api-tls) bash scripts/bench-api-tls.sh ;;
     big-join) bash scripts/bench-big-join.sh ;;
+    observe) bash scripts/bench-observe.sh ;;
+    identity) bash scripts/bench-identity.sh ;;
+    fuzz) bash scripts/bench-fuzz.sh ;;
     *) echo "unknown section $1" >&2; return 1 ;;
   esac
 }

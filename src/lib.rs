@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+#[cfg(feature = "shell")]
+pub mod fuzzing;
 pub mod peer;
 pub mod placement;
 pub mod reconcile;

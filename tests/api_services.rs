@@ -124,3 +124,79 @@ async fn a_service_applied_with_its_rc_is_listed_described_replaced_and_deleted(
     let error: ErrorBody = response.json().await.unwrap();
     assert!(error.error.contains("`shoal get svc`"), "{}", error.error);
 }
+
+async fn names(node: &TestNode, path: &str) -> Vec<String> {
+    let list: Vec<serde_json::Value> = send(node, Method::GET, path, "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    list.iter()
+        .map(|o| o["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn port_clashes_are_refused_whole_naming_both_sides() {
+    let nodes = start_cluster(&["node-a"], None).await;
+    // Within one manifest: a validation error (422, with the line); against
+    // what the cluster holds: a conflict (409).
+    let refused = async |manifest: &str, expected: StatusCode, both: [&str; 2]| {
+        let response = send(&nodes[0], Method::POST, "/services", manifest).await;
+        let status = response.status();
+        let error: ErrorBody = response.json().await.unwrap();
+        assert_eq!(status, expected, "{}\n{manifest}", error.error);
+        for name in both {
+            assert!(
+                error.error.contains(&format!("{name:?}")),
+                "{name:?} not named in: {}",
+                error.error
+            );
+        }
+    };
+
+    // Two services of one manifest on one port: nothing is applied, not
+    // the first service, nor the RC.
+    let web = SERVICE.replace("name: hello\n", "name: web\n");
+    let api = SERVICE.replace("name: hello\n", "name: api\n");
+    let both = format!("{EXAMPLE}---\n{web}---\n{api}");
+    refused(&both, StatusCode::UNPROCESSABLE_ENTITY, ["web", "api"]).await;
+    assert_eq!(names(&nodes[0], "/services").await, Vec::<String>::new());
+    assert_eq!(names(&nodes[0], "/rcs").await, Vec::<String>::new());
+
+    // A service's nodePort that an RC of the same manifest binds as hostPort.
+    let pinned = EXAMPLE.replace("name: hello\n", "name: pinned\n").replace(
+        "- containerPort: 80\n",
+        "- containerPort: 80\n              hostPort: 30111\n",
+    );
+    let node_port = web.replace(
+        "targetPort: 80\n",
+        "targetPort: 80\n      nodePort: 30111\n",
+    );
+    let both = format!("{pinned}---\n{node_port}");
+    refused(&both, StatusCode::UNPROCESSABLE_ENTITY, ["web", "pinned"]).await;
+    assert_eq!(names(&nodes[0], "/rcs").await, Vec::<String>::new());
+
+    // The same, one after the other, both ways round.
+    let response = send(&nodes[0], Method::POST, "/rcs", &pinned).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    refused(&node_port, StatusCode::CONFLICT, ["web", "pinned"]).await;
+    let response = send(&nodes[0], Method::POST, "/services", &web).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let node_port_of_web = services(&nodes[0]).await[0].ports[0]
+        .node_port
+        .expect("allocated");
+    let second = EXAMPLE.replace("name: hello\n", "name: second\n").replace(
+        "- containerPort: 80\n",
+        &format!("- containerPort: 80\n              hostPort: {node_port_of_web}\n"),
+    );
+    let response = send(&nodes[0], Method::POST, "/rcs", &second).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let error: ErrorBody = response.json().await.unwrap();
+    assert!(
+        error.error.contains("\"second\"") && error.error.contains("\"web\""),
+        "{}",
+        error.error
+    );
+    assert_eq!(names(&nodes[0], "/rcs").await, ["pinned"]);
+}

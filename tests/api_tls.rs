@@ -3,8 +3,10 @@
 //!
 //! "Off loopback" in a test: every 127.0.47.x address is loopback, so peer A
 //! is started with `--api-tls` (forcing the TLS an off-loopback bind gets),
-//! and peer B binds its API to `0.0.0.0:47070`, a real non-loopback bind,
-//! which gets TLS by the rule itself. No container is started: an RC with
+//! and peer B binds its API to `0.0.0.0:27070`, a real non-loopback bind,
+//! which gets TLS by the rule itself. The port is below the kernel's
+//! ephemeral range: a wildcard bind there can collide with any outgoing
+//! socket or engine port proxy of the machine (CI saw it fail). No container is started: an RC with
 //! zero replicas is enough to show that state still syncs.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +59,29 @@ impl Peers {
     fn log(&self, n: u8) -> String {
         std::fs::read_to_string(self.dir.join(format!("peer{n}.log"))).unwrap_or_default()
     }
+
+    /// Runs the CLI until it succeeds and shows `want`; on timeout the
+    /// failure carries every peer's log, which says why a peer never served.
+    fn eventually(&self, args: &[&str], want: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let output = shoal(args);
+            let said = text(&output);
+            if output.status.success() && said.contains(want) {
+                return said;
+            }
+            if Instant::now() >= deadline {
+                let logs: String = (1..=self.children.len() as u8)
+                    .map(|n| format!("--- peer {n} log:\n{}\n", self.log(n)))
+                    .collect();
+                panic!(
+                    "`shoal {}` did not show {want:?} within {within:?}; last said:\n{said}\n{logs}",
+                    args.join(" ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 impl Drop for Peers {
@@ -96,24 +121,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// Retries `args` until it succeeds and its output contains `want`.
-fn eventually(args: &[&str], want: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let output = shoal(args);
-        let said = text(&output);
-        if output.status.success() && said.contains(want) {
-            return said;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`shoal {}` did not show {want:?} within {within:?}; last said:\n{said}",
-            args.join(" ")
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// A plain HTTP/1.0 GET with the API token; the whole answer.
@@ -163,7 +170,7 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     let a_data = peers.up(1, &["--api", "127.0.47.1:7070", "--api-tls"]);
     let a = "https://127.0.47.1:7070";
     let insecure = ["--server", a, "--insecure-skip-tls-verify"];
-    eventually(
+    peers.eventually(
         &[&["get", "nodes"][..], &insecure].concat(),
         "apitls-1",
         Duration::from_secs(90),
@@ -226,21 +233,21 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
         2,
         &[
             "--api",
-            "0.0.0.0:47070",
+            "0.0.0.0:27070",
             "--join",
             "127.0.47.1:7946",
             "--join-token",
             &token,
         ],
     );
-    let b = "https://127.0.47.2:47070";
+    let b = "https://127.0.47.2:27070";
     let b_verified = ["--server", b, "--ca-file", ca_path];
-    eventually(
+    peers.eventually(
         &[&["get", "nodes"][..], &b_verified].concat(),
         "apitls-1",
         Duration::from_secs(90),
     );
-    let refused = shoal(&["get", "nodes", "--server", "http://127.0.47.2:47070"]);
+    let refused = shoal(&["get", "nodes", "--server", "http://127.0.47.2:27070"]);
     assert!(
         text(&refused).contains("speaks only HTTPS"),
         "{}",
@@ -263,7 +270,7 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
     std::fs::write(&rc_file, RC).unwrap();
     let applied = shoal(&[&["apply", "-f", rc_file.to_str().unwrap()][..], &verified].concat());
     assert!(applied.status.success(), "{}", text(&applied));
-    eventually(
+    peers.eventually(
         &[&["get", "rc"][..], &b_verified].concat(),
         "apitls-zero",
         Duration::from_secs(60),
@@ -281,13 +288,13 @@ fn api_speaks_only_tls_off_loopback_and_certificates_renew() {
             &token,
         ],
     );
-    let said = eventually(
+    let said = peers.eventually(
         &["get", "nodes", "--server", "http://127.0.47.3:7070"],
         "apitls-1",
         Duration::from_secs(90),
     );
     assert!(said.contains("apitls-2"), "{said}");
-    eventually(
+    peers.eventually(
         &["get", "rc", "--server", "http://127.0.47.3:7070"],
         "apitls-zero",
         Duration::from_secs(60),

@@ -33,7 +33,9 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use bench_support::{fmt_ms, loadavg, machine, met, ms, percentile};
+use bench_support::{
+    clock_ticks_per_second, cpu_ticks, fmt_ms, loadavg, machine, met, ms, percentile,
+};
 use cluster_support::{Cluster, hello_rc, http, wait_until};
 use serde_json::Value;
 
@@ -74,7 +76,9 @@ const CPU_TARGET_PCT: f64 = 1.0;
 fn real_cluster_figures() {
     let load_before = loadavg();
     let started = Instant::now();
-    let mut cluster = Cluster::start_with_log(SUBNET, PEERS, "info");
+    // Pollers ask every 5 ms, above a client's default API rate: the bench
+    // measures convergence, not the limit.
+    let mut cluster = Cluster::start_with(SUBNET, PEERS, "info", &["--api-rate-limit", "0"]);
     let start_secs = started.elapsed().as_secs_f64();
 
     let manifest = hello_rc(FO, FO_REPLICAS as u32, "shoal-test/hello:1.0");
@@ -213,25 +217,6 @@ fn measure_idle(cluster: &Cluster) -> Idle {
         wall,
         udp,
     }
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of process `pid`, in clock ticks (fields 14 and 15 of
-/// /proc/PID/stat, counted after the parenthesised command name).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let after_name = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // after_name starts at field 3 (state): utime is field 14, stime 15.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn vm_rss_kb(pid: u32) -> u64 {

@@ -235,6 +235,11 @@ async fn api_reads_at_ten_thousand_rcs() {
         runtime: None,
         api_token: None,
         cluster_ca: None,
+        limits: shoal::shell::api::limits::ClientLimits::new(
+            shoal::shell::api::limits::LimitSettings::UNLIMITED,
+        ),
+        service_dns: Err("this test runs no service plane".to_owned()),
+        transfers: Default::default(),
     };
     tokio::spawn(async move { axum::serve(listener, router(api)).await.unwrap() });
 

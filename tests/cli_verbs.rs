@@ -116,6 +116,7 @@ async fn apply_then_get_rc_prints_an_aligned_table() {
             "READY",
             "STATUS",
             "RESTARTS",
+            "AGE",
             "NODE",
             "PORTS",
             "IP",
@@ -124,7 +125,10 @@ async fn apply_then_get_rc_prints_an_aligned_table() {
         ]
     );
     assert_eq!(table.len(), 3, "{table:?}");
-    assert_eq!(table[1][..5], ["hello-0", "true", "Running", "0", "node-a"]);
+    assert_eq!(table[1][..4], ["hello-0", "true", "Running", "0"]);
+    // Started seconds ago, on node-a.
+    assert!(is_seconds(&table[1][4]), "{table:?}");
+    assert_eq!(table[1][5], "node-a");
 
     let nodes = shoal(&node.url, &["get", "nodes"], "").await;
     let table = rows(&text(&nodes.stdout));
@@ -602,9 +606,9 @@ fn up(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut all: Vec<String> = [
         "up",
         "--listen",
-        "127.0.0.1:47946",
+        "127.0.0.1:27946",
         "--api",
-        "127.0.0.1:47070",
+        "127.0.0.1:27070",
     ]
     .iter()
     .map(|a| (*a).to_owned())

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cluster_support::{Cluster, hello_rc, ok, wait_until};
-use shoal::shell::images::wire::{ARCHIVE, FetchRequest, REFUSED};
+use shoal::shell::images::wire::{FetchRequest, REFUSED, SIZED};
 use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
 
 const IMAGE: &str = "shoal-test/hello:1.0";
@@ -45,7 +45,7 @@ fn remove_image(cluster: &Cluster, i: usize, reference: &str) {
 
 /// Asks the peer at `to` for `reference` as `id`, as a member would (a
 /// transport holding the cluster's join token); returns the answer's
-/// status byte and its length.
+/// status byte, its length and the start of its text.
 fn fetch(token: &str, to: SocketAddr, reference: &str, id: &str) -> (u8, usize, String) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -141,8 +141,9 @@ fn replicas_on_machines_without_the_image_get_it_from_a_peer() {
     // A member asking machine 0 directly: the image of an RC, under its ID,
     // comes as an archive; any other image, or another ID, is refused.
     let to: SocketAddr = cluster.peers[0].peer_addr().parse().unwrap();
+    // The archive comes after the image's size, for the requester's progress.
     let (status, size, _) = fetch(&cluster.token, to, IMAGE, &id);
-    assert_eq!(status, ARCHIVE);
+    assert_eq!(status, SIZED);
     assert!(size > 100_000, "an archive of {size} bytes");
     let other = "shoal-test/hello:1.1";
     let other_id = image_id(&cluster, 0, other).expect("machine 0 holds hello:1.1");
@@ -178,6 +179,9 @@ fn sh(script: &str) {
     );
 }
 
+/// Labels the images tests build, so that they can be told apart and removed.
+const BUILT_LABEL: &str = "io.shoal.test-built=cluster_images";
+
 /// Builds `reference` on engine `i`: the hello image plus `mb` MB of random
 /// data, so that a transfer of it lasts long enough to be cut. No
 /// `io.shoal.test` label: it exists only in this cluster's engines.
@@ -208,11 +212,160 @@ fn build_big_image(cluster: &Cluster, i: usize, reference: &str, mb: usize) {
             "EXPOSE 80/tcp",
             "--change",
             "ENV PATH=/bin",
+            "--change",
+            &format!("LABEL {BUILT_LABEL}"),
             rootfs.to_str().unwrap(),
             reference,
         ],
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Removes the images this file built from engine `i` (by their label).
+fn remove_built_images(cluster: &Cluster, i: usize) {
+    let ids = docker(
+        cluster,
+        i,
+        &["images", "-q", "--filter", &format!("label={BUILT_LABEL}")],
+    );
+    for id in ids.split_whitespace() {
+        let _ = cluster
+            .engine(i)
+            .docker()
+            .args(["image", "rm", "-f", id])
+            .output();
+    }
+}
+
+/// An RC of one replica of `image` that only machine `machine` may run.
+fn rc_on_machine(name: &str, image: &str, machine: usize) -> String {
+    hello_rc(name, 1, image).replace(
+        "    spec:\n      terminationGracePeriodSeconds",
+        &format!(
+            "    spec:\n      nodeSelector:\n        machine: \"{machine}\"\n      terminationGracePeriodSeconds"
+        ),
+    )
+}
+
+#[test]
+fn get_images_shows_a_transfer_in_flight_with_growing_bytes() {
+    const BIG: &str = "shoal-test-progress/big:1.0";
+    const MB: usize = 150;
+    let cluster = Cluster::builder(94, 2)
+        .engine_per_node()
+        .machine_labels()
+        .start();
+    build_big_image(&cluster, 0, BIG, MB);
+    assert_eq!(image_id(&cluster, 1, BIG), None);
+    let manifest = cluster.manifest("progress.yaml", &rc_on_machine("progress", BIG, 1));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+
+    // Watch machine 1's peer list the transfer until the replica runs.
+    let mut samples: Vec<serde_json::Value> = Vec::new();
+    let mut table = None;
+    let mut described = None;
+    let running = wait_until(Duration::from_secs(120), || {
+        if let Some(images) = cluster.try_get_json(1, "images")
+            && let Some(t) = images
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i["image"] == BIG))
+                .and_then(|i| i["transfers"].as_array()?.first().cloned())
+        {
+            let moving = t["received_bytes"].as_u64().is_some_and(|b| b > 0);
+            samples.push(t);
+            if table.is_none() && moving {
+                table = Some(ok(&cluster.cli(1, &["get", "images"])));
+            }
+            // Another peer sees the waiting pod's progress.
+            if described.is_none() {
+                let out = cluster.cli(0, &["describe", "pod", "progress-0"]);
+                let out = String::from_utf8_lossy(&out.stdout);
+                if out.contains("ImageTransferring from node0 (") {
+                    described = Some(out.into_owned());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        matches!(pod_state(&cluster, 1, "progress"), Some((node, phase, _)) if node == "node1" && phase == "Running")
+    });
+    assert!(
+        running,
+        "the replica never ran on machine 1: {:?}\n{}",
+        pod_state(&cluster, 1, "progress"),
+        cluster.log_tail(1)
+    );
+    let received: Vec<u64> = samples
+        .iter()
+        .map(|t| t["received_bytes"].as_u64().unwrap())
+        .collect();
+    eprintln!("bytes received as `get images` showed them: {received:?}");
+    assert!(
+        received.windows(2).any(|w| w[1] > w[0]) && received.windows(2).all(|w| w[1] >= w[0]),
+        "`get images` did not show the bytes growing: {received:?}"
+    );
+    let last = samples.last().unwrap();
+    eprintln!("last row seen: {last}");
+    assert_eq!(
+        (&last["node"], &last["from"]),
+        (&"node1".into(), &"node0".into()),
+        "{last}"
+    );
+    let total = last["total_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        (MB as u64 * 1_000_000..(MB as u64 + 20) * 1_000_000).contains(&total),
+        "a total of {total} bytes for a {MB} MB image: {last}"
+    );
+    let percent = last["percent"].as_u64().unwrap();
+    assert!(percent <= 99, "{last}");
+    assert!(last["bytes_per_second"].as_u64().unwrap() > 0, "{last}");
+    let table = table.expect("`get images` never showed bytes received");
+    eprintln!("{table}");
+    assert!(
+        table.contains("node1<-node0 ") && table.contains("%, ") && table.contains("MB/s"),
+        "{table}"
+    );
+    let described = described.expect("`describe pod` at peer 0 never showed the transfer");
+    assert!(
+        described.contains(" MB, ") && described.contains("MB/s"),
+        "{described}"
+    );
+
+    // Done: it disappears everywhere, machine 1 holds the image under its ID,
+    // and the pod's events tell the transfer.
+    let gone = wait_until(Duration::from_secs(15), || {
+        [0, 1].iter().all(|&i| {
+            cluster
+                .get_json(i, "images")
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|row| {
+                    row["transfers"].as_array().unwrap().is_empty()
+                        && row["transferring_elsewhere"]
+                            .as_object()
+                            .unwrap()
+                            .is_empty()
+                })
+        })
+    });
+    assert!(
+        gone,
+        "{}\n{}",
+        cluster.get_json(0, "images"),
+        cluster.get_json(1, "images")
+    );
+    assert_eq!(image_id(&cluster, 1, BIG), image_id(&cluster, 0, BIG));
+    let events = ok(&cluster.cli(0, &["get", "events"]));
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("Transferring") && l.contains("ImageTransferring from node0")),
+        "{events}"
+    );
+    ok(&cluster.cli(0, &["delete", "rc", "progress"]));
+    for i in 0..2 {
+        remove_built_images(&cluster, i);
+    }
 }
 
 /// The replica of `rc`'s pods as peer `i` reports them: (node, phase,
@@ -274,16 +427,32 @@ fn a_transfer_cut_by_killing_its_source_completes_from_another_holder() {
     cluster.kill_machine(source);
     let other = 1 - source;
 
-    let running = wait_until(
-        Duration::from_secs(45),
-        || matches!(pod_state(&cluster, 3, "cut"), Some((node, phase, _)) if node == "node3" && phase == "Running"),
-    );
+    // Meanwhile machine 3's `get images` shows the retry from the other holder.
+    let mut retry_seen = Vec::new();
+    let running = wait_until(Duration::from_secs(45), || {
+        if let Some(images) = cluster.try_get_json(3, "images")
+            && let Some(transfers) = images[0]["transfers"].as_array()
+        {
+            retry_seen.extend(
+                transfers
+                    .iter()
+                    .filter(|t| t["from"] == format!("node{other}").as_str())
+                    .filter_map(|t| t["received_bytes"].as_u64()),
+            );
+        }
+        matches!(pod_state(&cluster, 3, "cut"), Some((node, phase, _)) if node == "node3" && phase == "Running")
+    });
     assert!(
         running,
         "after machine {source} died mid-transfer the replica never ran: {:?}\n{}",
         pod_state(&cluster, 3, "cut"),
         cluster.log_tail(3)
     );
+    assert!(
+        !retry_seen.is_empty(),
+        "`get images` at machine 3 never showed the transfer from node{other}"
+    );
+    eprintln!("bytes from node{other} as `get images` showed them: {retry_seen:?}");
     assert_eq!(
         image_id(&cluster, 3, BIG).as_deref(),
         Some(id.as_str()),
@@ -299,6 +468,13 @@ fn a_transfer_cut_by_killing_its_source_completes_from_another_holder() {
         line("image fetch failed", source) && line("image transferred and loaded", other),
         "machine 3 did not fail over from node{source} to node{other}:\n{}",
         cluster.log_tail(3)
+    );
+    // The failed holder stays in machine 3's events, with the reason.
+    let events = ok(&cluster.cli(3, &["get", "events"]));
+    assert!(
+        events.lines().any(|l| l.contains("TransferFailed")
+            && l.contains(&format!("Image transfer failed from node{source}: "))),
+        "{events}"
     );
     for i in [1, 2, 3].into_iter().filter(|&i| i != source) {
         let _ = cluster

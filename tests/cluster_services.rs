@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc_probed, ok, wait_until};
+use cluster_support::{Cluster, hello_rc, hello_rc_probed, ok, wait_until};
 
 /// A NodePort service for the hello RC, its target the container port
 /// named `http` (port 80 of the test image).
@@ -98,12 +98,13 @@ fn three_peers_show_a_service_with_its_endpoints_and_forget_it_when_deleted() {
     for e in endpoints {
         assert_eq!(e["ready"], true);
         let addr = e["addresses"][0].as_str().unwrap();
-        let body = http_get(addr).unwrap_or_default();
-        assert!(
-            body.contains("hello from 1.0"),
-            "{} at {addr}: {body:?}",
-            e["pod"]
-        );
+        // Ready without a probe can come before httpd accepts.
+        let mut body = String::new();
+        let served = wait_until(Duration::from_secs(10), || {
+            body = http_get(addr).unwrap_or_default();
+            body.contains("hello from 1.0")
+        });
+        assert!(served, "{} at {addr}: {body:?}", e["pod"]);
     }
     let text = ok(&cluster.cli(1, &["describe", "svc", "hello"]));
     assert!(
@@ -124,6 +125,33 @@ fn three_peers_show_a_service_with_its_endpoints_and_forget_it_when_deleted() {
     assert!(
         stderr.contains("\"other\"") && stderr.contains("\"hello\""),
         "{stderr}"
+    );
+
+    // An RC applied later that binds the service's node port as a hostPort
+    // is refused, naming both, and nothing of its manifest is written.
+    let binds = cluster.manifest(
+        "binds.yaml",
+        &hello_rc("binder", 1, "shoal-test/hello:1.0").replace(
+            "        - containerPort: 80\n",
+            &format!("        - containerPort: 80\n          hostPort: {node_port}\n"),
+        ),
+    );
+    let out = cluster.cli(0, &["apply", "-f", binds.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hostPort {node_port}"))
+            && stderr.contains("\"binder\"")
+            && stderr.contains("nodePort of service \"hello\""),
+        "{stderr}"
+    );
+    let rcs = cluster.get_json(0, "rc");
+    assert!(
+        rcs.as_array()
+            .unwrap()
+            .iter()
+            .all(|rc| rc["name"] != "binder"),
+        "{rcs}"
     );
 
     // A selector that matches nothing is accepted, with no endpoints.

@@ -255,6 +255,10 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     );
     let out = k.run(0, &["apply", "-f", &v1]);
     assert_eq!(out.trim(), "replicationcontroller/hello created");
+    // The same file again, through another peer: kubectl's three-way patch
+    // against the text it sent (kept as sent) is empty.
+    let out = k.run(1, &["apply", "-f", &v1]);
+    assert_eq!(out.trim(), "replicationcontroller/hello unchanged");
     // ...and peer 1 sees both pods run, owned by the RC.
     assert!(
         wait_until(Duration::from_secs(120), || ready_pods(&k, 1).len() == 2),
@@ -268,6 +272,19 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         rc["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
             .is_string()
     );
+    // It is kubectl's text, not Shoal's spec with its defaults.
+    let applied: Value = serde_json::from_str(
+        rc["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let pod_spec = &applied["spec"]["template"]["spec"];
+    assert_eq!(
+        pod_spec["containers"][0]["resources"]["requests"]["cpu"],
+        "10m"
+    );
+    assert!(pod_spec.get("restartPolicy").is_none(), "{applied}");
     for pod in ready_pods(&k, 2) {
         let owner = &pod["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "ReplicationController");
@@ -280,6 +297,8 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
     let svc = write(&dir, "hello-svc.yaml", SERVICE);
     let out = k.run(1, &["apply", "--server-side", "-f", &svc]);
     assert_eq!(out.trim(), "service/hello serverside-applied");
+    check_cluster_ips(&k);
+    check_endpoints(&k, &cluster);
 
     // get rc,pods,nodes,svc -o wide: Kubernetes' columns.
     let wide = k.run(2, &["get", "rc,pods,nodes,svc", "-o", "wide"]);
@@ -408,12 +427,13 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
         rc["spec"]["template"]["spec"]["containers"][0]["image"],
         "shoal-test/hello:1.1"
     );
-    // Applying the same file again changes nothing. (kubectl may say
-    // "configured": the last-applied annotation is the stored spec with its
-    // defaults, so its patch restates them; see README "Using kubectl".)
+    // Each pod's age is its own: started by the rollout, after its RC.
+    check_pod_starts(&k, &rc);
+    // Applying the same file again changes nothing, and kubectl says so.
     let uid = rc["metadata"]["uid"].clone();
     let out = k.run(2, &["apply", "-f", &v11]);
     assert!(out.starts_with("replicationcontroller/hello "), "{out}");
+    assert_eq!(out.trim(), "replicationcontroller/hello unchanged");
     let again = k.json(0, &["get", "rc", "hello"]);
     assert_eq!(again["spec"], rc["spec"]);
     assert_eq!(again["metadata"]["uid"], uid);
@@ -534,6 +554,9 @@ fn kubectl_manages_a_three_peer_cluster_through_any_peer() {
 
     // get events -w: a new scale shows up on a watch at another peer.
     watch_sees_a_scale(&k);
+
+    // A field removed from the file is removed from the object.
+    apply_removes_what_the_file_drops(&k, &dir);
 
     // delete returns once the RC is gone, everywhere it is asked.
     let out = k.run(2, &["delete", "rc", "hello"]);
@@ -725,4 +748,182 @@ fn watch_sees_a_scale(k: &Kubectl) {
     let _ = watch.wait();
     let _ = reader.join();
     assert!(found, "the watch printed {seen:?}");
+}
+
+/// An RC of no pods (no rollout to wait for): a label and the grace period
+/// dropped from its file are gone after the next `apply -f`, because
+/// kubectl's patch deletes what its last applied text had and the new one
+/// has not.
+fn apply_removes_what_the_file_drops(k: &Kubectl, dir: &Path) {
+    let manifest = |extra_label: &str, grace: &str| {
+        format!(
+            "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: other
+spec:
+  replicas: 0
+  selector:
+    app: other
+  template:
+    metadata:
+      labels:
+        app: other
+{extra_label}    spec:
+{grace}      containers:
+      - name: web
+        image: shoal-test/hello:1.0
+"
+        )
+    };
+    let full = write(
+        dir,
+        "other-full.yaml",
+        &manifest(
+            "        tier: web\n",
+            "      terminationGracePeriodSeconds: 7\n",
+        ),
+    );
+    let out = k.run(0, &["apply", "-f", &full]);
+    assert_eq!(out.trim(), "replicationcontroller/other created");
+    let rc = k.json(1, &["get", "rc", "other"]);
+    assert_eq!(rc["spec"]["template"]["metadata"]["labels"]["tier"], "web");
+    assert_eq!(
+        rc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        7
+    );
+    let out = k.run(2, &["apply", "-f", &full]);
+    assert_eq!(out.trim(), "replicationcontroller/other unchanged");
+
+    let trimmed = write(dir, "other-trimmed.yaml", &manifest("", ""));
+    let out = k.run(1, &["apply", "-f", &trimmed]);
+    assert_eq!(out.trim(), "replicationcontroller/other configured");
+    let rc = k.json(2, &["get", "rc", "other"]);
+    let labels = &rc["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels, &serde_json::json!({ "app": "other" }), "{rc}");
+    assert_eq!(
+        rc["metadata"]["labels"],
+        serde_json::json!({ "app": "other" })
+    );
+    // Back to Kubernetes' default.
+    assert_eq!(
+        rc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 30,
+        "{rc}"
+    );
+    let out = k.run(0, &["apply", "-f", &trimmed]);
+    assert_eq!(out.trim(), "replicationcontroller/other unchanged");
+    let out = k.run(0, &["delete", "rc", "other"]);
+    assert_eq!(out.trim(), "replicationcontroller \"other\" deleted");
+}
+
+/// Every peer's `spec.clusterIP` of `hello` is where that peer's DNS
+/// answers for services, and gives that address first for `hello`; or
+/// `None` with the reason in an annotation.
+fn check_cluster_ips(k: &Kubectl) {
+    for i in 0..PEERS {
+        let svc = k.json(i, &["get", "svc", "hello"]);
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+        if ip == "None" {
+            let why = &svc["metadata"]["annotations"]["shoal.io/no-cluster-ip"];
+            assert!(why.as_str().is_some_and(|w| !w.is_empty()), "{svc}");
+            continue;
+        }
+        ip.parse::<std::net::IpAddr>()
+            .unwrap_or_else(|e| panic!("clusterIP {ip:?} of peer {i}: {e}"));
+        assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip]), "{svc}");
+        let dig = Command::new("dig")
+            .args([&format!("@{ip}"), "hello.svc.shoal", "A", "+short"])
+            .args(["+time=5", "+tries=2"])
+            .output()
+            .expect("dig runs (Debian package bind9-dnsutils)");
+        let answer = String::from_utf8_lossy(&dig.stdout);
+        assert_eq!(
+            answer.lines().next(),
+            Some(ip.as_str()),
+            "peer {i}'s DNS at its clusterIP {ip} answered:\n{answer}"
+        );
+        let described = k.run(i, &["describe", "svc", "hello"]);
+        let line = described
+            .lines()
+            .find(|l| l.starts_with("IP:"))
+            .unwrap_or_else(|| panic!("{described}"));
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some(ip.as_str()),
+            "{described}"
+        );
+    }
+}
+
+/// kubectl's Endpoints of `hello` are the ready endpoints `shoal describe
+/// svc` lists (pod and address), at any peer; `get endpoints` and
+/// `describe svc` print them.
+fn check_endpoints(k: &Kubectl, cluster: &Cluster) {
+    type Set = std::collections::BTreeSet<(String, String)>;
+    let of_kubectl = || -> Set {
+        let ep = k.json(2, &["get", "endpoints", "hello"]);
+        let mut set = Set::new();
+        for subset in ep["subsets"].as_array().into_iter().flatten() {
+            let port = subset["ports"][0]["port"].as_i64().unwrap();
+            for a in subset["addresses"].as_array().into_iter().flatten() {
+                set.insert((
+                    a["targetRef"]["name"].as_str().unwrap().to_owned(),
+                    format!("{}:{port}", a["ip"].as_str().unwrap()),
+                ));
+            }
+        }
+        set
+    };
+    let of_shoal = || -> Set {
+        let text = ok(&cluster.cli(0, &["describe", "svc", "hello"]));
+        let rows = table(text.split_once("POD").map_or("", |(_, t)| t));
+        rows.iter()
+            .skip(1)
+            .filter(|r| r.len() == 4 && r[3] == "true")
+            .map(|r| (r[0].clone(), r[2].clone()))
+            .collect()
+    };
+    let mut seen = (Set::new(), Set::new());
+    let same = wait_until(Duration::from_secs(60), || {
+        seen = (of_kubectl(), of_shoal());
+        seen.0.len() == 2 && seen.0 == seen.1
+    });
+    assert!(
+        same,
+        "kubectl's endpoints {:?}, shoal's {:?}",
+        seen.0, seen.1
+    );
+    let addresses: Vec<&String> = seen.0.iter().map(|(_, a)| a).collect();
+    let rows = table(&k.run(1, &["get", "endpoints", "hello"]));
+    assert_eq!(rows[0], ["NAME", "ENDPOINTS", "AGE"], "{rows:?}");
+    assert_eq!(rows[1][0], "hello", "{rows:?}");
+    for a in &addresses {
+        assert!(rows[1][1].contains(a.as_str()), "{rows:?} lacks {a}");
+    }
+    let described = k.run(0, &["describe", "svc", "hello"]);
+    let line = described
+        .lines()
+        .find(|l| l.starts_with("Endpoints:"))
+        .unwrap_or_else(|| panic!("{described}"));
+    for a in &addresses {
+        assert!(line.contains(a.as_str()), "{described}");
+    }
+}
+
+/// Each pod of `rc` was created (and started) by its node after the RC
+/// was created: the pod's own start, not its RC's creation.
+fn check_pod_starts(k: &Kubectl, rc: &Value) {
+    let rc_created = rc["metadata"]["creationTimestamp"].as_str().unwrap();
+    let pods = k.json(1, &["get", "pods", "-l", "app=hello"]);
+    let pods = pods["items"].as_array().unwrap();
+    assert!(!pods.is_empty());
+    for pod in pods {
+        let created = pod["metadata"]["creationTimestamp"].as_str().unwrap();
+        // RFC 3339 in UTC with whole seconds: they order as text.
+        assert!(
+            created > rc_created,
+            "pod {created}, rc {rc_created}: {pod}"
+        );
+        assert_eq!(pod["status"]["startTime"], created, "{pod}");
+    }
 }

@@ -128,6 +128,8 @@ fn service_command(name: &str, port: u16, target: &str) -> Command {
                 node_port: None,
             }],
             service_type: ServiceType::NodePort,
+            proxy_protocol: Default::default(),
+            last_applied: None,
         },
     })
 }
@@ -179,6 +181,25 @@ fn services_are_checked_against_the_cluster_and_keep_their_node_port() {
     peer.handle_command(NOW, service_command("api", 9090, "http"))
         .unwrap();
     assert_ne!(node_port(&peer, "api"), Some(allocated));
+
+    // An RC applied later that binds a service's node port is refused,
+    // naming both, and not written.
+    let mut binder = rc("binder", 1, "shoal-test/hello:1.0");
+    binder.template.containers[0].ports = vec![shoal_crdt_state::spec::PortSpec {
+        container_port: 80,
+        host_port: Some(allocated),
+        protocol: shoal_crdt_state::spec::Protocol::Tcp,
+        name: None,
+    }];
+    let refused = peer.handle_command(NOW, Command::Apply(binder));
+    let Err(CommandError::RcRejected(problems)) = &refused else {
+        panic!("an RC binding a node port was accepted: {refused:?}");
+    };
+    assert!(
+        problems[0].contains("\"binder\"") && problems[0].contains("service \"web\""),
+        "{problems:?}"
+    );
+    assert!(peer.state().desired.get("binder").is_none());
 
     let deleted = peer.handle_command(NOW, Command::DeleteService { name: "api".into() });
     assert_eq!(deleted, Ok(CommandOutcome::Deleted));

@@ -263,6 +263,7 @@ fn report(rc: &str, index: u32, phase: PodPhase, port: u16, protocol: Protocol) 
         claim: None,
         available: false,
         stalled: None,
+        started_ms: None,
     }
 }
 

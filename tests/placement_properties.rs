@@ -82,47 +82,6 @@ fn workload(rcs: usize, replicas: u32) -> BTreeMap<String, RcSpec> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Two peers that learned the same nodes and RCs in different orders agree.
-    #[test]
-    fn same_inputs_in_any_order_give_the_same_assignment(
-        node_ids in prop::collection::btree_set(any::<u64>(), 1..30),
-        specs in prop::collection::btree_map("[a-e]{1,3}", 0u32..12, 1..8),
-        zoned in any::<u64>(),
-        rotate in any::<usize>(),
-    ) {
-        let nodes: Vec<(NodeId, NodeCandidate)> = node_ids
-            .iter()
-            .map(|id| {
-                let zone = if (id ^ zoned) % 2 == 0 { "a" } else { "b" };
-                (NodeId(*id), node(&[("zone", zone)]))
-            })
-            .collect();
-        let rcs: Vec<(String, RcSpec)> = specs
-            .iter()
-            .map(|(name, n)| {
-                let mut spec = rc(name, *n);
-                if name.len() == 2 {
-                    spec.template.node_selector.insert("zone".into(), "a".into());
-                }
-                (name.clone(), spec)
-            })
-            .collect();
-        let forward = assign(&rcs.iter().cloned().collect(), &nodes.iter().cloned().collect());
-        let mut nodes_rev = nodes.clone();
-        nodes_rev.reverse();
-        let len = nodes_rev.len();
-        nodes_rev.rotate_left(rotate % len);
-        let mut rcs_rev = rcs.clone();
-        rcs_rev.reverse();
-        let backward = assign(
-            &rcs_rev.into_iter().collect(),
-            &nodes_rev.into_iter().collect(),
-        );
-        prop_assert_eq!(&forward, &backward);
-        let declared: u32 = specs.values().sum();
-        prop_assert_eq!(forward.placed() + forward.unplaced.len(), declared as usize);
-    }
-
     /// Replicas of one RC land on distinct nodes whenever there are enough,
     /// and no node exceeds the load bound.
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 /// The loopback addresses of this file: our peer, another peer, a resolver.
 const OURS: [u8; 4] = [127, 0, 92, 1];
 const UPSTREAM: [u8; 4] = [127, 0, 92, 2];
+const CLUSTER: &str = "c0ffee";
 
 fn hello() -> ServiceEntry {
     ServiceEntry {
@@ -34,6 +35,7 @@ fn hello() -> ServiceEntry {
             },
         ],
         endpoints: Vec::new(),
+        proxy_protocol: Default::default(),
     }
 }
 
@@ -53,7 +55,7 @@ async fn server(
     upstreams: Upstreams,
 ) -> (DnsServer, watch::Sender<Arc<ServiceTable>>, SocketAddr) {
     let (tx, rx) = watch::channel(first);
-    let dns = DnsServer::spawn(&[SocketAddr::from((ip, 0))], rx, upstreams)
+    let dns = DnsServer::spawn(&[SocketAddr::from((ip, 0))], rx, upstreams, CLUSTER)
         .await
         .expect("binds");
     let addr = dns.addrs()[0];
@@ -154,6 +156,87 @@ async fn services_resolve_by_name_and_srv_with_the_local_address_first() {
         "NXDOMAIN"
     );
     assert_eq!(status(at, "a.b.hello.svc.shoal", "A").await, "NXDOMAIN");
+}
+
+/// The header flags dig printed (`qr aa tc rd ra`) and the answer count.
+fn flags_and_answers(out: &str) -> (Vec<String>, usize) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(";; flags:"))
+        .unwrap_or_else(|| panic!("no flags in {out}"));
+    let flags = line[";; flags:".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let answers = line
+        .split("ANSWER: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no answer count in {line}"));
+    (flags, answers)
+}
+
+#[tokio::test]
+async fn an_answer_too_big_for_udp_is_truncated_and_comes_whole_over_tcp() {
+    // 150 other peers: 151 A records, about 2.5 KB, more than a UDP answer
+    // may carry without EDNS (512 bytes) or with dig's EDNS size (1232).
+    let peers: Vec<String> = (0..150).map(|i| format!("10.9.0.{}", i + 1)).collect();
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let (_dns, _tables, at) =
+        server(OURS, table(vec![hello()], &peers), Upstreams::default()).await;
+    let header = ["+noall", "+comments"];
+    for edns in ["+noedns", "+edns"] {
+        // `+ignore`: dig shows the truncated UDP answer instead of retrying over TCP.
+        let udp = dig(
+            at,
+            "hello.svc.shoal",
+            "A",
+            &[&["+notcp", "+ignore", edns][..], &header[..]].concat(),
+        )
+        .await;
+        let (flags, answers) = flags_and_answers(&udp);
+        assert!(flags.contains(&"tc".to_owned()), "{edns}: {udp}");
+        assert!(answers < 151, "{edns}: {answers} answers over UDP");
+    }
+    let tcp = dig(
+        at,
+        "hello.svc.shoal",
+        "A",
+        &[&["+tcp"][..], &header[..]].concat(),
+    )
+    .await;
+    let (flags, answers) = flags_and_answers(&tcp);
+    assert!(!flags.contains(&"tc".to_owned()), "{tcp}");
+    assert_eq!(answers, 151, "{tcp}");
+    let all = short(at, "hello.svc.shoal", "A", &["+tcp"]).await;
+    assert_eq!(
+        all[0],
+        IpAddr::from(OURS).to_string(),
+        "the local peer first"
+    );
+    assert_eq!(all.len(), 151);
+    // A resolver that sees TC asks again over TCP: dig without +ignore does.
+    assert_eq!(
+        short(at, "hello.svc.shoal", "A", &["+notcp"]).await.len(),
+        151
+    );
+    // SRV: one record, the addresses of its target in the additional section.
+    let srv = dig(
+        at,
+        "_http._tcp.hello.svc.shoal",
+        "SRV",
+        &["+tcp", "+noall", "+additional"],
+    )
+    .await;
+    assert_eq!(
+        srv.lines().filter(|l| l.contains("\tA\t")).count(),
+        151,
+        "{srv}"
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,8 @@ fn service(name: &str, app: &str, port: u16, target: TargetPort) -> ServiceSpec 
                 node_port: None,
             }],
             service_type: ServiceType::ClusterIP,
+            proxy_protocol: Default::default(),
+            last_applied: None,
         },
     }
 }
@@ -94,6 +96,7 @@ fn pod(rc: &str, index: u32, host_port: Option<u16>) -> PodStatus {
         // Ready, and for minReadySeconds (0 here).
         available: true,
         stalled: None,
+        started_ms: None,
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use shoal::services::{Endpoint, ServiceEntry, ServicePortEntry, ServiceTable};
 use shoal::shell::service_plane::{PlaneConfig, PlaneStatus, ServicePlane};
+use shoal_crdt_state::service::ProxyProtocol;
+use shoal_runtime::docker::DirectAddresses;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -32,7 +34,11 @@ impl Drop for Pod {
 }
 
 async fn pod(name: &str) -> Pod {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    pod_at(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+async fn pod_at(name: &str, at: SocketAddr) -> Pod {
+    let listener = TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let me = name.to_owned();
     let task = tokio::spawn(async move {
@@ -98,6 +104,7 @@ fn service(
             target_port: 8080,
         }],
         endpoints,
+        proxy_protocol: Default::default(),
     }
 }
 
@@ -109,9 +116,23 @@ fn table(services: Vec<ServiceEntry>) -> Arc<ServiceTable> {
 }
 
 fn plane(first: Arc<ServiceTable>) -> (ServicePlane, watch::Sender<Arc<ServiceTable>>) {
+    let (plane, tables, _no_runtime) = plane_with_direct(first);
+    (plane, tables)
+}
+
+/// A plane, the sender of its tables and that of its node's containers'
+/// own addresses (what the Docker runtime sends in a peer).
+fn plane_with_direct(
+    first: Arc<ServiceTable>,
+) -> (
+    ServicePlane,
+    watch::Sender<Arc<ServiceTable>>,
+    watch::Sender<Arc<DirectAddresses>>,
+) {
     let (tx, rx) = watch::channel(first);
+    let (direct_tx, direct_rx) = watch::channel(Arc::new(DirectAddresses::new()));
     let config = PlaneConfig::new(IpAddr::from(NODE_IP), IpAddr::from(SERVICE_IP));
-    (ServicePlane::spawn(config, rx), tx)
+    (ServicePlane::spawn(config, rx, direct_rx), tx, direct_tx)
 }
 
 /// Waits until the plane's status satisfies `ok` (bounded).
@@ -187,6 +208,90 @@ async fn connections_spread_over_ready_endpoints_on_both_addresses() {
             BTreeSet::from(["hello-0", "hello-1", "hello-2"]),
             "via {addr}: {seen:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_on_this_node_is_reached_at_the_container_else_where_it_is_published() {
+    let container = pod("hello-0 (container address)").await;
+    let port = free_port(SERVICE_IP).await;
+    let published_port = free_port(NODE_IP).await;
+    let published = SocketAddr::from((NODE_IP, published_port));
+    let endpoints = vec![endpoint("hello-0", true, port, published)];
+    let (plane, _tables, direct) =
+        plane_with_direct(table(vec![service("hello", port, None, endpoints)]));
+    status_until(&plane, all_listening).await;
+    let addr = SocketAddr::from((SERVICE_IP, port));
+
+    // Nothing listens where it is published: only the direct route serves.
+    direct.send_replace(Arc::new(DirectAddresses::from([(
+        published_port,
+        container.addr,
+    )])));
+    until_answered_by(addr, &container.name).await;
+
+    // The container's address is stale: its published address still serves.
+    let at_node = pod_at("hello-0 (published)", published).await;
+    direct.send_replace(Arc::new(DirectAddresses::from([(
+        published_port,
+        dead_addr().await,
+    )])));
+    until_answered_by(addr, &at_node.name).await;
+    for _ in 0..10 {
+        assert_eq!(
+            who_answers(addr).await.as_deref(),
+            Some(at_node.name.as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_proxy_protocol_service_tells_the_endpoint_who_the_client_is() {
+    let echo = pod("hello-0").await;
+    let port = free_port(SERVICE_IP).await;
+    let mut hello = service(
+        "hello",
+        port,
+        None,
+        vec![endpoint("hello-0", true, port, echo.addr)],
+    );
+    hello.proxy_protocol = ProxyProtocol::V1;
+    let (plane, _tables) = plane(table(vec![hello]));
+    status_until(&plane, all_listening).await;
+    let at = SocketAddr::from((SERVICE_IP, port));
+    let mut stream = TcpStream::connect(at).await.unwrap();
+    let me = stream.local_addr().unwrap();
+    stream.write_all(b"ping\n").await.unwrap();
+    // The pod says its name, then echoes what it received: the header first.
+    let want = format!(
+        "hello-0\nPROXY TCP4 {} {} {} {}\r\nping\n",
+        me.ip(),
+        at.ip(),
+        me.port(),
+        at.port()
+    );
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+        .await
+        .expect("echoed in time")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), want);
+}
+
+/// Waits (bounded) until a connection to `addr` is answered by `name`:
+/// the plane applies a new set of addresses asynchronously.
+async fn until_answered_by(addr: SocketAddr, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = who_answers(addr).await;
+        if got.as_deref() == Some(name) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} answered {got:?}, not {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

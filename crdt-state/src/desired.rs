@@ -25,8 +25,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api_tokens::{ApiTokens, TokenGrant, TokenRecord};
 use crate::error::StateError;
 use crate::hlc::Hlc;
+use crate::identity::PublicKey;
 use crate::node::NodeId;
 use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};
@@ -49,6 +51,30 @@ pub struct RcBody {
     /// Rollout revision of `template`, assigned by the write (see
     /// [`crate::revisions`]); a write that keeps the template keeps it.
     pub revision: u64,
+    /// The manifest text `kubectl apply` last sent (its
+    /// `last-applied-configuration` annotation): kubectl's three-way merge
+    /// needs the text itself, not the spec Shoal made of it. In the body
+    /// register so that the text and the spec it describes are one write.
+    pub last_applied: Option<String>,
+}
+
+/// What an apply does with the body's last-applied text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastApplied {
+    /// Shoal's own `apply`: the text stays as it is.
+    Keep,
+    /// A write through the Kubernetes API: the object's annotation (or none).
+    Set(Option<String>),
+}
+
+impl LastApplied {
+    /// The text to store, given the one stored now.
+    pub fn resolve(&self, current: Option<&String>) -> Option<String> {
+        match self {
+            LastApplied::Keep => current.cloned(),
+            LastApplied::Set(text) => text.clone(),
+        }
+    }
 }
 
 impl RcBody {
@@ -60,6 +86,7 @@ impl RcBody {
             update_strategy: spec.update_strategy,
             partition_policy: spec.partition_policy,
             revision: 0,
+            last_applied: None,
         }
     }
 
@@ -246,6 +273,8 @@ pub struct DesiredDelta {
     pub nodes: BTreeMap<NodeId, NodeDecision>,
     /// Services (see [`crate::service`]).
     pub services: BTreeMap<String, ServiceRecord>,
+    /// API tokens (see [`crate::api_tokens`]).
+    pub tokens: BTreeMap<String, TokenRecord>,
 }
 
 impl DesiredDelta {
@@ -253,6 +282,7 @@ impl DesiredDelta {
         self.rcs.values().all(RcRecord::is_empty)
             && self.nodes.values().all(NodeDecision::is_empty)
             && self.services.values().all(ServiceRecord::is_empty)
+            && self.tokens.values().all(TokenRecord::is_empty)
     }
 
     /// The newest stamp carried: feed it to [`Clock::observe`](crate::hlc::Clock::observe).
@@ -260,7 +290,8 @@ impl DesiredDelta {
         let rcs = self.rcs.values().filter_map(RcRecord::max_stamp);
         let nodes = self.nodes.values().filter_map(NodeDecision::max_stamp);
         let services = self.services.values().filter_map(ServiceRecord::max_stamp);
-        rcs.chain(nodes).chain(services).max()
+        let tokens = self.tokens.values().filter_map(TokenRecord::max_stamp);
+        rcs.chain(nodes).chain(services).chain(tokens).max()
     }
 
     /// Join another delta into this one (to batch deltas before sending).
@@ -273,6 +304,9 @@ impl DesiredDelta {
         }
         for (name, record) in other.services {
             self.services.entry(name).or_default().merge(record);
+        }
+        for (name, record) in other.tokens {
+            self.tokens.entry(name).or_default().merge(record);
         }
     }
 
@@ -293,6 +327,8 @@ pub struct DesiredState {
     pub(crate) nodes: NodeDecisions,
     /// Services, like the RCs: each record with its digest entry.
     pub(crate) services: BTreeMap<String, Summarized<ServiceRecord>>,
+    /// API tokens; never collected, never fenced (see [`crate::api_tokens`]).
+    pub(crate) tokens: ApiTokens,
     /// The garbage-collection horizon (ms): records whose every stamp is
     /// older were collected or are fenced off (see [`crate::gc`]).
     pub(crate) collected_below_ms: u64,
@@ -349,17 +385,35 @@ impl DesiredState {
 
     /// Create or update an RC like `kubectl apply`: only the registers whose
     /// value differs are written, so re-applying an unchanged manifest does
-    /// not clobber a concurrent `scale`. Recreates a deleted RC.
+    /// not clobber a concurrent `scale`. Recreates a deleted RC. Keeps the
+    /// last-applied text.
     pub fn apply(&mut self, spec: &RcSpec, stamp: Hlc) -> DesiredDelta {
+        self.apply_with(spec, &LastApplied::Keep, stamp)
+    }
+
+    /// [`DesiredState::apply`], with what to do with the last-applied text.
+    /// A new text with an unchanged spec rewrites the body, same revision.
+    pub fn apply_with(
+        &mut self,
+        spec: &RcSpec,
+        last_applied: &LastApplied,
+        stamp: Hlc,
+    ) -> DesiredDelta {
         let current = self.record(&spec.name);
         let mut body = RcBody::of(spec);
         let mut write = RcRecord::default();
         let current_body = current.and_then(|r| r.body.as_ref());
+        body.last_applied =
+            last_applied.resolve(current_body.and_then(|reg| reg.val.last_applied.as_ref()));
+        let text_changed =
+            current_body.is_some_and(|reg| reg.val.last_applied != body.last_applied);
         // Recreating a deleted RC writes every register anew: a peer that
         // already collected the tombstone gets a whole record, not the
         // changed registers of one it no longer holds (see `crate::gc`).
         let reviving = current.is_some_and(RcRecord::is_deleted);
-        if let Some(reg) = current_body.filter(|reg| reviving && reg.val.same_spec(&body)) {
+        if let Some(reg) =
+            current_body.filter(|reg| (reviving || text_changed) && reg.val.same_spec(&body))
+        {
             body.revision = reg.val.revision;
             write.body = Some(register::write(body.clone(), stamp));
         }
@@ -473,6 +527,7 @@ impl DesiredState {
                 .update(|current| current.merge(record));
         }
         self.nodes.merge(delta.nodes);
+        self.tokens.merge(delta.tokens);
         for (name, record) in delta.services {
             if !record.is_empty() {
                 self.services
@@ -504,6 +559,41 @@ impl DesiredState {
         }
     }
 
+    /// API tokens.
+    pub fn tokens(&self) -> &ApiTokens {
+        &self.tokens
+    }
+
+    /// Creates API token `name` (refused when the name is taken).
+    pub fn create_token(
+        &mut self,
+        name: &str,
+        grant: TokenGrant,
+        stamp: Hlc,
+    ) -> Result<DesiredDelta, StateError> {
+        Ok(DesiredDelta {
+            tokens: self.tokens.create(name, grant, stamp)?,
+            ..DesiredDelta::default()
+        })
+    }
+
+    /// Revokes API token `name` for good; empty when it already was.
+    pub fn revoke_token(&mut self, name: &str, stamp: Hlc) -> Result<DesiredDelta, StateError> {
+        Ok(DesiredDelta {
+            tokens: self.tokens.revoke(name, stamp)?,
+            ..DesiredDelta::default()
+        })
+    }
+
+    /// Announces `key` as `node`'s signing key (see
+    /// [`NodeDecisions::bind`]); empty when it is bound to it already.
+    pub fn bind_key(&mut self, node: NodeId, key: PublicKey, stamp: Hlc) -> DesiredDelta {
+        DesiredDelta {
+            nodes: self.nodes.bind(node, key, stamp),
+            ..DesiredDelta::default()
+        }
+    }
+
     /// Join a whole state (a peer's full copy) into this one.
     pub fn merge(&mut self, other: &DesiredState) {
         self.merge_delta(other.to_delta());
@@ -523,6 +613,7 @@ impl DesiredState {
                 .iter()
                 .map(|(name, record)| (name.clone(), record.get().clone()))
                 .collect(),
+            tokens: self.tokens.to_delta(),
         }
     }
 

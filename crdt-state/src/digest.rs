@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api_tokens::TokenStamps;
 use crate::desired::RcRecord;
 use crate::hlc::Hlc;
 use crate::node::NodeId;
@@ -180,6 +181,8 @@ pub struct Digest {
     pub nodes: BTreeMap<NodeId, DecisionStamps>,
     pub observed: BTreeMap<NodeId, NodeVersion>,
     pub services: BTreeMap<String, ServiceStamps>,
+    /// API tokens: grant stamp and hash, revocation stamp.
+    pub tokens: BTreeMap<String, TokenStamps>,
     /// The holder's garbage-collection horizon (see [`crate::gc`]).
     pub collected_below_ms: u64,
 }
@@ -195,14 +198,25 @@ pub struct CompactDigest {
     /// Per RC, sorted by name: body, replicas, deleted, paused stamps;
     /// history hash; content.
     rcs: Vec<(String, [Option<CompactStamp>; 4], u64, CompactContent)>,
-    /// Per node decision: cordoned and removed stamps, and their values.
-    nodes: Vec<(NodeId, [Option<CompactStamp>; 2], [bool; 2])>,
+    /// Per node decision: cordoned and removed stamps, their values, and
+    /// the key binding's hash.
+    nodes: Vec<CompactDecision>,
     /// Per node record: version, content hash.
     observed: Vec<(NodeId, u64, [u8; 8])>,
     /// Per service, sorted by name.
     services: Vec<CompactService>,
+    /// Per API token, whole: there are a handful.
+    tokens: Vec<(String, TokenStamps)>,
     collected_below_ms: u64,
 }
+
+/// `(node, [cordoned, removed] stamps, their values, key binding hash)`.
+type CompactDecision = (
+    NodeId,
+    [Option<CompactStamp>; 2],
+    [bool; 2],
+    Option<[u8; 8]>,
+);
 
 /// `(name, [body, deleted] stamps, body hash, deleted flag)`.
 type CompactService = (String, [Option<CompactStamp>; 2], [u8; 8], bool);
@@ -250,7 +264,13 @@ impl From<Digest> for CompactDigest {
             .iter()
             .map(|(node, d)| {
                 let values = [d.cordoned, d.removed].map(|e| e.is_some_and(|e| e.1));
-                (*node, decision_stamps(d).map(|o| o.map(compact)), values)
+                let key = d.key.map(u64::to_le_bytes);
+                (
+                    *node,
+                    decision_stamps(d).map(|o| o.map(compact)),
+                    values,
+                    key,
+                )
             })
             .collect();
         let observed = digest
@@ -273,6 +293,7 @@ impl From<Digest> for CompactDigest {
             .collect();
         CompactDigest {
             collected_below_ms: digest.collected_below_ms,
+            tokens: digest.tokens.into_iter().collect(),
             services,
             base_ms,
             rcs,
@@ -323,13 +344,14 @@ impl TryFrom<CompactDigest> for Digest {
             desired.insert(name.clone(), stamps);
         }
         let mut nodes = BTreeMap::new();
-        for (node, [cordoned, removed], [cordoned_val, removed_val]) in &compact.nodes {
+        for (node, [cordoned, removed], [cordoned_val, removed_val], key) in &compact.nodes {
             let entry = |stamp: &Option<CompactStamp>, val: bool| {
                 stamp.map(|s| expand(s).map(|h| (h, val))).transpose()
             };
             let stamps = DecisionStamps {
                 cordoned: entry(cordoned, *cordoned_val)?,
                 removed: entry(removed, *removed_val)?,
+                key: key.map(u64::from_le_bytes),
             };
             nodes.insert(*node, stamps);
         }
@@ -356,6 +378,7 @@ impl TryFrom<CompactDigest> for Digest {
             nodes,
             observed,
             services,
+            tokens: compact.tokens.into_iter().collect(),
             collected_below_ms: compact.collected_below_ms,
         })
     }

@@ -55,4 +55,16 @@ pub enum StateError {
         "node {node} has no observed record yet: publish its node info before its pod statuses"
     )]
     UnknownNode { node: NodeId },
+    #[error(
+        "a token named {name:?} {}: pick another --name",
+        if *revoked { "was revoked, and the name of a revoked token is never reused" } else { "exists" }
+    )]
+    TokenExists { name: String, revoked: bool },
+    #[error("no API token named {name:?}: `shoal token list` shows them")]
+    UnknownToken { name: String },
+    #[error(
+        "{name:?} is not a valid token name: use 1 to 63 lowercase letters, digits and '-', \
+         starting and ending with a letter or digit"
+    )]
+    InvalidTokenName { name: String },
 }

@@ -211,9 +211,15 @@ impl DesiredState {
         delta
             .services
             .retain(|name, r| self.services.contains_key(name) || !settled(r.max_stamp(), horizon));
-        delta
-            .nodes
-            .retain(|node, d| self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon));
+        delta.nodes.retain(|node, d| {
+            if self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon) {
+                return true;
+            }
+            // Key bindings are never collected: only the settled registers go.
+            d.cordoned = None;
+            d.removed = None;
+            d.key.is_some()
+        });
     }
 }
 

@@ -3,12 +3,15 @@
 //! - [`spec`]: the ReplicationController spec, one type for every input format.
 //! - [`image_ref`]: image references checked against Docker's grammar.
 //! - [`node`], [`pod`]: node identity and info, pod identity and status.
+//! - [`identity`]: node ids bound to signing keys, signed node records.
 //! - [`hlc`]: hybrid logical clock stamps and the per-node [`hlc::Clock`].
 //! - [`desired`]: desired state, RC name → record of LWW registers + history;
 //!   [`revisions`]: rollout revision numbers, undo, restart, pause.
 //! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
 //! - [`service`]: Service objects (name, selector, ports), replicated like RCs;
 //!   [`service_checks`]: their rules against other services and RCs.
+//! - [`api_tokens`]: scoped API tokens (role, hash of the secret, expiry,
+//!   revocation that wins), replicated beside the RCs.
 //! - [`observed`]: observed state, node → single-writer versioned record.
 //! - [`digest`]: per-record stamps/versions and content hashes a peer holds,
 //!   and their compact wire form; `summarized` caches them next to each
@@ -64,11 +67,13 @@ pub mod node;
 pub mod pod;
 pub mod spec;
 
+pub mod api_tokens;
 pub mod desired;
 pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod hlc;
+pub mod identity;
 pub mod node_decisions;
 pub mod observed;
 pub mod register;
@@ -80,9 +85,12 @@ pub mod wire;
 
 mod summarized;
 
-pub use desired::{DesiredDelta, DesiredState, RcBody, RcRecord, RcView, Revision};
+pub use desired::{DesiredDelta, DesiredState, LastApplied, RcBody, RcRecord, RcView, Revision};
 pub use error::StateError;
 pub use hlc::{Clock, Hlc};
+pub use identity::{
+    KeyBinding, PublicKey, RecordRejection, RecordSigner, RecordVerifier, Signature,
+};
 pub use node_decisions::{NodeDecision, NodeDecisions};
 pub use observed::{NodeRecord, ObservedDelta, ObservedState};
 pub use service::{ServiceRecord, ServiceSpec, ServiceView};

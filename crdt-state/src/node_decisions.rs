@@ -16,6 +16,10 @@
 //!   back writes `false` over it with a newer stamp and registers again,
 //!   as a kubelet re-registers a deleted node.
 //!
+//! - `key`: the node's signing key ([`crate::identity`]), written by the
+//!   node itself when it first joins; first writer wins, and a removal
+//!   releases it (a binding made before the removal stops counting).
+//!
 //! Removals are collected with the tombstones (see [`crate::gc`]) once
 //! every known node holds them.
 
@@ -24,7 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
+use crate::identity::{self, KeyBinding, PublicKey};
 use crate::node::NodeId;
+use crate::register::encoding;
 use crate::register::{self, Reg};
 
 /// The decisions about one node. A register never written is `None`.
@@ -32,16 +38,29 @@ use crate::register::{self, Reg};
 pub struct NodeDecision {
     pub cordoned: Option<Reg<bool>>,
     pub removed: Option<Reg<bool>>,
+    /// The node's signing key (see [`crate::identity`]).
+    pub key: Option<KeyBinding>,
 }
 
 impl NodeDecision {
     pub fn merge(&mut self, other: NodeDecision) {
         register::join(&mut self.cordoned, other.cordoned);
         register::join(&mut self.removed, other.removed);
+        identity::join(&mut self.key, other.key);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cordoned.is_none() && self.removed.is_none()
+        self.cordoned.is_none() && self.removed.is_none() && self.key.is_none()
+    }
+
+    /// The key the node id is bound to now: none while a removal newer
+    /// than the binding's release is in force.
+    pub fn bound_key(&self) -> Option<&KeyBinding> {
+        let binding = self.key.as_ref()?;
+        match &self.removed {
+            Some(r) if r.val && Some(r.marker) > binding.after && r.marker > binding.stamp => None,
+            _ => Some(binding),
+        }
     }
 
     pub fn is_cordoned(&self) -> bool {
@@ -69,6 +88,7 @@ impl NodeDecision {
         DecisionStamps {
             cordoned: entry(&self.cordoned),
             removed: entry(&self.removed),
+            key: self.key.as_ref().map(key_hash),
         }
     }
 
@@ -91,8 +111,20 @@ impl NodeDecision {
             } else {
                 None
             },
+            // Bindings join by a total order: any difference is sent, and
+            // both sides end with the preferred one.
+            key: if mine.key.is_some() && mine.key != theirs.key {
+                self.key
+            } else {
+                None
+            },
         }
     }
+}
+
+/// A binding's digest entry: a hash of the whole binding.
+fn key_hash(binding: &KeyBinding) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&encoding(binding))
 }
 
 /// A node decision's digest entry: `(stamp, value)` per register.
@@ -100,6 +132,8 @@ impl NodeDecision {
 pub struct DecisionStamps {
     pub cordoned: Option<(Hlc, bool)>,
     pub removed: Option<(Hlc, bool)>,
+    /// Hash of the key binding.
+    pub key: Option<u64>,
 }
 
 /// Every node decision, by node id.
@@ -142,7 +176,7 @@ impl NodeDecisions {
             node,
             NodeDecision {
                 cordoned: Some(register::write(on, stamp)),
-                removed: None,
+                ..NodeDecision::default()
             },
         )
     }
@@ -155,8 +189,39 @@ impl NodeDecisions {
         self.commit(
             node,
             NodeDecision {
-                cordoned: None,
                 removed: Some(register::write(on, stamp)),
+                ..NodeDecision::default()
+            },
+        )
+    }
+
+    /// The key `node` is bound to now (see [`NodeDecision::bound_key`]).
+    pub fn bound_key(&self, node: NodeId) -> Option<&KeyBinding> {
+        self.get(node).and_then(NodeDecision::bound_key)
+    }
+
+    /// Announces `key` as `node`'s, stamped `stamp`, following the newest
+    /// release of the id if it was released. Empty when it is bound to
+    /// `key` already.
+    pub fn bind(
+        &mut self,
+        node: NodeId,
+        key: PublicKey,
+        stamp: Hlc,
+    ) -> BTreeMap<NodeId, NodeDecision> {
+        if self.bound_key(node).is_some_and(|b| b.key == key) {
+            return BTreeMap::new();
+        }
+        let after = self
+            .get(node)
+            .and_then(|d| d.removed.as_ref())
+            .filter(|r| r.val)
+            .map(|r| r.marker);
+        self.commit(
+            node,
+            NodeDecision {
+                key: Some(KeyBinding { key, stamp, after }),
+                ..NodeDecision::default()
             },
         )
     }

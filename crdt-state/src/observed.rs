@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 use crate::gc::GcAck;
+use crate::identity::{RecordSigner, Signature, signed_bytes};
 use crate::node::{NodeId, NodeInfo};
 use crate::pod::{PodId, PodStatus};
 use crate::register::encoding;
@@ -39,6 +40,9 @@ pub struct NodeRecord {
     pub pods: Vec<PodStatus>,
     /// The node's garbage-collection acknowledgement (see [`crate::gc`]).
     pub gc: GcAck,
+    /// The node's signature over the rest ([`crate::identity::signed_bytes`]),
+    /// checked against its bound key before a peer merges the record.
+    pub signature: Signature,
 }
 
 impl NodeRecord {
@@ -137,6 +141,7 @@ impl ObservedState {
                     info,
                     pods: Vec::new(),
                     gc: GcAck::default(),
+                    signature: Signature::default(),
                 };
                 let delta = single(node, &record);
                 self.nodes.insert(node, Summarized::new(record));
@@ -214,6 +219,20 @@ impl ObservedState {
         let record = record.get_mut();
         record.version += 1;
         single(node, record)
+    }
+
+    /// Sign this node's record as it now stands and return it as a delta:
+    /// call after every local write that changed it, before it is sent.
+    /// Unknown node: empty delta.
+    pub fn sign(&mut self, node: NodeId, signer: &dyn RecordSigner) -> ObservedDelta {
+        let Some(record) = self.nodes.get_mut(&node) else {
+            return ObservedDelta::default();
+        };
+        let signature = signer.sign(&signed_bytes(node, record.get()));
+        if record.get().signature != signature {
+            record.get_mut().signature = signature;
+        }
+        single(node, record.get())
     }
 
     // ---- merging ----

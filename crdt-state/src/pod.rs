@@ -99,4 +99,7 @@ pub struct PodStatus {
     /// Set when this pod, of the RC's current template, was not ready
     /// within the progress deadline: why the rollout stopped.
     pub stalled: Option<String>,
+    /// When this node started the pod of its current template (Unix ms;
+    /// restarts keep it): the pod's age.
+    pub started_ms: Option<u64>,
 }

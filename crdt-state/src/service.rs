@@ -42,6 +42,37 @@ pub struct ServiceBody {
     /// At least one; ports and node ports are distinct.
     pub ports: Vec<ServicePort>,
     pub service_type: ServiceType,
+    /// The manifest text `kubectl apply` last sent (see
+    /// [`crate::desired::RcBody::last_applied`]); `None` from a manifest.
+    pub last_applied: Option<String>,
+    /// Whether connections reach the endpoints behind a PROXY protocol
+    /// header (`shoal.io/proxy-protocol`).
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// How the load balancer tells an endpoint who the client is: HAProxy's
+/// PROXY protocol header, sent before the client's first byte. Off unless
+/// the service asks: an endpoint that does not expect the header would
+/// read it as the client's data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProxyProtocol {
+    #[default]
+    Off,
+    /// The text header (`PROXY TCP4 client server cport sport\r\n`).
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl ProxyProtocol {
+    /// The annotation's value for it (`None` when off).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            ProxyProtocol::Off => None,
+            ProxyProtocol::V1 => Some("v1"),
+            ProxyProtocol::V2 => Some("v2"),
+        }
+    }
 }
 
 /// One port of a service.
@@ -208,14 +239,27 @@ impl crate::desired::DesiredState {
     /// Create or update a service like `kubectl apply`: the body is written
     /// only when it differs, and a deleted or absent service is recreated.
     /// The caller has validated the spec and allocated its node ports.
+    /// Keeps the last-applied text.
     pub fn apply_service(&mut self, spec: &ServiceSpec, stamp: Hlc) -> DesiredDelta {
+        self.apply_service_with(spec, &crate::desired::LastApplied::Keep, stamp)
+    }
+
+    /// [`Self::apply_service`], with what becomes of the stored
+    /// last-applied text (the spec's own is not read).
+    pub fn apply_service_with(
+        &mut self,
+        spec: &ServiceSpec,
+        last_applied: &crate::desired::LastApplied,
+        stamp: Hlc,
+    ) -> DesiredDelta {
         let current = self.services.get(&spec.name).map(Summarized::get);
+        let current_body = current.and_then(|r| r.body.as_ref());
+        let mut body = spec.body.clone();
+        body.last_applied =
+            last_applied.resolve(current_body.and_then(|reg| reg.val.last_applied.as_ref()));
         let mut write = ServiceRecord::default();
-        if current
-            .and_then(|r| r.body.as_ref())
-            .is_none_or(|reg| reg.val != spec.body)
-        {
-            write.body = Some(register::write(spec.body.clone(), stamp));
+        if current_body.is_none_or(|reg| reg.val != body) {
+            write.body = Some(register::write(body, stamp));
         }
         if current.is_none_or(|r| r.is_deleted() || r.deleted.is_none()) {
             write.deleted = Some(register::write(false, stamp));

@@ -70,6 +70,39 @@ pub fn host_port_clashes<'a>(
         .collect()
 }
 
+/// The TCP host ports of RC `rc`'s `template` that a service listens on
+/// (its port or node port, on every peer): one message per clash, naming
+/// both. The converse of [`host_port_clashes`], for an RC applied after
+/// the service.
+pub fn service_port_clashes<'a>(
+    rc: &str,
+    template: &PodTemplate,
+    services: impl IntoIterator<Item = (&'a str, &'a ServiceBody)>,
+) -> Vec<String> {
+    let mut held: BTreeMap<u16, (&str, &'static str)> = BTreeMap::new();
+    for (name, body) in services {
+        for p in &body.ports {
+            held.entry(p.port).or_insert((name, "port"));
+            if let Some(node_port) = p.node_port {
+                held.entry(node_port).or_insert((name, "nodePort"));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    template
+        .host_ports()
+        .filter(|&(port, protocol)| protocol == Protocol::Tcp && seen.insert(port))
+        .filter_map(|(port, _)| {
+            let (service, kind) = held.get(&port)?;
+            Some(format!(
+                "hostPort {port} of replicationcontroller {rc:?} is the {kind} of service {service:?}, \
+                 on which every peer's load balancer listens: pick another hostPort (or leave it out: \
+                 the service reaches the pods without one)"
+            ))
+        })
+        .collect()
+}
+
 /// TCP host ports RCs bind, each with the first RC (by name) binding it.
 fn held_host_ports<'a>(
     rcs: impl IntoIterator<Item = (&'a str, &'a PodTemplate)>,
@@ -175,6 +208,8 @@ mod tests {
                 })
                 .collect(),
             service_type: ServiceType::NodePort,
+            proxy_protocol: Default::default(),
+            last_applied: None,
         }
     }
 
@@ -248,6 +283,25 @@ mod tests {
         let mut c = spec("hello");
         allocate_node_ports(&mut c, [], [("web", &bound)]).unwrap();
         assert_ne!(c.body.ports[0].node_port, Some(ports[0]));
+    }
+
+    #[test]
+    fn an_rc_whose_host_port_a_service_listens_on_is_refused() {
+        let mut bound = template(Some("http"));
+        bound.containers[0].ports[0].host_port = Some(30080);
+        let svc = body(&[(8080, Some(30080))], TargetPort::Number(80));
+        let errors = service_port_clashes("web", &bound, [("hello", &svc)]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("\"web\""), "{errors:?}");
+        assert!(
+            errors[0].contains("nodePort of service \"hello\""),
+            "{errors:?}"
+        );
+        bound.containers[0].ports[0].host_port = Some(8080);
+        let errors = service_port_clashes("web", &bound, [("hello", &svc)]);
+        assert!(errors[0].contains("is the port of service"), "{errors:?}");
+        bound.containers[0].ports[0].host_port = Some(9090);
+        assert!(service_port_clashes("web", &bound, [("hello", &svc)]).is_empty());
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl ClusterState {
             nodes: self.desired.nodes.digest(),
             observed: self.observed.digest(),
             services: self.desired.service_digest(),
+            tokens: self.desired.tokens.digest(),
             collected_below_ms: self.desired.collected_below_ms(),
         }
     }
@@ -218,6 +219,7 @@ impl ClusterState {
         let mut desired = self.desired.missing_for(&digest.desired);
         desired.nodes = self.desired.nodes.missing_for(&digest.nodes);
         desired.services = self.desired.services_missing_for(&digest.services);
+        desired.tokens = self.desired.tokens.missing_for(&digest.tokens);
         Delta {
             desired,
             observed: self.observed.missing_for(&digest.observed),

@@ -7,9 +7,10 @@
 //! - the input may be at most `limit` bytes (checked before any decoding):
 //!   [`MAX_MESSAGE_BYTES`] for anything from the network, [`MAX_FILE_BYTES`]
 //!   for what a peer reads back from its own disk;
-//! - bincode itself runs with a hard limit of [`MAX_FILE_BYTES`], and it
-//!   reads from the slice, so a declared length larger than what is left
-//!   fails instead of allocating;
+//! - bincode itself runs with the caller's limit (rounded up to a tier, at
+//!   most [`MAX_FILE_BYTES`]): it allocates a string of the declared length
+//!   before reading it, so a declared length bounds what one message can
+//!   make a receiver allocate only through that limit;
 //! - an unknown version byte, bytes after the value, truncation or garbage
 //!   all come back as a [`WireError`] saying which — never a panic.
 //!
@@ -35,7 +36,13 @@ use serde::de::DeserializeOwned;
 ///    sync pushes say which piece of a split transfer they are; digests
 ///    carry the garbage-collection horizon, node records their
 ///    collection acknowledgement.
-pub const WIRE_VERSION: u8 = 5;
+/// 6: the desired state, its deltas and digests carry API tokens.
+///    Node records carry their node's signature; node decisions carry
+///    the node's key binding, digests its hash.
+///    Service bodies say whether endpoints get a PROXY protocol header.
+///    RC and service bodies carry the text `kubectl apply` last sent; pod
+///    statuses say when the node started the pod.
+pub const WIRE_VERSION: u8 = 6;
 
 /// The one size limit of everything peers send each other: a sync message
 /// (one piece of a transfer), a request, a pushed frame. Big transfers
@@ -66,6 +73,14 @@ pub enum WireError {
     TrailingBytes { extra: usize },
     #[error("cannot encode message: {0}")]
     Encode(String),
+}
+
+/// Decode limits below the ceiling: a small request, a broadcast or
+/// request, a network message.
+const TIERS: [usize; 3] = [4 * 1024, 64 * 1024, MAX_MESSAGE_BYTES];
+
+fn tier<const LIMIT: usize>() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 fn config() -> impl bincode::config::Config {
@@ -112,12 +127,41 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Wire
             supported: WIRE_VERSION,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(payload, config())
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    // bincode allocates a string or byte vector of the length the input
+    // declares before it reads it (found by fuzzing: a 9-byte message held
+    // 106 MB), up to its limit: so the limit is the caller's, rounded up to
+    // a tier, not the ceiling.
+    let decoded = if limit <= TIERS[0] {
+        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[0] }>())
+    } else if limit <= TIERS[1] {
+        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[1] }>())
+    } else if limit <= TIERS[2] {
+        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[2] }>())
+    } else {
+        bincode::serde::decode_from_slice::<T, _>(payload, config())
+    };
+    let (value, used) = decoded.map_err(|e| WireError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(WireError::TrailingBytes {
             extra: payload.len() - used,
         });
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_length_past_the_callers_limit_is_refused_before_allocating() {
+        // Found by fuzzing (fuzz/regressions/image_request): version, an
+        // empty string, then one declared 106 MB long; it held 106 MB.
+        let input = [0x06, 0x00, 0xfc, 0x00, 0xfc, 0x5b, 0x06, 0x00, 0xfc];
+        let err = decode::<(String, String)>(&input, 4096).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Malformed(m) if m.contains("Limit")),
+            "{err}"
+        );
+    }
 }

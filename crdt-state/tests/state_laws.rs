@@ -103,6 +103,8 @@ fn arb_service_body() -> impl Strategy<Value = ServiceBody> {
             node_port: None,
         }],
         service_type: ServiceType::ClusterIP,
+        proxy_protocol: Default::default(),
+        last_applied: None,
     })
 }
 
@@ -145,6 +147,7 @@ fn arb_node_record() -> impl Strategy<Value = NodeRecord> {
     )
         .prop_map(|(version, name, pods)| NodeRecord {
             gc: Default::default(),
+            signature: Default::default(),
             version,
             info: node_info(&format!("n{name}")),
             pods: pods

@@ -126,6 +126,7 @@ fn two_node_records_under_one_version_converge_after_one_exchange_whichever_side
     let node = NodeId(7);
     let record = |restarts: u32| NodeRecord {
         gc: Default::default(),
+        signature: Default::default(),
         version: 4,
         info: node_info("seven"),
         pods: vec![pod_status("web", 0, PodPhase::Running, restarts)],
@@ -167,6 +168,7 @@ fn clashes_in_both_halves_and_many_rcs_converge_in_one_exchange() {
             NodeId(n),
             NodeRecord {
                 gc: Default::default(),
+                signature: Default::default(),
                 version: 2,
                 info: node_info(name),
                 pods: Vec::new(),

@@ -156,7 +156,12 @@ type RawRc = (
     ([u8; 8], u32, bool, bool),
 );
 
-type RawDecision = (NodeId, [Option<(u64, u32, u32)>; 2], [bool; 2]);
+type RawDecision = (
+    NodeId,
+    [Option<(u64, u32, u32)>; 2],
+    [bool; 2],
+    Option<[u8; 8]>,
+);
 
 type RawDigest = (
     Vec<NodeId>,
@@ -165,6 +170,7 @@ type RawDigest = (
     Vec<RawDecision>,
     Vec<(NodeId, u64, [u8; 8])>,
     Vec<RawService>,
+    Vec<(String, shoal_crdt_state::api_tokens::TokenStamps)>,
     u64,
 );
 
@@ -199,6 +205,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        vec![],
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
@@ -216,6 +223,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        vec![],
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
@@ -230,7 +238,12 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             42,
             (7u64.to_le_bytes(), 3, false, true),
         )],
-        vec![(NodeId(4), [None, Some((2, 0, 1))], [false, true])],
+        vec![(
+            NodeId(4),
+            [None, Some((2, 0, 1))],
+            [false, true],
+            Some(13u64.to_le_bytes()),
+        )],
         vec![(NodeId(9), 3, 11u64.to_le_bytes())],
         vec![(
             "hello".to_owned(),
@@ -238,6 +251,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             5u64.to_le_bytes(),
             false,
         )],
+        vec![],
         0,
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
@@ -259,12 +273,14 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         decision.removed,
         Some((Hlc::new(1_002, 0, NodeId(9)), true))
     );
+    assert_eq!(decision.key, Some(13));
     // A node decision whose stamp names a writer that is not listed.
     let bad_decision: RawDigest = (
         vec![],
         0,
         vec![],
-        vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false])],
+        vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false], None)],
+        vec![],
         vec![],
         vec![],
         0,
@@ -279,6 +295,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![("hello".to_owned(), [None, Some((0, 0, 2))], [0; 8], true)],
+        vec![],
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_service).unwrap(), LIMIT).unwrap_err();

@@ -25,7 +25,6 @@ use std::time::Duration;
 use foca::{Foca, Notification, Runtime, Timer};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use shoal_crdt_state::node::NodeId;
 
 use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
 use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE};
@@ -262,11 +261,6 @@ impl Membership {
     /// Our current identity (changes when we renew after a false down).
     pub fn identity(&self) -> PeerIdentity {
         *self.foca.identity()
-    }
-
-    /// Members SWIM counts in, ourselves excluded.
-    pub fn active_count(&self) -> usize {
-        self.foca.num_members()
     }
 
     /// What SWIM did since start (probes, suspicions, refutations, downs).
@@ -506,9 +500,4 @@ impl Membership {
             }
         }
     }
-}
-
-/// Convenience for tests and the simulator: the node ids of a view.
-pub fn node_ids(ids: &[PeerIdentity]) -> Vec<NodeId> {
-    ids.iter().map(|i| i.node).collect()
 }

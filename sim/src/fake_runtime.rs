@@ -231,6 +231,8 @@ impl FakeRuntime {
     }
 
     /// Crash injection: the pod's process is killed (SIGKILL, exit 137).
+    /// Only the unit tests kill a pod; no scenario injects it yet.
+    #[cfg(test)]
     pub fn kill(&mut self, pod: &PodId) -> Option<PodObservation> {
         let p = self.pods.get_mut(pod)?;
         if !matches!(p.phase, FakePhase::Running | FakePhase::Created) {

@@ -86,10 +86,6 @@ impl Network {
         self.cuts.clear();
     }
 
-    pub fn is_partitioned(&self) -> bool {
-        !self.groups.is_empty() || !self.cuts.is_empty()
-    }
-
     /// True when nothing (partition or cut) separates `from` from `to`:
     /// what a reliable message needs, at the moment it is sent.
     pub fn connected(&self, from: SocketAddr, to: SocketAddr) -> bool {

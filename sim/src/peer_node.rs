@@ -104,16 +104,6 @@ impl PeerNode {
         &mut self.peer
     }
 
-    /// Crash injection: kills one pod's process (exit 137).
-    pub fn kill_pod(&mut self, now: Micros, pod: &PodId) {
-        self.now = now;
-        if let Some(obs) = self.runtime.kill(pod) {
-            self.changes
-                .push(PeerNodeEvent::Runtime(RuntimeChange::Stopped(pod.clone())));
-            self.peer.handle_observation(wall(now), &obs);
-        }
-    }
-
     fn run_action(
         &mut self,
         now: Micros,

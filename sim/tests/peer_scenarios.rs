@@ -180,14 +180,19 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
     }
 }
 
-/// A rollout of every RC (25% surge / 25% unavailable), alone and with a
-/// concurrent scale: the bounds hold at every instant (the scenario fails
-/// on the first breach) and it finishes. `rollout-crash` and
-/// `rollout-partition` are not asserted here: they breach the ready floor
-/// today (see `sim/src/scenarios/peer/rollout.rs`).
+/// A rollout of every RC (25% surge / 25% unavailable), alone, with a
+/// concurrent scale, with the crash of the peer moving a replica and with
+/// a 20 s partition: the bounds hold at every instant (the scenario fails
+/// on the first breach, see `sim/src/scenarios/peer/rollout.rs` for how a
+/// crash and a heal count) and it finishes.
 #[test]
-fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_a_scale() {
-    for name in ["rollout", "rollout-scale"] {
+fn rollouts_keep_their_bounds_at_every_instant_alone_under_a_scale_a_crash_and_a_partition() {
+    for name in [
+        "rollout",
+        "rollout-scale",
+        "rollout-crash",
+        "rollout-partition",
+    ] {
         for seed in [31, 32] {
             let r = run(name, 15, seed, 8, 10);
             assert_exact(&r);

@@ -167,10 +167,10 @@ fn node(d: &NodeDetail, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "Runtime:        {}",
-        match (&d.runtime_error, n.ready) {
-            (_, true) => "Ready".to_owned(),
-            (Some(e), false) => format!("NotReady: {e}"),
-            (None, false) => "NotReady".to_owned(),
+        match (n.runtime_word(), &d.runtime_error) {
+            ("NotReady", Some(e)) => format!("NotReady: {e}"),
+            ("Unknown", _) => format!("Unknown (node is {}: its report is not current)", n.state),
+            (word, _) => word.to_owned(),
         }
     )?;
     writeln!(out, "Labels:         {}", table::labels(&n.labels))?;
@@ -203,6 +203,12 @@ fn service(d: &ServiceDetail, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Name:           {}", s.name)?;
     writeln!(out, "Type:           {}", s.service_type)?;
     writeln!(out, "Selector:       {}", table::labels(&s.selector))?;
+    if let Some(version) = &s.proxy_protocol {
+        writeln!(
+            out,
+            "PROXY protocol: {version} (endpoints get the client's address first)"
+        )?;
+    }
     writeln!(
         out,
         "Created:        {}",

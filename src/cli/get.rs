@@ -221,7 +221,8 @@ pub fn rc_table(rows: &[RcJson], wide: bool, out: &mut impl Write) -> std::io::R
 }
 
 /// NAME STATUS, then RUNTIME and AGE (where kubectl has ROLES and AGE), then
-/// the pod count and allocatable resources, memory in binary units.
+/// the pod count and allocatable resources, memory in binary units. RUNTIME
+/// is `Unknown` for a node that is not Alive: its last report is not current.
 pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
     let mut headers = vec!["NAME", "STATUS", "RUNTIME", "AGE", "PODS", "CPU", "MEMORY"];
     let now = human::now_ms();
@@ -239,7 +240,7 @@ pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::i
         let mut row = vec![
             node.name.clone(),
             status,
-            if node.ready { "Ready" } else { "NotReady" }.to_owned(),
+            node.runtime_word().to_owned(),
             human::age(node.started_ms, now),
             node.pods.to_string(),
             node.cpu.clone(),
@@ -258,8 +259,23 @@ pub fn node_table(rows: &[NodeJson], wide: bool, out: &mut impl Write) -> std::i
     t.write(out)
 }
 
+/// kubectl's NAME READY STATUS RESTARTS AGE, then NODE and PORTS; `-o wide`
+/// adds IP, IMAGE and LAST ERROR. AGE counts from when the node started the
+/// pod's current template (restarts keep it).
 pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "NODE", "PORTS"];
+    pod_table_at(rows, wide, human::now_ms(), out)
+}
+
+/// [`pod_table`] with AGE counted to `now_ms`.
+pub fn pod_table_at(
+    rows: &[PodJson],
+    wide: bool,
+    now_ms: u64,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut headers = vec![
+        "NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "PORTS",
+    ];
     if wide {
         headers.extend(["IP", "IMAGE", "LAST ERROR"]);
     }
@@ -283,6 +299,7 @@ pub fn pod_table(rows: &[PodJson], wide: bool, out: &mut impl Write) -> std::io:
                 _ => pod.phase.clone(),
             },
             pod.restarts.to_string(),
+            human::age(pod.started_ms.unwrap_or(0), now_ms),
             pod.node.clone(),
             ports,
         ];
@@ -342,9 +359,11 @@ pub fn service_table(
 }
 
 /// IMAGE, ID (shortened; `mixed` when nodes hold different ones), NODES
-/// (holders of the live ones); `-o wide` adds the names of those that lack it.
+/// (holders of the live ones), TRANSFERS (in flight: this peer's live,
+/// other nodes' as their pods last reported); `-o wide` adds the names of
+/// the nodes that hold it and lack it.
 pub fn image_table(rows: &[ImageJson], wide: bool, out: &mut impl Write) -> std::io::Result<()> {
-    let mut header = vec!["IMAGE", "ID", "HOLDERS"];
+    let mut header = vec!["IMAGE", "ID", "HOLDERS", "TRANSFERS"];
     if wide {
         header.extend(["NODES", "MISSING"]);
     }
@@ -363,6 +382,7 @@ pub fn image_table(rows: &[ImageJson], wide: bool, out: &mut impl Write) -> std:
             row.image.clone(),
             id,
             format!("{}/{total}", row.holders.len()),
+            transfers_cell(row),
         ];
         if wide {
             let names = |v: Vec<&String>| {
@@ -380,6 +400,28 @@ pub fn image_table(rows: &[ImageJson], wide: bool, out: &mut impl Write) -> std:
     t.write(out)
 }
 
+/// `node1<-node0 40.1 of 90.2 MB, 44%, 12.3 MB/s; node2<-node0 (3.1 MB, …)`.
+fn transfers_cell(row: &ImageJson) -> String {
+    let here = row.transfers.iter().map(|t| {
+        format!(
+            "{}<-{} {}",
+            t.node,
+            t.from,
+            crate::shell::images::transfers::summary(t)
+        )
+    });
+    let elsewhere = row.transferring_elsewhere.iter().map(|(node, what)| {
+        let what = what.strip_prefix("ImageTransferring from ").unwrap_or(what);
+        format!("{node}<-{what}")
+    });
+    let all: Vec<String> = here.chain(elsewhere).collect();
+    if all.is_empty() {
+        "<none>".to_owned()
+    } else {
+        all.join("; ")
+    }
+}
+
 /// `sha256:0123456789ab…` → `0123456789ab`, as `docker images` shows IDs.
 fn short_id(id: &str) -> String {
     id.strip_prefix("sha256:")
@@ -387,4 +429,125 @@ fn short_id(id: &str) -> String {
         .chars()
         .take(12)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, phase: &str, started_ms: Option<u64>) -> PodJson {
+        PodJson {
+            name: name.to_owned(),
+            rc: "hello".to_owned(),
+            node: "node-a".to_owned(),
+            ip: "127.0.0.1".to_owned(),
+            image: "hello:1".to_owned(),
+            phase: phase.to_owned(),
+            ready: phase == "Running",
+            restarts: 0,
+            ports: Vec::new(),
+            last_error: None,
+            preparing: None,
+            template_hash: "0".to_owned(),
+            current: true,
+            started_ms,
+        }
+    }
+
+    fn node(name: &str, state: &str, ready: bool, runtime: &str) -> NodeJson {
+        NodeJson {
+            name: name.to_owned(),
+            id: "0000000000000001".to_owned(),
+            address: "127.0.0.1:7946".to_owned(),
+            api_address: "127.0.0.1:7070".to_owned(),
+            state: state.to_owned(),
+            cordoned: false,
+            ready,
+            runtime: runtime.to_owned(),
+            pods: 0,
+            labels: BTreeMap::new(),
+            cpu: "2".to_owned(),
+            memory: "4Gi".to_owned(),
+            started_ms: 0,
+            images: BTreeMap::new(),
+        }
+    }
+
+    use std::collections::BTreeMap;
+
+    fn lines(out: Vec<u8>) -> Vec<Vec<String>> {
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn pods_show_their_age_in_kubectl_order() {
+        let now = 1_800_000_000_000;
+        let rows = [
+            pod("hello-0", "Running", Some(now - 45_000)),
+            pod("hello-1", "Running", Some(now - 3 * 60_000)),
+            pod("hello-2", "Running", Some(now - 5 * 3_600_000)),
+            pod("hello-3", "Running", Some(now - 5 * 86_400_000)),
+            pod("hello-4", "Pending", None),
+        ];
+        let mut out = Vec::new();
+        pod_table_at(&rows, false, now, &mut out).unwrap();
+        let table = lines(out);
+        assert_eq!(
+            table[0],
+            [
+                "NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "PORTS"
+            ]
+        );
+        let ages: Vec<&str> = table[1..].iter().map(|r| r[4].as_str()).collect();
+        assert_eq!(ages, ["45s", "3m", "5h", "5d", "<unknown>"]);
+
+        let mut out = Vec::new();
+        pod_table_at(&rows[..1], true, now, &mut out).unwrap();
+        let table = lines(out);
+        assert_eq!(
+            table[0][..8],
+            [
+                "NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "PORTS", "IP"
+            ]
+        );
+        assert_eq!(
+            table[1][..6],
+            ["hello-0", "true", "Running", "0", "45s", "node-a"]
+        );
+    }
+
+    #[test]
+    fn a_node_not_alive_shows_its_runtime_unknown() {
+        let rows = [
+            node("a", "Alive", true, "Ready"),
+            node("b", "Alive", false, "NotReady"),
+            node("c", "Down", false, "Unknown"),
+            node("d", "Suspect", false, "Unknown"),
+            // An older peer: no RUNTIME word, `ready` as its node last said.
+            node("e", "Down", true, ""),
+            node("f", "Alive", true, ""),
+        ];
+        let mut out = Vec::new();
+        node_table(&rows, false, &mut out).unwrap();
+        let runtime: Vec<(String, String)> = lines(out)[1..]
+            .iter()
+            .map(|r| (r[0].clone(), r[2].clone()))
+            .collect();
+        let want = [
+            ("a", "Ready"),
+            ("b", "NotReady"),
+            ("c", "Unknown"),
+            ("d", "Unknown"),
+            ("e", "Unknown"),
+            ("f", "Ready"),
+        ];
+        assert_eq!(
+            runtime,
+            want.map(|(n, r)| (n.to_owned(), r.to_owned())).to_vec()
+        );
+    }
 }

@@ -6,6 +6,8 @@
 //! errors become messages for a person.
 
 #[cfg(feature = "shell")]
+pub mod peer_logs;
+#[cfg(feature = "shell")]
 pub mod up;
 #[cfg(feature = "shell")]
 pub mod up_config;
@@ -52,6 +54,8 @@ pub mod service;
 pub mod table;
 #[cfg(feature = "shell")]
 pub mod tls;
+#[cfg(feature = "shell")]
+pub mod token;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -118,6 +122,9 @@ pub enum Command {
     /// The cluster CA that clients verify a peer's HTTPS API with (`ca print`).
     #[cfg(feature = "shell")]
     Ca(ca::CaArgs),
+    /// Scoped API tokens: `token create --role admin|read-only [--expires 30d] [--name N]`, `token list`, `token revoke NAME`.
+    #[cfg(feature = "shell")]
+    Token(token::TokenArgs),
     /// Start the peer at boot: write the systemd unit and /etc/shoal/shoal.yaml, enable it.
     #[cfg(feature = "shell")]
     InstallService(Box<service::InstallArgs>),
@@ -219,6 +226,8 @@ fn dispatch<R: Read, O: Write, E: Write>(
         }) => node::delete(&args, io.stdout)?,
         #[cfg(feature = "shell")]
         Command::Ca(args) => ca::run(&args, io.stdout)?,
+        #[cfg(feature = "shell")]
+        Command::Token(args) => token::run(&args, io.stdout, io.stderr)?,
         #[cfg(feature = "shell")]
         Command::InstallService(args) => service::install(&args, io.stdout)?,
         #[cfg(feature = "shell")]

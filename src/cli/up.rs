@@ -1,7 +1,7 @@
 //! `shoal up`: run a peer in the foreground until Ctrl-C or SIGTERM.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,10 +11,12 @@ use clap::{Args, ValueEnum};
 use shoal_crdt_state::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 use shoal_gossip::Preset;
 
+use super::peer_logs::{self, LogFormat};
 use super::secrets;
 use crate::shell::addresses::{self, AdvertiseAddr, Chosen, PeerAddresses};
+use crate::shell::api::limits::{ClientConn, ClientLimits, LimitSettings, LimitedListener};
 use crate::shell::api_tls::{ApiTls, ClusterCa, api_needs_tls, serve_https};
-use crate::shell::up::{Running, UpConfig, start};
+use crate::shell::up::{Running, UpConfig, open, start};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkPreset {
@@ -82,6 +84,16 @@ pub struct UpArgs {
         hide_env_values = true
     )]
     pub api_token: Option<String>,
+    /// Requests per second one client (source IP) may sustain on the API;
+    /// beyond, 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = LimitSettings::DEFAULT.rate_per_sec, value_name = "N")]
+    pub api_rate_limit: u32,
+    /// Requests one client may send at once above --api-rate-limit.
+    #[arg(long, default_value_t = LimitSettings::DEFAULT.burst, value_name = "N")]
+    pub api_burst: u32,
+    /// Connections one client may hold open to the API; more get 429. 0: no limit.
+    #[arg(long, default_value_t = LimitSettings::DEFAULT.max_connections, value_name = "N")]
+    pub api_max_connections: u32,
     /// Serve the API over HTTPS also on loopback (off loopback it always is,
     /// with a certificate from the cluster CA; `shoal ca print` gives the CA).
     #[arg(long)]
@@ -123,6 +135,11 @@ pub struct UpArgs {
     /// the advertised address. Pods get it as their resolver only on 53.
     #[arg(long, default_value_t = 53)]
     pub dns_port: u16,
+    /// How the peer logs on stderr: text (for a person) or json (one object
+    /// a line, for a collector); every line names this node (`SHOAL_LOG`
+    /// sets the levels).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Keeps the text but refuses it at parse time (so a config file's line is named).
@@ -217,6 +234,11 @@ impl UpArgs {
             memory_bytes,
             publish_ip: self.publish_ip,
             api_token: self.api_token.clone(),
+            api_limits: LimitSettings {
+                rate_per_sec: self.api_rate_limit,
+                burst: self.api_burst,
+                max_connections: self.api_max_connections,
+            },
             api_tls: self.api_tls,
             cert_validity: self.cert_validity,
             preset: match self.network {
@@ -255,10 +277,13 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         eprintln!("{warning}");
     }
     let (config, chosen) = args.to_config()?;
-    init_logging();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let opened = open(&config)?;
+    peer_logs::init(args.log_format);
+    let span = peer_logs::peer_span(&opened.identity.name, opened.identity.node_id);
+    let runtime = peer_logs::runtime_in(&span).context("cannot start the async runtime")?;
+    let _in_peer = span.enter();
     runtime.block_on(async move {
-        let running = start(&config).await?;
+        let running = start(&config, opened).await?;
         let api_tls = api_needs_tls(config.api, config.api_tls)
             .then(|| {
                 ApiTls::start(
@@ -275,12 +300,24 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         // A peer whose stdout is gone (`shoal up | head`) keeps running.
         let _ = print_banner(&mut std::io::stdout().lock(), &running, &config, &chosen);
 
-        let fatal = tokio::select! {
-            () = wait_for_signal() => None,
-            Ok(why) = running.fatal => Some(why),
+        let Running {
+            shutdown,
+            mut driver,
+            fatal,
+            ..
+        } = running;
+        let (fatal, driver_ended) = tokio::select! {
+            () = wait_for_signal() => (None, false),
+            Ok(why) = fatal => (Some(why), false),
+            // A driver that ends on its own (a panic) would leave a peer that
+            // answers its API from a frozen snapshot and never gossips again:
+            // exit instead, so a supervisor restarts it.
+            ended = &mut driver => (Some(driver_ended_why(ended)), true),
         };
-        let _ = running.shutdown.send(true);
-        let _ = running.driver.await;
+        let _ = shutdown.send(true);
+        if !driver_ended {
+            let _ = driver.await;
+        }
         let _ = api_task.await;
         drop(api_tls);
         match fatal {
@@ -288,6 +325,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
             None => Ok(()),
         }
     })
+}
+
+/// Why the peer stops when its driver task ended before shutdown.
+fn driver_ended_why(ended: Result<(), tokio::task::JoinError>) -> String {
+    match ended {
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            format!("the peer's driver panicked ({message}); stopping the peer")
+        }
+        _ => "the peer's driver stopped unexpectedly; stopping the peer".to_owned(),
+    }
 }
 
 /// Starts serving the API: HTTPS when `tls` is given, else plain HTTP
@@ -300,20 +353,35 @@ async fn serve_api(
     let api = tokio::net::TcpListener::bind(config.api)
         .await
         .with_context(|| format!("cannot serve the API on {}", config.api))?;
+    let limits = ClientLimits::new(config.api_limits);
     let app = crate::shell::api::router(crate::shell::api::ApiState {
         handle: running.handle.clone(),
         runtime: Some(running.runtime.clone()),
         api_token: config.api_token.clone(),
         cluster_ca: Some(Arc::new(ClusterCa::of(&running.token)?)),
+        limits: limits.clone(),
+        service_dns: running.services.dns_address(),
+        transfers: running.transfers.clone(),
     });
     let mut api_shutdown = running.shutdown.subscribe();
     Ok(match tls {
-        Some(tls) => tokio::spawn(serve_https(api, app, tls.server.clone(), api_shutdown)),
+        Some(tls) => tokio::spawn(serve_https(
+            api,
+            app,
+            tls.server.clone(),
+            limits,
+            api_shutdown,
+        )),
         None => tokio::spawn(async move {
             let stop = async move {
                 let _ = api_shutdown.changed().await;
             };
-            if let Err(e) = axum::serve(api, app).with_graceful_shutdown(stop).await {
+            let listener = LimitedListener { inner: api, limits };
+            let app = app.into_make_service_with_connect_info::<ClientConn>();
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::warn!(error = %e, "the API stopped");
             }
         }),
@@ -406,14 +474,20 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        // hickory-server logs every DNS request at info.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
-    // Colour codes only for a person at a terminal, not in a log file.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+#[cfg(test)]
+mod tests {
+    use super::driver_ended_why;
+
+    #[test]
+    fn a_panicked_driver_is_reported_with_its_message() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ended =
+            runtime.block_on(async { tokio::spawn(async { panic!("merge exploded") }).await });
+        let why = driver_ended_why(ended);
+        assert!(why.contains("panicked (merge exploded)"), "{why}");
+        let ended = runtime.block_on(async { tokio::spawn(async {}).await });
+        assert!(driver_ended_why(ended).contains("stopped unexpectedly"));
+    }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
 use shoal_crdt_state::service::ServiceSpec;
-use shoal_crdt_state::{StateError, image_ref, service_checks};
+use shoal_crdt_state::{LastApplied, StateError, image_ref, service_checks};
 
 use super::events::{self, EventRecord, EventType};
 use super::io::{Command, CommandError, CommandOutcome};
@@ -20,15 +20,9 @@ impl Peer {
         let stamp = self.clock.tick(ms(now));
         let told = self.command_event(ms(now), &command);
         let (delta, outcome) = match command {
-            Command::Apply(spec) => {
-                let existed = self.state.desired.get(&spec.name).is_some();
-                let delta = self.state.desired.apply(&spec, stamp);
-                let outcome = match (existed, delta.is_empty()) {
-                    (_, true) => CommandOutcome::Unchanged,
-                    (false, false) => CommandOutcome::Created,
-                    (true, false) => CommandOutcome::Configured,
-                };
-                (delta, outcome)
+            Command::Apply(spec) => self.apply_rc(&spec, &LastApplied::Keep, stamp)?,
+            Command::KubeApply { spec, last_applied } => {
+                self.apply_rc(&spec, &LastApplied::Set(last_applied), stamp)?
             }
             Command::Scale { name, replicas } => {
                 if replicas > MAX_REPLICAS {
@@ -132,7 +126,10 @@ impl Peer {
                 let delta = self.state.remove_node(node, true, stamp);
                 (delta, CommandOutcome::Deleted)
             }
-            Command::ApplyService(spec) => self.apply_service(spec, stamp)?,
+            Command::ApplyService(spec) => self.apply_service(spec, &LastApplied::Keep, stamp)?,
+            Command::KubeApplyService { spec, last_applied } => {
+                self.apply_service(spec, &LastApplied::Set(last_applied), stamp)?
+            }
             Command::DeleteService { name } => {
                 let delta = self
                     .state
@@ -148,6 +145,27 @@ impl Peer {
                     .delete(&name, stamp)
                     .map_err(|e| not_found(e, &name))?;
                 (delta, CommandOutcome::Deleted)
+            }
+            Command::CreateToken { name, grant } => {
+                let delta = self
+                    .state
+                    .desired
+                    .create_token(&name, grant, stamp)
+                    .map_err(CommandError::Token)?;
+                (delta, CommandOutcome::Created)
+            }
+            Command::RevokeToken { name } => {
+                let delta = self
+                    .state
+                    .desired
+                    .revoke_token(&name, stamp)
+                    .map_err(CommandError::Token)?;
+                let outcome = if delta.is_empty() {
+                    CommandOutcome::Unchanged
+                } else {
+                    CommandOutcome::Revoked
+                };
+                (delta, outcome)
             }
         };
         if !delta.is_empty()
@@ -214,7 +232,7 @@ impl Peer {
                 };
                 normal(reason, events::node(&name), message)
             }
-            Command::Apply(spec) => normal(
+            Command::Apply(spec) | Command::KubeApply { spec, .. } => normal(
                 "Applied",
                 events::rc(&spec.name),
                 format!(
@@ -234,7 +252,7 @@ impl Peer {
                     format!("Node {name} deleted from the cluster"),
                 )
             }
-            Command::ApplyService(spec) => normal(
+            Command::ApplyService(spec) | Command::KubeApplyService { spec, .. } => normal(
                 "Applied",
                 events::service(&spec.name),
                 "Service declared; every peer serves it".into(),
@@ -268,15 +286,43 @@ impl Peer {
                     "Rollout resumed".into()
                 },
             ),
+            // Tokens are no object `get events` shows; `token list` shows them.
+            Command::CreateToken { .. } | Command::RevokeToken { .. } => None,
         }
     }
 
     /// Checks a service against every other live service and RC (the same
     /// rules a manifest is checked with), allocates its missing node ports
     /// (keeping the ones it already has), and writes it.
+    fn apply_rc(
+        &mut self,
+        spec: &shoal_crdt_state::spec::RcSpec,
+        last_applied: &LastApplied,
+        stamp: shoal_crdt_state::Hlc,
+    ) -> Result<(shoal_crdt_state::DesiredDelta, CommandOutcome), CommandError> {
+        let services = self.state.desired.live_services();
+        let clashes = service_checks::service_port_clashes(
+            &spec.name,
+            &spec.template,
+            services.map(|s| (s.name, s.body)),
+        );
+        if !clashes.is_empty() {
+            return Err(CommandError::RcRejected(clashes));
+        }
+        let existed = self.state.desired.get(&spec.name).is_some();
+        let delta = self.state.desired.apply_with(spec, last_applied, stamp);
+        let outcome = match (existed, delta.is_empty()) {
+            (_, true) => CommandOutcome::Unchanged,
+            (false, false) => CommandOutcome::Created,
+            (true, false) => CommandOutcome::Configured,
+        };
+        Ok((delta, outcome))
+    }
+
     fn apply_service(
         &mut self,
         mut spec: ServiceSpec,
+        last_applied: &LastApplied,
         stamp: shoal_crdt_state::Hlc,
     ) -> Result<(shoal_crdt_state::DesiredDelta, CommandOutcome), CommandError> {
         let desired = &self.state.desired;
@@ -313,7 +359,10 @@ impl Peer {
             return Err(CommandError::ServiceRejected(problems));
         }
         let existed = existing.is_some();
-        let delta = self.state.desired.apply_service(&spec, stamp);
+        let delta = self
+            .state
+            .desired
+            .apply_service_with(&spec, last_applied, stamp);
         let outcome = match (existed, delta.is_empty()) {
             (_, true) => CommandOutcome::Unchanged,
             (false, false) => CommandOutcome::Created,

@@ -155,6 +155,15 @@ pub fn from_observation(
             if before_kind == first_word(what) {
                 return None;
             }
+            // A holder that failed mid-stream is told even when another
+            // one then delivers (the pod's error says only the last word).
+            if let Some(rest) = what.strip_prefix("ImageTransferFailed ") {
+                return record(
+                    Warning,
+                    "TransferFailed",
+                    format!("Image transfer failed {rest}"),
+                );
+            }
             let reason = if what.starts_with("ImageTransferring") {
                 "Transferring"
             } else {
@@ -250,6 +259,39 @@ mod tests {
             Some(&pulling),
         );
         assert_eq!(again, None);
+    }
+
+    #[test]
+    fn a_failed_transfer_is_a_warning_and_the_next_holder_is_told_again() {
+        let mut transferring = local(LocalState::Starting);
+        transferring.preparing = Some("ImageTransferring from node0 (3.0 MB)".into());
+        let mut failed = transferring.clone();
+        let what = "ImageTransferFailed from node0: connection lost";
+        failed.preparing = Some(what.into());
+        let told = from_observation(
+            5,
+            &obs(PodEvent::Preparing(what.into())),
+            Some(&transferring),
+            Some(&failed),
+        )
+        .unwrap();
+        assert_eq!(told.reason, "TransferFailed");
+        assert_eq!(told.kind, EventType::Warning);
+        assert!(
+            told.message.contains("node0: connection lost"),
+            "{}",
+            told.message
+        );
+        let mut again = failed.clone();
+        again.preparing = Some("ImageTransferring from node1".into());
+        let next = from_observation(
+            6,
+            &obs(PodEvent::Preparing("ImageTransferring from node1".into())),
+            Some(&failed),
+            Some(&again),
+        )
+        .unwrap();
+        assert_eq!(next.reason, "Transferring");
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Peer {
     /// Writes `ack` into our node record and spreads it, if it changed.
     fn publish_ack(&mut self, now: Duration, ack: GcAck) {
         let delta = self.state.observed.set_gc_ack(self.config.node, ack);
+        let delta = self.signed_own(delta);
         if !delta.is_empty() {
             self.spread(now, delta.into());
         }

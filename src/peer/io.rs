@@ -102,8 +102,14 @@ pub enum PeerEvent {
 /// A user's request, from the HTTP API of any peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Create or update (like `kubectl apply`).
+    /// Create or update (like `kubectl apply`); keeps the last-applied text.
     Apply(RcSpec),
+    /// [`Command::Apply`] through the Kubernetes API: the object's
+    /// last-applied text (or none) is stored with the spec.
+    KubeApply {
+        spec: RcSpec,
+        last_applied: Option<String>,
+    },
     Scale {
         name: String,
         replicas: u32,
@@ -146,8 +152,25 @@ pub enum Command {
         node: NodeId,
     },
     /// Create or update a service; node ports left out are allocated.
+    /// Keeps the last-applied text.
     ApplyService(ServiceSpec),
+    /// [`Command::ApplyService`] through the Kubernetes API, storing the
+    /// object's last-applied text (or none).
+    KubeApplyService {
+        spec: ServiceSpec,
+        last_applied: Option<String>,
+    },
     DeleteService {
+        name: String,
+    },
+    /// Create an API token (`shoal token create`); the shell made the
+    /// secret and gives only its hash.
+    CreateToken {
+        name: String,
+        grant: shoal_crdt_state::api_tokens::TokenGrant,
+    },
+    /// Revoke an API token for good (`shoal token revoke`).
+    RevokeToken {
         name: String,
     },
 }
@@ -167,6 +190,7 @@ pub enum CommandOutcome {
     Restarted,
     Paused,
     Resumed,
+    Revoked,
 }
 
 impl CommandOutcome {
@@ -185,6 +209,7 @@ impl CommandOutcome {
             CommandOutcome::Restarted => "restarted",
             CommandOutcome::Paused => "paused",
             CommandOutcome::Resumed => "resumed",
+            CommandOutcome::Revoked => "revoked",
         }
     }
 }
@@ -212,12 +237,18 @@ pub enum CommandError {
     /// A service clashes with another or with an RC's ports: one line each.
     #[error("{}", .0.join("; "))]
     ServiceRejected(Vec<String>),
+    /// An RC binds a host port a service listens on: one line each.
+    #[error("{}", .0.join("; "))]
+    RcRejected(Vec<String>),
     /// A rollout verb that does not apply now: unknown revision, already
     /// paused, nothing to undo.
     #[error("{0}")]
     Rollout(shoal_crdt_state::StateError),
     #[error("invalid command: {0}")]
     Invalid(String),
+    /// An API token command refused: unknown name, name taken, bad name.
+    #[error("{0}")]
+    Token(shoal_crdt_state::StateError),
 }
 
 /// Counters for observability; monotonic. Plain numbers the shell reads
@@ -247,6 +278,14 @@ pub struct PeerStats {
     pub rejected_sync: u64,
     /// Piggybacked broadcasts that did not decode.
     pub rejected_broadcasts: u64,
+    /// Node records not merged: not signed by their node's bound key (a
+    /// forgery, or a body changed on the way). Never forwarded either.
+    pub records_forged: u64,
+    /// Node records not merged because their node's key binding had not
+    /// arrived yet (anti-entropy brings them again).
+    pub records_unbound: u64,
+    /// Key bindings refused: another key claiming an established node id.
+    pub bindings_refused: u64,
     pub merges: u64,
     /// Records garbage collected (tombstones, decisions, node records).
     pub collected: u64,

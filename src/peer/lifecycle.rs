@@ -57,15 +57,17 @@ impl Peer {
             // Our record went with the removal: write it again (our pods
             // follow with the next publish).
             let mut delta: shoal_crdt_state::Delta = decision.into();
-            delta.observed.merge(
-                self.state
-                    .observed
-                    .set_node_info(me, self.config.info.clone()),
-            );
+            delta.observed.merge(self.publish_info());
             self.spread(now, delta);
             self.request_publish(now);
             self.outputs
                 .push_back(Output::Event(PeerEvent::Reregistered));
+        }
+        // Our id released (`node delete`) or its binding collected: bind it
+        // again, or learn that another key holds it.
+        let bound = self.bind_key(now);
+        if !bound.is_empty() {
+            self.spread(now, bound.into());
         }
         let removed = self.state.desired.nodes().removed();
         for node in &removed {

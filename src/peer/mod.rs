@@ -35,6 +35,7 @@
 pub mod events;
 pub mod io;
 pub mod resume;
+pub mod signing;
 pub mod sync_message;
 
 #[doc(hidden)]
@@ -44,6 +45,8 @@ mod commands;
 #[cfg(test)]
 mod events_tests;
 mod garbage;
+#[cfg(test)]
+mod identity_tests;
 mod lifecycle;
 mod pieces;
 mod reconcile_step;
@@ -59,9 +62,10 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use shoal_crdt_state::identity::{PublicKey, RecordSigner};
 use shoal_crdt_state::node::{ImageHoldings, ListenerProblems, NodeId, NodeInfo};
 use shoal_crdt_state::spec::RcSpec;
-use shoal_crdt_state::{Clock, ClusterState};
+use shoal_crdt_state::{Clock, ClusterState, DesiredDelta, ObservedDelta};
 use shoal_gossip::{MemberView, Membership, MembershipEvent, PeerIdentity, Preset};
 use shoal_runtime::vocabulary::{ExistingPod, PodObservation};
 
@@ -72,6 +76,7 @@ pub use io::{
 };
 pub use resume::{Persisted, startup_grace};
 pub use shoal_gossip::MembershipStats;
+pub use signing::{Ed25519, NodeKeys};
 use timers::{PeerTimer, TimerQueue};
 
 /// Everything a peer is told at start-up.
@@ -114,10 +119,14 @@ pub struct PeerConfig {
     pub gc_grace: Duration,
     /// Collection cutoffs are multiples of this, so peers propose the same.
     pub gc_epoch: Duration,
+    /// This node's signing key: its node id is bound to the public half,
+    /// and every record it publishes about itself is signed with it.
+    pub keys: NodeKeys,
 }
 
 impl PeerConfig {
-    /// LAN defaults for a node.
+    /// LAN defaults for a node, with a test key derived from its id: a
+    /// real peer sets `keys` to the key of its data dir.
     pub fn new(node: NodeId, addr: SocketAddr, info: NodeInfo) -> PeerConfig {
         PeerConfig {
             node,
@@ -138,6 +147,7 @@ impl PeerConfig {
             checkpoint_every: Duration::from_secs(1),
             gc_grace: Duration::from_secs(10 * 60),
             gc_epoch: Duration::from_secs(60),
+            keys: NodeKeys::insecure_for_tests(node),
         }
     }
 }
@@ -204,6 +214,8 @@ pub struct Peer {
     /// A new node checks that no live member uses its name, until this
     /// long after it first saw another member; `None` once done.
     name_check: Option<NameCheck>,
+    /// The key our node id is bound to when it is not ours (logged once).
+    identity_conflict: Option<PublicKey>,
     /// Nodes with a record that our view does not count alive, since when:
     /// forgotten after `forget_down_after`.
     absent_since: BTreeMap<NodeId, Duration>,
@@ -265,6 +277,7 @@ impl Peer {
             departed: BTreeMap::new(),
             departing: BTreeMap::new(),
             name_check: None,
+            identity_conflict: None,
             absent_since: BTreeMap::new(),
             orphans: lifecycle::Orphans::default(),
             config,
@@ -365,11 +378,9 @@ impl Peer {
         if self.state.observed.get(self.config.node).is_none() {
             self.name_check = Some(NameCheck::default());
         }
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
-        self.spread(now, delta.into());
+        let mut delta: shoal_crdt_state::Delta = self.bind_key(now).into();
+        delta.observed = self.publish_info();
+        self.spread(now, delta);
         // What our record said before a restart may be false now (pods gone
         // with the engine): say what the engine runs before anything else.
         self.publish_pods(now);
@@ -491,10 +502,7 @@ impl Peer {
         }
         self.config.info.runtime_healthy = healthy;
         self.config.info.runtime_error = error;
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
+        let delta = self.publish_info();
         self.placement_dirty = true;
         self.spread(now, delta.into());
         self.request_reconcile(now);
@@ -507,10 +515,7 @@ impl Peer {
             return;
         }
         self.config.info.images = images;
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
+        let delta = self.publish_info();
         self.spread(now, delta.into());
     }
 
@@ -521,10 +526,7 @@ impl Peer {
             return;
         }
         self.config.info.listener_problems = problems;
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
+        let delta = self.publish_info();
         self.spread(now, delta.into());
     }
 
@@ -550,10 +552,7 @@ impl Peer {
     /// pushes a moment to leave, then call [`Peer::leave`].
     pub fn prepare_leave(&mut self, now: Duration) {
         self.config.info.leaving = true;
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
+        let delta = self.publish_info();
         self.spread(now, delta.into());
         self.flush_push();
     }
@@ -568,6 +567,57 @@ impl Peer {
     }
 
     // ---- internals shared by the submodules ----
+
+    /// Writes our node info into our record, signed; empty when unchanged.
+    fn publish_info(&mut self) -> ObservedDelta {
+        let delta = self
+            .state
+            .observed
+            .set_node_info(self.config.node, self.config.info.clone());
+        self.signed_own(delta)
+    }
+
+    /// After a local write to our record that produced `delta`: our record
+    /// signed as it now stands (empty when nothing changed).
+    fn signed_own(&mut self, delta: ObservedDelta) -> ObservedDelta {
+        if delta.is_empty() {
+            return delta;
+        }
+        self.state
+            .observed
+            .sign(self.config.node, &self.config.keys)
+    }
+
+    /// Announces our key as our node id's when the state holds no binding
+    /// for it (first join, or after a release); says so when another key
+    /// holds it. Empty when there is nothing to announce.
+    fn bind_key(&mut self, now: Duration) -> DesiredDelta {
+        let me = self.config.node;
+        let key = self.config.keys.public_key();
+        match self.state.desired.nodes().bound_key(me) {
+            Some(b) if b.key == key => DesiredDelta::default(),
+            Some(b) => {
+                if self.identity_conflict != Some(b.key) {
+                    self.identity_conflict = Some(b.key);
+                    tracing::error!(
+                        node = %me,
+                        ours = %key,
+                        bound = %b.key,
+                        "our node id is bound to another key: the others ignore our \
+                         records; `shoal node delete` releases the id"
+                    );
+                }
+                DesiredDelta::default()
+            }
+            None => {
+                let stamp = self.clock.tick(ms(now));
+                let delta = self.state.desired.bind_key(me, key, stamp);
+                self.outputs
+                    .push_back(Output::Persist(delta.clone().into()));
+                delta
+            }
+        }
+    }
 
     fn schedule(&mut self, at: Duration, timer: PeerTimer) {
         self.timers.schedule(at, timer);
@@ -685,10 +735,7 @@ impl Peer {
                         // Our record must carry the incarnation the others
                         // now see, or they take it for one from before.
                         self.config.info.incarnation = id.incarnation;
-                        let delta = self
-                            .state
-                            .observed
-                            .set_node_info(self.config.node, self.config.info.clone());
+                        let delta = self.publish_info();
                         self.spread(now, delta.into());
                     }
                     // After a graceful leave, being down is the point.

@@ -38,6 +38,10 @@ pub(crate) fn split(delta: Delta, target: usize) -> Vec<Delta> {
         pieces.make_room(wire::encoded_len(&(&name, &record)));
         pieces.current.desired.services.insert(name, record);
     }
+    for (name, record) in delta.desired.tokens {
+        pieces.make_room(wire::encoded_len(&(&name, &record)));
+        pieces.current.desired.tokens.insert(name, record);
+    }
     for (node, record) in delta.observed.nodes {
         pieces.make_room(wire::encoded_len(&(node, &record)));
         pieces.current.observed.nodes.insert(node, record);

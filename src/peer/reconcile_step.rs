@@ -13,22 +13,14 @@ use shoal_runtime::vocabulary::PodAction;
 use super::events::{self, EventRecord, EventType};
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
-use crate::placement::{WantedPorts, assign, inputs};
+use crate::placement::{WantedPorts, assign, inputs, live_rcs};
 use crate::reconcile::{ClusterPods, plan};
 
 impl Peer {
     /// Brings placement up to date, then issues this node's container actions.
     pub(super) fn reconcile(&mut self, now: Duration) {
         if self.rcs_dirty {
-            self.rcs = self
-                .state
-                .desired
-                .live_rcs()
-                .map(|rc| {
-                    let spec = rc.to_spec();
-                    (spec.name.clone(), spec)
-                })
-                .collect();
+            self.rcs = live_rcs(&self.state.desired);
             self.wanted_ports = WantedPorts::of(&self.rcs);
             self.rcs_dirty = false;
         }
@@ -40,7 +32,9 @@ impl Peer {
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
         let stalled_before = self.local_stalls();
-        let current = CurrentPods::new(&self.state.observed, &self.member_incarnations);
+        let current = CurrentPods::new(&self.state.observed, &self.member_incarnations, |node| {
+            self.counts_alive(node)
+        });
         let planned = plan(
             self.config.node,
             ms(now),
@@ -172,6 +166,7 @@ impl Peer {
             }
         }
         if !delta.is_empty() {
+            delta.observed = self.signed_own(delta.observed);
             if self.held_ports_fingerprint(me) != held_before {
                 self.placement_dirty = true;
                 self.request_reconcile(now);
@@ -304,27 +299,43 @@ impl Peer {
     }
 }
 
-/// What every node reports, as far as it is known to be true now: a node
-/// whose record was written by an incarnation older than the one SWIM
-/// shows restarted since, and its old record says nothing about what it
-/// runs (its pods may have died with its engine). The plan must not hand a
-/// replica over to such a report, nor count it in a rollout.
+/// What every node reports, as far as it is known to be true now. Left
+/// out:
+///
+/// - a node whose record was written by an incarnation older than the one
+///   SWIM shows restarted since: its old record says nothing about what it
+///   runs (its pods may have died with its engine);
+/// - a node placement does not count as alive (declared down, not held for
+///   a grace): its replicas already moved, and its pods serve nobody this
+///   peer can reach (dead, or across a partition).
+///
+/// The plan must not hand a replica over to such a report, nor count it in
+/// a rollout: its pods would hold up the ready count the rollout's budget
+/// is taken from, and its outdated ones would keep the rollout (and its
+/// surge pods) going after every reachable replica moved.
 struct CurrentPods<'a> {
     observed: &'a ObservedState,
     stale: BTreeSet<NodeId>,
 }
 
 impl<'a> CurrentPods<'a> {
-    fn new(observed: &'a ObservedState, incarnations: &BTreeMap<NodeId, u64>) -> Self {
-        let stale = incarnations
-            .iter()
-            .filter(|(node, incarnation)| {
-                observed
-                    .get(**node)
-                    .is_some_and(|r| r.info.incarnation < **incarnation)
-            })
-            .map(|(node, _)| *node)
-            .collect();
+    fn new(
+        observed: &'a ObservedState,
+        incarnations: &BTreeMap<NodeId, u64>,
+        counts_alive: impl Fn(NodeId) -> bool,
+    ) -> Self {
+        let restarted = incarnations.iter().filter(|(node, incarnation)| {
+            observed
+                .get(**node)
+                .is_some_and(|r| r.info.incarnation < **incarnation)
+        });
+        let mut stale: BTreeSet<NodeId> = restarted.map(|(node, _)| *node).collect();
+        stale.extend(
+            observed
+                .nodes()
+                .map(|(node, _)| node)
+                .filter(|node| !counts_alive(*node)),
+        );
         CurrentPods { observed, stale }
     }
 }

@@ -34,13 +34,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shoal_crdt_state::ClusterState;
+use shoal_crdt_state::identity::{self, RecordRejection};
 use shoal_crdt_state::node::NodeId;
 use shoal_gossip::config::MAX_JOIN_RETRY;
 use shoal_gossip::{PeerIdentity, Preset};
 
 use super::io::{Output, PeerEvent};
 use super::timers::PeerTimer;
-use super::{Peer, PeerConfig, ms};
+use super::{Ed25519, Peer, PeerConfig, ms};
 
 /// Members that went down this recently are still remembered: a site
 /// being shut down machine by machine (or all at once, each peer seeing the
@@ -91,6 +92,7 @@ impl Peer {
             peer.clock.observe(&stamp, stamp.physical_ms);
         }
         peer.state = persisted.state;
+        peer.drop_unverified_records();
         let me = peer.config.node;
         peer.remembered = persisted
             .members
@@ -98,6 +100,29 @@ impl Peer {
             .filter(|m| m.node != me)
             .collect();
         peer
+    }
+
+    /// Drops the node records of a resumed state that are not signed by
+    /// their node's bound key (a data dir edited, or restored from another
+    /// machine): the genuine ones come back from the others, and a copy
+    /// no peer would take is not spread from here either.
+    fn drop_unverified_records(&mut self) {
+        let nodes = self.state.desired.nodes();
+        let bad: Vec<(NodeId, RecordRejection)> = self
+            .state
+            .observed
+            .nodes()
+            .filter_map(|(node, record)| {
+                identity::check_record(nodes.bound_key(node), node, record, &Ed25519)
+                    .err()
+                    .map(|e| (node, e))
+            })
+            .collect();
+        for (node, error) in bad {
+            self.stats.records_forged += 1;
+            tracing::warn!(%node, %error, "dropped a node record of the data dir");
+            self.state.observed.forget(node);
+        }
     }
 
     /// What to write to disk now: the state, and the members to try at the

@@ -12,13 +12,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::RngExt;
-use shoal_crdt_state::observed::ObservedDelta;
+use shoal_crdt_state::identity::{self, RecordRejection};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::{NodeRecord, ObservedDelta};
 use shoal_crdt_state::{Delta, DesiredDelta, wire};
 use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
 
 use super::sync_message::{MAX_MESSAGE_BYTES, PIECE_BYTES, Piece, SyncEnvelope, SyncMessage};
 use super::timers::PeerTimer;
-use super::{Output, Peer, ms};
+use super::{Ed25519, Output, Peer, ms};
 
 impl Peer {
     /// Sends a local change to the cluster.
@@ -40,6 +42,12 @@ impl Peer {
             let key = record_key(b"service", name.as_bytes());
             let mut one = DesiredDelta::default();
             one.services.insert(name, record);
+            self.spread_record(now, key, one.into());
+        }
+        for (name, record) in delta.desired.tokens {
+            let key = record_key(b"token", name.as_bytes());
+            let mut one = DesiredDelta::default();
+            one.tokens.insert(name, record);
             self.spread_record(now, key, one.into());
         }
         for (node, record) in delta.observed.nodes {
@@ -198,7 +206,7 @@ impl Peer {
     pub(super) fn handle_broadcast(&mut self, now: Duration, received: Received) {
         match wire::decode::<Delta>(&received.payload, MAX_BROADCAST_PAYLOAD) {
             Ok(delta) => {
-                self.merge_remote(now, delta);
+                self.merge_remote(now, Sender::Node(received.from), delta);
             }
             Err(e) => {
                 self.stats.bad_messages += 1;
@@ -221,6 +229,17 @@ impl Peer {
         };
         self.stats.sync_received.add(&envelope.message, bytes.len());
         let reply_to = envelope.reply_to;
+        // What merging this message logs, and the replies it sends, belong
+        // to one exchange with that peer.
+        let _exchange = tracing::info_span!(
+            "sync",
+            with = %reply_to,
+            from_node = %envelope.from,
+            kind = envelope.message.kind(),
+            bytes = bytes.len()
+        )
+        .entered();
+        tracing::debug!("sync message received");
         match envelope.message {
             SyncMessage::Hello { digest_hash } => {
                 if digest_hash != self.digest_hash() && !self.receiving_transfer(now) {
@@ -245,7 +264,7 @@ impl Peer {
                 // records (many, changing often) spread by SWIM piggybacking
                 // and anti-entropy after their first push. Pieces of a split
                 // transfer are a peer catching up: not forwarded.
-                let changed = self.merge_remote(now, delta);
+                let changed = self.merge_remote(now, Sender::Addr(reply_to), delta);
                 if !changed.desired.is_empty() && piece.is_none() {
                     self.queue_push(now, changed.desired.into());
                 }
@@ -294,8 +313,12 @@ impl Peer {
         });
     }
 
-    /// Joins a remote delta; returns the part of it that was new here.
-    pub(super) fn merge_remote(&mut self, now: Duration, delta: Delta) -> Delta {
+    /// Joins a remote delta (from `from`, who may have relayed it); returns
+    /// the part of it that was new here. Node records not signed by their
+    /// node's bound key, and bindings trying to take over an established
+    /// node id, are dropped first: never merged, so never forwarded.
+    pub(super) fn merge_remote(&mut self, now: Duration, from: Sender, mut delta: Delta) -> Delta {
+        self.admit_bindings(from, &mut delta);
         let mut changed = Delta::default();
         for (name, record) in delta.desired.rcs {
             let before = self.state.desired.record(&name).cloned();
@@ -330,7 +353,21 @@ impl Peer {
                 changed.desired.services.insert(name, record);
             }
         }
+        for (name, record) in delta.desired.tokens {
+            let before = self.state.desired.tokens().record(&name).cloned();
+            let mut one = DesiredDelta::default();
+            one.tokens.insert(name.clone(), record.clone());
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.tokens().record(&name) != before.as_ref() {
+                changed.desired.tokens.insert(name, record);
+            }
+        }
         for (node, record) in delta.observed.nodes {
+            if !self.admit_record(from, node, &record) {
+                continue;
+            }
             if node == self.config.node {
                 self.merge_own_record(now, record);
                 continue;
@@ -387,6 +424,47 @@ impl Peer {
 }
 
 impl Peer {
+    /// Drops from `delta` the key bindings that claim an established node
+    /// id with another key (see `shoal_crdt_state::identity::admits_binding`).
+    fn admit_bindings(&mut self, from: Sender, delta: &mut Delta) {
+        for (node, decision) in &mut delta.desired.nodes {
+            let Some(incoming) = decision.key else {
+                continue;
+            };
+            let held = self.state.desired.nodes().get(*node).and_then(|d| d.key);
+            if !identity::admits_binding(held.as_ref(), &incoming) {
+                self.stats.bindings_refused += 1;
+                tracing::warn!(
+                    %from,
+                    %node,
+                    key = %incoming.key,
+                    bound = %held.map(|b| b.key.to_string()).unwrap_or_default(),
+                    "refused a key binding claiming an established node id"
+                );
+                decision.key = None;
+            }
+        }
+    }
+
+    /// Whether `record`, claimed to be `node`'s, is signed by the key bound
+    /// to `node`; a rejection is counted and logged with the sender.
+    fn admit_record(&mut self, from: Sender, node: NodeId, record: &NodeRecord) -> bool {
+        let binding = self.state.desired.nodes().bound_key(node);
+        match identity::check_record(binding, node, record, &Ed25519) {
+            Ok(()) => true,
+            Err(e @ RecordRejection::Unbound { .. }) => {
+                self.stats.records_unbound += 1;
+                tracing::debug!(%from, error = %e, "node record not merged");
+                false
+            }
+            Err(e @ RecordRejection::BadSignature { .. }) => {
+                self.stats.records_forged += 1;
+                tracing::warn!(%from, error = %e, "rejected a node record");
+                false
+            }
+        }
+    }
+
     /// Only we write our record, so a copy of it normally just echoes back.
     /// A newer one means we lost our state (a restart with an empty data
     /// dir): take its version and rewrite our content over it. Another
@@ -397,6 +475,7 @@ impl Peer {
         let mine = self.state.observed.get(me);
         if mine.is_some_and(|m| m.version == record.version && *m != record) {
             let delta = self.state.observed.reissue(me);
+            let delta = self.signed_own(delta);
             self.spread(now, delta.into());
             return;
         }
@@ -406,10 +485,7 @@ impl Peer {
         let mut one = ObservedDelta::default();
         one.nodes.insert(self.config.node, record);
         self.state.merge_delta(one.into());
-        let delta = self
-            .state
-            .observed
-            .set_node_info(self.config.node, self.config.info.clone());
+        let delta = self.publish_info();
         self.spread(now, delta.into());
         self.request_publish(now);
     }
@@ -438,4 +514,22 @@ fn record_key(kind: &[u8], id: &[u8]) -> u64 {
     bytes.push(0);
     bytes.extend_from_slice(id);
     xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// Who handed us a delta: the SWIM member that relayed a broadcast, or the
+/// address of a sync message's sender. Either may have relayed what
+/// others wrote.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Sender {
+    Node(NodeId),
+    Addr(SocketAddr),
+}
+
+impl std::fmt::Display for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sender::Node(node) => write!(f, "node {node}"),
+            Sender::Addr(addr) => write!(f, "{addr}"),
+        }
+    }
 }

@@ -81,3 +81,14 @@ pub enum SyncMessage {
         piece: Option<Piece>,
     },
 }
+
+impl SyncMessage {
+    /// The kind's name, as metrics and logs show it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncMessage::Hello { .. } => "hello",
+            SyncMessage::Pull { .. } => "pull",
+            SyncMessage::Push { .. } => "push",
+        }
+    }
+}

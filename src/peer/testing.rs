@@ -45,6 +45,18 @@ pub struct Cluster {
     /// Inputs in flight: (arrival, sequence) -> (peer, input).
     inputs: BTreeMap<(Duration, u64), (usize, Input)>,
     seq: u64,
+    /// When set, a copy of every datagram and sync message sent and every
+    /// log record written (the fuzz targets' seed corpora).
+    pub recorded: Option<Vec<Recorded>>,
+}
+
+/// Bytes a peer sent or wrote, as [`Cluster::recorded`] keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Datagram(Vec<u8>),
+    Sync(Vec<u8>),
+    /// The wire encoding of an [`Output::Persist`] delta (a `wal.log` record).
+    Persist(Vec<u8>),
 }
 
 /// What a peer produced that the cluster does not deliver.
@@ -79,6 +91,7 @@ impl Cluster {
             crashed: Vec::new(),
             inputs: BTreeMap::new(),
             seq: 0,
+            recorded: None,
         }
     }
 
@@ -211,6 +224,12 @@ impl Cluster {
             .position(|(i, p)| !self.crashed[i] && p.config().addr == addr)
     }
 
+    fn record(&mut self, what: impl FnOnce() -> Recorded) {
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(what());
+        }
+    }
+
     /// Carries out every pending output of peer `i`.
     fn drain(&mut self, i: usize) {
         if self.crashed[i] {
@@ -221,11 +240,13 @@ impl Cluster {
         while let Some(output) = self.peers[i].poll_output() {
             match output {
                 Output::Datagram { to, bytes } => {
+                    self.record(|| Recorded::Datagram(bytes.clone()));
                     if let Some(to) = self.index_of(to) {
                         self.send(to, Input::Datagram { from, bytes });
                     }
                 }
                 Output::Sync { to, bytes } => {
+                    self.record(|| Recorded::Sync(bytes.clone()));
                     if let Some(to) = self.index_of(to) {
                         self.send(to, Input::Sync { from, bytes });
                     }
@@ -235,7 +256,14 @@ impl Cluster {
                         self.send(i, Input::Observation(observation));
                     }
                 }
-                Output::Persist(_) => self.logs[i].persists += 1,
+                Output::Persist(delta) => {
+                    self.record(|| {
+                        Recorded::Persist(
+                            shoal_crdt_state::wire::encode(&delta).unwrap_or_default(),
+                        )
+                    });
+                    self.logs[i].persists += 1;
+                }
                 Output::Checkpoint => self.logs[i].checkpoints += 1,
                 Output::Event(event) => {
                     let events = &mut self.logs[i].events;

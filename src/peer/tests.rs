@@ -464,5 +464,7 @@ fn a_big_answer_travels_in_pieces_and_a_truncated_piece_loses_only_itself() {
         b.handle_sync(START + 3 * MS, addr(0), piece);
     }
     assert_eq!(b.state().desired.len(), n);
-    assert_eq!(b.state().desired, a.state().desired);
+    // Every RC register alike (b also holds its own key binding, which a
+    // has not pulled).
+    assert!(b.state().desired.digest() == a.state().desired.digest());
 }

@@ -3,7 +3,7 @@
 //! Every peer must feed [`assign`](super::assign()) the same inputs from the
 //! same view, so the rules that turn the observed state into
 //! [`NodeCandidate`]s live here and nowhere else: the peer core and the
-//! simulator both call [`inputs`].
+//! simulator both call [`live_rcs`] and [`inputs`].
 //!
 //! **Held ports.** A host port a node's pod has published stays taken while
 //! that pod may still use it: [`PodPhase::Running`], `Pending` (starting; it
@@ -22,11 +22,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
 use shoal_crdt_state::spec::{Protocol, RcSpec};
+use shoal_crdt_state::{DesiredState, NodeDecisions};
 
 /// A node as placement sees it: what it published, whether the member view
 /// has it alive, and the host ports its pods hold.
@@ -168,6 +168,17 @@ impl WantedPorts {
             })
             .filter(|(port, _)| self.contains(*port))
     }
+}
+
+/// The RCs placement places: every live RC of the desired state, by name.
+pub fn live_rcs(desired: &DesiredState) -> BTreeMap<String, RcSpec> {
+    desired
+        .live_rcs()
+        .map(|rc| {
+            let spec = rc.to_spec();
+            (spec.name.clone(), spec)
+        })
+        .collect()
 }
 
 /// The placement inputs of this peer's view: one candidate per node with a

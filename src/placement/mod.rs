@@ -21,5 +21,5 @@ pub mod weight;
 
 pub use assign::assign;
 pub use assignment::{Assignment, ideal_moves, moved};
-pub use inputs::{HeldPort, HostPort, NodeCandidate, WantedPorts, holds_ports, inputs};
+pub use inputs::{HeldPort, HostPort, NodeCandidate, WantedPorts, holds_ports, inputs, live_rcs};
 pub use unplaced::{NodeRejection, Unplaced};

@@ -156,6 +156,7 @@ impl LocalPod {
             claim,
             available: self.rollout_available(),
             stalled: self.stalled.clone(),
+            started_ms: self.started_at,
         }
     }
 }

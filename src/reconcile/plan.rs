@@ -178,10 +178,47 @@ pub fn plan(
                 }
                 continue;
             };
-            if (!surge_needed(rc, current, view) && l.state != LocalState::Stopping)
-                || owner != Some(me)
-            {
-                // The rollout is done (or the slot moved): the surge leaves.
+            let done = !surge_needed(rc, current, view) && l.state != LocalState::Stopping;
+            let (state, draining, mine) = (l.state, l.draining_since.is_some(), l.template_hash);
+            if !done && owner != Some(me) {
+                // The slot moved (membership changed): the pod stays while
+                // the rollout needs it. Stopping it would take a serving pod
+                // out of the budget (the ready floor), and starting the slot
+                // first on its new owner would exceed `replicas + maxSurge`;
+                // the new owner starts nothing while this copy is reported.
+                // It goes once a copy on the new owner serves (both sides
+                // of a healed partition ran one) or once it is down; a
+                // drain once begun runs to its stop.
+                let successor = owner.is_some_and(|o| {
+                    successor_serves(
+                        cluster_pods.reported_by(o),
+                        &id,
+                        rc,
+                        mine,
+                        assignment.fingerprint(),
+                    )
+                });
+                if let Some(l) = local.get_mut(&id) {
+                    l.moved_away_at.get_or_insert(now);
+                }
+                if successor || state == LocalState::Exited || draining {
+                    rest.extend(drain_then_stop(
+                        &id,
+                        local,
+                        Some(rc),
+                        policy,
+                        now,
+                        &mut wake,
+                    ));
+                    views.remove(&id.rc);
+                }
+                continue;
+            }
+            if let Some(l) = local.get_mut(&id) {
+                l.moved_away_at = None;
+            }
+            if done {
+                // The rollout is done: the surge leaves.
                 rest.extend(drain_then_stop(
                     &id,
                     local,

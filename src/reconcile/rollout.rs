@@ -33,7 +33,14 @@
 //!   RC's pods plus the empty slots before `k` stay below
 //!   `replicas + surge`: running never exceeds `replicas + surge`;
 //! - a slot keeps its pod while some replica lacks an available pod of the
-//!   new template.
+//!   new template, even when a membership change moves the slot to another
+//!   node: moving it would either stop a serving pod outside the budget or
+//!   run the slot twice. The slot starts nowhere while a copy of it is
+//!   reported; a second copy (both sides of a healed partition ran one)
+//!   leaves once the owner's serves;
+//! - a surge slot starts only while the same rule would keep it, so an
+//!   outdated copy lingering next to an updated, available one (a
+//!   handover) cannot make it start and stop in turn.
 //!
 //! **Stop on failure.** The node running a pod of the current template
 //! that is not ready `progressDeadlineSeconds` after its start reports it
@@ -44,7 +51,9 @@
 //! `shoal.io/auto-rollback: "true"` the node whose pod stalled writes the
 //! previous template back ([`rollback_template`]); that is a rollout too.
 //!
-//! **Views.** With the same view everywhere the bounds hold at every
+//! **Views.** Pods of nodes placement counts as gone (declared down) are
+//! not in the view: they serve nobody, and their outdated ones are not left
+//! to replace. With the same view everywhere the bounds hold at every
 //! instant. Views that lag each other (gossip delay) can let the rollout
 //! run ahead by the decisions taken on stale views, and each peer's own
 //! pods are always current in its view. It never deadlocks: every input it
@@ -176,8 +185,16 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
     if stopped(view).is_some() || slot_of(rc, index) != Slot::Surge {
         return false;
     }
+    if view.pods.contains_key(&index) {
+        // Still running where the slot was placed before: a surge pod
+        // stays put while the rollout needs it (see `plan`).
+        return false;
+    }
+    // The same rule that keeps a running surge pod (`surge_needed`), or a
+    // slot would start and stop in turn while an outdated copy lingers
+    // next to an available updated one (a handover not yet done).
     let rolling = (0..rc.replicas).any(|j| outdated(view, current, j));
-    if !rolling {
+    if !rolling || !surge_needed(rc, current, view) {
         return false;
     }
     let (surge, _) = rc.update_strategy.resolve(rc.replicas);
@@ -385,6 +402,31 @@ mod tests {
         assert!(!may_replace(&rc, NEW, &v, 0, true), "waits for the surge");
         assert!(may_replace(&rc, NEW, &v, 0, false));
         assert!(!may_replace(&rc, NEW, &v, 1, false), "one at a time");
+    }
+
+    #[test]
+    fn a_slot_still_running_elsewhere_or_a_lingering_old_copy_starts_no_surge() {
+        let rc = rc(3, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        // Slot 3 moved: its pod still runs on the node it started on.
+        let moved = view(&[old, old, old, Some((NEW, true))]);
+        assert!(!may_start_surge(&rc, NEW, &moved, 3));
+        // Every replica has an available new pod; replica 2's old copy is
+        // still being handed over.
+        let new = Some((NEW, true));
+        let mut lingering = view(&[new, new, new]);
+        lingering.push(
+            2,
+            PodView {
+                template_hash: OLD,
+                serving: true,
+                available: true,
+            },
+            None,
+            NEW,
+        );
+        assert!(!surge_needed(&rc, NEW, &lingering));
+        assert!(!may_start_surge(&rc, NEW, &lingering, 3));
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub fn derive(inputs: &EndpointInputs<'_>) -> ServiceTable {
             name: service.name.to_owned(),
             ports,
             endpoints,
+            proxy_protocol: service.body.proxy_protocol,
         };
         services.insert(service.name.to_owned(), entry);
     }

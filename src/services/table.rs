@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use shoal_crdt_state::service::ProxyProtocol;
+
 /// Every service, by name, with the endpoints that serve it now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceTable {
@@ -22,6 +24,9 @@ pub struct ServiceEntry {
     /// Every pod the selector matches, ready or not; the load balancer
     /// sends connections only to ready ones, `describe svc` shows all.
     pub endpoints: Vec<Endpoint>,
+    /// Whether each forwarded connection starts with a PROXY protocol
+    /// header naming the client.
+    pub proxy_protocol: ProxyProtocol,
 }
 
 /// One port of a service, as the load balancer listens for it.

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::api::ErrorBody;
+use super::api::limits::ClientLimits;
 use super::persist::DataDir;
 
 /// A client has this long to finish its TLS handshake (or send its first
@@ -166,11 +168,13 @@ fn certificate_ips(bind: IpAddr, advertise: IpAddr) -> Vec<IpAddr> {
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` turns true; open
-/// connections are then closed.
+/// connections are then closed. Each connection is counted against its
+/// client's cap in `limits` from accept to close (see `api::limits`).
 pub async fn serve_https(
     listener: TcpListener,
     app: Router,
     tls: Arc<rustls::ServerConfig>,
+    limits: Arc<ClientLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -192,11 +196,12 @@ pub async fn serve_https(
                 continue;
             }
         };
+        let client = limits.open(from);
         connections.spawn(serve_connection(
             stream,
             from,
             acceptor.clone(),
-            app.clone(),
+            app.clone().layer(Extension(ConnectInfo(client))),
         ));
     }
     connections.shutdown().await;

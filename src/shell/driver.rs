@@ -25,8 +25,10 @@ use shoal_runtime::docker::DockerRuntime;
 use shoal_runtime::vocabulary::{ForeignPod, PodObservation};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::acks::{self, Acks, Held};
+use super::bad_messages::BadMessageLog;
 use super::events::{ClusterEvents, EventStore, fanout};
 use super::handle::{Ack, Request};
 use super::images::PeerImages;
@@ -112,6 +114,7 @@ struct LoopState {
     persisted: shoal_crdt_state::Delta,
     /// Pods started and not yet running, for the start latency metric.
     pod_starts: PodStartTimer,
+    bad_messages: BadMessageLog,
 }
 
 impl Driver {
@@ -122,6 +125,7 @@ impl Driver {
             acks: Acks::default(),
             persisted: shoal_crdt_state::Delta::default(),
             pod_starts: PodStartTimer::default(),
+            bad_messages: BadMessageLog::default(),
         };
         let mut health = self.runtime.health_watch();
         let mut durability = self.writer.durability();
@@ -391,6 +395,9 @@ impl Driver {
                     }
                 }
                 Output::Event(PeerEvent::Recorded(record)) => self.events.record(record),
+                Output::Event(PeerEvent::BadMessage { from, error }) => {
+                    ls.bad_messages.report(from, &error);
+                }
                 Output::Event(event) => log_event(&event),
             }
         }
@@ -406,13 +413,18 @@ impl Driver {
             return;
         };
         let transport = self.transport.clone();
-        tokio::spawn(async move {
-            if let Err(e) = transport.push_frames(to, frames).await {
-                tracing::debug!(%to, error = %e, "sync message not delivered");
-                metrics::counter!(SYNC_DROPPED, "reason" => "undelivered").increment(1);
+        let exchange = tracing::info_span!("sync", with = %to, frames = frames.len());
+        let push = async move {
+            match transport.push_frames(to, frames).await {
+                Ok(()) => tracing::debug!("sync messages sent"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "sync message not delivered");
+                    metrics::counter!(SYNC_DROPPED, "reason" => "undelivered").increment(1);
+                }
             }
             drop(permit);
-        });
+        };
+        tokio::spawn(push.instrument(exchange));
     }
 }
 
@@ -444,8 +456,8 @@ fn log_event(event: &PeerEvent) {
             reason,
             rolled_back,
         } => tracing::warn!(%rc, %reason, rolled_back, "rollout stopped"),
-        PeerEvent::BadMessage { from, error } => tracing::debug!(%from, %error, "bad message"),
-        PeerEvent::NameTaken { .. } | PeerEvent::Recorded(_) => {}
+        // Handled in `drain`, which keeps their state.
+        PeerEvent::BadMessage { .. } | PeerEvent::NameTaken { .. } | PeerEvent::Recorded(_) => {}
         PeerEvent::NodeForgotten { node, name, why } => {
             tracing::warn!(%node, %name, why, "node forgotten");
         }

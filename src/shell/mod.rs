@@ -21,6 +21,7 @@ pub mod acks;
 pub mod addresses;
 pub mod api;
 pub mod api_tls;
+pub mod bad_messages;
 pub mod dashboard;
 pub mod driver;
 pub mod events;

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handle::{PeerHandle, Snapshot};
 use super::service_dns::answer::CLUSTER_DOMAIN;
+use super::service_dns::holder::{Holder, holder_of};
 use super::service_dns::{DnsServer, Upstreams};
 use super::service_plane::{PlaneConfig, PlaneStatus, ServicePlane};
 use crate::services::ServiceTable;
@@ -42,8 +43,10 @@ pub struct ServicesConfig {
 #[derive(Debug)]
 pub struct Services {
     pub plane: ServicePlane,
-    /// One server per address that could be bound.
+    /// One server per address that could be bound, the service address first.
     pub dns: Vec<DnsServer>,
+    /// Why a DNS server could not be started at an address.
+    pub dns_failures: Vec<String>,
     /// The tables served, as the feed derives them.
     pub tables: watch::Receiver<Arc<ServiceTable>>,
 }
@@ -52,6 +55,23 @@ impl Services {
     /// What each listener of the load balancer does.
     pub fn status(&self) -> watch::Receiver<Arc<PlaneStatus>> {
         self.plane.status()
+    }
+
+    /// The first address this peer's DNS server answers at (the service
+    /// address when it could be bound): asked there, it gives that address
+    /// first for every service. `Err`: why it answers nowhere.
+    pub fn dns_address(&self) -> Result<IpAddr, String> {
+        self.dns
+            .iter()
+            .flat_map(|d| d.addrs())
+            .map(SocketAddr::ip)
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "this peer runs no DNS server for services: {}",
+                    self.dns_failures.join("; ")
+                )
+            })
     }
 }
 
@@ -73,19 +93,18 @@ pub async fn default_service_ip(runtime: &DockerRuntime, advertised: IpAddr) -> 
 }
 
 /// Starts the feed, the load balancer and the DNS servers, and gives pods
-/// the DNS server when it listens where they can reach it.
+/// the DNS server when it listens where they can reach it: this peer's, or
+/// (peers sharing one Docker engine share its bridge address) that of
+/// another peer of cluster `cluster` which bound the address first.
 pub async fn start_services(
     config: ServicesConfig,
+    cluster: &str,
     handle: PeerHandle,
     runtime: &DockerRuntime,
     shutdown: watch::Receiver<bool>,
 ) -> Services {
     let (tables_tx, tables) = watch::channel(Arc::new(ServiceTable::default()));
     tokio::spawn(feed_loop(handle, tables_tx, shutdown));
-    let plane = ServicePlane::spawn(
-        PlaneConfig::new(config.node_ip, config.service_ip),
-        tables.clone(),
-    );
     let mut addrs = vec![SocketAddr::new(config.service_ip, config.dns_port)];
     if config.node_ip != config.service_ip {
         addrs.push(SocketAddr::new(config.node_ip, config.dns_port));
@@ -93,15 +112,32 @@ pub async fn start_services(
     let ours: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
     let upstreams = Upstreams::from_resolv_conf(Path::new("/etc/resolv.conf"), &ours);
     let mut dns = Vec::new();
+    let mut dns_failures = Vec::new();
+    let mut served_by_a_peer = false;
     for addr in addrs {
-        match DnsServer::spawn(&[addr], tables.clone(), upstreams.clone()).await {
+        match DnsServer::spawn(&[addr], tables.clone(), upstreams.clone(), cluster).await {
             Ok(server) => dns.push(server),
-            Err(e) => tracing::warn!("{e}; services are not resolvable there"),
+            Err(e) if e.source.kind() == std::io::ErrorKind::AddrInUse => {
+                match taken_dns(addr, cluster).await {
+                    Ok(()) => served_by_a_peer |= addr.ip() == config.service_ip,
+                    Err(why) => dns_failures.push(why),
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{e}; services are not resolvable there");
+                dns_failures.push(e.to_string());
+            }
         }
     }
-    let pods_reach_dns = dns
-        .iter()
-        .any(|d| d.addrs().iter().any(|a| a.ip() == config.service_ip));
+    // After DNS: whether another peer of this cluster holds the service
+    // address decides how a service port taken there is reported.
+    let mut plane_config = PlaneConfig::new(config.node_ip, config.service_ip);
+    plane_config.service_ip_shared = served_by_a_peer;
+    let plane = ServicePlane::spawn(plane_config, tables.clone(), runtime.direct_addresses());
+    let pods_reach_dns = served_by_a_peer
+        || dns
+            .iter()
+            .any(|d| d.addrs().iter().any(|a| a.ip() == config.service_ip));
     // A container's loopback is its own: a loopback service address is no
     // resolver for pods; and resolv.conf has no port, only 53.
     if pods_reach_dns && !config.service_ip.is_loopback() && config.dns_port == 53 {
@@ -110,7 +146,45 @@ pub async fn start_services(
             search: vec![CLUSTER_DOMAIN.to_owned()],
         });
     }
-    Services { plane, dns, tables }
+    Services {
+        plane,
+        dns,
+        dns_failures,
+        tables,
+    }
+}
+
+/// A DNS address another process holds: `Ok` when it is a peer of
+/// `cluster` (it answers the same names), else why services are not
+/// resolvable there. Logs either way.
+async fn taken_dns(addr: SocketAddr, cluster: &str) -> Result<(), String> {
+    match holder_of(addr).await {
+        Holder::Peer { cluster: theirs } if theirs == cluster => {
+            tracing::info!(
+                %addr,
+                "DNS at {addr} is served by another peer of this cluster (peers sharing one \
+                 Docker engine share its bridge address); pods reach services by name through it"
+            );
+            Ok(())
+        }
+        Holder::Peer { cluster: theirs } => {
+            let why = format!(
+                "DNS at {addr} is held by a peer of another cluster ({theirs}) sharing this Docker \
+                 engine: pods this peer starts cannot resolve this cluster's services by name; give \
+                 each cluster its own engine, or this peer its own --service-address or --dns-port"
+            );
+            tracing::warn!(%addr, "{why}");
+            Err(why)
+        }
+        Holder::Other(reason) => {
+            let why = format!(
+                "DNS at {addr} is held by another process, no Shoal peer ({reason}): services are \
+                 not resolvable there; free the port or pass --service-address or --dns-port"
+            );
+            tracing::warn!(%addr, "{why}");
+            Err(why)
+        }
+    }
 }
 
 /// Sends what the load balancer cannot listen on to the driver, which

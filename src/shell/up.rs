@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::events::{EventStore, store::EVENTS_KEPT};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
+use super::images::transfers::Transfers;
 use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
 use super::persist::{DataDir, NodeIdentity, Writer};
@@ -46,6 +47,8 @@ pub struct UpConfig {
     /// Bearer token the HTTP API requires (mandatory off loopback).
     pub api_token: Option<String>,
     /// Serve the API over TLS even on loopback (off loopback it always is).
+    /// Per-client request rate and connection caps on the API.
+    pub api_limits: crate::shell::api::limits::LimitSettings,
     pub api_tls: bool,
     /// Lifetime of this node's certificates (QUIC and API); renewed at half.
     pub cert_validity: Duration,
@@ -83,14 +86,30 @@ pub struct Running {
     pub fatal: oneshot::Receiver<String>,
     /// The load balancer and DNS server for services.
     pub services: Services,
+    /// The image transfers this peer has under way.
+    pub transfers: Transfers,
 }
 
-/// Loads or creates the node identity, binds the transport, connects to the
-/// engine, adopts running pods and starts the driver task.
-pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
-    super::metrics::install();
+/// A peer's data dir with its identity, loaded (or created) before the
+/// peer starts: its logs name the node from their first line.
+#[derive(Debug)]
+pub struct Opened {
+    data: DataDir,
+    pub identity: NodeIdentity,
+}
+
+/// Opens the data dir and loads or creates the node identity.
+pub fn open(config: &UpConfig) -> anyhow::Result<Opened> {
     let data = DataDir::open(&config.data_dir)?;
     let identity = load_identity(&data, config)?;
+    Ok(Opened { data, identity })
+}
+
+/// Binds the transport, connects to the engine, adopts running pods and
+/// starts the driver task.
+pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running> {
+    super::metrics::install();
+    let Opened { data, identity } = opened;
     let token: JoinToken = identity
         .token
         .parse()
@@ -123,6 +142,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
 
     let info = node_info(config, &identity, advertise);
     let mut peer_config = PeerConfig::new(node, advertise, info);
+    peer_config.keys = data.node_key()?;
     peer_config.incarnation = identity.incarnation;
     peer_config.preset = config.preset;
     peer_config.rng_seed = rand::random();
@@ -149,7 +169,13 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (snapshots, reader) = SnapshotSource::new(&peer, &token.cluster_id());
     let handle = PeerHandle::new(requests_tx, reader);
-    let images = PeerImages::new(transport.clone(), handle.clone(), &runtime);
+    let images = PeerImages::new(
+        transport.clone(),
+        handle.clone(),
+        &runtime,
+        &peer.config().info.name,
+    );
+    let transfers = images.transfers();
     runtime.set_image_source(images.clone());
     let (holdings_tx, holdings) = mpsc::channel(1);
     // Ends when the driver (the receiver) is gone.
@@ -180,6 +206,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
             service_ip,
             dns_port: config.dns_port,
         },
+        &token.cluster_id(),
         handle.clone(),
         &runtime,
         shutdown_rx.clone(),
@@ -201,6 +228,7 @@ pub async fn start(config: &UpConfig) -> anyhow::Result<Running> {
         driver,
         fatal,
         services,
+        transfers,
     })
 }
 

@@ -104,6 +104,11 @@ pub async fn start_cluster(names: &[&str], api_token: Option<&str>) -> Vec<TestN
             runtime: None,
             api_token: api_token.map(str::to_owned),
             cluster_ca: None,
+            limits: shoal::shell::api::limits::ClientLimits::new(
+                shoal::shell::api::limits::LimitSettings::UNLIMITED,
+            ),
+            service_dns: Err("this test runs no service plane".to_owned()),
+            transfers: Default::default(),
         };
         tokio::spawn(async move {
             axum::serve(listener, router(state))

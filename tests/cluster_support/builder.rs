@@ -21,10 +21,12 @@ impl Cluster {
         ClusterBuilder {
             subnet,
             n,
-            log_filter: "info,shoal=debug".to_owned(),
+            // The transport's debug lines say why a connection failed.
+            log_filter: "info,shoal=debug,shoal_gossip::quic=debug".to_owned(),
             args: Vec::new(),
             engines: Engines::Shared,
             machine_labels: false,
+            peer_env: Vec::new(),
         }
     }
 }
@@ -38,6 +40,7 @@ pub struct ClusterBuilder {
     args: Vec<String>,
     engines: Engines,
     machine_labels: bool,
+    peer_env: Vec<(usize, String, String)>,
 }
 
 impl ClusterBuilder {
@@ -67,6 +70,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Peer `i` runs with `key=value` in its environment (test hooks).
+    pub fn peer_env(mut self, i: usize, key: &str, value: &str) -> Self {
+        self.peer_env.push((i, key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Starts the engines (per-node mode), then the peers on
     /// 127.0.`subnet`.11.. : the first creates the cluster, the others join
     /// through it. Waits until every peer sees all.
@@ -78,6 +87,7 @@ impl ClusterBuilder {
             args,
             engines,
             machine_labels,
+            peer_env,
         } = self;
         ensure_test_images();
         let dir = std::env::temp_dir().join(format!("shoal-e2e-{subnet}-{}", std::process::id()));
@@ -94,6 +104,7 @@ impl ClusterBuilder {
             extra_args: args,
             engines: Vec::new(),
             machine_labels,
+            peer_env,
         };
         let mut loads = None;
         if engines == Engines::PerNode {

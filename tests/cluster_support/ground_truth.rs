@@ -37,6 +37,28 @@ impl GroundTruth {
         copies
     }
 
+    /// `(replica, node id, image)` of every running pod of `rc` on every
+    /// engine, sorted.
+    pub fn images(&self, rc: &str) -> Vec<(String, String, String)> {
+        let mut rows: Vec<(String, String, String)> = self
+            .first_containers(
+                rc,
+                "{{.Label \"io.shoal.replica\"}} {{.Label \"io.shoal.node\"}} {{.Image}}",
+            )
+            .iter()
+            .filter_map(|l| {
+                let mut cols = l.split(' ');
+                Some((
+                    cols.next()?.to_owned(),
+                    cols.next()?.to_owned(),
+                    cols.next()?.to_owned(),
+                ))
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
     /// Replica index of every running pod of `rc` on every engine, sorted.
     pub fn pods(&self, rc: &str) -> Vec<String> {
         let mut replicas = self.first_containers(rc, "{{.Label \"io.shoal.replica\"}}");

@@ -98,6 +98,8 @@ pub struct Cluster {
     engines: Vec<NodeEngine>,
     /// Peer `i` runs with `--label machine=I`.
     machine_labels: bool,
+    /// (peer, key, value): more environment for one peer (test hooks).
+    peer_env: Vec<(usize, String, String)>,
 }
 
 impl Cluster {
@@ -184,6 +186,9 @@ impl Cluster {
             .arg("4Gi")
             .args(&self.extra_args)
             .env("SHOAL_LOG", &self.log_filter);
+        for (_, key, value) in self.peer_env.iter().filter(|(p, _, _)| *p == i) {
+            cmd.env(key, value);
+        }
         if self.machine_labels {
             cmd.arg("--label").arg(format!("machine={i}"));
         }
@@ -266,9 +271,9 @@ impl Cluster {
             let ok = wait_until(timeout, || self.count_nodes(i, "Alive") == n);
             assert!(
                 ok,
-                "peer {i} does not see {n} alive nodes: {:?}\nlog:\n{}",
+                "peer {i} does not see {n} alive nodes: {:?}\n{}",
                 self.try_get_json(i, "nodes"),
-                self.log_tail(i)
+                self.every_log_tail()
             );
         }
     }
@@ -398,6 +403,14 @@ impl Cluster {
             let _ = iptables(&["-F", &chain]);
             let _ = iptables(&["-X", &chain]);
         }
+    }
+
+    /// The log tail of every peer, headed by its number: a cluster that
+    /// does not form is explained by the peer that could not join.
+    pub fn every_log_tail(&self) -> String {
+        (0..self.peers.len())
+            .map(|i| format!("log of peer {i}:\n{}\n", self.log_tail(i)))
+            .collect()
     }
 
     pub fn log_tail(&self, i: usize) -> String {

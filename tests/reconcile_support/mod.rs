@@ -109,6 +109,7 @@ pub fn status(
         claim: None,
         available: ready,
         stalled: None,
+        started_ms: None,
     }
 }
 

@@ -30,10 +30,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal::peer::sync_message::{SyncEnvelope, SyncMessage};
-use shoal::peer::{Output, Peer, PeerConfig, PeerEvent, Persisted};
+use shoal::peer::{NodeKeys, Output, Peer, PeerConfig, PeerEvent, Persisted};
 use shoal::placement;
 use shoal::shell::handle::Request;
 use shoal_crdt_state::hlc::{Clock, DEFAULT_MAX_DRIFT_MS};
+use shoal_crdt_state::identity::RecordSigner;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::{NodeRecord, ObservedDelta};
 use shoal_crdt_state::pod::{PodPhase, PodStatus};
@@ -73,6 +74,12 @@ fn index_of(addr: SocketAddr) -> usize {
 
 fn node(i: usize) -> NodeId {
     NodeId(i as u64 + 1)
+}
+
+/// Signs `record` with `node`'s (test) key, as the node would.
+fn sign(node: NodeId, record: &mut NodeRecord) {
+    let bytes = shoal_crdt_state::identity::signed_bytes(node, record);
+    record.signature = NodeKeys::insecure_for_tests(node).sign(&bytes);
 }
 
 fn config(i: usize) -> PeerConfig {
@@ -175,6 +182,8 @@ pub fn whole_site(now: Duration) -> Site {
         .map(|rc| (rc.name.to_owned(), rc.to_spec()))
         .collect();
     for i in 0..NODES {
+        let key = NodeKeys::insecure_for_tests(node(i)).public_key();
+        state.desired.bind_key(node(i), key, clock.tick(now_ms));
         state.observed.set_node_info(node(i), info(i));
     }
     let candidates = placement::inputs(
@@ -188,6 +197,7 @@ pub fn whole_site(now: Duration) -> Site {
     let records: Vec<NodeRecord> = (0..NODES)
         .map(|i| NodeRecord {
             gc: Default::default(),
+            signature: Default::default(),
             version: VERSION,
             info: info(i),
             pods: assignment
@@ -207,9 +217,15 @@ pub fn whole_site(now: Duration) -> Site {
                         claim: Some(assignment.fingerprint()),
                         available: true,
                         stalled: None,
+                        started_ms: None,
                     }
                 })
                 .collect(),
+        })
+        .enumerate()
+        .map(|(i, mut record)| {
+            sign(node(i), &mut record);
+            record
         })
         .collect();
     state.observed.merge_delta(ObservedDelta {
@@ -528,6 +544,7 @@ pub async fn standins_loop(
                 let p = round % record.pods.len();
                 record.pods[p].ready = !record.pods[p].ready;
                 record.version += 1;
+                sign(node(k + 1), record);
                 let envelope = SyncEnvelope {
                     from: node(k + 1),
                     reply_to: addr(k + 1),

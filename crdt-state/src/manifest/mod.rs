@@ -35,7 +35,7 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 
-pub use annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY};
+pub use annotations::{MAX_SURGE, MAX_UNAVAILABLE, PARTITION_POLICY, PROXY_PROTOCOL};
 pub use error::{Diagnostic, ManifestError, ManifestProblem, ManifestWarning};
 
 use crate::service::ServiceSpec;

@@ -313,6 +313,9 @@ pub struct V1Service {
 #[derive(Debug, Clone, Serialize)]
 pub struct V1ServiceMetadata {
     pub name: String,
+    /// Shoal's settings (`shoal.io/proxy-protocol`), when any is set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -343,6 +346,13 @@ pub fn service_to_v1(spec: &ServiceSpec) -> V1Service {
         kind: "Service",
         metadata: V1ServiceMetadata {
             name: spec.name.clone(),
+            annotations: spec
+                .body
+                .proxy_protocol
+                .as_str()
+                .map(|v| (super::PROXY_PROTOCOL.to_owned(), v.to_owned()))
+                .into_iter()
+                .collect(),
         },
         spec: V1ServiceSpec {
             service_type: spec.body.service_type.as_str(),

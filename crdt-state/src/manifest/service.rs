@@ -16,13 +16,14 @@
 
 use std::collections::BTreeMap;
 
+use super::annotations;
 use super::fields::{
     Ctx, Schema, index, join, map_fields, optional, required, sequence, string, string_map,
 };
 use super::tree::{Node, Value};
 use super::validate;
 use crate::service::{
-    NODE_PORT_RANGE, ServiceBody, ServicePort, ServiceSpec, ServiceType, TargetPort,
+    NODE_PORT_RANGE, ProxyProtocol, ServiceBody, ServicePort, ServiceSpec, ServiceType, TargetPort,
 };
 use crate::spec::{Labels, Protocol};
 
@@ -104,7 +105,7 @@ const V1BETA1: Schema = Schema {
 pub(crate) fn parse_v1(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<ServiceSpec> {
     let errors_before = ctx.error_count();
     map_fields(ctx, doc, base, &TOP)?;
-    let name = metadata(ctx, doc, base);
+    let (name, proxy_protocol) = metadata(ctx, doc, base);
     let spec_path = join(base, "spec");
     let spec = required(ctx, doc, base, "spec", "add spec with selector and ports")?;
     map_fields(ctx, spec, &spec_path, &SPEC)?;
@@ -144,6 +145,8 @@ pub(crate) fn parse_v1(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<ServiceS
             selector,
             ports,
             service_type,
+            proxy_protocol,
+            last_applied: None,
         },
     })
 }
@@ -192,20 +195,34 @@ pub(crate) fn parse_v1beta1(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<Ser
                 node_port: None,
             }],
             service_type: ServiceType::ClusterIP,
+            proxy_protocol: ProxyProtocol::Off,
+            last_applied: None,
         },
     })
 }
 
-fn metadata(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<String> {
+/// The service's name and what its annotations ask of the load balancer.
+fn metadata(ctx: &mut Ctx, doc: &Node, base: &str) -> (Option<String>, ProxyProtocol) {
     let path = join(base, "metadata");
     let what = "add metadata.name, e.g. \"hello\"";
-    let meta = required(ctx, doc, base, "metadata", what)?;
-    map_fields(ctx, meta, &path, &METADATA)?;
+    let Some(meta) = required(ctx, doc, base, "metadata", what) else {
+        return (None, ProxyProtocol::Off);
+    };
+    if map_fields(ctx, meta, &path, &METADATA).is_none() {
+        return (None, ProxyProtocol::Off);
+    }
     if let Some(labels) = optional(meta, "labels") {
         string_map(ctx, labels, &join(&path, "labels"), true);
     }
-    let name_node = required(ctx, meta, &path, "name", what)?;
-    let name_path = join(&path, "name");
+    let proxy_protocol = optional(meta, "annotations")
+        .map(|a| annotations::parse_service(ctx, a, &join(&path, "annotations")))
+        .unwrap_or_default();
+    (name(ctx, meta, &path, what), proxy_protocol)
+}
+
+fn name(ctx: &mut Ctx, meta: &Node, path: &str, what: &str) -> Option<String> {
+    let name_node = required(ctx, meta, path, "name", what)?;
+    let name_path = join(path, "name");
     let name = string(ctx, name_node, &name_path)?;
     if let Err(why) = validate::dns1123_label(&name) {
         ctx.error(&name_path, name_node.line, format!("name {why}"));

@@ -105,6 +105,7 @@ pub fn pod_status(rc: &str, index: u32, phase: PodPhase, restarts: u32) -> PodSt
         claim: Some(1),
         available: false,
         stalled: None,
+        started_ms: None,
     }
 }
 
@@ -168,6 +169,8 @@ pub fn service(name: &str, port: u16) -> ServiceSpec {
                 node_port: None,
             }],
             service_type: ServiceType::ClusterIP,
+            proxy_protocol: Default::default(),
+            last_applied: None,
         },
     }
 }

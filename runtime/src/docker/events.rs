@@ -158,6 +158,7 @@ impl Inner {
                     probe.abort();
                 }
             }
+            self.publish_direct(&pods);
         }
         self.observe(key, PodEvent::Exited { code, oom_killed })
             .await;

@@ -1,8 +1,10 @@
 //! Getting a container's image into the engine, as its `imagePullPolicy` says.
 //!
-//! - `IfNotPresent`: the engine's image; a missing one comes from a peer
-//!   that holds it (a registry one hop away that works offline and gives
-//!   every node the same image ID), else from the registry.
+//! - `IfNotPresent`: the engine's image; a missing one comes from the
+//!   registry when it answers within [`REGISTRY_REACH`], else from a peer
+//!   that holds it (the cluster as its own registry, for offline sites).
+//!   An unreachable registry costs one quick failure, then is skipped while
+//!   its back-off runs, so peers are asked at once.
 //! - `Never`: the engine's image or nothing: no registry, no peers; the pod
 //!   fails with `ErrImageNeverPull` (as in Kubernetes) until the image is
 //!   loaded on this node.
@@ -11,9 +13,8 @@
 //!   fail the pod when the image is at hand: the engine's copy runs, else a
 //!   peer's, with a warning saying so. An offline site keeps running.
 //!
-//! A failed registry pull backs off per image (ImagePullBackOff): later
-//! starts under `Always` use the local image at once instead of waiting
-//! for the registry again, and under `IfNotPresent` fail fast.
+//! A failed registry pull backs off per image (ImagePullBackOff): while it
+//! runs, starts skip the registry and use the local image or the peers.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,13 @@ use crate::backoff::RestartBackoff;
 /// Longest silence from the engine during a registry pull before it counts
 /// as failed: an unreachable registry must not hold a start for minutes.
 const PULL_IDLE: Duration = Duration::from_secs(30);
+
+/// How long the registry has to start answering a pull (the engine's first
+/// progress message) before it counts as unreachable. A registry whose name
+/// does not resolve fails at once; this bounds one that drops packets, so
+/// the peers are asked after seconds rather than after the engine's own
+/// dial timeouts.
+const REGISTRY_REACH: Duration = Duration::from_secs(4);
 
 /// Failed pulls of one image: later starts wait out a back-off instead of
 /// hammering the registry (ImagePullBackOff).
@@ -72,40 +80,46 @@ impl Inner {
         }
     }
 
-    /// `IfNotPresent` with the image missing: a peer that holds it, else
-    /// the registry; failures back off.
+    /// `IfNotPresent` with the image missing: the registry (unless it
+    /// failed recently and backs off), else a peer that holds it.
     async fn fetch_missing(&self, image: &str, progress: super::Progress) -> Result<(), String> {
-        if let Some(waiting) = self.pull_backoff(image) {
-            return Err(waiting);
-        }
-        let mut peers_failed = None;
-        if let Some(source) = self.image_source.get() {
-            match source.fetch(image.to_owned(), progress.clone()).await {
-                Ok(Some(from)) => {
-                    tracing::info!(%image, %from, "image loaded from a peer");
-                    self.pull_succeeded(image);
-                    return Ok(());
+        let (registry, countdown) = match self.registry_backoff(image) {
+            Some((last_error, wait)) => (
+                last_error,
+                format!(
+                    " (back-off: next pull of {image} in {:.1}s)",
+                    wait.as_secs_f64()
+                ),
+            ),
+            None => {
+                progress(format!("ImagePulling {image}"));
+                match self.pull(image).await {
+                    Ok(()) => {
+                        self.pull_succeeded(image);
+                        return Ok(());
+                    }
+                    Err(why) => (
+                        self.pull_failed(image, format!("pull {image}: {why}")),
+                        String::new(),
+                    ),
                 }
-                Ok(None) => {}
-                Err(why) => peers_failed = Some(why),
             }
-        }
-        progress(format!("ImagePulling {image}"));
-        match self.pull(image).await {
-            Ok(()) => {
-                self.pull_succeeded(image);
+        };
+        let Some(source) = self.image_source.get() else {
+            return Err(format!("{registry}{countdown}"));
+        };
+        match source.fetch(image.to_owned(), progress).await {
+            Ok(Some(from)) => {
+                tracing::info!(%image, %from, "image loaded from a peer");
                 Ok(())
             }
-            Err(message) => {
-                let message = match peers_failed {
-                    Some(why) => format!("no peer could send {image} ({why}), and pull: {message}"),
-                    None if self.image_source.get().is_some() => {
-                        format!("no peer holds {image}, and pull: {message}")
-                    }
-                    None => format!("pull {image}: {message}"),
-                };
-                Err(self.pull_failed(image, message))
-            }
+            // The countdown last: events strip it to count repeats.
+            Ok(None) => Err(format!(
+                "no registry reachable ({registry}) and no peer holds {image}{countdown}"
+            )),
+            Err(peers) => Err(format!(
+                "no registry reachable ({registry}) and no peer could send {image} ({peers}){countdown}"
+            )),
         }
     }
 
@@ -167,18 +181,20 @@ impl Inner {
         };
         let mut pull = docker.create_image(Some(options), None, None);
         let mut error = None;
+        let mut bound = REGISTRY_REACH;
         loop {
-            let item = match tokio::time::timeout(PULL_IDLE, pull.next()).await {
+            let item = match tokio::time::timeout(bound, pull.next()).await {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(_) => {
                     error = Some(format!(
                         "the registry sent nothing for {}s; gave up",
-                        PULL_IDLE.as_secs()
+                        bound.as_secs()
                     ));
                     break;
                 }
             };
+            bound = PULL_IDLE;
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail {
@@ -198,14 +214,19 @@ impl Inner {
 
     /// Why a pull of `image` must wait, while its back-off runs.
     fn pull_backoff(&self, image: &str) -> Option<String> {
+        let (last_error, wait) = self.registry_backoff(image)?;
+        Some(format!(
+            "{last_error} (back-off: next pull of {image} in {:.1}s)",
+            wait.as_secs_f64()
+        ))
+    }
+
+    /// The last pull error of `image` and the wait left, while its back-off runs.
+    fn registry_backoff(&self, image: &str) -> Option<(String, Duration)> {
         let now = Instant::now();
         let pulls = self.pulls.lock().expect("pulls mutex poisoned");
         let f = pulls.get(image).filter(|f| now < f.next_attempt)?;
-        Some(format!(
-            "{} (back-off: next pull of {image} in {:.1}s)",
-            f.last_error,
-            (f.next_attempt - now).as_secs_f64()
-        ))
+        Some((f.last_error.clone(), f.next_attempt - now))
     }
 
     fn pull_succeeded(&self, image: &str) {

@@ -4,8 +4,8 @@
 //! archive a person seeds (`shoal image load`), which names what it held.
 //!
 //! Where a missing image comes from is the shell's business: it gives the
-//! executor an [`ImageSource`], asked before the registry (see
-//! `pod_ops::ensure_image`).
+//! executor an [`ImageSource`], asked when the registry cannot give it (see
+//! `image_policy`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +28,8 @@ pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
 
 /// Where an image the engine lacks can come from besides a registry.
 pub trait ImageSource: Send + Sync + fmt::Debug {
-    /// Gets `reference` into the engine; `Ok(None)` when no source holds it
-    /// (then the registry is tried), `Ok(Some(from))` once it is loaded and
+    /// Gets `reference` into the engine; `Ok(None)` when no source holds it,
+    /// `Ok(Some(from))` once it is loaded and
     /// checked (`from` says where it came from, for logs), `Err` with why
     /// every source that holds it failed.
     fn fetch(
@@ -65,8 +65,8 @@ pub struct LoadedImage {
 }
 
 impl DockerRuntime {
-    /// Sets where missing images are fetched from before a registry pull.
-    /// Only the first call counts.
+    /// Sets where missing images are fetched from when the registry cannot
+    /// give them. Only the first call counts.
     pub fn set_image_source(&self, source: Arc<dyn ImageSource>) {
         let _ = self.inner.image_source.set(source);
     }
@@ -93,6 +93,20 @@ impl DockerRuntime {
             }
         }
         Ok(held)
+    }
+
+    /// The size of `reference` in the engine (its layers' content), if it
+    /// holds it: about what its export weighs, a little less.
+    pub async fn image_size(&self, reference: &str) -> Result<Option<u64>, RuntimeError> {
+        let docker = self
+            .inner
+            .docker()
+            .map_err(|e| error_for(&self.inner.host, "inspect images", e))?;
+        match docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.size.and_then(|s| u64::try_from(s).ok())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(error_for(&self.inner.host, "inspect images", e)),
+        }
     }
 
     /// The engine's export of `reference` (`docker save`), streamed as the

@@ -23,11 +23,12 @@ mod health;
 mod image_policy;
 mod images;
 mod naming;
+mod order;
 mod pod_ops;
 mod probe;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -116,6 +117,12 @@ pub struct PodDns {
     pub search: Vec<String>,
 }
 
+/// Where this node's running pods are reached without the engine's port
+/// publishing: for each published TCP host port, the container's own
+/// address (its IP on its network, the container port). A load balancer on
+/// this host connects there and skips the engine's userland proxy.
+pub type DirectAddresses = BTreeMap<u16, SocketAddr>;
+
 /// A byte stream of a container's output (stdout and stderr interleaved as the engine saw them).
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<Bytes, RuntimeError>> + Send>>;
 
@@ -147,8 +154,10 @@ pub(crate) struct Inner {
     /// What we believe about each pod version we started or adopted; decides
     /// which engine events become observations (no duplicates, none for our own stops).
     pods: Mutex<BTreeMap<PodKey, Tracked>>,
-    /// Serializes actions on one pod version.
-    locks: Mutex<BTreeMap<PodKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// The direct addresses of the pods that are up, republished with `pods`.
+    direct: watch::Sender<Arc<DirectAddresses>>,
+    /// Runs the actions on one pod version one at a time, in hand-over order.
+    order: order::Queues<PodKey>,
     /// Consecutive failed pulls per image, for the pull back-off.
     pulls: Mutex<BTreeMap<String, image_policy::PullFailures>>,
     /// Asked for a missing image before the registry (peers that hold it).
@@ -197,7 +206,8 @@ impl DockerRuntime {
             health: health_tx,
             actions: Semaphore::new(config.max_concurrent_actions.max(1)),
             pods: Mutex::new(BTreeMap::new()),
-            locks: Mutex::new(BTreeMap::new()),
+            direct: watch::channel(Arc::new(DirectAddresses::new())).0,
+            order: order::Queues::default(),
             pulls: Mutex::new(BTreeMap::new()),
             image_source: std::sync::OnceLock::new(),
         });
@@ -214,7 +224,9 @@ impl DockerRuntime {
     /// one that is gone reports `Removed`.
     pub fn execute(&self, action: PodAction) {
         let inner = self.inner.clone();
-        tokio::spawn(async move { inner.run_action(action).await });
+        // The place in line is taken here, in call order, not in the task.
+        let turn = inner.order.turn(&Inner::key_of(&action));
+        tokio::spawn(async move { inner.run_action(action, turn).await });
     }
 
     /// The engine's reachability as of the last check (every `health_interval`).
@@ -249,6 +261,11 @@ impl DockerRuntime {
                 .and_then(|g| g.parse().ok())
                 .or_else(|| c.subnet.as_deref().and_then(first_host))
         }))
+    }
+
+    /// The [`DirectAddresses`] of the pods this node runs, as they change.
+    pub fn direct_addresses(&self) -> watch::Receiver<Arc<DirectAddresses>> {
+        self.inner.direct.subscribe()
     }
 
     /// Changes of [`DockerRuntime::health`], for a node that publishes them.

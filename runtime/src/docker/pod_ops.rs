@@ -7,6 +7,7 @@
 //! container, SIGKILL after the grace period, then removes them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ use shoal_crdt_state::pod::PublishedPort;
 use shoal_crdt_state::spec::PodTemplate;
 
 use super::naming::{PodKey, placement};
-use super::{Inner, create, engine_message, is_not_found};
+use super::order::{Queues, Turn};
+use super::{DirectAddresses, Inner, create, engine_message, is_not_found};
 use crate::vocabulary::{ExistingPod, PodAction, PodEvent};
+use shoal_crdt_state::spec::Protocol;
 
 /// Where a pod version stands, as far as event handling is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,19 @@ pub(crate) struct Tracked {
     /// Container ids in template order, once started: restarts and stops
     /// skip the listing (the engine's slowest call under load).
     pub ids: Vec<String>,
+    /// Its published TCP host ports and the container's own address for
+    /// each, once started (see [`DirectAddresses`]).
+    pub direct: Vec<(u16, SocketAddr)>,
+}
+
+/// A started pod, as the engine reports it after the start.
+pub(crate) struct Started {
+    /// Container ids in template order.
+    ids: Vec<String>,
+    /// The host ports actually bound.
+    ports: Vec<PublishedPort>,
+    /// The pod's IP on its network (the first container holds it), if any.
+    ip: Option<IpAddr>,
 }
 
 /// How a start failed, as the core will see it.
@@ -54,8 +70,9 @@ enum StartFailure {
 }
 
 impl Inner {
-    pub(crate) async fn run_action(self: Arc<Self>, action: PodAction) {
-        let key: PodKey = match &action {
+    /// The pod version `action` is about.
+    pub(crate) fn key_of(action: &PodAction) -> PodKey {
+        match action {
             PodAction::Start { pod, template } => (pod.clone(), template.hash()),
             PodAction::Stop {
                 pod, template_hash, ..
@@ -63,9 +80,14 @@ impl Inner {
             | PodAction::StopOrphan {
                 pod, template_hash, ..
             } => (pod.clone(), *template_hash),
-        };
-        let lock = self.pod_lock(&key);
-        let guard = lock.lock().await;
+        }
+    }
+
+    /// Runs `action` once every action handed over before it on the same
+    /// pod version ended (`turn`, taken when it was handed over).
+    pub(crate) async fn run_action(self: Arc<Self>, action: PodAction, mut turn: Turn<PodKey>) {
+        let key = Self::key_of(&action);
+        Queues::wait(&mut turn).await;
         // Starts (pulls, creates) take a slot; stops don't, so a long grace
         // period never holds up other pods. Stops are bounded by the pods we run.
         let permit = match &action {
@@ -78,21 +100,7 @@ impl Inner {
             PodAction::StopOrphan { node, grace, .. } => self.stop_orphan(node, &key, grace).await,
         }
         drop(permit);
-        drop(guard);
-        self.release_lock(&key, lock);
-    }
-
-    fn pod_lock(&self, key: &PodKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().expect("locks mutex poisoned");
-        locks.entry(key.clone()).or_default().clone()
-    }
-
-    /// Forgets a pod's lock once nobody else waits on it, so the map stays bounded.
-    fn release_lock(&self, key: &PodKey, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = self.locks.lock().expect("locks mutex poisoned");
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(key);
-        }
+        self.order.end(turn);
     }
 
     /// Enters `phase`, stopping any readiness probe of the previous one.
@@ -103,13 +111,32 @@ impl Inner {
             died_while_busy: false,
             probe: None,
             ids: Vec::new(),
+            direct: Vec::new(),
         });
         if let Some(probe) = tracked.probe.take() {
             probe.abort();
         }
         let died = std::mem::take(&mut tracked.died_while_busy);
         tracked.phase = phase;
+        self.publish_direct(&pods);
         died
+    }
+
+    /// Republishes the direct addresses of the pods that are up (when
+    /// they changed). Called with the pods lock held, after each change.
+    pub(crate) fn publish_direct(&self, pods: &BTreeMap<PodKey, Tracked>) {
+        let now: DirectAddresses = pods
+            .values()
+            .filter(|t| t.phase == Phase::Up)
+            .flat_map(|t| t.direct.iter().copied())
+            .collect();
+        self.direct.send_if_modified(|current| {
+            let changed = **current != now;
+            if changed {
+                *current = Arc::new(now);
+            }
+            changed
+        });
     }
 
     /// The pod's container ids, if we started it and it is in `phase`.
@@ -120,10 +147,11 @@ impl Inner {
             .map(|t| t.ids.clone())
     }
 
-    fn remember_ids(&self, key: &PodKey, ids: &[String]) {
+    fn remember_started(&self, key: &PodKey, started: &Started) {
         let mut pods = self.pods.lock().expect("pods mutex poisoned");
         if let Some(t) = pods.get_mut(key) {
-            t.ids = ids.to_vec();
+            t.ids = started.ids.clone();
+            t.direct = started.direct();
         }
     }
 
@@ -132,6 +160,7 @@ impl Inner {
         if let Some(probe) = pods.remove(key).and_then(|t| t.probe) {
             probe.abort();
         }
+        self.publish_direct(&pods);
     }
 
     pub(crate) fn abort_probes(&self) {
@@ -153,8 +182,9 @@ impl Inner {
         let dead = self.known_ids(key, &[Phase::Down]);
         self.set_phase(key, Phase::Starting);
         match self.bring_up(key, template, dead).await {
-            Ok((ids, ports)) => {
-                self.remember_ids(key, &ids);
+            Ok(started) => {
+                self.remember_started(key, &started);
+                let Started { ids, ports, .. } = started;
                 let died = self.set_phase(key, Phase::Up);
                 self.observe(
                     key,
@@ -194,13 +224,13 @@ impl Inner {
     }
 
     /// Makes the pod's containers exist and run; returns their ids (template
-    /// order) and the bound host ports.
+    /// order), the bound host ports and the pod's address.
     async fn bring_up(
         &self,
         key: &PodKey,
         template: &PodTemplate,
         dead: Option<Vec<String>>,
-    ) -> Result<(Vec<String>, Vec<PublishedPort>), StartFailure> {
+    ) -> Result<Started, StartFailure> {
         let fail = |what: &str, e: bollard::errors::Error| {
             StartFailure::Start(format!("{what}: {}", engine_message(&e)))
         };
@@ -327,11 +357,9 @@ impl Inner {
         Ok(())
     }
 
-    /// The host ports bound for a started pod (all published on its first container).
-    async fn read_ports(
-        &self,
-        ids: Vec<String>,
-    ) -> Result<(Vec<String>, Vec<PublishedPort>), StartFailure> {
+    /// The host ports bound for a started pod (all published on its first
+    /// container), and its address on its network.
+    async fn read_ports(&self, ids: Vec<String>) -> Result<Started, StartFailure> {
         let inspected = match self.docker() {
             Ok(docker) => docker.inspect_container(&ids[0], None).await,
             Err(e) => Err(e),
@@ -339,13 +367,18 @@ impl Inner {
         let first = inspected.map_err(|e| {
             StartFailure::Start(format!("inspect the started pod: {}", engine_message(&e)))
         })?;
-        let ports = create::published_ports(
-            first
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.ports.as_ref()),
-        );
-        Ok((ids, ports))
+        let network = first.network_settings.as_ref();
+        let ports = create::published_ports(network.and_then(|n| n.ports.as_ref()));
+        // Every network it is on has one; any of them reaches it from here.
+        let ip = network
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|networks| {
+                networks
+                    .values()
+                    .filter_map(|n| n.ip_address.as_deref())
+                    .find_map(|ip| ip.parse().ok())
+            });
+        Ok(Started { ids, ports, ip })
     }
 
     async fn start_in_order(&self, ids: &[String]) -> Result<(), StartFailure> {
@@ -450,6 +483,20 @@ impl Inner {
         self.remove_all(ids).await;
         self.forget(key);
         self.observe(key, PodEvent::Removed).await;
+    }
+}
+
+impl Started {
+    /// Each published TCP host port with the container's own address for it.
+    fn direct(&self) -> Vec<(u16, SocketAddr)> {
+        let Some(ip) = self.ip else {
+            return Vec::new();
+        };
+        self.ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .map(|p| (p.host_port, SocketAddr::new(ip, p.container_port)))
+            .collect()
     }
 }
 

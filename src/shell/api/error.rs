@@ -146,11 +146,14 @@ impl From<CommandError> for ApiError {
             CommandError::NotFound(_)
             | CommandError::NoSuchNode(_)
             | CommandError::ServiceNotFound(_) => StatusCode::NOT_FOUND,
-            CommandError::NodeAlive { .. } | CommandError::ServiceRejected(_) => {
-                StatusCode::CONFLICT
-            }
+            CommandError::NodeAlive { .. }
+            | CommandError::ServiceRejected(_)
+            | CommandError::RcRejected(_) => StatusCode::CONFLICT,
             CommandError::Rollout(StateError::UnknownRevision { .. }) => StatusCode::NOT_FOUND,
             CommandError::Rollout(_) => StatusCode::CONFLICT,
+            CommandError::Token(StateError::UnknownToken { .. }) => StatusCode::NOT_FOUND,
+            CommandError::Token(StateError::TokenExists { .. }) => StatusCode::CONFLICT,
+            CommandError::Token(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CommandError::NoSuchContainer { .. }
             | CommandError::InvalidImage { .. }
             | CommandError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -166,10 +169,11 @@ impl From<CommandError> for ApiError {
             }
             CommandError::NoSuchNode(_) => format!("{err}; `shoal get nodes` lists them"),
             CommandError::ServiceNotFound(_) => format!("{err}; `shoal get svc` lists them"),
-            CommandError::ServiceRejected(_) => err.to_string(),
+            CommandError::ServiceRejected(_) | CommandError::RcRejected(_) => err.to_string(),
             CommandError::NodeAlive { .. }
             | CommandError::Invalid(_)
-            | CommandError::Rollout(_) => err.to_string(),
+            | CommandError::Rollout(_)
+            | CommandError::Token(_) => err.to_string(),
         };
         ApiError::new(status, message)
     }

@@ -1,14 +1,18 @@
-//! What every request passes before it reaches a route: the API token, then
-//! the body size limit. Both answer with the API's JSON error body.
+//! What every request passes before it reaches a route: who the caller is
+//! (the API token: the peer's own `--api-token` or a scoped token from
+//! `shoal token create`) and whether its role allows the request, then the
+//! body size limit. All answer with the API's JSON error body, or with a
+//! Kubernetes `Status` under the kubectl API.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use shoal_crdt_state::api_tokens::{TokenRole, TokenView};
 
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY_BYTES};
@@ -19,36 +23,142 @@ use super::{ApiState, MAX_BODY_BYTES};
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Refuses any request without the right `Authorization: Bearer` token.
-/// The scheme is matched in any case (RFC 7235), the token in constant time.
+/// Who sent a request, as far as the API cares: what its token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Caller {
+    pub role: TokenRole,
+    /// The scoped token's name; `None` for the peer's own `--api-token` or
+    /// an open (loopback, no token) API.
+    pub token: Option<String>,
+}
+
+/// Decides who the caller is, refuses (401) an unknown, revoked or expired
+/// token, and (403) a write by a read-only token. The scheme is matched in
+/// any case (RFC 7235), the peer's own token in constant time; a scoped
+/// token is found by the SHA-256 of what was sent, checked against this
+/// peer's clock for expiry.
 pub(super) async fn require_token(
     State(state): State<ApiState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = state.api_token.as_deref() else {
-        return next.run(request).await;
-    };
+    let kube = request.uri().path().starts_with(super::kube::PREFIX);
+    // Owned before the await: a request (its body) is not `Sync`.
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    match given {
-        Some(token) if same_secret(token, expected) => next.run(request).await,
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong API token; send the API token this peer was started with \
-             (`shoal up --api-token`; CLI: --api-token or SHOAL_API_TOKEN)",
-        )
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this API needs a token: send `Authorization: Bearer <API token>` \
-             (CLI: --api-token or SHOAL_API_TOKEN, the value of the peer's --api-token)",
-        )
-        .into_response(),
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    let caller = match identify(&state, given.as_deref()).await {
+        Ok(caller) => caller,
+        Err(e) => return refusal(e, kube),
+    };
+    if let Err(e) = authorize(&caller, request.method(), request.uri().path()) {
+        return refusal(e, kube);
     }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// An error as the API it belongs to answers it.
+pub(super) fn refusal(e: ApiError, kube: bool) -> Response {
+    if kube {
+        super::kube::status::KubeError::from(e).into_response()
+    } else {
+        e.into_response()
+    }
+}
+
+async fn identify(state: &ApiState, given: Option<&str>) -> Result<Caller, ApiError> {
+    let admin = Caller {
+        role: TokenRole::Admin,
+        token: None,
+    };
+    let expected = state.api_token.as_deref();
+    let Some(given) = given else {
+        return match expected {
+            None => Ok(admin),
+            Some(_) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this API needs a token: send `Authorization: Bearer <API token>` \
+                 (CLI: --api-token or SHOAL_API_TOKEN: the peer's --api-token or a token \
+                 from `shoal token create`)",
+            )),
+        };
+    };
+    if expected.is_some_and(|expected| same_secret(given, expected)) {
+        return Ok(admin);
+    }
+    let snapshot = state.handle.snapshot().await?;
+    let hash = super::tokens::secret_sha256(given);
+    match snapshot.state.desired.tokens().find(&hash) {
+        Some(token) => check_scoped(token, now_ms()),
+        // An open API serves anyone; a token it does not know changes nothing.
+        None if expected.is_none() => Ok(admin),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong API token: send the peer's --api-token or a token from \
+             `shoal token create` (CLI: --api-token or SHOAL_API_TOKEN)",
+        )),
+    }
+}
+
+/// A scoped token found by its hash: accepted unless revoked or expired.
+fn check_scoped(token: TokenView<'_>, now_ms: u64) -> Result<Caller, ApiError> {
+    let refused = |why: String| {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("{why}; ask an admin for a new one (`shoal token create`)"),
+        ))
+    };
+    if token.revoked.is_some() {
+        return refused(format!("API token {:?} was revoked", token.name));
+    }
+    if let Some(expires) = token.grant.expires_ms.filter(|&e| e <= now_ms) {
+        return refused(format!(
+            "API token {:?} expired at {}",
+            token.name,
+            super::tokens::utc(expires)
+        ));
+    }
+    Ok(Caller {
+        role: token.grant.role,
+        token: Some(token.name.to_owned()),
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the caller's role allows `method` on `path`: an admin anything,
+/// a read-only token reads (GET, HEAD, OPTIONS: lists, describes, watches,
+/// logs, events, metrics) except the tokens themselves.
+fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
+    if caller.role == TokenRole::Admin {
+        return Ok(());
+    }
+    let name = caller.token.as_deref().unwrap_or_default();
+    let forbidden = |what: String| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "API token {name:?} has the role {}, which only reads; {what} needs an admin \
+                 token (`shoal token create --role admin`, or the peer's --api-token)",
+                caller.role.as_str()
+            ),
+        ))
+    };
+    if path == super::tokens::PATH || path.starts_with(&format!("{}/", super::tokens::PATH)) {
+        return forbidden("managing API tokens".to_owned());
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    forbidden(format!("{method} {path}"))
 }
 
 /// The credentials of an `Authorization: Bearer <token>` header value.
@@ -126,5 +236,75 @@ mod tests {
         assert!(!same_secret("s3cre", "s3cret"));
         assert!(!same_secret("s3cret!", "s3cret"));
         assert!(!same_secret("S3cret", "s3cret"));
+    }
+
+    #[test]
+    fn a_read_only_token_reads_and_never_writes() {
+        let reader = Caller {
+            role: TokenRole::ReadOnly,
+            token: Some("ci".into()),
+        };
+        for (method, path) in [
+            (Method::GET, "/api/v1/rcs"),
+            (Method::GET, "/api/v1/pods/x/logs"),
+            (Method::HEAD, "/metrics"),
+            (Method::GET, "/kube/api/v1/namespaces/default/pods"),
+        ] {
+            assert!(authorize(&reader, &method, path).is_ok(), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/api/v1/rcs"),
+            (Method::PUT, "/api/v1/rcs/x/scale"),
+            (Method::DELETE, "/api/v1/rcs/x"),
+            (Method::POST, "/api/v1/nodes/n/cordon"),
+            (Method::POST, "/api/v1/images/load"),
+            (
+                Method::PATCH,
+                "/kube/api/v1/namespaces/default/replicationcontrollers/x/scale",
+            ),
+            (Method::GET, "/api/v1/tokens"),
+        ] {
+            let e = authorize(&reader, &method, path).unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN, "{method} {path}");
+            assert!(e.message.contains("read-only"), "{}", e.message);
+        }
+        let admin = Caller {
+            role: TokenRole::Admin,
+            token: None,
+        };
+        assert!(authorize(&admin, &Method::DELETE, "/api/v1/tokens/ci").is_ok());
+    }
+
+    #[test]
+    fn revoked_and_expired_tokens_are_refused() {
+        use shoal_crdt_state::Hlc;
+        use shoal_crdt_state::api_tokens::TokenGrant;
+        use shoal_crdt_state::node::NodeId;
+        let stamp = Hlc {
+            physical_ms: 1,
+            counter: 0,
+            node: NodeId(1),
+        };
+        let grant = TokenGrant {
+            role: TokenRole::ReadOnly,
+            secret_sha256: [0; 32],
+            expires_ms: Some(1_000),
+        };
+        let view = TokenView {
+            name: "ci",
+            grant: &grant,
+            created: stamp,
+            revoked: None,
+        };
+        assert!(check_scoped(view, 999).is_ok());
+        let expired = check_scoped(view, 1_000).unwrap_err();
+        assert!(expired.message.contains("expired"), "{}", expired.message);
+        let revoked = TokenView {
+            revoked: Some(stamp),
+            ..view
+        };
+        let e = check_scoped(revoked, 0).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert!(e.message.contains("revoked"), "{}", e.message);
     }
 }

@@ -8,7 +8,9 @@
 //! so any peer answers for the whole cluster as it currently sees it.
 //!
 //! - [`error`]: the error type and its JSON body.
-//! - `guards`: the API token and the body size limit, checked before any route.
+//! - `guards`: the API token and its role, and the body size limit, checked before any route.
+//! - `limits`: per-client request rate and open connections (429).
+//! - `tokens`: scoped API tokens: create, list, revoke.
 //! - [`models`]: the JSON shapes (shared with the CLI).
 //! - `views`: snapshot → models, and the counting rules `get` shows.
 //! - `render`: views of the whole snapshot, built off the runtime's workers.
@@ -39,7 +41,7 @@
 //! | `GET /api/v1/services`, `GET /api/v1/services/{name}` | list, describe (endpoints) |
 //! | `PUT /api/v1/services/{name}` | apply a manifest of that one service |
 //! | `DELETE /api/v1/services/{name}` | delete |
-//! | `GET /api/v1/images` | images the RCs use, which nodes hold them |
+//! | `GET /api/v1/images` | images the RCs use, which nodes hold them, transfers in flight |
 //! | `POST /api/v1/images/load` | stream a `docker save` archive into this peer's engine |
 //! | `GET /api/v1/nodes`, `GET /api/v1/nodes/{name}` | list, describe |
 //! | `POST /api/v1/nodes/{name}/cordon`, `.../uncordon` | placement may (not) use it |
@@ -51,9 +53,14 @@
 //! | `GET /metrics` | Prometheus text format (same token as every route) |
 //! | `GET /ui` (`/` redirects there) | the dashboard page (no token: it holds no data; it asks for one) |
 //! | `GET /api/v1/ca` | the cluster CA certificate (PEM) that HTTPS APIs are verified with |
+//! | `POST /api/v1/tokens`, `GET /api/v1/tokens`, `DELETE /api/v1/tokens/{name}` | scoped API tokens: create (the secret, once), list, revoke (`tokens`) |
 //!
 //! With an API token set (`shoal up --api-token`), every request needs
-//! `Authorization: Bearer <API token>`. That is never the cluster's join token.
+//! `Authorization: Bearer <API token>`: that one, which is an admin token,
+//! or a scoped token (`shoal token create`), admin or read-only. A
+//! read-only token gets 403 on every write. That is never the cluster's
+//! join token. Every client (source IP) is held to a request rate and a
+//! number of open connections (`limits`): 429 with `Retry-After` beyond.
 
 pub mod error;
 pub mod events;
@@ -65,6 +72,7 @@ mod ca;
 mod guards;
 mod image_load;
 pub mod kube;
+pub mod limits;
 mod logs;
 mod metrics;
 mod nodes;
@@ -74,6 +82,7 @@ mod render;
 mod rollout;
 mod service_views;
 mod services;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -111,6 +120,15 @@ pub struct ApiState {
     /// loopback (HTTPS only) are verified against it. `None` in tests that
     /// run the API without a cluster.
     pub cluster_ca: Option<Arc<crate::shell::api_tls::ClusterCa>>,
+    /// Per-client request rate and connection caps (see [`limits`]).
+    pub limits: Arc<limits::ClientLimits>,
+    /// Where this peer's DNS server answers for services (and gives that
+    /// address first): what `kubectl` shows as a service's `clusterIP`.
+    /// `Err`: why it answers nowhere.
+    pub service_dns: Result<std::net::IpAddr, String>,
+    /// The image transfers this peer has under way (`GET /images`);
+    /// empty on a peer without an engine.
+    pub transfers: crate::shell::images::transfers::Transfers,
 }
 
 /// The whole API, ready for `axum::serve`.
@@ -149,7 +167,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/pods/{name}/logs", get(logs::logs))
         .route("/events", get(events::list))
         .route("/healthz", get(reads::healthz))
-        .route("/ca", get(ca::cluster_ca));
+        .route("/ca", get(ca::cluster_ca))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{name}", axum::routing::delete(tokens::revoke));
     Router::new()
         .nest("/api/v1", v1)
         .nest(kube::PREFIX, kube::router())
@@ -166,6 +186,11 @@ pub fn router(state: ApiState) -> Router {
         // After the token layer, which wraps only the routes added before it.
         .route("/ui", get(crate::shell::dashboard::page))
         .route("/", get(crate::shell::dashboard::to_page))
+        // Outside the token check: floods without a token are limited too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_requests,
+        ))
         .layer(middleware::from_fn(
             crate::shell::metrics::http::count_request,
         ))

@@ -35,6 +35,43 @@ pub struct CommandResponse {
     pub outcome: String,
 }
 
+/// Body of `POST /tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreateRequest {
+    /// `admin` or `read-only`.
+    pub role: String,
+    /// A DNS label; the peer picks `token-XXXXXXXX` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lifetime from now; absent: never expires.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// Answer of `POST /tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: String,
+    pub secret: String,
+    /// RFC 3339 UTC; absent: never.
+    pub expires: Option<String>,
+}
+
+/// One row of `GET /tokens` (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: String,
+    /// RFC 3339 UTC, and the same in ms since the epoch.
+    pub created: String,
+    pub created_ms: u64,
+    pub expires: Option<String>,
+    pub expires_ms: Option<u64>,
+    /// `active`, `expired` (by this peer's clock) or `revoked`.
+    pub status: String,
+}
+
 /// Body of `PUT /rcs/{name}/scale`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleRequest {
@@ -64,8 +101,15 @@ pub struct NodeJson {
     pub state: String,
     /// Cordoned: placement puts no replica there (`shoal cordon`, `drain`).
     pub cordoned: bool,
-    /// The node's container engine is reachable (placement skips it otherwise).
+    /// The node's container engine is reachable, as reported by a node this
+    /// peer sees Alive; false when the engine is down or the node is not
+    /// Alive (then `runtime` says `Unknown`).
     pub ready: bool,
+    /// The RUNTIME column: `Ready`, `NotReady`, or `Unknown` when the node is
+    /// Suspect, Down or unknown to SWIM, so its last report cannot be vouched
+    /// for (kubectl's `Unknown` for a lost kubelet). Empty from older peers.
+    #[serde(default)]
+    pub runtime: String,
     /// Pods the node reports.
     pub pods: usize,
     pub labels: BTreeMap<String, String>,
@@ -80,6 +124,29 @@ pub struct NodeJson {
     /// The images of the cluster's RCs the node holds: reference to image ID.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+}
+
+impl NodeJson {
+    /// The RUNTIME word: `runtime` as the peer sent it, else (an older peer)
+    /// derived from `state` and `ready`.
+    pub fn runtime_word(&self) -> &str {
+        if self.runtime.is_empty() {
+            runtime_status(&self.state, self.ready)
+        } else {
+            &self.runtime
+        }
+    }
+}
+
+/// The RUNTIME of a node in SWIM `state` whose last report says its engine
+/// is (`reported_healthy`) or is not reachable: only an Alive node's report
+/// is current; a Suspect or Down node may have lost its engine since.
+pub fn runtime_status(state: &str, reported_healthy: bool) -> &'static str {
+    match (state, reported_healthy) {
+        ("Alive", true) => "Ready",
+        ("Alive", false) => "NotReady",
+        _ => "Unknown",
+    }
 }
 
 /// `GET /nodes/{name}`: the row plus everything `describe node` shows.
@@ -199,6 +266,7 @@ pub struct PodJson {
     /// Running, Pending, CrashLoopBackOff, ...; `Unknown` when the reporting
     /// node is not alive in this peer's view (its report may be stale).
     pub phase: String,
+    /// Passing its readiness probe; false when `phase` is `Unknown`.
     pub ready: bool,
     pub restarts: u32,
     pub ports: Vec<PortJson>,
@@ -210,6 +278,9 @@ pub struct PodJson {
     pub template_hash: String,
     /// Runs the RC's current template (false during a rollout, or for pods of a deleted RC).
     pub current: bool,
+    /// When its node started it (Unix ms; restarts keep it), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
 }
 
 /// `GET /healthz`.
@@ -254,6 +325,9 @@ pub struct ServiceJson {
     pub service_type: String,
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<ServicePortJson>,
+    /// `v1` or `v2` when endpoints get a PROXY protocol header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<String>,
     /// Endpoints the load balancer may use now.
     pub endpoints_ready: usize,
     /// Every pod the selector matches, ready or not.
@@ -301,7 +375,16 @@ pub struct ImageJson {
     pub holders: BTreeMap<String, String>,
     /// Nodes alive in this peer's view that do not hold it.
     pub missing: Vec<String>,
+    /// The transfers of it this peer has under way, live.
+    #[serde(default)]
+    pub transfers: Vec<TransferJson>,
+    /// Other active nodes fetching it: node name to their waiting pod's
+    /// progress as last replicated (`ImageTransferring from node0 (…)`).
+    #[serde(default)]
+    pub transferring_elsewhere: BTreeMap<String, String>,
 }
+
+pub use crate::shell::images::transfers::TransferJson;
 
 /// One image `POST /images/load` put into the peer's engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,4 +458,20 @@ pub struct RolloutStatusJson {
     pub failing: Vec<FailingPodJson>,
     /// Replicas placement could not put anywhere.
     pub unplaced: Vec<UnplacedJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_status;
+
+    #[test]
+    fn only_an_alive_node_vouches_for_its_engine() {
+        assert_eq!(runtime_status("Alive", true), "Ready");
+        assert_eq!(runtime_status("Alive", false), "NotReady");
+        for state in ["Suspect", "Down", "Unknown"] {
+            for healthy in [true, false] {
+                assert_eq!(runtime_status(state, healthy), "Unknown", "{state}");
+            }
+        }
+    }
 }

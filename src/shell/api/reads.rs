@@ -20,7 +20,8 @@ pub(super) async fn nodes(State(state): State<ApiState>) -> Result<Response, Api
 
 pub(super) async fn images(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.handle.snapshot().await?;
-    render::json(snapshot, |s| Ok(views::images(s))).await
+    let transfers = state.transfers.list();
+    render::json(snapshot, move |s| Ok(views::images(s, transfers))).await
 }
 
 pub(super) async fn node(

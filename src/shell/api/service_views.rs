@@ -94,6 +94,7 @@ fn row(
                 protocol: "TCP".to_owned(),
             })
             .collect(),
+        proxy_protocol: service.body.proxy_protocol.as_str().map(str::to_owned),
         endpoints_ready: endpoints.iter().filter(|e| e.ready).count(),
         endpoints_total: endpoints.len(),
         conflicts: lost

@@ -5,7 +5,8 @@
 //! its pods in phase Running reported by nodes that SWIM counts in (alive or
 //! suspect) in this peer's view; `ready` is those of them passing readiness.
 //! A node that is down, or unknown to SWIM, keeps its last report in the
-//! observed state, but its pods are shown with phase `Unknown` and not counted.
+//! observed state, but its pods are shown with phase `Unknown`, not ready, and
+//! not counted; its RUNTIME is `Unknown` from the time it is Suspect.
 
 use shoal_crdt_state::manifest::render::{self, format_cpu, format_memory};
 use shoal_crdt_state::node::NodeId;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 
 use super::models::{
     ImageJson, NodeDetail, NodeJson, PodJson, PortJson, RcDetail, RcJson, RevisionJson,
-    UnplacedJson,
+    TransferJson, UnplacedJson, runtime_status,
 };
 use crate::shell::handle::Snapshot;
 
@@ -48,14 +49,17 @@ pub fn node_active(snapshot: &Snapshot, node: NodeId) -> bool {
 
 pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJson {
     let info = &record.info;
+    let state = node_state(snapshot, id);
+    let runtime = runtime_status(state, info.runtime_healthy);
     NodeJson {
         name: info.name.clone(),
         id: id.to_string(),
         address: info.peer_addr.clone(),
         api_address: info.api_addr.clone(),
-        state: node_state(snapshot, id).to_owned(),
+        state: state.to_owned(),
         cordoned: snapshot.state.desired.nodes().is_cordoned(id),
-        ready: info.runtime_healthy,
+        ready: runtime == "Ready",
+        runtime: runtime.to_owned(),
         pods: record.pods.len(),
         labels: info.labels.clone(),
         images: info.images.clone(),
@@ -77,13 +81,16 @@ pub fn nodes(snapshot: &Snapshot) -> Vec<NodeJson> {
     rows
 }
 
-/// Every image the cluster's RCs use, with the nodes that hold it.
-pub fn images(snapshot: &Snapshot) -> Vec<ImageJson> {
+/// Every image the cluster's RCs use, with the nodes that hold it and the
+/// transfers of it: `local` (this peer's, live) and those other nodes'
+/// waiting pods report.
+pub fn images(snapshot: &Snapshot, local: Vec<TransferJson>) -> Vec<ImageJson> {
     crate::shell::images::images_in_use(snapshot)
         .into_iter()
         .map(|image| {
             let mut holders = BTreeMap::new();
             let mut missing = Vec::new();
+            let mut transferring_elsewhere = BTreeMap::new();
             for (id, record) in snapshot.state.observed.nodes() {
                 match record.info.images.get(&image) {
                     Some(image_id) => {
@@ -92,12 +99,25 @@ pub fn images(snapshot: &Snapshot) -> Vec<ImageJson> {
                     None if node_active(snapshot, id) => missing.push(record.info.name.clone()),
                     None => {}
                 }
+                if id == snapshot.me || !node_active(snapshot, id) {
+                    continue;
+                }
+                let progress = record.pods.iter().find_map(|p| {
+                    let what = p.preparing.as_deref()?;
+                    (p.image == image && what.starts_with("ImageTransferring")).then_some(what)
+                });
+                if let Some(what) = progress {
+                    transferring_elsewhere.insert(record.info.name.clone(), what.to_owned());
+                }
             }
             missing.sort();
+            let transfers = local.iter().filter(|t| t.image == image).cloned().collect();
             ImageJson {
                 image,
                 holders,
                 missing,
+                transfers,
+                transferring_elsewhere,
             }
         })
         .collect()
@@ -149,11 +169,8 @@ pub fn pod_json(
     pod: &PodStatus,
 ) -> PodJson {
     let current = snapshot.current_template(&pod.id.rc) == Some(pod.template_hash);
-    let phase = if node_active(snapshot, node) {
-        pod.status_text()
-    } else {
-        "Unknown"
-    };
+    let active = node_active(snapshot, node);
+    let phase = if active { pod.status_text() } else { "Unknown" };
     PodJson {
         name: pod.id.to_string(),
         rc: pod.id.rc.clone(),
@@ -161,7 +178,8 @@ pub fn pod_json(
         ip: host_of(&record.info.peer_addr),
         image: pod.image.clone(),
         phase: phase.to_owned(),
-        ready: pod.ready,
+        // A lost node's report of readiness is as stale as its phase.
+        ready: pod.ready && active,
         restarts: pod.restarts,
         ports: pod
             .ports
@@ -176,6 +194,7 @@ pub fn pod_json(
         preparing: pod.preparing.clone(),
         template_hash: pod.template_hash.to_string(),
         current,
+        started_ms: pod.started_ms,
     }
 }
 

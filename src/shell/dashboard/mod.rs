@@ -3,9 +3,16 @@
 //! One static page, embedded in the binary (no CDN, no build step): it
 //! reads the same JSON API as `shoal get` (nodes, RCs, pods, services with
 //! their endpoints) every 2 s and shows what this peer sees of the whole
-//! cluster; its one action is a scale (`PUT /api/v1/rcs/{name}/scale`). The page itself holds no data, so it is served without the API
-//! token; the page asks for the token when the API answers 401, keeps it
-//! for the browser tab (`sessionStorage`) and sends it as a bearer token.
+//! cluster, with the cluster's event stream (`/api/v1/events`, polled on
+//! its own) and the followed logs of the pod one clicks. Its actions are
+//! requests to that same API: apply a manifest, scale, rolling update,
+//! delete an RC, cordon, uncordon and drain a node (a drain is a cordon
+//! whose row then counts the node's pods down, as `shoal drain` does).
+//! Wide tables scroll in their own box, so the page reads on a phone.
+//!
+//! The page itself holds no data, so it is served without the API token;
+//! the page asks for the token when the API answers 401, keeps it for the
+//! browser tab (`sessionStorage`) and sends it as a bearer token.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::seq::SliceRandom;
 use shoal_gossip::quic::ReplyStream;
 use shoal_runtime::docker::{ImageArchive, ImageSource, Progress};
 
-use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED};
+use super::transfers::{TransferGuard, summary};
+use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED, SIZED, size_of_sized};
 use super::{PeerImages, holders};
 use crate::shell::metrics::catalog::IMAGE_TRANSFER_BYTES;
 use crate::shell::metrics::timing::transferred;
@@ -19,9 +20,11 @@ use metrics::counter;
 /// Longest silence within a transfer before it counts as failed.
 const TRANSFER_IDLE: Duration = Duration::from_secs(15);
 
-/// Rounds over the holders while some are busy, and the pause between.
-const BUSY_ROUNDS: u32 = 20;
-const BUSY_PAUSE: Duration = Duration::from_millis(500);
+/// Rounds over the holders while some are busy, and the pause between
+/// (growing to 4 × `BUSY_PAUSE`): short, since a holder that frees a slot
+/// should not stay idle while requesters sleep; a busy answer is cheap.
+const BUSY_ROUNDS: u32 = 40;
+const BUSY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Why one holder did not deliver.
 enum Failure {
@@ -99,9 +102,11 @@ impl PeerImages {
             let mut busy = false;
             for (name, addr, id) in holders {
                 progress(format!("ImageTransferring from {name}"));
-                let report = transfer_progress(progress.clone(), name.clone());
                 let started = std::time::Instant::now();
-                match self.fetch_from(addr, reference, &id, report).await {
+                match self
+                    .fetch_from(addr, reference, &id, &name, progress.clone())
+                    .await
+                {
                     Ok(()) => {
                         tracing::info!(
                             %reference,
@@ -120,6 +125,8 @@ impl PeerImages {
                     Err(Failure::Failed(why)) => {
                         transferred("received", "failed");
                         tracing::warn!(%reference, holder = %name, error = %why, "image fetch failed");
+                        // A step of its own, so the pod's events keep it.
+                        progress(format!("ImageTransferFailed from {name}: {why}"));
                         errors.push(format!("{name}: {why}"));
                     }
                 }
@@ -135,13 +142,15 @@ impl PeerImages {
         Err(errors.join("; "))
     }
 
-    /// Streams `reference` from the holder at `addr` into the engine.
+    /// Streams `reference` from the holder `name` at `addr` into the
+    /// engine, listed in this peer's transfers meanwhile.
     async fn fetch_from(
         &self,
         addr: std::net::SocketAddr,
         reference: &str,
         id: &str,
-        report: impl Fn(usize) + Send + 'static,
+        name: &str,
+        progress: Progress,
     ) -> Result<(), Failure> {
         let request = FetchRequest {
             reference: reference.to_owned(),
@@ -158,8 +167,12 @@ impl PeerImages {
             .await
             .map_err(|e| failed(&e))?
             .ok_or_else(|| Failure::Failed("empty answer".into()))?;
-        match first.first() {
-            Some(&ARCHIVE) => {}
+        let (head, total) = match first.first() {
+            Some(&ARCHIVE) => (first.slice(1..), None),
+            Some(&SIZED) => {
+                let (head, size) = sized_answer(first, &mut reply).await?;
+                (head, Some(size))
+            }
             Some(&BUSY) => return Err(Failure::Busy),
             Some(&REFUSED) => {
                 let why = String::from_utf8_lossy(&first[1..]).into_owned();
@@ -170,35 +183,67 @@ impl PeerImages {
                     "an answer this version does not know".into(),
                 ));
             }
-        }
-        let archive = archive(first.slice(1..), reply, report);
+        };
+        // Listed until the load is checked, whichever way it ends.
+        let transfer = Arc::new(self.transfers.start(reference, name, total));
+        let report = transfer_progress(progress, name.to_owned(), transfer.clone());
+        let archive = archive(head, reply, report);
         let runtime = self.runtime().map_err(|e| failed(&e))?;
-        runtime
+        let loaded = runtime
             .load_image(archive, reference, id)
             .await
-            .map_err(|e| failed(&e))
+            .map_err(|e| failed(&e));
+        drop(transfer);
+        loaded
     }
 }
 
-/// The rest of an answer as the byte stream the engine loads; a transfer
-/// error ends it with an error, which aborts the load.
+/// The rest of a [`SIZED`] answer's head, which QUIC may split: the size,
+/// and the archive bytes that came with it.
+async fn sized_answer(first: Bytes, reply: &mut ReplyStream) -> Result<(Bytes, u64), Failure> {
+    let mut head = BytesMut::from(&first[..]);
+    while head.len() < 9 {
+        match reply.next_chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            Ok(None) => return Err(Failure::Failed("the answer ended in its head".into())),
+            Err(e) => return Err(Failure::Failed(e.to_string())),
+        }
+    }
+    let size = size_of_sized(&head).expect("nine bytes of a sized head");
+    Ok((head.split_off(9).freeze(), size))
+}
+
+/// What the engine's load is handed at a time. QUIC delivers a packet's
+/// worth per read (1-9 KB); passed on one by one, each would be a write to
+/// the engine's socket and a read in the engine: 10⁵ of each for 200 MB.
+const LOAD_PIECE: usize = 256 * 1024;
+
+/// The rest of an answer as the byte stream the engine loads, in pieces of
+/// about [`LOAD_PIECE`]; a transfer error ends it with an error, which
+/// aborts the load.
 fn archive(
     head: Bytes,
     reply: ReplyStream,
     report: impl Fn(usize) + Send + 'static,
 ) -> ImageArchive {
     let mut received = 0usize;
-    let start = (Some(head), Some(reply));
-    let stream = futures_util::stream::unfold(start, |(head, reply)| async move {
-        let mut reply = reply?;
-        if let Some(head) = head.filter(|h| !h.is_empty()) {
-            return Some((Ok(head), (None, Some(reply))));
-        }
-        match reply.next_chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), (None, Some(reply)))),
-            Ok(None) => None,
-            // The error ends the stream: nothing is read after it.
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, None))),
+    let stream = futures_util::stream::unfold(Some((head, reply)), |state| async move {
+        let (head, mut reply) = state?;
+        let mut piece = BytesMut::with_capacity(LOAD_PIECE + 64 * 1024);
+        piece.extend_from_slice(&head);
+        loop {
+            match reply.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    piece.extend_from_slice(&chunk);
+                    if piece.len() >= LOAD_PIECE {
+                        return Some((Ok(piece.freeze()), Some((Bytes::new(), reply))));
+                    }
+                }
+                Ok(None) if piece.is_empty() => return None,
+                Ok(None) => return Some((Ok(piece.freeze()), None)),
+                // The error ends the stream: nothing is read after it.
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
         }
     })
     .inspect(move |chunk| {
@@ -211,10 +256,19 @@ fn archive(
     Box::pin(stream)
 }
 
-/// Reports the bytes received from `holder` as a pod's progress.
-fn transfer_progress(progress: Progress, holder: String) -> impl Fn(usize) + Send + 'static {
+/// Reports the bytes received from `holder`: in this peer's transfers,
+/// and as the waiting pods' progress.
+fn transfer_progress(
+    progress: Progress,
+    holder: String,
+    transfer: Arc<TransferGuard>,
+) -> impl Fn(usize) + Send + 'static {
     move |received| {
-        let mb = received as f64 / 1e6;
-        progress(format!("ImageTransferring from {holder} ({mb:.1} MB)"));
+        if let Some(row) = transfer.received(received as u64) {
+            progress(format!(
+                "ImageTransferring from {holder} ({})",
+                summary(&row)
+            ));
+        }
     }
 }

@@ -9,10 +9,15 @@
 //! cluster's RCs use and at most [`MAX_UPLOADS`] at once (`serve`);
 //! requesters pick holders at random and a node that has finished a load
 //! announces itself as a holder at once, so an image spreads to N nodes in
-//! about log(N) transfer times.
+//! about log(N) transfer times. A requester lists its transfers under way,
+//! with their progress, for `get images` ([`transfers`]); holders send the
+//! image's size first so that the progress has a total.
 
 mod fetch;
 mod serve;
+#[cfg(feature = "test-hooks")]
+mod tamper;
+pub mod transfers;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,6 +31,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::handle::PeerHandle;
 use super::snapshots::Snapshot;
+use transfers::Transfers;
 
 /// Uploads one peer serves at once; more requesters are told to ask
 /// another holder (or come back), which is what spreads an image out.
@@ -50,13 +56,17 @@ pub struct PeerImages {
     loaded: Notify,
     /// One fetch per reference at a time; later callers find it loaded.
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The transfers under way, with their progress, for the API.
+    transfers: Transfers,
 }
 
 impl PeerImages {
+    /// `node`: this node's name, as transfers are listed.
     pub fn new(
         transport: QuicTransport,
         handle: PeerHandle,
         runtime: &Arc<DockerRuntime>,
+        node: &str,
     ) -> Arc<PeerImages> {
         Arc::new_cyclic(|this| PeerImages {
             this: this.clone(),
@@ -66,7 +76,13 @@ impl PeerImages {
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             loaded: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            transfers: Transfers::new(node),
         })
+    }
+
+    /// The transfers this peer has under way (shared, live).
+    pub fn transfers(&self) -> Transfers {
+        self.transfers.clone()
     }
 
     fn runtime(&self) -> Result<Arc<DockerRuntime>, String> {

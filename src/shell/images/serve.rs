@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use shoal_crdt_state::wire::WireError;
 use shoal_gossip::quic::Responder;
 
-use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED, refusal};
+use super::wire::{ARCHIVE, BUSY, FetchRequest, REFUSED, refusal, sized_head};
 use super::{MAX_UPLOADS, PeerImages, images_in_use};
 use crate::shell::metrics::catalog::IMAGE_TRANSFER_BYTES;
 use crate::shell::metrics::timing::transferred;
@@ -48,10 +48,17 @@ impl PeerImages {
                 return;
             }
         };
+        // The size lets the requester show a percentage; without it the
+        // archive still goes.
+        let head = match self.runtime() {
+            Ok(runtime) => match runtime.image_size(reference).await {
+                Ok(Some(size)) => sized_head(size),
+                _ => bytes::Bytes::from_static(&[ARCHIVE]),
+            },
+            Err(_) => bytes::Bytes::from_static(&[ARCHIVE]),
+        };
         let sent = async {
-            responder
-                .send_chunk(bytes::Bytes::from_static(&[ARCHIVE]))
-                .await?;
+            responder.send_chunk(head).await?;
             let mut archive = archive;
             let mut total = 0usize;
             while let Some(chunk) = archive.next().await {
@@ -60,6 +67,8 @@ impl PeerImages {
                 let chunk = chunk.map_err(|e| e.to_string())?;
                 total += chunk.len();
                 counter!(IMAGE_TRANSFER_BYTES, "direction" => "sent").increment(chunk.len() as u64);
+                #[cfg(feature = "test-hooks")]
+                let chunk = super::tamper::on_the_wire(chunk);
                 responder.send_chunk(chunk).await?;
             }
             responder.finish()?;

@@ -3,7 +3,9 @@
 //! A fetch travels as a transport request like state sync does, told apart
 //! by a magic prefix (sync messages start with their wire version byte).
 //! The answer is one status byte, then either the image archive as the
-//! holder's engine exports it, or why the holder refuses.
+//! holder's engine exports it (after [`SIZED`], preceded by the image's
+//! size in the holder's engine, 8 bytes big-endian, for progress), or why
+//! the holder refuses.
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,23 @@ pub const ARCHIVE: u8 = 0;
 pub const REFUSED: u8 = 1;
 /// The answer's first byte: the holder is at its upload cap; ask another.
 pub const BUSY: u8 = 2;
+/// The answer's first byte: the image's size (u64, big-endian, an estimate
+/// of the archive's), then the archive follows.
+pub const SIZED: u8 = 3;
+
+/// The head of a [`SIZED`] answer.
+pub fn sized_head(size: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(9);
+    out.extend_from_slice(&[SIZED]);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.freeze()
+}
+
+/// The size a [`SIZED`] answer starts with, once `head` holds its 9 bytes.
+pub fn size_of_sized(head: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = head.get(1..9)?.try_into().ok()?;
+    (head[0] == SIZED).then(|| u64::from_be_bytes(bytes))
+}
 
 /// "Send me `reference`, which you hold as `id`."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +81,14 @@ mod tests {
         };
         assert_eq!(FetchRequest::decode(&request.encode()), Some(Ok(request)));
         assert_eq!(FetchRequest::decode(&[wire::WIRE_VERSION, 1, 2]), None);
+    }
+
+    #[test]
+    fn a_sized_head_carries_its_size() {
+        let head = sized_head(201_000_000);
+        assert_eq!(head.len(), 9);
+        assert_eq!(size_of_sized(&head), Some(201_000_000));
+        assert_eq!(size_of_sized(&head[..8]), None);
     }
 
     #[test]

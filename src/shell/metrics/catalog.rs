@@ -21,6 +21,7 @@ pub const SYNC_ROUNDS: &str = "shoal_sync_anti_entropy_rounds_total";
 pub const SYNC_MERGES: &str = "shoal_sync_merges_total";
 pub const SYNC_DROPPED: &str = "shoal_sync_messages_dropped_total";
 pub const MESSAGES_REJECTED: &str = "shoal_messages_rejected_total";
+pub const RECORDS_REJECTED: &str = "shoal_records_rejected_total";
 pub const STATE_RECORDS: &str = "shoal_state_records";
 
 // Reconcile and placement.
@@ -106,6 +107,12 @@ pub fn describe() {
     describe_counter!(
         MESSAGES_REJECTED,
         "Messages from peers rejected as malformed, by kind (datagram, sync, broadcast)"
+    );
+    describe_counter!(
+        RECORDS_REJECTED,
+        "Records from peers not merged, by reason (forged: not signed by the node's bound \
+         key; unbound: the node's key binding not here yet; binding: another key claiming \
+         an established node id)"
     );
     describe_gauge!(
         STATE_RECORDS,

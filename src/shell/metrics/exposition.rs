@@ -76,6 +76,9 @@ fn export_core(core: &CoreStats) {
     counter!(MESSAGES_REJECTED, "kind" => "datagram").absolute(p.rejected_datagrams);
     counter!(MESSAGES_REJECTED, "kind" => "sync").absolute(p.rejected_sync);
     counter!(MESSAGES_REJECTED, "kind" => "broadcast").absolute(p.rejected_broadcasts);
+    counter!(RECORDS_REJECTED, "reason" => "forged").absolute(p.records_forged);
+    counter!(RECORDS_REJECTED, "reason" => "unbound").absolute(p.records_unbound);
+    counter!(RECORDS_REJECTED, "reason" => "binding").absolute(p.bindings_refused);
     counter!(POD_ACTIONS, "action" => "start").absolute(p.pod_starts);
     counter!(POD_ACTIONS, "action" => "stop").absolute(p.pod_stops);
     counter!(PLACEMENTS).absolute(p.placements);

@@ -2,6 +2,7 @@
 //!
 //! - `node.json`: who this node is (id, incarnation, name, join token),
 //!   with a format version and a checksum of its content;
+//! - `node.key`: the node's signing key ([`node_key`]);
 //! - `state.bin`: a snapshot of [`Persisted`] (cluster state and the
 //!   members to try at the next start), written about once a second;
 //! - `wal.log`: desired-state records written since that snapshot, each
@@ -18,6 +19,8 @@
 //! operator moves it away and the cluster sends the state back.
 
 pub mod frame;
+mod node_key;
+pub use node_key::key_seed;
 pub mod writer;
 
 use std::fs;
@@ -136,27 +139,7 @@ impl DataDir {
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        let corrupt = |reason: String| PersistError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let file: IdentityFile = serde_json::from_slice(&bytes).map_err(|e| {
-            corrupt(format!(
-                "{e}; a node.json without \"format\" and \"checksum\" predates this version"
-            ))
-        })?;
-        if file.format != IDENTITY_FORMAT {
-            return Err(corrupt(format!(
-                "format version {}, this build reads version {IDENTITY_FORMAT}",
-                file.format
-            )));
-        }
-        if file.checksum != identity_checksum(&file.identity) {
-            return Err(corrupt(
-                "checksum mismatch: the file was edited or damaged".into(),
-            ));
-        }
-        Ok(Some(file.identity))
+        decode_identity(&path, &bytes).map(Some)
     }
 
     pub fn save_identity(&self, identity: &NodeIdentity) -> Result<(), PersistError> {
@@ -172,56 +155,13 @@ impl DataDir {
     /// What the peer persisted: the last snapshot with the log replayed
     /// over it; `None` for a directory never used by a peer.
     pub fn load(&self) -> Result<Option<Persisted>, PersistError> {
-        let path = self.state_path();
-        let corrupt = |path: &Path, reason: String| PersistError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
-        // A checksum that holds over a payload of another wire version: a
-        // file of another Shoal version, not damage.
-        let undecodable = |path: &Path, e: wire::WireError| match e {
-            wire::WireError::UnsupportedVersion { found, supported } => {
-                PersistError::OtherVersion {
-                    path: path.to_owned(),
-                    found,
-                    supported,
-                }
-            }
-            other => corrupt(path, other.to_string()),
-        };
-        let snapshot = match read_if_exists(&path)? {
-            Some(bytes) => {
-                let payload =
-                    frame::state_payload(&bytes).map_err(|e| corrupt(&path, e.to_string()))?;
-                Some(
-                    wire::decode::<Persisted>(payload, MAX_STATE_BYTES)
-                        .map_err(|e| undecodable(&path, e))?,
-                )
-            }
-            None => None,
-        };
-        let log_path = self.log_path();
-        let Some(log) = read_if_exists(&log_path)? else {
-            return Ok(snapshot);
-        };
-        let records = frame::log_records(&log).map_err(|e| corrupt(&log_path, e.to_string()))?;
-        if records.torn_tail > 0 {
-            tracing::warn!(
-                path = %log_path.display(),
-                bytes = records.torn_tail,
-                "dropped the end of the log: a write cut short by a crash (never acknowledged)"
-            );
-        }
-        if records.records.is_empty() {
-            return Ok(snapshot);
-        }
-        let mut persisted = snapshot.unwrap_or_default();
-        for record in records.records {
-            let delta: Delta =
-                wire::decode(record, MAX_STATE_BYTES).map_err(|e| undecodable(&log_path, e))?;
-            persisted.state.merge_delta(delta);
-        }
-        Ok(Some(persisted))
+        let (state_path, log_path) = (self.state_path(), self.log_path());
+        let state = read_if_exists(&state_path)?;
+        let log = read_if_exists(&log_path)?;
+        decode_files(
+            state.as_deref().map(|b| (state_path.as_path(), b)),
+            log.as_deref().map(|b| (log_path.as_path(), b)),
+        )
     }
 
     /// Writes a snapshot at once (tests and tools; the peer uses [`Writer`]).
@@ -233,6 +173,85 @@ impl DataDir {
         })?;
         write_atomically(&path, &frame::state_file(&payload), true)
     }
+}
+
+/// `node.json`'s bytes read into the identity they hold, checked.
+pub fn decode_identity(path: &Path, bytes: &[u8]) -> Result<NodeIdentity, PersistError> {
+    let corrupt = |reason: String| PersistError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let file: IdentityFile = serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(format!(
+            "{e}; a node.json without \"format\" and \"checksum\" predates this version"
+        ))
+    })?;
+    if file.format != IDENTITY_FORMAT {
+        return Err(corrupt(format!(
+            "format version {}, this build reads version {IDENTITY_FORMAT}",
+            file.format
+        )));
+    }
+    if file.checksum != identity_checksum(&file.identity) {
+        return Err(corrupt(
+            "checksum mismatch: the file was edited or damaged".into(),
+        ));
+    }
+    Ok(file.identity)
+}
+
+/// The bytes of `state.bin` and `wal.log` (each with its path, for errors;
+/// `None` where the file does not exist) read into what the peer persisted:
+/// the snapshot with the log replayed over it.
+pub fn decode_files(
+    state: Option<(&Path, &[u8])>,
+    log: Option<(&Path, &[u8])>,
+) -> Result<Option<Persisted>, PersistError> {
+    let corrupt = |path: &Path, reason: String| PersistError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    // A checksum that holds over a payload of another wire version: a
+    // file of another Shoal version, not damage.
+    let undecodable = |path: &Path, e: wire::WireError| match e {
+        wire::WireError::UnsupportedVersion { found, supported } => PersistError::OtherVersion {
+            path: path.to_owned(),
+            found,
+            supported,
+        },
+        other => corrupt(path, other.to_string()),
+    };
+    let snapshot = match state {
+        Some((path, bytes)) => {
+            let payload = frame::state_payload(bytes).map_err(|e| corrupt(path, e.to_string()))?;
+            Some(
+                wire::decode::<Persisted>(payload, MAX_STATE_BYTES)
+                    .map_err(|e| undecodable(path, e))?,
+            )
+        }
+        None => None,
+    };
+    let Some((log_path, log)) = log else {
+        return Ok(snapshot);
+    };
+    let records = frame::log_records(log).map_err(|e| corrupt(log_path, e.to_string()))?;
+    if records.torn_tail > 0 {
+        tracing::warn!(
+            path = %log_path.display(),
+            bytes = records.torn_tail,
+            "dropped the end of the log: a write cut short by a crash (never acknowledged)"
+        );
+    }
+    if records.records.is_empty() {
+        return Ok(snapshot);
+    }
+    let mut persisted = snapshot.unwrap_or_default();
+    for record in records.records {
+        let delta: Delta =
+            wire::decode(record, MAX_STATE_BYTES).map_err(|e| undecodable(log_path, e))?;
+        persisted.state.merge_delta(delta);
+    }
+    Ok(Some(persisted))
 }
 
 fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, PersistError> {

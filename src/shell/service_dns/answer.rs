@@ -5,11 +5,14 @@
 //!   address the query came to first, then the other live peers.
 //! - `_PORTNAME._tcp.NAME.svc.shoal.`: SRV with the service port, target
 //!   `NAME.svc.shoal.` (its addresses in the additional section).
+//! - `_cluster.svc.shoal.`: TXT with the cluster id, so a peer that finds
+//!   its DNS address taken can tell a peer of its own cluster (sharing its
+//!   Docker engine, hence the bridge address) from anything else.
 //! - Any other name under `svc.shoal.`: NXDOMAIN. Other names: forwarded.
 
 use std::net::IpAddr;
 
-use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
+use hickory_server::proto::rr::rdata::{A, AAAA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 
 use crate::services::{ServiceEntry, ServiceTable};
@@ -19,6 +22,24 @@ pub const CLUSTER_DOMAIN: &str = "svc.shoal";
 
 /// Answers live this long in caches: endpoints move, peers come and go.
 pub const TTL_SECS: u32 = 5;
+
+/// The name whose TXT record is the cluster id (no service can be named
+/// `_cluster`: service names are DNS labels without underscores).
+pub const IDENTITY_NAME: &str = "_cluster.svc.shoal.";
+
+/// The answer for the identity name, `None` for any other name.
+pub fn identity(cluster: &str, name: &Name, kind: RecordType) -> Option<Answer> {
+    if !name.to_ascii().eq_ignore_ascii_case(IDENTITY_NAME) {
+        return None;
+    }
+    let answers = if kind == RecordType::TXT {
+        let data = RData::TXT(TXT::new(vec![cluster.to_owned()]));
+        vec![Record::from_rdata(name.clone(), TTL_SECS, data)]
+    } else {
+        Vec::new()
+    };
+    Some(records(answers, Vec::new()))
+}
 
 /// What to send back for one question.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,7 +75,7 @@ impl Upstreams {
     }
 }
 
-async fn ask(server: SocketAddr, query: &[u8]) -> std::io::Result<Message> {
+pub(super) async fn ask(server: SocketAddr, query: &[u8]) -> std::io::Result<Message> {
     let any: IpAddr = match server {
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),

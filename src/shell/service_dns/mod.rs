@@ -4,12 +4,14 @@
 //!
 //! - [`answer`]: what a name answers, from the service table alone.
 //! - [`forward`]: names outside the cluster domain, to the host's resolvers.
+//! - [`holder`]: who holds a DNS address this peer could not bind.
 //!
 //! Answers come from the latest `ServiceTable` the server is sent, so a
 //! service is resolvable as soon as this peer knows of it.
 
 pub mod answer;
 pub mod forward;
+pub mod holder;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-use self::answer::{Answer, answer};
+use self::answer::{Answer, answer, identity};
 pub use self::forward::Upstreams;
 use crate::services::ServiceTable;
 
@@ -61,13 +63,16 @@ pub struct DnsBindError {
 
 impl DnsServer {
     /// Serves DNS on UDP and TCP at each of `addrs`, answering from the
-    /// tables sent on `tables` and forwarding other names to `upstreams`.
+    /// tables sent on `tables` and forwarding other names to `upstreams`;
+    /// `cluster` is the id it gives for [`answer::IDENTITY_NAME`].
     pub async fn spawn(
         addrs: &[SocketAddr],
         tables: watch::Receiver<Arc<ServiceTable>>,
         upstreams: Upstreams,
+        cluster: &str,
     ) -> Result<DnsServer, DnsBindError> {
         let upstreams = Arc::new(upstreams);
+        let cluster: Arc<str> = Arc::from(cluster);
         let mut servers = Vec::new();
         let mut bound = Vec::new();
         for &addr in addrs {
@@ -88,6 +93,7 @@ impl DnsServer {
                 tables: tables.clone(),
                 local: addr.ip(),
                 upstreams: upstreams.clone(),
+                cluster: cluster.clone(),
             });
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, TCP_RESPONSE_BUFFER);
@@ -120,6 +126,7 @@ struct Handler {
     /// The address queries arrive at: first in every answer.
     local: IpAddr,
     upstreams: Arc<Upstreams>,
+    cluster: Arc<str>,
 }
 
 #[async_trait::async_trait]
@@ -158,7 +165,9 @@ impl RequestHandler for Handler {
         let name = query.original().name();
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = true;
-        let sent = match answer(&table, self.local, name, query.query_type()) {
+        let reply = identity(&self.cluster, name, query.query_type())
+            .unwrap_or_else(|| answer(&table, self.local, name, query.query_type()));
+        let sent = match reply {
             Answer::Records {
                 answers,
                 additionals,

@@ -2,9 +2,12 @@
 //! tries first: power of two choices on active connections, so a slow or
 //! busy endpoint gets fewer new connections without any global view.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shoal_crdt_state::service::ProxyProtocol;
+use shoal_runtime::docker::DirectAddresses;
 
 use crate::services::ServiceEntry;
 
@@ -17,7 +20,12 @@ pub const MAX_ATTEMPTS: usize = 3;
 #[derive(Debug)]
 pub struct Backend {
     pub pod: String,
+    /// Where its node publishes it (what the service table says).
     pub addr: SocketAddr,
+    /// The container's own address, when it runs on this node: connecting
+    /// there skips the engine's userland proxy, a second copy of every
+    /// byte. `addr` stays the fallback.
+    pub direct: Option<SocketAddr>,
     /// Shared by every listener of this peer that forwards to `addr`.
     pub active: AtomicUsize,
 }
@@ -26,27 +34,38 @@ pub struct Backend {
 #[derive(Debug, Default)]
 pub struct Backends {
     list: Vec<Arc<Backend>>,
+    /// What each connection to them starts with.
+    pub proxy_protocol: ProxyProtocol,
 }
 
 impl Backends {
     /// The ready endpoints of `service` for service port `port`, keeping the
-    /// connection counters of `previous` for endpoints that stay.
-    pub fn of(service: &ServiceEntry, port: u16, previous: &Backends) -> Backends {
+    /// connection counters of `previous` for endpoints that stay. Those
+    /// published at `local` (this node) on a port `direct` knows are
+    /// reached at the container's own address.
+    pub fn of(
+        service: &ServiceEntry,
+        port: u16,
+        previous: &Backends,
+        local: &Local<'_>,
+    ) -> Backends {
         let mut list: Vec<Arc<Backend>> = service
             .endpoints
             .iter()
             .filter(|e| e.ready)
             .filter_map(|e| e.targets.get(&port).map(|addr| (e, *addr)))
             .map(|(e, addr)| {
+                let direct = local.direct_for(addr);
                 previous
                     .list
                     .iter()
-                    .find(|b| b.addr == addr && b.pod == e.pod)
+                    .find(|b| b.addr == addr && b.pod == e.pod && b.direct == direct)
                     .cloned()
                     .unwrap_or_else(|| {
                         Arc::new(Backend {
                             pod: e.pod.clone(),
                             addr,
+                            direct,
                             active: AtomicUsize::new(0),
                         })
                     })
@@ -54,17 +73,21 @@ impl Backends {
             .collect();
         list.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.pod.cmp(&b.pod)));
         list.dedup_by(|a, b| a.addr == b.addr);
-        Backends { list }
+        Backends {
+            list,
+            proxy_protocol: service.proxy_protocol,
+        }
     }
 
-    /// Same endpoints (pods and addresses) as `other`?
+    /// Same endpoints (pods and addresses) and header as `other`?
     pub fn same_as(&self, other: &Backends) -> bool {
-        self.list.len() == other.list.len()
+        self.proxy_protocol == other.proxy_protocol
+            && self.list.len() == other.list.len()
             && self
                 .list
                 .iter()
                 .zip(&other.list)
-                .all(|(a, b)| a.addr == b.addr && a.pod == b.pod)
+                .all(|(a, b)| a.addr == b.addr && a.pod == b.pod && a.direct == b.direct)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,6 +118,26 @@ impl Backends {
         (0..n.min(MAX_ATTEMPTS))
             .map(|k| self.list[(first + k) % n].clone())
             .collect()
+    }
+}
+
+/// This node, as the load balancer sees its endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    /// The address this node's pods are published at (its advertised IP).
+    pub ip: IpAddr,
+    /// The containers' own addresses, by published host port.
+    pub direct: &'a DirectAddresses,
+}
+
+impl Local<'_> {
+    /// The container's own address behind `published`, if it is this
+    /// node's.
+    fn direct_for(&self, published: SocketAddr) -> Option<SocketAddr> {
+        if published.ip() != self.ip {
+            return None;
+        }
+        self.direct.get(&published.port()).copied()
     }
 }
 
@@ -144,8 +187,14 @@ mod tests {
                     targets: BTreeMap::from([(80, SocketAddr::from(([127, 0, 0, 1], *port)))]),
                 })
                 .collect(),
+            proxy_protocol: Default::default(),
         }
     }
+
+    const NOTHING_DIRECT: Local<'static> = Local {
+        ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        direct: &DirectAddresses::new(),
+    };
 
     #[test]
     fn only_ready_endpoints_are_backends_and_counters_survive_a_new_table() {
@@ -153,14 +202,42 @@ mod tests {
             &service(&[("a", true, 1), ("b", false, 2), ("c", true, 3)]),
             80,
             &Backends::default(),
+            &NOTHING_DIRECT,
         );
         assert_eq!(first.len(), 2);
         let _held = ActiveGuard::new(first.list[0].clone());
-        let next = Backends::of(&service(&[("a", true, 1), ("d", true, 4)]), 80, &first);
+        let next = Backends::of(
+            &service(&[("a", true, 1), ("d", true, 4)]),
+            80,
+            &first,
+            &NOTHING_DIRECT,
+        );
         assert_eq!(next.list[0].active.load(Ordering::Relaxed), 1);
         assert_eq!(next.list[1].active.load(Ordering::Relaxed), 0);
         assert!(!next.same_as(&first));
-        assert!(Backends::of(&service(&[]), 80, &next).is_empty());
+        assert!(Backends::of(&service(&[]), 80, &next, &NOTHING_DIRECT).is_empty());
+    }
+
+    #[test]
+    fn endpoints_published_on_this_node_are_reached_at_the_container() {
+        let endpoints = service(&[("a", true, 1), ("b", true, 2)]);
+        let container = SocketAddr::from(([172, 17, 0, 5], 8080));
+        let direct = DirectAddresses::from([(2, container)]);
+        let here = Local {
+            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            direct: &direct,
+        };
+        let backends = Backends::of(&endpoints, 80, &Backends::default(), &here);
+        assert_eq!(backends.list[0].direct, None);
+        assert_eq!(backends.list[1].direct, Some(container));
+        // Published on another node's address: the same host port is not ours.
+        let elsewhere = Local {
+            ip: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2)),
+            direct: &direct,
+        };
+        let remote = Backends::of(&endpoints, 80, &backends, &elsewhere);
+        assert!(remote.list.iter().all(|b| b.direct.is_none()));
+        assert!(!remote.same_as(&backends), "a change of route is a change");
     }
 
     #[test]
@@ -169,6 +246,7 @@ mod tests {
             &service(&[("a", true, 1), ("b", true, 2)]),
             80,
             &Backends::default(),
+            &NOTHING_DIRECT,
         );
         let _busy: Vec<_> = (0..3)
             .map(|_| ActiveGuard::new(backends.list[0].clone()))

@@ -65,7 +65,7 @@ async fn accept_loop(
         let service = service.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match forward(client, &current, rand::random(), limits).await {
+            match forward(client, from, &current, rand::random(), limits).await {
                 Ok(()) => {}
                 Err(e @ ForwardError::NoEndpoint) => {
                     tracing::debug!(service, %from, "connection closed: {e}");

@@ -11,6 +11,7 @@
 //! - [`backends`]: the ready endpoints of a port and which to try first.
 //! - [`proxy`]: one connection — connect (another endpoint if one fails),
 //!   copy both ways, close when idle.
+//! - [`proxy_header`]: the PROXY protocol header, for services that ask.
 //! - [`listener`]: one socket's accept loop, bounded per service.
 //!
 //! [`ServicePlane::spawn`] starts a task that keeps the listeners in step
@@ -22,16 +23,19 @@
 pub mod backends;
 pub mod listener;
 pub mod proxy;
+pub mod proxy_header;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_runtime::docker::DirectAddresses;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use self::backends::Backends;
+pub use self::backends::Local;
 use self::listener::{Listening, bind, spawn_listener};
 pub use self::proxy::ProxyLimits;
 use crate::services::{ServiceEntry, ServicePortEntry, ServiceTable};
@@ -46,6 +50,10 @@ pub struct PlaneConfig {
     pub node_ip: IpAddr,
     /// Where pods reach services (and DNS): service `port`s listen here.
     pub service_ip: IpAddr,
+    /// Another peer of this cluster serves DNS at the service address (peers
+    /// sharing one Docker engine share its bridge address): a service port
+    /// taken there is most likely that peer's, serving the same pods.
+    pub service_ip_shared: bool,
     /// Connections forwarded at once per service on this peer; more wait
     /// in the kernel's accept queue.
     pub max_connections_per_service: usize,
@@ -57,6 +65,7 @@ impl PlaneConfig {
         PlaneConfig {
             node_ip,
             service_ip,
+            service_ip_shared: false,
             max_connections_per_service: 4096,
             limits: ProxyLimits {
                 connect_timeout: Duration::from_secs(1),
@@ -102,9 +111,15 @@ pub struct ServicePlane {
 impl ServicePlane {
     /// Starts serving the tables sent on `tables`; stops (closing every
     /// listener) when their sender is dropped or on [`stop`](Self::stop).
-    pub fn spawn(config: PlaneConfig, tables: watch::Receiver<Arc<ServiceTable>>) -> ServicePlane {
+    /// `direct` says where this node's own pods are reached without the
+    /// engine's port publishing (see [`Local`]).
+    pub fn spawn(
+        config: PlaneConfig,
+        tables: watch::Receiver<Arc<ServiceTable>>,
+        direct: watch::Receiver<Arc<DirectAddresses>>,
+    ) -> ServicePlane {
         let (status_tx, status) = watch::channel(Arc::new(PlaneStatus::new()));
-        let task = tokio::spawn(plane_loop(config, tables, status_tx));
+        let task = tokio::spawn(plane_loop(config, tables, direct, status_tx));
         ServicePlane { status, task }
     }
 
@@ -128,14 +143,18 @@ impl Drop for ServicePlane {
 async fn plane_loop(
     config: PlaneConfig,
     mut tables: watch::Receiver<Arc<ServiceTable>>,
+    mut direct: watch::Receiver<Arc<DirectAddresses>>,
     status: watch::Sender<Arc<PlaneStatus>>,
 ) {
     let mut plane = Plane::new(config);
     let mut retry = tokio::time::interval(RETRY_BIND_EVERY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut table = tables.borrow_and_update().clone();
+    let mut containers = direct.borrow_and_update().clone();
+    // The runtime gone: keep its last addresses, stop watching.
+    let mut runtime_gone = false;
     loop {
-        let now = plane.apply(&table).await;
+        let now = plane.apply(&table, &containers).await;
         status.send_if_modified(|old| {
             let changed = **old != now;
             if changed {
@@ -150,6 +169,14 @@ async fn plane_loop(
                         return;
                     }
                     table = tables.borrow_and_update().clone();
+                    break;
+                }
+                changed = direct.changed(), if !runtime_gone => {
+                    if changed.is_err() {
+                        runtime_gone = true;
+                        continue;
+                    }
+                    containers = direct.borrow_and_update().clone();
                     break;
                 }
                 _ = retry.tick() => if plane.has_failed() {
@@ -190,8 +217,9 @@ impl Plane {
         self.failed > 0
     }
 
-    /// Makes the listeners and endpoints those of `table`.
-    async fn apply(&mut self, table: &ServiceTable) -> PlaneStatus {
+    /// Makes the listeners and endpoints those of `table`, reaching this
+    /// node's containers at `direct`.
+    async fn apply(&mut self, table: &ServiceTable, direct: &DirectAddresses) -> PlaneStatus {
         let (wanted, clashes) = self.wanted(table);
         // Close what is no longer asked for, or now serves another port.
         self.listening.retain(|addr, (owner, _)| {
@@ -199,7 +227,7 @@ impl Plane {
                 .get(addr)
                 .is_some_and(|status| *owner == key_of(status))
         });
-        self.update_endpoints(table);
+        self.update_endpoints(table, direct);
         self.room
             .retain(|name, _| table.services.contains_key(name.as_str()));
         let mut status = PlaneStatus::new();
@@ -279,7 +307,11 @@ impl Plane {
     }
 
     /// Sends each service port its ready endpoints (when they changed).
-    fn update_endpoints(&mut self, table: &ServiceTable) {
+    fn update_endpoints(&mut self, table: &ServiceTable, direct: &DirectAddresses) {
+        let local = Local {
+            ip: self.config.node_ip,
+            direct,
+        };
         let mut ports = BTreeMap::new();
         for service in table.services.values() {
             for port in &service.ports {
@@ -289,7 +321,7 @@ impl Plane {
                     None => watch::channel(Arc::new(Backends::default())).0,
                 };
                 sender.send_if_modified(|current| {
-                    let next = Backends::of(service, port.port, current);
+                    let next = Backends::of(service, port.port, current, &local);
                     let changed = !next.same_as(current);
                     if changed {
                         log_endpoints(service, port.port, &next);
@@ -308,8 +340,16 @@ impl Plane {
         let Some(backends) = self.ports.get(&key).map(|s| s.subscribe()) else {
             return Err("internal: no endpoint set for this port".to_owned());
         };
+        let shared = self.config.service_ip_shared && entry.kind == ListenerKind::Service;
         let listener = bind(addr).await.map_err(|e| {
-            let why = format!("cannot listen on {addr}: {e}");
+            let why = if shared && e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "{addr} is taken, most likely by another peer of this cluster sharing this \
+                     Docker engine (it serves DNS there): pods here reach the service through it"
+                )
+            } else {
+                format!("cannot listen on {addr}: {e}")
+            };
             tracing::warn!(service = %entry.service, port = entry.port, "{why}");
             why
         })?;

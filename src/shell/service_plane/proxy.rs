@@ -3,17 +3,20 @@
 //! closes or nothing moves for the idle timeout.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use shoal_crdt_state::service::ProxyProtocol;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::backends::{ActiveGuard, Backends};
+use super::proxy_header;
 
 /// Buffer per direction per connection: memory is bounded by
 /// connections × 2 × this.
@@ -35,12 +38,19 @@ pub enum ForwardError {
     NoEndpoint,
     #[error("{tried} endpoint(s) could not be reached, last {last}")]
     Unreachable { tried: usize, last: String },
+    #[error("cannot send the PROXY protocol header to {endpoint}: {source}")]
+    Header {
+        endpoint: SocketAddr,
+        source: io::Error,
+    },
 }
 
-/// Forwards `client` to one of `backends`; returns once the connection is
-/// over. `random` picks among endpoints (see `Backends::attempt_order`).
+/// Forwards `client` (connected from `from`) to one of `backends`; returns
+/// once the connection is over. `random` picks among endpoints (see
+/// `Backends::attempt_order`).
 pub async fn forward(
     client: TcpStream,
+    from: SocketAddr,
     backends: &Backends,
     random: u64,
     limits: ProxyLimits,
@@ -51,19 +61,23 @@ pub async fn forward(
     }
     let mut last = String::new();
     let mut connected = None;
-    for backend in &order {
+    'endpoints: for backend in &order {
         let guard = ActiveGuard::new(backend.clone());
-        match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(backend.addr)).await {
-            Ok(Ok(stream)) => {
-                connected = Some((guard, stream));
-                break;
+        // The container's own address first (when on this node), then where
+        // its node publishes it.
+        for addr in backend.direct.into_iter().chain([backend.addr]) {
+            match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    connected = Some((guard, stream));
+                    break 'endpoints;
+                }
+                Ok(Err(e)) => last = format!("{} ({addr}): {e}", backend.pod),
+                Err(_) => last = format!("{} ({addr}): connect timed out", backend.pod),
             }
-            Ok(Err(e)) => last = format!("{} ({}): {e}", backend.pod, backend.addr),
-            Err(_) => last = format!("{} ({}): connect timed out", backend.pod, backend.addr),
+            tracing::debug!(endpoint = %addr, pod = %backend.pod, "endpoint unreachable; trying another");
         }
-        tracing::debug!(endpoint = %backend.addr, pod = %backend.pod, "endpoint unreachable; trying another");
     }
-    let Some((guard, upstream)) = connected else {
+    let Some((guard, mut upstream)) = connected else {
         return Err(ForwardError::Unreachable {
             tried: order.len(),
             last,
@@ -71,6 +85,18 @@ pub async fn forward(
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
+    if backends.proxy_protocol != ProxyProtocol::Off {
+        // The address the client connected to: this listener's.
+        let at = client.local_addr().unwrap_or(from);
+        let header = proxy_header::header(backends.proxy_protocol, from, at);
+        upstream
+            .write_all(&header)
+            .await
+            .map_err(|source| ForwardError::Header {
+                endpoint: guard.backend().addr,
+                source,
+            })?;
+    }
     let clock = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
     let mut client = Watched::new(client, activity.clone(), clock);

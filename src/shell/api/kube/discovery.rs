@@ -1,5 +1,5 @@
 //! What kubectl asks before anything else: `/version`, the legacy discovery
-//! documents `/api` and `/api/v1`, and `/apis` (no groups).
+//! documents `/api` and `/api/v1` (`/apis` is in `slices`).
 //!
 //! kubectl 1.30+ first asks for aggregated discovery (`as=APIGroupDiscoveryList`
 //! in `Accept`); a plain `application/json` answer tells client-go to use the
@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::extract::Request;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    APIGroupList, APIResource, APIResourceList, APIVersions, ServerAddressByClientCIDR,
+    APIResource, APIResourceList, APIVersions, ServerAddressByClientCIDR,
 };
 use k8s_openapi::apimachinery::pkg::version::Info;
 
@@ -46,10 +46,6 @@ pub(super) async fn api(request: Request) -> Json<APIVersions> {
             server_address: host,
         }],
     })
-}
-
-pub(super) async fn apis() -> Json<APIGroupList> {
-    Json(APIGroupList { groups: Vec::new() })
 }
 
 pub(super) async fn api_v1() -> Json<APIResourceList> {
@@ -100,10 +96,11 @@ pub fn resources() -> Vec<APIResource> {
             &["get"],
         ),
         resource("services", "service", "Service", true, &["svc"], &write).in_all(),
+        resource("endpoints", "endpoints", "Endpoints", true, &["ep"], &read),
     ]
 }
 
-fn resource(
+pub(super) fn resource(
     name: &str,
     singular: &str,
     kind: &str,

@@ -95,7 +95,7 @@ impl KnownObjects {
         for o in objects::nodes(snapshot) {
             add("Node", &o.metadata, None);
         }
-        for o in objects::services(snapshot) {
+        for o in objects::service_objects(snapshot) {
             add("Service", &o.metadata, None);
         }
         KnownObjects(known)

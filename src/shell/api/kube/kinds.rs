@@ -19,7 +19,15 @@ pub enum Kind {
     Pod,
     Node,
     Service,
+    Endpoints,
     Event,
+}
+
+/// What a peer knows of itself that its objects show besides the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    /// The peer's DNS address for services: a service's `clusterIP`.
+    pub service_dns: &'a Result<std::net::IpAddr, String>,
 }
 
 impl Kind {
@@ -31,13 +39,14 @@ impl Kind {
             "pods" => Kind::Pod,
             "nodes" => Kind::Node,
             "services" => Kind::Service,
+            "endpoints" => Kind::Endpoints,
             "events" => Kind::Event,
             other => {
                 return Err(KubeError::new(
                     StatusCode::NOT_FOUND,
                     format!(
                         "the server could not find the requested resource {other:?}: Shoal serves \
-                         replicationcontrollers, pods, nodes, services and events"
+                         replicationcontrollers, pods, nodes, services, endpoints and events"
                     ),
                 ));
             }
@@ -50,6 +59,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::Node => "nodes",
             Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
             Kind::Event => "events",
         }
     }
@@ -60,6 +70,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Node => "Node",
             Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
             Kind::Event => "Event",
         }
     }
@@ -87,7 +98,13 @@ impl Kind {
     /// `cells_only` (a Table has no use for it, and encoding it is most of a
     /// large list's cost). `events`: the cluster's, gathered by the caller
     /// (see [`Kind::gathers_events`]).
-    pub fn list(self, snapshot: &Snapshot, events: &[EventJson], cells_only: bool) -> Vec<Item> {
+    pub fn list(
+        self,
+        snapshot: &Snapshot,
+        local: Local<'_>,
+        events: &[EventJson],
+        cells_only: bool,
+    ) -> Vec<Item> {
         fn items<T: serde::Serialize>(
             objects: Vec<T>,
             cells_only: bool,
@@ -132,10 +149,16 @@ impl Kind {
                 |o| table::node_row(o, now),
             ),
             Kind::Service => items(
-                objects::services(snapshot),
+                objects::services(snapshot, local.service_dns),
                 cells_only,
                 |o| &o.metadata,
                 |o| table::service_row(o, now),
+            ),
+            Kind::Endpoints => items(
+                objects::endpoints(snapshot),
+                cells_only,
+                |o| &o.metadata,
+                |o| table::endpoints_row(o, now),
             ),
             Kind::Event => super::events::items(snapshot, events, cells_only),
         }
@@ -148,7 +171,7 @@ impl Kind {
     }
 
     /// One object by name (an event: see [`Kind::list`]).
-    pub fn get(self, snapshot: &Snapshot, name: &str) -> Result<Item, KubeError> {
+    pub fn get(self, snapshot: &Snapshot, local: Local<'_>, name: &str) -> Result<Item, KubeError> {
         let now = crate::cli::human::now_ms();
         let item = |meta: &ObjectMeta, json: Value, cells: Vec<Value>| Item {
             fields: BTreeMap::new(),
@@ -165,8 +188,10 @@ impl Kind {
             }),
             Kind::Node => objects::node(snapshot, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::node_row(&o, now))),
-            Kind::Service => objects::service(snapshot, name)
+            Kind::Service => objects::service(snapshot, local.service_dns, name)
                 .map(|o| item(&o.metadata, to_json(&o), table::service_row(&o, now))),
+            Kind::Endpoints => objects::endpoint(snapshot, name)
+                .map(|o| item(&o.metadata, to_json(&o), table::endpoints_row(&o, now))),
             Kind::Event => None,
         };
         found.ok_or_else(|| KubeError::not_found(self.plural(), name))
@@ -178,6 +203,7 @@ impl Kind {
             Kind::Pod => &table::POD_COLUMNS,
             Kind::Node => &table::NODE_COLUMNS,
             Kind::Service => &table::SERVICE_COLUMNS,
+            Kind::Endpoints => &table::ENDPOINTS_COLUMNS,
             Kind::Event => &table::EVENT_COLUMNS,
         }
     }

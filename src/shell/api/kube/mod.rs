@@ -4,9 +4,11 @@
 //! it apart from Shoal's own `/api/v1`, whose routes (`/api/v1/nodes`, ...)
 //! would otherwise collide with Kubernetes' paths.
 //!
-//! - `discovery`: `/version`, `/api`, `/api/v1`, `/apis`.
+//! - `discovery`: `/version`, `/api`, `/api/v1`.
+//! - `slices`: `/apis` (the `discovery.k8s.io` group) and its EndpointSlices.
 //! - `openapi`: OpenAPI v3 generated from the `k8s-openapi` types.
-//! - `objects`: snapshot → Kubernetes objects (uid, resourceVersion, owners).
+//! - `objects`: snapshot → Kubernetes objects (uid, resourceVersion, owners,
+//!   last-applied text, cluster IPs, endpoints).
 //! - `kinds`: the resources served; `table`: server-side printing.
 //! - `events`: the cluster's events (gathered from every live peer) as
 //!   `v1.Event` objects.
@@ -29,7 +31,8 @@ mod openapi;
 mod patch;
 mod reads;
 mod selectors;
-mod status;
+mod slices;
+pub(crate) mod status;
 mod table;
 mod watch;
 mod writes;
@@ -40,6 +43,7 @@ use axum::routing::get;
 
 pub use discovery::MINOR;
 pub use status::KubeError;
+pub use writes::body_to_manifest;
 
 use super::ApiState;
 
@@ -53,7 +57,12 @@ pub fn router() -> Router<ApiState> {
         .route("/version", get(discovery::version))
         .route("/api", get(discovery::api))
         .route("/api/v1", get(discovery::api_v1))
-        .route("/apis", get(discovery::apis))
+        .route("/apis", get(slices::groups))
+        .route("/apis/discovery.k8s.io/v1", get(slices::resources))
+        .route(
+            "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            get(slices::list),
+        )
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/api/v1", get(openapi::api_v1_document))
         .route(
@@ -99,7 +108,8 @@ async fn unknown(uri: Uri) -> KubeError {
         StatusCode::NOT_FOUND,
         format!(
             "the server could not find the requested resource ({}): Shoal serves /api/v1 \
-             (replicationcontrollers, pods, nodes, services, events) in namespace default",
+             (replicationcontrollers, pods, nodes, services, endpoints, events) in namespace \
+             default",
             uri.path()
         ),
     )

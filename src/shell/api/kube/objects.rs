@@ -9,17 +9,26 @@
 //!   so a `replace`/`edit` carrying an old resourceVersion still wins field
 //!   by field if its stamp is newer, and never answers 409 Conflict.
 //! - **creationTimestamp** is the creation stamp's wall-clock part (the
-//!   writer's clock). A pod shows its RC's creation time: nodes do not
-//!   report when they started a pod.
+//!   writer's clock). A pod's is when its node started it (the node's
+//!   clock; a new template is a new pod, restarts keep it), or its RC's
+//!   creation while no node has reported that.
+//! - **last-applied-configuration** is the text the last write through
+//!   this API carried in that annotation (kept in the object's body
+//!   register, see `shoal_crdt_state::LastApplied`); Shoal's own `apply`
+//!   keeps it. An object never written by `kubectl apply` has none, and
+//!   kubectl says so the first time it applies to it, as with Kubernetes.
 //! - **Labels** of an RC are its template labels (Kubernetes' default);
 //!   a pod carries its RC's current template labels and an owner reference
 //!   to the RC.
 
 use std::collections::BTreeMap;
 
+use std::net::IpAddr;
+
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, Node,
-    NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod, PodCondition, PodSpec,
+    Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Node, NodeAddress, NodeCondition,
+    NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference, Pod, PodCondition, PodSpec,
     PodStatus as KubePodStatus, ReplicationController, ReplicationControllerStatus, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -62,11 +71,9 @@ fn rc_object(snapshot: &Snapshot, spec: &RcSpec) -> ReplicationController {
         .and_then(serde_json::from_value)
         .unwrap_or_default();
     let mut annotations = v1.metadata.annotations.clone();
-    // The spec as the Kubernetes v1 form, which is what the last apply
-    // wrote up to what Shoal normalizes (defaults made explicit): Shoal keeps
-    // the spec, not the applied text. A later apply's three-way patch is
-    // computed against it.
-    if let Ok(text) = serde_json::to_string(&v1) {
+    // The text kubectl sent, as it sent it: its next apply's three-way
+    // patch is computed against it.
+    if let Some(text) = record.and_then(|r| r.body.as_ref()?.val.last_applied.clone()) {
         annotations.insert(LAST_APPLIED.to_owned(), text);
     }
     rc.metadata = ObjectMeta {
@@ -200,6 +207,11 @@ fn pod_object(snapshot: &Snapshot, owners: &BTreeMap<String, Owner>, row: &PodJs
         other => other,
     };
     let created = owner.and_then(|o| o.created);
+    // The pod's own start when its node reports it; else its RC's creation.
+    let created_at = row
+        .started_ms
+        .and_then(time_ms)
+        .or_else(|| created.and_then(time));
     let condition = |kind: &str, on: bool| PodCondition {
         type_: kind.to_owned(),
         status: if on { "True" } else { "False" }.to_owned(),
@@ -211,7 +223,7 @@ fn pod_object(snapshot: &Snapshot, owners: &BTreeMap<String, Owner>, row: &PodJs
             namespace: Some("default".to_owned()),
             uid: Some(uid("pod", &format!("{}@{}", row.name, row.node), created)),
             resource_version: Some(snapshot.generation.to_string()),
-            creation_timestamp: created.and_then(time),
+            creation_timestamp: created_at.clone(),
             labels: owner.map(|o| o.spec.template.labels.clone()),
             annotations: Some(BTreeMap::from([(
                 "shoal.io/template-hash".to_owned(),
@@ -238,6 +250,7 @@ fn pod_object(snapshot: &Snapshot, owners: &BTreeMap<String, Owner>, row: &PodJs
             phase: Some(phase.to_owned()),
             reason: (row.phase == "Terminating").then(|| "Terminating".to_owned()),
             message: row.last_error.clone(),
+            start_time: created_at.clone(),
             host_ip: Some(row.ip.clone()),
             pod_ip: Some(row.ip.clone()),
             conditions: Some(vec![
@@ -269,7 +282,8 @@ fn node_object(row: &NodeJson) -> Node {
         .parse::<std::net::SocketAddr>()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|_| row.address.clone());
-    let ready = row.ready && matches!(row.state.as_str(), "Alive" | "Suspect");
+    // Only an Alive node's report is current (`NodeJson::runtime`).
+    let ready = row.ready;
     let resources = BTreeMap::from([
         ("cpu".to_owned(), Quantity(row.cpu.clone())),
         ("memory".to_owned(), Quantity(row.memory.clone())),
@@ -312,10 +326,10 @@ fn node_object(row: &NodeJson) -> Node {
                 message: Some(format!(
                     "SWIM state {}; container engine {}",
                     row.state,
-                    if row.ready {
-                        "reachable"
-                    } else {
-                        "unreachable"
+                    match row.runtime_word() {
+                        "Ready" => "reachable",
+                        "NotReady" => "unreachable",
+                        _ => "unknown",
                     }
                 )),
                 ..NodeCondition::default()
@@ -332,7 +346,16 @@ fn node_object(row: &NodeJson) -> Node {
     }
 }
 
-pub fn services(snapshot: &Snapshot) -> Vec<Service> {
+/// Every live service, with this peer's DNS address as its cluster IP.
+pub fn services(snapshot: &Snapshot, dns: &Result<IpAddr, String>) -> Vec<Service> {
+    service_objects(snapshot)
+        .into_iter()
+        .map(|s| with_cluster_ip(s, dns))
+        .collect()
+}
+
+/// Every live service without its cluster IP (which only names it).
+pub fn service_objects(snapshot: &Snapshot) -> Vec<Service> {
     snapshot
         .state
         .desired
@@ -341,8 +364,109 @@ pub fn services(snapshot: &Snapshot) -> Vec<Service> {
         .collect()
 }
 
-pub fn service(snapshot: &Snapshot, name: &str) -> Option<Service> {
-    service_object(snapshot, name)
+pub fn service(snapshot: &Snapshot, dns: &Result<IpAddr, String>, name: &str) -> Option<Service> {
+    service_object(snapshot, name).map(|s| with_cluster_ip(s, dns))
+}
+
+/// The annotation saying why a service has no cluster IP on this peer.
+pub const NO_CLUSTER_IP: &str = "shoal.io/no-cluster-ip";
+
+/// `spec.clusterIP`: where this peer's DNS answers for services, which is
+/// the address it gives first for the service's name there, and where this
+/// peer's load balancer listens on the service's ports. Every peer has its
+/// own (no virtual IP is shared), so two peers may show two addresses.
+/// `None`, with the reason in an annotation, when its DNS answers nowhere.
+fn with_cluster_ip(mut service: Service, dns: &Result<IpAddr, String>) -> Service {
+    let spec = service.spec.get_or_insert_with(Default::default);
+    match dns {
+        Ok(ip) => {
+            spec.cluster_ip = Some(ip.to_string());
+            spec.cluster_ips = Some(vec![ip.to_string()]);
+        }
+        Err(why) => {
+            spec.cluster_ip = Some("None".to_owned());
+            service
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(NO_CLUSTER_IP.to_owned(), why.clone());
+        }
+    }
+    service
+}
+
+/// The `Endpoints` object of every live service, in name order.
+pub fn endpoints(snapshot: &Snapshot) -> Vec<Endpoints> {
+    snapshot
+        .state
+        .desired
+        .live_services()
+        .filter_map(|view| endpoint(snapshot, view.name))
+        .collect()
+}
+
+/// The `Endpoints` of service `name`: the endpoint set every peer's load
+/// balancer uses and `shoal describe svc` lists (pods the selector
+/// matches, at their node's address and the host port each service port
+/// reaches them on), ready ones as addresses, the others as not ready.
+/// Endpoints with the same ports form one subset, as Kubernetes groups them.
+pub fn endpoint(snapshot: &Snapshot, name: &str) -> Option<Endpoints> {
+    let service = service_object(snapshot, name)?;
+    let mut subsets: BTreeMap<Vec<(Option<String>, u16)>, EndpointSubset> = BTreeMap::new();
+    if let Some(entry) = snapshot.services().services.get(name) {
+        for e in &entry.endpoints {
+            let ports: Vec<(Option<String>, u16)> = entry
+                .ports
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), e.targets.get(&p.port)?.port())))
+                .collect();
+            let Some(ip) = e.targets.values().next().map(|a| a.ip().to_string()) else {
+                continue; // publishes none of the service's ports: unreachable
+            };
+            let address = EndpointAddress {
+                ip,
+                node_name: Some(e.node.clone()),
+                target_ref: Some(ObjectReference {
+                    kind: Some("Pod".to_owned()),
+                    name: Some(e.pod.clone()),
+                    namespace: Some("default".to_owned()),
+                    ..ObjectReference::default()
+                }),
+                ..EndpointAddress::default()
+            };
+            let subset = subsets
+                .entry(ports.clone())
+                .or_insert_with(|| EndpointSubset {
+                    ports: Some(
+                        ports
+                            .iter()
+                            .map(|(name, port)| EndpointPort {
+                                name: name.clone(),
+                                port: i32::from(*port),
+                                protocol: Some("TCP".to_owned()),
+                                ..EndpointPort::default()
+                            })
+                            .collect(),
+                    ),
+                    ..EndpointSubset::default()
+                });
+            let list = if e.ready {
+                &mut subset.addresses
+            } else {
+                &mut subset.not_ready_addresses
+            };
+            list.get_or_insert_with(Vec::new).push(address);
+        }
+    }
+    let mut metadata = service.metadata;
+    metadata.annotations = None;
+    metadata.uid = metadata.uid.map(|u| uid("endpoints", &u, None));
+    // Endpoints follow the pods: they change with the snapshot.
+    metadata.resource_version = Some(snapshot.generation.to_string());
+    Some(Endpoints {
+        metadata,
+        subsets: (!subsets.is_empty()).then(|| subsets.into_values().collect()),
+    })
 }
 
 fn service_object(snapshot: &Snapshot, name: &str) -> Option<Service> {
@@ -358,8 +482,8 @@ fn service_object(snapshot: &Snapshot, name: &str) -> Option<Service> {
         .find(|(n, _)| *n == name)
         .and_then(|(_, r)| r.max_stamp());
     let created = view.created.or(Some(view.written));
-    let mut annotations = BTreeMap::new();
-    if let Ok(text) = serde_json::to_string(&v1) {
+    let mut annotations = v1.metadata.annotations.clone();
+    if let Some(text) = view.body.last_applied.clone() {
         annotations.insert(LAST_APPLIED.to_owned(), text);
     }
     service.metadata = ObjectMeta {

@@ -6,14 +6,16 @@
 //!   names its kind (`x-kubernetes-group-version-kind`) and the
 //!   `fieldValidation` query parameter, so `apply`/`create` skip the
 //!   client-side check that needs OpenAPI v2 (which we do not serve);
-//! - `explain` a kind: component schemas carry their group/version/kind.
+//! - `explain` a kind: component schemas carry their group/version/kind;
+//! - key lists in its three-way `apply` patch as the server merges them
+//!   (`x-kubernetes-patch-merge-key` from `patch::MERGED_LISTS`).
 
 use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::api::autoscaling::v1::Scale;
-use k8s_openapi::api::core::v1::{Event, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, ReplicationController, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResourceList, ListMeta, Status};
 use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -105,6 +107,26 @@ fn kind<T: JsonSchema>(
     }
 }
 
+/// Tells kubectl which lists this server's strategic merge keys, and by
+/// what (the `k8s-openapi` schemas carry no patch metadata). Without it
+/// kubectl's three-way patch treats such a list as a whole: a container
+/// list in which the server filled in a default (`protocol: TCP`) then
+/// differs from the file, and re-applying an unchanged file says
+/// `configured`.
+fn mark_merged_lists(schemas: &mut Map<String, Value>) {
+    for (schema, field, key) in super::patch::MERGED_LISTS {
+        let property = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+            .and_then(Value::as_object_mut);
+        if let Some(property) = property {
+            property.insert("x-kubernetes-patch-merge-key".into(), key.into());
+            property.insert("x-kubernetes-patch-strategy".into(), "merge".into());
+        }
+    }
+}
+
 /// The whole `api/v1` document.
 fn api_v1() -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
@@ -122,6 +144,7 @@ fn api_v1() -> Value {
         ),
         kind::<Pod>(g, l, "Pod", "pods", true, false),
         kind::<Service>(g, l, "Service", "services", true, true),
+        kind::<Endpoints>(g, l, "Endpoints", "endpoints", true, false),
         kind::<Node>(g, l, "Node", "nodes", false, false),
         kind::<Event>(g, l, "Event", "events", true, false),
     ];
@@ -136,6 +159,7 @@ fn api_v1() -> Value {
     }
     tag_kind(&mut schemas, &scale, "autoscaling", "Scale");
     tag_kind(&mut schemas, &status, "", "Status");
+    mark_merged_lists(&mut schemas);
 
     let mut paths = Map::new();
     for k in &kinds {

@@ -13,15 +13,32 @@ use serde_json::{Map, Value};
 
 use super::status::KubeError;
 
-/// Merge key of the list stored under `key`, given one of its elements.
+/// The lists merged by key, as Kubernetes keys them: (the schema of the
+/// object holding the list, the list's field, its merge key). The OpenAPI
+/// document tells kubectl the same (`x-kubernetes-patch-merge-key`), so its
+/// three-way patch keys them as this server merges them.
+pub const MERGED_LISTS: [(&str, &str, &str); 7] = [
+    ("io.k8s.api.core.v1.PodSpec", "containers", "name"),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", "name"),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "name"),
+    ("io.k8s.api.core.v1.Container", "env", "name"),
+    ("io.k8s.api.core.v1.Container", "ports", "containerPort"),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath"),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", "port"),
+];
+
+/// Merge key of the list stored under `key`, given one of its elements
+/// (which tells a container's ports from a service's).
 fn merge_key(key: &str, element: &Value) -> Option<&'static str> {
-    match key {
-        "containers" | "initContainers" | "env" | "volumes" => Some("name"),
-        "volumeMounts" => Some("mountPath"),
-        "ports" if element.get("containerPort").is_some() => Some("containerPort"),
-        "ports" => Some("port"),
-        _ => None,
-    }
+    let keys: Vec<&'static str> = MERGED_LISTS
+        .iter()
+        .filter(|(_, field, _)| *field == key)
+        .map(|(_, _, merge)| *merge)
+        .collect();
+    keys.iter()
+        .copied()
+        .find(|k| element.get(k).is_some())
+        .or(keys.last().copied())
 }
 
 pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), KubeError> {

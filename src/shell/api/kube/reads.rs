@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::ApiState;
-use super::kinds::{Item, Kind};
+use super::kinds::{Item, Kind, Local};
 use super::selectors::Selector;
 use super::status::{KubeError, check_namespace};
 use super::{table, watch};
@@ -83,9 +83,11 @@ async fn list(
     let gathered = gather_events(&state, kind).await?;
     let snapshot = state.handle.snapshot().await?;
     let events = gathered.events;
+    let dns = state.service_dns.clone();
     let response = build(snapshot, move |s| {
+        let local = Local { service_dns: &dns };
         let items: Vec<Item> = kind
-            .list(s, &events, as_table)
+            .list(s, local, &events, as_table)
             .into_iter()
             .filter(|i| selector.matches(&i.meta, &i.fields))
             .collect();
@@ -178,14 +180,16 @@ async fn get(
     let gathered = gather_events(&state, kind).await?;
     let snapshot = state.handle.snapshot().await?;
     let events = gathered.events;
+    let dns = state.service_dns.clone();
     build(snapshot, move |s| {
+        let local = Local { service_dns: &dns };
         let item = if kind.gathers_events() {
-            kind.list(s, &events, false)
+            kind.list(s, local, &events, false)
                 .into_iter()
                 .find(|i| i.name() == name)
                 .ok_or_else(|| KubeError::not_found(kind.plural(), &name))?
         } else {
-            kind.get(s, &name)?
+            kind.get(s, local, &name)?
         };
         Ok(if as_table {
             table_of(kind, vec![item], &s.generation.to_string())

@@ -4,7 +4,7 @@
 //! priority 1: `-o wide`). Rows are made from the same Kubernetes objects
 //! as `-o json`, so the two never disagree.
 
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::{Value, json};
 
@@ -315,6 +315,43 @@ fn selector(selector: Option<&std::collections::BTreeMap<String, String>>) -> St
             .join(","),
         _ => "<none>".to_owned(),
     }
+}
+
+pub const ENDPOINTS_COLUMNS: [Column; 3] = [
+    NAME,
+    col(
+        "Endpoints",
+        "string",
+        0,
+        "The service's pods: node address and the port each reaches them on.",
+    ),
+    AGE,
+];
+
+/// Kubernetes' ENDPOINTS cell: the first three `ip:port`, then how many more.
+pub fn endpoints_row(endpoints: &Endpoints, now_ms: u64) -> Vec<Value> {
+    let mut all = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        let ports = subset.ports.clone().unwrap_or_default();
+        for address in subset.addresses.iter().flatten() {
+            if ports.is_empty() {
+                all.push(address.ip.clone());
+            }
+            for port in &ports {
+                all.push(format!("{}:{}", address.ip, port.port));
+            }
+        }
+    }
+    let cell = match all.len() {
+        0 => "<none>".to_owned(),
+        n if n > 3 => format!("{} + {} more...", all[..3].join(","), n - 3),
+        _ => all.join(","),
+    };
+    vec![
+        name(&endpoints.metadata),
+        cell.into(),
+        age(&endpoints.metadata, now_ms),
+    ]
 }
 
 pub const EVENT_COLUMNS: [Column; 5] = [

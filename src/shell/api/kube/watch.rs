@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::super::ApiState;
-use super::kinds::{Item, Kind};
+use super::kinds::{Item, Kind, Local};
 use super::reads::{ListQuery, gather_events, table_of};
 use super::selectors::Selector;
 use super::status::KubeError;
@@ -58,7 +58,7 @@ pub(super) async fn watch(
     };
     let events = gather_events(&state, kind).await?.events;
     let first = state.handle.snapshot().await?;
-    let mut known = look(kind, &selector, &first, &events);
+    let mut known = look(kind, &selector, &first, &state.service_dns, &events);
     let every = if kind.gathers_events() {
         LOOK_EVERY_EVENTS
     } else {
@@ -100,7 +100,8 @@ pub(super) async fn watch(
             generation = snapshot.generation;
             let now = tokio::task::spawn_blocking({
                 let selector = selector.clone();
-                move || look(kind, &selector, &snapshot, &gathered.events)
+                let dns = state.service_dns.clone();
+                move || look(kind, &selector, &snapshot, &dns, &gathered.events)
             })
             .await;
             let Ok(now) = now else { return };
@@ -138,9 +139,10 @@ fn look(
     kind: Kind,
     selector: &Selector,
     snapshot: &crate::shell::handle::Snapshot,
+    service_dns: &Result<std::net::IpAddr, String>,
     events: &[crate::shell::events::EventJson],
 ) -> BTreeMap<String, (Item, String)> {
-    kind.list(snapshot, events, false)
+    kind.list(snapshot, Local { service_dns }, events, false)
         .into_iter()
         .filter(|i| selector.matches(&i.meta, &i.fields))
         .map(|item| {

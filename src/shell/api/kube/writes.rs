@@ -18,12 +18,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::ApiState;
-use super::kinds::Kind;
+use super::kinds::{Kind, Local};
 use super::patch;
 use super::reads::query;
 use super::status::{KubeError, check_namespace};
 use crate::peer::{Command, CommandError};
 use crate::shell::handle::Ack;
+use shoal_crdt_state::LastApplied;
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct WriteQuery {
@@ -64,7 +65,7 @@ pub(super) async fn create(
     let object = json_body(&body)?;
     let name = object_name(&object)?;
     let snapshot = state.handle.snapshot().await?;
-    if kind.get(&snapshot, &name).is_ok() {
+    if kind.get(&snapshot, local(&state), &name).is_ok() {
         return Err(KubeError::already_exists(kind.plural(), &name));
     }
     write(
@@ -89,7 +90,7 @@ pub(super) async fn replace(
     let params = query(params)?;
     let object = json_body(&body)?;
     let snapshot = state.handle.snapshot().await?;
-    kind.get(&snapshot, &name)?;
+    kind.get(&snapshot, local(&state), &name)?;
     write(&state, kind, &name, object, params.how(), StatusCode::OK).await
 }
 
@@ -105,7 +106,7 @@ pub(super) async fn patch(
     let params = query(params)?;
     let form = PatchForm::of(&headers)?;
     let snapshot = state.handle.snapshot().await?;
-    let (mut object, status) = match kind.get(&snapshot, &name) {
+    let (mut object, status) = match kind.get(&snapshot, local(&state), &name) {
         Ok(item) => (item.json, StatusCode::OK),
         // Server-side apply creates what does not exist yet.
         Err(_) if form == PatchForm::Apply => (Value::Null, StatusCode::CREATED),
@@ -122,7 +123,7 @@ pub(super) async fn delete(
     check_namespace(&namespace)?;
     let kind = writable(&plural)?;
     let snapshot = state.handle.snapshot().await?;
-    let item = kind.get(&snapshot, &name)?;
+    let item = kind.get(&snapshot, local(&state), &name)?;
     let command = match kind {
         Kind::ReplicationController => Command::Delete { name: name.clone() },
         _ => Command::DeleteService { name: name.clone() },
@@ -193,6 +194,12 @@ impl PatchForm {
     }
 }
 
+fn local(state: &ApiState) -> Local<'_> {
+    Local {
+        service_dns: &state.service_dns,
+    }
+}
+
 fn writable(plural: &str) -> Result<Kind, KubeError> {
     let kind = Kind::from_plural(plural)?;
     if kind.writable() {
@@ -207,6 +214,41 @@ fn writable(plural: &str) -> Result<Kind, KubeError> {
             ),
         ))
     }
+}
+
+/// A write's body as far as it goes without a peer: the patch of type
+/// `content_type` applied to `current` (with `None`, the body itself, as a
+/// create or a replace sends it), prepared and read as one manifest. The
+/// fuzz targets (`shoal::fuzzing`) feed it hostile bodies.
+pub fn body_to_manifest(
+    rc: bool,
+    name: &str,
+    content_type: Option<&str>,
+    current: Value,
+    body: &[u8],
+) -> Result<(), KubeError> {
+    let kind = if rc {
+        Kind::ReplicationController
+    } else {
+        Kind::Service
+    };
+    let mut object = match content_type {
+        None => json_body(body)?,
+        Some(content_type) => {
+            let mut headers = HeaderMap::new();
+            let value = header::HeaderValue::from_str(content_type)
+                .map_err(|e| KubeError::bad_request(e.to_string()))?;
+            headers.insert(header::CONTENT_TYPE, value);
+            let mut object = current;
+            PatchForm::of(&headers)?.apply(&mut object, body)?;
+            object
+        }
+    };
+    prepare(kind, name, &mut object)?;
+    let text = serde_json::to_vec(&object).unwrap_or_default();
+    super::super::apply::parse(&text)?;
+    last_applied(&object)?;
+    Ok(())
 }
 
 fn json_body(body: &[u8]) -> Result<Value, KubeError> {
@@ -237,6 +279,9 @@ async fn write(
     status: StatusCode,
 ) -> Result<Response, KubeError> {
     prepare(kind, name, &mut object)?;
+    if kind == Kind::Service {
+        drop_cluster_ip(&mut object, &state.service_dns);
+    }
     let text = serde_json::to_vec(&object).unwrap_or_default();
     let parsed = super::super::apply::parse(&text)?;
     let count = match kind {
@@ -264,13 +309,50 @@ async fn write(
         )));
     }
     let warnings = warning_headers(&parsed.warnings);
+    let last_applied = last_applied(&object)?;
     if how.dry_run {
         return Ok((status, warnings, axum::Json(object)).into_response());
     }
-    let _applied = super::super::apply::apply(state, parsed, Ack::Durable).await?;
+    let _applied = super::super::apply::apply_with(
+        state,
+        parsed,
+        Ack::Durable,
+        LastApplied::Set(last_applied),
+    )
+    .await?;
     let snapshot = state.handle.snapshot().await?;
-    let item = kind.get(&snapshot, name)?;
+    let item = kind.get(&snapshot, local(state), name)?;
     Ok((status, warnings, axum::Json(item.json)).into_response())
+}
+
+/// The most last-applied text kept: it travels in every copy of the body.
+const MAX_LAST_APPLIED_BYTES: usize = 64 * 1024;
+
+/// The object's `last-applied-configuration` annotation: what this write
+/// stores for kubectl's next three-way merge (none when it carries none,
+/// as a Kubernetes object's metadata would be replaced).
+fn last_applied(object: &Value) -> Result<Option<String>, KubeError> {
+    let Some(value) = object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(super::objects::LAST_APPLIED))
+    else {
+        return Ok(None);
+    };
+    let text = value.as_str().ok_or_else(|| {
+        KubeError::invalid(format!(
+            "metadata.annotations.{}: Invalid value: must be a string",
+            super::objects::LAST_APPLIED
+        ))
+    })?;
+    if text.len() > MAX_LAST_APPLIED_BYTES {
+        return Err(KubeError::invalid(format!(
+            "metadata.annotations.{}: Too long: {} bytes, Shoal keeps at most \
+             {MAX_LAST_APPLIED_BYTES}",
+            super::objects::LAST_APPLIED,
+            text.len()
+        )));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// The parser's findings (ignored fields, ...) as `Warning` headers, which
@@ -358,6 +440,31 @@ fn prepare(kind: Kind, name: &str, object: &mut Value) -> Result<(), KubeError> 
     Ok(())
 }
 
+/// The cluster IP this peer shows (see `objects`) is the peer's, not the
+/// service's: a read-modify-write (`edit`, a patch) sends it back, and it
+/// is dropped rather than warned about. Another value is left to the
+/// parser, which says it has no effect.
+fn drop_cluster_ip(object: &mut Value, dns: &Result<std::net::IpAddr, String>) {
+    let shown = match dns {
+        Ok(ip) => ip.to_string(),
+        Err(_) => "None".to_owned(),
+    };
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        if spec.get("clusterIP").and_then(Value::as_str) == Some(shown.as_str()) {
+            spec.remove("clusterIP");
+        }
+        if spec.get("clusterIPs") == Some(&json!([shown])) {
+            spec.remove("clusterIPs");
+        }
+    }
+    if let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(super::objects::NO_CLUSTER_IP);
+    }
+}
+
 /// `GET .../replicationcontrollers/{name}/scale`.
 pub(super) async fn scale_get(
     State(state): State<ApiState>,
@@ -418,7 +525,7 @@ pub(super) async fn scale_write(
 /// The RC's `autoscaling/v1` Scale.
 async fn scale_object(state: &ApiState, name: &str) -> Result<Value, KubeError> {
     let snapshot = state.handle.snapshot().await?;
-    let item = Kind::ReplicationController.get(&snapshot, name)?;
+    let item = Kind::ReplicationController.get(&snapshot, local(state), name)?;
     let rc = &item.json;
     let selector = rc
         .pointer("/spec/selector")

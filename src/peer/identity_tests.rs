@@ -1,0 +1,116 @@
+//! Signed node records between real peer cores (real ed25519): a record
+//! of node B relayed with a changed body is rejected and not passed on,
+//! the genuine one is taken, and a peer claiming B's id with another key
+//! changes nothing the others hold about B.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_crdt_state::Delta;
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::observed::{NodeRecord, ObservedDelta};
+use shoal_crdt_state::wire;
+
+use super::signing::NodeKeys;
+use super::sync_message::{SyncEnvelope, SyncMessage};
+use super::testing::Cluster;
+use super::tests::{START, addr, config};
+use super::{Peer, PeerConfig};
+
+/// Three peers (node ids 1, 2, 3) that all hold each other's records.
+fn three_peers() -> Cluster {
+    let mut cluster = Cluster::new(START, Duration::from_millis(1));
+    for i in 0..3 {
+        let seeds: Vec<SocketAddr> = (i > 0).then(|| addr(0)).into_iter().collect();
+        cluster.add(Peer::new(config(i)), &seeds);
+    }
+    cluster.run_for(Duration::from_secs(5));
+    for peer in &cluster.peers {
+        assert_eq!(peer.state().observed.len(), 3, "every record everywhere");
+    }
+    cluster
+}
+
+/// A sync push of `record` as node `node`'s, sent by peer `relayer`.
+fn relay(cluster: &mut Cluster, relayer: usize, to: usize, node: NodeId, record: NodeRecord) {
+    let envelope = SyncEnvelope {
+        from: cluster.peers[relayer].node(),
+        reply_to: addr(relayer),
+        message: SyncMessage::Push {
+            delta: Delta::from(ObservedDelta {
+                nodes: [(node, record)].into(),
+            }),
+            digest: None,
+            piece: None,
+        },
+    };
+    let bytes = wire::encode(&envelope).unwrap();
+    let from = addr(relayer);
+    cluster.with_peer(to, |peer, now| peer.handle_sync(now, from, &bytes));
+}
+
+#[test]
+fn a_record_of_node_b_relayed_with_a_changed_body_is_rejected_and_not_passed_on() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let genuine = cluster.peers[0].state().observed.get(b).unwrap().clone();
+    // Peer 0 relays B's record to peer 2 with a newer version and another
+    // address: what a member would do to steer traffic for B to itself.
+    let mut altered = genuine.clone();
+    altered.version += 10;
+    altered.info.peer_addr = "127.0.0.1:1".to_owned();
+    relay(&mut cluster, 0, 2, b, altered);
+    let stats = cluster.peers[2].stats();
+    assert_eq!(stats.records_forged, 1);
+    assert_eq!(cluster.peers[2].state().observed.get(b), Some(&genuine));
+    cluster.run_for(Duration::from_secs(3));
+    for peer in &cluster.peers {
+        let held = peer.state().observed.get(b).unwrap();
+        assert_ne!(held.info.peer_addr, "127.0.0.1:1", "at {}", peer.node());
+    }
+    // The same record, unaltered, relayed by the same peer, is taken.
+    let current = cluster.peers[1].state().observed.get(b).unwrap().clone();
+    relay(&mut cluster, 0, 2, b, current.clone());
+    assert_eq!(cluster.peers[2].stats().records_forged, 1);
+    assert_eq!(cluster.peers[2].state().observed.get(b), Some(&current));
+}
+
+#[test]
+fn a_peer_claiming_an_existing_node_id_with_another_key_changes_nothing() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let genuine_name = cluster.peers[0]
+        .state()
+        .observed
+        .get(b)
+        .unwrap()
+        .info
+        .name
+        .clone();
+    // Node id of peer 1, its own key and name, at a fourth address.
+    let mut forger: PeerConfig = config(3);
+    forger.node = b;
+    forger.keys = NodeKeys::from_seed(&[0xf0; 32]);
+    forger.info.name = "forger".to_owned();
+    cluster.add(Peer::new(forger), &[addr(0)]);
+    cluster.run_for(Duration::from_secs(10));
+    for i in [0, 2] {
+        let peer = &cluster.peers[i];
+        let record = peer.state().observed.get(b).unwrap();
+        assert_eq!(record.info.name, genuine_name, "at peer {i}");
+        assert_eq!(
+            peer.state().desired.nodes().bound_key(b).map(|k| k.key),
+            Some(shoal_crdt_state::identity::RecordSigner::public_key(
+                &NodeKeys::insecure_for_tests(b)
+            )),
+            "at peer {i}"
+        );
+    }
+    let forged: u64 = [0, 2]
+        .iter()
+        .map(|&i| cluster.peers[i].stats().records_forged)
+        .sum();
+    assert!(forged > 0, "the forger's records were seen and rejected");
+    // The forger learns that its id is bound to another key.
+    assert!(cluster.peers[3].identity_conflict.is_some());
+}
