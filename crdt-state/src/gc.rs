@@ -218,6 +218,7 @@ impl DesiredState {
             // Key bindings are never collected: only the settled registers go.
             d.cordoned = None;
             d.removed = None;
+            d.forgets_through = None;
             d.key.is_some()
         });
     }
