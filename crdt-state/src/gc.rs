@@ -211,16 +211,15 @@ impl DesiredState {
         delta
             .services
             .retain(|name, r| self.services.contains_key(name) || !settled(r.max_stamp(), horizon));
-        delta.nodes.retain(|node, d| {
-            if self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon) {
-                return true;
-            }
-            // Key bindings are never collected: only the settled registers go.
-            d.cordoned = None;
-            d.removed = None;
-            d.forgets_through = None;
-            d.key.is_some()
-        });
+        // A settled decision, key binding included (its stamp counts in
+        // `max_stamp`), is fenced whole: were the binding let through, a
+        // stale binding arriving first would make the node "held" and let
+        // a stale removal in after it, and the result would depend on
+        // delivery order. A node whose binding was collected with its
+        // removal binds again with a new stamp.
+        delta
+            .nodes
+            .retain(|node, d| self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon));
     }
 }
 

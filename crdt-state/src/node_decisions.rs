@@ -98,10 +98,14 @@ impl NodeDecision {
         self.removed.as_ref().is_some_and(|r| r.val)
     }
 
+    /// The newest stamp of the decision, its key binding's included, so
+    /// that a settled decision (see [`crate::gc`]) is hashed with its
+    /// binding and the fence treats both alike.
     pub fn max_stamp(&self) -> Option<Hlc> {
         [
             register::stamp(&self.cordoned),
             register::stamp(&self.removed),
+            self.key.map(|k| k.stamp),
         ]
         .into_iter()
         .flatten()
