@@ -43,6 +43,9 @@
 //!   the same settled records when we collected, so such a record can only
 //!   come from a node outside that set: a forgotten node that came back
 //!   with its old state.
+//!   A node decision is fenced whole, its key binding included (a
+//!   binding's stamp counts in its settled hash): fencing part of it would
+//!   make whether the rest passes depend on which stale copy came first.
 //! - *Catch up* ([`ClusterState::adopt_horizon`]): digests carry the
 //!   sender's horizon. A peer behind it drops its own records below that
 //!   horizon that the sender does not hold (collected there), and node

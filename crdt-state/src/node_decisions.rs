@@ -77,7 +77,8 @@ impl NodeDecision {
     /// Whether a record of this node at `version` is forgotten: the one
     /// rule that merge, removal and the peer's re-registration follow.
     pub fn forgets(&self, version: u64) -> bool {
-        self.forgets_through.is_some_and(|through| version <= through)
+        self.forgets_through
+            .is_some_and(|through| version <= through)
     }
 
     /// The key the node id is bound to now: none while a removal newer
@@ -150,7 +151,9 @@ impl NodeDecision {
             } else {
                 None
             },
-            forgets_through: self.forgets_through.filter(|_| mine.forgets_through > theirs.forgets_through),
+            forgets_through: self
+                .forgets_through
+                .filter(|_| mine.forgets_through > theirs.forgets_through),
         }
     }
 }
@@ -251,9 +254,7 @@ impl NodeDecisions {
     /// The largest version of `node`'s records a removal forgot (0: none).
     /// The node's next record is numbered above it.
     pub fn forgets_through(&self, node: NodeId) -> u64 {
-        self.get(node)
-            .and_then(|d| d.forgets_through)
-            .unwrap_or(0)
+        self.get(node).and_then(|d| d.forgets_through).unwrap_or(0)
     }
 
     /// The key `node` is bound to now (see [`NodeDecision::bound_key`]).

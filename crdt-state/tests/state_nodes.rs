@@ -134,6 +134,9 @@ fn a_removal_its_take_back_and_the_new_record_merge_alike_in_every_order() {
         assert_eq!(state.desired, x.desired);
         assert_eq!(state.observed, x.observed);
     }
-    let back = outcomes[0].observed.get(X).expect("X's new record survives");
+    let back = outcomes[0]
+        .observed
+        .get(X)
+        .expect("X's new record survives");
     assert_eq!(back.info.name, "x-again");
 }

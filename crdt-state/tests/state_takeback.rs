@@ -22,7 +22,6 @@ use shoal_crdt_state::sync::{ClusterState, Delta};
 use state_support::{node_info, pod_status};
 
 const NODES: [NodeId; 3] = [NodeId(0x42), NodeId(0x1001), NodeId(0x1002)];
-const X: usize = 0;
 
 #[derive(Debug, Clone)]
 enum Op {

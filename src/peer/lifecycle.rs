@@ -51,7 +51,9 @@ impl Peer {
         // take-back won the register (a removal stamped before it naming a
         // version we had written): either way we register again.
         let forgotten = self.state.observed.get(me).is_none()
-            && decisions.get(me).is_some_and(|d| d.forgets_through.is_some());
+            && decisions
+                .get(me)
+                .is_some_and(|d| d.forgets_through.is_some());
         if decisions.is_removed(me) || forgotten {
             // Someone forgot us while we run (a long partition, or a
             // mistaken delete): take it back with a newer stamp.

@@ -94,7 +94,9 @@ pub fn run(o: &PeerOptions) -> TakebackReport {
         c.run_until(c.now() + 250 * MS);
         if !deleted && c.now() >= t_crash + secs(3) {
             let node = node_of(RETURNER);
-            deleted = c.command(DELETER, Command::RemoveNode { node }).is_some_and(|r| r.is_ok());
+            deleted = c
+                .command(DELETER, Command::RemoveNode { node })
+                .is_some_and(|r| r.is_ok());
         }
         forgotten_while_away = c.alive_slots().into_iter().all(|s| {
             c.world.node(s).is_some_and(|n| {
@@ -162,7 +164,7 @@ fn agreed(c: &PeerCluster) -> bool {
         .iter()
         .all(|&s| first.observed.get(node_of(s)).is_some());
     all_listed
-        && states.iter().all(|s| {
-            s.desired.nodes() == first.desired.nodes() && s.observed == first.observed
-        })
+        && states
+            .iter()
+            .all(|s| s.desired.nodes() == first.desired.nodes() && s.observed == first.observed)
 }
