@@ -551,10 +551,19 @@ impl DesiredState {
         }
     }
 
-    /// Forgets `node` (`on`), or takes it back; empty when nothing changes.
-    pub fn remove_node(&mut self, node: NodeId, on: bool, stamp: Hlc) -> DesiredDelta {
+    /// Forgets `node` (`on`) and its records up to version `through`, or
+    /// takes it back; empty when nothing changes. Use
+    /// [`ClusterState::remove_node`](crate::ClusterState::remove_node),
+    /// which names the version the caller holds.
+    pub fn remove_node(
+        &mut self,
+        node: NodeId,
+        on: bool,
+        through: u64,
+        stamp: Hlc,
+    ) -> DesiredDelta {
         DesiredDelta {
-            nodes: self.nodes.remove(node, on, stamp),
+            nodes: self.nodes.remove(node, on, through, stamp),
             ..DesiredDelta::default()
         }
     }

@@ -198,7 +198,8 @@ pub struct CompactDigest {
     /// Per RC, sorted by name: body, replicas, deleted, paused stamps;
     /// history hash; content.
     rcs: Vec<(String, [Option<CompactStamp>; 4], u64, CompactContent)>,
-    /// Per node decision: cordoned and removed stamps, their values, and
+    /// Per node decision: cordoned and removed stamps, their values, the
+    /// version its removals forgot through, and
     /// the key binding's hash.
     nodes: Vec<CompactDecision>,
     /// Per node record: version, content hash.
@@ -210,12 +211,14 @@ pub struct CompactDigest {
     collected_below_ms: u64,
 }
 
-/// `(node, [cordoned, removed] stamps, their values, key binding hash)`.
+/// `(node, [cordoned, removed] stamps, their values, key binding hash,
+/// version the removals forgot through)`.
 type CompactDecision = (
     NodeId,
     [Option<CompactStamp>; 2],
     [bool; 2],
     Option<[u8; 8]>,
+    Option<u64>,
 );
 
 /// `(name, [body, deleted] stamps, body hash, deleted flag)`.
@@ -270,6 +273,7 @@ impl From<Digest> for CompactDigest {
                     decision_stamps(d).map(|o| o.map(compact)),
                     values,
                     key,
+                    d.forgets_through,
                 )
             })
             .collect();
@@ -344,7 +348,9 @@ impl TryFrom<CompactDigest> for Digest {
             desired.insert(name.clone(), stamps);
         }
         let mut nodes = BTreeMap::new();
-        for (node, [cordoned, removed], [cordoned_val, removed_val], key) in &compact.nodes {
+        for (node, [cordoned, removed], [cordoned_val, removed_val], key, forgets_through) in
+            &compact.nodes
+        {
             let entry = |stamp: &Option<CompactStamp>, val: bool| {
                 stamp.map(|s| expand(s).map(|h| (h, val))).transpose()
             };
@@ -352,6 +358,7 @@ impl TryFrom<CompactDigest> for Digest {
                 cordoned: entry(cordoned, *cordoned_val)?,
                 removed: entry(removed, *removed_val)?,
                 key: key.map(u64::from_le_bytes),
+                forgets_through: *forgets_through,
             };
             nodes.insert(*node, stamps);
         }

@@ -43,6 +43,9 @@
 //!   the same settled records when we collected, so such a record can only
 //!   come from a node outside that set: a forgotten node that came back
 //!   with its old state.
+//!   A node decision is fenced whole, its key binding included (a
+//!   binding's stamp counts in its settled hash): fencing part of it would
+//!   make whether the rest passes depend on which stale copy came first.
 //! - *Catch up* ([`ClusterState::adopt_horizon`]): digests carry the
 //!   sender's horizon. A peer behind it drops its own records below that
 //!   horizon that the sender does not hold (collected there), and node
@@ -211,15 +214,15 @@ impl DesiredState {
         delta
             .services
             .retain(|name, r| self.services.contains_key(name) || !settled(r.max_stamp(), horizon));
-        delta.nodes.retain(|node, d| {
-            if self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon) {
-                return true;
-            }
-            // Key bindings are never collected: only the settled registers go.
-            d.cordoned = None;
-            d.removed = None;
-            d.key.is_some()
-        });
+        // A settled decision, key binding included (its stamp counts in
+        // `max_stamp`), is fenced whole: were the binding let through, a
+        // stale binding arriving first would make the node "held" and let
+        // a stale removal in after it, and the result would depend on
+        // delivery order. A node whose binding was collected with its
+        // removal binds again with a new stamp.
+        delta
+            .nodes
+            .retain(|node, d| self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon));
     }
 }
 

@@ -10,11 +10,25 @@
 //!   the first step of `shoal drain`); its replicas move elsewhere,
 //!   make-before-break. `shoal uncordon` writes `false`.
 //! - `removed`: the node is forgotten (`shoal node delete`, or down longer
-//!   than `--forget-down-after`). Every peer drops its observed record and
-//!   ignores copies of it ([`crate::ClusterState::merge_delta`]), so it
-//!   leaves `get nodes` and `get pods` everywhere. A removed node that comes
-//!   back writes `false` over it with a newer stamp and registers again,
-//!   as a kubelet re-registers a deleted node.
+//!   than `--forget-down-after`), so it leaves `get nodes` and `get pods`
+//!   everywhere. A removed node that comes back writes `false` over it with
+//!   a newer stamp and registers again, as a kubelet re-registers a
+//!   deleted node.
+//! - `forgets_through`: what a removal forgot, kept after a take-back. A
+//!   removal names the newest version of the node's record its writer held;
+//!   every peer drops the records at or below it and ignores copies of
+//!   them ([`NodeDecision::forgets`], applied by
+//!   [`crate::ClusterState::merge_delta`]). It is a max register apart from
+//!   `removed` because a take-back overwrites `removed` and must not undo
+//!   the forgetting: were "removed ⇒ drop the record" the rule, a peer that
+//!   met the node's new record while the removal was in force would drop
+//!   it and a peer that met the take-back first would keep it — the merge
+//!   would depend on delivery order. With the version bound, the node's
+//!   old records go and its newer ones (written after it saw the removal,
+//!   numbered above the bound: [`crate::ClusterState::set_node_info`]) stay,
+//!   in every order. A record newer than the bound that the remover had not
+//!   seen also stays, everywhere alike; the peer removes again once it
+//!   holds it.
 //!
 //! - `key`: the node's signing key ([`crate::identity`]), written by the
 //!   node itself when it first joins; first writer wins, and a removal
@@ -40,6 +54,9 @@ pub struct NodeDecision {
     pub removed: Option<Reg<bool>>,
     /// The node's signing key (see [`crate::identity`]).
     pub key: Option<KeyBinding>,
+    /// Records of the node at or below this version are forgotten: the
+    /// largest version any removal named (see the module doc).
+    pub forgets_through: Option<u64>,
 }
 
 impl NodeDecision {
@@ -47,10 +64,21 @@ impl NodeDecision {
         register::join(&mut self.cordoned, other.cordoned);
         register::join(&mut self.removed, other.removed);
         identity::join(&mut self.key, other.key);
+        self.forgets_through = self.forgets_through.max(other.forgets_through);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cordoned.is_none() && self.removed.is_none() && self.key.is_none()
+        self.cordoned.is_none()
+            && self.removed.is_none()
+            && self.key.is_none()
+            && self.forgets_through.is_none()
+    }
+
+    /// Whether a record of this node at `version` is forgotten: the one
+    /// rule that merge, removal and the peer's re-registration follow.
+    pub fn forgets(&self, version: u64) -> bool {
+        self.forgets_through
+            .is_some_and(|through| version <= through)
     }
 
     /// The key the node id is bound to now: none while a removal newer
@@ -71,10 +99,14 @@ impl NodeDecision {
         self.removed.as_ref().is_some_and(|r| r.val)
     }
 
+    /// The newest stamp of the decision, its key binding's included, so
+    /// that a settled decision (see [`crate::gc`]) is hashed with its
+    /// binding and the fence treats both alike.
     pub fn max_stamp(&self) -> Option<Hlc> {
         [
             register::stamp(&self.cordoned),
             register::stamp(&self.removed),
+            self.key.map(|k| k.stamp),
         ]
         .into_iter()
         .flatten()
@@ -89,6 +121,7 @@ impl NodeDecision {
             cordoned: entry(&self.cordoned),
             removed: entry(&self.removed),
             key: self.key.as_ref().map(key_hash),
+            forgets_through: self.forgets_through,
         }
     }
 
@@ -118,6 +151,9 @@ impl NodeDecision {
             } else {
                 None
             },
+            forgets_through: self
+                .forgets_through
+                .filter(|_| mine.forgets_through > theirs.forgets_through),
         }
     }
 }
@@ -134,6 +170,7 @@ pub struct DecisionStamps {
     pub removed: Option<(Hlc, bool)>,
     /// Hash of the key binding.
     pub key: Option<u64>,
+    pub forgets_through: Option<u64>,
 }
 
 /// Every node decision, by node id.
@@ -181,18 +218,43 @@ impl NodeDecisions {
         )
     }
 
-    /// Writes `removed = on` for `node`; empty when it already holds.
-    pub fn remove(&mut self, node: NodeId, on: bool, stamp: Hlc) -> BTreeMap<NodeId, NodeDecision> {
-        if self.is_removed(node) == on && self.get(node).is_some_and(|d| d.removed.is_some()) {
+    /// Writes `removed = on` for `node`; a removal (`on`) also forgets its
+    /// records up to version `through` (the newest the caller holds). Empty
+    /// when it already holds: taken back, or removed with every record up
+    /// to `through` forgotten.
+    pub fn remove(
+        &mut self,
+        node: NodeId,
+        on: bool,
+        through: u64,
+        stamp: Hlc,
+    ) -> BTreeMap<NodeId, NodeDecision> {
+        let held = self.get(node).is_some_and(|d| d.removed.is_some())
+            && self.is_removed(node) == on
+            && (!on || self.forgets(node, through));
+        if held {
             return BTreeMap::new();
         }
         self.commit(
             node,
             NodeDecision {
                 removed: Some(register::write(on, stamp)),
+                forgets_through: on.then_some(through),
                 ..NodeDecision::default()
             },
         )
+    }
+
+    /// Whether a record of `node` at `version` is forgotten (see
+    /// [`NodeDecision::forgets`]).
+    pub fn forgets(&self, node: NodeId, version: u64) -> bool {
+        self.get(node).is_some_and(|d| d.forgets(version))
+    }
+
+    /// The largest version of `node`'s records a removal forgot (0: none).
+    /// The node's next record is numbered above it.
+    pub fn forgets_through(&self, node: NodeId) -> u64 {
+        self.get(node).and_then(|d| d.forgets_through).unwrap_or(0)
     }
 
     /// The key `node` is bound to now (see [`NodeDecision::bound_key`]).

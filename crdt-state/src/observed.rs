@@ -126,7 +126,21 @@ impl ObservedState {
     // ---- local writes: call only for this node's own id ----
 
     /// Publish (or update) this node's info. Unchanged info: empty delta.
+    /// A node that may have been removed registers through
+    /// [`crate::ClusterState::set_node_info`] instead.
     pub fn set_node_info(&mut self, node: NodeId, info: NodeInfo) -> ObservedDelta {
+        self.set_node_info_above(node, info, 0)
+    }
+
+    /// [`Self::set_node_info`], a new record numbered above `forgotten`
+    /// (the version a removal of the node forgot through), so that it is
+    /// newer than everything the removal forgot.
+    pub fn set_node_info_above(
+        &mut self,
+        node: NodeId,
+        info: NodeInfo,
+        forgotten: u64,
+    ) -> ObservedDelta {
         match self.nodes.get_mut(&node) {
             Some(record) if record.get().info == info => ObservedDelta::default(),
             Some(record) => {
@@ -137,7 +151,7 @@ impl ObservedState {
             }
             None => {
                 let record = NodeRecord {
-                    version: 1,
+                    version: forgotten + 1,
                     info,
                     pods: Vec::new(),
                     gc: GcAck::default(),
@@ -207,6 +221,11 @@ impl ObservedState {
     /// forget only nodes every member agrees are gone.
     pub fn forget(&mut self, node: NodeId) -> Option<NodeRecord> {
         self.nodes.remove(&node).map(Summarized::into_inner)
+    }
+
+    /// Drops every record for which `doomed(node, version)` holds.
+    pub(crate) fn forget_where(&mut self, doomed: impl Fn(NodeId, u64) -> bool) {
+        self.nodes.retain(|node, r| !doomed(*node, r.get().version));
     }
 
     /// Re-issue this node's record, unchanged, under the next version: a copy

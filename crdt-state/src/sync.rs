@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::desired::{DesiredDelta, DesiredState, RcRecord};
 pub use crate::digest::{Digest, NodeVersion, RcContent, RcStamps, ServiceStamps};
 use crate::hlc::Hlc;
-use crate::node::NodeId;
+use crate::node::{NodeId, NodeInfo};
 use crate::observed::{ObservedDelta, ObservedState};
 use crate::service::ServiceRecord;
 
@@ -226,36 +226,54 @@ impl ClusterState {
         }
     }
 
-    /// A local write forgetting `node` (`on`) or taking it back: like
-    /// [`DesiredState::remove_node`], and the node's record goes at once.
+    /// A local write forgetting `node` (`on`) or taking it back. A removal
+    /// forgets the records of `node` up to the version held here (see
+    /// [`crate::node_decisions`]); the record goes at once.
     pub fn remove_node(&mut self, node: NodeId, on: bool, stamp: Hlc) -> DesiredDelta {
-        let delta = self.desired.remove_node(node, on, stamp);
-        if on {
-            self.observed.forget(node);
-        }
+        let through = self.observed.get(node).map_or(0, |r| r.version);
+        let delta = self.desired.remove_node(node, on, through, stamp);
+        self.drop_forgotten();
         delta
+    }
+
+    /// Publish (or update) this node's info, numbering a new record above
+    /// every version a removal of the node forgot, so that it survives
+    /// them on every peer (a node that comes back after a removal).
+    pub fn set_node_info(&mut self, node: NodeId, info: NodeInfo) -> ObservedDelta {
+        let forgotten = self.desired.nodes.forgets_through(node);
+        self.observed.set_node_info_above(node, info, forgotten)
+    }
+
+    /// Drops the records the node decisions forget.
+    fn drop_forgotten(&mut self) {
+        let nodes = &self.desired.nodes;
+        self.observed
+            .forget_where(|node, version| nodes.forgets(node, version));
     }
 
     /// Join a delta. Returns the newest desired-state stamp it carried, to be
     /// passed to [`Clock::observe`](crate::hlc::Clock::observe).
     ///
-    /// Records of removed nodes are dropped and copies of them ignored (see
-    /// [`crate::node_decisions`]), so a forgotten node leaves every peer's
-    /// observed state; the rule lives here so that every merge follows it.
+    /// Records a removal forgot are dropped and copies of them ignored, and
+    /// only those ([`NodeDecision::forgets`]): the records are filtered by
+    /// a max register and ordered by version, so the result is the same in
+    /// every delivery order, whether a take-back or the node's new record
+    /// comes before or after the removal. The rule is applied here so that
+    /// every merge follows it.
+    ///
+    /// [`NodeDecision::forgets`]: crate::node_decisions::NodeDecision::forgets
     pub fn merge_delta(&mut self, mut delta: Delta) -> Option<Hlc> {
         let newest = delta.desired.max_stamp();
         let decided = !delta.desired.nodes.is_empty();
         self.desired.merge_delta(delta.desired);
-        let removed = self.desired.nodes.removed();
+        let nodes = &self.desired.nodes;
         delta
             .observed
             .nodes
-            .retain(|node, _| !removed.contains(node));
+            .retain(|node, r| !nodes.forgets(*node, r.version));
         self.observed.merge_delta(delta.observed);
         if decided {
-            for node in removed {
-                self.observed.forget(node);
-            }
+            self.drop_forgotten();
         }
         newest
     }

@@ -161,6 +161,7 @@ type RawDecision = (
     [Option<(u64, u32, u32)>; 2],
     [bool; 2],
     Option<[u8; 8]>,
+    Option<u64>,
 );
 
 type RawDigest = (
@@ -243,6 +244,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             [None, Some((2, 0, 1))],
             [false, true],
             Some(13u64.to_le_bytes()),
+            Some(6),
         )],
         vec![(NodeId(9), 3, 11u64.to_le_bytes())],
         vec![(
@@ -269,6 +271,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     assert_eq!((node.version, node.content), (3, 11));
     let decision = read.nodes[&NodeId(4)];
     assert_eq!(decision.cordoned, None);
+    assert_eq!(decision.forgets_through, Some(6));
     assert_eq!(
         decision.removed,
         Some((Hlc::new(1_002, 0, NodeId(9)), true))
@@ -279,7 +282,13 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         0,
         vec![],
-        vec![(NodeId(4), [Some((0, 0, 0)), None], [true, false], None)],
+        vec![(
+            NodeId(4),
+            [Some((0, 0, 0)), None],
+            [true, false],
+            None,
+            None,
+        )],
         vec![],
         vec![],
         vec![],

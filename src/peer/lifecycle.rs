@@ -47,7 +47,14 @@ impl Peer {
     pub(super) fn follow_node_decisions(&mut self, now: Duration) {
         let me = self.config.node;
         let decisions = self.state.desired.nodes();
-        if decisions.is_removed(me) {
+        // A removal in force, or one that forgot our record although a
+        // take-back won the register (a removal stamped before it naming a
+        // version we had written): either way we register again.
+        let forgotten = self.state.observed.get(me).is_none()
+            && decisions
+                .get(me)
+                .is_some_and(|d| d.forgets_through.is_some());
+        if decisions.is_removed(me) || forgotten {
             // Someone forgot us while we run (a long partition, or a
             // mistaken delete): take it back with a newer stamp.
             let stamp = self.clock.tick(ms(now));

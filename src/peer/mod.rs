@@ -569,10 +569,10 @@ impl Peer {
     // ---- internals shared by the submodules ----
 
     /// Writes our node info into our record, signed; empty when unchanged.
+    /// A new record is numbered above what removals of our id forgot.
     fn publish_info(&mut self) -> ObservedDelta {
         let delta = self
             .state
-            .observed
             .set_node_info(self.config.node, self.config.info.clone());
         self.signed_own(delta)
     }

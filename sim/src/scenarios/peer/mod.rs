@@ -35,6 +35,7 @@ pub mod join;
 pub mod partition;
 pub mod rollout;
 pub mod scale;
+pub mod takeback;
 pub mod truth;
 
 use std::collections::BTreeMap;
