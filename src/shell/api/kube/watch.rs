@@ -10,8 +10,10 @@
 //! Changes that come and go between two looks are not seen; the state each
 //! look finds is.
 //!
-//! Events are not in the snapshot: a watch of events asks every live peer
-//! for theirs at each look, so it looks less often ([`LOOK_EVERY_EVENTS`]).
+//! Events are not in the snapshot: a watch of events reads the peer's one
+//! event fan-in ([`crate::shell::events::hub`]), which gathers them from
+//! every live peer once for all watchers, and looks when it says something
+//! changed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,22 +26,27 @@ use tokio::sync::mpsc;
 
 use super::super::ApiState;
 use super::kinds::{Item, Kind, Local};
-use super::reads::{ListQuery, gather_events, table_of};
+use super::reads::{ListQuery, table_of};
 use super::selectors::Selector;
 use super::status::KubeError;
 
 /// How often a watch looks at this peer's state.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
-/// How often a watch of events gathers them from every live peer.
-const LOOK_EVERY_EVENTS: Duration = Duration::from_secs(2);
 /// Longest watch without `timeoutSeconds`; kubectl reconnects after it.
-const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
+pub const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
 /// Events buffered for a slow client before the watch waits for it.
 const BUFFERED: usize = 64;
 /// Watches one peer serves at once; more are refused (kubectl retries).
 pub const MAX_WATCHES: usize = 256;
 
 static WATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WATCHES);
+
+/// One of the peer's [`MAX_WATCHES`] watch slots (kube watches and
+/// `/api/v1/events?watch=1` alike), held for as long as the watch runs.
+pub fn watch_slot()
+-> Result<tokio::sync::SemaphorePermit<'static>, tokio::sync::TryAcquireError> {
+    WATCHES.try_acquire()
+}
 
 pub(super) async fn watch(
     state: ApiState,
@@ -48,7 +55,7 @@ pub(super) async fn watch(
     params: ListQuery,
     as_table: bool,
 ) -> Result<Response, KubeError> {
-    let Ok(slot) = WATCHES.try_acquire() else {
+    let Ok(slot) = watch_slot() else {
         return Err(KubeError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -56,14 +63,16 @@ pub(super) async fn watch(
             ),
         ));
     };
-    let events = gather_events(&state, kind).await?.events;
+    // Events: what the fan-in knows, kept up to date from its batches.
+    let mut events = EventsSeen::default();
+    let mut changes = None;
+    if kind.gathers_events() {
+        let (known, rx) = state.handle.watch_events();
+        events.take(known);
+        changes = Some(rx);
+    }
     let first = state.handle.snapshot().await?;
-    let mut known = look(kind, &selector, &first, &state.service_dns, &events);
-    let every = if kind.gathers_events() {
-        LOOK_EVERY_EVENTS
-    } else {
-        LOOK_EVERY
-    };
+    let mut known = look(kind, &selector, &first, &state.service_dns, &events.list());
     let replay = matches!(params.resource_version.as_deref(), None | Some("" | "0"));
     let limit = params
         .timeout_seconds
@@ -85,11 +94,13 @@ pub(super) async fn watch(
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
                 () = tx.closed() => return,
-                () = tokio::time::sleep(every) => {}
+                batch = next_batch(&mut changes) => match batch {
+                    // Fell behind or the peer stops: the client lists again.
+                    Err(_) => return,
+                    Ok(Some(batch)) => events.take(batch.iter().map(|c| c.event.clone())),
+                    Ok(None) => {}
+                },
             }
-            let Ok(gathered) = gather_events(&state, kind).await else {
-                return;
-            };
             let Ok(snapshot) = state.handle.snapshot().await else {
                 return;
             };
@@ -101,7 +112,8 @@ pub(super) async fn watch(
             let now = tokio::task::spawn_blocking({
                 let selector = selector.clone();
                 let dns = state.service_dns.clone();
-                move || look(kind, &selector, &snapshot, &dns, &gathered.events)
+                let events = events.list();
+                move || look(kind, &selector, &snapshot, &dns, &events)
             })
             .await;
             let Ok(now) = now else { return };
@@ -131,6 +143,41 @@ pub(super) async fn watch(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The cluster's events as the fan-in last told them, one row per key.
+#[derive(Default)]
+struct EventsSeen(BTreeMap<EventKey, crate::shell::events::EventJson>);
+
+type EventKey = (String, String, String, String, String);
+
+impl EventsSeen {
+    fn take(&mut self, events: impl IntoIterator<Item = crate::shell::events::EventJson>) {
+        for e in events {
+            self.0.insert(crate::shell::events::hub::key(&e), e);
+        }
+    }
+
+    /// Oldest last-seen first, the order a list serves them in.
+    fn list(&self) -> Vec<crate::shell::events::EventJson> {
+        let mut list: Vec<_> = self.0.values().cloned().collect();
+        list.sort_by_key(|e| e.last_ms);
+        list
+    }
+}
+
+/// The fan-in's next batch for a watch of events; for any other kind,
+/// `None` after [`LOOK_EVERY`] (time to look at the state again).
+async fn next_batch(
+    changes: &mut Option<tokio::sync::broadcast::Receiver<crate::shell::events::hub::Batch>>,
+) -> Result<Option<crate::shell::events::hub::Batch>, tokio::sync::broadcast::error::RecvError> {
+    match changes {
+        Some(rx) => rx.recv().await.map(Some),
+        None => {
+            tokio::time::sleep(LOOK_EVERY).await;
+            Ok(None)
+        }
+    }
 }
 
 /// The selected objects by name, each with what a change is judged by:
