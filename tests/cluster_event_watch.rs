@@ -1,8 +1,9 @@
 //! What users watch is pushed, and true, with real peers on 127.0.98.x,
 //! real QUIC and the machine's Docker engine:
 //!
-//! - two watchers of one peer's events (the HTTP stream
-//!   `/api/v1/events?watch=1` and `shoal get events -w`) both see a scale,
+//! - three watchers of one peer's events (the HTTP stream
+//!   `/api/v1/events?watch=1`, `shoal get events -w` and the Kubernetes
+//!   API's events watch) all see a scale,
 //!   fed by one fan-in (`shoal_event_fanins_started_total` stays 1), which
 //!   stops gathering once nobody watches; the peer's CPU while watched and
 //!   idle is printed;
@@ -51,6 +52,15 @@ fn wait_for(rx: &Receiver<String>, seen: &mut String, text: &str, timeout: Durat
     seen.contains(text)
 }
 
+/// A streaming `GET path` at peer 0 (HTTP/1.0: the body is the raw lines
+/// until the peer closes): the socket, to shut, and what it receives.
+fn open_watch(cluster: &Cluster, path: &str) -> (std::net::TcpStream, Receiver<String>) {
+    let mut stream = std::net::TcpStream::connect(cluster.peers[0].api_addr()).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let received = chunks(stream.try_clone().unwrap());
+    (stream, received)
+}
+
 /// `GET path` at peer `i`, answered whole.
 fn get(cluster: &Cluster, i: usize, path: &str) -> (u16, String) {
     cluster_support::http(
@@ -88,7 +98,7 @@ fn cpu_share(cluster: &Cluster, i: usize, window: Duration) -> f64 {
 }
 
 #[test]
-fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unready() {
+fn event_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unready() {
     let mut cluster = Cluster::start(SUBNET, 2);
     let web = cluster.manifest("web.yaml", &hello_rc("web", 1, "shoal-test/hello:1.0"));
     ok(&cluster.cli(0, &["apply", "-f", web.to_str().unwrap()]));
@@ -103,13 +113,13 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
 
     // Watcher 1: the HTTP stream itself (HTTP/1.0: the body is the raw
     // lines, until the peer closes).
-    let mut stream = std::net::TcpStream::connect(cluster.peers[0].api_addr()).expect("connect");
-    write!(
-        stream,
-        "GET /api/v1/events?watch=1&for=rc/web HTTP/1.0\r\nHost: test\r\n\r\n"
-    )
-    .unwrap();
-    let raw = chunks(stream.try_clone().unwrap());
+    let (stream, raw) = open_watch(&cluster, "/api/v1/events?watch=1&for=rc/web");
+    // Watcher 3: the Kubernetes API's watch of events (`kubectl get
+    // events -w`).
+    let (kube_stream, kube) = open_watch(
+        &cluster,
+        "/kube/api/v1/namespaces/default/events?watch=true",
+    );
     // Watcher 2: the CLI.
     let mut cli = Command::new(shoal_bin())
         .args(["get", "events", "-w", "--for", "rc/web"])
@@ -119,7 +129,7 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
         .spawn()
         .expect("run shoal get events -w");
     let printed = chunks(cli.stdout.take().unwrap());
-    let (mut raw_seen, mut cli_seen) = (String::new(), String::new());
+    let (mut raw_seen, mut cli_seen, mut kube_seen) = (String::new(), String::new(), String::new());
     // Both are watching once the stream has answered and the CLI printed
     // its table (it opens its watch right after).
     assert!(
@@ -131,7 +141,12 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
         "{raw_seen}"
     );
     assert!(
-        wait_for(&printed, &mut cli_seen, "LAST SEEN", Duration::from_secs(10)),
+        wait_for(
+            &printed,
+            &mut cli_seen,
+            "LAST SEEN",
+            Duration::from_secs(10)
+        ),
         "get events -w printed no table: {cli_seen}"
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -140,8 +155,16 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
     let scaled = "from 1 to 2";
     let raw_saw = wait_for(&raw, &mut raw_seen, scaled, Duration::from_secs(30));
     let cli_saw = wait_for(&printed, &mut cli_seen, scaled, Duration::from_secs(10));
-    assert!(raw_saw, "the watch stream did not push the scale:\n{raw_seen}");
+    let kube_saw = wait_for(&kube, &mut kube_seen, scaled, Duration::from_secs(10));
+    assert!(
+        raw_saw,
+        "the watch stream did not push the scale:\n{raw_seen}"
+    );
     assert!(cli_saw, "get events -w did not show the scale:\n{cli_seen}");
+    assert!(
+        kube_saw,
+        "the kube events watch did not push the scale:\n{kube_seen}"
+    );
     let line = raw_seen
         .lines()
         .find(|l| l.contains(scaled))
@@ -152,7 +175,7 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
     assert_eq!(
         metric(&cluster, 0, "shoal_event_fanins_started_total"),
         Some(1.0),
-        "two watchers of peer 0 must share one fan-in"
+        "three watchers of peer 0 must share one fan-in"
     );
     let gathers = metric(&cluster, 0, "shoal_event_fanin_gathers_total").unwrap_or(0.0);
     assert!(gathers >= 1.0, "the fan-in never gathered");
@@ -161,6 +184,7 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
     // Nobody watches: the fan-in stops gathering within a round.
     // (The reader thread holds a clone of the socket: shut it, not drop it.)
     let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = kube_stream.shutdown(std::net::Shutdown::Both);
     let _ = cli.kill();
     let _ = cli.wait();
     std::thread::sleep(Duration::from_secs(3));
@@ -172,7 +196,7 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
         "the fan-in still gathers with no watcher"
     );
     eprintln!(
-        "peer 0 CPU: {:.1}% with two idle event watchers (one fan-in, {gathers} gathers so far), \
+        "peer 0 CPU: {:.1}% with three idle event watchers (one fan-in, {gathers} gathers so far), \
          {:.1}% with none",
         watched * 100.0,
         unwatched * 100.0
@@ -227,6 +251,7 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
         state != "Alive"
     });
     assert!(lost, "peer {reader} still holds {victim_node} Alive");
+    eprintln!("peer {reader} holds {victim_node} {state}");
     let pods = cluster.get_json(reader, "pods");
     let lost_pods = on_victim(&pods);
     assert!(!lost_pods.is_empty(), "{pods}");
@@ -238,7 +263,10 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
     assert_eq!(status, 200, "{body}");
     let rc: Value = serde_json::from_str(&body).unwrap();
     let ready = rc["ready"].as_u64();
-    assert!(ready.is_some_and(|r| r <= 1), "web counts a lost pod ready: {rc}");
+    assert!(
+        ready.is_some_and(|r| r <= 1),
+        "web counts a lost pod ready: {rc}"
+    );
     let table = ok(&cluster.cli(reader, &["get", "pods"]));
     let row = table
         .lines()
@@ -249,7 +277,11 @@ fn two_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unread
         Some("false"),
         "get pods: {row}"
     );
-    let (status, body) = get(&cluster, reader, &format!("/kube/api/v1/namespaces/default/pods/{name}"));
+    let (status, body) = get(
+        &cluster,
+        reader,
+        &format!("/kube/api/v1/namespaces/default/pods/{name}"),
+    );
     assert_eq!(status, 200, "{body}");
     let pod: Value = serde_json::from_str(&body).unwrap();
     let condition = pod["status"]["conditions"]

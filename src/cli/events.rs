@@ -68,7 +68,10 @@ pub async fn get(
     // behind or restarted), its first lines then repeat what was shown.
     loop {
         if let Err(e) = follow(client, target, format, wide, &mut shown, out).await {
-            eprintln!("warning: {e:#}; watching again in {}s", REWATCH_AFTER.as_secs());
+            eprintln!(
+                "warning: {e:#}; watching again in {}s",
+                REWATCH_AFTER.as_secs()
+            );
         }
         tokio::time::sleep(REWATCH_AFTER).await;
     }

@@ -405,7 +405,10 @@ mod tests {
         assert!(shown_ready("Alive", true));
         assert!(!shown_ready("Alive", false));
         for state in ["Suspect", "Down", "Unknown"] {
-            assert!(!shown_ready(state, true), "a pod on a {state} node shows ready");
+            assert!(
+                !shown_ready(state, true),
+                "a pod on a {state} node shows ready"
+            );
             assert!(!shown_ready(state, false));
         }
     }

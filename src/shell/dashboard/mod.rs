@@ -59,16 +59,7 @@ mod tests {
     fn seconds() -> Vec<u64> {
         let mut secs: Vec<u64> = (0..1_000).collect();
         let (m, h, d, y) = (60, 3_600, 86_400, 365 * 86_400);
-        for edge in [
-            120,
-            10 * m,
-            180 * m,
-            8 * h,
-            48 * h,
-            8 * d,
-            2 * y,
-            8 * y,
-        ] {
+        for edge in [120, 10 * m, 180 * m, 8 * h, 48 * h, 8 * d, 2 * y, 8 * y] {
             secs.extend([edge - 1, edge, edge + 1, edge + 59, edge + 61]);
         }
         let mut s = 1_000f64;
@@ -92,7 +83,9 @@ mod tests {
         let output = std::process::Command::new("node")
             .args(["-e", &script, &list.join(",")])
             .output()
-            .expect("this test runs the page's JavaScript with `node` (Debian: apt install nodejs)");
+            .expect(
+                "this test runs the page's JavaScript with `node` (Debian: apt install nodejs)",
+            );
         assert!(
             output.status.success(),
             "node failed: {}",
@@ -102,7 +95,11 @@ mod tests {
         let printed: Vec<&str> = printed.lines().collect();
         assert_eq!(printed.len(), secs.len());
         for (s, js) in secs.iter().zip(printed) {
-            assert_eq!(js, human::duration(*s), "{s} s: the page and `shoal get` differ");
+            assert_eq!(
+                js,
+                human::duration(*s),
+                "{s} s: the page and `shoal get` differ"
+            );
         }
     }
 }

@@ -43,8 +43,7 @@ static WATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_W
 
 /// One of the peer's [`MAX_WATCHES`] watch slots (kube watches and
 /// `/api/v1/events?watch=1` alike), held for as long as the watch runs.
-pub fn watch_slot()
--> Result<tokio::sync::SemaphorePermit<'static>, tokio::sync::TryAcquireError> {
+pub fn watch_slot() -> Result<tokio::sync::SemaphorePermit<'static>, tokio::sync::TryAcquireError> {
     WATCHES.try_acquire()
 }
 
