@@ -91,13 +91,13 @@ impl PeerHandle {
 
     /// The events known so far and every later change, from this peer's
     /// one fan-in (see [`super::events::hub`]).
-    pub fn watch_events(
+    pub async fn watch_events(
         &self,
     ) -> (
         Vec<super::events::EventJson>,
         tokio::sync::broadcast::Receiver<super::events::hub::Batch>,
     ) {
-        self.event_hub.subscribe(self)
+        self.event_hub.subscribe(self).await
     }
 
     /// Event fan-in tasks this peer has started.

@@ -71,7 +71,7 @@ pub(super) async fn list(
                 "watch=1 streams the whole cluster's events; leave out local=true",
             ));
         }
-        Some("1" | "true") => return watch(&state, target),
+        Some("1" | "true") => return watch(&state, target).await,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "watch={other}: use watch=1 or watch=true"
@@ -93,14 +93,14 @@ pub(super) async fn list(
 
 /// The watch stream: what the peer's fan-in knows, then what it sees
 /// change, about `target` when given.
-fn watch(state: &ApiState, target: Option<Target>) -> Result<Response, ApiError> {
+async fn watch(state: &ApiState, target: Option<Target>) -> Result<Response, ApiError> {
     let Ok(slot) = super::kube::watch_slot() else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "this peer already serves its limit of watches; retry later or watch through another peer",
         ));
     };
-    let (known, rx) = state.handle.watch_events();
+    let (known, rx) = state.handle.watch_events().await;
     let wanted = move |e: &EventJson| target.as_ref().is_none_or(|t| t.matches(e));
     let first: Vec<Vec<u8>> = known
         .iter()

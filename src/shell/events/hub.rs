@@ -12,7 +12,7 @@
 //!
 //! Calling order: [`EventHub::subscribe`] gives the events known so far
 //! and a receiver of what changes after them (taken under one lock, so no
-//! change falls between the two). A receiver that falls [`BACKLOG`]
+//! change falls between the two nor is told twice). A receiver that falls [`BACKLOG`]
 //! batches behind gets `Lagged`: its watch ends and the client lists again.
 //!
 //! Events that leave a store (evicted, or their peer went down) are not
@@ -20,11 +20,11 @@
 //! that stops existing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{Mutex, broadcast};
 
 use super::store::EventJson;
 use crate::shell::handle::PeerHandle;
@@ -95,36 +95,31 @@ struct Running {
 }
 
 impl EventHub {
-    /// The events gathered so far (empty if this call starts the fan-in:
-    /// its first gather then arrives as a batch of `ADDED`), and a receiver
-    /// of every later batch.
-    pub fn subscribe(
+    /// The events gathered so far and a receiver of every later batch.
+    /// The first watcher's call gathers once itself (others wait for it on
+    /// the lock), so every watcher starts from a full list.
+    pub async fn subscribe(
         self: &Arc<Self>,
         handle: &PeerHandle,
     ) -> (Vec<EventJson>, broadcast::Receiver<Batch>) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let answer = match running.as_ref() {
-            Some(r) => {
-                let mut known: Vec<EventJson> = r.latest.values().cloned().collect();
-                known.sort_by_key(|e| e.last_ms);
-                (known, r.sender.subscribe())
-            }
-            None => {
-                let (sender, receiver) = broadcast::channel(BACKLOG);
-                *running = Some(Running {
-                    sender,
-                    latest: BTreeMap::new(),
-                });
-                self.started.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(EVENT_FANINS).increment(1);
-                tokio::spawn(fan_in_loop(Arc::clone(self), handle.clone()));
-                (Vec::new(), receiver)
-            }
-        };
-        if let Some(r) = running.as_ref() {
-            metrics::gauge!(EVENT_WATCHERS).set(r.sender.receiver_count() as f64);
+        let mut running = self.running.lock().await;
+        if running.is_none() {
+            let gathered = gather(handle).await.unwrap_or_default();
+            let (sender, _) = broadcast::channel(BACKLOG);
+            *running = Some(Running {
+                sender,
+                latest: gathered.into_iter().map(|e| (key(&e), e)).collect(),
+            });
+            self.started.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(EVENT_FANINS).increment(1);
+            tokio::spawn(fan_in_loop(Arc::clone(self), handle.clone()));
         }
-        answer
+        let r = running.as_ref().expect("the fan-in runs: started above");
+        let mut known: Vec<EventJson> = r.latest.values().cloned().collect();
+        known.sort_by_key(|e| e.last_ms);
+        let receiver = r.sender.subscribe();
+        metrics::gauge!(EVENT_WATCHERS).set(r.sender.receiver_count() as f64);
+        (known, receiver)
     }
 
     /// Fan-in tasks started so far on this peer.
@@ -135,8 +130,8 @@ impl EventHub {
     /// Takes one gathered list in: sends its changes to the watchers.
     /// False when no watcher is left: the fan-in then stops (the lock makes
     /// a concurrent [`subscribe`](Self::subscribe) start a new one).
-    fn handle_gathered(&self, now: Vec<EventJson>) -> bool {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+    async fn handle_gathered(&self, now: Vec<EventJson>) -> bool {
+        let mut running = self.running.lock().await;
         let Some(r) = running.as_mut() else {
             return false;
         };
@@ -156,23 +151,27 @@ impl EventHub {
     }
 }
 
-/// The fan-in task: gathers, hands the list to the hub, until unwatched.
+/// The fan-in task: gathers, hands the list to the hub, until unwatched
+/// (its first gather was made by [`EventHub::subscribe`]).
 async fn fan_in_loop(hub: Arc<EventHub>, handle: PeerHandle) {
     loop {
-        let gathered = match handle.events(true).await {
-            Ok(gathered) => gathered.events,
-            Err(e) => {
-                tracing::debug!(error = %e, "event fan-in stops: the peer is shutting down");
-                *hub.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                return;
-            }
+        tokio::time::sleep(GATHER_EVERY).await;
+        let Some(gathered) = gather(&handle).await else {
+            tracing::debug!("event fan-in stops: the peer is shutting down");
+            *hub.running.lock().await = None;
+            return;
         };
-        metrics::counter!(EVENT_GATHERS).increment(1);
-        if !hub.handle_gathered(gathered) {
+        if !hub.handle_gathered(gathered).await {
             return;
         }
-        tokio::time::sleep(GATHER_EVERY).await;
     }
+}
+
+/// The cluster's events now, or `None` when the peer is shutting down.
+async fn gather(handle: &PeerHandle) -> Option<Vec<EventJson>> {
+    let gathered = handle.events(true).await.ok()?;
+    metrics::counter!(EVENT_GATHERS).increment(1);
+    Some(gathered.events)
 }
 
 #[cfg(test)]

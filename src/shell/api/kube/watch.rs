@@ -66,7 +66,7 @@ pub(super) async fn watch(
     let mut events = EventsSeen::default();
     let mut changes = None;
     if kind.gathers_events() {
-        let (known, rx) = state.handle.watch_events();
+        let (known, rx) = state.handle.watch_events().await;
         events.take(known);
         changes = Some(rx);
     }
