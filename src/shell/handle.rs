@@ -100,6 +100,12 @@ impl PeerHandle {
         self.event_hub.subscribe(self).await
     }
 
+    /// The event fan-in's last gathered list (see
+    /// [`super::events::EventHub::latest`]).
+    pub async fn watched_events(&self) -> Vec<super::events::EventJson> {
+        self.event_hub.latest().await
+    }
+
     /// Event fan-in tasks this peer has started.
     pub fn event_fan_ins_started(&self) -> u64 {
         self.event_hub.fan_ins_started()

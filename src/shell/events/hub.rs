@@ -122,6 +122,19 @@ impl EventHub {
         (known, receiver)
     }
 
+    /// The fan-in's last gathered list, oldest last-seen first (empty when
+    /// no fan-in runs). For a watcher that keeps the whole list rather than
+    /// the changes: the kube watch, whose DELETED needs what left it.
+    pub async fn latest(&self) -> Vec<EventJson> {
+        let running = self.running.lock().await;
+        let mut list: Vec<EventJson> = running
+            .as_ref()
+            .map(|r| r.latest.values().cloned().collect())
+            .unwrap_or_default();
+        list.sort_by_key(|e| e.last_ms);
+        list
+    }
+
     /// Fan-in tasks started so far on this peer.
     pub fn fan_ins_started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)

@@ -62,16 +62,16 @@ pub(super) async fn watch(
             ),
         ));
     };
-    // Events: what the fan-in knows, kept up to date from its batches.
-    let mut events = EventsSeen::default();
+    // Events: the fan-in's list, read again whenever it says it changed.
+    let mut events = Vec::new();
     let mut changes = None;
     if kind.gathers_events() {
         let (known, rx) = state.handle.watch_events().await;
-        events.take(known);
+        events = known;
         changes = Some(rx);
     }
     let first = state.handle.snapshot().await?;
-    let mut known = look(kind, &selector, &first, &state.service_dns, &events.list());
+    let mut known = look(kind, &selector, &first, &state.service_dns, &events);
     let replay = matches!(params.resource_version.as_deref(), None | Some("" | "0"));
     let limit = params
         .timeout_seconds
@@ -96,7 +96,7 @@ pub(super) async fn watch(
                 batch = next_batch(&mut changes) => match batch {
                     // Fell behind or the peer stops: the client lists again.
                     Err(_) => return,
-                    Ok(Some(batch)) => events.take(batch.iter().map(|c| c.event.clone())),
+                    Ok(Some(_)) => events = state.handle.watched_events().await,
                     Ok(None) => {}
                 },
             }
@@ -111,7 +111,7 @@ pub(super) async fn watch(
             let now = tokio::task::spawn_blocking({
                 let selector = selector.clone();
                 let dns = state.service_dns.clone();
-                let events = events.list();
+                let events = events.clone();
                 move || look(kind, &selector, &snapshot, &dns, &events)
             })
             .await;
@@ -142,27 +142,6 @@ pub(super) async fn watch(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// The cluster's events as the fan-in last told them, one row per key.
-#[derive(Default)]
-struct EventsSeen(BTreeMap<EventKey, crate::shell::events::EventJson>);
-
-type EventKey = (String, String, String, String, String);
-
-impl EventsSeen {
-    fn take(&mut self, events: impl IntoIterator<Item = crate::shell::events::EventJson>) {
-        for e in events {
-            self.0.insert(crate::shell::events::hub::key(&e), e);
-        }
-    }
-
-    /// Oldest last-seen first, the order a list serves them in.
-    fn list(&self) -> Vec<crate::shell::events::EventJson> {
-        let mut list: Vec<_> = self.0.values().cloned().collect();
-        list.sort_by_key(|e| e.last_ms);
-        list
-    }
 }
 
 /// The fan-in's next batch for a watch of events; for any other kind,
