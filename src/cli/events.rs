@@ -1,12 +1,14 @@
 //! `shoal get events [-w] [--for rc/NAME|pod/NAME|node/NAME]`, and the
 //! `Events:` section `describe` ends with. Any peer answers for the whole
-//! cluster (it asks the live peers; see `shell/events`).
+//! cluster (it asks the live peers; see `shell/events`); `-w` reads the
+//! peer's watch stream (`/events?watch=1`), fed by its one event fan-in.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::StreamExt;
 
 use super::client::Client;
 use super::get::GetFormat;
@@ -14,9 +16,10 @@ use super::human;
 use super::table::Table;
 use crate::shell::api::events::EventList;
 use crate::shell::events::EventJson;
+use crate::shell::events::hub::{Key, key};
 
-/// How often `-w` asks again.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How long `-w` waits before watching again after its stream broke.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// The cluster's events (about `target` when given).
 pub async fn fetch(client: &Client, target: Option<&str>) -> anyhow::Result<EventList> {
@@ -61,51 +64,85 @@ pub async fn get(
         return Ok(());
     }
     let mut shown = seen(&list.items);
+    // The peer's watch stream; reopened after a break (the peer fell
+    // behind or restarted), its first lines then repeat what was shown.
     loop {
-        tokio::time::sleep(WATCH_EVERY).await;
-        let list = match fetch(client, target).await {
-            Ok(list) => list,
-            Err(e) => {
-                eprintln!("warning: {e:#}; retrying");
-                continue;
-            }
-        };
-        let fresh: Vec<EventJson> = list
-            .items
-            .iter()
-            .filter(|e| shown.get(&key(e)) != Some(&(e.count, e.last_ms)))
-            .cloned()
-            .collect();
-        if !fresh.is_empty() {
-            match format {
-                Some(GetFormat::Json) => {
-                    for e in &fresh {
-                        writeln!(out, "{}", serde_json::to_string(e)?)?;
-                    }
-                }
-                Some(GetFormat::Yaml) => {
-                    for e in &fresh {
-                        write!(out, "---\n{}", serde_saphyr::to_string(e)?)?;
-                    }
-                }
-                None | Some(GetFormat::Wide) => table(&fresh, wide, false, out)?,
-            }
-            out.flush()?;
+        if let Err(e) = follow(client, target, format, wide, &mut shown, out).await {
+            eprintln!(
+                "warning: {e:#}; watching again in {}s",
+                REWATCH_AFTER.as_secs()
+            );
         }
-        shown = seen(&list.items);
+        tokio::time::sleep(REWATCH_AFTER).await;
     }
 }
 
-type Key = (String, String, String, String, String);
+/// One watch stream (`/events?watch=1`): prints each event not shown yet
+/// in that state (a new event, or a repeat with a higher count), until
+/// the stream ends.
+async fn follow(
+    client: &Client,
+    target: Option<&str>,
+    format: Option<GetFormat>,
+    wide: bool,
+    shown: &mut BTreeMap<Key, (u32, u64)>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut query = vec![("watch", "1".to_owned())];
+    if let Some(target) = target {
+        query.push(("for", target.to_owned()));
+    }
+    let response = client.stream("/events", &query).await?;
+    let mut body = response.bytes_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.with_context(|| format!("the event watch of {} broke", client.base()))?;
+        pending.extend_from_slice(&chunk);
+        let mut fresh = Vec::new();
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let change: WatchLine = serde_json::from_slice(&line).with_context(|| {
+                format!(
+                    "a line of the event watch of {} is not what this shoal version expects",
+                    client.base()
+                )
+            })?;
+            if change.kind == "ERROR" {
+                anyhow::bail!("{}: {}", client.base(), change.object);
+            }
+            let event: EventJson = serde_json::from_value(change.object)?;
+            let state = (event.count, event.last_ms);
+            if shown.insert(key(&event), state) != Some(state) {
+                fresh.push(event);
+            }
+        }
+        if fresh.is_empty() {
+            continue;
+        }
+        match format {
+            Some(GetFormat::Json) => {
+                for e in &fresh {
+                    writeln!(out, "{}", serde_json::to_string(e)?)?;
+                }
+            }
+            Some(GetFormat::Yaml) => {
+                for e in &fresh {
+                    write!(out, "---\n{}", serde_saphyr::to_string(e)?)?;
+                }
+            }
+            None | Some(GetFormat::Wide) => table(&fresh, wide, false, out)?,
+        }
+        out.flush()?;
+    }
+    anyhow::bail!("{} ended the event watch", client.base())
+}
 
-fn key(e: &EventJson) -> Key {
-    (
-        e.object(),
-        e.kind.clone(),
-        e.reason.clone(),
-        e.message.clone(),
-        e.source.host.clone(),
-    )
+/// One line of the watch stream.
+#[derive(serde::Deserialize)]
+struct WatchLine {
+    #[serde(rename = "type")]
+    kind: String,
+    object: serde_json::Value,
 }
 
 fn seen(events: &[EventJson]) -> BTreeMap<Key, (u32, u64)> {

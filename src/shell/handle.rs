@@ -76,11 +76,39 @@ pub struct PeerHandle {
     tx: mpsc::Sender<Request>,
     /// What the driver published, read without asking it when current.
     snapshots: SnapshotReader,
+    /// The one fan-in every event watch of this peer reads.
+    event_hub: Arc<super::events::EventHub>,
 }
 
 impl PeerHandle {
     pub fn new(tx: mpsc::Sender<Request>, snapshots: SnapshotReader) -> PeerHandle {
-        PeerHandle { tx, snapshots }
+        PeerHandle {
+            tx,
+            snapshots,
+            event_hub: Arc::default(),
+        }
+    }
+
+    /// The events known so far and every later change, from this peer's
+    /// one fan-in (see [`super::events::hub`]).
+    pub async fn watch_events(
+        &self,
+    ) -> (
+        Vec<super::events::EventJson>,
+        tokio::sync::broadcast::Receiver<super::events::hub::Batch>,
+    ) {
+        self.event_hub.subscribe(self).await
+    }
+
+    /// The event fan-in's last gathered list (see
+    /// [`super::events::EventHub::latest`]).
+    pub async fn watched_events(&self) -> Vec<super::events::EventJson> {
+        self.event_hub.latest().await
+    }
+
+    /// Event fan-in tasks this peer has started.
+    pub fn event_fan_ins_started(&self) -> u64 {
+        self.event_hub.fan_ins_started()
     }
 
     /// Runs a user command at this peer; the change then spreads to all.

@@ -48,7 +48,7 @@
 //! | `DELETE /api/v1/nodes/{name}` | forget a node that will not return (409 while alive) |
 //! | `GET /api/v1/pods?rc=`, `GET /api/v1/pods/{name}` | list, describe |
 //! | `GET /api/v1/pods/{name}/logs?follow=&container=` | stream output |
-//! | `GET /api/v1/events?for=KIND/NAME&local=` | events (Kubernetes fields), whole cluster |
+//! | `GET /api/v1/events?for=KIND/NAME&local=&watch=1` | events (Kubernetes fields), whole cluster; `watch=1` streams changes |
 //! | `GET /api/v1/healthz` (also `/healthz`) | liveness |
 //! | `GET /metrics` | Prometheus text format (same token as every route) |
 //! | `GET /ui` (`/` redirects there) | the dashboard page (no token: it holds no data; it asks for one) |

@@ -167,7 +167,7 @@ fn rollout_status(snapshot: &Snapshot, name: &str) -> Result<RolloutStatusJson, 
             continue;
         }
         for pod in record.pods.iter().filter(|p| p.id.rc == name) {
-            let ready = pod.phase == PodPhase::Running && pod.ready;
+            let ready = pod.phase == PodPhase::Running && views::pod_ready(snapshot, node, pod);
             status.total_pods += 1;
             status.ready += u32::from(ready);
             if pod.template_hash != hash {

@@ -7,6 +7,10 @@
 //! A node that is down, or unknown to SWIM, keeps its last report in the
 //! observed state, but its pods are shown with phase `Unknown`, not ready, and
 //! not counted; its RUNTIME is `Unknown` from the time it is Suspect.
+//! Readiness is vouched for by the node alone ([`shown_ready`]): from the
+//! time a node is Suspect its pods still count as running but are shown not
+//! ready (READY 0/1), as Kubernetes marks the pods of a NotReady node, and
+//! an RC's `ready` counts them out.
 
 use shoal_crdt_state::manifest::render::{self, format_cpu, format_memory};
 use shoal_crdt_state::node::NodeId;
@@ -45,6 +49,20 @@ pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
 /// True when the node's reports count (alive or suspect in SWIM's view).
 pub fn node_active(snapshot: &Snapshot, node: NodeId) -> bool {
     matches!(node_state(snapshot, node), "Alive" | "Suspect")
+}
+
+/// Whether a pod is shown ready, given its node's [`node_state`] and the
+/// readiness that node last reported. Only a node SWIM holds Alive can
+/// vouch for it: a Suspect node may already have lost the pod, a Down or
+/// Unknown one's report is stale. The one rule every view (API, kube,
+/// CLI, dashboard, RC counts, rollout status) reads readiness through.
+pub fn shown_ready(node_state: &str, reported_ready: bool) -> bool {
+    reported_ready && node_state == "Alive"
+}
+
+/// [`shown_ready`] for `pod` on `node` in this view.
+pub fn pod_ready(snapshot: &Snapshot, node: NodeId, pod: &PodStatus) -> bool {
+    shown_ready(node_state(snapshot, node), pod.ready)
 }
 
 pub fn node_json(snapshot: &Snapshot, id: NodeId, record: &NodeRecord) -> NodeJson {
@@ -178,8 +196,7 @@ pub fn pod_json(
         ip: host_of(&record.info.peer_addr),
         image: pod.image.clone(),
         phase: phase.to_owned(),
-        // A lost node's report of readiness is as stale as its phase.
-        ready: pod.ready && active,
+        ready: pod_ready(snapshot, node, pod),
         restarts: pod.restarts,
         ports: pod
             .ports
@@ -236,25 +253,26 @@ fn pod_order(name: &str) -> (&str, u32) {
     }
 }
 
-/// Pods of `rc` reported by active nodes.
+/// Pods of `rc` reported by active nodes, each with whether it is shown
+/// ready ([`shown_ready`]).
 fn active_pods<'a>(
     snapshot: &'a Snapshot,
     rc: &'a str,
-) -> impl Iterator<Item = &'a PodStatus> + 'a {
+) -> impl Iterator<Item = (&'a PodStatus, bool)> + 'a {
     snapshot
         .state
         .observed
         .pods()
         .filter(move |(node, p)| p.id.rc == rc && node_active(snapshot, *node))
-        .map(|(_, p)| p)
+        .map(move |(node, p)| (p, pod_ready(snapshot, node, p)))
 }
 
 pub fn rc_json(snapshot: &Snapshot, spec: &RcSpec) -> RcJson {
     let (mut running, mut ready) = (0, 0);
-    for pod in active_pods(snapshot, &spec.name) {
+    for (pod, shown_ready) in active_pods(snapshot, &spec.name) {
         if pod.phase == PodPhase::Running {
             running += 1;
-            if pod.ready {
+            if shown_ready {
                 ready += 1;
             }
         }
@@ -297,7 +315,7 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
     let mut updated_ready = 0;
     let mut total_pods = 0;
     let mut rollout_stopped: Option<(u32, String)> = None;
-    for pod in active_pods(snapshot, &spec.name) {
+    for (pod, shown_ready) in active_pods(snapshot, &spec.name) {
         total_pods += 1;
         if pod.template_hash == hash
             && let Some(why) = &pod.stalled
@@ -307,7 +325,7 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
         {
             rollout_stopped = Some((pod.id.index, why.clone()));
         }
-        if pod.template_hash == hash && pod.phase == PodPhase::Running && pod.ready {
+        if pod.template_hash == hash && pod.phase == PodPhase::Running && shown_ready {
             updated_ready += 1;
         }
     }
@@ -375,5 +393,23 @@ pub fn rc_detail(snapshot: &Snapshot, spec: &RcSpec) -> RcDetail {
         rollout_stopped: rollout_stopped.map(|(_, why)| format!("rollout stopped: {why}")),
         pods: pods(snapshot, Some(&spec.name)),
         spec: serde_json::to_value(render::to_v1(spec)).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_ready;
+
+    #[test]
+    fn only_an_alive_node_vouches_for_its_pods_readiness() {
+        assert!(shown_ready("Alive", true));
+        assert!(!shown_ready("Alive", false));
+        for state in ["Suspect", "Down", "Unknown"] {
+            assert!(
+                !shown_ready(state, true),
+                "a pod on a {state} node shows ready"
+            );
+            assert!(!shown_ready(state, false));
+        }
     }
 }

@@ -5,6 +5,8 @@
 //!   distinct events) and deduplicated (a repeat bumps a count and the
 //!   last-seen time: `x3 over 2m`); merging several peers' lists.
 //! - [`fanout`]: asking every live peer for its list over QUIC.
+//! - [`hub`]: the one fan-in per peer that every watch reads: it gathers
+//!   while watched and broadcasts what changed.
 //!
 //! **Why fan-out, not replication.** The peer core emits events as values
 //! (`PeerEvent::Recorded`); the driver keeps them in its [`EventStore`].
@@ -29,7 +31,9 @@
 //! events, merged into one row), so the survivors tell it.
 
 pub mod fanout;
+pub mod hub;
 pub mod store;
 
 pub use fanout::ClusterEvents;
+pub use hub::EventHub;
 pub use store::{EventJson, EventStore, Target};

@@ -40,6 +40,11 @@ pub const PLACEMENT_SECONDS: &str = "shoal_placement_seconds";
 pub const API_REQUESTS: &str = "shoal_api_requests_total";
 pub const API_SECONDS: &str = "shoal_api_request_duration_seconds";
 
+// Event watches (one fan-in per peer, `shell/events/hub.rs`).
+pub const EVENT_FANINS: &str = "shoal_event_fanins_started_total";
+pub const EVENT_GATHERS: &str = "shoal_event_fanin_gathers_total";
+pub const EVENT_WATCHERS: &str = "shoal_event_watchers";
+
 // Container runtime and images.
 pub const ENGINE_REACHABLE: &str = "shoal_engine_reachable";
 /// Counted by name in `runtime/src/docker/pod_ops.rs`.
@@ -144,6 +149,18 @@ pub fn describe() {
         "Pod starts that failed, by reason (image, start)"
     );
     describe_counter!(PLACEMENTS, "Placement computations of this peer");
+    describe_counter!(
+        EVENT_FANINS,
+        "Event fan-in tasks started (one serves every event watcher of this peer)"
+    );
+    describe_counter!(
+        EVENT_GATHERS,
+        "Cluster-wide event gathers made by the event fan-in"
+    );
+    describe_gauge!(
+        EVENT_WATCHERS,
+        "Event watchers this peer served at the fan-in's last round"
+    );
     describe_histogram!(
         PLACEMENT_SECONDS,
         metrics::Unit::Seconds,

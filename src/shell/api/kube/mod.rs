@@ -43,6 +43,7 @@ use axum::routing::get;
 
 pub use discovery::MINOR;
 pub use status::KubeError;
+pub use watch::{MAX_WATCH, watch_slot};
 pub use writes::body_to_manifest;
 
 use super::ApiState;

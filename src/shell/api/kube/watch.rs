@@ -10,8 +10,10 @@
 //! Changes that come and go between two looks are not seen; the state each
 //! look finds is.
 //!
-//! Events are not in the snapshot: a watch of events asks every live peer
-//! for theirs at each look, so it looks less often ([`LOOK_EVERY_EVENTS`]).
+//! Events are not in the snapshot: a watch of events reads the peer's one
+//! event fan-in ([`crate::shell::events::hub`]), which gathers them from
+//! every live peer once for all watchers, and looks when it says something
+//! changed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,22 +26,26 @@ use tokio::sync::mpsc;
 
 use super::super::ApiState;
 use super::kinds::{Item, Kind, Local};
-use super::reads::{ListQuery, gather_events, table_of};
+use super::reads::{ListQuery, table_of};
 use super::selectors::Selector;
 use super::status::KubeError;
 
 /// How often a watch looks at this peer's state.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
-/// How often a watch of events gathers them from every live peer.
-const LOOK_EVERY_EVENTS: Duration = Duration::from_secs(2);
 /// Longest watch without `timeoutSeconds`; kubectl reconnects after it.
-const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
+pub const MAX_WATCH: Duration = Duration::from_secs(30 * 60);
 /// Events buffered for a slow client before the watch waits for it.
 const BUFFERED: usize = 64;
 /// Watches one peer serves at once; more are refused (kubectl retries).
 pub const MAX_WATCHES: usize = 256;
 
 static WATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WATCHES);
+
+/// One of the peer's [`MAX_WATCHES`] watch slots (kube watches and
+/// `/api/v1/events?watch=1` alike), held for as long as the watch runs.
+pub fn watch_slot() -> Result<tokio::sync::SemaphorePermit<'static>, tokio::sync::TryAcquireError> {
+    WATCHES.try_acquire()
+}
 
 pub(super) async fn watch(
     state: ApiState,
@@ -48,7 +54,7 @@ pub(super) async fn watch(
     params: ListQuery,
     as_table: bool,
 ) -> Result<Response, KubeError> {
-    let Ok(slot) = WATCHES.try_acquire() else {
+    let Ok(slot) = watch_slot() else {
         return Err(KubeError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -56,14 +62,16 @@ pub(super) async fn watch(
             ),
         ));
     };
-    let events = gather_events(&state, kind).await?.events;
+    // Events: the fan-in's list, read again whenever it says it changed.
+    let mut events = Vec::new();
+    let mut changes = None;
+    if kind.gathers_events() {
+        let (known, rx) = state.handle.watch_events().await;
+        events = known;
+        changes = Some(rx);
+    }
     let first = state.handle.snapshot().await?;
     let mut known = look(kind, &selector, &first, &state.service_dns, &events);
-    let every = if kind.gathers_events() {
-        LOOK_EVERY_EVENTS
-    } else {
-        LOOK_EVERY
-    };
     let replay = matches!(params.resource_version.as_deref(), None | Some("" | "0"));
     let limit = params
         .timeout_seconds
@@ -85,11 +93,13 @@ pub(super) async fn watch(
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
                 () = tx.closed() => return,
-                () = tokio::time::sleep(every) => {}
+                batch = next_batch(&mut changes) => match batch {
+                    // Fell behind or the peer stops: the client lists again.
+                    Err(_) => return,
+                    Ok(Some(_)) => events = state.handle.watched_events().await,
+                    Ok(None) => {}
+                },
             }
-            let Ok(gathered) = gather_events(&state, kind).await else {
-                return;
-            };
             let Ok(snapshot) = state.handle.snapshot().await else {
                 return;
             };
@@ -101,7 +111,8 @@ pub(super) async fn watch(
             let now = tokio::task::spawn_blocking({
                 let selector = selector.clone();
                 let dns = state.service_dns.clone();
-                move || look(kind, &selector, &snapshot, &dns, &gathered.events)
+                let events = events.clone();
+                move || look(kind, &selector, &snapshot, &dns, &events)
             })
             .await;
             let Ok(now) = now else { return };
@@ -131,6 +142,20 @@ pub(super) async fn watch(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The fan-in's next batch for a watch of events; for any other kind,
+/// `None` after [`LOOK_EVERY`] (time to look at the state again).
+async fn next_batch(
+    changes: &mut Option<tokio::sync::broadcast::Receiver<crate::shell::events::hub::Batch>>,
+) -> Result<Option<crate::shell::events::hub::Batch>, tokio::sync::broadcast::error::RecvError> {
+    match changes {
+        Some(rx) => rx.recv().await.map(Some),
+        None => {
+            tokio::time::sleep(LOOK_EVERY).await;
+            Ok(None)
+        }
+    }
 }
 
 /// The selected objects by name, each with what a change is judged by:
