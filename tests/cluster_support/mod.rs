@@ -17,6 +17,7 @@ mod builder;
 mod engines;
 mod ground_truth;
 mod host;
+pub mod images;
 mod machines;
 
 pub use engines::NodeEngine;
@@ -498,6 +499,17 @@ pub fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `script` with `sh -c` on this machine; fails the test, with the
+/// script's stderr, if it fails.
+pub fn sh(script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `check` every 200 ms until it holds or `timeout` passes.
