@@ -9,6 +9,18 @@ use crate::spec::{ContainerSpec, Labels, Protocol};
 /// Most replicas one RC may ask for: more is a typo, not a plan.
 pub const MAX_REPLICAS: u32 = 100_000;
 
+/// The rule for a replica count that comes without a manifest (`scale`
+/// through the API or a peer command): at most [`MAX_REPLICAS`]. One
+/// message for every door, so a user sees the same refusal everywhere.
+pub fn replicas(replicas: u32) -> Result<(), String> {
+    if replicas > MAX_REPLICAS {
+        return Err(format!(
+            "replicas must be between 0 and {MAX_REPLICAS}, not {replicas}"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a DNS-1123 label (RFC 1123): what RC and container names must be.
 pub fn dns1123_label(name: &str) -> Result<(), String> {
     let fix = "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. \"hello-controller\")";
