@@ -111,6 +111,33 @@ pub fn show_labels(labels: &Labels) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
+/// An RC's selector in either manifest version: the one written (with its
+/// line) or, absent or empty, the template's labels, as Kubernetes defaults
+/// it (reported at `spec_line`); either way it must pass
+/// [`selector_matches`].
+pub(crate) fn rc_selector(
+    ctx: &mut Ctx,
+    written: Option<(Labels, Option<usize>)>,
+    template_labels: &Labels,
+    spec_line: Option<usize>,
+    selector_path: &str,
+    labels_path: &str,
+) -> Labels {
+    let (selector, line) = match written {
+        Some((s, line)) if !s.is_empty() => (s, line),
+        _ => (template_labels.clone(), spec_line),
+    };
+    selector_matches(
+        ctx,
+        &selector,
+        template_labels,
+        selector_path,
+        labels_path,
+        line,
+    );
+    selector
+}
+
 /// The Kubernetes API server's rule: a non-empty selector whose every
 /// key/value appears in the template labels, or the RC would never see its pods.
 pub(crate) fn selector_matches(
