@@ -5,14 +5,10 @@ mod api_support;
 
 use std::time::Duration;
 
-use api_support::{EXAMPLE, eventually, start_cluster};
+use api_support::{EXAMPLE, client, eventually, start_cluster};
 use reqwest::StatusCode;
 use shoal::shell::api::ErrorBody;
 use shoal::shell::api::models::{NodeDetail, NodeJson, PodJson, RcJson};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 #[tokio::test]
 async fn with_an_api_token_every_request_without_it_is_a_401_naming_it() {

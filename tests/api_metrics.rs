@@ -4,12 +4,8 @@
 
 mod api_support;
 
-use api_support::start_cluster;
+use api_support::{client, start_cluster};
 use reqwest::StatusCode;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 #[tokio::test]
 async fn metrics_need_the_api_token_and_count_the_refusal() {

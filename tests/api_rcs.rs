@@ -5,15 +5,11 @@ mod api_support;
 
 use std::time::Duration;
 
-use api_support::{EXAMPLE, TestNode, eventually, start_cluster};
+use api_support::{EXAMPLE, TestNode, client, eventually, start_cluster};
 use reqwest::StatusCode;
 use serde_json::Value;
 use shoal::shell::api::ErrorBody;
 use shoal::shell::api::models::{ApplyResponse, PodJson, RcDetail, RcJson};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 async fn apply(node: &TestNode, text: &str) -> reqwest::Response {
     client()

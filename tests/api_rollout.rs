@@ -7,15 +7,11 @@ mod api_support;
 
 use std::time::Duration;
 
-use api_support::{EXAMPLE, TestNode, eventually, start_cluster};
+use api_support::{EXAMPLE, TestNode, client, eventually, start_cluster};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shoal::shell::api::ErrorBody;
 use shoal::shell::api::models::{CommandResponse, RolloutHistoryJson, RolloutStatusJson};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 async fn post(node: &TestNode, path: &str, body: Value) -> reqwest::Response {
     client()

@@ -5,7 +5,7 @@ mod api_support;
 
 use std::time::Duration;
 
-use api_support::{EXAMPLE, TestNode, eventually, start_cluster};
+use api_support::{EXAMPLE, TestNode, client, eventually, start_cluster};
 use reqwest::{Method, StatusCode};
 use shoal::shell::api::ErrorBody;
 use shoal::shell::api::models::{ApplyResponse, CommandResponse, ServiceDetail, ServiceJson};
@@ -13,10 +13,7 @@ use shoal::shell::api::models::{ApplyResponse, CommandResponse, ServiceDetail, S
 const SERVICE: &str = include_str!("../examples/hello-service.yaml");
 
 async fn send(node: &TestNode, method: Method, path: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    client()
         .request(method, format!("{}/api/v1{path}", node.url))
         .body(body.to_owned())
         .send()

@@ -8,17 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use api_support::{EXAMPLE, TestNode, start_cluster};
+use api_support::{EXAMPLE, TestNode, client, start_cluster};
 use reqwest::StatusCode;
 use shoal::peer::Command;
 use shoal::shell::api::models::{RcDetail, RcJson};
 
 /// Generous: only there so that a hang fails instead of stalling the run.
 const HANG: Duration = Duration::from_secs(120);
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
 
 fn manifest(replicas: u32, image: &str) -> String {
     EXAMPLE

@@ -9,9 +9,13 @@
 //! socket or engine port proxy of the machine (CI saw it fail). No container is started: an RC with
 //! zero replicas is enough to show that state still syncs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod up_support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use up_support::{UpProcs, join_token, shoal_cli, text};
 
 use shoal_gossip::quic::{ClusterIssuer, JoinToken};
 
@@ -19,45 +23,26 @@ const API_TOKEN: &str = "api-tls-test-token-0123456789";
 /// Short enough that the test outlives several certificates.
 const CERT_VALIDITY: &str = "6s";
 
-struct Peers {
-    dir: PathBuf,
-    children: Vec<Child>,
-}
+/// This test's peers on 127.0.47.x: each with the API token, certificates
+/// that expire within seconds and DNS on :5347.
+struct Peers(UpProcs);
 
 impl Peers {
     fn new(name: &str) -> Peers {
-        let dir = std::env::temp_dir().join(format!("shoal-apitls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Peers {
-            dir,
-            children: Vec::new(),
-        }
+        Peers(UpProcs::new(47, "apitls", &format!("apitls-{name}")))
     }
 
     /// Starts `shoal up` for peer `n` on 127.0.47.n with `extra` flags.
     fn up(&mut self, n: u8, extra: &[&str]) -> PathBuf {
-        let ip = format!("127.0.47.{n}");
-        let data = self.dir.join(format!("peer{n}"));
-        let log = std::fs::File::create(self.dir.join(format!("peer{n}.log"))).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        command
-            .args(["up", "--listen", &format!("{ip}:7946")])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .args(["--service-address", &ip, "--dns-port", "5347"])
-            .args(["--api-token", API_TOKEN, "--cert-validity", CERT_VALIDITY])
-            .args(["--name", &format!("apitls-{n}")])
-            .args(extra)
-            .env_remove("SHOAL_JOIN_TOKEN")
-            .env("SHOAL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.children.push(command.spawn().expect("start shoal up"));
-        data
-    }
-
-    fn log(&self, n: u8) -> String {
-        std::fs::read_to_string(self.dir.join(format!("peer{n}.log"))).unwrap_or_default()
+        let common = [
+            "--dns-port",
+            "5347",
+            "--api-token",
+            API_TOKEN,
+            "--cert-validity",
+            CERT_VALIDITY,
+        ];
+        self.0.up(n, &[&common[..], extra].concat())
     }
 
     /// Runs the CLI until it succeeds and shows `want`; on timeout the
@@ -71,7 +56,7 @@ impl Peers {
                 return said;
             }
             if Instant::now() >= deadline {
-                let logs: String = (1..=self.children.len() as u8)
+                let logs: String = (1..=self.len() as u8)
                     .map(|n| format!("--- peer {n} log:\n{}\n", self.log(n)))
                     .collect();
                 panic!(
@@ -84,43 +69,16 @@ impl Peers {
     }
 }
 
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-        }
-        for child in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+impl std::ops::Deref for Peers {
+    type Target = UpProcs;
+    fn deref(&self) -> &UpProcs {
+        &self.0
     }
 }
 
 /// The CLI with the API token and no TLS settings from the environment.
 fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_API_TOKEN", API_TOKEN)
-        .env_remove("SHOAL_CA_FILE")
-        .env_remove("SHOAL_INSECURE_SKIP_TLS_VERIFY")
-        .env_remove("SHOAL_SERVER")
-        .output()
-        .expect("run shoal")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    shoal_cli(Some(API_TOKEN), args)
 }
 
 /// A plain HTTP/1.0 GET with the API token; the whole answer.
@@ -138,12 +96,6 @@ fn plain_get(addr: &str, path: &str) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer
-}
-
-fn join_token(data: &Path) -> String {
-    let text = std::fs::read_to_string(data.join("node.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["identity"]["token"].as_str().unwrap().to_owned()
 }
 
 const RC: &str = "apiVersion: v1

@@ -15,116 +15,44 @@
 //!
 //! No container is started: RCs have zero replicas.
 
+mod up_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use up_support::{UpProcs, join_token, kubectl_present, shoal_cli, text, wait_until};
 
 const ADMIN: &str = "api-tokens-test-admin-0123456789";
 
-struct Peers {
-    dir: PathBuf,
-    children: Vec<Child>,
-}
+/// This test's peers on 127.0.61.x: each with its API on :7070, the admin
+/// token and DNS on :5361.
+struct Peers(UpProcs);
 
 impl Peers {
     fn new(name: &str) -> Peers {
-        let dir = std::env::temp_dir().join(format!("shoal-tokens-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Peers {
-            dir,
-            children: Vec::new(),
-        }
+        Peers(UpProcs::new(61, "tokens", &format!("tokens-{name}")))
     }
 
     /// Starts peer `n` on 127.0.61.n, API on :7070, with `extra` flags.
     fn up(&mut self, n: u8, extra: &[&str]) -> PathBuf {
-        let ip = format!("127.0.61.{n}");
-        let data = self.dir.join(format!("peer{n}"));
-        let log = std::fs::File::create(self.dir.join(format!("peer{n}.log"))).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        command
-            .args(["up", "--listen", &format!("{ip}:7946")])
-            .args(["--api", &format!("{ip}:7070")])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .args(["--service-address", &ip, "--dns-port", "5361"])
-            .args(["--api-token", ADMIN])
-            .args(["--name", &format!("tokens-{n}")])
-            .args(extra)
-            .env_remove("SHOAL_JOIN_TOKEN")
-            .env_remove("SHOAL_API_TOKEN")
-            .env("SHOAL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.children.push(command.spawn().expect("start shoal up"));
-        data
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
+        let api = format!("{}:7070", self.ip(n));
+        let common = ["--api", &api, "--dns-port", "5361", "--api-token", ADMIN];
+        self.0.up(n, &[&common[..], extra].concat())
     }
 }
 
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-        }
-        for child in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+impl std::ops::Deref for Peers {
+    type Target = UpProcs;
+    fn deref(&self) -> &UpProcs {
+        &self.0
     }
 }
 
 /// The CLI with `token` as its API token and nothing from the environment.
 fn shoal(token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env("SHOAL_API_TOKEN", token)
-        .env_remove("SHOAL_CA_FILE")
-        .env_remove("SHOAL_INSECURE_SKIP_TLS_VERIFY")
-        .env_remove("SHOAL_SERVER")
-        .output()
-        .expect("run shoal")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn join_token(data: &Path) -> String {
-    let text = std::fs::read_to_string(data.join("node.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["identity"]["token"].as_str().unwrap().to_owned()
+    shoal_cli(Some(token), args)
 }
 
 /// `token create` through `server` with the admin token: the secret.
@@ -350,15 +278,6 @@ fn a_read_only_token_reads_everywhere_and_is_refused_writes_revocation_and_expir
             .status
             .success()
     );
-}
-
-fn kubectl_present() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 #[test]

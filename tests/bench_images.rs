@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bench_support::{loadavg, machine, met};
-use cluster_support::{Cluster, hello_rc, http, ok, wait_until};
+use cluster_support::{Cluster, hello_rc, http, ok, sh, wait_until};
 
 const SMALL: &str = "shoal-test/hello:1.0";
 const BIG: &str = "shoal-bench/big:1.0";
@@ -74,15 +74,6 @@ fn image_size_mb(image: &str) -> f64 {
     );
     let bytes: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     bytes / 1e6
-}
-
-fn sh(script: &str) {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Machines `holders` hold `image` (copied from the machine's engine); the

@@ -6,7 +6,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, ok, wait_until};
+use cluster_support::{Cluster, hello_rc, http_get, ok, wait_until};
 
 fn rc_field(cluster: &Cluster, i: usize, rc: &str, field: &str) -> Option<serde_json::Value> {
     let rcs = cluster.try_get_json(i, "rc")?;
@@ -14,16 +14,6 @@ fn rc_field(cluster: &Cluster, i: usize, rc: &str, field: &str) -> Option<serde_
         .iter()
         .find(|r| r["name"] == rc)
         .map(|r| r[field].clone())
-}
-
-fn http_get(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 #[test]

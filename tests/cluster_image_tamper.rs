@@ -9,38 +9,13 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, ok, wait_until};
+use cluster_support::images::image_id;
+use cluster_support::{Cluster, hello_rc, ok, sh, wait_until};
 use serde_json::Value;
 
 const IMAGE: &str = "shoal-test/hello:1.0";
 /// See src/shell/images/tamper.rs.
 const TAMPER_ENV: &str = "SHOAL_TEST_TAMPER_IMAGE_STREAM";
-
-/// The ID engine `i` holds `reference` as, if it holds it.
-fn image_id(cluster: &Cluster, i: usize, reference: &str) -> Option<String> {
-    let out = cluster
-        .engine(i)
-        .docker()
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .output()
-        .expect("docker image inspect");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn sh(script: &str) {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The pod of `rc` as peer `i` reports it.
 fn pod(cluster: &Cluster, i: usize, rc: &str) -> Option<Value> {

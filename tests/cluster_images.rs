@@ -10,38 +10,12 @@ mod cluster_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, ok, wait_until};
+use cluster_support::images::{image_id, remove_image};
+use cluster_support::{Cluster, hello_rc, ok, sh, wait_until};
 use shoal::shell::images::wire::{FetchRequest, REFUSED, SIZED};
 use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
 
 const IMAGE: &str = "shoal-test/hello:1.0";
-
-/// The ID engine `i` holds `reference` as, if it holds it.
-fn image_id(cluster: &Cluster, i: usize, reference: &str) -> Option<String> {
-    let out = cluster
-        .engine(i)
-        .docker()
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .output()
-        .expect("docker image inspect");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn remove_image(cluster: &Cluster, i: usize, reference: &str) {
-    let out = cluster
-        .engine(i)
-        .docker()
-        .args(["image", "rm", reference])
-        .output()
-        .expect("docker image rm");
-    assert!(
-        out.status.success(),
-        "docker image rm {reference} on machine {i}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Asks the peer at `to` for `reference` as `id`, as a member would (a
 /// transport holding the cluster's join token); returns the answer's
@@ -164,19 +138,6 @@ fn docker(cluster: &Cluster, i: usize, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn sh(script: &str) {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Labels the images tests build, so that they can be told apart and removed.

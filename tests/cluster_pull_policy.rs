@@ -9,22 +9,10 @@ mod cluster_support;
 
 use std::time::Duration;
 
+use cluster_support::images::image_id;
 use cluster_support::{Cluster, hello_rc, ok, wait_until};
 
 const IMAGE: &str = "shoal-test/hello:1.0";
-
-/// The ID engine `i` holds `reference` as, if it holds it.
-fn image_id(cluster: &Cluster, i: usize, reference: &str) -> Option<String> {
-    let out = cluster
-        .engine(i)
-        .docker()
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .output()
-        .expect("docker image inspect");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
 
 /// `hello_rc` with an explicit `imagePullPolicy`.
 fn rc_with_policy(name: &str, replicas: u32, policy: &str) -> String {

@@ -7,7 +7,7 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, hello_rc_probed, ok, wait_until};
+use cluster_support::{Cluster, hello_rc, hello_rc_probed, http_get, ok, wait_until};
 
 /// A NodePort service for the hello RC, its target the container port
 /// named `http` (port 80 of the test image).
@@ -24,16 +24,6 @@ spec:
       port: 8080
       targetPort: http
 ";
-
-fn http_get(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
-}
 
 /// `(ready, total)` endpoints of service `name` as peer `i` shows them.
 fn endpoint_counts(cluster: &Cluster, i: usize, name: &str) -> Option<(u64, u64)> {

@@ -7,6 +7,7 @@
 //! Debian's `kubernetes-client` where none is present).
 
 mod cluster_support;
+mod up_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,19 +15,11 @@ use std::time::Duration;
 
 use cluster_support::{Cluster, ok, wait_until};
 use serde_json::Value;
+use up_support::kubectl_present;
 
 /// Our loopback range: 127.0.48.x.
 const SUBNET: u8 = 48;
 const PEERS: usize = 3;
-
-fn kubectl_present() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// kubectl pointed at peer `i` with a kubeconfig `shoal kubeconfig` wrote,
 /// and a discovery cache of its own (never the user's ~/.kube).

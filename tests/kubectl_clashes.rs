@@ -5,23 +5,16 @@
 //! message, when kubectl is absent.
 
 mod cluster_support;
+mod up_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use cluster_support::{Cluster, ok};
+use up_support::kubectl_present;
 
 /// Our loopback range: 127.0.91.x.
 const SUBNET: u8 = 91;
-
-fn kubectl_present() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn kubectl(config: &Path, cache: &Path, args: &[&str]) -> Output {
     Command::new("kubectl")

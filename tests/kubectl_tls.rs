@@ -8,103 +8,53 @@
 //! with zero replicas is enough to show writes and reads through kubectl).
 //! Skipped, with a message, when kubectl is absent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod up_support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 use shoal_gossip::quic::{ClusterIssuer, JoinToken};
+use up_support::{UpProcs, join_token, kubectl_present, shoal_cli, wait_until};
 
 const API_TOKEN: &str = "kube-tls-test-token-0123456789";
 
-fn kubectl_present() -> bool {
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// `shoal up` processes of this test, killed and cleaned up on drop.
-struct Peers {
-    dir: PathBuf,
-    children: Vec<Child>,
-}
+/// This test's peers on 127.0.49.x: each with its API on :7070 over TLS,
+/// the API token and DNS on :5349.
+struct Peers(UpProcs);
 
 impl Peers {
     fn new() -> Peers {
-        let dir = std::env::temp_dir().join(format!("shoal-kubetls-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Peers {
-            dir,
-            children: Vec::new(),
-        }
+        Peers(UpProcs::new(49, "kubetls", "kubetls"))
     }
 
     /// Starts peer `n` on 127.0.49.n with its API on :7070 over TLS.
     fn up(&mut self, n: u8, extra: &[&str]) -> PathBuf {
-        let ip = format!("127.0.49.{n}");
-        let data = self.dir.join(format!("peer{n}"));
-        let log = std::fs::File::create(self.dir.join(format!("peer{n}.log"))).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-        command
-            .args(["up", "--listen", &format!("{ip}:7946")])
-            .args(["--api", &format!("{ip}:7070"), "--api-tls"])
-            .args(["--api-token", API_TOKEN])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .args(["--service-address", &ip, "--dns-port", "5349"])
-            .args(["--name", &format!("kubetls-{n}")])
-            .args(extra)
-            .env_remove("SHOAL_JOIN_TOKEN")
-            .env("SHOAL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.children.push(command.spawn().expect("start shoal up"));
-        data
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
+        let api = format!("{}:7070", self.ip(n));
+        let common = [
+            "--api",
+            &api,
+            "--api-tls",
+            "--api-token",
+            API_TOKEN,
+            "--dns-port",
+            "5349",
+        ];
+        self.0.up(n, &[&common[..], extra].concat())
     }
 }
 
-impl Drop for Peers {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-        }
-        for child in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+impl std::ops::Deref for Peers {
+    type Target = UpProcs;
+    fn deref(&self) -> &UpProcs {
+        &self.0
     }
 }
 
 /// The CLI with no server, token or TLS settings from the environment.
 fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .env_remove("SHOAL_API_TOKEN")
-        .env_remove("SHOAL_CA_FILE")
-        .env_remove("SHOAL_INSECURE_SKIP_TLS_VERIFY")
-        .env_remove("SHOAL_SERVER")
-        .output()
-        .expect("run shoal")
+    shoal_cli(None, args)
 }
 
 fn stdout(output: &Output) -> String {
@@ -160,26 +110,6 @@ fn assert_quiet(args: &[&str], out: &Output) {
         .any(|w| lower.contains(w));
         assert!(!noisy, "kubectl {} printed: {line}\n{text}", args.join(" "));
     }
-}
-
-/// Retries `check` every half second until it holds or `within` passes.
-fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn join_token(data: &Path) -> String {
-    let text = std::fs::read_to_string(data.join("node.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["identity"]["token"].as_str().unwrap().to_owned()
 }
 
 /// `certificate-authority-data` as a kubeconfig holds it (base64).

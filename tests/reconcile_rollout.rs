@@ -2,38 +2,28 @@
 //! reported state, and the rollout paces itself one replica at a time. With
 //! surge, the surge slot's new pod serves before any old replica leaves.
 
+mod reconcile_support;
+
 use std::collections::BTreeMap;
 
 use shoal::placement::Assignment;
 use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodStatus};
-use shoal_crdt_state::spec::{
-    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
-    UpdateStrategy,
-};
+use shoal_crdt_state::spec::{Allowance, RcSpec, TemplateHash, UpdateStrategy};
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
+/// RC `web` as the scenarios build it, with a short grace period and the
+/// rollout's surge and unavailable counts.
 fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpec {
-    RcSpec {
-        name: "web".into(),
-        replicas,
-        selector: BTreeMap::new(),
-        template: PodTemplate {
-            labels: BTreeMap::new(),
-            containers: vec![ContainerSpec::new("main", image)],
-            node_selector: BTreeMap::new(),
-            restart_policy: RestartPolicy::Always,
-            termination_grace_period_secs: 1,
-        },
-        update_strategy: UpdateStrategy {
-            max_surge: Allowance::Count(max_surge),
-            max_unavailable: Allowance::Count(max_unavailable),
-            ..UpdateStrategy::default()
-        },
-        partition_policy: PartitionPolicy::default(),
-        paused: false,
-    }
+    let mut spec = reconcile_support::rc("web", replicas, image);
+    spec.template.termination_grace_period_secs = 1;
+    spec.update_strategy = UpdateStrategy {
+        max_surge: Allowance::Count(max_surge),
+        max_unavailable: Allowance::Count(max_unavailable),
+        ..UpdateStrategy::default()
+    };
+    spec
 }
 
 fn pod(index: u32) -> PodId {

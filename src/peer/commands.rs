@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
+use shoal_crdt_state::manifest::validate;
 use shoal_crdt_state::service::ServiceSpec;
 use shoal_crdt_state::{LastApplied, StateError, image_ref, service_checks};
 
@@ -25,11 +25,7 @@ impl Peer {
                 self.apply_rc(&spec, &LastApplied::Set(last_applied), stamp)?
             }
             Command::Scale { name, replicas } => {
-                if replicas > MAX_REPLICAS {
-                    return Err(CommandError::Invalid(format!(
-                        "replicas {replicas} is more than the {MAX_REPLICAS} one RC may declare"
-                    )));
-                }
+                validate::replicas(replicas).map_err(CommandError::Invalid)?;
                 let delta = self
                     .state
                     .desired

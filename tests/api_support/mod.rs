@@ -196,6 +196,12 @@ fn answer(cluster: &mut testing::Cluster, i: usize, source: &mut SnapshotSource,
     }
 }
 
+/// An HTTP client for the test APIs on 127.0.0.1: never through a proxy
+/// that the environment names.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 /// Polls `check` every 50 ms until it returns true, for at most `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where

@@ -17,6 +17,7 @@ mod builder;
 mod engines;
 mod ground_truth;
 mod host;
+pub mod images;
 mod machines;
 
 pub use engines::NodeEngine;
@@ -459,6 +460,18 @@ fn iptables(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `GET /` of a pod's page at `addr` (a node port, a service address): the
+/// whole answer, head and body, or `None` when nothing answers within 3 s.
+pub fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
 /// One HTTP/1.0 request over a plain `TcpStream` with short timeouts (no
 /// CLI process per call), for polling a peer's API every few milliseconds.
 /// Returns the status code and body, or `None` when the peer does not answer.
@@ -498,6 +511,17 @@ pub fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `script` with `sh -c` on this machine; fails the test, with the
+/// script's stderr, if it fails.
+pub fn sh(script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `check` every 200 ms until it holds or `timeout` passes.

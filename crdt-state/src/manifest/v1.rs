@@ -157,18 +157,13 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
         None => None,
     };
     let template = template?;
-    let (selector, line) = match selector {
-        Some((s, line)) if !s.is_empty() => (s, line),
-        // Kubernetes defaults an absent or empty selector to the template labels.
-        _ => (template.labels.clone(), spec.line),
-    };
-    validate::selector_matches(
+    let selector = validate::rc_selector(
         ctx,
-        &selector,
+        selector,
         &template.labels,
+        spec.line,
         &selector_path,
         &labels_path,
-        line,
     );
 
     if ctx.error_count() > errors_before {

@@ -100,18 +100,14 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
     let selector = optional(desired, "replicaSelector")
         .map(|n| (string_map(ctx, n, &selector_path, true), n.line));
     let template = template?;
-    let (selector, line) = match selector {
-        Some((s, line)) if !s.is_empty() => (s, line),
-        _ => (template.labels.clone(), desired.line),
-    };
     let labels_path = join(&template_path, "labels");
-    validate::selector_matches(
+    let selector = validate::rc_selector(
         ctx,
-        &selector,
+        selector,
         &template.labels,
+        desired.line,
         &selector_path,
         &labels_path,
-        line,
     );
 
     if ctx.error_count() > errors_before {

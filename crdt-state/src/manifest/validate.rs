@@ -9,6 +9,18 @@ use crate::spec::{ContainerSpec, Labels, Protocol};
 /// Most replicas one RC may ask for: more is a typo, not a plan.
 pub const MAX_REPLICAS: u32 = 100_000;
 
+/// The rule for a replica count that comes without a manifest (`scale`
+/// through the API or a peer command): at most [`MAX_REPLICAS`]. One
+/// message for every door, so a user sees the same refusal everywhere.
+pub fn replicas(replicas: u32) -> Result<(), String> {
+    if replicas > MAX_REPLICAS {
+        return Err(format!(
+            "replicas must be between 0 and {MAX_REPLICAS}, not {replicas}"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a DNS-1123 label (RFC 1123): what RC and container names must be.
 pub fn dns1123_label(name: &str) -> Result<(), String> {
     let fix = "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (e.g. \"hello-controller\")";
@@ -97,6 +109,33 @@ fn label_name(name: &str) -> Result<(), String> {
 pub fn show_labels(labels: &Labels) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     format!("{{{}}}", inner.join(", "))
+}
+
+/// An RC's selector in either manifest version: the one written (with its
+/// line) or, absent or empty, the template's labels, as Kubernetes defaults
+/// it (reported at `spec_line`); either way it must pass
+/// [`selector_matches`].
+pub(crate) fn rc_selector(
+    ctx: &mut Ctx,
+    written: Option<(Labels, Option<usize>)>,
+    template_labels: &Labels,
+    spec_line: Option<usize>,
+    selector_path: &str,
+    labels_path: &str,
+) -> Labels {
+    let (selector, line) = match written {
+        Some((s, line)) if !s.is_empty() => (s, line),
+        _ => (template_labels.clone(), spec_line),
+    };
+    selector_matches(
+        ctx,
+        &selector,
+        template_labels,
+        selector_path,
+        labels_path,
+        line,
+    );
+    selector
 }
 
 /// The Kubernetes API server's rule: a non-empty selector whose every

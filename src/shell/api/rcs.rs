@@ -73,13 +73,8 @@ pub(super) async fn scale(
 ) -> Result<Json<CommandResponse>, ApiError> {
     let ack = WaitQuery::ack(query)?;
     let Json(ScaleRequest { replicas }) = body?;
-    let max = manifest::validate::MAX_REPLICAS;
-    if replicas > max {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("replicas must be between 0 and {max}, not {replicas}"),
-        ));
-    }
+    manifest::validate::replicas(replicas)
+        .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
     let outcome = state
         .handle
         .command_with(

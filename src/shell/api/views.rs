@@ -27,9 +27,9 @@ use super::models::{
 };
 use crate::shell::handle::Snapshot;
 
-/// SWIM's word for `node` in this view: Alive, Suspect, Down or Unknown.
-/// A node with several identities (restarts) takes its most alive one.
-pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
+/// SWIM's state for `node` in this view (`None`: never seen). A node with
+/// several identities (restarts) takes its most alive one.
+fn member_state(snapshot: &Snapshot, node: NodeId) -> Option<MemberState> {
     let mut best: Option<MemberState> = None;
     for entry in snapshot.members.get(node) {
         best = Some(match (best, entry.state) {
@@ -38,7 +38,12 @@ pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
             _ => MemberState::Down,
         });
     }
-    match best {
+    best
+}
+
+/// SWIM's word for `node` in this view: Alive, Suspect, Down or Unknown.
+pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
+    match member_state(snapshot, node) {
         Some(MemberState::Alive) => "Alive",
         Some(MemberState::Suspect) => "Suspect",
         Some(MemberState::Down) => "Down",
@@ -46,9 +51,10 @@ pub fn node_state(snapshot: &Snapshot, node: NodeId) -> &'static str {
     }
 }
 
-/// True when the node's reports count (alive or suspect in SWIM's view).
+/// True when the node's reports count: SWIM's own rule,
+/// [`MemberState::is_active`] (alive or suspect).
 pub fn node_active(snapshot: &Snapshot, node: NodeId) -> bool {
-    matches!(node_state(snapshot, node), "Alive" | "Suspect")
+    member_state(snapshot, node).is_some_and(MemberState::is_active)
 }
 
 /// Whether a pod is shown ready, given its node's [`node_state`] and the
