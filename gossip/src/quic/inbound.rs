@@ -281,7 +281,9 @@ async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStrea
 pub(crate) const FRAME_READ_STEP: usize = 64 * 1024;
 
 /// The next frame of a push stream; `None` at a clean end (between frames).
-async fn read_frame<R>(recv: &mut R, limit: usize) -> Result<Option<Bytes>, String>
+/// Public as `quic::read_push_frame` so that Shoal's fuzz target reads a
+/// push stream exactly as the transport does.
+pub async fn read_frame<R>(recv: &mut R, limit: usize) -> Result<Option<Bytes>, String>
 where
     R: tokio::io::AsyncRead + Unpin,
 {
