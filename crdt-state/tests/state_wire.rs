@@ -328,5 +328,8 @@ fn the_decode_limit_follows_the_input_not_the_callers_ceiling() {
     // A real string of that length, carried whole, decodes.
     let text = "x".repeat(100 << 10);
     let bytes = wire::encode(&text).unwrap();
-    assert_eq!(wire::decode::<String>(&bytes, MAX_FILE_BYTES).unwrap(), text);
+    assert_eq!(
+        wire::decode::<String>(&bytes, MAX_FILE_BYTES).unwrap(),
+        text
+    );
 }

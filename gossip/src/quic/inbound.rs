@@ -412,7 +412,10 @@ mod tests {
             stall: false,
         };
         let err = read_frame(&mut peer, LIMIT).await.unwrap_err();
-        assert_eq!(err, format!("stream ended inside a frame: 10 of {LIMIT} bytes"));
+        assert_eq!(
+            err,
+            format!("stream ended inside a frame: 10 of {LIMIT} bytes")
+        );
     }
 
     #[tokio::test]
@@ -426,7 +429,10 @@ mod tests {
             stall: false,
         };
         assert_eq!(read_frame(&mut peer, LIMIT).await.unwrap().unwrap(), big);
-        assert_eq!(read_frame(&mut peer, LIMIT).await.unwrap().unwrap(), &b"abc"[..]);
+        assert_eq!(
+            read_frame(&mut peer, LIMIT).await.unwrap().unwrap(),
+            &b"abc"[..]
+        );
         assert_eq!(read_frame(&mut peer, LIMIT).await.unwrap(), None);
         let mut over = Peer {
             data: framed(LIMIT + 1, b""),

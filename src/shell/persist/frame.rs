@@ -302,6 +302,9 @@ mod tests {
                 len: u32::MAX as usize
             }
         );
-        assert!(err.to_string().contains(&format!("at byte {second}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("at byte {second}")),
+            "{err}"
+        );
     }
 }
