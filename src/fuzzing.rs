@@ -42,6 +42,10 @@ pub const TARGETS: &[Target] = &[
         run: sync_message,
     },
     Target {
+        name: "sync_push_stream",
+        run: sync_push_stream,
+    },
+    Target {
         name: "state_file",
         run: state_file,
     },
@@ -130,6 +134,23 @@ pub fn swim_datagram(data: &[u8]) {
 pub fn sync_message(data: &[u8]) {
     let mut peer = fresh_peer();
     peer.handle_sync(START, addr(1), data);
+    settle(&mut peer);
+}
+
+/// A push stream of sync messages (each behind its 4-byte length), read
+/// frame by frame by the transport's own reader, each frame into one peer
+/// core, until the stream ends or a frame is refused.
+pub fn sync_push_stream(data: &[u8]) {
+    use futures_util::FutureExt;
+    let mut peer = fresh_peer();
+    let mut stream = data;
+    // A slice never makes a read wait: each read completes at once.
+    while let Some(Ok(Some(frame))) =
+        shoal_gossip::quic::read_push_frame(&mut stream, wire::MAX_MESSAGE_BYTES).now_or_never()
+    {
+        peer.handle_sync(START, addr(1), &frame);
+        while peer.poll_output().is_some() {}
+    }
     settle(&mut peer);
 }
 
@@ -255,6 +276,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // Distinct shapes only: the first few of each kind and the largest.
     let mut datagrams = 0;
     let mut syncs = 0;
+    // Push streams: consecutive sync messages, framed as the sender does.
+    let mut stream = Vec::new();
+    for bytes in traffic.iter().filter_map(|item| match item {
+        Recorded::Sync(bytes) => Some(bytes),
+        _ => None,
+    }) {
+        stream.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        stream.extend_from_slice(bytes);
+        if stream.len() > 16 * 1024 {
+            out.push(("sync_push_stream", std::mem::take(&mut stream)));
+        }
+    }
+    if !stream.is_empty() {
+        out.push(("sync_push_stream", stream));
+    }
     for item in &traffic {
         match item {
             Recorded::Datagram(bytes) if datagrams < 24 => {

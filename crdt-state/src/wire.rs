@@ -7,10 +7,13 @@
 //! - the input may be at most `limit` bytes (checked before any decoding):
 //!   [`MAX_MESSAGE_BYTES`] for anything from the network, [`MAX_FILE_BYTES`]
 //!   for what a peer reads back from its own disk;
-//! - bincode itself runs with the caller's limit (rounded up to a tier, at
-//!   most [`MAX_FILE_BYTES`]): it allocates a string of the declared length
-//!   before reading it, so a declared length bounds what one message can
-//!   make a receiver allocate only through that limit;
+//! - bincode itself runs with a limit proportional to the input: the
+//!   smaller of [`CLAIM_PER_BYTE`] times the input's length and the
+//!   caller's limit, rounded up to a tier ([`decode_limit`]). bincode
+//!   allocates a string of the declared length before reading it, so this
+//!   limit is what bounds the memory a hostile length prefix costs: a
+//!   100-byte message cannot ask for more than 4 KiB, a 1 KiB file record
+//!   no more than 32 KiB, whatever the caller's limit;
 //! - an unknown version byte, bytes after the value, truncation or garbage
 //!   all come back as a [`WireError`] saying which — never a panic.
 //!
@@ -75,9 +78,43 @@ pub enum WireError {
     Encode(String),
 }
 
-/// Decode limits below the ceiling: a small request, a broadcast or
-/// request, a network message.
-const TIERS: [usize; 3] = [4 * 1024, 64 * 1024, MAX_MESSAGE_BYTES];
+/// What bincode may claim per input byte. bincode counts ("claims") the
+/// in-memory size of what it decodes: 8 bytes for a `u64` that took one
+/// varint byte, the declared length of a string before reading it. A valid
+/// encoding of Shoal's types claims at most 8 bytes per input byte (a
+/// one-byte varint decoded into a `u64`); 16 leaves room for a `u128`.
+pub const CLAIM_PER_BYTE: usize = 16;
+
+/// The limits bincode can run with (its limit is a type parameter, so a
+/// fixed list): steps of 8, and the network message limit, up to the
+/// ceiling. The tier chosen is at most 8 times the input's allowance, so
+/// an input costs at most 4 KiB or 128 times its length.
+const TIERS: [usize; 7] = [
+    4 * 1024,
+    32 * 1024,
+    256 * 1024,
+    2 * 1024 * 1024,
+    MAX_MESSAGE_BYTES,
+    64 * 1024 * 1024,
+    MAX_FILE_BYTES,
+];
+
+/// The bincode limit for an input of `input_len` bytes whose caller allows
+/// `limit`: the smallest tier holding [`CLAIM_PER_BYTE`] times the input
+/// or the caller's limit, whichever is smaller. A tiny message never runs
+/// with a large caller limit; a large one never with more than the caller
+/// allows (rounded up to a tier).
+pub fn decode_limit(input_len: usize, limit: usize) -> usize {
+    let want = input_len
+        .saturating_mul(CLAIM_PER_BYTE)
+        .min(limit)
+        .min(MAX_FILE_BYTES);
+    TIERS
+        .iter()
+        .copied()
+        .find(|&tier| tier >= want)
+        .unwrap_or(MAX_FILE_BYTES)
+}
 
 fn tier<const LIMIT: usize>() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<LIMIT>()
@@ -85,6 +122,13 @@ fn tier<const LIMIT: usize>() -> impl bincode::config::Config {
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FILE_BYTES>()
+}
+
+fn decode_with<T: DeserializeOwned, C: bincode::config::Config>(
+    payload: &[u8],
+    config: C,
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice::<T, _>(payload, config)
 }
 
 /// Encode `value` in the current envelope.
@@ -129,16 +173,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Wire
     }
     // bincode allocates a string or byte vector of the length the input
     // declares before it reads it (found by fuzzing: a 9-byte message held
-    // 106 MB), up to its limit: so the limit is the caller's, rounded up to
-    // a tier, not the ceiling.
-    let decoded = if limit <= TIERS[0] {
-        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[0] }>())
-    } else if limit <= TIERS[1] {
-        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[1] }>())
-    } else if limit <= TIERS[2] {
-        bincode::serde::decode_from_slice::<T, _>(payload, tier::<{ TIERS[2] }>())
-    } else {
-        bincode::serde::decode_from_slice::<T, _>(payload, config())
+    // 106 MB, a 34-byte log record 218 MB): so its limit follows the
+    // input's length, not the caller's ceiling.
+    let decoded = match decode_limit(bytes.len(), limit) {
+        l if l <= TIERS[0] => decode_with::<T, _>(payload, tier::<{ TIERS[0] }>()),
+        l if l <= TIERS[1] => decode_with::<T, _>(payload, tier::<{ TIERS[1] }>()),
+        l if l <= TIERS[2] => decode_with::<T, _>(payload, tier::<{ TIERS[2] }>()),
+        l if l <= TIERS[3] => decode_with::<T, _>(payload, tier::<{ TIERS[3] }>()),
+        l if l <= TIERS[4] => decode_with::<T, _>(payload, tier::<{ TIERS[4] }>()),
+        l if l <= TIERS[5] => decode_with::<T, _>(payload, tier::<{ TIERS[5] }>()),
+        _ => decode_with::<T, _>(payload, config()),
     };
     let (value, used) = decoded.map_err(|e| WireError::Malformed(e.to_string()))?;
     if used != payload.len() {

@@ -312,3 +312,33 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
     let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
     assert!(err.to_string().contains("writer #0"), "{err}");
 }
+
+#[test]
+fn the_decode_limit_follows_the_input_not_the_callers_ceiling() {
+    use shoal_crdt_state::wire::{MAX_FILE_BYTES, decode_limit};
+    // A tiny message cannot ask for more than the smallest tier...
+    assert_eq!(decode_limit(10, MAX_FILE_BYTES), 4 * 1024);
+    // ...a larger one for at most a tier above 16 bytes per input byte...
+    assert_eq!(decode_limit(1_000, MAX_FILE_BYTES), 32 * 1024);
+    assert_eq!(decode_limit(100_000, MAX_FILE_BYTES), 2 * 1024 * 1024);
+    // ...and none for more than its caller allows.
+    assert_eq!(decode_limit(4 << 20, MAX_MESSAGE_BYTES), MAX_MESSAGE_BYTES);
+    assert_eq!(decode_limit(usize::MAX, usize::MAX), MAX_FILE_BYTES);
+    // A 20-byte message declaring a 100 KiB string is refused at the
+    // limit, before the string is allocated, even under the file ceiling.
+    let mut bytes = vec![WIRE_VERSION, 0xFD];
+    bytes.extend_from_slice(&(100u64 << 10).to_le_bytes());
+    bytes.extend_from_slice(b"0123456789");
+    let err = wire::decode::<String>(&bytes, MAX_FILE_BYTES).unwrap_err();
+    assert!(
+        matches!(&err, WireError::Malformed(m) if m.contains("Limit")),
+        "{err}"
+    );
+    // A real string of that length, carried whole, decodes.
+    let text = "x".repeat(100 << 10);
+    let bytes = wire::encode(&text).unwrap();
+    assert_eq!(
+        wire::decode::<String>(&bytes, MAX_FILE_BYTES).unwrap(),
+        text
+    );
+}

@@ -102,13 +102,19 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// Runs `work`; returns the peak bytes it held (on this thread) above what
+/// was held before.
+pub fn peak_of(work: impl FnOnce()) -> usize {
+    let before = CURRENT.with(Cell::get);
+    PEAK.with(|peak| peak.set(before));
+    work();
+    (PEAK.with(Cell::get) - before).max(0) as usize
+}
+
 /// Runs `target` on `data`; returns the peak bytes it held above what was
 /// held before. Panics (a finding) when that passes [`budget`].
 pub fn run_checked(target: Target, data: &[u8]) -> usize {
-    let before = CURRENT.with(Cell::get);
-    PEAK.with(|peak| peak.set(before));
-    (target.run)(data);
-    let peak = (PEAK.with(Cell::get) - before).max(0) as usize;
+    let peak = peak_of(|| (target.run)(data));
     assert!(
         peak <= budget(data.len()),
         "{}: an input of {} bytes held {peak} bytes at its peak (budget {})",

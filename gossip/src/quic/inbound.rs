@@ -275,19 +275,43 @@ async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStrea
     }
 }
 
+/// How much a frame's buffer grows per step: it grows only as the bytes
+/// arrive, so a peer that announces a frame of the limit's size and sends
+/// ten bytes costs about this much, not the limit.
+pub(crate) const FRAME_READ_STEP: usize = 64 * 1024;
+
 /// The next frame of a push stream; `None` at a clean end (between frames).
-async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Bytes>, String> {
+/// Public as `quic::read_push_frame` so that Shoal's fuzz target reads a
+/// push stream exactly as the transport does.
+pub async fn read_frame<R>(recv: &mut R, limit: usize) -> Result<Option<Bytes>, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut body = Vec::new();
+    Ok(read_frame_into(recv, limit, &mut body)
+        .await?
+        .then(|| Bytes::from(body)))
+}
+
+/// [`read_frame`] into `body` (cleared first); `false` at a clean end.
+/// The buffer is the caller's so that a test can see what a stalled frame
+/// holds.
+async fn read_frame_into<R>(recv: &mut R, limit: usize, body: &mut Vec<u8>) -> Result<bool, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
     let mut header = [0u8; super::streams::FRAME_HEADER];
     let mut got = 0;
     while got < header.len() {
         match recv.read(&mut header[got..]).await {
-            Ok(Some(n)) => got += n,
-            Ok(None) if got == 0 => return Ok(None),
-            Ok(None) => {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
                 return Err(format!(
                     "stream ended inside a frame header ({got} of 4 bytes)"
                 ));
             }
+            Ok(n) => got += n,
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -297,12 +321,125 @@ async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Bytes>
             "frame of {len} bytes exceeds the limit of {limit} bytes"
         ));
     }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(read) => {
-            format!("stream ended inside a frame: {read} of {len} bytes")
+    body.clear();
+    while body.len() < len {
+        let have = body.len();
+        let step = (len - have).min(FRAME_READ_STEP);
+        // Exact: growth by doubling would hold up to twice what arrived.
+        body.reserve_exact(step);
+        body.resize(have + step, 0);
+        let mut filled = have;
+        while filled < have + step {
+            match recv.read(&mut body[filled..have + step]).await {
+                Ok(0) => {
+                    body.truncate(filled);
+                    return Err(format!(
+                        "stream ended inside a frame: {filled} of {len} bytes"
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) => return Err(e.to_string()),
+            }
         }
-        quinn::ReadExactError::ReadError(e) => e.to_string(),
-    })?;
-    Ok(Some(Bytes::from(body)))
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    /// A peer's stream: `data`, then either the end or a stall (the peer
+    /// keeps the stream open and sends nothing more).
+    struct Peer {
+        data: Vec<u8>,
+        at: usize,
+        stall: bool,
+    }
+
+    impl AsyncRead for Peer {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let rest = &self.data[self.at..];
+            if rest.is_empty() && self.stall {
+                return Poll::Pending;
+            }
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn framed(announced: usize, sent: &[u8]) -> Vec<u8> {
+        let mut out = (announced as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(sent);
+        out
+    }
+
+    const LIMIT: usize = 8 << 20;
+
+    #[tokio::test]
+    async fn a_peer_announcing_8_mib_and_sending_10_bytes_costs_one_step_not_8_mib() {
+        let mut peer = Peer {
+            data: framed(LIMIT, &[7; 10]),
+            at: 0,
+            stall: true,
+        };
+        let mut body = Vec::new();
+        let read = read_frame_into(&mut peer, LIMIT, &mut body);
+        let stalled = tokio::time::timeout(Duration::from_millis(50), read).await;
+        assert!(stalled.is_err(), "the frame cannot complete");
+        assert!(
+            body.capacity() <= FRAME_READ_STEP,
+            "a stalled 10-byte frame holds {} bytes",
+            body.capacity()
+        );
+
+        // The same peer ending the stream instead: refused, with the count.
+        let mut peer = Peer {
+            data: framed(LIMIT, &[7; 10]),
+            at: 0,
+            stall: false,
+        };
+        let err = read_frame(&mut peer, LIMIT).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!("stream ended inside a frame: 10 of {LIMIT} bytes")
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_larger_than_a_step_arrive_whole_and_in_order() {
+        let big: Vec<u8> = (0..3 * FRAME_READ_STEP + 5).map(|i| i as u8).collect();
+        let mut data = framed(big.len(), &big);
+        data.extend(framed(3, b"abc"));
+        let mut peer = Peer {
+            data,
+            at: 0,
+            stall: false,
+        };
+        assert_eq!(read_frame(&mut peer, LIMIT).await.unwrap().unwrap(), big);
+        assert_eq!(
+            read_frame(&mut peer, LIMIT).await.unwrap().unwrap(),
+            &b"abc"[..]
+        );
+        assert_eq!(read_frame(&mut peer, LIMIT).await.unwrap(), None);
+        let mut over = Peer {
+            data: framed(LIMIT + 1, b""),
+            at: 0,
+            stall: false,
+        };
+        let err = read_frame(&mut over, LIMIT).await.unwrap_err();
+        assert!(err.contains("exceeds the limit"), "{err}");
+    }
 }

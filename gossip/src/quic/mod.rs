@@ -81,7 +81,7 @@ use tokio::sync::mpsc;
 
 pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use error::TransportError;
-pub use inbound::{InboundRequest, Responder};
+pub use inbound::{InboundRequest, Responder, read_frame as read_push_frame};
 pub use stats::TransportStats;
 pub use streams::ReplyStream;
 pub use tls::{ALPN, cluster_ca_certificate};

@@ -48,7 +48,25 @@ pub enum FrameError {
     Truncated { need: usize, have: usize },
     #[error("checksum mismatch: the file was edited or damaged")]
     Checksum,
+    #[error(
+        "record {record} (at byte {offset}) fails its checksum and more data follows it: \
+         the file was edited or damaged, not cut short by a crash"
+    )]
+    RecordChecksum { record: usize, offset: usize },
+    #[error(
+        "record {record} (at byte {offset}) declares {len} bytes, more than a record can hold \
+         ({MAX_RECORD_BYTES}): the file was edited or damaged"
+    )]
+    RecordTooLarge {
+        record: usize,
+        offset: usize,
+        len: usize,
+    },
 }
+
+/// The largest record the log accepts; a length prefix above it is
+/// damage, not a record a crash cut short (the writer never writes one).
+pub const MAX_RECORD_BYTES: usize = shoal_crdt_state::wire::MAX_FILE_BYTES;
 
 /// The header every file starts with.
 pub fn header(kind: FileKind) -> Vec<u8> {
@@ -113,46 +131,74 @@ pub fn log_record(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One record of a log file, with where it sits (for errors that point at
+/// it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    /// 1 for the first record.
+    pub number: usize,
+    /// Byte offset of its length prefix in the file.
+    pub offset: usize,
+    pub payload: &'a [u8],
+}
+
 /// The records of a log file (after its header), in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecords<'a> {
-    pub records: Vec<&'a [u8]>,
+    pub records: Vec<LogRecord<'a>>,
     /// Bytes after the last whole record: a write a crash interrupted. It
     /// was never acknowledged (acknowledgement waits for the fsync).
     pub torn_tail: usize,
 }
 
-/// Splits a log file into its records. A damaged record followed by more
-/// data is an error: something other than a crash changed the file.
+/// Splits a log file into its records. A record that is cut short, or
+/// fails its checksum, is a torn tail when nothing but zeros follows it
+/// (a crash during the last append: the file may have grown before its
+/// data reached the disk); followed by data, it is an error naming the
+/// record and its byte offset.
 pub fn log_records(bytes: &[u8]) -> Result<LogRecords<'_>, FrameError> {
     let mut rest = check_header(FileKind::Log, bytes)?;
     let mut records = Vec::new();
+    let torn = |records, rest: &[u8]| {
+        Ok(LogRecords {
+            records,
+            torn_tail: rest.len(),
+        })
+    };
     while !rest.is_empty() {
-        let whole = rest.len() >= RECORD_PREFIX_LEN && {
-            let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
-            rest.len() - RECORD_PREFIX_LEN >= len
-        };
-        if !whole {
-            return Ok(LogRecords {
-                records,
-                torn_tail: rest.len(),
-            });
+        let (number, offset) = (records.len() + 1, bytes.len() - rest.len());
+        if rest.len() < RECORD_PREFIX_LEN {
+            return torn(records, rest);
         }
         let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
+        if len > MAX_RECORD_BYTES {
+            return Err(FrameError::RecordTooLarge {
+                record: number,
+                offset,
+                len,
+            });
+        }
+        if rest.len() - RECORD_PREFIX_LEN < len {
+            return torn(records, rest);
+        }
         let sum = u64::from_le_bytes(rest[4..12].try_into().unwrap_or_default());
         let payload = &rest[RECORD_PREFIX_LEN..RECORD_PREFIX_LEN + len];
         let after = &rest[RECORD_PREFIX_LEN + len..];
         if xxh3_64(payload) != sum {
-            if after.is_empty() {
+            if after.iter().all(|&b| b == 0) {
                 // The last record, half written when the power went.
-                return Ok(LogRecords {
-                    records,
-                    torn_tail: rest.len(),
-                });
+                return torn(records, rest);
             }
-            return Err(FrameError::Checksum);
+            return Err(FrameError::RecordChecksum {
+                record: number,
+                offset,
+            });
         }
-        records.push(payload);
+        records.push(LogRecord {
+            number,
+            offset,
+            payload,
+        });
         rest = after;
     }
     Ok(LogRecords {
@@ -204,23 +250,61 @@ mod tests {
         log.extend(log_record(b"one"));
         log.extend(log_record(b"two"));
         let whole = log.clone();
-        assert_eq!(
-            log_records(&whole).unwrap().records,
-            vec![&b"one"[..], &b"two"[..]]
-        );
+        assert_eq!(payloads(&whole), vec![&b"one"[..], &b"two"[..]]);
         // Cut anywhere inside the second record: the first survives.
         let first_end = HEADER_LEN + RECORD_PREFIX_LEN + 3;
         for cut in first_end..whole.len() {
             let torn = log_records(&whole[..cut]).unwrap();
-            assert_eq!(torn.records, vec![&b"one"[..]], "cut at {cut}");
+            let kept: Vec<&[u8]> = torn.records.iter().map(|r| r.payload).collect();
+            assert_eq!(kept, vec![&b"one"[..]], "cut at {cut}");
             assert_eq!(torn.torn_tail, cut - first_end);
         }
         // The last record's payload garbled: torn, not fatal.
         *log.last_mut().unwrap() ^= 1;
-        assert_eq!(log_records(&log).unwrap().records, vec![&b"one"[..]]);
-        // The first record garbled while another follows: refused.
+        assert_eq!(payloads(&log), vec![&b"one"[..]]);
+        // The first record garbled while another follows: refused, named.
         let mut bad = whole.clone();
         bad[first_end - 1] ^= 1;
-        assert_eq!(log_records(&bad), Err(FrameError::Checksum));
+        assert_eq!(
+            log_records(&bad),
+            Err(FrameError::RecordChecksum {
+                record: 1,
+                offset: HEADER_LEN
+            })
+        );
+    }
+
+    fn payloads(log: &[u8]) -> Vec<&[u8]> {
+        let records = log_records(log).unwrap().records;
+        records.iter().map(|r| r.payload).collect()
+    }
+
+    #[test]
+    fn a_last_record_padded_with_zeros_is_torn_and_a_huge_length_is_damage() {
+        let mut log = header(FileKind::Log);
+        log.extend(log_record(b"one"));
+        let second = log.len();
+        // The file grew for the second record but its bytes never landed.
+        log.extend(vec![0u8; 40]);
+        let records = log_records(&log).unwrap();
+        assert_eq!(records.records.len(), 1);
+        assert_eq!(records.torn_tail, 40);
+        // A length prefix no record can have, with data after it.
+        let mut huge = log[..second].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge.extend_from_slice(&[7; 30]);
+        let err = log_records(&huge).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::RecordTooLarge {
+                record: 2,
+                offset: second,
+                len: u32::MAX as usize
+            }
+        );
+        assert!(
+            err.to_string().contains(&format!("at byte {second}")),
+            "{err}"
+        );
     }
 }

@@ -19,6 +19,8 @@
 //! operator moves it away and the cluster sends the state back.
 
 pub mod frame;
+#[cfg(test)]
+mod log_recovery_tests;
 mod node_key;
 pub use node_key::key_seed;
 pub mod writer;
@@ -238,7 +240,9 @@ pub fn decode_files(
     if records.torn_tail > 0 {
         tracing::warn!(
             path = %log_path.display(),
-            bytes = records.torn_tail,
+            kept_records = records.records.len(),
+            dropped_bytes = records.torn_tail,
+            at_byte = log.len() - records.torn_tail,
             "dropped the end of the log: a write cut short by a crash (never acknowledged)"
         );
     }
@@ -247,8 +251,17 @@ pub fn decode_files(
     }
     let mut persisted = snapshot.unwrap_or_default();
     for record in records.records {
-        let delta: Delta =
-            wire::decode(record, MAX_STATE_BYTES).map_err(|e| undecodable(log_path, e))?;
+        // Checksummed, so not damage: a record this build cannot read.
+        let delta: Delta = wire::decode(record.payload, MAX_STATE_BYTES).map_err(|e| {
+            let where_ = format!("record {} (at byte {})", record.number, record.offset);
+            match undecodable(log_path, e) {
+                PersistError::Corrupt { path, reason } => PersistError::Corrupt {
+                    path,
+                    reason: format!("{where_}: {reason}"),
+                },
+                other => other,
+            }
+        })?;
         persisted.state.merge_delta(delta);
     }
     Ok(Some(persisted))
