@@ -86,9 +86,35 @@ fn counts(c: &PeerCluster) -> BTreeMap<&str, (u64, u64)> {
                 .local_pods()
                 .get(id)
                 .is_some_and(|l| l.moved_away_at.is_some());
-            if !handed_over {
+            if !handed_over || std::env::var_os("ROLL_COUNT_ALL").is_some() {
                 out.entry(id.rc.as_str()).or_default().1 += 1;
             }
+        }
+    }
+    out
+}
+
+/// Every engine copy of `rc`'s pods: node slot, index, template, what the
+/// node's reconciler thinks of it.
+fn pods_of(c: &PeerCluster, rc: &str) -> String {
+    let mut out = format!("copies of {rc}:");
+    for slot in 0..c.world.slot_count() {
+        let Some(n) = c.world.node(slot) else {
+            continue;
+        };
+        for (id, p) in n.runtime.running().filter(|(id, _)| id.rc == rc) {
+            let l = n.peer.local_pods().get(id);
+            out.push_str(&format!(
+                " [n{slot} #{} t{:x} {:?} local={:?} avail={} started={:?} moved={:?} drain={:?}]",
+                id.index,
+                p.template_hash.0 & 0xffff,
+                p.phase,
+                l.map(|l| l.state),
+                l.is_some_and(|l| l.available()),
+                l.and_then(|l| l.started_at),
+                l.and_then(|l| l.moved_away_at),
+                l.and_then(|l| l.draining_since),
+            ));
         }
     }
     out
@@ -166,6 +192,7 @@ impl Bounds {
             if self.violations.len() >= 10 {
                 continue;
             }
+            let first = self.violations.is_empty();
             if ready < floor {
                 self.violations.push(format!(
                     "at {} ms {rc}: {ready} ready, below the floor {floor}",
@@ -177,6 +204,11 @@ impl Bounds {
                     "at {} ms {rc}: {running} running, above the ceiling {ceiling}",
                     now / 1000
                 ));
+            }
+            if first && !self.violations.is_empty() {
+                // The first breach says where every copy was: enough to
+                // tell a rollout decision from a handover or a crash.
+                self.violations.push(pods_of(c, rc));
             }
         }
     }
