@@ -177,10 +177,9 @@ impl Cluster {
                 match &action {
                     PodAction::Stop {
                         pod, template_hash, ..
-                    } => self.pending.push((
-                        n,
-                        observe(pod.clone(), *template_hash, PodEvent::Removed),
-                    )),
+                    } => self
+                        .pending
+                        .push((n, observe(pod.clone(), *template_hash, PodEvent::Removed))),
                     PodAction::Start { pod, template } => {
                         for event in [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)] {
                             self.pending
@@ -272,7 +271,10 @@ fn an_adopted_pod_lets_no_old_pod_go_until_its_readiness_passes_again() {
             .iter()
             .filter(|(_, a)| matches!(a, PodAction::Stop { .. }))
             .collect();
-        assert!(stops.is_empty(), "round {round}: {stops:?} before any proof");
+        assert!(
+            stops.is_empty(),
+            "round {round}: {stops:?} before any proof"
+        );
         assert_eq!(
             c.reported()[&node(1)][0].phase,
             PodPhase::Running,
@@ -329,7 +331,11 @@ fn two_copies_after_a_heal_keep_the_owner_s_and_the_other_drains_then_stops() {
         }
         assert!(c.available() >= 2, "round {round}: a replica unserved");
         if c.peers[&node(1)].get(&pod(0)).is_none() {
-            assert!(c.peers[&node(0)].get(&pod(0)).is_some_and(|p| p.available()));
+            assert!(
+                c.peers[&node(0)]
+                    .get(&pod(0))
+                    .is_some_and(|p| p.available())
+            );
             return;
         }
     }

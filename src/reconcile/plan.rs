@@ -233,7 +233,16 @@ pub fn plan(
                 continue;
             }
         }
-        let release = releases_move(me, &id, rc, owner, assignment, cluster_pods, local, &mut views);
+        let release = releases_move(
+            me,
+            &id,
+            rc,
+            owner,
+            assignment,
+            cluster_pods,
+            local,
+            &mut views,
+        );
         let Some(l) = local.get_mut(&id) else {
             if owner == Some(me) && may_start {
                 // A copy still running elsewhere makes this a move: it
@@ -614,9 +623,8 @@ fn releases_move(
         .entry(id.rc.clone())
         .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
     // The new owner runs it already: the handover takes its course.
-    let successor_started = owner.is_some_and(|o| {
-        cluster_pods.reported_by(o).iter().any(|s| s.id == *id)
-    });
+    let successor_started =
+        owner.is_some_and(|o| cluster_pods.reported_by(o).iter().any(|s| s.id == *id));
     !successor_started
         && !may_start_move(rc, current, view, id.index)
         && may_replace(rc, current, view, id.index, surge_placed(rc, assignment))

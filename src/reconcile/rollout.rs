@@ -499,7 +499,10 @@ mod tests {
         // replacement: it holds its place, so neither the move nor a
         // surge pod takes it (rollout-crash seed 33 ran 14 of 13).
         let replacing = view(&[new, Some((OLD, false)), None, old]);
-        assert!(may_start_move(&rc, NEW, &replacing, 1), "4 places + the move = 5");
+        assert!(
+            may_start_move(&rc, NEW, &replacing, 1),
+            "4 places + the move = 5"
+        );
         let mut moving = replacing.clone();
         moving.push(
             1,
