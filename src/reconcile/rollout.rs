@@ -38,6 +38,15 @@
 //!   run the slot twice. The slot starts nowhere while a copy of it is
 //!   reported; a second copy (both sides of a healed partition ran one)
 //!   leaves once the owner's serves;
+//! - a replica that moves while an outdated copy of it still runs
+//!   elsewhere (placement changed under a crash, a cordon or a suspicion)
+//!   shares that budget ([`may_start_move`]): its new owner starts only
+//!   while the RC's copies, with every declared replica holding its place
+//!   even between the stop and the start of an in-place replacement, stay
+//!   below `replicas + surge`; meanwhile the old owner lets its copy go
+//!   when [`may_replace`] would (`plan`), so the move is a replacement
+//!   within the unavailability budget. A move away from a copy of the
+//!   current template is a plain handover and starts at once;
 //! - a surge slot starts only while the same rule would keep it, so an
 //!   outdated copy lingering next to an updated, available one (a
 //!   handover) cannot make it start and stop in turn.
