@@ -187,14 +187,22 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
 /// crash and a heal count) and it finishes.
 #[test]
 fn rollouts_keep_their_bounds_at_every_instant_alone_under_a_scale_a_crash_and_a_partition() {
-    for name in [
-        "rollout",
-        "rollout-scale",
-        "rollout-crash",
-        "rollout-partition",
+    // Seed 33 of `rollout-crash` ran 14 copies of 13 before moves shared
+    // the surge budget.
+    for (name, seeds) in [
+        ("rollout", &[31, 32][..]),
+        ("rollout-scale", &[31, 32]),
+        ("rollout-crash", &[31, 32, 33]),
+        ("rollout-partition", &[31, 32, 33]),
     ] {
-        for seed in [31, 32] {
+        for &seed in seeds {
             let r = run(name, 15, seed, 8, 10);
+            eprintln!(
+                "{name} seed {seed}: rollout {} ms, min ready {}, margin {}",
+                r.base.extra["rollout_ms"],
+                r.base.extra["min_ready"],
+                r.base.extra["min_ready_margin"]
+            );
             assert_exact(&r);
             assert!(r.base.extra["rollout_ms"] > 0.0, "{r}");
             assert!(r.base.extra["bound_checks"] > 100.0, "{r}");

@@ -11,7 +11,9 @@ use shoal_runtime::backoff::RestartBackoff;
 use shoal_runtime::vocabulary::PodAction;
 
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
-use super::rollout::{PodView, RcView, Slot, may_replace, may_start_surge, slot_of, surge_needed};
+use super::rollout::{
+    PodView, RcView, Slot, may_replace, may_start_move, may_start_surge, slot_of, surge_needed,
+};
 use crate::placement::Assignment;
 
 /// What every node reports about its pods, as `plan` reads it. Implemented
@@ -231,9 +233,27 @@ pub fn plan(
                 continue;
             }
         }
+        let release = releases_move(
+            me,
+            &id,
+            rc,
+            owner,
+            assignment,
+            cluster_pods,
+            local,
+            &mut views,
+        );
         let Some(l) = local.get_mut(&id) else {
             if owner == Some(me) && may_start {
-                rest.push(start(&id, rc, local, None, now));
+                // A copy still running elsewhere makes this a move: it
+                // shares the surge budget with the rollout.
+                let view = views
+                    .entry(id.rc.clone())
+                    .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
+                if may_start_move(rc, current, view, id.index) {
+                    rest.push(start(&id, rc, local, None, now));
+                    views.remove(&id.rc);
+                }
             }
             continue;
         };
@@ -280,6 +300,20 @@ pub fn plan(
                     || now >= deadline
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
+                } else if release {
+                    // Not a handover any more: the rollout replaces this
+                    // copy (break before make, within its budget).
+                    l.moved_away_at = None;
+                    l.successor_serves_at = None;
+                    rest.extend(drain_then_stop(
+                        &id,
+                        local,
+                        Some(rc),
+                        policy,
+                        now,
+                        &mut wake,
+                    ));
+                    views.remove(&id.rc);
                 } else {
                     wake(drained.map_or(deadline, |at| at.min(deadline)));
                 }
@@ -551,6 +585,49 @@ fn rc_view(
         view.push(id.index, pod, l.stalled.as_deref(), current);
     }
     view
+}
+
+/// Whether this node lets its copy of a replica that moved away go before
+/// the new owner runs it: the copy is outdated (a rollout would replace it
+/// anyway), the new owner cannot start yet because the RC's pods fill the
+/// surge budget ([`may_start_move`]), and the rollout's own gate
+/// ([`may_replace`]) lets it go now. Then it drains and stops within the
+/// unavailability budget, as an in-place replacement would, and the new
+/// owner starts in its place; otherwise it would hold the rollout for the
+/// whole handover bound.
+#[allow(clippy::too_many_arguments)]
+fn releases_move(
+    me: NodeId,
+    id: &PodId,
+    rc: &RcSpec,
+    owner: Option<NodeId>,
+    assignment: &Assignment,
+    cluster_pods: &impl ClusterPods,
+    local: &LocalPods,
+    views: &mut BTreeMap<String, RcView>,
+) -> bool {
+    let current = rc.template.hash();
+    let Some(l) = local.get(id) else {
+        return false;
+    };
+    let moved = owner.is_some_and(|o| o != me);
+    if !moved
+        || rc.paused
+        || l.template_hash == current
+        || l.state != LocalState::Running
+        || l.draining_since.is_some()
+    {
+        return false;
+    }
+    let view = views
+        .entry(id.rc.clone())
+        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
+    // The new owner runs it already: the handover takes its course.
+    let successor_started =
+        owner.is_some_and(|o| cluster_pods.reported_by(o).iter().any(|s| s.id == *id));
+    !successor_started
+        && !may_start_move(rc, current, view, id.index)
+        && may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
 }
 
 /// Whether placement gave any of `rc`'s surge slots a node.

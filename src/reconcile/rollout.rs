@@ -38,6 +38,15 @@
 //!   run the slot twice. The slot starts nowhere while a copy of it is
 //!   reported; a second copy (both sides of a healed partition ran one)
 //!   leaves once the owner's serves;
+//! - a replica that moves while an outdated copy of it still runs
+//!   elsewhere (placement changed under a crash, a cordon or a suspicion)
+//!   shares that budget ([`may_start_move`]): its new owner starts only
+//!   while the RC's copies, with every declared replica holding its place
+//!   even between the stop and the start of an in-place replacement, stay
+//!   below `replicas + surge`; meanwhile the old owner lets its copy go
+//!   when [`may_replace`] would (`plan`), so the move is a replacement
+//!   within the unavailability budget. A move away from a copy of the
+//!   current template is a plain handover and starts at once;
 //! - a surge slot starts only while the same rule would keep it, so an
 //!   outdated copy lingering next to an updated, available one (a
 //!   handover) cannot make it start and stop in turn.
@@ -198,11 +207,63 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
         return false;
     }
     let (surge, _) = rc.update_strategy.resolve(rc.replicas);
-    let pods: u64 = view.pods.values().map(|p| p.len() as u64).sum();
     let empty_before = (rc.replicas..index)
         .filter(|j| !view.pods.contains_key(j))
         .count() as u64;
-    pods + empty_before < u64::from(rc.replicas) + u64::from(surge)
+    occupied(rc, view) + empty_before < u64::from(rc.replicas) + u64::from(surge)
+}
+
+/// The running copies the budget counts: every declared replica holds its
+/// place even while it has no pod (its owner is between the stop and the
+/// start of an in-place replacement, or a start is on its way), plus every
+/// extra copy of it and every surge or scaled-down pod. Counting only the
+/// pods reported would let a surge start or a move fill the place of a
+/// replica being replaced, and running would exceed `replicas + maxSurge`
+/// once that replica's new pod starts.
+fn occupied(rc: &RcSpec, view: &RcView) -> u64 {
+    let held = (0..rc.replicas)
+        .filter(|j| view.pods.get(j).is_none_or(Vec::is_empty))
+        .count() as u64;
+    let pods: u64 = view.pods.values().map(|p| p.len() as u64).sum();
+    pods + held
+}
+
+/// True when the new owner of replica `index` may start it now, given the
+/// copies other nodes still report. A replica that moves while its old
+/// copy runs (its node was cordoned, placement changed under a membership
+/// change, or the old owner's rollout drain is under way there) is a
+/// make-before-break move, and it draws on the same `maxSurge` budget as
+/// the rollout's surge slots: the start waits while the RC's pods already
+/// fill `replicas + maxSurge`. The old copy then leaves on its own (its
+/// drain ends, or the handover bound passes), and the start follows. A
+/// replica with no copy elsewhere (its node died and is counted gone)
+/// starts at once: that costs no budget. Replicas without a pod hold
+/// their place (see [`occupied`]).
+///
+/// Weaker than the rollout's own bound: only a move away from outdated
+/// copies waits (the rollout's gate lets those go, see `plan`); a move of a
+/// current copy starts at once, one copy over the budget until its
+/// handover ends. With `maxSurge` 0 a move still starts first (the handover would
+/// otherwise wait its full bound with the replica unserved): such an RC may
+/// run one copy over `replicas` per moving replica.
+pub fn may_start_move(rc: &RcSpec, current: TemplateHash, view: &RcView, index: u32) -> bool {
+    let Some(copies) = view.pods.get(&index).filter(|c| !c.is_empty()) else {
+        return true;
+    };
+    if copies.iter().any(|p| p.template_hash == current) {
+        // A copy of the current template elsewhere is a plain handover
+        // (make-before-break, its old copy leaves once this one serves):
+        // the rollout will not replace it, so waiting would only hold it
+        // for the handover bound and then stop it unserved. After a
+        // partition heal, where the split's extra copies fill any budget,
+        // that stopped both sides' copies at once.
+        return true;
+    }
+    let (surge, _) = rc.update_strategy.resolve(rc.replicas);
+    if surge == 0 {
+        return true;
+    }
+    occupied(rc, view) < u64::from(rc.replicas) + u64::from(surge)
 }
 
 /// True while surge pods are still needed: some replica lacks an available
@@ -427,6 +488,42 @@ mod tests {
         );
         assert!(!surge_needed(&rc, NEW, &lingering));
         assert!(!may_start_surge(&rc, NEW, &lingering, 3));
+    }
+
+    #[test]
+    fn a_moving_replica_starts_only_within_the_surge_budget() {
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(1));
+        let (old, new) = (Some((OLD, true)), Some((NEW, true)));
+        // Replica 1's old copy drains on the node that lost it; the surge
+        // slot runs: 5 pods already, the new owner waits.
+        let full = view(&[new, Some((OLD, false)), old, old, new]);
+        assert!(!may_start_move(&rc, NEW, &full, 1));
+        // Without the surge pod there is room for the move.
+        let room = view(&[new, Some((OLD, false)), old, old]);
+        assert!(may_start_move(&rc, NEW, &room, 1));
+        // No copy elsewhere (its node died): nothing to wait for.
+        let lost = view(&[new, None, old, old, new]);
+        assert!(may_start_move(&rc, NEW, &lost, 1));
+        // Replica 2 is between the stop and the start of its in-place
+        // replacement: it holds its place, so neither the move nor a
+        // surge pod takes it (rollout-crash seed 33 ran 14 of 13).
+        let replacing = view(&[new, Some((OLD, false)), None, old]);
+        assert!(
+            may_start_move(&rc, NEW, &replacing, 1),
+            "4 places + the move = 5"
+        );
+        let mut moving = replacing.clone();
+        moving.push(
+            1,
+            PodView {
+                template_hash: NEW,
+                serving: false,
+                available: false,
+            },
+            None,
+            NEW,
+        );
+        assert!(!may_start_surge(&rc, NEW, &moving, 4), "5 already");
     }
 
     #[test]

@@ -1,0 +1,343 @@
+//! Rollouts under faults, on the pure planner: every peer plans from the
+//! same reported state each round, and a fake runtime carries the actions
+//! out one round later. The bounds (`replicas − maxUnavailable` available,
+//! `replicas + maxSurge` copies on the engines, handed-over ones included)
+//! are checked after every round, not only at the end.
+//!
+//! - a replica that moves mid-rollout (placement changed under a
+//!   membership change) draws on the rollout's surge budget: its new owner
+//!   waits while the RC's pods fill `replicas + maxSurge`, and its outdated
+//!   old copy leaves within the unavailability budget instead
+//!   (`rollout::may_start_move`; the sim's `rollout-crash` seed 33 ran 14
+//!   copies of 13 before);
+//! - a pod adopted after a restart is not available until its readiness
+//!   probe passes again, so it lets no old pod go;
+//! - two running copies of one replica after a partition heal: the copy on
+//!   the node placement gives the replica stays, the other drains first
+//!   and stops once that one serves.
+
+use std::collections::BTreeMap;
+
+use shoal::placement::Assignment;
+use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
+use shoal_crdt_state::spec::{
+    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
+    UpdateStrategy,
+};
+use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
+
+fn rc(replicas: u32, image: &str, max_surge: u32, max_unavailable: u32) -> RcSpec {
+    RcSpec {
+        name: "web".into(),
+        replicas,
+        selector: BTreeMap::new(),
+        template: PodTemplate {
+            labels: BTreeMap::new(),
+            containers: vec![ContainerSpec::new("main", image)],
+            node_selector: BTreeMap::new(),
+            restart_policy: RestartPolicy::Always,
+            termination_grace_period_secs: 1,
+        },
+        update_strategy: UpdateStrategy {
+            max_surge: Allowance::Count(max_surge),
+            max_unavailable: Allowance::Count(max_unavailable),
+            ..UpdateStrategy::default()
+        },
+        partition_policy: PartitionPolicy::default(),
+        paused: false,
+    }
+}
+
+fn pod(index: u32) -> PodId {
+    PodId {
+        rc: "web".into(),
+        index,
+    }
+}
+
+fn node(n: u64) -> NodeId {
+    NodeId(n)
+}
+
+fn observe(id: PodId, hash: TemplateHash, event: PodEvent) -> PodObservation {
+    PodObservation {
+        pod: id,
+        template_hash: hash,
+        event,
+    }
+}
+
+/// Peers with their local pods, a placement, and a runtime that carries
+/// out each round's actions at the next round (a start runs and is ready).
+struct Cluster {
+    peers: BTreeMap<NodeId, LocalPods>,
+    assignment: Assignment,
+    pending: Vec<(NodeId, PodObservation)>,
+    now: u64,
+}
+
+impl Cluster {
+    fn new(nodes: u64, assignment: Assignment) -> Self {
+        Cluster {
+            peers: (0..nodes).map(|n| (node(n), LocalPods::new())).collect(),
+            assignment,
+            pending: Vec::new(),
+            now: 0,
+        }
+    }
+
+    /// `node` runs `index` of template `hash`, ready when `ready`.
+    fn running(&mut self, n: NodeId, index: u32, hash: TemplateHash, ready: bool) {
+        let local = self.peers.get_mut(&n).unwrap();
+        local.adopt(&[ExistingPod {
+            pod: pod(index),
+            template_hash: hash,
+            running: true,
+            ports: vec![],
+        }]);
+        if ready {
+            local.handle_observation(self.now, &observe(pod(index), hash, PodEvent::Ready(true)));
+        }
+    }
+
+    /// Each node's statuses; the owner's copy carries the placement's claim.
+    fn reported(&self) -> BTreeMap<NodeId, Vec<PodStatus>> {
+        let fingerprint = self.assignment.fingerprint();
+        self.peers
+            .iter()
+            .map(|(n, l)| {
+                let statuses = l
+                    .iter()
+                    .map(|(id, p)| {
+                        let claim = (self.assignment.owner(id) == Some(*n)).then_some(fingerprint);
+                        p.status(id, "", claim)
+                    })
+                    .collect();
+                (*n, statuses)
+            })
+            .collect()
+    }
+
+    /// Copies on the engines (starting, running or stopping), handed-over
+    /// ones included: the ceiling.
+    fn copies(&self) -> usize {
+        self.peers.values().map(LocalPods::len).sum()
+    }
+
+    /// Indices with an available copy: the floor counts replicas
+    /// that serve.
+    fn available(&self) -> usize {
+        let mut serving: Vec<u32> = self
+            .peers
+            .values()
+            .flat_map(|l| l.iter())
+            .filter(|(_, p)| p.available())
+            .map(|(id, _)| id.index)
+            .collect();
+        serving.sort_unstable();
+        serving.dedup();
+        serving.len()
+    }
+
+    fn available_of(&self, hash: TemplateHash) -> usize {
+        self.peers
+            .values()
+            .flat_map(|l| l.iter())
+            .filter(|(_, p)| p.available() && p.template_hash == hash)
+            .count()
+    }
+
+    /// One round of 1 s: the runtime's results, then every peer plans.
+    fn round(&mut self, spec: &RcSpec) -> Vec<(NodeId, PodAction)> {
+        self.now += 1_000;
+        for (n, obs) in std::mem::take(&mut self.pending) {
+            self.peers
+                .get_mut(&n)
+                .unwrap()
+                .handle_observation(self.now, &obs);
+        }
+        let reported = self.reported();
+        let rcs = BTreeMap::from([("web".to_owned(), spec.clone())]);
+        let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
+        let mut all = Vec::new();
+        for n in nodes {
+            let local = self.peers.get_mut(&n).unwrap();
+            let planned = plan(
+                n,
+                self.now,
+                &self.assignment,
+                &rcs,
+                &reported,
+                local,
+                &ReconcilePolicy::default(),
+            );
+            for action in planned.actions {
+                match &action {
+                    PodAction::Stop {
+                        pod, template_hash, ..
+                    } => self
+                        .pending
+                        .push((n, observe(pod.clone(), *template_hash, PodEvent::Removed))),
+                    PodAction::Start { pod, template } => {
+                        for event in [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)] {
+                            self.pending
+                                .push((n, observe(pod.clone(), template.hash(), event)));
+                        }
+                    }
+                    PodAction::StopOrphan { .. } => unreachable!("plan never stops orphans"),
+                }
+                all.push((n, action));
+            }
+        }
+        all
+    }
+}
+
+/// 4 replicas, 1 surge, 1 unavailable, mid-rollout: replica 0 and the surge
+/// slot run the new template, replicas 1–3 the old. Then a membership
+/// change moves replica 1 from node 1 to node 5 (which runs nothing).
+/// Making the move before breaking the old copy would run 6 copies of a
+/// budget of 5; the old copy goes first, within the unavailability budget.
+#[test]
+fn a_replica_moved_mid_rollout_waits_for_the_surge_budget_and_its_old_copy_leaves_first() {
+    let old = rc(4, "web:1", 1, 1);
+    let new = rc(4, "web:2", 1, 1);
+    let (old_hash, new_hash) = (old.template.hash(), new.template.hash());
+    let moved = Assignment::with_surge(
+        [(0, 0), (1, 5), (2, 2), (3, 3)].map(|(i, n)| (pod(i), node(n))),
+        [(pod(4), node(4))],
+    );
+    let mut c = Cluster::new(6, moved);
+    c.running(node(0), 0, new_hash, true);
+    c.running(node(1), 1, old_hash, true);
+    c.running(node(2), 2, old_hash, true);
+    c.running(node(3), 3, old_hash, true);
+    c.running(node(4), 4, new_hash, true);
+    // The surge pod and replica 0 have been ready for `minReadySeconds`
+    // (0 here) once a plan has looked at them.
+    let mut first_start_on_5 = None;
+    for round in 0..40 {
+        let actions = c.round(&new);
+        if first_start_on_5.is_none()
+            && actions
+                .iter()
+                .any(|(n, a)| *n == node(5) && matches!(a, PodAction::Start { .. }))
+        {
+            first_start_on_5 = Some(round);
+        }
+        assert!(
+            c.copies() <= 5,
+            "round {round}: {} copies, above replicas + maxSurge = 5",
+            c.copies()
+        );
+        assert!(
+            c.available() >= 3,
+            "round {round}: {} available, below replicas − maxUnavailable = 3",
+            c.available()
+        );
+        if c.available_of(new_hash) == 4 && c.copies() == 4 {
+            assert!(first_start_on_5.is_some(), "replica 1 runs on node 5");
+            let on_5 = c.peers[&node(5)].get(&pod(1)).map(|p| p.template_hash);
+            assert_eq!(on_5, Some(new_hash));
+            return;
+        }
+    }
+    panic!(
+        "the rollout did not finish in 40 rounds: {} copies, {} of the new template available",
+        c.copies(),
+        c.available_of(new_hash)
+    );
+}
+
+/// A node restarted mid-rollout adopts its new-template pod: running, but
+/// unproven until the runtime's readiness probe passes again. With 3
+/// replicas, no surge and 1 unavailable, the old pods hold the floor alone
+/// (2 of 2): none may go on the strength of the adopted one.
+#[test]
+fn an_adopted_pod_lets_no_old_pod_go_until_its_readiness_passes_again() {
+    let old = rc(3, "web:1", 0, 1);
+    let new = rc(3, "web:2", 0, 1);
+    let (old_hash, new_hash) = (old.template.hash(), new.template.hash());
+    let owners = Assignment::from_owners((0..3).map(|i| (pod(i), node(u64::from(i)))));
+    let mut c = Cluster::new(3, owners);
+    c.running(node(0), 0, new_hash, false);
+    c.running(node(1), 1, old_hash, true);
+    c.running(node(2), 2, old_hash, true);
+    for round in 0..5 {
+        let actions = c.round(&new);
+        let stops: Vec<_> = actions
+            .iter()
+            .filter(|(_, a)| matches!(a, PodAction::Stop { .. }))
+            .collect();
+        assert!(
+            stops.is_empty(),
+            "round {round}: {stops:?} before any proof"
+        );
+        assert_eq!(
+            c.reported()[&node(1)][0].phase,
+            PodPhase::Running,
+            "round {round}: old replica 1 drains before the adopted pod is ready"
+        );
+    }
+    c.peers
+        .get_mut(&node(0))
+        .unwrap()
+        .handle_observation(c.now, &observe(pod(0), new_hash, PodEvent::Ready(true)));
+    // Proven: one old replica may now drain (the first in index order).
+    let mut drained = false;
+    for _ in 0..5 {
+        c.round(&new);
+        let phase = c.reported()[&node(1)].first().map(|s| s.phase);
+        if phase == Some(PodPhase::Terminating) || c.peers[&node(1)].is_empty() {
+            drained = true;
+            break;
+        }
+    }
+    assert!(drained, "replica 1 is replaced once replica 0 serves again");
+}
+
+/// A partition heal leaves two running, ready copies of replica 0 of the
+/// current template: on node 0 (placement's owner) and on node 1 (the other
+/// side's, started later). Every peer computes the same owner: node 1's copy
+/// drains and stops; node 0's stays and never stops.
+#[test]
+fn two_copies_after_a_heal_keep_the_owner_s_and_the_other_drains_then_stops() {
+    let spec = rc(2, "web:2", 1, 0);
+    let hash = spec.template.hash();
+    let owners = Assignment::from_owners([(pod(0), node(0)), (pod(1), node(2))]);
+    let mut c = Cluster::new(3, owners);
+    c.running(node(0), 0, hash, true);
+    c.running(node(2), 1, hash, true);
+    c.now += 5_000;
+    c.running(node(1), 0, hash, true);
+    let serves_from = c.now + 1_000;
+    for round in 0..10 {
+        let actions = c.round(&spec);
+        for (n, a) in &actions {
+            assert!(
+                !(*n == node(0) && matches!(a, PodAction::Stop { .. })),
+                "round {round}: the owner's copy stops"
+            );
+            if *n == node(1) && matches!(a, PodAction::Stop { .. }) {
+                let drain = ReconcilePolicy::default().handover_drain_ms;
+                assert!(
+                    c.now >= serves_from + drain,
+                    "node 1's copy stopped {} ms after the owner's served, before the drain ({drain} ms)",
+                    c.now - serves_from
+                );
+            }
+        }
+        assert!(c.available() >= 2, "round {round}: a replica unserved");
+        if c.peers[&node(1)].get(&pod(0)).is_none() {
+            assert!(
+                c.peers[&node(0)]
+                    .get(&pod(0))
+                    .is_some_and(|p| p.available())
+            );
+            return;
+        }
+    }
+    panic!("node 1's extra copy of replica 0 never left");
+}
