@@ -153,7 +153,10 @@ fn a_rotated_join_token_admits_new_peers_and_refuses_the_old_after_the_grace() {
     });
     drop(stale);
     assert!(refused_logged, "a member logs the refusal");
-    assert!(stale_gave_up, "the peer with the old token gives up joining");
+    assert!(
+        stale_gave_up,
+        "the peer with the old token gives up joining"
+    );
     for i in 0..3 {
         assert!(
             !alive_names(&cluster, i).contains(&"stale".to_owned()),
@@ -180,7 +183,8 @@ fn a_rotated_join_token_admits_new_peers_and_refuses_the_old_after_the_grace() {
             })
             .unwrap_or_default()
     };
-    let both = |names: Vec<String>| names.contains(&"before".into()) && names.contains(&"after".into());
+    let both =
+        |names: Vec<String>| names.contains(&"before".into()) && names.contains(&"after".into());
     let spread = wait_until(Duration::from_secs(30), || {
         (0..3).all(|i| both(rc_names(&cluster, i))) && both(fresh_rcs())
     });

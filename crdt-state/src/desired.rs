@@ -26,10 +26,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api_tokens::{ApiTokens, TokenGrant, TokenRecord};
-use crate::join_secrets::{JoinRegister, JoinSecrets};
 use crate::error::StateError;
 use crate::hlc::Hlc;
 use crate::identity::PublicKey;
+use crate::join_secrets::{JoinRegister, JoinSecrets};
 use crate::node::NodeId;
 use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};

@@ -259,136 +259,6 @@ impl Shared {
         let name = self.server_name.lock().unwrap_or_else(|e| e.into_inner());
         (client.clone(), name.clone())
     }
-
-    /// Replaces the trusted tokens with `wanted` (or, with `None`, drops
-    /// those past their deadline), and the TLS configs with ones built
-    /// from them. Does nothing when nothing changes.
-    fn retrust(
-        &self,
-        wanted: Option<Vec<(JoinToken, Option<SystemTime>)>>,
-        now: SystemTime,
-    ) -> Result<(), TransportError> {
-        let mut trust = self.lock_trust();
-        let old: Vec<(String, Option<SystemTime>)> = trust
-            .iter()
-            .map(|e| (e.token.cluster_id(), e.until))
-            .collect();
-        let wanted = wanted.unwrap_or_else(|| {
-            trust
-                .iter()
-                .map(|e| (e.token.clone(), e.until))
-                .collect()
-        });
-        let kept = std::mem::take(&mut *trust);
-        let entries = trusted_entries(
-            &self.runtime,
-            &self.config,
-            self.cert_ip,
-            kept,
-            wanted,
-            now,
-        )?;
-        let new: Vec<(String, Option<SystemTime>)> = entries
-            .iter()
-            .map(|e| (e.token.cluster_id(), e.until))
-            .collect();
-        *trust = entries;
-        if new == old {
-            return Ok(());
-        }
-        let tls = trust::trust_tls(&trust, now)?;
-        let server_crypto = QuicServerConfig::try_from(tls.server)
-            .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(self.transport_params.clone());
-        let client_crypto = QuicClientConfig::try_from(tls.client)
-            .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(self.transport_params.clone());
-        self.endpoint.set_server_config(Some(server));
-        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
-        if let Some(current) = trust.first() {
-            *self.server_name.lock().unwrap_or_else(|e| e.into_inner()) =
-                current.token.server_name();
-        }
-        for (id, until) in &old {
-            if !new.iter().any(|(n, _)| n == id) {
-                tracing::info!(
-                    cluster = %id, deadline = ?until,
-                    "join token no longer trusted: peers presenting its certificates are refused from now on"
-                );
-            }
-        }
-        tracing::info!(trusted = ?new.iter().map(|(id, _)| id).collect::<Vec<_>>(), "trusted join tokens changed");
-        Ok(())
-    }
-}
-
-/// The entries for `wanted` ((token, deadline), the current one first):
-/// those in `kept` are reused with their certificates, others get a fresh
-/// certificate and renewal task, and deadlines passed at `now` are left out
-/// (their renewal tasks stop when dropped here).
-fn trusted_entries(
-    runtime: &Handle,
-    config: &QuicConfig,
-    cert_ip: IpAddr,
-    mut kept: Vec<trust::TrustedEntry>,
-    wanted: Vec<(JoinToken, Option<SystemTime>)>,
-    now: SystemTime,
-) -> Result<Vec<trust::TrustedEntry>, TransportError> {
-    let mut out: Vec<trust::TrustedEntry> = Vec::with_capacity(wanted.len());
-    for (token, until) in wanted {
-        if until.is_some_and(|until| until <= now) || out.iter().any(|e| e.token == token) {
-            continue;
-        }
-        if let Some(at) = kept.iter().position(|e| e.token == token) {
-            let mut entry = kept.swap_remove(at);
-            entry.until = until;
-            out.push(entry);
-            continue;
-        }
-        let issuer = Arc::new(ClusterIssuer::from_token(&token)?);
-        let leaf = tls::peer_leaf_request(
-            &token,
-            cert_ip,
-            config.cert_validity.max(certs::MIN_LEAF_VALIDITY),
-        );
-        let slot = CertSlot::new(issuer.issue(&leaf, now)?)?;
-        let renewal = runtime
-            .spawn(certs::renew_forever(issuer.clone(), leaf, slot.clone()))
-            .abort_handle();
-        out.push(trust::TrustedEntry {
-            token,
-            until,
-            issuer,
-            slot,
-            renewal,
-        });
-    }
-    Ok(out)
-}
-
-/// Drops rotated-out tokens when their deadline passes, so new handshakes
-/// with their certificates fail. Ends when the transport is dropped.
-async fn trust_deadline_loop(shared: std::sync::Weak<Shared>) {
-    const MAX_SLEEP: Duration = Duration::from_secs(1);
-    loop {
-        let wait = {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let now = SystemTime::now();
-            let next = shared.lock_trust().iter().filter_map(|e| e.until).min();
-            if next.is_some_and(|at| at <= now)
-                && let Err(e) = shared.retrust(None, now)
-            {
-                tracing::warn!(error = %e, "cannot drop an expired join token");
-            }
-            next.and_then(|at| at.duration_since(now).ok())
-                .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
-        };
-        tokio::time::sleep(wait).await;
-    }
 }
 
 impl QuicTransport {
@@ -423,7 +293,7 @@ impl QuicTransport {
                 .iter()
                 .map(|(token, until)| (token.clone(), Some(*until))),
         );
-        let entries = trusted_entries(&runtime, &config, cert_ip, Vec::new(), wanted, now)?;
+        let entries = trust::trusted_entries(&runtime, &config, cert_ip, Vec::new(), wanted, now)?;
         let tls = trust::trust_tls(&entries, now)?;
         let transport = Arc::new(transport_config(&config)?);
         let server_crypto = QuicServerConfig::try_from(tls.server)
@@ -498,7 +368,7 @@ impl QuicTransport {
             cert_ip,
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
-        runtime.spawn(trust_deadline_loop(Arc::downgrade(&shared)));
+        runtime.spawn(trust::trust_deadline_loop(Arc::downgrade(&shared)));
         tracing::info!(%local_addr, cluster = %shared.config.token.cluster_id(), "QUIC transport bound");
         Ok((
             QuicTransport { shared },

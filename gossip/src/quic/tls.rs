@@ -21,13 +21,13 @@ use rcgen::{
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
-use super::certs::{LeafRequest, LeafUsage};
 #[cfg(test)]
 use super::certs::{CertSlot, ClusterIssuer};
-#[cfg(test)]
-use rustls::{RootCertStore, server::WebPkiClientVerifier};
+use super::certs::{LeafRequest, LeafUsage};
 use super::error::TransportError;
 use super::token::JoinToken;
+#[cfg(test)]
+use rustls::{RootCertStore, server::WebPkiClientVerifier};
 
 /// ALPN protocol id: a peer speaking another protocol (or version) fails the
 /// handshake instead of misparsing our streams.
