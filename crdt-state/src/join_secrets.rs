@@ -81,29 +81,33 @@ impl JoinSecrets {
 }
 
 /// The register as held in the desired state; `None` until the first
-/// rotation.
+/// rotation. Boxed: it rides in every delta and sync message, almost
+/// always empty, and should cost those a pointer, not its size (the box
+/// changes nothing on the wire).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JoinRegister(pub Option<Reg<JoinSecrets>>);
+pub struct JoinRegister(pub Option<Box<Reg<JoinSecrets>>>);
 
 impl JoinRegister {
     pub fn get(&self) -> Option<&JoinSecrets> {
-        self.0.as_ref().map(|r| &r.val)
+        self.0.as_deref().map(|r| &r.val)
     }
 
     pub fn stamp(&self) -> Option<Hlc> {
-        register::stamp(&self.0)
+        self.0.as_ref().map(|r| r.marker)
     }
 
     /// Writes `value` at `stamp`; returns the delta to gossip.
     pub fn write(&mut self, value: JoinSecrets, stamp: Hlc) -> JoinRegister {
-        let written = JoinRegister(Some(register::write(value, stamp)));
+        let written = JoinRegister(Some(Box::new(register::write(value, stamp))));
         self.merge(written.clone());
         written
     }
 
     /// Joins `other` in (last writer wins; see [`register::join`]).
     pub fn merge(&mut self, other: JoinRegister) {
-        register::join(&mut self.0, other.0);
+        let mut mine = self.0.take().map(|r| *r);
+        register::join(&mut mine, other.0.map(|r| *r));
+        self.0 = mine.map(Box::new);
     }
 
     /// What a holder of `theirs` (its stamp) lacks: the whole register when
