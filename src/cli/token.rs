@@ -2,6 +2,9 @@
 //! peer (any peer accepts a token created at any other). Only an admin
 //! token (the peer's `--api-token`, or one created with `--role admin`)
 //! may manage them.
+//!
+//! `shoal token rotate` is about the *join* token instead (the secret peers
+//! join with): see `shell::join_rotation`.
 
 use std::io::Write;
 use std::time::Duration;
