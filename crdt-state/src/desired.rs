@@ -29,6 +29,7 @@ use crate::api_tokens::{ApiTokens, TokenGrant, TokenRecord};
 use crate::error::StateError;
 use crate::hlc::Hlc;
 use crate::identity::PublicKey;
+use crate::join_secrets::{JoinRegister, JoinSecrets};
 use crate::node::NodeId;
 use crate::node_decisions::{NodeDecision, NodeDecisions};
 use crate::register::{self, Reg};
@@ -275,6 +276,8 @@ pub struct DesiredDelta {
     pub services: BTreeMap<String, ServiceRecord>,
     /// API tokens (see [`crate::api_tokens`]).
     pub tokens: BTreeMap<String, TokenRecord>,
+    /// The join tokens admitted (see [`crate::join_secrets`]).
+    pub join: JoinRegister,
 }
 
 impl DesiredDelta {
@@ -283,6 +286,7 @@ impl DesiredDelta {
             && self.nodes.values().all(NodeDecision::is_empty)
             && self.services.values().all(ServiceRecord::is_empty)
             && self.tokens.values().all(TokenRecord::is_empty)
+            && self.join.is_empty()
     }
 
     /// The newest stamp carried: feed it to [`Clock::observe`](crate::hlc::Clock::observe).
@@ -291,7 +295,11 @@ impl DesiredDelta {
         let nodes = self.nodes.values().filter_map(NodeDecision::max_stamp);
         let services = self.services.values().filter_map(ServiceRecord::max_stamp);
         let tokens = self.tokens.values().filter_map(TokenRecord::max_stamp);
-        rcs.chain(nodes).chain(services).chain(tokens).max()
+        rcs.chain(nodes)
+            .chain(services)
+            .chain(tokens)
+            .chain(self.join.stamp())
+            .max()
     }
 
     /// Join another delta into this one (to batch deltas before sending).
@@ -308,6 +316,7 @@ impl DesiredDelta {
         for (name, record) in other.tokens {
             self.tokens.entry(name).or_default().merge(record);
         }
+        self.join.merge(other.join);
     }
 
     fn single(name: &str, record: RcRecord) -> DesiredDelta {
@@ -329,6 +338,8 @@ pub struct DesiredState {
     pub(crate) services: BTreeMap<String, Summarized<ServiceRecord>>,
     /// API tokens; never collected, never fenced (see [`crate::api_tokens`]).
     pub(crate) tokens: ApiTokens,
+    /// The join tokens admitted; never collected.
+    pub(crate) join: JoinRegister,
     /// The garbage-collection horizon (ms): records whose every stamp is
     /// older were collected or are fenced off (see [`crate::gc`]).
     pub(crate) collected_below_ms: u64,
@@ -528,6 +539,7 @@ impl DesiredState {
         }
         self.nodes.merge(delta.nodes);
         self.tokens.merge(delta.tokens);
+        self.join.merge(delta.join);
         for (name, record) in delta.services {
             if !record.is_empty() {
                 self.services
@@ -594,6 +606,29 @@ impl DesiredState {
         })
     }
 
+    /// The join tokens the cluster admits; `None` until the first rotation.
+    pub fn join_secrets(&self) -> &JoinRegister {
+        &self.join
+    }
+
+    /// Rotates the join token to `new` (`first`: the token the cluster
+    /// started with, used when it never rotated); the one current until now
+    /// stays admitted for `grace_ms`.
+    pub fn rotate_join_token(
+        &mut self,
+        first: &str,
+        new: String,
+        now_ms: u64,
+        grace_ms: u64,
+        stamp: Hlc,
+    ) -> DesiredDelta {
+        let value = JoinSecrets::rotated(self.join.get(), first, new, now_ms, grace_ms);
+        DesiredDelta {
+            join: self.join.write(value, stamp),
+            ..DesiredDelta::default()
+        }
+    }
+
     /// Announces `key` as `node`'s signing key (see
     /// [`NodeDecisions::bind`]); empty when it is bound to it already.
     pub fn bind_key(&mut self, node: NodeId, key: PublicKey, stamp: Hlc) -> DesiredDelta {
@@ -623,6 +658,7 @@ impl DesiredState {
                 .map(|(name, record)| (name.clone(), record.get().clone()))
                 .collect(),
             tokens: self.tokens.to_delta(),
+            join: self.join.clone(),
         }
     }
 

@@ -183,6 +183,8 @@ pub struct Digest {
     pub services: BTreeMap<String, ServiceStamps>,
     /// API tokens: grant stamp and hash, revocation stamp.
     pub tokens: BTreeMap<String, TokenStamps>,
+    /// The stamp of the join-secret register, if ever written.
+    pub join: Option<Hlc>,
     /// The holder's garbage-collection horizon (see [`crate::gc`]).
     pub collected_below_ms: u64,
 }
@@ -208,6 +210,7 @@ pub struct CompactDigest {
     services: Vec<CompactService>,
     /// Per API token, whole: there are a handful.
     tokens: Vec<(String, TokenStamps)>,
+    join: Option<Hlc>,
     collected_below_ms: u64,
 }
 
@@ -298,6 +301,7 @@ impl From<Digest> for CompactDigest {
         CompactDigest {
             collected_below_ms: digest.collected_below_ms,
             tokens: digest.tokens.into_iter().collect(),
+            join: digest.join,
             services,
             base_ms,
             rcs,
@@ -386,6 +390,7 @@ impl TryFrom<CompactDigest> for Digest {
             observed,
             services,
             tokens: compact.tokens.into_iter().collect(),
+            join: compact.join,
             collected_below_ms: compact.collected_below_ms,
         })
     }

@@ -10,6 +10,7 @@
 //! - [`node_decisions`]: cordoned and removed nodes, LWW registers beside the RCs.
 //! - [`service`]: Service objects (name, selector, ports), replicated like RCs;
 //!   [`service_checks`]: their rules against other services and RCs.
+//! - [`join_secrets`]: the join tokens the cluster admits (rotation).
 //! - [`api_tokens`]: scoped API tokens (role, hash of the secret, expiry,
 //!   revocation that wins), replicated beside the RCs.
 //! - [`observed`]: observed state, node → single-writer versioned record.
@@ -74,6 +75,7 @@ pub mod error;
 pub mod gc;
 pub mod hlc;
 pub mod identity;
+pub mod join_secrets;
 pub mod node_decisions;
 pub mod observed;
 pub mod register;

@@ -210,6 +210,7 @@ impl ClusterState {
             observed: self.observed.digest(),
             services: self.desired.service_digest(),
             tokens: self.desired.tokens.digest(),
+            join: self.desired.join.stamp(),
             collected_below_ms: self.desired.collected_below_ms(),
         }
     }
@@ -220,6 +221,7 @@ impl ClusterState {
         desired.nodes = self.desired.nodes.missing_for(&digest.nodes);
         desired.services = self.desired.services_missing_for(&digest.services);
         desired.tokens = self.desired.tokens.missing_for(&digest.tokens);
+        desired.join = self.desired.join.missing_for(digest.join);
         Delta {
             desired,
             observed: self.observed.missing_for(&digest.observed),

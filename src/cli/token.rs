@@ -2,6 +2,9 @@
 //! peer (any peer accepts a token created at any other). Only an admin
 //! token (the peer's `--api-token`, or one created with `--role admin`)
 //! may manage them.
+//!
+//! `shoal token rotate` is about the *join* token instead (the secret peers
+//! join with): see `shell::join_rotation`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -12,7 +15,9 @@ use reqwest::Method;
 use super::client::{self, Client, ClientArgs, segment};
 use super::rolling_update::parse_duration;
 use super::table::Table;
-use crate::shell::api::models::{CommandResponse, TokenCreateRequest, TokenCreated, TokenRow};
+use crate::shell::api::models::{
+    CommandResponse, JoinRotateRequest, JoinRotated, TokenCreateRequest, TokenCreated, TokenRow,
+};
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -54,6 +59,16 @@ pub enum TokenCommand {
     /// Revoke a token at every peer, for good (its name is not reused).
     Revoke {
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Rotate the *join* token (not an API token): prints the new one once,
+    /// on stdout. Members switch to it without restarting; the old one
+    /// still admits new peers for `--grace`, then is refused.
+    Rotate {
+        /// How long the old join token still admits peers (`1h`, `30m`, `3s`).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        grace: Duration,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -105,6 +120,21 @@ pub fn run(args: &TokenArgs, out: &mut impl Write, err: &mut impl Write) -> anyh
                 ]);
             }
             table.write(out)?;
+        }
+        TokenCommand::Rotate { grace, client } => {
+            let client = Client::new(client)?;
+            let request = JoinRotateRequest {
+                grace_secs: grace.as_secs(),
+            };
+            let rotated: JoinRotated =
+                client::block_on(client.send_json(Method::POST, "/tokens/join/rotate", &request))??;
+            writeln!(
+                err,
+                "join token rotated (cluster id {}); the previous one admits new peers until {}; \
+                 the token below is shown only now: give it to peers that join from now on",
+                rotated.cluster_id, rotated.previous_until
+            )?;
+            writeln!(out, "{}", rotated.token)?;
         }
         TokenCommand::Revoke { name, client } => {
             let client = Client::new(client)?;

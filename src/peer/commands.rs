@@ -150,6 +150,16 @@ impl Peer {
                     .map_err(CommandError::Token)?;
                 (delta, CommandOutcome::Created)
             }
+            Command::RotateJoinToken { new, grace_ms } => {
+                let delta = self.state.desired.rotate_join_token(
+                    &self.config.first_join_token,
+                    new,
+                    stamp.physical_ms,
+                    grace_ms,
+                    stamp,
+                );
+                (delta, CommandOutcome::Created)
+            }
             Command::RevokeToken { name } => {
                 let delta = self
                     .state
@@ -283,7 +293,9 @@ impl Peer {
                 },
             ),
             // Tokens are no object `get events` shows; `token list` shows them.
-            Command::CreateToken { .. } | Command::RevokeToken { .. } => None,
+            Command::CreateToken { .. }
+            | Command::RevokeToken { .. }
+            | Command::RotateJoinToken { .. } => None,
         }
     }
 

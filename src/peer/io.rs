@@ -173,6 +173,12 @@ pub enum Command {
     RevokeToken {
         name: String,
     },
+    /// Make `new` the join token; the one current until now is still
+    /// admitted for `grace_ms` (`shoal token rotate`; the shell made it).
+    RotateJoinToken {
+        new: String,
+        grace_ms: u64,
+    },
 }
 
 /// What a command did, for the user.

@@ -122,6 +122,10 @@ pub struct PeerConfig {
     /// This node's signing key: its node id is bound to the public half,
     /// and every record it publishes about itself is signed with it.
     pub keys: NodeKeys,
+    /// The join token this node started the cluster with or joined with
+    /// (node.json's): what `shoal token rotate` rotates away from when the
+    /// cluster never rotated before. Empty in tests that never rotate.
+    pub first_join_token: String,
 }
 
 impl PeerConfig {
@@ -148,6 +152,7 @@ impl PeerConfig {
             gc_grace: Duration::from_secs(10 * 60),
             gc_epoch: Duration::from_secs(60),
             keys: NodeKeys::insecure_for_tests(node),
+            first_join_token: String::new(),
         }
     }
 }

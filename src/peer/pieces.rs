@@ -42,6 +42,10 @@ pub(crate) fn split(delta: Delta, target: usize) -> Vec<Delta> {
         pieces.make_room(wire::encoded_len(&(&name, &record)));
         pieces.current.desired.tokens.insert(name, record);
     }
+    if !delta.desired.join.is_empty() {
+        pieces.make_room(wire::encoded_len(&delta.desired.join));
+        pieces.current.desired.join = delta.desired.join;
+    }
     for (node, record) in delta.observed.nodes {
         pieces.make_room(wire::encoded_len(&(node, &record)));
         pieces.current.observed.nodes.insert(node, record);

@@ -50,6 +50,14 @@ impl Peer {
             one.tokens.insert(name, record);
             self.spread_record(now, key, one.into());
         }
+        if !delta.desired.join.is_empty() {
+            let key = record_key(b"join-secrets", b"");
+            let one = DesiredDelta {
+                join: delta.desired.join,
+                ..DesiredDelta::default()
+            };
+            self.spread_record(now, key, one.into());
+        }
         for (node, record) in delta.observed.nodes {
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
@@ -362,6 +370,19 @@ impl Peer {
             }
             if self.state.desired.tokens().record(&name) != before.as_ref() {
                 changed.desired.tokens.insert(name, record);
+            }
+        }
+        if !delta.desired.join.is_empty() {
+            let before = self.state.desired.join_secrets().stamp();
+            let one = DesiredDelta {
+                join: delta.desired.join.clone(),
+                ..DesiredDelta::default()
+            };
+            if let Some(stamp) = self.state.merge_delta(one.into()) {
+                self.clock.observe(&stamp, ms(now));
+            }
+            if self.state.desired.join_secrets().stamp() != before {
+                changed.desired.join = delta.desired.join;
             }
         }
         for (node, record) in delta.observed.nodes {

@@ -103,6 +103,8 @@ pub struct Driver {
     pub holdings: mpsc::Receiver<ImageHoldings>,
     /// What our load balancer cannot listen on, when that changes.
     pub listener_problems: mpsc::Receiver<ListenerProblems>,
+    /// Follows join-token rotations (trust, node.json).
+    pub join_trust: super::join_rotation::JoinTrust,
 }
 
 /// What the loop keeps besides the [`Driver`].
@@ -199,6 +201,7 @@ impl Driver {
             }
             self.drain(&mut ls);
             self.snapshots.note(&self.peer);
+            self.join_trust.note(&self.peer, &self.transport);
         }
 
         tracing::info!("leaving the cluster (pods keep running)");

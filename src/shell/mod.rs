@@ -27,6 +27,7 @@ pub mod driver;
 pub mod events;
 pub mod handle;
 pub mod images;
+pub mod join_rotation;
 pub mod join_watch;
 pub mod metrics;
 pub mod persist;

@@ -119,6 +119,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     let mut quic = QuicConfig::new(config.listen, token.clone());
     quic.advertise = Some(advertise.ip());
     quic.cert_validity = config.cert_validity;
+    super::join_rotation::configure(&mut quic, &identity);
     let (transport, inbound) = QuicTransport::bind(quic)
         .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
 
@@ -143,6 +144,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     let info = node_info(config, &identity, advertise);
     let mut peer_config = PeerConfig::new(node, advertise, info);
     peer_config.keys = data.node_key()?;
+    peer_config.first_join_token = identity.token.clone();
     peer_config.incarnation = identity.incarnation;
     peer_config.preset = config.preset;
     peer_config.rng_seed = rand::random();
@@ -198,6 +200,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         images,
         holdings,
         listener_problems,
+        join_trust: super::join_rotation::JoinTrust::new(data.clone(), identity.clone()),
     };
     // Before the driver starts pods: they get the DNS server if it runs.
     let services = start_services(
@@ -235,11 +238,9 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
 fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdentity> {
     let identity = match data.load_identity()? {
         Some(mut known) => {
-            if config
-                .join_token
-                .as_ref()
-                .is_some_and(|t| t != &known.token)
-            {
+            if config.join_token.as_ref().is_some_and(|t| {
+                !super::join_rotation::admits(&known, t, std::time::SystemTime::now())
+            }) {
                 bail!(
                     "{} belongs to another cluster (its join token differs from --join-token \
                      or SHOAL_JOIN_TOKEN); use another --data-dir to join a different cluster",
@@ -270,6 +271,7 @@ fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdenti
                 incarnation: 0,
                 name: config.name.clone().unwrap_or_else(|| default_name(node_id)),
                 token,
+                join_secrets: None,
             }
         }
     };

@@ -220,6 +220,12 @@ impl CertSlot {
         self.read().key.clone()
     }
 
+    /// The certificate and key to present now (for resolvers that pick
+    /// among several slots, see `super::trust`).
+    pub(crate) fn resolve_key(&self) -> Option<Arc<CertifiedKey>> {
+        Some(self.key())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }

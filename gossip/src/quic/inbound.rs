@@ -135,7 +135,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 }
                 Ok(Err(e)) => {
                     add(&shared.counters.handshake_failures, 1);
-                    tracing::debug!(%remote, error = %e, "inbound handshake failed");
+                    let text = e.to_string();
+                    let lower = text.to_lowercase();
+                    if ["unknownissuer", "unknownca", "unknown ca", "badsignature"]
+                        .iter()
+                        .any(|sign| lower.contains(sign))
+                    {
+                        // What an operator looks for when a joiner with a
+                        // wrong or rotated-out join token knocks.
+                        tracing::warn!(%remote, error = %text, "refused a peer: its certificate comes from no join token this node trusts (a wrong token, or one rotated out past its grace)");
+                    } else {
+                        tracing::debug!(%remote, error = %text, "inbound handshake failed");
+                    }
                 }
                 Err(_) => {
                     add(&shared.counters.handshake_failures, 1);

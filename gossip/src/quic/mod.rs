@@ -5,6 +5,8 @@
 //! - [`token`]: the join token, its string form and the keys derived from it.
 //! - `tls`: the cluster CA and the rustls configurations.
 //! - [`certs`]: the issuer, short-lived leaf certificates and their renewal.
+//! - `trust`: several trusted join tokens at once (rotation), and which
+//!   certificate to present to whom.
 //! - `peers`: the per-peer connection cache (connect on demand, queue while
 //!   connecting, forget on loss) and datagram sending.
 //! - `inbound`: accepting connections and delivering what peers send.
@@ -65,6 +67,7 @@ mod stats;
 mod streams;
 mod tls;
 pub mod token;
+mod trust;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -145,6 +148,12 @@ pub struct QuicConfig {
     pub inbound_capacity: usize,
     /// Lifetime of this node's certificate; it is renewed at half of it.
     pub cert_validity: Duration,
+    /// The join token this node's certificates come from, if not `token`
+    /// (after a rotation `token` stays the one the cluster started with: it
+    /// names the cluster and keys the stateless resets).
+    pub current_token: Option<JoinToken>,
+    /// Rotated-out tokens still trusted, each until its deadline.
+    pub rotated_tokens: Vec<(JoinToken, SystemTime)>,
 }
 
 impl QuicConfig {
@@ -161,7 +170,14 @@ impl QuicConfig {
             connect_queue: 64,
             inbound_capacity: 1024,
             cert_validity: certs::DEFAULT_LEAF_VALIDITY,
+            current_token: None,
+            rotated_tokens: Vec::new(),
         }
+    }
+
+    /// The token this node's certificates come from.
+    pub fn current_token(&self) -> &JoinToken {
+        self.current_token.as_ref().unwrap_or(&self.token)
     }
 }
 
@@ -194,10 +210,13 @@ pub struct QuicTransport {
 struct Shared {
     /// The one endpoint: server for inbound, client for outbound dials.
     endpoint: Endpoint,
-    /// Client side of mutual TLS, used for every dial.
-    client: quinn::ClientConfig,
-    /// The cluster DNS name every dial verifies.
-    server_name: String,
+    /// Client side of mutual TLS, used for every dial; replaced when the
+    /// trusted tokens change.
+    client: Mutex<quinn::ClientConfig>,
+    /// The name every dial asks for: the current token's.
+    server_name: Mutex<String>,
+    /// QUIC parameters, kept to rebuild the configs.
+    transport_params: Arc<quinn::TransportConfig>,
     /// Bound address, for logs and for callers that bound port 0.
     local_addr: SocketAddr,
     config: QuicConfig,
@@ -212,15 +231,11 @@ struct Shared {
     /// Why the last dial to each address failed, until one succeeds: what
     /// a peer that cannot join reports to its operator.
     dial_failures: Mutex<HashMap<SocketAddr, String>>,
-    /// This node's current certificate, renewed by the `renewal` task.
-    cert: Arc<CertSlot>,
-    renewal: tokio::task::AbortHandle,
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.renewal.abort();
-    }
+    /// The trusted join tokens, the current one first, each with this
+    /// node's certificate under it (renewed by its own task).
+    trust: Mutex<Vec<trust::TrustedEntry>>,
+    /// The IP written into this node's certificates.
+    cert_ip: IpAddr,
 }
 
 impl Shared {
@@ -232,6 +247,17 @@ impl Shared {
 
     fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    fn lock_trust(&self) -> MutexGuard<'_, Vec<trust::TrustedEntry>> {
+        self.trust.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client config of the next dial.
+    fn client_config(&self) -> (quinn::ClientConfig, String) {
+        let client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        let name = self.server_name.lock().unwrap_or_else(|e| e.into_inner());
+        (client.clone(), name.clone())
     }
 }
 
@@ -256,19 +282,19 @@ impl QuicTransport {
             }
         }
 
-        // This node's certificate expires after `cert_validity` and is
+        // This node's certificates expire after `cert_validity` and are
         // renewed at half of it; open connections are not affected.
-        let issuer = Arc::new(ClusterIssuer::from_token(&config.token)?);
-        let leaf = tls::peer_leaf_request(
-            &config.token,
-            config.advertise.unwrap_or(local_addr.ip()),
-            config.cert_validity.max(certs::MIN_LEAF_VALIDITY),
+        let cert_ip = config.advertise.unwrap_or(local_addr.ip());
+        let now = SystemTime::now();
+        let mut wanted = vec![(config.current_token().clone(), None)];
+        wanted.extend(
+            config
+                .rotated_tokens
+                .iter()
+                .map(|(token, until)| (token.clone(), Some(*until))),
         );
-        let slot = CertSlot::new(issuer.issue(&leaf, SystemTime::now())?)?;
-        let tls = tls::cluster_tls(&issuer, slot.clone())?;
-        let renewal = runtime
-            .spawn(certs::renew_forever(issuer, leaf, slot.clone()))
-            .abort_handle();
+        let entries = trust::trusted_entries(&runtime, &config, cert_ip, Vec::new(), wanted, now)?;
+        let tls = trust::trust_tls(&entries, now)?;
         let transport = Arc::new(transport_config(&config)?);
         let server_crypto = QuicServerConfig::try_from(tls.server)
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
@@ -277,7 +303,7 @@ impl QuicTransport {
         let client_crypto = QuicClientConfig::try_from(tls.client)
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(transport);
+        client.transport_config(transport.clone());
 
         // The stateless-reset key is derived from the token and the bound
         // address, so a peer restarted on the same port can reset the stale
@@ -323,8 +349,9 @@ impl QuicTransport {
         let (pushes_tx, pushes) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
             endpoint,
-            client,
-            server_name: config.token.server_name(),
+            client: Mutex::new(client),
+            server_name: Mutex::new(config.current_token().server_name()),
+            transport_params: transport,
             local_addr,
             config,
             peers: Mutex::new(HashMap::new()),
@@ -337,10 +364,11 @@ impl QuicTransport {
             runtime: runtime.clone(),
             closing: AtomicBool::new(false),
             dial_failures: Mutex::new(HashMap::new()),
-            cert: slot,
-            renewal,
+            trust: Mutex::new(entries),
+            cert_ip,
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
+        runtime.spawn(trust::trust_deadline_loop(Arc::downgrade(&shared)));
         tracing::info!(%local_addr, cluster = %shared.config.token.cluster_id(), "QUIC transport bound");
         Ok((
             QuicTransport { shared },
@@ -372,7 +400,34 @@ impl QuicTransport {
     /// When this node's current QUIC certificate expires (it is renewed
     /// when half its validity is left).
     pub fn certificate_not_after(&self) -> SystemTime {
-        self.shared.cert.not_after()
+        let trust = self.shared.lock_trust();
+        trust
+            .first()
+            .map_or(SystemTime::UNIX_EPOCH, |e| e.slot.not_after())
+    }
+
+    /// Trusts `current` (and presents certificates from its CA by default)
+    /// plus each of `rotated` until its deadline; every other token is
+    /// refused from the next handshake on. Connections already open stay.
+    /// Tokens trusted before keep their certificates (no re-issue).
+    pub fn set_trusted_tokens(
+        &self,
+        current: JoinToken,
+        rotated: &[(JoinToken, SystemTime)],
+    ) -> Result<(), TransportError> {
+        let mut wanted = vec![(current, None)];
+        wanted.extend(rotated.iter().map(|(t, until)| (t.clone(), Some(*until))));
+        self.shared.retrust(Some(wanted), SystemTime::now())
+    }
+
+    /// The cluster ids of the trusted tokens, the current one first, with
+    /// the deadline of each rotated-out one.
+    pub fn trusted_tokens(&self) -> Vec<(String, Option<SystemTime>)> {
+        self.shared
+            .lock_trust()
+            .iter()
+            .map(|e| (e.token.cluster_id(), e.until))
+            .collect()
     }
 
     /// The public cluster id of the token this transport runs with.

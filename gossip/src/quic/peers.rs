@@ -196,9 +196,10 @@ impl Shared {
     }
 
     async fn dial(&self, to: SocketAddr) -> Result<Connection, String> {
+        let (client, server_name) = self.client_config();
         let connecting = self
             .endpoint
-            .connect_with(self.client.clone(), to, &self.server_name)
+            .connect_with(client, to, &server_name)
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(self.config.connect_timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),

@@ -18,14 +18,16 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     PKCS_ED25519,
 };
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
 
-use super::certs::{CertSlot, ClusterIssuer, LeafRequest, LeafUsage};
+#[cfg(test)]
+use super::certs::{CertSlot, ClusterIssuer};
+use super::certs::{LeafRequest, LeafUsage};
 use super::error::TransportError;
 use super::token::JoinToken;
+#[cfg(test)]
+use rustls::{RootCertStore, server::WebPkiClientVerifier};
 
 /// ALPN protocol id: a peer speaking another protocol (or version) fails the
 /// handshake instead of misparsing our streams.
@@ -104,7 +106,10 @@ pub(crate) fn peer_leaf_request(
 
 /// The rustls configs of one node: both sides present whatever certificate
 /// `slot` holds at handshake time (so renewals need no new config) and
-/// require the peer's to chain to `issuer`'s CA.
+/// require the peer's to chain to `issuer`'s CA. (The transport builds its
+/// configs in `super::trust`, for several tokens; this single-token form is
+/// what the tests here pair endpoints with.)
+#[cfg(test)]
 pub(crate) fn cluster_tls(
     issuer: &ClusterIssuer,
     slot: Arc<CertSlot>,

@@ -169,7 +169,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(reads::healthz))
         .route("/ca", get(ca::cluster_ca))
         .route("/tokens", post(tokens::create).get(tokens::list))
-        .route("/tokens/{name}", axum::routing::delete(tokens::revoke));
+        .route("/tokens/{name}", axum::routing::delete(tokens::revoke))
+        .route("/tokens/join/rotate", post(tokens::rotate_join));
     Router::new()
         .nest("/api/v1", v1)
         .nest(kube::PREFIX, kube::router())

@@ -58,6 +58,23 @@ pub struct TokenCreated {
     pub expires: Option<String>,
 }
 
+/// Body of `POST /tokens/join/rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRotateRequest {
+    /// How long the join token current until now still admits peers.
+    pub grace_secs: u64,
+}
+
+/// Answer of `POST /tokens/join/rotate`: the new join token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRotated {
+    pub token: String,
+    /// Its public cluster id.
+    pub cluster_id: String,
+    /// When the previous token stops admitting peers (RFC 3339 UTC).
+    pub previous_until: String,
+}
+
 /// One row of `GET /tokens` (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRow {

@@ -9,6 +9,7 @@
 //! | `POST /api/v1/tokens` | `{"role": "admin"\|"read-only", "name": N?, "expires_in_secs": S?}` → the secret, once |
 //! | `GET /api/v1/tokens` | name, role, created, expires, state; never a secret |
 //! | `DELETE /api/v1/tokens/{name}` | revoke, for good |
+//! | `POST /api/v1/tokens/join/rotate` | `{"grace_secs": S}` → a new *join* token, once (see `shell::join_rotation`) |
 
 use std::fmt::Write as _;
 
@@ -20,7 +21,9 @@ use shoal_crdt_state::api_tokens::{self, TokenGrant, TokenRole};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::models::{CommandResponse, TokenCreateRequest, TokenCreated, TokenRow};
+use super::models::{
+    CommandResponse, JoinRotateRequest, JoinRotated, TokenCreateRequest, TokenCreated, TokenRow,
+};
 use super::rcs::response;
 use crate::peer::Command;
 
@@ -111,6 +114,39 @@ pub(super) async fn create(
         role: role.as_str().to_owned(),
         secret,
         expires: expires_ms.map(utc),
+    }))
+}
+
+/// The longest grace of a rotated-out join token: thirty days.
+const MAX_JOIN_GRACE_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// `POST /tokens/join/rotate`: a new join token from the OS's randomness,
+/// written to the replicated join-secret register; the answer holds it,
+/// the only time (members read it from the state, never from the API).
+pub(super) async fn rotate_join(
+    State(state): State<ApiState>,
+    body: Result<Json<JoinRotateRequest>, JsonRejection>,
+) -> Result<Json<JoinRotated>, ApiError> {
+    let Json(request) = body?;
+    if request.grace_secs > MAX_JOIN_GRACE_SECS {
+        return Err(ApiError::bad_request(format!(
+            "grace_secs: {} is more than thirty days ({MAX_JOIN_GRACE_SECS})",
+            request.grace_secs
+        )));
+    }
+    let token = shoal_gossip::quic::JoinToken::from_seed(rand::random());
+    let before = now_ms();
+    state
+        .handle
+        .command(Command::RotateJoinToken {
+            new: token.to_string(),
+            grace_ms: request.grace_secs * 1000,
+        })
+        .await?;
+    Ok(Json(JoinRotated {
+        cluster_id: token.cluster_id(),
+        token: token.to_string(),
+        previous_until: utc(before + request.grace_secs * 1000),
     }))
 }
 

@@ -49,8 +49,14 @@ pub struct NodeIdentity {
     /// Bumped at every start: SWIM tells the new process from the old one.
     pub incarnation: u64,
     pub name: String,
-    /// The cluster's join token (the secret): keep this directory private.
+    /// The join token the cluster started with (the secret): it names the
+    /// cluster (container labels) and its API CA. Keep this directory private.
     pub token: String,
+    /// The join tokens admitted after a rotation (`shoal token rotate`):
+    /// what this node needs to rejoin after a restart. Absent until the
+    /// cluster rotates (so older files keep their checksum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_secrets: Option<shoal_crdt_state::join_secrets::JoinSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,6 +335,7 @@ mod tests {
             incarnation: 3,
             name: "n7".into(),
             token: "t".into(),
+            join_secrets: None,
         }
     }
 

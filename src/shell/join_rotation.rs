@@ -1,0 +1,125 @@
+//! Join-token rotation in the shell: follows the replicated join-secret
+//! register (`shoal_crdt_state::join_secrets`), re-trusts the QUIC transport
+//! and records the tokens in node.json.
+//!
+//! Calling order: [`JoinTrust::note`] after every drain of the peer (it
+//! compares one stamp, so it costs nothing when nothing rotated). What a
+//! rotation changes is the set of tokens whose certificates new handshakes
+//! accept and which certificate this node presents; connections already
+//! open are left as they are, so no member restarts or reconnects.
+//!
+//! node.json keeps the register's value so that a member restarted after a
+//! rotation presents the new token's certificate and trusts the tokens
+//! still in grace, even before it hears from anyone. A failure to write it
+//! is logged and retried at the next change; the state file holds the
+//! register too and is applied at the first drain after a start.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use shoal_crdt_state::hlc::Hlc;
+use shoal_crdt_state::join_secrets::JoinSecrets;
+use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+
+use super::persist::{DataDir, NodeIdentity};
+use crate::peer::Peer;
+
+/// Follows the register for one peer.
+#[derive(Debug)]
+pub struct JoinTrust {
+    /// Stamp of the register value last applied (`None`: never rotated).
+    applied: Option<Hlc>,
+    data: DataDir,
+    identity: NodeIdentity,
+}
+
+impl JoinTrust {
+    pub fn new(data: DataDir, identity: NodeIdentity) -> JoinTrust {
+        JoinTrust {
+            applied: None,
+            data,
+            identity,
+        }
+    }
+
+    /// Applies the register if it changed since the last call.
+    pub fn note(&mut self, peer: &Peer, transport: &QuicTransport) {
+        let register = peer.state().desired.join_secrets();
+        if register.stamp() == self.applied {
+            return;
+        }
+        self.applied = register.stamp();
+        let Some(value) = register.get() else {
+            return;
+        };
+        let (current, rotated) = trusted(value, SystemTime::now());
+        let Some(current) = current else {
+            tracing::warn!("the replicated join token is malformed; trust left unchanged");
+            return;
+        };
+        tracing::info!(
+            current = %current.cluster_id(),
+            in_grace = rotated.len(),
+            "join token rotated: presenting the new token's certificate, trusting the old until its deadline"
+        );
+        if let Err(e) = transport.set_trusted_tokens(current, &rotated) {
+            tracing::error!(error = %e, "cannot switch the QUIC transport to the rotated join token");
+        }
+        if self.identity.join_secrets.as_ref() != Some(value) {
+            self.identity.join_secrets = Some(value.clone());
+            if let Err(e) = self.data.save_identity(&self.identity) {
+                tracing::error!(error = %e, "cannot record the rotated join token in node.json; a restart before the next rotation trusts the tokens of the state file only once it is loaded");
+            }
+        }
+    }
+}
+
+/// The current token and the rotated-out ones still in grace at `now`, as
+/// the transport takes them. A token that does not parse is left out
+/// (logged); a malformed current one gives `None`.
+pub fn trusted(
+    value: &JoinSecrets,
+    now: SystemTime,
+) -> (Option<JoinToken>, Vec<(JoinToken, SystemTime)>) {
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let current = value.current.parse::<JoinToken>().ok();
+    let rotated = value
+        .in_grace(now_ms)
+        .filter_map(|r| match r.token.parse::<JoinToken>() {
+            Ok(token) => Some((token, UNIX_EPOCH + Duration::from_millis(r.until_ms))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a rotated-out join token is malformed; not trusted");
+                None
+            }
+        })
+        .collect();
+    (current, rotated)
+}
+
+/// Sets `quic` up from what node.json recorded of the last rotation.
+pub fn configure(quic: &mut QuicConfig, identity: &NodeIdentity) {
+    let Some(value) = &identity.join_secrets else {
+        return;
+    };
+    let (current, rotated) = trusted(value, SystemTime::now());
+    if let Some(current) = current {
+        quic.current_token = Some(current);
+        quic.rotated_tokens = rotated;
+    }
+}
+
+/// Whether `given` (a `--join-token`) is one this data dir's node may start
+/// with: the token it joined with, or one its last rotation admits now.
+pub fn admits(identity: &NodeIdentity, given: &str, now: SystemTime) -> bool {
+    if given == identity.token {
+        return true;
+    }
+    let Some(value) = &identity.join_secrets else {
+        return false;
+    };
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    value.current == given || value.in_grace(now_ms).any(|r| r.token == given)
+}
