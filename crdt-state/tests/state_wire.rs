@@ -172,6 +172,7 @@ type RawDigest = (
     Vec<(NodeId, u64, [u8; 8])>,
     Vec<RawService>,
     Vec<(String, shoal_crdt_state::api_tokens::TokenStamps)>,
+    Option<Hlc>,
     u64,
 );
 
@@ -207,6 +208,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        None,
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_writer).unwrap(), LIMIT).unwrap_err();
@@ -225,6 +227,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        None,
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&overflow).unwrap(), LIMIT).unwrap_err();
@@ -254,6 +257,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
             false,
         )],
         vec![],
+        None,
         0,
     );
     let read = wire::decode::<Digest>(&wire::encode(&good).unwrap(), LIMIT).unwrap();
@@ -292,6 +296,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![],
         vec![],
+        None,
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_decision).unwrap(), LIMIT).unwrap_err();
@@ -305,6 +310,7 @@ fn digest_travels_compactly_and_hostile_digests_are_rejected() {
         vec![],
         vec![("hello".to_owned(), [None, Some((0, 0, 2))], [0; 8], true)],
         vec![],
+        None,
         0,
     );
     let err = wire::decode::<Digest>(&wire::encode(&bad_service).unwrap(), LIMIT).unwrap_err();
