@@ -43,9 +43,10 @@
 //!   the same settled records when we collected, so such a record can only
 //!   come from a node outside that set: a forgotten node that came back
 //!   with its old state.
-//!   A node decision is fenced whole, its key binding included (a
-//!   binding's stamp counts in its settled hash): fencing part of it would
-//!   make whether the rest passes depend on which stale copy came first.
+//!   Node decisions are fenced by what collection takes, not by name: a
+//!   settled removal (its binding's stamp included) is dropped held or not,
+//!   and every other decision passes — a live node's old binding must
+//!   reach a peer that took the horizon before it learnt the binding.
 //! - *Catch up* ([`ClusterState::adopt_horizon`]): digests carry the
 //!   sender's horizon. A peer behind it drops its own records below that
 //!   horizon that the sender does not hold (collected there), and node
@@ -214,15 +215,17 @@ impl DesiredState {
         delta
             .services
             .retain(|name, r| self.services.contains_key(name) || !settled(r.max_stamp(), horizon));
-        // A settled decision, key binding included (its stamp counts in
-        // `max_stamp`), is fenced whole: were the binding let through, a
-        // stale binding arriving first would make the node "held" and let
-        // a stale removal in after it, and the result would depend on
-        // delivery order. A node whose binding was collected with its
-        // removal binds again with a new stamp.
+        // Only what collection takes is fenced: a settled removal (its
+        // binding's stamp included, as in `collect`). Every peer past the
+        // horizon dropped it, so only a stale copy can carry one, and it
+        // is dropped whether or not we hold the node: held or not would
+        // make a stale binding arriving first let a stale removal in
+        // after it, depending on delivery order. Any other decision —
+        // a live node's binding or cordon, never collected — passes: a
+        // peer that just took the horizon must still learn them.
         delta
             .nodes
-            .retain(|node, d| self.nodes.get(*node).is_some() || !settled(d.max_stamp(), horizon));
+            .retain(|_, d| !(d.is_removed() && settled(d.max_stamp(), horizon)));
     }
 }
 

@@ -150,3 +150,29 @@ fn a_peer_behind_the_horizon_drops_what_the_other_collected() {
     // Not behind any more: nothing else happens.
     assert!(behind.adopt_horizon(&ahead.digest(), alive).is_empty());
 }
+
+#[test]
+fn a_peer_that_took_the_horizon_first_still_learns_old_bindings() {
+    use shoal_crdt_state::identity::PublicKey;
+    let mut old = ClusterState::new();
+    old.desired
+        .bind_key(NodeId(1), PublicKey([1; 32]), stamp(100, 1));
+    let removal = old.remove_node(NodeId(2), true, stamp(200, 1));
+    old.desired.collect(1_000);
+    assert!(old.desired.nodes().get(NodeId(2)).is_none(), "collected");
+    // A joiner takes the horizon from the first digest it sees, before
+    // any record arrives (anti-entropy's Pull, a cut split transfer).
+    let mut joiner = ClusterState::new();
+    joiner.adopt_horizon(&old.digest(), |_| false);
+    assert_eq!(joiner.desired.collected_below_ms(), 1_000);
+    joiner.merge(&old);
+    assert_eq!(
+        joiner.desired.nodes().bound_key(NodeId(1)).map(|b| b.key),
+        Some(PublicKey([1; 32])),
+        "a live node's binding older than the horizon is not fenced"
+    );
+    // A stale copy of the collected removal stays out.
+    joiner.merge_delta(removal.into());
+    assert!(joiner.desired.nodes().get(NodeId(2)).is_none());
+    assert_eq!(joiner.digest(), old.digest());
+}
