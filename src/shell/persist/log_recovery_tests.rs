@@ -88,6 +88,32 @@ fn a_log_cut_at_any_byte_of_its_last_record_keeps_every_record_before_it() {
 }
 
 #[test]
+fn records_appended_after_a_torn_tail_survive_the_next_start() {
+    let dir = temp_dir("append-after-torn");
+    let (data, states) = logged(&dir, &["a", "b"]);
+    let log = fs::read(data.log_path()).unwrap();
+    let last = frame::log_records(&log).unwrap().records[1];
+    // A crash in the middle of writing "b"'s record.
+    let cut = last.offset + (log.len() - last.offset) / 2;
+    fs::write(data.log_path(), &log[..cut]).unwrap();
+    assert_eq!(data.load().unwrap().as_ref(), Some(&states[1]));
+    assert_eq!(
+        fs::metadata(data.log_path()).unwrap().len(),
+        last.offset as u64,
+        "the torn bytes are cut off at load"
+    );
+    // The restarted peer writes on, then crashes again.
+    let writer = Writer::spawn(&data, true).unwrap();
+    let delta = apply("c", 3);
+    wait_durable(&writer, writer.append(delta.clone()));
+    drop(writer);
+    let mut expected = states[1].clone();
+    expected.state.merge_delta(delta);
+    assert_eq!(data.load().unwrap(), Some(expected));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn damage_before_the_last_record_is_refused_naming_the_record_and_its_offset() {
     let dir = temp_dir("damage");
     let (data, _) = logged(&dir, &["a", "b", "c"]);

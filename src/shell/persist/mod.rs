@@ -166,10 +166,14 @@ impl DataDir {
         let (state_path, log_path) = (self.state_path(), self.log_path());
         let state = read_if_exists(&state_path)?;
         let log = read_if_exists(&log_path)?;
-        decode_files(
+        let (persisted, torn_tail) = decode_files(
             state.as_deref().map(|b| (state_path.as_path(), b)),
             log.as_deref().map(|b| (log_path.as_path(), b)),
-        )
+        )?;
+        if let (Some(log), true) = (&log, torn_tail > 0) {
+            cut_torn_tail(&log_path, (log.len() - torn_tail) as u64)?;
+        }
+        Ok(persisted)
     }
 
     /// Writes a snapshot at once (tests and tools; the peer uses [`Writer`]).
@@ -210,11 +214,12 @@ pub fn decode_identity(path: &Path, bytes: &[u8]) -> Result<NodeIdentity, Persis
 
 /// The bytes of `state.bin` and `wal.log` (each with its path, for errors;
 /// `None` where the file does not exist) read into what the peer persisted:
-/// the snapshot with the log replayed over it.
+/// the snapshot with the log replayed over it, and how many bytes at the
+/// log's end were a torn write (dropped).
 pub fn decode_files(
     state: Option<(&Path, &[u8])>,
     log: Option<(&Path, &[u8])>,
-) -> Result<Option<Persisted>, PersistError> {
+) -> Result<(Option<Persisted>, usize), PersistError> {
     let corrupt = |path: &Path, reason: String| PersistError::Corrupt {
         path: path.to_owned(),
         reason,
@@ -240,7 +245,7 @@ pub fn decode_files(
         None => None,
     };
     let Some((log_path, log)) = log else {
-        return Ok(snapshot);
+        return Ok((snapshot, 0));
     };
     let records = frame::log_records(log).map_err(|e| corrupt(log_path, e.to_string()))?;
     if records.torn_tail > 0 {
@@ -252,8 +257,9 @@ pub fn decode_files(
             "dropped the end of the log: a write cut short by a crash (never acknowledged)"
         );
     }
+    let torn_tail = records.torn_tail;
     if records.records.is_empty() {
-        return Ok(snapshot);
+        return Ok((snapshot, torn_tail));
     }
     let mut persisted = snapshot.unwrap_or_default();
     for record in records.records {
@@ -270,7 +276,23 @@ pub fn decode_files(
         })?;
         persisted.state.merge_delta(delta);
     }
-    Ok(Some(persisted))
+    Ok((Some(persisted), torn_tail))
+}
+
+/// Cuts a torn write off the end of `wal.log` before anything is appended:
+/// left in place, the next record would follow the torn bytes, and the next
+/// start would read it as damage (or drop it with the torn tail).
+fn cut_torn_tail(path: &Path, keep: u64) -> Result<(), PersistError> {
+    let error = |source| PersistError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(error)?;
+    file.set_len(keep).map_err(error)?;
+    file.sync_all().map_err(error)
 }
 
 fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, PersistError> {
