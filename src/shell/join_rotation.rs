@@ -62,7 +62,9 @@ impl JoinTrust {
             "join token rotated: presenting the new token's certificate, trusting the old until its deadline"
         );
         if let Err(e) = transport.set_trusted_tokens(current, &rotated) {
-            tracing::error!(error = %e, "cannot switch the QUIC transport to the rotated join token");
+            tracing::error!(error = %e, "cannot switch the QUIC transport to the rotated join token; trying again");
+            // Not applied: the next call tries again.
+            self.applied = None;
         }
         if self.identity.join_secrets.as_ref() != Some(value) {
             self.identity.join_secrets = Some(value.clone());
