@@ -264,6 +264,13 @@ fn a_machine_killed_under_load_costs_requests_only_until_it_is_declared_down() {
 
     // A bounded client: 100 requests a second for 20 s through peer 0.
     let addr = format!("{}:{NODE_PORT}", cluster.peers[0].ip);
+    // The API counts an endpoint ready up to a feed period (250 ms) before
+    // peer 0's load balancer has it: the timed load starts once the node
+    // port itself serves all three, so a failure before the kill is a fault.
+    let serving = wait_until(Duration::from_secs(30), || {
+        pods_behind(&addr, 3, 10).len() == 3
+    });
+    assert!(serving, "peer 0's node port does not serve all 3 replicas");
     let start = Instant::now();
     let client = std::thread::spawn(move || {
         (0..2000u32)
