@@ -86,13 +86,13 @@ pub struct UpArgs {
     pub api_token: Option<String>,
     /// Requests per second one client (source IP) may sustain on the API;
     /// beyond, 429 with Retry-After. 0: no limit.
-    #[arg(long, default_value_t = LimitSettings::DEFAULT.rate_per_sec, value_name = "N")]
+    #[arg(long, default_value_t = LimitSettings::API_DEFAULT.rate_per_sec, value_name = "N")]
     pub api_rate_limit: u32,
     /// Requests one client may send at once above --api-rate-limit.
-    #[arg(long, default_value_t = LimitSettings::DEFAULT.burst, value_name = "N")]
+    #[arg(long, default_value_t = LimitSettings::API_DEFAULT.burst, value_name = "N")]
     pub api_burst: u32,
     /// Connections one client may hold open to the API; more get 429. 0: no limit.
-    #[arg(long, default_value_t = LimitSettings::DEFAULT.max_connections, value_name = "N")]
+    #[arg(long, default_value_t = LimitSettings::API_DEFAULT.max_connections, value_name = "N")]
     pub api_max_connections: u32,
     /// Serve the API over HTTPS also on loopback (off loopback it always is,
     /// with a certificate from the cluster CA; `shoal ca print` gives the CA).

@@ -196,7 +196,7 @@ pub async fn serve_https(
                 continue;
             }
         };
-        let client = limits.open(from);
+        let client = super::api::limits::ClientConn::open(&limits, from);
         connections.spawn(serve_connection(
             stream,
             from,

@@ -10,6 +10,7 @@
 //! - [`events`]: each peer's events, served for the whole cluster.
 //! - [`join_watch`]: why a join does not complete, and when to give up.
 //! - [`api`]: the HTTP API (axum) on `--api`, a client of the handle.
+//! - [`client_limits`]: per-client-IP rate and connection caps (API, load balancer).
 //! - [`images`]: peers hand images to each other (the cluster as registry).
 //! - [`service_dns`]: the DNS server every peer runs for services.
 //! - [`service_plane`]: the load balancer every peer runs for every service.
@@ -22,6 +23,7 @@ pub mod addresses;
 pub mod api;
 pub mod api_tls;
 pub mod bad_messages;
+pub mod client_limits;
 pub mod dashboard;
 pub mod driver;
 pub mod events;
