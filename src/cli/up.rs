@@ -94,6 +94,18 @@ pub struct UpArgs {
     /// Connections one client may hold open to the API; more get 429. 0: no limit.
     #[arg(long, default_value_t = LimitSettings::API_DEFAULT.max_connections, value_name = "N")]
     pub api_max_connections: u32,
+    /// Connections one client (source IP) may hold open through this
+    /// peer's load balancer, all service and node ports together; more are
+    /// reset at once. 0: no limit.
+    #[arg(long, default_value_t = LimitSettings::LB_DEFAULT.max_connections, value_name = "N")]
+    pub lb_max_connections_per_client: u32,
+    /// New connections per second one client may open through the load
+    /// balancer; beyond, they are reset at once. 0: no limit.
+    #[arg(long, default_value_t = LimitSettings::LB_DEFAULT.rate_per_sec, value_name = "N")]
+    pub lb_connection_rate: u32,
+    /// New connections one client may open at once above --lb-connection-rate.
+    #[arg(long, default_value_t = LimitSettings::LB_DEFAULT.burst, value_name = "N")]
+    pub lb_connection_burst: u32,
     /// Serve the API over HTTPS also on loopback (off loopback it always is,
     /// with a certificate from the cluster CA; `shoal ca print` gives the CA).
     #[arg(long)]
@@ -238,6 +250,11 @@ impl UpArgs {
                 rate_per_sec: self.api_rate_limit,
                 burst: self.api_burst,
                 max_connections: self.api_max_connections,
+            },
+            lb_limits: LimitSettings {
+                rate_per_sec: self.lb_connection_rate,
+                burst: self.lb_connection_burst,
+                max_connections: self.lb_max_connections_per_client,
             },
             api_tls: self.api_tls,
             cert_validity: self.cert_validity,

@@ -11,6 +11,7 @@ use shoal_crdt_state::node::ListenerProblems;
 use shoal_runtime::docker::{DockerRuntime, PodDns};
 use tokio::sync::{mpsc, watch};
 
+use super::client_limits::LimitSettings;
 use super::handle::{PeerHandle, Snapshot};
 use super::service_dns::answer::CLUSTER_DOMAIN;
 use super::service_dns::holder::{Holder, holder_of};
@@ -37,6 +38,8 @@ pub struct ServicesConfig {
     /// Where pods reach services and DNS.
     pub service_ip: IpAddr,
     pub dns_port: u16,
+    /// Per-client limits of the load balancer.
+    pub lb_limits: LimitSettings,
 }
 
 /// The running data plane; dropping it closes every listener.
@@ -133,6 +136,7 @@ pub async fn start_services(
     // address decides how a service port taken there is reported.
     let mut plane_config = PlaneConfig::new(config.node_ip, config.service_ip);
     plane_config.service_ip_shared = served_by_a_peer;
+    plane_config.client_limits = config.lb_limits;
     let plane = ServicePlane::spawn(plane_config, tables.clone(), runtime.direct_addresses());
     let pods_reach_dns = served_by_a_peer
         || dns

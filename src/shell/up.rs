@@ -49,6 +49,8 @@ pub struct UpConfig {
     /// Serve the API over TLS even on loopback (off loopback it always is).
     /// Per-client request rate and connection caps on the API.
     pub api_limits: crate::shell::api::limits::LimitSettings,
+    /// Per-client connection caps and new-connection rate on the load balancer.
+    pub lb_limits: crate::shell::client_limits::LimitSettings,
     pub api_tls: bool,
     /// Lifetime of this node's certificates (QUIC and API); renewed at half.
     pub cert_validity: Duration,
@@ -208,6 +210,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
             node_ip: advertise.ip(),
             service_ip,
             dns_port: config.dns_port,
+            lb_limits: config.lb_limits,
         },
         &token.cluster_id(),
         handle.clone(),

@@ -40,6 +40,9 @@ pub const PLACEMENT_SECONDS: &str = "shoal_placement_seconds";
 pub const API_REQUESTS: &str = "shoal_api_requests_total";
 pub const API_SECONDS: &str = "shoal_api_request_duration_seconds";
 
+// Services load balancer.
+pub const LB_REFUSED: &str = "shoal_lb_connections_refused_total";
+
 // Event watches (one fan-in per peer, `shell/events/hub.rs`).
 pub const EVENT_FANINS: &str = "shoal_event_fanins_started_total";
 pub const EVENT_GATHERS: &str = "shoal_event_fanin_gathers_total";
@@ -175,6 +178,13 @@ pub fn describe() {
         API_SECONDS,
         metrics::Unit::Seconds,
         "HTTP API latency to the response head, by route template and method"
+    );
+
+    describe_counter!(
+        LB_REFUSED,
+        "Connections to service and node ports this peer's load balancer reset at once, by \
+         reason (connections: the client IP holds --lb-max-connections-per-client; rate: over \
+         --lb-connection-rate and --lb-connection-burst)"
     );
 
     describe_gauge!(

@@ -1,16 +1,26 @@
 //! One listening socket of the load balancer: accepts while the service has
-//! room (a semaphore per service), and hands each connection to the proxy.
+//! room (a semaphore per service), refuses a client over its own limits
+//! (connections held, new connections per second: `client_limits`), and
+//! hands every other connection to the proxy.
+//!
+//! A refused connection is reset (RST: linger 0, then close) right after
+//! accept, before a byte is read or an endpoint touched: the client sees
+//! "connection reset by peer" at once, the peer keeps no TIME_WAIT for it,
+//! and the loop goes straight on to the next client. The LB is L4, so
+//! there is no 429; HAProxy's `tcp-request connection reject` does the same.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use super::backends::Backends;
 use super::proxy::{ForwardError, ProxyLimits, forward};
+use crate::shell::client_limits::{ClientLimits, Refusal};
+use crate::shell::metrics::catalog::LB_REFUSED;
 
 /// An accepting task; dropping it closes the socket. Connections already
 /// forwarded run on until they end.
@@ -25,17 +35,26 @@ impl Drop for Listening {
     }
 }
 
+/// What bounds a listener's connections: the service's room, shared by
+/// its listeners, and the per-client limits, shared by every listener of
+/// the peer.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    pub room: Arc<Semaphore>,
+    pub clients: Arc<ClientLimits>,
+}
+
 /// Starts accepting on `listener` for `service`, forwarding to whatever
 /// `backends` holds when a connection arrives.
 pub fn spawn_listener(
     service: String,
     listener: TcpListener,
     backends: watch::Receiver<Arc<Backends>>,
-    room: Arc<Semaphore>,
+    bounds: Bounds,
     limits: ProxyLimits,
 ) -> Listening {
     Listening {
-        task: tokio::spawn(accept_loop(service, listener, backends, room, limits)),
+        task: tokio::spawn(accept_loop(service, listener, backends, bounds, limits)),
     }
 }
 
@@ -43,13 +62,15 @@ async fn accept_loop(
     service: String,
     listener: TcpListener,
     backends: watch::Receiver<Arc<Backends>>,
-    room: Arc<Semaphore>,
+    bounds: Bounds,
     limits: ProxyLimits,
 ) {
     let local = listener.local_addr().ok();
     loop {
         // Full: stop accepting; the kernel's backlog holds the next clients.
-        let Ok(permit) = room.clone().acquire_owned().await else {
+        // A refused client gives its permit back at once, so only clients
+        // within their own caps can fill a service.
+        let Ok(permit) = bounds.room.clone().acquire_owned().await else {
             return;
         };
         let (client, from) = match listener.accept().await {
@@ -61,10 +82,17 @@ async fn accept_loop(
                 continue;
             }
         };
+        let slot = match bounds.clients.admit(from.ip(), Instant::now()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                refuse(client, &service, from, refusal);
+                continue;
+            }
+        };
         let current = backends.borrow().clone();
         let service = service.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             match forward(client, from, &current, rand::random(), limits).await {
                 Ok(()) => {}
                 Err(e @ ForwardError::NoEndpoint) => {
@@ -74,6 +102,15 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// Resets `client` now and counts it.
+fn refuse(client: TcpStream, service: &str, from: SocketAddr, refusal: Refusal) {
+    metrics::counter!(LB_REFUSED, "reason" => refusal.reason()).increment(1);
+    tracing::debug!(service, %from, reason = refusal.reason(), "connection refused: client over its limit");
+    // Without linger 0 the close is a FIN: still a refusal, only slower to read as one.
+    let _ = client.set_zero_linger();
+    drop(client);
 }
 
 /// Binds `addr` for the load balancer.

@@ -12,7 +12,8 @@
 //! - [`proxy`]: one connection — connect (another endpoint if one fails),
 //!   copy both ways, close when idle.
 //! - [`proxy_header`]: the PROXY protocol header, for services that ask.
-//! - [`listener`]: one socket's accept loop, bounded per service.
+//! - [`listener`]: one socket's accept loop, bounded per service and per
+//!   client IP (connections held, new connections per second).
 //!
 //! [`ServicePlane::spawn`] starts a task that keeps the listeners in step
 //! with the [`ServiceTable`] it is sent: a new port is bound, a removed one
@@ -36,9 +37,10 @@ use tokio::task::JoinHandle;
 
 use self::backends::Backends;
 pub use self::backends::Local;
-use self::listener::{Listening, bind, spawn_listener};
+use self::listener::{Bounds, Listening, bind, spawn_listener};
 pub use self::proxy::ProxyLimits;
 use crate::services::{ServiceEntry, ServicePortEntry, ServiceTable};
+use crate::shell::client_limits::{ClientLimits, LimitSettings};
 
 /// How often a port that could not be bound is tried again.
 pub const RETRY_BIND_EVERY: Duration = Duration::from_secs(5);
@@ -57,6 +59,10 @@ pub struct PlaneConfig {
     /// Connections forwarded at once per service on this peer; more wait
     /// in the kernel's accept queue.
     pub max_connections_per_service: usize,
+    /// Per client IP, across every service and port of this peer: the
+    /// peer's sockets and tasks are what a client uses up, and one that
+    /// spreads over many services must not get a share per service.
+    pub client_limits: LimitSettings,
     pub limits: ProxyLimits,
 }
 
@@ -67,6 +73,7 @@ impl PlaneConfig {
             service_ip,
             service_ip_shared: false,
             max_connections_per_service: 4096,
+            client_limits: LimitSettings::LB_DEFAULT,
             limits: ProxyLimits {
                 connect_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(300),
@@ -199,6 +206,8 @@ struct Plane {
     listening: BTreeMap<SocketAddr, (PortKey, Listening)>,
     /// Connection bound of each service, shared by its listeners.
     room: BTreeMap<String, Arc<Semaphore>>,
+    /// What each client IP uses, shared by every listener.
+    clients: Arc<ClientLimits>,
     failed: usize,
 }
 
@@ -209,6 +218,7 @@ impl Plane {
             ports: BTreeMap::new(),
             listening: BTreeMap::new(),
             room: BTreeMap::new(),
+            clients: ClientLimits::new(config.client_limits),
             failed: 0,
         }
     }
@@ -364,7 +374,10 @@ impl Plane {
             entry.service.clone(),
             listener,
             backends,
-            room,
+            Bounds {
+                room,
+                clients: self.clients.clone(),
+            },
             self.config.limits,
         );
         self.listening.insert(addr, (key, listening));
