@@ -22,6 +22,7 @@ pub mod addresses;
 pub mod api;
 pub mod api_tls;
 pub mod bad_messages;
+pub mod cluster_identity;
 pub mod dashboard;
 pub mod driver;
 pub mod events;

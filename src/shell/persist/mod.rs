@@ -49,9 +49,16 @@ pub struct NodeIdentity {
     /// Bumped at every start: SWIM tells the new process from the old one.
     pub incarnation: u64,
     pub name: String,
-    /// The join token the cluster started with (the secret): it names the
-    /// cluster (container labels) and its API CA. Keep this directory private.
+    /// The join token this node started with (the secret). Keep this
+    /// directory private.
     pub token: String,
+    /// The cluster identity (`shoalcluster1.…`, see
+    /// `shoal_gossip::quic::ClusterIdentity`): the cluster id and the API
+    /// CA's key seed, fixed when the cluster was created, whatever token
+    /// this node joined with. Absent in files written before it existed
+    /// (the node's token then names the cluster, as it always did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The join tokens admitted after a rotation (`shoal token rotate`):
     /// what this node needs to rejoin after a restart. Absent until the
     /// cluster rotates (so older files keep their checksum).
@@ -358,6 +365,7 @@ mod tests {
             name: "n7".into(),
             token: "t".into(),
             join_secrets: None,
+            cluster: None,
         }
     }
 
