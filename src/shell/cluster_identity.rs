@@ -124,7 +124,12 @@ async fn ask_seeds(learn: &Learn<'_>) -> Result<ClusterIdentity, String> {
             )
             .await;
             let result = match asked {
-                Err(_) => Err(format!("no answer within {}s", ASK_TIMEOUT.as_secs())),
+                Err(_) => Err(explain(Some(
+                    &learn
+                        .transport
+                        .dial_failure(seed)
+                        .unwrap_or(format!("no answer within {}s", ASK_TIMEOUT.as_secs())),
+                ))),
                 Ok(Err(e)) => Err(explain(Some(
                     &learn.transport.dial_failure(seed).unwrap_or(e.to_string()),
                 ))),
