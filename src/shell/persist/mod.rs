@@ -424,6 +424,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_identity_is_kept_and_absent_from_older_files() {
+        let dir = temp_dir("cluster");
+        let data = DataDir::open(&dir).unwrap();
+        let old = identity();
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(
+            !text.contains("cluster"),
+            "older files keep their checksum: {text}"
+        );
+        let mut new = old;
+        new.cluster = Some("shoalcluster1.0011223344556677.".to_owned() + &"ab".repeat(32));
+        data.save_identity(&new).unwrap();
+        assert_eq!(
+            DataDir::open(&dir).unwrap().load_identity().unwrap(),
+            Some(new)
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_state_file_of_another_version_is_refused_as_such_not_as_damage() {
         let dir = temp_dir("version");
         let data = DataDir::open(&dir).unwrap();
