@@ -328,6 +328,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         name: "node-7".into(),
         token: "shoal1.892668b4060fa7f9.9f0cdf19".into(),
         join_secrets: None,
+        cluster: None,
     };
     // One folder per call: tests make seeds on several threads at once.
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

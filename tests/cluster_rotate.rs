@@ -214,3 +214,122 @@ fn a_rotated_join_token_admits_new_peers_and_refuses_the_old_after_the_grace() {
     assert!(reached, "an RC written at the restarted member reaches all");
     drop(fresh);
 }
+
+/// Loopback subnet of the identity test (127.0.103.x).
+const IDENTITY_SUBNET: u8 = 103;
+
+/// A peer joining through the single peer of `cluster` on
+/// 127.0.103.`host`, its API over TLS, labelled `role=fresh`.
+fn spawn_tls_joiner(cluster: &Cluster, host: u8, name: &str, token: &str) -> Joiner {
+    let dir = cluster.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(cluster.dir.join(format!("{name}.log"))).unwrap();
+    Command::new(shoal_bin())
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.{IDENTITY_SUBNET}.{host}:7946"),
+        ])
+        .args([
+            "--api",
+            &format!("127.0.{IDENTITY_SUBNET}.{host}:7070"),
+            "--api-tls",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--name", name, "--memory", "4Gi", "--join-timeout", "15s"])
+        .args(["--label", "role=fresh"])
+        .args(["--join", &cluster.peers[0].peer_addr()])
+        .args(["--join-token", token])
+        .env("SHOAL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Joiner)
+        .expect("spawn a joiner")
+}
+
+/// `shoal ca print` for the peer whose data dir is `dir`.
+fn ca_print(dir: &std::path::Path) -> String {
+    let out = Command::new(shoal_bin())
+        .args(["ca", "print", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    ok(&out)
+}
+
+#[test]
+fn a_peer_joined_with_a_rotated_token_has_the_clusters_id_and_api_ca() {
+    let cluster = Cluster::start(IDENTITY_SUBNET, 1);
+    let old_ca = ca_print(&cluster.peers[0].data_dir);
+    let ca_file = cluster.dir.join("old-member-ca.pem");
+    std::fs::write(&ca_file, &old_ca).unwrap();
+
+    let rotated = cluster.cli(0, &["token", "rotate", "--grace", "0s"]);
+    let new_token = ok(&rotated).trim().to_owned();
+    assert_ne!(new_token, cluster.token);
+    let said = String::from_utf8_lossy(&rotated.stderr).into_owned();
+    assert!(
+        said.contains(&format!("cluster id {}", cluster.cluster_id)),
+        "a rotation keeps the cluster id: {said}"
+    );
+    let recorded = wait_until(Duration::from_secs(20), || {
+        recorded_current(&cluster.peers[0].data_dir).as_deref() == Some(new_token.as_str())
+    });
+    assert!(recorded, "the member switched to the new token");
+
+    // The new peer's token names another cluster; it takes the cluster's.
+    let _fresh = spawn_tls_joiner(&cluster, 21, "fresh", &new_token);
+    let fresh_api = format!("https://127.0.{IDENTITY_SUBNET}.21:7070");
+    let health = || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&ca_file)
+            .arg(format!("{fresh_api}/healthz"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let served = wait_until(Duration::from_secs(60), || health()["members"] == 2);
+    assert!(
+        served,
+        "the new peer's API verifies against an old member's CA and sees both; last: {}; logs:\n{}\n{}",
+        health(),
+        cluster.every_log_tail(),
+        std::fs::read_to_string(cluster.dir.join("fresh.log")).unwrap_or_default()
+    );
+    assert_eq!(health()["cluster"], cluster.cluster_id.as_str());
+    assert_eq!(ca_print(&cluster.dir.join("fresh")), old_ca);
+    let via_cli = Command::new(shoal_bin())
+        .args(["get", "nodes", "-o", "json"])
+        .env("SHOAL_SERVER", &fresh_api)
+        .env("SHOAL_CA_FILE", &ca_file)
+        .output()
+        .unwrap();
+    assert!(ok(&via_cli).contains("node0"), "the CLI verifies it too");
+
+    // Its containers carry the cluster's label.
+    let manifest = cluster.manifest(
+        "pinned.yaml",
+        &hello_rc("pinned", 1, "shoal-test/hello:1.0").replace(
+            "    spec:\n      terminationGracePeriodSeconds",
+            "    spec:\n      nodeSelector:\n        role: fresh\n      terminationGracePeriodSeconds",
+        ),
+    );
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let labelled = wait_until(Duration::from_secs(60), || {
+        cluster
+            .running_pods(0, "pinned")
+            .iter()
+            .any(|(_, node)| node == "fresh")
+            && cluster.engine_pods("pinned").len() == 1
+    });
+    assert!(
+        labelled,
+        "the pod on the new peer runs under io.shoal.cluster={}; pods: {:?}; logs:\n{}",
+        cluster.cluster_id,
+        cluster.running_pods(0, "pinned"),
+        std::fs::read_to_string(cluster.dir.join("fresh.log")).unwrap_or_default()
+    );
+}

@@ -304,7 +304,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         let api_tls = api_needs_tls(config.api, config.api_tls)
             .then(|| {
                 ApiTls::start(
-                    &running.token,
+                    &running.cluster,
                     config.api,
                     running.advertise.ip(),
                     config.cert_validity,
@@ -375,7 +375,7 @@ async fn serve_api(
         handle: running.handle.clone(),
         runtime: Some(running.runtime.clone()),
         api_token: config.api_token.clone(),
-        cluster_ca: Some(Arc::new(ClusterCa::of(&running.token)?)),
+        cluster_ca: Some(Arc::new(ClusterCa::of(&running.cluster)?)),
         limits: limits.clone(),
         service_dns: running.services.dns_address(),
         transfers: running.transfers.clone(),

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::CertificateDer;
-use shoal_gossip::quic::{CertSlot, ClusterIssuer, JoinToken, LeafRequest, LeafUsage};
+use shoal_gossip::quic::{CertSlot, ClusterIdentity, ClusterIssuer, LeafRequest, LeafUsage};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -48,10 +48,10 @@ pub fn api_needs_tls(bind: SocketAddr, forced: bool) -> bool {
     forced || !bind.ip().is_loopback()
 }
 
-/// The cluster CA certificate (PEM) for the cluster of `token`: what a
-/// client verifies a peer's API against. Public, contains no key.
-pub fn ca_pem(token: &JoinToken) -> anyhow::Result<String> {
-    Ok(ClusterCa::of(token)?.pem)
+/// The API CA certificate (PEM) of the cluster `identity`: what a client
+/// verifies a peer's API against. Public, contains no key.
+pub fn ca_pem(identity: &ClusterIdentity) -> anyhow::Result<String> {
+    Ok(ClusterCa::of(identity)?.pem)
 }
 
 /// [`ca_pem`] of the cluster a peer's data dir belongs to (read on the
@@ -66,11 +66,9 @@ pub fn ca_pem_from_data_dir(dir: &Path) -> anyhow::Result<String> {
     let identity = DataDir::open(dir)?
         .load_identity()?
         .with_context(|| format!("{} holds no node identity", dir.display()))?;
-    let token: JoinToken = identity
-        .token
-        .parse()
-        .with_context(|| format!("the join token in {} is malformed", dir.display()))?;
-    ca_pem(&token)
+    let cluster = super::cluster_identity::of_recorded(&identity)
+        .with_context(|| format!("reading the cluster identity in {}", dir.display()))?;
+    ca_pem(&cluster)
 }
 
 /// The cluster CA certificate, in both encodings.
@@ -83,9 +81,9 @@ pub struct ClusterCa {
 }
 
 impl ClusterCa {
-    /// The CA of the cluster of `token`.
-    pub fn of(token: &JoinToken) -> anyhow::Result<ClusterCa> {
-        let issuer = ClusterIssuer::from_token(token).context("building the cluster CA")?;
+    /// The API CA of the cluster `identity`.
+    pub fn of(identity: &ClusterIdentity) -> anyhow::Result<ClusterCa> {
+        let issuer = ClusterIssuer::from_identity(identity).context("building the cluster CA")?;
         Ok(ClusterCa {
             der: issuer.ca_der().clone(),
             pem: issuer.ca_pem().to_owned(),
@@ -113,15 +111,15 @@ impl ApiTls {
     /// when `bind` is unspecified, plus `advertise`) valid for `validity`,
     /// and starts renewing it. Must run inside a tokio runtime.
     pub fn start(
-        token: &JoinToken,
+        cluster: &ClusterIdentity,
         bind: SocketAddr,
         advertise: IpAddr,
         validity: Duration,
     ) -> anyhow::Result<ApiTls> {
-        let issuer = Arc::new(ClusterIssuer::from_token(token)?);
+        let issuer = Arc::new(ClusterIssuer::from_identity(cluster)?);
         let request = LeafRequest {
             common_name: format!("shoal api {bind}"),
-            dns_names: vec![token.server_name(), "localhost".into()],
+            dns_names: vec![cluster.server_name(), "localhost".into()],
             ips: certificate_ips(bind.ip(), advertise),
             usage: LeafUsage::ApiServer,
             validity: validity.max(shoal_gossip::quic::certs::MIN_LEAF_VALIDITY),

@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use super::acks::{self, Acks, Held};
 use super::bad_messages::BadMessageLog;
+use super::cluster_identity;
 use super::events::{ClusterEvents, EventStore, fanout};
 use super::handle::{Ack, Request};
 use super::images::PeerImages;
@@ -105,6 +106,8 @@ pub struct Driver {
     pub listener_problems: mpsc::Receiver<ListenerProblems>,
     /// Follows join-token rotations (trust, node.json).
     pub join_trust: super::join_rotation::JoinTrust,
+    /// What a new member asking the cluster's identity is told.
+    pub cluster_answer: Bytes,
 }
 
 /// What the loop keeps besides the [`Driver`].
@@ -156,7 +159,13 @@ impl Driver {
                     self.peer.handle_sync(wall_now(), from, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
-                    if fanout::is_request(&request.body) {
+                    if cluster_identity::is_request(&request.body) {
+                        // A new member learns the cluster's identity.
+                        let answer = self.cluster_answer.clone();
+                        tokio::spawn(async move {
+                            let _ = request.responder.respond(answer).await;
+                        });
+                    } else if fanout::is_request(&request.body) {
                         // A peer gathers the cluster's events.
                         let answer = fanout::answer(&self.events.list());
                         tokio::spawn(async move {

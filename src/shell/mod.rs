@@ -24,6 +24,7 @@ pub mod api;
 pub mod api_tls;
 pub mod bad_messages;
 pub mod client_limits;
+pub mod cluster_identity;
 pub mod dashboard;
 pub mod driver;
 pub mod events;

@@ -10,10 +10,11 @@ use anyhow::{Context, bail};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::spec::Resources;
 use shoal_gossip::Preset;
-use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+use shoal_gossip::quic::{ClusterIdentity, JoinToken, QuicConfig, QuicTransport};
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::cluster_identity::Learn;
 use super::driver::{Driver, foreign_scan_loop, wall_now};
 use super::events::{EventStore, store::EVENTS_KEPT};
 use super::handle::{PeerHandle, REQUEST_QUEUE};
@@ -79,8 +80,10 @@ pub struct Running {
     pub handle: PeerHandle,
     pub runtime: Arc<DockerRuntime>,
     pub identity: NodeIdentity,
-    /// The cluster's join token (the CA derives from it).
+    /// The join token this node started with.
     pub token: JoinToken,
+    /// The cluster's id and API CA, whatever token this node joined with.
+    pub cluster: ClusterIdentity,
     pub advertise: SocketAddr,
     pub shutdown: watch::Sender<bool>,
     pub driver: tokio::task::JoinHandle<()>,
@@ -111,7 +114,7 @@ pub fn open(config: &UpConfig) -> anyhow::Result<Opened> {
 /// starts the driver task.
 pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running> {
     super::metrics::install();
-    let Opened { data, identity } = opened;
+    let Opened { data, mut identity } = opened;
     let token: JoinToken = identity
         .token
         .parse()
@@ -125,8 +128,20 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     let (transport, inbound) = QuicTransport::bind(quic)
         .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
 
+    let persisted = data.load()?;
+    // A fresh member that joins may hold a rotated token: the members it
+    // joins through tell it the cluster's identity.
+    let learn = (identity.cluster.is_none() && persisted.is_none() && !config.join.is_empty())
+        .then(|| Learn {
+            transport: &transport,
+            seeds: &config.join,
+            within: config.join_timeout,
+            start_alone: config.start_alone,
+        });
+    let cluster = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
+
     let node = NodeId(identity.node_id);
-    let mut runtime_config = RuntimeConfig::new(token.cluster_id(), node);
+    let mut runtime_config = RuntimeConfig::new(cluster.cluster_id(), node);
     runtime_config.publish_ip = config.publish_ip.unwrap_or(advertise.ip());
     let (runtime, observations) = DockerRuntime::connect(runtime_config).await?;
     let runtime = Arc::new(runtime);
@@ -152,7 +167,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     peer_config.rng_seed = rand::random();
     peer_config.forget_down_after = config.forget_down_after;
     peer_config.gc_grace = config.gc_grace;
-    let mut peer = match data.load()? {
+    let mut peer = match persisted {
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
@@ -171,7 +186,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (snapshots, reader) = SnapshotSource::new(&peer, &token.cluster_id());
+    let (snapshots, reader) = SnapshotSource::new(&peer, &cluster.cluster_id());
     let handle = PeerHandle::new(requests_tx, reader);
     let images = PeerImages::new(
         transport.clone(),
@@ -203,6 +218,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         holdings,
         listener_problems,
         join_trust: super::join_rotation::JoinTrust::new(data.clone(), identity.clone()),
+        cluster_answer: super::cluster_identity::answer(&cluster),
     };
     // Before the driver starts pods: they get the DNS server if it runs.
     let services = start_services(
@@ -212,7 +228,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
             dns_port: config.dns_port,
             lb_limits: config.lb_limits,
         },
-        &token.cluster_id(),
+        &cluster.cluster_id(),
         handle.clone(),
         &runtime,
         shutdown_rx.clone(),
@@ -229,6 +245,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         runtime,
         identity,
         token,
+        cluster,
         advertise,
         shutdown,
         driver,
@@ -275,6 +292,7 @@ fn load_identity(data: &DataDir, config: &UpConfig) -> anyhow::Result<NodeIdenti
                 name: config.name.clone().unwrap_or_else(|| default_name(node_id)),
                 token,
                 join_secrets: None,
+                cluster: None,
             }
         }
     };

@@ -23,6 +23,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{SignatureScheme, crypto::CryptoProvider};
 
 use super::error::TransportError;
+use super::identity::ClusterIdentity;
 use super::tls::{ca_params_and_key, provider};
 use super::token::JoinToken;
 
@@ -51,9 +52,16 @@ impl std::fmt::Debug for ClusterIssuer {
 }
 
 impl ClusterIssuer {
-    /// The CA every holder of `token` derives (see [`super::tls`]).
+    /// The CA every holder of `token` derives (see [`super::tls`]): the
+    /// QUIC trust root of that token.
     pub fn from_token(token: &JoinToken) -> Result<Self, TransportError> {
-        let (params, key) = ca_params_and_key(token)?;
+        Self::from_identity(&ClusterIdentity::of(token))
+    }
+
+    /// The API CA of the cluster `identity` (the QUIC CA of the token the
+    /// cluster was created with).
+    pub fn from_identity(identity: &ClusterIdentity) -> Result<Self, TransportError> {
+        let (params, key) = ca_params_and_key(identity)?;
         let ca = params.self_signed(&key)?;
         let ca_der = ca.der().clone();
         let ca_pem = ca.pem();

@@ -61,6 +61,7 @@
 
 pub mod certs;
 mod error;
+pub mod identity;
 mod inbound;
 mod peers;
 mod stats;
@@ -84,6 +85,7 @@ use tokio::sync::mpsc;
 
 pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use error::TransportError;
+pub use identity::{ClusterIdentity, IdentityError};
 pub use inbound::{InboundRequest, Responder, read_frame as read_push_frame};
 pub use stats::TransportStats;
 pub use streams::ReplyStream;

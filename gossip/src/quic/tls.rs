@@ -25,6 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use super::certs::{CertSlot, ClusterIssuer};
 use super::certs::{LeafRequest, LeafUsage};
 use super::error::TransportError;
+use super::identity::ClusterIdentity;
 use super::token::JoinToken;
 #[cfg(test)]
 use rustls::{RootCertStore, server::WebPkiClientVerifier};
@@ -56,18 +57,22 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 pub fn cluster_ca_certificate(
     token: &JoinToken,
 ) -> Result<CertificateDer<'static>, TransportError> {
-    let (params, key) = ca_params_and_key(token)?;
+    let (params, key) = ca_params_and_key(&ClusterIdentity::of(token))?;
     Ok(params.self_signed(&key)?.der().clone())
 }
 
+/// HKDF label of the CA key seed (see [`ClusterIdentity`]).
+pub(crate) const CA_KEY_LABEL: &[u8] = b"cluster-ca-key";
+
+/// The CA of `identity`; a token's own CA is that of the identity its
+/// cluster would have if created with it.
 pub(crate) fn ca_params_and_key(
-    token: &JoinToken,
+    identity: &ClusterIdentity,
 ) -> Result<(CertificateParams, KeyPair), TransportError> {
-    let mut seed = [0u8; 32];
-    token.derive_key(b"cluster-ca-key", &mut seed);
+    let seed = identity.ca_seed();
     let mut pkcs8 = Vec::with_capacity(48);
     pkcs8.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
-    pkcs8.extend_from_slice(&seed);
+    pkcs8.extend_from_slice(seed);
     let key =
         KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &PKCS_ED25519)?;
 
@@ -76,7 +81,7 @@ pub(crate) fn ca_params_and_key(
     name.push(DnType::OrganizationName, "Shoal");
     name.push(
         DnType::CommonName,
-        format!("shoal cluster {} CA", token.cluster_id()),
+        format!("shoal cluster {} CA", identity.cluster_id()),
     );
     params.distinguished_name = name;
     // Leaves only: the CA never signs another CA.

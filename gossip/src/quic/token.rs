@@ -17,9 +17,9 @@ use ring::hkdf;
 /// The token's version prefix. Bumped if the derivations below ever change.
 const PREFIX: &str = "shoal1";
 /// Secret length in bytes (64 hex characters in the token).
-const SECRET_LEN: usize = 32;
+pub(super) const SECRET_LEN: usize = 32;
 /// Cluster id length in bytes (16 hex characters in the token).
-const CLUSTER_ID_LEN: usize = 8;
+pub(super) const CLUSTER_ID_LEN: usize = 8;
 /// HKDF salt: separates Shoal's derivations from any other use of the bytes.
 const SALT: &[u8] = b"shoal/join-token/v1";
 
@@ -86,6 +86,10 @@ impl JoinToken {
     /// The cluster id in hex: public, safe to log, and part of the TLS names.
     pub fn cluster_id(&self) -> String {
         hex(&self.cluster_id)
+    }
+
+    pub(super) fn cluster_id_bytes(&self) -> [u8; CLUSTER_ID_LEN] {
+        self.cluster_id
     }
 
     /// The DNS name every node certificate carries and every dial verifies.
@@ -166,7 +170,7 @@ fn derive(secret: &[u8], label: &[u8], out: &mut [u8]) {
         .expect("HKDF output length is within limits");
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -177,7 +181,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Exactly `N` bytes from `2 * N` hex digits (either case), or `None`.
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(super) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let digits = s.as_bytes();
     if digits.len() != 2 * N {
         return None;

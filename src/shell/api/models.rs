@@ -69,7 +69,7 @@ pub struct JoinRotateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRotated {
     pub token: String,
-    /// Its public cluster id.
+    /// The cluster's id (unchanged by rotations).
     pub cluster_id: String,
     /// When the previous token stops admitting peers (RFC 3339 UTC).
     pub previous_until: String,

@@ -135,6 +135,8 @@ pub(super) async fn rotate_join(
         )));
     }
     let token = shoal_gossip::quic::JoinToken::from_seed(rand::random());
+    // The cluster keeps its id across rotations (see `cluster_identity`).
+    let cluster_id = state.handle.snapshot().await?.cluster.clone();
     let before = now_ms();
     state
         .handle
@@ -144,7 +146,7 @@ pub(super) async fn rotate_join(
         })
         .await?;
     Ok(Json(JoinRotated {
-        cluster_id: token.cluster_id(),
+        cluster_id,
         token: token.to_string(),
         previous_until: utc(before + request.grace_secs * 1000),
     }))

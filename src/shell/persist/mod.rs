@@ -49,9 +49,16 @@ pub struct NodeIdentity {
     /// Bumped at every start: SWIM tells the new process from the old one.
     pub incarnation: u64,
     pub name: String,
-    /// The join token the cluster started with (the secret): it names the
-    /// cluster (container labels) and its API CA. Keep this directory private.
+    /// The join token this node started with (the secret). Keep this
+    /// directory private.
     pub token: String,
+    /// The cluster identity (`shoalcluster1.…`, see
+    /// `shoal_gossip::quic::ClusterIdentity`): the cluster id and the API
+    /// CA's key seed, fixed when the cluster was created, whatever token
+    /// this node joined with. Absent in files written before it existed
+    /// (the node's token then names the cluster, as it always did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The join tokens admitted after a rotation (`shoal token rotate`):
     /// what this node needs to rejoin after a restart. Absent until the
     /// cluster rotates (so older files keep their checksum).
@@ -358,6 +365,7 @@ mod tests {
             name: "n7".into(),
             token: "t".into(),
             join_secrets: None,
+            cluster: None,
         }
     }
 
@@ -412,6 +420,26 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "node.json holds the token: owner-only");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cluster_identity_is_kept_and_absent_from_older_files() {
+        let dir = temp_dir("cluster");
+        let data = DataDir::open(&dir).unwrap();
+        let old = identity();
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(
+            !text.contains("cluster"),
+            "older files keep their checksum: {text}"
+        );
+        let mut new = old;
+        new.cluster = Some("shoalcluster1.0011223344556677.".to_owned() + &"ab".repeat(32));
+        data.save_identity(&new).unwrap();
+        assert_eq!(
+            DataDir::open(&dir).unwrap().load_identity().unwrap(),
+            Some(new)
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
