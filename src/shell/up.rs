@@ -47,11 +47,11 @@ pub struct UpConfig {
     pub publish_ip: Option<IpAddr>,
     /// Bearer token the HTTP API requires (mandatory off loopback).
     pub api_token: Option<String>,
-    /// Serve the API over TLS even on loopback (off loopback it always is).
     /// Per-client request rate and connection caps on the API.
     pub api_limits: crate::shell::api::limits::LimitSettings,
     /// Per-client connection caps and new-connection rate on the load balancer.
     pub lb_limits: crate::shell::client_limits::LimitSettings,
+    /// Serve the API over TLS even on loopback (off loopback it always is).
     pub api_tls: bool,
     /// Lifetime of this node's certificates (QUIC and API); renewed at half.
     pub cert_validity: Duration,
