@@ -4,7 +4,8 @@
 //! stream, a Kubernetes events watch and `shoal get events -w` each leave
 //! `shoal_event_watchers` within a few seconds of their client closing,
 //! and with the last one gone the fan-in stops gathering
-//! (`shoal_event_fanin_gathers_total` stops moving).
+//! (`shoal_event_fanin_gathers_total` stops moving); a watch whose client
+//! vanished without closing (its packets dropped) ends by TCP keep-alive.
 
 mod cluster_support;
 
@@ -51,7 +52,11 @@ fn open_watch(cluster: &Cluster, path: &str, version: &str) -> TcpStream {
     let mut buf = [0u8; 4096];
     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = stream.read(&mut buf).expect("the watch answers");
-        assert!(n > 0, "the watch closed: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "the watch closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let head = String::from_utf8_lossy(&seen);
@@ -120,13 +125,68 @@ fn closed_event_watches_end_without_an_event_and_the_fan_in_stops() {
         "the fan-in still gathers with no watcher"
     );
 
-    // A new watcher starts a new fan-in, from a full list.
-    let again = open_watch(&cluster, "/api/v1/events?watch=1", "1.0");
+    // A new watcher starts a new fan-in; its client then vanishes without
+    // a FIN (every packet the peer sends it dropped): TCP keep-alive finds
+    // it (10 s idle + 3 probes 5 s apart), and its watch ends.
+    let vanished = open_watch(&cluster, "/api/v1/events?watch=1", "1.1");
     until_watchers(&cluster, 1.0, "a watch opened again");
     assert_eq!(
         metric(&cluster, "shoal_event_fanins_started_total"),
         Some(2.0)
     );
-    drop(again);
-    until_watchers(&cluster, 0.0, "the second watch closed");
+    let blackhole = Blackhole::to(&vanished);
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(45), || watchers(&cluster) == 0.0),
+        "a watch whose client vanished is still counted after 45 s"
+    );
+    eprintln!(
+        "a watch whose client vanished ended after {:?}",
+        start.elapsed()
+    );
+    drop(blackhole);
+    drop(vanished);
+}
+
+/// Drops every packet to one client socket on this machine (an iptables
+/// rule on exactly its address and port), as if its machine went away
+/// without closing; removed on drop.
+struct Blackhole(Vec<String>);
+
+impl Blackhole {
+    fn to(client: &TcpStream) -> Blackhole {
+        let to = client.local_addr().unwrap();
+        let from = client.peer_addr().unwrap();
+        let rule: Vec<String> = [
+            "INPUT",
+            "-p",
+            "tcp",
+            "-s",
+            &from.ip().to_string(),
+            "--sport",
+            &from.port().to_string(),
+            "-d",
+            &to.ip().to_string(),
+            "--dport",
+            &to.port().to_string(),
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let inserted = Command::new("iptables")
+            .arg("-I")
+            .args(&rule)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(inserted, "iptables -I {rule:?} failed");
+        Blackhole(rule)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables").arg("-D").args(&self.0).status();
+    }
 }
