@@ -208,6 +208,7 @@ pub async fn serve_https(
 async fn serve_connection(stream: TcpStream, from: SocketAddr, acceptor: TlsAcceptor, app: Router) {
     // Small answers go out at once rather than waiting on the peer's ACK.
     let _ = stream.set_nodelay(true);
+    super::api::limits::keep_alive(&stream);
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
     match peeked {

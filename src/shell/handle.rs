@@ -102,8 +102,8 @@ impl PeerHandle {
 
     /// The event fan-in's last gathered list (see
     /// [`super::events::EventHub::latest`]).
-    pub async fn watched_events(&self) -> Vec<super::events::EventJson> {
-        self.event_hub.latest().await
+    pub fn watched_events(&self) -> Vec<super::events::EventJson> {
+        self.event_hub.latest()
     }
 
     /// Event fan-in tasks this peer has started.

@@ -54,6 +54,30 @@ impl ClientConn {
     }
 }
 
+/// Idle time before the first keep-alive probe of an API connection.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Between unanswered probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes after which the connection counts as dead.
+pub const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns on TCP keep-alive probes, so a client that vanished without a FIN
+/// or RST (machine off, network gone) is found within
+/// [`KEEPALIVE_IDLE`] + [`KEEPALIVE_PROBES`] x [`KEEPALIVE_INTERVAL`] (25 s):
+/// the connection's pending read then fails and the server drops it, so
+/// an idle watch (nothing to write, nothing to read) frees its watch slot
+/// and the event fan-in. A client that closes its socket is noticed at
+/// once by the HTTP server's end-of-stream read, probes or not.
+pub fn keep_alive(stream: &TcpStream) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+        tracing::debug!(error = %e, "cannot turn on TCP keep-alive for an API connection");
+    }
+}
+
 /// A TCP listener whose connections are counted per client (plain HTTP).
 #[derive(Debug)]
 pub struct LimitedListener {
@@ -69,6 +93,7 @@ impl axum::serve::Listener for LimitedListener {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         // Small answers go out at once rather than waiting on the peer's ACK.
         let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
         (stream, ClientConn::open(&self.limits, addr))
     }
 

@@ -12,7 +12,8 @@
 //!
 //! Calling order: [`EventHub::subscribe`] gives the events known so far
 //! and a receiver of what changes after them (taken under one lock, so no
-//! change falls between the two nor is told twice). A receiver that falls [`BACKLOG`]
+//! change falls between the two nor is told twice; the lock is never held
+//! across a gather). A receiver that falls [`BACKLOG`]
 //! batches behind gets `Lagged`: its watch ends and the client lists again.
 //!
 //! Events that leave a store (evicted, or their peer went down) are not
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{broadcast, watch};
 
 use super::store::EventJson;
 use crate::shell::handle::PeerHandle;
@@ -80,11 +81,27 @@ pub fn changes(before: &BTreeMap<Key, EventJson>, now: &[EventJson]) -> Vec<Chan
 }
 
 /// The peer's one fan-in; cheap to share (it lives in the [`PeerHandle`]).
+///
+/// Its state sits behind a plain mutex held only for quick, await-free
+/// steps: the first cluster-wide gather (up to the fan-out's 3 s bound)
+/// runs in the fan-in task, never under the lock, so other watchers, the
+/// fan-in's rounds and `latest` never queue behind network I/O.
 #[derive(Debug, Default)]
 pub struct EventHub {
-    running: Mutex<Option<Running>>,
+    state: std::sync::Mutex<State>,
     /// Fan-in tasks started since this peer started.
     started: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// No fan-in runs.
+    #[default]
+    Idle,
+    /// A fan-in makes its first gather; its end (the sender dropped)
+    /// wakes the watchers that wait for it.
+    Starting(watch::Receiver<()>),
+    Running(Running),
 }
 
 #[derive(Debug)]
@@ -94,43 +111,67 @@ struct Running {
     latest: BTreeMap<Key, EventJson>,
 }
 
+impl Running {
+    /// The list so far and a receiver of every later batch: taken under
+    /// the state's lock, which every batch is sent under too.
+    fn join(&self) -> (Vec<EventJson>, broadcast::Receiver<Batch>) {
+        let mut known: Vec<EventJson> = self.latest.values().cloned().collect();
+        known.sort_by_key(|e| e.last_ms);
+        let receiver = self.sender.subscribe();
+        metrics::gauge!(EVENT_WATCHERS).set(self.sender.receiver_count() as f64);
+        (known, receiver)
+    }
+}
+
 impl EventHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every step under the lock leaves a whole state: a panic in one
+        // (none expected) does not make it unreadable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The events gathered so far and a receiver of every later batch.
-    /// The first watcher's call gathers once itself (others wait for it on
-    /// the lock), so every watcher starts from a full list.
+    /// The first watcher starts the fan-in, whose first gather every
+    /// watcher waits for (without a lock), so every watcher starts from a
+    /// full list.
     pub async fn subscribe(
         self: &Arc<Self>,
         handle: &PeerHandle,
     ) -> (Vec<EventJson>, broadcast::Receiver<Batch>) {
-        let mut running = self.running.lock().await;
-        if running.is_none() {
-            let gathered = gather(handle).await.unwrap_or_default();
-            let (sender, _) = broadcast::channel(BACKLOG);
-            *running = Some(Running {
-                sender,
-                latest: gathered.into_iter().map(|e| (key(&e), e)).collect(),
-            });
-            self.started.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(EVENT_FANINS).increment(1);
-            tokio::spawn(fan_in_loop(Arc::clone(self), handle.clone()));
+        loop {
+            let mut started = {
+                let mut state = self.lock();
+                match &*state {
+                    State::Running(r) => return r.join(),
+                    // Closed with no Running state: its task died (a panic)
+                    // in its first gather; start another.
+                    State::Starting(started) if started.has_changed().is_ok() => started.clone(),
+                    State::Starting(_) | State::Idle => {
+                        let (tell, started) = watch::channel(());
+                        *state = State::Starting(started.clone());
+                        self.started.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(EVENT_FANINS).increment(1);
+                        tokio::spawn(fan_in_loop(Arc::clone(self), handle.clone(), tell));
+                        started
+                    }
+                }
+            };
+            // Nothing is ever sent: this returns when the first gather
+            // is in (the sender dropped); then join what runs.
+            let _ = started.changed().await;
         }
-        let r = running.as_ref().expect("the fan-in runs: started above");
-        let mut known: Vec<EventJson> = r.latest.values().cloned().collect();
-        known.sort_by_key(|e| e.last_ms);
-        let receiver = r.sender.subscribe();
-        metrics::gauge!(EVENT_WATCHERS).set(r.sender.receiver_count() as f64);
-        (known, receiver)
     }
 
     /// The fan-in's last gathered list, oldest last-seen first (empty when
     /// no fan-in runs). For a watcher that keeps the whole list rather than
     /// the changes: the kube watch, whose DELETED needs what left it.
-    pub async fn latest(&self) -> Vec<EventJson> {
-        let running = self.running.lock().await;
-        let mut list: Vec<EventJson> = running
-            .as_ref()
-            .map(|r| r.latest.values().cloned().collect())
-            .unwrap_or_default();
+    pub fn latest(&self) -> Vec<EventJson> {
+        let mut list: Vec<EventJson> = match &*self.lock() {
+            State::Running(r) => r.latest.values().cloned().collect(),
+            State::Idle | State::Starting(_) => Vec::new(),
+        };
         list.sort_by_key(|e| e.last_ms);
         list
     }
@@ -140,18 +181,27 @@ impl EventHub {
         self.started.load(Ordering::Relaxed)
     }
 
+    /// The fan-in's first gathered list: what watchers start from.
+    fn start(&self, gathered: Vec<EventJson>) {
+        let (sender, _) = broadcast::channel(BACKLOG);
+        *self.lock() = State::Running(Running {
+            sender,
+            latest: gathered.into_iter().map(|e| (key(&e), e)).collect(),
+        });
+    }
+
     /// Takes one gathered list in: sends its changes to the watchers.
     /// False when no watcher is left: the fan-in then stops (the lock makes
     /// a concurrent [`subscribe`](Self::subscribe) start a new one).
-    async fn handle_gathered(&self, now: Vec<EventJson>) -> bool {
-        let mut running = self.running.lock().await;
-        let Some(r) = running.as_mut() else {
+    fn handle_gathered(&self, now: Vec<EventJson>) -> bool {
+        let mut state = self.lock();
+        let State::Running(r) = &mut *state else {
             return false;
         };
         let watchers = r.sender.receiver_count();
         metrics::gauge!(EVENT_WATCHERS).set(watchers as f64);
         if watchers == 0 {
-            *running = None;
+            *state = State::Idle;
             return false;
         }
         let batch = changes(&r.latest, &now);
@@ -162,19 +212,28 @@ impl EventHub {
         }
         true
     }
+
+    fn stop(&self) {
+        *self.lock() = State::Idle;
+        metrics::gauge!(EVENT_WATCHERS).set(0.0);
+    }
 }
 
-/// The fan-in task: gathers, hands the list to the hub, until unwatched
-/// (its first gather was made by [`EventHub::subscribe`]).
-async fn fan_in_loop(hub: Arc<EventHub>, handle: PeerHandle) {
+/// The fan-in task: gathers once for the watchers that wait (`tell` is
+/// dropped once they can join), then every [`GATHER_EVERY`] hands the
+/// list to the hub, until unwatched.
+async fn fan_in_loop(hub: Arc<EventHub>, handle: PeerHandle, tell: watch::Sender<()>) {
+    // A peer shutting down answers nothing: start empty, stop next round.
+    hub.start(gather(&handle).await.unwrap_or_default());
+    drop(tell);
     loop {
         tokio::time::sleep(GATHER_EVERY).await;
         let Some(gathered) = gather(&handle).await else {
             tracing::debug!("event fan-in stops: the peer is shutting down");
-            *hub.running.lock().await = None;
+            hub.stop();
             return;
         };
-        if !hub.handle_gathered(gathered).await {
+        if !hub.handle_gathered(gathered) {
             return;
         }
     }
@@ -211,6 +270,33 @@ mod tests {
             },
             cluster_wide: false,
         }
+    }
+
+    fn join(hub: &EventHub) -> (Vec<EventJson>, broadcast::Receiver<Batch>) {
+        match &*hub.lock() {
+            State::Running(r) => r.join(),
+            other => panic!("no fan-in runs: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_watcher_starts_from_the_list_gets_its_changes_and_the_last_one_gone_stops_it() {
+        let hub = EventHub::default();
+        hub.start(vec![event("a", 1, 10)]);
+        let (known, mut rx) = join(&hub);
+        assert_eq!(known, [event("a", 1, 10)]);
+        assert!(hub.handle_gathered(vec![event("a", 2, 20), event("b", 1, 15)]));
+        let batch = rx.try_recv().expect("the round's changes");
+        let got: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|c| (c.kind, c.event.involved_object.name.as_str()))
+            .collect();
+        assert_eq!(got, [("MODIFIED", "a"), ("ADDED", "b")]);
+        assert_eq!(hub.latest(), [event("b", 1, 15), event("a", 2, 20)]);
+        drop(rx);
+        assert!(!hub.handle_gathered(vec![event("a", 2, 20)]), "unwatched");
+        assert!(matches!(*hub.lock(), State::Idle));
+        assert!(hub.latest().is_empty());
     }
 
     #[test]

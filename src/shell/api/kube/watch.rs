@@ -96,7 +96,7 @@ pub(super) async fn watch(
                 batch = next_batch(&mut changes) => match batch {
                     // Fell behind or the peer stops: the client lists again.
                     Err(_) => return,
-                    Ok(Some(_)) => events = state.handle.watched_events().await,
+                    Ok(Some(_)) => events = state.handle.watched_events(),
                     Ok(None) => {}
                 },
             }
