@@ -11,6 +11,13 @@
 //! creator's by induction. A node that creates a cluster takes its token's
 //! identity, as does a data dir written before identities were recorded
 //! (its containers already carry that id).
+//!
+//! The ask is short ([`ASK_WITHIN`]) and never fatal: peers are often
+//! started one by one, each naming the others as seeds, so the first one's
+//! seeds are not up yet. Without an answer the node starts with its token's
+//! identity, which is the cluster's unless the token was rotated (then the
+//! warning says what to do). Whether the seeds are reached at all is the join
+//! watch's question, with `--join-timeout`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,7 +33,10 @@ const MAGIC: &[u8; 8] = b"SHOALCID";
 /// An answer is ~100 bytes; anything much larger is not one.
 const MAX_ANSWER: usize = 4096;
 /// One seed's time to answer one ask.
-const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a fresh member waits for an answer before it starts with its
+/// token's identity.
+pub const ASK_WITHIN: Duration = Duration::from_secs(2);
 /// Pause between rounds of asks while no seed answered.
 const ASK_EVERY: Duration = Duration::from_secs(1);
 /// First report of a seed that does not answer, then every so often.
@@ -60,11 +70,8 @@ fn decode_answer(bytes: &[u8]) -> anyhow::Result<ClusterIdentity> {
 pub struct Learn<'a> {
     pub transport: &'a QuicTransport,
     pub seeds: &'a [SocketAddr],
-    /// Give up after this long (`--join-timeout`).
+    /// Give up after this long ([`ASK_WITHIN`]; tests shorten it).
     pub within: Duration,
-    /// `--start-alone`: when no seed answers, take the token's identity
-    /// (this node then starts a cluster of its own) instead of failing.
-    pub start_alone: bool,
 }
 
 /// The identity this node uses, recorded in `identity` and node.json if it
@@ -87,16 +94,14 @@ pub async fn settle(
         None => ClusterIdentity::of(token),
         Some(learn) => match ask_seeds(&learn).await {
             Ok(cluster) => cluster,
-            Err(why) if learn.start_alone => {
-                tracing::warn!(reason = %why, "no seed told the cluster identity: starting alone as a cluster of this join token");
-                ClusterIdentity::of(token)
+            Err(why) => {
+                tracing::warn!(
+                    reason = %why,
+                    "no seed told the cluster's identity within {}s: starting with this join token's (right unless the token was rotated; a peer that joined with a rotated token then has an id and API CA of its own: start it again with an empty data dir once a seed is up)",
+                    learn.within.as_secs()
+                );
+                return Ok(ClusterIdentity::of(token));
             }
-            Err(why) => anyhow::bail!(
-                "could not join the cluster: no seed told this peer the cluster's identity \
-                 within {}s ({why}); check --join and --join-token (SHOAL_JOIN_TOKEN), or pass \
-                 --start-alone to run as a one-node cluster",
-                learn.within.as_secs()
-            ),
         },
     };
     if cluster != ClusterIdentity::of(token) {

@@ -135,8 +135,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         .then(|| Learn {
             transport: &transport,
             seeds: &config.join,
-            within: config.join_timeout,
-            start_alone: config.start_alone,
+            within: super::cluster_identity::ASK_WITHIN,
         });
     let cluster = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
 
