@@ -1,6 +1,6 @@
 //! The load balancer's per-client limits with real sockets: a tokio server
 //! stands for the pod (as in `service_plane.rs`), clients bind distinct
-//! loopback source addresses of this file's subnet, 127.0.102.x, and the
+//! loopback source addresses of this file's subnet, 127.0.106.x, and the
 //! refusals are read from the process's metrics registry (what `/metrics`
 //! renders). Needs the `shell` feature (on by default).
 
@@ -20,12 +20,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-const SERVICE_IP: [u8; 4] = [127, 0, 102, 1];
-const NODE_IP: [u8; 4] = [127, 0, 102, 2];
-const POD_IP: [u8; 4] = [127, 0, 102, 3];
+const SERVICE_IP: [u8; 4] = [127, 0, 106, 1];
+const NODE_IP: [u8; 4] = [127, 0, 106, 2];
+const POD_IP: [u8; 4] = [127, 0, 106, 3];
 
 fn client_ip(last: u8) -> IpAddr {
-    IpAddr::from([127, 0, 102, last])
+    IpAddr::from([127, 0, 106, last])
 }
 
 /// A pod: greets every connection with "pod\n", then echoes; counts the
@@ -243,22 +243,26 @@ async fn a_burst_past_the_rate_is_reset_and_served_again_after_the_refill() {
     let c = client_ip(12);
     let d = client_ip(13);
 
-    // Five new connections at once: the burst (2) is served, plus one per
-    // second that passed meanwhile; the rest are reset.
+    // Ten new connections at once: the burst (2) is served, plus one per
+    // second that passed meanwhile; the rest are reset. Ten, so that even a
+    // machine too loaded to open them within 7 s still sees a refusal.
+    const ATTEMPTS: u64 = 10;
     let started = Instant::now();
     let mut outcomes = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..ATTEMPTS {
         outcomes.push(connect_from(c, addr).await);
     }
     let elapsed = started.elapsed();
     let refused = outcomes.iter().filter(|o| o.is_refused()).count() as u64;
-    let served = 5 - refused;
+    let served = ATTEMPTS - refused;
     let refilled = elapsed.as_secs_f64().ceil() as u64;
     assert!(
         served >= 2 && served <= 2 + refilled,
         "{served} served in {elapsed:?}"
     );
-    assert!(refused >= 1, "nothing refused in {elapsed:?}");
+    if 2 + refilled < ATTEMPTS {
+        assert!(refused >= 1, "nothing refused in {elapsed:?}");
+    }
     assert!(
         outcomes.first().is_some_and(|o| !o.is_refused()),
         "the first of a burst is served"

@@ -445,14 +445,15 @@ join-timeout = "2m"
     #[test]
     fn the_load_balancer_limits_come_from_the_file_and_default_when_absent() {
         let text =
-            "lb-max-connections-per-client: 32\nlb-connection-rate: 0\nlb-connection-burst: 10\n";
+            "lb-max-connections-per-client: 32\nlb-connection-rate: 50\nlb-connection-burst: 10\n";
         let args = merged("shoal.yaml", text, &["--lb-connection-burst", "20"]).unwrap();
         assert_eq!(args.lb_max_connections_per_client, 32);
-        assert_eq!(args.lb_connection_rate, 0);
+        assert_eq!(args.lb_connection_rate, 50);
         assert_eq!(args.lb_connection_burst, 20);
+        // Off unless asked for (see `LimitSettings::LB_DEFAULT`).
         let args = merged("shoal.yaml", "", &[]).unwrap();
-        assert_eq!(args.lb_max_connections_per_client, 256);
-        assert_eq!(args.lb_connection_rate, 200);
+        assert_eq!(args.lb_max_connections_per_client, 0);
+        assert_eq!(args.lb_connection_rate, 0);
         assert_eq!(args.lb_connection_burst, 400);
         let err = merged("shoal.yaml", "lb-connection-rate: -1\n", &[])
             .unwrap_err()

@@ -38,13 +38,16 @@ impl LimitSettings {
         max_connections: 64,
     };
 
-    /// The load balancer's defaults: far above one browser or service
-    /// client (a pool of tens of connections), below the bound of one
-    /// service (4096), so one client cannot take a service alone.
+    /// The load balancer's defaults: off. Behind an ingress, a front proxy
+    /// or a client that opens a connection per request, every request comes
+    /// from one address, and a per-address cap would refuse the service's
+    /// real load; kube-proxy and Swarm's mesh have none either. Operators
+    /// turn them on (`--lb-*`) where clients are individual machines.
     pub const LB_DEFAULT: LimitSettings = LimitSettings {
-        rate_per_sec: 200,
+        rate_per_sec: 0,
+        // Used once a rate is set.
         burst: 400,
-        max_connections: 256,
+        max_connections: 0,
     };
 
     pub const UNLIMITED: LimitSettings = LimitSettings {

@@ -35,8 +35,9 @@ const MAX_ANSWER: usize = 4096;
 /// One seed's time to answer one ask.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a fresh member waits for an answer before it starts with its
-/// token's identity.
-pub const ASK_WITHIN: Duration = Duration::from_secs(2);
+/// token's identity: two rounds of asks, so one lost handshake packet
+/// (QUIC resends after ~1 s) does not cost a rotated joiner its identity.
+pub const ASK_WITHIN: Duration = Duration::from_secs(4);
 /// Pause between rounds of asks while no seed answered.
 const ASK_EVERY: Duration = Duration::from_secs(1);
 /// First report of a seed that does not answer, then every so often.
@@ -74,8 +75,8 @@ pub struct Learn<'a> {
     pub within: Duration,
 }
 
-/// The identity this node uses, recorded in `identity` and node.json if it
-/// was not. `learn` is given for a fresh data dir that joins.
+/// The identity this node uses; one learned from a seed that is not the
+/// token's own is recorded in `identity` and node.json. `learn` is given for a fresh data dir that joins.
 pub async fn settle(
     data: &DataDir,
     identity: &mut NodeIdentity,
@@ -104,9 +105,12 @@ pub async fn settle(
             }
         },
     };
-    if cluster != ClusterIdentity::of(token) {
-        tracing::info!(cluster = %cluster.cluster_id(), "joined with a rotated token: using the cluster's identity");
+    if cluster == ClusterIdentity::of(token) {
+        // Derivable from the token: not written, so node.json stays as the
+        // previous release wrote and checks it (a rollback keeps working).
+        return Ok(cluster);
     }
+    tracing::info!(cluster = %cluster.cluster_id(), "joined with a rotated token: using the cluster's identity");
     identity.cluster = Some(cluster.to_string());
     data.save_identity(identity)?;
     Ok(cluster)

@@ -73,8 +73,18 @@ pub fn keep_alive(stream: &TcpStream) {
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+    let socket = socket2::SockRef::from(stream);
+    if let Err(e) = socket.set_tcp_keepalive(&probes) {
         tracing::debug!(error = %e, "cannot turn on TCP keep-alive for an API connection");
+    }
+    // Keep-alive probes only run on an idle connection; a watch that keeps
+    // writing to a vanished client needs this bound on unacknowledged data
+    // (else the kernel retransmits for ~15 minutes).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket.set_tcp_user_timeout(Some(
+        KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES,
+    )) {
+        tracing::debug!(error = %e, "cannot bound unacknowledged data on an API connection");
     }
 }
 
