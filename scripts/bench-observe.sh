@@ -5,12 +5,16 @@
 # against `docker logs` of one of them in the same run, and the idle CPU and
 # RSS of the peers (metrics are always on) with 5 and with PODS pods.
 #
-# PEERS real peers (default 5, release build) on 127.0.61.11.., each with
-# its own Docker engine (scripts/node-engines.sh: its own dockerd and
-# bridge, so a thousand containers never crowd the machine's docker0, and
-# a bridge's /24 holds them: at most 250 pods per node, by CPU). The pods
-# are real containers of the test image (busybox). Everything is removed
-# at the end (the engines go down with their containers).
+# PEERS real peers (default 3, release build) on 127.0.61.11.., sharing the
+# machine's Docker engine by default, as scripts/bench-kubectl.sh runs its
+# 1,000 pods (each peer's service address and DNS on its own loopback
+# address, port 5350, so they do not contend for the bridge address).
+# ENGINES=node gives each peer its own engine (scripts/node-engines.sh: its
+# own dockerd and bridge, at most 250 pods a node): on 2 December, 5 debug
+# peers with 5 engines starved each other on this 2-core machine while
+# 1,000 containers started, and thrashed. The pods are real containers of
+# the test image (busybox), labelled with the cluster's id; everything this
+# run started is removed at the end (by that label, or with the engines).
 #
 # Prints one Markdown section ("### Dashboard, metrics and logs") to
 # stdout; progress goes to stderr. Figures are printed, not asserted.
@@ -20,7 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PODS=${PODS:-1000}
-PEERS=${PEERS:-5}
+PEERS=${PEERS:-3}
+ENGINES=${ENGINES:-shared}
 LOG_PODS=${LOG_PODS:-30}
 LOG_LINES=${LOG_LINES:-20000}
 LOADS=${LOADS:-5}
@@ -32,23 +37,55 @@ SUBNET=127.0.61
 # Debian's python3, which python3-selenium is installed for.
 PY=/usr/bin/python3
 export SHOAL_ENGINES_DIR=${SHOAL_ENGINES_DIR:-/tmp/shoal-bench-observe-engines}
-for tool in chromium chromedriver curl; do
-  command -v $tool >/dev/null || { echo "bench-observe: needs $tool (chromium, chromium-driver, curl)" >&2; exit 1; }
+case "$ENGINES" in
+  shared | node) ;;
+  *) echo "bench-observe: ENGINES must be shared or node, not '$ENGINES'" >&2; exit 1 ;;
+esac
+for tool in chromium chromedriver curl docker; do
+  command -v $tool >/dev/null || { echo "bench-observe: needs $tool (chromium, chromium-driver, curl, docker)" >&2; exit 1; }
 done
 "$PY" -c 'import selenium' 2>/dev/null || { echo "bench-observe: needs python3-selenium" >&2; exit 1; }
 if [ "$PROFILE" = release ]; then cargo build --release -q --bin shoal >&2; fi
+[ "$ENGINES" = shared ] && bash scripts/test-images.sh >&2
 
 TMP=$(mktemp -d)
 PIDS=()
+# This run's containers on the shared engine: Shoal labels each with its cluster.
+cluster_id() {
+  sed -n 's/.*"token": *"shoal1\.\([0-9a-f]*\)\..*/\1/p' "$TMP/peer0/node.json" 2>/dev/null || true
+}
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  bash scripts/node-engines.sh down >&2 || true
+  if [ "$ENGINES" = node ]; then
+    bash scripts/node-engines.sh down >&2 || true
+  else
+    local cluster
+    cluster=$(cluster_id)
+    if [ -n "$cluster" ]; then
+      # In parallel: one `docker rm` of 1,000 containers takes minutes.
+      docker ps -aq --filter "label=io.shoal.cluster=$cluster" | xargs -r -n 20 -P 4 docker rm -f >/dev/null
+    fi
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-echo "bench-observe: starting $PEERS engines" >&2
-bash scripts/node-engines.sh up "$PEERS" >&2
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
+if [ "$ENGINES" = node ]; then
+  echo "bench-observe: starting $PEERS engines" >&2
+  bash scripts/node-engines.sh up "$PEERS" >&2
+fi
+# Peer i's engine: its own, or the machine's (DOCKER_HOST as given).
+engine_env() {
+  if [ "$ENGINES" = node ]; then
+    echo "DOCKER_HOST=$(bash scripts/node-engines.sh host "$1")"
+  else
+    echo "DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}"
+  fi
+}
+# A node engine's bridge is a /24: 25 CPUs at 100m a pod, at most 250 pods
+# on a node. The machine's engine has no such bound.
+if [ "$ENGINES" = node ]; then CPU=25 REQUEST=100m; else CPU=32 REQUEST=10m; fi
 
 export SHOAL_SERVER=http://$SUBNET.11:7070
 TOKEN=""
@@ -56,13 +93,14 @@ for i in $(seq 0 $((PEERS - 1))); do
   ip=$SUBNET.$((11 + i))
   join=()
   [ "$i" -gt 0 ] && join=(--join "$SUBNET.11:7946" --join-token "$TOKEN")
-  # 25 CPUs at 100m a pod: at most 250 pods on a node (its bridge is a /24).
-  DOCKER_HOST=$(bash scripts/node-engines.sh host "$i") SHOAL_LOG=warn "$BIN" up \
+  service=()
+  [ "$ENGINES" = shared ] && service=(--service-address "$ip" --dns-port 5350)
+  env "$(engine_env "$i")" SHOAL_LOG=warn "$BIN" up \
     --listen "$ip:7946" --api "$ip:7070" --data-dir "$TMP/peer$i" --name "node$i" \
-    --cpu 25 --memory 64Gi "${join[@]}" >"$TMP/peer$i.log" 2>&1 &
+    --cpu "$CPU" --memory 64Gi "${service[@]}" "${join[@]}" >"$TMP/peer$i.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 150); do
-    SHOAL_SERVER=http://$ip:7070 "$BIN" get nodes >/dev/null 2>&1 && break
+    SHOAL_SERVER=http://$ip:7070 "$BIN" get nodes >/dev/null 2>&1 && [ -s "$TMP/peer$i/node.json" ] && break
     sleep 0.2
   done
   if [ "$i" = 0 ]; then
@@ -110,7 +148,7 @@ spec:
 $command
         resources:
           requests:
-            cpu: 100m
+            cpu: $REQUEST
             memory: 8Mi
 YAML
 }
@@ -150,6 +188,7 @@ rc few 5 >"$TMP/few.yaml"
 wait_running few 5 300
 sleep 10
 IDLE_FEW=$(idle)
+echo "bench-observe: $IDLE_FEW" >&2
 
 echo "bench-observe: starting $PODS pods" >&2
 rc many "$PODS" >"$TMP/many.yaml"
@@ -159,7 +198,12 @@ wait_running many "$PODS" 3600
 START_ALL=$((SECONDS - started))
 sleep 10
 IDLE_MANY=$(idle)
+echo "bench-observe: $IDLE_MANY" >&2
 TOTAL=$("$BIN" get pods -o json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')
+SPREAD=$("$BIN" get pods -o json | "$PY" -c '
+import collections, json, sys
+print(", ".join(f"{n}: {c}" for n, c in sorted(collections.Counter(p["node"] for p in json.load(sys.stdin)).items())))')
+LOAD_MANY=$(cut -d" " -f1-3 /proc/loadavg)
 
 echo "bench-observe: /metrics and /api/v1/pods" >&2
 SCRAPE=$("$PY" - "$SUBNET.11" "$SCRAPES" <<'PY'
@@ -179,6 +223,7 @@ print(f"| `/metrics` scrape at peer 0 ({rounds} scrapes) | p50 {m50:.1f} ms · m
 print(f"| baseline, same run: `GET /api/v1/pods` ({rounds} reads) | p50 {p50:.1f} ms · max {pmax:.1f} ms; {len(pods)/1024:.0f} KiB |")
 PY
 )
+echo "$SCRAPE" >&2
 
 echo "bench-observe: the dashboard in Chromium" >&2
 PAGE=$("$PY" - "http://$SUBNET.11:7070/ui" "$TOTAL" "$LOADS" <<'PY'
@@ -229,8 +274,26 @@ print(f"| dashboard load → pods table complete ({total} rows) | p50 {med(compl
 print(f"| one refresh of the whole page (5 API reads + render) | p50 {med(refresh):.0f} ms · max {max(refresh):.0f} ms |")
 PY
 )
+echo "$PAGE" >&2
 
 echo "bench-observe: logs of $LOG_PODS pods" >&2
+# A Linux bridge takes at most 1024 ports (BR_MAX_PORTS): on the machine's
+# docker0, 1,000 pods plus 5 left the 30 log pods 18 places on 3 December
+# (the rest failed "exchange full"). Make room by scaling `many` down.
+MANY_FOR_LOGS=$PODS
+if [ "$ENGINES" = shared ]; then
+  on_bridge=$(docker ps -q --filter network=bridge | wc -l)
+  over=$((on_bridge + LOG_PODS + 10 - 1024))
+  if [ "$over" -gt 0 ]; then
+    MANY_FOR_LOGS=$((PODS - over))
+    echo "bench-observe: $on_bridge containers on docker0; many scaled to $MANY_FOR_LOGS for the log pods" >&2
+    "$BIN" scale many --replicas "$MANY_FOR_LOGS" >&2
+    for _ in $(seq 300); do
+      [ "$(docker ps -q --filter network=bridge | wc -l)" -le $((1024 - LOG_PODS - 10)) ] && break
+      sleep 1
+    done
+  fi
+fi
 rc spew "$LOG_PODS" "trap 'exit 0' TERM; seq 1 $LOG_LINES; sleep 3600 & wait" >"$TMP/spew.yaml"
 "$BIN" apply -f "$TMP/spew.yaml" >&2
 wait_running spew "$LOG_PODS" 900
@@ -240,18 +303,25 @@ for _ in $(seq 300); do
   [ "$last" = "$LOG_PODS" ] && break
   sleep 1
 done
-LOGS=$("$PY" - "$BIN" "$LOG_PODS" "$LOG_LINES" "$PEERS" "$SHOAL_ENGINES_DIR" <<'PY'
-import json, subprocess, sys, time
-shoal, pods, lines, peers, engines = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-# One spew container, on whichever engine holds it.
+LOGS=$("$PY" - "$BIN" "$LOG_PODS" "$LOG_LINES" "$PEERS" "$ENGINES" "$SHOAL_ENGINES_DIR" "$(cluster_id)" <<'PY'
+import json, os, subprocess, sys, time
+shoal, pods, lines, peers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+engines, engines_dir, cluster = sys.argv[5], sys.argv[6], sys.argv[7]
+# One spew container of this cluster, on whichever engine holds it.
+if engines == "node":
+    hosts = [f"unix://{engines_dir}/engine{i}/run/docker.sock" for i in range(peers)]
+else:
+    hosts = [os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")]
 container = None
-for i in range(peers):
-    host = f"unix://{engines}/engine{i}/run/docker.sock"
-    ids = subprocess.run(["docker", "-H", host, "ps", "-q", "--filter", "label=io.shoal.rc=spew"],
+for host in hosts:
+    ids = subprocess.run(["docker", "-H", host, "ps", "-q", "--filter", "label=io.shoal.rc=spew",
+                          "--filter", f"label=io.shoal.cluster={cluster}"],
                          capture_output=True, text=True, check=True).stdout.split()
     if ids:
         container = (host, ids[0])
         break
+if container is None:
+    sys.exit(f"no running spew container of cluster {cluster} on {hosts}")
 start = time.perf_counter()
 direct = subprocess.run(["docker", "-H", container[0], "logs", container[1]], capture_output=True, check=True).stdout
 direct_s = time.perf_counter() - start
@@ -262,14 +332,23 @@ got, want, one = merged.count(b"\n"), pods * lines, direct.count(b"\n")
 if got != want or one != lines:
     sys.exit(f"logs -l gave {got} lines (want {want}); docker logs {one} (want {lines})")
 print(f"| `shoal logs -l app=spew` at peer 0: {pods} pods × {lines} lines, from {peers} nodes | {want / merged_s:,.0f} lines/s ({merged_s:.2f} s) |")
-print(f"| baseline, same run: `docker logs` of one of them ({lines} lines, its own engine) | {lines / direct_s:,.0f} lines/s ({direct_s:.2f} s) |")
+where = "its node's own engine" if engines == "node" else "the machine's engine"
+print(f"| baseline, same run: `docker logs` of one of them ({lines} lines, {where}) | {lines / direct_s:,.0f} lines/s ({direct_s:.2f} s) |")
 PY
 )
+echo "$LOGS" >&2
+
+if [ "$ENGINES" = node ]; then
+  ENGINE_WORDS="each with its own Docker engine (\`scripts/node-engines.sh\`)"
+else
+  ENGINE_WORDS="sharing the machine's Docker engine"
+fi
+LOAD_END=$(cut -d" " -f1-3 /proc/loadavg)
 
 cat <<EOF
 ### Dashboard, metrics and logs
 
-\`scripts/bench-observe.sh\`: $PEERS peers ($PROFILE build, \`SHOAL_LOG=warn\`) on $SUBNET.11–$((10 + PEERS)), each with its own Docker engine (\`scripts/node-engines.sh\`), running $TOTAL pods: real containers of the test image (busybox), $PODS of one RC plus 5 of another; started in ${START_ALL} s. The dashboard is read from peer 0 in headless Chromium (selenium); times come from the page's own clock (\`performance.now()\`, polled every 20 ms).
+\`scripts/bench-observe.sh\`: $PEERS peers ($PROFILE build, \`SHOAL_LOG=warn\`) on $SUBNET.11–$((10 + PEERS)), $ENGINE_WORDS, running $TOTAL pods: real containers of the test image (busybox), $PODS of one RC plus 5 of another (per node: $SPREAD); the $PODS started in ${START_ALL} s. The dashboard is read from peer 0 in headless Chromium (selenium); times come from the page's own clock (\`performance.now()\`, polled every 20 ms).
 
 | measure | result |
 |---|---|
@@ -279,5 +358,9 @@ $LOGS
 | idle peers, 5 pods in the cluster (20 s, nothing polling; metrics recorder on) | $IDLE_FEW |
 | idle peers, $TOTAL pods in the cluster | $IDLE_MANY |
 
+The logs row ran with $MANY_FOR_LOGS pods of \`many\` (docker0 holds at most 1,024 interfaces); every other row with $PODS.
+
 Earlier figure for comparison (Real cluster section): an idle peer of 10, with 5 pods running, 13.2 MB RSS mean and 0.37 % CPU mean.
+
+Load average (1, 5, 15 min): $LOAD_START at the start, $LOAD_MANY once the $TOTAL pods ran, $LOAD_END at the end.
 EOF

@@ -125,7 +125,7 @@ async fn apply_then_get_rc_prints_an_aligned_table() {
         ]
     );
     assert_eq!(table.len(), 3, "{table:?}");
-    assert_eq!(table[1][..4], ["hello-0", "true", "Running", "0"]);
+    assert_eq!(table[1][..4], ["hello-0", "1/1", "Running", "0"]);
     // Started seconds ago, on node-a.
     assert!(is_seconds(&table[1][4]), "{table:?}");
     assert_eq!(table[1][5], "node-a");
@@ -249,6 +249,12 @@ async fn scale_rolling_update_wait_describe_and_delete() {
     let out = shoal(&node.url, &["describe", "pod", "hello-2"], "").await;
     assert!(
         text(&out.stdout).contains("Image:          shoal-test/hello:1.1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Rolled out, so ready: kubectl's word, then ready containers / containers.
+    assert!(
+        text(&out.stdout).contains("Ready:          True (1/1)"),
         "{}",
         text(&out.stdout)
     );

@@ -274,7 +274,7 @@ fn event_watchers_see_a_scale_through_one_fan_in_and_a_lost_nodes_pods_turn_unre
         .unwrap_or_else(|| panic!("no row for {name}:\n{table}"));
     assert_eq!(
         row.split_whitespace().nth(1),
-        Some("false"),
+        Some("0/1"),
         "get pods: {row}"
     );
     let (status, body) = get(

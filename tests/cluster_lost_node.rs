@@ -96,7 +96,7 @@ fn pods_show_their_age_and_a_lost_node_its_runtime_unknown() {
     };
     let before = on_node1(&rows(&ok(&cluster.cli(0, &["get", "pods"]))));
     assert_eq!(before.len(), 1, "{before:?}");
-    assert_eq!(before[0][1..3], ["true", "Running"], "{before:?}");
+    assert_eq!(before[0][1..3], ["1/1", "Running"], "{before:?}");
 
     // node1's peer dies: node0 cannot vouch for its engine any more.
     cluster.kill9(1);
@@ -134,7 +134,7 @@ fn pods_show_their_age_and_a_lost_node_its_runtime_unknown() {
     // Nor for its pod: Unknown, and not ready.
     let after = on_node1(&rows(&ok(&cluster.cli(0, &["get", "pods"]))));
     assert_eq!(after.len(), 1, "{after:?}");
-    assert_eq!(after[0][1..3], ["false", "Unknown"], "{after:?}");
+    assert_eq!(after[0][1..3], ["0/1", "Unknown"], "{after:?}");
 
     let describe = ok(&cluster.cli(0, &["describe", "node", "node1"]));
     let line = describe

@@ -121,7 +121,13 @@ fn pod(p: &PodJson, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "Node:           {} ({})", p.node, p.ip)?;
     writeln!(out, "Image:          {}", p.image)?;
     writeln!(out, "Status:         {}", p.phase)?;
-    writeln!(out, "Ready:          {}", p.ready)?;
+    // kubectl's words: `True`/`False`, with ready containers / containers.
+    writeln!(
+        out,
+        "Ready:          {} ({})",
+        if p.ready { "True" } else { "False" },
+        p.ready_column()
+    )?;
     writeln!(out, "Restarts:       {}", p.restarts)?;
     writeln!(
         out,

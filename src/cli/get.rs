@@ -292,7 +292,7 @@ pub fn pod_table_at(
         };
         let mut row = vec![
             pod.name.clone(),
-            pod.ready.to_string(),
+            pod.ready_column(),
             // As kubectl shows a waiting reason (`ContainerCreating`).
             match (&pod.preparing, pod.phase.as_str()) {
                 (Some(what), "Pending") => what.clone(),
@@ -444,6 +444,7 @@ mod tests {
             image: "hello:1".to_owned(),
             phase: phase.to_owned(),
             ready: phase == "Running",
+            containers: 1,
             restarts: 0,
             ports: Vec::new(),
             last_error: None,
@@ -504,6 +505,8 @@ mod tests {
         );
         let ages: Vec<&str> = table[1..].iter().map(|r| r[4].as_str()).collect();
         assert_eq!(ages, ["45s", "3m", "5h", "5d", "<unknown>"]);
+        let ready: Vec<&str> = table[1..].iter().map(|r| r[1].as_str()).collect();
+        assert_eq!(ready, ["1/1", "1/1", "1/1", "1/1", "0/1"]);
 
         let mut out = Vec::new();
         pod_table_at(&rows[..1], true, now, &mut out).unwrap();
@@ -516,8 +519,19 @@ mod tests {
         );
         assert_eq!(
             table[1][..6],
-            ["hello-0", "true", "Running", "0", "45s", "node-a"]
+            ["hello-0", "1/1", "Running", "0", "45s", "node-a"]
         );
+    }
+
+    #[test]
+    fn ready_counts_every_container_of_the_pod() {
+        let two = |ready| PodJson {
+            containers: 2,
+            ready,
+            ..pod("web-0", "Running", None)
+        };
+        assert_eq!(two(true).ready_column(), "2/2");
+        assert_eq!(two(false).ready_column(), "0/2");
     }
 
     #[test]

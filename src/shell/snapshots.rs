@@ -82,10 +82,10 @@ pub struct Snapshot {
     pub assignment: Arc<Assignment>,
     /// The peer's counters when the snapshot was built.
     pub stats: PeerStats,
-    /// Each live RC's current template hash, computed on first use and
-    /// shared by every reader of this snapshot: hashing encodes the whole
-    /// template, once per RC instead of once per pod listed.
-    current_templates: OnceLock<BTreeMap<String, TemplateHash>>,
+    /// Each live RC's current template hash and container count, computed
+    /// on first use and shared by every reader of this snapshot: hashing
+    /// encodes the whole template, once per RC instead of once per pod listed.
+    current_templates: OnceLock<BTreeMap<String, (TemplateHash, usize)>>,
     /// Every service with its endpoints, derived on first use: what the
     /// load balancer, DNS and the service API read.
     services: OnceLock<ServiceTable>,
@@ -99,16 +99,28 @@ impl Snapshot {
 
     /// The hash of live RC `rc`'s current template.
     pub fn current_template(&self, rc: &str) -> Option<TemplateHash> {
-        self.current_templates
-            .get_or_init(|| {
-                self.state
-                    .desired
-                    .live_rcs()
-                    .map(|rc| (rc.name.to_owned(), rc.template().hash()))
-                    .collect()
-            })
-            .get(rc)
-            .copied()
+        self.current_templates().get(rc).map(|(hash, _)| *hash)
+    }
+
+    /// How many containers live RC `rc`'s current template has.
+    pub fn current_containers(&self, rc: &str) -> Option<usize> {
+        self.current_templates().get(rc).map(|(_, count)| *count)
+    }
+
+    fn current_templates(&self) -> &BTreeMap<String, (TemplateHash, usize)> {
+        self.current_templates.get_or_init(|| {
+            self.state
+                .desired
+                .live_rcs()
+                .map(|rc| {
+                    let template = rc.template();
+                    (
+                        rc.name.to_owned(),
+                        (template.hash(), template.containers.len()),
+                    )
+                })
+                .collect()
+        })
     }
 }
 

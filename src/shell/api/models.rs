@@ -285,6 +285,11 @@ pub struct PodJson {
     pub phase: String,
     /// Passing its readiness probe; false when `phase` is `Unknown`.
     pub ready: bool,
+    /// Containers of its RC's current template (1 once the RC is deleted),
+    /// as the kube API lists them: `get pods` shows READY as
+    /// `{ready}/{containers}`, as kubectl does. 1 from peers that predate it.
+    #[serde(default = "one_container")]
+    pub containers: u32,
     pub restarts: u32,
     pub ports: Vec<PortJson>,
     pub last_error: Option<String>,
@@ -298,6 +303,19 @@ pub struct PodJson {
     /// When its node started it (Unix ms; restarts keep it), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+}
+
+fn one_container() -> u32 {
+    1
+}
+
+impl PodJson {
+    /// kubectl's READY column: ready containers / containers. Readiness is
+    /// the pod's (its probe), so every container counts as it does.
+    pub fn ready_column(&self) -> String {
+        let ready = if self.ready { self.containers } else { 0 };
+        format!("{ready}/{}", self.containers)
+    }
 }
 
 /// `GET /healthz`.

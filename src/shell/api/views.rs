@@ -203,6 +203,9 @@ pub fn pod_json(
         image: pod.image.clone(),
         phase: phase.to_owned(),
         ready: pod_ready(snapshot, node, pod),
+        containers: snapshot
+            .current_containers(&pod.id.rc)
+            .map_or(1, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX)),
         restarts: pod.restarts,
         ports: pod
             .ports
