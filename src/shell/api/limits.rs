@@ -81,9 +81,9 @@ pub fn keep_alive(stream: &TcpStream) {
     // writing to a vanished client needs this bound on unacknowledged data
     // (else the kernel retransmits for ~15 minutes).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Err(e) = socket.set_tcp_user_timeout(Some(
-        KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES,
-    )) {
+    if let Err(e) =
+        socket.set_tcp_user_timeout(Some(KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES))
+    {
         tracing::debug!(error = %e, "cannot bound unacknowledged data on an API connection");
     }
 }
