@@ -11,37 +11,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, http, ok, wait_until};
+use cluster_support::{Cluster, ECHO_RC, http, ok, wait_until};
 
 const SUBNET: u8 = 102;
 const NODE_PORT: u16 = 30902;
 
-const ECHO_RC: &str = "apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: echo
-spec:
-  replicas: 1
-  selector:
-    app: echo
-  template:
-    metadata:
-      labels:
-        app: echo
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: shoal-test/hello:1.0
-        command: [\"/bin/nc\", \"-ll\", \"-p\", \"80\", \"-e\", \"/bin/cat\"]
-        ports:
-        - containerPort: 80
-        resources:
-          requests:
-            cpu: 50m
-            memory: 16Mi
----
-apiVersion: v1
+/// A NodePort service in front of `ECHO_RC`.
+const ECHO_SERVICE: &str = "apiVersion: v1
 kind: Service
 metadata:
   name: echo
@@ -122,7 +98,7 @@ fn a_client_past_its_cap_is_reset_and_counted_while_another_is_served() {
             "0",
         ],
     );
-    let manifest = cluster.manifest("echo.yaml", ECHO_RC);
+    let manifest = cluster.manifest("echo.yaml", &format!("{ECHO_RC}---\n{ECHO_SERVICE}"));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     let at = SocketAddr::from((cluster.peers[0].ip, NODE_PORT));
     let (a, b) = (client_ip(20), client_ip(21));

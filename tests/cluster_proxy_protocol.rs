@@ -13,36 +13,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use cluster_support::{Cluster, ok, wait_until};
+use cluster_support::{Cluster, ECHO_RC, ok, wait_until};
 
 const NODE_PORT: u16 = 30810;
-
-/// One pod that echoes what it receives on port 80.
-const ECHO_RC: &str = "apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: echo
-spec:
-  replicas: 1
-  selector:
-    app: echo
-  template:
-    metadata:
-      labels:
-        app: echo
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: shoal-test/hello:1.0
-        command: [\"/bin/nc\", \"-ll\", \"-p\", \"80\", \"-e\", \"/bin/cat\"]
-        ports:
-        - containerPort: 80
-        resources:
-          requests:
-            cpu: 50m
-            memory: 16Mi
-";
 
 fn service(annotation: Option<&str>) -> String {
     let annotations = annotation

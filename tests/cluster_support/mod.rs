@@ -31,6 +31,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// One pod that echoes what it receives on port 80.
+pub const ECHO_RC: &str = "apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: echo
+spec:
+  replicas: 1
+  selector:
+    app: echo
+  template:
+    metadata:
+      labels:
+        app: echo
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: shoal-test/hello:1.0
+        command: [\"/bin/nc\", \"-ll\", \"-p\", \"80\", \"-e\", \"/bin/cat\"]
+        ports:
+        - containerPort: 80
+        resources:
+          requests:
+            cpu: 50m
+            memory: 16Mi
+";
+
 pub const PEER_PORT: u16 = 7946;
 pub const API_PORT: u16 = 7070;
 
