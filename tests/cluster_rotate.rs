@@ -70,15 +70,28 @@ impl Drop for Joiner {
 /// A peer outside the cluster's harness, on 127.0.97.`host`, joining
 /// through peer 0 with `token`.
 fn spawn_joiner(cluster: &Cluster, host: u8, name: &str, token: &str) -> Joiner {
+    spawn_joiner_with(cluster, SUBNET, host, name, token, &[])
+}
+
+/// A joiner on 127.0.`subnet`.`host` with `extra` flags for `shoal up`.
+fn spawn_joiner_with(
+    cluster: &Cluster,
+    subnet: u8,
+    host: u8,
+    name: &str,
+    token: &str,
+    extra: &[&str],
+) -> Joiner {
     let dir = cluster.dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(cluster.dir.join(format!("{name}.log"))).unwrap();
     Command::new(shoal_bin())
-        .args(["up", "--listen", &format!("127.0.{SUBNET}.{host}:7946")])
-        .args(["--api", &format!("127.0.{SUBNET}.{host}:7070")])
+        .args(["up", "--listen", &format!("127.0.{subnet}.{host}:7946")])
+        .args(["--api", &format!("127.0.{subnet}.{host}:7070")])
         .arg("--data-dir")
         .arg(&dir)
         .args(["--name", name, "--memory", "4Gi", "--join-timeout", "15s"])
+        .args(extra)
         .args(["--join", &cluster.peers[0].peer_addr()])
         .args(["--join-token", token])
         .env("SHOAL_LOG", "info")
@@ -221,32 +234,8 @@ const IDENTITY_SUBNET: u8 = 103;
 /// A peer joining through the single peer of `cluster` on
 /// 127.0.103.`host`, its API over TLS, labelled `role=fresh`.
 fn spawn_tls_joiner(cluster: &Cluster, host: u8, name: &str, token: &str) -> Joiner {
-    let dir = cluster.dir.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(cluster.dir.join(format!("{name}.log"))).unwrap();
-    Command::new(shoal_bin())
-        .args([
-            "up",
-            "--listen",
-            &format!("127.0.{IDENTITY_SUBNET}.{host}:7946"),
-        ])
-        .args([
-            "--api",
-            &format!("127.0.{IDENTITY_SUBNET}.{host}:7070"),
-            "--api-tls",
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["--name", name, "--memory", "4Gi", "--join-timeout", "15s"])
-        .args(["--label", "role=fresh"])
-        .args(["--join", &cluster.peers[0].peer_addr()])
-        .args(["--join-token", token])
-        .env("SHOAL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Joiner)
-        .expect("spawn a joiner")
+    let extra = ["--api-tls", "--label", "role=fresh"];
+    spawn_joiner_with(cluster, IDENTITY_SUBNET, host, name, token, &extra)
 }
 
 /// `shoal ca print` for the peer whose data dir is `dir`.
