@@ -462,10 +462,7 @@ fn one_client_is_held_to_its_rate_and_connections_and_served_again() {
     assert_eq!(status, 200, "{body}");
 
     // Connections: 8 held open, the 9th gets 429 and is closed.
-    let held: Vec<_> = (0..8)
-        .map(|_| std::net::TcpStream::connect(addr).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let held = hold_counted_connections(addr, 8);
     let (status, head, body) = http(addr, "GET", "/api/v1/healthz", ADMIN, "");
     assert_eq!(status, 429, "{body}");
     assert!(head.contains("retry-after: 1"), "{head}");
@@ -482,6 +479,57 @@ fn one_client_is_held_to_its_rate_and_connections_and_served_again() {
         .0 == 200),
         "not served after closing the held connections"
     );
+}
+
+/// `n` open connections to `addr`, each served once (keep-alive), so the
+/// server counts every one of them. A connection accepted while one of
+/// this test's earlier connections was still counted (the server had not
+/// yet seen it close) is marked over the cap for good: it is dropped and
+/// opened again.
+fn hold_counted_connections(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    while held.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} connections counted",
+            held.len()
+        );
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /api/v1/healthz HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut length = 0;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        reader.read_exact(&mut vec![0; length]).unwrap();
+        match status.as_str() {
+            "200" => held.push(stream),
+            "429" => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("held connection answered {other}"),
+        }
+    }
+    held
 }
 
 async fn tally(
