@@ -89,6 +89,13 @@ impl PeerHandle {
         }
     }
 
+    /// Changes when what a snapshot of this peer shows changes; errs once
+    /// the driver is gone. For readers that follow the state (the service
+    /// feed) instead of polling it.
+    pub fn snapshot_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshots.changes()
+    }
+
     /// The events known so far and every later change, from this peer's
     /// one fan-in (see [`super::events::hub`]).
     pub async fn watch_events(

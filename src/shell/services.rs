@@ -19,10 +19,11 @@ use super::service_dns::{DnsServer, Upstreams};
 use super::service_plane::{PlaneConfig, PlaneStatus, ServicePlane};
 use crate::services::ServiceTable;
 
-/// How often the feed looks for a new snapshot. A read of a current
-/// snapshot costs nothing; a stale one costs the driver one build (a copy
-/// of pointers), so at most this often.
-pub const FEED_EVERY: Duration = Duration::from_millis(250);
+/// How long the feed lets changes gather before it reads the snapshot:
+/// each read of a stale snapshot costs the driver one build (a copy of
+/// pointers) and the feed a table, so a burst of changes costs one, and
+/// the load balancer and DNS follow a change within about this long.
+pub const FEED_GATHER: Duration = Duration::from_millis(50);
 
 /// The table the load balancer and DNS serve, from what this peer knows
 /// (derived by the control plane, once per snapshot).
@@ -234,28 +235,30 @@ async fn feed_loop(
     tables: watch::Sender<Arc<ServiceTable>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(FEED_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = handle.snapshot_changes();
     let mut seen = None;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
         let Ok(snapshot) = handle.snapshot().await else {
             return;
         };
-        if seen == Some(snapshot.generation) {
-            continue;
+        if seen != Some(snapshot.generation) {
+            seen = Some(snapshot.generation);
+            let table = service_table(&snapshot);
+            tables.send_if_modified(|current| {
+                let changed = **current != table;
+                if changed {
+                    *current = Arc::new(table);
+                }
+                changed
+            });
         }
-        seen = Some(snapshot.generation);
-        let table = service_table(&snapshot);
-        tables.send_if_modified(|current| {
-            let changed = **current != table;
-            if changed {
-                *current = Arc::new(table);
-            }
-            changed
-        });
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FEED_GATHER) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

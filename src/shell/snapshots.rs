@@ -170,6 +170,9 @@ pub struct SnapshotSource {
     /// The peer's version when `generation` was last bumped.
     noted: Version,
     latest: watch::Sender<Arc<Snapshot>>,
+    /// Each new generation, for readers that wait for a change rather than
+    /// poll (the service feed).
+    changes: watch::Sender<u64>,
     /// The peer's assignment as of a placement count: copied once per
     /// placement, not once per snapshot.
     assignment: Option<(u64, Arc<Assignment>)>,
@@ -185,17 +188,20 @@ impl SnapshotSource {
         let first = snapshot_of(peer, cluster, 0, shared_assignment(&mut assignment, peer));
         let (latest, receiver) = watch::channel(Arc::new(first));
         let generation = Arc::new(AtomicU64::new(0));
+        let (changes, changed) = watch::channel(0);
         let source = SnapshotSource {
             cluster: cluster.to_owned(),
             generation: generation.clone(),
             noted: version(peer),
             latest,
+            changes,
             assignment,
             builds: 1,
         };
         let reader = SnapshotReader {
             generation,
             latest: receiver,
+            changed,
         };
         (source, reader)
     }
@@ -206,7 +212,8 @@ impl SnapshotSource {
         let now = version(peer);
         if now != self.noted {
             self.noted = now;
-            self.generation.fetch_add(1, Ordering::Release);
+            let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
+            self.changes.send_replace(generation);
         }
     }
 
@@ -276,6 +283,7 @@ fn shared_assignment(cache: &mut Option<(u64, Arc<Assignment>)>, peer: &Peer) ->
 pub struct SnapshotReader {
     generation: Arc<AtomicU64>,
     latest: watch::Receiver<Arc<Snapshot>>,
+    changed: watch::Receiver<u64>,
 }
 
 impl SnapshotReader {
@@ -285,6 +293,13 @@ impl SnapshotReader {
         let wanted = self.generation.load(Ordering::Acquire);
         let latest = self.latest.borrow().clone();
         (latest.generation >= wanted).then_some(latest)
+    }
+
+    /// Wakes when what a snapshot shows changes (a new generation is
+    /// noted; the snapshot itself is built when someone asks for it).
+    /// Errs once the driver is gone.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
     }
 }
 
@@ -386,6 +401,22 @@ mod tests {
         // A write that changes nothing moves nothing.
         run(&mut peer, &mut source, Command::Apply(hello()));
         assert!(reader.current().is_some());
+    }
+
+    #[test]
+    fn a_waiting_reader_is_woken_by_a_change_and_not_by_a_no_op() {
+        let mut peer = lone_peer();
+        let (mut source, reader) = SnapshotSource::new(&peer, "test");
+        let mut changes = reader.changes();
+        changes.mark_unchanged();
+        run(&mut peer, &mut source, Command::Apply(hello()));
+        assert!(changes.has_changed().unwrap(), "a change wakes the reader");
+        let seen = *changes.borrow_and_update();
+        assert_eq!(source.current(&peer).generation, seen);
+        run(&mut peer, &mut source, Command::Apply(hello()));
+        assert!(!changes.has_changed().unwrap(), "a no-op wakes no one");
+        drop(source);
+        assert!(changes.has_changed().is_err(), "the driver is gone");
     }
 
     #[test]
