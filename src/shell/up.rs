@@ -82,6 +82,9 @@ pub struct Running {
     pub identity: NodeIdentity,
     /// The join token this node started with.
     pub token: JoinToken,
+    /// The join token admitting new members when the peer started: after
+    /// `shoal token rotate`, the rotated one, not [`Running::token`].
+    pub join_token: String,
     /// The cluster's id and API CA, whatever token this node joined with.
     pub cluster: ClusterIdentity,
     pub advertise: SocketAddr,
@@ -170,6 +173,9 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
+    let join_token =
+        super::join_rotation::admitting_token(&identity, peer.state().desired.join_secrets().get())
+            .to_owned();
     let writer = Writer::spawn(&data, config.fsync)?;
     peer.start(wall_now(), &config.join, &existing);
     // A restarted peer keeps trying the members it remembers (its site may
@@ -244,6 +250,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         runtime,
         identity,
         token,
+        join_token,
         cluster,
         advertise,
         shutdown,
