@@ -60,7 +60,9 @@ pub fn answer(identity: &ClusterIdentity) -> Bytes {
     }
 }
 
-fn decode_answer(bytes: &[u8]) -> anyhow::Result<ClusterIdentity> {
+/// A seed's answer to the ask (bytes from another peer: fuzzed as
+/// `cluster_identity_answer`).
+pub fn decode_answer(bytes: &[u8]) -> anyhow::Result<ClusterIdentity> {
     let text: String = shoal_crdt_state::wire::decode(bytes, MAX_ANSWER)
         .context("the answer is not a cluster identity (does the seed run an older release?)")?;
     Ok(text.parse()?)
