@@ -18,7 +18,7 @@ use super::Shared;
 use super::error::TransportError;
 use super::peers::canonical;
 use super::stats::{Counters, add};
-use crate::repeat_log::{REPEAT_EVERY, RepeatLog};
+use crate::repeat_log::RepeatLog;
 
 /// Stream reset code: the request was refused or left unanswered.
 pub(crate) const DECLINED: VarInt = VarInt::from_u32(1);
@@ -394,6 +394,7 @@ mod tests {
     use tokio::io::{AsyncRead, ReadBuf};
 
     use super::*;
+    use crate::repeat_log::REPEAT_EVERY;
 
     /// A peer's stream: `data`, then either the end or a stall (the peer
     /// keeps the stream open and sends nothing more).
