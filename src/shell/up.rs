@@ -140,7 +140,8 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
             seeds: &config.join,
             within: super::cluster_identity::ASK_WITHIN,
         });
-    let cluster = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
+    let settled = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
+    let cluster = settled.cluster;
 
     let node = NodeId(identity.node_id);
     let mut runtime_config = RuntimeConfig::new(cluster.cluster_id(), node);
@@ -191,6 +192,15 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if settled.unconfirmed {
+        // Ends after its bound, at an answer or at shutdown.
+        tokio::spawn(super::cluster_identity::recheck(
+            transport.clone(),
+            config.join.clone(),
+            cluster.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     let (snapshots, reader) = SnapshotSource::new(&peer, &cluster.cluster_id());
     let handle = PeerHandle::new(requests_tx, reader);
     let images = PeerImages::new(
