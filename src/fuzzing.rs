@@ -379,19 +379,17 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("shoal-fuzz-seed-{}-{call}", std::process::id()));
     if let Ok(data_dir) = persist::DataDir::open(&dir) {
-        for (i, identity) in [identity, rotated_member].iter().enumerate() {
-            if data_dir.save_identity(identity).is_err() {
-                continue;
+        for identity in [&identity, &rotated_member] {
+            if data_dir.save_identity(identity).is_ok()
+                && let Ok(bytes) = std::fs::read(dir.join("node.json"))
+            {
+                out.push(("node_files", bytes));
             }
-            for file in ["node.json", "node.key"] {
-                // One key is enough.
-                if file == "node.key" && (i > 0 || data_dir.node_key().is_err()) {
-                    continue;
-                }
-                if let Ok(bytes) = std::fs::read(dir.join(file)) {
-                    out.push(("node_files", bytes));
-                }
-            }
+        }
+        if data_dir.node_key().is_ok()
+            && let Ok(bytes) = std::fs::read(dir.join("node.key"))
+        {
+            out.push(("node_files", bytes));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
