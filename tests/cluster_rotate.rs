@@ -331,8 +331,8 @@ const BANNER_SUBNET: u8 = 107;
 fn banner_token(log: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
-        .filter_map(|l| l.trim_start().strip_prefix("join token"))
-        .last()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("join token"))
         .map(|rest| rest.trim().to_owned())
 }
 
@@ -366,8 +366,8 @@ fn a_member_restarted_after_a_rotation_prints_the_new_join_token() {
     let text = std::fs::read_to_string(&log).unwrap();
     let join_line = text
         .lines()
-        .filter(|l| l.contains("SHOAL_JOIN_TOKEN="))
-        .last()
+        .rev()
+        .find(|l| l.contains("SHOAL_JOIN_TOKEN="))
         .unwrap_or_default();
     assert!(join_line.contains(&new_token), "{join_line}");
 }
