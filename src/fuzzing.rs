@@ -10,18 +10,21 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
+use shoal_crdt_state::join_secrets::JoinSecrets;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::spec::Resources;
 use shoal_crdt_state::wire;
+use shoal_gossip::quic::{ClusterIdentity, JoinToken};
 
 use crate::peer::testing::{Cluster, Recorded};
 use crate::peer::{Command, Peer, PeerConfig};
 use crate::shell::api::kube;
 use crate::shell::images::wire::FetchRequest;
 use crate::shell::persist::{self, frame};
+use crate::shell::{cluster_identity, join_rotation};
 
 /// A fuzz target: the name `fuzz/` and `scripts/bench-fuzz.sh` know it by,
 /// and the function that takes the bytes.
@@ -72,6 +75,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "up_config",
         run: up_config,
+    },
+    Target {
+        name: "cluster_identity_answer",
+        run: cluster_identity_answer,
     },
 ];
 
@@ -182,10 +189,28 @@ pub fn wal_log(data: &[u8]) {
     let _ = persist::decode_files(None, Some((Path::new("wal.log"), bytes)));
 }
 
-/// `node.json` and `node.key`.
+/// `node.json` and `node.key`. A node.json that decodes goes on to what a
+/// start reads from it: the cluster identity (its `cluster` field) and the
+/// join tokens of its last rotation.
 pub fn node_files(data: &[u8]) {
-    let _ = persist::decode_identity(Path::new("node.json"), data);
+    if let Ok(identity) = persist::decode_identity(Path::new("node.json"), data) {
+        let _ = cluster_identity::of_recorded(&identity);
+        let _ = join_rotation::admitting_token(&identity, None);
+        if let Some(secrets) = &identity.join_secrets {
+            let _ = join_rotation::trusted(secrets, UNIX_EPOCH + START);
+        }
+    }
     let _ = persist::key_seed(data);
+}
+
+/// A seed's answer to the cluster identity ask (`SHOALCID`), as a fresh
+/// joiner decodes it; and the bare text, as node.json's `cluster` field is
+/// parsed.
+pub fn cluster_identity_answer(data: &[u8]) {
+    let _ = cluster_identity::decode_answer(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = text.parse::<ClusterIdentity>();
+    }
 }
 
 /// Manifest text as `shoal apply` and `POST /rcs` read it.
@@ -330,23 +355,47 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         join_secrets: None,
         cluster: None,
     };
+    // A member that joined with a rotated token: node.json records the
+    // cluster's identity (not its token's) and the rotation's tokens.
+    let creation = JoinToken::from_seed([3; 32]);
+    let cluster = ClusterIdentity::of(&creation);
+    let rotated = JoinToken::from_seed([4; 32]).to_string();
+    let rotated_member = persist::NodeIdentity {
+        node_id: 8,
+        incarnation: 1,
+        name: "node-8".into(),
+        token: rotated.clone(),
+        cluster: Some(cluster.to_string()),
+        join_secrets: Some(JoinSecrets::rotated(
+            None,
+            &creation.to_string(),
+            rotated,
+            START.as_millis() as u64,
+            60_000,
+        )),
+    };
     // One folder per call: tests make seeds on several threads at once.
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("shoal-fuzz-seed-{}-{call}", std::process::id()));
-    if let Ok(data_dir) = persist::DataDir::open(&dir)
-        && data_dir.save_identity(&identity).is_ok()
-    {
-        for file in ["node.json", "node.key"] {
-            if file == "node.key" {
-                let _ = data_dir.node_key();
-            }
-            if let Ok(bytes) = std::fs::read(dir.join(file)) {
+    if let Ok(data_dir) = persist::DataDir::open(&dir) {
+        for identity in [&identity, &rotated_member] {
+            if data_dir.save_identity(identity).is_ok()
+                && let Ok(bytes) = std::fs::read(dir.join("node.json"))
+            {
                 out.push(("node_files", bytes));
             }
         }
+        if data_dir.node_key().is_ok()
+            && let Ok(bytes) = std::fs::read(dir.join("node.key"))
+        {
+            out.push(("node_files", bytes));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let answer = cluster_identity::answer(&cluster);
+    out.push(("cluster_identity_answer", answer.to_vec()));
+    out.push(("cluster_identity_answer", cluster.to_string().into_bytes()));
     for text in [HELLO_RC, HELLO_SERVICE, HELLO_V1BETA1] {
         out.push(("manifest", text.as_bytes().to_vec()));
     }

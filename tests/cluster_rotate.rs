@@ -3,7 +3,8 @@
 //! 3 s grace; every member records the new token and keeps working; a peer
 //! joins with the new token; after the grace a peer with the old token is
 //! refused (and the members log why); a member restarted after the
-//! rotation rejoins; RCs written before and after reach every peer.
+//! rotation rejoins (and its banner names the new token); RCs written
+//! before and after reach every peer.
 #![cfg(feature = "shell")]
 
 mod cluster_support;
@@ -321,4 +322,52 @@ fn a_peer_joined_with_a_rotated_token_has_the_clusters_id_and_api_ca() {
         cluster.running_pods(0, "pinned"),
         std::fs::read_to_string(cluster.dir.join("fresh.log")).unwrap_or_default()
     );
+}
+
+/// Loopback subnet of the banner test (127.0.107.x).
+const BANNER_SUBNET: u8 = 107;
+
+/// The join token of the last banner a peer printed into its log.
+fn banner_token(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim_start().strip_prefix("join token"))
+        .map(|rest| rest.trim().to_owned())
+}
+
+#[test]
+fn a_member_restarted_after_a_rotation_prints_the_new_join_token() {
+    let mut cluster = Cluster::start(BANNER_SUBNET, 1);
+    let log = cluster.peers[0].log.clone();
+    assert_eq!(banner_token(&log), Some(cluster.token.clone()));
+
+    let rotated = cluster.cli(0, &["token", "rotate", "--grace", "0s"]);
+    let new_token = ok(&rotated).trim().to_owned();
+    let recorded = wait_until(Duration::from_secs(20), || {
+        recorded_current(&cluster.peers[0].data_dir).as_deref() == Some(new_token.as_str())
+    });
+    assert!(recorded, "the member switched to the new token");
+
+    // Restarted with the token it started with on its command line.
+    cluster.terminate(0);
+    cluster.spawn(0);
+    let printed = wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches(") is up").count() >= 2
+    });
+    assert!(printed, "the restarted member prints its banner");
+    assert_eq!(
+        banner_token(&log),
+        Some(new_token.clone()),
+        "the banner names the token that admits members now; log:\n{}",
+        cluster.log_tail(0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let join_line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("SHOAL_JOIN_TOKEN="))
+        .unwrap_or_default();
+    assert!(join_line.contains(&new_token), "{join_line}");
 }

@@ -1,5 +1,6 @@
 //! Each validation rule, named by the field path it reports.
 
+use shoal_crdt_state::manifest::validate::MAX_REPLICAS;
 use shoal_crdt_state::manifest::{Diagnostic, ManifestError, ParsedManifests, parse_manifests};
 use shoal_crdt_state::spec::{Allowance, PartitionPolicy, ProbeAction, Protocol, RestartPolicy};
 
@@ -83,8 +84,13 @@ fn replicas_default_to_one_and_are_bounded() {
     assert_eq!(ok(&text).specs[0].replicas, 1);
     let text = rc("", "", "").replace("replicas: 2", "replicas: -1");
     rejects(&text, "spec.replicas", "out of range");
-    let text = rc("", "", "").replace("replicas: 2", "replicas: 100001");
-    rejects(&text, "spec.replicas", "100000");
+    let over = format!("replicas: {}", MAX_REPLICAS + 1);
+    let text = rc("", "", "").replace("replicas: 2", &over);
+    rejects(
+        &text,
+        "spec.replicas",
+        &format!("between 0 and {MAX_REPLICAS}"),
+    );
     let text = rc("", "", "").replace("replicas: 2", "replicas: \"2\"");
     rejects(&text, "spec.replicas", "must be an integer");
 }
@@ -260,7 +266,7 @@ fn readiness_probes_take_kubernetes_defaults_and_named_ports() {
     rejects(
         &rc("", "", exec),
         &format!("{C}.readinessProbe.periodSeconds"),
-        "at least 1",
+        "periodSeconds must be between 1 and",
     );
 
     let liveness = "          livenessProbe:\n            tcpSocket: {port: 80}\n";

@@ -119,3 +119,28 @@ fn mutated_seeds_run_within_the_bound() {
         );
     }
 }
+
+/// The cluster identity a joiner learns from its seeds, and node.json's
+/// record of it, are fuzzed from valid inputs.
+#[test]
+fn the_cluster_identity_answer_and_node_json_cluster_field_have_valid_seeds() {
+    let by = seeds_by_target();
+    let answers = by
+        .get("cluster_identity_answer")
+        .expect("a cluster_identity_answer target with seeds");
+    assert!(
+        answers
+            .iter()
+            .any(|a| shoal::shell::cluster_identity::decode_answer(a).is_ok()),
+        "no seed is a valid answer"
+    );
+    let with_cluster = by["node_files"].iter().any(|bytes| {
+        shoal::shell::persist::decode_identity(std::path::Path::new("node.json"), bytes).is_ok_and(
+            |identity| {
+                identity.cluster.is_some()
+                    && shoal::shell::cluster_identity::of_recorded(&identity).is_ok()
+            },
+        )
+    });
+    assert!(with_cluster, "no node.json seed records a cluster identity");
+}

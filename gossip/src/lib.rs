@@ -12,6 +12,8 @@
 //! - [`view`]: the sorted, versioned `MemberView`.
 //! - `sync` (private): member digests for anti-entropy between peers.
 //! - [`membership`]: `Membership`, the one owner of foca: feed it, drain it.
+//! - [`repeat_log`]: a warning one source repeats, logged once then at most
+//!   once a minute with a count.
 //!
 //! The QUIC transport lives behind the `quic` feature.
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod identity;
 pub mod membership;
 #[cfg(feature = "quic")]
 pub mod quic;
+pub mod repeat_log;
 mod sync;
 mod timers;
 pub mod view;

@@ -461,22 +461,23 @@ fn print_banner(
             dns.join(", ")
         }
     )?;
-    writeln!(out, "  join token         {}", id.token)?;
+    // The token admitting members now (a rotated one after `shoal token
+    // rotate`), not necessarily the one this node started with.
+    let join_token = &running.join_token;
+    writeln!(out, "  join token         {join_token}")?;
     if advertise.ip().is_loopback() {
         writeln!(
             out,
             "it advertises a loopback address, so only peers on this machine can join \
              (start it without --listen, or with --advertise IP, for other machines);\n\
              join another peer on this machine with:\n  \
-             SHOAL_JOIN_TOKEN={} shoal up --listen <ANOTHER-127.0.0.x>:{} --join {advertise}",
-            id.token,
+             SHOAL_JOIN_TOKEN={join_token} shoal up --listen <ANOTHER-127.0.0.x>:{} --join {advertise}",
             advertise.port()
         )?;
     } else {
         writeln!(
             out,
-            "join another machine with:\n  SHOAL_JOIN_TOKEN={} shoal up --join {advertise}",
-            id.token
+            "join another machine with:\n  SHOAL_JOIN_TOKEN={join_token} shoal up --join {advertise}"
         )?;
     }
     out.flush()

@@ -18,9 +18,18 @@
 //! identity, which is the cluster's unless the token was rotated (then the
 //! warning says what to do). Whether the seeds are reached at all is the join
 //! watch's question, with `--join-timeout`.
+//!
+//! A node that started that way asks again in the background ([`recheck`],
+//! backing off up to [`RECHECK_FOR`]). An answer that names another
+//! identity is logged as an error with the fix; the running node does not
+//! switch: its containers are labelled, its DNS server and API CA serve
+//! under the identity it started with, and changing them under running
+//! pods and clients is not safe.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -43,6 +52,11 @@ const ASK_EVERY: Duration = Duration::from_secs(1);
 /// First report of a seed that does not answer, then every so often.
 const FIRST_REPORT: Duration = Duration::from_secs(2);
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// The background ask's first pause, doubled after each unanswered round
+/// up to [`RECHECK_MAX_PAUSE`]; it stops once [`RECHECK_FOR`] has passed.
+const RECHECK_FIRST_PAUSE: Duration = Duration::from_secs(30);
+const RECHECK_MAX_PAUSE: Duration = Duration::from_secs(5 * 60);
+pub const RECHECK_FOR: Duration = Duration::from_secs(30 * 60);
 
 /// True when an inbound request asks for the cluster identity.
 pub fn is_request(body: &[u8]) -> bool {
@@ -60,7 +74,9 @@ pub fn answer(identity: &ClusterIdentity) -> Bytes {
     }
 }
 
-fn decode_answer(bytes: &[u8]) -> anyhow::Result<ClusterIdentity> {
+/// A seed's answer to the ask (bytes from another peer: fuzzed as
+/// `cluster_identity_answer`).
+pub fn decode_answer(bytes: &[u8]) -> anyhow::Result<ClusterIdentity> {
     let text: String = shoal_crdt_state::wire::decode(bytes, MAX_ANSWER)
         .context("the answer is not a cluster identity (does the seed run an older release?)")?;
     Ok(text.parse()?)
@@ -75,6 +91,15 @@ pub struct Learn<'a> {
     pub within: Duration,
 }
 
+/// The identity a node settled on at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub cluster: ClusterIdentity,
+    /// A fresh joiner none of whose seeds answered in time: `cluster` is its
+    /// token's, taken on trust; [`recheck`] asks again.
+    pub unconfirmed: bool,
+}
+
 /// The identity this node uses; one learned from a seed that is not the
 /// token's own is recorded in `identity` and node.json. `learn` is given for a fresh data dir that joins.
 pub async fn settle(
@@ -82,14 +107,19 @@ pub async fn settle(
     identity: &mut NodeIdentity,
     token: &JoinToken,
     learn: Option<Learn<'_>>,
-) -> anyhow::Result<ClusterIdentity> {
+) -> anyhow::Result<Settled> {
+    let settled = |cluster| Settled {
+        cluster,
+        unconfirmed: false,
+    };
     if let Some(text) = &identity.cluster {
-        return text.parse().with_context(|| {
+        let cluster = text.parse().with_context(|| {
             format!(
                 "the cluster identity in {} is malformed",
                 data.path().join("node.json").display()
             )
-        });
+        })?;
+        return Ok(settled(cluster));
     }
     let cluster = match learn {
         None => ClusterIdentity::of(token),
@@ -98,22 +128,121 @@ pub async fn settle(
             Err(why) => {
                 tracing::warn!(
                     reason = %why,
-                    "no seed told the cluster's identity within {}s: starting with this join token's (right unless the token was rotated; a peer that joined with a rotated token then has an id and API CA of its own: start it again with an empty data dir once a seed is up)",
-                    learn.within.as_secs()
+                    "no seed told the cluster's identity within {}s: starting with this join token's (right unless the token was rotated; a peer that joined with a rotated token then has an id and API CA of its own: start it again with an empty data dir once a seed is up). Asking again in the background for {} minutes",
+                    learn.within.as_secs(),
+                    RECHECK_FOR.as_secs() / 60
                 );
-                return Ok(ClusterIdentity::of(token));
+                return Ok(Settled {
+                    cluster: ClusterIdentity::of(token),
+                    unconfirmed: true,
+                });
             }
         },
     };
     if cluster == ClusterIdentity::of(token) {
         // Derivable from the token: not written, so node.json stays as the
         // previous release wrote and checks it (a rollback keeps working).
-        return Ok(cluster);
+        return Ok(settled(cluster));
     }
     tracing::info!(cluster = %cluster.cluster_id(), "joined with a rotated token: using the cluster's identity");
     identity.cluster = Some(cluster.to_string());
     data.save_identity(identity)?;
-    Ok(cluster)
+    Ok(settled(cluster))
+}
+
+/// What a late answer says about the identity a node runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// The seeds' identity is the one the node runs with.
+    Confirmed,
+    /// The node runs with another identity than the cluster's: the text
+    /// says so and how to fix it (never the CA seed).
+    Wrong(String),
+}
+
+/// Compares a seed's answer with the identity the node runs with.
+pub fn recheck_verdict(
+    running: &ClusterIdentity,
+    seed: SocketAddr,
+    answer: &ClusterIdentity,
+) -> Recheck {
+    if running == answer {
+        return Recheck::Confirmed;
+    }
+    let ca = if running.cluster_id() == answer.cluster_id() {
+        " (same id, another API CA)"
+    } else {
+        ""
+    };
+    Recheck::Wrong(format!(
+        "this peer runs with the wrong cluster identity: no seed answered at its start, so it \
+         took its join token's (cluster id {}), and seed {seed} now says the cluster's is \
+         cluster id {}{ca} (the token was rotated). Its container labels, DNS identity and API \
+         CA differ from the other members' until it is fixed: stop it, move its --data-dir \
+         away and start it again with the same --join while a seed is up (it then learns the \
+         cluster's identity)",
+        running.cluster_id(),
+        answer.cluster_id(),
+    ))
+}
+
+/// The pause before background ask number `attempt` (from 0), when
+/// `waited` has passed since the first; `None` once [`RECHECK_FOR`] would
+/// be passed.
+pub fn recheck_pause(attempt: u32, waited: Duration) -> Option<Duration> {
+    let pause = RECHECK_FIRST_PAUSE
+        .saturating_mul(1 << attempt.min(16))
+        .min(RECHECK_MAX_PAUSE);
+    (waited + pause <= RECHECK_FOR).then_some(pause)
+}
+
+/// For a node that started on its token's identity without an answer
+/// ([`Settled::unconfirmed`]): asks `seeds` again with growing pauses until
+/// one answers, [`RECHECK_FOR`] passes or the peer shuts down, and logs
+/// what the answer means ([`recheck_verdict`]).
+pub async fn recheck(
+    transport: QuicTransport,
+    seeds: Vec<SocketAddr>,
+    running: ClusterIdentity,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let mut attempt = 0;
+    while let Some(pause) = recheck_pause(attempt, started.elapsed()) {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return,
+        }
+        attempt += 1;
+        let failures = match ask_round(&transport, &seeds).await {
+            Ok((seed, answer)) => {
+                match recheck_verdict(&running, seed, &answer) {
+                    Recheck::Confirmed => tracing::info!(
+                        %seed,
+                        cluster = %running.cluster_id(),
+                        "a seed confirmed the cluster identity this peer started with"
+                    ),
+                    Recheck::Wrong(why) => tracing::error!(
+                        %seed,
+                        running = %running.cluster_id(),
+                        cluster = %answer.cluster_id(),
+                        "{why}"
+                    ),
+                }
+                return;
+            }
+            Err(failures) => failures,
+        };
+        for (seed, why) in failures {
+            tracing::debug!(%seed, reason = %why, "the cluster identity ask is still unanswered");
+        }
+    }
+    if !*shutdown.borrow() {
+        tracing::warn!(
+            "no seed told the cluster's identity within {} minutes of the start; this peer keeps its join token's (right unless the token was rotated)",
+            RECHECK_FOR.as_secs() / 60
+        );
+    }
 }
 
 /// Asks every seed at once, round after round, until one answers or
@@ -122,37 +251,11 @@ pub async fn settle(
 async fn ask_seeds(learn: &Learn<'_>) -> Result<ClusterIdentity, String> {
     let deadline = Instant::now() + learn.within;
     let mut next_report = Instant::now() + FIRST_REPORT;
-    let mut failures = Vec::new();
     loop {
-        let asks = learn.seeds.iter().map(|&seed| async move {
-            let asked = tokio::time::timeout(
-                ASK_TIMEOUT,
-                learn
-                    .transport
-                    .request(seed, Bytes::from_static(MAGIC), MAX_ANSWER),
-            )
-            .await;
-            let result = match asked {
-                Err(_) => Err(explain(Some(
-                    &learn
-                        .transport
-                        .dial_failure(seed)
-                        .unwrap_or(format!("no answer within {}s", ASK_TIMEOUT.as_secs())),
-                ))),
-                Ok(Err(e)) => Err(explain(Some(
-                    &learn.transport.dial_failure(seed).unwrap_or(e.to_string()),
-                ))),
-                Ok(Ok(bytes)) => decode_answer(&bytes).map_err(|e| format!("{e:#}")),
-            };
-            (seed, result)
-        });
-        failures.clear();
-        for (seed, result) in futures_util::future::join_all(asks).await {
-            match result {
-                Ok(cluster) => return Ok(cluster),
-                Err(why) => failures.push((seed, why)),
-            }
-        }
+        let failures = match ask_round(learn.transport, learn.seeds).await {
+            Ok((_, cluster)) => return Ok(cluster),
+            Err(failures) => failures,
+        };
         if Instant::now() >= next_report {
             next_report = Instant::now() + REPORT_EVERY;
             for (seed, why) in &failures {
@@ -168,6 +271,41 @@ async fn ask_seeds(learn: &Learn<'_>) -> Result<ClusterIdentity, String> {
         }
         tokio::time::sleep(ASK_EVERY).await;
     }
+}
+
+/// Asks every seed once, all at once: the first answer with the seed that
+/// gave it, or each seed's failure explained.
+async fn ask_round(
+    transport: &QuicTransport,
+    seeds: &[SocketAddr],
+) -> Result<(SocketAddr, ClusterIdentity), Vec<(SocketAddr, String)>> {
+    let asks = seeds.iter().map(|&seed| async move {
+        let asked = tokio::time::timeout(
+            ASK_TIMEOUT,
+            transport.request(seed, Bytes::from_static(MAGIC), MAX_ANSWER),
+        )
+        .await;
+        let result = match asked {
+            Err(_) => {
+                Err(explain(Some(&transport.dial_failure(seed).unwrap_or(
+                    format!("no answer within {}s", ASK_TIMEOUT.as_secs()),
+                ))))
+            }
+            Ok(Err(e)) => Err(explain(Some(
+                &transport.dial_failure(seed).unwrap_or(e.to_string()),
+            ))),
+            Ok(Ok(bytes)) => decode_answer(&bytes).map_err(|e| format!("{e:#}")),
+        };
+        (seed, result)
+    });
+    let mut failures = Vec::new();
+    for (seed, result) in futures_util::future::join_all(asks).await {
+        match result {
+            Ok(cluster) => return Ok((seed, cluster)),
+            Err(why) => failures.push((seed, why)),
+        }
+    }
+    Err(failures)
 }
 
 /// The identity a node.json names: the recorded one, or that of the node's
@@ -216,5 +354,41 @@ mod tests {
         assert_eq!(of_recorded(&identity).unwrap(), other);
         identity.cluster = Some("shoalcluster1.zz".into());
         assert!(of_recorded(&identity).is_err());
+    }
+
+    #[test]
+    fn a_late_answer_confirms_or_says_the_identity_is_wrong_and_how_to_fix_it() {
+        let seed: SocketAddr = "127.0.107.1:7946".parse().unwrap();
+        let creation = ClusterIdentity::of(&JoinToken::from_seed([1; 32]));
+        let rotated = ClusterIdentity::of(&JoinToken::from_seed([2; 32]));
+        assert_eq!(
+            recheck_verdict(&rotated, seed, &rotated),
+            Recheck::Confirmed
+        );
+        let Recheck::Wrong(why) = recheck_verdict(&rotated, seed, &creation) else {
+            panic!("another identity is not confirmed");
+        };
+        assert!(why.contains("wrong cluster identity"), "{why}");
+        assert!(why.contains(&rotated.cluster_id()) && why.contains(&creation.cluster_id()));
+        assert!(why.contains("--data-dir") && why.contains(&seed.to_string()));
+        let seed_hex = creation.to_string().rsplit('.').next().unwrap().to_owned();
+        assert!(!why.contains(&seed_hex), "the CA seed is never logged");
+    }
+
+    #[test]
+    fn the_background_ask_backs_off_and_stops_after_its_bound() {
+        let mut waited = Duration::ZERO;
+        let mut pauses = Vec::new();
+        while let Some(pause) = recheck_pause(pauses.len() as u32, waited) {
+            pauses.push(pause);
+            waited += pause;
+        }
+        assert_eq!(pauses[..4], [30, 60, 120, 240].map(Duration::from_secs));
+        assert!(pauses.iter().all(|p| *p <= RECHECK_MAX_PAUSE));
+        assert!(waited <= RECHECK_FOR && waited + RECHECK_MAX_PAUSE > RECHECK_FOR);
+        assert_eq!(
+            recheck_pause(u32::MAX, Duration::ZERO),
+            Some(RECHECK_MAX_PAUSE)
+        );
     }
 }

@@ -111,6 +111,23 @@ pub fn configure(quic: &mut QuicConfig, identity: &NodeIdentity) {
     }
 }
 
+/// The join token that admits new members: the replicated register's
+/// current token (`replicated`, from the state this peer loaded), else the
+/// one node.json recorded at the last rotation, else the token this node
+/// started with (a cluster that never rotated). A recorded token that does
+/// not parse is skipped, as [`trusted`] does.
+pub fn admitting_token<'a>(
+    identity: &'a NodeIdentity,
+    replicated: Option<&'a JoinSecrets>,
+) -> &'a str {
+    replicated
+        .into_iter()
+        .chain(identity.join_secrets.as_ref())
+        .map(|value| value.current.as_str())
+        .find(|token| token.parse::<JoinToken>().is_ok())
+        .unwrap_or(&identity.token)
+}
+
 /// Whether `given` (a `--join-token`) is one this data dir's node may start
 /// with: the token it joined with, or one its last rotation admits now.
 pub fn admits(identity: &NodeIdentity, given: &str, now: SystemTime) -> bool {
@@ -124,4 +141,51 @@ pub fn admits(identity: &NodeIdentity, given: &str, now: SystemTime) -> bool {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     value.current == given || value.in_grace(now_ms).any(|r| r.token == given)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(seed: u8) -> String {
+        JoinToken::from_seed([seed; 32]).to_string()
+    }
+
+    fn started_with(first: &str) -> NodeIdentity {
+        NodeIdentity {
+            node_id: 1,
+            incarnation: 0,
+            name: "n".into(),
+            token: first.to_owned(),
+            cluster: None,
+            join_secrets: None,
+        }
+    }
+
+    #[test]
+    fn the_admitting_token_is_the_rotated_one_not_the_first() {
+        let first = token(1);
+        let mut identity = started_with(&first);
+        assert_eq!(admitting_token(&identity, None), first);
+
+        let second = JoinSecrets::rotated(None, &first, token(2), 1_000, 60_000);
+        identity.join_secrets = Some(second.clone());
+        assert_eq!(admitting_token(&identity, None), token(2));
+
+        // The state file may hold a later rotation than node.json.
+        let third = JoinSecrets::rotated(Some(&second), &first, token(3), 2_000, 60_000);
+        assert_eq!(admitting_token(&identity, Some(&third)), token(3));
+    }
+
+    #[test]
+    fn a_malformed_recorded_token_is_not_printed() {
+        let first = token(1);
+        let mut identity = started_with(&first);
+        let garbage = JoinSecrets {
+            current: "not-a-token".into(),
+            rotated: Vec::new(),
+        };
+        identity.join_secrets = Some(garbage.clone());
+        assert_eq!(admitting_token(&identity, Some(&garbage)), first);
+    }
 }

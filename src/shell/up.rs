@@ -82,6 +82,9 @@ pub struct Running {
     pub identity: NodeIdentity,
     /// The join token this node started with.
     pub token: JoinToken,
+    /// The join token admitting new members when the peer started: after
+    /// `shoal token rotate`, the rotated one, not [`Running::token`].
+    pub join_token: String,
     /// The cluster's id and API CA, whatever token this node joined with.
     pub cluster: ClusterIdentity,
     pub advertise: SocketAddr,
@@ -137,7 +140,8 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
             seeds: &config.join,
             within: super::cluster_identity::ASK_WITHIN,
         });
-    let cluster = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
+    let settled = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
+    let cluster = settled.cluster;
 
     let node = NodeId(identity.node_id);
     let mut runtime_config = RuntimeConfig::new(cluster.cluster_id(), node);
@@ -170,6 +174,9 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
+    let join_token =
+        super::join_rotation::admitting_token(&identity, peer.state().desired.join_secrets().get())
+            .to_owned();
     let writer = Writer::spawn(&data, config.fsync)?;
     peer.start(wall_now(), &config.join, &existing);
     // A restarted peer keeps trying the members it remembers (its site may
@@ -185,6 +192,15 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
 
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    if settled.unconfirmed {
+        // Ends after its bound, at an answer or at shutdown.
+        tokio::spawn(super::cluster_identity::recheck(
+            transport.clone(),
+            config.join.clone(),
+            cluster.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     let (snapshots, reader) = SnapshotSource::new(&peer, &cluster.cluster_id());
     let handle = PeerHandle::new(requests_tx, reader);
     let images = PeerImages::new(
@@ -244,6 +260,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         runtime,
         identity,
         token,
+        join_token,
         cluster,
         advertise,
         shutdown,

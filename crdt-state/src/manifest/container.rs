@@ -195,7 +195,7 @@ pub(crate) fn parse(ctx: &mut Ctx, node: &Node, path: &str, form: Form) -> ReadC
             if let Some(n) = optional(node, "command") {
                 c.args = string_list(ctx, n, &join(path, "command"));
             }
-            let cpu = u32_field(ctx, node, path, "cpu", 0, u32::MAX, "cpu is in millicores");
+            let cpu = u32_field(ctx, node, path, "cpu", 0, 0..=u32::MAX, " millicores");
             c.resources.cpu_millis = u64::from(cpu);
             if let Some(n) = optional(node, "memory") {
                 let limit = i128::from(u64::MAX);
@@ -525,21 +525,15 @@ fn probe(
             ProbeAction::Exec { command }
         }
     };
-    let secs = |ctx: &mut Ctx, key: &str, default: u32, min: u32| {
-        let hint = format!("must be between {min} and {MAX_PROBE_SECS} seconds");
-        let v = u32_field(ctx, node, path, key, default, MAX_PROBE_SECS, &hint);
-        if v < min {
-            let line = node.get(key).and_then(|n| n.line);
-            ctx.error(&join(path, key), line, format!("must be at least {min}"));
-        }
-        v
+    let mut field = |key: &str, default: u32, min: u32, unit: &str| {
+        u32_field(ctx, node, path, key, default, min..=MAX_PROBE_SECS, unit)
     };
     Some(Probe {
         action,
-        initial_delay_secs: secs(ctx, "initialDelaySeconds", 0, 0),
-        period_secs: secs(ctx, "periodSeconds", 10, 1),
-        timeout_secs: secs(ctx, "timeoutSeconds", 1, 1),
-        failure_threshold: secs(ctx, "failureThreshold", 3, 1),
+        initial_delay_secs: field("initialDelaySeconds", 0, 0, " seconds"),
+        period_secs: field("periodSeconds", 10, 1, " seconds"),
+        timeout_secs: field("timeoutSeconds", 1, 1, " seconds"),
+        failure_threshold: field("failureThreshold", 3, 1, ""),
     })
 }
 

@@ -1,6 +1,8 @@
 //! Walking one document: typed field access that records problems instead of
 //! stopping at the first, and the known/unsupported/ignored field lists.
 
+use std::ops::RangeInclusive;
+
 use super::error::{Diagnostic, ManifestProblem, ManifestWarning};
 use super::tree::{Node, Value};
 use crate::spec::Labels;
@@ -234,21 +236,34 @@ pub(crate) fn integer(
     Some(i)
 }
 
-/// An integer field that fits a `u32`, with a default when absent.
+/// An integer field within `range`, with a default when absent. The error
+/// names the range it checked (`unit` follows its bounds, e.g. " seconds"),
+/// so the message cannot drift from the limit.
 pub(crate) fn u32_field(
     ctx: &mut Ctx,
     parent: &Node,
     parent_path: &str,
     key: &str,
     default: u32,
-    max: u32,
-    hint: &str,
+    range: RangeInclusive<u32>,
+    unit: &str,
 ) -> u32 {
+    let (min, max) = (*range.start(), *range.end());
     match optional(parent, key) {
         None => default,
-        Some(node) => integer(ctx, node, &join(parent_path, key), 0, max.into(), hint)
+        Some(node) => {
+            let hint = format!("{key} must be between {min} and {max}{unit}");
+            integer(
+                ctx,
+                node,
+                &join(parent_path, key),
+                min.into(),
+                max.into(),
+                &hint,
+            )
             .and_then(|i| u32::try_from(i).ok())
-            .unwrap_or(default),
+            .unwrap_or(default)
+        }
     }
 }
 
@@ -327,6 +342,29 @@ mod tests {
         let mut ctx = Ctx::new(1);
         map_fields(&mut ctx, &doc, "spec", &SCHEMA);
         ctx
+    }
+
+    #[test]
+    fn a_u32_field_error_names_the_range_it_checked() {
+        let doc = parse_documents("replicas: 8\n").unwrap().remove(0);
+        let mut ctx = Ctx::new(1);
+        assert_eq!(
+            u32_field(&mut ctx, &doc, "spec", "replicas", 1, 2..=7, " pods"),
+            1
+        );
+        let message = &ctx.problems[0].0.message;
+        assert_eq!(
+            message,
+            "8 is out of range: replicas must be between 2 and 7 pods"
+        );
+
+        let doc = parse_documents("replicas: 1\n").unwrap().remove(0);
+        let mut ctx = Ctx::new(1);
+        assert_eq!(
+            u32_field(&mut ctx, &doc, "spec", "replicas", 3, 2..=7, ""),
+            3
+        );
+        assert!(ctx.problems[0].0.message.contains("between 2 and 7"));
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub(crate) fn parse(ctx: &mut Ctx, spec: &Node, spec_path: &str, strategy: &mut 
         spec_path,
         "minReadySeconds",
         strategy.min_ready_secs,
-        MAX_DEADLINE_SECS,
-        "minReadySeconds must be between 0 and 86400",
+        0..=MAX_DEADLINE_SECS,
+        " seconds",
     );
     strategy.progress_deadline_secs = u32_field(
         ctx,
@@ -41,17 +41,9 @@ pub(crate) fn parse(ctx: &mut Ctx, spec: &Node, spec_path: &str, strategy: &mut 
         spec_path,
         "progressDeadlineSeconds",
         strategy.progress_deadline_secs,
-        MAX_DEADLINE_SECS,
-        "progressDeadlineSeconds must be between 1 and 86400",
+        1..=MAX_DEADLINE_SECS,
+        " seconds (a new pod may take this long to become ready)",
     );
-    if strategy.progress_deadline_secs == 0 {
-        let line = optional(spec, "progressDeadlineSeconds").and_then(|n| n.line);
-        ctx.error(
-            &join(spec_path, "progressDeadlineSeconds"),
-            line,
-            "must be at least 1 (seconds a new pod may take to become ready)",
-        );
-    }
     let Some(node) = optional(spec, "strategy") else {
         return;
     };

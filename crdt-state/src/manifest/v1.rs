@@ -127,15 +127,7 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
     let spec = required(ctx, doc, base, "spec", what)?;
     map_fields(ctx, spec, &spec_path, &SPEC)?;
     strategy::parse(ctx, spec, &spec_path, &mut update_strategy);
-    let replicas = u32_field(
-        ctx,
-        spec,
-        &spec_path,
-        "replicas",
-        1,
-        MAX_REPLICAS,
-        "replicas must be between 0 and 100000",
-    );
+    let replicas = u32_field(ctx, spec, &spec_path, "replicas", 1, 0..=MAX_REPLICAS, "");
     let template_path = join(&spec_path, "template");
     let what = "add spec.template with metadata.labels and spec.containers";
     let template = required(ctx, spec, &spec_path, "template", what)
@@ -252,8 +244,8 @@ fn pod_template(ctx: &mut Ctx, node: &Node, path: &str) -> Option<PodTemplate> {
         &spec_path,
         "terminationGracePeriodSeconds",
         30,
-        MAX_GRACE_SECS,
-        "the grace period must be between 0 and 86400 seconds",
+        0..=MAX_GRACE_SECS,
+        " seconds",
     );
     Some(PodTemplate {
         labels,

@@ -89,8 +89,8 @@ pub(crate) fn parse(ctx: &mut Ctx, doc: &Node, base: &str) -> Option<RcSpec> {
         &desired_path,
         "replicas",
         1,
-        MAX_REPLICAS,
-        "replicas must be between 0 and 100000",
+        0..=MAX_REPLICAS,
+        "",
     );
     let template_path = join(&desired_path, "podTemplate");
     let what = "add desiredState.podTemplate with labels and desiredState.manifest";

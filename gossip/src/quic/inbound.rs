@@ -9,6 +9,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -17,6 +18,7 @@ use super::Shared;
 use super::error::TransportError;
 use super::peers::canonical;
 use super::stats::{Counters, add};
+use crate::repeat_log::RepeatLog;
 
 /// Stream reset code: the request was refused or left unanswered.
 pub(crate) const DECLINED: VarInt = VarInt::from_u32(1);
@@ -136,16 +138,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 Ok(Err(e)) => {
                     add(&shared.counters.handshake_failures, 1);
                     let text = e.to_string();
-                    let lower = text.to_lowercase();
-                    if ["unknownissuer", "unknownca", "unknown ca", "badsignature"]
-                        .iter()
-                        .any(|sign| lower.contains(sign))
-                    {
-                        // What an operator looks for when a joiner with a
-                        // wrong or rotated-out join token knocks.
-                        tracing::warn!(%remote, error = %text, "refused a peer: its certificate comes from no join token this node trusts (a wrong token, or one rotated out past its grace)");
-                    } else {
-                        tracing::debug!(%remote, error = %text, "inbound handshake failed");
+                    let mut refused = shared.refused.lock().unwrap_or_else(|e| e.into_inner());
+                    match handshake_failure(&mut refused, Instant::now(), remote, &text) {
+                        HandshakeFailure::RefusedWarn(refusals) => tracing::warn!(%remote, error = %text, refusals, "refused a peer: its certificate comes from no join token this node trusts (a wrong token, or one rotated out past its grace); more refusals of it are logged at most once a minute"),
+                        HandshakeFailure::RefusedAgain => tracing::debug!(%remote, error = %text, "refused a peer again"),
+                        HandshakeFailure::Other => tracing::debug!(%remote, error = %text, "inbound handshake failed"),
                     }
                 }
                 Err(_) => {
@@ -154,6 +151,38 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 }
             }
         });
+    }
+}
+
+/// How to report one failed inbound handshake.
+#[derive(Debug, PartialEq, Eq)]
+enum HandshakeFailure {
+    /// A certificate from no trusted token (what an operator looks for when
+    /// a joiner with a wrong or rotated-out token knocks): warn, covering
+    /// this many refusals of that address.
+    RefusedWarn(u64),
+    /// The same refusal within a minute of its warning (the joiner retries).
+    RefusedAgain,
+    /// Anything else (a timeout, a reset): not worth a warning.
+    Other,
+}
+
+fn handshake_failure(
+    refused: &mut RepeatLog<SocketAddr>,
+    now: Instant,
+    remote: SocketAddr,
+    error: &str,
+) -> HandshakeFailure {
+    let lower = error.to_lowercase();
+    let untrusted = ["unknownissuer", "unknownca", "unknown ca", "badsignature"]
+        .iter()
+        .any(|sign| lower.contains(sign));
+    if !untrusted {
+        return HandshakeFailure::Other;
+    }
+    match refused.note(now, remote) {
+        Some(count) => HandshakeFailure::RefusedWarn(count),
+        None => HandshakeFailure::RefusedAgain,
     }
 }
 
@@ -365,6 +394,7 @@ mod tests {
     use tokio::io::{AsyncRead, ReadBuf};
 
     use super::*;
+    use crate::repeat_log::REPEAT_EVERY;
 
     /// A peer's stream: `data`, then either the end or a stall (the peer
     /// keeps the stream open and sends nothing more).
@@ -452,5 +482,40 @@ mod tests {
         };
         let err = read_frame(&mut over, LIMIT).await.unwrap_err();
         assert!(err.contains("exceeds the limit"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_joiner_is_warned_about_once_then_once_a_minute() {
+        let mut refused = RepeatLog::default();
+        let start = Instant::now();
+        let joiner: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+        let error =
+            "the cryptographic handshake failed: error 48: invalid peer certificate: UnknownIssuer";
+        assert_eq!(
+            handshake_failure(&mut refused, start, joiner, error),
+            HandshakeFailure::RefusedWarn(1)
+        );
+        // The joiner retries every second or so.
+        for s in 1..60 {
+            let now = start + Duration::from_secs(s);
+            assert_eq!(
+                handshake_failure(&mut refused, now, joiner, error),
+                HandshakeFailure::RefusedAgain
+            );
+        }
+        assert_eq!(
+            handshake_failure(&mut refused, start + REPEAT_EVERY, joiner, error),
+            HandshakeFailure::RefusedWarn(60)
+        );
+        let other: SocketAddr = "127.0.0.10:7000".parse().unwrap();
+        assert_eq!(
+            handshake_failure(&mut refused, start + REPEAT_EVERY, other, error),
+            HandshakeFailure::RefusedWarn(1),
+            "another joiner's first refusal is not hidden"
+        );
+        assert_eq!(
+            handshake_failure(&mut refused, start, joiner, "timed out"),
+            HandshakeFailure::Other
+        );
     }
 }

@@ -95,6 +95,8 @@ pub use token::{JoinToken, TokenError};
 use peers::{Slot, canonical};
 use stats::Counters;
 
+use crate::repeat_log::RepeatLog;
+
 /// A datagram payload that fits every connection between Shoal peers from
 /// its first packet on: QUIC's minimum path MTU of 1,200 bytes, minus the
 /// short header (1 byte, an 8-byte connection id, a 4-byte packet number),
@@ -238,6 +240,9 @@ struct Shared {
     trust: Mutex<Vec<trust::TrustedEntry>>,
     /// The IP written into this node's certificates.
     cert_ip: IpAddr,
+    /// Which refused handshakes to warn about: a joiner with a wrong token
+    /// retries every second or so.
+    refused: Mutex<RepeatLog<SocketAddr>>,
 }
 
 impl Shared {
@@ -368,6 +373,7 @@ impl QuicTransport {
             dial_failures: Mutex::new(HashMap::new()),
             trust: Mutex::new(entries),
             cert_ip,
+            refused: Mutex::default(),
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
         runtime.spawn(trust::trust_deadline_loop(Arc::downgrade(&shared)));
