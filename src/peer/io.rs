@@ -292,6 +292,11 @@ pub struct PeerStats {
     pub records_unbound: u64,
     /// Key bindings refused: another key claiming an established node id.
     pub bindings_refused: u64,
+    /// Node record signatures checked (ed25519), whatever the outcome.
+    pub records_verified: u64,
+    /// Node records received that merging would not change: the very
+    /// record held here, or an older version. Dropped unchecked.
+    pub records_already_held: u64,
     pub merges: u64,
     /// Records garbage collected (tombstones, decisions, node records).
     pub collected: u64,

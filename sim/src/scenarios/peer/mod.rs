@@ -214,6 +214,24 @@ pub fn report(
         "placements_per_peer".into(),
         placements as f64 / live.max(1) as f64,
     );
+    // Signature checks are most of a peer's CPU: how many, and how many
+    // copies of records already held were dropped without one.
+    let (verified, already_held) = c
+        .alive_slots()
+        .into_iter()
+        .filter_map(|s| c.world.node(s))
+        .fold((0u64, 0u64), |(v, h), node| {
+            let stats = node.peer.stats();
+            (v + stats.records_verified, h + stats.records_already_held)
+        });
+    extra.insert(
+        "records_verified_per_peer".into(),
+        verified as f64 / live.max(1) as f64,
+    );
+    extra.insert(
+        "records_already_held_per_peer".into(),
+        already_held as f64 / live.max(1) as f64,
+    );
     let violations = c.violations();
     let count = c.replica_count();
     let declared = c.declared();
