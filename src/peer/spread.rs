@@ -259,7 +259,14 @@ impl Peer {
                 self.catch_up_horizon(now, &digest);
                 let delta = self.state.missing_for(&digest);
                 let mine = self.state.digest();
-                self.send_push(reply_to, delta, Some(mine));
+                // Our digest asks for what we lack; theirs may show there
+                // is nothing (we are the side ahead), and then it would
+                // only cost its bytes and an empty answer.
+                let ask = (!mine.holds_all_of(&digest)).then_some(mine);
+                if ask.is_none() {
+                    self.stats.digests_not_sent += 1;
+                }
+                self.send_push(reply_to, delta, ask);
             }
             SyncMessage::Push {
                 delta,
