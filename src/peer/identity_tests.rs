@@ -126,14 +126,20 @@ fn a_copy_of_a_held_record_is_not_checked_again_but_any_other_bytes_are() {
     // signature (checked when it was stored) is not checked again.
     relay(&mut cluster, 0, 2, b, held.clone());
     let after_copy = cluster.peers[2].stats();
-    assert_eq!(after_copy.records_already_held, before.records_already_held + 1);
+    assert_eq!(
+        after_copy.records_already_held,
+        before.records_already_held + 1
+    );
     assert_eq!(after_copy.records_verified, before.records_verified);
     // The same body under another signature is checked, and rejected.
     let mut resigned = held.clone();
     resigned.signature.0[0] ^= 1;
     relay(&mut cluster, 0, 2, b, resigned);
     let after_resigned = cluster.peers[2].stats();
-    assert_eq!(after_resigned.records_verified, after_copy.records_verified + 1);
+    assert_eq!(
+        after_resigned.records_verified,
+        after_copy.records_verified + 1
+    );
     assert_eq!(after_resigned.records_forged, after_copy.records_forged + 1);
     assert_eq!(cluster.peers[2].state().observed.get(b), Some(&held));
     // An older version, forged: a merge would keep the held one anyway,
@@ -143,7 +149,13 @@ fn a_copy_of_a_held_record_is_not_checked_again_but_any_other_bytes_are() {
     older.info.peer_addr = "127.0.0.1:1".to_owned();
     relay(&mut cluster, 0, 2, b, older);
     let after_older = cluster.peers[2].stats();
-    assert_eq!(after_older.records_verified, after_resigned.records_verified);
-    assert_eq!(after_older.records_already_held, after_copy.records_already_held + 1);
+    assert_eq!(
+        after_older.records_verified,
+        after_resigned.records_verified
+    );
+    assert_eq!(
+        after_older.records_already_held,
+        after_copy.records_already_held + 1
+    );
     assert_eq!(cluster.peers[2].state().observed.get(b), Some(&held));
 }
