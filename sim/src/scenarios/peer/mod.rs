@@ -246,6 +246,9 @@ pub fn report(
     let declared = c.declared();
     let sim_s = (c.now() as f64 / 1e6).max(1e-9);
     let node_s = peers.max(1) as f64 * sim_s;
+    if crate::sync_breakdown::enabled() {
+        crate::sync_breakdown::print(node_s);
+    }
     let traffic = &c.world.traffic;
     let node_errors = c
         .alive_slots()
