@@ -189,6 +189,35 @@ pub struct Digest {
     pub collected_below_ms: u64,
 }
 
+impl Digest {
+    /// Whether the holder of `self` lacks nothing the holder of `theirs`
+    /// holds, as far as the two digests tell: then `theirs`'s owner would
+    /// answer `self`'s with an empty delta, and anti-entropy need not ask
+    /// it (the digest that asks is most of an answer's bytes). Exact for
+    /// node records (ours newer, or the same entry); every other entry of
+    /// `theirs` must be ours exactly, which may ask when it need not,
+    /// never the reverse. Their join-secret stamp must be no newer, and
+    /// our collection horizon no later (a later one is what they would
+    /// catch up with).
+    pub fn holds_all_of(&self, theirs: &Digest) -> bool {
+        fn same<K: Ord, V: PartialEq>(ours: &BTreeMap<K, V>, theirs: &BTreeMap<K, V>) -> bool {
+            theirs.iter().all(|(k, t)| ours.get(k) == Some(t))
+        }
+        let records = theirs.observed.iter().all(|(node, t)| {
+            self.observed
+                .get(node)
+                .is_some_and(|o| t.version < o.version || t == o)
+        });
+        records
+            && same(&self.desired, &theirs.desired)
+            && same(&self.nodes, &theirs.nodes)
+            && same(&self.services, &theirs.services)
+            && same(&self.tokens, &theirs.tokens)
+            && theirs.join <= self.join
+            && self.collected_below_ms <= theirs.collected_below_ms
+    }
+}
+
 /// The wire form of a [`Digest`]. Decoding checks every writer index and
 /// every offset, so a hostile digest is rejected, not misread.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

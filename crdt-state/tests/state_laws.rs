@@ -406,6 +406,66 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The anti-entropy shortcut: a peer whose digest holds all of the
+    /// other's does not ask; that must never leave it lacking anything.
+    #[test]
+    fn holding_all_of_a_digest_means_nothing_is_missing(
+        states in prop::array::uniform2(arb_cluster()),
+        steps in arb_steps(3, 60),
+    ) {
+        let world = World::run(3, &steps);
+        let realistic = [&world.peers[0].state, &world.peers[1].state, &world.peers[2].state];
+        let realistic_pairs = [(0, 1), (1, 0), (0, 2), (2, 1)].map(|(i, j)| (realistic[i], realistic[j]));
+        let clashing_pairs = [(&states[0], &states[1]), (&states[1], &states[0])];
+        for (a, b) in clashing_pairs.into_iter().chain(realistic_pairs) {
+            if a.digest().holds_all_of(&b.digest()) {
+                prop_assert!(b.missing_for(&a.digest()).is_empty());
+            }
+        }
+        // Single writers, no clashes: once `a` has merged `b`, and their
+        // desired states are equal, `a` holds all of `b` (newer records).
+        for (a, b) in realistic_pairs {
+            let mut merged = a.clone();
+            merged.merge(b);
+            if merged.desired == b.desired {
+                prop_assert!(merged.digest().holds_all_of(&b.digest()));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_peer_ahead_on_node_records_holds_all_of_one_behind_not_the_reverse() {
+    let node = NodeId(7);
+    let mut behind = ClusterState::new();
+    behind.observed.set_node_info(node, node_info("seven"));
+    let mut ahead = behind.clone();
+    ahead
+        .observed
+        .set_pod_status(node, pod_status("web", 0, PodPhase::Running, 0))
+        .unwrap();
+    assert!(ahead.digest().holds_all_of(&behind.digest()));
+    assert!(!behind.digest().holds_all_of(&ahead.digest()));
+    // The same version with other content: each lacks the other's.
+    let mut clash = behind.clone();
+    clash
+        .observed
+        .set_pod_status(node, pod_status("db", 0, PodPhase::Running, 0))
+        .unwrap();
+    assert!(!clash.digest().holds_all_of(&ahead.digest()));
+    assert!(!ahead.digest().holds_all_of(&clash.digest()));
+    // A record the other has and we lack entirely.
+    assert!(!ClusterState::new().digest().holds_all_of(&behind.digest()));
+    // A later collection horizon of ours is something they would take.
+    let mut collected = ahead.digest();
+    collected.collected_below_ms = 1;
+    assert!(!collected.holds_all_of(&ahead.digest()));
+    assert!(ahead.digest().holds_all_of(&collected));
+}
+
 #[test]
 fn adversarial_clash_keeps_every_loser_in_history_in_any_order() {
     let at = |ms, node| Hlc::new(ms, 0, NodeId(node));

@@ -14,6 +14,7 @@
 //!   injection): the ground truth of what runs.
 //! - [`peer_node`]: a node that is a whole `shoal::peer::Peer` plus its engine.
 //! - [`peer_invariants`]: replica counts and agreement checked at quiescence.
+//! - [`sync_breakdown`]: sync bytes by kind and part (`SHOAL_SIM_BREAKDOWN=1`).
 //! - [`scenarios::peer`]: apply, failover, scale, rc-partition-heal, rc-join,
 //!   host-port, full-restart.
 #![forbid(unsafe_code)]
@@ -28,4 +29,5 @@ pub mod peer_node;
 pub mod queue;
 pub mod report;
 pub mod scenarios;
+pub mod sync_breakdown;
 pub mod world;

@@ -162,6 +162,9 @@ impl SimNode for PeerNode {
 
     fn handle_message(&mut self, now: Micros, from: SocketAddr, bytes: &[u8]) {
         self.now = now;
+        if crate::sync_breakdown::enabled() {
+            crate::sync_breakdown::record(bytes, self.peer.state());
+        }
         self.peer.handle_sync(wall(now), from, bytes);
     }
 

@@ -1,7 +1,8 @@
 //! Signed node records between real peer cores (real ed25519): a record
 //! of node B relayed with a changed body is rejected and not passed on,
 //! the genuine one is taken, and a peer claiming B's id with another key
-//! changes nothing the others hold about B.
+//! changes nothing the others hold about B; a copy of a held record is
+//! not checked again, a copy with any other byte is.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,4 +114,48 @@ fn a_peer_claiming_an_existing_node_id_with_another_key_changes_nothing() {
     assert!(forged > 0, "the forger's records were seen and rejected");
     // The forger learns that its id is bound to another key.
     assert!(cluster.peers[3].identity_conflict.is_some());
+}
+
+#[test]
+fn a_copy_of_a_held_record_is_not_checked_again_but_any_other_bytes_are() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let held = cluster.peers[2].state().observed.get(b).unwrap().clone();
+    let before = cluster.peers[2].stats();
+    // The very record peer 2 holds: merging it changes nothing, so its
+    // signature (checked when it was stored) is not checked again.
+    relay(&mut cluster, 0, 2, b, held.clone());
+    let after_copy = cluster.peers[2].stats();
+    assert_eq!(
+        after_copy.records_already_held,
+        before.records_already_held + 1
+    );
+    assert_eq!(after_copy.records_verified, before.records_verified);
+    // The same body under another signature is checked, and rejected.
+    let mut resigned = held.clone();
+    resigned.signature.0[0] ^= 1;
+    relay(&mut cluster, 0, 2, b, resigned);
+    let after_resigned = cluster.peers[2].stats();
+    assert_eq!(
+        after_resigned.records_verified,
+        after_copy.records_verified + 1
+    );
+    assert_eq!(after_resigned.records_forged, after_copy.records_forged + 1);
+    assert_eq!(cluster.peers[2].state().observed.get(b), Some(&held));
+    // An older version, forged: a merge would keep the held one anyway,
+    // so it is dropped unchecked and changes nothing.
+    let mut older = held.clone();
+    older.version -= 1;
+    older.info.peer_addr = "127.0.0.1:1".to_owned();
+    relay(&mut cluster, 0, 2, b, older);
+    let after_older = cluster.peers[2].stats();
+    assert_eq!(
+        after_older.records_verified,
+        after_resigned.records_verified
+    );
+    assert_eq!(
+        after_older.records_already_held,
+        after_copy.records_already_held + 1
+    );
+    assert_eq!(cluster.peers[2].state().observed.get(b), Some(&held));
 }

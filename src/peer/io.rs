@@ -272,6 +272,8 @@ pub struct PeerStats {
     pub sync_received: SyncCounts,
     /// Anti-entropy rounds this peer started (a `Hello` to a random member).
     pub anti_entropy_rounds: u64,
+    /// Pulls answered without our digest: theirs showed we lacked nothing.
+    pub digests_not_sent: u64,
     /// Sync messages not sent: larger than the network limit.
     pub sync_too_large: u64,
     /// Split transfers whose last piece never came (anti-entropy resends).
@@ -292,6 +294,11 @@ pub struct PeerStats {
     pub records_unbound: u64,
     /// Key bindings refused: another key claiming an established node id.
     pub bindings_refused: u64,
+    /// Node record signatures checked (ed25519), whatever the outcome.
+    pub records_verified: u64,
+    /// Node records received that merging would not change: the very
+    /// record held here, or an older version. Dropped unchecked.
+    pub records_already_held: u64,
     pub merges: u64,
     /// Records garbage collected (tombstones, decisions, node records).
     pub collected: u64,

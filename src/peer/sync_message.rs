@@ -3,7 +3,9 @@
 //! Anti-entropy between A and B, started by A every period:
 //! 1. A → B `Hello { hash }`: the hash of A's digest; B stops here if equal.
 //! 2. B → A `Pull { digest }`: B's per-record stamps, versions and content hashes.
-//! 3. A → B `Push { delta: what B lacks, digest: Some(A's digest) }`.
+//! 3. A → B `Push { delta: what B lacks, digest: Some(A's digest) }`; the
+//!    digest is left out when B's shows that A lacks nothing
+//!    (`Digest::holds_all_of`: A is the side ahead), and B answers nothing.
 //! 4. B → A `Push { delta: what A lacks, digest: None }`, if anything.
 //!
 //! A joining peer sends `Pull` with its (empty) digest to the peer it joined

@@ -214,11 +214,41 @@ pub fn report(
         "placements_per_peer".into(),
         placements as f64 / live.max(1) as f64,
     );
+    // Signature checks are most of a peer's CPU: how many, and how many
+    // copies of records already held were dropped without one.
+    let (verified, already_held, digests_not_sent) = c
+        .alive_slots()
+        .into_iter()
+        .filter_map(|s| c.world.node(s))
+        .fold((0u64, 0u64, 0u64), |(v, h, d), node| {
+            let stats = node.peer.stats();
+            (
+                v + stats.records_verified,
+                h + stats.records_already_held,
+                d + stats.digests_not_sent,
+            )
+        });
+    extra.insert(
+        "records_verified_per_peer".into(),
+        verified as f64 / live.max(1) as f64,
+    );
+    extra.insert(
+        "records_already_held_per_peer".into(),
+        already_held as f64 / live.max(1) as f64,
+    );
+    // Pulls answered without a digest: the answering side lacked nothing.
+    extra.insert(
+        "digests_not_sent_per_peer".into(),
+        digests_not_sent as f64 / live.max(1) as f64,
+    );
     let violations = c.violations();
     let count = c.replica_count();
     let declared = c.declared();
     let sim_s = (c.now() as f64 / 1e6).max(1e-9);
     let node_s = peers.max(1) as f64 * sim_s;
+    if crate::sync_breakdown::enabled() {
+        crate::sync_breakdown::print(node_s);
+    }
     let traffic = &c.world.traffic;
     let node_errors = c
         .alive_slots()
