@@ -484,7 +484,7 @@ fn failures_line(row: &Row) -> Option<String> {
         .map(|d| format!("{:.2} s", d.as_secs_f64()))
         .collect();
     Some(format!(
-        "{}: failed requests ended at {}{} after the update began.",
+        "- {}: failed requests began at {}{} after the update began.",
         row.what,
         shown.join(", "),
         if t.failed() > shown.len() {
@@ -524,7 +524,9 @@ fn render(
          timed until all 10 containers are healthy on 1.1. Twice: published through the routing \
          mesh (the client at the engine's address), and in DNS round-robin mode on an overlay \
          network, where the client is a busybox `wget` loop in a container on that network \
-         (each request resolves the service's name with Swarm's DNS).\n\
+         (each request resolves the service's name with Swarm's DNS; it forks `nslookup`, \
+         `timeout` and `wget` per request and may fall short of the rate: the requests column \
+         gives the rate reached).\n\
          - The client: {REQUESTS_PER_SECOND} GETs a second on a fixed schedule, one at a time, \
          3 s timeout, from {}s before the update to {}s after it is done; ready replicas \
          (Swarm: healthy containers) sampled every 100 ms.\n\
@@ -555,14 +557,9 @@ fn render(
             Some((state, None)) => format!("its UpdateStatus says {state}"),
             None => "its UpdateStatus could not be read".to_owned(),
         };
-        let client = if row.client_note.is_empty() {
-            String::new()
-        } else {
-            format!(" Failed requests not measured: {}.", row.client_note)
-        };
         md.push_str(&format!(
-            "{}: `docker service update` returned after {} (it waits out the 5 s monitor \
-             period after the last task), {status}.{client}\n",
+            "- {}: `docker service update` returned after {} (it waits out the 5 s monitor \
+             period after the last task), {status}.\n",
             row.what,
             secs(row.cli_returned),
         ));
@@ -609,6 +606,20 @@ fn render(
             met(t.failed() == 0 && surge.done.is_some())
         )),
         None => md.push_str("- 0 failed requests: not measured\n"),
+    }
+    for row in swarm_rows {
+        match &row.tally {
+            Some(t) => md.push_str(&format!(
+                "- {}: {} failed requests of {}\n",
+                row.what,
+                t.failed(),
+                t.requests
+            )),
+            None => md.push_str(&format!(
+                "- {}: failed requests not measured ({})\n",
+                row.what, row.client_note
+            )),
+        }
     }
     md
 }

@@ -2,8 +2,8 @@
 //! mesh is needed: a busybox shell loop in a container on the service's
 //! overlay network. Each request asks Swarm's DNS for the service's name
 //! (busybox `nslookup`, its own resolver) and GETs the first address of
-//! the answer (`wget -O -`, not `-q -O -`: the test image's busybox wget
-//! crashes with `-q` writing to stdout); each
+//! the answer (`timeout 3 wget`: the test image's busybox wget crashes
+//! with its own `-T` timeout); each
 //! outcome is printed with the kernel's uptime so the harness can place it
 //! in time. A name that resolves to nothing is a failed request.
 
@@ -28,7 +28,7 @@ pub fn uptime() -> f64 {
 /// The loop: a slot every 10 ms / `per_second` (centiseconds from
 /// /proc/uptime, so `per_second` must divide 100), a 3 s timeout per
 /// request, at most `max_requests`. `read` and arithmetic are shell
-/// builtins: only `nslookup`, `wget` and `usleep` fork.
+/// builtins: only `nslookup`, `timeout`, `wget` and `usleep` fork.
 fn script(service: &str, per_second: u32, max_requests: u64) -> String {
     let step = 100 / per_second;
     format!(
@@ -43,7 +43,7 @@ while [ ! -e {STOP_FILE} ] && [ $k -lt {max_requests} ]; do
     [ "$key" = Name: ] && named=1
     [ "$key" = Address: ] && [ -n "$named" ] && {{ addr=$value; break; }}
   done </tmp/answer
-  if [ -n "$addr" ] && page=$(wget -T 3 -O - "http://$addr/" 2>/dev/null); then
+  if [ -n "$addr" ] && page=$(timeout 3 wget -q -O - "http://$addr/" 2>/dev/null); then
     echo "$up ok $page"
   else
     echo "$up fail"
