@@ -10,7 +10,7 @@
 #   SECTIONS=none scripts/bench.sh  # only reassemble BENCHMARKS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL="state placement membership peers runtime cluster real-restart snapshots images services kubectl api-tls big-join observe identity fuzz"
+ALL="state placement membership peers runtime cluster real-restart snapshots images services rollout kubectl api-tls big-join observe identity fuzz"
 SECTIONS=${SECTIONS:-$ALL}
 DIR=benchmarks   # one Markdown file per section, assembled into BENCHMARKS.md
 mkdir -p "$DIR"
@@ -32,6 +32,7 @@ section() {
     snapshots) bash scripts/bench-snapshots.sh ;;
     images) bash scripts/bench-images.sh ;;
     services) bash scripts/bench-services.sh ;;
+    rollout) bash scripts/bench-rollout.sh ;;
     kubectl) bash scripts/bench-kubectl.sh ;;
     api-tls) bash scripts/bench-api-tls.sh ;;
     big-join) bash scripts/bench-big-join.sh ;;
