@@ -22,7 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-debug}
-DIR=${SWARM_DIR:-/tmp/shoal-rolloutbench-swarm}
+# Fixed, not configurable: cleanup (as root) removes it and kills what runs
+# from it.
+DIR=/tmp/shoal-rolloutbench-swarm
 NS=shoal-rolloutbench
 CGROUP=shoal-rolloutbench-swarm
 VETH=rbswarm0      # host side; rbswarm1 in the namespace
@@ -43,10 +45,11 @@ stop_swarm_engine() {
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
-  # Left-overs: programs naming $DIR (dockerd, containerd, shims) and
-  # every process in the engine's cgroup.
+  # Left-overs: the engine's own programs naming $DIR (dockerd,
+  # containerd, shims; not a reader of its log) and every process in the
+  # engine's cgroup.
   for _ in $(seq 20); do
-    pids=$( { ps -eo pid=,args= | awk -v d="$DIR/" 'index($0, d) && $2 !~ /awk/ { print $1 }'
+    pids=$( { ps -eo pid=,args= | awk -v d="$DIR/" 'index($0, d) && $2 ~ /(dockerd|containerd)/ { print $1 }'
               cat /sys/fs/cgroup/*/"$CGROUP"/cgroup.procs /sys/fs/cgroup/*/"$CGROUP"/*/cgroup.procs 2>/dev/null
             } | grep -vx "$$" | sort -u || true)
     [ -z "$pids" ] && break
@@ -68,27 +71,29 @@ stop_swarm_engine() {
 }
 
 start_swarm_engine() {
+  # Called in a condition, where `set -e` does not hold: each step says.
   [ ! -e "/sys/class/net/$VETH" ] || { echo "interface $VETH exists and is not ours"; return 1; }
-  mkdir -p "$DIR/data" "$DIR/run" && echo '{}' >"$DIR/daemon.json"
-  ip netns add "$NS"
-  ip link add "$VETH" type veth peer name rbswarm1
-  ip link set "$VETH" alias "$ALIAS"
-  ip link set rbswarm1 netns "$NS"
-  ip addr add "$HOST_ADDR/30" dev "$VETH" && ip link set "$VETH" up
-  ip netns exec "$NS" ip addr add "$SWARM_ADDR/30" dev rbswarm1
-  ip netns exec "$NS" ip link set rbswarm1 up
-  ip netns exec "$NS" ip link set lo up
+  mkdir -p "$DIR/data" "$DIR/run" && echo '{}' >"$DIR/daemon.json" || return 1
+  ip netns add "$NS" || return 1
+  ip link add "$VETH" type veth peer name rbswarm1 || return 1
+  ip link set "$VETH" alias "$ALIAS" || return 1
+  ip link set rbswarm1 netns "$NS" || return 1
+  ip addr add "$HOST_ADDR/30" dev "$VETH" && ip link set "$VETH" up || return 1
+  ip netns exec "$NS" ip addr add "$SWARM_ADDR/30" dev rbswarm1 || return 1
+  ip netns exec "$NS" ip link set rbswarm1 up || return 1
+  ip netns exec "$NS" ip link set lo up || return 1
   # nsenter --net, not `ip netns exec`: that one remounts /sys, hiding the
   # cgroup mounts dockerd needs. No default bridge (services do not use it).
   setsid nsenter --net="/var/run/netns/$NS" dockerd --config-file "$DIR/daemon.json" \
     --data-root "$DIR/data" --exec-root "$DIR/run/exec" --pidfile "$DIR/run/docker.pid" \
     --host "$SWARM_HOST" --storage-driver "${SHOAL_TEST_STORAGE_DRIVER:-overlay2}" \
-    --bridge none --cgroup-parent "/$CGROUP" </dev/null >>"$DIR/dockerd.log" 2>&1 &
+    --bridge none --cgroup-parent "/$CGROUP" \
+    --containerd-namespace "$NS" --containerd-plugins-namespace "$NS-plugins" </dev/null >>"$DIR/dockerd.log" 2>&1 &
   disown
   for _ in $(seq 300); do docker -H "$SWARM_HOST" version >/dev/null 2>&1 && break; sleep 0.2; done
   docker -H "$SWARM_HOST" version >/dev/null 2>&1 ||
     { tail -5 "$DIR/dockerd.log"; echo "its dockerd did not come up"; return 1; }
-  docker save shoal-test/hello:1.0 shoal-test/hello:1.1 | docker -H "$SWARM_HOST" load -q >/dev/null
+  docker save shoal-test/hello:1.0 shoal-test/hello:1.1 | docker -H "$SWARM_HOST" load -q >/dev/null || return 1
 }
 
 OUT=$(mktemp)

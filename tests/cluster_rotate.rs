@@ -352,9 +352,10 @@ fn a_member_restarted_after_a_rotation_prints_the_new_join_token() {
     // Restarted with the token it started with on its command line.
     cluster.terminate(0);
     cluster.spawn(0);
-    let printed = wait_until(Duration::from_secs(10), || {
+    // The banner is written line by line: wait for its last line.
+    let printed = wait_until(Duration::from_secs(60), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.matches(") is up").count() >= 2
+        text.matches("SHOAL_JOIN_TOKEN=").count() >= 2
     });
     assert!(printed, "the restarted member prints its banner");
     assert_eq!(

@@ -57,9 +57,9 @@ pub struct ReconcilePolicy {
     /// runs this much longer, so that every peer's load balancer has seen
     /// the new one ready and dropped the old one from the service's
     /// endpoints before it stops (drain first). Covers a gossip round and
-    /// the data plane's table refresh (`shell::services::FEED_GATHER`,
-    /// 50 ms). A serving pod stopped by a scale-down or a rollout first
-    /// reports `Terminating` for as long.
+    /// the data plane's table refresh (50-250 ms after a change, see
+    /// `shell::services::feed_delay`). A serving pod stopped by a
+    /// scale-down or a rollout first reports `Terminating` for as long.
     pub handover_drain_ms: u64,
     /// Grace for stopping a pod whose template is unknown (adopted, RC deleted).
     pub default_grace_secs: u32,

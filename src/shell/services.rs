@@ -22,8 +22,19 @@ use crate::services::ServiceTable;
 /// How long the feed lets changes gather before it reads the snapshot:
 /// each read of a stale snapshot costs the driver one build (a copy of
 /// pointers) and the feed a table, so a burst of changes costs one, and
-/// the load balancer and DNS follow a change within about this long.
+/// after a quiet spell the load balancer and DNS follow a change within
+/// about this long.
 pub const FEED_GATHER: Duration = Duration::from_millis(50);
+
+/// The least time between two reads of the feed: under constant change
+/// (pod statuses of a large cluster keep arriving) it reads this often and
+/// no more, as the poll it replaced did.
+pub const FEED_SPACING: Duration = Duration::from_millis(250);
+
+/// How long the feed waits, after a change, before its next read.
+fn feed_delay(since_last_read: Duration) -> Duration {
+    FEED_GATHER.max(FEED_SPACING.saturating_sub(since_last_read))
+}
 
 /// The table the load balancer and DNS serve, from what this peer knows
 /// (derived by the control plane, once per snapshot).
@@ -238,6 +249,7 @@ async fn feed_loop(
     let mut changes = handle.snapshot_changes();
     let mut seen = None;
     loop {
+        let read_at = tokio::time::Instant::now();
         let Ok(snapshot) = handle.snapshot().await else {
             return;
         };
@@ -257,8 +269,30 @@ async fn feed_loop(
             _ = shutdown.changed() => return,
         }
         tokio::select! {
-            _ = tokio::time::sleep(FEED_GATHER) => {}
+            _ = tokio::time::sleep(feed_delay(read_at.elapsed())) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_reacts_fast_after_quiet_and_reads_at_most_every_spacing_under_churn() {
+        // A change long after the last read: only the gathering time.
+        assert_eq!(feed_delay(Duration::from_secs(5)), FEED_GATHER);
+        // Changes right after a read: the rest of the spacing.
+        assert_eq!(feed_delay(Duration::ZERO), FEED_SPACING);
+        assert_eq!(
+            feed_delay(Duration::from_millis(100)),
+            FEED_SPACING - Duration::from_millis(100)
+        );
+        // Never less than the gathering time.
+        assert_eq!(
+            feed_delay(FEED_SPACING - Duration::from_millis(10)),
+            FEED_GATHER
+        );
     }
 }

@@ -57,40 +57,26 @@ impl Swarm {
             .strip_prefix("unix://")
             .map(PathBuf::from)
             .ok_or_else(|| format!("{HOST_ENV} must be unix://PATH, not {host:?}"))?;
-        let swarm = Swarm {
+        // Init before the value exists: its drop leaves the swarm, which
+        // must never happen to an engine this code did not make join one.
+        run_docker(&host, &["swarm", "init", "--advertise-addr", &addr])?;
+        Ok(Some(Swarm {
             host,
             socket,
             addr,
             services: Vec::new(),
             networks: Vec::new(),
             containers: Vec::new(),
-        };
-        swarm.run(&["swarm", "init", "--advertise-addr", &swarm.addr])?;
-        Ok(Some(swarm))
+        }))
     }
 
     fn docker(&self) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.arg("-H").arg(&self.host);
-        cmd
+        docker_at(&self.host)
     }
 
     /// Runs `docker ARGS` against the engine; its stdout, or why it failed.
     fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .docker()
-            .args(args)
-            .output()
-            .map_err(|e| format!("docker {args:?}: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "docker {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        run_docker(&self.host, args)
     }
 
     /// A service of `replicas` tasks of `image` with a health check every
@@ -311,6 +297,30 @@ impl Drop for Swarm {
             let _ = self.run(&["network", "rm", name]);
         }
         let _ = self.run(&["swarm", "leave", "--force"]);
+    }
+}
+
+fn docker_at(host: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.arg("-H").arg(host);
+    cmd
+}
+
+/// Runs `docker ARGS` against the engine at `host`; its stdout, or why it
+/// failed.
+fn run_docker(host: &str, args: &[&str]) -> Result<String, String> {
+    let out = docker_at(host)
+        .args(args)
+        .output()
+        .map_err(|e| format!("docker {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
