@@ -214,7 +214,12 @@ pub async fn recheck(
             _ = shutdown.changed() => return,
         }
         attempt += 1;
-        let failures = match ask_round(&transport, &seeds).await {
+        // Raced against shutdown too: the task holds the transport.
+        let asked = tokio::select! {
+            asked = ask_round(&transport, &seeds) => asked,
+            _ = shutdown.changed() => return,
+        };
+        let failures = match asked {
             Ok((seed, answer)) => {
                 match recheck_verdict(&running, seed, &answer) {
                     Recheck::Confirmed => tracing::info!(
