@@ -208,6 +208,32 @@ fn rc_on_machine(name: &str, image: &str, machine: usize) -> String {
     )
 }
 
+/// Samples machine 1's transfer of `image` (and its `get images` table
+/// once bytes move) until the replica runs there; whether it ran.
+fn watch_transfer(
+    cluster: &Cluster,
+    image: &str,
+    samples: &mut Vec<serde_json::Value>,
+    table: &mut Option<String>,
+) -> bool {
+    wait_until(Duration::from_secs(120), || {
+        if let Some(images) = cluster.try_get_json(1, "images")
+            && let Some(t) = images
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i["image"] == image))
+                .and_then(|i| i["transfers"].as_array()?.first().cloned())
+        {
+            let moving = t["received_bytes"].as_u64().is_some_and(|b| b > 0);
+            samples.push(t);
+            if table.is_none() && moving {
+                *table = Some(ok(&cluster.cli(1, &["get", "images"])));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        matches!(pod_state(cluster, 1, "progress"), Some((node, phase, _)) if node == "node1" && phase == "Running")
+    })
+}
+
 #[test]
 fn get_images_shows_a_transfer_in_flight_with_growing_bytes() {
     const BIG: &str = "shoal-test-progress/big:1.0";
@@ -221,33 +247,29 @@ fn get_images_shows_a_transfer_in_flight_with_growing_bytes() {
     let manifest = cluster.manifest("progress.yaml", &rc_on_machine("progress", BIG, 1));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
 
-    // Watch machine 1's peer list the transfer until the replica runs.
+    // Watch machine 1's peer list the transfer until the replica runs,
+    // while peer 0 is asked about the waiting pod as often as the CLI
+    // allows: on a fast machine the transfer lasts about 2 s.
     let mut samples: Vec<serde_json::Value> = Vec::new();
     let mut table = None;
-    let mut described = None;
-    let running = wait_until(Duration::from_secs(120), || {
-        if let Some(images) = cluster.try_get_json(1, "images")
-            && let Some(t) = images
-                .as_array()
-                .and_then(|a| a.iter().find(|i| i["image"] == BIG))
-                .and_then(|i| i["transfers"].as_array()?.first().cloned())
-        {
-            let moving = t["received_bytes"].as_u64().is_some_and(|b| b > 0);
-            samples.push(t);
-            if table.is_none() && moving {
-                table = Some(ok(&cluster.cli(1, &["get", "images"])));
-            }
-            // Another peer sees the waiting pod's progress.
-            if described.is_none() {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (running, described) = std::thread::scope(|scope| {
+        let describer = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let out = cluster.cli(0, &["describe", "pod", "progress-0"]);
                 let out = String::from_utf8_lossy(&out.stdout);
                 if out.contains("ImageTransferring from node0 (") {
-                    described = Some(out.into_owned());
+                    return Ok(out.into_owned());
                 }
+                seen.push(out.into_owned());
+                std::thread::sleep(Duration::from_millis(20));
             }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        matches!(pod_state(&cluster, 1, "progress"), Some((node, phase, _)) if node == "node1" && phase == "Running")
+            Err(seen)
+        });
+        let running = watch_transfer(&cluster, BIG, &mut samples, &mut table);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (running, describer.join().unwrap())
     });
     assert!(
         running,
@@ -285,7 +307,9 @@ fn get_images_shows_a_transfer_in_flight_with_growing_bytes() {
         table.contains("node1<-node0 ") && table.contains("%, ") && table.contains("MB/s"),
         "{table}"
     );
-    let described = described.expect("`describe pod` at peer 0 never showed the transfer");
+    let described = described.unwrap_or_else(|seen| {
+        panic!("`describe pod` at peer 0 never showed the transfer; it showed:\n{seen:#?}")
+    });
     assert!(
         described.contains(" MB, ") && described.contains("MB/s"),
         "{described}"

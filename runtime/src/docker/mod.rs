@@ -442,23 +442,18 @@ impl Inner {
 
     /// Sends an observation; a consumer that went away is not our failure.
     /// Reports what a start is doing while it waits (an image transfer), at
-    /// most every [`PREPARING_EVERY`]; never waits for the channel.
+    /// most every [`PREPARING_EVERY`] per step ([`PreparingThrottle`]);
+    /// never waits for the channel.
     fn preparing(&self, key: &PodKey) -> images::Progress {
         let tx = self.observations.clone();
         let key = key.clone();
-        // When the last report went out, and its first word (a new step,
-        // such as a pull after a failed transfer, goes out at once).
-        let last = Mutex::new(None::<(std::time::Instant, String)>);
+        let throttle = Mutex::new(PreparingThrottle::default());
         Arc::new(move |what: String| {
             let now = std::time::Instant::now();
-            let step = what.split(' ').next().unwrap_or_default().to_owned();
-            let mut last = last.lock().expect("progress mutex poisoned");
-            if last.as_ref().is_some_and(|(at, last_step)| {
-                *last_step == step && now.duration_since(*at) < PREPARING_EVERY
-            }) {
+            let mut throttle = throttle.lock().expect("progress mutex poisoned");
+            if !throttle.admits(now, &what) {
                 return;
             }
-            *last = Some((now, step));
             let _ = tx.try_send(PodObservation {
                 pod: key.0.clone(),
                 template_hash: key.1,
@@ -516,8 +511,53 @@ pub(crate) fn is_not_found(e: &BollardError) -> bool {
     )
 }
 
+/// Which reports of a waiting start go out: one per [`PREPARING_EVERY`]
+/// within a step, and a new step at once. A step is the report's first
+/// word and whether it carries figures: a pull after a failed transfer is
+/// a new step, and so are the first figures of a transfer after the report
+/// naming its source (else a transfer shorter than the period would never
+/// show them).
+#[derive(Debug, Default)]
+struct PreparingThrottle {
+    last: Option<(std::time::Instant, (String, bool))>,
+}
+
+impl PreparingThrottle {
+    fn admits(&mut self, now: std::time::Instant, what: &str) -> bool {
+        let step = (
+            what.split(' ').next().unwrap_or_default().to_owned(),
+            what.contains(" ("),
+        );
+        if self.last.as_ref().is_some_and(|(at, last_step)| {
+            *last_step == step && now.duration_since(*at) < PREPARING_EVERY
+        }) {
+            return false;
+        }
+        self.last = Some((now, step));
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_start_reports_each_step_at_once_and_figures_at_most_every_period() {
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut t = PreparingThrottle::default();
+        assert!(t.admits(at(0), "ImagePulling hello:1.0"));
+        assert!(t.admits(at(10), "ImageTransferring from node0"));
+        // The first figures follow the source's name at once...
+        assert!(t.admits(at(20), "ImageTransferring from node0 (0.8 MB)"));
+        // ...then at most every period.
+        assert!(!t.admits(at(1_000), "ImageTransferring from node0 (60 MB)"));
+        assert!(t.admits(at(2_020), "ImageTransferring from node0 (120 MB)"));
+        // Another source after a failure: a new step.
+        assert!(t.admits(at(2_100), "ImageTransferring from node2"));
+        assert!(t.admits(at(2_200), "ImagePulling hello:1.0"));
+    }
     use super::first_host;
 
     #[test]
