@@ -159,30 +159,19 @@ spec:
     )
 }
 
-/// `GET /rcs/NAME/rollout` at peer `i`, what `shoal rollout status` reads.
-fn rollout_status(cluster: &Cluster, i: usize, name: &str) -> Option<Value> {
-    let path = format!("/api/v1/rcs/{name}/rollout");
-    let (status, body) = http(
-        &cluster.peers[i].api_addr(),
-        "GET",
-        &path,
-        None,
-        API_TIMEOUT,
-    )?;
+/// `GET PATH` at peer `i`'s API: the JSON of a 200 answer.
+fn api_json(cluster: &Cluster, i: usize, path: &str) -> Option<Value> {
+    let (status, body) = http(&cluster.peers[i].api_addr(), "GET", path, None, API_TIMEOUT)?;
     (status == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
+/// `GET /rcs/NAME/rollout` at peer `i`, what `shoal rollout status` reads.
+fn rollout_status(cluster: &Cluster, i: usize, name: &str) -> Option<Value> {
+    api_json(cluster, i, &format!("/api/v1/rcs/{name}/rollout"))
+}
+
 fn ready_endpoints(cluster: &Cluster, i: usize, name: &str) -> Option<u64> {
-    let path = format!("/api/v1/services/{name}");
-    let (status, body) = http(
-        &cluster.peers[i].api_addr(),
-        "GET",
-        &path,
-        None,
-        API_TIMEOUT,
-    )?;
-    let service: Value = (status == 200).then(|| serde_json::from_str(&body).ok())??;
-    service["endpoints_ready"].as_u64()
+    api_json(cluster, i, &format!("/api/v1/services/{name}"))?["endpoints_ready"].as_u64()
 }
 
 /// Applies RC + Service `name` at 1.0, waits until all 10 serve through

@@ -824,12 +824,21 @@ fn check_cluster_ips(k: &Kubectl) {
         ip.parse::<std::net::IpAddr>()
             .unwrap_or_else(|e| panic!("clusterIP {ip:?} of peer {i}: {e}"));
         assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip]), "{svc}");
-        let dig = Command::new("dig")
-            .args([&format!("@{ip}"), "hello.svc.shoal", "A", "+short"])
-            .args(["+time=5", "+tries=2"])
-            .output()
-            .expect("dig runs (Debian package bind9-dnsutils)");
-        let answer = String::from_utf8_lossy(&dig.stdout);
+        // The DNS server follows the peer's state a moment after its API
+        // does (the service feed, 50-250 ms): asked until it answers.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let dig = Command::new("dig")
+                .args([&format!("@{ip}"), "hello.svc.shoal", "A", "+short"])
+                .args(["+time=5", "+tries=2"])
+                .output()
+                .expect("dig runs (Debian package bind9-dnsutils)");
+            let answer = String::from_utf8_lossy(&dig.stdout).into_owned();
+            if answer.lines().next() == Some(ip.as_str()) || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert_eq!(
             answer.lines().next(),
             Some(ip.as_str()),
