@@ -826,19 +826,16 @@ fn check_cluster_ips(k: &Kubectl) {
         assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip]), "{svc}");
         // The DNS server follows the peer's state a moment after its API
         // does (the service feed, 50-250 ms): asked until it answers.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let answer = loop {
+        let mut answer = String::new();
+        wait_until(Duration::from_secs(10), || {
             let dig = Command::new("dig")
                 .args([&format!("@{ip}"), "hello.svc.shoal", "A", "+short"])
                 .args(["+time=5", "+tries=2"])
                 .output()
                 .expect("dig runs (Debian package bind9-dnsutils)");
-            let answer = String::from_utf8_lossy(&dig.stdout).into_owned();
-            if answer.lines().next() == Some(ip.as_str()) || std::time::Instant::now() > deadline {
-                break answer;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+            answer = String::from_utf8_lossy(&dig.stdout).into_owned();
+            answer.lines().next() == Some(ip.as_str())
+        });
         assert_eq!(
             answer.lines().next(),
             Some(ip.as_str()),
