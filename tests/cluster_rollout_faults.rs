@@ -20,6 +20,13 @@
 //!    and no replica runs twice afterwards.
 //!
 //! One test, two phases: the task owns one loopback subnet.
+//!
+//! A second test (its own subnet) splits the cluster by a partition
+//! (iptables on the peers' addresses) in the middle of a rollout: each
+//! side keeps within its budget by its own view, the minority side is
+//! told `rollout undo` while split, and on heal that newer template wins
+//! everywhere, the split's extra copies leave, and every peer agrees on
+//! the history.
 
 mod cluster_support;
 
@@ -365,4 +372,149 @@ fn a_rollout_completes_on_the_survivors_of_a_killed_machine_and_resumes_after_a_
         REPLICAS,
         "pods moved after convergence: {seen:?}"
     );
+}
+
+const PARTITION_SUBNET: u8 = 110;
+
+/// Pods of `pods` on the machines of `side`.
+fn on_side(cluster: &Cluster, pods: &Pods, side: &[usize]) -> Pods {
+    let nodes: Vec<String> = side.iter().map(|&m| cluster.node_id(m)).collect();
+    pods.iter()
+        .filter(|p| nodes.contains(&p.1))
+        .cloned()
+        .collect()
+}
+
+/// Each side of a split by its own view: at most replicas + maxSurge
+/// replica indices, each on at most two of its nodes (a replacement of a
+/// replica the other side ran is a move: make-before-break).
+fn within_budget(pods: &Pods) -> bool {
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in pods {
+        *copies.entry(p.0.as_str()).or_default() += 1;
+    }
+    copies.len() <= CEILING && copies.values().all(|&c| c <= 2)
+}
+
+#[test]
+fn a_rollout_split_by_a_partition_keeps_each_side_within_budget_and_the_newest_template_wins() {
+    let mut cluster = Cluster::start_machines(PARTITION_SUBNET, 3);
+    let path = cluster.manifest("hello.yaml", &manifest());
+    ok(&cluster.cli(0, &["apply", "-f", path.to_str().unwrap()]));
+    let (running, _) = follow(
+        &cluster,
+        Duration::from_secs(120),
+        "apply",
+        Ceiling::Containers,
+        false,
+        |p| exactly(p, V10) && cluster.rc_counts(0, "hello") == Some((4, 4)),
+    );
+    assert!(running, "{:?}\n{}", pods(&cluster), logs(&cluster));
+
+    ok(&cluster.cli(0, &["rolling-update", "hello", "--image", V11]));
+    let (moved, _) = follow(
+        &cluster,
+        Duration::from_secs(90),
+        "rollout",
+        Ceiling::Containers,
+        true,
+        |p| {
+            p.iter()
+                .any(|(r, _, img)| img == V11 && r.parse::<usize>().is_ok_and(|r| r < REPLICAS))
+        },
+    );
+    assert!(
+        moved,
+        "no replica moved to 1.1: {:?}\n{}",
+        pods(&cluster),
+        logs(&cluster)
+    );
+
+    // Split: machine 0 alone, machines 1 and 2 together. The lone side
+    // undoes the rollout (a newer write than the rollout's); the other
+    // side goes on rolling to 1.1.
+    let (minority, majority) = ([0usize], [1usize, 2]);
+    cluster.partition(&minority, &majority);
+    let split_at = Instant::now();
+    let undone = ok(&cluster.cli(0, &["rollout", "undo", "hello"]));
+    assert!(undone.contains("rolled back"), "{undone}");
+    // Each side converges on its own: the lone machine runs all 4 of 1.0,
+    // the pair all 4 of 1.1, and neither side breaks its budget meanwhile.
+    let sides_done = wait_until(Duration::from_secs(120), || {
+        let now = pods(&cluster);
+        let (alone, pair) = (
+            on_side(&cluster, &now, &minority),
+            on_side(&cluster, &now, &majority),
+        );
+        assert!(
+            within_budget(&alone) && within_budget(&pair),
+            "a side broke its budget while split: alone {alone:?}, pair {pair:?}\n{}",
+            logs(&cluster)
+        );
+        exactly(&alone, V10) && exactly(&pair, V11)
+    });
+    assert!(
+        sides_done,
+        "the sides did not each converge while split: {:?}\n{}",
+        pods(&cluster),
+        logs(&cluster)
+    );
+    eprintln!(
+        "both sides converged {:?} after the split",
+        split_at.elapsed()
+    );
+
+    // Heal: the undo is the newest template, so 1.0 wins everywhere. As
+    // in the simulator (`sim/src/scenarios/peer/rollout.rs`), the budget
+    // holds again from the first sample where every peer sees the others
+    // and the split's extra copies (8 containers for 4 replicas) are gone;
+    // until then the peers' placements differ, as while split.
+    cluster.heal();
+    let healed_at = Instant::now();
+    let mut rejoined: Option<Duration> = None;
+    let converged = wait_until(Duration::from_secs(150), || {
+        let now = pods(&cluster);
+        if rejoined.is_none()
+            && now.len() <= CEILING
+            && (0..3).all(|i| cluster.count_nodes(i, "Alive") == 3)
+        {
+            rejoined = Some(healed_at.elapsed());
+        }
+        if rejoined.is_some() {
+            assert!(
+                now.len() <= CEILING,
+                "{} pods after the heal settled, more than replicas + maxSurge: {now:?}\n{}",
+                now.len(),
+                logs(&cluster)
+            );
+            if let Some((_, ready)) = cluster.rc_counts(0, "hello") {
+                assert!(
+                    ready >= REPLICAS as u64,
+                    "peer 0 counts {ready} ready after the heal settled: {now:?}\n{}",
+                    logs(&cluster)
+                );
+            }
+        }
+        exactly(&now, V10) && (0..3).all(|i| cluster.rc_counts(i, "hello") == Some((4, 4)))
+    });
+    assert!(
+        converged,
+        "not converged to 1.0 after the heal: {:?}\n{}",
+        pods(&cluster),
+        logs(&cluster)
+    );
+    eprintln!(
+        "after the heal: under the ceiling with every peer seeing the others at {rejoined:?}, \
+         converged at {:?}",
+        healed_at.elapsed()
+    );
+    let want = vec![
+        (1, V10.to_owned(), false),
+        (2, V11.to_owned(), false),
+        (3, V10.to_owned(), true),
+    ];
+    for i in 0..3 {
+        assert_eq!(history(&cluster, i), want, "history at peer {i}");
+    }
+    rollout_done(&cluster, 2, 3);
 }
