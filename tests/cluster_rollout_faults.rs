@@ -26,7 +26,8 @@
 //! side keeps within its budget by its own view, the minority side is
 //! told `rollout undo` while split, and on heal that newer template wins
 //! everywhere, the split's extra copies leave, and every peer agrees on
-//! the history.
+//! the history. Then the whole site loses power in the middle of the next
+//! rollout and boots again: the rollout completes within the budget.
 
 mod cluster_support;
 
@@ -517,4 +518,58 @@ fn a_rollout_split_by_a_partition_keeps_each_side_within_budget_and_the_newest_t
         assert_eq!(history(&cluster, i), want, "history at peer {i}");
     }
     rollout_done(&cluster, 2, 3);
+
+    // The whole site loses power in the middle of the next rollout (every
+    // peer, engine and container at once) and boots again: the rollout
+    // resumes from the persisted state and completes, within the budget.
+    ok(&cluster.cli(1, &["rolling-update", "hello", "--image", V11]));
+    let (moved, _) = follow(
+        &cluster,
+        Duration::from_secs(90),
+        "rollout before the power loss",
+        Ceiling::Containers,
+        true,
+        |p| {
+            p.iter()
+                .any(|(r, _, img)| img == V11 && r.parse::<usize>().is_ok_and(|r| r < REPLICAS))
+        },
+    );
+    assert!(
+        moved,
+        "no replica moved to 1.1: {:?}\n{}",
+        pods(&cluster),
+        logs(&cluster)
+    );
+    let before = pods(&cluster);
+    for m in 0..3 {
+        cluster.kill_machine(m);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let booted = Instant::now();
+    for m in 0..3 {
+        cluster.restart_machine(m);
+    }
+    let (resumed, peak) = follow(
+        &cluster,
+        Duration::from_secs(180),
+        "rollout after the site rebooted",
+        Ceiling::Containers,
+        false,
+        |p| exactly(p, V11) && (0..3).all(|i| cluster.rc_counts(i, "hello") == Some((4, 4))),
+    );
+    assert!(
+        resumed,
+        "the rollout did not complete after the reboot (pods before it {before:?}): {:?}\n{}",
+        pods(&cluster),
+        logs(&cluster)
+    );
+    eprintln!(
+        "the site rebooted mid-rollout (pods then {before:?}); rolled out {:?} after the boot, peak {peak} pods",
+        booted.elapsed()
+    );
+    rollout_done(&cluster, 0, 4);
+    for i in 0..3 {
+        let revisions: Vec<u64> = history(&cluster, i).iter().map(|r| r.0).collect();
+        assert_eq!(revisions, [1, 2, 3, 4], "history at peer {i}");
+    }
 }
