@@ -1,5 +1,8 @@
 //! Per-client limits, by source IP: a rate (token bucket) and a number of
-//! open connections. Shared by the API (`api::limits`: requests, answered
+//! open connections. An IPv6 client is its /64 (`client_of`): one host
+//! usually holds a whole /64 and may pick a new source address in it for
+//! every connection (privacy addresses), which per-address limits would
+//! count as that many clients. Shared by the API (`api::limits`: requests, answered
 //! with 429) and the load balancer (`service_plane::listener`: new
 //! connections, refused with a reset).
 //!
@@ -112,6 +115,7 @@ impl ClientLimits {
     /// slot is dropped, unless it is over the cap (then marked so, and the
     /// caller answers it as it sees fit).
     pub fn open(self: &Arc<ClientLimits>, ip: IpAddr) -> ConnectionSlot {
+        let ip = client_of(ip);
         let cap = self.settings.max_connections;
         let mut open = lock(&self.connections);
         let count = open.entry(ip).or_default();
@@ -134,6 +138,7 @@ impl ClientLimits {
         ip: IpAddr,
         now: Instant,
     ) -> Result<ConnectionSlot, Refusal> {
+        let ip = client_of(ip);
         let cap = self.settings.max_connections;
         // Held across the take, so two connections racing for the last
         // slot cannot both pass.
@@ -161,6 +166,7 @@ impl ClientLimits {
         if rate == 0 {
             return Ok(());
         }
+        let ip = client_of(ip);
         let mut buckets = lock(&self.buckets);
         if buckets.by_ip.len() > buckets.prune_above {
             buckets.by_ip.retain(|_, b| !b.is_full(now, rate, burst));
@@ -180,6 +186,18 @@ impl ClientLimits {
             lock(&self.connections).len(),
             lock(&self.buckets).by_ip.len(),
         )
+    }
+}
+
+/// The client `ip` counts as: an IPv4 address itself (also when mapped
+/// into IPv6), an IPv6 address its /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -265,6 +283,48 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64_and_a_mapped_ipv4_its_address() {
+        let limits = ClientLimits::new(LimitSettings {
+            rate_per_sec: 1,
+            burst: 2,
+            max_connections: 2,
+        });
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Two addresses of one /64 share the connection cap.
+        let a = limits.open(v6("2001:db8:1:2::10"));
+        let b = limits.open(v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd"));
+        assert!(!a.over_cap() && !b.over_cap());
+        assert!(
+            limits.open(v6("2001:db8:1:2::99")).over_cap(),
+            "a third in the /64"
+        );
+        assert!(
+            !limits.open(v6("2001:db8:1:3::10")).over_cap(),
+            "another /64"
+        );
+        drop(a);
+        assert!(
+            !limits.open(v6("2001:db8:1:2::77")).over_cap(),
+            "a slot came back"
+        );
+        drop(b);
+        // The bucket too; and a mapped IPv4 address is that IPv4 client.
+        let t0 = Instant::now();
+        assert!(limits.take(v6("::ffff:10.0.0.1"), t0).is_ok());
+        assert!(limits.take(IpAddr::from([10, 0, 0, 1]), t0).is_ok());
+        assert!(
+            limits.take(v6("::ffff:10.0.0.1"), t0).is_err(),
+            "one client, burst 2"
+        );
+        assert!(limits.take(v6("2001:db8::1"), t0).is_ok());
+        assert!(limits.take(v6("2001:db8::2"), t0).is_ok());
+        assert!(
+            limits.take(v6("2001:db8::3"), t0).is_err(),
+            "one /64, burst 2"
+        );
     }
 
     #[test]
