@@ -179,6 +179,68 @@ struct Idle {
     wall: Duration,
     /// (packets, bytes) of UDP between peer addresses over `wall`, or why not.
     udp: Result<(u64, u64), String>,
+    /// What the peers' own counters say they sent over `wall`, summed.
+    sent: SentCounters,
+}
+
+/// Payload bytes the peers sent, from their `/metrics` (the rest of the
+/// UDP bytes is QUIC's framing, encryption and acknowledgements, and the
+/// UDP and IP headers).
+#[derive(Debug, Clone, Copy, Default)]
+struct SentCounters {
+    /// SWIM messages (QUIC datagrams): count and bytes.
+    datagrams: (f64, f64),
+    /// State sync messages (QUIC streams), bytes.
+    stream_bytes: f64,
+    /// Sync messages by kind: (messages, bytes) of hello, pull, push.
+    hello: (f64, f64),
+    pull: (f64, f64),
+    push: (f64, f64),
+}
+
+impl SentCounters {
+    /// Summed over every peer's scrape; peers that do not answer count 0.
+    fn scrape(cluster: &Cluster) -> SentCounters {
+        let mut sum = SentCounters::default();
+        for i in 0..cluster.peers.len() {
+            let addr = cluster.peers[i].api_addr();
+            let Some((200, text)) = http(&addr, "GET", "/metrics", None, Duration::from_secs(2))
+            else {
+                continue;
+            };
+            let value = |name: &str, labels: &[&str]| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            let sent = "direction=\"sent\"";
+            sum.datagrams.0 += value("shoal_transport_datagrams_total", &[sent]);
+            sum.datagrams.1 += value("shoal_transport_datagram_bytes_total", &[sent]);
+            sum.stream_bytes += value("shoal_transport_stream_bytes_total", &[sent]);
+            for (kind, slot) in [
+                ("hello", &mut sum.hello),
+                ("pull", &mut sum.pull),
+                ("push", &mut sum.push),
+            ] {
+                let kind = format!("kind=\"{kind}\"");
+                slot.0 += value("shoal_sync_messages_total", &[sent, &kind]);
+                slot.1 += value("shoal_sync_bytes_total", &[sent, &kind]);
+            }
+        }
+        sum
+    }
+
+    fn minus(self, before: SentCounters) -> SentCounters {
+        let d = |a: (f64, f64), b: (f64, f64)| (a.0 - b.0, a.1 - b.1);
+        SentCounters {
+            datagrams: d(self.datagrams, before.datagrams),
+            stream_bytes: self.stream_bytes - before.stream_bytes,
+            hello: d(self.hello, before.hello),
+            pull: d(self.pull, before.pull),
+            push: d(self.push, before.push),
+        }
+    }
 }
 
 fn measure_idle(cluster: &Cluster) -> Idle {
@@ -193,10 +255,12 @@ fn measure_idle(cluster: &Cluster) -> Idle {
         .as_ref()
         .map_err(Clone::clone)
         .and_then(UdpCounter::read);
+    let sent_before = SentCounters::scrape(cluster);
     let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
     let t0 = Instant::now();
     sleep(IDLE_WINDOW);
     let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let sent = SentCounters::scrape(cluster).minus(sent_before);
     let after_udp = counter
         .as_ref()
         .map_err(Clone::clone)
@@ -216,6 +280,7 @@ fn measure_idle(cluster: &Cluster) -> Idle {
         cpu_pct,
         wall,
         udp,
+        sent,
     }
 }
 
@@ -677,6 +742,23 @@ fn render(
                 *bytes as f64 / secs,
                 *packets as f64 / secs,
                 *bytes as f64 / secs / PEERS as f64,
+            );
+            let per_peer = |x: f64| x / secs / PEERS as f64;
+            let sent = idle.sent;
+            let payload = sent.datagrams.1 + sent.stream_bytes;
+            let _ = writeln!(
+                w,
+                "| of which, per peer (the peers' `/metrics`, scraped around the same window) | SWIM {:.0} B/s ({:.1} datagrams/s) · state sync {:.0} B/s (hello {:.1}/s {:.0} B/s, pull {:.1}/s {:.0} B/s, push {:.1}/s {:.0} B/s) · QUIC framing, encryption, acks and UDP/IP headers {:.0} B/s | | |",
+                per_peer(sent.datagrams.1),
+                per_peer(sent.datagrams.0),
+                per_peer(sent.stream_bytes),
+                per_peer(sent.hello.0),
+                per_peer(sent.hello.1),
+                per_peer(sent.pull.0),
+                per_peer(sent.pull.1),
+                per_peer(sent.push.0),
+                per_peer(sent.push.1),
+                per_peer(*bytes as f64 - payload),
             );
         }
         Err(why) => {
