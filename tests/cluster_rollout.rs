@@ -4,7 +4,8 @@
 //! its surge pod with the image's reason while 1.0 keeps serving; then
 //! `rolling-update --image shoal-test/hello:1.1` under a client loop of
 //! ~100 requests a second through peer 0 fails no request, every answer is
-//! 1.0 or 1.1, and peer 0 shows at least 4 ready endpoints at every sample.
+//! 1.0 or 1.1, and peer 0 shows at least 4 ready endpoints at every sample;
+//! `rollout undo --to-revision 1` returns to 1.0 the same way.
 
 mod cluster_support;
 
@@ -64,7 +65,7 @@ fn pod_images(cluster: &Cluster, i: usize) -> Vec<String> {
 }
 
 #[test]
-fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_request() {
+fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_and_back_without_a_failed_request() {
     let cluster = Cluster::start_machines(41, 3);
     let path = cluster.manifest("hello.yaml", &manifest());
     ok(&cluster.cli(0, &["apply", "-f", path.to_str().unwrap()]));
@@ -120,11 +121,31 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         assert_eq!(answer(&addr).as_deref(), Some("hello from 1.0"));
     }
 
-    // The real rollout, under load: ~100 requests a second through peer 0
-    // (at most 12,000), until told to stop.
+    // The real rollout, under load, then `rollout undo` back the same way.
+    roll_under_load(
+        &cluster,
+        &addr,
+        &["rolling-update", "hello", "--image", "shoal-test/hello:1.1"],
+        "shoal-test/hello:1.1",
+    );
+    // Revision 2 is the missing image: back to revision 1.
+    roll_under_load(
+        &cluster,
+        &addr,
+        &["rollout", "undo", "hello", "--to-revision", "1"],
+        "shoal-test/hello:1.0",
+    );
+}
+
+/// Runs `command` at peer 1 under ~100 requests a second through peer 0's
+/// node port (`addr`; at most 12,000) until every pod runs `image`: no
+/// request fails, every answer is 1.0 or 1.1 and the new version answers,
+/// peer 0 counts at least 4 ready endpoints at every sample, and at most
+/// replicas + maxSurge pods are listed.
+fn roll_under_load(cluster: &Cluster, addr: &str, command: &[&str], image: &str) {
     let done = Arc::new(AtomicBool::new(false));
     let stop_client = done.clone();
-    let client_addr = addr.clone();
+    let client_addr = addr.to_owned();
     let start = Instant::now();
     let client = std::thread::spawn(move || {
         let mut answers = Vec::new();
@@ -139,17 +160,14 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         answers
     });
     std::thread::sleep(Duration::from_secs(1));
-    ok(&cluster.cli(
-        1,
-        &["rolling-update", "hello", "--image", "shoal-test/hello:1.1"],
-    ));
+    ok(&cluster.cli(1, command));
     let mut samples = Vec::new();
     let mut most_pods = 0;
     let rolled = wait_until(Duration::from_secs(150), || {
-        samples.push(ready_endpoints(&cluster, 0).unwrap_or(0));
-        let images = pod_images(&cluster, 0);
+        samples.push(ready_endpoints(cluster, 0).unwrap_or(0));
+        let images = pod_images(cluster, 0);
         most_pods = most_pods.max(images.len());
-        images.len() == 4 && images.iter().all(|i| i == "shoal-test/hello:1.1")
+        images.len() == 4 && images.iter().all(|i| i == image)
     });
     let rolled_at = start.elapsed();
     std::thread::sleep(Duration::from_secs(1));
@@ -157,7 +175,7 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
     let answers = client.join().unwrap();
     assert!(
         rolled,
-        "{:?}\n{}",
+        "{command:?}: {:?}\n{}",
         cluster.try_get_json(0, "pods"),
         cluster.log_tail(0)
     );
@@ -176,7 +194,7 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
         });
     let min_ready = samples.iter().min().copied().unwrap_or(0);
     println!(
-        "rolled out 1.0 -> 1.1 by {rolled_at:?}: {} requests, {} failed, answers {versions:?}, \
+        "{command:?} to {image} by {rolled_at:?}: {} requests, {} failed, answers {versions:?}, \
          ready endpoints at peer 0 over {} samples: min {min_ready}, max {}; \
          at most {most_pods} pods listed",
         answers.len(),
@@ -187,7 +205,7 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
     assert!(answers.len() >= 500, "{} requests", answers.len());
     assert!(
         failed.is_empty(),
-        "requests failed at {failed:?}\n{}",
+        "{command:?}: requests failed at {failed:?}\n{}",
         cluster.log_tail(0)
     );
     assert!(
@@ -196,13 +214,17 @@ fn a_surge_rollout_stops_on_a_missing_image_then_rolls_out_without_a_failed_requ
             .all(|v| v == "hello from 1.0" || v == "hello from 1.1"),
         "{versions:?}"
     );
-    assert!(versions.contains_key("hello from 1.1"), "{versions:?}");
+    let new_version = format!(
+        "hello from {}",
+        image.rsplit(':').next().unwrap_or_default()
+    );
+    assert!(versions.contains_key(&new_version), "{versions:?}");
     assert!(
         min_ready >= 4,
-        "ready endpoints fell to {min_ready}: {samples:?}"
+        "{command:?}: ready endpoints fell to {min_ready}: {samples:?}"
     );
     assert!(
         most_pods <= 5,
-        "{most_pods} pods: more than replicas + maxSurge"
+        "{command:?}: {most_pods} pods: more than replicas + maxSurge"
     );
 }
