@@ -140,6 +140,7 @@ impl RecordAcks {
 impl Peer {
     /// `member`'s digest (`None`: a hash equal to ours) shows what it holds
     /// of our record.
+    ///
     /// Noted only while a pod drains: only records published since matter,
     /// and hashing our record per message would cost every sync otherwise.
     pub(super) fn note_held(&mut self, now: Duration, member: NodeId, digest: Option<&Digest>) {
