@@ -101,6 +101,34 @@ fn image_transfer_timeline() {
     }
 }
 
+/// The fan-out's timeline: 9 machines on 127.0.109.x, only machine 0
+/// holds the big image; the peers' logs go to `SHOAL_TRACE_DIR`/spread.
+#[test]
+#[ignore = "diagnosis: cargo test --test bench_images image_spread_timeline -- --ignored"]
+fn image_spread_timeline() {
+    let dir = std::env::var("SHOAL_TRACE_DIR").unwrap_or_else(|_| "/tmp/shoal-image-trace".into());
+    let dir = format!("{dir}/spread");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = Cluster::builder(109, FAN_OUT + 1).engine_per_node().start();
+    give_only(&cluster, BIG, &[0]);
+    let replicas = (FAN_OUT + 1) as u32;
+    let manifest = cluster.manifest("fan.yaml", &hello_rc("fan", replicas, BIG));
+    let (started, applied) = (Instant::now(), utc_now());
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ran = wait_until(Duration::from_secs(600), || {
+        cluster.running_pods(0, "fan").len() == FAN_OUT + 1
+    });
+    println!(
+        "apply at {applied}, all running seen at {} ({:.2} s)",
+        utc_now(),
+        started.elapsed().as_secs_f64()
+    );
+    for (i, peer) in cluster.peers.iter().enumerate() {
+        std::fs::copy(&peer.log, format!("{dir}/peer{i}.log")).unwrap();
+    }
+    assert!(ran);
+}
+
 /// Now as `HH:MM:SS.micros` UTC, to line up with the peers' log lines.
 fn utc_now() -> String {
     let now = std::time::SystemTime::now()
