@@ -31,7 +31,7 @@ fi
 cargo build --release -q -p shoal >&2
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
-SHOAL_BENCH_OUT="$OUT" cargo test --release -q -p shoal --all-features --test bench_images -- \
+SHOAL_BENCH_OUT="$OUT" cargo test --release -q -p shoal --all-features --test bench_images -- image_transfer_figures \
   --ignored --nocapture --test-threads 1 >&2
 [ -s "$OUT" ] || { echo "bench-images: the benchmark wrote no figures" >&2; exit 1; }
 cat "$OUT"

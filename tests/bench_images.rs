@@ -63,6 +63,87 @@ fn image_transfer_figures() {
     }
 }
 
+/// The timeline of one transfer of each image: 2 machines on 127.0.109.x
+/// with the image modules at debug; prints when the apply went out and when
+/// machine 1's replica ran (UTC, as the peers' log lines) and copies both
+/// peers' logs to `SHOAL_TRACE_DIR` (default `/tmp/shoal-image-trace`).
+#[test]
+#[ignore = "diagnosis: cargo test --test bench_images image_transfer_timeline -- --ignored"]
+fn image_transfer_timeline() {
+    let dir = std::env::var("SHOAL_TRACE_DIR").unwrap_or_else(|_| "/tmp/shoal-image-trace".into());
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = Cluster::builder(109, 2).engine_per_node().start();
+    for image in [SMALL, BIG] {
+        give_only(&cluster, image, &[0]);
+        let baseline = save_load(&cluster, image);
+        let name = if image == BIG {
+            "tracebig"
+        } else {
+            "tracesmall"
+        };
+        let manifest = cluster.manifest(&format!("{name}.yaml"), &hello_rc(name, 2, image));
+        let (started, applied) = (Instant::now(), utc_now());
+        ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+        assert!(runs_on(&cluster, 1, name, Duration::from_secs(300)));
+        println!(
+            "{image}: save|load {:.2} s; apply at {applied}, running on machine 1 seen at {} ({:.2} s)",
+            baseline.as_secs_f64(),
+            utc_now(),
+            started.elapsed().as_secs_f64()
+        );
+        ok(&cluster.cli(0, &["delete", "rc", name]));
+        assert!(wait_until(Duration::from_secs(60), || {
+            (0..2).all(|i| cluster.machine_containers(i).is_empty())
+        }));
+    }
+    for (i, peer) in cluster.peers.iter().enumerate() {
+        std::fs::copy(&peer.log, format!("{dir}/peer{i}.log")).unwrap();
+    }
+}
+
+/// The fan-out's timeline: 9 machines on 127.0.109.x, only machine 0
+/// holds the big image; the peers' logs go to `SHOAL_TRACE_DIR`/spread.
+#[test]
+#[ignore = "diagnosis: cargo test --test bench_images image_spread_timeline -- --ignored"]
+fn image_spread_timeline() {
+    let dir = std::env::var("SHOAL_TRACE_DIR").unwrap_or_else(|_| "/tmp/shoal-image-trace".into());
+    let dir = format!("{dir}/spread");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = Cluster::builder(109, FAN_OUT + 1).engine_per_node().start();
+    give_only(&cluster, BIG, &[0]);
+    let replicas = (FAN_OUT + 1) as u32;
+    let manifest = cluster.manifest("fan.yaml", &hello_rc("fan", replicas, BIG));
+    let (started, applied) = (Instant::now(), utc_now());
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    let ran = wait_until(Duration::from_secs(600), || {
+        cluster.running_pods(0, "fan").len() == FAN_OUT + 1
+    });
+    println!(
+        "apply at {applied}, all running seen at {} ({:.2} s)",
+        utc_now(),
+        started.elapsed().as_secs_f64()
+    );
+    for (i, peer) in cluster.peers.iter().enumerate() {
+        std::fs::copy(&peer.log, format!("{dir}/peer{i}.log")).unwrap();
+    }
+    assert!(ran);
+}
+
+/// Now as `HH:MM:SS.micros` UTC, to line up with the peers' log lines.
+fn utc_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let s = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_micros()
+    )
+}
+
 fn image_size_mb(image: &str) -> f64 {
     let out = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Size}}", image])
@@ -181,7 +262,7 @@ fn runs_on(cluster: &Cluster, i: usize, rc: &str, timeout: Duration) -> bool {
     let node = format!("node{i}");
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let pods = http(&addr, "GET", "/pods", None, Duration::from_secs(5))
+        let pods = http(&addr, "GET", "/api/v1/pods", None, Duration::from_secs(5))
             .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
         let running = pods
             .as_ref()

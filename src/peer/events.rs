@@ -164,11 +164,13 @@ pub fn from_observation(
                     format!("Image transfer failed {rest}"),
                 );
             }
-            let reason = if what.starts_with("ImageTransferring") {
-                "Transferring"
-            } else {
-                "Pulling"
-            };
+            // Waiting for a holder's announcement is part of the transfer.
+            let reason =
+                if what.starts_with("ImageTransferring") || what.starts_with("ImageWaiting") {
+                    "Transferring"
+                } else {
+                    "Pulling"
+                };
             record(Normal, reason, what.clone())
         }
         PodEvent::Running { .. } if !was(LocalState::Running) => {
@@ -292,6 +294,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(next.reason, "Transferring");
+    }
+
+    #[test]
+    fn waiting_for_a_holder_is_part_of_the_transfer_and_the_holder_is_told_after() {
+        let starting = local(LocalState::Starting);
+        let mut waiting = starting.clone();
+        let what = "ImageWaiting for a peer to announce shoal-test/hello:1.0";
+        waiting.preparing = Some(what.into());
+        let told = from_observation(
+            5,
+            &obs(PodEvent::Preparing(what.into())),
+            Some(&starting),
+            Some(&waiting),
+        )
+        .unwrap();
+        assert_eq!(told.reason, "Transferring");
+        let mut transferring = waiting.clone();
+        transferring.preparing = Some("ImageTransferring from node0".into());
+        let next = from_observation(
+            6,
+            &obs(PodEvent::Preparing("ImageTransferring from node0".into())),
+            Some(&waiting),
+            Some(&transferring),
+        )
+        .unwrap();
+        assert_eq!(
+            (next.reason, next.message.as_str()),
+            ("Transferring", "ImageTransferring from node0")
+        );
     }
 
     #[test]

@@ -93,15 +93,19 @@ impl Inner {
             ),
             None => {
                 progress(format!("ImagePulling {image}"));
+                let asked = Instant::now();
                 match self.pull(image).await {
                     Ok(()) => {
                         self.pull_succeeded(image);
                         return Ok(());
                     }
-                    Err(why) => (
-                        self.pull_failed(image, format!("pull {image}: {why}")),
-                        String::new(),
-                    ),
+                    Err(why) => {
+                        tracing::debug!(%image, error = %why, seconds = asked.elapsed().as_secs_f64(), "registry pull failed; asking the peers");
+                        (
+                            self.pull_failed(image, format!("pull {image}: {why}")),
+                            String::new(),
+                        )
+                    }
                 }
             }
         };

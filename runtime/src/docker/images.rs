@@ -151,6 +151,7 @@ impl Inner {
             .docker()
             .map_err(|e| error_for(&self.host, "load images", e))?;
         run_load(&docker, archive).await?;
+        tracing::debug!(%reference, "the engine's load is done; checking the ID");
         let found = match docker.inspect_image(reference).await {
             Ok(image) => image.id.unwrap_or_default(),
             Err(e) if is_not_found(&e) => {

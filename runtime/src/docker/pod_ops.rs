@@ -301,6 +301,7 @@ impl Inner {
                 self.ensure_image(image, policy, self.preparing(key))
                     .await
                     .map_err(StartFailure::Image)?;
+                tracing::debug!(pod = %key.0, %image, "image ready");
             }
             let mut ids: Vec<String> = Vec::with_capacity(size);
             for (index, spec) in template.containers.iter().enumerate() {

@@ -26,6 +26,14 @@ const TRANSFER_IDLE: Duration = Duration::from_secs(15);
 const BUSY_ROUNDS: u32 = 40;
 const BUSY_PAUSE: Duration = Duration::from_millis(250);
 
+/// How long a requester waits for a first holder to announce the image
+/// before it says that no peer holds it: a holder announces an image once
+/// an RC uses it, which the requester may learn of first (both learn of the
+/// RC at about the same time). Longer than a holder's periodic check
+/// ([`super::HOLDINGS_EVERY`]), so a missed change costs one wait, not a
+/// failed start and its back-off.
+const HOLDER_WAIT: Duration = Duration::from_secs(5);
+
 /// Why one holder did not deliver.
 enum Failure {
     Busy,
@@ -86,10 +94,21 @@ impl PeerImages {
         reference: &str,
         progress: &Progress,
     ) -> Result<Option<String>, String> {
+        // Subscribed before the first read, so no announcement is missed.
+        let mut changes = self.handle.snapshot_changes();
         let mut errors: Vec<String> = Vec::new();
+        let mut waited_for_holders = false;
         for round in 0..BUSY_ROUNDS {
             let snapshot = self.handle.snapshot().await.map_err(|e| e.to_string())?;
             let mut holders = holders(&snapshot, reference);
+            if holders.is_empty() && errors.is_empty() && !waited_for_holders {
+                waited_for_holders = true;
+                progress(format!("ImageWaiting for a peer to announce {reference}"));
+                holders = self
+                    .announced(reference, &mut changes, HOLDER_WAIT, &[])
+                    .await?;
+                tracing::debug!(%reference, holders = holders.len(), "waited for holders");
+            }
             if holders.is_empty() {
                 return if errors.is_empty() {
                     Ok(None)
@@ -97,6 +116,7 @@ impl PeerImages {
                     Err(errors.join("; "))
                 };
             }
+            let known = names(&holders);
             // At random, so requesters spread over every holder.
             holders.shuffle(&mut rand::rng());
             let mut busy = false;
@@ -134,12 +154,48 @@ impl PeerImages {
             if !busy {
                 break;
             }
-            tokio::time::sleep(BUSY_PAUSE * (round + 1).min(4)).await;
+            // A node that has just loaded the image is a free holder: ask
+            // it at once rather than after the pause.
+            self.announced(
+                reference,
+                &mut changes,
+                BUSY_PAUSE * (round + 1).min(4),
+                &known,
+            )
+            .await?;
         }
         if errors.is_empty() {
             errors.push("every holder stayed busy".into());
         }
         Err(errors.join("; "))
+    }
+
+    /// Waits at most `within` for a holder of `reference` other than the
+    /// `known` ones to be announced, following the state's changes; returns
+    /// the holders announced then (none, or only known ones, on time-out).
+    async fn announced(
+        &self,
+        reference: &str,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        within: Duration,
+        known: &[String],
+    ) -> Result<Vec<(String, std::net::SocketAddr, String)>, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let snapshot = self.handle.snapshot().await.map_err(|e| e.to_string())?;
+            let holders = holders(&snapshot, reference);
+            if has_new(known, &names(&holders)) {
+                return Ok(holders);
+            }
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(holders);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(holders),
+            }
+        }
     }
 
     /// Streams `reference` from the holder `name` at `addr` into the
@@ -157,6 +213,7 @@ impl PeerImages {
             id: id.to_owned(),
         };
         let failed = |e: &dyn std::fmt::Display| Failure::Failed(e.to_string());
+        tracing::debug!(%reference, holder = %name, "asking a holder");
         let mut reply = self
             .transport
             .request_stream(addr, request.encode(), TRANSFER_IDLE)
@@ -167,6 +224,7 @@ impl PeerImages {
             .await
             .map_err(|e| failed(&e))?
             .ok_or_else(|| Failure::Failed("empty answer".into()))?;
+        tracing::debug!(%reference, holder = %name, status = first.first().copied(), "the holder answered");
         let (head, total) = match first.first() {
             Some(&ARCHIVE) => (first.slice(1..), None),
             Some(&SIZED) => {
@@ -196,6 +254,15 @@ impl PeerImages {
         drop(transfer);
         loaded
     }
+}
+
+fn names(holders: &[(String, std::net::SocketAddr, String)]) -> Vec<String> {
+    holders.iter().map(|(name, _, _)| name.clone()).collect()
+}
+
+/// Whether `now` names a holder that `known` does not.
+fn has_new(known: &[String], now: &[String]) -> bool {
+    now.iter().any(|name| !known.contains(name))
 }
 
 /// The rest of a [`SIZED`] answer's head, which QUIC may split: the size,
@@ -239,8 +306,14 @@ fn archive(
                         return Some((Ok(piece.freeze()), Some((Bytes::new(), reply))));
                     }
                 }
-                Ok(None) if piece.is_empty() => return None,
-                Ok(None) => return Some((Ok(piece.freeze()), None)),
+                Ok(None) if piece.is_empty() => {
+                    tracing::debug!("the archive's last byte arrived");
+                    return None;
+                }
+                Ok(None) => {
+                    tracing::debug!("the archive's last byte arrived");
+                    return Some((Ok(piece.freeze()), None));
+                }
                 // The error ends the stream: nothing is read after it.
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
             }
@@ -270,5 +343,27 @@ fn transfer_progress(
                 summary(&row)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_a_holder_not_asked_yet_ends_a_wait() {
+        // Waiting for a first holder: any announcement ends it.
+        assert!(!has_new(&[], &[]));
+        assert!(has_new(&[], &names(&["node0"])));
+        // Waiting out busy holders: the same ones again do not...
+        let known = names(&["node0", "node3"]);
+        assert!(!has_new(&known, &names(&["node3", "node0"])));
+        assert!(!has_new(&known, &names(&["node0"])));
+        // ...a node that has just loaded the image does.
+        assert!(has_new(&known, &names(&["node0", "node5"])));
     }
 }

@@ -22,7 +22,7 @@ pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_crdt_state::node::ImageHoldings;
 use shoal_gossip::quic::QuicTransport;
@@ -37,8 +37,16 @@ use transfers::Transfers;
 /// another holder (or come back), which is what spreads an image out.
 pub const MAX_UPLOADS: usize = 2;
 
-/// How often the engine's images are checked when nothing was loaded.
+/// How often the engine's images are checked when nothing was loaded and
+/// the cluster's images did not change.
 const HOLDINGS_EVERY: Duration = Duration::from_secs(3);
+
+/// After the state changed, the holdings loop waits this long before it
+/// reads it (a burst of changes is read once), and reads it at most every
+/// [`HOLDINGS_SPACING`] while changes keep coming. Short: a requester
+/// waits for this node to announce an image an RC just started using.
+const HOLDINGS_GATHER: Duration = Duration::from_millis(10);
+const HOLDINGS_SPACING: Duration = Duration::from_millis(100);
 
 /// The image side of one peer: serves holders' exports, fetches what the
 /// engine lacks. Shared by the driver (serving), the executor (fetching)
@@ -108,13 +116,32 @@ pub fn images_in_use(snapshot: &Snapshot) -> BTreeSet<String> {
         .collect()
 }
 
-/// Keeps the node's published holdings current: every few seconds, and at
-/// once after a load. Ends when the driver is gone.
+/// Keeps the node's published holdings current: as soon as the images the
+/// cluster's RCs use change (a new RC's image is announced by its holders
+/// before its replicas elsewhere look for one), at once after a load, and
+/// every [`HOLDINGS_EVERY`] (an image loaded or removed by hand). Ends when
+/// the driver is gone.
 pub async fn holdings_loop(images: Arc<PeerImages>, tx: mpsc::Sender<ImageHoldings>) {
+    let mut changes = images.handle.snapshot_changes();
     let mut last: Option<ImageHoldings> = None;
+    let mut in_use: Option<BTreeSet<String>> = None;
+    let mut check_at = Instant::now();
     loop {
-        if let (Ok(snapshot), Ok(runtime)) = (images.handle.snapshot().await, images.runtime()) {
-            match runtime.image_ids(images_in_use(&snapshot)).await {
+        let read_at = Instant::now();
+        let Ok(snapshot) = images.handle.snapshot().await else {
+            return;
+        };
+        let now_in_use = images_in_use(&snapshot);
+        if in_use.as_ref() != Some(&now_in_use) {
+            check_at = read_at;
+        }
+        if read_at >= check_at {
+            check_at = read_at + HOLDINGS_EVERY;
+            let held = match images.runtime() {
+                Ok(runtime) => runtime.image_ids(now_in_use.iter().cloned()).await,
+                Err(_) => return,
+            };
+            match held {
                 Ok(held) if last.as_ref() != Some(&held) => {
                     if tx.send(held.clone()).await.is_err() {
                         return;
@@ -125,11 +152,24 @@ pub async fn holdings_loop(images: Arc<PeerImages>, tx: mpsc::Sender<ImageHoldin
                 Err(e) => tracing::debug!(error = %e, "cannot list the engine's images"),
             }
         }
+        in_use = Some(now_in_use);
         tokio::select! {
-            _ = tokio::time::sleep(HOLDINGS_EVERY) => {}
-            _ = images.loaded.notified() => {}
+            _ = tokio::time::sleep_until(check_at.into()) => {}
+            _ = images.loaded.notified() => check_at = Instant::now(),
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tokio::time::sleep(read_delay(read_at.elapsed())).await;
+            }
         }
     }
+}
+
+/// How long to wait after a change of the state before reading it, when
+/// the last read was `since_last_read` ago.
+fn read_delay(since_last_read: Duration) -> Duration {
+    HOLDINGS_GATHER.max(HOLDINGS_SPACING.saturating_sub(since_last_read))
 }
 
 /// The live members other than us that announce `reference`, with the ID
@@ -153,4 +193,20 @@ fn holders(snapshot: &Snapshot, reference: &str) -> Vec<(String, std::net::Socke
             Some((record.info.name.clone(), *addrs.get(&id)?, image_id.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_read_after_a_short_gather_and_reads_are_spaced_while_changes_keep_coming() {
+        assert_eq!(read_delay(Duration::from_secs(5)), HOLDINGS_GATHER);
+        assert_eq!(read_delay(HOLDINGS_SPACING), HOLDINGS_GATHER);
+        assert_eq!(
+            read_delay(Duration::from_millis(30)),
+            HOLDINGS_SPACING - Duration::from_millis(30)
+        );
+        assert_eq!(read_delay(Duration::ZERO), HOLDINGS_SPACING);
+    }
 }

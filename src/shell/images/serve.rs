@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use shoal_crdt_state::wire::WireError;
 use shoal_gossip::quic::Responder;
@@ -29,6 +30,7 @@ impl PeerImages {
             }
         };
         let reference = &request.reference;
+        tracing::debug!(%reference, "image fetch asked");
         let permit = match self.check(&request).await {
             Ok(permit) => permit,
             Err((status, why)) => {
@@ -53,10 +55,11 @@ impl PeerImages {
         let head = match self.runtime() {
             Ok(runtime) => match runtime.image_size(reference).await {
                 Ok(Some(size)) => sized_head(size),
-                _ => bytes::Bytes::from_static(&[ARCHIVE]),
+                _ => Bytes::from_static(&[ARCHIVE]),
             },
-            Err(_) => bytes::Bytes::from_static(&[ARCHIVE]),
+            Err(_) => Bytes::from_static(&[ARCHIVE]),
         };
+        tracing::debug!(%reference, "image fetch admitted; exporting");
         let sent = async {
             responder.send_chunk(head).await?;
             let mut archive = archive;
@@ -65,6 +68,9 @@ impl PeerImages {
                 // On an export error the responder is dropped unfinished:
                 // the requester sees a reset, not a short archive.
                 let chunk = chunk.map_err(|e| e.to_string())?;
+                if total == 0 {
+                    tracing::debug!(%reference, bytes = chunk.len(), "the export's first bytes");
+                }
                 total += chunk.len();
                 counter!(IMAGE_TRANSFER_BYTES, "direction" => "sent").increment(chunk.len() as u64);
                 #[cfg(feature = "test-hooks")]
