@@ -55,17 +55,23 @@ fn answering_pod(addr: &str) -> Option<String> {
     (status == 200).then(|| body.trim().to_owned())
 }
 
-/// Distinct pods answering `tries` requests at `addr`.
 /// The pods answering at `addr` over up to `tries` requests, stopping once
 /// all `want` were seen (a request that times out on a loaded machine
-/// only costs a try).
+/// only costs a try). A refused request waits 50 ms before the next: the
+/// API counts an endpoint ready up to one feed period (50-250 ms) before
+/// the peer's load balancer has it, and refusals come back in microseconds.
 fn pods_behind(addr: &str, want: usize, tries: usize) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for _ in 0..tries {
         if seen.len() == want {
             break;
         }
-        seen.extend(answering_pod(addr));
+        match answering_pod(addr) {
+            Some(pod) => {
+                seen.insert(pod);
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
     seen
 }

@@ -180,3 +180,72 @@ fn a_rollout_drains_each_replica_before_replacing_it() {
     assert_eq!(starts(&p.actions), vec![pod("web", 0)]);
     assert!(stops(&p.actions).is_empty());
 }
+
+/// The drain ends `drain_after_seen_ms` after every member is known to hold
+/// a record published after it began, when that comes before the bound; a
+/// record published before the drain (or at its very millisecond) does not
+/// count, and the bound still ends a drain nobody acknowledges.
+#[test]
+fn a_drain_ends_early_once_every_member_holds_the_record_that_says_it_drains() {
+    use shoal::reconcile::SeenByAll;
+    let web2 = rc("web", 2, "web:1");
+    let web1 = rc("web", 1, "web:1");
+    let a = owners(&[("web", 0, ME)]);
+    let mut local = LocalPods::new();
+    running(&mut local, &web2, 0);
+    running(&mut local, &web2, 1);
+    let mut policy = ReconcilePolicy::default();
+    let (bound, after) = (policy.handover_drain_ms, policy.drain_after_seen_ms);
+    assert!(after < bound, "the early end is worth having");
+
+    // A publication from before the drain, held by everyone: not enough.
+    policy.seen_by_all = Some(SeenByAll {
+        published_ms: 1_000,
+        known_ms: 1_000,
+    });
+    let p = plan(ME, 1_000, &a, &rcs(&[&web1]), &none(), &mut local, &policy);
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.wake_at, Some(1_000 + bound));
+
+    // The record saying it drains (published at 1,050) is held by every
+    // member from 1,120 on: it stops at 1,120 + after, not before.
+    policy.seen_by_all = Some(SeenByAll {
+        published_ms: 1_050,
+        known_ms: 1_120,
+    });
+    let p = plan(ME, 1_120, &a, &rcs(&[&web1]), &none(), &mut local, &policy);
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.wake_at, Some(1_120 + after));
+    let p = plan(
+        ME,
+        1_119 + after,
+        &a,
+        &rcs(&[&web1]),
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert!(p.actions.is_empty(), "{p:?}");
+    let p = plan(
+        ME,
+        1_120 + after,
+        &a,
+        &rcs(&[&web1]),
+        &none(),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(stops(&p.actions), vec![pod("web", 1)]);
+
+    // Known only late: the bound comes first.
+    let mut late = ReconcilePolicy {
+        seen_by_all: Some(SeenByAll {
+            published_ms: 1_050,
+            known_ms: 1_000 + bound,
+        }),
+        ..ReconcilePolicy::default()
+    };
+    assert_eq!(late.drain_ends_at(1_000), 1_000 + bound);
+    late.seen_by_all = None;
+    assert_eq!(late.drain_ends_at(1_000), 1_000 + bound);
+}

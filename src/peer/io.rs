@@ -272,6 +272,9 @@ pub struct PeerStats {
     pub sync_received: SyncCounts,
     /// Anti-entropy rounds this peer started (a `Hello` to a random member).
     pub anti_entropy_rounds: u64,
+    /// Members asked for their digest while a pod drained (see
+    /// `record_acks.rs`).
+    pub holder_asks: u64,
     /// Pulls answered without our digest: theirs showed we lacked nothing.
     pub digests_not_sent: u64,
     /// Sync messages not sent: larger than the network limit.

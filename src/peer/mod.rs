@@ -26,6 +26,8 @@
 //!   `pieces`: splitting a large transfer into pieces.
 //! - `commands`: user commands (apply, scale, rolling-update, delete).
 //! - `reconcile_step`: placement and the reconcile plan for this node.
+//! - `record_acks`: which members are known to hold our record (when a
+//!   draining pod may stop).
 //! - [`resume`]: what a peer persists, and the startup grace after a restart.
 //! - `lifecycle`: cordoned and removed nodes, forgetting nodes down too
 //!   long, and pods a removed node left on our engine.
@@ -50,6 +52,7 @@ mod identity_tests;
 mod lifecycle;
 mod pieces;
 mod reconcile_step;
+mod record_acks;
 mod rollback;
 mod spread;
 #[cfg(test)]
@@ -226,6 +229,10 @@ pub struct Peer {
     absent_since: BTreeMap<NodeId, Duration>,
     /// Pods removed nodes left on our engine (see `lifecycle.rs`).
     orphans: lifecycle::Orphans,
+    /// What members are known to hold of our record (see `record_acks.rs`).
+    record_acks: record_acks::RecordAcks,
+    /// A [`PeerTimer::AskHolders`] is pending.
+    asking_holders: bool,
 }
 
 /// The duplicate-name check of a new node (see [`PeerEvent::NameTaken`]).
@@ -285,6 +292,8 @@ impl Peer {
             identity_conflict: None,
             absent_since: BTreeMap::new(),
             orphans: lifecycle::Orphans::default(),
+            record_acks: record_acks::RecordAcks::default(),
+            asking_holders: false,
             config,
         }
     }
@@ -475,6 +484,7 @@ impl Peer {
                 }
             }
             PeerTimer::Push => self.flush_push(),
+            PeerTimer::AskHolders => self.ask_holders(now),
             PeerTimer::Grace => self.handle_grace_timer(now),
             PeerTimer::Checkpoint => {
                 if self.persist_version() != self.checkpointed {

@@ -31,6 +31,7 @@ impl Peer {
         self.attach_adopted();
         let mut policy = self.config.reconcile;
         policy.sees_majority = self.sees_majority();
+        policy.seen_by_all = self.seen_by_all(now);
         let stalled_before = self.local_stalls();
         let current = CurrentPods::new(&self.state.observed, &self.member_incarnations, |node| {
             self.counts_alive(node)
@@ -59,6 +60,7 @@ impl Peer {
             self.schedule_reconcile_at(Duration::from_millis(wake_ms));
         }
         self.follow_stalls(now, &stalled_before);
+        self.follow_drains(now);
         self.request_publish(now);
     }
 

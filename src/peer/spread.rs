@@ -59,6 +59,9 @@ impl Peer {
             self.spread_record(now, key, one.into());
         }
         for (node, record) in delta.observed.nodes {
+            if node == self.config.node {
+                self.record_acks.published(record.version, ms(now));
+            }
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
             one.nodes.insert(node, record);
@@ -250,12 +253,15 @@ impl Peer {
         tracing::debug!("sync message received");
         match envelope.message {
             SyncMessage::Hello { digest_hash } => {
-                if digest_hash != self.digest_hash() && !self.receiving_transfer(now) {
+                if digest_hash == self.digest_hash() {
+                    self.note_held(now, envelope.from, None);
+                } else if !self.receiving_transfer(now) {
                     let digest = self.state.digest();
                     self.send_sync(reply_to, SyncMessage::Pull { digest });
                 }
             }
             SyncMessage::Pull { digest } => {
+                self.note_held(now, envelope.from, Some(&digest));
                 self.catch_up_horizon(now, &digest);
                 let delta = self.state.missing_for(&digest);
                 let mine = self.state.digest();
@@ -284,6 +290,7 @@ impl Peer {
                     self.queue_push(now, changed.desired.into());
                 }
                 if let Some(digest) = digest {
+                    self.note_held(now, envelope.from, Some(&digest));
                     self.catch_up_horizon(now, &digest);
                     let delta = self.state.missing_for(&digest);
                     self.send_push(reply_to, delta, None);

@@ -19,6 +19,9 @@ pub(crate) enum PeerTimer {
     Publish,
     /// Push the records learned or changed since the last push.
     Push,
+    /// Ask members that have not shown our record saying a pod drains for
+    /// their digests (see `record_acks.rs`).
+    AskHolders,
     /// A grace may be over: the startup grace of a restarted peer, or the
     /// one given to a member that left gracefully (see `resume.rs`).
     Grace,

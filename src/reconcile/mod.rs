@@ -22,4 +22,4 @@ pub mod plan;
 pub mod rollout;
 
 pub use local::{ExitKind, LocalPod, LocalPods, LocalState};
-pub use plan::{ClusterPods, Plan, ReconcilePolicy, plan};
+pub use plan::{ClusterPods, Plan, ReconcilePolicy, SeenByAll, plan};

@@ -70,6 +70,40 @@ pub struct ReconcilePolicy {
     /// This peer sees a majority of the last known members. Set on every
     /// call from the member view; `AtMostDeclared` RCs start nothing without it.
     pub sees_majority: bool,
+    /// A draining pod stops this long after every member is known to hold
+    /// a record that says it drains (and so its load balancer's feed has
+    /// dropped it: 50-250 ms, `shell::services::feed_delay`, plus requests
+    /// already forwarded), when that comes before `handover_drain_ms`.
+    pub drain_after_seen_ms: u64,
+    /// The newest of this node's published records that every member is
+    /// known to hold. Set on every call from the peer's view of what the
+    /// members hold (`peer::record_acks`); `None`: not known, the drain
+    /// lasts `handover_drain_ms`.
+    pub seen_by_all: Option<SeenByAll>,
+}
+
+/// A publication of this node's record that every member holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenByAll {
+    /// When the record was published (ms, the caller's clock).
+    pub published_ms: u64,
+    /// When the last member was known to hold it (or a newer one).
+    pub known_ms: u64,
+}
+
+impl ReconcilePolicy {
+    /// When a pod draining since `since` may stop: `handover_drain_ms`
+    /// later, or `drain_after_seen_ms` after every member is known to
+    /// hold a record published after `since`, whichever is first.
+    pub fn drain_ends_at(&self, since: u64) -> u64 {
+        let bound = since.saturating_add(self.handover_drain_ms);
+        match self.seen_by_all {
+            Some(seen) if seen.published_ms > since => {
+                bound.min(seen.known_ms.saturating_add(self.drain_after_seen_ms))
+            }
+            _ => bound,
+        }
+    }
 }
 
 impl Default for ReconcilePolicy {
@@ -81,6 +115,8 @@ impl Default for ReconcilePolicy {
             default_grace_secs: 10,
             stop_retry_ms: 30_000,
             sees_majority: true,
+            drain_after_seen_ms: 500,
+            seen_by_all: None,
         }
     }
 }
@@ -440,9 +476,10 @@ fn start(
 
 /// Stop a local pod that no peer should route to any more: one that
 /// serves is first published as leaving (`Terminating`, not ready) and
-/// stopped only `handover_drain_ms` later, so every peer's load balancer
-/// has dropped it from the endpoints before its container stops (drain
-/// first); any other is stopped at once. `wake` gets the drain's end.
+/// stopped only once every peer's load balancer has dropped it from the
+/// endpoints ([`ReconcilePolicy::drain_ends_at`]), before its container
+/// stops (drain first); any other is stopped at once. `wake` gets the
+/// drain's end.
 fn drain_then_stop(
     id: &PodId,
     local: &mut LocalPods,
@@ -458,7 +495,7 @@ fn drain_then_stop(
             None if l.ready => Some(*l.draining_since.insert(now)),
             None => None,
         };
-        if let Some(until) = since.map(|s| s.saturating_add(policy.handover_drain_ms))
+        if let Some(until) = since.map(|s| policy.drain_ends_at(s))
             && now < until
         {
             wake(until);

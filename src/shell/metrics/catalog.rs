@@ -18,6 +18,7 @@ pub const MEMBER_DOWNS: &str = "shoal_member_downs_total";
 pub const SYNC_MESSAGES: &str = "shoal_sync_messages_total";
 pub const SYNC_BYTES: &str = "shoal_sync_bytes_total";
 pub const SYNC_ROUNDS: &str = "shoal_sync_anti_entropy_rounds_total";
+pub const SYNC_HOLDER_ASKS: &str = "shoal_sync_holder_asks_total";
 pub const SYNC_MERGES: &str = "shoal_sync_merges_total";
 pub const SYNC_DROPPED: &str = "shoal_sync_messages_dropped_total";
 pub const MESSAGES_REJECTED: &str = "shoal_messages_rejected_total";
@@ -104,6 +105,10 @@ pub fn describe() {
     );
     describe_counter!(SYNC_BYTES, "Encoded bytes of those sync messages");
     describe_counter!(SYNC_ROUNDS, "Anti-entropy rounds this peer started");
+    describe_counter!(
+        SYNC_HOLDER_ASKS,
+        "Members asked for their digest while a pod of this node drained"
+    );
     describe_counter!(
         SYNC_MERGES,
         "Records merged from peers that changed this peer's state"

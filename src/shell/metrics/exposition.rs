@@ -72,6 +72,7 @@ fn export_core(core: &CoreStats) {
         }
     }
     counter!(SYNC_ROUNDS).absolute(p.anti_entropy_rounds);
+    counter!(SYNC_HOLDER_ASKS).absolute(p.holder_asks);
     counter!(SYNC_MERGES).absolute(p.merges);
     counter!(MESSAGES_REJECTED, "kind" => "datagram").absolute(p.rejected_datagrams);
     counter!(MESSAGES_REJECTED, "kind" => "sync").absolute(p.rejected_sync);
