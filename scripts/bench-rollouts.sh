@@ -40,7 +40,7 @@ for seed in $(seq 1 "$ROLLOUT_SEEDS"); do
     # A finished run ends with its JSON line; anything else is run again.
     grep -q '"trace_hash"' "$OUT/rollout-$s-$seed.json" 2>/dev/null || echo "$s $seed"
   done
-done | xargs -P "$JOBS" -L 1 sh -c \
+done | xargs -r -P "$JOBS" -L 1 sh -c \
   "timeout $ROLLOUT_TIMEOUT $BIN --scenario \$0 --seed \$1 --peers $SWEEP_PEERS --rcs $SWEEP_RCS \
      --replicas $SWEEP_REPLICAS --json > $OUT/rollout-\$0-\$1.json 2>/dev/null || true"
 
