@@ -8,8 +8,11 @@
 # Knobs (environment): SEEDS (sweep seeds per scenario, default 20),
 # SWEEP_PEERS (100), SWEEP_RCS (100), SWEEP_REPLICAS (10), BIG_PEERS (1000),
 # BIG_RCS (1000), BIG_REPLICAS (10), BIG_TIMEOUT (seconds per big run, 1800),
-# JOBS (parallel sweep runs, 2). The full-restart subsection comes from
-# scripts/bench-restart.sh (at SWEEP_PEERS and 10 peers, SEEDS seeds).
+# JOBS (parallel sweep runs, 2), ROLLOUT_SEEDS (20). The rollout subsection
+# comes from scripts/bench-rollouts.sh (the four rollout scenarios at
+# SWEEP_PEERS x SWEEP_RCS x SWEEP_REPLICAS, ROLLOUT_SEEDS seeds), the
+# full-restart one from scripts/bench-restart.sh (at SWEEP_PEERS and 10
+# peers, SEEDS seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,5 +116,8 @@ print("| Nomad (heartbeat TTL + reschedule) | ~20 s |")
 print("| Docker Swarm (dispatcher heartbeat x grace) | ~15-20 s |")
 PY
 
+echo
+ROLLOUT_SEEDS=${ROLLOUT_SEEDS:-20} SWEEP_PEERS=$SWEEP_PEERS SWEEP_RCS=$SWEEP_RCS SWEEP_REPLICAS=$SWEEP_REPLICAS \
+  JOBS=$JOBS bash scripts/bench-rollouts.sh
 echo
 SEEDS=$SEEDS JOBS=$JOBS RESTART_PEERS="$SWEEP_PEERS 10" RESTART_REPLICAS=$SWEEP_REPLICAS bash scripts/bench-restart.sh

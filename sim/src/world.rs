@@ -64,6 +64,8 @@ struct SlotState<N> {
     /// Times a wake-up is queued for this lifetime: one per distinct
     /// deadline the node reported, so its next timer always has one.
     wake_ups: BTreeSet<Micros>,
+    /// In `World::touched` already.
+    touched: bool,
 }
 
 /// The simulated world of nodes of type `N`.
@@ -81,6 +83,10 @@ pub struct World<N: SimNode> {
     /// Last scheduled arrival of a reliable message per (from, to) slot
     /// pair: later messages never overtake it (in-order streams).
     message_tail: BTreeMap<(Slot, Slot), Micros>,
+    /// Slots whose process was given an input, started or crashed since
+    /// the last `take_touched`: a check run after every instant recounts
+    /// only those (at most one entry per slot, however long nobody asks).
+    touched: Vec<Slot>,
     /// Transfer time per KiB of a reliable message, on top of the latency
     /// (default 10 µs: about 800 Mbit/s).
     pub message_us_per_kib: Micros,
@@ -110,6 +116,7 @@ impl<N: SimNode> World<N> {
             events_processed: 0,
             outputs: Vec::new(),
             message_tail: BTreeMap::new(),
+            touched: Vec::new(),
             message_us_per_kib: 10,
         }
     }
@@ -126,6 +133,7 @@ impl<N: SimNode> World<N> {
             node: None,
             life: 0,
             wake_ups: BTreeSet::new(),
+            touched: false,
         });
         self.by_addr.insert(addr, slot);
         slot
@@ -149,6 +157,7 @@ impl<N: SimNode> World<N> {
         s.life += 1;
         s.node = Some(node);
         s.wake_ups.clear();
+        self.touch(slot);
         self.trace.update(b"S");
         self.trace.update(&(slot as u64).to_le_bytes());
     }
@@ -158,7 +167,27 @@ impl<N: SimNode> World<N> {
     pub fn crash(&mut self, slot: Slot) -> Option<N> {
         self.trace.update(b"C");
         self.trace.update(&(slot as u64).to_le_bytes());
+        self.touch(slot);
         self.slots[slot].node.take()
+    }
+
+    fn touch(&mut self, slot: Slot) {
+        let s = &mut self.slots[slot];
+        if !s.touched {
+            s.touched = true;
+            self.touched.push(slot);
+        }
+    }
+
+    /// Moves into `into` (cleared first) the slots whose node may have
+    /// changed since the last call: every input, start and crash touches
+    /// its slot. The first call returns every slot started so far.
+    pub fn take_touched(&mut self, into: &mut Vec<Slot>) {
+        into.clear();
+        std::mem::swap(into, &mut self.touched);
+        for &slot in into.iter() {
+            self.slots[slot].touched = false;
+        }
     }
 
     pub fn node(&self, slot: Slot) -> Option<&N> {
@@ -264,6 +293,8 @@ impl<N: SimNode> World<N> {
     /// Carries out a node's outputs, and queues a wake-up for its next
     /// deadline unless one is queued for that time already.
     fn drain(&mut self, slot: Slot, on_event: &mut impl FnMut(Micros, Slot, N::Event)) {
+        // Every input to a node ends here: the one place to note it.
+        self.touch(slot);
         let mut outputs = std::mem::take(&mut self.outputs);
         let s = &mut self.slots[slot];
         if let Some(node) = s.node.as_mut() {

@@ -62,6 +62,7 @@ use super::cluster::{PeerCluster, secs};
 use super::{PeerOptions, apply_workload, report, workload_rc};
 use crate::queue::Micros;
 use crate::report::PeerReport;
+use crate::world::Slot;
 
 /// The image every RC is rolled to.
 pub const NEW_IMAGE: &str = "shoal/hello:2";
@@ -74,24 +75,76 @@ pub enum Disturbance {
     Partition,
 }
 
-/// Ready and running pods of each RC, now. Called after every instant:
-/// keyed by borrowed names, no allocation per pod.
-fn counts(c: &PeerCluster) -> BTreeMap<&str, (u64, u64)> {
-    let mut out: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for slot in 0..c.world.slot_count() {
-        let Some(n) = c.world.node(slot) else {
-            continue;
-        };
-        for (id, l) in n.peer.local_pods().iter() {
-            if l.available() {
-                out.entry(id.rc.as_str()).or_default().0 += 1;
-            }
-        }
-        for (id, _) in n.runtime.running() {
-            out.entry(id.rc.as_str()).or_default().1 += 1;
+/// Ready and running pods of each RC, kept current by recounting, after
+/// each instant, only the nodes the world says it touched (an input, a
+/// start, a crash): recounting every pod of every node after every instant
+/// was most of a 100-peer rollout's wall time.
+struct Tally {
+    /// Position of each counted RC (the bounds' RCs, in name order).
+    index: BTreeMap<String, usize>,
+    /// Per RC: (ready, running) over all live nodes.
+    totals: Vec<(u64, u64)>,
+    /// What each slot's node added to `totals`: (RC, ready, running) per
+    /// pod, so a recount can take it back.
+    per_slot: Vec<Vec<(usize, u64, u64)>>,
+    touched: Vec<Slot>,
+    /// Every slot counted once (the first refresh).
+    primed: bool,
+}
+
+impl Tally {
+    fn new<'a>(rcs: impl Iterator<Item = &'a String>) -> Self {
+        let index: BTreeMap<String, usize> =
+            rcs.enumerate().map(|(i, rc)| (rc.clone(), i)).collect();
+        Tally {
+            totals: vec![(0, 0); index.len()],
+            index,
+            per_slot: Vec::new(),
+            touched: Vec::new(),
+            primed: false,
         }
     }
-    out
+
+    /// Brings `totals` up to date: ready pods (the node serves them:
+    /// running, ready, not draining) and running ones (on the engine,
+    /// stopping or not) of RCs counted, on live nodes.
+    fn refresh(&mut self, c: &mut PeerCluster) {
+        c.world.take_touched(&mut self.touched);
+        if !self.primed {
+            self.primed = true;
+            self.touched = (0..c.world.slot_count()).collect();
+        }
+        if self.per_slot.len() < c.world.slot_count() {
+            self.per_slot.resize_with(c.world.slot_count(), Vec::new);
+        }
+        for &slot in &self.touched {
+            let mine = &mut self.per_slot[slot];
+            for &(rc, ready, running) in mine.iter() {
+                self.totals[rc].0 -= ready;
+                self.totals[rc].1 -= running;
+            }
+            mine.clear();
+            let Some(n) = c.world.node(slot) else {
+                continue;
+            };
+            for (id, l) in n.peer.local_pods().iter() {
+                if l.available()
+                    && let Some(&rc) = self.index.get(id.rc.as_str())
+                {
+                    mine.push((rc, 1, 0));
+                }
+            }
+            for (id, _) in n.runtime.running() {
+                if let Some(&rc) = self.index.get(id.rc.as_str()) {
+                    mine.push((rc, 0, 1));
+                }
+            }
+            for &(rc, ready, running) in mine.iter() {
+                self.totals[rc].0 += ready;
+                self.totals[rc].1 += running;
+            }
+        }
+    }
 }
 
 /// Every engine copy of `rc`'s pods: node slot, index, template, what the
@@ -122,8 +175,10 @@ fn pods_of(c: &PeerCluster, rc: &str) -> String {
 
 /// What the bounds are checked against.
 struct Bounds {
-    /// Per RC: (ready floor, running ceiling).
+    /// Per RC: (ready floor, running ceiling). Its keys are fixed once
+    /// built: `tally` counts them, in this order.
     limits: BTreeMap<String, (u64, u64)>,
+    tally: Tally,
     check_running: bool,
     /// Set at a heal: the ceiling is checked again from the first instant
     /// every peer sees every other again (until then placements differ
@@ -144,6 +199,7 @@ impl Bounds {
     fn new(specs: &[RcSpec]) -> Self {
         let mut b = Bounds {
             limits: BTreeMap::new(),
+            tally: Tally::new(std::iter::empty()),
             check_running: true,
             rejoin_since: None,
             heal_to_ceiling_ms: None,
@@ -155,10 +211,12 @@ impl Bounds {
         for s in specs {
             b.set(s, s.replicas, s.replicas);
         }
+        b.tally = Tally::new(b.limits.keys());
         b
     }
 
-    /// Floor from `low` replicas, ceiling from `high`.
+    /// Floor from `low` replicas, ceiling from `high`; after `new`, only
+    /// for an RC it was built with (`tally` counts those).
     fn set(&mut self, spec: &RcSpec, low: u32, high: u32) {
         let (_, unavailable) = spec.update_strategy.resolve(low);
         let (surge, _) = spec.update_strategy.resolve(high);
@@ -171,22 +229,24 @@ impl Bounds {
         );
     }
 
-    fn check(&mut self, now: Micros, c: &PeerCluster) {
+    fn check(&mut self, now: Micros, c: &mut PeerCluster) {
         self.checks += 1;
-        let counts = counts(c);
+        self.tally.refresh(c);
+        let counts = &self.tally.totals;
+        // The ceilings first: cheap, where `all_see_all` asks every peer.
         if let Some(since) = self.rejoin_since
-            && c.all_see_all()
             && self
                 .limits
-                .iter()
-                .all(|(rc, &(_, ceiling))| counts.get(rc.as_str()).map_or(0, |v| v.1) <= ceiling)
+                .values()
+                .zip(counts)
+                .all(|(&(_, ceiling), &(_, running))| running <= ceiling)
+            && c.all_see_all()
         {
             self.rejoin_since = None;
             self.check_running = true;
             self.heal_to_ceiling_ms = Some((now - since) / 1000);
         }
-        for (rc, &(floor, ceiling)) in &self.limits {
-            let (ready, running) = counts.get(rc.as_str()).copied().unwrap_or_default();
+        for ((rc, &(floor, ceiling)), &(ready, running)) in self.limits.iter().zip(counts) {
             self.min_ready = self.min_ready.min(ready);
             self.min_margin = self.min_margin.min(ready as i64 - floor as i64);
             if self.violations.len() >= 10 {
