@@ -326,3 +326,95 @@ fn a_new_pod_not_ready_by_the_progress_deadline_stops_the_rollout_with_its_reaso
         ["pod web-4 not ready after 5s: image: web:missing not found"]
     );
 }
+
+/// A surge slot that placement just moved here from another node waits
+/// `surge_settle_ms` before it starts: the node it came from may have
+/// started its pod a moment ago, and that report, which keeps the slot
+/// there, may still be on its way. Once the report is in the view the
+/// slot never starts here; without one, it starts after the wait.
+#[test]
+fn a_surge_slot_moved_here_waits_for_the_old_node_s_report_before_it_starts() {
+    let old = rc(2, "web:1", 1, 0);
+    let new = rc(2, "web:2", 1, 0);
+    let me = NodeId(9);
+    let a = Assignment::with_surge([(pod(0), NodeId(0)), (pod(1), NodeId(1))], [(pod(2), me)]);
+    let reported = |with_slot: bool| {
+        let mut r: BTreeMap<NodeId, Vec<PodStatus>> = BTreeMap::new();
+        for i in 0..2 {
+            let mut l = LocalPods::new();
+            reconcile_support::running(&mut l, &old, i);
+            r.insert(
+                NodeId(u64::from(i)),
+                l.iter().map(|(id, p)| p.status(id, "", None)).collect(),
+            );
+        }
+        if with_slot {
+            let mut l = LocalPods::new();
+            reconcile_support::running(&mut l, &new, 2);
+            r.insert(
+                NodeId(7),
+                l.iter().map(|(id, p)| p.status(id, "", None)).collect(),
+            );
+        }
+        r
+    };
+    let policy = ReconcilePolicy::default();
+    let settle = policy.surge_settle_ms;
+    let specs = reconcile_support::rcs(&[&new]);
+
+    // Not moved here: the slot starts at once.
+    let mut local = LocalPods::new();
+    let p = plan(
+        me,
+        10_000,
+        &a,
+        &specs,
+        &reported(false),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(reconcile_support::starts(&p.actions), vec![pod(2)]);
+
+    // Moved here at 10,000: nothing before the settle, then the start.
+    let mut local = LocalPods::new();
+    local.surge_moved_in(pod(2), 10_000);
+    let p = plan(
+        me,
+        10_000,
+        &a,
+        &specs,
+        &reported(false),
+        &mut local,
+        &policy,
+    );
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.wake_at, Some(10_000 + settle));
+    let p = plan(
+        me,
+        10_000 + settle - 1,
+        &a,
+        &specs,
+        &reported(false),
+        &mut local,
+        &policy,
+    );
+    assert!(p.actions.is_empty(), "{p:?}");
+    let p = plan(
+        me,
+        10_000 + settle,
+        &a,
+        &specs,
+        &reported(false),
+        &mut local,
+        &policy,
+    );
+    assert_eq!(reconcile_support::starts(&p.actions), vec![pod(2)]);
+
+    // The old node's report arrives within the wait: never started here.
+    let mut local = LocalPods::new();
+    local.surge_moved_in(pod(2), 10_000);
+    for now in [10_500, 10_000 + settle, 10_000 + 5 * settle] {
+        let p = plan(me, now, &a, &specs, &reported(true), &mut local, &policy);
+        assert!(p.actions.is_empty(), "at {now}: {p:?}");
+    }
+}

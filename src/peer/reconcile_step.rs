@@ -75,7 +75,12 @@ impl Peer {
         );
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         let before_mine: BTreeSet<PodId> = self.assignment.pods_for(me).cloned().collect();
-        self.assignment = assign(&self.rcs, &candidates);
+        let before = std::mem::replace(&mut self.assignment, assign(&self.rcs, &candidates));
+        for slot in self.assignment.surge_for(me) {
+            if before.owner(slot).is_some_and(|o| o != me) {
+                self.local.surge_moved_in(slot.clone(), ms(now));
+            }
+        }
         self.stats.placements += 1;
         let mut unplaced = Vec::new();
         for (pod, why) in &self.assignment.unplaced {

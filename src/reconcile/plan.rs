@@ -75,6 +75,13 @@ pub struct ReconcilePolicy {
     /// dropped it: 50-250 ms, `shell::services::feed_delay`, plus requests
     /// already forwarded), when that comes before `handover_drain_ms`.
     pub drain_after_seen_ms: u64,
+    /// A surge slot that placement moved here from another node starts
+    /// only this long after the move: the report of a pod its old node
+    /// started just before (which keeps the slot there) reaches this node
+    /// by gossip within about a second at 100 peers; without the wait both
+    /// ran it (one copy over `replicas + maxSurge`, seen in the simulator
+    /// under a concurrent scale or a crash).
+    pub surge_settle_ms: u64,
     /// The newest of this node's published records that every member is
     /// known to hold. Set on every call from the peer's view of what the
     /// members hold (`peer::record_acks`); `None`: not known, the drain
@@ -116,6 +123,7 @@ impl Default for ReconcilePolicy {
             stop_retry_ms: 30_000,
             sees_majority: true,
             drain_after_seen_ms: 500,
+            surge_settle_ms: 2_000,
             seen_by_all: None,
         }
     }
@@ -212,8 +220,13 @@ pub fn plan(
                     && !rc.paused
                     && may_start_surge(rc, current, view, id.index)
                 {
-                    rest.push(start(&id, rc, local, None, now));
-                    views.remove(&id.rc);
+                    let settled_at = local.surge_settled_at(&id, now, policy.surge_settle_ms);
+                    if now >= settled_at {
+                        rest.push(start(&id, rc, local, None, now));
+                        views.remove(&id.rc);
+                    } else {
+                        wake(settled_at);
+                    }
                 }
                 continue;
             };
