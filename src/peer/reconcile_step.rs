@@ -174,6 +174,12 @@ impl Peer {
         }
         if !delta.is_empty() {
             delta.observed = self.signed_own(delta.observed);
+            // Only this publication carries pod statuses: one of node info
+            // or a GC acknowledgement between a drain's start and this one
+            // still shows the pod ready, and must not end the drain.
+            if let Some(record) = self.state.observed.get(me) {
+                self.record_acks.published(record.version, ms(now));
+            }
             if self.held_ports_fingerprint(me) != held_before {
                 self.placement_dirty = true;
                 self.request_reconcile(now);

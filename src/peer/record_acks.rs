@@ -6,7 +6,7 @@
 //! No message acknowledges a record. What a member holds shows in its
 //! digest (a `Pull`, or a `Push` that asks back) and in a `Hello` whose
 //! hash equals ours (it holds exactly what we hold). While a pod drains in
-//! a cluster of at most [`ASK_MEMBERS_MAX`] members, the peer asks each
+//! a cluster of at most [`ASK_MEMBERS_MAX`] other members, the peer asks each
 //! member that has not shown the record saying so for its digest (a
 //! `Hello` with [`ASK_DIGEST_HASH`], which no digest hashes to), every
 //! [`ASK_EVERY`] until it has. Larger clusters rely on anti-entropy, and on
@@ -31,7 +31,7 @@ use super::timers::PeerTimer;
 use super::{Peer, ms};
 use crate::reconcile::{LocalState, SeenByAll};
 
-/// Clusters up to this many other members are asked for their digests
+/// Clusters with up to this many other members are asked for their digests
 /// while a pod drains.
 pub(super) const ASK_MEMBERS_MAX: usize = 8;
 
@@ -53,12 +53,17 @@ pub(super) struct RecordAcks {
     published: VecDeque<(u64, u64)>,
     /// Per member: the newest version of our record it is known to hold.
     held: BTreeMap<NodeId, u64>,
-    /// The version every member held at the last refresh, and since when.
-    seen: Option<(u64, SeenByAll)>,
+    /// The version every member held at the last refresh, a hash of who
+    /// the members were, and since when.
+    seen: Option<(u64, u64, SeenByAll)>,
 }
 
 impl RecordAcks {
-    /// We published `version` of our record at `at_ms`.
+    /// We published `version` of our record, with our pods' statuses as
+    /// of `at_ms`. Only publications of pod statuses are noted: a version
+    /// published for another reason (node info, a GC acknowledgement)
+    /// carries the statuses of the last one, and dating it later would let
+    /// it stand for a drain it does not show.
     pub(super) fn published(&mut self, version: u64, at_ms: u64) {
         if self.published.back().is_some_and(|(v, _)| *v >= version) {
             return;
@@ -106,14 +111,19 @@ impl RecordAcks {
             self.seen = None;
             return None;
         };
+        // Dated anew when the version or the members change: a member that
+        // joined since must have its own time to drop the pod.
+        let members_hash = self.held.keys().fold(0u64, |h, n| {
+            h.rotate_left(5) ^ n.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
         let seen = match self.seen {
-            Some((v, seen)) if v == version => seen,
+            Some((v, m, seen)) if v == version && m == members_hash => seen,
             _ => SeenByAll {
                 published_ms,
                 known_ms: now_ms,
             },
         };
-        self.seen = Some((version, seen));
+        self.seen = Some((version, members_hash, seen));
         Some(seen)
     }
 
@@ -154,9 +164,9 @@ impl Peer {
         let version = match digest {
             None => ours.version,
             Some(digest) => match digest.observed.get(&me) {
-                Some(theirs) if *theirs == NodeVersion::of(ours) => ours.version,
                 // An older version of ours: ours were the only writes.
                 Some(theirs) if theirs.version < ours.version => theirs.version,
+                Some(theirs) if *theirs == NodeVersion::of(ours) => ours.version,
                 _ => return,
             },
         };
@@ -309,6 +319,23 @@ mod tests {
                 .map(|s| s.published_ms),
             Some(500),
             "no members: our own publication"
+        );
+    }
+
+    #[test]
+    fn a_change_of_members_dates_the_same_version_anew() {
+        let mut acks = RecordAcks::default();
+        acks.published(4, 100);
+        acks.held(A, 4);
+        let first = acks.refresh([A].into_iter(), 200).expect("A holds 4");
+        assert_eq!(first.known_ms, 200);
+        assert_eq!(acks.refresh([A].into_iter(), 300), Some(first));
+        // B joins and shows it holds 4 too.
+        acks.held(B, 4);
+        let joined = acks.refresh([A, B].into_iter(), 400).expect("both hold 4");
+        assert_eq!(
+            joined.known_ms, 400,
+            "B joined: its own time to drop the pod"
         );
     }
 

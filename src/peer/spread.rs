@@ -59,9 +59,6 @@ impl Peer {
             self.spread_record(now, key, one.into());
         }
         for (node, record) in delta.observed.nodes {
-            if node == self.config.node {
-                self.record_acks.published(record.version, ms(now));
-            }
             let key = record_key(b"node", &node.0.to_be_bytes());
             let mut one = ObservedDelta::default();
             one.nodes.insert(node, record);
