@@ -101,13 +101,23 @@ impl PeerImages {
         for round in 0..BUSY_ROUNDS {
             let snapshot = self.handle.snapshot().await.map_err(|e| e.to_string())?;
             let mut holders = holders(&snapshot, reference);
-            if holders.is_empty() && errors.is_empty() && !waited_for_holders {
+            if holders.is_empty()
+                && errors.is_empty()
+                && !waited_for_holders
+                && self.worth_waiting(reference)
+            {
                 waited_for_holders = true;
                 progress(format!("ImageWaiting for a peer to announce {reference}"));
                 holders = self
                     .announced(reference, &mut changes, HOLDER_WAIT, &[])
                     .await?;
                 tracing::debug!(%reference, holders = holders.len(), "waited for holders");
+                if holders.is_empty() {
+                    self.waited_in_vain
+                        .lock()
+                        .expect("waited-in-vain mutex poisoned")
+                        .insert(reference.to_owned(), std::time::Instant::now());
+                }
             }
             if holders.is_empty() {
                 return if errors.is_empty() {
@@ -168,6 +178,19 @@ impl PeerImages {
             errors.push("every holder stayed busy".into());
         }
         Err(errors.join("; "))
+    }
+
+    /// Whether to wait for a first holder of `reference`: not when a wait
+    /// for it ended with none within [`HOLDER_WAIT`] (an image nobody has
+    /// would hold every queued start that long, one after another).
+    fn worth_waiting(&self, reference: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut vain = self
+            .waited_in_vain
+            .lock()
+            .expect("waited-in-vain mutex poisoned");
+        vain.retain(|_, at| !wait_is_recent(*at, now));
+        !vain.contains_key(reference)
     }
 
     /// Waits at most `within` for a holder of `reference` other than the
@@ -254,6 +277,11 @@ impl PeerImages {
         drop(transfer);
         loaded
     }
+}
+
+/// A wait for holders that ended with none at `at` still stands at `now`.
+fn wait_is_recent(at: std::time::Instant, now: std::time::Instant) -> bool {
+    now.saturating_duration_since(at) < HOLDER_WAIT
 }
 
 fn names(holders: &[(String, std::net::SocketAddr, String)]) -> Vec<String> {
@@ -352,6 +380,17 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_vain_wait_stands_for_the_wait_s_length() {
+        let at = std::time::Instant::now();
+        assert!(wait_is_recent(at, at));
+        assert!(wait_is_recent(
+            at,
+            at + HOLDER_WAIT - Duration::from_millis(1)
+        ));
+        assert!(!wait_is_recent(at, at + HOLDER_WAIT));
     }
 
     #[test]

@@ -43,10 +43,12 @@ const HOLDINGS_EVERY: Duration = Duration::from_secs(3);
 
 /// After the state changed, the holdings loop waits this long before it
 /// reads it (a burst of changes is read once), and reads it at most every
-/// [`HOLDINGS_SPACING`] while changes keep coming. Short: a requester
-/// waits for this node to announce an image an RC just started using.
+/// [`HOLDINGS_SPACING`] while changes keep coming. The gather is short: a
+/// requester waits (up to 5 s) for this node to announce an image an RC
+/// just started using. The spacing bounds what this loop costs the driver
+/// under constant change (each read after a change builds a snapshot).
 const HOLDINGS_GATHER: Duration = Duration::from_millis(10);
-const HOLDINGS_SPACING: Duration = Duration::from_millis(100);
+const HOLDINGS_SPACING: Duration = Duration::from_millis(500);
 
 /// The image side of one peer: serves holders' exports, fetches what the
 /// engine lacks. Shared by the driver (serving), the executor (fetching)
@@ -66,6 +68,10 @@ pub struct PeerImages {
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The transfers under way, with their progress, for the API.
     transfers: Transfers,
+    /// When a wait for a first holder of an image ended with none: the
+    /// next caller within `fetch::HOLDER_WAIT` does not wait again (callers
+    /// for one image queue on its gate, each holding a start slot).
+    waited_in_vain: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl PeerImages {
@@ -85,6 +91,7 @@ impl PeerImages {
             loaded: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             transfers: Transfers::new(node),
+            waited_in_vain: Mutex::new(HashMap::new()),
         })
     }
 
