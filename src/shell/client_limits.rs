@@ -1,8 +1,9 @@
 //! Per-client limits, by source IP: a rate (token bucket) and a number of
-//! open connections. An IPv6 client is its /64 (`client_of`): one host
-//! usually holds a whole /64 and may pick a new source address in it for
-//! every connection (privacy addresses), which per-address limits would
-//! count as that many clients. Shared by the API (`api::limits`: requests, answered
+//! open connections. An IPv4 client reaching a dual-stack socket (a
+//! v4-mapped IPv6 address) is the same client as over IPv4 (`client_of`).
+//! An IPv6 client is its full address: grouping by /64 would stop a host
+//! that takes a new address per connection, but would also make every host
+//! of a /64 server subnet (a cloud VPC's) one client. Shared by the API (`api::limits`: requests, answered
 //! with 429) and the load balancer (`service_plane::listener`: new
 //! connections, refused with a reset).
 //!
@@ -189,15 +190,12 @@ impl ClientLimits {
     }
 }
 
-/// The client `ip` counts as: an IPv4 address itself (also when mapped
-/// into IPv6), an IPv6 address its /64.
+/// The client `ip` counts as: an IPv4 address itself, also when mapped
+/// into IPv6; any other IPv6 address itself.
 fn client_of(ip: IpAddr) -> IpAddr {
     match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
     }
 }
 
@@ -286,32 +284,13 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_client_is_its_slash_64_and_a_mapped_ipv4_its_address() {
+    fn a_v4_mapped_address_is_its_ipv4_client_and_ipv6_addresses_are_apart() {
         let limits = ClientLimits::new(LimitSettings {
             rate_per_sec: 1,
             burst: 2,
-            max_connections: 2,
+            max_connections: 1,
         });
         let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
-        // Two addresses of one /64 share the connection cap.
-        let a = limits.open(v6("2001:db8:1:2::10"));
-        let b = limits.open(v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd"));
-        assert!(!a.over_cap() && !b.over_cap());
-        assert!(
-            limits.open(v6("2001:db8:1:2::99")).over_cap(),
-            "a third in the /64"
-        );
-        assert!(
-            !limits.open(v6("2001:db8:1:3::10")).over_cap(),
-            "another /64"
-        );
-        drop(a);
-        assert!(
-            !limits.open(v6("2001:db8:1:2::77")).over_cap(),
-            "a slot came back"
-        );
-        drop(b);
-        // The bucket too; and a mapped IPv4 address is that IPv4 client.
         let t0 = Instant::now();
         assert!(limits.take(v6("::ffff:10.0.0.1"), t0).is_ok());
         assert!(limits.take(IpAddr::from([10, 0, 0, 1]), t0).is_ok());
@@ -319,12 +298,19 @@ mod tests {
             limits.take(v6("::ffff:10.0.0.1"), t0).is_err(),
             "one client, burst 2"
         );
-        assert!(limits.take(v6("2001:db8::1"), t0).is_ok());
-        assert!(limits.take(v6("2001:db8::2"), t0).is_ok());
+        let held = limits.open(IpAddr::from([10, 0, 0, 2]));
         assert!(
-            limits.take(v6("2001:db8::3"), t0).is_err(),
-            "one /64, burst 2"
+            limits.open(v6("::ffff:10.0.0.2")).over_cap(),
+            "the same client"
         );
+        drop(held);
+        let a = limits.open(v6("2001:db8::1"));
+        assert!(
+            !limits.open(v6("2001:db8::2")).over_cap(),
+            "another address"
+        );
+        assert!(limits.open(v6("2001:db8::1")).over_cap());
+        drop(a);
     }
 
     #[test]
