@@ -359,7 +359,7 @@ fn a_surge_slot_moved_here_waits_for_the_old_node_s_report_before_it_starts() {
         r
     };
     let policy = ReconcilePolicy::default();
-    let settle = policy.surge_settle_ms;
+    let settle = policy.move_settle_ms;
     let specs = reconcile_support::rcs(&[&new]);
 
     // Not moved here: the slot starts at once.
@@ -377,7 +377,7 @@ fn a_surge_slot_moved_here_waits_for_the_old_node_s_report_before_it_starts() {
 
     // Moved here at 10,000: nothing before the settle, then the start.
     let mut local = LocalPods::new();
-    local.surge_moved_in(pod(2), 10_000);
+    local.moved_in(pod(2), 10_000);
     let p = plan(
         me,
         10_000,
@@ -412,9 +412,33 @@ fn a_surge_slot_moved_here_waits_for_the_old_node_s_report_before_it_starts() {
 
     // The old node's report arrives within the wait: never started here.
     let mut local = LocalPods::new();
-    local.surge_moved_in(pod(2), 10_000);
+    local.moved_in(pod(2), 10_000);
     for now in [10_500, 10_000 + settle, 10_000 + 5 * settle] {
         let p = plan(me, now, &a, &specs, &reported(true), &mut local, &policy);
         assert!(p.actions.is_empty(), "at {now}: {p:?}");
     }
+}
+
+/// The same wait for a replica moved here from a node that is still up
+/// (the peer notes only those: a dead node's replicas move at once).
+#[test]
+fn a_replica_moved_here_from_a_live_node_waits_before_it_starts() {
+    let spec = rc(2, "web:1", 1, 0);
+    let me = NodeId(9);
+    let a = Assignment::with_surge([(pod(0), NodeId(0)), (pod(1), me)], []);
+    let specs = reconcile_support::rcs(&[&spec]);
+    let policy = ReconcilePolicy::default();
+    let settle = policy.move_settle_ms;
+    let none = BTreeMap::new();
+    let mut local = LocalPods::new();
+    local.moved_in(pod(1), 5_000);
+    let p = plan(me, 5_000, &a, &specs, &none, &mut local, &policy);
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(p.wake_at, Some(5_000 + settle));
+    let p = plan(me, 5_000 + settle, &a, &specs, &none, &mut local, &policy);
+    assert_eq!(reconcile_support::starts(&p.actions), vec![pod(1)]);
+    // Not noted as moved: at once.
+    let mut local = LocalPods::new();
+    let p = plan(me, 5_000, &a, &specs, &none, &mut local, &policy);
+    assert_eq!(reconcile_support::starts(&p.actions), vec![pod(1)]);
 }

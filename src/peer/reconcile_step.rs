@@ -76,10 +76,17 @@ impl Peer {
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         let before_mine: BTreeSet<PodId> = self.assignment.pods_for(me).cloned().collect();
         let before = std::mem::replace(&mut self.assignment, assign(&self.rcs, &candidates));
-        for slot in self.assignment.surge_for(me) {
-            if before.owner(slot).is_some_and(|o| o != me) {
-                self.local.surge_moved_in(slot.clone(), ms(now));
-            }
+        let moved_in: Vec<PodId> = (self.assignment.pods_for(me))
+            .chain(self.assignment.surge_for(me))
+            .filter(|p| {
+                before
+                    .owner(p)
+                    .is_some_and(|o| o != me && self.counts_alive(o))
+            })
+            .cloned()
+            .collect();
+        for pod in moved_in {
+            self.local.moved_in(pod, ms(now));
         }
         self.stats.placements += 1;
         let mut unplaced = Vec::new();

@@ -168,9 +168,10 @@ pub struct LocalPods {
     /// Pods found on the engine that duplicate a tracked replica (a second
     /// template of the same replica): `plan` stops them.
     pub(super) strays: Vec<(PodId, TemplateHash)>,
-    /// Surge slots a placement change moved here from another node, with
-    /// when (ms): `plan` starts none before `surge_settle_ms` has passed.
-    surge_moved_in: BTreeMap<PodId, u64>,
+    /// Replicas and surge slots a placement change moved here from a node
+    /// that is still up, with when (ms): `plan` starts none before
+    /// `move_settle_ms` has passed.
+    moved_in: BTreeMap<PodId, u64>,
 }
 
 impl LocalPods {
@@ -194,20 +195,21 @@ impl LocalPods {
         self.pods.insert(pod, local);
     }
 
-    /// Placement moved surge slot `pod` here from another node at `now`
-    /// (ms). The node that ran it may have started its pod a moment ago,
-    /// and that report may not be here yet: starting the slot at once could
-    /// run it twice (one copy over `replicas + maxSurge`).
-    pub fn surge_moved_in(&mut self, pod: PodId, now: u64) {
-        self.surge_moved_in.insert(pod, now);
+    /// Placement moved replica or surge slot `pod` here at `now` (ms) from
+    /// a node that is still up. That node may have started (or begun to
+    /// replace) its pod a moment ago, and its report may not be here yet:
+    /// starting at once could run the pod twice, one copy over `replicas +
+    /// maxSurge`. (A pod of a node that went down moves without waiting.)
+    pub fn moved_in(&mut self, pod: PodId, now: u64) {
+        self.moved_in.insert(pod, now);
     }
 
-    /// When surge slot `pod` may start here: after `settle_ms` from its
-    /// move here, or now; forgets moves older than that.
-    pub(super) fn surge_settled_at(&mut self, pod: &PodId, now: u64, settle_ms: u64) -> u64 {
-        self.surge_moved_in
+    /// When `pod` may start here: `settle_ms` after its move here, or now;
+    /// forgets moves older than that.
+    pub(super) fn settled_at(&mut self, pod: &PodId, now: u64, settle_ms: u64) -> u64 {
+        self.moved_in
             .retain(|_, at| now < at.saturating_add(settle_ms));
-        self.surge_moved_in
+        self.moved_in
             .get(pod)
             .map_or(now, |at| at.saturating_add(settle_ms))
     }

@@ -75,13 +75,15 @@ pub struct ReconcilePolicy {
     /// dropped it: 50-250 ms, `shell::services::feed_delay`, plus requests
     /// already forwarded), when that comes before `handover_drain_ms`.
     pub drain_after_seen_ms: u64,
-    /// A surge slot that placement moved here from another node starts
-    /// only this long after the move: the report of a pod its old node
-    /// started just before (which keeps the slot there) reaches this node
-    /// by gossip within about a second at 100 peers; without the wait both
-    /// ran it (one copy over `replicas + maxSurge`, seen in the simulator
-    /// under a concurrent scale or a crash).
-    pub surge_settle_ms: u64,
+    /// A replica or surge slot that placement moved here from a node that
+    /// is still up starts only this long after the move: the report of a
+    /// pod its old node started or began replacing just before (which
+    /// counts in the budget) reaches this node by gossip within about a
+    /// second at 100 peers; without the wait both ran it (one copy over
+    /// `replicas + maxSurge`, seen in the simulator under a concurrent
+    /// scale or a crash elsewhere). A move is make-before-break, so the
+    /// replica keeps serving meanwhile.
+    pub move_settle_ms: u64,
     /// The newest of this node's published records that every member is
     /// known to hold. Set on every call from the peer's view of what the
     /// members hold (`peer::record_acks`); `None`: not known, the drain
@@ -123,7 +125,7 @@ impl Default for ReconcilePolicy {
             stop_retry_ms: 30_000,
             sees_majority: true,
             drain_after_seen_ms: 500,
-            surge_settle_ms: 2_000,
+            move_settle_ms: 2_000,
             seen_by_all: None,
         }
     }
@@ -220,7 +222,7 @@ pub fn plan(
                     && !rc.paused
                     && may_start_surge(rc, current, view, id.index)
                 {
-                    let settled_at = local.surge_settled_at(&id, now, policy.surge_settle_ms);
+                    let settled_at = local.settled_at(&id, now, policy.move_settle_ms);
                     if now >= settled_at {
                         rest.push(start(&id, rc, local, None, now));
                         views.remove(&id.rc);
@@ -301,8 +303,13 @@ pub fn plan(
                     .entry(id.rc.clone())
                     .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                 if may_start_move(rc, current, view, id.index) {
-                    rest.push(start(&id, rc, local, None, now));
-                    views.remove(&id.rc);
+                    let settled_at = local.settled_at(&id, now, policy.move_settle_ms);
+                    if now >= settled_at {
+                        rest.push(start(&id, rc, local, None, now));
+                        views.remove(&id.rc);
+                    } else {
+                        wake(settled_at);
+                    }
                 }
             }
             continue;
