@@ -165,6 +165,24 @@ fn follow(
     (held, peak)
 }
 
+/// 3 machines on `subnet` running exactly 4 replicas of 1.0 (the manifest),
+/// within the budget while they start.
+fn running_hello(subnet: u8) -> Cluster {
+    let cluster = Cluster::start_machines(subnet, 3);
+    let path = cluster.manifest("hello.yaml", &manifest());
+    ok(&cluster.cli(0, &["apply", "-f", path.to_str().unwrap()]));
+    let (running, _) = follow(
+        &cluster,
+        Duration::from_secs(120),
+        "apply",
+        Ceiling::Containers,
+        false,
+        |p| exactly(p, V10) && cluster.rc_counts(0, "hello") == Some((4, 4)),
+    );
+    assert!(running, "{:?}\n{}", pods(&cluster), logs(&cluster));
+    cluster
+}
+
 fn rollout_done(cluster: &Cluster, i: usize, revision: u64) {
     let out = cluster.cli(
         i,
@@ -182,18 +200,7 @@ fn rollout_done(cluster: &Cluster, i: usize, revision: u64) {
 
 #[test]
 fn a_rollout_completes_on_the_survivors_of_a_killed_machine_and_resumes_after_a_peer_restart() {
-    let mut cluster = Cluster::start_machines(SUBNET, 3);
-    let path = cluster.manifest("hello.yaml", &manifest());
-    ok(&cluster.cli(0, &["apply", "-f", path.to_str().unwrap()]));
-    let (running, _) = follow(
-        &cluster,
-        Duration::from_secs(120),
-        "apply",
-        Ceiling::Containers,
-        false,
-        |p| exactly(p, V10) && cluster.rc_counts(0, "hello") == Some((4, 4)),
-    );
-    assert!(running, "{:?}\n{}", pods(&cluster), logs(&cluster));
+    let mut cluster = running_hello(SUBNET);
 
     // Phase 1: a machine running an outdated replica dies mid-rollout.
     let started = Instant::now();
@@ -422,18 +429,7 @@ fn roll_until_one_moved(cluster: &Cluster, at: usize, what: &str) {
 
 #[test]
 fn a_rollout_split_by_a_partition_keeps_each_side_within_budget_and_the_newest_template_wins() {
-    let mut cluster = Cluster::start_machines(PARTITION_SUBNET, 3);
-    let path = cluster.manifest("hello.yaml", &manifest());
-    ok(&cluster.cli(0, &["apply", "-f", path.to_str().unwrap()]));
-    let (running, _) = follow(
-        &cluster,
-        Duration::from_secs(120),
-        "apply",
-        Ceiling::Containers,
-        false,
-        |p| exactly(p, V10) && cluster.rc_counts(0, "hello") == Some((4, 4)),
-    );
-    assert!(running, "{:?}\n{}", pods(&cluster), logs(&cluster));
+    let mut cluster = running_hello(PARTITION_SUBNET);
 
     roll_until_one_moved(&cluster, 0, "rollout");
 

@@ -221,14 +221,11 @@ pub fn plan(
                     && may_start
                     && !rc.paused
                     && may_start_surge(rc, current, view, id.index)
+                    && let Some(started) =
+                        start_once_settled(&id, rc, local, policy, now, &mut wake)
                 {
-                    let settled_at = local.settled_at(&id, now, policy.move_settle_ms);
-                    if now >= settled_at {
-                        rest.push(start(&id, rc, local, None, now));
-                        views.remove(&id.rc);
-                    } else {
-                        wake(settled_at);
-                    }
+                    rest.push(started);
+                    views.remove(&id.rc);
                 }
                 continue;
             };
@@ -302,14 +299,12 @@ pub fn plan(
                 let view = views
                     .entry(id.rc.clone())
                     .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
-                if may_start_move(rc, current, view, id.index) {
-                    let settled_at = local.settled_at(&id, now, policy.move_settle_ms);
-                    if now >= settled_at {
-                        rest.push(start(&id, rc, local, None, now));
-                        views.remove(&id.rc);
-                    } else {
-                        wake(settled_at);
-                    }
+                if may_start_move(rc, current, view, id.index)
+                    && let Some(started) =
+                        start_once_settled(&id, rc, local, policy, now, &mut wake)
+                {
+                    rest.push(started);
+                    views.remove(&id.rc);
                 }
             }
             continue;
@@ -492,6 +487,24 @@ fn start(
         pod: id.clone(),
         template,
     }
+}
+
+/// Starts `id` unless placement moved it here from a node still up less
+/// than `move_settle_ms` ago; then `wake` gets the moment it may.
+fn start_once_settled(
+    id: &PodId,
+    rc: &RcSpec,
+    local: &mut LocalPods,
+    policy: &ReconcilePolicy,
+    now: u64,
+    wake: &mut impl FnMut(u64),
+) -> Option<PodAction> {
+    let settled_at = local.settled_at(id, now, policy.move_settle_ms);
+    if now < settled_at {
+        wake(settled_at);
+        return None;
+    }
+    Some(start(id, rc, local, None, now))
 }
 
 /// Stop a local pod that no peer should route to any more: one that
