@@ -361,60 +361,31 @@ fn a_surge_slot_moved_here_waits_for_the_old_node_s_report_before_it_starts() {
     let policy = ReconcilePolicy::default();
     let settle = policy.move_settle_ms;
     let specs = reconcile_support::rcs(&[&new]);
+    let plan_at = |now: u64, with_slot: bool, local: &mut LocalPods| {
+        plan(me, now, &a, &specs, &reported(with_slot), local, &policy)
+    };
 
     // Not moved here: the slot starts at once.
     let mut local = LocalPods::new();
-    let p = plan(
-        me,
-        10_000,
-        &a,
-        &specs,
-        &reported(false),
-        &mut local,
-        &policy,
-    );
+    let p = plan_at(10_000, false, &mut local);
     assert_eq!(reconcile_support::starts(&p.actions), vec![pod(2)]);
 
     // Moved here at 10,000: nothing before the settle, then the start.
     let mut local = LocalPods::new();
     local.moved_in(pod(2), 10_000);
-    let p = plan(
-        me,
-        10_000,
-        &a,
-        &specs,
-        &reported(false),
-        &mut local,
-        &policy,
-    );
+    let p = plan_at(10_000, false, &mut local);
     assert!(p.actions.is_empty(), "{p:?}");
     assert_eq!(p.wake_at, Some(10_000 + settle));
-    let p = plan(
-        me,
-        10_000 + settle - 1,
-        &a,
-        &specs,
-        &reported(false),
-        &mut local,
-        &policy,
-    );
+    let p = plan_at(10_000 + settle - 1, false, &mut local);
     assert!(p.actions.is_empty(), "{p:?}");
-    let p = plan(
-        me,
-        10_000 + settle,
-        &a,
-        &specs,
-        &reported(false),
-        &mut local,
-        &policy,
-    );
+    let p = plan_at(10_000 + settle, false, &mut local);
     assert_eq!(reconcile_support::starts(&p.actions), vec![pod(2)]);
 
     // The old node's report arrives within the wait: never started here.
     let mut local = LocalPods::new();
     local.moved_in(pod(2), 10_000);
     for now in [10_500, 10_000 + settle, 10_000 + 5 * settle] {
-        let p = plan(me, now, &a, &specs, &reported(true), &mut local, &policy);
+        let p = plan_at(now, true, &mut local);
         assert!(p.actions.is_empty(), "at {now}: {p:?}");
     }
 }

@@ -135,6 +135,11 @@ impl RecordAcks {
             .map(|(v, _)| *v)
     }
 
+    /// Whether every one of `members` is known to hold `version`.
+    pub(super) fn all_hold(&self, mut members: impl Iterator<Item = NodeId>, version: u64) -> bool {
+        members.all(|m| self.held.get(&m).is_some_and(|v| *v >= version))
+    }
+
     /// Which of `members` are not known to hold `version`.
     pub(super) fn lacking(
         &self,
@@ -197,11 +202,7 @@ impl Peer {
     fn drains_known_to_all(&self, since: u64) -> bool {
         self.record_acks
             .first_published_after(since)
-            .is_some_and(|v| {
-                self.record_acks
-                    .lacking(self.members.keys().copied(), v)
-                    .is_empty()
-            })
+            .is_some_and(|v| self.record_acks.all_hold(self.members.keys().copied(), v))
     }
 
     /// After a reconcile: while a pod drains in a small cluster, ask the
@@ -355,6 +356,9 @@ mod tests {
         assert_eq!(acks.lacking([A, B].into_iter(), 5), vec![A, B]);
         acks.held(A, 5);
         assert_eq!(acks.lacking([A, B].into_iter(), 5), vec![B]);
+        assert!(!acks.all_hold([A, B].into_iter(), 5));
+        assert!(acks.all_hold([A].into_iter(), 5));
+        assert!(acks.all_hold(std::iter::empty(), 5), "no member lacks it");
     }
 
     #[test]
