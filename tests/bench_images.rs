@@ -181,8 +181,9 @@ struct Baseline {
     /// `docker save` on machine 0's engine piped into `docker load` on
     /// machine 1's: the issue's baseline.
     save_load: Duration,
-    /// The same, then `docker run -d` of the image there: what a user does
-    /// by hand to get what Shoal's figure measures, a running container.
+    /// The same, then `docker run -d -p 80` of the image there: what a user
+    /// does by hand to get what Shoal's figure measures, a running container
+    /// with its port published on an ephemeral host port, as Shoal does.
     with_run: Duration,
 }
 
@@ -195,7 +196,7 @@ fn save_load(cluster: &Cluster, image: &str) -> Baseline {
     ));
     let save_load = started.elapsed();
     sh(&format!(
-        "docker -H {to} run -d --label {BASELINE_LABEL} {image} >/dev/null"
+        "docker -H {to} run -d -p 80 --label {BASELINE_LABEL} {image} >/dev/null"
     ));
     let with_run = started.elapsed();
     sh(&format!(
@@ -382,7 +383,7 @@ fn render(
          Images: `{SMALL}` ({:.1} MB) and `{BIG}` ({:.0} MB, busybox plus random data, \
          built locally). Baseline: `docker save` on machine 0's engine piped into \
          `docker load` on machine 1's, measured in the same run; \"+ run\" adds the \
-         `docker run -d` that gets a user, by hand, what Shoal's figure measures: a \
+         `docker run -d -p 80` (its port published, as Shoal publishes it) that gets a user, by hand, what Shoal's figure measures: a \
          running container.\n\n",
         machine(),
         sizes[0],

@@ -96,6 +96,12 @@ impl PeerHandle {
         self.snapshots.changes()
     }
 
+    /// Changes when the peer places again: after a change of the desired
+    /// state (an RC applied, scaled, deleted) or of the member view.
+    pub fn placement_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshots.placement_changes()
+    }
+
     /// The events known so far and every later change, from this peer's
     /// one fan-in (see [`super::events::hub`]).
     pub async fn watch_events(

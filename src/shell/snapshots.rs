@@ -173,6 +173,10 @@ pub struct SnapshotSource {
     /// Each new generation, for readers that wait for a change rather than
     /// poll (the service feed).
     changes: watch::Sender<u64>,
+    /// The peer's placement count, each time it moves: placement follows
+    /// the desired state and the member view, so this changes far less
+    /// often than `changes` (pod statuses move that one).
+    placements: watch::Sender<u64>,
     /// The peer's assignment as of a placement count: copied once per
     /// placement, not once per snapshot.
     assignment: Option<(u64, Arc<Assignment>)>,
@@ -189,12 +193,15 @@ impl SnapshotSource {
         let (latest, receiver) = watch::channel(Arc::new(first));
         let generation = Arc::new(AtomicU64::new(0));
         let (changes, changed) = watch::channel(0);
+        let noted = version(peer);
+        let (placements, placed) = watch::channel(noted[2]);
         let source = SnapshotSource {
             cluster: cluster.to_owned(),
             generation: generation.clone(),
-            noted: version(peer),
+            noted,
             latest,
             changes,
+            placements,
             assignment,
             builds: 1,
         };
@@ -202,6 +209,7 @@ impl SnapshotSource {
             generation,
             latest: receiver,
             changed,
+            placed,
         };
         (source, reader)
     }
@@ -211,6 +219,9 @@ impl SnapshotSource {
     pub fn note(&mut self, peer: &Peer) {
         let now = version(peer);
         if now != self.noted {
+            if now[2] != self.noted[2] {
+                self.placements.send_replace(now[2]);
+            }
             self.noted = now;
             let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
             self.changes.send_replace(generation);
@@ -284,6 +295,7 @@ pub struct SnapshotReader {
     generation: Arc<AtomicU64>,
     latest: watch::Receiver<Arc<Snapshot>>,
     changed: watch::Receiver<u64>,
+    placed: watch::Receiver<u64>,
 }
 
 impl SnapshotReader {
@@ -300,6 +312,12 @@ impl SnapshotReader {
     /// Errs once the driver is gone.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changed.clone()
+    }
+
+    /// Wakes when the peer placed again (the desired state or the member
+    /// view changed); a subset of [`changes`](Self::changes).
+    pub fn placement_changes(&self) -> watch::Receiver<u64> {
+        self.placed.clone()
     }
 }
 
@@ -417,6 +435,33 @@ mod tests {
         assert!(!changes.has_changed().unwrap(), "a no-op wakes no one");
         drop(source);
         assert!(changes.has_changed().is_err(), "the driver is gone");
+    }
+
+    #[test]
+    fn placement_changes_wake_on_a_placement_and_not_on_a_record_change() {
+        let mut peer = lone_peer();
+        let (mut source, reader) = SnapshotSource::new(&peer, "test");
+        let (mut changes, mut placed) = (reader.changes(), reader.placement_changes());
+        changes.mark_unchanged();
+        placed.mark_unchanged();
+        run(&mut peer, &mut source, Command::Apply(hello()));
+        peer.handle_timeout(NOW + Duration::from_secs(1));
+        while peer.poll_output().is_some() {}
+        source.note(&peer);
+        assert!(placed.has_changed().unwrap(), "the new RC was placed");
+        assert_eq!(*placed.borrow_and_update(), peer.stats().placements);
+        changes.mark_unchanged();
+        // Our own record changes (what the holdings loop itself publishes):
+        // the snapshot moves, placement does not.
+        let held = [("shoal-test/hello:1.0".to_owned(), "sha256:1".to_owned())];
+        peer.handle_images(NOW + Duration::from_secs(2), held.into_iter().collect());
+        while peer.poll_output().is_some() {}
+        source.note(&peer);
+        assert!(
+            changes.has_changed().unwrap(),
+            "the record moved the snapshot"
+        );
+        assert!(!placed.has_changed().unwrap(), "no placement followed");
     }
 
     #[test]
