@@ -155,6 +155,10 @@ pub async fn holdings_loop(images: Arc<PeerImages>, tx: mpsc::Sender<ImageHoldin
             };
             match held {
                 Ok(held) if last.as_ref() != Some(&held) => {
+                    tracing::debug!(
+                        images = held.len(),
+                        "announcing the images the engine holds"
+                    );
                     if tx.send(held.clone()).await.is_err() {
                         return;
                     }
@@ -165,22 +169,32 @@ pub async fn holdings_loop(images: Arc<PeerImages>, tx: mpsc::Sender<ImageHoldin
             }
         }
         in_use = Some(now_in_use);
-        tokio::select! {
-            _ = tokio::time::sleep_until(check_at.into()) => {}
-            _ = images.loaded.notified() => check_at = Instant::now(),
-            placed = placements.changed() => {
-                if placed.is_err() {
-                    return;
+        // The next read: at `check_at`, or after a change once the spacing
+        // allows. A placement cuts any wait short, the spacing's included.
+        let mut read_after_change: Option<Instant> = None;
+        loop {
+            let wake = read_after_change.map_or(check_at, |at| at.min(check_at));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => break,
+                _ = images.loaded.notified() => {
+                    check_at = Instant::now();
+                    break;
                 }
-                // The same change moved the snapshot: one read covers both.
-                changes.borrow_and_update();
-                tokio::time::sleep(HOLDINGS_GATHER).await;
-            }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return;
+                placed = placements.changed() => {
+                    if placed.is_err() {
+                        return;
+                    }
+                    // The same change moved the snapshot: one read covers both.
+                    changes.borrow_and_update();
+                    tokio::time::sleep(HOLDINGS_GATHER).await;
+                    break;
                 }
-                tokio::time::sleep(read_delay(read_at.elapsed())).await;
+                changed = changes.changed(), if read_after_change.is_none() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    read_after_change = Some(Instant::now() + read_delay(read_at.elapsed()));
+                }
             }
         }
     }
