@@ -168,6 +168,7 @@ impl Shared {
                 }
                 Err(reason) => {
                     add(&shared.counters.handshake_failures, 1);
+                    shared.note_identity_refusal(to, &reason);
                     tracing::debug!(%to, %reason, "connect failed");
                     shared.record_dial(to, Some(reason.clone()));
                     shared.fail_pending(to, reason);
