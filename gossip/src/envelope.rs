@@ -121,6 +121,33 @@ mod tests {
     }
 
     #[test]
+    fn only_a_swim_packet_names_its_sender() {
+        use foca::Codec;
+        let me = PeerIdentity::new(NodeId(42), "10.0.0.42:7946".parse().unwrap(), 3);
+        let header = foca::Header {
+            src: me,
+            src_incarnation: 0,
+            dst: PeerIdentity::seed("10.0.0.1:7946".parse().unwrap()),
+            message: foca::Message::Ping(7),
+        };
+        let mut packet = vec![KIND_SWIM];
+        crate::codec::BincodeCodec
+            .encode_header(&header, &mut packet)
+            .unwrap();
+        assert_eq!(datagram_sender(&packet), Some(NodeId(42)));
+        assert_eq!(datagram_sender(&packet[..packet.len() - 1]), None);
+        assert_eq!(datagram_sender(&[KIND_ROSTER_REQUEST]), None);
+        let notice = suspect_notice(&WireMember {
+            id: me,
+            incarnation: 0,
+            state: 1,
+        })
+        .unwrap();
+        assert_eq!(datagram_sender(&notice), None, "names the suspect");
+        assert_eq!(datagram_sender(&[]), None);
+    }
+
+    #[test]
     fn truncated_roster_is_an_error() {
         let members = vec![WireMember {
             id: PeerIdentity::seed("10.0.0.1:1".parse().unwrap()),

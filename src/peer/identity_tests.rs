@@ -192,7 +192,10 @@ fn messages_naming_another_sender_than_their_connection_are_dropped() {
     cluster.with_peer(2, |peer, now| {
         peer.handle_datagram_from(now, from, Some(a), &packet)
     });
-    assert_eq!(cluster.peers[2].stats().impersonations, after.impersonations);
+    assert_eq!(
+        cluster.peers[2].stats().impersonations,
+        after.impersonations
+    );
     assert_eq!(
         cluster.peers[2].stats().rejected_datagrams,
         after.rejected_datagrams
