@@ -4,7 +4,7 @@
 //! node id) but not its `node.key` tries to join as node1. Its QUIC
 //! certificate is made for its own key, which node1's id is not bound to,
 //! so every peer refuses its connections: it never shows up as node1 (or
-//! at all), and node1 keeps its replicas.
+//! at all), node1 keeps its replicas, and the forger is told why.
 #![cfg(feature = "shell")]
 
 mod cluster_support;
@@ -108,6 +108,13 @@ fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
         .args(["--join", &cluster.peers[0].peer_addr()])
         .args(["--join-token", &cluster.token])
         .env("SHOAL_LOG", "info")
+        // No engine: on the machine's shared one, node1's containers carry
+        // the id the forger claims, and it would adopt and stop them, which
+        // a forger on another machine cannot do.
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-engine.sock", forger_dir.display()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -153,6 +160,12 @@ fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
         logged,
         "the refusal is not logged:\n{}",
         cluster.every_log_tail()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || forger_log()
+            .contains("our node id is bound to another key there")),
+        "the forger was not told why; its log:\n{}",
+        forger_log()
     );
     let _ = forger.kill();
     let _ = forger.wait();

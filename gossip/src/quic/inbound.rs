@@ -257,6 +257,13 @@ pub(crate) async fn drive_connection(shared: Arc<Shared>, key: SocketAddr, conn:
         }
     };
     tracing::debug!(%remote, %reason, "connection closed");
+    // A server checks our certificate after our side of the handshake is
+    // done, so its refusal of our node id arrives as a close: keep it as
+    // the reason dials to it fail, for the operator (see `dial_failure`).
+    let reason = reason.to_string();
+    if node_cert::refused_bound_node(&reason).is_some() {
+        shared.record_dial(key, Some(reason));
+    }
     shared.forget(key, conn.stable_id());
 }
 
