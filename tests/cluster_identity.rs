@@ -1,9 +1,10 @@
 //! Node identity a member cannot forge, between real `shoal up` processes
-//! over real QUIC on loopback (no containers): a machine given the join
-//! token and a copy of node1's `node.json` (its node id) but not its
-//! `node.key` joins and publishes as node1; every peer refuses its records
-//! and keeps node1's own, and the forger is told its id is bound to
-//! another key.
+//! over real QUIC on loopback (sharing the machine's Docker engine): a
+//! machine given the join token and a copy of node1's `node.json` (its
+//! node id) but not its `node.key` tries to join as node1. Its QUIC
+//! certificate is made for its own key, which node1's id is not bound to,
+//! so every peer refuses its connections: it never shows up as node1 (or
+//! at all), node1 keeps its replicas, and the forger is told why.
 #![cfg(feature = "shell")]
 
 mod cluster_support;
@@ -11,11 +12,12 @@ mod cluster_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cluster_support::{Cluster, shoal_bin, wait_until};
+use cluster_support::{Cluster, hello_rc, ok, shoal_bin, wait_until};
 use serde_json::Value;
 
-/// Loopback subnet of this file (127.0.86.x).
-const SUBNET: u8 = 86;
+/// Loopback subnet of this file (127.0.111.x).
+const SUBNET: u8 = 111;
+const IMAGE: &str = "shoal-test/hello:1.0";
 
 /// The names `get nodes` lists at peer `i`.
 fn node_names(cluster: &Cluster, i: usize) -> Vec<String> {
@@ -31,23 +33,59 @@ fn node_names(cluster: &Cluster, i: usize) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `shoal_records_rejected_total{reason=...}` at peer `i`.
-fn rejected(cluster: &Cluster, i: usize, reason: &str) -> u64 {
+/// The value of the counter `series` (name and labels) at peer `i`.
+fn counter(cluster: &Cluster, i: usize, series: &str) -> u64 {
     let out = Command::new("curl")
         .args(["-sf", &format!("{}/metrics", cluster.peers[i].server())])
         .output()
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout);
-    let series = format!("shoal_records_rejected_total{{reason=\"{reason}\"}}");
     text.lines()
-        .find_map(|l| l.strip_prefix(&series))
+        .find_map(|l| l.strip_prefix(series))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
 
+/// The address peer `i` lists for the node called `name`.
+fn node_addr(cluster: &Cluster, i: usize, name: &str) -> Option<String> {
+    let nodes = cluster.try_get_json(i, "nodes")?;
+    nodes
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)
+        .map(|n| n["address"].to_string())
+}
+
 #[test]
-fn a_member_claiming_an_existing_node_id_is_ignored_everywhere() {
+fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
     let mut cluster = Cluster::start(SUBNET, 3);
+    cluster.wait_for_all_alive(3, Duration::from_secs(30));
+    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, IMAGE));
+    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+    assert!(
+        wait_until(Duration::from_secs(90), || cluster
+            .running_pods(0, "web")
+            .len()
+            == 3),
+        "web never ran: {:?}\n{}",
+        cluster.running_pods(0, "web"),
+        cluster.every_log_tail()
+    );
+    let on_node1 = |c: &Cluster| -> Vec<String> {
+        c.running_pods(0, "web")
+            .into_iter()
+            .filter(|(_, node)| node == "node1")
+            .map(|(pod, _)| pod)
+            .collect()
+    };
+    let node1_pods = on_node1(&cluster);
+    let node1_addr = node_addr(&cluster, 0, "node1");
+    assert!(
+        node1_addr.is_some(),
+        "{:?}",
+        cluster.try_get_json(0, "nodes")
+    );
+
     let forger_dir = cluster.dir.join("forger");
     std::fs::create_dir_all(&forger_dir).unwrap();
     std::fs::copy(
@@ -60,9 +98,9 @@ fn a_member_claiming_an_existing_node_id_is_ignored_everywhere() {
         .args([
             "up",
             "--listen",
-            "127.0.86.30:7946",
+            "127.0.111.30:7946",
             "--api",
-            "127.0.86.30:7070",
+            "127.0.111.30:7070",
         ])
         .arg("--data-dir")
         .arg(&forger_dir)
@@ -70,36 +108,63 @@ fn a_member_claiming_an_existing_node_id_is_ignored_everywhere() {
         .args(["--join", &cluster.peers[0].peer_addr()])
         .args(["--join-token", &cluster.token])
         .env("SHOAL_LOG", "info")
+        // No engine: on the machine's shared one, node1's containers carry
+        // the id the forger claims, and it would adopt and stop them, which
+        // a forger on another machine cannot do.
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-engine.sock", forger_dir.display()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn the forger");
 
-    let seen = wait_until(Duration::from_secs(60), || {
-        (0..3).map(|i| rejected(&cluster, i, "forged")).sum::<u64>() > 0
-    });
+    let refusals = |c: &Cluster| -> u64 {
+        (0..3)
+            .map(|i| counter(c, i, "shoal_transport_identity_refusals_total"))
+            .sum()
+    };
     let forger_log = || std::fs::read_to_string(cluster.dir.join("forger.log")).unwrap_or_default();
     assert!(
-        seen,
-        "no peer rejected a forged record; forger log:\n{}",
-        forger_log()
+        wait_until(Duration::from_secs(60), || refusals(&cluster) > 0),
+        "no peer refused the forger's connections; forger log:\n{}\n{}",
+        forger_log(),
+        cluster.every_log_tail()
     );
-    // Let the forger publish for a while longer: nothing it says lands.
-    std::thread::sleep(Duration::from_secs(5));
+    // Let the forger knock for a while longer: nothing it says lands.
+    std::thread::sleep(Duration::from_secs(8));
     for i in 0..3 {
         let names = node_names(&cluster, i);
         assert!(names.contains(&"node1".to_owned()), "peer {i}: {names:?}");
         assert!(!names.contains(&"forger".to_owned()), "peer {i}: {names:?}");
+        assert_eq!(
+            node_addr(&cluster, i, "node1"),
+            node1_addr,
+            "peer {i} lists node1 elsewhere"
+        );
+        assert_eq!(cluster.count_nodes(i, "Alive"), 3, "peer {i}");
     }
     assert!(
         cluster.peers[1].is_running(),
         "node1 keeps running: {}",
         cluster.log_tail(1)
     );
+    assert_eq!(on_node1(&cluster), node1_pods, "node1 keeps its replicas");
+    let logged = (0..3).any(|i| {
+        std::fs::read_to_string(&cluster.peers[i].log)
+            .unwrap_or_default()
+            .contains("which is bound to another key")
+    });
     assert!(
-        wait_until(Duration::from_secs(10), || forger_log()
-            .contains("our node id is bound to another key")),
-        "the forger was not told; its log:\n{}",
+        logged,
+        "the refusal is not logged:\n{}",
+        cluster.every_log_tail()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || forger_log()
+            .contains("our node id is bound to another key there")),
+        "the forger was not told why; its log:\n{}",
         forger_log()
     );
     let _ = forger.kill();

@@ -13,7 +13,8 @@ use std::time::Duration;
 use cluster_support::images::{image_id, remove_image};
 use cluster_support::{Cluster, hello_rc, ok, sh, wait_until};
 use shoal::shell::images::wire::{FetchRequest, REFUSED, SIZED};
-use shoal_gossip::quic::{JoinToken, QuicConfig, QuicTransport};
+use shoal_crdt_state::node::NodeId;
+use shoal_gossip::quic::{JoinToken, NodeKey, QuicConfig, QuicTransport};
 
 const IMAGE: &str = "shoal-test/hello:1.0";
 
@@ -25,7 +26,14 @@ fn fetch(token: &str, to: SocketAddr, reference: &str, id: &str) -> (u8, usize, 
     runtime.block_on(async {
         let token: JoinToken = token.parse().unwrap();
         let listen: SocketAddr = format!("{}:0", to.ip()).parse().unwrap();
-        let (transport, _inbound) = QuicTransport::bind(QuicConfig::new(listen, token)).unwrap();
+        let mut config = QuicConfig::new(listen, token);
+        // Peers require a certificate naming a node id: an unbound one, as
+        // a member that just joined.
+        config.node_key = Some(NodeKey {
+            node: NodeId(0x7e57_0000_0000_fe7c),
+            seed: [0x42; 32],
+        });
+        let (transport, _inbound) = QuicTransport::bind(config).unwrap();
         let request = FetchRequest {
             reference: reference.to_owned(),
             id: id.to_owned(),

@@ -10,6 +10,7 @@ use foca::{Header, Member, Message, State};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerIdentity;
+use shoal_crdt_state::node::NodeId;
 
 /// Largest datagram Membership emits or accepts, envelope byte included.
 /// Below the QUIC datagram payload limit (about 1,150–1,350 bytes), so one
@@ -211,6 +212,12 @@ fn take_item<T: serde::de::DeserializeOwned>(mut buf: impl Buf) -> Result<T, Cod
     Ok(value)
 }
 
+/// The node id a SWIM packet's header names as its sender (`body`: the
+/// packet after its envelope byte); `None` if the header does not decode.
+pub(crate) fn packet_sender(body: &[u8]) -> Option<NodeId> {
+    take_item::<WireHeader>(body).ok().map(|h| h.src.node)
+}
+
 /// foca's [`foca::Codec`] on bincode 2. Stateless; one per `Foca`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BincodeCodec;
@@ -259,7 +266,6 @@ impl foca::Codec<PeerIdentity> for BincodeCodec {
 mod tests {
     use super::*;
     use foca::Codec;
-    use shoal_crdt_state::node::NodeId;
 
     fn id(n: u64) -> PeerIdentity {
         PeerIdentity::new(NodeId(n), format!("[::1]:{}", 7000 + n).parse().unwrap(), n)

@@ -3,6 +3,8 @@
 
 use bytes::Buf;
 
+use shoal_crdt_state::node::NodeId;
+
 use crate::codec::{CodecError, MAX_PACKET_SIZE, WireMember};
 
 /// A foca SWIM packet (format of `codec.rs`, version 1).
@@ -18,6 +20,18 @@ pub(crate) const KIND_DIGEST: u8 = 0x04;
 /// whose probe failed straight to the suspect, so that a live suspect
 /// refutes at once instead of waiting for the rumour to reach it.
 pub(crate) const KIND_SUSPECT: u8 = 0x05;
+
+/// The node a membership datagram names as its sender: a SWIM packet's
+/// header does; roster requests, roster chunks, digests and suspect
+/// notices name none (what they carry about members is relayed content).
+/// The shell compares it with the node id the datagram's connection
+/// authenticated.
+pub fn datagram_sender(bytes: &[u8]) -> Option<NodeId> {
+    match bytes.split_first() {
+        Some((&KIND_SWIM, body)) => crate::codec::packet_sender(body),
+        _ => None,
+    }
+}
 
 /// Encodes a suspect notice.
 pub(crate) fn suspect_notice(member: &WireMember) -> Result<Vec<u8>, CodecError> {
@@ -78,7 +92,6 @@ pub(crate) fn decode_roster(mut body: &[u8]) -> Result<Vec<WireMember>, CodecErr
 mod tests {
     use super::*;
     use crate::identity::PeerIdentity;
-    use shoal_crdt_state::node::NodeId;
 
     #[test]
     fn a_large_roster_splits_into_datagrams_that_fit_and_decode_back() {
@@ -105,6 +118,33 @@ mod tests {
         }
         assert_eq!(back.len(), members.len());
         assert_eq!(back[499].id, members[499].id);
+    }
+
+    #[test]
+    fn only_a_swim_packet_names_its_sender() {
+        use foca::Codec;
+        let me = PeerIdentity::new(NodeId(42), "10.0.0.42:7946".parse().unwrap(), 3);
+        let header = foca::Header {
+            src: me,
+            src_incarnation: 0,
+            dst: PeerIdentity::seed("10.0.0.1:7946".parse().unwrap()),
+            message: foca::Message::Ping(7),
+        };
+        let mut packet = vec![KIND_SWIM];
+        crate::codec::BincodeCodec
+            .encode_header(&header, &mut packet)
+            .unwrap();
+        assert_eq!(datagram_sender(&packet), Some(NodeId(42)));
+        assert_eq!(datagram_sender(&packet[..packet.len() - 1]), None);
+        assert_eq!(datagram_sender(&[KIND_ROSTER_REQUEST]), None);
+        let notice = suspect_notice(&WireMember {
+            id: me,
+            incarnation: 0,
+            state: 1,
+        })
+        .unwrap();
+        assert_eq!(datagram_sender(&notice), None, "names the suspect");
+        assert_eq!(datagram_sender(&[]), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod view;
 pub use broadcast::{MAX_BROADCAST_PAYLOAD, Received};
 pub use codec::{BincodeCodec, MAX_PACKET_SIZE};
 pub use config::Preset;
+pub use envelope::datagram_sender;
 pub use identity::PeerIdentity;
 pub use membership::{Membership, MembershipError, MembershipEvent, MembershipStats, Output};
 pub use view::{MemberEntry, MemberState, MemberView};

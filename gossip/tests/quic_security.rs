@@ -102,7 +102,7 @@ async fn peers_holding_the_same_token_string_trust_each_other() {
     joiner
         .send_datagram(founder.local_addr(), Bytes::from_static(b"join"))
         .unwrap();
-    let (_, bytes) = timeout(Duration::from_secs(5), founder_in.datagrams.recv())
+    let (_, _, bytes) = timeout(Duration::from_secs(5), founder_in.datagrams.recv())
         .await
         .unwrap()
         .unwrap();

@@ -43,7 +43,7 @@ async fn send_until_received(
     timeout(WAIT, async {
         loop {
             from.send_datagram(to, Bytes::from_static(payload)).unwrap();
-            if let Ok(Some((remote, bytes))) =
+            if let Ok(Some((remote, _, bytes))) =
                 timeout(Duration::from_millis(50), inbound.datagrams.recv()).await
                 && bytes == payload
             {
@@ -63,13 +63,13 @@ async fn two_peers_exchange_datagrams_both_ways() {
     // The first send connects on demand; it is queued, not lost.
     a.send_datagram(b.local_addr(), Bytes::from_static(b"ping"))
         .unwrap();
-    let (from, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    let (from, _, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, Bytes::from_static(b"ping"));
     assert_eq!(from, a.local_addr(), "one port carries everything");
 
     // B answers on the connection A opened.
     b.send_datagram(from, Bytes::from_static(b"ack")).unwrap();
-    let (from, bytes) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
+    let (from, _, bytes) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, Bytes::from_static(b"ack"));
     assert_eq!(from, b.local_addr());
 
@@ -79,7 +79,7 @@ async fn two_peers_exchange_datagrams_both_ways() {
     assert!(max >= GUARANTEED_DATAGRAM_SIZE, "max datagram size {max}");
     let big = Bytes::from(vec![7u8; MAX_PACKET_SIZE]);
     a.send_datagram(b.local_addr(), big.clone()).unwrap();
-    let (_, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    let (_, _, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, big);
 
     // Too large for a datagram: an error naming the limit, not a panic.
@@ -222,7 +222,7 @@ async fn frames_of_one_push_arrive_in_order_and_an_oversized_one_ends_the_stream
     let frames: Vec<Bytes> = (0..20u8).map(|i| Bytes::from(vec![i; 900])).collect();
     a.push_frames(b.local_addr(), frames.clone()).await.unwrap();
     for frame in &frames {
-        let (_, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
+        let (_, _, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
         assert_eq!(&body, frame, "in order, whole");
     }
     // A frame over B's limit: the frames before it arrive, it and what
@@ -233,7 +233,7 @@ async fn frames_of_one_push_arrive_in_order_and_an_oversized_one_ends_the_stream
         Bytes::from_static(b"after"),
     ];
     let _ = a.push_frames(b.local_addr(), hostile).await;
-    let (_, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
+    let (_, _, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
     assert_eq!(body, Bytes::from_static(b"before"));
     assert!(
         timeout(Duration::from_millis(500), b_in.pushes.recv())
@@ -260,7 +260,7 @@ async fn pushes_arrive_one_way() {
         .unwrap();
     let mut got = Vec::new();
     for _ in 0..2 {
-        let (from, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
+        let (from, _, body) = timeout(WAIT, b_in.pushes.recv()).await.unwrap().unwrap();
         assert_eq!(from, a.local_addr());
         got.push(body);
     }
@@ -314,7 +314,7 @@ async fn peer_restarted_on_the_same_port_is_reachable_again() {
     // And the new B reaches A back over the same connection.
     b2.send_datagram(a.local_addr(), Bytes::from_static(b"back"))
         .unwrap();
-    let (_, bytes) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
+    let (_, _, bytes) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, Bytes::from_static(b"back"));
 
     a.shutdown().await;
@@ -441,8 +441,8 @@ async fn full_inbound_channel_drops_and_counts_instead_of_stalling() {
     assert_eq!(b.stats().datagrams_received, 2);
     assert_eq!(b.stats().datagrams_dropped_recv, 8);
     // The two kept are intact datagrams from A's ten.
-    let first = b_in.datagrams.recv().await.unwrap().1;
-    let second = b_in.datagrams.recv().await.unwrap().1;
+    let first = b_in.datagrams.recv().await.unwrap().2;
+    let second = b_in.datagrams.recv().await.unwrap().2;
     assert_ne!(first, second);
     for kept in [first, second] {
         assert_eq!(kept.len(), 100);
@@ -452,7 +452,7 @@ async fn full_inbound_channel_drops_and_counts_instead_of_stalling() {
     // Once drained, delivery resumes.
     a.send_datagram(b.local_addr(), Bytes::from_static(b"later"))
         .unwrap();
-    let (_, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    let (_, _, bytes) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(bytes, Bytes::from_static(b"later"));
 
     a.shutdown().await;
@@ -514,14 +514,14 @@ async fn dual_stack_peer_sees_ipv4_peers_by_their_ipv4_address() {
 
     a.send_datagram(b_v4, Bytes::from_static(b"hello v6 socket"))
         .unwrap();
-    let (from, _) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
+    let (from, _, _) = timeout(WAIT, b_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(from, a.local_addr(), "not ::ffff:127.0.0.1");
     assert_eq!(b.connected_peers(), vec![a.local_addr()]);
 
     // B answers to the address it was given, on A's connection.
     b.send_datagram(from, Bytes::from_static(b"hello v4 socket"))
         .unwrap();
-    let (from, _) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
+    let (from, _, _) = timeout(WAIT, a_in.datagrams.recv()).await.unwrap().unwrap();
     assert_eq!(from, b_v4);
     assert_eq!(b.stats().connections_opened, 0);
 

@@ -14,7 +14,7 @@ use shoal_crdt_state::wire;
 
 use super::signing::NodeKeys;
 use super::sync_message::{SyncEnvelope, SyncMessage};
-use super::testing::Cluster;
+use super::testing::{Cluster, Recorded};
 use super::tests::{START, addr, config};
 use super::{Peer, PeerConfig};
 
@@ -158,4 +158,85 @@ fn a_copy_of_a_held_record_is_not_checked_again_but_any_other_bytes_are() {
         after_copy.records_already_held + 1
     );
     assert_eq!(cluster.peers[2].state().observed.get(b), Some(&held));
+}
+
+#[test]
+fn messages_naming_another_sender_than_their_connection_are_dropped() {
+    let mut cluster = three_peers();
+    let (a, b) = (cluster.peers[0].node(), cluster.peers[1].node());
+    // A SWIM packet peer 0 sent, as it left peer 0.
+    cluster.recorded = Some(Vec::new());
+    cluster.run_for(Duration::from_secs(2));
+    let packet = cluster
+        .recorded
+        .take()
+        .unwrap()
+        .into_iter()
+        .find_map(|sent| match sent {
+            Recorded::Datagram(bytes) if shoal_gossip::datagram_sender(&bytes) == Some(a) => {
+                Some(bytes)
+            }
+            _ => None,
+        })
+        .expect("peer 0 sent a SWIM packet");
+    let from = addr(0);
+    let before = cluster.peers[2].stats();
+    // Arriving on a connection that authenticated node b: dropped.
+    cluster.with_peer(2, |peer, now| {
+        peer.handle_datagram_from(now, from, Some(b), &packet)
+    });
+    let after = cluster.peers[2].stats();
+    assert_eq!(after.impersonations, before.impersonations + 1);
+    assert_eq!(after.rejected_datagrams, before.rejected_datagrams + 1);
+    // On node a's own connection: taken.
+    cluster.with_peer(2, |peer, now| {
+        peer.handle_datagram_from(now, from, Some(a), &packet)
+    });
+    assert_eq!(
+        cluster.peers[2].stats().impersonations,
+        after.impersonations
+    );
+    assert_eq!(
+        cluster.peers[2].stats().rejected_datagrams,
+        after.rejected_datagrams
+    );
+
+    // A sync message whose envelope names node a, on node b's connection:
+    // dropped before anything in it is merged, even a genuine record.
+    let mut newer = cluster.peers[0].state().observed.get(a).unwrap().clone();
+    newer.version += 1;
+    let envelope = SyncEnvelope {
+        from: a,
+        reply_to: addr(0),
+        message: SyncMessage::Push {
+            delta: Delta::from(ObservedDelta {
+                nodes: [(a, newer)].into(),
+            }),
+            digest: None,
+            piece: None,
+        },
+    };
+    let bytes = wire::encode(&envelope).unwrap();
+    let held = cluster.peers[2].state().observed.get(a).cloned();
+    cluster.with_peer(2, |peer, now| {
+        peer.handle_sync_from(now, from, Some(b), &bytes)
+    });
+    let stats = cluster.peers[2].stats();
+    assert_eq!(stats.impersonations, after.impersonations + 1);
+    assert_eq!(stats.records_forged, 0, "dropped before any record check");
+    assert_eq!(cluster.peers[2].state().observed.get(a).cloned(), held);
+    // Relayed by node b on its own connection, the records in it are
+    // anyone's: each is checked against its node's key (this one's
+    // signature no longer matches its changed version).
+    let relayed = SyncEnvelope {
+        from: b,
+        ..envelope
+    };
+    let bytes = wire::encode(&relayed).unwrap();
+    cluster.with_peer(2, |peer, now| {
+        peer.handle_sync_from(now, addr(1), Some(b), &bytes)
+    });
+    let stats = cluster.peers[2].stats();
+    assert_eq!(stats.impersonations, after.impersonations + 1);
+    assert_eq!(stats.records_forged, 1);
 }

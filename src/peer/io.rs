@@ -297,6 +297,10 @@ pub struct PeerStats {
     pub records_unbound: u64,
     /// Key bindings refused: another key claiming an established node id.
     pub bindings_refused: u64,
+    /// SWIM datagrams and sync messages dropped because they name a sender
+    /// other than the node their connection authenticated (also counted as
+    /// rejected datagrams or sync messages).
+    pub impersonations: u64,
     /// Node record signatures checked (ed25519), whatever the outcome.
     pub records_verified: u64,
     /// Node records received that merging would not change: the very

@@ -424,6 +424,30 @@ impl Peer {
         self.schedule(now + self.config.checkpoint_every, PeerTimer::Checkpoint);
     }
 
+    /// One SWIM datagram from a connection that authenticated `node`
+    /// (`None`: a transport without node identities): dropped and counted
+    /// when the packet names another node as its sender. What it says
+    /// about other members is relayed content and not checked here.
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        node: Option<NodeId>,
+        bytes: &[u8],
+    ) {
+        if let Some(node) = node
+            && let Some(claimed) = shoal_gossip::datagram_sender(bytes)
+            && claimed != node
+        {
+            self.stats.datagrams_in += 1;
+            self.stats.rejected_datagrams += 1;
+            self.stats.impersonations += 1;
+            self.bad_message(from, impersonation("SWIM packet", claimed, node));
+            return;
+        }
+        self.handle_datagram(now, from, bytes);
+    }
+
     /// One SWIM datagram from the network.
     pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
@@ -825,4 +849,12 @@ impl Peer {
 /// Wall time in ms, the unit of HLC stamps and the reconciler's clock.
 fn ms(now: Duration) -> u64 {
     u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Why a message naming `claimed` as its sender was dropped.
+pub(crate) fn impersonation(what: &str, claimed: NodeId, authenticated: NodeId) -> String {
+    format!(
+        "a {what} names node {claimed} as its sender, but its connection authenticated node \
+         {authenticated}: dropped"
+    )
 }

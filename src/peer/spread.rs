@@ -226,6 +226,21 @@ impl Peer {
 
     /// One reliable sync message from `from` (the transport's remote address).
     pub fn handle_sync(&mut self, now: Duration, from: SocketAddr, bytes: &[u8]) {
+        self.handle_sync_from(now, from, None, bytes);
+    }
+
+    /// One reliable sync message from a connection that authenticated
+    /// `node` (`None`: a transport without node identities): dropped and
+    /// counted when its envelope names another node as its sender. The
+    /// records it carries may be anyone's (relayed); each is checked
+    /// against its own node's key when merged.
+    pub fn handle_sync_from(
+        &mut self,
+        now: Duration,
+        from: SocketAddr,
+        node: Option<NodeId>,
+        bytes: &[u8],
+    ) {
         self.stats.sync_in += 1;
         let envelope = match wire::decode::<SyncEnvelope>(bytes, MAX_MESSAGE_BYTES) {
             Ok(envelope) => envelope,
@@ -235,6 +250,15 @@ impl Peer {
                 return;
             }
         };
+        if let Some(node) = node
+            && envelope.from != node
+        {
+            self.stats.rejected_sync += 1;
+            self.stats.impersonations += 1;
+            let why = super::impersonation("sync message", envelope.from, node);
+            self.bad_message(from, why);
+            return;
+        }
         self.stats.sync_received.add(&envelope.message, bytes.len());
         let reply_to = envelope.reply_to;
         // What merging this message logs, and the replies it sends, belong

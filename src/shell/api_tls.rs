@@ -123,6 +123,7 @@ impl ApiTls {
             ips: certificate_ips(bind.ip(), advertise),
             usage: LeafUsage::ApiServer,
             validity: validity.max(shoal_gossip::quic::certs::MIN_LEAF_VALIDITY),
+            node: None,
         };
         let cert = CertSlot::new(issuer.issue(&request, SystemTime::now())?)?;
         let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(

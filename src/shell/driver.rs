@@ -108,6 +108,8 @@ pub struct Driver {
     pub join_trust: super::join_rotation::JoinTrust,
     /// What a new member asking the cluster's identity is told.
     pub cluster_answer: Bytes,
+    /// The key bindings the transport checks peers' certificates against.
+    pub key_book: super::key_book::KeyBook,
 }
 
 /// What the loop keeps besides the [`Driver`].
@@ -152,11 +154,11 @@ impl Driver {
                     self.peer.handle_timeout(wall_now());
                     timer.finish(&self.peer);
                 }
-                Some((from, bytes)) = self.inbound.datagrams.recv() => {
-                    self.peer.handle_datagram(wall_now(), from, &bytes);
+                Some((from, node, bytes)) = self.inbound.datagrams.recv() => {
+                    self.peer.handle_datagram_from(wall_now(), from, node, &bytes);
                 }
-                Some((from, bytes)) = self.inbound.pushes.recv() => {
-                    self.peer.handle_sync(wall_now(), from, &bytes);
+                Some((from, node, bytes)) = self.inbound.pushes.recv() => {
+                    self.peer.handle_sync_from(wall_now(), from, node, &bytes);
                 }
                 Some(request) = self.inbound.requests.recv() => {
                     if cluster_identity::is_request(&request.body) {
@@ -177,7 +179,12 @@ impl Driver {
                     } else {
                         // A peer asks us to store a write durably (a replicated
                         // acknowledgement): merge it, answer once it is on disk.
-                        self.peer.handle_sync(wall_now(), request.remote, &request.body);
+                        self.peer.handle_sync_from(
+                            wall_now(),
+                            request.remote,
+                            request.node,
+                            &request.body,
+                        );
                         self.drain(&mut ls);
                         let seq = self.writer.last_queued();
                         self.hold(&mut ls, seq, Held::Replica(request.responder));
@@ -211,6 +218,8 @@ impl Driver {
             self.drain(&mut ls);
             self.snapshots.note(&self.peer);
             self.join_trust.note(&self.peer, &self.transport);
+            self.key_book
+                .refresh(self.peer.state(), self.peer.state_changes());
         }
 
         tracing::info!("leaving the cluster (pods keep running)");

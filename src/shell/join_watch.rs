@@ -87,6 +87,14 @@ pub fn explain(reason: Option<&str>) -> String {
     let Some(reason) = reason else {
         return "no answer yet (still trying)".to_owned();
     };
+    if reason.contains("is bound to another key") {
+        return format!(
+            "it refuses this peer: our node id is bound to another key there ({reason}); this \
+             data dir's node.key is not the one the id was bound with (a copied node.json, or a \
+             lost node.key): start with a fresh data dir, and `shoal node delete` the old id once \
+             it is down"
+        );
+    }
     let tls = [
         "UnknownIssuer",
         "BadSignature",
@@ -121,5 +129,15 @@ mod tests {
         let why = explain(Some("no handshake within 5s"));
         assert!(why.contains("is `shoal up` running there"), "{why}");
         assert!(explain(None).contains("no answer yet"));
+        let why = explain(Some(
+            "aborted by peer: the cryptographic handshake failed: error 46: invalid peer \
+             certificate: Other(OtherError(node id 00000000000000a1 is bound to another key \
+             (0102030405060708), not to the key of the certificate presented (0807060504030201)))",
+        ));
+        assert!(
+            why.contains("our node id is bound to another key there")
+                && !why.contains("another cluster"),
+            "{why}"
+        );
     }
 }

@@ -32,6 +32,7 @@ pub mod handle;
 pub mod images;
 pub mod join_rotation;
 pub mod join_watch;
+pub mod key_book;
 pub mod metrics;
 pub mod persist;
 pub mod service_dns;

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::spec::Resources;
 use shoal_gossip::Preset;
-use shoal_gossip::quic::{ClusterIdentity, JoinToken, QuicConfig, QuicTransport};
+use shoal_gossip::quic::{ClusterIdentity, JoinToken, NodeKey, QuicConfig, QuicTransport};
 use shoal_runtime::docker::{DockerRuntime, RuntimeConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,12 +21,13 @@ use super::handle::{PeerHandle, REQUEST_QUEUE};
 use super::images::transfers::Transfers;
 use super::images::{PeerImages, holdings_loop};
 use super::join_watch::JoinWatch;
+use super::key_book::KeyBook;
 use super::persist::{DataDir, NodeIdentity, Writer};
 use super::services::{
     Services, ServicesConfig, default_service_ip, report_listener_problems, start_services,
 };
 use super::snapshots::SnapshotSource;
-use crate::peer::{Peer, PeerConfig};
+use crate::peer::{NodeKeys, Peer, PeerConfig};
 
 /// Everything `shoal up` is told on its command line.
 #[derive(Debug, Clone)]
@@ -124,9 +125,19 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         .context("the join token in the data dir is malformed")?;
     let advertise = config.advertise;
 
+    // The QUIC certificates are made for the node's signing key and name
+    // its id; peers' are checked against the bindings the state holds.
+    let node = NodeId(identity.node_id);
+    let node_seed = data.node_key_seed()?;
+    let mut key_book = KeyBook::default();
     let mut quic = QuicConfig::new(config.listen, token.clone());
     quic.advertise = Some(advertise.ip());
     quic.cert_validity = config.cert_validity;
+    quic.node_key = Some(NodeKey {
+        node,
+        seed: node_seed,
+    });
+    quic.key_bindings = Some(key_book.bindings());
     super::join_rotation::configure(&mut quic, &identity);
     let (transport, inbound) = QuicTransport::bind(quic)
         .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
@@ -143,7 +154,6 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     let settled = super::cluster_identity::settle(&data, &mut identity, &token, learn).await?;
     let cluster = settled.cluster;
 
-    let node = NodeId(identity.node_id);
     let mut runtime_config = RuntimeConfig::new(cluster.cluster_id(), node);
     runtime_config.publish_ip = config.publish_ip.unwrap_or(advertise.ip());
     let (runtime, observations) = DockerRuntime::connect(runtime_config).await?;
@@ -163,7 +173,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
 
     let info = node_info(config, &identity, advertise);
     let mut peer_config = PeerConfig::new(node, advertise, info);
-    peer_config.keys = data.node_key()?;
+    peer_config.keys = NodeKeys::from_seed(&node_seed);
     peer_config.first_join_token = identity.token.clone();
     peer_config.incarnation = identity.incarnation;
     peer_config.preset = config.preset;
@@ -174,6 +184,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
+    key_book.refresh(peer.state(), peer.state_changes());
     let join_token =
         super::join_rotation::admitting_token(&identity, peer.state().desired.join_secrets().get())
             .to_owned();
@@ -234,6 +245,7 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         listener_problems,
         join_trust: super::join_rotation::JoinTrust::new(data.clone(), identity.clone()),
         cluster_answer: super::cluster_identity::answer(&cluster),
+        key_book,
     };
     // Before the driver starts pods: they get the DNS server if it runs.
     let services = start_services(

@@ -24,6 +24,7 @@ use rustls::{SignatureScheme, crypto::CryptoProvider};
 
 use super::error::TransportError;
 use super::identity::ClusterIdentity;
+use super::node_cert::{NodeKey, ed25519_key_pair, node_dns_name};
 use super::tls::{ca_params_and_key, provider};
 use super::token::JoinToken;
 
@@ -83,20 +84,25 @@ impl ClusterIssuer {
         &self.ca_pem
     }
 
-    /// Signs a fresh key's certificate for `request`, valid from a little
-    /// before `now` until `now + request.validity`.
+    /// Signs a certificate for `request`, valid from a little before `now`
+    /// until `now + request.validity`: for the node's own key when the
+    /// request names a node, else for a fresh key.
     pub fn issue(
         &self,
         request: &LeafRequest,
         now: SystemTime,
     ) -> Result<IssuedCert, TransportError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        let key = match &request.node {
+            Some(node) => ed25519_key_pair(&node.seed)?,
+            None => KeyPair::generate_for(&PKCS_ED25519)?,
+        };
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
         name.push(DnType::OrganizationName, "Shoal");
         name.push(DnType::CommonName, request.common_name.clone());
         params.distinguished_name = name;
-        for dns in &request.dns_names {
+        let node_name = request.node.as_ref().map(|n| node_dns_name(n.node));
+        for dns in request.dns_names.iter().chain(&node_name) {
             params
                 .subject_alt_names
                 .push(SanType::DnsName(dns.clone().try_into()?));
@@ -146,6 +152,9 @@ pub struct LeafRequest {
     pub ips: Vec<IpAddr>,
     pub usage: LeafUsage,
     pub validity: Duration,
+    /// For a peer certificate: the node it names and whose key it is made
+    /// for (see [`super::node_cert`]). `None`: a fresh key, no node id.
+    pub node: Option<NodeKey>,
 }
 
 /// A signed leaf and its key.
@@ -297,6 +306,7 @@ mod tests {
             ips: vec!["127.0.0.1".parse().unwrap(), "0.0.0.0".parse().unwrap()],
             usage: LeafUsage::ApiServer,
             validity,
+            node: None,
         }
     }
 

@@ -13,9 +13,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+use shoal_crdt_state::node::NodeId;
 
 use super::Shared;
 use super::error::TransportError;
+use super::node_cert;
 use super::peers::canonical;
 use super::stats::{Counters, add};
 use crate::repeat_log::RepeatLog;
@@ -30,6 +33,9 @@ pub(crate) const DECLINED: VarInt = VarInt::from_u32(1);
 pub struct InboundRequest {
     /// The requester's UDP address.
     pub remote: SocketAddr,
+    /// The node id the requester's connection authenticated (`None`
+    /// without a node key, see `QuicConfig::node_key`).
+    pub node: Option<NodeId>,
     /// The request bytes (at most `QuicConfig::max_request_size`).
     pub body: Bytes,
     /// Sends the reply.
@@ -138,6 +144,9 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>) {
                 Ok(Err(e)) => {
                     add(&shared.counters.handshake_failures, 1);
                     let text = e.to_string();
+                    if shared.note_identity_refusal(remote, &text) {
+                        return;
+                    }
                     let mut refused = shared.refused.lock().unwrap_or_else(|e| e.into_inner());
                     match handshake_failure(&mut refused, Instant::now(), remote, &text) {
                         HandshakeFailure::RefusedWarn(refusals) => tracing::warn!(%remote, error = %text, refusals, "refused a peer: its certificate comes from no join token this node trusts (a wrong token, or one rotated out past its grace); more refusals of it are logged at most once a minute"),
@@ -186,38 +195,81 @@ fn handshake_failure(
     }
 }
 
+impl Shared {
+    /// Counts and reports a handshake with `remote` that failed because the
+    /// node id its certificate names is bound to another key (once per
+    /// address and id, then at most once a minute); `false` if `error` is
+    /// not that.
+    pub(crate) fn note_identity_refusal(&self, remote: SocketAddr, error: &str) -> bool {
+        let Some(node) = node_cert::refused_bound_node(error) else {
+            return false;
+        };
+        add(&self.counters.identity_refusals, 1);
+        let mut refused = self.refused_ids.lock().unwrap_or_else(|e| e.into_inner());
+        match refused.note(Instant::now(), (remote, node)) {
+            Some(refusals) => tracing::warn!(
+                %remote, %node, refusals,
+                "refused a connection from {remote}: its certificate claims node id {node}, which is bound to another key (a member posing as another node, or a node whose node.key was replaced); more are logged at most once a minute"
+            ),
+            None => tracing::debug!(%remote, %node, "refused a node id bound to another key again"),
+        }
+        true
+    }
+}
+
+/// The node id `conn`'s peer certificate names; checked against the key
+/// bindings during the handshake (see `super::node_cert`).
+fn authenticated_node(shared: &Shared, conn: &Connection) -> Option<NodeId> {
+    shared.config.node_key.as_ref()?;
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    node_cert::leaf_node(certs.first()?)
+        .ok()
+        .map(|(node, _)| node)
+}
+
 /// Serves one connection until it closes, then forgets it from the cache.
 pub(crate) async fn drive_connection(shared: Arc<Shared>, key: SocketAddr, conn: Connection) {
     let remote = canonical(conn.remote_address());
+    let node = authenticated_node(&shared, &conn);
     // quinn's read/accept futures are cancel-safe: losing a select race
     // leaves the datagram or stream queued for the next iteration.
     let reason = loop {
         tokio::select! {
             datagram = conn.read_datagram() => match datagram {
-                Ok(bytes) => deliver_datagram(&shared, remote, bytes),
+                Ok(bytes) => deliver_datagram(&shared, remote, node, bytes),
                 Err(e) => break e,
             },
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    shared.runtime.spawn(serve_request(shared.clone(), remote, send, recv));
+                    shared.runtime.spawn(serve_request(shared.clone(), remote, node, send, recv));
                 }
                 Err(e) => break e,
             },
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
-                    shared.runtime.spawn(serve_push(shared.clone(), remote, recv));
+                    shared.runtime.spawn(serve_push(shared.clone(), remote, node, recv));
                 }
                 Err(e) => break e,
             },
         }
     };
     tracing::debug!(%remote, %reason, "connection closed");
+    // A server checks our certificate after our side of the handshake is
+    // done, so its refusal of our node id arrives as a close: keep it as
+    // the reason dials to it fail, for the operator (see `dial_failure`).
+    let reason = reason.to_string();
+    if node_cert::refused_bound_node(&reason).is_some() {
+        shared.record_dial(key, Some(reason));
+    }
     shared.forget(key, conn.stable_id());
 }
 
-fn deliver_datagram(shared: &Shared, remote: SocketAddr, bytes: Bytes) {
+fn deliver_datagram(shared: &Shared, remote: SocketAddr, node: Option<NodeId>, bytes: Bytes) {
     let size = bytes.len();
-    match shared.inbound.datagrams.try_send((remote, bytes)) {
+    match shared.inbound.datagrams.try_send((remote, node, bytes)) {
         Ok(()) => {
             add(&shared.counters.datagrams_received, 1);
             add(&shared.counters.datagram_bytes_received, size);
@@ -248,6 +300,7 @@ async fn read_body(shared: &Shared, remote: SocketAddr, recv: &mut RecvStream) -
 async fn serve_request(
     shared: Arc<Shared>,
     remote: SocketAddr,
+    node: Option<NodeId>,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -259,6 +312,7 @@ async fn serve_request(
     };
     let request = InboundRequest {
         remote,
+        node,
         body,
         responder: Responder {
             remote,
@@ -280,7 +334,12 @@ async fn serve_request(
 /// whole message). A full channel makes the stream wait (bounded by the
 /// request timeout), which slows the sender through flow control rather
 /// than losing the middle of a transfer.
-async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStream) {
+async fn serve_push(
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+    node: Option<NodeId>,
+    mut recv: RecvStream,
+) {
     let limit = shared.config.max_request_size;
     let after = shared.config.request_timeout;
     loop {
@@ -304,7 +363,7 @@ async fn serve_push(shared: Arc<Shared>, remote: SocketAddr, mut recv: RecvStrea
             &shared.counters.stream_bytes_received,
             frame.len() + super::streams::FRAME_HEADER,
         );
-        match tokio::time::timeout(after, shared.inbound.pushes.send((remote, frame))).await {
+        match tokio::time::timeout(after, shared.inbound.pushes.send((remote, node, frame))).await {
             Ok(Ok(())) => add(&shared.counters.pushes_received, 1),
             _ => {
                 add(&shared.counters.streams_dropped_recv, 1);

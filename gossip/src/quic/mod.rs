@@ -7,6 +7,8 @@
 //! - [`certs`]: the issuer, short-lived leaf certificates and their renewal.
 //! - `trust`: several trusted join tokens at once (rotation), and which
 //!   certificate to present to whom.
+//! - [`node_cert`]: the node id a peer certificate names, checked against
+//!   the key bindings, so a member cannot connect as another node.
 //! - `peers`: the per-peer connection cache (connect on demand, queue while
 //!   connecting, forget on loss) and datagram sending.
 //! - `inbound`: accepting connections and delivering what peers send.
@@ -45,12 +47,12 @@
 //! # let _ = reply;
 //! loop {
 //!     tokio::select! {
-//!         Some((_from, _packet)) = inbound.datagrams.recv() => { /* core.handle_datagram */ }
+//!         Some((_from, _node, _packet)) = inbound.datagrams.recv() => { /* core.handle_datagram */ }
 //!         Some(request) = inbound.requests.recv() => {
 //!             // Answer from another task if building the reply takes time.
 //!             request.responder.respond(Bytes::from_static(b"missing records")).await?;
 //!         }
-//!         Some((_from, _delta)) = inbound.pushes.recv() => { /* core.handle_push */ }
+//!         Some((_from, _node, _delta)) = inbound.pushes.recv() => { /* core.handle_push */ }
 //!         else => break,
 //!     }
 //! }
@@ -63,6 +65,7 @@ pub mod certs;
 mod error;
 pub mod identity;
 mod inbound;
+pub mod node_cert;
 mod peers;
 mod stats;
 mod streams;
@@ -80,6 +83,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, TokioRuntime, VarInt};
+use shoal_crdt_state::node::NodeId;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -87,6 +91,7 @@ pub use certs::{CertSlot, ClusterIssuer, IssuedCert, LeafRequest, LeafUsage};
 pub use error::TransportError;
 pub use identity::{ClusterIdentity, IdentityError};
 pub use inbound::{InboundRequest, Responder, read_frame as read_push_frame};
+pub use node_cert::{KeyBindings, NodeKey};
 pub use stats::TransportStats;
 pub use streams::ReplyStream;
 pub use tls::{ALPN, cluster_ca_certificate};
@@ -158,6 +163,15 @@ pub struct QuicConfig {
     pub current_token: Option<JoinToken>,
     /// Rotated-out tokens still trusted, each until its deadline.
     pub rotated_tokens: Vec<(JoinToken, SystemTime)>,
+    /// This node's id and signing key. Set: its certificates are made for
+    /// that key and name the id, every peer's certificate must name a node
+    /// id not bound to another key (per `key_bindings`), and what arrives is
+    /// attributed to the id its connection authenticated. `None` (tests,
+    /// tools): fresh keys, no node ids, nothing attributed.
+    pub node_key: Option<NodeKey>,
+    /// The key each node id is bound to (read at every handshake); `None`:
+    /// no id is bound.
+    pub key_bindings: Option<KeyBindings>,
 }
 
 impl QuicConfig {
@@ -176,7 +190,19 @@ impl QuicConfig {
             cert_validity: certs::DEFAULT_LEAF_VALIDITY,
             current_token: None,
             rotated_tokens: Vec::new(),
+            node_key: None,
+            key_bindings: None,
         }
+    }
+
+    /// The bindings both TLS sides check peers' node ids against, when this
+    /// node runs with a node key.
+    fn node_check(&self) -> Option<KeyBindings> {
+        self.node_key.as_ref().map(|_| {
+            self.key_bindings
+                .clone()
+                .unwrap_or_else(|| KeyBindings(Arc::new(|_| None)))
+        })
     }
 
     /// The token this node's certificates come from.
@@ -185,23 +211,28 @@ impl QuicConfig {
     }
 }
 
+/// One datagram or push: the sender's UDP address, the node id its
+/// connection authenticated (`None` when this node runs without a node
+/// key, see [`QuicConfig::node_key`]), and the bytes.
+pub type Arrival = (SocketAddr, Option<NodeId>, Bytes);
+
 /// What peers send to this node: drain all three, or arrivals are dropped.
 #[derive(Debug)]
 pub struct Inbound {
-    /// Datagrams (SWIM packets), with the sender's UDP address.
-    pub datagrams: mpsc::Receiver<(SocketAddr, Bytes)>,
+    /// Datagrams (SWIM packets).
+    pub datagrams: mpsc::Receiver<Arrival>,
     /// Requests awaiting an answer through their [`Responder`].
     pub requests: mpsc::Receiver<InboundRequest>,
-    /// One-way pushes, with the sender's UDP address.
-    pub pushes: mpsc::Receiver<(SocketAddr, Bytes)>,
+    /// One-way pushes.
+    pub pushes: mpsc::Receiver<Arrival>,
 }
 
 /// The sending side of [`Inbound`], held by the connection tasks.
 #[derive(Debug)]
 struct InboundSenders {
-    datagrams: mpsc::Sender<(SocketAddr, Bytes)>,
+    datagrams: mpsc::Sender<Arrival>,
     requests: mpsc::Sender<InboundRequest>,
-    pushes: mpsc::Sender<(SocketAddr, Bytes)>,
+    pushes: mpsc::Sender<Arrival>,
 }
 
 /// Handle to a running transport. Clones share the same endpoint.
@@ -243,6 +274,9 @@ struct Shared {
     /// Which refused handshakes to warn about: a joiner with a wrong token
     /// retries every second or so.
     refused: Mutex<RepeatLog<SocketAddr>>,
+    /// The same for peers refused because their node id is bound to
+    /// another key, per (address, node id).
+    refused_ids: Mutex<RepeatLog<(SocketAddr, NodeId)>>,
 }
 
 impl Shared {
@@ -301,7 +335,7 @@ impl QuicTransport {
                 .map(|(token, until)| (token.clone(), Some(*until))),
         );
         let entries = trust::trusted_entries(&runtime, &config, cert_ip, Vec::new(), wanted, now)?;
-        let tls = trust::trust_tls(&entries, now)?;
+        let tls = trust::trust_tls(&entries, now, config.node_check())?;
         let transport = Arc::new(transport_config(&config)?);
         let server_crypto = QuicServerConfig::try_from(tls.server)
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
@@ -374,6 +408,7 @@ impl QuicTransport {
             trust: Mutex::new(entries),
             cert_ip,
             refused: Mutex::default(),
+            refused_ids: Mutex::default(),
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
         runtime.spawn(trust::trust_deadline_loop(Arc::downgrade(&shared)));

@@ -168,6 +168,7 @@ impl Shared {
                 }
                 Err(reason) => {
                     add(&shared.counters.handshake_failures, 1);
+                    shared.note_identity_refusal(to, &reason);
                     tracing::debug!(%to, %reason, "connect failed");
                     shared.record_dial(to, Some(reason.clone()));
                     shared.fail_pending(to, reason);
@@ -178,7 +179,7 @@ impl Shared {
 
     /// Remembers why a dial failed (bounded: the oldest reasons give way),
     /// or forgets it once one succeeded.
-    fn record_dial(&self, to: SocketAddr, failure: Option<String>) {
+    pub(crate) fn record_dial(&self, to: SocketAddr, failure: Option<String>) {
         /// More distinct failing addresses than this are not worth keeping.
         const MAX_REMEMBERED: usize = 1024;
         let mut failures = self.dial_failures.lock().unwrap_or_else(|e| e.into_inner());

@@ -41,6 +41,9 @@ pub struct TransportStats {
     pub connections_accepted: u64,
     /// Failed handshakes in either direction: wrong token, timeout, refused.
     pub handshake_failures: u64,
+    /// Handshakes refused because the peer's certificate names a node id
+    /// bound to another key (also counted in `handshake_failures`).
+    pub identity_refusals: u64,
 }
 
 /// The live counters, one atomic per field of [`TransportStats`].
@@ -63,6 +66,7 @@ pub(crate) struct Counters {
     pub(crate) connections_opened: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) handshake_failures: AtomicU64,
+    pub(crate) identity_refusals: AtomicU64,
 }
 
 /// Adds `n` to a counter. Relaxed: counters order nothing.
@@ -91,6 +95,7 @@ impl Counters {
             connections_opened: get(&self.connections_opened),
             connections_accepted: get(&self.connections_accepted),
             handshake_failures: get(&self.handshake_failures),
+            identity_refusals: get(&self.identity_refusals),
         }
     }
 }

@@ -5,9 +5,11 @@
 //! its certificate has fixed content (fixed names, validity and a serial
 //! derived from the key), and Ed25519 signatures are deterministic, so every
 //! token holder builds byte-for-byte the same CA without ever sending it. Each
-//! node makes a fresh key per process and signs its own short-lived
-//! certificate with the CA, renewed before it expires ([`super::certs`]). Both TLS sides require a chain to that CA: without the token a machine
-//! can neither accept nor open a connection, so it can neither read nor inject.
+//! node signs its own short-lived certificate with the CA, for its node key
+//! and naming its node id (see [`super::node_cert`]), renewed before it
+//! expires ([`super::certs`]). Both TLS sides require a chain to that CA:
+//! without the token a machine can neither accept nor open a connection, so
+//! it can neither read nor inject.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,16 +18,16 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ED25519,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 
 #[cfg(test)]
 use super::certs::{CertSlot, ClusterIssuer};
 use super::certs::{LeafRequest, LeafUsage};
 use super::error::TransportError;
 use super::identity::ClusterIdentity;
+use super::node_cert::{NodeKey, ed25519_key_pair};
 use super::token::JoinToken;
 #[cfg(test)]
 use rustls::{RootCertStore, server::WebPkiClientVerifier};
@@ -33,12 +35,6 @@ use rustls::{RootCertStore, server::WebPkiClientVerifier};
 /// ALPN protocol id: a peer speaking another protocol (or version) fails the
 /// handshake instead of misparsing our streams.
 pub const ALPN: &[u8] = b"shoal/1";
-
-/// PKCS#8 v1 header for an Ed25519 private key (RFC 8410): the 32-byte seed
-/// follows. ring and rustls accept this form.
-const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
 
 /// The rustls configurations of one node, both sides of mutual TLS.
 #[derive(Debug, Clone)]
@@ -69,12 +65,7 @@ pub(crate) const CA_KEY_LABEL: &[u8] = b"cluster-ca-key";
 pub(crate) fn ca_params_and_key(
     identity: &ClusterIdentity,
 ) -> Result<(CertificateParams, KeyPair), TransportError> {
-    let seed = identity.ca_seed();
-    let mut pkcs8 = Vec::with_capacity(48);
-    pkcs8.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
-    pkcs8.extend_from_slice(seed);
-    let key =
-        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8), &PKCS_ED25519)?;
+    let key = ed25519_key_pair(identity.ca_seed())?;
 
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
@@ -93,12 +84,14 @@ pub(crate) fn ca_params_and_key(
 }
 
 /// The names a node's QUIC certificate carries: the cluster name every dial
-/// verifies, and `advertise` as an IP SAN (informational; an unspecified
-/// address such as 0.0.0.0 is left out).
+/// verifies, `advertise` as an IP SAN (informational; an unspecified
+/// address such as 0.0.0.0 is left out), and with `node` its node id,
+/// the certificate then being made for the node's key.
 pub(crate) fn peer_leaf_request(
     token: &JoinToken,
     advertise: IpAddr,
     validity: Duration,
+    node: Option<&NodeKey>,
 ) -> LeafRequest {
     LeafRequest {
         common_name: format!("shoal node {advertise}"),
@@ -106,6 +99,7 @@ pub(crate) fn peer_leaf_request(
         ips: vec![advertise],
         usage: LeafUsage::Peer,
         validity,
+        node: node.cloned(),
     }
 }
 
@@ -152,7 +146,7 @@ pub(crate) fn fresh_cluster_tls(
     advertise: IpAddr,
 ) -> Result<ClusterTls, TransportError> {
     let issuer = ClusterIssuer::from_token(token)?;
-    let request = peer_leaf_request(token, advertise, super::certs::DEFAULT_LEAF_VALIDITY);
+    let request = peer_leaf_request(token, advertise, super::certs::DEFAULT_LEAF_VALIDITY, None);
     let slot = CertSlot::new(issuer.issue(&request, std::time::SystemTime::now())?)?;
     cluster_tls(&issuer, slot)
 }
@@ -208,7 +202,7 @@ mod tests {
         let token = JoinToken::from_seed([6; 32]);
         let issuer = ClusterIssuer::from_token(&token).unwrap();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let request = peer_leaf_request(&token, ip, Duration::from_secs(60));
+        let request = peer_leaf_request(&token, ip, Duration::from_secs(60), None);
         let now = SystemTime::now();
         let fresh = |at| CertSlot::new(issuer.issue(&request, at).unwrap()).unwrap();
         let server_slot = fresh(now);

@@ -17,9 +17,11 @@
 //!   (rustls lists the subjects of the roots it accepts), preferring the
 //!   current token, else the current one.
 //!
-//! Names carry no trust here (peers are dialled by IP, every leaf of a token
-//! carries the same name): the server check accepts a chain to any trusted
-//! CA whose leaf names any trusted token.
+//! The token's name carries no trust (peers are dialled by IP, every leaf
+//! of a token carries it): the server check accepts a chain to any trusted
+//! CA whose leaf names any trusted token. Then, on both sides, a node
+//! running with its node key checks the peer leaf's node id against the key
+//! bindings ([`super::node_cert`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,12 +33,14 @@ use tokio::runtime::Handle;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use super::certs::{CertSlot, ClusterIssuer};
 use super::error::TransportError;
+use super::node_cert::{KeyBindings, check_leaf};
 use super::tls::{ALPN, ClusterTls, provider};
 use super::token::JoinToken;
 use super::{QuicConfig, Shared};
@@ -95,7 +99,7 @@ impl Shared {
         if new == old {
             return Ok(());
         }
-        let tls = trust_tls(&trust, now)?;
+        let tls = trust_tls(&trust, now, self.config.node_check())?;
         let server_crypto = QuicServerConfig::try_from(tls.server)
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
@@ -151,6 +155,7 @@ pub(super) fn trusted_entries(
             &token,
             cert_ip,
             config.cert_validity.max(super::certs::MIN_LEAF_VALIDITY),
+            config.node_key.as_ref(),
         );
         let slot = CertSlot::new(issuer.issue(&leaf, now)?)?;
         let renewal = runtime
@@ -195,10 +200,13 @@ pub(super) async fn trust_deadline_loop(shared: std::sync::Weak<Shared>) {
 }
 
 /// The rustls configurations for `entries` (the current token first).
-/// Entries past their deadline at `now` are left out.
+/// Entries past their deadline at `now` are left out. With `nodes`, both
+/// sides also require the peer's leaf to name a node id not bound to
+/// another key.
 pub(crate) fn trust_tls(
     entries: &[TrustedEntry],
     now: SystemTime,
+    nodes: Option<KeyBindings>,
 ) -> Result<ClusterTls, TransportError> {
     let live: Vec<&TrustedEntry> = entries
         .iter()
@@ -221,10 +229,17 @@ pub(crate) fn trust_tls(
         current: current.slot.clone(),
     });
 
-    let client_verifier =
+    let chain_verifier =
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
+    let client_verifier: Arc<dyn ClientCertVerifier> = match &nodes {
+        Some(bindings) => Arc::new(NodeClientVerifier {
+            inner: chain_verifier,
+            bindings: bindings.clone(),
+        }),
+        None => chain_verifier,
+    };
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(client_verifier)
@@ -241,7 +256,11 @@ pub(crate) fn trust_tls(
                 .map_err(|e| TransportError::TlsSetup(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let verifier = Arc::new(AnyTrustedName { inner, names });
+    let verifier = Arc::new(AnyTrustedName {
+        inner,
+        names,
+        nodes,
+    });
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -301,15 +320,17 @@ impl ResolvesClientCert for Leaves {
 
 /// Accepts a server chain to any trusted CA whose leaf names any trusted
 /// token: a dialer asks with its own token's name, which a peer that was
-/// given another token cannot have put in its certificate.
+/// given another token cannot have put in its certificate. With `nodes`,
+/// the leaf must also pass the node check.
 #[derive(Debug)]
 struct AnyTrustedName {
     inner: Arc<WebPkiServerVerifier>,
     names: Vec<ServerName<'static>>,
+    nodes: Option<KeyBindings>,
 }
 
-impl ServerCertVerifier for AnyTrustedName {
-    fn verify_server_cert(
+impl AnyTrustedName {
+    fn verify_chain(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -336,6 +357,80 @@ impl ServerCertVerifier for AnyTrustedName {
             }
         }
         first
+    }
+}
+
+impl ServerCertVerifier for AnyTrustedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified =
+            self.verify_chain(end_entity, intermediates, server_name, ocsp_response, now)?;
+        if let Some(bindings) = &self.nodes {
+            check_leaf(end_entity, bindings)?;
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The chain check of a client's certificate, then the node check.
+#[derive(Debug)]
+struct NodeClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    bindings: KeyBindings,
+}
+
+impl ClientCertVerifier for NodeClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        check_leaf(end_entity, &self.bindings)?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -384,7 +479,7 @@ mod tests {
         let _ = from.send_datagram(to.local_addr(), Bytes::from_static(b"ping"));
         tokio::time::timeout(Duration::from_secs(3), inbound.datagrams.recv())
             .await
-            .is_ok_and(|got| got.is_some_and(|(_, bytes)| bytes == "ping"))
+            .is_ok_and(|got| got.is_some_and(|(_, _, bytes)| bytes == "ping"))
     }
 
     #[tokio::test]

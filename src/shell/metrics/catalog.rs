@@ -60,6 +60,7 @@ pub const IMAGE_TRANSFER_BYTES: &str = "shoal_image_transfer_bytes_total";
 pub const CONNECTIONS: &str = "shoal_transport_connections";
 pub const CONNECTIONS_OPENED: &str = "shoal_transport_connections_opened_total";
 pub const HANDSHAKE_FAILURES: &str = "shoal_transport_handshake_failures_total";
+pub const IDENTITY_REFUSALS: &str = "shoal_transport_identity_refusals_total";
 pub const DATAGRAMS: &str = "shoal_transport_datagrams_total";
 pub const DATAGRAM_BYTES: &str = "shoal_transport_datagram_bytes_total";
 pub const DATAGRAMS_DROPPED: &str = "shoal_transport_datagrams_dropped_total";
@@ -125,7 +126,8 @@ pub fn describe() {
         RECORDS_REJECTED,
         "Records from peers not merged, by reason (forged: not signed by the node's bound \
          key; unbound: the node's key binding not here yet; binding: another key claiming \
-         an established node id)"
+         an established node id; impersonation: a SWIM or sync message naming a sender other \
+         than the node its connection authenticated)"
     );
     describe_gauge!(
         STATE_RECORDS,
@@ -217,6 +219,10 @@ pub fn describe() {
     describe_counter!(
         HANDSHAKE_FAILURES,
         "Failed QUIC handshakes either way (wrong join token, timeout, refused)"
+    );
+    describe_counter!(
+        IDENTITY_REFUSALS,
+        "QUIC handshakes refused because the peer's certificate names a node id bound to another key"
     );
     describe_counter!(DATAGRAMS, "QUIC datagrams (SWIM) by direction");
     describe_counter!(DATAGRAM_BYTES, "Payload bytes of those datagrams");

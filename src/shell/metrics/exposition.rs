@@ -80,6 +80,7 @@ fn export_core(core: &CoreStats) {
     counter!(RECORDS_REJECTED, "reason" => "forged").absolute(p.records_forged);
     counter!(RECORDS_REJECTED, "reason" => "unbound").absolute(p.records_unbound);
     counter!(RECORDS_REJECTED, "reason" => "binding").absolute(p.bindings_refused);
+    counter!(RECORDS_REJECTED, "reason" => "impersonation").absolute(p.impersonations);
     counter!(POD_ACTIONS, "action" => "start").absolute(p.pod_starts);
     counter!(POD_ACTIONS, "action" => "stop").absolute(p.pod_stops);
     counter!(PLACEMENTS).absolute(p.placements);
@@ -89,6 +90,7 @@ fn export_core(core: &CoreStats) {
     counter!(CONNECTIONS_OPENED, "side" => "dialled").absolute(t.connections_opened);
     counter!(CONNECTIONS_OPENED, "side" => "accepted").absolute(t.connections_accepted);
     counter!(HANDSHAKE_FAILURES).absolute(t.handshake_failures);
+    counter!(IDENTITY_REFUSALS).absolute(t.identity_refusals);
     counter!(DATAGRAMS, "direction" => "sent").absolute(t.datagrams_sent);
     counter!(DATAGRAMS, "direction" => "received").absolute(t.datagrams_received);
     counter!(DATAGRAM_BYTES, "direction" => "sent").absolute(t.datagram_bytes_sent);

@@ -24,6 +24,12 @@ impl DataDir {
 
     /// The node's signing key, created on first use.
     pub fn node_key(&self) -> Result<NodeKeys, PersistError> {
+        Ok(NodeKeys::from_seed(&self.node_key_seed()?))
+    }
+
+    /// The seed of the node's signing key, created on first use (the QUIC
+    /// certificates are made for the same key).
+    pub fn node_key_seed(&self) -> Result<[u8; 32], PersistError> {
         let path = self.node_key_path();
         let corrupt = |reason: String| PersistError::Corrupt {
             path: path.clone(),
@@ -36,7 +42,7 @@ impl DataDir {
                 .map_err(|_| corrupt("the OS gave no randomness to make a key".into()))?;
             let text = format!("{HEADER}\n{}\n", hex(&seed));
             write_atomically(&path, text.as_bytes(), true)?;
-            return Ok(NodeKeys::from_seed(&seed));
+            return Ok(seed);
         };
         let mode = fs::metadata(&path)
             .map_err(|source| PersistError::Read {
@@ -52,8 +58,7 @@ impl DataDir {
                 mode & 0o777
             )));
         }
-        let seed = key_seed(&bytes).map_err(corrupt)?;
-        Ok(NodeKeys::from_seed(&seed))
+        key_seed(&bytes).map_err(corrupt)
     }
 }
 

@@ -1,0 +1,81 @@
+//! A member cannot pose as another node at the transport: with node keys,
+//! each side of a connection checks the node id the other's certificate
+//! names against the key bindings, and what arrives is attributed to the
+//! authenticated id.
+#![cfg(feature = "quic")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use shoal_crdt_state::identity::PublicKey;
+use shoal_crdt_state::node::NodeId;
+use shoal_gossip::quic::{Inbound, JoinToken, KeyBindings, NodeKey, QuicConfig, QuicTransport};
+use tokio::time::timeout;
+
+type Book = Arc<RwLock<HashMap<NodeId, PublicKey>>>;
+
+fn public_key(seed: [u8; 32]) -> PublicKey {
+    let pair = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    PublicKey(pair.public_key().as_ref().try_into().unwrap())
+}
+
+/// A transport on 127.0.112.`host` running as `node` with key `seed`,
+/// checking peers against `book`.
+fn node(host: u8, node: u64, seed: [u8; 32], book: &Book) -> (QuicTransport, Inbound) {
+    let token = JoinToken::from_seed([3; 32]);
+    let mut config = QuicConfig::new(format!("127.0.112.{host}:0").parse().unwrap(), token);
+    config.connect_timeout = Duration::from_secs(2);
+    config.node_key = Some(NodeKey {
+        node: NodeId(node),
+        seed,
+    });
+    let book = book.clone();
+    config.key_bindings = Some(KeyBindings(Arc::new(move |id| {
+        book.read().unwrap().get(&id).copied()
+    })));
+    QuicTransport::bind(config).unwrap()
+}
+
+/// The first datagram `to` gets within a second, after clearing its queue.
+async fn ping(from: &QuicTransport, to: &QuicTransport, inbound: &mut Inbound) -> Option<NodeId> {
+    while inbound.datagrams.try_recv().is_ok() {}
+    let _ = from.send_datagram(to.local_addr(), Bytes::from_static(b"ping"));
+    let (_, node, bytes) = timeout(Duration::from_secs(3), inbound.datagrams.recv())
+        .await
+        .ok()??;
+    assert_eq!(bytes, "ping");
+    node
+}
+
+#[tokio::test]
+async fn a_node_id_bound_to_another_key_is_refused_on_both_sides() {
+    let book: Book = Arc::default();
+    book.write().unwrap().insert(NodeId(1), public_key([1; 32]));
+    let (real, mut real_in) = node(1, 1, [1; 32], &book);
+    let (other, mut other_in) = node(2, 2, [2; 32], &book);
+    // An unbound id (node 2, joining) is accepted, and what it sends is
+    // attributed to the id its certificate names; and the other way round.
+    assert_eq!(ping(&other, &real, &mut real_in).await, Some(NodeId(2)));
+    assert_eq!(ping(&real, &other, &mut other_in).await, Some(NodeId(1)));
+
+    // A member holding the token claims node 1 with its own key.
+    let (poser, mut poser_in) = node(3, 1, [9; 32], &book);
+    assert_eq!(ping(&poser, &real, &mut real_in).await, None);
+    assert_eq!(ping(&poser, &other, &mut other_in).await, None);
+    // Dialled by others, it is refused as a server too.
+    assert_eq!(ping(&other, &poser, &mut poser_in).await, None);
+    let refusals = |t: &QuicTransport| t.stats().identity_refusals;
+    assert!(refusals(&real) >= 1, "{:?}", real.stats());
+    assert!(refusals(&other) >= 2, "{:?}", other.stats());
+    let why = other.dial_failure(poser.local_addr()).unwrap_or_default();
+    assert!(why.contains("is bound to another key"), "{why}");
+
+    // Still fine between the real nodes.
+    assert_eq!(ping(&real, &other, &mut other_in).await, Some(NodeId(1)));
+    for t in [real, other, poser] {
+        t.shutdown().await;
+    }
+}
