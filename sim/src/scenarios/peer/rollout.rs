@@ -28,7 +28,10 @@
 //! each other's pods, so only the floor (over both sides) is checked. After
 //! the heal the ceiling is checked again from the first instant every
 //! peer sees every other and every RC is back under it (the split's extra
-//! copies handed over); `heal_to_ceiling_ms` says how long that took.
+//! copies handed over); `heal_to_ceiling_ms` says how long that took,
+//! `heal_views_agree_ms` when every peer first saw every other (sampled
+//! every 250 ms) and `heal_above_ceiling_ms` the last instant, after the
+//! heal, at which some RC still ran above its ceiling.
 //!
 //! The disturbances: `-crash` kills, once the rollout is under way, the
 //! peer running the first new-template pod (its pods die with it);
@@ -187,6 +190,12 @@ struct Bounds {
     rejoin_since: Option<Micros>,
     /// How long that took after the heal, ms.
     heal_to_ceiling_ms: Option<u64>,
+    /// When the net healed.
+    healed_at: Option<Micros>,
+    /// Heal to every peer seeing every other, ms (sampled by `run`).
+    heal_views_agree_ms: Option<u64>,
+    /// Heal to the last instant some RC ran above its ceiling, ms.
+    heal_above_ceiling_ms: Option<u64>,
     /// Lowest `ready − floor` seen over all RCs (negative: a violation).
     min_margin: i64,
     /// Lowest ready count of any RC.
@@ -203,6 +212,9 @@ impl Bounds {
             check_running: true,
             rejoin_since: None,
             heal_to_ceiling_ms: None,
+            healed_at: None,
+            heal_views_agree_ms: None,
+            heal_above_ceiling_ms: None,
             min_margin: i64::MAX,
             min_ready: u64::MAX,
             violations: Vec::new(),
@@ -245,6 +257,15 @@ impl Bounds {
             self.rejoin_since = None;
             self.check_running = true;
             self.heal_to_ceiling_ms = Some((now - since) / 1000);
+        }
+        if let Some(since) = self.rejoin_since
+            && self
+                .limits
+                .values()
+                .zip(counts)
+                .any(|(&(_, ceiling), &(_, running))| running > ceiling)
+        {
+            self.heal_above_ceiling_ms = Some((now - since) / 1000);
         }
         for ((rc, &(floor, ceiling)), &(ready, running)) in self.limits.iter().zip(counts) {
             self.min_ready = self.min_ready.min(ready);
@@ -328,7 +349,14 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         {
             c.world.net.heal();
             bounds.rejoin_since = Some(c.now());
+            bounds.healed_at = Some(c.now());
             healed_at = None;
+        }
+        if let Some(since) = bounds.healed_at
+            && bounds.heal_views_agree_ms.is_none()
+            && c.all_see_all()
+        {
+            bounds.heal_views_agree_ms = Some((c.now() - since) / 1000);
         }
         if healed_at.is_none() && bounds.check_running && all_rolled(&c, &specs) {
             rolled = Some(c.now());
@@ -352,6 +380,14 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         extra.insert(
             "heal_to_ceiling_ms".into(),
             bounds.heal_to_ceiling_ms.map_or(-1.0, |t| t as f64),
+        );
+        extra.insert(
+            "heal_views_agree_ms".into(),
+            bounds.heal_views_agree_ms.map_or(-1.0, |t| t as f64),
+        );
+        extra.insert(
+            "heal_above_ceiling_ms".into(),
+            bounds.heal_above_ceiling_ms.map_or(0.0, |t| t as f64),
         );
     }
     let name = match disturbance {
