@@ -172,7 +172,7 @@ pub fn may_replace(
     if stopped(view).is_some() || slot_of(rc, index) == Slot::Undeclared {
         return false;
     }
-    if !serving(view, index) {
+    if !serving(view, index) || updated_and_available(view, current, index) {
         return true;
     }
     let (surge, mut unavailable) = rc.update_strategy.resolve(rc.replicas);
@@ -184,9 +184,15 @@ pub fn may_replace(
     let floor = u64::from(rc.replicas.saturating_sub(unavailable));
     let slots = serving.saturating_sub(floor);
     let rank = (0..index)
-        .filter(|j| available(view, *j) && outdated(view, current, *j))
+        .filter(|j| costs_budget(view, current, *j))
         .count() as u64;
     rank < slots
+}
+
+/// Whether replacing index `j`'s outdated copy takes a serving replica
+/// away: not when a copy of the current template serves it elsewhere.
+fn costs_budget(view: &RcView, current: TemplateHash, j: u32) -> bool {
+    available(view, j) && outdated(view, current, j) && !updated_and_available(view, current, j)
 }
 
 /// True when surge slot `index` may start a pod of the current template.
@@ -524,6 +530,35 @@ mod tests {
             NEW,
         );
         assert!(!may_start_surge(&rc, NEW, &moving, 4), "5 already");
+    }
+
+    #[test]
+    fn an_outdated_copy_whose_replica_a_current_copy_serves_elsewhere_goes_at_once() {
+        // After a heal: every replica serves its outdated copy on its owner
+        // and a current copy on the side that lost it. Nothing unavailable,
+        // no surge pod: the floor leaves no slot, yet replacing an outdated
+        // copy takes no replica out of service.
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        let current = |available| PodView {
+            template_hash: NEW,
+            serving: true,
+            available,
+        };
+        let mut healed = view(&[old, old, old, old]);
+        for i in [1, 2] {
+            healed.push(i, current(true), None, NEW);
+        }
+        assert_eq!(replaceable(&rc, &healed), [1, 2]);
+        // Such a replica takes no rank from the others: with one slot (a
+        // surge pod), replica 0 and the doubled ones go, replica 3 waits.
+        let mut surged = healed.clone();
+        surged.push(4, current(true), None, NEW);
+        assert_eq!(replaceable(&rc, &surged), [0, 1, 2]);
+        // A current copy that is not yet available does not count.
+        let mut warming = view(&[old, old, old, old]);
+        warming.push(1, current(false), None, NEW);
+        assert!(replaceable(&rc, &warming).is_empty());
     }
 
     #[test]
