@@ -1,4 +1,5 @@
-//! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`: every
+//! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`,
+//! `rollout-partition-undo`: every
 //! RC of the workload is rolled to a new image at a random peer (Kubernetes
 //! default budget: 25% surge, 25% unavailable), and the rollout's bounds
 //! are checked after every instant at which anything happened, not only at
@@ -37,7 +38,11 @@
 //! peer running the first new-template pod (its pods die with it);
 //! `-scale` scales `rc-0000` by +2 at the same time (both bounds use the
 //! larger and smaller count while the scale spreads); `-partition` splits
-//! the cluster in two halves for 20 s during the rollout.
+//! the cluster in two halves for 20 s during the rollout; `-partition-undo`
+//! too, and one half is told `rollout undo` of every RC as it splits: on
+//! heal that newer template wins, so the other half's copies are outdated
+//! while the first half's serve the current template (the case of
+//! `tests/cluster_rollout_faults.rs`), and every RC ends on the first image.
 //!
 //! **What breached the floor before** (the crash and the partition, 1–3
 //! pods right after the disturbance): surge pods. Once a membership change
@@ -76,6 +81,7 @@ pub enum Disturbance {
     Crash,
     Scale,
     Partition,
+    PartitionUndo,
 }
 
 /// Ready and running pods of each RC, kept current by recounting, after
@@ -307,8 +313,8 @@ fn run_checked(c: &mut PeerCluster, until: Micros, bounds: &mut Bounds) {
     c.run_until(until);
 }
 
-fn all_rolled(c: &PeerCluster, specs: &[RcSpec]) -> bool {
-    specs.iter().all(|s| c.runs_image(&s.name, NEW_IMAGE)) && c.violations().is_empty()
+fn all_rolled(c: &PeerCluster, specs: &[RcSpec], image: &str) -> bool {
+    specs.iter().all(|s| c.runs_image(&s.name, image)) && c.violations().is_empty()
 }
 
 pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
@@ -334,6 +340,11 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         }
     }
     let mut rolled = None;
+    let first_image = specs.first().map(|s| s.template.primary_image().to_owned());
+    let final_image = match disturbance {
+        Disturbance::PartitionUndo => first_image.as_deref().unwrap_or(NEW_IMAGE),
+        _ => NEW_IMAGE,
+    };
     let deadline = t0 + secs(600);
     let mut disturbed = false;
     let mut healed_at: Option<Micros> = None;
@@ -358,7 +369,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         {
             bounds.heal_views_agree_ms = Some((c.now() - since) / 1000);
         }
-        if healed_at.is_none() && bounds.check_running && all_rolled(&c, &specs) {
+        if healed_at.is_none() && bounds.check_running && all_rolled(&c, &specs, final_image) {
             rolled = Some(c.now());
             break;
         }
@@ -376,7 +387,10 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     extra.insert("min_ready".into(), bounds.min_ready as f64);
     extra.insert("min_ready_margin".into(), bounds.min_margin as f64);
     extra.insert("bound_checks".into(), bounds.checks as f64);
-    if disturbance == Disturbance::Partition {
+    if matches!(
+        disturbance,
+        Disturbance::Partition | Disturbance::PartitionUndo
+    ) {
         extra.insert(
             "heal_to_ceiling_ms".into(),
             bounds.heal_to_ceiling_ms.map_or(-1.0, |t| t as f64),
@@ -395,6 +409,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         Disturbance::Crash => "rollout-crash",
         Disturbance::Scale => "rollout-scale",
         Disturbance::Partition => "rollout-partition",
+        Disturbance::PartitionUndo => "rollout-partition-undo",
     };
     let mut r = report(&c, name, o.peers, None, extra);
     let mut fail = |why: String| {
@@ -471,7 +486,7 @@ fn disturb(
                 );
             }
         }
-        Disturbance::Partition => {
+        Disturbance::Partition | Disturbance::PartitionUndo => {
             let alive = c.alive_slots();
             let half = alive.len() / 2;
             let groups: Vec<_> = alive
@@ -480,6 +495,19 @@ fn disturb(
                 .map(|(k, &s)| (c.world.addr(s), u32::from(k >= half) + 1))
                 .collect();
             c.world.net.partition(groups);
+            if disturbance == Disturbance::PartitionUndo
+                && let Some(&slot) = alive.first()
+            {
+                for s in specs {
+                    let _ = c.command(
+                        slot,
+                        Command::Undo {
+                            name: s.name.clone(),
+                            to_revision: None,
+                        },
+                    );
+                }
+            }
             // Each side runs the declared count of its own: only the floor.
             bounds.check_running = false;
             *healed_at = Some(c.now() + secs(20));
