@@ -28,7 +28,14 @@
 //!   `available − (replicas − unavailable)`: ready never drops below
 //!   `replicas − unavailable`;
 //! - one that does not serve (down, starting) may be replaced at once: it
-//!   costs nothing;
+//!   costs nothing; nor does one whose replica a pod of the current
+//!   template serves (available) on another node, and it takes no rank
+//!   from the others. After a partition heal the side that lost a replica
+//!   may run it on the current template while its owner runs an outdated
+//!   copy: the owner replaces its copy at once, the other copy hands over
+//!   to the new one, and the RC is back within `replicas + maxSurge` after
+//!   a drain and a start rather than the handover bound (the other copy
+//!   never trades a current copy for an outdated one);
 //! - surge slot `k` starts only while an outdated replica remains and the
 //!   RC's pods plus the empty slots before `k` stay below
 //!   `replicas + surge`: running never exceeds `replicas + surge`;
@@ -158,7 +165,8 @@ fn updated_and_available(view: &RcView, current: TemplateHash, j: u32) -> bool {
 }
 
 /// True when the owner of index `index` (a replica or a surge slot) may
-/// replace its outdated pod now. `surge_placed` says whether placement
+/// replace its outdated pod now: it does not serve, a current copy serves
+/// the index elsewhere, or its rank fits the unavailability budget. `surge_placed` says whether placement
 /// found a node for any surge slot: without one (a full cluster, a host
 /// port on a single node) the rollout falls back to replacing one replica
 /// at a time in place rather than waiting for a surge that cannot come.
