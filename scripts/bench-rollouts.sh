@@ -85,6 +85,11 @@ for s in scenarios:
     heal = [ex(r, "heal_to_ceiling_ms") for _, r in ok if ex(r, "heal_to_ceiling_ms") is not None]
     if heal:
         t += f"; heal -> ceiling max {max(heal)/1000:.2f} s"
+    agree = [ex(r, "heal_views_agree_ms") for _, r in ok if ex(r, "heal_views_agree_ms") is not None]
+    above = [ex(r, "heal_above_ceiling_ms") for _, r in ok if ex(r, "heal_above_ceiling_ms") is not None]
+    if agree and above:
+        t += (f" (views agree max {max(agree)/1000:.2f} s; above the ceiling after the heal "
+              f"max {max(above)/1000:.2f} s, p50 {statistics.median(above)/1000:.2f} s)")
     floors = sum(1 for _, v in breaches if "below the floor" in v)
     b = (f"{len(breach_seeds)} runs: {floors} below the floor, {len(breaches) - floors} above the ceiling "
          f"(seeds {breach_seeds})" if breaches else "0")

@@ -14,7 +14,13 @@
 //!   probe passes again, so it lets no old pod go;
 //! - two running copies of one replica after a partition heal: the copy on
 //!   the node placement gives the replica stays, the other drains first
-//!   and stops once that one serves.
+//!   and stops once that one serves;
+//! - the same after a heal where the side that lost a replica ran the
+//!   current template and its owner an outdated one: the owner replaces its
+//!   copy at once (a current copy keeps the replica served), so the RC is
+//!   back within `replicas + maxSurge` after a drain, a start and the
+//!   handover's drain, not the 30 s handover bound; a paused rollout
+//!   replaces nothing.
 
 use std::collections::BTreeMap;
 
@@ -340,4 +346,119 @@ fn two_copies_after_a_heal_keep_the_owner_s_and_the_other_drains_then_stops() {
         }
     }
     panic!("node 1's extra copy of replica 0 never left");
+}
+
+/// A heal mid-rollout, as in `tests/cluster_rollout_faults.rs`: node 0 (the
+/// lone side, told `rollout undo`) runs all 4 replicas of the current
+/// template; nodes 1 and 2 (the pair) run all 4 of the outdated one. On the
+/// healed placement node 0 owns replicas 0 and 3, node 1 replica 1, node 2
+/// replica 2: 8 copies of a ceiling of `replicas + maxSurge`.
+fn healed(max_surge: u32, max_unavailable: u32, paused: bool) -> (Cluster, RcSpec) {
+    let old = rc(4, "web:1", max_surge, max_unavailable);
+    let mut new = rc(4, "web:2", max_surge, max_unavailable);
+    new.paused = paused;
+    let (old_hash, new_hash) = (old.template.hash(), new.template.hash());
+    let surge = (max_surge > 0).then(|| (pod(4), node(1)));
+    let owners = Assignment::with_surge(
+        [(0, 0), (1, 1), (2, 2), (3, 0)].map(|(i, n)| (pod(i), node(n))),
+        surge,
+    );
+    let mut c = Cluster::new(3, owners);
+    for i in 0..4 {
+        c.running(node(0), i, new_hash, true);
+    }
+    for (n, i) in [(1, 1), (1, 0), (2, 2), (2, 3)] {
+        c.running(node(n), i, old_hash, true);
+    }
+    (c, new)
+}
+
+/// Rounds (1 s each) until the RC runs within its ceiling, checking the
+/// floor (`replicas − maxUnavailable` replicas served) at every round and
+/// the ceiling at every round after; then until 4 copies of the current
+/// template run, one per replica, each on its owner.
+fn heal_rounds(max_surge: u32, max_unavailable: u32) -> u32 {
+    let (mut c, spec) = healed(max_surge, max_unavailable, false);
+    let new_hash = spec.template.hash();
+    let ceiling = 4 + max_surge as usize;
+    let floor = 4 - max_unavailable as usize;
+    let mut within_at = None;
+    for round in 1..=40 {
+        c.round(&spec);
+        assert!(
+            c.available() >= floor,
+            "round {round}: {} replicas served, below the floor {floor}",
+            c.available()
+        );
+        match within_at {
+            None if c.copies() <= ceiling => within_at = Some(round),
+            None => {}
+            Some(_) => assert!(
+                c.copies() <= ceiling,
+                "round {round}: {} copies, above the ceiling {ceiling} again",
+                c.copies()
+            ),
+        }
+        if c.copies() == 4 && c.available_of(new_hash) == 4 {
+            for (i, n) in [(0, 0), (1, 1), (2, 2), (3, 0)] {
+                let on_owner = c.peers[&node(n)].get(&pod(i)).map(|p| p.template_hash);
+                assert_eq!(on_owner, Some(new_hash), "replica {i} on node {n}");
+            }
+            return within_at.expect("4 copies are within the ceiling");
+        }
+    }
+    panic!(
+        "not converged in 40 rounds: {} copies, {} of the current template available",
+        c.copies(),
+        c.available_of(new_hash)
+    );
+}
+
+/// The handover's drain (2 s) twice, a stop and a start: well under the
+/// handover bound (30 s) the excess lasted before.
+const HEAL_BOUND_ROUNDS: u32 = 10;
+
+#[test]
+fn after_a_heal_the_owner_replaces_its_outdated_copy_and_the_excess_goes_within_seconds() {
+    let rounds = heal_rounds(1, 0);
+    eprintln!("within replicas + maxSurge {rounds} s after the heal");
+    assert!(
+        rounds <= HEAL_BOUND_ROUNDS,
+        "above replicas + maxSurge for {rounds} s after the heal"
+    );
+}
+
+#[test]
+fn after_a_heal_without_surge_the_excess_goes_within_seconds_too() {
+    let rounds = heal_rounds(0, 1);
+    eprintln!("within replicas {rounds} s after the heal");
+    assert!(
+        rounds <= HEAL_BOUND_ROUNDS,
+        "above replicas for {rounds} s after the heal"
+    );
+}
+
+/// `rollout pause` holds after a heal: the owners keep their outdated
+/// copies (the side that lost the replicas hands them back only at the
+/// handover bound, as before).
+#[test]
+fn after_a_heal_a_paused_rollout_replaces_nothing() {
+    let (mut c, spec) = healed(1, 0, true);
+    let old_hash = rc(4, "web:1", 1, 0).template.hash();
+    for round in 1..=HEAL_BOUND_ROUNDS {
+        let actions = c.round(&spec);
+        for (n, a) in &actions {
+            assert!(
+                !matches!(a, PodAction::Start { .. }),
+                "round {round}: node {n:?} starts {a:?} while paused"
+            );
+        }
+        for (n, i) in [(1, 1), (2, 2)] {
+            let copy = c.peers[&node(n)].get(&pod(i));
+            assert!(
+                copy.is_some_and(|p| p.template_hash == old_hash && p.available()),
+                "round {round}: replica {i}'s outdated copy left node {n} while paused"
+            );
+        }
+    }
 }

@@ -14,7 +14,8 @@ struct Args {
     peers: usize,
     /// One of: join, crash, partition-heal, loss, churn (membership only),
     /// or apply, failover, scale, rc-partition-heal, rc-join, host-port,
-    /// full-restart, rollout, rollout-crash, rollout-scale, rollout-partition
+    /// full-restart, rollout, rollout-crash, rollout-scale, rollout-partition,
+    /// rollout-partition-undo
     /// (peer cores).
     #[arg(long, default_value = "join")]
     scenario: String,

@@ -28,7 +28,14 @@
 //!   `available − (replicas − unavailable)`: ready never drops below
 //!   `replicas − unavailable`;
 //! - one that does not serve (down, starting) may be replaced at once: it
-//!   costs nothing;
+//!   costs nothing; nor does one whose replica a pod of the current
+//!   template serves (available) on another node, and it takes no rank
+//!   from the others. After a partition heal the side that lost a replica
+//!   may run it on the current template while its owner runs an outdated
+//!   copy: the owner replaces its copy at once, the other copy hands over
+//!   to the new one, and the RC is back within `replicas + maxSurge` after
+//!   a drain and a start rather than the handover bound (the other copy
+//!   never trades a current copy for an outdated one);
 //! - surge slot `k` starts only while an outdated replica remains and the
 //!   RC's pods plus the empty slots before `k` stay below
 //!   `replicas + surge`: running never exceeds `replicas + surge`;
@@ -158,7 +165,8 @@ fn updated_and_available(view: &RcView, current: TemplateHash, j: u32) -> bool {
 }
 
 /// True when the owner of index `index` (a replica or a surge slot) may
-/// replace its outdated pod now. `surge_placed` says whether placement
+/// replace its outdated pod now: it does not serve, a current copy serves
+/// the index elsewhere, or its rank fits the unavailability budget. `surge_placed` says whether placement
 /// found a node for any surge slot: without one (a full cluster, a host
 /// port on a single node) the rollout falls back to replacing one replica
 /// at a time in place rather than waiting for a surge that cannot come.
@@ -172,7 +180,7 @@ pub fn may_replace(
     if stopped(view).is_some() || slot_of(rc, index) == Slot::Undeclared {
         return false;
     }
-    if !serving(view, index) {
+    if !serving(view, index) || updated_and_available(view, current, index) {
         return true;
     }
     let (surge, mut unavailable) = rc.update_strategy.resolve(rc.replicas);
@@ -184,9 +192,15 @@ pub fn may_replace(
     let floor = u64::from(rc.replicas.saturating_sub(unavailable));
     let slots = serving.saturating_sub(floor);
     let rank = (0..index)
-        .filter(|j| available(view, *j) && outdated(view, current, *j))
+        .filter(|j| costs_budget(view, current, *j))
         .count() as u64;
     rank < slots
+}
+
+/// Whether replacing index `j`'s outdated copy takes a serving replica
+/// away: not when a copy of the current template serves it elsewhere.
+fn costs_budget(view: &RcView, current: TemplateHash, j: u32) -> bool {
+    available(view, j) && outdated(view, current, j) && !updated_and_available(view, current, j)
 }
 
 /// True when surge slot `index` may start a pod of the current template.
@@ -524,6 +538,35 @@ mod tests {
             NEW,
         );
         assert!(!may_start_surge(&rc, NEW, &moving, 4), "5 already");
+    }
+
+    #[test]
+    fn an_outdated_copy_whose_replica_a_current_copy_serves_elsewhere_goes_at_once() {
+        // After a heal: every replica serves its outdated copy on its owner
+        // and a current copy on the side that lost it. Nothing unavailable,
+        // no surge pod: the floor leaves no slot, yet replacing an outdated
+        // copy takes no replica out of service.
+        let rc = rc(4, Allowance::Count(1), Allowance::Count(0));
+        let old = Some((OLD, true));
+        let current = |available| PodView {
+            template_hash: NEW,
+            serving: true,
+            available,
+        };
+        let mut healed = view(&[old, old, old, old]);
+        for i in [1, 2] {
+            healed.push(i, current(true), None, NEW);
+        }
+        assert_eq!(replaceable(&rc, &healed), [1, 2]);
+        // Such a replica takes no rank from the others: with one slot (a
+        // surge pod), replica 0 and the doubled ones go, replica 3 waits.
+        let mut surged = healed.clone();
+        surged.push(4, current(true), None, NEW);
+        assert_eq!(replaceable(&rc, &surged), [0, 1, 2]);
+        // A current copy that is not yet available does not count.
+        let mut warming = view(&[old, old, old, old]);
+        warming.push(1, current(false), None, NEW);
+        assert!(replaceable(&rc, &warming).is_empty());
     }
 
     #[test]

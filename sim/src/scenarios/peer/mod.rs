@@ -114,7 +114,7 @@ impl PeerOptions {
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "apply",
     "failover",
     "scale",
@@ -126,6 +126,7 @@ pub const NAMES: [&str; 11] = [
     "rollout-crash",
     "rollout-scale",
     "rollout-partition",
+    "rollout-partition-undo",
 ];
 
 /// Runs the peer scenario called `name`.
@@ -142,6 +143,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "rollout-crash" => Ok(rollout::run(o, rollout::Disturbance::Crash)),
         "rollout-scale" => Ok(rollout::run(o, rollout::Disturbance::Scale)),
         "rollout-partition" => Ok(rollout::run(o, rollout::Disturbance::Partition)),
+        "rollout-partition-undo" => Ok(rollout::run(o, rollout::Disturbance::PartitionUndo)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")

@@ -1,4 +1,5 @@
-//! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`: every
+//! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`,
+//! `rollout-partition-undo`: every
 //! RC of the workload is rolled to a new image at a random peer (Kubernetes
 //! default budget: 25% surge, 25% unavailable), and the rollout's bounds
 //! are checked after every instant at which anything happened, not only at
@@ -28,13 +29,20 @@
 //! each other's pods, so only the floor (over both sides) is checked. After
 //! the heal the ceiling is checked again from the first instant every
 //! peer sees every other and every RC is back under it (the split's extra
-//! copies handed over); `heal_to_ceiling_ms` says how long that took.
+//! copies handed over); `heal_to_ceiling_ms` says how long that took,
+//! `heal_views_agree_ms` when every peer first saw every other (sampled
+//! every 250 ms) and `heal_above_ceiling_ms` the last instant, after the
+//! heal, at which some RC still ran above its ceiling.
 //!
 //! The disturbances: `-crash` kills, once the rollout is under way, the
 //! peer running the first new-template pod (its pods die with it);
 //! `-scale` scales `rc-0000` by +2 at the same time (both bounds use the
 //! larger and smaller count while the scale spreads); `-partition` splits
-//! the cluster in two halves for 20 s during the rollout.
+//! the cluster in two halves for 20 s during the rollout; `-partition-undo`
+//! too, and one half is told `rollout undo` of every RC as it splits: on
+//! heal that newer template wins, so the other half's copies are outdated
+//! while the first half's serve the current template (the case of
+//! `tests/cluster_rollout_faults.rs`), and every RC ends on the first image.
 //!
 //! **What breached the floor before** (the crash and the partition, 1–3
 //! pods right after the disturbance): surge pods. Once a membership change
@@ -73,6 +81,7 @@ pub enum Disturbance {
     Crash,
     Scale,
     Partition,
+    PartitionUndo,
 }
 
 /// Ready and running pods of each RC, kept current by recounting, after
@@ -187,6 +196,12 @@ struct Bounds {
     rejoin_since: Option<Micros>,
     /// How long that took after the heal, ms.
     heal_to_ceiling_ms: Option<u64>,
+    /// When the net healed.
+    healed_at: Option<Micros>,
+    /// Heal to every peer seeing every other, ms (sampled by `run`).
+    heal_views_agree_ms: Option<u64>,
+    /// Heal to the last instant some RC ran above its ceiling, ms.
+    heal_above_ceiling_ms: Option<u64>,
     /// Lowest `ready − floor` seen over all RCs (negative: a violation).
     min_margin: i64,
     /// Lowest ready count of any RC.
@@ -203,6 +218,9 @@ impl Bounds {
             check_running: true,
             rejoin_since: None,
             heal_to_ceiling_ms: None,
+            healed_at: None,
+            heal_views_agree_ms: None,
+            heal_above_ceiling_ms: None,
             min_margin: i64::MAX,
             min_ready: u64::MAX,
             violations: Vec::new(),
@@ -246,6 +264,15 @@ impl Bounds {
             self.check_running = true;
             self.heal_to_ceiling_ms = Some((now - since) / 1000);
         }
+        if let Some(since) = self.rejoin_since
+            && self
+                .limits
+                .values()
+                .zip(counts)
+                .any(|(&(_, ceiling), &(_, running))| running > ceiling)
+        {
+            self.heal_above_ceiling_ms = Some((now - since) / 1000);
+        }
         for ((rc, &(floor, ceiling)), &(ready, running)) in self.limits.iter().zip(counts) {
             self.min_ready = self.min_ready.min(ready);
             self.min_margin = self.min_margin.min(ready as i64 - floor as i64);
@@ -286,8 +313,8 @@ fn run_checked(c: &mut PeerCluster, until: Micros, bounds: &mut Bounds) {
     c.run_until(until);
 }
 
-fn all_rolled(c: &PeerCluster, specs: &[RcSpec]) -> bool {
-    specs.iter().all(|s| c.runs_image(&s.name, NEW_IMAGE)) && c.violations().is_empty()
+fn all_rolled(c: &PeerCluster, specs: &[RcSpec], image: &str) -> bool {
+    specs.iter().all(|s| c.runs_image(&s.name, image)) && c.violations().is_empty()
 }
 
 pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
@@ -313,6 +340,11 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         }
     }
     let mut rolled = None;
+    let first_image = specs.first().map(|s| s.template.primary_image().to_owned());
+    let final_image = match disturbance {
+        Disturbance::PartitionUndo => first_image.as_deref().unwrap_or(NEW_IMAGE),
+        _ => NEW_IMAGE,
+    };
     let deadline = t0 + secs(600);
     let mut disturbed = false;
     let mut healed_at: Option<Micros> = None;
@@ -328,9 +360,16 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         {
             c.world.net.heal();
             bounds.rejoin_since = Some(c.now());
+            bounds.healed_at = Some(c.now());
             healed_at = None;
         }
-        if healed_at.is_none() && bounds.check_running && all_rolled(&c, &specs) {
+        if let Some(since) = bounds.healed_at
+            && bounds.heal_views_agree_ms.is_none()
+            && c.all_see_all()
+        {
+            bounds.heal_views_agree_ms = Some((c.now() - since) / 1000);
+        }
+        if healed_at.is_none() && bounds.check_running && all_rolled(&c, &specs, final_image) {
             rolled = Some(c.now());
             break;
         }
@@ -348,10 +387,21 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     extra.insert("min_ready".into(), bounds.min_ready as f64);
     extra.insert("min_ready_margin".into(), bounds.min_margin as f64);
     extra.insert("bound_checks".into(), bounds.checks as f64);
-    if disturbance == Disturbance::Partition {
+    if matches!(
+        disturbance,
+        Disturbance::Partition | Disturbance::PartitionUndo
+    ) {
         extra.insert(
             "heal_to_ceiling_ms".into(),
             bounds.heal_to_ceiling_ms.map_or(-1.0, |t| t as f64),
+        );
+        extra.insert(
+            "heal_views_agree_ms".into(),
+            bounds.heal_views_agree_ms.map_or(-1.0, |t| t as f64),
+        );
+        extra.insert(
+            "heal_above_ceiling_ms".into(),
+            bounds.heal_above_ceiling_ms.map_or(0.0, |t| t as f64),
         );
     }
     let name = match disturbance {
@@ -359,6 +409,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         Disturbance::Crash => "rollout-crash",
         Disturbance::Scale => "rollout-scale",
         Disturbance::Partition => "rollout-partition",
+        Disturbance::PartitionUndo => "rollout-partition-undo",
     };
     let mut r = report(&c, name, o.peers, None, extra);
     let mut fail = |why: String| {
@@ -435,7 +486,7 @@ fn disturb(
                 );
             }
         }
-        Disturbance::Partition => {
+        Disturbance::Partition | Disturbance::PartitionUndo => {
             let alive = c.alive_slots();
             let half = alive.len() / 2;
             let groups: Vec<_> = alive
@@ -444,6 +495,19 @@ fn disturb(
                 .map(|(k, &s)| (c.world.addr(s), u32::from(k >= half) + 1))
                 .collect();
             c.world.net.partition(groups);
+            if disturbance == Disturbance::PartitionUndo
+                && let Some(&slot) = alive.first()
+            {
+                for s in specs {
+                    let _ = c.command(
+                        slot,
+                        Command::Undo {
+                            name: s.name.clone(),
+                            to_revision: None,
+                        },
+                    );
+                }
+            }
             // Each side runs the declared count of its own: only the floor.
             bounds.check_running = false;
             *healed_at = Some(c.now() + secs(20));
