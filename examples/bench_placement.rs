@@ -30,7 +30,7 @@ const TIMING_RUNS: usize = 7;
 /// The large row: 100,000 RCs × 10 replicas over 10,000 nodes.
 const LARGE_RCS: usize = 100_000;
 const LARGE_NODES: usize = 10_000;
-const LARGE_SEEDS: u64 = 3;
+const LARGE_SEEDS: u64 = 8;
 /// Disruption seeds of the probe count sweep at 1,000 nodes.
 const SWEEP_SEEDS: u64 = 16;
 /// Probe counts of the sweep.
