@@ -128,7 +128,9 @@ fn rendezvous_assign(
             let mut best: Option<(u64, usize)> = None;
             for (s, key) in keys.iter().enumerate() {
                 let w = fmix64(seed ^ key);
-                let ok = !(bounded && load[s] >= caps[s]) && !(spread && used.contains(&s));
+                let over_bound = bounded && load[s] >= caps[s];
+                let stacks = spread && used.contains(&s);
+                let ok = !over_bound && !stacks;
                 if best.is_none_or(|(bw, _)| w > bw) && ok {
                     best = Some((w, s));
                 }

@@ -79,13 +79,13 @@ fn workload(rcs: usize, replicas: u32) -> BTreeMap<String, RcSpec> {
         .collect()
 }
 
-/// The (node, candidate) and (name, RC) lists of one cluster, with held
-/// host ports and node selectors, in the order `ids` and `names` give.
+/// The node and RC maps of one cluster, with held host ports and node
+/// selectors, built by inserting in the order `ids`, `names` and `held` give.
 fn listed(
     ids: &[u64],
     names: &[String],
     held: &[(u64, u16, String, u32)],
-) -> (Vec<(NodeId, NodeCandidate)>, Vec<(String, RcSpec)>) {
+) -> (BTreeMap<NodeId, NodeCandidate>, BTreeMap<String, RcSpec>) {
     let nodes = ids
         .iter()
         .map(|id| {
@@ -170,8 +170,8 @@ proptest! {
             &shuffled(&names, &keys_b),
             &shuffled(&held, &keys_b),
         );
-        let a = assign(&rcs_a.into_iter().collect(), &nodes_a.into_iter().collect());
-        let b = assign(&rcs_b.into_iter().collect(), &nodes_b.into_iter().collect());
+        let a = assign(&rcs_a, &nodes_a);
+        let b = assign(&rcs_b, &nodes_b);
         prop_assert_eq!(a.fingerprint(), b.fingerprint());
         prop_assert_eq!(&a, &b);
         let declared: usize = names.iter().map(|n| n.len() * 3).sum();
