@@ -1,26 +1,40 @@
 //! Placement benchmark: time of one full assignment, disruption when one
-//! node joins or leaves, and the cost of building the inputs (held host
-//! ports) from the observed state. Prints a Markdown section for BENCHMARKS.md.
+//! node joins or leaves, against the bounded-load rendezvous placement used
+//! before issue #15 (kept below, in this file only, as the baseline); the
+//! probe count sweep that chose `PROBES`; one assignment of 1,000,000
+//! replicas over 10,000 nodes; and the cost of building the inputs (held
+//! host ports) from the observed state. Prints a Markdown section for
+//! BENCHMARKS.md.
 //!
 //! `cargo run --release -p shoal --example bench_placement`
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shoal::placement::{NodeCandidate, WantedPorts, assign, ideal_moves, inputs, moved};
+use shoal::placement::hash::{node_key, rc_key, replica_seed};
+use shoal::placement::{
+    Assignment, NodeCandidate, WantedPorts, assign, assign_with_probes, ideal_moves, inputs, moved,
+};
 use shoal_crdt_state::NodeDecisions;
 use shoal_crdt_state::node::{NodeId, NodeInfo};
 use shoal_crdt_state::observed::ObservedState;
-use shoal_crdt_state::pod::{PodPhase, PodStatus, PublishedPort};
+use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus, PublishedPort};
 use shoal_crdt_state::spec::{
     ContainerSpec, PartitionPolicy, PodTemplate, PortSpec, Protocol, RcSpec, Resources,
     RestartPolicy, UpdateStrategy,
 };
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 const RCS: usize = 1_000;
 const REPLICAS: u32 = 10;
 const TIMING_RUNS: usize = 7;
+/// The large row: 100,000 RCs × 10 replicas over 10,000 nodes.
+const LARGE_RCS: usize = 100_000;
+const LARGE_NODES: usize = 10_000;
+const LARGE_SEEDS: u64 = 8;
+/// Disruption seeds of the probe count sweep at 1,000 nodes.
+const SWEEP_SEEDS: u64 = 16;
+/// Probe counts of the sweep.
+const SWEEP: [usize; 7] = [1, 2, 4, 9, 16, 21, 32];
 
 /// splitmix64: node ids drawn from a seed, so every run measures the same clusters.
 fn splitmix(state: &mut u64) -> u64 {
@@ -54,10 +68,10 @@ fn nodes(count: usize, seed: u64) -> BTreeMap<NodeId, NodeCandidate> {
         .collect()
 }
 
-fn rcs() -> BTreeMap<String, RcSpec> {
-    (0..RCS)
+fn workload(count: usize) -> BTreeMap<String, RcSpec> {
+    (0..count)
         .map(|i| {
-            let name = format!("app-{i:04}");
+            let name = format!("app-{i:06}");
             let spec = RcSpec {
                 name: name.clone(),
                 replicas: REPLICAS,
@@ -84,25 +98,88 @@ fn rcs() -> BTreeMap<String, RcSpec> {
         .collect()
 }
 
-/// Baseline measured in the same run: only the hashing of plain rendezvous
-/// with one xxh3 call per (replica, node) pair, no bookkeeping at all.
-fn xxh3_per_pair_scan(
+/// The placement of main before issue #15: every replica scans every node
+/// (one `fmix64(seed ⊕ node key)` weight each), highest weight first under
+/// the same tiers (spread and bound, spread, bound, neither), index-major,
+/// surge slots after. Reduced to what this bench's workload exercises: no
+/// host ports, no node selectors, resources that never run out.
+fn rendezvous_assign(
     rcs: &BTreeMap<String, RcSpec>,
     nodes: &BTreeMap<NodeId, NodeCandidate>,
-) -> u64 {
-    let mut acc = 0u64;
-    for name in rcs.keys() {
-        for index in 0..REPLICAS {
-            let seed = xxh3_64(format!("{name}/{index}").as_bytes());
-            let best = nodes
-                .keys()
-                .map(|n| xxh3_64_with_seed(&n.0.to_le_bytes(), seed))
-                .max()
-                .unwrap_or(0);
-            acc ^= best;
+) -> BTreeMap<PodId, NodeId> {
+    let ids: Vec<NodeId> = nodes.keys().copied().collect();
+    let keys: Vec<u64> = ids.iter().map(|id| node_key(*id)).collect();
+    let total: u64 = rcs.values().map(|r| u64::from(r.replicas)).sum();
+    // The old `LoadCap`: floor or floor + 1 of total × 7/4 / nodes, by key.
+    let (num, den) = (total * 7, 4 * ids.len().max(1) as u64);
+    let caps: Vec<u64> = keys
+        .iter()
+        .map(|k| {
+            let extra = u128::from(*k) * u128::from(den) < u128::from(num % den) << 64;
+            (num / den + u64::from(extra)).max(1)
+        })
+        .collect();
+    let mut load = vec![0u64; ids.len()];
+    let mut owners = BTreeMap::new();
+    let place = |name: &String, index: u32, used: &mut Vec<usize>, load: &mut [u64]| {
+        let seed = replica_seed(rc_key(name), index);
+        let tiers = [(true, true), (true, false), (false, true), (false, false)];
+        let chosen = tiers.into_iter().find_map(|(spread, bounded)| {
+            let mut best: Option<(u64, usize)> = None;
+            for (s, key) in keys.iter().enumerate() {
+                let w = fmix64(seed ^ key);
+                let over_bound = bounded && load[s] >= caps[s];
+                let stacks = spread && used.contains(&s);
+                let ok = !over_bound && !stacks;
+                if best.is_none_or(|(bw, _)| w > bw) && ok {
+                    best = Some((w, s));
+                }
+            }
+            best.map(|(_, s)| s)
+        })?;
+        load[chosen] += 1;
+        used.push(chosen);
+        Some(ids[chosen])
+    };
+    let mut used: Vec<Vec<usize>> = vec![Vec::new(); rcs.len()];
+    let most = rcs.values().map(|r| r.replicas).max().unwrap_or(0);
+    for index in 0..most {
+        for (r, (name, spec)) in rcs.iter().enumerate() {
+            if index < spec.replicas
+                && let Some(node) = place(name, index, &mut used[r], &mut load)
+            {
+                owners.insert(
+                    PodId {
+                        rc: name.clone(),
+                        index,
+                    },
+                    node,
+                );
+            }
         }
     }
-    acc
+    for (r, (name, spec)) in rcs.iter().enumerate() {
+        let (surge, _) = spec.update_strategy.resolve(spec.replicas);
+        for index in spec.replicas..spec.replicas + surge {
+            std::hint::black_box(place(name, index, &mut used[r], &mut load));
+        }
+    }
+    owners
+}
+
+fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+fn moved_between(before: &BTreeMap<PodId, NodeId>, after: &BTreeMap<PodId, NodeId>) -> usize {
+    before
+        .iter()
+        .filter(|(pod, owner)| after.get(*pod).is_some_and(|o| o != *owner))
+        .count()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -110,6 +187,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+#[derive(Default)]
 struct Disruption {
     join: f64,
     leave: f64,
@@ -117,44 +195,65 @@ struct Disruption {
     join_ideal: f64,
 }
 
-/// Average over seeds of moved / ideal when one node joins and when one leaves.
-fn disruption(node_count: usize, seeds: u64, rcs: &BTreeMap<String, RcSpec>) -> Disruption {
-    let (mut join, mut leave, mut jm, mut ji) = (0.0, 0.0, 0.0, 0.0);
+/// The clusters of one disruption seed: before, one node more, one fewer.
+fn clusters(node_count: usize, seed: u64) -> [BTreeMap<NodeId, NodeCandidate>; 3] {
+    let base = nodes(node_count, seed);
+    let mut grown = base.clone();
+    let mut state = seed ^ 0xA5A5_A5A5;
+    let extra = splitmix(&mut state);
+    grown.insert(NodeId(extra), node(extra));
+    let mut shrunk = base.clone();
+    let victim = *shrunk
+        .keys()
+        .nth((splitmix(&mut state) as usize) % node_count)
+        .unwrap();
+    shrunk.remove(&victim);
+    [base, grown, shrunk]
+}
+
+/// Mean over seeds of moved / ideal when one node joins and when one
+/// leaves, for the probe placement with `probes` and, when `baseline`, for
+/// the old rendezvous placement on the same clusters (the ideal is the
+/// same for both: it depends only on membership and counts).
+fn disruption(
+    node_count: usize,
+    seeds: u64,
+    rcs: &BTreeMap<String, RcSpec>,
+    probes: usize,
+    baseline: bool,
+) -> (Disruption, Disruption) {
+    let (mut new, mut old) = (Disruption::default(), Disruption::default());
     for seed in 0..seeds {
-        let base = nodes(node_count, seed);
-        let before = assign(rcs, &base);
-        let mut grown = base.clone();
-        let mut state = seed ^ 0xA5A5_A5A5;
-        let extra = splitmix(&mut state);
-        grown.insert(NodeId(extra), node(extra));
-        let after_join = assign(rcs, &grown);
-        let (m, i) = (
-            moved(&before, &after_join),
-            ideal_moves(&before, &after_join),
-        );
-        join += m as f64 / i.max(1) as f64;
-        jm += m as f64;
-        ji += i as f64;
-        let mut shrunk = base.clone();
-        let victim = *shrunk
-            .keys()
-            .nth((splitmix(&mut state) as usize) % node_count)
-            .unwrap();
-        shrunk.remove(&victim);
-        let after_leave = assign(rcs, &shrunk);
-        let (m, i) = (
-            moved(&before, &after_leave),
-            ideal_moves(&before, &after_leave),
-        );
-        leave += m as f64 / i.max(1) as f64;
+        let [base, grown, shrunk] = clusters(node_count, seed);
+        let before = assign_with_probes(rcs, &base, probes);
+        let old_before = baseline.then(|| rendezvous_assign(rcs, &base));
+        for (after, joined) in [(grown, true), (shrunk, false)] {
+            let a = assign_with_probes(rcs, &after, probes);
+            let ideal = ideal_moves(&before, &a).max(1) as f64;
+            let add = |d: &mut Disruption, m: usize| {
+                let ratio = m as f64 / ideal;
+                if joined {
+                    d.join += ratio;
+                    d.join_moved += m as f64;
+                    d.join_ideal += ideal;
+                } else {
+                    d.leave += ratio;
+                }
+            };
+            add(&mut new, moved(&before, &a));
+            if let Some(ob) = &old_before {
+                add(&mut old, moved_between(ob, &rendezvous_assign(rcs, &after)));
+            }
+        }
     }
     let n = seeds as f64;
-    Disruption {
-        join: join / n,
-        leave: leave / n,
-        join_moved: jm / n,
-        join_ideal: ji / n,
+    for d in [&mut new, &mut old] {
+        d.join /= n;
+        d.leave /= n;
+        d.join_moved /= n;
+        d.join_ideal /= n;
     }
+    (new, old)
 }
 
 /// Every RC of `rcs` published on its own host port (10000 + its number).
@@ -262,65 +361,150 @@ fn inputs_row(
     }
 }
 
-fn main() {
-    let rcs = rcs();
-    let mut rows = Vec::new();
-    for (node_count, seeds) in [(100usize, 20u64), (1_000, 16)] {
-        let cluster = nodes(node_count, 42);
-        let mut times = Vec::new();
-        let mut baseline = Vec::new();
-        let mut max_load = 0;
-        for _ in 0..TIMING_RUNS {
-            let start = Instant::now();
-            let a = assign(&rcs, &cluster);
-            times.push(start.elapsed());
-            let start = Instant::now();
-            std::hint::black_box(xxh3_per_pair_scan(&rcs, &cluster));
-            baseline.push(start.elapsed());
-            max_load = a.max_load();
-            assert_eq!(
-                a.placed(),
-                RCS * REPLICAS as usize,
-                "bench cluster must fit everything"
-            );
-        }
-        let d = disruption(node_count, seeds, &rcs);
-        rows.push((
-            node_count,
-            median(times),
-            median(baseline),
-            max_load,
-            d,
-            seeds,
-        ));
-    }
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
 
+/// Median time of `assign` with `probes` on `cluster`, and its max load.
+fn time_assign(
+    rcs: &BTreeMap<String, RcSpec>,
+    cluster: &BTreeMap<NodeId, NodeCandidate>,
+    probes: usize,
+    runs: usize,
+) -> (Duration, usize) {
+    let mut times = Vec::new();
+    let mut max_load = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let a: Assignment = assign_with_probes(rcs, cluster, probes);
+        times.push(start.elapsed());
+        max_load = a.max_load();
+        let declared: usize = rcs.values().map(|r| r.replicas as usize).sum();
+        assert_eq!(a.placed(), declared, "bench cluster must fit everything");
+    }
+    (median(times), max_load)
+}
+
+fn main() {
+    let rcs = workload(RCS);
+    let total = RCS * REPLICAS as usize;
     println!("### Placement\n");
     println!(
         "One full assignment of {RCS} RCs × {REPLICAS} replicas (median of {TIMING_RUNS} runs), \
-         and disruption when one node joins or leaves (moved / ideal, mean over seeds). \
-         The baseline column times only the hashing that plain rendezvous with one xxh3 call \
-         per (replica, node) pair would do, measured in the same run.\n"
+         and disruption when one node joins or leaves (moved / ideal, mean over seeds), for \
+         multi-probe placement (`PROBES` = {}) and, on the same clusters in the same run, \
+         the bounded-load rendezvous placement main used before (a copy kept in the bench, \
+         reduced to this workload: no host ports, no selectors, ample resources).\n",
+        shoal::placement::assign::PROBES
     );
     println!(
-        "| nodes | replicas | assign (median) | xxh3-per-pair scan alone | max load (mean) | join moved / ideal | join moved_ratio | leave moved_ratio | seeds |"
+        "| nodes | replicas | algorithm | assign (median) | max load (mean) | join moved / ideal | join moved_ratio | leave moved_ratio | seeds |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (n, t, base, max_load, d, seeds) in rows {
-        let total = RCS * REPLICAS as usize;
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (node_count, seeds) in [(100usize, 20u64), (1_000, 16)] {
+        let cluster = nodes(node_count, 42);
+        let (t, max_load) = time_assign(
+            &rcs,
+            &cluster,
+            shoal::placement::assign::PROBES,
+            TIMING_RUNS,
+        );
+        let mut old_times = Vec::new();
+        let mut old_max = 0;
+        for _ in 0..TIMING_RUNS {
+            let start = Instant::now();
+            let owners = rendezvous_assign(&rcs, &cluster);
+            old_times.push(start.elapsed());
+            let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
+            for n in owners.values() {
+                *per_node.entry(*n).or_default() += 1;
+            }
+            old_max = per_node.values().copied().max().unwrap_or(0);
+        }
+        let (new, old) = disruption(
+            node_count,
+            seeds,
+            &rcs,
+            shoal::placement::assign::PROBES,
+            true,
+        );
+        let mean = total as f64 / node_count as f64;
+        for (name, t, max_load, d) in [
+            ("multi-probe", t, max_load, new),
+            ("rendezvous (old)", median(old_times), old_max, old),
+        ] {
+            println!(
+                "| {node_count} | {total} | {name} | {} | {max_load} ({mean:.1}) | {:.1} / {:.1} | {:.3} | {:.3} | {seeds} |",
+                ms(t),
+                d.join_moved,
+                d.join_ideal,
+                d.join,
+                d.leave
+            );
+        }
+    }
+
+    let large = workload(LARGE_RCS);
+    let large_total = LARGE_RCS * REPLICAS as usize;
+    let large_mean = large_total as f64 / LARGE_NODES as f64;
+    println!("\n#### Probe count\n");
+    println!(
+        "`PROBES` chosen here: time and max load of one assignment ({RCS} RCs × {REPLICAS} over \
+         1,000 nodes: median of {TIMING_RUNS}; {LARGE_RCS} RCs × {REPLICAS} over {LARGE_NODES} \
+         nodes: one run), and disruption at 1,000 nodes ({SWEEP_SEEDS} seeds).\n"
+    );
+    println!(
+        "| probes | assign 1k nodes | max load (10.0) | join moved_ratio | leave moved_ratio | assign 10k nodes × 1M | max load ({large_mean:.1}) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let thousand = nodes(1_000, 42);
+    let ten_thousand = nodes(LARGE_NODES, 42);
+    for probes in SWEEP {
+        let (t, max_load) = time_assign(&rcs, &thousand, probes, TIMING_RUNS);
+        let (d, _) = disruption(1_000, SWEEP_SEEDS, &rcs, probes, false);
+        let (big_t, big_max) = time_assign(&large, &ten_thousand, probes, 1);
         println!(
-            "| {n} | {total} | {:.1} ms | {:.1} ms | {max_load} ({:.1}) | {:.1} / {:.1} | {:.3} | {:.3} | {seeds} |",
-            t.as_secs_f64() * 1e3,
-            base.as_secs_f64() * 1e3,
-            total as f64 / n as f64,
-            d.join_moved,
-            d.join_ideal,
+            "| {probes} | {} | {max_load} | {:.3} | {:.3} | {:.2} s | {big_max} |",
+            ms(t),
             d.join,
-            d.leave
+            d.leave,
+            big_t.as_secs_f64()
         );
     }
 
-    let cluster = nodes(1_000, 42);
+    println!("\n#### A million replicas\n");
+    let (t, max_load) = time_assign(&large, &ten_thousand, shoal::placement::assign::PROBES, 3);
+    let (d, _) = disruption(
+        LARGE_NODES,
+        LARGE_SEEDS,
+        &large,
+        shoal::placement::assign::PROBES,
+        false,
+    );
+    println!(
+        "{LARGE_RCS} RCs × {REPLICAS} replicas over {LARGE_NODES} nodes, `PROBES` = {}: one \
+         assignment (median of 3), and moved / ideal when one node joins or leaves \
+         (mean of {LARGE_SEEDS} seeds).\n",
+        shoal::placement::assign::PROBES
+    );
+    println!(
+        "| nodes | replicas | assign (median) | max load (mean) | join moved / ideal | join moved_ratio | leave moved_ratio | old rendezvous, one run |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let start = Instant::now();
+    std::hint::black_box(rendezvous_assign(&large, &ten_thousand));
+    let old = start.elapsed();
+    println!(
+        "| {LARGE_NODES} | {large_total} | {:.2} s | {max_load} ({large_mean:.1}) | {:.1} / {:.1} | {:.3} | {:.3} | {:.1} s |",
+        t.as_secs_f64(),
+        d.join_moved,
+        d.join_ideal,
+        d.join,
+        d.leave,
+        old.as_secs_f64()
+    );
+
+    let cluster = thousand;
     let plain = inputs_row(&rcs, &cluster);
     let ported = inputs_row(&with_host_ports(&rcs), &cluster);
     println!("\n#### Placement inputs\n");

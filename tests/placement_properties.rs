@@ -1,4 +1,4 @@
-//! Placement properties: determinism, spread, balance, and minimal disruption.
+//! Placement properties: order independence, spread, balance, and minimal disruption.
 
 use std::collections::BTreeMap;
 
@@ -77,6 +77,106 @@ fn workload(rcs: usize, replicas: u32) -> BTreeMap<String, RcSpec> {
             (name.clone(), rc(&name, replicas))
         })
         .collect()
+}
+
+/// The node and RC maps of one cluster, with held host ports and node
+/// selectors, built by inserting in the order `ids`, `names` and `held` give.
+fn listed(
+    ids: &[u64],
+    names: &[String],
+    held: &[(u64, u16, String, u32)],
+) -> (BTreeMap<NodeId, NodeCandidate>, BTreeMap<String, RcSpec>) {
+    let nodes = ids
+        .iter()
+        .map(|id| {
+            let zone = if id % 2 == 0 { "a" } else { "b" };
+            let mut c = node(&[("zone", zone)]);
+            for (at, port, holder, index) in held {
+                if at == id {
+                    c.held_ports.push(HeldPort {
+                        port: HostPort {
+                            port: 8000 + port,
+                            protocol: Protocol::Tcp,
+                        },
+                        holder: PodId {
+                            rc: holder.clone(),
+                            index: *index,
+                        },
+                    });
+                }
+            }
+            (NodeId(*id), c)
+        })
+        .collect();
+    let rcs = names
+        .iter()
+        .map(|name| {
+            let mut spec = rc(name, name.len() as u32 * 3);
+            if name.len() == 2 {
+                spec.template
+                    .node_selector
+                    .insert("zone".into(), "a".into());
+            }
+            if name.starts_with('a') {
+                spec.template.containers[0].ports.push(PortSpec {
+                    container_port: 80,
+                    host_port: Some(8000 + name.len() as u16),
+                    protocol: Protocol::Tcp,
+                    name: None,
+                });
+            }
+            (name.clone(), spec)
+        })
+        .collect();
+    (nodes, rcs)
+}
+
+fn shuffled<T: Clone>(items: &[T], keys: &[u64]) -> Vec<T> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|i| (keys[*i % keys.len()], *i));
+    order.into_iter().map(|i| items[i].clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Two peers that learned the same nodes, RCs and held ports in
+    /// different orders agree: the maps are built from differently
+    /// shuffled insertion orders, and each node's held ports are listed in
+    /// another order. (Peers that merged the same writes differently are
+    /// covered by `tests/placement_agreement.rs`.)
+    #[test]
+    fn same_inputs_in_any_order_give_the_same_assignment(
+        ids in prop::collection::btree_set(any::<u64>(), 1..40),
+        names in prop::collection::btree_set("[a-e]{1,3}", 1..10),
+        held in prop::collection::vec(
+            (any::<prop::sample::Index>(), 0u16..4, any::<prop::sample::Index>(), 0u32..6),
+            0..12,
+        ),
+        keys_a in prop::collection::vec(any::<u64>(), 1..50),
+        keys_b in prop::collection::vec(any::<u64>(), 1..50),
+    ) {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let names: Vec<String> = names.into_iter().collect();
+        let held: Vec<(u64, u16, String, u32)> = held
+            .iter()
+            .map(|(at, p, holder, i)| {
+                (ids[at.index(ids.len())], *p, names[holder.index(names.len())].clone(), *i)
+            })
+            .collect();
+        let (nodes_a, rcs_a) = listed(&shuffled(&ids, &keys_a), &shuffled(&names, &keys_a), &held);
+        let (nodes_b, rcs_b) = listed(
+            &shuffled(&ids, &keys_b),
+            &shuffled(&names, &keys_b),
+            &shuffled(&held, &keys_b),
+        );
+        let a = assign(&rcs_a, &nodes_a);
+        let b = assign(&rcs_b, &nodes_b);
+        prop_assert_eq!(a.fingerprint(), b.fingerprint());
+        prop_assert_eq!(&a, &b);
+        let declared: usize = names.iter().map(|n| n.len() * 3).sum();
+        prop_assert_eq!(a.placed() + a.unplaced.len(), declared);
+    }
 }
 
 proptest! {

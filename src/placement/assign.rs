@@ -1,39 +1,73 @@
-//! The placement function: bounded-load rendezvous hashing.
+//! The placement function: multi-probe consistent hashing with bounded
+//! loads (issue #15; before it, rendezvous hashing over every node).
 //!
-//! For each replica, every usable node gets a weight from [`weight`]; the
-//! replica goes to the highest-weight node that passes the hard checks
-//! (cpu, memory, host ports — after what this assignment already put there,
-//! and host ports the node's pods hold, see [`inputs`](mod@super::inputs))
-//! and, preferably, two soft ones:
+//! Each replica walks the usable nodes nearest first: the order of the
+//! `ring` module, where a node's distance is the clockwise distance on the
+//! 64-bit circle from the nearest of the replica's [`PROBES`] probe points
+//! before its key. The replica goes to the first node that passes the hard
+//! checks (cpu, memory, host ports — after what this assignment already put
+//! there, and host ports the node's pods hold, see
+//! [`inputs`](mod@super::inputs)) and, preferably, two soft ones:
 //!
 //! 1. **spread**: no other replica of the same RC is there yet;
 //! 2. **bounded load**: the node holds fewer than
 //!    about `total replicas × (1 + ε) / usable nodes` replicas (its own
 //!    bound is that number rounded down or up, see [`LoadCap`]).
 //!
-//! The tiers are tried in that order (spread and bound, spread only, bound
-//! only, neither), so replicas stack on a node only when an RC has more
-//! replicas than nodes that can take them, and the bound yields rather than
-//! leave a replica unplaced.
+//! The tiers rank (spread and bound, spread only, bound only, neither): one
+//! walk stops at the first node passing all, else takes the first node of
+//! the best tier it met, so replicas stack on a node only when an RC has
+//! more replicas than nodes that can take them, and the bound yields rather
+//! than leave a replica unplaced. A walk that finds nothing has visited
+//! every candidate once: it is the full scan, and `explain` then charges
+//! every node exactly as before.
 //!
-//! **ε = 3/4.** Plain rendezvous puts Poisson-distributed load on nodes: at
-//! 10 replicas per node over 1,000 nodes the busiest node gets about twice
-//! the mean. The bound caps it at 1.75 × mean. A smaller ε spreads more
-//! evenly but saturates more nodes, and every saturated node turns a join or
-//! leave into a chain of moves (a replica that lands on a node may push out
-//! one that came later in the order, which then lands elsewhere, ...).
-//! Measured moved/ideal at 1,000 nodes × 10,000 replicas, 8 seeds:
+//! **Why disruption stays minimal.** A node's distance depends only on the
+//! replica and that node, never on the other nodes, so a join ranks the new
+//! node somewhere in every replica's order and leaves the others' order
+//! alone; only replicas for which it comes first move (plus the bounded-load
+//! cascade below). No candidate set shrinks as the cluster grows (no fixed
+//! successor count, no arc width tied to N): those would make each join
+//! also evict candidates. Nodes matching a nodeSelector get their own ring,
+//! built once per distinct selector, with the same distances.
 //!
-//! | ε   | max load / mean | join | leave |
-//! |-----|-----------------|------|-------|
-//! | 1/2 | 1.5             | 1.23 | 1.26  |
-//! | 3/4 | 1.8             | 1.11 | 1.04  |
-//! | 1   | 2.0             | 1.11 | 1.02  |
+//! **Probes.** With one probe a node's share is the arc before it, which
+//! varies like an exponential variable: many nodes hit the bound and every
+//! join or leave cascades. More probes average the arcs (Appleton &
+//! O'Reilly, 2015); the cost is one hash and one binary search per probe
+//! per replica, and a merge step over the probes per node visited.
+//! Measured by the bench (moved/ideal: 1,000 RCs × 10 over 1,000 nodes, 16
+//! seeds; time: 1,000,000 replicas over 10,000 nodes, one run; on 2 cores
+//! shared with other builds, so times are noisy):
 //!
-//! What remains at large ε comes from the spread rule: when two replicas of
-//! an RC prefer the same node, the later one takes its next choice, and a
-//! join or leave that separates them sends it back — one extra move. See
-//! the bench and `tests/placement_properties.rs`.
+//! | probes | join | leave | 1M × 10k time | max load (mean 100) |
+//! |-------:|-----:|------:|--------------:|--------------------:|
+//! | 1      | 2.88 | 6.35  | 6.5 s         | 175                 |
+//! | 2      | 1.73 | 2.15  | 5.1 s         | 175                 |
+//! | 4      | 1.24 | 1.23  | 4.2 s         | 173                 |
+//! | 9      | 1.10 | 1.08  | 5.5 s         | 163                 |
+//! | 16     | 1.11 | 1.05  | 7.5 s         | 148                 |
+//! | 21     | 1.01 | 1.08  | 8.7 s         | 153                 |
+//! | 32     | 1.04 | 1.04  | 9.1 s         | 142                 |
+//!
+//! From 9 probes on, moved/ideal is within seed noise; 16 keeps the busiest
+//! node furthest below the bound short of 32, whose time grows. At 16,
+//! 1,000,000 replicas over 10,000 nodes: moved/ideal 1.02 on join and 1.00
+//! on leave (8 seeds), 3–8 s per assignment (machine load) against 48–61 s
+//! for the old rendezvous scan in the same runs. `benchmarks/placement.md`
+//! has the full output, with the old placement at 100 and 1,000 nodes.
+//!
+//! **ε = 3/4.** Unbounded hashing puts Poisson-like load on nodes: at 10
+//! replicas per node over 1,000 nodes the busiest node gets about twice the
+//! mean. The bound caps it at 1.75 × mean. A smaller ε spreads more evenly
+//! but saturates more nodes, and every saturated node turns a join or leave
+//! into a chain of moves (a replica that lands on a node may push out one
+//! that came later in the order, which then lands elsewhere, ...). Measured
+//! with rendezvous (moved/ideal at 1,000 nodes × 10,000 replicas, 8 seeds):
+//! ε = 1/2: 1.23 join, 1.26 leave; 3/4: 1.11, 1.04; 1: 1.11, 1.02. What
+//! remains at large ε comes from the spread rule: when two replicas of an
+//! RC prefer the same node, the later one takes its next choice, and a join
+//! or leave that separates them sends it back — one extra move.
 //!
 //! **Order.** Replicas are processed index-major: every RC's replica 0 (RCs
 //! in name order), then every replica 1, and so on. Under the load bound,
@@ -43,10 +77,10 @@
 //! from a pod that runs: ports held on a node are taken before the first
 //! replica is placed, and only their holder may be placed there again.
 //!
-//! **Cost.** One 8-byte xxh3 per (replica, selector-matching node): 10M
-//! hashes for 10,000 replicas over 1,000 nodes, tens of nanoseconds of
-//! bookkeeping only when a node beats the best so far (about ln N times per
-//! replica). Measured by `cargo run --release --example bench_placement`.
+//! **Cost.** Per replica: [`PROBES`] hashes, a sort of them, one binary
+//! search each in the ring, then a few steps of the walk while nodes are
+//! below their bound — independent of the number of nodes except for the
+//! logarithm of the searches. Sorting the ring is once per assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,13 +89,17 @@ use shoal_crdt_state::pod::PodId;
 use shoal_crdt_state::spec::{Labels, RcSpec, Resources};
 
 use super::assignment::Assignment;
+use super::hash::{node_key, rc_key, replica_seed};
 use super::inputs::{HostPort, NodeCandidate};
+use super::ring::Ring;
 use super::unplaced::{NodeRejection, Unplaced};
-use super::weight::{node_key, rc_key, replica_seed, weight};
 
 /// ε of the load bound, as a fraction: bound ≈ mean × (1 + NUM/DEN).
 pub const LOAD_SLACK_NUM: u64 = 3;
 pub const LOAD_SLACK_DEN: u64 = 4;
+
+/// Probe points per replica (see `ring`): chosen by the bench.
+pub const PROBES: usize = 16;
 
 /// Per-node capacity left while the assignment is being built.
 struct Slot<'a> {
@@ -101,10 +139,11 @@ struct RcNeeds<'a> {
     ports: Vec<HostPort>,
     /// [`rc_key`] of the name.
     key: u64,
-    /// Slots whose labels match the nodeSelector; `None` when it is empty
-    /// (every slot), which keeps the common case a scan of one array.
-    candidates: Option<Vec<usize>>,
-    /// Slots that already hold a replica of this RC (spread check).
+    /// Index in the rings of the one holding the slots whose labels match
+    /// the nodeSelector (ring 0: every slot, for an empty selector).
+    ring: usize,
+    /// Slots that already hold a replica of this RC (spread check), sorted,
+    /// each once.
     used: Vec<usize>,
 }
 
@@ -114,6 +153,17 @@ struct RcNeeds<'a> {
 pub fn assign(
     rcs: &BTreeMap<String, RcSpec>,
     nodes: &BTreeMap<NodeId, NodeCandidate>,
+) -> Assignment {
+    assign_with_probes(rcs, nodes, PROBES)
+}
+
+/// [`assign`] with another probe count (clamped to 1..=32), for the bench
+/// that chose [`PROBES`]. Peers use [`assign`]: the count is part of the
+/// cluster contract.
+pub fn assign_with_probes(
+    rcs: &BTreeMap<String, RcSpec>,
+    nodes: &BTreeMap<NodeId, NodeCandidate>,
+    probes: usize,
 ) -> Assignment {
     let mut slots: Vec<Slot<'_>> = nodes
         .iter()
@@ -144,6 +194,10 @@ pub fn assign(
         slot.cap = cap.of(slot.key);
     }
 
+    let keys: Vec<u64> = slots.iter().map(|s| s.key).collect();
+    // One ring per distinct nodeSelector, built once.
+    let mut rings = vec![Ring::new(&keys, 0..slots.len())];
+    let mut ring_of: BTreeMap<&Labels, usize> = BTreeMap::new();
     let mut needs: Vec<RcNeeds<'_>> = rcs
         .values()
         .map(|spec| {
@@ -160,17 +214,21 @@ pub fn assign(
                 request: spec.template.requests(),
                 ports,
                 key: rc_key(&spec.name),
-                candidates: (!selector.is_empty()).then(|| {
-                    (0..slots.len())
-                        .filter(|s| selector_matches(selector, &slots[*s].info.labels))
-                        .collect()
-                }),
+                ring: if selector.is_empty() {
+                    0
+                } else {
+                    *ring_of.entry(selector).or_insert_with(|| {
+                        let matching = (0..slots.len())
+                            .filter(|s| selector_matches(selector, &slots[*s].info.labels));
+                        rings.push(Ring::new(&keys, matching));
+                        rings.len() - 1
+                    })
+                },
                 used: Vec::new(),
             }
         })
         .collect();
 
-    let keys: Vec<u64> = slots.iter().map(|s| s.key).collect();
     let mut active: Vec<usize> = (0..needs.len()).collect();
     let mut index: u32 = 0;
     loop {
@@ -184,18 +242,10 @@ pub fn assign(
                 rc: need.spec.name.clone(),
                 index,
             };
-            match choose(need, &slots, &keys, index) {
+            match choose(need, &slots, &rings[need.ring], index, probes) {
                 Some(s) => {
-                    let slot = &mut slots[s];
-                    slot.free = slot.free.saturating_sub(&need.request);
-                    slot.ports.extend(need.ports.iter().map(|&port| PortUse {
-                        port,
-                        rc: &need.spec.name,
-                        index,
-                    }));
-                    slot.load += 1;
-                    need.used.push(s);
-                    assignment.place(pod, slot.id);
+                    take(need, &mut slots[s], s, index);
+                    assignment.place(pod, slots[s].id);
                 }
                 None => {
                     let why = explain(need, index, &slots, nodes);
@@ -208,8 +258,22 @@ pub fn assign(
             break;
         }
     }
-    place_surge(&mut needs, &mut slots, &keys, &mut assignment);
+    place_surge(&mut needs, &mut slots, &rings, probes, &mut assignment);
     assignment.seal()
+}
+
+/// Charges replica `index` of `need` to `slot` (number `s`).
+fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32) {
+    slot.free = slot.free.saturating_sub(&need.request);
+    slot.ports.extend(need.ports.iter().map(|&port| PortUse {
+        port,
+        rc: &need.spec.name,
+        index,
+    }));
+    slot.load += 1;
+    if let Err(at) = need.used.binary_search(&s) {
+        need.used.insert(at, s);
+    }
 }
 
 /// Surge slots `replicas..replicas + surge` of every RC, after all
@@ -219,25 +283,19 @@ pub fn assign(
 fn place_surge<'a>(
     needs: &mut [RcNeeds<'a>],
     slots: &mut [Slot<'a>],
-    keys: &[u64],
+    rings: &[Ring],
+    probes: usize,
     assignment: &mut Assignment,
 ) {
     for need in needs.iter_mut() {
         let replicas = need.spec.replicas;
         let (surge, _) = need.spec.update_strategy.resolve(replicas);
         for index in replicas..replicas.saturating_add(surge) {
-            let Some(s) = choose(need, slots, keys, index) else {
+            let Some(s) = choose(need, slots, &rings[need.ring], index, probes) else {
                 continue;
             };
-            let slot = &mut slots[s];
-            slot.free = slot.free.saturating_sub(&need.request);
-            slot.ports.extend(need.ports.iter().map(|&port| PortUse {
-                port,
-                rc: &need.spec.name,
-                index,
-            }));
-            slot.load += 1;
-            need.used.push(s);
+            take(need, &mut slots[s], s, index);
+            let slot = &slots[s];
             let pod = PodId {
                 rc: need.spec.name.clone(),
                 index,
@@ -307,44 +365,48 @@ fn conflicts<'s>(
     })
 }
 
-/// The highest-weight slot passing the hard checks, trying the soft ones
-/// (spread, then load bound) first. Ties in weight go to the lower node id.
-fn choose(need: &RcNeeds<'_>, slots: &[Slot<'_>], keys: &[u64], index: u32) -> Option<usize> {
-    let seed = replica_seed(need.key, index);
-    // (spread, bounded): stacking is the last resort, the bound yields first.
-    const TIERS: [(bool, bool); 4] = [(true, true), (true, false), (false, true), (false, false)];
-    TIERS.into_iter().find_map(|(spread, bounded)| {
-        let acceptable = |s: usize| {
-            let slot = &slots[s];
-            let over_bound = bounded && slot.load >= slot.cap;
-            let stacks = spread && need.used.contains(&s);
-            !over_bound && !stacks && fits(need, index, slot)
-        };
-        match &need.candidates {
-            None => best(seed, keys, 0..keys.len(), acceptable),
-            Some(c) => best(seed, keys, c.iter().copied(), acceptable),
-        }
-    })
-}
-
-/// Highest-weight acceptable slot among `candidates` (ascending). Checks
-/// `acceptable` only for a slot that beats the best so far (about ln N
-/// times), so the scan is one hash and one compare per node.
-#[inline]
-fn best(
-    seed: u64,
-    keys: &[u64],
-    candidates: impl Iterator<Item = usize>,
-    acceptable: impl Fn(usize) -> bool,
+/// The nearest slot on `ring` (see [`Ring::walk`]) passing the hard
+/// checks, trying the soft ones (spread, then load bound) first: the walk
+/// stops at the first slot passing all of them, and otherwise returns the
+/// first that passed the best tier it met. Exhausting the walk is the full
+/// scan, so a replica that fits somewhere is always placed.
+fn choose(
+    need: &RcNeeds<'_>,
+    slots: &[Slot<'_>],
+    ring: &Ring,
+    index: u32,
+    probes: usize,
 ) -> Option<usize> {
-    let mut best: Option<(u64, usize)> = None;
-    for s in candidates {
-        let w = weight(seed, keys[s]);
-        if best.is_none_or(|(bw, _)| w > bw) && acceptable(s) {
-            best = Some((w, s));
+    // Spread is impossible once the RC is on every slot of its ring.
+    let can_spread = need.used.len() < ring.len();
+    // Firsts of the lower tiers, in order: spread only, bound only, neither
+    // (stacking is the last resort, the bound yields first).
+    let mut lower: [Option<usize>; 3] = [None; 3];
+    for s in ring.walk(replica_seed(need.key, index), probes) {
+        let slot = &slots[s];
+        let spread = can_spread && need.used.binary_search(&s).is_err();
+        let bounded = slot.load < slot.cap;
+        let tier = match (spread, bounded) {
+            (true, true) => None,
+            (true, false) => Some(0),
+            (false, true) => Some(1),
+            (false, false) => Some(2),
+        };
+        if tier.is_some_and(|t| lower[..=t].iter().any(Option::is_some)) {
+            continue;
+        }
+        if !fits(need, index, slot) {
+            continue;
+        }
+        match tier {
+            None => return Some(s),
+            Some(t) => lower[t] = Some(s),
+        }
+        if !can_spread && lower[1].is_some() {
+            break;
         }
     }
-    best.map(|(_, s)| s)
+    lower.into_iter().flatten().next()
 }
 
 /// Charge every node with the first check it fails, for the unplaced

@@ -7,19 +7,23 @@
 //! - [`inputs`](mod@inputs): what placement sees — the [`NodeCandidate`]s
 //!   and the host ports their pods hold — built from the observed state in
 //!   one place, for the peer core and the simulator alike.
-//! - [`weight`]: the fixed rendezvous hash (part of the cluster contract).
-//! - [`assign`](mod@assign): bounded-load rendezvous hashing with spread.
+//! - [`hash`]: the fixed node keys and replica probes (part of the
+//!   cluster contract).
+//! - `ring`: the order in which a replica prefers nodes (multi-probe
+//!   consistent hashing), walked nearest first.
+//! - [`assign`](mod@assign): that order under bounded load and spread.
 //! - [`assignment`]: the result, and the disruption measures [`moved`] /
 //!   [`ideal_moves`].
 //! - [`unplaced`]: why a replica fits nowhere, in the scheduler's wording.
 
 pub mod assign;
 pub mod assignment;
+pub mod hash;
 pub mod inputs;
+mod ring;
 pub mod unplaced;
-pub mod weight;
 
-pub use assign::assign;
+pub use assign::{assign, assign_with_probes};
 pub use assignment::{Assignment, ideal_moves, moved};
 pub use inputs::{HeldPort, HostPort, NodeCandidate, WantedPorts, holds_ports, inputs, live_rcs};
 pub use unplaced::{NodeRejection, Unplaced};
