@@ -29,8 +29,8 @@ use shoal::reconcile::{LocalPods, ReconcilePolicy, plan};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::pod::{PodId, PodPhase, PodStatus};
 use shoal_crdt_state::spec::{
-    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, RcSpec, RestartPolicy, TemplateHash,
-    UpdateStrategy,
+    Allowance, ContainerSpec, PartitionPolicy, PodTemplate, Probe, ProbeAction, RcSpec,
+    RestartPolicy, TemplateHash, UpdateStrategy,
 };
 use shoal_runtime::vocabulary::{ExistingPod, PodAction, PodEvent, PodObservation};
 
@@ -82,6 +82,9 @@ struct Cluster {
     assignment: Assignment,
     pending: Vec<(NodeId, PodObservation)>,
     now: u64,
+    /// Started pods run but never become ready (a slow image, a failing
+    /// readiness probe).
+    never_ready: bool,
 }
 
 impl Cluster {
@@ -91,6 +94,7 @@ impl Cluster {
             assignment,
             pending: Vec::new(),
             now: 0,
+            never_ready: false,
         }
     }
 
@@ -187,7 +191,9 @@ impl Cluster {
                         .pending
                         .push((n, observe(pod.clone(), *template_hash, PodEvent::Removed))),
                     PodAction::Start { pod, template } => {
-                        for event in [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)] {
+                        let events = [PodEvent::Running { ports: vec![] }, PodEvent::Ready(true)];
+                        let reached = if self.never_ready { 1 } else { 2 };
+                        for event in events.into_iter().take(reached) {
                             self.pending
                                 .push((n, observe(pod.clone(), template.hash(), event)));
                         }
@@ -357,6 +363,11 @@ fn healed(max_surge: u32, max_unavailable: u32, paused: bool) -> (Cluster, RcSpe
     let old = rc(4, "web:1", max_surge, max_unavailable);
     let mut new = rc(4, "web:2", max_surge, max_unavailable);
     new.paused = paused;
+    healed_from(&old, new, max_surge)
+}
+
+/// [`healed`] from `old` to `new`.
+fn healed_from(old: &RcSpec, new: RcSpec, max_surge: u32) -> (Cluster, RcSpec) {
     let (old_hash, new_hash) = (old.template.hash(), new.template.hash());
     let surge = (max_surge > 0).then(|| (pod(4), node(1)));
     let owners = Assignment::with_surge(
@@ -460,5 +471,34 @@ fn after_a_heal_a_paused_rollout_replaces_nothing() {
                 "round {round}: replica {i}'s outdated copy left node {n} while paused"
             );
         }
+    }
+}
+
+/// After a heal the owners replace their outdated copies at once, relying
+/// on the current copies the other side runs; when the replacements take
+/// longer than the handover bound (30 s) to become ready, those copies must
+/// stay: stopping them at the bound would leave replicas unserved.
+#[test]
+fn after_a_heal_the_copies_the_owners_rely_on_outlive_the_handover_bound() {
+    let probed = |image: &str| {
+        let mut spec = rc(4, image, 1, 0);
+        spec.template.containers[0].readiness_probe = Some(Probe {
+            action: ProbeAction::TcpSocket { port: 80 },
+            initial_delay_secs: 0,
+            period_secs: 1,
+            timeout_secs: 1,
+            failure_threshold: 3,
+        });
+        spec
+    };
+    let (mut c, spec) = healed_from(&probed("web:1"), probed("web:2"), 1);
+    c.never_ready = true;
+    for round in 1..=60 {
+        c.round(&spec);
+        assert!(
+            c.available() >= 4,
+            "round {round}: {} replicas served, below the floor 4",
+            c.available()
+        );
     }
 }

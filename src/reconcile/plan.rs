@@ -347,9 +347,17 @@ pub fn plan(
                         Some(now.saturating_add(policy.handover_drain_ms))
                     }
                 };
+                // The owner replaces an outdated copy at once when this
+                // current one serves the replica (`rollout::may_replace`):
+                // while its current copy is not ready yet, this one stays
+                // past the bound, or the replica would go unserved. An owner
+                // that reports no copy at all gets the bound, as before.
+                let relied_on = l.template_hash == current
+                    && owner_prepares_replica(cluster_pods.reported_by(other), &id, current);
+                let bound_passed = now >= deadline && !relied_on;
                 if l.state == LocalState::Exited
                     || drained.is_some_and(|at| now >= at)
-                    || now >= deadline
+                    || bound_passed
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
                 } else if release {
@@ -366,6 +374,11 @@ pub fn plan(
                         &mut wake,
                     ));
                     views.remove(&id.rc);
+                } else if relied_on {
+                    // A report of the owner's ready copy wakes the plan.
+                    if let Some(at) = drained {
+                        wake(at);
+                    }
                 } else {
                     wake(drained.map_or(deadline, |at| at.min(deadline)));
                 }
@@ -620,6 +633,14 @@ fn successor_serves(
             // Never trade a copy of the current template for an outdated one
             // that its owner is about to replace (rolling update in place).
             && (s.template_hash == current || mine != current)
+    })
+}
+
+/// The owner reports a copy of replica `id` of the `current` template that
+/// does not serve yet (starting, or running but not ready).
+fn owner_prepares_replica(reported: &[PodStatus], id: &PodId, current: TemplateHash) -> bool {
+    reported.iter().any(|s| {
+        s.id == *id && s.template_hash == current && !(s.phase == PodPhase::Running && s.ready)
     })
 }
 
