@@ -496,7 +496,7 @@ mod tests {
             .is_ok_and(|got| got.is_some_and(|(_, _, bytes)| bytes == "ping"))
     }
 
-    /// A raw QUIC endpoint on 127.0.97.`host` running as `node` with key
+    /// A raw QUIC endpoint on 127.0.111.`host` running as `node` with key
     /// `seed`, checking peers against `bound`.
     fn node_endpoint(
         host: u8,
@@ -505,7 +505,7 @@ mod tests {
         bound: &Arc<RwLock<HashMap<NodeId, PublicKey>>>,
     ) -> quinn::Endpoint {
         let token = JoinToken::from_seed([5; 32]);
-        let addr: SocketAddr = format!("127.0.97.{host}:0").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.111.{host}:0").parse().unwrap();
         let mut config = QuicConfig::new(addr, token.clone());
         config.node_key = Some(NodeKey {
             node: NodeId(node),
