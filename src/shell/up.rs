@@ -189,7 +189,11 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
-    key_book.refresh(peer.state(), peer.node_decision_changes());
+    // Connections accepted since the bind were checked against the
+    // persisted bindings; the peer's own may differ.
+    if key_book.refresh(peer.state(), peer.node_decision_changes()) {
+        transport.recheck_peers();
+    }
     let join_token =
         super::join_rotation::admitting_token(&identity, peer.state().desired.join_secrets().get())
             .to_owned();
