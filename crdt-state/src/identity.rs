@@ -17,7 +17,10 @@
 //! claim; [`admits_binding`] is the admission rule a peer applies before the
 //! join: once it holds a binding, another key for the same id and release is
 //! taken only when its stamp is within [`CONCURRENT_CLAIM_MS`] of the held
-//! one (two first starts racing), never as a takeover of an established id.
+//! one (two first starts racing), and a later release only when the peer
+//! sees that removal. What remains open: a member can still claim an id
+//! with a stamp up to [`CONCURRENT_CLAIM_MS`] *before* the held binding's,
+//! and wins the join (see README, "Node identity").
 //!
 //! This crate does no cryptography: the caller passes a [`RecordVerifier`]
 //! (the peer uses ring's ed25519), and signing happens in the peer.
@@ -27,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::Hlc;
 use crate::node::NodeId;
 use crate::observed::NodeRecord;
-use crate::register::encoding;
+use crate::register::{Reg, encoding};
 
 /// An ed25519 public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,12 +87,40 @@ pub fn join(mine: &mut Option<KeyBinding>, theirs: Option<KeyBinding>) {
 pub const CONCURRENT_CLAIM_MS: u64 = 60_000;
 
 /// Whether a peer holding `held` for a node id takes `incoming` into its
-/// join. Refused: a different key for the same release whose stamp is more
-/// than [`CONCURRENT_CLAIM_MS`] from the held one's. A later release
-/// (`after`) is taken: releasing an id is an admin decision (`node delete`).
-pub fn admits_binding(held: Option<&KeyBinding>, incoming: &KeyBinding) -> bool {
+/// join. `removals` are the removal registers of the id this peer can see:
+/// its own and the one arriving with `incoming` (a `node delete` and the
+/// binding after it may travel together).
+///
+/// - A later release (`after`) than the held one's with another key is
+///   taken only if one of `removals` is that very release (a removal
+///   stamped `after`): the join prefers the later release, so an `after`
+///   naming no removal would take over the id.
+/// - The same key with a later release is taken if no removal register
+///   seen is older than it (a take-back may have overwritten the removal
+///   since): further ahead, the binding would outlive later deletes.
+/// - An earlier or absent release loses the join anyway: taken.
+/// - Same release, another key: refused when its stamp is more than
+///   [`CONCURRENT_CLAIM_MS`] from the held one's (a backdated takeover);
+///   within it, the join's first writer wins.
+pub fn admits_binding(
+    held: Option<&KeyBinding>,
+    removals: &[Option<&Reg<bool>>],
+    incoming: &KeyBinding,
+) -> bool {
     let Some(held) = held else { return true };
-    if held.key == incoming.key || incoming.after != held.after {
+    if incoming.after != held.after {
+        let mut seen = removals.iter().flatten();
+        return match incoming.after {
+            Some(release) if incoming.after > held.after && held.key == incoming.key => {
+                seen.any(|r| r.marker >= release)
+            }
+            Some(release) if incoming.after > held.after => {
+                seen.any(|r| r.val && r.marker == release)
+            }
+            _ => true,
+        };
+    }
+    if held.key == incoming.key {
         return true;
     }
     held.stamp.physical_ms.abs_diff(incoming.stamp.physical_ms) <= CONCURRENT_CLAIM_MS

@@ -14,6 +14,7 @@ use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::node_decisions::NodeDecision;
 use shoal_crdt_state::observed::ObservedState;
 use shoal_crdt_state::pod::PodPhase;
+use shoal_crdt_state::register;
 use shoal_crdt_state::sync::{ClusterState, Digest};
 use shoal_crdt_state::wire;
 use state_support::{exchange, node_info, pod_status, stamp};
@@ -175,17 +176,80 @@ fn concurrent_first_claims_settle_on_the_first_writer_whichever_arrives_first() 
 fn a_backdated_claim_on_an_established_id_is_refused_a_racing_one_is_not() {
     let held = binding(1, 10 * CONCURRENT_CLAIM_MS, None);
     let backdated = binding(2, 1_000, None);
-    assert!(!identity::admits_binding(Some(&held), &backdated));
+    assert!(!identity::admits_binding(Some(&held), &[], &backdated));
     let racing = binding(2, 10 * CONCURRENT_CLAIM_MS - 5_000, None);
-    assert!(identity::admits_binding(Some(&held), &racing));
+    assert!(identity::admits_binding(Some(&held), &[], &racing));
     assert!(
-        identity::admits_binding(Some(&held), &binding(1, 1, None)),
+        identity::admits_binding(Some(&held), &[], &binding(1, 1, None)),
         "same key"
     );
     assert!(
-        identity::admits_binding(None, &backdated),
+        identity::admits_binding(None, &[], &backdated),
         "nothing held yet"
     );
+}
+
+#[test]
+fn a_later_release_is_taken_only_with_the_removal_it_names() {
+    let held = binding(1, 10_000, None);
+    // A release far in the future, naming no removal: it would win the
+    // join and take the id over.
+    let crafted = binding(2, 20_000, Some(u64::MAX / 2));
+    assert!(!identity::admits_binding(Some(&held), &[], &crafted));
+    let other_removal = register::write(true, stamp(15_000, 99));
+    assert!(!identity::admits_binding(
+        Some(&held),
+        &[Some(&other_removal)],
+        &crafted
+    ));
+    // The same key too: its binding would outlive every later delete.
+    let immune = binding(1, 20_000, Some(u64::MAX / 2));
+    assert!(!identity::admits_binding(Some(&held), &[], &immune));
+    // The same key after a release a take-back has overwritten since.
+    let taken_back_later = register::write(false, stamp(16_000, 1));
+    let same_key_rebound = binding(1, 20_000, Some(15_000));
+    assert!(identity::admits_binding(
+        Some(&held),
+        &[Some(&taken_back_later)],
+        &same_key_rebound
+    ));
+
+    // The release this peer holds, or that arrives with the binding.
+    let removal = register::write(true, stamp(15_000, 99));
+    let rebound = binding(2, 20_000, Some(15_000));
+    assert!(identity::admits_binding(
+        Some(&held),
+        &[Some(&removal), None],
+        &rebound
+    ));
+    assert!(identity::admits_binding(
+        Some(&held),
+        &[None, Some(&removal)],
+        &rebound
+    ));
+    // A take-back at that stamp is no removal.
+    let taken_back = register::write(false, stamp(15_000, 99));
+    assert!(!identity::admits_binding(
+        Some(&held),
+        &[Some(&taken_back)],
+        &rebound
+    ));
+    // An earlier release than the held one loses the join anyway.
+    let newer_held = binding(3, 30_000, Some(25_000));
+    assert!(identity::admits_binding(Some(&newer_held), &[], &rebound));
+    assert!(identity::admits_binding(Some(&newer_held), &[], &held));
+}
+
+#[test]
+fn a_claim_stamped_just_before_the_held_one_still_wins_the_join() {
+    // The hole README documents: within CONCURRENT_CLAIM_MS a backdated
+    // claim is taken for a race of first starts, and the first writer wins.
+    let held = binding(1, 10 * CONCURRENT_CLAIM_MS, None);
+    let just_before = binding(2, 10 * CONCURRENT_CLAIM_MS - 1, None);
+    assert!(identity::admits_binding(Some(&held), &[], &just_before));
+    let mut joined = Some(held);
+    identity::join(&mut joined, Some(just_before));
+    assert_eq!(joined, Some(just_before));
 }
 
 #[test]

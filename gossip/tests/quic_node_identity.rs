@@ -79,3 +79,44 @@ async fn a_node_id_bound_to_another_key_is_refused_on_both_sides() {
         t.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_live_connection_is_closed_when_its_node_id_is_bound_to_another_key() {
+    let book: Book = Arc::default();
+    let (real, mut real_in) = node(4, 1, [1; 32], &book);
+    let (joiner, mut joiner_in) = node(5, 2, [2; 32], &book);
+    assert_eq!(ping(&joiner, &real, &mut real_in).await, Some(NodeId(2)));
+    assert_eq!(real.connected_peers(), vec![joiner.local_addr()]);
+
+    // Rechecking with unchanged bindings leaves the connection alone.
+    real.recheck_peers();
+    assert_eq!(ping(&real, &joiner, &mut joiner_in).await, Some(NodeId(1)));
+
+    // Node 2's id turns out bound to another key (the joiner was posing):
+    // the connection it opened while unbound is closed, with the reason.
+    book.write().unwrap().insert(NodeId(2), public_key([7; 32]));
+    real.recheck_peers();
+    let closed = async {
+        while !real.connected_peers().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(Duration::from_secs(3), closed)
+        .await
+        .expect("the connection closes");
+    let why = async {
+        loop {
+            if let Some(why) = joiner.dial_failure(real.local_addr()) {
+                return why;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let why = timeout(Duration::from_secs(3), why).await.unwrap();
+    assert!(why.contains("is bound to another key"), "{why}");
+    assert_eq!(ping(&joiner, &real, &mut real_in).await, None);
+    assert!(real.stats().identity_refusals >= 1, "{:?}", real.stats());
+    for t in [real, joiner] {
+        t.shutdown().await;
+    }
+}

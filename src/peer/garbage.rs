@@ -81,6 +81,9 @@ impl Peer {
         why: &'static str,
     ) {
         self.state_changes += 1;
+        if !collected.nodes.is_empty() {
+            self.node_decision_changes += 1;
+        }
         self.stats.collected += collected.len() as u64;
         if collected.is_empty() {
             return;

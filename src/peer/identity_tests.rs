@@ -240,3 +240,30 @@ fn messages_naming_another_sender_than_their_connection_are_dropped() {
     assert_eq!(stats.impersonations, after.impersonations + 1);
     assert_eq!(stats.records_forged, 1);
 }
+
+#[test]
+fn the_node_decision_count_moves_only_with_node_decisions() {
+    let mut cluster = three_peers();
+    let changes = |c: &Cluster| {
+        let peer = &c.peers[2];
+        (peer.state_changes(), peer.node_decision_changes())
+    };
+    let (state_before, nodes_before) = changes(&cluster);
+    cluster
+        .command(0, super::Command::Apply(super::tests::hello(1)))
+        .unwrap();
+    cluster.run_for(Duration::from_secs(2));
+    let (state_after, nodes_after) = changes(&cluster);
+    assert!(state_after > state_before, "the RC arrived");
+    assert_eq!(nodes_after, nodes_before, "no node decision changed");
+
+    let node = cluster.peers[1].node();
+    cluster
+        .command(0, super::Command::Cordon { node, on: true })
+        .unwrap();
+    cluster.run_for(Duration::from_secs(2));
+    assert!(
+        changes(&cluster).1 > nodes_after,
+        "a cordon is a node decision"
+    );
+}

@@ -199,6 +199,9 @@ pub struct Peer {
     /// Bumped on every change of the cluster state (local or merged): the
     /// shell persists the state when it moved.
     state_changes: u64,
+    /// Bumped when node decisions (and so key bindings) may have changed:
+    /// the shell's key book is rebuilt only then.
+    node_decision_changes: u64,
     /// [`Peer::persist_version`] at the last checkpoint (or the start).
     checkpointed: (u64, u64),
     /// Our garbage-collection acknowledgement, cached (see `garbage.rs`).
@@ -279,6 +282,7 @@ impl Peer {
             outputs: VecDeque::new(),
             stats: PeerStats::default(),
             state_changes: 0,
+            node_decision_changes: 0,
             checkpointed: (0, 0),
             digest_hash_cache: None,
             transfer: None,
@@ -359,6 +363,12 @@ impl Peer {
     /// Grows whenever the cluster state changed; compare to skip persisting.
     pub fn state_changes(&self) -> u64 {
         self.state_changes
+    }
+
+    /// Grows whenever a node decision (which holds the node's key binding)
+    /// may have changed; compare to skip rereading the bindings.
+    pub fn node_decision_changes(&self) -> u64 {
+        self.node_decision_changes
     }
 
     /// Changes whenever what [`Peer::persisted`] returns may have changed:

@@ -26,6 +26,9 @@ impl Peer {
     /// Sends a local change to the cluster.
     pub(super) fn spread(&mut self, now: Duration, delta: Delta) {
         self.state_changes += 1;
+        if !delta.desired.nodes.is_empty() {
+            self.node_decision_changes += 1;
+        }
         for (name, record) in delta.desired.rcs {
             let key = record_key(b"rc", name.as_bytes());
             let mut one = DesiredDelta::default();
@@ -473,6 +476,7 @@ impl Peer {
                     .push_back(Output::Persist(changed.desired.clone().into()));
             }
             if !changed.desired.nodes.is_empty() {
+                self.node_decision_changes += 1;
                 self.follow_node_decisions(now);
             }
             // Observed changes matter too: a handover waits for the
@@ -491,15 +495,20 @@ impl Peer {
             let Some(incoming) = decision.key else {
                 continue;
             };
-            let held = self.state.desired.nodes().get(*node).and_then(|d| d.key);
-            if !identity::admits_binding(held.as_ref(), &incoming) {
+            let held_decision = self.state.desired.nodes().get(*node);
+            let held = held_decision.and_then(|d| d.key);
+            let removals = [
+                held_decision.and_then(|d| d.removed.as_ref()),
+                decision.removed.as_ref(),
+            ];
+            if !identity::admits_binding(held.as_ref(), &removals, &incoming) {
                 self.stats.bindings_refused += 1;
                 tracing::warn!(
                     %from,
                     %node,
                     key = %incoming.key,
                     bound = %held.map(|b| b.key.to_string()).unwrap_or_default(),
-                    "refused a key binding claiming an established node id"
+                    "refused a key binding claiming an established node id (another key, or a release this peer does not hold)"
                 );
                 decision.key = None;
             }

@@ -218,8 +218,12 @@ impl Driver {
             self.drain(&mut ls);
             self.snapshots.note(&self.peer);
             self.join_trust.note(&self.peer, &self.transport);
-            self.key_book
-                .refresh(self.peer.state(), self.peer.state_changes());
+            if self
+                .key_book
+                .refresh(self.peer.state(), self.peer.node_decision_changes())
+            {
+                self.transport.recheck_peers();
+            }
         }
 
         tracing::info!("leaving the cluster (pods keep running)");

@@ -1,6 +1,7 @@
 //! The key bindings the QUIC transport checks peers' certificates against
 //! (see `shoal_gossip::quic::node_cert`): a copy of the replicated state's
-//! bindings, refreshed by the driver whenever the state changes, read by
+//! bindings, filled from the persisted state before the transport binds,
+//! refreshed by the driver whenever node decisions change, read by
 //! handshakes on the transport's tasks.
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -14,7 +15,7 @@ use shoal_gossip::quic::KeyBindings;
 #[derive(Debug, Clone, Default)]
 pub struct KeyBook {
     bound: Arc<RwLock<Vec<(NodeId, PublicKey)>>>,
-    /// The state version last copied from.
+    /// The peer's count of node decision changes last copied at.
     seen: Option<u64>,
 }
 
@@ -32,13 +33,19 @@ impl KeyBook {
     }
 
     /// Copies the bindings `state` holds, if `version` (the peer's count
-    /// of state changes) moved since the last call. Cheap when nothing
-    /// about bindings changed: one pass over the node decisions, no write.
-    pub fn refresh(&mut self, state: &ClusterState, version: u64) {
+    /// of node decision changes) moved since the last call. Returns
+    /// whether a binding changed (open connections are then rechecked).
+    pub fn refresh(&mut self, state: &ClusterState, version: u64) -> bool {
         if self.seen == Some(version) {
-            return;
+            return false;
         }
         self.seen = Some(version);
+        self.copy(state)
+    }
+
+    /// Copies the bindings `state` holds; whether they differed. One pass
+    /// over the node decisions, no write when nothing changed.
+    pub fn copy(&self, state: &ClusterState) -> bool {
         let nodes = state.desired.nodes();
         let now = || {
             nodes
@@ -52,6 +59,7 @@ impl KeyBook {
         if !same {
             *self.bound.write().unwrap_or_else(PoisonError::into_inner) = now().collect();
         }
+        !same
     }
 }
 
@@ -66,7 +74,7 @@ mod tests {
         let mut book = KeyBook::default();
         let lookup = book.bindings();
         let mut state = ClusterState::default();
-        book.refresh(&state, 0);
+        assert!(!book.refresh(&state, 0));
         assert_eq!((lookup.0)(NodeId(7)), None);
 
         let key = PublicKey([7; 32]);
@@ -76,10 +84,16 @@ mod tests {
             node: NodeId(7),
         };
         state.desired.bind_key(NodeId(7), key, stamp);
-        book.refresh(&state, 0);
+        assert!(!book.refresh(&state, 0));
         assert_eq!((lookup.0)(NodeId(7)), None, "same version: not reread");
-        book.refresh(&state, 1);
+        assert!(book.refresh(&state, 1));
         assert_eq!((lookup.0)(NodeId(7)), Some(key));
         assert_eq!((lookup.0)(NodeId(8)), None);
+        assert!(!book.refresh(&state, 2), "moved, but no binding changed");
+
+        // Before the transport binds: a copy, whatever the version.
+        let early = KeyBook::default();
+        assert!(early.copy(&state));
+        assert_eq!((early.bindings().0)(NodeId(7)), Some(key));
     }
 }

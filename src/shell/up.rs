@@ -129,7 +129,13 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     // its id; peers' are checked against the bindings the state holds.
     let node = NodeId(identity.node_id);
     let node_seed = data.node_key_seed()?;
+    let persisted = data.load()?;
+    // Bindings known from the last run are checked from the first
+    // handshake on, not only once the peer is built.
     let mut key_book = KeyBook::default();
+    if let Some(persisted) = &persisted {
+        key_book.copy(&persisted.state);
+    }
     let mut quic = QuicConfig::new(config.listen, token.clone());
     quic.advertise = Some(advertise.ip());
     quic.cert_validity = config.cert_validity;
@@ -142,7 +148,6 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
     let (transport, inbound) = QuicTransport::bind(quic)
         .with_context(|| format!("cannot listen for peers on {}", config.listen))?;
 
-    let persisted = data.load()?;
     // A fresh member that joins may hold a rotated token: the members it
     // joins through tell it the cluster's identity.
     let learn = (identity.cluster.is_none() && persisted.is_none() && !config.join.is_empty())
@@ -184,7 +189,11 @@ pub async fn start(config: &UpConfig, opened: Opened) -> anyhow::Result<Running>
         Some(persisted) => Peer::resume(peer_config, persisted),
         None => Peer::new(peer_config),
     };
-    key_book.refresh(peer.state(), peer.state_changes());
+    // Connections accepted since the bind were checked against the
+    // persisted bindings; the peer's own may differ.
+    if key_book.refresh(peer.state(), peer.node_decision_changes()) {
+        transport.recheck_peers();
+    }
     let join_token =
         super::join_rotation::admitting_token(&identity, peer.state().desired.join_secrets().get())
             .to_owned();

@@ -217,27 +217,59 @@ impl Shared {
     }
 }
 
-/// The node id `conn`'s peer certificate names; checked against the key
-/// bindings during the handshake (see `super::node_cert`).
-fn authenticated_node(shared: &Shared, conn: &Connection) -> Option<NodeId> {
-    shared.config.node_key.as_ref()?;
+/// Connection close code: the peer's node id is refused (see
+/// [`authenticated_node`]).
+pub(crate) const NODE_REFUSED: VarInt = VarInt::from_u32(2);
+
+/// The node id `conn`'s peer certificate names, checked against the key
+/// bindings as they are now (the handshake checked them as they were).
+/// `Ok(None)` when this node runs without a node key: nothing is
+/// attributed. With a node key, a connection that cannot show a node id
+/// is refused rather than taken as anyone.
+fn authenticated_node(shared: &Shared, conn: &Connection) -> Result<Option<NodeId>, String> {
+    let Some(bindings) = shared.config.node_check() else {
+        return Ok(None);
+    };
     let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .ok()?;
-    node_cert::leaf_node(certs.first()?)
-        .ok()
-        .map(|(node, _)| node)
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| "the peer presented no certificate".to_owned())?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| "the peer presented an empty certificate chain".to_owned())?;
+    node_cert::check_leaf(leaf, &bindings)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Closes `conn` because its peer's node id is refused, with the reason
+/// (the peer reads it as its dial failure).
+fn refuse_node(shared: &Shared, remote: SocketAddr, conn: &Connection, why: &str) {
+    add(&shared.counters.identity_refusals, 1);
+    tracing::warn!(%remote, reason = %why, "closing a connection: its node id is refused");
+    conn.close(NODE_REFUSED, why.as_bytes());
 }
 
 /// Serves one connection until it closes, then forgets it from the cache.
 pub(crate) async fn drive_connection(shared: Arc<Shared>, key: SocketAddr, conn: Connection) {
     let remote = canonical(conn.remote_address());
-    let node = authenticated_node(&shared, &conn);
+    let mut rebound = shared.rebound.subscribe();
+    let node = match authenticated_node(&shared, &conn) {
+        Ok(node) => node,
+        Err(why) => {
+            refuse_node(&shared, remote, &conn, &why);
+            None
+        }
+    };
     // quinn's read/accept futures are cancel-safe: losing a select race
     // leaves the datagram or stream queued for the next iteration.
     let reason = loop {
         tokio::select! {
+            Ok(()) = rebound.changed() => {
+                if let Err(why) = authenticated_node(&shared, &conn) {
+                    refuse_node(&shared, remote, &conn, &why);
+                }
+            }
             datagram = conn.read_datagram() => match datagram {
                 Ok(bytes) => deliver_datagram(&shared, remote, node, bytes),
                 Err(e) => break e,

@@ -197,7 +197,7 @@ impl QuicConfig {
 
     /// The bindings both TLS sides check peers' node ids against, when this
     /// node runs with a node key.
-    fn node_check(&self) -> Option<KeyBindings> {
+    pub(crate) fn node_check(&self) -> Option<KeyBindings> {
         self.node_key.as_ref().map(|_| {
             self.key_bindings
                 .clone()
@@ -277,6 +277,9 @@ struct Shared {
     /// The same for peers refused because their node id is bound to
     /// another key, per (address, node id).
     refused_ids: Mutex<RepeatLog<(SocketAddr, NodeId)>>,
+    /// Bumped by [`QuicTransport::recheck_peers`]: every connection task
+    /// then checks its peer's certificate against the bindings again.
+    rebound: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -409,6 +412,7 @@ impl QuicTransport {
             cert_ip,
             refused: Mutex::default(),
             refused_ids: Mutex::default(),
+            rebound: tokio::sync::watch::Sender::new(0),
         });
         runtime.spawn(inbound::accept_loop(shared.clone()));
         runtime.spawn(trust::trust_deadline_loop(Arc::downgrade(&shared)));
@@ -471,6 +475,17 @@ impl QuicTransport {
             .iter()
             .map(|e| (e.token.cluster_id(), e.until))
             .collect()
+    }
+
+    /// Checks the certificate of every open connection against the key
+    /// bindings again, and closes (with the refusal as reason) those whose
+    /// node id is now bound to another key. TLS checks only at the
+    /// handshake; call this when the bindings changed. Returns at once
+    /// (each connection's task does its own check).
+    pub fn recheck_peers(&self) {
+        if self.shared.config.node_key.is_some() {
+            self.shared.rebound.send_modify(|n| *n += 1);
+        }
     }
 
     /// The public cluster id of the token this transport runs with.

@@ -245,6 +245,12 @@ pub(crate) fn trust_tls(
         .with_client_cert_verifier(client_verifier)
         .with_cert_resolver(leaves.clone());
     server.alpn_protocols = vec![ALPN.to_vec()];
+    // A resumed session skips the certificate verifiers (rustls restores
+    // the peer's chain from the ticket), so the node check would run once
+    // per peer and never again after its key binding changed: no tickets,
+    // no session cache, on either side.
+    server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    server.send_tls13_tickets = 0;
 
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
@@ -267,6 +273,7 @@ pub(crate) fn trust_tls(
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(leaves);
     client.alpn_protocols = vec![ALPN.to_vec()];
+    client.resumption = rustls::client::Resumption::disabled();
     Ok(ClusterTls {
         server: Arc::new(server),
         client: Arc::new(client),
@@ -458,11 +465,18 @@ impl ClientCertVerifier for NodeClientVerifier {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, RwLock};
     use std::time::{Duration, SystemTime};
 
     use bytes::Bytes;
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+    use shoal_crdt_state::identity::PublicKey;
+    use shoal_crdt_state::node::NodeId;
 
-    use super::super::{Inbound, JoinToken, QuicConfig, QuicTransport};
+    use super::super::{Inbound, JoinToken, KeyBindings, NodeKey, QuicConfig, QuicTransport};
+    use super::{trust_tls, trusted_entries};
 
     /// A transport on 127.0.97.x (this crate's rotation tests' subnet),
     /// port picked by the OS.
@@ -480,6 +494,90 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(3), inbound.datagrams.recv())
             .await
             .is_ok_and(|got| got.is_some_and(|(_, _, bytes)| bytes == "ping"))
+    }
+
+    /// A raw QUIC endpoint on 127.0.111.`host` running as `node` with key
+    /// `seed`, checking peers against `bound`.
+    fn node_endpoint(
+        host: u8,
+        node: u64,
+        seed: [u8; 32],
+        bound: &Arc<RwLock<HashMap<NodeId, PublicKey>>>,
+    ) -> quinn::Endpoint {
+        let token = JoinToken::from_seed([5; 32]);
+        let addr: SocketAddr = format!("127.0.111.{host}:0").parse().unwrap();
+        let mut config = QuicConfig::new(addr, token.clone());
+        config.node_key = Some(NodeKey {
+            node: NodeId(node),
+            seed,
+        });
+        let entries = trusted_entries(
+            &tokio::runtime::Handle::current(),
+            &config,
+            addr.ip(),
+            Vec::new(),
+            vec![(token, None)],
+            SystemTime::now(),
+        )
+        .unwrap();
+        let bound = bound.clone();
+        let bindings = KeyBindings(Arc::new(move |id| bound.read().unwrap().get(&id).copied()));
+        let tls = trust_tls(&entries, SystemTime::now(), Some(bindings)).unwrap();
+        // The entries' renewal tasks would stop when dropped; the test is short.
+        std::mem::forget(entries);
+        let server = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls.server).unwrap(),
+        ));
+        let client =
+            quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls.client).unwrap()));
+        let mut endpoint = quinn::Endpoint::server(server, addr).unwrap();
+        endpoint.set_default_client_config(client);
+        endpoint
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_is_checked_again_not_resumed() {
+        let token = JoinToken::from_seed([5; 32]);
+        let bound: Arc<RwLock<HashMap<NodeId, PublicKey>>> = Arc::default();
+        let server = node_endpoint(5, 1, [1; 32], &bound);
+        let client = node_endpoint(6, 2, [2; 32], &bound);
+        let server_addr = server.local_addr().unwrap();
+        let accepting = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        conn.closed().await;
+                    }
+                });
+            }
+        });
+        let dial = || async {
+            client
+                .connect(server_addr, &token.server_name())
+                .unwrap()
+                .await
+        };
+        // Node 2 is not bound yet: accepted. Several connections, so that
+        // any session ticket would have reached the client.
+        for _ in 0..2 {
+            let conn = dial().await.expect("an unbound node id connects");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            conn.close(quinn::VarInt::from_u32(0), b"again");
+        }
+        // Node 2's id is now bound to another key: the next handshake
+        // must run the check again and fail, whatever the client kept.
+        bound.write().unwrap().insert(NodeId(2), PublicKey([9; 32]));
+        let refused = dial().await;
+        let closed = match refused {
+            Err(e) => e.to_string(),
+            Ok(conn) => tokio::time::timeout(Duration::from_secs(3), conn.closed())
+                .await
+                .map_or("accepted (a resumed session)".into(), |e| e.to_string()),
+        };
+        assert!(closed.contains("is bound to another key"), "{closed}");
+        client.close(quinn::VarInt::from_u32(0), b"done");
+        server.close(quinn::VarInt::from_u32(0), b"done");
     }
 
     #[tokio::test]
