@@ -95,9 +95,12 @@ pub const CONCURRENT_CLAIM_MS: u64 = 60_000;
 ///   taken only if one of `removals` is that very release (a removal
 ///   stamped `after`): the join prefers the later release, so an `after`
 ///   naming no removal would take over the id.
-/// - The same key with a later release is taken if no removal register
-///   seen is older than it (a take-back may have overwritten the removal
-///   since): further ahead, the binding would outlive later deletes.
+/// - The same key with a later release is taken if some removal register
+///   seen is stamped at or after it (a take-back may have overwritten the
+///   removal since): further ahead, the binding would outlive later deletes.
+///
+/// Removal registers are not signed, so a member that sends the removal
+/// with its binding passes this check (README, "Node identity").
 /// - An earlier or absent release loses the join anyway: taken.
 /// - Same release, another key: refused when its stamp is more than
 ///   [`CONCURRENT_CLAIM_MS`] from the held one's (a backdated takeover);
