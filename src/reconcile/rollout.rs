@@ -145,6 +145,14 @@ fn serving(view: &RcView, j: u32) -> bool {
         .is_some_and(|pods| pods.iter().any(|p| p.serving))
 }
 
+/// Whether some pod of `template` serves (in the endpoints) in `view`.
+pub fn serves_template(view: &RcView, template: TemplateHash) -> bool {
+    view.pods
+        .values()
+        .flatten()
+        .any(|p| p.serving && p.template_hash == template)
+}
+
 fn available(view: &RcView, j: u32) -> bool {
     view.pods
         .get(&j)
