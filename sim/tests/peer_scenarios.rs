@@ -187,7 +187,7 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
 /// breach, see `sim/src/scenarios/peer/rollout.rs` for how a crash and a
 /// heal count) and it finishes.
 #[test]
-fn rollouts_keep_their_bounds_at_every_instant_alone_under_a_scale_a_crash_a_partition_and_an_undo() {
+fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_each_disturbance() {
     // Seed 33 of `rollout-crash` ran 14 copies of 13 before moves shared
     // the surge budget.
     for (name, seeds) in [
