@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The simulated rollout sweep (issue #12): every RC rolled to a new image
-# (25% surge / 25% unavailable), alone, under a crash, a scale and a
-# partition, the bounds checked after every instant. Prints the "#### Rollouts"
+# (25% surge / 25% unavailable), alone, under a crash, a scale, a
+# partition, and undone mid-rollout (with and without a partition), the
+# bounds checked after every instant. Prints the "#### Rollouts"
 # Markdown subsection of the peer-core section. scripts/bench-peers.sh calls
 # it; it runs alone too. Figures are printed, not asserted.
 #
@@ -13,7 +14,7 @@
 # runs, 2), ROLLOUT_TIMEOUT (seconds per run, 1800), ROLLOUT_OUT (keep the
 # per-run JSON there and skip the runs it holds already, so a sweep cut
 # short can be resumed; default a temporary directory). Runs go seed by
-# seed, the four scenarios each, so a sweep cut short covers all four.
+# seed, the six scenarios each, so a sweep cut short covers all six.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ SWEEP_RCS=${SWEEP_RCS:-100}
 SWEEP_REPLICAS=${SWEEP_REPLICAS:-10}
 JOBS=${JOBS:-2}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-1800}
-SCENARIOS="rollout rollout-scale rollout-crash rollout-partition"
+SCENARIOS="rollout rollout-scale rollout-crash rollout-partition rollout-undo rollout-partition-undo"
 
 cargo build --release -q -p shoal-sim >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/shoal-sim

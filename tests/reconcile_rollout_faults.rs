@@ -20,7 +20,11 @@
 //!   copy at once (a current copy keeps the replica served), so the RC is
 //!   back within `replicas + maxSurge` after a drain, a start and the
 //!   handover's drain, not the 30 s handover bound; a paused rollout
-//!   replaces nothing.
+//!   replaces nothing;
+//! - `rollout undo` told to the node of a surge pod while the other peers
+//!   still roll forward: the surge pod, outdated by the undo, stays until
+//!   the undo and the others' drains have spread, so the floor holds (the
+//!   sim's `rollout-undo` and `rollout-partition-undo` went 7 of 8 before).
 
 use std::collections::BTreeMap;
 
@@ -161,6 +165,13 @@ impl Cluster {
 
     /// One round of 1 s: the runtime's results, then every peer plans.
     fn round(&mut self, spec: &RcSpec) -> Vec<(NodeId, PodAction)> {
+        self.round_split(|_| spec.clone())
+    }
+
+    /// A round in which node `n` plans with `spec_of(n)`: peers that have
+    /// not all seen the same spec yet. Every peer plans from the reports of
+    /// the round's start, so no peer sees another's decisions of this round.
+    fn round_split(&mut self, spec_of: impl Fn(NodeId) -> RcSpec) -> Vec<(NodeId, PodAction)> {
         self.now += 1_000;
         for (n, obs) in std::mem::take(&mut self.pending) {
             self.peers
@@ -169,10 +180,10 @@ impl Cluster {
                 .handle_observation(self.now, &obs);
         }
         let reported = self.reported();
-        let rcs = BTreeMap::from([("web".to_owned(), spec.clone())]);
         let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
         let mut all = Vec::new();
         for n in nodes {
+            let rcs = BTreeMap::from([("web".to_owned(), spec_of(n))]);
             let local = self.peers.get_mut(&n).unwrap();
             let planned = plan(
                 n,
@@ -501,4 +512,58 @@ fn after_a_heal_the_copies_the_owners_rely_on_outlive_the_handover_bound() {
             c.available()
         );
     }
+}
+
+/// 4 replicas, 1 surge, 0 unavailable (floor 4), mid-rollout: the surge
+/// pod (node 4) runs the new template, replicas 0–3 the old. In one
+/// round node 0, still rolling forward, drains replica 0 (the surge pod
+/// makes room for one), and node 4 is told `rollout undo`: its surge pod is
+/// outdated now, and its view (without node 0's drain yet) has room for
+/// one. Both drains at once would leave 3 serving. The undone surge pod
+/// waits until the undo has spread (node 0 takes its drain back) and the
+/// others' drains are in its view; then it leaves and the RC ends on the
+/// old template, 4 copies.
+#[test]
+fn an_undo_mid_rollout_keeps_the_floor_while_other_peers_still_roll_forward() {
+    let old = rc(4, "web:1", 1, 0);
+    let new = rc(4, "web:2", 1, 0);
+    let (old_hash, new_hash) = (old.template.hash(), new.template.hash());
+    let owners = Assignment::with_surge(
+        (0..4).map(|i| (pod(i), node(u64::from(i)))),
+        [(pod(4), node(4))],
+    );
+    let mut c = Cluster::new(5, owners);
+    for i in 0..4 {
+        c.running(node(u64::from(i)), i, old_hash, true);
+    }
+    c.running(node(4), 4, new_hash, true);
+    for round in 0..20 {
+        // Round 0 makes the surge pod available (`minReadySeconds` 0, once
+        // its node's plan has looked at it); round 1 is the split.
+        match round {
+            0 => c.round(&new),
+            1 => c.round_split(|n| {
+                if n == node(4) {
+                    old.clone()
+                } else {
+                    new.clone()
+                }
+            }),
+            _ => c.round(&old),
+        };
+        assert!(
+            c.available() >= 4,
+            "round {round}: {} available, below replicas − maxUnavailable = 4",
+            c.available()
+        );
+        assert!(c.copies() <= 5, "round {round}: {} copies", c.copies());
+        if c.available_of(old_hash) == 4 && c.copies() == 4 {
+            return;
+        }
+    }
+    panic!(
+        "the undo did not finish in 20 rounds: {} copies, {} of the old template available",
+        c.copies(),
+        c.available_of(old_hash)
+    );
 }

@@ -185,12 +185,13 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
 }
 
 /// A rollout of every RC (25% surge / 25% unavailable), alone, with a
-/// concurrent scale, with the crash of the peer moving a replica and with
-/// a 20 s partition: the bounds hold at every instant (the scenario fails
-/// on the first breach, see `sim/src/scenarios/peer/rollout.rs` for how a
-/// crash and a heal count) and it finishes.
+/// concurrent scale, with the crash of the peer moving a replica, with
+/// a 20 s partition, and undone mid-rollout (with and without a partition):
+/// the bounds hold at every instant (the scenario fails on the first
+/// breach, see `sim/src/scenarios/peer/rollout.rs` for how a crash and a
+/// heal count) and it finishes.
 #[test]
-fn rollouts_keep_their_bounds_at_every_instant_alone_under_a_scale_a_crash_and_a_partition() {
+fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_each_disturbance() {
     // Seed 33 of `rollout-crash` ran 14 copies of 13 before moves shared
     // the surge budget.
     for (name, seeds) in [
@@ -198,6 +199,10 @@ fn rollouts_keep_their_bounds_at_every_instant_alone_under_a_scale_a_crash_and_a
         ("rollout-scale", &[31, 32]),
         ("rollout-crash", &[31, 32, 33]),
         ("rollout-partition", &[31, 32, 33]),
+        // Seed 32 of both went 7 ready of 8 before a pod the undo made
+        // outdated waited for the undo to spread.
+        ("rollout-undo", &[31, 32]),
+        ("rollout-partition-undo", &[31, 32]),
     ] {
         for &seed in seeds {
             let r = run(name, 15, seed, 8, 10);

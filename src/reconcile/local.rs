@@ -88,6 +88,12 @@ pub struct LocalPod {
     pub min_ready_met: bool,
     /// Not ready within the progress deadline, and why (set by `plan`).
     pub stalled: Option<String>,
+    /// `plan` has seen this pod's template outdated (set once per template).
+    pub outdated_seen: bool,
+    /// When `plan` first saw it outdated while pods of the new current
+    /// template already served: a rollback mid-rollout (`rollout undo`),
+    /// which peers that have not seen it yet still roll the other way.
+    pub reverted_at: Option<u64>,
 }
 
 impl LocalPod {
@@ -115,6 +121,8 @@ impl LocalPod {
             started_at: None,
             min_ready_met: false,
             stalled: None,
+            outdated_seen: false,
+            reverted_at: None,
         }
     }
 

@@ -12,7 +12,8 @@ use shoal_runtime::vocabulary::PodAction;
 
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
 use super::rollout::{
-    PodView, RcView, Slot, may_replace, may_start_move, may_start_surge, slot_of, surge_needed,
+    PodView, RcView, Slot, may_replace, may_start_move, may_start_surge, serves_template, slot_of,
+    surge_needed,
 };
 use crate::placement::Assignment;
 
@@ -268,6 +269,14 @@ pub fn plan(
             if let Some(l) = local.get_mut(&id) {
                 l.moved_away_at = None;
             }
+            if done
+                && let Some(until) = local
+                    .get_mut(&id)
+                    .and_then(|l| reverted_settles_at(l, current, view, now, policy))
+            {
+                wake(until);
+                continue;
+            }
             if done {
                 // The rollout is done: the surge leaves.
                 rest.extend(drain_then_stop(
@@ -411,6 +420,13 @@ pub fn plan(
                     let view = views
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
+                    let Some(l) = local.get_mut(&id) else {
+                        continue;
+                    };
+                    if let Some(until) = reverted_settles_at(l, current, view, now, policy) {
+                        wake(until);
+                        continue;
+                    }
                     if may_replace(rc, current, view, id.index, surge_placed(rc, assignment)) {
                         rest.extend(drain_then_stop(
                             &id,
@@ -720,6 +736,39 @@ fn releases_move(
     !successor_started
         && !may_start_move(rc, current, view, id.index)
         && may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
+}
+
+/// Until when a pod that a rollback mid-rollout made outdated stays put,
+/// if it must. Peers that have not yet seen the rollback still replace
+/// the other template's pods, counting this one as serving: their drains
+/// and this one would draw on the same budget twice, and until those
+/// drains reach this node's view its own count of the budget is stale
+/// (`rollout-partition-undo` and `rollout-undo` went 1 below the floor
+/// that way). After `move_settle_ms` the rollback has reached them (they
+/// take back drains of pods it made current again) and their drains have
+/// reached this view. A plain rollout (no pod of the new template serves
+/// when its pods are first seen outdated) does not wait.
+fn reverted_settles_at(
+    l: &mut LocalPod,
+    current: TemplateHash,
+    view: &RcView,
+    now: u64,
+    policy: &ReconcilePolicy,
+) -> Option<u64> {
+    if l.template_hash == current {
+        l.outdated_seen = false;
+        l.reverted_at = None;
+        return None;
+    }
+    if !l.outdated_seen {
+        l.outdated_seen = true;
+        if serves_template(view, current) {
+            l.reverted_at = Some(now);
+        }
+    }
+    l.reverted_at
+        .map(|at| at.saturating_add(policy.move_settle_ms))
+        .filter(|&until| now < until)
 }
 
 /// Whether placement gave any of `rc`'s surge slots a node.

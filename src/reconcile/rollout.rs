@@ -72,8 +72,11 @@
 //! to replace. With the same view everywhere the bounds hold at every
 //! instant. Views that lag each other (gossip delay) can let the rollout
 //! run ahead by the decisions taken on stale views, and each peer's own
-//! pods are always current in its view. It never deadlocks: every input it
-//! waits on is eventually reported.
+//! pods are always current in its view. A template change mid-rollout
+//! (`rollout undo`) breaks the common order: peers that have not seen it
+//! rank the other template's pods against the same budget, so a pod the
+//! change made outdated waits for it to spread (`plan`). It never
+//! deadlocks: every input it waits on is eventually reported.
 
 use std::collections::BTreeMap;
 
@@ -143,6 +146,14 @@ fn serving(view: &RcView, j: u32) -> bool {
     view.pods
         .get(&j)
         .is_some_and(|pods| pods.iter().any(|p| p.serving))
+}
+
+/// Whether some pod of `template` serves (in the endpoints) in `view`.
+pub fn serves_template(view: &RcView, template: TemplateHash) -> bool {
+    view.pods
+        .values()
+        .flatten()
+        .any(|p| p.serving && p.template_hash == template)
 }
 
 fn available(view: &RcView, j: u32) -> bool {

@@ -114,7 +114,7 @@ impl PeerOptions {
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "apply",
     "failover",
     "scale",
@@ -127,6 +127,7 @@ pub const NAMES: [&str; 12] = [
     "rollout-scale",
     "rollout-partition",
     "rollout-partition-undo",
+    "rollout-undo",
 ];
 
 /// Runs the peer scenario called `name`.
@@ -144,6 +145,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "rollout-scale" => Ok(rollout::run(o, rollout::Disturbance::Scale)),
         "rollout-partition" => Ok(rollout::run(o, rollout::Disturbance::Partition)),
         "rollout-partition-undo" => Ok(rollout::run(o, rollout::Disturbance::PartitionUndo)),
+        "rollout-undo" => Ok(rollout::run(o, rollout::Disturbance::Undo)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")

@@ -1,5 +1,5 @@
 //! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`,
-//! `rollout-partition-undo`: every
+//! `rollout-partition-undo`, `rollout-undo`: every
 //! RC of the workload is rolled to a new image at a random peer (Kubernetes
 //! default budget: 25% surge, 25% unavailable), and the rollout's bounds
 //! are checked after every instant at which anything happened, not only at
@@ -42,7 +42,9 @@
 //! too, and one half is told `rollout undo` of every RC as it splits: on
 //! heal that newer template wins, so the other half's copies are outdated
 //! while the first half's serve the current template (the case of
-//! `tests/cluster_rollout_faults.rs`), and every RC ends on the first image.
+//! `tests/cluster_rollout_faults.rs`), and every RC ends on the first image;
+//! `-undo` tells one peer `rollout undo` of every RC while the surge pods
+//! run, without a partition.
 //!
 //! **What breached the floor before** (the crash and the partition, 1–3
 //! pods right after the disturbance): surge pods. Once a membership change
@@ -82,6 +84,7 @@ pub enum Disturbance {
     Scale,
     Partition,
     PartitionUndo,
+    Undo,
 }
 
 /// Ready and running pods of each RC, kept current by recounting, after
@@ -342,7 +345,9 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     let mut rolled = None;
     let first_image = specs.first().map(|s| s.template.primary_image().to_owned());
     let final_image = match disturbance {
-        Disturbance::PartitionUndo => first_image.as_deref().unwrap_or(NEW_IMAGE),
+        Disturbance::PartitionUndo | Disturbance::Undo => {
+            first_image.as_deref().unwrap_or(NEW_IMAGE)
+        }
         _ => NEW_IMAGE,
     };
     let deadline = t0 + secs(600);
@@ -410,6 +415,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         Disturbance::Scale => "rollout-scale",
         Disturbance::Partition => "rollout-partition",
         Disturbance::PartitionUndo => "rollout-partition-undo",
+        Disturbance::Undo => "rollout-undo",
     };
     let mut r = report(&c, name, o.peers, None, extra);
     let mut fail = |why: String| {
@@ -435,6 +441,19 @@ fn disturb(
 ) {
     match disturbance {
         Disturbance::None => {}
+        Disturbance::Undo => {
+            if let Some(slot) = c.random_alive() {
+                for s in specs {
+                    let _ = c.command(
+                        slot,
+                        Command::Undo {
+                            name: s.name.clone(),
+                            to_revision: None,
+                        },
+                    );
+                }
+            }
+        }
         Disturbance::Crash => {
             // The peer running the first pod of a new template.
             let victim = c.alive_slots().into_iter().find(|&s| {
