@@ -92,6 +92,7 @@ use super::assignment::Assignment;
 use super::hash::{node_key, rc_key, replica_seed};
 use super::inputs::{HostPort, NodeCandidate};
 use super::ring::Ring;
+use super::room::MostFree;
 use super::unplaced::{NodeRejection, Unplaced};
 
 /// ε of the load bound, as a fraction: bound ≈ mean × (1 + NUM/DEN).
@@ -114,6 +115,13 @@ struct Slot<'a> {
     /// the replicas this assignment places there.
     ports: Vec<PortUse<'a>>,
     load: u64,
+}
+
+/// What the walks need to know about all slots at once, to stop early.
+struct Tally {
+    /// Slots whose load is below their bound.
+    below_bound: usize,
+    most_free: MostFree,
 }
 
 /// A host port taken on a node, and by which replica.
@@ -193,6 +201,10 @@ pub fn assign_with_probes(
     for slot in &mut slots {
         slot.cap = cap.of(slot.key);
     }
+    let mut tally = Tally {
+        below_bound: slots.len(),
+        most_free: MostFree::new(slots.iter().map(|s| s.free)),
+    };
 
     let keys: Vec<u64> = slots.iter().map(|s| s.key).collect();
     // One ring per distinct nodeSelector, built once.
@@ -242,9 +254,9 @@ pub fn assign_with_probes(
                 rc: need.spec.name.clone(),
                 index,
             };
-            match choose(need, &slots, &rings[need.ring], index, probes) {
+            match choose(need, &slots, &tally, &rings[need.ring], index, probes) {
                 Some(s) => {
-                    take(need, &mut slots[s], s, index);
+                    take(need, &mut slots[s], s, index, &mut tally);
                     assignment.place(pod, slots[s].id);
                 }
                 None => {
@@ -258,13 +270,24 @@ pub fn assign_with_probes(
             break;
         }
     }
-    place_surge(&mut needs, &mut slots, &rings, probes, &mut assignment);
+    place_surge(
+        &mut needs,
+        &mut slots,
+        &mut tally,
+        &rings,
+        probes,
+        &mut assignment,
+    );
     assignment.seal()
 }
 
 /// Charges replica `index` of `need` to `slot` (number `s`).
-fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32) {
+fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32, tally: &mut Tally) {
     slot.free = slot.free.saturating_sub(&need.request);
+    tally.most_free.set(s, slot.free);
+    if slot.load + 1 == slot.cap {
+        tally.below_bound -= 1;
+    }
     slot.ports.extend(need.ports.iter().map(|&port| PortUse {
         port,
         rc: &need.spec.name,
@@ -283,6 +306,7 @@ fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32) {
 fn place_surge<'a>(
     needs: &mut [RcNeeds<'a>],
     slots: &mut [Slot<'a>],
+    tally: &mut Tally,
     rings: &[Ring],
     probes: usize,
     assignment: &mut Assignment,
@@ -291,10 +315,10 @@ fn place_surge<'a>(
         let replicas = need.spec.replicas;
         let (surge, _) = need.spec.update_strategy.resolve(replicas);
         for index in replicas..replicas.saturating_add(surge) {
-            let Some(s) = choose(need, slots, &rings[need.ring], index, probes) else {
+            let Some(s) = choose(need, slots, tally, &rings[need.ring], index, probes) else {
                 continue;
             };
-            take(need, &mut slots[s], s, index);
+            take(need, &mut slots[s], s, index, tally);
             let slot = &slots[s];
             let pod = PodId {
                 rc: need.spec.name.clone(),
@@ -368,17 +392,30 @@ fn conflicts<'s>(
 /// The nearest slot on `ring` (see [`Ring::walk`]) passing the hard
 /// checks, trying the soft ones (spread, then load bound) first: the walk
 /// stops at the first slot passing all of them, and otherwise returns the
-/// first that passed the best tier it met. Exhausting the walk is the full
-/// scan, so a replica that fits somewhere is always placed.
+/// first that passed the best tier it met. A replica that fits somewhere is
+/// always placed.
+///
+/// The walk also stops as soon as no slot left can be in a better tier
+/// than the best met (counted: unused slots of the RC left, slots below
+/// their bound left), and is skipped when no slot has the cpu or the memory
+/// asked for: both give the result of the full walk, sooner.
 fn choose(
     need: &RcNeeds<'_>,
     slots: &[Slot<'_>],
+    tally: &Tally,
     ring: &Ring,
     index: u32,
     probes: usize,
 ) -> Option<usize> {
-    // Spread is impossible once the RC is on every slot of its ring.
+    if !tally.most_free.might_fit(&need.request) {
+        return None;
+    }
+    // Spread is impossible once the RC is on every slot of its ring (its
+    // replicas all went through this ring, so `used` is part of it).
     let can_spread = need.used.len() < ring.len();
+    let mut unused_left = ring.len() - need.used.len();
+    // At most this many of the slots not yet visited are below their bound.
+    let mut bounded_left = tally.below_bound;
     // Firsts of the lower tiers, in order: spread only, bound only, neither
     // (stacking is the last resort, the bound yields first).
     let mut lower: [Option<usize>; 3] = [None; 3];
@@ -386,23 +423,30 @@ fn choose(
         let slot = &slots[s];
         let spread = can_spread && need.used.binary_search(&s).is_err();
         let bounded = slot.load < slot.cap;
+        unused_left -= usize::from(spread);
+        bounded_left -= usize::from(bounded);
         let tier = match (spread, bounded) {
             (true, true) => None,
             (true, false) => Some(0),
             (false, true) => Some(1),
             (false, false) => Some(2),
         };
-        if tier.is_some_and(|t| lower[..=t].iter().any(Option::is_some)) {
-            continue;
+        let better_met = tier.is_some_and(|t| lower[..=t].iter().any(Option::is_some));
+        if !better_met && fits(need, index, slot) {
+            match tier {
+                None => return Some(s),
+                Some(t) => lower[t] = Some(s),
+            }
         }
-        if !fits(need, index, slot) {
-            continue;
-        }
-        match tier {
-            None => return Some(s),
-            Some(t) => lower[t] = Some(s),
-        }
-        if !can_spread && lower[1].is_some() {
+        let better_left = match lower.iter().position(Option::is_some) {
+            None => true,
+            // Only spread and bound beats spread only.
+            Some(0) => unused_left > 0 && bounded_left > 0,
+            // Both better tiers spread.
+            Some(1) => unused_left > 0,
+            _ => unused_left > 0 || bounded_left > 0,
+        };
+        if !better_left {
             break;
         }
     }
@@ -419,6 +463,7 @@ fn explain(
 ) -> Unplaced {
     let mut reasons: BTreeMap<NodeRejection, usize> = BTreeMap::new();
     let mut port_holders: BTreeMap<HostPort, BTreeSet<PodId>> = BTreeMap::new();
+    #[cfg(debug_assertions)]
     let usable: BTreeSet<NodeId> = slots.iter().map(|s| s.id).collect();
     for (id, c) in nodes {
         let reason = if !c.alive {
