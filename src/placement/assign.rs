@@ -475,7 +475,8 @@ fn explain(
         } else if !selector_matches(&need.spec.template.node_selector, &c.info.labels) {
             NodeRejection::NodeSelectorMismatch
         } else {
-            debug_assert!(usable.contains(id));
+            #[cfg(debug_assertions)]
+            assert!(usable.contains(id), "a usable node has a slot");
             let Ok(s) = slots.binary_search_by_key(id, |s| s.id) else {
                 continue;
             };
