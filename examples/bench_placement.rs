@@ -2,7 +2,7 @@
 //! node joins or leaves, against the bounded-load rendezvous placement used
 //! before issue #15 (kept below, in this file only, as the baseline); the
 //! probe count sweep that chose `PROBES`; one assignment of 1,000,000
-//! replicas over 10,000 nodes; and the cost of building the inputs (held
+//! replicas over 10,000 nodes; a full cluster (requests = capacity); and the cost of building the inputs (held
 //! host ports) from the observed state. Prints a Markdown section for
 //! BENCHMARKS.md.
 //!
@@ -31,7 +31,7 @@ const SATURATED_RUNS: usize = 3;
 /// The large row: 100,000 RCs × 10 replicas over 10,000 nodes.
 const LARGE_RCS: usize = 100_000;
 const LARGE_NODES: usize = 10_000;
-const LARGE_SEEDS: u64 = 4;
+const LARGE_SEEDS: u64 = 8;
 /// Disruption seeds of the probe count sweep at 1,000 nodes.
 const SWEEP_SEEDS: u64 = 16;
 /// Probe counts of the sweep.
@@ -419,7 +419,7 @@ fn main() {
          and disruption when one node joins or leaves (moved / ideal, mean over seeds), for \
          multi-probe placement (`PROBES` = {}) and, on the same clusters in the same run, \
          the bounded-load rendezvous placement main used before (a copy kept in the bench, \
-         reduced to this workload: no host ports, no selectors, ample resources).\n",
+         reduced to what this bench exercises: no host ports, no selectors).\n",
         shoal::placement::assign::PROBES
     );
     println!(

@@ -18,9 +18,10 @@
 //! walk stops at the first node passing all, else takes the first node of
 //! the best tier it met, so replicas stack on a node only when an RC has
 //! more replicas than nodes that can take them, and the bound yields rather
-//! than leave a replica unplaced. A walk that finds nothing has visited
-//! every candidate once: it is the full scan, and `explain` then charges
-//! every node exactly as before.
+//! than leave a replica unplaced. The walk stops early only when what is
+//! left cannot change the answer (see [`choose`]), so a walk that finds
+//! nothing has ruled out every candidate, and `explain` then charges every
+//! node exactly as before.
 //!
 //! **Why disruption stays minimal.** A node's distance depends only on the
 //! replica and that node, never on the other nodes, so a join ranks the new
@@ -42,20 +43,27 @@
 //!
 //! | probes | join | leave | 1M × 10k time | max load (mean 100) |
 //! |-------:|-----:|------:|--------------:|--------------------:|
-//! | 1      | 2.88 | 6.35  | 6.5 s         | 175                 |
-//! | 2      | 1.73 | 2.15  | 5.1 s         | 175                 |
-//! | 4      | 1.24 | 1.23  | 4.2 s         | 173                 |
-//! | 9      | 1.10 | 1.08  | 5.5 s         | 163                 |
-//! | 16     | 1.11 | 1.05  | 7.5 s         | 148                 |
-//! | 21     | 1.01 | 1.08  | 8.7 s         | 153                 |
-//! | 32     | 1.04 | 1.04  | 9.1 s         | 142                 |
+//! | 1      | 2.88 | 6.35  | 2.4 s         | 175                 |
+//! | 2      | 1.73 | 2.15  | 2.2 s         | 175                 |
+//! | 4      | 1.24 | 1.23  | 2.5 s         | 173                 |
+//! | 9      | 1.10 | 1.08  | 2.6 s         | 163                 |
+//! | 16     | 1.11 | 1.05  | 3.1 s         | 148                 |
+//! | 21     | 1.01 | 1.08  | 3.3 s         | 153                 |
+//! | 32     | 1.04 | 1.04  | 3.9 s         | 142                 |
 //!
 //! From 9 probes on, moved/ideal is within seed noise; 16 keeps the busiest
-//! node furthest below the bound short of 32, whose time grows. At 16,
-//! 1,000,000 replicas over 10,000 nodes: moved/ideal 1.02 on join and 1.00
-//! on leave (8 seeds), 3–8 s per assignment (machine load) against 48–61 s
-//! for the old rendezvous scan in the same runs. `benchmarks/placement.md`
-//! has the full output, with the old placement at 100 and 1,000 nodes.
+//! node furthest below the bound short of 32, whose time grows.
+//!
+//! **Against the old placement** (same bench, same clusters, run
+//! 2026-12-04, load average 3–5 on 2 cores): at 1,000 nodes × 10,000
+//! replicas one assignment takes 12 ms against 19 ms; at 100 nodes the old
+//! scan is faster, 4 ms against 13 ms (each replica pays its probes
+//! whatever the cluster size). Disruption is not better: a join at 1,000
+//! nodes moves 1.11 × the ideal against 1.01 for the old placement (a
+//! leave: 1.05 against 1.09). 1,000,000 replicas over 10,000 nodes: 3.6 s
+//! against 18 s, join 1.02 and leave 1.00 × the ideal (8 seeds). A full
+//! cluster (requests = capacity, 1,000 nodes): 10 ms against 58 ms.
+//! `benchmarks/placement.md` has the full output.
 //!
 //! **ε = 3/4.** Unbounded hashing puts Poisson-like load on nodes: at 10
 //! replicas per node over 1,000 nodes the busiest node gets about twice the
@@ -63,7 +71,8 @@
 //! but saturates more nodes, and every saturated node turns a join or leave
 //! into a chain of moves (a replica that lands on a node may push out one
 //! that came later in the order, which then lands elsewhere, ...). Measured
-//! with rendezvous (moved/ideal at 1,000 nodes × 10,000 replicas, 8 seeds):
+//! with the old rendezvous placement (moved/ideal at 1,000 nodes × 10,000
+//! replicas, 8 seeds; an earlier experiment, not in the bench):
 //! ε = 1/2: 1.23 join, 1.26 leave; 3/4: 1.11, 1.04; 1: 1.11, 1.02. What
 //! remains at large ε comes from the spread rule: when two replicas of an
 //! RC prefer the same node, the later one takes its next choice, and a join
@@ -81,6 +90,11 @@
 //! search each in the ring, then a few steps of the walk while nodes are
 //! below their bound — independent of the number of nodes except for the
 //! logarithm of the searches. Sorting the ring is once per assignment.
+//! The slow path — no node passes spread and bound — costs O(log P) per
+//! node visited; it ends as soon as no node left can be in a better tier,
+//! and a replica whose cpu or memory no node has left skips it. What it
+//! cannot cut short: a replica whose only fitting nodes are far down its
+//! order (a nearly full cluster) still walks to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
