@@ -2,7 +2,7 @@
 //! node joins or leaves, against the bounded-load rendezvous placement used
 //! before issue #15 (kept below, in this file only, as the baseline); the
 //! probe count sweep that chose `PROBES`; one assignment of 1,000,000
-//! replicas over 10,000 nodes; and the cost of building the inputs (held
+//! replicas over 10,000 nodes; a full cluster (requests = capacity); and the cost of building the inputs (held
 //! host ports) from the observed state. Prints a Markdown section for
 //! BENCHMARKS.md.
 //!
@@ -27,6 +27,7 @@ use shoal_crdt_state::spec::{
 const RCS: usize = 1_000;
 const REPLICAS: u32 = 10;
 const TIMING_RUNS: usize = 7;
+const SATURATED_RUNS: usize = 3;
 /// The large row: 100,000 RCs × 10 replicas over 10,000 nodes.
 const LARGE_RCS: usize = 100_000;
 const LARGE_NODES: usize = 10_000;
@@ -46,12 +47,18 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 fn node(id: u64) -> NodeCandidate {
-    let big = Resources {
-        cpu_millis: 64_000,
-        memory_bytes: 256 << 30,
-    };
+    sized_node(
+        id,
+        Resources {
+            cpu_millis: 64_000,
+            memory_bytes: 256 << 30,
+        },
+    )
+}
+
+fn sized_node(id: u64, allocatable: Resources) -> NodeCandidate {
     NodeCandidate {
-        info: NodeInfo::healthy(format!("n{id:x}"), big),
+        info: NodeInfo::healthy(format!("n{id:x}"), allocatable),
         alive: true,
         cordoned: false,
         held_ports: Vec::new(),
@@ -98,17 +105,19 @@ fn workload(count: usize) -> BTreeMap<String, RcSpec> {
         .collect()
 }
 
-/// The placement of main before issue #15: every replica scans every node
-/// (one `fmix64(seed ⊕ node key)` weight each), highest weight first under
-/// the same tiers (spread and bound, spread, bound, neither), index-major,
-/// surge slots after. Reduced to what this bench's workload exercises: no
-/// host ports, no node selectors, resources that never run out.
+/// The placement of main before issue #15 (`git show 6dcb568^1:src/placement/assign.rs`,
+/// `choose` and `best`): per tier (spread and bound, spread, bound, neither)
+/// one `fmix64(seed ⊕ node key)` weight per node, and the tier's checks only
+/// for a node that beats the best weight so far; index-major, surge slots
+/// after. Reduced to what this bench's workloads exercise: no host ports, no
+/// node selectors, one request size.
 fn rendezvous_assign(
     rcs: &BTreeMap<String, RcSpec>,
     nodes: &BTreeMap<NodeId, NodeCandidate>,
 ) -> BTreeMap<PodId, NodeId> {
     let ids: Vec<NodeId> = nodes.keys().copied().collect();
     let keys: Vec<u64> = ids.iter().map(|id| node_key(*id)).collect();
+    let mut free: Vec<Resources> = nodes.values().map(|c| c.info.allocatable).collect();
     let total: u64 = rcs.values().map(|r| u64::from(r.replicas)).sum();
     // The old `LoadCap`: floor or floor + 1 of total × 7/4 / nodes, by key.
     let (num, den) = (total * 7, 4 * ids.len().max(1) as u64);
@@ -121,36 +130,40 @@ fn rendezvous_assign(
         .collect();
     let mut load = vec![0u64; ids.len()];
     let mut owners = BTreeMap::new();
-    let place = |name: &String, index: u32, used: &mut Vec<usize>, load: &mut [u64]| {
-        let seed = replica_seed(rc_key(name), index);
+    let mut place = |spec: &RcSpec, index: u32, used: &mut Vec<usize>| {
+        let seed = replica_seed(rc_key(&spec.name), index);
+        let request = spec.template.requests();
         let tiers = [(true, true), (true, false), (false, true), (false, false)];
         let chosen = tiers.into_iter().find_map(|(spread, bounded)| {
+            let acceptable = |s: usize| {
+                let over_bound = bounded && load[s] >= caps[s];
+                let stacks = spread && used.contains(&s);
+                !over_bound && !stacks && free[s].fits(&request)
+            };
             let mut best: Option<(u64, usize)> = None;
             for (s, key) in keys.iter().enumerate() {
                 let w = fmix64(seed ^ key);
-                let over_bound = bounded && load[s] >= caps[s];
-                let stacks = spread && used.contains(&s);
-                let ok = !over_bound && !stacks;
-                if best.is_none_or(|(bw, _)| w > bw) && ok {
+                if best.is_none_or(|(bw, _)| w > bw) && acceptable(s) {
                     best = Some((w, s));
                 }
             }
             best.map(|(_, s)| s)
         })?;
         load[chosen] += 1;
+        free[chosen] = free[chosen].saturating_sub(&request);
         used.push(chosen);
         Some(ids[chosen])
     };
     let mut used: Vec<Vec<usize>> = vec![Vec::new(); rcs.len()];
     let most = rcs.values().map(|r| r.replicas).max().unwrap_or(0);
     for index in 0..most {
-        for (r, (name, spec)) in rcs.iter().enumerate() {
+        for (r, spec) in rcs.values().enumerate() {
             if index < spec.replicas
-                && let Some(node) = place(name, index, &mut used[r], &mut load)
+                && let Some(node) = place(spec, index, &mut used[r])
             {
                 owners.insert(
                     PodId {
-                        rc: name.clone(),
+                        rc: spec.name.clone(),
                         index,
                     },
                     node,
@@ -158,10 +171,10 @@ fn rendezvous_assign(
             }
         }
     }
-    for (r, (name, spec)) in rcs.iter().enumerate() {
+    for (r, spec) in rcs.values().enumerate() {
         let (surge, _) = spec.update_strategy.resolve(spec.replicas);
         for index in spec.replicas..spec.replicas + surge {
-            std::hint::black_box(place(name, index, &mut used[r], &mut load));
+            std::hint::black_box(place(spec, index, &mut used[r]));
         }
     }
     owners
@@ -193,6 +206,18 @@ struct Disruption {
     leave: f64,
     join_moved: f64,
     join_ideal: f64,
+}
+
+/// `count` nodes with room for exactly `REPLICAS` replicas of `workload` each.
+fn full_cluster(count: usize, seed: u64) -> BTreeMap<NodeId, NodeCandidate> {
+    let room = Resources {
+        cpu_millis: 100 * u64::from(REPLICAS),
+        memory_bytes: (64 << 20) * u64::from(REPLICAS),
+    };
+    nodes(count, seed)
+        .into_keys()
+        .map(|id| (id, sized_node(id.0, room)))
+        .collect()
 }
 
 /// The clusters of one disruption seed: before, one node more, one fewer.
@@ -394,7 +419,7 @@ fn main() {
          and disruption when one node joins or leaves (moved / ideal, mean over seeds), for \
          multi-probe placement (`PROBES` = {}) and, on the same clusters in the same run, \
          the bounded-load rendezvous placement main used before (a copy kept in the bench, \
-         reduced to this workload: no host ports, no selectors, ample resources).\n",
+         reduced to what this bench exercises: no host ports, no selectors).\n",
         shoal::placement::assign::PROBES
     );
     println!(
@@ -502,6 +527,40 @@ fn main() {
         d.join,
         d.leave,
         old.as_secs_f64()
+    );
+
+    println!("\n#### A full cluster\n");
+    println!(
+        "{RCS} RCs × {REPLICAS} replicas over 1,000 nodes that each have room for exactly \
+         {REPLICAS} (requests = capacity): the last replicas walk far to find the few nodes \
+         left with room, and every surge slot fits nowhere (median of {SATURATED_RUNS}).\n"
+    );
+    println!("| algorithm | assign (median) | placed | surge placed |");
+    println!("|---|---:|---:|---:|");
+    let full = full_cluster(1_000, 42);
+    let (mut new_times, mut old_times) = (Vec::new(), Vec::new());
+    let (mut placed, mut surge, mut old_placed) = (0, 0, 0);
+    for _ in 0..SATURATED_RUNS {
+        let start = Instant::now();
+        let a = assign(&rcs, &full);
+        new_times.push(start.elapsed());
+        placed = a.placed();
+        surge = a
+            .usable_nodes()
+            .iter()
+            .map(|n| a.surge_for(*n).count())
+            .sum::<usize>();
+        let start = Instant::now();
+        old_placed = rendezvous_assign(&rcs, &full).len();
+        old_times.push(start.elapsed());
+    }
+    println!(
+        "| multi-probe | {} | {placed} | {surge} |",
+        ms(median(new_times))
+    );
+    println!(
+        "| rendezvous (old) | {} | {old_placed} | 0 |",
+        ms(median(old_times))
     );
 
     let cluster = thousand;

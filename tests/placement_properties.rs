@@ -140,13 +140,13 @@ fn shuffled<T: Clone>(items: &[T], keys: &[u64]) -> Vec<T> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Two peers that learned the same nodes, RCs and held ports in
-    /// different orders agree: the maps are built from differently
-    /// shuffled insertion orders, and each node's held ports are listed in
-    /// another order. (Peers that merged the same writes differently are
+    /// The order of each node's held ports does not change the assignment.
+    /// That list is the only input whose order reaches `assign`: the nodes
+    /// and RCs are BTreeMaps, which sort whatever insertion order the two
+    /// shuffles give. (Peers that merged the same writes differently are
     /// covered by `tests/placement_agreement.rs`.)
     #[test]
-    fn same_inputs_in_any_order_give_the_same_assignment(
+    fn held_ports_in_any_order_give_the_same_assignment(
         ids in prop::collection::btree_set(any::<u64>(), 1..40),
         names in prop::collection::btree_set("[a-e]{1,3}", 1..10),
         held in prop::collection::vec(
@@ -314,8 +314,8 @@ fn one_node_joining_or_leaving_moves_about_its_share() {
 
 #[test]
 fn a_leaving_node_moves_only_its_own_replicas_when_load_is_light() {
-    // Far below the bound nothing overflows: rendezvous moves exactly the
-    // leaver's replicas.
+    // Far below the bound nothing overflows: here the leave moves exactly
+    // the leaver's replicas.
     let work = workload(10, 3);
     let base = cluster(200, 7);
     let before = assign(&work, &base);
@@ -325,4 +325,73 @@ fn a_leaving_node_moves_only_its_own_replicas_when_load_is_light() {
     let after = assign(&work, &shrunk);
     assert_eq!(moved(&before, &after), before.load(victim));
     assert_eq!(ideal_moves(&before, &after), before.load(victim));
+}
+
+/// The placement contract, pinned: every peer must compute exactly this
+/// owner list (replicas and surge slots) for this input, so a change of
+/// walk order, tie-break, tier, load bound, hash or `PROBES` fails here.
+/// 20 nodes in two zones, one holding a host port; RCs with a selector
+/// that leaves fewer nodes than replicas (spread yields, then the bound),
+/// a host port, and surge.
+#[test]
+fn the_assignment_of_a_fixed_input_is_pinned() {
+    let nodes: BTreeMap<NodeId, NodeCandidate> = (1..=20u64)
+        .map(|i| {
+            let zone = if i % 4 == 0 { "a" } else { "b" };
+            let mut c = node(&[("zone", zone)]);
+            if i == 3 {
+                c.held_ports.push(HeldPort {
+                    port: HostPort {
+                        port: 8080,
+                        protocol: Protocol::Tcp,
+                    },
+                    holder: PodId {
+                        rc: "ported".into(),
+                        index: 4,
+                    },
+                });
+            }
+            (NodeId(i * 1_000_003), c)
+        })
+        .collect();
+    let mut zoned = rc("zoned", 8);
+    zoned
+        .template
+        .node_selector
+        .insert("zone".into(), "a".into());
+    let mut ported = rc("ported", 6);
+    ported.template.containers[0].ports.push(PortSpec {
+        container_port: 80,
+        host_port: Some(8080),
+        protocol: Protocol::Tcp,
+        name: None,
+    });
+    let rcs: BTreeMap<String, RcSpec> = [rc("plain", 30), zoned, ported]
+        .into_iter()
+        .map(|spec| (spec.name.clone(), spec))
+        .collect();
+    let a = assign(&rcs, &nodes);
+    let owner_of = |pod: &PodId| a.owner(pod).map_or(0, |n| n.0 / 1_000_003);
+    let mut listed = String::new();
+    for spec in rcs.values() {
+        let (surge, _) = spec.update_strategy.resolve(spec.replicas);
+        let owners: Vec<String> = (0..spec.replicas + surge)
+            .map(|index| {
+                let pod = PodId {
+                    rc: spec.name.clone(),
+                    index,
+                };
+                owner_of(&pod).to_string()
+            })
+            .collect();
+        listed.push_str(&format!("{}: {}\n", spec.name, owners.join(" ")));
+    }
+    assert!(a.unplaced.is_empty());
+    assert_eq!(
+        listed,
+        "plain: 8 17 16 11 5 1 7 4 10 3 19 2 12 15 13 6 9 18 14 20 20 1 19 4 19 13 6 20 2 17 1 5 7 2 14 14 6 15\n\
+         ported: 9 15 8 16 18 2 14 5\n\
+         zoned: 4 20 12 16 8 12 4 16 8 12\n"
+    );
+    assert_eq!(a.fingerprint(), 6_673_482_410_781_570_493);
 }

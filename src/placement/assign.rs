@@ -18,9 +18,10 @@
 //! walk stops at the first node passing all, else takes the first node of
 //! the best tier it met, so replicas stack on a node only when an RC has
 //! more replicas than nodes that can take them, and the bound yields rather
-//! than leave a replica unplaced. A walk that finds nothing has visited
-//! every candidate once: it is the full scan, and `explain` then charges
-//! every node exactly as before.
+//! than leave a replica unplaced. The walk stops early only when what is
+//! left cannot change the answer (see [`choose`]), so a walk that finds
+//! nothing has ruled out every candidate, and `explain` then charges every
+//! node exactly as before.
 //!
 //! **Why disruption stays minimal.** A node's distance depends only on the
 //! replica and that node, never on the other nodes, so a join ranks the new
@@ -42,20 +43,27 @@
 //!
 //! | probes | join | leave | 1M × 10k time | max load (mean 100) |
 //! |-------:|-----:|------:|--------------:|--------------------:|
-//! | 1      | 2.88 | 6.35  | 6.5 s         | 175                 |
-//! | 2      | 1.73 | 2.15  | 5.1 s         | 175                 |
-//! | 4      | 1.24 | 1.23  | 4.2 s         | 173                 |
-//! | 9      | 1.10 | 1.08  | 5.5 s         | 163                 |
-//! | 16     | 1.11 | 1.05  | 7.5 s         | 148                 |
-//! | 21     | 1.01 | 1.08  | 8.7 s         | 153                 |
-//! | 32     | 1.04 | 1.04  | 9.1 s         | 142                 |
+//! | 1      | 2.88 | 6.35  | 2.4 s         | 175                 |
+//! | 2      | 1.73 | 2.15  | 2.2 s         | 175                 |
+//! | 4      | 1.24 | 1.23  | 2.5 s         | 173                 |
+//! | 9      | 1.10 | 1.08  | 2.6 s         | 163                 |
+//! | 16     | 1.11 | 1.05  | 3.1 s         | 148                 |
+//! | 21     | 1.01 | 1.08  | 3.3 s         | 153                 |
+//! | 32     | 1.04 | 1.04  | 3.9 s         | 142                 |
 //!
 //! From 9 probes on, moved/ideal is within seed noise; 16 keeps the busiest
-//! node furthest below the bound short of 32, whose time grows. At 16,
-//! 1,000,000 replicas over 10,000 nodes: moved/ideal 1.02 on join and 1.00
-//! on leave (8 seeds), 3–8 s per assignment (machine load) against 48–61 s
-//! for the old rendezvous scan in the same runs. `benchmarks/placement.md`
-//! has the full output, with the old placement at 100 and 1,000 nodes.
+//! node furthest below the bound short of 32, whose time grows.
+//!
+//! **Against the old placement** (same bench, same clusters, run
+//! 2026-12-04, load average 3–5 on 2 cores): at 1,000 nodes × 10,000
+//! replicas one assignment takes 12 ms against 19 ms; at 100 nodes the old
+//! scan is faster, 4 ms against 13 ms (each replica pays its probes
+//! whatever the cluster size). Disruption is not better: a join at 1,000
+//! nodes moves 1.11 × the ideal against 1.01 for the old placement (a
+//! leave: 1.05 against 1.09). 1,000,000 replicas over 10,000 nodes: 3.6 s
+//! against 18 s, join 1.02 and leave 1.00 × the ideal (8 seeds). A full
+//! cluster (requests = capacity, 1,000 nodes): 10 ms against 58 ms.
+//! `benchmarks/placement.md` has the full output.
 //!
 //! **ε = 3/4.** Unbounded hashing puts Poisson-like load on nodes: at 10
 //! replicas per node over 1,000 nodes the busiest node gets about twice the
@@ -63,7 +71,8 @@
 //! but saturates more nodes, and every saturated node turns a join or leave
 //! into a chain of moves (a replica that lands on a node may push out one
 //! that came later in the order, which then lands elsewhere, ...). Measured
-//! with rendezvous (moved/ideal at 1,000 nodes × 10,000 replicas, 8 seeds):
+//! with the old rendezvous placement (moved/ideal at 1,000 nodes × 10,000
+//! replicas, 8 seeds; an earlier experiment, not in the bench):
 //! ε = 1/2: 1.23 join, 1.26 leave; 3/4: 1.11, 1.04; 1: 1.11, 1.02. What
 //! remains at large ε comes from the spread rule: when two replicas of an
 //! RC prefer the same node, the later one takes its next choice, and a join
@@ -81,6 +90,11 @@
 //! search each in the ring, then a few steps of the walk while nodes are
 //! below their bound — independent of the number of nodes except for the
 //! logarithm of the searches. Sorting the ring is once per assignment.
+//! The slow path — no node passes spread and bound — costs O(log P) per
+//! node visited; it ends as soon as no node left can be in a better tier,
+//! and a replica whose cpu or memory no node has left skips it. What it
+//! cannot cut short: a replica whose only fitting nodes are far down its
+//! order (a nearly full cluster) still walks to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,6 +106,7 @@ use super::assignment::Assignment;
 use super::hash::{node_key, rc_key, replica_seed};
 use super::inputs::{HostPort, NodeCandidate};
 use super::ring::Ring;
+use super::room::MostFree;
 use super::unplaced::{NodeRejection, Unplaced};
 
 /// ε of the load bound, as a fraction: bound ≈ mean × (1 + NUM/DEN).
@@ -114,6 +129,13 @@ struct Slot<'a> {
     /// the replicas this assignment places there.
     ports: Vec<PortUse<'a>>,
     load: u64,
+}
+
+/// What the walks need to know about all slots at once, to stop early.
+struct Tally {
+    /// Slots whose load is below their bound.
+    below_bound: usize,
+    most_free: MostFree,
 }
 
 /// A host port taken on a node, and by which replica.
@@ -193,6 +215,10 @@ pub fn assign_with_probes(
     for slot in &mut slots {
         slot.cap = cap.of(slot.key);
     }
+    let mut tally = Tally {
+        below_bound: slots.len(),
+        most_free: MostFree::new(slots.iter().map(|s| s.free)),
+    };
 
     let keys: Vec<u64> = slots.iter().map(|s| s.key).collect();
     // One ring per distinct nodeSelector, built once.
@@ -242,9 +268,9 @@ pub fn assign_with_probes(
                 rc: need.spec.name.clone(),
                 index,
             };
-            match choose(need, &slots, &rings[need.ring], index, probes) {
+            match choose(need, &slots, &tally, &rings[need.ring], index, probes) {
                 Some(s) => {
-                    take(need, &mut slots[s], s, index);
+                    take(need, &mut slots[s], s, index, &mut tally);
                     assignment.place(pod, slots[s].id);
                 }
                 None => {
@@ -258,13 +284,24 @@ pub fn assign_with_probes(
             break;
         }
     }
-    place_surge(&mut needs, &mut slots, &rings, probes, &mut assignment);
+    place_surge(
+        &mut needs,
+        &mut slots,
+        &mut tally,
+        &rings,
+        probes,
+        &mut assignment,
+    );
     assignment.seal()
 }
 
 /// Charges replica `index` of `need` to `slot` (number `s`).
-fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32) {
+fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32, tally: &mut Tally) {
     slot.free = slot.free.saturating_sub(&need.request);
+    tally.most_free.set(s, slot.free);
+    if slot.load + 1 == slot.cap {
+        tally.below_bound -= 1;
+    }
     slot.ports.extend(need.ports.iter().map(|&port| PortUse {
         port,
         rc: &need.spec.name,
@@ -283,6 +320,7 @@ fn take<'a>(need: &mut RcNeeds<'a>, slot: &mut Slot<'a>, s: usize, index: u32) {
 fn place_surge<'a>(
     needs: &mut [RcNeeds<'a>],
     slots: &mut [Slot<'a>],
+    tally: &mut Tally,
     rings: &[Ring],
     probes: usize,
     assignment: &mut Assignment,
@@ -291,10 +329,10 @@ fn place_surge<'a>(
         let replicas = need.spec.replicas;
         let (surge, _) = need.spec.update_strategy.resolve(replicas);
         for index in replicas..replicas.saturating_add(surge) {
-            let Some(s) = choose(need, slots, &rings[need.ring], index, probes) else {
+            let Some(s) = choose(need, slots, tally, &rings[need.ring], index, probes) else {
                 continue;
             };
-            take(need, &mut slots[s], s, index);
+            take(need, &mut slots[s], s, index, tally);
             let slot = &slots[s];
             let pod = PodId {
                 rc: need.spec.name.clone(),
@@ -368,17 +406,30 @@ fn conflicts<'s>(
 /// The nearest slot on `ring` (see [`Ring::walk`]) passing the hard
 /// checks, trying the soft ones (spread, then load bound) first: the walk
 /// stops at the first slot passing all of them, and otherwise returns the
-/// first that passed the best tier it met. Exhausting the walk is the full
-/// scan, so a replica that fits somewhere is always placed.
+/// first that passed the best tier it met. A replica that fits somewhere is
+/// always placed.
+///
+/// The walk also stops as soon as no slot left can be in a better tier
+/// than the best met (counted: unused slots of the RC left, slots below
+/// their bound left), and is skipped when no slot has the cpu or the memory
+/// asked for: both give the result of the full walk, sooner.
 fn choose(
     need: &RcNeeds<'_>,
     slots: &[Slot<'_>],
+    tally: &Tally,
     ring: &Ring,
     index: u32,
     probes: usize,
 ) -> Option<usize> {
-    // Spread is impossible once the RC is on every slot of its ring.
+    if !tally.most_free.might_fit(&need.request) {
+        return None;
+    }
+    // Spread is impossible once the RC is on every slot of its ring (its
+    // replicas all went through this ring, so `used` is part of it).
     let can_spread = need.used.len() < ring.len();
+    let mut unused_left = ring.len() - need.used.len();
+    // At most this many of the slots not yet visited are below their bound.
+    let mut bounded_left = tally.below_bound;
     // Firsts of the lower tiers, in order: spread only, bound only, neither
     // (stacking is the last resort, the bound yields first).
     let mut lower: [Option<usize>; 3] = [None; 3];
@@ -386,23 +437,30 @@ fn choose(
         let slot = &slots[s];
         let spread = can_spread && need.used.binary_search(&s).is_err();
         let bounded = slot.load < slot.cap;
+        unused_left -= usize::from(spread);
+        bounded_left -= usize::from(bounded);
         let tier = match (spread, bounded) {
             (true, true) => None,
             (true, false) => Some(0),
             (false, true) => Some(1),
             (false, false) => Some(2),
         };
-        if tier.is_some_and(|t| lower[..=t].iter().any(Option::is_some)) {
-            continue;
+        let better_met = tier.is_some_and(|t| lower[..=t].iter().any(Option::is_some));
+        if !better_met && fits(need, index, slot) {
+            match tier {
+                None => return Some(s),
+                Some(t) => lower[t] = Some(s),
+            }
         }
-        if !fits(need, index, slot) {
-            continue;
-        }
-        match tier {
-            None => return Some(s),
-            Some(t) => lower[t] = Some(s),
-        }
-        if !can_spread && lower[1].is_some() {
+        let better_left = match lower.iter().position(Option::is_some) {
+            None => true,
+            // Only spread and bound beats spread only.
+            Some(0) => unused_left > 0 && bounded_left > 0,
+            // Both better tiers spread.
+            Some(1) => unused_left > 0,
+            _ => unused_left > 0 || bounded_left > 0,
+        };
+        if !better_left {
             break;
         }
     }
@@ -419,6 +477,7 @@ fn explain(
 ) -> Unplaced {
     let mut reasons: BTreeMap<NodeRejection, usize> = BTreeMap::new();
     let mut port_holders: BTreeMap<HostPort, BTreeSet<PodId>> = BTreeMap::new();
+    #[cfg(debug_assertions)]
     let usable: BTreeSet<NodeId> = slots.iter().map(|s| s.id).collect();
     for (id, c) in nodes {
         let reason = if !c.alive {
@@ -430,7 +489,8 @@ fn explain(
         } else if !selector_matches(&need.spec.template.node_selector, &c.info.labels) {
             NodeRejection::NodeSelectorMismatch
         } else {
-            debug_assert!(usable.contains(id));
+            #[cfg(debug_assertions)]
+            assert!(usable.contains(id), "a usable node has a slot");
             let Ok(s) = slots.binary_search_by_key(id, |s| s.id) else {
                 continue;
             };

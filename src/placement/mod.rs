@@ -11,6 +11,8 @@
 //!   cluster contract).
 //! - `ring`: the order in which a replica prefers nodes (multi-probe
 //!   consistent hashing), walked nearest first.
+//! - `room`: the most cpu and memory any node has left, so a replica that
+//!   fits nowhere skips the walk.
 //! - [`assign`](mod@assign): that order under bounded load and spread.
 //! - [`assignment`]: the result, and the disruption measures [`moved`] /
 //!   [`ideal_moves`].
@@ -21,6 +23,7 @@ pub mod assignment;
 pub mod hash;
 pub mod inputs;
 mod ring;
+mod room;
 pub mod unplaced;
 
 pub use assign::{assign, assign_with_probes};

@@ -61,25 +61,45 @@ impl Ring {
                 probe: p,
                 pos: self.keys.partition_point(|k| *k < p),
                 left: 0,
+                head: (0, 0),
             };
             len += 1;
         }
         let n = self.keys.len();
         // An arc runs from its probe to the next one; the last wraps round
         // to the first (and a lone probe's arc is the whole circle).
-        for a in 0..len {
-            let end = if a + 1 < len {
+        let ends: [usize; MAX_PROBES] = std::array::from_fn(|a| {
+            if a + 1 < len {
                 arcs[a + 1].pos
             } else {
                 arcs[0].pos + n
-            };
-            arcs[a].left = end - arcs[a].pos;
-        }
-        Walk {
+            }
+        });
+        let mut walk = Walk {
             ring: self,
             arcs,
-            len,
+            heap: [0; MAX_PROBES],
+            len: 0,
+        };
+        for (a, end) in ends.iter().enumerate().take(len) {
+            let arc = &mut walk.arcs[a];
+            arc.left = end - arc.pos;
+            if arc.left > 0 {
+                arc.head = self.head(arc);
+                walk.heap[walk.len] = a as u8;
+                walk.len += 1;
+            }
         }
+        for i in (0..walk.len / 2).rev() {
+            walk.sift_down(i);
+        }
+        walk
+    }
+
+    /// (distance, slot) of the next slot of `arc`, which has one left.
+    fn head(&self, arc: &Arc) -> (u64, usize) {
+        let at = arc.pos % self.keys.len();
+        (self.keys[at].wrapping_sub(arc.probe), self.slots[at])
     }
 }
 
@@ -90,36 +110,65 @@ struct Arc {
     /// Ring position of the next slot (taken modulo the ring's length).
     pos: usize,
     left: usize,
+    /// (distance, slot) at `pos` while `left > 0`: the walk's sort key.
+    head: (u64, usize),
 }
 
 /// Slots in the order one replica prefers them; see the module comment.
+/// The arcs that have slots left form a binary min-heap on their heads, so
+/// a step costs O(log P) comparisons, not P: a walk that runs through the
+/// whole ring (a full cluster) stays cheap.
 pub struct Walk<'r> {
     ring: &'r Ring,
     arcs: [Arc; MAX_PROBES],
+    /// Indices into `arcs`; `heap[..len]` is the heap.
+    heap: [u8; MAX_PROBES],
     len: usize,
+}
+
+impl Walk<'_> {
+    fn key(&self, i: usize) -> (u64, usize) {
+        self.arcs[usize::from(self.heap[i])].head
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.len && self.key(l) < self.key(least) {
+                least = l;
+            }
+            if r < self.len && self.key(r) < self.key(least) {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.heap.swap(i, least);
+            i = least;
+        }
+    }
 }
 
 impl Iterator for Walk<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        let n = self.ring.keys.len();
-        let mut best: Option<(u64, usize, usize)> = None;
-        for (a, arc) in self.arcs[..self.len].iter().enumerate() {
-            if arc.left == 0 {
-                continue;
-            }
-            let at = arc.pos % n;
-            let distance = self.ring.keys[at].wrapping_sub(arc.probe);
-            let slot = self.ring.slots[at];
-            if best.is_none_or(|(d, s, _)| (distance, slot) < (d, s)) {
-                best = Some((distance, slot, a));
-            }
+        if self.len == 0 {
+            return None;
         }
-        let (_, slot, a) = best?;
+        let a = usize::from(self.heap[0]);
+        let (_, slot) = self.arcs[a].head;
         let arc = &mut self.arcs[a];
         arc.pos += 1;
         arc.left -= 1;
+        if arc.left > 0 {
+            arc.head = self.ring.head(arc);
+        } else {
+            self.len -= 1;
+            self.heap[0] = self.heap[self.len];
+        }
+        self.sift_down(0);
         Some(slot)
     }
 }

@@ -43,7 +43,7 @@ pub fn run(o: &PeerOptions) -> PeerReport {
         "joined_ms".into(),
         joined.map_or(-1.0, |t| ((t - t0) / 1000) as f64),
     );
-    // Rendezvous hashing bounds the busiest node, not the idlest: one new
+    // Bounded-load placement caps the busiest node, not the idlest: one new
     // node may get little, but together they should get their share.
     let share = |n: f64| if mean > 0.0 { n / mean } else { 0.0 };
     extra.insert("new_node_min_share".into(), share(min_new as f64));
