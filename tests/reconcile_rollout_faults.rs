@@ -487,8 +487,10 @@ fn after_a_heal_a_paused_rollout_replaces_nothing() {
 
 /// After a heal the owners replace their outdated copies at once, relying
 /// on the current copies the other side runs; when the replacements take
-/// longer than the handover bound (30 s) to become ready, those copies must
-/// stay: stopping them at the bound would leave replicas unserved.
+/// longer than the handover bound (30 s) to become ready, those copies
+/// stay (stopping them at the bound would leave replicas unserved) — but
+/// only up to the rollout's progress deadline (here 45 s): replacements
+/// that never become ready do not keep the RC above its ceiling for good.
 #[test]
 fn after_a_heal_the_copies_the_owners_rely_on_outlive_the_handover_bound() {
     let probed = |image: &str| {
@@ -500,11 +502,12 @@ fn after_a_heal_the_copies_the_owners_rely_on_outlive_the_handover_bound() {
             timeout_secs: 1,
             failure_threshold: 3,
         });
+        spec.update_strategy.progress_deadline_secs = 45;
         spec
     };
     let (mut c, spec) = healed_from(&probed("web:1"), probed("web:2"), 1);
     c.never_ready = true;
-    for round in 1..=60 {
+    for round in 1..=40 {
         c.round(&spec);
         assert!(
             c.available() >= 4,
@@ -512,6 +515,14 @@ fn after_a_heal_the_copies_the_owners_rely_on_outlive_the_handover_bound() {
             c.available()
         );
     }
+    for _ in 41..=60 {
+        c.round(&spec);
+    }
+    assert!(
+        c.copies() <= 5,
+        "{} copies 60 s after the heal, above replicas + maxSurge = 5",
+        c.copies()
+    );
 }
 
 /// 4 replicas, 1 surge, 0 unavailable (floor 4), mid-rollout: the surge

@@ -358,12 +358,24 @@ pub fn plan(
                 };
                 // The owner replaces an outdated copy at once when this
                 // current one serves the replica (`rollout::may_replace`):
-                // while its current copy is not ready yet, this one stays
-                // past the bound, or the replica would go unserved. An owner
-                // that reports no copy at all gets the bound, as before.
+                // while this copy serves and the owner's current copy is
+                // still starting, this one stays past the bound, or the
+                // replica would go unserved — up to the rollout's progress
+                // deadline, so a copy that never becomes ready there does
+                // not keep the RC above its ceiling for good. An owner that
+                // reports no copy, or one that failed, gets the bound as
+                // before. Once the owner's copy serves, this one drains
+                // first (`drained`), even past the bound.
+                let extended = since
+                    .saturating_add(
+                        u64::from(rc.update_strategy.progress_deadline_secs).saturating_mul(1_000),
+                    )
+                    .max(deadline);
                 let relied_on = l.template_hash == current
+                    && l.available()
+                    && now < extended
                     && owner_prepares_replica(cluster_pods.reported_by(other), &id, current);
-                let bound_passed = now >= deadline && !relied_on;
+                let bound_passed = now >= deadline && !relied_on && !serves;
                 if l.state == LocalState::Exited
                     || drained.is_some_and(|at| now >= at)
                     || bound_passed
@@ -385,11 +397,13 @@ pub fn plan(
                     views.remove(&id.rc);
                 } else if relied_on {
                     // A report of the owner's ready copy wakes the plan.
-                    if let Some(at) = drained {
+                    wake(drained.map_or(extended, |at| at.min(extended)));
+                } else {
+                    // Past the bound only a drain under way is left to wait for.
+                    let bound = (now < deadline).then_some(deadline);
+                    if let Some(at) = drained.into_iter().chain(bound).min() {
                         wake(at);
                     }
-                } else {
-                    wake(drained.map_or(deadline, |at| at.min(deadline)));
                 }
             }
             _ => {
@@ -415,6 +429,9 @@ pub fn plan(
                     }
                 } else if l.template_hash != current && owner == Some(me) && may_start {
                     if rc.paused {
+                        // Seen outdated while paused: the resume that lets
+                        // it go later is no rollback (`reverted_settles_at`).
+                        l.outdated_seen = true;
                         continue; // `shoal rollout pause`: the rollout holds here.
                     }
                     let view = views
@@ -653,10 +670,16 @@ fn successor_serves(
 }
 
 /// The owner reports a copy of replica `id` of the `current` template that
-/// does not serve yet (starting, or running but not ready).
+/// is still starting: pending, or running but not ready yet.
 fn owner_prepares_replica(reported: &[PodStatus], id: &PodId, current: TemplateHash) -> bool {
     reported.iter().any(|s| {
-        s.id == *id && s.template_hash == current && !(s.phase == PodPhase::Running && s.ready)
+        s.id == *id
+            && s.template_hash == current
+            && match s.phase {
+                PodPhase::Pending => true,
+                PodPhase::Running => !s.ready,
+                _ => false,
+            }
     })
 }
 
