@@ -52,7 +52,7 @@ impl ClusterIdentity {
 
     /// The DNS name the API certificates carry.
     pub fn server_name(&self) -> String {
-        format!("shoal.{}", self.cluster_id())
+        format!("cluster-{}.shoal", self.cluster_id())
     }
 
     pub(crate) fn ca_seed(&self) -> &[u8; SECRET_LEN] {

@@ -291,6 +291,7 @@ mod tests {
             "node-00abcdef01234567.shoal.evil",
             "node-00abcdef0123456g.shoal",
             "shoal.00abcdef01234567",
+            "cluster-00abcdef01234567.shoal",
         ] {
             assert_eq!(parse_node_dns_name(bad), None, "{bad}");
         }

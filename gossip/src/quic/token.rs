@@ -95,8 +95,11 @@ impl JoinToken {
     /// The DNS name every node certificate carries and every dial verifies.
     /// Peers are dialled by IP, so the name is fixed per cluster rather than
     /// per node: the certificate chain, not the name, carries the trust.
+    /// The cluster id leads a label of its own: as the last label, a cluster
+    /// id of decimal digits only (1 token in ~1,800) is no DNS name TLS
+    /// accepts, and such a cluster could not start.
     pub fn server_name(&self) -> String {
-        format!("shoal.{}", self.cluster_id())
+        format!("cluster-{}.shoal", self.cluster_id())
     }
 
     /// Fills `out` with key material for `label`, derived from the secret.
@@ -198,6 +201,22 @@ pub(super) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_id_of_digits_only_still_makes_a_server_name_tls_accepts() {
+        // A token a test run made, whose cluster id happens to be all digits:
+        // peers with it failed to start ("invalid dns name").
+        let token: JoinToken =
+            "shoal1.0430452157501485.536cb9539669e32a7c87e5e97b6215d891eb39808d8749481f8d16863bc3b2f2"
+                .parse()
+                .expect("a well-formed token");
+        assert_eq!(token.cluster_id(), "0430452157501485");
+        let name = token.server_name();
+        assert!(
+            rustls::pki_types::ServerName::try_from(name.as_str()).is_ok(),
+            "{name}"
+        );
+    }
 
     #[test]
     fn token_round_trips_through_its_string_form() {
