@@ -443,15 +443,7 @@ fn disturb(
         Disturbance::None => {}
         Disturbance::Undo => {
             if let Some(slot) = c.random_alive() {
-                for s in specs {
-                    let _ = c.command(
-                        slot,
-                        Command::Undo {
-                            name: s.name.clone(),
-                            to_revision: None,
-                        },
-                    );
-                }
+                undo_every_rc(c, slot, specs);
             }
         }
         Disturbance::Crash => {
@@ -517,19 +509,24 @@ fn disturb(
             if disturbance == Disturbance::PartitionUndo
                 && let Some(&slot) = alive.first()
             {
-                for s in specs {
-                    let _ = c.command(
-                        slot,
-                        Command::Undo {
-                            name: s.name.clone(),
-                            to_revision: None,
-                        },
-                    );
-                }
+                undo_every_rc(c, slot, specs);
             }
             // Each side runs the declared count of its own: only the floor.
             bounds.check_running = false;
             *healed_at = Some(c.now() + secs(20));
         }
+    }
+}
+
+/// `rollout undo` of every RC, told to the peer in `slot`.
+fn undo_every_rc(c: &mut PeerCluster, slot: Slot, specs: &[RcSpec]) {
+    for s in specs {
+        let _ = c.command(
+            slot,
+            Command::Undo {
+                name: s.name.clone(),
+                to_revision: None,
+            },
+        );
     }
 }
