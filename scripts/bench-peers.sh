@@ -48,7 +48,7 @@ for s in $SCENARIOS; do
   for seed in $(seq 1 "$SEEDS"); do
     echo "$s $seed $(args_for "$s" "$SWEEP_PEERS" "$SWEEP_RCS" "$SWEEP_REPLICAS")"
   done
-done | xargs -P "$JOBS" -L 1 sh -c \
+done | xargs -r -P "$JOBS" -L 1 sh -c \
   "$BIN --scenario \$0 --seed \$1 \$2 \$3 \$4 \$5 \$6 \$7 --json > $OUT/sweep-\$0-\$1.json || true"
 
 # The big run (bounded by BIG_TIMEOUT per scenario).

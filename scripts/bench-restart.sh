@@ -31,7 +31,7 @@ for peers in $RESTART_PEERS; do
       echo "$peers $engines $seed"
     done
   done
-done | xargs -P "$JOBS" -L 1 sh -c \
+done | xargs -r -P "$JOBS" -L 1 sh -c \
   "$BIN --scenario full-restart --peers \$0 --rcs \$0 --replicas $RESTART_REPLICAS --engines \$1 --seed \$2 --json \
      > $OUT/restart-\$0-\$1-\$2.json || true"
 
