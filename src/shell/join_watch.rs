@@ -95,16 +95,19 @@ pub fn explain(reason: Option<&str>) -> String {
              it is down"
         );
     }
-    let tls = [
-        "UnknownIssuer",
-        "BadSignature",
-        "NotValidForName",
-        "certificate",
-    ];
-    if tls.iter().any(|t| reason.contains(t)) {
+    // rustls names the certificate error; only a chain that does not lead
+    // to this token's CA (or names another cluster) means another cluster.
+    let another_cluster = ["UnknownIssuer", "BadSignature", "NotValidForName"];
+    let out_of_date = ["Expired", "NotValidYet"];
+    if another_cluster.iter().any(|t| reason.contains(t)) {
         format!(
             "it belongs to another cluster: the TLS handshake failed because its certificate \
              is not signed by this join token's cluster ({reason}); check --join-token"
+        )
+    } else if out_of_date.iter().any(|t| reason.contains(t)) {
+        format!(
+            "the TLS handshake failed on a certificate outside its validity period ({reason}): \
+             check that both machines' clocks are right"
         )
     } else if reason.contains("no handshake within") || reason.contains("timed out") {
         format!("no answer ({reason}): is `shoal up` running there, and is its UDP port reachable?")
@@ -139,5 +142,18 @@ mod tests {
                 && !why.contains("another cluster"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn only_a_foreign_chain_is_read_as_another_cluster() {
+        let why = explain(Some(
+            "the cryptographic handshake failed: error 45: invalid peer certificate: Expired",
+        ));
+        assert!(
+            why.contains("clocks") && !why.contains("another cluster"),
+            "{why}"
+        );
+        let other = "the cryptographic handshake failed: invalid peer certificate: UnsupportedSignatureAlgorithm";
+        assert_eq!(explain(Some(other)), other);
     }
 }
