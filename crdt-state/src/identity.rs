@@ -18,9 +18,10 @@
 //! join: once it holds a binding, another key for the same id and release is
 //! taken only when its stamp is within [`CONCURRENT_CLAIM_MS`] of the held
 //! one (two first starts racing), and a later release only when the peer
-//! sees that removal. What remains open: a member can still claim an id
-//! with a stamp up to [`CONCURRENT_CLAIM_MS`] *before* the held binding's,
-//! and wins the join (see README, "Node identity").
+//! sees that removal. Neither stamps nor removal registers are signed, so
+//! a peer also refuses another key for an id that is live in its own
+//! member view (see [`admits_binding`] and [`admits_removal`]; what a peer
+//! that cannot see the node admits is in README, "Node identity").
 //!
 //! This crate does no cryptography: the caller passes a [`RecordVerifier`]
 //! (the peer uses ring's ed25519), and signing happens in the peer.
@@ -86,34 +87,70 @@ pub fn join(mine: &mut Option<KeyBinding>, theirs: Option<KeyBinding>) {
 /// established id, and an earlier stamp on it is not believed.
 pub const CONCURRENT_CLAIM_MS: u64 = 60_000;
 
+/// Whether `removal` (the id's removal register) releases `binding`: a
+/// removal in force stamped after the binding and after its own release.
+/// While it does, the id is bound to nothing ([`crate::node_decisions`]).
+pub fn releases(removal: Option<&Reg<bool>>, binding: &KeyBinding) -> bool {
+    removal.is_some_and(|r| r.val && Some(r.marker) > binding.after && r.marker > binding.stamp)
+}
+
+/// Why a key binding from a peer was not merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+pub enum BindingRefusal {
+    #[error(
+        "the node id is live here under its held key (another machine with the same id, or a takeover)"
+    )]
+    LiveHolder,
+    #[error(
+        "its stamp is more than {} ms before or after the held binding's (a backdated takeover)",
+        CONCURRENT_CLAIM_MS
+    )]
+    Backdated,
+    #[error("it names a release (node delete) this peer does not hold")]
+    UnseenRelease,
+}
+
 /// Whether a peer holding `held` for a node id takes `incoming` into its
-/// join. `removals` are the removal registers of the id this peer can see:
-/// its own and the one arriving with `incoming` (a `node delete` and the
-/// binding after it may travel together).
+/// join. `held_removal` is the id's removal register this peer holds,
+/// `arriving` the one arriving with `incoming` (a `node delete` and the
+/// binding after it may travel together) if the peer admitted it.
+/// `live`: the id is this peer's own, or an active member of its SWIM view
+/// (see the caller for what counts).
 ///
+/// - Another key, while the held binding is in force here (`held_removal`
+///   does not release it) and the id is `live`: refused, whatever the
+///   stamps and releases say. The transport takes connections for the id
+///   only with the key bound here, so a live id is its holder running: a
+///   claim by another key is a takeover, or a second machine with the same
+///   id. Stamps and removal registers come from the writer; liveness is
+///   what this peer sees itself. An arriving removal does not count here:
+///   a peer admits one of a live id only when the id is its own (to take
+///   it back), and must not take a binding riding with it.
 /// - A later release (`after`) than the held one's with another key is
-///   taken only if one of `removals` is that very release (a removal
+///   taken only if one of the removals is that very release (a removal
 ///   stamped `after`): the join prefers the later release, so an `after`
 ///   naming no removal would take over the id.
 /// - The same key with a later release is taken if some removal register
 ///   seen is stamped at or after it (a take-back may have overwritten the
 ///   removal since): further ahead, the binding would outlive later deletes.
-///
-/// Removal registers are not signed, so a member that sends the removal
-/// with its binding passes this check (README, "Node identity").
 /// - An earlier or absent release loses the join anyway: taken.
 /// - Same release, another key: refused when its stamp is more than
 ///   [`CONCURRENT_CLAIM_MS`] from the held one's (a backdated takeover);
 ///   within it, the join's first writer wins.
 pub fn admits_binding(
     held: Option<&KeyBinding>,
-    removals: &[Option<&Reg<bool>>],
+    held_removal: Option<&Reg<bool>>,
+    arriving: Option<&Reg<bool>>,
     incoming: &KeyBinding,
-) -> bool {
-    let Some(held) = held else { return true };
+    live: bool,
+) -> Result<(), BindingRefusal> {
+    let Some(held) = held else { return Ok(()) };
+    if live && held.key != incoming.key && !releases(held_removal, held) {
+        return Err(BindingRefusal::LiveHolder);
+    }
     if incoming.after != held.after {
-        let mut seen = removals.iter().flatten();
-        return match incoming.after {
+        let mut seen = [held_removal, arriving].into_iter().flatten();
+        let admitted = match incoming.after {
             Some(release) if incoming.after > held.after && held.key == incoming.key => {
                 seen.any(|r| r.marker >= release)
             }
@@ -122,11 +159,42 @@ pub fn admits_binding(
             }
             _ => true,
         };
+        return if admitted {
+            Ok(())
+        } else {
+            Err(BindingRefusal::UnseenRelease)
+        };
     }
-    if held.key == incoming.key {
-        return true;
+    if held.key == incoming.key
+        || held.stamp.physical_ms.abs_diff(incoming.stamp.physical_ms) <= CONCURRENT_CLAIM_MS
+    {
+        return Ok(());
     }
-    held.stamp.physical_ms.abs_diff(incoming.stamp.physical_ms) <= CONCURRENT_CLAIM_MS
+    Err(BindingRefusal::Backdated)
+}
+
+/// Whether a peer takes a removal register (and the forgetting that rides
+/// with it) for a node id from a peer: not a removal (`val = true`) while
+/// the id is `live` here, the peer's own id excepted (the caller passes
+/// `live = false` for it: a node takes its own removal in, and back). The
+/// "only a down node" check of `node delete` runs where the command is
+/// taken; this is the same check at every peer, on what each sees. Let in,
+/// a removal of a live node releases its binding until the node takes it
+/// back: meanwhile the transport takes any key for the id, the node's
+/// records are dropped as unbound, and a binding after that release is no
+/// longer refused as [`BindingRefusal::LiveHolder`].
+pub fn admits_removal(removal: &Reg<bool>, live: bool) -> bool {
+    !(live && removal.val)
+}
+
+/// Whether a peer takes `through` (a removal's "forget the node's records
+/// up to this version", [`crate::node_decisions::NodeDecision::forgets`])
+/// for a node id `live` here (as for [`admits_removal`]): only a bound
+/// below `held_version`, the newest record of the node held here, so a
+/// live node's current record is never forgotten on a peer's word. What
+/// a take-back leaves (a bound below the node's newer records) passes.
+pub fn admits_forgetting(through: u64, live: bool, held_version: Option<u64>) -> bool {
+    !live || held_version.is_some_and(|held| held > through)
 }
 
 /// Checks a signature: the caller's cryptography (ed25519).

@@ -85,10 +85,7 @@ impl NodeDecision {
     /// than the binding's release is in force.
     pub fn bound_key(&self) -> Option<&KeyBinding> {
         let binding = self.key.as_ref()?;
-        match &self.removed {
-            Some(r) if r.val && Some(r.marker) > binding.after && r.marker > binding.stamp => None,
-            _ => Some(binding),
-        }
+        (!identity::releases(self.removed.as_ref(), binding)).then_some(binding)
     }
 
     pub fn is_cordoned(&self) -> bool {

@@ -295,8 +295,12 @@ pub struct PeerStats {
     /// Node records not merged because their node's key binding had not
     /// arrived yet (anti-entropy brings them again).
     pub records_unbound: u64,
-    /// Key bindings refused: another key claiming an established node id.
+    /// Key bindings refused: another key claiming a node id live here, or
+    /// an established one (see `shoal_crdt_state::identity::admits_binding`).
     pub bindings_refused: u64,
+    /// Removals of a node live here, and forgettings of its current
+    /// record, refused (see `admission.rs`).
+    pub removals_refused: u64,
     /// SWIM datagrams and sync messages dropped because they name a sender
     /// other than the node their connection authenticated (also counted as
     /// rejected datagrams or sync messages).

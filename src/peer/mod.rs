@@ -43,6 +43,7 @@ pub mod sync_message;
 #[doc(hidden)]
 pub mod testing;
 
+mod admission;
 mod commands;
 #[cfg(test)]
 mod events_tests;
@@ -55,6 +56,8 @@ mod reconcile_step;
 mod record_acks;
 mod rollback;
 mod spread;
+#[cfg(test)]
+mod takeover_tests;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -236,6 +239,8 @@ pub struct Peer {
     record_acks: record_acks::RecordAcks,
     /// A [`PeerTimer::AskHolders`] is pending.
     asking_holders: bool,
+    /// Refused node decisions already warned about (see `admission.rs`).
+    refusals: admission::RefusalLog,
 }
 
 /// The duplicate-name check of a new node (see [`PeerEvent::NameTaken`]).
@@ -298,6 +303,7 @@ impl Peer {
             orphans: lifecycle::Orphans::default(),
             record_acks: record_acks::RecordAcks::default(),
             asking_holders: false,
+            refusals: admission::RefusalLog::default(),
             config,
         }
     }

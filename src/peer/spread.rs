@@ -361,10 +361,10 @@ impl Peer {
 
     /// Joins a remote delta (from `from`, who may have relayed it); returns
     /// the part of it that was new here. Node records not signed by their
-    /// node's bound key, and bindings trying to take over an established
-    /// node id, are dropped first: never merged, so never forwarded.
+    /// node's bound key, and node decisions this peer does not take (see
+    /// `admission.rs`), are dropped first: never merged, so never forwarded.
     pub(super) fn merge_remote(&mut self, now: Duration, from: Sender, mut delta: Delta) -> Delta {
-        self.admit_bindings(from, &mut delta);
+        self.admit_node_decisions(now, from, &mut delta);
         let mut changed = Delta::default();
         for (name, record) in delta.desired.rcs {
             let before = self.state.desired.record(&name).cloned();
@@ -488,33 +488,6 @@ impl Peer {
 }
 
 impl Peer {
-    /// Drops from `delta` the key bindings that claim an established node
-    /// id with another key (see `shoal_crdt_state::identity::admits_binding`).
-    fn admit_bindings(&mut self, from: Sender, delta: &mut Delta) {
-        for (node, decision) in &mut delta.desired.nodes {
-            let Some(incoming) = decision.key else {
-                continue;
-            };
-            let held_decision = self.state.desired.nodes().get(*node);
-            let held = held_decision.and_then(|d| d.key);
-            let removals = [
-                held_decision.and_then(|d| d.removed.as_ref()),
-                decision.removed.as_ref(),
-            ];
-            if !identity::admits_binding(held.as_ref(), &removals, &incoming) {
-                self.stats.bindings_refused += 1;
-                tracing::warn!(
-                    %from,
-                    %node,
-                    key = %incoming.key,
-                    bound = %held.map(|b| b.key.to_string()).unwrap_or_default(),
-                    "refused a key binding claiming an established node id (another key, or a release this peer does not hold)"
-                );
-                decision.key = None;
-            }
-        }
-    }
-
     /// Whether merging `record` as `node`'s would change nothing here: we
     /// hold that very record, signature included (checked when it was
     /// stored, or signed here), or a newer version of it. Such copies are

@@ -80,6 +80,7 @@ fn export_core(core: &CoreStats) {
     counter!(RECORDS_REJECTED, "reason" => "forged").absolute(p.records_forged);
     counter!(RECORDS_REJECTED, "reason" => "unbound").absolute(p.records_unbound);
     counter!(RECORDS_REJECTED, "reason" => "binding").absolute(p.bindings_refused);
+    counter!(RECORDS_REJECTED, "reason" => "removal").absolute(p.removals_refused);
     counter!(RECORDS_REJECTED, "reason" => "impersonation").absolute(p.impersonations);
     counter!(POD_ACTIONS, "action" => "start").absolute(p.pod_starts);
     counter!(POD_ACTIONS, "action" => "stop").absolute(p.pod_stops);

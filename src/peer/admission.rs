@@ -1,0 +1,172 @@
+//! What a peer takes of the decisions about node ids that arrive from
+//! others, before merging them: key bindings, removals and the forgetting
+//! that rides with a removal. Stamps and removal registers come from their
+//! writer, and any member can write them; what nobody can forge from afar
+//! is whether the node is live in this peer's own member view (the
+//! transport takes connections for an id only with the key bound here).
+//! The rules are `shoal_crdt_state::identity::{admits_binding,
+//! admits_removal, admits_forgetting}`; this applies them with what the
+//! peer sees, and counts and logs what it refuses.
+//!
+//! A refused write is not merged, so not forwarded; the sender, or anyone
+//! holding it, offers it again with anti-entropy (one exchange per round
+//! with such a peer, no more) and it is taken once the node is no longer
+//! live here. A refusal repeats that way, so it is logged once per node and
+//! kind, then at most once a minute with the count since.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shoal_crdt_state::Delta;
+use shoal_crdt_state::identity::{self, BindingRefusal};
+use shoal_crdt_state::node::NodeId;
+
+use super::Peer;
+use super::spread::Sender;
+
+/// How long a member declared down still counts as live here. A member
+/// can spread a false "down" about a live node to open a window for a
+/// removal and binding of its id; SWIM tells a node declared down, which
+/// renews its identity and is back up within a second or two. A `node
+/// delete` refused meanwhile is taken on a later anti-entropy round.
+pub(super) const DOWN_STILL_LIVE_FOR: Duration = Duration::from_secs(5);
+
+/// Least time between two warnings about refusals of one kind for one node.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Nodes and kinds remembered by [`RefusalLog`]; beyond it the log starts
+/// over (the next refusal of each warns again, which is harmless).
+const MAX_REMEMBERED: usize = 256;
+
+/// What was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Refused {
+    Binding(BindingRefusal),
+    Removal,
+    Forgetting,
+}
+
+/// When each kind of refusal for a node was last warned about, and how
+/// many came since.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    warned: BTreeMap<(NodeId, Refused), (Duration, u64)>,
+}
+
+impl RefusalLog {
+    /// Notes one refusal; the count a warning now covers, or `None`.
+    fn note(&mut self, now: Duration, node: NodeId, what: Refused) -> Option<u64> {
+        if let Some((at, since)) = self.warned.get_mut(&(node, what)) {
+            *since += 1;
+            if now.saturating_sub(*at) < WARN_EVERY {
+                return None;
+            }
+            let count = *since;
+            *at = now;
+            *since = 0;
+            return Some(count);
+        }
+        if self.warned.len() >= MAX_REMEMBERED {
+            self.warned.clear();
+        }
+        self.warned.insert((node, what), (now, 0));
+        Some(1)
+    }
+}
+
+impl Peer {
+    /// Whether `node` counts as live here for the admission rules: us, a
+    /// member SWIM counts in (or held for a restart's grace), or one
+    /// declared down less than [`DOWN_STILL_LIVE_FOR`] ago.
+    pub(super) fn is_live_here(&self, node: NodeId, now: Duration) -> bool {
+        self.counts_alive(node)
+            || self
+                .departed
+                .get(&node)
+                .is_some_and(|(_, at)| now.saturating_sub(*at) < DOWN_STILL_LIVE_FOR)
+    }
+
+    /// Drops from `delta` the node decisions this peer does not take: a
+    /// removal of a node live here, or a forgetting of its current record,
+    /// unless the node is us (we take our removal in, and back); a key
+    /// binding refused by `identity::admits_binding`.
+    pub(super) fn admit_node_decisions(&mut self, now: Duration, from: Sender, delta: &mut Delta) {
+        let me = self.config.node;
+        for (node, decision) in &mut delta.desired.nodes {
+            let live = self.is_live_here(*node, now);
+            let live_other = live && *node != me;
+            let mut refused = Vec::new();
+            if let Some(removal) = &decision.removed
+                && !identity::admits_removal(removal, live_other)
+            {
+                decision.removed = None;
+                self.stats.removals_refused += 1;
+                refused.push(Refused::Removal);
+            }
+            let held_version = self.state.observed.get(*node).map(|r| r.version);
+            if let Some(through) = decision.forgets_through
+                && !identity::admits_forgetting(through, live_other, held_version)
+            {
+                decision.forgets_through = None;
+                self.stats.removals_refused += 1;
+                refused.push(Refused::Forgetting);
+            }
+            if let Some(incoming) = decision.key {
+                let held_decision = self.state.desired.nodes().get(*node);
+                let held = held_decision.and_then(|d| d.key);
+                let held_removal = held_decision.and_then(|d| d.removed.as_ref());
+                let admitted = identity::admits_binding(
+                    held.as_ref(),
+                    held_removal,
+                    decision.removed.as_ref(),
+                    &incoming,
+                    live,
+                );
+                if let Err(why) = admitted {
+                    decision.key = None;
+                    self.stats.bindings_refused += 1;
+                    refused.push(Refused::Binding(why));
+                }
+            }
+            for what in refused {
+                self.log_refusal(now, from, *node, what);
+            }
+        }
+    }
+
+    fn log_refusal(&mut self, now: Duration, from: Sender, node: NodeId, what: Refused) {
+        let bound = self
+            .state
+            .desired
+            .nodes()
+            .get(node)
+            .and_then(|d| d.key)
+            .map(|b| b.key.to_string())
+            .unwrap_or_default();
+        let Some(count) = self.refusals.note(now, node, what) else {
+            tracing::debug!(%from, %node, ?what, "refused again (see the warning before)");
+            return;
+        };
+        match what {
+            Refused::Binding(why) => tracing::warn!(
+                %from,
+                %node,
+                %bound,
+                count,
+                "refused a key binding for node {node}: {why}"
+            ),
+            Refused::Removal => tracing::warn!(
+                %from,
+                %node,
+                count,
+                "refused a removal of node {node}: it is live here (only a node that is down \
+                 can be deleted; a live node takes its own removal back)"
+            ),
+            Refused::Forgetting => tracing::warn!(
+                %from,
+                %node,
+                count,
+                "refused to forget node {node}'s current record: it is live here"
+            ),
+        }
+    }
+}

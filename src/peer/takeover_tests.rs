@@ -1,0 +1,194 @@
+//! A member taking over a live node's id (issue #16): a removal of the id
+//! with a binding of its own key after that release, or a claim stamped
+//! just before the held binding's. Peers that see the node live refuse
+//! both, and keep refusing when the member offers them again; once the
+//! node is down, the same writes are taken (what `node delete` of a down
+//! node and a rebinding look like).
+
+use std::time::Duration;
+
+use shoal_crdt_state::hlc::Hlc;
+use shoal_crdt_state::identity::{KeyBinding, PublicKey, RecordSigner};
+use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::node_decisions::NodeDecision;
+use shoal_crdt_state::{Delta, DesiredDelta, register, wire};
+
+use super::admission::DOWN_STILL_LIVE_FOR;
+use super::identity_tests::three_peers;
+use super::signing::NodeKeys;
+use super::sync_message::{SyncEnvelope, SyncMessage};
+use super::testing::Cluster;
+use super::tests::addr;
+
+fn forger_key() -> PublicKey {
+    NodeKeys::from_seed(&[0xf0; 32]).public_key()
+}
+
+fn ms(now: Duration) -> u64 {
+    u64::try_from(now.as_millis()).unwrap()
+}
+
+/// What a member (node `by`) writes to take a node's id at `now`: a
+/// removal forgetting its records so far, and its own key bound after it.
+fn removal_and_binding(by: NodeId, now: Duration, through: u64) -> NodeDecision {
+    let release = Hlc::new(ms(now), 0, by);
+    NodeDecision {
+        removed: Some(register::write(true, release)),
+        forgets_through: Some(through),
+        key: Some(KeyBinding {
+            key: forger_key(),
+            stamp: Hlc::new(ms(now), 1, by),
+            after: Some(release),
+        }),
+        ..NodeDecision::default()
+    }
+}
+
+/// A sync push of `decision` about `node`, sent by peer `from` to peer `to`.
+fn push(cluster: &mut Cluster, from: usize, to: usize, node: NodeId, decision: NodeDecision) {
+    let envelope = SyncEnvelope {
+        from: cluster.peers[from].node(),
+        reply_to: addr(from),
+        message: SyncMessage::Push {
+            delta: Delta::from(DesiredDelta {
+                nodes: [(node, decision)].into(),
+                ..DesiredDelta::default()
+            }),
+            digest: None,
+            piece: None,
+        },
+    };
+    let bytes = wire::encode(&envelope).unwrap();
+    cluster.with_peer(to, |peer, now| peer.handle_sync(now, addr(from), &bytes));
+}
+
+fn bound(cluster: &Cluster, at: usize, node: NodeId) -> Option<PublicKey> {
+    let nodes = cluster.peers[at].state().desired.nodes();
+    nodes.bound_key(node).map(|b| b.key)
+}
+
+#[test]
+fn a_removal_and_binding_of_a_live_member_are_refused() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let key_b = bound(&cluster, 2, b).unwrap();
+    let through = cluster.peers[2].state().observed.get(b).unwrap().version;
+    let forged = removal_and_binding(cluster.peers[0].node(), cluster.now, through);
+    push(&mut cluster, 0, 2, b, forged);
+    let stats = cluster.peers[2].stats();
+    assert_eq!(stats.bindings_refused, 1);
+    assert_eq!(stats.removals_refused, 2, "the removal and its forgetting");
+    assert_eq!(bound(&cluster, 2, b), Some(key_b));
+    assert!(!cluster.peers[2].state().desired.nodes().is_removed(b));
+    assert!(cluster.peers[2].state().observed.get(b).is_some());
+
+    // The race of first starts: another key stamped just before the held
+    // binding's.
+    let held = cluster.peers[2]
+        .state()
+        .desired
+        .nodes()
+        .bound_key(b)
+        .copied();
+    let held = held.unwrap();
+    let backdated = NodeDecision {
+        key: Some(KeyBinding {
+            key: forger_key(),
+            stamp: Hlc::new(held.stamp.physical_ms - 1, 0, held.stamp.node),
+            after: None,
+        }),
+        ..NodeDecision::default()
+    };
+    push(&mut cluster, 0, 2, b, backdated);
+    assert_eq!(cluster.peers[2].stats().bindings_refused, 2);
+    assert_eq!(bound(&cluster, 2, b), Some(key_b));
+
+    // The node itself takes its removal in, and back; not the binding.
+    let forged = removal_and_binding(cluster.peers[0].node(), cluster.now, through);
+    push(&mut cluster, 0, 1, b, forged);
+    assert_eq!(cluster.peers[1].stats().bindings_refused, 1);
+    assert_eq!(cluster.peers[1].stats().removals_refused, 0);
+    cluster.run_for(Duration::from_secs(5));
+    for i in 0..3 {
+        let peer = &cluster.peers[i];
+        assert_eq!(bound(&cluster, i, b), Some(key_b), "at peer {i}");
+        assert!(!peer.state().desired.nodes().is_removed(b), "at peer {i}");
+        assert!(peer.state().observed.get(b).is_some(), "at peer {i}");
+    }
+}
+
+#[test]
+fn a_member_holding_a_forged_binding_offers_it_once_a_round_and_is_refused() {
+    let mut cluster = three_peers();
+    let (a, b) = (cluster.peers[0].node(), cluster.peers[1].node());
+    let key_b = bound(&cluster, 2, b).unwrap();
+    // The member's own peer holds the forged writes (it wrote them) and
+    // offers them with every anti-entropy round.
+    let through = cluster.peers[2].state().observed.get(b).unwrap().version;
+    let forged = removal_and_binding(a, cluster.now, through);
+    cluster.peers[0]
+        .state
+        .merge_delta(Delta::from(DesiredDelta {
+            nodes: [(b, forged)].into(),
+            ..DesiredDelta::default()
+        }));
+    cluster.peers[0].state_changes += 1;
+    assert_eq!(bound(&cluster, 0, b), Some(forger_key()), "at the member");
+    let before = cluster.peers[2].stats();
+    let span = Duration::from_secs(20);
+    cluster.run_for(span);
+    let after = cluster.peers[2].stats();
+    assert_eq!(bound(&cluster, 2, b), Some(key_b));
+    assert_eq!(bound(&cluster, 1, b), Some(key_b));
+    let refused = after.bindings_refused - before.bindings_refused;
+    let rounds = after.anti_entropy_rounds - before.anti_entropy_rounds;
+    assert!(refused > 0, "offered again");
+    // Both sides start rounds, about one a second each: a few refusals a
+    // round at most, no storm.
+    assert!(
+        refused <= 2 * (rounds + span.as_secs()),
+        "{refused} refusals in {rounds} rounds"
+    );
+}
+
+#[test]
+fn the_same_writes_for_a_member_that_is_down_are_taken() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let through = cluster.peers[2].state().observed.get(b).unwrap().version;
+    cluster.crash(1);
+    // Declared down at peer 2, then the grace against false rumours.
+    cluster.run_for(Duration::from_secs(10));
+    assert!(!cluster.peers[2].members().contains_key(&b));
+    let forged = removal_and_binding(cluster.peers[0].node(), cluster.now, through);
+    let before = cluster.peers[2].stats();
+    push(&mut cluster, 0, 2, b, forged);
+    let after = cluster.peers[2].stats();
+    assert_eq!(after.bindings_refused, before.bindings_refused);
+    assert_eq!(after.removals_refused, before.removals_refused);
+    assert_eq!(bound(&cluster, 2, b), Some(forger_key()));
+    assert!(cluster.peers[2].state().desired.nodes().is_removed(b));
+}
+
+#[test]
+fn a_member_declared_down_a_moment_ago_still_counts_as_live() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let through = cluster.peers[2].state().observed.get(b).unwrap().version;
+    cluster.crash(1);
+    let mut waited = Duration::ZERO;
+    while cluster.peers[2].members().contains_key(&b) {
+        assert!(waited < Duration::from_secs(20), "never declared down");
+        cluster.run_for(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    }
+    let key_b = bound(&cluster, 2, b);
+    let forged = removal_and_binding(cluster.peers[0].node(), cluster.now, through);
+    push(&mut cluster, 0, 2, b, forged.clone());
+    assert_eq!(cluster.peers[2].stats().bindings_refused, 1);
+    assert_eq!(bound(&cluster, 2, b), key_b);
+    cluster.run_for(DOWN_STILL_LIVE_FOR);
+    push(&mut cluster, 0, 2, b, forged);
+    assert_eq!(cluster.peers[2].stats().bindings_refused, 1);
+    assert_eq!(bound(&cluster, 2, b), Some(forger_key()));
+}
