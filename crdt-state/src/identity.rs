@@ -187,14 +187,22 @@ pub fn admits_removal(removal: &Reg<bool>, live: bool) -> bool {
     !(live && removal.val)
 }
 
+/// The largest version a removal may forget through. A node's record
+/// versions grow by one per change, so no honest bound comes near it; a
+/// member's bound of `u64::MAX` would leave the node no version to
+/// register above (a max register: for good), and overflow its count.
+pub const MAX_FORGETTABLE_VERSION: u64 = u64::MAX >> 1;
+
 /// Whether a peer takes `through` (a removal's "forget the node's records
 /// up to this version", [`crate::node_decisions::NodeDecision::forgets`])
-/// for a node id `live` here (as for [`admits_removal`]): only a bound
-/// below `held_version`, the newest record of the node held here, so a
-/// live node's current record is never forgotten on a peer's word. What
-/// a take-back leaves (a bound below the node's newer records) passes.
+/// for a node id `live` here (as for [`admits_removal`]): never above
+/// [`MAX_FORGETTABLE_VERSION`] (the node itself included); for a live node
+/// only a bound below `held_version`, the newest record of the node held
+/// here, so a live node's current record is never forgotten on a peer's
+/// word. What a take-back leaves (a bound below the node's newer records)
+/// passes.
 pub fn admits_forgetting(through: u64, live: bool, held_version: Option<u64>) -> bool {
-    !live || held_version.is_some_and(|held| held > through)
+    through <= MAX_FORGETTABLE_VERSION && (!live || held_version.is_some_and(|held| held > through))
 }
 
 /// Checks a signature: the caller's cryptography (ed25519).

@@ -151,7 +151,7 @@ impl ObservedState {
             }
             None => {
                 let record = NodeRecord {
-                    version: forgotten + 1,
+                    version: forgotten.saturating_add(1),
                     info,
                     pods: Vec::new(),
                     gc: GcAck::default(),

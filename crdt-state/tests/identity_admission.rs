@@ -310,6 +310,10 @@ fn forgetting_admission_table() {
         (0, true, None, false),
         (9, false, Some(5), true),
         (0, false, None, true),
+        // Beyond any honest version: refused, even for the node's own id.
+        (u64::MAX, false, Some(5), false),
+        (identity::MAX_FORGETTABLE_VERSION + 1, false, None, false),
+        (identity::MAX_FORGETTABLE_VERSION, false, None, true),
     ];
     for (through, live, held, expected) in cases {
         assert_eq!(

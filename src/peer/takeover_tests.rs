@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use shoal_crdt_state::hlc::Hlc;
-use shoal_crdt_state::identity::{KeyBinding, PublicKey, RecordSigner};
+use shoal_crdt_state::identity::{self, KeyBinding, PublicKey, RecordSigner};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::node_decisions::NodeDecision;
 use shoal_crdt_state::{Delta, DesiredDelta, register, wire};
@@ -191,4 +191,29 @@ fn a_member_declared_down_a_moment_ago_still_counts_as_live() {
     push(&mut cluster, 0, 2, b, forged);
     assert_eq!(cluster.peers[2].stats().bindings_refused, 1);
     assert_eq!(bound(&cluster, 2, b), Some(forger_key()));
+}
+
+#[test]
+fn a_node_told_to_forget_through_the_last_version_refuses_it_and_keeps_registering() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    let release = Hlc::new(ms(cluster.now), 0, cluster.peers[0].node());
+    let absurd = NodeDecision {
+        removed: Some(register::write(true, release)),
+        forgets_through: Some(u64::MAX),
+        ..NodeDecision::default()
+    };
+    // To the node itself, which takes its own removal in (and back).
+    push(&mut cluster, 0, 1, b, absurd);
+    assert_eq!(cluster.peers[1].stats().removals_refused, 1);
+    cluster.run_for(Duration::from_secs(5));
+    let decision = cluster.peers[1].state().desired.nodes().get(b).cloned();
+    assert!(decision.is_none_or(|d| d.forgets_through.is_none_or(|t| t < u64::MAX)));
+    for at in [0, 2] {
+        let record = cluster.peers[at].state().observed.get(b).map(|r| r.version);
+        assert!(
+            record.is_some_and(|v| v < identity::MAX_FORGETTABLE_VERSION),
+            "peer {at} holds {record:?} for the node"
+        );
+    }
 }
