@@ -781,8 +781,8 @@ fn releases_move(
 /// set of pods as outdated (those of the template they hold current), so
 /// their drains and this one would draw on the budget twice; and until
 /// those drains reach this node's view its own count is stale
-/// (`rollout-undo`, `rollout-partition-undo` and `rollout-twice` went 1
-/// below the floor that way). After `move_settle_ms` the change has
+/// (`rollout-undo` and `rollout-partition-undo` went 1 below the floor
+/// that way, `rollout-twice` 2). After `move_settle_ms` the change has
 /// reached them (they take back drains of pods it made current again, or
 /// rank alike) and their drains have reached this view.
 ///
