@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The simulated rollout sweep (issue #12): every RC rolled to a new image
 # (25% surge / 25% unavailable), alone, under a crash, a scale, a
-# partition, and undone mid-rollout (with and without a partition), the
-# bounds checked after every instant. Prints the "#### Rollouts"
+# partition, undone mid-rollout (with and without a partition), and
+# rolled to a third image mid-rollout by one peer, the bounds checked
+# after every instant. Prints the "#### Rollouts"
 # Markdown subsection of the peer-core section. scripts/bench-peers.sh calls
 # it; it runs alone too. Figures are printed, not asserted.
 #
@@ -24,7 +25,7 @@ SWEEP_RCS=${SWEEP_RCS:-100}
 SWEEP_REPLICAS=${SWEEP_REPLICAS:-10}
 JOBS=${JOBS:-2}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-1800}
-SCENARIOS="rollout rollout-scale rollout-crash rollout-partition rollout-undo rollout-partition-undo"
+SCENARIOS="rollout rollout-scale rollout-crash rollout-partition rollout-undo rollout-partition-undo rollout-twice"
 
 cargo build --release -q -p shoal-sim >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/shoal-sim

@@ -24,7 +24,12 @@
 //! - `rollout undo` told to the node of a surge pod while the other peers
 //!   still roll forward: the surge pod, outdated by the undo, stays until
 //!   the undo and the others' drains have spread, so the floor holds (the
-//!   sim's `rollout-undo` and `rollout-partition-undo` went 7 of 8 before).
+//!   sim's `rollout-undo` and `rollout-partition-undo` went 7 of 8 before);
+//! - a second rolling update (A→B→C) told to one peer while the others
+//!   still roll A→B: its pods the change made outdated, of either older
+//!   template, wait for the change to spread too (the sim's `rollout-twice`);
+//! - `rollout undo` told to the old owner of a replica that moved away
+//!   mid-rollout: the copy it lets go to the move waits alike.
 
 use std::collections::BTreeMap;
 
@@ -577,4 +582,98 @@ fn an_undo_mid_rollout_keeps_the_floor_while_other_peers_still_roll_forward() {
         c.copies(),
         c.available_of(old_hash)
     );
+}
+
+/// 4 replicas on nodes 0–3, surge slot 4 on node 4 (1 surge, 0
+/// unavailable: floor 4, ceiling 5), rolled from `a` to `b` by every peer
+/// until replica 0 runs `b` and is available (its node's view), the surge
+/// pod too, replicas 1–3 still `a`: the round after, node 1 drains
+/// replica 1 on the budget the surge pod makes.
+fn rolled_to_replica_0(a: &RcSpec, b: &RcSpec) -> Cluster {
+    let owners = Assignment::with_surge(
+        (0..4).map(|i| (pod(i), node(u64::from(i)))),
+        [(pod(4), node(4))],
+    );
+    let mut c = Cluster::new(6, owners);
+    for i in 0..4 {
+        c.running(node(u64::from(i)), i, a.template.hash(), true);
+    }
+    for _ in 0..20 {
+        c.round(b);
+        assert!(c.available() >= 4 && c.copies() <= 5);
+        let on = |n: u64, i: u32| c.peers[&node(n)].get(&pod(i)).cloned();
+        if on(0, 0).is_some_and(|p| p.template_hash == b.template.hash() && p.rollout_available()) {
+            assert!(
+                on(1, 1).is_some_and(|p| p.template_hash == a.template.hash() && p.available())
+            );
+            return c;
+        }
+    }
+    panic!("replica 0 never ran {:?}", b.template.hash());
+}
+
+/// Rounds with `spec_of(round, node)` until the RC runs 4 available copies
+/// of `last` and nothing else, the floor (4) and the ceiling (5) checked
+/// after every round.
+fn run_to(c: &mut Cluster, last: &RcSpec, spec_of: impl Fn(u32, NodeId) -> RcSpec) {
+    let hash = last.template.hash();
+    for round in 0..40 {
+        c.round_split(|n| spec_of(round, n));
+        assert!(
+            c.available() >= 4,
+            "round {round}: {} available, below replicas − maxUnavailable = 4",
+            c.available()
+        );
+        assert!(c.copies() <= 5, "round {round}: {} copies", c.copies());
+        if c.available_of(hash) == 4 && c.copies() == 4 {
+            return;
+        }
+    }
+    panic!(
+        "not on the last template in 40 rounds: {} copies, {} of it available",
+        c.copies(),
+        c.available_of(hash)
+    );
+}
+
+/// A→B→C: in the round node 1 (rolling A→B) drains replica 1 on the
+/// budget the surge pod makes, node 0 is told a rolling update to C. Its
+/// replica 0 runs B, outdated now; its view has the same room for one.
+/// Both drains at once would leave 3 serving. Node 0's B pod waits until
+/// C has spread and node 1's drain is in its view; the RC ends on C.
+#[test]
+fn a_second_rolling_update_mid_rollout_keeps_the_floor_while_other_peers_still_roll_the_first() {
+    let a = rc(4, "web:1", 1, 0);
+    let b = rc(4, "web:2", 1, 0);
+    let third = rc(4, "web:3", 1, 0);
+    let mut c = rolled_to_replica_0(&a, &b);
+    run_to(&mut c, &third, |round, n| match round {
+        0 if n != node(0) => b.clone(),
+        _ => third.clone(),
+    });
+}
+
+/// A→B, then `rollout undo` (back to A) mid-rollout, in the round a
+/// membership change moves replica 0 (running B, available) from node 0 to
+/// node 5 and node 1 (still rolling A→B) drains replica 1 on the budget
+/// the surge pod makes. Nodes 0 and 5 have the undo: node 5 may not start
+/// replica 0 (the RC fills `replicas + maxSurge`), so node 0 lets its
+/// outdated copy go within the rollout's budget (`releases_move`), which
+/// node 0's view still has room in. The release waits for the undo to
+/// spread, as an in-place replacement does; the RC ends on A.
+#[test]
+fn an_undo_during_a_move_keeps_the_floor_while_other_peers_still_roll_forward() {
+    let a = rc(4, "web:1", 1, 0);
+    let b = rc(4, "web:2", 1, 0);
+    let mut c = rolled_to_replica_0(&a, &b);
+    c.assignment = Assignment::with_surge(
+        [(0, 5), (1, 1), (2, 2), (3, 3)].map(|(i, n)| (pod(i), node(n))),
+        [(pod(4), node(4))],
+    );
+    run_to(&mut c, &a, |round, n| match round {
+        0 if n != node(0) && n != node(5) => b.clone(),
+        _ => a.clone(),
+    });
+    let on_5 = c.peers[&node(5)].get(&pod(0)).map(|p| p.template_hash);
+    assert_eq!(on_5, Some(a.template.hash()), "replica 0 moved to node 5");
 }

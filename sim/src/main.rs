@@ -15,7 +15,7 @@ struct Args {
     /// One of: join, crash, partition-heal, loss, churn (membership only),
     /// or apply, failover, scale, rc-partition-heal, rc-join, host-port,
     /// full-restart, rollout, rollout-crash, rollout-scale, rollout-partition,
-    /// rollout-partition-undo, rollout-undo
+    /// rollout-partition-undo, rollout-undo, rollout-twice
     /// (peer cores).
     #[arg(long, default_value = "join")]
     scenario: String,

@@ -186,7 +186,8 @@ fn tombstones_are_collected_and_a_peer_back_across_the_horizon_resurrects_nothin
 
 /// A rollout of every RC (25% surge / 25% unavailable), alone, with a
 /// concurrent scale, with the crash of the peer moving a replica, with
-/// a 20 s partition, and undone mid-rollout (with and without a partition):
+/// a 20 s partition, undone mid-rollout (with and without a partition),
+/// and rolled to a third image mid-rollout by one peer:
 /// the bounds hold at every instant (the scenario fails on the first
 /// breach, see `sim/src/scenarios/peer/rollout.rs` for how a crash and a
 /// heal count) and it finishes.
@@ -203,6 +204,7 @@ fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_each_disturbance(
         // outdated waited for the undo to spread.
         ("rollout-undo", &[31, 32]),
         ("rollout-partition-undo", &[31, 32]),
+        ("rollout-twice", &[31, 32]),
     ] {
         for &seed in seeds {
             let r = run(name, 15, seed, 8, 10);

@@ -88,12 +88,14 @@ pub struct LocalPod {
     pub min_ready_met: bool,
     /// Not ready within the progress deadline, and why (set by `plan`).
     pub stalled: Option<String>,
-    /// `plan` has seen this pod's template outdated (set once per template).
-    pub outdated_seen: bool,
-    /// When `plan` first saw it outdated while pods of the new current
-    /// template already served: a rollback mid-rollout (`rollout undo`),
-    /// which peers that have not seen it yet still roll the other way.
-    pub reverted_at: Option<u64>,
+    /// The current template `plan` last saw this pod outdated against:
+    /// a different one later means the template changed mid-rollout.
+    pub outdated_against: Option<TemplateHash>,
+    /// When `plan` saw the current template change under a rollout in
+    /// progress (a rollback, `rollout undo`, or a second rolling update),
+    /// which peers that have not seen it yet still roll the other way:
+    /// the pod stays until then plus `move_settle_ms`.
+    pub changed_mid_rollout_at: Option<u64>,
 }
 
 impl LocalPod {
@@ -121,8 +123,8 @@ impl LocalPod {
             started_at: None,
             min_ready_met: false,
             stalled: None,
-            outdated_seen: false,
-            reverted_at: None,
+            outdated_against: None,
+            changed_mid_rollout_at: None,
         }
     }
 

@@ -13,7 +13,7 @@ use shoal_runtime::vocabulary::PodAction;
 use super::local::{ExitKind, LocalPod, LocalPods, LocalState};
 use super::rollout::{
     PodView, RcView, Slot, may_replace, may_start_move, may_start_surge, serves_template, slot_of,
-    surge_needed,
+    surge_needed, templates_besides,
 };
 use crate::placement::Assignment;
 
@@ -272,7 +272,7 @@ pub fn plan(
             if done
                 && let Some(until) = local
                     .get_mut(&id)
-                    .and_then(|l| reverted_settles_at(l, current, view, now, policy))
+                    .and_then(|l| change_settles_at(l, current, view, now, policy))
             {
                 wake(until);
                 continue;
@@ -300,6 +300,8 @@ pub fn plan(
             cluster_pods,
             local,
             &mut views,
+            (now, policy),
+            &mut wake,
         );
         let Some(l) = local.get_mut(&id) else {
             if owner == Some(me) && may_start {
@@ -428,19 +430,19 @@ pub fn plan(
                         }
                     }
                 } else if l.template_hash != current && owner == Some(me) && may_start {
-                    if rc.paused {
-                        // Seen outdated while paused: the resume that lets
-                        // it go later is no rollback (`reverted_settles_at`).
-                        l.outdated_seen = true;
-                        continue; // `shoal rollout pause`: the rollout holds here.
-                    }
                     let view = views
                         .entry(id.rc.clone())
                         .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                     let Some(l) = local.get_mut(&id) else {
                         continue;
                     };
-                    if let Some(until) = reverted_settles_at(l, current, view, now, policy) {
+                    // Also while paused: the settle clock runs from the
+                    // change, so a resume is no change of its own.
+                    let settles = change_settles_at(l, current, view, now, policy);
+                    if rc.paused {
+                        continue; // `shoal rollout pause`: the rollout holds here.
+                    }
+                    if let Some(until) = settles {
                         wake(until);
                         continue;
                     }
@@ -725,7 +727,9 @@ fn rc_view(
 /// ([`may_replace`]) lets it go now. Then it drains and stops within the
 /// unavailability budget, as an in-place replacement would, and the new
 /// owner starts in its place; otherwise it would hold the rollout for the
-/// whole handover bound.
+/// whole handover bound. A copy that a change of the current template
+/// mid-rollout made outdated waits as an in-place replacement does
+/// ([`change_settles_at`]); `wake` gets the wait's end.
 #[allow(clippy::too_many_arguments)]
 fn releases_move(
     me: NodeId,
@@ -734,8 +738,10 @@ fn releases_move(
     owner: Option<NodeId>,
     assignment: &Assignment,
     cluster_pods: &impl ClusterPods,
-    local: &LocalPods,
+    local: &mut LocalPods,
     views: &mut BTreeMap<String, RcView>,
+    (now, policy): (u64, &ReconcilePolicy),
+    wake: &mut impl FnMut(u64),
 ) -> bool {
     let current = rc.template.hash();
     let Some(l) = local.get(id) else {
@@ -756,22 +762,40 @@ fn releases_move(
     // The new owner runs it already: the handover takes its course.
     let successor_started =
         owner.is_some_and(|o| cluster_pods.reported_by(o).iter().any(|s| s.id == *id));
-    !successor_started
-        && !may_start_move(rc, current, view, id.index)
-        && may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
+    if successor_started || may_start_move(rc, current, view, id.index) {
+        return false;
+    }
+    if let Some(until) = local
+        .get_mut(id)
+        .and_then(|l| change_settles_at(l, current, view, now, policy))
+    {
+        wake(until);
+        return false;
+    }
+    may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
 }
 
-/// Until when a pod that a rollback mid-rollout made outdated stays put,
-/// if it must. Peers that have not yet seen the rollback still replace
-/// the other template's pods, counting this one as serving: their drains
-/// and this one would draw on the same budget twice, and until those
-/// drains reach this node's view its own count of the budget is stale
-/// (`rollout-partition-undo` and `rollout-undo` went 1 below the floor
-/// that way). After `move_settle_ms` the rollback has reached them (they
-/// take back drains of pods it made current again) and their drains have
-/// reached this view. A plain rollout (no pod of the new template serves
-/// when its pods are first seen outdated) does not wait.
-fn reverted_settles_at(
+/// Until when a pod that a change of the current template mid-rollout
+/// made outdated stays put, if it must. Peers that have not seen the
+/// change yet still replace pods against the same budget, ranking another
+/// set of pods as outdated (those of the template they hold current), so
+/// their drains and this one would draw on the budget twice; and until
+/// those drains reach this node's view its own count is stale
+/// (`rollout-undo` and `rollout-partition-undo` went 1 below the floor
+/// that way, `rollout-twice` 2). After `move_settle_ms` the change has
+/// reached them (they take back drains of pods it made current again, or
+/// rank alike) and their drains have reached this view.
+///
+/// The change is mid-rollout when, as the pod is first seen outdated
+/// against the new current template: it was already outdated against
+/// another one (a second change while it still waited to be replaced);
+/// pods of the new template already serve (a rollback, `rollout undo`);
+/// or the view holds pods of two or more other templates (A→B→C: this
+/// node cannot tell which of A and B a lagging peer holds current, so
+/// pods of either wait). A plain rollout (one older template, no pod of
+/// the new one serving) does not wait; nor does a resume, which changes no
+/// template: the clock runs while paused.
+fn change_settles_at(
     l: &mut LocalPod,
     current: TemplateHash,
     view: &RcView,
@@ -779,17 +803,20 @@ fn reverted_settles_at(
     policy: &ReconcilePolicy,
 ) -> Option<u64> {
     if l.template_hash == current {
-        l.outdated_seen = false;
-        l.reverted_at = None;
+        l.outdated_against = None;
+        l.changed_mid_rollout_at = None;
         return None;
     }
-    if !l.outdated_seen {
-        l.outdated_seen = true;
-        if serves_template(view, current) {
-            l.reverted_at = Some(now);
+    if l.outdated_against != Some(current) {
+        let mid_rollout = l.outdated_against.is_some()
+            || serves_template(view, current)
+            || templates_besides(view, current) > 1;
+        l.outdated_against = Some(current);
+        if mid_rollout {
+            l.changed_mid_rollout_at = Some(now);
         }
     }
-    l.reverted_at
+    l.changed_mid_rollout_at
         .map(|at| at.saturating_add(policy.move_settle_ms))
         .filter(|&until| now < until)
 }

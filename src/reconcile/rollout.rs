@@ -73,10 +73,11 @@
 //! instant. Views that lag each other (gossip delay) can let the rollout
 //! run ahead by the decisions taken on stale views, and each peer's own
 //! pods are always current in its view. A template change mid-rollout
-//! (`rollout undo`) breaks the common order: peers that have not seen it
-//! rank the other template's pods against the same budget, so a pod the
-//! change made outdated waits for it to spread (`plan`). It never
-//! deadlocks: every input it waits on is eventually reported.
+//! (`rollout undo`, or a second rolling update) breaks the common order:
+//! peers that have not seen it rank another template's pods against the
+//! same budget, so a pod the change made outdated waits for it to spread
+//! (`plan`), in place or moving away. It never deadlocks: every input it
+//! waits on is eventually reported.
 
 use std::collections::BTreeMap;
 
@@ -154,6 +155,20 @@ pub fn serves_template(view: &RcView, template: TemplateHash) -> bool {
         .values()
         .flatten()
         .any(|p| p.serving && p.template_hash == template)
+}
+
+/// How many distinct templates other than `current` the pods of `view` run.
+pub fn templates_besides(view: &RcView, current: TemplateHash) -> usize {
+    let mut others: Vec<TemplateHash> = view
+        .pods
+        .values()
+        .flatten()
+        .map(|p| p.template_hash)
+        .filter(|&t| t != current)
+        .collect();
+    others.sort_unstable_by_key(|t| t.0);
+    others.dedup();
+    others.len()
 }
 
 fn available(view: &RcView, j: u32) -> bool {

@@ -114,7 +114,7 @@ impl PeerOptions {
 }
 
 /// Peer scenario names accepted by [`run`] and the command line.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "apply",
     "failover",
     "scale",
@@ -128,6 +128,7 @@ pub const NAMES: [&str; 13] = [
     "rollout-partition",
     "rollout-partition-undo",
     "rollout-undo",
+    "rollout-twice",
 ];
 
 /// Runs the peer scenario called `name`.
@@ -146,6 +147,7 @@ pub fn run(name: &str, o: &PeerOptions) -> Result<PeerReport, String> {
         "rollout-partition" => Ok(rollout::run(o, rollout::Disturbance::Partition)),
         "rollout-partition-undo" => Ok(rollout::run(o, rollout::Disturbance::PartitionUndo)),
         "rollout-undo" => Ok(rollout::run(o, rollout::Disturbance::Undo)),
+        "rollout-twice" => Ok(rollout::run(o, rollout::Disturbance::Twice)),
         other => Err(format!(
             "unknown peer scenario {other:?}; pick one of {}",
             NAMES.join(", ")

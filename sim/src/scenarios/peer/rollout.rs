@@ -1,5 +1,5 @@
 //! `rollout`, `rollout-crash`, `rollout-scale`, `rollout-partition`,
-//! `rollout-partition-undo`, `rollout-undo`: every
+//! `rollout-partition-undo`, `rollout-undo`, `rollout-twice`: every
 //! RC of the workload is rolled to a new image at a random peer (Kubernetes
 //! default budget: 25% surge, 25% unavailable), and the rollout's bounds
 //! are checked after every instant at which anything happened, not only at
@@ -44,7 +44,10 @@
 //! while the first half's serve the current template (the case of
 //! `tests/cluster_rollout_faults.rs`), and every RC ends on the first image;
 //! `-undo` tells one peer `rollout undo` of every RC while the surge pods
-//! run, without a partition.
+//! run, without a partition; `-twice` tells one peer a rolling update of
+//! every RC to a third image ([`THIRD_IMAGE`]) once the first replaced
+//! replicas serve the second, while the others still roll to it (A→B→C),
+//! and every RC ends on the third.
 //!
 //! **What breached the floor before** (the crash and the partition, 1–3
 //! pods right after the disturbance): surge pods. Once a membership change
@@ -77,6 +80,9 @@ use crate::world::Slot;
 /// The image every RC is rolled to.
 pub const NEW_IMAGE: &str = "shoal/hello:2";
 
+/// The image `rollout-twice` rolls every RC to mid-rollout.
+pub const THIRD_IMAGE: &str = "shoal/hello:3";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disturbance {
     None,
@@ -85,6 +91,7 @@ pub enum Disturbance {
     Partition,
     PartitionUndo,
     Undo,
+    Twice,
 }
 
 /// Ready and running pods of each RC, kept current by recounting, after
@@ -332,14 +339,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     let t0 = c.now();
     for s in &specs {
         if let Some(slot) = c.random_alive() {
-            let _ = c.command(
-                slot,
-                Command::RollingUpdate {
-                    name: s.name.clone(),
-                    image: NEW_IMAGE.into(),
-                    container: None,
-                },
-            );
+            roll_every_rc(&mut c, slot, std::slice::from_ref(s), NEW_IMAGE);
         }
     }
     let mut rolled = None;
@@ -348,6 +348,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         Disturbance::PartitionUndo | Disturbance::Undo => {
             first_image.as_deref().unwrap_or(NEW_IMAGE)
         }
+        Disturbance::Twice => THIRD_IMAGE,
         _ => NEW_IMAGE,
     };
     let deadline = t0 + secs(600);
@@ -356,7 +357,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     while c.now() < deadline {
         let step = c.now() + secs(1) / 4;
         run_checked(&mut c, step, &mut bounds);
-        if !disturbed && c.now() >= t0 + secs(1) {
+        if !disturbed && c.now() >= t0 + disturbed_after(disturbance) {
             disturbed = true;
             disturb(&mut c, disturbance, &specs, &mut bounds, &mut healed_at);
         }
@@ -416,6 +417,7 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         Disturbance::Partition => "rollout-partition",
         Disturbance::PartitionUndo => "rollout-partition-undo",
         Disturbance::Undo => "rollout-undo",
+        Disturbance::Twice => "rollout-twice",
     };
     let mut r = report(&c, name, o.peers, None, extra);
     let mut fail = |why: String| {
@@ -432,6 +434,20 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     r
 }
 
+/// How long after the rolling updates the disturbance comes: 1 s, while
+/// the surge pods start; `-twice` at 3 s, once the first replicas the
+/// surge made room for serve the second image. At 1 s no pod of the
+/// second image serves yet, so the peer told the third ranks the same
+/// pods as the others and nothing tells the change apart from a plain
+/// rollout (15 peers x 8 RCs, seeds 1-3: no breach at 1-2 s or 5 s
+/// before the fix, 6-7 ready of 8 at 3 s and 4 s).
+fn disturbed_after(disturbance: Disturbance) -> Micros {
+    match disturbance {
+        Disturbance::Twice => secs(3),
+        _ => secs(1),
+    }
+}
+
 fn disturb(
     c: &mut PeerCluster,
     disturbance: Disturbance,
@@ -444,6 +460,11 @@ fn disturb(
         Disturbance::Undo => {
             if let Some(slot) = c.random_alive() {
                 undo_every_rc(c, slot, specs);
+            }
+        }
+        Disturbance::Twice => {
+            if let Some(slot) = c.random_alive() {
+                roll_every_rc(c, slot, specs, THIRD_IMAGE);
             }
         }
         Disturbance::Crash => {
@@ -526,6 +547,20 @@ fn undo_every_rc(c: &mut PeerCluster, slot: Slot, specs: &[RcSpec]) {
             Command::Undo {
                 name: s.name.clone(),
                 to_revision: None,
+            },
+        );
+    }
+}
+
+/// A rolling update of every RC in `specs` to `image`, told to the peer in `slot`.
+fn roll_every_rc(c: &mut PeerCluster, slot: Slot, specs: &[RcSpec], image: &str) {
+    for s in specs {
+        let _ = c.command(
+            slot,
+            Command::RollingUpdate {
+                name: s.name.clone(),
+                image: image.into(),
+                container: None,
             },
         );
     }
