@@ -13,7 +13,6 @@
 //! - [`fake_runtime`]: a container engine per node (start latency, crash
 //!   injection): the ground truth of what runs.
 //! - [`peer_node`]: a node that is a whole `shoal::peer::Peer` plus its engine.
-//! - [`placement_memo`]: one placement per distinct input, not per peer.
 //! - [`peer_invariants`]: replica counts and agreement checked at quiescence.
 //! - [`sync_breakdown`]: sync bytes by kind and part (`SHOAL_SIM_BREAKDOWN=1`).
 //! - [`verify_cache`]: record signatures checked once per run, not per peer.
@@ -28,7 +27,6 @@ pub mod net;
 pub mod node;
 pub mod peer_invariants;
 pub mod peer_node;
-pub mod placement_memo;
 pub mod queue;
 pub mod report;
 pub mod scenarios;

@@ -36,7 +36,6 @@
 
 pub mod events;
 pub mod io;
-pub mod placer;
 pub mod resume;
 pub mod signing;
 pub mod sync_message;
@@ -78,7 +77,6 @@ use crate::reconcile::{LocalPods, ReconcilePolicy};
 pub use io::{
     Command, CommandError, CommandOutcome, KindCount, Output, PeerEvent, PeerStats, SyncCounts,
 };
-pub use placer::{Assign, Placer, PlacerRef};
 pub use resume::{Persisted, startup_grace};
 pub use shoal_gossip::MembershipStats;
 pub use signing::{Ed25519, NodeKeys, Verifier};
@@ -134,9 +132,6 @@ pub struct PeerConfig {
     /// Checks the signatures of node records: ed25519 (the default) for a
     /// real peer.
     pub verifier: Verifier,
-    /// Computes placement: [`crate::placement::assign`] (the default) for a
-    /// real peer.
-    pub placer: PlacerRef,
 }
 
 impl PeerConfig {
@@ -165,7 +160,6 @@ impl PeerConfig {
             keys: NodeKeys::insecure_for_tests(node),
             first_join_token: String::new(),
             verifier: Verifier::default(),
-            placer: PlacerRef::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ use shoal_runtime::vocabulary::PodAction;
 use super::events::{self, EventRecord, EventType};
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
-use crate::placement::{WantedPorts, inputs, live_rcs};
+use crate::placement::{WantedPorts, assign, inputs, live_rcs};
 use crate::reconcile::{ClusterPods, plan};
 
 impl Peer {
@@ -75,8 +75,7 @@ impl Peer {
         );
         let before_unplaced: Vec<PodId> = self.assignment.unplaced.keys().cloned().collect();
         let before_mine: BTreeSet<PodId> = self.assignment.pods_for(me).cloned().collect();
-        let placed = self.config.placer.0.assign(&self.rcs, &candidates);
-        let before = std::mem::replace(&mut self.assignment, placed);
+        let before = std::mem::replace(&mut self.assignment, assign(&self.rcs, &candidates));
         let moved_in: Vec<PodId> = (self.assignment.pods_for(me))
             .chain(self.assignment.surge_for(me))
             .filter(|p| {

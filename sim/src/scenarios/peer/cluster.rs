@@ -20,7 +20,6 @@ use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
 use crate::net::Network;
 use crate::peer_invariants::{ReplicaCount, all_agree, count_replicas};
 use crate::peer_node::{PeerNode, wall};
-use crate::placement_memo::PlacementMemo;
 use crate::queue::Micros;
 use crate::scenarios::cluster::{MS, SECOND, addr_of};
 use crate::verify_cache::VerifyCache;
@@ -39,8 +38,6 @@ pub struct PeerCluster {
     pub tune: fn(&mut PeerConfig),
     /// One signature-check cache for every peer of the run.
     verify_cache: Arc<VerifyCache>,
-    /// One placement memo for every peer of the run.
-    placement_memo: Arc<PlacementMemo>,
 }
 
 impl std::fmt::Debug for PeerCluster {
@@ -94,7 +91,6 @@ impl PeerCluster {
             started: Instant::now(),
             tune: |_| {},
             verify_cache: Arc::default(),
-            placement_memo: Arc::default(),
         }
     }
 
@@ -143,7 +139,6 @@ impl PeerCluster {
         config.preset = self.preset;
         config.rng_seed = self.seed ^ ((slot as u64) << 20) ^ incarnation;
         config.verifier = self.verify_cache.verifier();
-        config.placer = self.placement_memo.placer();
         (self.tune)(&mut config);
         config
     }
