@@ -15,6 +15,7 @@
 //! - [`peer_node`]: a node that is a whole `shoal::peer::Peer` plus its engine.
 //! - [`peer_invariants`]: replica counts and agreement checked at quiescence.
 //! - [`sync_breakdown`]: sync bytes by kind and part (`SHOAL_SIM_BREAKDOWN=1`).
+//! - [`verify_cache`]: record signatures checked once per run, not per peer.
 //! - [`scenarios::peer`]: apply, failover, scale, rc-partition-heal, rc-join,
 //!   host-port, full-restart.
 #![forbid(unsafe_code)]
@@ -30,4 +31,5 @@ pub mod queue;
 pub mod report;
 pub mod scenarios;
 pub mod sync_breakdown;
+pub mod verify_cache;
 pub mod world;

@@ -82,7 +82,7 @@ pub use io::{
 };
 pub use resume::{Persisted, startup_grace};
 pub use shoal_gossip::MembershipStats;
-pub use signing::{Ed25519, NodeKeys};
+pub use signing::{Ed25519, NodeKeys, Verifier};
 use timers::{PeerTimer, TimerQueue};
 
 /// Everything a peer is told at start-up.
@@ -132,6 +132,9 @@ pub struct PeerConfig {
     /// (node.json's): what `shoal token rotate` rotates away from when the
     /// cluster never rotated before. Empty in tests that never rotate.
     pub first_join_token: String,
+    /// Checks the signatures of node records: ed25519 (the default) for a
+    /// real peer.
+    pub verifier: Verifier,
 }
 
 impl PeerConfig {
@@ -159,6 +162,7 @@ impl PeerConfig {
             gc_epoch: Duration::from_secs(60),
             keys: NodeKeys::insecure_for_tests(node),
             first_join_token: String::new(),
+            verifier: Verifier::default(),
         }
     }
 }

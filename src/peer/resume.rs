@@ -41,7 +41,7 @@ use shoal_gossip::{PeerIdentity, Preset};
 
 use super::io::{Output, PeerEvent};
 use super::timers::PeerTimer;
-use super::{Ed25519, Peer, PeerConfig, ms};
+use super::{Peer, PeerConfig, ms};
 
 /// Members that went down this recently are still remembered: a site
 /// being shut down machine by machine (or all at once, each peer seeing the
@@ -113,7 +113,7 @@ impl Peer {
             .observed
             .nodes()
             .filter_map(|(node, record)| {
-                identity::check_record(nodes.bound_key(node), node, record, &Ed25519)
+                identity::check_record(nodes.bound_key(node), node, record, &self.config.verifier)
                     .err()
                     .map(|e| (node, e))
             })

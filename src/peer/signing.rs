@@ -70,3 +70,27 @@ impl RecordVerifier for Ed25519 {
             .is_ok()
     }
 }
+
+/// The record verifier a peer uses: ed25519 unless its config says
+/// otherwise (the simulator shares one that remembers results across its
+/// peers, so the same signature is not checked again by each of them).
+#[derive(Clone)]
+pub struct Verifier(pub Arc<dyn RecordVerifier + Send + Sync>);
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier(Arc::new(Ed25519))
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier")
+    }
+}
+
+impl RecordVerifier for Verifier {
+    fn verify(&self, key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+        self.0.verify(key, message, signature)
+    }
+}

@@ -20,7 +20,7 @@ use shoal_gossip::{MAX_BROADCAST_PAYLOAD, Received};
 
 use super::sync_message::{MAX_MESSAGE_BYTES, PIECE_BYTES, Piece, SyncEnvelope, SyncMessage};
 use super::timers::PeerTimer;
-use super::{Ed25519, Output, Peer, ms};
+use super::{Output, Peer, ms};
 
 impl Peer {
     /// Sends a local change to the cluster.
@@ -509,7 +509,7 @@ impl Peer {
         if binding.is_some() {
             self.stats.records_verified += 1;
         }
-        match identity::check_record(binding, node, record, &Ed25519) {
+        match identity::check_record(binding, node, record, &self.config.verifier) {
             Ok(()) => true,
             Err(e @ RecordRejection::Unbound { .. }) => {
                 self.stats.records_unbound += 1;

@@ -2,6 +2,7 @@
 //! runs where ([`Truth`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::RngExt;
@@ -21,6 +22,7 @@ use crate::peer_invariants::{ReplicaCount, all_agree, count_replicas};
 use crate::peer_node::{PeerNode, wall};
 use crate::queue::Micros;
 use crate::scenarios::cluster::{MS, SECOND, addr_of};
+use crate::verify_cache::VerifyCache;
 use crate::world::{Slot, World};
 
 /// Peer cores in a world.
@@ -34,6 +36,8 @@ pub struct PeerCluster {
     pub(crate) started: Instant,
     /// Adjusts every peer's config before it starts (a scenario's timings).
     pub tune: fn(&mut PeerConfig),
+    /// One signature-check cache for every peer of the run.
+    verify_cache: Arc<VerifyCache>,
 }
 
 impl std::fmt::Debug for PeerCluster {
@@ -86,6 +90,7 @@ impl PeerCluster {
             incarnations: Vec::new(),
             started: Instant::now(),
             tune: |_| {},
+            verify_cache: Arc::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl PeerCluster {
         config.incarnation = incarnation;
         config.preset = self.preset;
         config.rng_seed = self.seed ^ ((slot as u64) << 20) ^ incarnation;
+        config.verifier = self.verify_cache.verifier();
         (self.tune)(&mut config);
         config
     }
