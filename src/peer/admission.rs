@@ -12,7 +12,12 @@
 //! holding it, offers it again with anti-entropy (one exchange per round
 //! with such a peer, no more) and it is taken once the node is no longer
 //! live here. A refusal repeats that way, so it is logged once per node and
-//! kind, then at most once a minute with the count since.
+//! kind, then at most once a minute with the count since. A refused
+//! removal is also sent to the node it names, which takes it back.
+//!
+//! What the garbage collector's catch-up may drop is bounded elsewhere:
+//! only removals (`shoal_crdt_state::gc`), so a horizon in a member's
+//! digest cannot clear a live node's binding ahead of a claim.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
