@@ -18,7 +18,7 @@ use cluster_support::{Cluster, hello_rc, ok, wait_until};
 use shoal::peer::signing::NodeKeys;
 use shoal::peer::sync_message::{SyncEnvelope, SyncMessage};
 use shoal_crdt_state::hlc::Hlc;
-use shoal_crdt_state::identity::{KeyBinding, RecordSigner};
+use shoal_crdt_state::identity::{CONCURRENT_CLAIM_MS, KeyBinding, RecordSigner};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::node_decisions::NodeDecision;
 use shoal_crdt_state::{Delta, DesiredDelta, register, wire};
@@ -91,8 +91,11 @@ fn push_as_member(token: &str, to: &[SocketAddr], node: NodeId, decision: NodeDe
 
 #[test]
 fn a_member_cannot_remove_and_rebind_a_live_node() {
+    // Every node binds its key when it first joins, after this.
+    let before_bindings = wall_ms();
     let mut cluster = Cluster::start(SUBNET, 3);
     cluster.wait_for_all_alive(3, Duration::from_secs(30));
+    let all_bound = wall_ms();
     let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, IMAGE));
     ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
     assert!(
@@ -146,12 +149,18 @@ fn a_member_cannot_remove_and_rebind_a_live_node() {
         cluster.every_log_tail()
     );
 
-    // The race of first starts: stamped a second before node1's binding,
-    // which node1 made when it first joined (before the RC ran).
+    // The race of first starts: stamped a second before the cluster
+    // started, so before node1's binding (made between then and
+    // `all_bound`) and within CONCURRENT_CLAIM_MS of it: only the
+    // live-holder check refuses it; let in, it would win the join.
+    assert!(
+        all_bound - before_bindings + 1_000 < CONCURRENT_CLAIM_MS,
+        "the cluster took too long to come up for this claim to be a race"
+    );
     let race = NodeDecision {
         key: Some(KeyBinding {
             key: member_key,
-            stamp: Hlc::new(release.physical_ms - 120_000, 0, MEMBER),
+            stamp: Hlc::new(before_bindings - 1_000, 0, MEMBER),
             after: None,
         }),
         ..NodeDecision::default()

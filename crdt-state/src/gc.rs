@@ -49,7 +49,8 @@
 //!   reach a peer that took the horizon before it learnt the binding.
 //! - *Catch up* ([`ClusterState::adopt_horizon`]): digests carry the
 //!   sender's horizon. A peer behind it drops its own records below that
-//!   horizon that the sender does not hold (collected there), and node
+//!   horizon that the sender does not hold (collected there; of node
+//!   decisions only removals, the only ones collection takes), and node
 //!   records of nodes the sender does not know and that it does not see
 //!   alive (forgotten there), then takes the horizon. That is how a
 //!   forgotten node that comes back stops running a deleted RC, and how a
@@ -127,6 +128,19 @@ pub fn ready<'a>(mine: &GcAck, known: impl IntoIterator<Item = Option<&'a GcAck>
                 || a.collected_below_ms >= mine.cutoff_ms
         })
     })
+}
+
+/// The furthest horizon a peer whose own cutoff is `cutoff_ms` takes from
+/// another's digest: one epoch past its cutoff. An honest horizon is a
+/// cutoff every known node proposed, so it is not past ours unless our
+/// clock is behind by more than an epoch; then we take this much now and
+/// the rest as our clock moves on (every digest offers it again). Taking
+/// less is sound: what the sender lacks below its horizon it collected,
+/// so below a lower one too. Without a cap, a member's digest claiming a
+/// horizon far ahead (`u64::MAX`) would fence every write made before it
+/// at every peer: no new RC or service would ever be taken again.
+pub fn horizon_cap(cutoff_ms: u64, epoch_ms: u64) -> u64 {
+    cutoff_ms.saturating_add(epoch_ms.max(1))
 }
 
 /// Settled below `cutoff_ms`: every stamp is older (a record with no stamp
@@ -232,11 +246,16 @@ impl DesiredState {
 impl ClusterState {
     /// Catches up with the horizon of the peer whose full `digest` this
     /// is, when it is ahead of ours: drops our records below it that the
-    /// peer does not hold, and the node records of nodes it does not know
-    /// unless `alive(node)`, then takes its horizon. Empty when ours is
-    /// not behind.
-    pub fn adopt_horizon(&mut self, digest: &Digest, alive: impl Fn(NodeId) -> bool) -> Collected {
-        let horizon = digest.collected_below_ms;
+    /// peer does not hold (node decisions: removals only), and the node records of nodes it does not know
+    /// unless `alive(node)`, then takes its horizon, at most `at_most_ms`
+    /// (see [`horizon_cap`]). Empty when ours is not behind.
+    pub fn adopt_horizon(
+        &mut self,
+        digest: &Digest,
+        at_most_ms: u64,
+        alive: impl Fn(NodeId) -> bool,
+    ) -> Collected {
+        let horizon = digest.collected_below_ms.min(at_most_ms);
         let mut out = Collected::default();
         if horizon <= self.desired.collected_below_ms {
             return out;
@@ -258,8 +277,12 @@ impl ClusterState {
             }
             !gone
         });
+        // Only removals, as in `collect`: a live node's binding is never
+        // collected, so the sender omitting it says nothing (a member can
+        // send any digest), and dropping it would let the next binding of
+        // the id in unopposed.
         out.nodes = desired.nodes.retain_unless(|node, d| {
-            settled(d.max_stamp(), horizon) && !digest.nodes.contains_key(&node)
+            d.is_removed() && settled(d.max_stamp(), horizon) && !digest.nodes.contains_key(&node)
         });
         let unknown: BTreeSet<NodeId> = self
             .observed

@@ -134,7 +134,7 @@ fn a_peer_behind_the_horizon_drops_what_the_other_collected() {
     behind.observed.set_node_info(NodeId(9), node_info("nine"));
     behind.observed.set_node_info(NodeId(5), node_info("five"));
     let alive = |n: NodeId| n == NodeId(5);
-    let collected = behind.adopt_horizon(&ahead.digest(), alive);
+    let collected = behind.adopt_horizon(&ahead.digest(), u64::MAX, alive);
     assert_eq!(collected.rcs, ["gone"]);
     assert_eq!(collected.node_records, [NodeId(9)]);
     assert!(behind.desired.get("live").is_some());
@@ -148,7 +148,11 @@ fn a_peer_behind_the_horizon_drops_what_the_other_collected() {
     );
     assert_eq!(behind.desired.collected_below_ms(), 1_000);
     // Not behind any more: nothing else happens.
-    assert!(behind.adopt_horizon(&ahead.digest(), alive).is_empty());
+    assert!(
+        behind
+            .adopt_horizon(&ahead.digest(), u64::MAX, alive)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -163,7 +167,7 @@ fn a_peer_that_took_the_horizon_first_still_learns_old_bindings() {
     // A joiner takes the horizon from the first digest it sees, before
     // any record arrives (anti-entropy's Pull, a cut split transfer).
     let mut joiner = ClusterState::new();
-    joiner.adopt_horizon(&old.digest(), |_| false);
+    joiner.adopt_horizon(&old.digest(), u64::MAX, |_| false);
     assert_eq!(joiner.desired.collected_below_ms(), 1_000);
     joiner.merge(&old);
     assert_eq!(
@@ -175,4 +179,39 @@ fn a_peer_that_took_the_horizon_first_still_learns_old_bindings() {
     joiner.merge_delta(removal.into());
     assert!(joiner.desired.nodes().get(NodeId(2)).is_none());
     assert_eq!(joiner.digest(), old.digest());
+}
+
+#[test]
+fn catching_up_drops_only_removals_the_sender_omits() {
+    use shoal_crdt_state::identity::PublicKey;
+    // A member's digest: a horizon far ahead, and no node decisions.
+    let mut member = ClusterState::new();
+    member.desired.collect(1_000);
+    let mut victim = ClusterState::new();
+    victim
+        .desired
+        .bind_key(NodeId(1), PublicKey([1; 32]), stamp(100, 1));
+    victim.remove_node(NodeId(2), true, stamp(200, 1));
+    let collected = victim.adopt_horizon(&member.digest(), u64::MAX, |_| true);
+    assert_eq!(collected.nodes, [NodeId(2)], "the settled removal only");
+    assert_eq!(
+        victim.desired.nodes().bound_key(NodeId(1)).map(|b| b.key),
+        Some(PublicKey([1; 32])),
+        "a live node's binding is never collected"
+    );
+}
+
+#[test]
+fn a_horizon_is_taken_at_most_up_to_the_cap() {
+    let mut member = ClusterState::new();
+    member.desired.collect(u64::MAX);
+    let mut victim = ClusterState::new();
+    victim
+        .desired
+        .apply(&spec("kept", "img:1", 1), stamp(5_000, 1));
+    let cap = gc::horizon_cap(3_000, 1_000);
+    assert_eq!(cap, 4_000);
+    victim.adopt_horizon(&member.digest(), cap, |_| true);
+    assert_eq!(victim.desired.collected_below_ms(), 4_000);
+    assert!(victim.desired.get("kept").is_some(), "newer than the cap");
 }

@@ -12,17 +12,25 @@
 //! holding it, offers it again with anti-entropy (one exchange per round
 //! with such a peer, no more) and it is taken once the node is no longer
 //! live here. A refusal repeats that way, so it is logged once per node and
-//! kind, then at most once a minute with the count since.
+//! kind, then at most once a minute with the count since. A refused
+//! removal is also sent to the node it names, which takes it back.
+//!
+//! What the garbage collector's catch-up may drop is bounded elsewhere:
+//! only removals (`shoal_crdt_state::gc`), so a horizon in a member's
+//! digest cannot clear a live node's binding ahead of a claim.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_crdt_state::Delta;
 use shoal_crdt_state::identity::{self, BindingRefusal};
 use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::node_decisions::NodeDecision;
+use shoal_crdt_state::observed::ObservedDelta;
+use shoal_crdt_state::register::Reg;
+use shoal_crdt_state::{Delta, DesiredDelta};
 
-use super::Peer;
 use super::spread::Sender;
+use super::{Ed25519, Peer};
 
 /// How long a member declared down still counts as live here. A member
 /// can spread a false "down" about a live node to open a window for a
@@ -30,6 +38,9 @@ use super::spread::Sender;
 /// renews its identity and is back up within a second or two. A `node
 /// delete` refused meanwhile is taken on a later anti-entropy round.
 pub(super) const DOWN_STILL_LIVE_FOR: Duration = Duration::from_secs(5);
+
+/// Least time between two sends of a refused removal to the node it names.
+pub(super) const TELL_EVERY: Duration = Duration::from_secs(10);
 
 /// Least time between two warnings about refusals of one kind for one node.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -50,9 +61,28 @@ enum Refused {
 #[derive(Debug, Default)]
 pub(super) struct RefusalLog {
     warned: BTreeMap<(NodeId, Refused), (Duration, u64)>,
+    /// When a refused removal was last sent to each node.
+    told: BTreeMap<NodeId, Duration>,
 }
 
 impl RefusalLog {
+    /// Whether a refused removal may be sent to `node` now; if so, notes it.
+    fn may_tell(&mut self, now: Duration, node: NodeId) -> bool {
+        if self
+            .told
+            .get(&node)
+            .is_some_and(|at| now.saturating_sub(*at) < TELL_EVERY)
+        {
+            return false;
+        }
+        if self.told.len() >= MAX_REMEMBERED {
+            self.told
+                .retain(|_, at| now.saturating_sub(*at) < TELL_EVERY);
+        }
+        self.told.insert(node, now);
+        true
+    }
+
     /// Notes one refusal; the count a warning now covers, or `None`.
     fn note(&mut self, now: Duration, node: NodeId, what: Refused) -> Option<u64> {
         if let Some((at, since)) = self.warned.get_mut(&(node, what)) {
@@ -75,22 +105,36 @@ impl RefusalLog {
 
 impl Peer {
     /// Whether `node` counts as live here for the admission rules: us, a
-    /// member SWIM counts in (or held for a restart's grace), or one
-    /// declared down less than [`DOWN_STILL_LIVE_FOR`] ago.
+    /// member SWIM counts in, one a restart's grace still waits for, or
+    /// one declared down less than [`DOWN_STILL_LIVE_FOR`] ago unless its
+    /// own (signed) record said it was leaving.
+    ///
+    /// A member that left gracefully is not live: it said so itself, so
+    /// `node delete` right after a graceful stop is taken at once (placement
+    /// still holds its replicas for the grace, see `held_for_grace`). A
+    /// member a restarted peer's grace waits for stays live: this peer has
+    /// not met it yet since the restart, and dropping it would let a
+    /// member's removal and binding of its id in at every peer that
+    /// restarts; what it costs is a `node delete` taken a grace later there.
     pub(super) fn is_live_here(&self, node: NodeId, now: Duration) -> bool {
-        self.counts_alive(node)
-            || self
-                .departed
-                .get(&node)
-                .is_some_and(|(_, at)| now.saturating_sub(*at) < DOWN_STILL_LIVE_FOR)
+        node == self.config.node
+            || self.members.contains_key(&node)
+            || self.awaited_after_restart(node)
+            || (!self.departing.contains_key(&node)
+                && self
+                    .departed
+                    .get(&node)
+                    .is_some_and(|(_, at)| now.saturating_sub(*at) < DOWN_STILL_LIVE_FOR))
     }
 
     /// Drops from `delta` the node decisions this peer does not take: a
     /// removal of a node live here, or a forgetting of its current record,
     /// unless the node is us (we take our removal in, and back); a key
-    /// binding refused by `identity::admits_binding`.
+    /// binding refused by `identity::admits_binding`. A refused removal is
+    /// sent to the node itself (see [`Peer::tell_removed`]).
     pub(super) fn admit_node_decisions(&mut self, now: Duration, from: Sender, delta: &mut Delta) {
         let me = self.config.node;
+        let mut to_tell = Vec::new();
         for (node, decision) in &mut delta.desired.nodes {
             let live = self.is_live_here(*node, now);
             let live_other = live && *node != me;
@@ -98,17 +142,10 @@ impl Peer {
             if let Some(removal) = &decision.removed
                 && !identity::admits_removal(removal, live_other)
             {
+                to_tell.push((*node, removal.clone()));
                 decision.removed = None;
                 self.stats.removals_refused += 1;
                 refused.push(Refused::Removal);
-            }
-            let held_version = self.state.observed.get(*node).map(|r| r.version);
-            if let Some(through) = decision.forgets_through
-                && !identity::admits_forgetting(through, live_other, held_version)
-            {
-                decision.forgets_through = None;
-                self.stats.removals_refused += 1;
-                refused.push(Refused::Forgetting);
             }
             if let Some(incoming) = decision.key {
                 let held_decision = self.state.desired.nodes().get(*node);
@@ -127,10 +164,81 @@ impl Peer {
                     refused.push(Refused::Binding(why));
                 }
             }
+            if let Some(through) = decision.forgets_through
+                && !self.admits_forgetting(*node, decision, &delta.observed, through, live_other)
+            {
+                decision.forgets_through = None;
+                self.stats.removals_refused += 1;
+                refused.push(Refused::Forgetting);
+            }
             for what in refused {
                 self.log_refusal(now, from, *node, what);
             }
         }
+        for (node, removal) in to_tell {
+            self.tell_removed(now, node, removal);
+        }
+    }
+
+    /// `identity::admits_forgetting` against the newest record of `node`
+    /// held here or arriving in the same delta (a join transfer brings the
+    /// removal and the record above it together). An arriving record
+    /// counts only if it is signed by the key the node will be bound to
+    /// here after this delta (the one held, else the one arriving, already
+    /// admitted): a forged record with a high version would otherwise
+    /// raise the bar's reference and let a live node's current record be
+    /// forgotten, before the record itself is rejected.
+    fn admits_forgetting(
+        &self,
+        node: NodeId,
+        decision: &NodeDecision,
+        arriving: &ObservedDelta,
+        through: u64,
+        live: bool,
+    ) -> bool {
+        let held_version = self.state.observed.get(node).map(|r| r.version);
+        if identity::admits_forgetting(through, live, held_version) {
+            return true;
+        }
+        let Some(record) = arriving.nodes.get(&node) else {
+            return false;
+        };
+        if held_version.is_some_and(|held| held >= record.version) {
+            return false;
+        }
+        let binding = self.state.desired.nodes().bound_key(node).copied();
+        let Some(binding) = binding.or(decision.key) else {
+            return false;
+        };
+        identity::check_record(Some(&binding), node, record, &Ed25519).is_ok()
+            && identity::admits_forgetting(through, live, Some(record.version))
+    }
+
+    /// Sends a removal of `node` this peer refused (it counts the node
+    /// live) to the node itself, at most once per node every
+    /// [`TELL_EVERY`]: a node that cannot reach the peers that took the
+    /// removal (an asymmetric partition) would otherwise never learn it,
+    /// never take it back, and the two sides would disagree for good
+    /// (collection stalls on the differing hashes). The node's take-back
+    /// then replaces the removal everywhere. Only the register travels:
+    /// the node takes its own removal in whatever the sender.
+    fn tell_removed(&mut self, now: Duration, node: NodeId, removal: Reg<bool>) {
+        let Some(&to) = self.members.get(&node) else {
+            return;
+        };
+        if !self.refusals.may_tell(now, node) {
+            return;
+        }
+        let decision = NodeDecision {
+            removed: Some(removal),
+            ..NodeDecision::default()
+        };
+        let delta = Delta::from(DesiredDelta {
+            nodes: [(node, decision)].into(),
+            ..DesiredDelta::default()
+        });
+        tracing::debug!(%node, %to, "sending a refused removal to the node it names");
+        self.send_push(to, delta, None);
     }
 
     fn log_refusal(&mut self, now: Duration, from: Sender, node: NodeId, what: Refused) {

@@ -55,20 +55,21 @@ impl Peer {
 
     /// Catches up with the horizon of the peer whose full digest this is,
     /// when it is ahead of ours (see `gc::ClusterState::adopt_horizon`).
+    /// The horizon taken is capped at `gc::horizon_cap` of our own cutoff.
     pub(super) fn catch_up_horizon(&mut self, now: Duration, digest: &shoal_crdt_state::Digest) {
-        if digest.collected_below_ms <= self.state.desired.collected_below_ms() {
+        let epoch = ms(self.config.gc_epoch);
+        let cutoff = gc::cutoff(ms(now), ms(self.config.gc_grace), epoch);
+        let horizon = digest
+            .collected_below_ms
+            .min(gc::horizon_cap(cutoff, epoch));
+        if horizon <= self.state.desired.collected_below_ms() {
             return;
         }
         let me = self.config.node;
         let members = &self.members;
         let alive = |node: NodeId| node == me || members.contains_key(&node);
-        let collected = self.state.adopt_horizon(digest, alive);
-        self.after_collection(
-            now,
-            collected,
-            digest.collected_below_ms,
-            "a peer's horizon was ahead",
-        );
+        let collected = self.state.adopt_horizon(digest, horizon, alive);
+        self.after_collection(now, collected, horizon, "a peer's horizon was ahead");
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
     }

@@ -44,6 +44,8 @@ pub mod sync_message;
 pub mod testing;
 
 mod admission;
+#[cfg(test)]
+mod admission_tests;
 mod commands;
 #[cfg(test)]
 mod events_tests;

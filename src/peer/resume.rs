@@ -244,10 +244,14 @@ impl Peer {
     /// a remembered member during our startup grace, or a member that left
     /// gracefully, during its grace.
     pub(super) fn held_for_grace(&self, node: NodeId) -> bool {
+        self.awaited_after_restart(node) || self.departing.contains_key(&node)
+    }
+
+    /// True for a remembered member our startup grace still waits for.
+    pub(super) fn awaited_after_restart(&self, node: NodeId) -> bool {
         self.settling
             .as_ref()
             .is_some_and(|s| s.waiting.contains(&node))
-            || self.departing.contains_key(&node)
     }
 
     /// A grace timer fired: end what is due (stale timers change nothing).

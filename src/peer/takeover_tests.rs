@@ -20,11 +20,11 @@ use super::sync_message::{SyncEnvelope, SyncMessage};
 use super::testing::Cluster;
 use super::tests::addr;
 
-fn forger_key() -> PublicKey {
+pub(super) fn forger_key() -> PublicKey {
     NodeKeys::from_seed(&[0xf0; 32]).public_key()
 }
 
-fn ms(now: Duration) -> u64 {
+pub(super) fn ms(now: Duration) -> u64 {
     u64::try_from(now.as_millis()).unwrap()
 }
 
@@ -62,7 +62,7 @@ fn push(cluster: &mut Cluster, from: usize, to: usize, node: NodeId, decision: N
     cluster.with_peer(to, |peer, now| peer.handle_sync(now, addr(from), &bytes));
 }
 
-fn bound(cluster: &Cluster, at: usize, node: NodeId) -> Option<PublicKey> {
+pub(super) fn bound(cluster: &Cluster, at: usize, node: NodeId) -> Option<PublicKey> {
     let nodes = cluster.peers[at].state().desired.nodes();
     nodes.bound_key(node).map(|b| b.key)
 }
