@@ -50,9 +50,10 @@
 //! - *Catch up* ([`ClusterState::adopt_horizon`]): digests carry the
 //!   sender's horizon. A peer behind it drops its own records below that
 //!   horizon that the sender does not hold (collected there; of node
-//!   decisions only removals, the only ones collection takes), and node
-//!   records of nodes the sender does not know and that it does not see
-//!   alive (forgotten there), then takes the horizon. That is how a
+//!   decisions removals, the only ones collection takes, and those of
+//!   nodes the sender forgot whole), and node records of nodes the sender
+//!   does not know and that it does not see alive (forgotten there), then
+//!   takes the horizon, at most one epoch past its own cutoff. That is how a
 //!   forgotten node that comes back stops running a deleted RC, and how a
 //!   peer whose acknowledgement was the last one needed catches up.
 //!
@@ -60,8 +61,11 @@
 //! acknowledging set are lost by design: a node forgotten while it held a
 //! write nobody else had loses that write when it returns. A clock set far
 //! behind proposes an older cutoff and delays collection (hashes differ);
-//! it never makes it unsafe, because a node's new writes are stamped after
-//! everything it saw and after its own cutoff.
+//! it never makes collection unsafe, because a node's new writes are
+//! stamped after everything it saw and after its own cutoff. Catching up
+//! on such a node takes a horizon capped by its own clock: a deleted RC
+//! stamped between the capped and the real horizon stays on that node (and
+//! may run there) until its clock reaches it; the others fence its pushes.
 
 use std::collections::BTreeSet;
 
@@ -246,9 +250,11 @@ impl DesiredState {
 impl ClusterState {
     /// Catches up with the horizon of the peer whose full `digest` this
     /// is, when it is ahead of ours: drops our records below it that the
-    /// peer does not hold (node decisions: removals only), and the node records of nodes it does not know
-    /// unless `alive(node)`, then takes its horizon, at most `at_most_ms`
-    /// (see [`horizon_cap`]). Empty when ours is not behind.
+    /// peer does not hold (node decisions: removals, and those of nodes it
+    /// forgot whole that are not `alive(node)`), and the node records of
+    /// nodes it does not know unless `alive(node)`, then takes its horizon,
+    /// at most `at_most_ms` (see [`horizon_cap`]). Empty when ours is not
+    /// behind.
     pub fn adopt_horizon(
         &mut self,
         digest: &Digest,
@@ -277,12 +283,18 @@ impl ClusterState {
             }
             !gone
         });
-        // Only removals, as in `collect`: a live node's binding is never
-        // collected, so the sender omitting it says nothing (a member can
+        // Removals, as in `collect`; and the decisions (a binding) of a node
+        // the sender forgot whole (no decision, no record) and we do not see
+        // alive: what a node away during its `node delete` still holds, and
+        // would otherwise bind again everywhere. A live node's binding is
+        // never dropped: the sender omitting it says nothing (a member can
         // send any digest), and dropping it would let the next binding of
         // the id in unopposed.
         out.nodes = desired.nodes.retain_unless(|node, d| {
-            d.is_removed() && settled(d.max_stamp(), horizon) && !digest.nodes.contains_key(&node)
+            let forgotten_there = !alive(node) && !digest.observed.contains_key(&node);
+            (d.is_removed() || forgotten_there)
+                && settled(d.max_stamp(), horizon)
+                && !digest.nodes.contains_key(&node)
         });
         let unknown: BTreeSet<NodeId> = self
             .observed

@@ -202,6 +202,29 @@ fn catching_up_drops_only_removals_the_sender_omits() {
 }
 
 #[test]
+fn catching_up_drops_the_binding_of_a_node_the_sender_forgot_whole_unless_it_is_alive() {
+    use shoal_crdt_state::identity::PublicKey;
+    // The sender collected node 1 (its removal and binding) and holds no
+    // record of it; a peer that was away during the delete still holds
+    // the binding from before.
+    let mut sender = ClusterState::new();
+    sender.desired.collect(1_000);
+    let mut returning = ClusterState::new();
+    returning
+        .desired
+        .bind_key(NodeId(1), PublicKey([1; 32]), stamp(100, 1));
+    let alive = returning.clone();
+    let collected = returning.adopt_horizon(&sender.digest(), u64::MAX, |_| false);
+    assert_eq!(collected.nodes, [NodeId(1)]);
+    assert!(returning.desired.nodes().bound_key(NodeId(1)).is_none());
+    // The same binding of a node seen alive stays.
+    let mut alive = alive;
+    let collected = alive.adopt_horizon(&sender.digest(), u64::MAX, |_| true);
+    assert!(collected.nodes.is_empty());
+    assert!(alive.desired.nodes().bound_key(NodeId(1)).is_some());
+}
+
+#[test]
 fn a_horizon_is_taken_at_most_up_to_the_cap() {
     let mut member = ClusterState::new();
     member.desired.collect(u64::MAX);

@@ -29,8 +29,8 @@ use shoal_crdt_state::observed::ObservedDelta;
 use shoal_crdt_state::register::Reg;
 use shoal_crdt_state::{Delta, DesiredDelta};
 
+use super::Peer;
 use super::spread::Sender;
-use super::{Ed25519, Peer};
 
 /// How long a member declared down still counts as live here. A member
 /// can spread a false "down" about a live node to open a window for a
@@ -210,7 +210,7 @@ impl Peer {
         let Some(binding) = binding.or(decision.key) else {
             return false;
         };
-        identity::check_record(Some(&binding), node, record, &Ed25519).is_ok()
+        identity::check_record(Some(&binding), node, record, &self.config.verifier).is_ok()
             && identity::admits_forgetting(through, live, Some(record.version))
     }
 

@@ -9,6 +9,7 @@
 //! only delays collection: before collecting, the peer hashes its state
 //! again and collects only if it still matches what it published.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_crdt_state::gc::{self, Collected, GcAck};
@@ -65,10 +66,19 @@ impl Peer {
         if horizon <= self.state.desired.collected_below_ms() {
             return;
         }
-        let me = self.config.node;
-        let members = &self.members;
-        let alive = |node: NodeId| node == me || members.contains_key(&node);
-        let collected = self.state.adopt_horizon(digest, horizon, alive);
+        // The admission rules' notion of live: a node a restarted peer's
+        // grace still awaits keeps its record and binding too.
+        let live: BTreeSet<NodeId> = self
+            .state
+            .observed
+            .nodes()
+            .map(|(node, _)| node)
+            .chain(self.state.desired.nodes().iter().map(|(node, _)| node))
+            .filter(|&node| self.is_live_here(node, now))
+            .collect();
+        let collected = self
+            .state
+            .adopt_horizon(digest, horizon, |node| live.contains(&node));
         self.after_collection(now, collected, horizon, "a peer's horizon was ahead");
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
