@@ -836,7 +836,16 @@ fn note_template_changes(
     local: &mut LocalPods,
     now: u64,
 ) {
-    let current_of = |id: &PodId| rcs.get(&id.rc).map(|rc| rc.template.hash());
+    // Once per RC: a template's hash encodes it.
+    let mut currents: BTreeMap<&str, TemplateHash> = BTreeMap::new();
+    for (id, _) in local.iter() {
+        if let Some((name, rc)) = rcs.get_key_value(&id.rc) {
+            currents
+                .entry(name.as_str())
+                .or_insert_with(|| rc.template.hash());
+        }
+    }
+    let current_of = |id: &PodId| currents.get(id.rc.as_str()).copied();
     let mut first_seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for (id, l) in local.iter() {
         if let Some(current) = current_of(id)
