@@ -90,6 +90,7 @@ pub struct LocalPod {
     pub stalled: Option<String>,
     /// The current template `plan` last saw this pod outdated against:
     /// a different one later means the template changed mid-rollout.
+    /// Cleared once the pod runs the current template again (an undo).
     pub outdated_against: Option<TemplateHash>,
     /// When `plan` saw the current template change under a rollout in
     /// progress (a rollback, `rollout undo`, or a second rolling update),

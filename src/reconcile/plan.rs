@@ -181,6 +181,7 @@ pub fn plan(
     let mut wake = |at: u64| out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
     // Before deciding: the rollout's view of this node's pods is current.
     track_progress(rcs, local, now, &mut wake);
+    note_template_changes(me, rcs, cluster_pods, local, now);
 
     for id in pods {
         if let Some(l) = local
@@ -271,8 +272,8 @@ pub fn plan(
             }
             if done
                 && let Some(until) = local
-                    .get_mut(&id)
-                    .and_then(|l| change_settles_at(l, current, view, now, policy))
+                    .get(&id)
+                    .and_then(|l| change_settles_at(l, now, policy))
             {
                 wake(until);
                 continue;
@@ -367,23 +368,41 @@ pub fn plan(
                 // not keep the RC above its ceiling for good. An owner that
                 // reports no copy, or one that failed, gets the bound as
                 // before. Once the owner's copy serves, this one drains
-                // first (`drained`), even past the bound.
+                // first (`drained`), even past the bound. A copy kept so
+                // that a template change outdated is a pod of the rollout:
+                // it waits as an in-place one does (`change_settles_at`),
+                // then goes within the rollout's budget (`may_replace`),
+                // drained, never stopped outright at the bound.
                 let extended = since
                     .saturating_add(
                         u64::from(rc.update_strategy.progress_deadline_secs).saturating_mul(1_000),
                     )
                     .max(deadline);
-                let relied_on = l.template_hash == current
-                    && l.available()
+                let reported = cluster_pods.reported_by(other);
+                let keeps = l.available()
                     && now < extended
-                    && owner_prepares_replica(cluster_pods.reported_by(other), &id, current);
-                let bound_passed = now >= deadline && !relied_on && !serves;
+                    && (owner_prepares_replica(reported, &id, current)
+                        || owner_prepares_replica(reported, &id, l.template_hash));
+                let outdated = l.template_hash != current;
+                let settles = change_settles_at(l, now, policy).filter(|_| outdated);
+                let relied_on = keeps && (!outdated || settles.is_some());
+                let replaced = keeps && !relied_on && now >= deadline;
+                let bound_passed = now >= deadline && !keeps && !serves;
+                let budget_allows = replaced && !rc.paused && {
+                    let view = views
+                        .entry(id.rc.clone())
+                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
+                    may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
+                };
+                let Some(l) = local.get_mut(&id) else {
+                    continue;
+                };
                 if l.state == LocalState::Exited
                     || drained.is_some_and(|at| now >= at)
                     || bound_passed
                 {
                     rest.extend(stop(&id, local, Some(rc), policy, now));
-                } else if release {
+                } else if release || budget_allows {
                     // Not a handover any more: the rollout replaces this
                     // copy (break before make, within its budget).
                     l.moved_away_at = None;
@@ -397,9 +416,11 @@ pub fn plan(
                         &mut wake,
                     ));
                     views.remove(&id.rc);
-                } else if relied_on {
-                    // A report of the owner's ready copy wakes the plan.
-                    wake(drained.map_or(extended, |at| at.min(extended)));
+                } else if relied_on || replaced {
+                    // A report of the owner's ready copy, or of a drain
+                    // that frees the budget, wakes the plan.
+                    let until = drained.into_iter().chain(settles).fold(extended, u64::min);
+                    wake(until);
                 } else {
                     // Past the bound only a drain under way is left to wait for.
                     let bound = (now < deadline).then_some(deadline);
@@ -430,22 +451,16 @@ pub fn plan(
                         }
                     }
                 } else if l.template_hash != current && owner == Some(me) && may_start {
-                    let view = views
-                        .entry(id.rc.clone())
-                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
-                    let Some(l) = local.get_mut(&id) else {
-                        continue;
-                    };
-                    // Also while paused: the settle clock runs from the
-                    // change, so a resume is no change of its own.
-                    let settles = change_settles_at(l, current, view, now, policy);
                     if rc.paused {
                         continue; // `shoal rollout pause`: the rollout holds here.
                     }
-                    if let Some(until) = settles {
+                    if let Some(until) = change_settles_at(l, now, policy) {
                         wake(until);
                         continue;
                     }
+                    let view = views
+                        .entry(id.rc.clone())
+                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                     if may_replace(rc, current, view, id.index, surge_placed(rc, assignment)) {
                         rest.extend(drain_then_stop(
                             &id,
@@ -705,15 +720,22 @@ fn rc_view(
                 template_hash: s.template_hash,
                 serving,
                 available: serving && s.available,
+                live: matches!(s.phase, PodPhase::Pending | PodPhase::Running),
             };
             view.push(s.id.index, pod, s.stalled.as_deref(), current);
         }
     }
     for (id, l) in local.iter().filter(|(id, _)| id.rc == name) {
+        let live = match l.state {
+            LocalState::Starting => true,
+            LocalState::Running => l.draining_since.is_none(),
+            LocalState::Exited | LocalState::Stopping => false,
+        };
         let pod = PodView {
             template_hash: l.template_hash,
             serving: l.available(),
             available: l.rollout_available(),
+            live,
         };
         view.push(id.index, pod, l.stalled.as_deref(), current);
     }
@@ -766,8 +788,8 @@ fn releases_move(
         return false;
     }
     if let Some(until) = local
-        .get_mut(id)
-        .and_then(|l| change_settles_at(l, current, view, now, policy))
+        .get(id)
+        .and_then(|l| change_settles_at(l, now, policy))
     {
         wake(until);
         return false;
@@ -776,49 +798,84 @@ fn releases_move(
 }
 
 /// Until when a pod that a change of the current template mid-rollout
-/// made outdated stays put, if it must. Peers that have not seen the
-/// change yet still replace pods against the same budget, ranking another
-/// set of pods as outdated (those of the template they hold current), so
-/// their drains and this one would draw on the budget twice; and until
-/// those drains reach this node's view its own count is stale
-/// (`rollout-undo` and `rollout-partition-undo` went 1 below the floor
-/// that way, `rollout-twice` 2). After `move_settle_ms` the change has
-/// reached them (they take back drains of pods it made current again, or
-/// rank alike) and their drains have reached this view.
+/// made outdated stays put, if it must ([`note_template_changes`] sets
+/// the clock). Peers that have not seen the change yet still replace pods
+/// against the same budget, ranking another set of pods as outdated (those
+/// of the template they hold current), so their drains and this one would
+/// draw on the budget twice; and until those drains reach this node's view
+/// its own count is stale (`rollout-undo` and `rollout-partition-undo` went
+/// 1 below the floor that way, `rollout-twice` 2). After `move_settle_ms`
+/// the change has reached them (they take back drains of pods it made
+/// current again, or rank alike) and their drains have reached this view.
+fn change_settles_at(l: &LocalPod, now: u64, policy: &ReconcilePolicy) -> Option<u64> {
+    l.changed_mid_rollout_at
+        .map(|at| at.saturating_add(policy.move_settle_ms))
+        .filter(|&until| now < until)
+}
+
+/// Records, for every local pod, when it was first seen outdated against
+/// its RC's current template, and whether that change came mid-rollout;
+/// a pod current again forgets both, so a later change is judged afresh.
+/// Done once per call, before any decision, so every path that lets an
+/// outdated pod go (in place, a surge slot, a move) reads the same clock
+/// from the same first sight, whichever of them runs first or at all.
 ///
 /// The change is mid-rollout when, as the pod is first seen outdated
 /// against the new current template: it was already outdated against
 /// another one (a second change while it still waited to be replaced);
 /// pods of the new template already serve (a rollback, `rollout undo`);
-/// or the view holds pods of two or more other templates (A→B→C: this
+/// or the view's live pods run two or more other templates (A→B→C: this
 /// node cannot tell which of A and B a lagging peer holds current, so
 /// pods of either wait). A plain rollout (one older template, no pod of
 /// the new one serving) does not wait; nor does a resume, which changes no
 /// template: the clock runs while paused.
-fn change_settles_at(
-    l: &mut LocalPod,
-    current: TemplateHash,
-    view: &RcView,
+fn note_template_changes(
+    me: NodeId,
+    rcs: &BTreeMap<String, RcSpec>,
+    cluster_pods: &impl ClusterPods,
+    local: &mut LocalPods,
     now: u64,
-    policy: &ReconcilePolicy,
-) -> Option<u64> {
-    if l.template_hash == current {
-        l.outdated_against = None;
-        l.changed_mid_rollout_at = None;
-        return None;
-    }
-    if l.outdated_against != Some(current) {
-        let mid_rollout = l.outdated_against.is_some()
-            || serves_template(view, current)
-            || templates_besides(view, current) > 1;
-        l.outdated_against = Some(current);
-        if mid_rollout {
-            l.changed_mid_rollout_at = Some(now);
+) {
+    // Once per RC: a template's hash encodes it.
+    let mut currents: BTreeMap<&str, TemplateHash> = BTreeMap::new();
+    for (id, _) in local.iter() {
+        if let Some((name, rc)) = rcs.get_key_value(&id.rc) {
+            currents
+                .entry(name.as_str())
+                .or_insert_with(|| rc.template.hash());
         }
     }
-    l.changed_mid_rollout_at
-        .map(|at| at.saturating_add(policy.move_settle_ms))
-        .filter(|&until| now < until)
+    let current_of = |id: &PodId| currents.get(id.rc.as_str()).copied();
+    let mut first_seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for (id, l) in local.iter() {
+        if let Some(current) = current_of(id)
+            && l.template_hash != current
+            && l.outdated_against != Some(current)
+            && !first_seen.contains_key(&id.rc)
+        {
+            let view = rc_view(me, &id.rc, current, cluster_pods, local);
+            let change = (
+                serves_template(&view, current),
+                templates_besides(&view, current) > 1,
+            );
+            first_seen.insert(id.rc.clone(), change);
+        }
+    }
+    for (id, l) in local.iter_mut() {
+        let Some(current) = current_of(id) else {
+            continue;
+        };
+        if l.template_hash == current {
+            l.outdated_against = None;
+            l.changed_mid_rollout_at = None;
+        } else if l.outdated_against != Some(current)
+            && let Some(&(new_serves, many_others)) = first_seen.get(&id.rc)
+        {
+            let mid_rollout = l.outdated_against.is_some() || new_serves || many_others;
+            l.outdated_against = Some(current);
+            l.changed_mid_rollout_at = mid_rollout.then_some(now);
+        }
+    }
 }
 
 /// Whether placement gave any of `rc`'s surge slots a node.

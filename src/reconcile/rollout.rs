@@ -92,6 +92,10 @@ pub struct PodView {
     pub serving: bool,
     /// Serving for `minReadySeconds`: what the budget counts.
     pub available: bool,
+    /// Starting or running, not draining: a pod of a rollout still under
+    /// way. Not an exited one (restartPolicy `Never` keeps it for good)
+    /// nor a drained one: neither says which template a peer holds current.
+    pub live: bool,
 }
 
 /// All pods of one RC across the cluster, and the first stall reported.
@@ -157,12 +161,14 @@ pub fn serves_template(view: &RcView, template: TemplateHash) -> bool {
         .any(|p| p.serving && p.template_hash == template)
 }
 
-/// How many distinct templates other than `current` the pods of `view` run.
+/// How many distinct templates other than `current` the live pods of
+/// `view` run.
 pub fn templates_besides(view: &RcView, current: TemplateHash) -> usize {
     let mut others: Vec<TemplateHash> = view
         .pods
         .values()
         .flatten()
+        .filter(|p| p.live)
         .map(|p| p.template_hash)
         .filter(|&t| t != current)
         .collect();
@@ -363,6 +369,7 @@ mod tests {
                     template_hash: *template_hash,
                     serving: *available,
                     available: *available,
+                    live: true,
                 };
                 v.push(i as u32, pod, None, NEW);
             }
@@ -443,6 +450,7 @@ mod tests {
                 template_hash: OLD,
                 serving: true,
                 available: true,
+                live: true,
             },
             None,
             NEW,
@@ -459,6 +467,7 @@ mod tests {
             template_hash: NEW,
             serving: false,
             available: false,
+            live: true,
         };
         v.push(
             4,
@@ -486,6 +495,7 @@ mod tests {
             template_hash: OLD,
             serving: true,
             available: false,
+            live: true,
         };
         v.push(0, warming, None, NEW);
         assert!(!may_replace(&rc, NEW, &v, 0, true), "1 available, floor 1");
@@ -522,6 +532,7 @@ mod tests {
                 template_hash: OLD,
                 serving: true,
                 available: true,
+                live: true,
             },
             None,
             NEW,
@@ -559,6 +570,7 @@ mod tests {
                 template_hash: NEW,
                 serving: false,
                 available: false,
+                live: true,
             },
             None,
             NEW,
@@ -578,6 +590,7 @@ mod tests {
             template_hash: NEW,
             serving: true,
             available,
+            live: true,
         };
         let mut healed = view(&[old, old, old, old]);
         for i in [1, 2] {
