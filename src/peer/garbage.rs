@@ -66,6 +66,15 @@ impl Peer {
         if horizon <= self.state.desired.collected_below_ms() {
             return;
         }
+        // Only once we hold all the sender holds. A peer that takes a
+        // horizon first (a joiner whose transfer is still arriving) fences
+        // every older record still on its way, and its digests, omitting
+        // them, would make a peer behind it drop them too. Anti-entropy
+        // brings what we lack; the next exchange catches up.
+        if !self.state.digest().holds_all_of(digest) {
+            self.stats.horizon_catch_ups_deferred += 1;
+            return;
+        }
         // The admission rules' notion of live: a node a restarted peer's
         // grace still awaits keeps its record and binding too.
         let live: BTreeSet<NodeId> = self

@@ -298,6 +298,9 @@ pub struct PeerStats {
     /// Key bindings refused: another key claiming a node id live here, or
     /// an established one (see `shoal_crdt_state::identity::admits_binding`).
     pub bindings_refused: u64,
+    /// A peer's collection horizon ahead of ours not taken yet because we
+    /// did not hold all it held (see `garbage.rs`, `catch_up_horizon`).
+    pub horizon_catch_ups_deferred: u64,
     /// Removals of a node live here, and forgettings of its current
     /// record, refused (see `admission.rs`).
     pub removals_refused: u64,

@@ -11,7 +11,7 @@ use shoal_crdt_state::hlc::Hlc;
 use shoal_crdt_state::identity::{self, KeyBinding, PublicKey, RecordSigner};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::node_decisions::NodeDecision;
-use shoal_crdt_state::{Delta, DesiredDelta, register, wire};
+use shoal_crdt_state::{Delta, DesiredDelta, gc, register, wire};
 
 use super::admission::DOWN_STILL_LIVE_FOR;
 use super::identity_tests::three_peers;
@@ -216,4 +216,57 @@ fn a_node_told_to_forget_through_the_last_version_refuses_it_and_keeps_registeri
             "peer {at} holds {record:?} for the node"
         );
     }
+}
+
+#[test]
+fn a_horizon_ahead_is_taken_only_once_this_peer_holds_all_the_sender_holds() {
+    let mut cluster = three_peers();
+    // As far ahead as a peer takes (one epoch past its cutoff).
+    let (grace, epoch) = (10 * 60_000, 60_000);
+    let horizon = gc::horizon_cap(gc::cutoff(ms(cluster.now), grace, epoch), epoch);
+    // A digest of a state at that horizon holding an RC, written before
+    // it, that peer 2 lacks.
+    let mut ahead = cluster.peers[0].state().clone();
+    let extra = super::tests::hello(1);
+    let held = |cluster: &Cluster| cluster.peers[2].state().desired.collected_below_ms();
+    // After peer 2's own horizon (older is collected there), before the new one.
+    let written = held(&cluster) + 1_000;
+    assert!(written < horizon);
+    let stamp = Hlc::new(written, 0, cluster.peers[0].node());
+    let delta = ahead.desired.apply(&extra, stamp);
+    ahead.desired.collect(horizon);
+    let sender = cluster.peers[0].node();
+    let pull = |digest: shoal_crdt_state::Digest| SyncEnvelope {
+        from: sender,
+        reply_to: addr(0),
+        message: SyncMessage::Pull { digest },
+    };
+    let bytes = wire::encode(&pull(ahead.digest())).unwrap();
+    cluster.with_peer(2, |peer, now| peer.handle_sync(now, addr(0), &bytes));
+    let before = held(&cluster);
+    assert!(before < horizon, "taken before the RC below it arrived");
+    assert_eq!(cluster.peers[2].stats().horizon_catch_ups_deferred, 1);
+    // Once it holds the RC, the same digest's horizon is taken.
+    let envelope = SyncEnvelope {
+        from: sender,
+        reply_to: addr(0),
+        message: SyncMessage::Push {
+            delta: Delta::from(delta),
+            digest: None,
+            piece: None,
+        },
+    };
+    let push = wire::encode(&envelope).unwrap();
+    cluster.with_peer(2, |peer, now| peer.handle_sync(now, addr(0), &push));
+    let bytes = wire::encode(&pull(ahead.digest())).unwrap();
+    cluster.with_peer(2, |peer, now| peer.handle_sync(now, addr(0), &bytes));
+    assert!(held(&cluster) > before, "not taken once the RC is held");
+    assert!(
+        cluster.peers[2]
+            .state()
+            .desired
+            .record(&extra.name)
+            .is_some(),
+        "the RC below the horizon is kept"
+    );
 }
