@@ -149,7 +149,7 @@ pub fn horizon_cap(cutoff_ms: u64, epoch_ms: u64) -> u64 {
 
 /// Settled below `cutoff_ms`: every stamp is older (a record with no stamp
 /// at all is not settled: it holds nothing to collect).
-fn settled(max_stamp: Option<Hlc>, cutoff_ms: u64) -> bool {
+pub fn settled(max_stamp: Option<Hlc>, cutoff_ms: u64) -> bool {
     max_stamp.is_some_and(|s| s.physical_ms < cutoff_ms)
 }
 

@@ -9,11 +9,11 @@
 //! only delays collection: before collecting, the peer hashes its state
 //! again and collects only if it still matches what it published.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_crdt_state::gc::{self, Collected, GcAck};
 use shoal_crdt_state::node::NodeId;
+use shoal_crdt_state::{Delta, Digest};
 
 use super::io::{Output, PeerEvent};
 use super::{Peer, ms};
@@ -75,22 +75,51 @@ impl Peer {
             self.stats.horizon_catch_ups_deferred += 1;
             return;
         }
-        // The admission rules' notion of live: a node a restarted peer's
-        // grace still awaits keeps its record and binding too.
-        let live: BTreeSet<NodeId> = self
-            .state
-            .observed
-            .nodes()
-            .map(|(node, _)| node)
-            .chain(self.state.desired.nodes().iter().map(|(node, _)| node))
-            .filter(|&node| self.is_live_here(node, now))
-            .collect();
-        let collected = self
-            .state
-            .adopt_horizon(digest, horizon, |node| live.contains(&node));
+        // Live = seen by SWIM now. Not the admission rules' wider notion: a
+        // restarted peer's grace awaits every member it remembers, a node
+        // deleted while it was away included, which it would keep.
+        let me = self.config.node;
+        let members = &self.members;
+        let alive = |node: NodeId| node == me || members.contains_key(&node);
+        let collected = self.state.adopt_horizon(digest, horizon, alive);
         self.after_collection(now, collected, horizon, "a peer's horizon was ahead");
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
+    }
+
+    /// Leaves out of our answer to `digest` the nodes its sender
+    /// collected: when its horizon is ahead of ours, the decisions and
+    /// records of a node its digest omits whole, settled below that
+    /// horizon, that SWIM does not show alive here. A peer back after an
+    /// absence catches up only once it holds all the sender holds, and
+    /// until then would hand back a node deleted while it was away, which
+    /// would then be known again everywhere (and hold collection until
+    /// forgotten again).
+    pub(super) fn without_collected_nodes(&self, mut delta: Delta, digest: &Digest) -> Delta {
+        let horizon = digest.collected_below_ms;
+        if horizon <= self.state.desired.collected_below_ms() {
+            return delta;
+        }
+        let me = self.config.node;
+        let nodes = self.state.desired.nodes();
+        let collected_there = |node: NodeId| {
+            node != me
+                && !self.members.contains_key(&node)
+                && !digest.nodes.contains_key(&node)
+                && !digest.observed.contains_key(&node)
+                && nodes
+                    .get(node)
+                    .is_none_or(|d| gc::settled(d.max_stamp(), horizon))
+        };
+        delta
+            .desired
+            .nodes
+            .retain(|node, _| !collected_there(*node));
+        delta
+            .observed
+            .nodes
+            .retain(|node, _| !collected_there(*node));
+        delta
     }
 
     fn after_collection(

@@ -270,3 +270,66 @@ fn a_horizon_ahead_is_taken_only_once_this_peer_holds_all_the_sender_holds() {
         "the RC below the horizon is kept"
     );
 }
+
+#[test]
+fn a_peer_behind_the_horizon_does_not_hand_back_a_node_the_sender_collected() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    cluster.crash(1);
+    // Down, out of the member view, and its binding settled below the
+    // horizon a peer takes (one epoch past a ten-minute cutoff).
+    cluster.run_for(Duration::from_secs(11 * 60));
+    assert!(!cluster.peers[2].members().contains_key(&b));
+    assert!(cluster.peers[2].state().observed.get(b).is_some());
+    let (grace, epoch) = (10 * 60_000, 60_000);
+    let horizon = gc::horizon_cap(gc::cutoff(ms(cluster.now), grace, epoch), epoch);
+    // The sender collected b (its digest omits it whole) and holds an RC
+    // peer 2 lacks, so peer 2 does not catch up yet and answers first.
+    let mut sender = shoal_crdt_state::ClusterState::new();
+    let stamp = Hlc::new(ms(cluster.now), 0, cluster.peers[0].node());
+    sender.desired.apply(&super::tests::hello(1), stamp);
+    sender.desired.collect(horizon);
+    let envelope = SyncEnvelope {
+        from: cluster.peers[0].node(),
+        reply_to: addr(0),
+        message: SyncMessage::Pull {
+            digest: sender.digest(),
+        },
+    };
+    let bytes = wire::encode(&envelope).unwrap();
+    let answers = cluster.with_peer(2, |peer, now| {
+        peer.handle_sync(now, addr(0), &bytes);
+        std::iter::from_fn(|| peer.poll_output()).collect::<Vec<_>>()
+    });
+    let mut answered = Vec::new();
+    for output in answers {
+        if let super::Output::Sync { bytes, .. } = output {
+            let envelope: SyncEnvelope = wire::decode(&bytes, usize::MAX).unwrap();
+            if let SyncMessage::Push { delta, .. } = envelope.message {
+                answered.push(delta);
+            }
+        }
+    }
+    assert!(
+        !answered.is_empty(),
+        "peer 2 answers with what the sender lacks"
+    );
+    let names = |d: &Delta| {
+        (
+            d.desired.nodes.keys().copied().collect::<Vec<_>>(),
+            d.observed.nodes.keys().copied().collect::<Vec<_>>(),
+        )
+    };
+    for delta in &answered {
+        let (decisions, records) = names(delta);
+        assert!(
+            !decisions.contains(&b) && !records.contains(&b),
+            "b handed back"
+        );
+    }
+    let me = cluster.peers[2].node();
+    assert!(
+        answered.iter().any(|d| d.observed.nodes.contains_key(&me)),
+        "live nodes still sent"
+    );
+}
