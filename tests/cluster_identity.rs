@@ -12,7 +12,7 @@ mod cluster_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cluster_support::{Cluster, hello_rc, ok, shoal_bin, wait_until};
+use cluster_support::{Cluster, shoal_bin, wait_until};
 use serde_json::Value;
 
 /// Loopback subnet of this file (127.0.111.x).
@@ -60,25 +60,8 @@ fn node_addr(cluster: &Cluster, i: usize, name: &str) -> Option<String> {
 fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
     let mut cluster = Cluster::start(SUBNET, 3);
     cluster.wait_for_all_alive(3, Duration::from_secs(30));
-    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, IMAGE));
-    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
-    assert!(
-        wait_until(Duration::from_secs(90), || cluster
-            .running_pods(0, "web")
-            .len()
-            == 3),
-        "web never ran: {:?}\n{}",
-        cluster.running_pods(0, "web"),
-        cluster.every_log_tail()
-    );
-    let on_node1 = |c: &Cluster| -> Vec<String> {
-        c.running_pods(0, "web")
-            .into_iter()
-            .filter(|(_, node)| node == "node1")
-            .map(|(pod, _)| pod)
-            .collect()
-    };
-    let node1_pods = on_node1(&cluster);
+    cluster.apply_and_wait_running("web", 3, IMAGE);
+    let node1_pods = cluster.running_pods_on("web", "node1");
     let node1_addr = node_addr(&cluster, 0, "node1");
     assert!(
         node1_addr.is_some(),
@@ -150,7 +133,11 @@ fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
         "node1 keeps running: {}",
         cluster.log_tail(1)
     );
-    assert_eq!(on_node1(&cluster), node1_pods, "node1 keeps its replicas");
+    assert_eq!(
+        cluster.running_pods_on("web", "node1"),
+        node1_pods,
+        "node1 keeps its replicas"
+    );
     let logged = (0..3).any(|i| {
         std::fs::read_to_string(&cluster.peers[i].log)
             .unwrap_or_default()

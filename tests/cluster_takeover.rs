@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use cluster_support::{Cluster, hello_rc, ok, wait_until};
+use cluster_support::{Cluster, wait_until};
 use shoal::peer::signing::NodeKeys;
 use shoal::peer::sync_message::{SyncEnvelope, SyncMessage};
 use shoal_crdt_state::hlc::Hlc;
@@ -96,25 +96,8 @@ fn a_member_cannot_remove_and_rebind_a_live_node() {
     let mut cluster = Cluster::start(SUBNET, 3);
     cluster.wait_for_all_alive(3, Duration::from_secs(30));
     let all_bound = wall_ms();
-    let manifest = cluster.manifest("web.yaml", &hello_rc("web", 3, IMAGE));
-    ok(&cluster.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
-    assert!(
-        wait_until(Duration::from_secs(90), || cluster
-            .running_pods(0, "web")
-            .len()
-            == 3),
-        "web never ran: {:?}\n{}",
-        cluster.running_pods(0, "web"),
-        cluster.every_log_tail()
-    );
-    let on_node1 = |c: &Cluster| -> Vec<String> {
-        c.running_pods(0, "web")
-            .into_iter()
-            .filter(|(_, node)| node == "node1")
-            .map(|(pod, _)| pod)
-            .collect()
-    };
-    let node1_pods = on_node1(&cluster);
+    cluster.apply_and_wait_running("web", 3, IMAGE);
+    let node1_pods = cluster.running_pods_on("web", "node1");
     let node1 = NodeId(u64::from_str_radix(&cluster.node_id(1), 16).unwrap());
     let peers: Vec<SocketAddr> = (0..3)
         .map(|i| cluster.peers[i].peer_addr().parse().unwrap())
@@ -204,6 +187,10 @@ fn a_member_cannot_remove_and_rebind_a_live_node() {
         "node1 keeps running: {}",
         cluster.log_tail(1)
     );
-    assert_eq!(on_node1(&cluster), node1_pods, "node1 keeps its replicas");
+    assert_eq!(
+        cluster.running_pods_on("web", "node1"),
+        node1_pods,
+        "node1 keeps its replicas"
+    );
     cluster.terminate_all(&[0, 1, 2]);
 }

@@ -327,6 +327,29 @@ impl Cluster {
         out
     }
 
+    /// Applies `rc` (`replicas` copies of `image`) at peer 0 and waits up
+    /// to 90 s until peer 0 reports them all running.
+    pub fn apply_and_wait_running(&self, rc: &str, replicas: u32, image: &str) {
+        let manifest = self.manifest(&format!("{rc}.yaml"), &hello_rc(rc, replicas, image));
+        ok(&self.cli(0, &["apply", "-f", manifest.to_str().unwrap()]));
+        assert!(
+            wait_until(Duration::from_secs(90), || self.running_pods(0, rc).len()
+                == replicas as usize),
+            "{rc} never ran {replicas} copies: {:?}\n{}",
+            self.running_pods(0, rc),
+            self.every_log_tail()
+        );
+    }
+
+    /// Running pods of `rc` on the node named `node`, as peer 0 reports.
+    pub fn running_pods_on(&self, rc: &str, node: &str) -> Vec<String> {
+        self.running_pods(0, rc)
+            .into_iter()
+            .filter(|(_, on)| on == node)
+            .map(|(pod, _)| pod)
+            .collect()
+    }
+
     /// Replica index of every running pod of `rc` on the engines, sorted:
     /// ground truth.
     pub fn engine_pods(&self, rc: &str) -> Vec<String> {
