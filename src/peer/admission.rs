@@ -15,13 +15,19 @@
 //! kind, then at most once a minute with the count since. A refused
 //! removal is also sent to the node it names, which takes it back.
 //!
-//! What the garbage collector's catch-up may drop is bounded elsewhere:
-//! only removals (`shoal_crdt_state::gc`), so a horizon in a member's
-//! digest cannot clear a live node's binding ahead of a claim.
+//! What the garbage collector's catch-up may drop is bounded elsewhere
+//! (`src/peer/garbage.rs`, `shoal_crdt_state::gc`): removals, and the
+//! decisions of nodes the sender omits whole that this peer does not see
+//! live ([`Peer::is_seen_live`]), so a horizon in a member's digest cannot
+//! clear a live node's binding ahead of a claim. The other way round, the
+//! decisions of a node not held here, older than our horizon and not live
+//! here are refused: a node the cluster deleted and collected, handed back
+//! by a peer that was away.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use shoal_crdt_state::gc;
 use shoal_crdt_state::identity::{self, BindingRefusal};
 use shoal_crdt_state::node::NodeId;
 use shoal_crdt_state::node_decisions::NodeDecision;
@@ -54,6 +60,7 @@ enum Refused {
     Binding(BindingRefusal),
     Removal,
     Forgetting,
+    Collected,
 }
 
 /// When each kind of refusal for a node was last warned about, and how
@@ -117,9 +124,19 @@ impl Peer {
     /// member's removal and binding of its id in at every peer that
     /// restarts; what it costs is a `node delete` taken a grace later there.
     pub(super) fn is_live_here(&self, node: NodeId, now: Duration) -> bool {
+        self.is_seen_live(node, now) || self.awaited_after_restart(node)
+    }
+
+    /// [`Peer::is_live_here`] without the restart's grace: what this peer's
+    /// SWIM shows (us, a member, or one declared down less than
+    /// [`DOWN_STILL_LIVE_FOR`] ago that did not say it was leaving). What
+    /// garbage collection's catch-up keeps: a grace awaits every member the
+    /// peer remembers, a node deleted while it was away included, and the 5
+    /// s after a false "down" must not let a member's digest drop a live
+    /// node's binding.
+    pub(super) fn is_seen_live(&self, node: NodeId, now: Duration) -> bool {
         node == self.config.node
             || self.members.contains_key(&node)
-            || self.awaited_after_restart(node)
             || (!self.departing.contains_key(&node)
                 && self
                     .departed
@@ -135,10 +152,26 @@ impl Peer {
     pub(super) fn admit_node_decisions(&mut self, now: Duration, from: Sender, delta: &mut Delta) {
         let me = self.config.node;
         let mut to_tell = Vec::new();
+        let horizon = self.state.desired.collected_below_ms();
+        let mut collected = Vec::new();
         for (node, decision) in &mut delta.desired.nodes {
             let live = self.is_live_here(*node, now);
             let live_other = live && *node != me;
             let mut refused = Vec::new();
+            // A node this peer does not hold, all of whose decision is older
+            // than our horizon, not live here and not being removed: one
+            // the cluster deleted and collected, handed back by a peer that
+            // was away (the fence lets bindings through for live nodes).
+            if !live
+                && decision.removed.is_none()
+                && self.state.desired.nodes().get(*node).is_none()
+                && gc::settled(decision.max_stamp(), horizon)
+            {
+                collected.push(*node);
+                self.stats.bindings_refused += 1;
+                self.log_refusal(now, from, *node, Refused::Collected);
+                continue;
+            }
             if let Some(removal) = &decision.removed
                 && !identity::admits_removal(removal, live_other)
             {
@@ -174,6 +207,9 @@ impl Peer {
             for what in refused {
                 self.log_refusal(now, from, *node, what);
             }
+        }
+        for node in collected {
+            delta.desired.nodes.remove(&node);
         }
         for (node, removal) in to_tell {
             self.tell_removed(now, node, removal);
@@ -274,6 +310,14 @@ impl Peer {
                 %node,
                 count,
                 "refused to forget node {node}'s current record: it is live here"
+            ),
+            Refused::Collected => tracing::warn!(
+                %from,
+                %node,
+                count,
+                "refused the decisions of node {node}: older than this peer's collection \
+                 horizon, not held and not live here (a node deleted and collected, handed \
+                 back by a peer that was away)"
             ),
         }
     }

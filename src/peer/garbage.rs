@@ -75,13 +75,18 @@ impl Peer {
             self.stats.horizon_catch_ups_deferred += 1;
             return;
         }
-        // Live = seen by SWIM now. Not the admission rules' wider notion: a
-        // restarted peer's grace awaits every member it remembers, a node
-        // deleted while it was away included, which it would keep.
-        let me = self.config.node;
-        let members = &self.members;
-        let alive = |node: NodeId| node == me || members.contains_key(&node);
-        let collected = self.state.adopt_horizon(digest, horizon, alive);
+        let seen: Vec<NodeId> = self
+            .state
+            .desired
+            .nodes()
+            .iter()
+            .map(|(node, _)| node)
+            .chain(self.state.observed.nodes().map(|(node, _)| node))
+            .filter(|&node| self.is_seen_live(node, now))
+            .collect();
+        let collected = self
+            .state
+            .adopt_horizon(digest, horizon, |node| seen.contains(&node));
         self.after_collection(now, collected, horizon, "a peer's horizon was ahead");
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
@@ -95,16 +100,19 @@ impl Peer {
     /// until then would hand back a node deleted while it was away, which
     /// would then be known again everywhere (and hold collection until
     /// forgotten again).
-    pub(super) fn without_collected_nodes(&self, mut delta: Delta, digest: &Digest) -> Delta {
+    pub(super) fn without_collected_nodes(
+        &self,
+        now: Duration,
+        mut delta: Delta,
+        digest: &Digest,
+    ) -> Delta {
         let horizon = digest.collected_below_ms;
         if horizon <= self.state.desired.collected_below_ms() {
             return delta;
         }
-        let me = self.config.node;
         let nodes = self.state.desired.nodes();
         let collected_there = |node: NodeId| {
-            node != me
-                && !self.members.contains_key(&node)
+            !self.is_seen_live(node, now)
                 && !digest.nodes.contains_key(&node)
                 && !digest.observed.contains_key(&node)
                 && nodes

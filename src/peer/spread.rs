@@ -287,7 +287,8 @@ impl Peer {
             SyncMessage::Pull { digest } => {
                 self.note_held(now, envelope.from, Some(&digest));
                 self.catch_up_horizon(now, &digest);
-                let delta = self.without_collected_nodes(self.state.missing_for(&digest), &digest);
+                let delta =
+                    self.without_collected_nodes(now, self.state.missing_for(&digest), &digest);
                 let mine = self.state.digest();
                 // Our digest asks for what we lack; theirs may show there
                 // is nothing (we are the side ahead), and then it would
@@ -317,7 +318,7 @@ impl Peer {
                     self.note_held(now, envelope.from, Some(&digest));
                     self.catch_up_horizon(now, &digest);
                     let delta =
-                        self.without_collected_nodes(self.state.missing_for(&digest), &digest);
+                        self.without_collected_nodes(now, self.state.missing_for(&digest), &digest);
                     self.send_push(reply_to, delta, None);
                 }
             }

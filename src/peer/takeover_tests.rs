@@ -333,3 +333,72 @@ fn a_peer_behind_the_horizon_does_not_hand_back_a_node_the_sender_collected() {
         "live nodes still sent"
     );
 }
+
+#[test]
+fn a_digest_omitting_a_node_declared_down_a_moment_ago_does_not_drop_its_binding() {
+    let mut cluster = three_peers();
+    let b = cluster.peers[1].node();
+    // Bound long enough ago to be settled below the horizon taken.
+    cluster.run_for(Duration::from_secs(11 * 60));
+    let key_b = bound(&cluster, 2, b).unwrap();
+    cluster.crash(1);
+    while cluster.peers[2].members().contains_key(&b) {
+        cluster.run_for(Duration::from_millis(100));
+    }
+    // Within DOWN_STILL_LIVE_FOR: a member's Pull whose digest is peer 2's
+    // own without b, at the horizon peer 2 would take.
+    let (grace, epoch) = (10 * 60_000, 60_000);
+    let horizon = gc::horizon_cap(gc::cutoff(ms(cluster.now), grace, epoch), epoch);
+    let mut state = cluster.peers[2].state().clone();
+    state.desired.collect(horizon);
+    let mut crafted = state.digest();
+    crafted.nodes.remove(&b);
+    crafted.observed.remove(&b);
+    let envelope = SyncEnvelope {
+        from: cluster.peers[0].node(),
+        reply_to: addr(0),
+        message: SyncMessage::Pull { digest: crafted },
+    };
+    let bytes = wire::encode(&envelope).unwrap();
+    cluster.with_peer(2, |peer, now| peer.handle_sync(now, addr(0), &bytes));
+    assert!(cluster.peers[2].state().desired.collected_below_ms() >= horizon - epoch);
+    assert_eq!(bound(&cluster, 2, b), Some(key_b), "b's binding dropped");
+}
+
+#[test]
+fn an_old_decision_of_a_node_not_held_and_not_live_is_refused_as_collected() {
+    let mut cluster = three_peers();
+    let horizon = ms(cluster.now) - 60_000;
+    cluster.with_peer(2, |peer, _| {
+        peer.state.desired.collect(horizon);
+    });
+    let ghost = NodeId(0xdead);
+    let old = NodeDecision {
+        key: Some(KeyBinding {
+            key: forger_key(),
+            stamp: Hlc::new(horizon - 1_000, 0, ghost),
+            after: None,
+        }),
+        ..NodeDecision::default()
+    };
+    push(&mut cluster, 0, 2, ghost, old);
+    assert!(
+        bound(&cluster, 2, ghost).is_none(),
+        "a collected node came back"
+    );
+    let fresh_node = NodeId(0xbeef);
+    let fresh = NodeDecision {
+        key: Some(KeyBinding {
+            key: forger_key(),
+            stamp: Hlc::new(ms(cluster.now), 0, fresh_node),
+            after: None,
+        }),
+        ..NodeDecision::default()
+    };
+    push(&mut cluster, 0, 2, fresh_node, fresh);
+    assert_eq!(
+        bound(&cluster, 2, fresh_node),
+        Some(forger_key()),
+        "a new node is taken"
+    );
+}
