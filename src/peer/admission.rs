@@ -163,7 +163,7 @@ impl Peer {
             // the cluster deleted and collected, handed back by a peer that
             // was away (the fence lets bindings through for live nodes).
             if !live
-                && decision.removed.is_none()
+                && !decision.is_removed()
                 && self.state.desired.nodes().get(*node).is_none()
                 && gc::settled(decision.max_stamp(), horizon)
             {
@@ -317,7 +317,7 @@ impl Peer {
                 count,
                 "refused the decisions of node {node}: older than this peer's collection \
                  horizon, not held and not live here (a node deleted and collected, handed \
-                 back by a peer that was away)"
+                 back by a peer that was away; or one not seen up here yet: taken once it is)"
             ),
         }
     }

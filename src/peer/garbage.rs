@@ -9,6 +9,7 @@
 //! only delays collection: before collecting, the peer hashes its state
 //! again and collects only if it still matches what it published.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use shoal_crdt_state::gc::{self, Collected, GcAck};
@@ -36,7 +37,9 @@ impl Peer {
     /// the state we collect from.
     pub(super) fn collect_garbage(&mut self, now: Duration) {
         let me = self.config.node;
-        if let Some(published) = self.state.observed.get(me).map(|r| r.gc) {
+        if let Some(published) = self.state.observed.get(me).map(|r| r.gc)
+            && self.may_collect(now)
+        {
             let known = self.state.observed.nodes().map(|(_, r)| Some(&r.gc));
             if gc::ready(&published, known)
                 && self.state.desired.settled_hash(published.cutoff_ms) == published.settled
@@ -52,6 +55,22 @@ impl Peer {
         }
         let ack = self.current_ack(now);
         self.publish_ack(now, ack);
+    }
+
+    /// Whether what we hold is the cluster's, so that "every known node
+    /// acknowledged" means every node: we synced with a peer since start
+    /// (or formed the cluster alone), no transfer is arriving, and every
+    /// member SWIM shows has a record here. A joiner whose seeds did not
+    /// answer, or whose transfer is still arriving, knows only itself: it
+    /// collected alone, then fenced the older records on their way, and a
+    /// peer behind that horizon caught up from its nearly empty digest.
+    fn may_collect(&self, now: Duration) -> bool {
+        self.synced_with_a_peer
+            && !self.receiving_transfer(now)
+            && self
+                .members
+                .keys()
+                .all(|node| self.state.observed.get(*node).is_some())
     }
 
     /// Catches up with the horizon of the peer whose full digest this is,
@@ -75,7 +94,7 @@ impl Peer {
             self.stats.horizon_catch_ups_deferred += 1;
             return;
         }
-        let seen: Vec<NodeId> = self
+        let seen: BTreeSet<NodeId> = self
             .state
             .desired
             .nodes()

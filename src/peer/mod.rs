@@ -245,6 +245,10 @@ pub struct Peer {
     record_acks: record_acks::RecordAcks,
     /// A [`PeerTimer::AskHolders`] is pending.
     asking_holders: bool,
+    /// We held all a peer held at least once since start (an equal digest
+    /// hash, or a push whose digest we hold all of), or we formed the
+    /// cluster alone: until then we collect no garbage (see `garbage.rs`).
+    synced_with_a_peer: bool,
     /// Refused node decisions already warned about (see `admission.rs`).
     refusals: admission::RefusalLog,
 }
@@ -309,6 +313,7 @@ impl Peer {
             orphans: lifecycle::Orphans::default(),
             record_acks: record_acks::RecordAcks::default(),
             asking_holders: false,
+            synced_with_a_peer: false,
             refusals: admission::RefusalLog::default(),
             config,
         }
@@ -422,6 +427,7 @@ impl Peer {
         self.publish_pods(now);
         let me = self.config.addr;
         let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != me).collect();
+        self.synced_with_a_peer = seeds.is_empty();
         if !seeds.is_empty() {
             if let Err(e) = self.membership.join_any(now, &seeds) {
                 tracing::debug!(error = %e, "join");

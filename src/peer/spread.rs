@@ -278,6 +278,7 @@ impl Peer {
         match envelope.message {
             SyncMessage::Hello { digest_hash } => {
                 if digest_hash == self.digest_hash() {
+                    self.synced_with_a_peer = true;
                     self.note_held(now, envelope.from, None);
                 } else if !self.receiving_transfer(now) {
                     let digest = self.state.digest();
@@ -317,6 +318,9 @@ impl Peer {
                 if let Some(digest) = digest {
                     self.note_held(now, envelope.from, Some(&digest));
                     self.catch_up_horizon(now, &digest);
+                    if !self.synced_with_a_peer && self.state.digest().holds_all_of(&digest) {
+                        self.synced_with_a_peer = true;
+                    }
                     let delta =
                         self.without_collected_nodes(now, self.state.missing_for(&digest), &digest);
                     self.send_push(reply_to, delta, None);
@@ -327,7 +331,7 @@ impl Peer {
 
     /// Whether a split transfer is arriving: a piece came that was not the
     /// last, within [`TRANSFER_IDLE`] of `now`.
-    fn receiving_transfer(&self, now: Duration) -> bool {
+    pub(super) fn receiving_transfer(&self, now: Duration) -> bool {
         self.transfer.is_some_and(|t| now < t.until)
     }
 

@@ -402,3 +402,19 @@ fn an_old_decision_of_a_node_not_held_and_not_live_is_refused_as_collected() {
         "a new node is taken"
     );
 }
+
+#[test]
+fn a_joiner_whose_seed_does_not_answer_collects_nothing_alone() {
+    let mut cluster = Cluster::new(super::tests::START, Duration::from_millis(1));
+    // Peer 0 joins through an address nobody answers at; peer 1 forms a
+    // cluster of its own.
+    cluster.add(super::Peer::new(super::tests::config(0)), &[addr(9)]);
+    cluster.add(super::Peer::new(super::tests::config(1)), &[]);
+    cluster.run_for(Duration::from_secs(10));
+    let horizon = |i: usize| cluster.peers[i].state().desired.collected_below_ms();
+    assert_eq!(horizon(0), 0, "collected knowing only itself");
+    assert!(
+        horizon(1) > 0,
+        "a peer that formed the cluster alone collects"
+    );
+}
