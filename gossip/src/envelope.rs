@@ -20,12 +20,6 @@ pub(crate) const KIND_DIGEST: u8 = 0x04;
 /// whose probe failed straight to the suspect, so that a live suspect
 /// refutes at once instead of waiting for the rumour to reach it.
 pub(crate) const KIND_SUSPECT: u8 = 0x05;
-/// The hash of a member digest (8 bytes, [`crate::sync::Digest::hash`]):
-/// what an anti-entropy round sends first. A receiver whose own digest
-/// hashes the same answers nothing; otherwise it starts a digest round
-/// towards the sender. A converged cluster so pays 9 bytes a round, not
-/// the digest's 258.
-pub(crate) const KIND_DIGEST_HASH: u8 = 0x06;
 
 /// The node a membership datagram names as its sender: a SWIM packet's
 /// header does; roster requests, roster chunks, digests and suspect

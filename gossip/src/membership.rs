@@ -29,9 +29,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use crate::broadcast::{Handler, MAX_BROADCAST_PAYLOAD, Received, WireBroadcast};
 use crate::codec::{BincodeCodec, CodecError, MAX_PACKET_SIZE};
 use crate::config::Preset;
-use crate::envelope::{
-    KIND_DIGEST, KIND_DIGEST_HASH, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SUSPECT, KIND_SWIM,
-};
+use crate::envelope::{KIND_DIGEST, KIND_ROSTER, KIND_ROSTER_REQUEST, KIND_SUSPECT, KIND_SWIM};
 use crate::identity::PeerIdentity;
 use crate::timers::{Scheduled, TimerQueue};
 use crate::view::{MemberEntry, MemberState, MemberView};
@@ -320,7 +318,6 @@ impl Membership {
             KIND_ROSTER_REQUEST => self.answer_roster_request(now, from),
             KIND_ROSTER => self.apply_roster(now, from, body),
             KIND_DIGEST => self.answer_digest(now, from, body),
-            KIND_DIGEST_HASH => self.answer_digest_hash(now, from, body),
             KIND_SUSPECT => self.refute(from, body),
             other => Err(MembershipError::UnknownKind(other)),
         };

@@ -6,22 +6,19 @@
 //! (it joined a moment later, its roster chunk was lost, it sat behind a
 //! partition, a storm of renewals overflowed the piggyback space) never
 //! hears about the change again, and the views stay different forever.
-//! memberlist fixes this with a periodic full-state push-pull; we send the
-//! hash of a 64-bucket digest first (9 bytes), the digest (about 260
-//! bytes) only when the hashes differ, and then only the members of the
-//! buckets that differ: a converged cluster pays a hash per period and a
-//! single change costs one bucket.
+//! memberlist fixes this with a periodic full-state push-pull; we send a
+//! 64-bucket digest first (about 260 bytes) and then only the members of
+//! the buckets that differ, so that a converged cluster pays a digest per
+//! period and a single change costs one bucket.
 //!
-//! Flow: A's timer sends the hash of its digest to a random member B (any
-//! member we know of, down ones included: its address may now run a
+//! Flow: A's timer sends `Digest { reply: false }` to a random member B
+//! (any member we know of, down ones included: its address may now run a
 //! renewed identity, and it is how the two sides of a healed partition
-//! compare notes). B stops there when its own digest hashes the same;
-//! otherwise it sends `Digest { reply: false }` to A. A answers that with
-//! its members in the buckets that differ (roster chunks) and its own
-//! digest as `Digest { reply: true }`; B then sends its members of the
-//! buckets that still differ. Both sides apply what they receive as foca
-//! updates, so a stale identity loses to a newer one, and a peer listed as
-//! down learns it and renews.
+//! compare notes). B answers with its members in the buckets that differ
+//! (roster chunks) and its own digest as `Digest { reply: true }`; A then
+//! sends its members of the buckets that still differ. Both sides apply
+//! what they receive as foca updates, so a stale identity loses to a newer
+//! one, and a peer listed as down learns it and renews.
 
 use std::net::SocketAddr;
 
@@ -98,16 +95,6 @@ impl Digest {
             buckets[b] = buckets[b].wrapping_add(identity_hash(id));
         }
         Self { reply, buckets }
-    }
-
-    /// A hash of the buckets (not of the reply flag): equal digests hash
-    /// alike on every platform.
-    pub(crate) fn hash(&self) -> u64 {
-        let mut bytes = [0u8; 4 * BUCKETS];
-        for (chunk, b) in bytes.chunks_exact_mut(4).zip(&self.buckets) {
-            chunk.copy_from_slice(&b.to_le_bytes());
-        }
-        hash_bytes(&bytes)
     }
 
     /// Buckets in which `self` and `other` disagree.

@@ -18,8 +18,6 @@ struct Net {
     queue: BTreeMap<(Duration, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
     seq: u64,
     events: Vec<(SocketAddr, MembershipEvent)>,
-    /// Kind byte and length of every datagram sent.
-    sent: Vec<(u8, usize)>,
 }
 
 fn addr(i: u64) -> SocketAddr {
@@ -35,7 +33,6 @@ impl Net {
             queue: BTreeMap::new(),
             seq: 0,
             events: Vec::new(),
-            sent: Vec::new(),
         };
         for i in 1..=n {
             let id = PeerIdentity::new(NodeId(i), addr(i), 1);
@@ -56,7 +53,6 @@ impl Net {
             match o {
                 Output::Send { to, bytes } => {
                     assert!(bytes.len() <= shoal_gossip::MAX_PACKET_SIZE);
-                    self.sent.push((bytes[0], bytes.len()));
                     if !self.muted.contains(&at) && !self.muted.contains(&to) {
                         let when = self.now + Duration::from_millis(2);
                         self.queue.insert((when, self.seq), (to, at, bytes));
@@ -277,50 +273,6 @@ fn malformed_digests_and_suspect_notices_are_rejected() {
     // A truncated suspect notice.
     assert!(peer.handle_datagram(now, addr(2), &[0x05, 0x80]).is_err());
     assert_eq!(peer.view().members.len(), 1);
-}
-
-#[test]
-fn a_converged_cluster_compares_digest_hashes_and_sends_no_digest() {
-    let mut net = Net::new(5);
-    net.join_all_through_first();
-    net.run_for(Duration::from_secs(10));
-    assert!((1..=5).all(|i| net.active_nodes(addr(i)).len() == 5));
-    net.sent.clear();
-    net.run_for(Duration::from_secs(10));
-    let of_kind = |kind: u8| net.sent.iter().filter(move |(k, _)| *k == kind);
-    // One round per peer per 0.75-1.25 s: 5 peers, 10 s.
-    assert!(of_kind(0x06).count() >= 35, "{:?}", net.sent);
-    assert!(of_kind(0x06).all(|(_, len)| *len == 9));
-    assert_eq!(
-        of_kind(0x04).count(),
-        0,
-        "a digest went out: views differed"
-    );
-}
-
-#[test]
-fn a_digest_hash_that_differs_is_answered_with_a_digest_and_a_malformed_one_is_refused() {
-    let mut net = Net::new(2);
-    let peer = net.peers.get_mut(&addr(1)).unwrap();
-    let now = Duration::ZERO;
-    assert!(
-        peer.handle_datagram(now, addr(2), &[0x06, 1, 2, 3])
-            .is_err()
-    );
-    let mut hash = vec![0x06];
-    hash.extend(7u64.to_le_bytes());
-    peer.handle_datagram(now, addr(2), &hash).unwrap();
-    let mut answers = Vec::new();
-    while let Some(out) = peer.poll_output() {
-        if let Output::Send { to, bytes } = out {
-            answers.push((to, bytes));
-        }
-    }
-    // Our digest, not an answer to one: the sender replies with its members.
-    assert_eq!(answers.len(), 1);
-    assert_eq!(answers[0].0, addr(2));
-    assert_eq!(&answers[0].1[..2], &[0x04, 0]);
-    assert_eq!(answers[0].1.len(), 2 + 4 * 64);
 }
 
 #[test]

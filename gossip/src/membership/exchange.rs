@@ -15,8 +15,7 @@ use super::{
 };
 use crate::codec::WireMember;
 use crate::envelope::{
-    KIND_DIGEST, KIND_DIGEST_HASH, decode_roster, decode_suspect_notice, roster_chunks,
-    suspect_notice,
+    KIND_DIGEST, decode_roster, decode_suspect_notice, roster_chunks, suspect_notice,
 };
 use crate::identity::PeerIdentity;
 use crate::sync::{Digest, bucket_of};
@@ -211,31 +210,9 @@ impl Membership {
         let Some(to) = self.random_member_addr() else {
             return Ok(());
         };
-        let mut bytes = vec![KIND_DIGEST_HASH];
-        bytes.extend_from_slice(&self.digest(false).hash().to_le_bytes());
+        self.roster_expected.insert(to, now + SYNC_WINDOW);
+        let bytes = self.digest(false).encode(KIND_DIGEST);
         self.outputs.push_back(Output::Send { to, bytes });
-        Ok(())
-    }
-
-    /// Answers the hash of a member's digest: nothing when ours hashes the
-    /// same, else our digest, which starts the exchange with the roles
-    /// swapped (see `sync.rs`).
-    pub(super) fn answer_digest_hash(
-        &mut self,
-        now: Duration,
-        from: SocketAddr,
-        body: &[u8],
-    ) -> Result<(), MembershipError> {
-        let theirs: [u8; 8] = body
-            .try_into()
-            .map_err(|_| MembershipError::Digest(body.len() + 1))?;
-        let mine = self.digest(false);
-        if mine.hash() == u64::from_le_bytes(theirs) || !self.may_answer(now, from) {
-            return Ok(());
-        }
-        self.roster_expected.insert(from, now + SYNC_WINDOW);
-        let bytes = mine.encode(KIND_DIGEST);
-        self.outputs.push_back(Output::Send { to: from, bytes });
         Ok(())
     }
 
