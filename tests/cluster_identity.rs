@@ -33,19 +33,6 @@ fn node_names(cluster: &Cluster, i: usize) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The value of the counter `series` (name and labels) at peer `i`.
-fn counter(cluster: &Cluster, i: usize, series: &str) -> u64 {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("{}/metrics", cluster.peers[i].server())])
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
 /// The address peer `i` lists for the node called `name`.
 fn node_addr(cluster: &Cluster, i: usize, name: &str) -> Option<String> {
     let nodes = cluster.try_get_json(i, "nodes")?;
@@ -105,7 +92,7 @@ fn a_member_claiming_an_existing_node_id_is_refused_at_the_transport() {
 
     let refusals = |c: &Cluster| -> u64 {
         (0..3)
-            .map(|i| counter(c, i, "shoal_transport_identity_refusals_total"))
+            .map(|i| c.counter(i, "shoal_transport_identity_refusals_total"))
             .sum()
     };
     let forger_log = || std::fs::read_to_string(cluster.dir.join("forger.log")).unwrap_or_default();

@@ -10,7 +10,6 @@
 mod cluster_support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -30,21 +29,8 @@ const IMAGE: &str = "shoal-test/hello:1.0";
 const MEMBER: NodeId = NodeId(0x7e57_0000_0000_7a4e);
 const MEMBER_SEED: [u8; 32] = [0x42; 32];
 
-/// The value of the counter `series` (name and labels) at peer `i`.
-fn counter(cluster: &Cluster, i: usize, series: &str) -> u64 {
-    let out = Command::new("curl")
-        .args(["-sf", &format!("{}/metrics", cluster.peers[i].server())])
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
 fn sum(cluster: &Cluster, series: &str) -> u64 {
-    (0..3).map(|i| counter(cluster, i, series)).sum()
+    (0..3).map(|i| cluster.counter(i, series)).sum()
 }
 
 fn wall_ms() -> u64 {

@@ -341,6 +341,20 @@ impl Cluster {
         );
     }
 
+    /// The value of the counter `series` (name and labels) in peer `i`'s
+    /// `/metrics`; 0 when absent.
+    pub fn counter(&self, i: usize, series: &str) -> u64 {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/metrics", self.peers[i].server())])
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     /// Running pods of `rc` on the node named `node`, as peer 0 reports.
     pub fn running_pods_on(&self, rc: &str, node: &str) -> Vec<String> {
         self.running_pods(0, rc)
