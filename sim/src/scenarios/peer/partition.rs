@@ -35,6 +35,14 @@ fn settle_sides(c: &mut PeerCluster, sides: &[Vec<Slot>; 2], deadline: Micros) -
     }
 }
 
+/// Container starts so far on every live node's engine.
+fn container_starts(c: &PeerCluster) -> u64 {
+    c.alive_slots()
+        .into_iter()
+        .filter_map(|s| c.world.node(s).map(|n| n.runtime.starts))
+        .sum()
+}
+
 pub fn run(o: &PeerOptions) -> PeerReport {
     let mut o = o.clone();
     o.rcs = o.rcs.max(2);
@@ -79,12 +87,15 @@ pub fn run(o: &PeerOptions) -> PeerReport {
 
     c.world.net.heal();
     let t_heal = c.now();
+    let starts_at_heal = container_starts(&c);
     // Settled means the counts are exact and the rollout has finished.
     let healed = c.settle_until(secs(1) / 2, t_heal + secs(120), |c| {
         c.runs_image(&workload_rc(1, 0).name, NEW_IMAGE)
     });
 
+    let starts_after_heal = container_starts(&c) - starts_at_heal;
     let mut extra = BTreeMap::new();
+    extra.insert("starts_after_heal".into(), starts_after_heal as f64);
     for (k, t, since) in [
         ("formed_ms", formed, 0),
         ("sides_settled_ms", split, t_split),
