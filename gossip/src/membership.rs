@@ -57,6 +57,13 @@ const SYNC_MAX_CHUNKS: usize = 3;
 const SYNC_CHUNKS_PER_SECOND: f64 = 2.0;
 /// How long the answer to our digest is accepted.
 const SYNC_WINDOW: Duration = Duration::from_secs(5);
+/// How long a roster's down verdict about a member alive here waits for
+/// that member to renew (see `exchange.rs`, `apply_roster`): a few
+/// anti-entropy rounds, in which a member declared down by the other side
+/// of a healed partition learns it from that side and renews.
+const HELD_DOWN_FOR: Duration = Duration::from_secs(5);
+/// Bound on held verdicts (one per member at most).
+const HELD_DOWNS_MAX: usize = 16_384;
 
 /// Why an input was rejected. Network input never panics: the datagram is
 /// dropped, membership state is unaffected unless the variant says so.
@@ -137,6 +144,12 @@ pub struct MembershipStats {
     pub refutations: u64,
     /// Members we learned were declared down (or left).
     pub downs: u64,
+    /// Down verdicts from an anti-entropy roster about members alive here,
+    /// held rather than applied (see `exchange.rs`, `apply_roster`).
+    pub downs_held: u64,
+    /// Of those, verdicts applied when the hold ended with the member
+    /// still alive here under the same identity.
+    pub held_downs_applied: u64,
 }
 
 /// foca's `Runtime`: a buffer emptied after every foca call.
@@ -221,6 +234,9 @@ pub struct Membership {
     sync_budget: (f64, Duration),
     /// Our own choices (sync partner, jitter), separate from foca's RNG.
     rng: Xoshiro256PlusPlus,
+    /// Down verdicts held back from anti-entropy rosters, by identity:
+    /// the verdict's incarnation and when it applies if still alive here.
+    held_downs: BTreeMap<PeerIdentity, (u16, Duration)>,
     /// Counters for metrics.
     stats: MembershipStats,
 }
@@ -254,6 +270,7 @@ impl Membership {
             digest_cache: std::cell::Cell::new(None),
             sync_budget: (SYNC_MAX_CHUNKS as f64, Duration::ZERO),
             rng: Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ 0x5eed_5eed_a11c_e5e5),
+            held_downs: BTreeMap::new(),
             stats: MembershipStats::default(),
         }
     }
@@ -343,6 +360,7 @@ impl Membership {
                     suspect,
                     incarnation,
                 } => self.notify_suspect(now, suspect, incarnation, false),
+                Scheduled::HeldDowns => self.apply_held_downs(now),
             };
             if let Err(e) = result {
                 first_error.get_or_insert(e);

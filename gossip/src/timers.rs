@@ -23,6 +23,7 @@ fn rank(timer: &Scheduled) -> u8 {
         Scheduled::JoinRetry => 7,
         Scheduled::Sync => 8,
         Scheduled::SuspectNotice { .. } => 9,
+        Scheduled::HeldDowns => 10,
     }
 }
 
@@ -40,6 +41,8 @@ pub(crate) enum Scheduled {
         suspect: PeerIdentity,
         incarnation: u16,
     },
+    /// Apply the held down verdicts whose hold has ended.
+    HeldDowns,
 }
 
 #[derive(Debug, Default)]

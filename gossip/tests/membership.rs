@@ -14,6 +14,8 @@ struct Net {
     now: Duration,
     peers: BTreeMap<SocketAddr, Membership>,
     muted: Vec<SocketAddr>,
+    /// While set, datagrams between these peers and the others are lost.
+    split: Option<Vec<SocketAddr>>,
     /// (deliver at, seq) -> (to, from, datagram)
     queue: BTreeMap<(Duration, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
     seq: u64,
@@ -30,6 +32,7 @@ impl Net {
             now: Duration::ZERO,
             peers: BTreeMap::new(),
             muted: Vec::new(),
+            split: None,
             queue: BTreeMap::new(),
             seq: 0,
             events: Vec::new(),
@@ -53,7 +56,11 @@ impl Net {
             match o {
                 Output::Send { to, bytes } => {
                     assert!(bytes.len() <= shoal_gossip::MAX_PACKET_SIZE);
-                    if !self.muted.contains(&at) && !self.muted.contains(&to) {
+                    let crosses = self
+                        .split
+                        .as_ref()
+                        .is_some_and(|side| side.contains(&at) != side.contains(&to));
+                    if !self.muted.contains(&at) && !self.muted.contains(&to) && !crosses {
                         let when = self.now + Duration::from_millis(2);
                         self.queue.insert((when, self.seq), (to, at, bytes));
                     }
@@ -180,6 +187,42 @@ fn a_peer_wrongly_declared_down_renews_its_identity_and_rejoins() {
                 .any(|m| m.identity == renewed && m.state.is_active())
         );
     }
+}
+
+#[test]
+fn after_a_partition_heals_no_peer_sees_its_own_side_go_down() {
+    let mut net = Net::new(8);
+    net.join_all_through_first();
+    net.run_for(Duration::from_secs(3));
+    let side: Vec<SocketAddr> = (1..=4).map(addr).collect();
+    net.split = Some(side.clone());
+    net.run_for(Duration::from_secs(15));
+    assert_eq!(net.active_nodes(addr(1)), vec![1, 2, 3, 4]);
+    assert_eq!(net.active_nodes(addr(8)), vec![5, 6, 7, 8]);
+    net.split = None;
+    let healed = net.events.len();
+    net.run_for(Duration::from_secs(20));
+    for i in 1..=8 {
+        assert_eq!(
+            net.active_nodes(addr(i)).len(),
+            8,
+            "view of peer {i}: {:?}",
+            net.peers[&addr(i)].view()
+        );
+    }
+    // Each side declared the other down while split; those verdicts must
+    // not make a peer drop the members it was talking to all along.
+    let same_side = |a: &SocketAddr, node: NodeId| side.contains(a) == (node.0 <= 4);
+    let flaps: Vec<_> = net.events[healed..]
+        .iter()
+        .filter(|(at, e)| matches!(e, MembershipEvent::Down(id) if same_side(at, id.node)))
+        .collect();
+    assert!(
+        flaps.is_empty(),
+        "own side seen down after the heal: {flaps:?}"
+    );
+    let held: u64 = net.peers.values().map(|p| p.stats().downs_held).sum();
+    assert!(held > 0, "the other side's verdicts reached no roster");
 }
 
 #[test]
