@@ -137,10 +137,11 @@ impl Membership {
                     && alive.contains(m.id())
                     && (self.held_downs.contains_key(m.id())
                         || self.held_downs.len() < HELD_DOWNS_MAX);
-                if stale {
+                if stale && !self.held_downs.contains_key(m.id()) {
+                    // The first hold's deadline stands: the digests keep
+                    // differing meanwhile, and each round resends it.
                     self.held_downs
-                        .entry(*m.id())
-                        .or_insert((m.incarnation(), now + HELD_DOWN_FOR));
+                        .insert(*m.id(), (m.incarnation(), now + HELD_DOWN_FOR));
                     self.stats.downs_held += 1;
                     held_any = true;
                 }
@@ -377,5 +378,69 @@ impl Membership {
             self.outputs.push_back(Output::Send { to: from, bytes });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use shoal_crdt_state::node::NodeId;
+
+    use crate::config::Preset;
+    use crate::identity::PeerIdentity;
+    use crate::membership::Membership;
+
+    fn identity(i: u64, incarnation: u64) -> PeerIdentity {
+        let addr = format!("10.0.0.{i}:7946").parse().unwrap();
+        PeerIdentity::new(NodeId(i), addr, incarnation)
+    }
+
+    fn down(id: PeerIdentity) -> foca::Member<PeerIdentity> {
+        foca::Member::new(id, 0, foca::State::Down)
+    }
+
+    /// A peer that sees member 2 alive (and nobody else).
+    fn peer_seeing_2() -> Membership {
+        let mut m = Membership::new(identity(1, 1), Preset::Lan, 1);
+        m.restore_members(Duration::ZERO, [identity(2, 1)]).unwrap();
+        m
+    }
+
+    #[test]
+    fn a_roster_verdict_about_a_live_member_applies_only_once_the_hold_ends() {
+        let mut m = peer_seeing_2();
+        let t = Duration::from_secs(1);
+        let kept = m.hold_stale_downs(t, vec![down(identity(2, 1))]);
+        assert!(kept.is_empty());
+        // Resent by the next rounds: still one hold, with its first deadline.
+        m.hold_stale_downs(t + Duration::from_secs(3), vec![down(identity(2, 1))]);
+        assert_eq!(m.stats().downs_held, 1);
+        m.apply_held_downs(t + super::HELD_DOWN_FOR - Duration::from_millis(1))
+            .unwrap();
+        assert_eq!(m.view().active_nodes(), vec![NodeId(1), NodeId(2)]);
+        m.apply_held_downs(t + super::HELD_DOWN_FOR).unwrap();
+        assert_eq!(m.view().active_nodes(), vec![NodeId(1)]);
+        assert_eq!(m.stats().held_downs_applied, 1);
+    }
+
+    #[test]
+    fn a_held_verdict_is_dropped_once_the_member_renewed() {
+        let mut m = peer_seeing_2();
+        let t = Duration::from_secs(1);
+        m.hold_stale_downs(t, vec![down(identity(2, 1))]);
+        m.restore_members(t, [identity(2, 2)]).unwrap();
+        m.apply_held_downs(t + super::HELD_DOWN_FOR).unwrap();
+        assert_eq!(m.view().active_nodes(), vec![NodeId(1), NodeId(2)]);
+        assert_eq!(m.stats().held_downs_applied, 0);
+    }
+
+    #[test]
+    fn verdicts_about_members_not_alive_here_are_applied_at_once() {
+        let mut m = peer_seeing_2();
+        let unknown = down(identity(3, 1));
+        let kept = m.hold_stale_downs(Duration::ZERO, vec![unknown.clone()]);
+        assert_eq!(kept, vec![unknown]);
+        assert_eq!(m.stats().downs_held, 0);
     }
 }
