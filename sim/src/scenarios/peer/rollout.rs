@@ -192,6 +192,34 @@ fn pods_of(c: &PeerCluster, rc: &str) -> String {
     out
 }
 
+/// The RCs not (only) on `image` at the end, at most five, each with the
+/// images live peers hold current for it: a run that waits for an image
+/// no peer wants (an undo refused) reads apart from one stuck on its way.
+fn not_rolled(c: &PeerCluster, specs: &[RcSpec], image: &str) -> String {
+    let left: Vec<String> = specs
+        .iter()
+        .filter(|s| !c.runs_image(&s.name, image))
+        .map(|s| {
+            let mut wanted: BTreeMap<String, usize> = BTreeMap::new();
+            for slot in c.alive_slots() {
+                let Some(rc) = c.world.node(slot).and_then(|n| n.peer.rcs().get(&s.name)) else {
+                    continue;
+                };
+                *wanted
+                    .entry(rc.template.primary_image().to_owned())
+                    .or_default() += 1;
+            }
+            format!("{} (current at peers: {wanted:?})", s.name)
+        })
+        .collect();
+    format!(
+        "{} RCs not on {image}: {}{}",
+        left.len(),
+        left.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        if left.len() > 5 { ", ..." } else { "" }
+    )
+}
+
 /// What the bounds are checked against.
 struct Bounds {
     /// Per RC: (ready floor, running ceiling). Its keys are fixed once
@@ -439,7 +467,10 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         r.rc.rc_converged = false;
     };
     if rolled.is_none() {
-        fail("the rollout did not finish within 600 s".into());
+        fail(format!(
+            "the rollout did not finish within 600 s; {}",
+            not_rolled(&c, &specs, final_image)
+        ));
     }
     if !undo.names.is_empty() {
         fail(format!(
