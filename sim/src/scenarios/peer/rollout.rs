@@ -192,6 +192,34 @@ fn pods_of(c: &PeerCluster, rc: &str) -> String {
     out
 }
 
+/// The RCs not (only) on `image` at the end, at most five, each with the
+/// images live peers hold current for it: a run that waits for an image
+/// no peer wants (an undo refused) reads apart from one stuck on its way.
+fn not_rolled(c: &PeerCluster, specs: &[RcSpec], image: &str) -> String {
+    let left: Vec<String> = specs
+        .iter()
+        .filter(|s| !c.runs_image(&s.name, image))
+        .map(|s| {
+            let mut wanted: BTreeMap<String, usize> = BTreeMap::new();
+            for slot in c.alive_slots() {
+                let Some(rc) = c.world.node(slot).and_then(|n| n.peer.rcs().get(&s.name)) else {
+                    continue;
+                };
+                *wanted
+                    .entry(rc.template.primary_image().to_owned())
+                    .or_default() += 1;
+            }
+            format!("{} (current at peers: {wanted:?})", s.name)
+        })
+        .collect();
+    format!(
+        "{} RCs not on {image}: {}{}",
+        left.len(),
+        left.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        if left.len() > 5 { ", ..." } else { "" }
+    )
+}
+
 /// What the bounds are checked against.
 struct Bounds {
     /// Per RC: (ready floor, running ceiling). Its keys are fixed once
@@ -354,12 +382,22 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     let deadline = t0 + secs(600);
     let mut disturbed = false;
     let mut healed_at: Option<Micros> = None;
+    let mut undo = PendingUndo::default();
     while c.now() < deadline {
         let step = c.now() + secs(1) / 4;
         run_checked(&mut c, step, &mut bounds);
         if !disturbed && c.now() >= t0 + disturbed_after(disturbance) {
             disturbed = true;
-            disturb(&mut c, disturbance, &specs, &mut bounds, &mut healed_at);
+            disturb(
+                &mut c,
+                disturbance,
+                &specs,
+                &mut bounds,
+                &mut healed_at,
+                &mut undo,
+            );
+        } else {
+            undo.retry(&mut c);
         }
         if let Some(at) = healed_at
             && c.now() >= at
@@ -393,6 +431,9 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
     extra.insert("min_ready".into(), bounds.min_ready as f64);
     extra.insert("min_ready_margin".into(), bounds.min_margin as f64);
     extra.insert("bound_checks".into(), bounds.checks as f64);
+    if matches!(disturbance, Disturbance::Undo | Disturbance::PartitionUndo) {
+        extra.insert("undos_refused".into(), undo.refusals as f64);
+    }
     if matches!(
         disturbance,
         Disturbance::Partition | Disturbance::PartitionUndo
@@ -426,7 +467,16 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
         r.rc.rc_converged = false;
     };
     if rolled.is_none() {
-        fail("the rollout did not finish within 600 s".into());
+        fail(format!(
+            "the rollout did not finish within 600 s; {}",
+            not_rolled(&c, &specs, final_image)
+        ));
+    }
+    if !undo.names.is_empty() {
+        fail(format!(
+            "the peer told `rollout undo` refused it to the end for {:?}",
+            undo.names
+        ));
     }
     for v in bounds.violations.drain(..) {
         fail(v);
@@ -454,12 +504,13 @@ fn disturb(
     specs: &[RcSpec],
     bounds: &mut Bounds,
     healed_at: &mut Option<Micros>,
+    undo: &mut PendingUndo,
 ) {
     match disturbance {
         Disturbance::None => {}
         Disturbance::Undo => {
             if let Some(slot) = c.random_alive() {
-                undo_every_rc(c, slot, specs);
+                undo.tell(c, slot, specs);
             }
         }
         Disturbance::Twice => {
@@ -530,7 +581,7 @@ fn disturb(
             if disturbance == Disturbance::PartitionUndo
                 && let Some(&slot) = alive.first()
             {
-                undo_every_rc(c, slot, specs);
+                undo.tell(c, slot, specs);
             }
             // Each side runs the declared count of its own: only the floor.
             bounds.check_running = false;
@@ -539,16 +590,50 @@ fn disturb(
     }
 }
 
-/// `rollout undo` of every RC, told to the peer in `slot`.
-fn undo_every_rc(c: &mut PeerCluster, slot: Slot, specs: &[RcSpec]) {
-    for s in specs {
-        let _ = c.command(
-            slot,
-            Command::Undo {
-                name: s.name.clone(),
-                to_revision: None,
-            },
-        );
+/// `rollout undo` of every RC, told to one peer. A peer that has not yet
+/// received an RC's rolling update (told to another random peer 1 s
+/// before; gossip had not brought it) refuses the undo, as `shoal rollout
+/// undo` there would (no earlier revision): the user's command failed, and
+/// the RC rightly finished on the new image while the run waited for the
+/// first one until its 600 s deadline (`rollout-undo` seed 5 at 100 peers
+/// x 100 RCs on main b854248, seed 37 at 50 peers x 10 RCs on 476ab04).
+/// Like a user, the scenario tells it again at every step until it takes.
+#[derive(Default)]
+struct PendingUndo {
+    slot: Option<Slot>,
+    /// RCs whose undo the peer refused so far.
+    names: Vec<String>,
+    /// Refused undos, retries included.
+    refusals: u64,
+}
+
+impl PendingUndo {
+    fn tell(&mut self, c: &mut PeerCluster, slot: Slot, specs: &[RcSpec]) {
+        self.slot = Some(slot);
+        self.names = specs.iter().map(|s| s.name.clone()).collect();
+        self.retry(c);
+    }
+
+    /// Tells the peer the undos it refused so far, once more.
+    fn retry(&mut self, c: &mut PeerCluster) {
+        let Some(slot) = self.slot else {
+            return;
+        };
+        let mut refused = Vec::new();
+        for name in std::mem::take(&mut self.names) {
+            let told = c.command(
+                slot,
+                Command::Undo {
+                    name: name.clone(),
+                    to_revision: None,
+                },
+            );
+            if !matches!(told, Some(Ok(_))) {
+                refused.push(name);
+            }
+        }
+        self.refusals += refused.len() as u64;
+        self.names = refused;
     }
 }
 
