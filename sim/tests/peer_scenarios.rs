@@ -226,7 +226,8 @@ fn rollouts_keep_their_bounds_at_every_instant_alone_and_under_each_disturbance(
 /// revision); the scenario tells it again until it takes. It used to ignore
 /// the refusal and wait for the first image until its 600 s deadline while
 /// that RC rightly finished on the second (seed 5 at 100 peers x 100 RCs on
-/// b854248; here 3 of 10 undos are refused at first).
+/// b854248; here 1 of 10, rc-0000, is refused at first: 3 refusals with
+/// the retries, on 476ab04).
 #[test]
 fn rollout_undo_told_before_the_update_arrived_is_told_again_and_the_run_finishes() {
     let r = run("rollout-undo", 50, 37, 10, 10);

@@ -68,7 +68,8 @@
 
 use std::collections::BTreeMap;
 
-use shoal::peer::Command;
+use shoal::peer::{Command, CommandError};
+use shoal_crdt_state::error::StateError;
 use shoal_crdt_state::spec::RcSpec;
 
 use super::cluster::{PeerCluster, secs};
@@ -478,6 +479,9 @@ pub fn run(o: &PeerOptions, disturbance: Disturbance) -> PeerReport {
             undo.names
         ));
     }
+    if !undo.failed.is_empty() {
+        fail(format!("`rollout undo` failed: {:?}", undo.failed));
+    }
     for v in bounds.violations.drain(..) {
         fail(v);
     }
@@ -605,6 +609,9 @@ struct PendingUndo {
     names: Vec<String>,
     /// Refused undos, retries included.
     refusals: u64,
+    /// Undos that failed otherwise than for want of an earlier revision
+    /// (not retried: the run fails with them).
+    failed: Vec<String>,
 }
 
 impl PendingUndo {
@@ -628,8 +635,14 @@ impl PendingUndo {
                     to_revision: None,
                 },
             );
-            if !matches!(told, Some(Ok(_))) {
-                refused.push(name);
+            match told {
+                Some(Ok(_)) => {}
+                // Not yet received the rolling update: told again.
+                Some(Err(CommandError::Rollout(StateError::NoEarlierRevision { .. }))) => {
+                    refused.push(name)
+                }
+                Some(Err(e)) => self.failed.push(format!("{name}: {e}")),
+                None => self.failed.push(format!("{name}: the peer is not running")),
             }
         }
         self.refusals += refused.len() as u64;
