@@ -181,7 +181,7 @@ pub fn plan(
     let mut wake = |at: u64| out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
     // Before deciding: the rollout's view of this node's pods is current.
     track_progress(rcs, local, now, &mut wake);
-    note_template_changes(me, rcs, assignment, cluster_pods, local, now);
+    note_template_changes(me, rcs, cluster_pods, local, now);
 
     for id in pods {
         if let Some(l) = local
@@ -216,7 +216,7 @@ pub fn plan(
         if slot == Slot::Surge {
             let view = views
                 .entry(id.rc.clone())
-                .or_insert_with(|| rc_view(me, rc, &id.rc, assignment, cluster_pods, local));
+                .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
             let Some(l) = local.get(&id) else {
                 // A paused rollout (`shoal rollout pause`) starts no surge pod either.
                 if owner == Some(me)
@@ -310,7 +310,7 @@ pub fn plan(
                 // shares the surge budget with the rollout.
                 let view = views
                     .entry(id.rc.clone())
-                    .or_insert_with(|| rc_view(me, rc, &id.rc, assignment, cluster_pods, local));
+                    .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                 if may_start_move(rc, current, view, id.index)
                     && let Some(started) =
                         start_once_settled(&id, rc, local, policy, now, &mut wake)
@@ -389,9 +389,9 @@ pub fn plan(
                 let replaced = keeps && !relied_on && now >= deadline;
                 let bound_passed = now >= deadline && !keeps && !serves;
                 let budget_allows = replaced && !rc.paused && {
-                    let view = views.entry(id.rc.clone()).or_insert_with(|| {
-                        rc_view(me, rc, &id.rc, assignment, cluster_pods, local)
-                    });
+                    let view = views
+                        .entry(id.rc.clone())
+                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                     may_replace(rc, current, view, id.index, surge_placed(rc, assignment))
                 };
                 let Some(l) = local.get_mut(&id) else {
@@ -458,9 +458,9 @@ pub fn plan(
                         wake(until);
                         continue;
                     }
-                    let view = views.entry(id.rc.clone()).or_insert_with(|| {
-                        rc_view(me, rc, &id.rc, assignment, cluster_pods, local)
-                    });
+                    let view = views
+                        .entry(id.rc.clone())
+                        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
                     if may_replace(rc, current, view, id.index, surge_placed(rc, assignment)) {
                         rest.extend(drain_then_stop(
                             &id,
@@ -700,56 +700,16 @@ fn owner_prepares_replica(reported: &[PodStatus], id: &PodId, current: TemplateH
     })
 }
 
-/// Replicas of `rc` (`name`) that placement gives to a node holding no
-/// copy of them while another node still holds one: their owners are
-/// about to start them (see [`RcView::pending_moves`]).
-fn pending_moves(
-    me: NodeId,
-    replicas: u32,
-    name: &str,
-    assignment: &Assignment,
-    cluster_pods: &impl ClusterPods,
-    local: &LocalPods,
-) -> BTreeSet<u32> {
-    let mut holders: BTreeMap<u32, BTreeSet<NodeId>> = BTreeMap::new();
-    for (node, statuses) in cluster_pods.each_node() {
-        if node == me {
-            continue;
-        }
-        for s in statuses.iter().filter(|s| s.id.rc == name) {
-            holders.entry(s.id.index).or_default().insert(node);
-        }
-    }
-    for (id, _) in local.iter().filter(|(id, _)| id.rc == name) {
-        holders.entry(id.index).or_default().insert(me);
-    }
-    holders
-        .iter()
-        .filter(|(j, nodes)| **j < replicas && !nodes.is_empty())
-        .filter(|(j, nodes)| {
-            let id = PodId {
-                rc: name.to_owned(),
-                index: **j,
-            };
-            assignment.owner(&id).is_some_and(|o| !nodes.contains(&o))
-        })
-        .map(|(j, _)| *j)
-        .collect()
-}
-
 /// Every pod of RC `name` in the cluster by replica: other nodes as they
 /// report, this node from its own bookkeeping.
 fn rc_view(
     me: NodeId,
-    rc: &RcSpec,
     name: &str,
-    assignment: &Assignment,
+    current: TemplateHash,
     cluster_pods: &impl ClusterPods,
     local: &LocalPods,
 ) -> RcView {
-    let current = rc.template.hash();
     let mut view = RcView::default();
-    view.pending_moves = pending_moves(me, rc.replicas, name, assignment, cluster_pods, local);
     for (node, statuses) in cluster_pods.each_node() {
         if node == me {
             continue;
@@ -820,7 +780,7 @@ fn releases_move(
     }
     let view = views
         .entry(id.rc.clone())
-        .or_insert_with(|| rc_view(me, rc, &id.rc, assignment, cluster_pods, local));
+        .or_insert_with(|| rc_view(me, &id.rc, current, cluster_pods, local));
     // The new owner runs it already: the handover takes its course.
     let successor_started =
         owner.is_some_and(|o| cluster_pods.reported_by(o).iter().any(|s| s.id == *id));
@@ -872,7 +832,6 @@ fn change_settles_at(l: &LocalPod, now: u64, policy: &ReconcilePolicy) -> Option
 fn note_template_changes(
     me: NodeId,
     rcs: &BTreeMap<String, RcSpec>,
-    assignment: &Assignment,
     cluster_pods: &impl ClusterPods,
     local: &mut LocalPods,
     now: u64,
@@ -890,12 +849,11 @@ fn note_template_changes(
     let mut first_seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for (id, l) in local.iter() {
         if let Some(current) = current_of(id)
-            && let Some(rc) = rcs.get(&id.rc)
             && l.template_hash != current
             && l.outdated_against != Some(current)
             && !first_seen.contains_key(&id.rc)
         {
-            let view = rc_view(me, rc, &id.rc, assignment, cluster_pods, local);
+            let view = rc_view(me, &id.rc, current, cluster_pods, local);
             let change = (
                 serves_template(&view, current),
                 templates_besides(&view, current) > 1,

@@ -105,10 +105,6 @@ pub struct RcView {
     /// The stall reported by the lowest-index pod of the current template.
     pub stalled: Option<String>,
     stalled_index: Option<u32>,
-    /// Replicas whose owner by placement holds no copy while another node
-    /// runs one: a move whose start is coming (after its settle wait, or
-    /// once the budget lets it). Surge slots leave room for them.
-    pub pending_moves: std::collections::BTreeSet<u32>,
 }
 
 impl RcView {
@@ -260,12 +256,7 @@ pub fn may_start_surge(rc: &RcSpec, current: TemplateHash, view: &RcView, index:
     let empty_before = (rc.replicas..index)
         .filter(|j| !view.pods.contains_key(j))
         .count() as u64;
-    // A pending move counts as started: its owner may start it on a view
-    // that does not show this slot's pod yet (gossip lag), and both
-    // together would run one copy over the budget (seen in the simulator
-    // while nodes joined during a rollout: 14 running, ceiling 13).
-    occupied(rc, view) + view.pending_moves.len() as u64 + empty_before
-        < u64::from(rc.replicas) + u64::from(surge)
+    occupied(rc, view) + empty_before < u64::from(rc.replicas) + u64::from(surge)
 }
 
 /// The running copies the budget counts: every declared replica holds its
@@ -318,12 +309,7 @@ pub fn may_start_move(rc: &RcSpec, current: TemplateHash, view: &RcView, index: 
     if surge == 0 {
         return true;
     }
-    // Moves of lower index come first: each owner starts on its own view,
-    // and several moving at once (nodes joining mid-rollout) would each
-    // take the last place (seen in the simulator: 4 moves started within
-    // 20 ms, 14 running, ceiling 13).
-    let before = view.pending_moves.range(..index).count() as u64;
-    occupied(rc, view) + before < u64::from(rc.replicas) + u64::from(surge)
+    occupied(rc, view) < u64::from(rc.replicas) + u64::from(surge)
 }
 
 /// True while surge pods are still needed: some replica lacks an available
