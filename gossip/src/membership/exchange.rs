@@ -123,12 +123,7 @@ impl Membership {
         {
             return members;
         }
-        let alive: std::collections::BTreeSet<PeerIdentity> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Alive)
-            .map(|m| *m.id())
-            .collect();
+        let alive = self.alive_identities();
         let mut held_any = false;
         let kept = members
             .into_iter()
@@ -154,6 +149,15 @@ impl Membership {
         kept
     }
 
+    /// The identities foca holds alive (not suspect, not down).
+    fn alive_identities(&self) -> std::collections::BTreeSet<PeerIdentity> {
+        self.foca
+            .iter_membership_state()
+            .filter(|m| m.state() == foca::State::Alive)
+            .map(|m| *m.id())
+            .collect()
+    }
+
     /// Applies the held down verdicts whose hold has ended, for members
     /// still alive here under the same identity; drops the others (the
     /// member renewed, or is already down).
@@ -170,12 +174,7 @@ impl Membership {
         for (id, _) in &due {
             self.held_downs.remove(id);
         }
-        let alive: std::collections::BTreeSet<PeerIdentity> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Alive)
-            .map(|m| *m.id())
-            .collect();
+        let alive = self.alive_identities();
         let verdicts: Vec<_> = due
             .into_iter()
             .filter(|(id, _)| alive.contains(id))
