@@ -125,24 +125,22 @@ impl Membership {
         }
         let alive = self.alive_identities();
         let mut held_any = false;
-        let kept = members
-            .into_iter()
-            .filter(|m| {
-                let stale = m.state() == foca::State::Down
-                    && alive.contains(m.id())
-                    && (self.held_downs.contains_key(m.id())
-                        || self.held_downs.len() < HELD_DOWNS_MAX);
-                if stale && !self.held_downs.contains_key(m.id()) {
-                    // The first hold's deadline stands: the digests keep
-                    // differing meanwhile, and each round resends it.
-                    self.held_downs
-                        .insert(*m.id(), (m.incarnation(), now + HELD_DOWN_FOR));
-                    self.stats.downs_held += 1;
-                    held_any = true;
-                }
-                !stale
-            })
-            .collect();
+        let mut kept = Vec::with_capacity(members.len());
+        for m in members {
+            if m.state() != foca::State::Down || !alive.contains(m.id()) {
+                kept.push(m);
+            } else if self.held_downs.contains_key(m.id()) {
+                // Already held: the first deadline stands (the digests keep
+                // differing meanwhile, and each round resends the verdict).
+            } else if self.held_downs.len() >= HELD_DOWNS_MAX {
+                kept.push(m);
+            } else {
+                self.held_downs
+                    .insert(*m.id(), (m.incarnation(), now + HELD_DOWN_FOR));
+                self.stats.downs_held += 1;
+                held_any = true;
+            }
+        }
         if held_any {
             self.schedule(now + HELD_DOWN_FOR, Scheduled::HeldDowns);
         }
